@@ -1,0 +1,72 @@
+//! Options every subcommand shares.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// Options that apply to every command.
+#[derive(Debug, Args)]
+pub struct GlobalOptions {
+    /// State directory (content store, containers, kernels).
+    /// Default: /var/lib/container for root, $XDG_DATA_HOME/container otherwise.
+    #[arg(long, global = true, env = "CONTAINER_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// How much to log to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, env = "CONTAINER_LOG_LEVEL")]
+    pub log_level: LogLevel,
+}
+
+/// Verbosity of the logs on stderr.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Output format of list and inspect commands.
+#[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable table.
+    #[default]
+    Table,
+    /// Machine-readable JSON.
+    Json,
+}
+
+impl GlobalOptions {
+    /// Sets up `tracing` to stderr at the chosen level.
+    pub fn init_logging(&self) {
+        let level = match self.log_level {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_target(false)
+            .try_init();
+    }
+
+    /// The state directory this invocation works in.
+    pub fn root_dir(&self) -> PathBuf {
+        if let Some(root) = &self.root {
+            return root.clone();
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            return PathBuf::from("/var/lib/container");
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        data.join("container")
+    }
+}

@@ -1,0 +1,49 @@
+//! The `container` binary: parses the command line and dispatches into the library crates.
+//!
+//! It holds no logic of its own beyond argument parsing, output formatting and mapping errors
+//! to exit codes (125 for faults of the runtime, as docker does).
+
+mod exit;
+mod global;
+mod image;
+mod registry;
+mod rootfs;
+
+use clap::{Parser, Subcommand};
+
+use crate::global::GlobalOptions;
+
+/// Linux containers, each in its own lightweight virtual machine.
+#[derive(Debug, Parser)]
+#[command(name = "container", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalOptions,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage images in the local content store.
+    #[command(subcommand, alias = "i")]
+    Image(image::ImageCommand),
+    /// Log in to and out of registries.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// Build ext4 root filesystems from image layers.
+    #[command(subcommand)]
+    Rootfs(rootfs::RootfsCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    cli.global.init_logging();
+    let result = match cli.command {
+        Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Registry(cmd) => registry::run(&cli.global, cmd),
+        Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
+    };
+    std::process::exit(exit::report(result));
+}
