@@ -15,6 +15,7 @@ pub mod container;
 pub mod logs;
 pub mod monitor;
 pub mod protocol;
+pub mod real;
 pub mod rootfs;
 pub mod spec;
 pub mod state;

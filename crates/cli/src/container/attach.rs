@@ -29,17 +29,25 @@ impl RawMode {
 
 impl Drop for RawMode {
     fn drop(&mut self) {
-        let _ = termios::tcsetattr(&std::io::stdin(), SetArg::TCSANOW, &self.saved);
+        let _ = termios::tcsetattr(std::io::stdin(), SetArg::TCSANOW, &self.saved);
     }
 }
 
 /// The caller's terminal size, if stdout or stdin is a terminal.
 fn window_size() -> Option<WinSize> {
     for fd in [std::io::stdout().as_raw_fd(), std::io::stdin().as_raw_fd()] {
-        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        let mut ws = libc::winsize {
+            ws_row: 0,
+            ws_col: 0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCGWINSZ writes one winsize into the struct we own; fd is one of ours.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_row > 0 {
-            return Some(WinSize { rows: ws.ws_row, cols: ws.ws_col });
+            return Some(WinSize {
+                rows: ws.ws_row,
+                cols: ws.ws_col,
+            });
         }
     }
     None
@@ -98,7 +106,17 @@ pub async fn session(
             }
         }
     };
-    let result = client::relay(stream, id, req, input, tokio::io::stdout(), tokio::io::stderr(), ctl_rx, on_started).await;
+    let result = client::relay(
+        stream,
+        id,
+        req,
+        input,
+        tokio::io::stdout(),
+        tokio::io::stderr(),
+        ctl_rx,
+        on_started,
+    )
+    .await;
     drop(raw);
     for f in forwarders {
         f.abort();

@@ -35,7 +35,12 @@ pub fn vminitd_path() -> Option<PathBuf> {
     let dir = exe.parent()?;
     let mut candidates = vec![dir.join("vminitd")];
     for profile in ["release", "debug"] {
-        candidates.push(dir.join("..").join("x86_64-unknown-linux-gnu").join(profile).join("vminitd"));
+        candidates.push(
+            dir.join("..")
+                .join("x86_64-unknown-linux-gnu")
+                .join(profile)
+                .join("vminitd"),
+        );
     }
     candidates.into_iter().find(|p| p.is_file())
 }

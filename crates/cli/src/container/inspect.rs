@@ -59,7 +59,10 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
         let items: Vec<_> = records.iter().map(summary).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
     } else {
-        println!("{:<14} {:<24} {:<30} {:<10} COMMAND", "ID", "NAME", "IMAGE", "STATUS");
+        println!(
+            "{:<14} {:<24} {:<30} {:<10} COMMAND",
+            "ID", "NAME", "IMAGE", "STATUS"
+        );
         for r in &records {
             let status = match (r.status, r.exit_code) {
                 (Status::Exited, Some(c)) => format!("exited({c})"),

@@ -65,8 +65,14 @@ pub fn parse_signal(s: &str) -> Result<i32, String> {
         return Err(format!("invalid signal number {n}"));
     }
     let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
-    name.parse::<nix::sys::signal::Signal>().map(|s| s as i32).map_err(|_| format!("unknown signal {s:?}"))
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("unknown signal {s:?}"))
 }
 
 /// Runs `f` for each container, printing each name on success; fails after all if any failed.
@@ -105,7 +111,9 @@ pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
         };
         let tty = record.config.process.terminal;
         let stdin = a.interactive && record.config.process.open_stdin;
-        return run::finish(attach::session(stream, &record.id, Request::Attach { stdin }, stdin, tty).await);
+        return run::finish(
+            attach::session(stream, &record.id, Request::Attach { stdin }, stdin, tty).await,
+        );
     }
     each(&a.containers, |name| {
         let store = store.clone();

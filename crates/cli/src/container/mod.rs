@@ -20,9 +20,9 @@ use crate::global::{Format, GlobalOptions};
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// Create and start a container from an image, attached unless -d.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Create a container without starting it; prints its id.
-    Create(run::CreateArgs),
+    Create(Box<run::CreateArgs>),
     /// Start created or exited containers.
     Start(lifecycle::StartArgs),
     /// Stop running containers: SIGTERM, then SIGKILL after the timeout.
@@ -110,10 +110,14 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         Some('g') => (&lower[..lower.len() - 1], 1 << 30),
         _ => (lower.as_str(), 1),
     };
-    let n: u64 = num.parse().map_err(|_| format!("invalid memory size {s:?} (use e.g. 512m or 1g)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid memory size {s:?} (use e.g. 512m or 1g)"))?;
     let mib = n.saturating_mul(mult) / (1 << 20);
     if mib < 64 {
-        return Err(format!("memory size {s:?} is too small: a VM needs at least 64m"));
+        return Err(format!(
+            "memory size {s:?} is too small: a VM needs at least 64m"
+        ));
     }
     if mib > 1 << 20 {
         return Err(format!("memory size {s:?} is too large"));
@@ -132,8 +136,8 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
         .build()?;
     rt.block_on(async move {
         match cmd {
-            ContainerCommand::Run(a) => run::run(global, a).await,
-            ContainerCommand::Create(a) => run::create(global, a).await,
+            ContainerCommand::Run(a) => run::run(global, *a).await,
+            ContainerCommand::Create(a) => run::create(global, *a).await,
             ContainerCommand::Start(a) => lifecycle::start(global, a).await,
             ContainerCommand::Stop(a) => lifecycle::stop(global, a).await,
             ContainerCommand::Kill(a) => lifecycle::kill(global, a).await,

@@ -19,11 +19,22 @@ pub struct MonitorArgs {
 /// Runs the monitor; its exit code is the container's.
 pub fn run(global: &GlobalOptions, a: MonitorArgs) -> anyhow::Result<()> {
     let root = global.root_dir();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let store = runtime::state::Store::open(&root)?;
         let backend = runtime::real::QemuBackend::new(&root, super::image::vminitd_path())?;
-        let code = runtime::monitor::run(&store, &a.id, &backend, MonitorOptions { wait_attach: a.wait_attach }).await?;
+        let code = runtime::monitor::run(
+            &store,
+            &a.id,
+            &backend,
+            MonitorOptions {
+                wait_attach: a.wait_attach,
+            },
+        )
+        .await?;
         tracing::info!("container {} exited with {code}", a.id);
         Ok(())
     })

@@ -70,7 +70,10 @@ pub fn monitor_command(global: &GlobalOptions) -> anyhow::Result<MonitorCommand>
     })
 }
 
-async fn create_record(global: &GlobalOptions, f: &CreateFlags) -> anyhow::Result<(Store, ContainerRecord)> {
+async fn create_record(
+    global: &GlobalOptions,
+    f: &CreateFlags,
+) -> anyhow::Result<(Store, ContainerRecord)> {
     if let Some(k) = &f.kernel {
         if !k.is_file() {
             anyhow::bail!("kernel {}: no such file", k.display());
@@ -157,7 +160,9 @@ pub async fn run(global: &GlobalOptions, a: RunArgs) -> anyhow::Result<()> {
             Err(e) => finish(Err(e)),
         }
     } else {
-        let req = Request::Attach { stdin: f.interactive };
+        let req = Request::Attach {
+            stdin: f.interactive,
+        };
         finish(attach::session(stream, &record.id, req, f.interactive, f.tty).await)
     }
 }
@@ -181,7 +186,11 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
     let store = super::store(global)?;
     let record = store.reconcile(store.resolve(&a.container)?)?;
     if record.status != Status::Running {
-        anyhow::bail!("cannot exec in container {}: it is {}", record.name, record.status);
+        anyhow::bail!(
+            "cannot exec in container {}: it is {}",
+            record.name,
+            record.status
+        );
     }
     let opts = ProcessOptions {
         env: a.env.clone(),
@@ -195,11 +204,15 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
     let spec = exec_spec(&record.config.process, a.command.clone(), &opts, &lookup)?;
     let stream = client::connect(&store, &record.id).await?;
     if a.detach {
-        return match client::request(stream, &record.id, Request::Exec { spec, detach: true }).await {
+        return match client::request(stream, &record.id, Request::Exec { spec, detach: true }).await
+        {
             Ok(_) => Ok(()),
             Err(e) => finish(Err(e)),
         };
     }
-    let req = Request::Exec { spec, detach: false };
+    let req = Request::Exec {
+        spec,
+        detach: false,
+    };
     finish(attach::session(stream, &record.id, req, a.interactive, a.tty).await)
 }
