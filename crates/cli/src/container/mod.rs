@@ -88,11 +88,28 @@ pub struct CreateFlags {
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
-    /// Image reference.
-    pub image: String,
-    /// Command and arguments (default: the image's).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Image reference, then the command and its arguments (default: the image's). Everything
+    /// after the image belongs to the command, flags included (as in docker).
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl CreateFlags {
+    /// The image reference.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
+    /// The command after the image.
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or(&[])
+    }
 }
 
 /// Parses docker-style memory sizes into MiB: a number with an optional b/k/m/g suffix (plain
@@ -163,7 +180,31 @@ fn is_json(f: Format) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_memory;
+    use super::{parse_memory, ContainerCommand};
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(subcommand)]
+        c: ContainerCommand,
+    }
+
+    #[test]
+    fn flags_after_the_image_belong_to_the_command() {
+        let t = T::try_parse_from(["c", "run", "--rm", "-e", "A=1", "img", "sh", "-c", "--rm"]).unwrap();
+        let ContainerCommand::Run(r) = t.c else { panic!() };
+        assert!(r.flags.rm);
+        assert_eq!(r.flags.command(), ["sh", "-c", "--rm"]);
+        let t = T::try_parse_from(["c", "run", "img", "--rm"]).unwrap();
+        let ContainerCommand::Run(r) = t.c else { panic!() };
+        assert!(!r.flags.rm);
+        assert_eq!(r.flags.command(), ["--rm"]);
+        let t = T::try_parse_from(["c", "exec", "-i", "box", "ls", "-l"]).unwrap();
+        let ContainerCommand::Exec(e) = t.c else { panic!() };
+        assert_eq!((e.interactive, e.command.as_slice()), (true, &["ls".to_string(), "-l".to_string()][..]));
+        assert!(T::try_parse_from(["c", "run", "--cpus", "0", "img"]).is_err());
+        assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
+    }
 
     #[test]
     fn memory_sizes() {

@@ -83,7 +83,7 @@ async fn create_record(
     for path in &f.env_file {
         env_files.extend(read_env_file(path)?);
     }
-    let image = image::resolve(global, &f.image).await?;
+    let image = image::resolve(global, f.image()).await?;
     let store = super::store(global)?;
     let req = CreateRequest {
         name: f.name.clone(),
@@ -92,7 +92,7 @@ async fn create_record(
         image_config: image.config,
         rootfs: image.rootfs,
         process: ProcessOptions {
-            args: f.command.clone(),
+            args: f.command().to_vec(),
             entrypoint: f.entrypoint.clone(),
             env: f.env.clone(),
             env_files,
