@@ -7,6 +7,7 @@ mod container;
 mod exit;
 mod global;
 mod image;
+mod progress;
 mod registry;
 mod rootfs;
 
