@@ -52,8 +52,16 @@ mount -t devtmpfs dev /dev
 while read -r m; do insmod "$m" || echo "INSMOD-FAILED $m"; done < /etc/vminitd/modules
 mount -t ext4 /dev/vda /mnt || echo MOUNT-FAILED
 echo "BOOT-MARKER $(cat /mnt/hello.txt)"
+echo "BLOCKS $(ls /sys/block | grep vd | tr '\n' ' ')"
 echo written-by-guest > /mnt/guest.txt
 umount /mnt
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up
+  ip link set eth0 up
+  ip addr add 10.213.0.2/24 dev eth0
+  echo "MAC $(cat /sys/class/net/eth0/address)"
+  ping -c 1 -W 5 10.213.0.1 >/dev/null && echo NET-OK || echo NET-FAILED
+fi
 for p in /sys/class/virtio-ports/*; do
   [ "$(cat "$p/name" 2>/dev/null)" = containerization.agent ] && port=/dev/${p##*/}
 done
@@ -85,6 +93,7 @@ fn fixture() -> Fixture {
         &modules::required(Features {
             block: true,
             console: true,
+            net: true,
             ..Default::default()
         }),
     )
@@ -243,4 +252,96 @@ fn kill_ends_the_vm() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(vm.wait().unwrap().signal(), Some(9));
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "reaped");
+}
+
+/// More than 8 virtio devices: the config turns on the second IO-APIC and the guest sees all.
+#[test]
+fn more_than_eight_devices() {
+    let f = fixture();
+    let mut c = config(&f);
+    c.agent_socket = None;
+    for i in 0..9 {
+        let p = f.log.with_file_name(format!("extra{i}.img"));
+        std::fs::File::create(&p).unwrap().set_len(1 << 20).unwrap();
+        c.disks.push(DiskSpec {
+            path: p,
+            format: DiskFormat::Raw,
+            readonly: true,
+        });
+    }
+    assert_eq!(c.device_count(), 10);
+    assert!(c.args().unwrap().join(" ").contains("ioapic2=on"));
+    let mut vm = QemuVm::new(c);
+    vm.start().unwrap();
+    let t0 = Instant::now();
+    while vm.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "log:\n{}",
+            read_log(&f.log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = read_log(&f.log);
+    assert!(log.contains("BOOT-MARKER from-ext4-disk"), "log:\n{log}");
+    let blocks = log
+        .lines()
+        .find(|l| l.starts_with("BLOCKS"))
+        .unwrap_or_default();
+    assert_eq!(blocks.split_whitespace().count(), 11, "{blocks}");
+}
+
+/// A virtio-net interface on a host tap: the guest pings the host end. The tap lives in a
+/// network namespace this test creates (and deletes), and QEMU runs inside it.
+#[test]
+fn tap_network_reaches_the_host() {
+    let f = fixture();
+    let ns = format!("vmmtest{}", std::process::id());
+    let sh = |cmd: &str| {
+        let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    sh(&format!("ip netns add {ns}"));
+    let _guard = Netns(ns.clone());
+    sh(&format!(
+        "ip netns exec {ns} sh -c 'ip tuntap add dev vmtap0 mode tap && ip link set vmtap0 up \
+         && ip addr add 10.213.0.1/24 dev vmtap0 && ip link set lo up'"
+    ));
+    let wrapper = f.log.with_file_name("qemu-in-netns");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec ip netns exec {ns} qemu-system-x86_64 \"$@\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut c = config(&f);
+    c.qemu = wrapper;
+    c.nets.push(vmm::NetSpec {
+        tap: "vmtap0".into(),
+        mac: Some("52:54:00:aa:bb:cc".into()),
+    });
+    let mut vm = QemuVm::new(c);
+    vm.start().unwrap();
+    let t0 = Instant::now();
+    while vm.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "log:\n{}",
+            read_log(&f.log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = read_log(&f.log);
+    assert!(log.contains("MAC 52:54:00:aa:bb:cc"), "log:\n{log}");
+    assert!(log.contains("NET-OK"), "log:\n{log}");
 }
