@@ -10,6 +10,7 @@ mod image;
 mod progress;
 mod registry;
 mod rootfs;
+mod system;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +40,9 @@ enum Command {
     Rootfs(rootfs::RootfsCommand),
     #[command(flatten)]
     Container(container::ContainerCommand),
+    /// System-wide settings: the guest kernel.
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 fn main() {
@@ -49,6 +53,7 @@ fn main() {
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
         Command::Container(cmd) => container::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(&cli.global, cmd),
     };
     std::process::exit(exit::report(result));
 }

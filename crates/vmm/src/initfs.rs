@@ -63,6 +63,7 @@ pub struct Initfs {
     init: PathBuf,
     modules: Vec<Module>,
     extra: Vec<(String, u32, PathBuf)>,
+    dirs: Vec<String>,
 }
 
 impl Initfs {
@@ -72,6 +73,7 @@ impl Initfs {
             init: init.to_path_buf(),
             modules: Vec::new(),
             extra: Vec::new(),
+            dirs: Vec::new(),
         }
     }
 
@@ -89,12 +91,23 @@ impl Initfs {
         self
     }
 
+    /// Adds an empty directory (mode 0755) beyond the standard ones, e.g. `/bin`.
+    pub fn dir(mut self, name: &str) -> Self {
+        self.dirs.push(name.to_string());
+        self
+    }
+
     /// Builds the archive into `cache_dir` (named by the hash of its inputs) unless it is
     /// there already, and returns its path.
     pub fn build_cached(&self, cache_dir: &Path) -> Result<PathBuf, InitfsError> {
         let inputs = self.read_inputs()?;
         let mut h = Sha256::new();
         h.update(LAYOUT_VERSION);
+        for d in &self.dirs {
+            h.update(b"dir:");
+            h.update(d.as_bytes());
+            h.update(b"\0");
+        }
         for (name, mode, bytes) in &inputs {
             h.update((name.len() as u64).to_le_bytes());
             h.update(name.as_bytes());
@@ -114,7 +127,7 @@ impl Initfs {
         let tmp = temp_sibling(&path);
         let result = (|| {
             let file = fs::File::create(&tmp).map_err(write_err)?;
-            let file = write_archive(BufWriter::new(file), &inputs)?
+            let file = write_archive(BufWriter::new(file), &self.dirs, &inputs)?
                 .into_inner()
                 .map_err(|e| write_err(e.into_error()))?;
             file.sync_all().map_err(write_err)?;
@@ -128,7 +141,7 @@ impl Initfs {
 
     /// The archive as bytes (for tests and callers that keep it in memory).
     pub fn to_bytes(&self) -> Result<Vec<u8>, InitfsError> {
-        write_archive(Vec::new(), &self.read_inputs()?)
+        write_archive(Vec::new(), &self.dirs, &self.read_inputs()?)
     }
 
     /// Every file of the archive as (guest path, mode, content), in archive order.
@@ -158,6 +171,7 @@ impl Initfs {
 
 fn write_archive<W: std::io::Write>(
     out: W,
+    dirs: &[String],
     files: &[(String, u32, Vec<u8>)],
 ) -> Result<W, InitfsError> {
     let mut w = CpioWriter::new(out);
@@ -178,6 +192,9 @@ fn write_archive<W: std::io::Write>(
     }
     w.dir("tmp", 0o1777).map_err(c)?;
     w.char_device("dev/console", 0o600, 5, 1).map_err(c)?;
+    for d in dirs {
+        w.dir(d, 0o755).map_err(c)?;
+    }
     for (name, mode, bytes) in files {
         w.file(name, *mode, bytes).map_err(c)?;
     }
