@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 use runtime::spec::ImageConfig;
 
 use crate::global::GlobalOptions;
@@ -20,9 +22,56 @@ pub struct ResolvedImage {
 }
 
 /// Finds `reference` in the content store (pulling it if missing) and makes sure its rootfs is
-/// in the cache.
-pub async fn resolve(_global: &GlobalOptions, reference: &str) -> anyhow::Result<ResolvedImage> {
-    anyhow::bail!("image {reference}: the image store is not wired in yet")
+/// in the cache (built once per manifest digest with our ext4 writer).
+pub async fn resolve(global: &GlobalOptions, reference: &str) -> anyhow::Result<ResolvedImage> {
+    let root = global.root_dir();
+    let r = oci::Reference::parse(reference)
+        .with_context(|| format!("invalid image reference {reference:?}"))?;
+    let store = oci::Store::open(&root)?;
+    let image = match store.image(&r) {
+        Ok(i) => i,
+        Err(oci::StoreError::NotFound(_)) => {
+            let opts = oci::PullOptions {
+                progress: crate::progress::Bars::for_terminal(false, "pulling"),
+                ..Default::default()
+            };
+            oci::pull(&store, &r, &opts)
+                .await
+                .with_context(|| format!("image {r} is not in the store and cannot be pulled"))?
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("image {r}"))),
+    };
+    let c = &image.config.config;
+    let config = ImageConfig {
+        env: c.env.clone(),
+        entrypoint: c.entrypoint.clone().unwrap_or_default(),
+        cmd: c.cmd.clone().unwrap_or_default(),
+        working_dir: c.working_dir.clone().unwrap_or_default(),
+        user: c.user.clone().unwrap_or_default(),
+    };
+    let digest = image.manifest_digest().to_string();
+    let layers: Vec<PathBuf> = image
+        .layers()
+        .iter()
+        .map(|l| store.blob_path(&l.digest))
+        .collect();
+    let cache = runtime::rootfs::RootfsCache::open(&root)?;
+    let rootfs = tokio::task::block_in_place(|| {
+        cache.ensure(&digest, |tmp| {
+            let opts = ext4::FormatOptions {
+                journal: true,
+                ..Default::default()
+            };
+            ext4::build_from_layers(&layers, tmp, &opts).map(|_| ())
+        })
+    })
+    .with_context(|| format!("image {r}"))?;
+    Ok(ResolvedImage {
+        reference: r.to_string(),
+        digest,
+        config,
+        rootfs,
+    })
 }
 
 /// The static vminitd for the guest: $CONTAINER_VMINITD, else next to this executable, else

@@ -191,17 +191,27 @@ mod tests {
 
     #[test]
     fn flags_after_the_image_belong_to_the_command() {
-        let t = T::try_parse_from(["c", "run", "--rm", "-e", "A=1", "img", "sh", "-c", "--rm"]).unwrap();
-        let ContainerCommand::Run(r) = t.c else { panic!() };
+        let t = T::try_parse_from(["c", "run", "--rm", "-e", "A=1", "img", "sh", "-c", "--rm"])
+            .unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
         assert!(r.flags.rm);
         assert_eq!(r.flags.command(), ["sh", "-c", "--rm"]);
         let t = T::try_parse_from(["c", "run", "img", "--rm"]).unwrap();
-        let ContainerCommand::Run(r) = t.c else { panic!() };
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
         assert!(!r.flags.rm);
         assert_eq!(r.flags.command(), ["--rm"]);
         let t = T::try_parse_from(["c", "exec", "-i", "box", "ls", "-l"]).unwrap();
-        let ContainerCommand::Exec(e) = t.c else { panic!() };
-        assert_eq!((e.interactive, e.command.as_slice()), (true, &["ls".to_string(), "-l".to_string()][..]));
+        let ContainerCommand::Exec(e) = t.c else {
+            panic!()
+        };
+        assert_eq!(
+            (e.interactive, e.command.as_slice()),
+            (true, &["ls".to_string(), "-l".to_string()][..])
+        );
         assert!(T::try_parse_from(["c", "run", "--cpus", "0", "img"]).is_err());
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
     }
