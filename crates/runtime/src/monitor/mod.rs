@@ -319,7 +319,11 @@ async fn start_and_supervise(
             r = guest.wait(MAIN) => break match r {
                 Ok(ProcessExit::Code(c)) => ExitInfo { code: c, reason: None },
                 Ok(e @ ProcessExit::Signal(_)) => ExitInfo { code: e.code(), reason: None },
-                Err(e) => fault(format!("wait for the container process: {e}")),
+                // A lost agent connection usually means the VM died: report that instead.
+                Err(e) => match tokio::time::timeout(Duration::from_secs(2), booted.vm.wait()).await {
+                    Ok(why) => fault(format!("the VM exited unexpectedly: {}", why.0)),
+                    Err(_) => fault(format!("wait for the container process: {e}")),
+                },
             },
             why = booted.vm.wait() => {
                 break fault(format!("the VM exited unexpectedly: {}", why.0));
