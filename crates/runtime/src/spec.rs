@@ -81,6 +81,8 @@ pub struct ProcessOptions {
     pub terminal: bool,
     /// `-i`.
     pub open_stdin: bool,
+    /// The caller's terminal size, for `-t`.
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// A process to run in the guest (an OCI runtime-spec `process`, reduced to what we set).
@@ -99,6 +101,9 @@ pub struct ProcessSpec {
     pub terminal: bool,
     /// Keep stdin open (a pipe from the client); otherwise stdin is /dev/null.
     pub open_stdin: bool,
+    /// Initial terminal size (rows, columns) with `terminal`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 /// Reads an env file: one `KEY[=VALUE]` per line, `#` comments and blank lines ignored.
@@ -211,6 +216,7 @@ pub fn combine(
         user,
         terminal: opts.terminal,
         open_stdin: opts.open_stdin,
+        console_size: opts.console_size.filter(|_| opts.terminal),
     })
 }
 
@@ -250,6 +256,7 @@ pub fn exec_spec(
         user: opts.user.clone().unwrap_or_else(|| main.user.clone()),
         terminal: opts.terminal,
         open_stdin: opts.open_stdin,
+        console_size: opts.console_size.filter(|_| opts.terminal),
     })
 }
 

@@ -34,7 +34,7 @@ impl Drop for RawMode {
 }
 
 /// The caller's terminal size, if stdout or stdin is a terminal.
-fn window_size() -> Option<WinSize> {
+pub fn window_size() -> Option<WinSize> {
     for fd in [std::io::stdout().as_raw_fd(), std::io::stdin().as_raw_fd()] {
         let mut ws = libc::winsize {
             ws_row: 0,

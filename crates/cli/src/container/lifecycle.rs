@@ -92,7 +92,7 @@ where
         }
     }
     if failed > 0 {
-        return Err(crate::exit::ExitCode(1).into());
+        return Err(crate::exit::ExitCode(crate::exit::RUNTIME_FAULT).into());
     }
     Ok(())
 }

@@ -100,6 +100,7 @@ async fn create_record(
             user: f.user.clone(),
             terminal: f.tty,
             open_stdin: f.interactive,
+            console_size: attach::window_size().map(|w| (w.rows, w.cols)),
         },
         vm: VmOptions {
             kernel: f.kernel.clone(),
@@ -198,6 +199,7 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         user: a.user.clone(),
         terminal: a.tty,
         open_stdin: a.interactive,
+        console_size: attach::window_size().map(|w| (w.rows, w.cols)),
         ..Default::default()
     };
     let lookup = |k: &str| std::env::var(k).ok();

@@ -255,6 +255,7 @@ async fn start_and_supervise(
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
     };
+    tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
         Err(e) => return fail(fault(crate::error_line(&e)), None),
@@ -269,6 +270,7 @@ async fn start_and_supervise(
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         guest.spawn(MAIN, &record.config.process).await
     };
+    tracing::debug!("guest agent connected");
     let output = match prepared.await {
         Ok(o) => o,
         Err(e) => {
@@ -285,6 +287,7 @@ async fn start_and_supervise(
         r.finished = None;
     });
     shared.phase.send_replace(Phase::Running);
+    tracing::debug!("main process started");
 
     let log = match LogWriter::open(&dir.join("container.log")) {
         Ok(l) => Arc::new(Mutex::new(l)),
@@ -334,6 +337,7 @@ async fn start_and_supervise(
             }
         }
     };
+    tracing::debug!("main process ended: {exit:?}");
     // Output already produced is still delivered; a dead VM produces no more.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while pumps.join_next().await.is_some() {}

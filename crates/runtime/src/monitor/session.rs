@@ -199,6 +199,7 @@ where
             return write_frame(wr, &Frame::Error(info)).await;
         }
     };
+    tracing::debug!("exec {id}: started {:?}", spec.args);
     write_frame(wr, &Frame::Started(id.clone())).await?;
     if detach {
         let g = guest.clone();
@@ -235,6 +236,7 @@ where
             },
         }
     }
+    tracing::debug!("exec {id}: output streams ended");
     let info = match guest.wait(&id).await {
         Ok(e) => ExitInfo {
             code: e.code(),

@@ -112,6 +112,7 @@ impl Guest for AgentGuest {
                 user: spec.user.clone(),
                 terminal: spec.terminal,
                 stdin: spec.open_stdin,
+                console_size: spec.console_size,
                 ..Default::default()
             },
         };

@@ -20,7 +20,7 @@ use crate::backend::{BootError, Booted, Vm, VmBackend, VmExit, VmRequest};
 /// How long the guest agent may take to answer after QEMU starts (TCG on a busy host is slow).
 const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
 /// One handshake attempt; a Hello sent before the guest opened its port is lost, so retry.
-const HANDSHAKE_ATTEMPT: Duration = Duration::from_secs(2);
+const HANDSHAKE_ATTEMPT: Duration = Duration::from_millis(500);
 
 /// Boots container VMs with QEMU.
 pub struct QemuBackend {
@@ -235,6 +235,7 @@ impl VmBackend for QemuBackend {
         let cfg = self.config(req)?;
         let sock = cfg.agent_socket.clone().unwrap_or_default();
         let mut vm = spawn_vm(cfg).await?;
+        tracing::debug!("QEMU running (pid {:?})", vm.pid);
         match connect_agent(&sock, &mut vm, &req.console_log).await {
             Ok(client) => {
                 let name = req
