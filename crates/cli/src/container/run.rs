@@ -188,7 +188,7 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
     let record = store.reconcile(store.resolve(&a.container)?)?;
     if record.status != Status::Running {
         anyhow::bail!(
-            "cannot exec in container {}: it is {}",
+            "cannot exec in container {}: it is not running ({})",
             record.name,
             record.status
         );
