@@ -6,6 +6,7 @@
 mod exit;
 mod global;
 mod image;
+mod progress;
 mod registry;
 mod rootfs;
 
