@@ -9,6 +9,7 @@ mod image;
 mod progress;
 mod registry;
 mod rootfs;
+mod system;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +37,9 @@ enum Command {
     /// Build ext4 root filesystems from image layers.
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCommand),
+    /// System-wide settings: the guest kernel.
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 fn main() {
@@ -45,6 +49,7 @@ fn main() {
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(&cli.global, cmd),
     };
     std::process::exit(exit::report(result));
 }
