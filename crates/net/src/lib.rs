@@ -1,1 +1,35 @@
-//! TODO(owner): crate docs.
+//! Host networking for containers: one Linux bridge per network, one tap device per container
+//! attachment, persistent address allocation, egress NAT and isolation in our own nf_tables
+//! table, published ports through a userspace proxy, and the name map for `/etc/hosts`.
+//!
+//! The entry point is [`Networks`]: the runtime opens it on the state directory and calls
+//! [`Networks::attach`] before a VM boots (it gets the tap name for QEMU and the address the
+//! guest must configure), [`Networks::detach`] when the VM stops and [`Networks::release`] when
+//! the container is deleted. [`ports`] holds the published-port forwarder the monitor runs.
+//!
+//! Everything here works in the network namespace of the calling thread, which is what lets the
+//! tests run it inside namespaces they create.
+
+mod config;
+mod firewall;
+mod hosts;
+mod ipam;
+mod link;
+mod networks;
+pub mod ports;
+mod store;
+mod tap;
+
+pub use config::{
+    NetworkConfig, NetworkSpec, BRIDGE_PREFIX, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
+    TAP_PREFIX,
+};
+pub use firewall::{list as firewall_table, FirewallError, TABLE_FAMILY, TABLE_NAME};
+pub use hosts::{render_hosts, render_resolv_conf, HostEntry};
+pub use ipam::IpamError;
+pub use link::{list as links, LinkError, LinkInfo};
+pub use networks::{Attachment, ContainerEntry, NetworkError, NetworkInfo, Networks};
+pub use store::StoreError;
+pub use tap::TapError;
+
+pub use ipnet::Ipv4Net;
