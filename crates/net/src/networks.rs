@@ -181,6 +181,8 @@ impl Networks {
         };
         let subnet = match spec.subnet {
             Some(subnet) => {
+                // Syntax first (host bits, size, gateway), then collisions.
+                resolve_gateway(subnet, spec.gateway)?;
                 if let Some(other) = taken(subnet) {
                     return Err(NetworkError::Overlap { subnet, other });
                 }
