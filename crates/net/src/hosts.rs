@@ -1,10 +1,10 @@
 //! Name resolution for containers: `/etc/hosts` content listing the other containers of the
 //! same networks by name, and `/etc/resolv.conf` content with upstream name servers.
 //!
-//! Choice: a hosts file rather than a DNS responder. The host side is daemonless, so a resolver
-//! on each gateway would need a process that outlives any one container; the hosts file needs
-//! nothing running. The runtime writes it when a container starts (from
-//! [`crate::Networks::hosts`]) and may rewrite it in running containers when a peer starts.
+//! Names are resolved two ways: the DNS responder on the gateway ([`crate::dns`]) answers with
+//! the current leases, so containers started later are found; and the hosts file written at
+//! start (from [`crate::Networks::hosts`]) lists the peers known then, so names resolve even
+//! for programs that read only `/etc/hosts`.
 
 use std::net::Ipv4Addr;
 
@@ -44,10 +44,8 @@ pub fn render_resolv_conf(servers: &[Ipv4Addr]) -> String {
     s
 }
 
-/// Name servers of the host that a guest can reach: those in the host's resolv.conf text that
-/// are not loopback addresses (a stub like systemd-resolved's 127.0.0.53 is not reachable from
-/// a VM).
-pub fn guest_nameservers(resolv_conf: &str) -> Vec<Ipv4Addr> {
+/// Every IPv4 `nameserver` of a resolv.conf text, in order.
+pub fn nameservers(resolv_conf: &str) -> Vec<Ipv4Addr> {
     resolv_conf
         .lines()
         .filter_map(|line| {
@@ -55,7 +53,6 @@ pub fn guest_nameservers(resolv_conf: &str) -> Vec<Ipv4Addr> {
             (words.next()? == "nameserver").then_some(())?;
             words.next()?.parse::<Ipv4Addr>().ok()
         })
-        .filter(|ip| !ip.is_loopback())
         .collect()
 }
 
@@ -82,10 +79,11 @@ mod tests {
     }
 
     #[test]
-    fn nameservers_skip_loopback_and_junk() {
+    fn nameservers_skip_junk() {
         let conf =
             "# x\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver fe80::1\nsearch a\n";
-        assert_eq!(guest_nameservers(conf), vec![Ipv4Addr::new(10, 0, 0, 2)]);
+        let all = vec![Ipv4Addr::new(127, 0, 0, 53), Ipv4Addr::new(10, 0, 0, 2)];
+        assert_eq!(nameservers(conf), all);
         assert_eq!(
             render_resolv_conf(&[Ipv4Addr::new(1, 1, 1, 1)]),
             "nameserver 1.1.1.1\n"

@@ -11,6 +11,7 @@
 //! tests run it inside namespaces they create.
 
 mod config;
+pub mod dns;
 mod firewall;
 mod hosts;
 mod ipam;

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
@@ -22,7 +22,8 @@ use crate::config::{
     bridge_name, new_network_id, resolve_gateway, validate_name, ConfigError, NetworkConfig,
     NetworkSpec, DEFAULT_MTU, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
 };
-use crate::hosts::{guest_nameservers, HostEntry};
+use crate::dns::{host_upstreams, DnsError, DnsResponder};
+use crate::hosts::HostEntry;
 use crate::ipam::{IpamError, Lease};
 use crate::store::{Store, StoreError, StoreLock};
 use crate::{firewall, link, tap, FirewallError, LinkError, TapError};
@@ -73,6 +74,9 @@ pub enum NetworkError {
         /// What it collides with.
         other: String,
     },
+    /// The DNS responder could not start.
+    #[error(transparent)]
+    Dns(#[from] DnsError),
     /// `CONTAINER_DEFAULT_SUBNET` is not a subnet.
     #[error("{DEFAULT_SUBNET_ENV}={0:?} is not an IPv4 subnet in CIDR form")]
     DefaultSubnet(String),
@@ -128,13 +132,15 @@ pub struct Attachment {
     pub gateway: Ipv4Addr,
     /// MTU for the guest interface.
     pub mtu: u32,
-    /// Name servers for the guest's /etc/resolv.conf (may be empty).
+    /// Name servers for the guest's /etc/resolv.conf: the gateway, where the container's
+    /// monitor runs the network's DNS responder ([`Networks::dns_responder`]).
     pub dns: Vec<Ipv4Addr>,
 }
 
 /// The networks of one state root. Cheap to open; every method locks for its own duration.
 #[derive(Debug, Clone)]
 pub struct Networks {
+    root: PathBuf,
     store: Store,
 }
 
@@ -142,6 +148,7 @@ impl Networks {
     /// Opens the networks of state root `root` (creating `<root>/networks`).
     pub fn open(root: &Path) -> Result<Self, NetworkError> {
         Ok(Self {
+            root: root.to_path_buf(),
             store: Store::open(root)?,
         })
     }
@@ -412,6 +419,24 @@ impl Networks {
         Ok(())
     }
 
+    /// Binds the DNS responder of `network` on its gateway, port 53, relaying other names to
+    /// the host's resolvers. The monitor of each container calls this for each attachment and
+    /// runs it ([`DnsResponder::spawn`]) while the container runs.
+    pub fn dns_responder(&self, network: &str) -> Result<DnsResponder, NetworkError> {
+        let config = {
+            let lock = self.store.lock()?;
+            self.config(&lock, network)?
+        };
+        Ok(DnsResponder::bind(
+            &self.root,
+            network,
+            config.gateway,
+            53,
+            config.internal,
+            host_upstreams(),
+        )?)
+    }
+
     /// The attachments `container_id` holds (attached or not), for `inspect`.
     pub fn attachments(&self, container_id: &str) -> Result<Vec<Attachment>, NetworkError> {
         let lock = self.store.lock()?;
@@ -500,13 +525,9 @@ impl Networks {
 }
 
 fn attachment(config: &NetworkConfig, lease: &Lease) -> Attachment {
-    let dns = if config.internal {
-        Vec::new()
-    } else {
-        std::fs::read_to_string("/etc/resolv.conf")
-            .map(|text| guest_nameservers(&text))
-            .unwrap_or_default()
-    };
+    // The gateway runs our DNS responder (see `dns`), which knows the containers' names and
+    // relays the rest to the host's resolvers.
+    let dns = vec![config.gateway];
     Attachment {
         network: config.name.clone(),
         tap: lease.tap.clone(),

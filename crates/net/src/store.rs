@@ -148,6 +148,12 @@ impl Store {
         Ok(read_json(&self.leases_path(name))?.unwrap_or_default())
     }
 
+    /// The leases of one network read without the lock: files are replaced by rename, so this
+    /// sees one whole version (used by the DNS responder on every query).
+    pub fn read_leases_unlocked(&self, name: &str) -> Result<Leases, StoreError> {
+        Ok(read_json(&self.leases_path(name))?.unwrap_or_default())
+    }
+
     /// Writes the leases of one network atomically.
     pub fn write_leases(
         &self,

@@ -443,3 +443,147 @@ fn egress_nat_isolation_and_published_ports() {
     assert!(left.is_empty(), "leftover links {left:?}");
     assert!(!table(&host).contains("containerization"));
 }
+
+/// Asks `server` for the A record of `name` from the calling thread's namespace; returns the
+/// response code and the addresses.
+fn query_a(server: SocketAddr, name: &str) -> (simple_dns::RCODE, Vec<Ipv4Addr>) {
+    use simple_dns::{Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
+    let mut packet = Packet::new_query(0x4242);
+    packet.questions.push(Question::new(
+        simple_dns::Name::new_unchecked(name),
+        QTYPE::TYPE(TYPE::A),
+        QCLASS::CLASS(CLASS::IN),
+        false,
+    ));
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    socket
+        .send_to(&packet.build_bytes_vec().unwrap(), server)
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let n = socket.recv(&mut buf).unwrap();
+    let reply = Packet::parse(&buf[..n]).unwrap();
+    assert_eq!(reply.id(), 0x4242);
+    let ips = reply
+        .answers
+        .iter()
+        .filter_map(|rr| match &rr.rdata {
+            simple_dns::rdata::RData::A(a) => Some(Ipv4Addr::from(a.address)),
+            _ => None,
+        })
+        .collect();
+    (reply.rcode(), ips)
+}
+
+#[test]
+fn dns_responder_resolves_containers_and_relays_the_rest() {
+    let host = Netns::new("dnsh");
+    let upstream = Netns::new("dnsu");
+    let ctr = Netns::new("dnsc");
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().to_path_buf();
+    plug(&host, &upstream, "uplink", None, "10.251.0.2/24", None);
+    host.ip(&["addr", "add", "10.251.0.1/24", "dev", "uplink"]);
+
+    // Upstream resolver: answers every A query with 203.0.113.7.
+    let upstream_socket = upstream.run(|| UdpSocket::bind("10.251.0.2:53").unwrap());
+    std::thread::spawn(move || loop {
+        let mut buf = [0u8; 1500];
+        let Ok((n, from)) = upstream_socket.recv_from(&mut buf) else {
+            return;
+        };
+        let query = simple_dns::Packet::parse(&buf[..n]).unwrap();
+        let mut reply = simple_dns::Packet::new_reply(query.id());
+        for q in &query.questions {
+            reply.answers.push(simple_dns::ResourceRecord::new(
+                q.qname.clone(),
+                simple_dns::CLASS::IN,
+                60,
+                simple_dns::rdata::RData::A(Ipv4Addr::new(203, 0, 113, 7).into()),
+            ));
+        }
+        reply.questions = query.questions.clone();
+        upstream_socket
+            .send_to(&reply.build_bytes_vec().unwrap(), from)
+            .unwrap();
+    });
+
+    let (web, db) = host.run(|| {
+        let nets = Networks::open(&path).unwrap();
+        nets.create(&spec("dn", "10.217.0.0/24", false)).unwrap();
+        nets.create(&spec("dni", "10.218.0.0/24", true)).unwrap();
+        let web = nets.attach("c-web", Some("web"), "dn").unwrap();
+        let db = nets.attach("c-db", Some("db"), "dn").unwrap();
+        nets.attach("c-x", Some("x"), "dni").unwrap();
+        (web, db)
+    });
+    assert_eq!(web.dns, [web.gateway]);
+    let bridge = host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .inspect("dn")
+            .unwrap()
+            .config
+            .bridge
+    });
+    plug(
+        &host,
+        &ctr,
+        "vdns",
+        Some(&bridge),
+        &web.address.to_string(),
+        Some(&web.gateway.to_string()),
+    );
+
+    // Two monitors' responders on the same gateway port (SO_REUSEPORT), plus the internal
+    // network's; all serving from the host namespace.
+    let runtime = host.run(|| tokio::runtime::Runtime::new().unwrap());
+    let gateway = web.gateway;
+    let tasks = host.run(|| {
+        let _guard = runtime.enter();
+        let up = vec!["10.251.0.2:53".parse().unwrap()];
+        let a = net::dns::DnsResponder::bind(&path, "dn", gateway, 53, false, up.clone()).unwrap();
+        let b = net::dns::DnsResponder::bind(&path, "dn", gateway, 53, false, up).unwrap();
+        let nets = Networks::open(&path).unwrap();
+        let c = nets.dns_responder("dni").unwrap();
+        [a.spawn().unwrap(), b.spawn().unwrap(), c.spawn().unwrap()]
+    });
+
+    let server: SocketAddr = SocketAddr::new(gateway.into(), 53);
+    let (code, ips) = ctr.run(move || query_a(server, "db"));
+    assert_eq!(
+        (code, ips),
+        (simple_dns::RCODE::NoError, vec![db.address.addr()])
+    );
+    let (_, ips) = ctr.run(move || query_a(server, "WEB."));
+    assert_eq!(ips, [web.address.addr()]);
+    // Other names go to the upstream resolver.
+    let (_, ips) = ctr.run(move || query_a(server, "example.org"));
+    assert_eq!(ips, [Ipv4Addr::new(203, 0, 113, 7)]);
+    // A container attached after the responders started is found (kept current), and a name
+    // of another network is not (relayed upstream instead).
+    let late = host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .attach("c-late", Some("late"), "dn")
+            .unwrap()
+    });
+    let (_, ips) = ctr.run(move || query_a(server, "late"));
+    assert_eq!(ips, [late.address.addr()]);
+    let (_, ips) = ctr.run(move || query_a(server, "x"));
+    assert_eq!(ips, [Ipv4Addr::new(203, 0, 113, 7)]);
+    // The internal network answers its own names and NXDOMAIN for the rest.
+    let internal_gw: SocketAddr = "10.218.0.1:53".parse().unwrap();
+    let (code, ips) = host.run(move || query_a(internal_gw, "x"));
+    assert_eq!((code, ips.len()), (simple_dns::RCODE::NoError, 1));
+    let (code, _) = host.run(move || query_a(internal_gw, "example.org"));
+    assert_eq!(code, simple_dns::RCODE::NameError);
+
+    for task in tasks {
+        task.abort();
+    }
+    drop(runtime);
+    host.ip(&["link", "del", "vdns"]);
+}
