@@ -29,7 +29,7 @@ pub use firewall::{list as firewall_table, FirewallError, TABLE_FAMILY, TABLE_NA
 pub use hosts::{render_hosts, render_resolv_conf, HostEntry};
 pub use ipam::IpamError;
 pub use link::{list as links, LinkError, LinkInfo};
-pub use networks::{Attachment, ContainerEntry, NetworkError, NetworkInfo, Networks};
+pub use networks::{Attachment, ContainerEntry, NetworkError, NetworkInfo, NetworkMode, Networks};
 pub use store::StoreError;
 pub use tap::TapError;
 

@@ -74,6 +74,9 @@ pub enum NetworkError {
         /// What it collides with.
         other: String,
     },
+    /// Contradictory `--network` flags.
+    #[error("invalid --network: {0}")]
+    BadMode(String),
     /// The DNS responder could not start.
     #[error(transparent)]
     Dns(#[from] DnsError),
@@ -135,6 +138,41 @@ pub struct Attachment {
     /// Name servers for the guest's /etc/resolv.conf: the gateway, where the container's
     /// monitor runs the network's DNS responder ([`Networks::dns_responder`]).
     pub dns: Vec<Ipv4Addr>,
+}
+
+/// What the `--network` flags of a container ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// `--network none`: loopback only, no attachment.
+    None,
+    /// These networks, in interface order (`eth0` first).
+    Networks(Vec<String>),
+}
+
+impl NetworkMode {
+    /// Interprets repeated `--network` values: none given → the default network; `none` alone
+    /// → no network; otherwise the names in order, without duplicates.
+    pub fn from_flags(values: &[String]) -> Result<Self, NetworkError> {
+        if values.is_empty() {
+            return Ok(NetworkMode::Networks(vec![DEFAULT_NETWORK.to_string()]));
+        }
+        if values.iter().any(|v| v == "none") {
+            if values.len() > 1 {
+                return Err(NetworkError::BadMode(
+                    "--network none cannot be combined with other networks".into(),
+                ));
+            }
+            return Ok(NetworkMode::None);
+        }
+        let mut seen = BTreeSet::new();
+        for v in values {
+            validate_name(v)?;
+            if !seen.insert(v.as_str()) {
+                return Err(NetworkError::BadMode(format!("network {v} given twice")));
+            }
+        }
+        Ok(NetworkMode::Networks(values.to_vec()))
+    }
 }
 
 /// The networks of one state root. Cheap to open; every method locks for its own duration.
@@ -370,6 +408,30 @@ impl Networks {
         Ok(attachment(&config, &lease))
     }
 
+    /// Attaches `container_id` to each of `networks` in order (its `eth0`, `eth1`, …). On a
+    /// failure the attachments made so far are detached again (addresses kept) and the error
+    /// returned.
+    pub fn attach_all(
+        &self,
+        container_id: &str,
+        container_name: Option<&str>,
+        networks: &[String],
+    ) -> Result<Vec<Attachment>, NetworkError> {
+        let mut out = Vec::new();
+        for network in networks {
+            match self.attach(container_id, container_name, network) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    if !out.is_empty() {
+                        let _ = self.detach(container_id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes the taps of `container_id` on every network, keeping its addresses for its next
     /// start. Idempotent. Call when the VM has stopped.
     pub fn detach(&self, container_id: &str) -> Result<(), NetworkError> {
@@ -546,6 +608,26 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_flags() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            NetworkMode::from_flags(&[]).unwrap(),
+            NetworkMode::Networks(v(&["default"]))
+        );
+        assert_eq!(
+            NetworkMode::from_flags(&v(&["none"])).unwrap(),
+            NetworkMode::None
+        );
+        assert_eq!(
+            NetworkMode::from_flags(&v(&["a", "b"])).unwrap(),
+            NetworkMode::Networks(v(&["a", "b"]))
+        );
+        assert!(NetworkMode::from_flags(&v(&["none", "a"])).is_err());
+        assert!(NetworkMode::from_flags(&v(&["a", "a"])).is_err());
+        assert!(NetworkMode::from_flags(&v(&["a/b"])).is_err());
+    }
 
     #[test]
     fn overlap_rule() {

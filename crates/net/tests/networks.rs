@@ -587,3 +587,77 @@ fn dns_responder_resolves_containers_and_relays_the_rest() {
     drop(runtime);
     host.ip(&["link", "del", "vdns"]);
 }
+
+/// Helper run as a child process by `attach_from_many_processes`; does nothing otherwise.
+#[test]
+fn child_attach() {
+    let (Ok(root), Ok(id)) = (
+        std::env::var("NET_CHILD_ROOT"),
+        std::env::var("NET_CHILD_ID"),
+    ) else {
+        return;
+    };
+    let nets = Networks::open(std::path::Path::new(&root)).unwrap();
+    let a = nets.attach(&id, None, "procs").unwrap();
+    println!("ATTACHED {} {} {}", a.address, a.mac, a.tap);
+}
+
+#[test]
+fn attach_from_many_processes() {
+    let host = Netns::new("procs");
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().to_path_buf();
+    let lines: Vec<String> = host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .create(&spec("procs", "10.219.0.0/24", false))
+            .unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "child_attach", "--nocapture", "--test-threads=1"])
+                    .env("NET_CHILD_ROOT", &path)
+                    .env("NET_CHILD_ID", format!("p{i}"))
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                assert!(out.status.success());
+                let text = String::from_utf8(out.stdout).unwrap();
+                // libtest prints "test child_attach ... " on the same line before our output.
+                let at = text
+                    .find("ATTACHED ")
+                    .unwrap_or_else(|| panic!("child said: {text}"));
+                text[at..].lines().next().unwrap_or_default().to_string()
+            })
+            .collect()
+    });
+    let addresses: BTreeSet<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert_eq!(addresses.len(), 8, "{lines:?}");
+    let leases = host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .inspect("procs")
+            .unwrap()
+            .containers
+    });
+    assert_eq!(leases.len(), 8);
+    assert!(leases.iter().all(|l| l.attached));
+    host.run(|| {
+        let nets = Networks::open(&path).unwrap();
+        for i in 0..8 {
+            nets.release(&format!("p{i}")).unwrap();
+        }
+        nets.delete("procs").unwrap();
+    });
+    assert!(!host
+        .links()
+        .iter()
+        .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
+}
