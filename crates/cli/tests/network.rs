@@ -132,7 +132,7 @@ fn network_create_list_inspect_delete() {
         "{addrs}"
     );
     // NAT only for the non-internal network.
-    let rules = stdout(ns.exec(&["nft", "list", "table", "inet", "containerization"]));
+    let rules = stdout(ns.exec(&["nft", "list", "ruleset"]));
     assert!(
         rules.contains("ip saddr 10.61.0.0/24") && rules.contains("masquerade"),
         "{rules}"

@@ -1,4 +1,6 @@
-//! Egress NAT and isolation in our own nf_tables table, `inet containerization`.
+//! Egress NAT and isolation in our own nf_tables table, `inet containerization-<root>`: one
+//! table per state root (suffix: 8 hex digits of a hash of the root's path), so two state
+//! roots on one host never rewrite each other's rules.
 //!
 //! Choice: we drive the `nft` binary (Debian package `nftables`) with a text ruleset on stdin.
 //! `nft -f` applies a whole file as one kernel transaction, so the table is replaced
@@ -32,8 +34,16 @@ use crate::config::{NetworkConfig, BRIDGE_PREFIX};
 
 /// Address family of our table.
 pub const TABLE_FAMILY: &str = "inet";
-/// Name of our table.
-pub const TABLE_NAME: &str = "containerization";
+/// Prefix of our tables' names.
+pub const TABLE_PREFIX: &str = "containerization";
+
+/// The table of the state root at `root` (canonicalised when possible).
+pub fn table_name(root: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let digest = Sha256::digest(root.as_os_str().as_encoded_bytes());
+    format!("{TABLE_PREFIX}-{}", &hex::encode(digest)[..8])
+}
 
 /// A failure applying or reading rules.
 #[derive(Debug, thiserror::Error)]
@@ -45,21 +55,20 @@ pub enum FirewallError {
     #[error("nft failed to apply the ruleset: {0}")]
     Apply(String),
     /// `nft list` failed.
-    #[error("nft failed to list table {TABLE_FAMILY} {TABLE_NAME}: {0}")]
-    List(String),
+    #[error("nft failed to list table {TABLE_FAMILY} {0}: {1}")]
+    List(String, String),
     /// Writing the sysctl that enables forwarding failed.
     #[error("cannot enable IPv4 forwarding")]
     Forwarding(#[source] io::Error),
 }
 
-/// The nft script that makes our table hold exactly the rules for `networks`.
-pub fn render(networks: &[&NetworkConfig]) -> String {
-    let mut s =
-        format!("table {TABLE_FAMILY} {TABLE_NAME}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n");
+/// The nft script that makes table `table` hold exactly the rules for `networks`.
+pub fn render(table: &str, networks: &[&NetworkConfig]) -> String {
+    let mut s = format!("table {TABLE_FAMILY} {table}\ndelete table {TABLE_FAMILY} {table}\n");
     if networks.is_empty() {
         return s;
     }
-    let _ = writeln!(s, "table {TABLE_FAMILY} {TABLE_NAME} {{");
+    let _ = writeln!(s, "table {TABLE_FAMILY} {table} {{");
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");
     for n in networks {
         let b = &n.bridge;
@@ -93,8 +102,8 @@ pub fn render(networks: &[&NetworkConfig]) -> String {
 
 /// Replaces our table with the rules for `networks` in one transaction (deletes it when the
 /// list is empty), and turns on IPv4 forwarding when a network needs egress.
-pub fn apply(networks: &[&NetworkConfig]) -> Result<(), FirewallError> {
-    let script = render(networks);
+pub fn apply(table: &str, networks: &[&NetworkConfig]) -> Result<(), FirewallError> {
+    let script = render(table, networks);
     let mut child = Command::new("nft")
         .args(["-f", "-"])
         .stdin(Stdio::piped())
@@ -121,10 +130,10 @@ pub fn apply(networks: &[&NetworkConfig]) -> Result<(), FirewallError> {
     Ok(())
 }
 
-/// Our table as `nft list` prints it, or `None` when it does not exist.
-pub fn list() -> Result<Option<String>, FirewallError> {
+/// Table `table` as `nft list` prints it, or `None` when it does not exist.
+pub fn list(table: &str) -> Result<Option<String>, FirewallError> {
     let out = Command::new("nft")
-        .args(["list", "table", TABLE_FAMILY, TABLE_NAME])
+        .args(["list", "table", TABLE_FAMILY, table])
         .output()
         .map_err(FirewallError::Spawn)?;
     if out.status.success() {
@@ -134,7 +143,10 @@ pub fn list() -> Result<Option<String>, FirewallError> {
     if err.contains("No such file or directory") {
         return Ok(None);
     }
-    Err(FirewallError::List(err.trim().to_string()))
+    Err(FirewallError::List(
+        table.to_string(),
+        err.trim().to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -155,16 +167,23 @@ mod tests {
     }
 
     #[test]
+    fn table_per_root() {
+        let a = table_name(std::path::Path::new("/nonexistent/a"));
+        assert!(a.starts_with("containerization-") && a.len() == 25, "{a}");
+        assert_ne!(a, table_name(std::path::Path::new("/nonexistent/b")));
+    }
+
+    #[test]
     fn empty_only_deletes() {
-        let s = render(&[]);
-        assert!(s.contains("delete table inet containerization"));
+        let s = render("containerization-x", &[]);
+        assert!(s.contains("delete table inet containerization-x"));
         assert!(!s.contains("chain"));
     }
 
     #[test]
     fn internal_has_no_masquerade() {
         let (a, b) = (net("a", false), net("b", true));
-        let s = render(&[&a, &b]);
+        let s = render("t", &[&a, &b]);
         assert!(s.contains("ip saddr 10.7.0.0/24 oifname != \"cbra\" masquerade"));
         assert!(!s.contains("oifname != \"cbrb\" masquerade"));
         assert!(s.contains("iifname \"cbrb\" oifname != \"cbrb\" drop"));

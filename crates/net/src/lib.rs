@@ -25,7 +25,7 @@ pub use config::{
     NetworkConfig, NetworkSpec, BRIDGE_PREFIX, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
     TAP_PREFIX,
 };
-pub use firewall::{list as firewall_table, FirewallError, TABLE_FAMILY, TABLE_NAME};
+pub use firewall::{FirewallError, TABLE_FAMILY, TABLE_PREFIX};
 pub use hosts::{render_hosts, render_resolv_conf, HostEntry};
 pub use ipam::IpamError;
 pub use link::{list as links, LinkError, LinkInfo};

@@ -180,14 +180,17 @@ impl NetworkMode {
 pub struct Networks {
     root: PathBuf,
     store: Store,
+    table: String,
 }
 
 impl Networks {
     /// Opens the networks of state root `root` (creating `<root>/networks`).
     pub fn open(root: &Path) -> Result<Self, NetworkError> {
+        let store = Store::open(root)?;
         Ok(Self {
             root: root.to_path_buf(),
-            store: Store::open(root)?,
+            store,
+            table: firewall::table_name(root),
         })
     }
 
@@ -262,18 +265,28 @@ impl Networks {
         if name != DEFAULT_NETWORK {
             return Err(NetworkError::NotFound(name.to_string()));
         }
-        let subnet_text =
-            std::env::var(DEFAULT_SUBNET_ENV).unwrap_or_else(|_| DEFAULT_SUBNET.to_string());
+        // An explicit CONTAINER_DEFAULT_SUBNET is used as given; otherwise 192.168.64.0/24,
+        // or the next free /24 when that one is taken (e.g. by another state root's default).
+        let explicit = std::env::var(DEFAULT_SUBNET_ENV).ok();
+        let subnet_text = explicit
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SUBNET.to_string());
         let subnet = subnet_text
             .trim()
             .parse::<Ipv4Net>()
             .map_err(|_| NetworkError::DefaultSubnet(subnet_text.clone()))?;
-        let spec = NetworkSpec {
+        let mut spec = NetworkSpec {
             name: DEFAULT_NETWORK.to_string(),
             subnet: Some(subnet),
             ..Default::default()
         };
-        self.define(lock, &spec)
+        match self.define(lock, &spec) {
+            Err(NetworkError::Overlap { .. }) if explicit.is_none() => {
+                spec.subnet = None;
+                self.define(lock, &spec)
+            }
+            other => other,
+        }
     }
 
     /// Bridge with gateway address, and rules.
@@ -292,7 +305,7 @@ impl Networks {
             .iter()
             .filter(|n| present.contains(&n.bridge))
             .collect();
-        firewall::apply(&active)?;
+        firewall::apply(&self.table, &active)?;
         Ok(())
     }
 
@@ -499,6 +512,17 @@ impl Networks {
         )?)
     }
 
+    /// Name of this state root's nf_tables table (family `inet`).
+    pub fn firewall_table(&self) -> &str {
+        &self.table
+    }
+
+    /// This state root's nf_tables table as `nft list` prints it; `None` when it does not exist
+    /// (no bridge of ours is up).
+    pub fn firewall_rules(&self) -> Result<Option<String>, NetworkError> {
+        Ok(firewall::list(&self.table)?)
+    }
+
     /// The attachments `container_id` holds (attached or not), for `inspect`.
     pub fn attachments(&self, container_id: &str) -> Result<Vec<Attachment>, NetworkError> {
         let lock = self.store.lock()?;
@@ -581,7 +605,7 @@ impl Networks {
             names.push(config.bridge);
         }
         link::delete(&names)?;
-        firewall::apply(&[])?;
+        firewall::apply(&self.table, &[])?;
         Ok(())
     }
 }

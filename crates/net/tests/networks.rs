@@ -661,3 +661,40 @@ fn attach_from_many_processes() {
         .iter()
         .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
 }
+
+#[test]
+fn two_state_roots_share_a_namespace() {
+    let host = Netns::new("roots");
+    let (r1, r2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (p1, p2) = (r1.path().to_path_buf(), r2.path().to_path_buf());
+    let (a1, a2, t1, t2) = host.run(|| {
+        let (n1, n2) = (Networks::open(&p1).unwrap(), Networks::open(&p2).unwrap());
+        let a1 = n1.attach("c", None, "default").unwrap();
+        // The second root's default network steps aside to a free subnet.
+        let a2 = n2.attach("c", None, "default").unwrap();
+        (
+            a1,
+            a2,
+            n1.firewall_table().to_string(),
+            n2.firewall_table().to_string(),
+        )
+    });
+    assert_eq!(a1.address.to_string(), "192.168.64.2/24");
+    assert_eq!(a2.address.to_string(), "192.168.65.2/24");
+    assert_ne!(t1, t2);
+    let rules = table(&host);
+    assert!(rules.contains(&t1) && rules.contains(&t2), "{rules}");
+    // Releasing root 1's container retires its default bridge and table only.
+    host.run(|| Networks::open(&p1).unwrap().release("c").unwrap());
+    let rules = table(&host);
+    assert!(
+        !rules.contains(&t1) && rules.contains("192.168.65.0/24"),
+        "{rules}"
+    );
+    host.run(|| Networks::open(&p2).unwrap().release("c").unwrap());
+    assert!(!table(&host).contains("containerization"));
+    assert!(!host
+        .links()
+        .iter()
+        .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
+}
