@@ -2,10 +2,12 @@
 //! attachment, persistent address allocation, egress NAT and isolation in our own nf_tables
 //! table, published ports through a userspace proxy, and the name map for `/etc/hosts`.
 //!
-//! The entry point is [`Networks`]: the runtime opens it on the state directory and calls
-//! [`Networks::attach`] before a VM boots (it gets the tap name for QEMU and the address the
-//! guest must configure), [`Networks::detach`] when the VM stops and [`Networks::release`] when
-//! the container is deleted. [`ports`] holds the published-port forwarder the monitor runs.
+//! A container's monitor uses [`ContainerNetwork`]: `prepare` before QEMU starts (published
+//! ports bound, addresses allocated, taps made), `start` once the guest is configured (port
+//! relays, DNS responder on each gateway), `stop` after the VM exited (taps removed, addresses
+//! kept). [`Networks`] holds the lower-level operations and the `network` commands; the runtime
+//! calls [`Networks::release`] when a container is deleted and [`Networks::cleanup_stale`]
+//! after a crash.
 //!
 //! Everything here works in the network namespace of the calling thread, which is what lets the
 //! tests run it inside namespaces they create.
@@ -18,6 +20,7 @@ mod ipam;
 mod link;
 mod networks;
 pub mod ports;
+mod session;
 mod store;
 mod tap;
 
@@ -30,6 +33,7 @@ pub use hosts::{render_hosts, render_resolv_conf, HostEntry};
 pub use ipam::IpamError;
 pub use link::{list as links, LinkError, LinkInfo};
 pub use networks::{Attachment, ContainerEntry, NetworkError, NetworkInfo, NetworkMode, Networks};
+pub use session::{ContainerNetwork, PreparedNetwork, RunningNetwork, SessionError};
 pub use store::StoreError;
 pub use tap::TapError;
 

@@ -698,3 +698,93 @@ fn two_state_roots_share_a_namespace() {
         .iter()
         .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
 }
+
+/// The monitor's view: prepare (ports, taps), start (relays, DNS), stop.
+#[test]
+fn container_network_session() {
+    use net::ports::PortSpec;
+    use net::{ContainerNetwork, NetworkMode};
+    let host = Netns::new("sess");
+    let ctr = Netns::new("sessc");
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().to_path_buf();
+    let mode = NetworkMode::from_flags(&[]).unwrap();
+    let ports: Vec<PortSpec> = vec!["127.0.0.1:18081:80".parse().unwrap()];
+
+    // A taken host port fails prepare before anything is allocated or created.
+    let err = host.run(|| {
+        let _busy = TcpListener::bind("127.0.0.1:18081").unwrap();
+        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &ports).unwrap_err()
+    });
+    assert!(err.to_string().contains("127.0.0.1:18081/tcp"), "{err}");
+    assert!(!host.links().iter().any(|l| l.starts_with("ctap")));
+    let leases =
+        std::fs::read_to_string(path.join("networks/leases/default.json")).unwrap_or_default();
+    assert!(!leases.contains("s1"), "{leases}");
+    let err = host.run(|| {
+        ContainerNetwork::prepare(&path, "s1", None, &NetworkMode::None, &ports).unwrap_err()
+    });
+    assert!(err.to_string().contains("without a network"), "{err}");
+
+    let runtime = host.run(|| tokio::runtime::Runtime::new().unwrap());
+    let prepared =
+        host.run(|| ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &ports).unwrap());
+    let a = prepared.attachments()[0].clone();
+    assert_eq!(a.network, "default");
+    assert!(host.links().contains(&a.tap));
+    let bridge = host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .inspect("default")
+            .unwrap()
+            .config
+            .bridge
+    });
+    plug(
+        &host,
+        &ctr,
+        "vsess",
+        Some(&bridge),
+        &a.address.to_string(),
+        Some(&a.gateway.to_string()),
+    );
+    let svc = ctr.run(|| TcpListener::bind(format!("{}:80", a.address.addr())).unwrap());
+    std::thread::spawn(move || {
+        let (mut s, _) = svc.accept().unwrap();
+        s.write_all(b"HTTP/1.0 200 OK\r\n\r\nfrom the container")
+            .unwrap();
+    });
+    let running = host.run(|| {
+        let _guard = runtime.enter();
+        prepared.start().unwrap()
+    });
+    let body = host.run(|| {
+        let mut s = TcpStream::connect("127.0.0.1:18081").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    });
+    assert!(body.ends_with("from the container"), "{body}");
+    let server = SocketAddr::new(a.gateway.into(), 53);
+    let (_, ips) = ctr.run(move || query_a(server, "svc"));
+    assert_eq!(ips, [a.address.addr()]);
+
+    host.run(|| {
+        let _guard = runtime.enter();
+        running.stop().unwrap();
+    });
+    host.ip(&["link", "del", "vsess"]);
+    assert!(!host
+        .links()
+        .iter()
+        .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
+    // The port is free again and the address is kept for the next start.
+    host.run(|| TcpListener::bind("127.0.0.1:18081").unwrap());
+    let again = host.run(|| ContainerNetwork::prepare(&path, "s1", None, &mode, &[]).unwrap());
+    assert_eq!(again.attachments()[0].address, a.address);
+    host.run(|| {
+        again.abort().unwrap();
+        Networks::open(&path).unwrap().release("s1").unwrap();
+    });
+    drop(runtime);
+}
