@@ -6,8 +6,8 @@
 mod exit;
 mod global;
 mod image;
-mod progress;
 mod network;
+mod progress;
 mod registry;
 mod rootfs;
 mod system;
