@@ -243,7 +243,8 @@ fn dx_entries(b: &mut [u8], off: usize, limit: usize, entries: &[(u32, u32)], se
     }
     let tail = off + limit * 8;
     let c = csum::raw(seed, &b[..off + entries.len() * 8]);
-    let c = csum::raw(c, &b[tail..tail + 4]);
+    // The tail goes in whole, its checksum field still zero (kernel `ext4_dx_csum`).
+    let c = csum::raw(c, &b[tail..tail + 8]);
     b[tail + 4..tail + 8].copy_from_slice(&c.to_le_bytes());
 }
 

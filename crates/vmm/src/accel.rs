@@ -137,8 +137,8 @@ pub fn choose(forced: Option<Accel>, kernel: &Kernel, qemu: &Path) -> Result<Dec
     let works = match cached {
         Some(c) => c.kvm_works,
         None => {
-            let works =
-                probe_boot(qemu, &kernel.vmlinux, PROBE_TIMEOUT).map_err(AccelError::Probe)?;
+            let works = probe_boot(qemu, &kernel.vmlinux, Accel::Kvm, PROBE_TIMEOUT)
+                .map_err(AccelError::Probe)?;
             let json = serde_json::to_vec(&ProbeCache {
                 host_release: release,
                 kvm_works: works,
@@ -189,11 +189,33 @@ pub fn is_pvm_host() -> bool {
     Path::new("/sys/module/kvm_pvm").exists()
 }
 
-/// Boots `vmlinux` under KVM without an initramfs and reports whether it reached the kernel's
-/// "no root filesystem" panic (QEMU exits) within `timeout`.
-pub fn probe_boot(qemu: &Path, vmlinux: &Path, timeout: Duration) -> std::io::Result<bool> {
+/// Boots `vmlinux` under `accel` without an initramfs and reports whether it reached the
+/// kernel's "no root filesystem" panic, and QEMU exited, within `timeout`. Both are required: a
+/// guest that triple-faults early also ends QEMU, but never prints the panic.
+pub fn probe_boot(
+    qemu: &Path,
+    vmlinux: &Path,
+    accel: Accel,
+    timeout: Duration,
+) -> std::io::Result<bool> {
+    let console = crate::fsutil::temp_sibling(&std::env::temp_dir().join("vmm-kvm-probe.log"));
+    let mut append = String::from("console=ttyS0 panic=-1 reboot=t root=/dev/nonexistent");
+    if accel == Accel::Tcg {
+        if let Some(khz) = crate::config::host_tsc_khz() {
+            append.push_str(&format!(" tsc_early_khz={khz}"));
+        }
+    }
     let mut child = Command::new(qemu)
-        .args(["-M", "microvm", "-accel", "kvm", "-m", "256M", "-smp", "1"])
+        .args([
+            "-M",
+            "microvm",
+            "-accel",
+            accel.qemu_name(),
+            "-m",
+            "256M",
+            "-smp",
+            "1",
+        ])
         .args([
             "-nodefaults",
             "-no-user-config",
@@ -203,26 +225,30 @@ pub fn probe_boot(qemu: &Path, vmlinux: &Path, timeout: Duration) -> std::io::Re
         ])
         .arg("-kernel")
         .arg(vmlinux)
-        .args([
-            "-append",
-            "console=ttyS0 panic=-1 reboot=t root=/dev/nonexistent",
-        ])
+        .args(["-append", &append])
+        .arg("-chardev")
+        .arg(format!("file,id=con,path={}", console.display()))
+        .args(["-serial", "chardev:con"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
     let start = Instant::now();
-    loop {
+    let exited = loop {
         if let Some(status) = child.try_wait()? {
-            return Ok(status.success());
+            break status.success();
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            return Ok(false);
+            break false;
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let log = fs::read(&console).unwrap_or_default();
+    let _ = fs::remove_file(&console);
+    let panicked = log.windows(12).any(|w| w == b"Kernel panic");
+    Ok(exited && panicked)
 }
 
 #[cfg(test)]
@@ -254,6 +280,22 @@ mod tests {
         let d = choose(Some(Accel::Tcg), &k, Path::new("qemu-system-x86_64")).unwrap();
         assert_eq!(d.accel, Accel::Tcg);
         assert!(d.notice().starts_with("using TCG"));
+    }
+
+    /// The probe recognises a kernel that boots: under TCG (slower, so a longer timeout) the
+    /// Debian kernel reaches its root-mount panic; a file that is not a kernel does not.
+    #[test]
+    fn probe_sees_a_working_boot() {
+        let tk = crate::testutil::debian_kernel();
+        let root = tempfile::tempdir().unwrap();
+        let k = crate::kernel::KernelStore::new(root.path())
+            .for_path(&tk.vmlinuz)
+            .unwrap();
+        let qemu = Path::new("qemu-system-x86_64");
+        assert!(probe_boot(qemu, &k.vmlinux, Accel::Tcg, Duration::from_secs(60)).unwrap());
+        let junk = root.path().join("junk");
+        fs::write(&junk, b"junk").unwrap();
+        assert!(!probe_boot(qemu, &junk, Accel::Tcg, Duration::from_secs(10)).unwrap());
     }
 
     /// On this machine class (PVM, see ENVIRONMENT.md) the stock Debian kernel must land on

@@ -266,6 +266,32 @@ mod tests {
         }
     }
 
+    /// The real Debian vmlinuz unpacks to an x86-64 ELF; truncated or corrupted copies fail
+    /// with an error, never a panic.
+    #[test]
+    fn real_debian_vmlinuz_and_damaged_copies() {
+        let tk = crate::testutil::debian_kernel();
+        let img = std::fs::read(&tk.vmlinuz).unwrap();
+        let elf = extract_vmlinux(&img).unwrap();
+        assert_eq!(&elf[..4], b"\x7fELF");
+        assert_eq!(elf[4], 2, "ELFCLASS64");
+        assert_eq!(u16::from_le_bytes([elf[18], elf[19]]), 62, "EM_X86_64");
+        assert!(elf.len() > 2 * img.len(), "decompressed");
+        assert!(version_string(&img).unwrap().starts_with(&tk.release));
+
+        let setup = (img[0x1f1] as usize + 1) * 512;
+        let off = setup + u32::from_le_bytes(img[0x248..0x24c].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes(img[0x24c..0x250].try_into().unwrap()) as usize;
+        for cut in [0x100, 0x251, 0x4000, off + len / 2, off + len - 4096] {
+            assert!(extract_vmlinux(&img[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = img.clone();
+        for b in &mut bad[off + 8..off + 4096] {
+            *b ^= 0x5a;
+        }
+        assert!(extract_vmlinux(&bad).is_err());
+    }
+
     #[test]
     fn rejects_garbage_and_unknown_payloads() {
         assert!(matches!(kind(b"hello"), Err(BzImageError::NotAKernel)));

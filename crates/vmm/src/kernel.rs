@@ -153,13 +153,24 @@ impl KernelStore {
                 source,
             })?;
             let final_dir = self.dir.join(&id);
+            let source = KernelSource::Deb { path: deb.clone() };
+            if let Ok(mut k) = self.load(&id) {
+                if k.vmlinux.is_file() && k.modules_dir.as_ref().is_some_and(|m| m.is_dir()) {
+                    // Installed before: keep that copy (VMs may be reading its modules).
+                    if k.source != source {
+                        k.source = source;
+                        self.write_meta(&final_dir, &k)?;
+                    }
+                    return Ok(k);
+                }
+            }
             let kernel = self.finish_entry(
                 &tmp,
                 &final_dir,
                 &id,
                 "vmlinuz",
                 x.modules_dir.map(|_| final_dir.join("modules")),
-                KernelSource::Deb { path: deb.clone() },
+                source,
             )?;
             self.install_dir(&tmp, &final_dir)?;
             Ok(kernel)
@@ -194,20 +205,57 @@ impl KernelStore {
     }
 
     /// A kernel for one container (`-k PATH`), cached in the store but not made current. Its
-    /// modules are the host's `/lib/modules/<release>` if that exists, else none (built in).
+    /// modules: those of a stored kernel of the same release (e.g. the vmlinux of an installed
+    /// package), else the host's `/lib/modules/<release>`, else none (drivers built in).
     pub fn for_path(&self, image: &Path) -> Result<Kernel, KernelError> {
         let source = KernelSource::Override {
             path: absolute(image),
         };
-        self.import(image, None, source).map(|mut k| {
-            if let Some(rel) = &k.release {
-                let host = Path::new("/lib/modules").join(rel);
-                if host.is_dir() {
-                    k.modules_dir = Some(host);
-                }
-            }
-            k
-        })
+        let mut k = self.import(image, None, source)?;
+        if let Some(rel) = k
+            .release
+            .clone()
+            .or_else(|| self.release_of_stored_vmlinux(&k))
+        {
+            k.release = Some(rel.clone());
+            let host = Path::new("/lib/modules").join(&rel);
+            k.modules_dir = self
+                .stored_modules_for(&rel)
+                .or_else(|| host.is_dir().then_some(host));
+        }
+        Ok(k)
+    }
+
+    /// Stored kernels, as recorded in their `kernel.json`.
+    pub fn list(&self) -> Vec<Kernel> {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !name.starts_with('.') && !name.ends_with(".json"))
+            .filter_map(|id| self.load(&id).ok())
+            .collect()
+    }
+
+    /// The modules directory of a stored kernel of release `release`, if any.
+    fn stored_modules_for(&self, release: &str) -> Option<PathBuf> {
+        self.list()
+            .into_iter()
+            .filter(|k| k.release.as_deref() == Some(release))
+            .find_map(|k| k.modules_dir.filter(|m| m.is_dir()))
+    }
+
+    /// An ELF vmlinux carries no boot header with its release; if it is byte-identical to the
+    /// vmlinux unpacked from a stored kernel, that kernel's release is its release.
+    fn release_of_stored_vmlinux(&self, k: &Kernel) -> Option<String> {
+        let size = fs::metadata(&k.vmlinux).ok()?.len();
+        self.list()
+            .into_iter()
+            .filter(|o| o.id != k.id && o.release.is_some())
+            .filter(|o| fs::metadata(&o.vmlinux).is_ok_and(|m| m.len() == size))
+            .find(|o| sha256_file(&o.vmlinux).ok() == sha256_file(&k.vmlinux).ok())
+            .and_then(|o| o.release)
     }
 
     /// The kernel VMs boot: the one set, else the host's.
@@ -408,6 +456,12 @@ mod tests {
 
         let again = store.configured().unwrap().unwrap();
         assert_eq!(again.id, k.id);
+        // Setting the same package again keeps the installed copy in place.
+        let marker = k.dir().join("marker");
+        fs::write(&marker, b"").unwrap();
+        assert_eq!(store.set_from_deb(&deb).unwrap().id, k.id);
+        assert!(marker.exists());
+        fs::remove_file(&marker).unwrap();
         assert_eq!(store.current().unwrap().vmlinux, k.vmlinux);
         // No temp directories left behind.
         let names: Vec<_> = fs::read_dir(store.dir())
@@ -426,10 +480,14 @@ mod tests {
         assert_eq!(k.release.as_deref(), Some(tk.release.as_str()));
         assert_eq!(k.modules_dir.as_deref(), Some(tk.modules.as_path()));
         assert!(matches!(k.source, KernelSource::Binary { .. }));
-        // An ELF given as-is boots as-is.
+        // An ELF given as-is boots as-is, and borrows the modules of the kernel it came from.
         let o = store.for_path(&k.vmlinux).unwrap();
         assert_ne!(o.id, k.id);
         assert_eq!(fs::read(&o.vmlinux).unwrap(), fs::read(&k.vmlinux).unwrap());
+        assert_eq!(o.release, k.release);
+        assert_eq!(o.modules_dir, k.modules_dir);
+        assert!(matches!(o.source, KernelSource::Override { .. }));
+        assert_eq!(store.list().len(), 2);
         // The override did not change the current kernel.
         assert_eq!(store.current().unwrap().id, k.id);
     }

@@ -363,7 +363,13 @@ fn ready_socket_path() -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("vmm-ready-{}-{n}.sock", std::process::id()))
+    let name = format!("vmm-ready-{}-{n}.sock", std::process::id());
+    let path = std::env::temp_dir().join(&name);
+    if path.as_os_str().len() < 100 {
+        path
+    } else {
+        PathBuf::from("/tmp").join(name)
+    }
 }
 
 impl Drop for QemuVm {
