@@ -445,8 +445,14 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
     assert_eq!(info["networks"], json!([]));
     assert_eq!(info["config"]["process"]["args"][0], "sh");
 
-    // stop: SIGTERM reaches the process, which exits 0 by itself.
+    // stop: SIGTERM reaches the process, which exits 0 by itself; `logs -f` follows until then.
+    let follow = env.cli.command(&["logs", "-f", "-n", "1", "web"]);
+    let follower = std::thread::spawn(move || wait_output(follow));
+    std::thread::sleep(Duration::from_millis(500));
     let r = env.run(&["stop", "-t", "20", "web"]).ok();
+    let followed = follower.join().unwrap().ok();
+    assert!(followed.stdout.starts_with("tick "), "{followed:?}");
+    assert!(followed.stdout.ends_with("got TERM\n"), "{followed:?}");
     assert_eq!(r.stdout.trim(), "web");
     let info = env.inspect("web");
     assert_eq!(
@@ -476,6 +482,40 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
     assert!(env.container_dirs().is_empty());
     assert_eq!(env.run(&["list", "-a", "-q"]).ok().stdout, "");
     assert_eq!(env.qemus(), 0);
+}
+
+#[test]
+fn signals_to_an_attached_run_reach_the_container_process() {
+    let env = Env::new(true);
+    let mut cmd = env.cli.command(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got INT; exit 9' INT; echo ready; while true; do sleep 0.1; done",
+    ]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "run ended before the process was ready");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // SAFETY: kill(2) of the `container run` client this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(9), "{rest}");
+    assert_eq!(rest, "got INT\n");
+    assert!(env.container_dirs().is_empty());
 }
 
 #[test]
