@@ -99,8 +99,10 @@ pub trait Guest: Send + Sync {
 /// What the monitor asks the backend to boot.
 #[derive(Debug, Clone)]
 pub struct VmRequest {
-    /// The container's state directory (sockets and logs go here).
+    /// The container's state directory (logs go here).
     pub dir: PathBuf,
+    /// Where the VM's unix sockets go (short enough for `sun_path`).
+    pub socket_dir: PathBuf,
     /// The container's read-write root disk (a qcow2 overlay).
     pub rootfs_disk: PathBuf,
     /// Serial console log.

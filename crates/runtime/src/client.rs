@@ -42,7 +42,7 @@ pub enum ClientError {
 
 /// Connects to a running container's monitor.
 pub async fn connect(store: &Store, id: &str) -> Result<UnixStream, ClientError> {
-    UnixStream::connect(store.dir_of(id).join("monitor.sock"))
+    UnixStream::connect(store.socket_dir(id).join("monitor.sock"))
         .await
         .map_err(|_| ClientError::NotRunning(id.to_string()))
 }
@@ -56,7 +56,7 @@ pub async fn connect_starting(
     timeout: Duration,
 ) -> Result<UnixStream, ClientError> {
     let deadline = Instant::now() + timeout;
-    let sock = store.dir_of(id).join("monitor.sock");
+    let sock = store.socket_dir(id).join("monitor.sock");
     loop {
         if let Ok(s) = UnixStream::connect(&sock).await {
             return Ok(s);

@@ -264,6 +264,42 @@ impl Store {
         self.dir.join(id)
     }
 
+    /// Directory of a container's unix sockets (`monitor.sock`, `agent.sock`): the container's
+    /// own directory, unless its paths would pass the 108-byte `sun_path` limit (a deep
+    /// `--root`); then `<runtime dir>/container-<hash of the store path>/<id prefix>`, where the
+    /// runtime dir is /run as root, else $XDG_RUNTIME_DIR, else /tmp.
+    pub fn socket_dir(&self, id: &str) -> PathBuf {
+        let own = self.dir_of(id);
+        if own.join("monitor.sock").as_os_str().len() < SUN_PATH_MAX {
+            return own;
+        }
+        // SAFETY: geteuid has no preconditions.
+        let base = if unsafe { libc::geteuid() } == 0 {
+            PathBuf::from("/run")
+        } else {
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp"))
+        };
+        let hash = fnv1a(self.dir.as_os_str().as_encoded_bytes());
+        base.join(format!("container-{hash:016x}"))
+            .join(&id[..id.len().min(16)])
+    }
+
+    /// Removes a container's sockets (and their directory when it is not the container's own).
+    pub fn remove_sockets(&self, id: &str) {
+        let dir = self.socket_dir(id);
+        let _ = fs::remove_file(dir.join("monitor.sock"));
+        let _ = fs::remove_file(dir.join("agent.sock"));
+        if dir != self.dir_of(id) {
+            let _ = fs::remove_dir(&dir);
+            if let Some(parent) = dir.parent() {
+                // Only succeeds once no other container of this store has sockets there.
+                let _ = fs::remove_dir(parent);
+            }
+        }
+    }
+
     /// Lock guarding state.json of one container.
     pub fn lock(&self, id: &str) -> Result<Lock, StateError> {
         Lock::exclusive(&self.dir_of(id).join("lock"))
@@ -425,10 +461,19 @@ impl Store {
         }
         r.monitor_pid = None;
         self.save(&r)?;
-        let _ = fs::remove_file(self.dir_of(&r.id).join("monitor.sock"));
-        let _ = fs::remove_file(self.dir_of(&r.id).join("agent.sock"));
+        self.remove_sockets(&r.id);
         Ok(r)
     }
+}
+
+/// Unix socket paths must be shorter than this (`sun_path` is 108 bytes with the NUL).
+const SUN_PATH_MAX: usize = 108;
+
+/// FNV-1a, 64 bit: a stable short name for a store path.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// A record claims a monitor (or a running status) but no monitor process is alive.
@@ -547,6 +592,24 @@ mod tests {
         assert_eq!(fixed.exit_code, Some(crate::EXIT_RUNTIME_FAULT));
         assert_eq!(fixed.monitor_pid, None);
         assert!(fixed.exit_reason.unwrap().contains("monitor"));
+    }
+
+    #[test]
+    fn sockets_move_out_of_deep_roots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let id = new_id();
+        assert_eq!(store.socket_dir(&id), store.dir_of(&id));
+        let deep = tmp.path().join("a".repeat(60));
+        let store = Store::open(&deep).unwrap();
+        let dir = store.socket_dir(&id);
+        assert_ne!(dir, store.dir_of(&id));
+        assert!(dir.join("monitor.sock").as_os_str().len() < SUN_PATH_MAX);
+        assert!(dir.ends_with(&id[..16]));
+        // Stable for the same store, different for another.
+        assert_eq!(dir, Store::open(&deep).unwrap().socket_dir(&id));
+        let other = Store::open(&tmp.path().join("b".repeat(60))).unwrap();
+        assert_ne!(dir, other.socket_dir(&id));
     }
 
     #[test]

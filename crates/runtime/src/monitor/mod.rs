@@ -124,7 +124,12 @@ pub async fn run(
         r.exit_reason = None;
     })?;
 
-    let sock = dir.join("monitor.sock");
+    let sock_dir = store.socket_dir(id);
+    std::fs::create_dir_all(&sock_dir).map_err(|source| MonitorError::Listen {
+        path: sock_dir.clone(),
+        source,
+    })?;
+    let sock = sock_dir.join("monitor.sock");
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(|source| MonitorError::Listen {
         path: sock.clone(),
@@ -173,8 +178,7 @@ pub async fn run(
     if let Some(mut booted) = outcome.booted {
         shutdown_vm(&mut booted).await;
     }
-    let _ = std::fs::remove_file(dir.join("agent.sock"));
-    let _ = std::fs::remove_file(&sock);
+    store.remove_sockets(id);
     let auto_remove = record.config.auto_remove;
     let status = if outcome.started {
         Status::Exited
@@ -251,6 +255,7 @@ async fn start_and_supervise(
     }
     let req = VmRequest {
         dir: dir.to_path_buf(),
+        socket_dir: store.socket_dir(id),
         rootfs_disk: overlay,
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),

@@ -269,7 +269,8 @@ impl Fixture {
 
     async fn connect(&self, id: &str) -> UnixStream {
         for _ in 0..200 {
-            if let Ok(s) = UnixStream::connect(self.store.dir_of(id).join("monitor.sock")).await {
+            if let Ok(s) = UnixStream::connect(self.store.socket_dir(id).join("monitor.sock")).await
+            {
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

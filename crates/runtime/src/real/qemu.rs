@@ -19,8 +19,11 @@ use crate::backend::{BootError, Booted, Vm, VmBackend, VmExit, VmRequest};
 
 /// How long the guest agent may take to answer after QEMU starts (TCG on a busy host is slow).
 const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
-/// One handshake attempt; a Hello sent before the guest opened its port is lost, so retry.
-const HANDSHAKE_ATTEMPT: Duration = Duration::from_millis(500);
+/// First handshake attempt's timeout: a Hello sent before the guest opened its port is lost,
+/// so the host retries, doubling the wait (up to [`HANDSHAKE_MAX`]) so a slow guest's answer
+/// is not cut off forever.
+const HANDSHAKE_FIRST: Duration = Duration::from_millis(250);
+const HANDSHAKE_MAX: Duration = Duration::from_secs(4);
 
 /// Boots container VMs with QEMU.
 pub struct QemuBackend {
@@ -103,7 +106,7 @@ impl QemuBackend {
             format: vmm::DiskFormat::Qcow2,
             readonly: false,
         });
-        cfg.agent_socket = Some(req.dir.join("agent.sock"));
+        cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
         Ok(cfg)
     }
 }
@@ -190,6 +193,7 @@ async fn connect_agent(
     console: &Path,
 ) -> Result<agent::Client, BootError> {
     let deadline = Instant::now() + AGENT_TIMEOUT;
+    let mut attempt_timeout = HANDSHAKE_FIRST;
     loop {
         if let Some(why) = vm.exit.borrow().clone() {
             return Err(boot_err(format!(
@@ -206,7 +210,7 @@ async fn connect_agent(
         }
         let attempt = async {
             let stream = UnixStream::connect(sock).await.ok()?;
-            tokio::time::timeout(HANDSHAKE_ATTEMPT, agent::Client::connect(stream))
+            tokio::time::timeout(attempt_timeout, agent::Client::connect(stream))
                 .await
                 .ok()?
                 .ok()
@@ -214,7 +218,10 @@ async fn connect_agent(
         tokio::select! {
             c = attempt => match c {
                 Some(c) => return Ok(c),
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
+                None => {
+                    attempt_timeout = (attempt_timeout * 2).min(HANDSHAKE_MAX);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
             },
             _ = vm.exit.changed() => {}
         }
