@@ -514,6 +514,32 @@ fn bearer_token_flow_with_cache() {
     assert_eq!(list[0]["digest"], image.digest.as_str());
 }
 
+#[test]
+fn redirects_to_blob_storage_are_followed() {
+    let (fake, image, _dir) = fake_with_busybox();
+    for layer in &image.layers {
+        let path = format!("/v2/bad/bb/blobs/{layer}");
+        let storage = format!("/storage/{}", layer.trim_start_matches("sha256:"));
+        fake.route(&storage, fake.get_route(&path));
+        let mut redirect = Route::ok("text/plain", Vec::new());
+        redirect.status = 307;
+        redirect
+            .headers
+            .push(("Location".into(), format!("http://{}{storage}", fake.addr)));
+        fake.route(&path, redirect);
+    }
+    let cli = Cli::new();
+    cli.run(&["image", "pull", "-q", &fake.reference("bad/bb:v1")])
+        .ok();
+    let seen = fake.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|r| r.contains("/storage/")).count(),
+        3,
+        "{seen:?}"
+    );
+    assert_nothing_half_written_except_names(&cli, &image);
+}
+
 /// A fake registry serving the busybox image as `bad/bb:v1`, to be broken by each test.
 fn fake_with_busybox() -> (FakeRegistry, images::TestImage, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
