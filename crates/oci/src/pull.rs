@@ -363,7 +363,9 @@ async fn fetch_blobs(
     }
     // The first failure wins.
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.map_err(|e| PullError::Task(e.to_string())).and_then(|r| r);
+        let result = joined
+            .map_err(|e| PullError::Task(e.to_string()))
+            .and_then(|r| r);
         if let Err(e) = result {
             // Cancel the other downloads and wait until their temp files are removed.
             tasks.shutdown().await;
