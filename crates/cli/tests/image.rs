@@ -765,3 +765,38 @@ fn concurrent_pulls_of_the_same_image() {
     assert_eq!(list[0]["digest"], image.digest.as_str());
     assert_eq!(cli.temp_files(), 0);
 }
+
+#[test]
+fn progress_bars_only_on_a_terminal() {
+    let (reg, image, _dir) = registry_with_busybox();
+    let r = reg.reference("busybox");
+    // Not a terminal: no bars, one summary line on stderr.
+    let plain = Cli::new();
+    let out = plain.run(&["image", "pull", &r]).ok();
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("Pulled "), "{}", out.stderr);
+    // A terminal (util-linux `script` gives the command a pty): one bar per blob.
+    let tty = Cli::new();
+    let cmd = format!(
+        "{} --root {} image pull {}",
+        env!("CARGO_BIN_EXE_container"),
+        tty.root().display(),
+        r
+    );
+    let shown = tool("script", &["-qec", &cmd, "/dev/null"]);
+    for d in image.layers.iter().chain([&image.config]) {
+        let short = &d.trim_start_matches("sha256:")[..12];
+        assert!(shown.contains(short), "no bar for {short}: {shown}");
+    }
+    assert!(shown.contains("done"), "{shown}");
+    // -q on a terminal: nothing but the reference.
+    let quiet = Cli::new();
+    let cmd = format!(
+        "{} --root {} image pull -q {}",
+        env!("CARGO_BIN_EXE_container"),
+        quiet.root().display(),
+        r
+    );
+    let shown = tool("script", &["-qec", &cmd, "/dev/null"]);
+    assert_eq!(shown.trim(), format!("{}/busybox:latest", reg.addr));
+}
