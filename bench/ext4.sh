@@ -57,9 +57,10 @@ with tarfile.open("small.tar.gz", "w:gz", compresslevel=6, format=tarfile.PAX_FO
 PY
 fi
 
-# Size both images the same: what ours picks on its own.
+# Size both images the same (bytes and inodes): what ours picks on its own.
 "$BIN" rootfs create --layer base.tar.gz --layer small.tar.gz --json ours.img > summary.json
 SIZE=$(python3 -c 'import json; print(json.load(open("summary.json"))["size_bytes"])')
+INODES=$(python3 -c 'import json; print(json.load(open("summary.json"))["inodes"])')
 echo "layers: $(du -h base.tar.gz | cut -f1) base, $(du -h small.tar.gz | cut -f1) small; image size $SIZE bytes"
 
 cat > reference.sh <<EOS
@@ -70,7 +71,7 @@ mount -t tmpfs -o size=8g tmpfs "\$D"
 tar -C "\$D" --numeric-owner --xattrs --xattrs-include='*' -xzf "$BENCH_DIR/base.tar.gz"
 tar -C "\$D" --numeric-owner --xattrs --xattrs-include='*' -xzf "$BENCH_DIR/small.tar.gz"
 rm -f "$BENCH_DIR/ref.img"
-mkfs.ext4 -q -F -b 4096 -d "\$D" "$BENCH_DIR/ref.img" $((SIZE / 4096))
+mkfs.ext4 -q -F -b 4096 -N $INODES -d "\$D" "$BENCH_DIR/ref.img" $((SIZE / 4096))
 umount "\$D"
 rmdir "\$D"
 EOS
