@@ -197,6 +197,12 @@ impl State {
                 Body::File { extents, .. } => extent::tree_blocks(extents.len()),
                 Body::Dir { children, .. } => {
                     let ents = dirents(&self.tree, children, &ino_of);
+                    if !dir::fits(&ents) {
+                        return Err(Error::Unsupported(format!(
+                            "a directory of {} entries is beyond a two-level htree",
+                            ents.len()
+                        )));
+                    }
                     let (n, _) = dir::block_count(&ents);
                     n + extent::tree_blocks(n as usize)
                 }
