@@ -22,7 +22,11 @@ fn tar_layer(src: &Path, out: &Path, extra: &[&str]) {
 }
 
 fn e2fsck_ok(image: &Path) {
-    let out = Command::new("e2fsck").arg("-fn").arg(image).output().expect("e2fsck");
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("e2fsck");
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -54,7 +58,11 @@ fn create_from_two_layers_with_size_and_journal() {
         .arg(&image)
         .output()
         .expect("run container");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
     assert_eq!(v["size_bytes"], 64 << 20);
     e2fsck_ok(&image);
@@ -92,7 +100,9 @@ fn missing_layer_is_a_runtime_fault_naming_the_file() {
 #[test]
 fn bad_size_is_rejected_by_the_parser() {
     let out = container()
-        .args(["rootfs", "create", "--layer", "x.tar", "--size", "12Q", "out"])
+        .args([
+            "rootfs", "create", "--layer", "x.tar", "--size", "12Q", "out",
+        ])
         .output()
         .expect("run container");
     assert!(!out.status.success());
