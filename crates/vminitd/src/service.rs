@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agent::frame::FrameReader;
 use agent::server::{self, Incoming, Outbox, ServerError};
-use agent::{Created, HelloAck, Request, Response, Started};
+use agent::{Created, ErrorCode, HelloAck, Request, Response, Started, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{to_wire, Error};
@@ -137,7 +137,18 @@ impl Agent {
                             Request::Shutdown(s) => Some(s.reboot),
                             _ => None,
                         };
-                        let result = me.handle(req).await.map_err(|e| to_wire(&e));
+                        // Run the call in its own task so a bug that panics still gets an
+                        // answer (tokio catches the panic and reports it on the handle).
+                        let name = req.name();
+                        let inner = Arc::clone(&me);
+                        let result =
+                            match tokio::spawn(async move { inner.handle(req).await }).await {
+                                Ok(r) => r.map_err(|e| to_wire(&e)),
+                                Err(_) => Err(WireError::new(
+                                    ErrorCode::Internal,
+                                    format!("{name} failed: internal error in vminitd"),
+                                )),
+                            };
                         out.reply(id, result);
                         if let Some(reboot) = shutdown {
                             me.shutdown(reboot).await;

@@ -185,14 +185,23 @@ fn report(fd: &mut std::fs::File, kind: u8, errno: i32, message: &str) {
 /// Child side: never returns.
 fn child_main(plan: Plan, status: OwnedFd, start: OwnedFd) -> ! {
     let mut status = std::fs::File::from(status);
-    let code = match child_setup(&plan, &mut status, start) {
-        Ok(never) => match never {},
-        Err((kind, e, msg)) => {
+    // A panic must not unwind into the copy of vminitd's runtime this child carries.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child_setup(&plan, &mut status, start)
+    }));
+    let code = match result {
+        Ok(Ok(never)) => match never {},
+        Ok(Err((kind, e, msg))) => {
+            let errno = e.raw_os_error().unwrap_or(0);
+            report(&mut status, kind, errno, &format!("{msg}: {e}"));
+            1
+        }
+        Err(_) => {
             report(
                 &mut status,
-                kind,
-                e.raw_os_error().unwrap_or(0),
-                &format!("{msg}: {e}"),
+                b'E',
+                0,
+                "internal error while setting up the process",
             );
             1
         }
