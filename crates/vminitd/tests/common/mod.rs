@@ -73,9 +73,19 @@ pub fn start_server(dir: &Path) -> Server {
 }
 
 pub async fn connect(socket: &Path) -> Client {
-    let s = tokio::net::UnixStream::connect(socket)
-        .await
-        .expect("connect to vminitd");
+    // The socket file appears at bind(), a moment before listen(): retry refusals briefly.
+    let mut tries = 0;
+    let s = loop {
+        match tokio::net::UnixStream::connect(socket).await {
+            Ok(s) => break s,
+            Err(e) if tries < 200 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("connect to vminitd: {e}"),
+        }
+    };
     tokio::time::timeout(Duration::from_secs(10), Client::connect(s))
         .await
         .expect("handshake in time")
