@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::{Client, ExitStatus, Mount};
+use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Mount};
 use common::*;
 
 const MODULES: [&str; 5] = [
@@ -54,7 +54,7 @@ fn kernel_deb() -> PathBuf {
 /// Builds the static vminitd the way setup.sh does and returns its path.
 fn static_vminitd() -> PathBuf {
     if let Ok(p) = std::env::var("VMINITD_STATIC") {
-        return PathBuf::from(p);
+        return std::fs::canonicalize(&p).unwrap_or_else(|e| panic!("VMINITD_STATIC={p}: {e}"));
     }
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let target_dir = ws.join("target/vminitd-static");
@@ -275,14 +275,37 @@ async fn boots_runs_a_container_and_shuts_down() {
         .await;
     assert!(bad.unwrap_err().to_string().contains("/dev/vdz"));
 
-    let init = c
-        .create_process(create(
-            "c1",
-            Some(Path::new(rootfs)),
-            process(&["sleep", "600"]),
-        ))
-        .await
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
+    c.configure(Configure {
+        hostname: Some("vmtest".into()),
+        dns: Some(Dns {
+            nameservers: vec!["10.0.2.3".into()],
+            search: vec!["example.test".into()],
+            options: vec![],
+        }),
+        hosts: vec![HostEntry {
+            ip: "10.0.2.50".into(),
+            names: vec!["db".into(), "db.example.test".into()],
+        }],
+        sysctl: [("net.ipv4.ip_forward".to_string(), "1".to_string())].into(),
+        time_unix_ns: Some(now.as_nanos() as u64),
+    })
+    .await
+    .unwrap();
+    let bad = Configure {
+        sysctl: [("../../etc".to_string(), "1".to_string())].into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.configure(bad).await.unwrap_err().code(),
+        Some(agent::ErrorCode::InvalidArgument)
+    );
+
+    let mut spec = create("c1", Some(Path::new(rootfs)), process(&["sleep", "600"]));
+    spec.hostname = None;
+    let init = c.create_process(spec).await.unwrap();
     c.start(init).await.unwrap();
 
     let (o, e, st) = run(
@@ -323,6 +346,32 @@ async fn boots_runs_a_container_and_shuts_down() {
     );
     assert!(o.contains(c.hello().kernel.as_str()));
 
+    let script =
+        "hostname; cat /etc/resolv.conf; grep db /etc/hosts; cat /proc/sys/net/ipv4/ip_forward; \
+                  cat /proc/self/cgroup; date +%s";
+    let (o, _, _) = run(&c, create("c1", None, process(&["sh", "-c", script])))
+        .await
+        .unwrap();
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(
+        &lines[..6],
+        &[
+            "vmtest",
+            "nameserver 10.0.2.3",
+            "search example.test",
+            "10.0.2.50\tdb db.example.test",
+            "1",
+            "0::/c1"
+        ],
+        "{o}"
+    );
+    let guest_time: u64 = lines[6].parse().unwrap();
+    assert!(
+        guest_time.abs_diff(now.as_secs()) < 120,
+        "guest clock {guest_time} vs host {}",
+        now.as_secs()
+    );
+
     let err = run(&c, create("c1", None, process(&["nope"])))
         .await
         .unwrap_err();
@@ -350,10 +399,26 @@ async fn boots_runs_a_container_and_shuts_down() {
         assert_eq!(st.code, Some(0));
     }
     let exec = t.elapsed() / n;
+    // The same `true`, spawned by a shell inside the guest (no agent): the guest-side floor.
+    let script = "read s x < /proc/uptime; i=0; while [ $i -lt 50 ]; do /bin/true; i=$((i+1)); done; \
+                  read e x < /proc/uptime; echo $(( (${e%.*}${e#*.} - ${s%.*}${s#*.}) * 10000 / 50 ))";
+    let (o, _, _) = run(&c, create("c1", None, process(&["sh", "-c", script])))
+        .await
+        .unwrap();
+    let inside_us: u64 = o
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("timing output {o:?}"));
+    eprintln!("VM (TCG): fork+exec of true by a shell inside the guest: {inside_us} µs");
     eprintln!("VM (TCG): agent ping round trip {ping:?}, exec true round trip {exec:?}");
 
     let stats = c.stats(Some("c1".into())).await.unwrap();
     assert!(stats.guest_memory_total > 100 << 20, "{stats:?}");
+    assert!(
+        stats.cpu_usage_usec > 0 && stats.pids >= 1 && stats.memory_current > 0,
+        "{stats:?}"
+    );
+    eprintln!("stats of c1: {stats:?}");
 
     c.shutdown(false).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
