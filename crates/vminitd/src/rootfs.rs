@@ -156,14 +156,16 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
     for (path, source) in &plan.files {
         let target = inside(root, path);
         if !target.exists() {
-            if plan.readonly {
-                continue;
-            }
+            // A mount point for the file (also with `readonly`, which is applied at the end);
+            // a filesystem that is itself read-only just goes without.
             let made = target
                 .parent()
                 .map_or(Ok(()), sys::mkdir_p)
                 .and_then(|_| std::fs::File::create(&target).map(drop));
-            ctx(made, || format!("create {path}"))?;
+            match made {
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => continue,
+                other => ctx(other, || format!("create {path}"))?,
+            }
         }
         ctx(
             sys::mount(

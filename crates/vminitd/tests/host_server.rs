@@ -96,6 +96,38 @@ async fn container_processes_exit_codes_users_and_isolation() {
     let err = run(&c, create("c1", None, spec)).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::UnknownUser), "{err}");
 
+    // Capabilities, rlimits, no_new_privs: docker's defaults for root, none for a user.
+    let status = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ulimit -n";
+    let (o, _, _) = run(&c, create("c1", None, process(&["sh", "-c", status])))
+        .await
+        .unwrap();
+    assert!(
+        o.contains("CapEff:\t00000000a80425fb") && o.contains("CapBnd:\t00000000a80425fb"),
+        "{o}"
+    );
+    let mut spec = process(&["sh", "-c", status]);
+    spec.user = "1000:1000".into();
+    spec.no_new_privileges = true;
+    spec.rlimits = vec![agent::Rlimit {
+        kind: "RLIMIT_NOFILE".into(),
+        soft: 321,
+        hard: 321,
+    }];
+    let (o, _, _) = run(&c, create("c1", None, spec)).await.unwrap();
+    assert!(
+        o.contains("CapEff:\t0000000000000000")
+            && o.contains("NoNewPrivs:\t1")
+            && o.ends_with("321\n"),
+        "{o}"
+    );
+    let mut spec = process(&["true"]);
+    spec.capabilities = Some(agent::Capabilities {
+        bounding: vec!["CAP_BOGUS".into()],
+        ..Default::default()
+    });
+    let err = run(&c, create("c1", None, spec)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidArgument), "{err}");
+
     // 127 and 126.
     let err = run(&c, create("c1", None, process(&["no-such-cmd"])))
         .await
@@ -169,6 +201,52 @@ async fn container_processes_exit_codes_users_and_isolation() {
         c.delete(init).await.unwrap_err().code(),
         Some(ErrorCode::NotFound)
     );
+}
+
+#[tokio::test]
+async fn readonly_rootfs_extra_mounts_and_guest_dns() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    c.configure(agent::Configure {
+        dns: Some(agent::Dns {
+            nameservers: vec!["192.0.2.53".into()],
+            ..Default::default()
+        }),
+        hosts: vec![agent::HostEntry {
+            ip: "192.0.2.7".into(),
+            names: vec!["svc".into()],
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let bad = agent::Configure {
+        dns: Some(agent::Dns {
+            nameservers: vec!["not-an-ip".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = c.configure(bad).await.unwrap_err();
+    assert!(err.to_string().contains("not-an-ip"), "{err}");
+
+    let script = "cat /etc/resolv.conf; grep svc /etc/hosts; grep ' /data ' /proc/mounts; \
+                  touch /data/ok && echo data-writable; touch /x 2>/dev/null || echo root-readonly";
+    let mut req = create("c4", Some(&rootfs), process(&["sh", "-c", script]));
+    req.readonly_rootfs = true;
+    req.mounts = vec![agent::Mount {
+        source: "tmpfs".into(),
+        target: "/data".into(),
+        fstype: "tmpfs".into(),
+        options: vec!["size=1m".into(), "nosuid".into()],
+    }];
+    let (o, e, st) = run(&c, req).await.unwrap();
+    assert_eq!(st.code, Some(0), "{e}");
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "nameserver 192.0.2.53");
+    assert_eq!(lines[1], "192.0.2.7\tsvc");
+    assert!(lines[2].starts_with("tmpfs /data tmpfs rw,nosuid"), "{o}");
+    assert_eq!(&lines[3..], &["data-writable", "root-readonly"]);
 }
 
 #[tokio::test]

@@ -71,6 +71,7 @@ fn static_vminitd() -> PathBuf {
         ])
         .arg(&target_dir)
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
         .status()
         .expect("run cargo");
     assert!(status.success(), "static build of vminitd failed");
