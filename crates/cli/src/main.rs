@@ -6,8 +6,11 @@
 mod exit;
 mod global;
 mod image;
+mod network;
+mod progress;
 mod registry;
 mod rootfs;
+mod system;
 
 use clap::{Parser, Subcommand};
 
@@ -29,12 +32,18 @@ enum Command {
     /// Manage images in the local content store.
     #[command(subcommand, alias = "i")]
     Image(image::ImageCommand),
+    /// Manage container networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Log in to and out of registries.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
     /// Build ext4 root filesystems from image layers.
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCommand),
+    /// System-wide settings: the guest kernel.
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 fn main() {
@@ -42,8 +51,10 @@ fn main() {
     cli.global.init_logging();
     let result = match cli.command {
         Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Network(cmd) => network::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(&cli.global, cmd),
     };
     std::process::exit(exit::report(result));
 }
