@@ -14,8 +14,10 @@ fuzz_target!(|data: &[u8]| {
         None => return,
     };
     let mut d = Decoder::new();
-    if split % 3 == 0 {
-        d.sync_to(Kind::HelloAck);
+    match split % 3 {
+        0 => d.sync_to(Kind::HelloAck),
+        1 => d.watch_for(Kind::Hello),
+        _ => {}
     }
     for chunk in bytes.chunks(split) {
         d.extend(chunk);

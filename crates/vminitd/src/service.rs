@@ -92,6 +92,7 @@ impl Agent {
         W: AsyncWrite + Unpin + Send + 'static,
     {
         let mut reader = FrameReader::new(rd);
+        reader.watch_for(agent::frame::Kind::Hello);
         let (outbox, rx) = Outbox::new();
         let writer = tokio::spawn(server::write_loop(rx, wr));
         let result = self.session(&mut reader, &outbox).await;
