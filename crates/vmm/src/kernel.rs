@@ -60,8 +60,8 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
-    /// The store's metadata is unreadable.
-    #[error("corrupt kernel store metadata {path}")]
+    /// The store's metadata cannot be read or written as JSON.
+    #[error("cannot read or write kernel store metadata {path}")]
     Metadata {
         path: PathBuf,
         #[source]
@@ -398,7 +398,11 @@ impl KernelStore {
 
     fn write_meta(&self, dir: &Path, kernel: &Kernel) -> Result<(), KernelError> {
         let path = dir.join("kernel.json");
-        let json = serde_json::to_vec_pretty(kernel).expect("kernel metadata serialises");
+        // Paths that are not UTF-8 cannot be written as JSON: reported, not panicked on.
+        let json = serde_json::to_vec_pretty(kernel).map_err(|source| KernelError::Metadata {
+            path: path.clone(),
+            source,
+        })?;
         write_atomic(&path, &json).map_err(self.store_err(&path))
     }
 
