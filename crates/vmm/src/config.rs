@@ -123,6 +123,9 @@ pub struct VmConfig {
     pub tsc_khz: Option<u64>,
     /// The QEMU binary (`qemu-system-x86_64` from `PATH` by default).
     pub qemu: PathBuf,
+    /// Arguments appended to QEMU's command line as they are (tuning, experiments).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl VmConfig {
@@ -143,6 +146,7 @@ impl VmConfig {
             extra_cmdline: Vec::new(),
             tsc_khz: None,
             qemu: PathBuf::from("qemu-system-x86_64"),
+            extra_args: Vec::new(),
         }
     }
 
@@ -287,6 +291,7 @@ impl VmConfig {
                 &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
             ]);
         }
+        a.extend(self.extra_args.iter().cloned());
         Ok(a)
     }
 }
