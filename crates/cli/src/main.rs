@@ -6,6 +6,8 @@
 mod exit;
 mod global;
 mod image;
+mod network;
+mod progress;
 mod registry;
 mod rootfs;
 mod system;
@@ -30,6 +32,9 @@ enum Command {
     /// Manage images in the local content store.
     #[command(subcommand, alias = "i")]
     Image(image::ImageCommand),
+    /// Manage container networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Log in to and out of registries.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -46,6 +51,7 @@ fn main() {
     cli.global.init_logging();
     let result = match cli.command {
         Command::Image(cmd) => image::run(&cli.global, cmd),
+        Command::Network(cmd) => network::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),

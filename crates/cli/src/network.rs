@@ -1,0 +1,123 @@
+//! `container network …` commands: create, list, inspect and delete networks. All logic lives
+//! in the `net` crate; this module parses arguments and prints.
+
+use std::net::Ipv4Addr;
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use net::{Ipv4Net, NetworkSpec, Networks};
+
+use crate::global::{Format, GlobalOptions};
+
+/// Subcommands of `container network`.
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network: a bridge with the gateway address, NAT to the outside unless internal.
+    Create {
+        /// Network name.
+        name: String,
+        /// IPv4 subnet in CIDR form (default: a free 192.168.x.0/24).
+        #[arg(long, value_name = "CIDR")]
+        subnet: Option<Ipv4Net>,
+        /// Gateway address on the host (default: the subnet's first address).
+        #[arg(long, value_name = "IP")]
+        gateway: Option<Ipv4Addr>,
+        /// No access to the outside (no NAT, no forwarding).
+        #[arg(long)]
+        internal: bool,
+    },
+    /// List networks.
+    #[command(alias = "ls")]
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Only print names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Show networks as a JSON array.
+    Inspect {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Delete networks (refused while containers use them).
+    #[command(alias = "rm")]
+    Delete {
+        /// Network names.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+/// Runs one `container network` subcommand.
+pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
+    let root = global.root_dir();
+    let networks = Networks::open(&root)
+        .with_context(|| format!("cannot open networks in {}", root.display()))?;
+    match cmd {
+        NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+            internal,
+        } => {
+            let spec = NetworkSpec {
+                name,
+                subnet,
+                gateway,
+                internal,
+            };
+            let config = networks.create(&spec)?;
+            println!("{}", config.name);
+        }
+        NetworkCommand::List { format, quiet } => {
+            let list = networks.list()?;
+            if quiet {
+                for n in &list {
+                    println!("{}", n.config.name);
+                }
+            } else if format == Format::Json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!(
+                    "{:<16} {:<18} {:<15} {:<15} {:<8} CONTAINERS",
+                    "NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL"
+                );
+                for n in &list {
+                    let c = &n.config;
+                    println!(
+                        "{:<16} {:<18} {:<15} {:<15} {:<8} {}",
+                        c.name,
+                        c.subnet.to_string(),
+                        c.gateway.to_string(),
+                        c.bridge,
+                        c.internal,
+                        n.containers.len()
+                    );
+                }
+            }
+        }
+        NetworkCommand::Inspect { names } => {
+            let infos = names
+                .iter()
+                .map(|name| networks.inspect(name))
+                .collect::<Result<Vec<_>, _>>()?;
+            println!("{}", serde_json::to_string_pretty(&infos)?);
+        }
+        NetworkCommand::Delete { names } => {
+            let mut failed = Vec::new();
+            for name in &names {
+                match networks.delete(name) {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            if !failed.is_empty() {
+                bail!("{}", failed.join("; "));
+            }
+        }
+    }
+    Ok(())
+}

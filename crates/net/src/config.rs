@@ -1,0 +1,199 @@
+//! The persisted definition of a network and the rules its fields obey: name syntax, subnet and
+//! gateway consistency, and the kernel names (bridge, taps) derived from it.
+
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Name of the network containers join when they name none.
+pub const DEFAULT_NETWORK: &str = "default";
+
+/// Subnet of the default network unless the user created `default` first or set
+/// `CONTAINER_DEFAULT_SUBNET`.
+pub const DEFAULT_SUBNET: &str = "192.168.64.0/24";
+
+/// Environment variable that overrides [`DEFAULT_SUBNET`] when the default network is first made.
+pub const DEFAULT_SUBNET_ENV: &str = "CONTAINER_DEFAULT_SUBNET";
+
+/// MTU of bridges and taps: the Ethernet default, which virtio-net carries unchanged.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// Prefix of every bridge we create; the firewall matches our bridges by it.
+pub const BRIDGE_PREFIX: &str = "cbr";
+
+/// Prefix of every tap we create; stale-link cleanup matches by it.
+pub const TAP_PREFIX: &str = "ctap";
+
+/// What the user asks for in `container network create`.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSpec {
+    /// Network name (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64 characters).
+    pub name: String,
+    /// IPv4 subnet; chosen automatically from 192.168.65.0/24 upwards when absent.
+    pub subnet: Option<Ipv4Net>,
+    /// Gateway address on the bridge; the first host address of the subnet when absent.
+    pub gateway: Option<Ipv4Addr>,
+    /// No egress: no NAT and no forwarding out of the bridge.
+    pub internal: bool,
+}
+
+/// A network as stored in `<root>/networks/<name>.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfig {
+    /// Network name.
+    pub name: String,
+    /// Random identifier (hex), fixed at creation; kernel names derive from it.
+    pub id: String,
+    /// IPv4 subnet the containers' addresses come from.
+    pub subnet: Ipv4Net,
+    /// Gateway address, configured on the bridge.
+    pub gateway: Ipv4Addr,
+    /// No egress when true.
+    pub internal: bool,
+    /// Name of the Linux bridge (at most 15 characters).
+    pub bridge: String,
+    /// MTU of the bridge, the taps and the guest's interface.
+    pub mtu: u32,
+    /// Creation time, RFC 3339.
+    pub created: String,
+}
+
+/// A reason a network definition is unacceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The name breaks the syntax rule.
+    #[error("invalid network name {0:?}: use letters, digits, '_', '.', '-' (first a letter or digit), at most 64")]
+    InvalidName(String),
+    /// The subnet is too small to hold a gateway and a container.
+    #[error("subnet {0} is too small: a network needs at least a /30")]
+    SubnetTooSmall(Ipv4Net),
+    /// The subnet has host bits set.
+    #[error("subnet {0} has host bits set; did you mean {1}?")]
+    SubnetHostBits(Ipv4Net, Ipv4Net),
+    /// The gateway is not a host address of the subnet.
+    #[error("gateway {gateway} is not a host address of subnet {subnet}")]
+    GatewayOutside {
+        /// The gateway given.
+        gateway: Ipv4Addr,
+        /// The subnet given.
+        subnet: Ipv4Net,
+    },
+}
+
+/// Checks a network name against the syntax docker also uses.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let mut chars = name.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !first_ok || !rest_ok || name.len() > 64 {
+        return Err(ConfigError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Checks that a subnet and gateway fit together and returns the gateway to use.
+pub fn resolve_gateway(
+    subnet: Ipv4Net,
+    gateway: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, ConfigError> {
+    if subnet.trunc() != subnet {
+        return Err(ConfigError::SubnetHostBits(subnet, subnet.trunc()));
+    }
+    if subnet.prefix_len() > 30 {
+        return Err(ConfigError::SubnetTooSmall(subnet));
+    }
+    let first = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+    let gateway = gateway.unwrap_or(first);
+    let is_host =
+        subnet.contains(&gateway) && gateway != subnet.network() && gateway != subnet.broadcast();
+    if !is_host {
+        return Err(ConfigError::GatewayOutside { gateway, subnet });
+    }
+    Ok(gateway)
+}
+
+/// Bridge name for a network id: `cbr` + 12 hex digits = 15 characters, the kernel's limit.
+pub fn bridge_name(network_id: &str) -> String {
+    format!(
+        "{BRIDGE_PREFIX}{}",
+        &short_hash(network_id.as_bytes())[..12]
+    )
+}
+
+/// Tap name for one container on one network: `ctap` + 11 hex digits = 15 characters.
+pub fn tap_name(network_id: &str, container_id: &str) -> String {
+    let key = format!("{network_id}\0{container_id}");
+    format!("{TAP_PREFIX}{}", &short_hash(key.as_bytes())[..11])
+}
+
+/// A locally administered unicast MAC derived from network and container (and a counter to
+/// step past the rare collision).
+pub fn mac_address(network_id: &str, container_id: &str, attempt: u32) -> String {
+    let key = format!("{network_id}\0{container_id}\0{attempt}");
+    let digest = Sha256::digest(key.as_bytes());
+    // 0x02: locally administered (bit 1 set), unicast (bit 0 clear).
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        digest[0], digest[1], digest[2], digest[3], digest[4]
+    )
+}
+
+fn short_hash(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// A fresh random network id (32 hex digits).
+pub fn new_network_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("default").is_ok());
+        assert!(validate_name("my_net.1-a").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn gateways() {
+        let net: Ipv4Net = "10.1.2.0/24".parse().unwrap();
+        assert_eq!(
+            resolve_gateway(net, None).unwrap(),
+            Ipv4Addr::new(10, 1, 2, 1)
+        );
+        assert_eq!(
+            resolve_gateway(net, Some(Ipv4Addr::new(10, 1, 2, 254))).unwrap(),
+            Ipv4Addr::new(10, 1, 2, 254)
+        );
+        assert!(resolve_gateway(net, Some(Ipv4Addr::new(10, 1, 2, 255))).is_err());
+        assert!(resolve_gateway(net, Some(Ipv4Addr::new(10, 1, 3, 1))).is_err());
+        assert!(resolve_gateway("10.1.2.1/24".parse().unwrap(), None).is_err());
+        assert!(resolve_gateway("10.1.2.0/31".parse().unwrap(), None).is_err());
+    }
+
+    #[test]
+    fn kernel_names_fit_and_are_stable() {
+        let b = bridge_name("abc");
+        assert_eq!(b.len(), 15);
+        assert_eq!(b, bridge_name("abc"));
+        assert_ne!(b, bridge_name("abd"));
+        let t = tap_name("abc", "c1");
+        assert_eq!(t.len(), 15);
+        assert_ne!(t, tap_name("abc", "c2"));
+        let m = mac_address("abc", "c1", 0);
+        assert!(m.starts_with("02:"));
+        assert_eq!(m, mac_address("abc", "c1", 0));
+        assert_ne!(m, mac_address("abc", "c1", 1));
+    }
+}

@@ -1,0 +1,214 @@
+//! A small DNS responder on a network's gateway address: it answers the names of the containers
+//! on that network (from the network's lease file, read afresh for every query, so a container
+//! that started a second ago is found) and relays every other query unchanged to the host's
+//! name servers (not for `--internal` networks, which get NXDOMAIN instead).
+//!
+//! Daemonless: every container's monitor runs one responder per network it is attached to. All
+//! of them bind `GATEWAY:53/udp` with `SO_REUSEPORT`, the kernel spreads queries over them, and
+//! since all read the same lease file they give the same answers. The responder lives as long
+//! as some container of the network runs, which is exactly as long as it is needed.
+//!
+//! Wire format handling is the `simple-dns` crate's; relayed queries are not parsed at all.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use simple_dns::rdata::{RData, A};
+use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use crate::hosts::nameservers;
+use crate::store::Store;
+
+/// How long a relayed query may wait for the upstream's answer.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A failure starting the responder.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The gateway's port 53 could not be bound.
+    #[error("cannot listen for DNS on {0}")]
+    Bind(SocketAddr, #[source] io::Error),
+    /// The network's state could not be opened.
+    #[error("cannot open network state for the DNS responder")]
+    Store(#[source] crate::StoreError),
+}
+
+/// Name servers the host itself uses (from `/etc/resolv.conf`, loopback ones included: the
+/// responder runs on the host), as port-53 socket addresses.
+pub fn host_upstreams() -> Vec<SocketAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    nameservers(&text)
+        .into_iter()
+        .map(|ip| SocketAddr::new(IpAddr::V4(ip), 53))
+        .collect()
+}
+
+/// A bound responder for one network, not yet serving.
+#[derive(Debug)]
+pub struct DnsResponder {
+    socket: std::net::UdpSocket,
+    store: Store,
+    network: String,
+    internal: bool,
+    upstreams: Vec<SocketAddr>,
+}
+
+impl DnsResponder {
+    /// Binds `gateway:port` (53 in production) for network `network` of state root `root`.
+    /// `upstreams` receive the queries for other names (see [`host_upstreams`]); ignored when
+    /// `internal`.
+    pub fn bind(
+        root: &Path,
+        network: &str,
+        gateway: Ipv4Addr,
+        port: u16,
+        internal: bool,
+        upstreams: Vec<SocketAddr>,
+    ) -> Result<Self, DnsError> {
+        let addr = SocketAddr::new(IpAddr::V4(gateway), port);
+        let bind = || -> io::Result<std::net::UdpSocket> {
+            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            Ok(socket.into())
+        };
+        let socket = bind().map_err(|e| DnsError::Bind(addr, e))?;
+        let store = Store::open(root).map_err(DnsError::Store)?;
+        Ok(Self {
+            socket,
+            store,
+            network: network.to_string(),
+            internal,
+            upstreams,
+        })
+    }
+
+    /// Serves on the current tokio runtime until the returned task is aborted.
+    pub fn spawn(self) -> io::Result<tokio::task::JoinHandle<()>> {
+        let socket = Arc::new(UdpSocket::from_std(self.socket)?);
+        let shared = Arc::new(Shared {
+            store: self.store,
+            network: self.network,
+            internal: self.internal,
+            upstreams: self.upstreams,
+        });
+        Ok(tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let (n, client) = match socket.recv_from(&mut buf).await {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::debug!("dns receive: {e}");
+                        continue;
+                    }
+                };
+                let query = buf[..n].to_vec();
+                let (socket, shared) = (socket.clone(), shared.clone());
+                tokio::spawn(async move {
+                    if let Some(reply) = shared.answer(&query).await {
+                        let _ = socket.send_to(&reply, client).await;
+                    }
+                });
+            }
+        }))
+    }
+}
+
+struct Shared {
+    store: Store,
+    network: String,
+    internal: bool,
+    upstreams: Vec<SocketAddr>,
+}
+
+impl Shared {
+    /// The reply to one query datagram, or `None` to stay silent (unparseable input).
+    async fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let packet = Packet::parse(query).ok()?;
+        if packet.has_flags(PacketFlag::RESPONSE) {
+            return None;
+        }
+        let local = match packet.questions.as_slice() {
+            [q] => self.lookup(&q.qname.to_string()).map(|ip| (q.clone(), ip)),
+            _ => None,
+        };
+        if let Some((question, ip)) = local {
+            let mut reply = Packet::new_reply(packet.id());
+            reply.set_flags(PacketFlag::AUTHORITATIVE_ANSWER | PacketFlag::RECURSION_AVAILABLE);
+            if packet.has_flags(PacketFlag::RECURSION_DESIRED) {
+                reply.set_flags(PacketFlag::RECURSION_DESIRED);
+            }
+            // A for the container; any other type of a container name: no data, no error.
+            if question.qtype == QTYPE::TYPE(TYPE::A) {
+                let record = ResourceRecord::new(
+                    question.qname.clone(),
+                    CLASS::IN,
+                    0,
+                    RData::A(A::from(ip)),
+                );
+                reply.answers.push(record);
+            }
+            reply.questions.push(question);
+            return reply.build_bytes_vec().ok();
+        }
+        if self.internal || self.upstreams.is_empty() {
+            let mut reply = Packet::new_reply(packet.id());
+            reply.questions = packet.questions.clone();
+            *reply.rcode_mut() = if self.internal {
+                RCODE::NameError
+            } else {
+                RCODE::ServerFailure
+            };
+            return reply.build_bytes_vec().ok();
+        }
+        for upstream in &self.upstreams {
+            match relay(query, *upstream).await {
+                Ok(reply) => return Some(reply),
+                Err(e) => tracing::debug!("dns relay to {upstream}: {e}"),
+            }
+        }
+        let mut reply = Packet::new_reply(packet.id());
+        reply.questions = packet.questions.clone();
+        *reply.rcode_mut() = RCODE::ServerFailure;
+        reply.build_bytes_vec().ok()
+    }
+
+    /// The address of the container named `name` on this network. The lease file is replaced
+    /// atomically, so reading it without the lock sees one whole version.
+    fn lookup(&self, name: &str) -> Option<Ipv4Addr> {
+        let name = name.trim_end_matches('.');
+        let leases = self.store.read_leases_unlocked(&self.network).ok()?;
+        leases
+            .leases
+            .values()
+            .find(|l| {
+                l.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            })
+            .map(|l| l.address)
+    }
+}
+
+async fn relay(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
+    let local: SocketAddr = match upstream {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(local).await?;
+    socket.connect(upstream).await?;
+    socket.send(query).await?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(UPSTREAM_TIMEOUT, socket.recv(&mut buf))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))??;
+    buf.truncate(n);
+    Ok(buf)
+}

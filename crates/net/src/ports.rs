@@ -1,0 +1,420 @@
+//! Published ports (`-p [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp]`): parsing, binding the host
+//! side early, and a userspace proxy the container's monitor runs.
+//!
+//! Choice: a userspace proxy rather than nf_tables DNAT. DNAT does not apply to connections
+//! from the host's own loopback (packets to 127.0.0.1 never leave through a routed interface
+//! unless `route_localnet` is set, which weakens the host), yet "curl 127.0.0.1:8080" from the
+//! host is the most common use. The proxy costs one copy per byte, which is small next to the
+//! VM's virtio path.
+//!
+//! Conflicts are found before the VM boots: [`bind`] opens every listening socket and fails on
+//! the first that cannot be bound, naming it. The monitor then hands the bound sockets to
+//! [`BoundPorts::spawn`] once the container's address is known (or receives them as inherited
+//! descriptors through [`BoundPorts::into_parts`] / [`BoundPorts::from_parts`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// How long a UDP client may stay silent before its relay socket is closed.
+const UDP_IDLE: Duration = Duration::from_secs(60);
+/// How long to wait for the container to accept a relayed TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP (the default).
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        })
+    }
+}
+
+/// One `-p` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortSpec {
+    /// Host address to listen on (127.0.0.1 unless given).
+    pub host_ip: IpAddr,
+    /// Host port.
+    pub host_port: u16,
+    /// Port inside the container.
+    pub container_port: u16,
+    /// tcp or udp.
+    pub protocol: Protocol,
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = SocketAddr::new(self.host_ip, self.host_port);
+        write!(f, "{host}->{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// A failure parsing, binding or relaying published ports.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The `-p` value is malformed.
+    #[error("invalid port mapping {0:?}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")]
+    Parse(String),
+    /// A host port could not be bound (usually: in use).
+    #[error("cannot publish {0}: host port {1}/{2} is not available")]
+    Bind(String, SocketAddr, Protocol, #[source] io::Error),
+    /// A socket could not be handed to the async runtime.
+    #[error("cannot set up the listener for {0}")]
+    Register(String, #[source] io::Error),
+}
+
+impl FromStr for PortSpec {
+    type Err = PortError;
+
+    fn from_str(text: &str) -> Result<Self, PortError> {
+        let bad = || PortError::Parse(text.to_string());
+        let (rest, protocol) = match text.rsplit_once('/') {
+            Some((rest, "tcp")) => (rest, Protocol::Tcp),
+            Some((rest, "udp")) => (rest, Protocol::Udp),
+            Some(_) => return Err(bad()),
+            None => (text, Protocol::Tcp),
+        };
+        let (host_part, container_port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let (host_ip, host_port) = match host_part.rsplit_once(':') {
+            // "[::1]:8080" or "127.0.0.1:8080"
+            Some((ip, port)) => {
+                let ip = ip
+                    .strip_prefix('[')
+                    .and_then(|i| i.strip_suffix(']'))
+                    .unwrap_or(ip);
+                (ip.parse::<IpAddr>().map_err(|_| bad())?, port)
+            }
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), host_part),
+        };
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        Ok(PortSpec {
+            host_ip,
+            host_port: port(host_port)?,
+            container_port: port(container_port)?,
+            protocol,
+        })
+    }
+}
+
+/// A bound host-side socket for one published port.
+#[derive(Debug)]
+enum Socket {
+    Tcp(std::net::TcpListener),
+    Udp(std::net::UdpSocket),
+}
+
+/// Host ports bound ahead of the VM's boot, waiting for the container's address.
+#[derive(Debug)]
+pub struct BoundPorts {
+    ports: Vec<(PortSpec, Socket)>,
+}
+
+/// Binds every published port now, so a conflict is reported before anything else starts.
+pub fn bind(specs: &[PortSpec]) -> Result<BoundPorts, PortError> {
+    let mut ports = Vec::new();
+    for spec in specs {
+        let addr = SocketAddr::new(spec.host_ip, spec.host_port);
+        let err = |e| PortError::Bind(spec.to_string(), addr, spec.protocol, e);
+        let socket = match spec.protocol {
+            Protocol::Tcp => Socket::Tcp(std::net::TcpListener::bind(addr).map_err(err)?),
+            Protocol::Udp => Socket::Udp(std::net::UdpSocket::bind(addr).map_err(err)?),
+        };
+        ports.push((*spec, socket));
+    }
+    Ok(BoundPorts { ports })
+}
+
+impl BoundPorts {
+    /// The specs these sockets serve.
+    pub fn specs(&self) -> Vec<PortSpec> {
+        self.ports.iter().map(|(s, _)| *s).collect()
+    }
+
+    /// The sockets as descriptors, to pass to another process (clear `FD_CLOEXEC` there).
+    pub fn into_parts(self) -> Vec<(PortSpec, OwnedFd)> {
+        self.ports
+            .into_iter()
+            .map(|(spec, socket)| match socket {
+                Socket::Tcp(l) => (spec, OwnedFd::from(l)),
+                Socket::Udp(s) => (spec, OwnedFd::from(s)),
+            })
+            .collect()
+    }
+
+    /// Rebuilds from descriptors made by [`BoundPorts::into_parts`] (a TCP listener for a tcp
+    /// spec, a bound UDP socket for a udp one).
+    pub fn from_parts(parts: Vec<(PortSpec, OwnedFd)>) -> Self {
+        let ports = parts
+            .into_iter()
+            .map(|(spec, fd)| match spec.protocol {
+                Protocol::Tcp => (spec, Socket::Tcp(std::net::TcpListener::from(fd))),
+                Protocol::Udp => (spec, Socket::Udp(std::net::UdpSocket::from(fd))),
+            })
+            .collect();
+        Self { ports }
+    }
+
+    /// Starts relaying every port to `container` on the current tokio runtime. The relays run
+    /// until the returned handle is aborted (or dropped with [`Forwarder`]'s drop), which also
+    /// closes the host sockets.
+    pub fn spawn(self, container: IpAddr) -> Result<Forwarder, PortError> {
+        let mut tasks = Vec::new();
+        for (spec, socket) in self.ports {
+            let target = SocketAddr::new(container, spec.container_port);
+            let register = |e| PortError::Register(spec.to_string(), e);
+            match socket {
+                Socket::Tcp(l) => {
+                    l.set_nonblocking(true).map_err(register)?;
+                    let listener = TcpListener::from_std(l).map_err(register)?;
+                    tasks.push(tokio::spawn(relay_tcp(listener, target)));
+                }
+                Socket::Udp(s) => {
+                    s.set_nonblocking(true).map_err(register)?;
+                    let socket = UdpSocket::from_std(s).map_err(register)?;
+                    tasks.push(tokio::spawn(relay_udp(Arc::new(socket), target)));
+                }
+            }
+        }
+        Ok(Forwarder { tasks })
+    }
+}
+
+/// Running relays; dropping it stops them and closes the host ports.
+#[derive(Debug)]
+pub struct Forwarder {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+async fn relay_tcp(listener: TcpListener, target: SocketAddr) {
+    loop {
+        let (mut client, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!("accept on published port for {target} failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let upstream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await;
+            let mut upstream = match upstream {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!("relay {peer} -> {target}: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("relay {peer} -> {target}: connect timed out");
+                    return;
+                }
+            };
+            let _ = client.set_nodelay(true);
+            let _ = upstream.set_nodelay(true);
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!("relay {peer} -> {target} ended: {e}");
+            }
+        });
+    }
+}
+
+type Sessions = Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>>;
+
+/// One connected socket towards the container per client address, so replies find their way
+/// back; a session ends after [`UDP_IDLE`] without replies.
+async fn relay_udp(host: Arc<UdpSocket>, target: SocketAddr) {
+    let sessions: Sessions = Arc::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) = match host.recv_from(&mut buf).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!("udp receive for {target}: {e}");
+                continue;
+            }
+        };
+        let existing = sessions.lock().ok().and_then(|s| s.get(&client).cloned());
+        let upstream = match existing {
+            Some(u) => u,
+            None => match open_session(&host, &sessions, client, target).await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::warn!("udp relay {client} -> {target}: {e}");
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = upstream.send(&buf[..n]).await {
+            tracing::debug!("udp relay {client} -> {target}: {e}");
+        }
+    }
+}
+
+async fn open_session(
+    host: &Arc<UdpSocket>,
+    sessions: &Sessions,
+    client: SocketAddr,
+    target: SocketAddr,
+) -> io::Result<Arc<UdpSocket>> {
+    let local: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let upstream = UdpSocket::bind(local).await?;
+    upstream.connect(target).await?;
+    let upstream = Arc::new(upstream);
+    if let Ok(mut map) = sessions.lock() {
+        map.insert(client, upstream.clone());
+    }
+    let (host, sessions, reply) = (host.clone(), sessions.clone(), upstream.clone());
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match tokio::time::timeout(UDP_IDLE, reply.recv(&mut buf)).await {
+                Ok(Ok(n)) => {
+                    let _ = host.send_to(&buf[..n], client).await;
+                }
+                // ICMP port unreachable surfaces as ECONNREFUSED once; keep the session.
+                Ok(Err(_)) => {}
+                Err(_) => break,
+            }
+        }
+        if let Ok(mut map) = sessions.lock() {
+            map.remove(&client);
+        }
+    });
+    Ok(upstream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_forms() {
+        let p: PortSpec = "8080:80".parse().unwrap();
+        assert_eq!(p.host_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol),
+            (8080, 80, Protocol::Tcp)
+        );
+        let p: PortSpec = "0.0.0.0:53:5353/udp".parse().unwrap();
+        assert_eq!(p.host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(
+            (p.host_port, p.container_port, p.protocol),
+            (53, 5353, Protocol::Udp)
+        );
+        let p: PortSpec = "[::1]:9000:90/tcp".parse().unwrap();
+        assert_eq!(p.host_ip, "::1".parse::<IpAddr>().unwrap());
+        for bad in [
+            "80",
+            "a:80",
+            "8080:80/sctp",
+            "1.2.3:80:80",
+            "0:80",
+            "70000:80",
+            ":80",
+            "8080:",
+        ] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn conflict_is_reported_with_the_port() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let spec: PortSpec = format!("127.0.0.1:{port}:80").parse().unwrap();
+        let err = bind(&[spec]).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!("127.0.0.1:{port}/tcp")),
+            "{err}"
+        );
+        // The same port twice in one request conflicts too.
+        drop(taken);
+        let err = bind(&[spec, spec]).unwrap_err();
+        assert!(matches!(err, PortError::Bind(..)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn relays_tcp_and_udp_on_loopback() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // "Container" services on 127.0.0.2 (all of 127/8 is local).
+        let echo_tcp = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let tcp_port = echo_tcp.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut s, _) = echo_tcp.accept().await.unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).await.unwrap();
+            s.write_all(&buf).await.unwrap();
+        });
+        let echo_udp = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+        let udp_port = echo_udp.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            let (n, from) = echo_udp.recv_from(&mut buf).await.unwrap();
+            echo_udp.send_to(&buf[..n], from).await.unwrap();
+        });
+        let host_tcp = free_port();
+        let host_udp = free_port();
+        let specs: Vec<PortSpec> = vec![
+            format!("{host_tcp}:{tcp_port}").parse().unwrap(),
+            format!("{host_udp}:{udp_port}/udp").parse().unwrap(),
+        ];
+        let forwarder = bind(&specs)
+            .unwrap()
+            .spawn("127.0.0.2".parse().unwrap())
+            .unwrap();
+        let mut c = TcpStream::connect(("127.0.0.1", host_tcp)).await.unwrap();
+        c.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hello");
+        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        u.send_to(b"ping", ("127.0.0.1", host_udp)).await.unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), u.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        drop(forwarder);
+        tokio::task::yield_now().await;
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+}

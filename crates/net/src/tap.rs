@@ -1,0 +1,111 @@
+//! Persistent tap devices for QEMU, made with the TUN/TAP ioctls
+//! (Documentation/networking/tuntap.rst in the kernel tree).
+//!
+//! The kernel cannot create a tap through rtnetlink (the `tun` link type refuses RTM_NEWLINK),
+//! so we open `/dev/net/tun`, `TUNSETIFF` with `IFF_TAP | IFF_NO_PI`, mark the device
+//! persistent and give it to the current user with `TUNSETOWNER`. When our descriptor closes
+//! the device stays; QEMU's `-netdev tap,ifname=NAME,script=no,downscript=no` attaches to it by
+//! name. Removal goes through rtnetlink (`link::delete`).
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsRawFd;
+
+/// A failure creating a tap.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// `/dev/net/tun` could not be opened (module `tun` missing, or not privileged).
+    #[error("cannot open /dev/net/tun")]
+    OpenTun(#[source] io::Error),
+    /// The tap name is longer than the kernel's limit.
+    #[error("tap name {0:?} is longer than 15 bytes")]
+    Name(String),
+    /// `TUNSETIFF` failed.
+    #[error("cannot create tap {0}")]
+    Create(String, #[source] io::Error),
+    /// `TUNSETOWNER` or `TUNSETPERSIST` failed.
+    #[error("cannot make tap {0} persistent")]
+    Persist(String, #[source] io::Error),
+}
+
+// <linux/if_tun.h>: _IOW('T', 202, int) and friends.
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// `struct ifreq` with the `ifr_flags` member of its union; 40 bytes as in <linux/if.h>.
+#[repr(C)]
+struct IfReqFlags {
+    name: [u8; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+/// Creates the persistent tap `name` owned by the calling user. Fails with `Create` (EBUSY)
+/// if a tap of that name is in use by another process, and succeeds if an unused persistent
+/// tap of that name already exists (idempotent).
+pub fn create(name: &str) -> Result<(), TapError> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(TapError::Name(name.to_string()));
+    }
+    let tun = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(TapError::OpenTun)?;
+    let mut req = IfReqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: IFF_TAP | IFF_NO_PI,
+        _pad: [0; 22],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    let fd = tun.as_raw_fd();
+    // SAFETY: `fd` is an open /dev/net/tun descriptor and `req` is a properly sized and
+    // initialised `struct ifreq` that outlives the call; the kernel only reads/writes within it.
+    let rc = unsafe { libc::ioctl(fd, TUNSETIFF, &mut req as *mut IfReqFlags) };
+    if rc < 0 {
+        return Err(TapError::Create(
+            name.to_string(),
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    // SAFETY: `fd` is the tap descriptor attached above; TUNSETOWNER takes the uid by value.
+    let rc = unsafe { libc::ioctl(fd, TUNSETOWNER, libc::c_ulong::from(uid)) };
+    if rc < 0 {
+        return Err(TapError::Persist(
+            name.to_string(),
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: as above; TUNSETPERSIST takes 0/1 by value.
+    let rc = unsafe { libc::ioctl(fd, TUNSETPERSIST, 1 as libc::c_ulong) };
+    if rc < 0 {
+        return Err(TapError::Persist(
+            name.to_string(),
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifreq_layout_matches_kernel() {
+        assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
+    }
+
+    #[test]
+    fn long_name_refused() {
+        assert!(matches!(
+            create("a-name-that-is-too-long"),
+            Err(TapError::Name(_))
+        ));
+    }
+}
