@@ -60,6 +60,16 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
+    /// A stored kernel's files cannot be read.
+    #[error(
+        "cannot read kernel store entry {path}; set the kernel again with \
+         `container system kernel set`"
+    )]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// The store's metadata cannot be read or written as JSON.
     #[error("cannot read or write kernel store metadata {path}")]
     Metadata {
@@ -284,7 +294,7 @@ impl KernelStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.store_err(&path)(e)),
+            Err(source) => return Err(KernelError::Load { path, source }),
         };
         let cur: Current =
             serde_json::from_slice(&bytes).map_err(|source| KernelError::Metadata {
@@ -296,7 +306,10 @@ impl KernelStore {
 
     fn load(&self, id: &str) -> Result<Kernel, KernelError> {
         let path = self.dir.join(id).join("kernel.json");
-        let bytes = fs::read(&path).map_err(self.store_err(&path))?;
+        let bytes = fs::read(&path).map_err(|source| KernelError::Load {
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&bytes).map_err(|source| KernelError::Metadata { path, source })
     }
 
@@ -492,6 +505,14 @@ mod tests {
         assert_eq!(o.modules_dir, k.modules_dir);
         assert!(matches!(o.source, KernelSource::Override { .. }));
         assert_eq!(store.list().len(), 2);
+        // A store entry removed behind our back is reported with the way out.
+        fs::remove_dir_all(k.dir()).unwrap();
+        let err = store.current().unwrap_err();
+        assert!(matches!(err, KernelError::Load { .. }), "{err}");
+        assert!(
+            err.to_string().contains("container system kernel set"),
+            "{err}"
+        );
         // The override did not change the current kernel.
         assert_eq!(store.current().unwrap().id, k.id);
     }
