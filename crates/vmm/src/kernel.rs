@@ -505,6 +505,8 @@ mod tests {
         assert_eq!(o.modules_dir, k.modules_dir);
         assert!(matches!(o.source, KernelSource::Override { .. }));
         assert_eq!(store.list().len(), 2);
+        // The override did not change the current kernel.
+        assert_eq!(store.current().unwrap().id, k.id);
         // A store entry removed behind our back is reported with the way out.
         fs::remove_dir_all(k.dir()).unwrap();
         let err = store.current().unwrap_err();
@@ -513,8 +515,6 @@ mod tests {
             err.to_string().contains("container system kernel set"),
             "{err}"
         );
-        // The override did not change the current kernel.
-        assert_eq!(store.current().unwrap().id, k.id);
     }
 
     #[test]
