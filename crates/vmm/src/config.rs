@@ -234,14 +234,16 @@ impl VmConfig {
             ]);
         }
 
-        // Device order is guest order: disks first so the rootfs is /dev/vda.
+        // Device order is guest order: disks first so the rootfs is /dev/vda. The default
+        // cache mode (writeback) honours the guest's flushes, so what a container fsyncs
+        // survives QEMU being killed; discard=unmap gives freed blocks back to the overlay.
         for (i, d) in self.disks.iter().enumerate() {
             let format = match d.format {
                 DiskFormat::Raw => "raw",
                 DiskFormat::Qcow2 => "qcow2",
             };
             let mut drive = format!(
-                "id=disk{i},file={},format={format},if=none,cache=unsafe,discard=unmap",
+                "id=disk{i},file={},format={format},if=none,discard=unmap",
                 opt_path("disk", &d.path)?
             );
             if d.readonly {
@@ -398,7 +400,7 @@ mod tests {
         c.extra_cmdline.push("foo=bar".into());
         let s = joined(&c);
         assert!(s.contains("-drive id=disk0,file=/r/root.qcow2,format=qcow2,if=none"));
-        assert!(s.contains("format=raw,if=none,cache=unsafe,discard=unmap,readonly=on"));
+        assert!(s.contains("format=raw,if=none,discard=unmap,readonly=on"));
         assert!(s.find("drive=disk0").unwrap() < s.find("drive=disk1").unwrap());
         assert!(s.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"));
         assert!(s.contains("microvm,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem"));
