@@ -1,1 +1,14 @@
-//! TODO(owner): crate docs.
+//! The host↔guest agent protocol of the project: one schema ([`schema`]), a length-prefixed
+//! framing with resynchronisation ([`frame`]), stable error codes ([`error`]), the host-side
+//! [`Client`] and guest-side helpers ([`server`]). Transport-agnostic: anything that is
+//! `AsyncRead + AsyncWrite` carries it (virtio-serial through a QEMU unix socket in practice).
+
+pub mod client;
+pub mod error;
+pub mod frame;
+pub mod schema;
+pub mod server;
+
+pub use client::{Client, ClientError, OutputStream, StdinWriter};
+pub use error::{ErrorCode, WireError};
+pub use schema::*;

@@ -1,14 +1,431 @@
-//! `container image …` commands.
+//! `container image …` commands: thin wrappers over the `oci` crate that parse arguments and
+//! print results (tables for people, `--format json` for programs).
 
-use clap::Subcommand;
+use std::path::PathBuf;
 
-use crate::global::GlobalOptions;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use oci::{Platform, Reference, Scheme, Store};
+use serde_json::{json, Value};
+
+use crate::global::{Format, GlobalOptions};
+use crate::progress::Bars;
 
 /// Subcommands of `container image`.
 #[derive(Debug, Subcommand)]
-pub enum ImageCommand {}
+pub enum ImageCommand {
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
+    /// List images.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Show an image's manifest, config and platform as JSON.
+    Inspect(InspectArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Remove image names (content stays until `prune`).
+    #[command(alias = "rm")]
+    Delete(DeleteArgs),
+    /// Delete content no image name reaches.
+    Prune,
+    /// Write images to an OCI-layout tar archive.
+    Save(SaveArgs),
+    /// Read images from an OCI-layout or docker-archive tar.
+    Load(LoadArgs),
+    /// Make a one-layer image from a root filesystem tarball.
+    Import(ImportArgs),
+}
+
+/// How to reach a registry.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum SchemeArg {
+    /// HTTP for localhost and loopback addresses, HTTPS otherwise.
+    #[default]
+    Auto,
+    /// Plain HTTP.
+    Http,
+    /// HTTPS.
+    Https,
+}
+
+impl From<SchemeArg> for Scheme {
+    fn from(s: SchemeArg) -> Scheme {
+        match s {
+            SchemeArg::Auto => Scheme::Auto,
+            SchemeArg::Http => Scheme::Http,
+            SchemeArg::Https => Scheme::Https,
+        }
+    }
+}
+
+/// Arguments of `image pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference (`alpine`, `localhost:5000/app:v1`, `name@sha256:…`).
+    pub reference: String,
+    /// Platform to pick from a multi-arch image (`os/arch[/variant]`); default: the host's.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registry protocol.
+    #[arg(long, value_enum, default_value_t)]
+    pub scheme: SchemeArg,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Layers downloaded at once.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub max_concurrent_downloads: u16,
+}
+
+/// Arguments of `image push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Image to push; it goes to the registry and repository its name says.
+    pub reference: String,
+    /// Registry protocol.
+    #[arg(long, value_enum, default_value_t)]
+    pub scheme: SchemeArg,
+    /// No progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Blobs larger than this many bytes are uploaded in chunks of this size.
+    #[arg(long, default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+}
+
+/// Arguments of `image list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// Print only the references.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `image inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Images to inspect (one prints an object, several an array).
+    #[arg(required = true)]
+    pub references: Vec<String>,
+    /// Platform to show for a multi-arch image.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Output format (always JSON; accepted for symmetry).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+}
+
+/// Arguments of `image tag`.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Existing image.
+    pub source: String,
+    /// New name.
+    pub target: String,
+}
+
+/// Arguments of `image delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Names to remove.
+    #[arg(required = true)]
+    pub references: Vec<String>,
+}
+
+/// Arguments of `image save`.
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Archive to write.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Images to save.
+    #[arg(required = true)]
+    pub references: Vec<String>,
+}
+
+/// Arguments of `image load`.
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Archive to read.
+    #[arg(short, long)]
+    pub input: PathBuf,
+}
+
+/// Arguments of `image import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Root filesystem tarball (plain or gzip).
+    pub file: PathBuf,
+    /// Name for the new image.
+    pub reference: String,
+}
+
+fn parse_ref(s: &str) -> Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
+
+fn parse_platform(s: Option<&str>) -> Result<Option<Platform>> {
+    s.map(Platform::parse).transpose().map_err(Into::into)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Opens the content store under the global state directory.
+pub fn open_store(global: &GlobalOptions) -> Result<Store> {
+    Ok(Store::open(&global.root_dir())?)
+}
 
 /// Runs one `container image` subcommand.
-pub fn run(_global: &GlobalOptions, cmd: ImageCommand) -> anyhow::Result<()> {
-    match cmd {}
+pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
+    match cmd {
+        ImageCommand::Pull(a) => pull(global, a),
+        ImageCommand::Push(a) => push(global, a),
+        ImageCommand::List(a) => list(global, a),
+        ImageCommand::Inspect(a) => inspect(global, a),
+        ImageCommand::Tag(a) => {
+            let store = open_store(global)?;
+            let (src, dst) = (parse_ref(&a.source)?, parse_ref(&a.target)?);
+            let target = store.resolve(&src)?;
+            store.set_ref(&dst, &target)?;
+            Ok(())
+        }
+        ImageCommand::Delete(a) => {
+            let store = open_store(global)?;
+            // Parse everything first so a typo deletes nothing.
+            let refs = a
+                .references
+                .iter()
+                .map(|r| parse_ref(r))
+                .collect::<Result<Vec<_>>>()?;
+            for r in refs {
+                store.remove_ref(&r)?;
+                println!("Deleted {r}");
+            }
+            Ok(())
+        }
+        ImageCommand::Prune => {
+            let store = open_store(global)?;
+            let report = store.prune()?;
+            println!(
+                "Deleted {} blobs, {} temp files; reclaimed {}",
+                report.blobs_removed,
+                report.temp_files_removed,
+                human_size(report.bytes_freed)
+            );
+            Ok(())
+        }
+        ImageCommand::Save(a) => {
+            let store = open_store(global)?;
+            let refs = a
+                .references
+                .iter()
+                .map(|r| parse_ref(r))
+                .collect::<Result<Vec<_>>>()?;
+            oci::save(&store, &refs, &a.output)?;
+            Ok(())
+        }
+        ImageCommand::Load(a) => {
+            let store = open_store(global)?;
+            for r in oci::load(&store, &a.input)? {
+                println!("Loaded image: {r}");
+            }
+            Ok(())
+        }
+        ImageCommand::Import(a) => {
+            let store = open_store(global)?;
+            let r = parse_ref(&a.reference)?;
+            let image = oci::import(&store, &a.file, &r)?;
+            println!("{}", image.target.digest);
+            Ok(())
+        }
+    }
+}
+
+fn pull(global: &GlobalOptions, a: PullArgs) -> Result<()> {
+    let store = open_store(global)?;
+    let reference = parse_ref(&a.reference)?;
+    let opts = oci::PullOptions {
+        platform: parse_platform(a.platform.as_deref())?,
+        scheme: a.scheme.into(),
+        concurrency: a.max_concurrent_downloads.into(),
+        credentials: None,
+        progress: Bars::for_terminal(a.quiet, "pulling"),
+    };
+    let image = runtime()?
+        .block_on(oci::pull(&store, &reference, &opts))
+        .with_context(|| format!("cannot pull {reference}"))?;
+    if !a.quiet {
+        eprintln!(
+            "Pulled {} ({}, {})",
+            reference, image.target.digest, image.platform
+        );
+    }
+    println!("{reference}");
+    Ok(())
+}
+
+fn push(global: &GlobalOptions, a: PushArgs) -> Result<()> {
+    let store = open_store(global)?;
+    let reference = parse_ref(&a.reference)?;
+    let opts = oci::PushOptions {
+        scheme: a.scheme.into(),
+        chunk_size: a.chunk_size,
+        progress: Bars::for_terminal(a.quiet, "pushing"),
+        ..Default::default()
+    };
+    let digest = runtime()?
+        .block_on(oci::push(&store, &reference, &opts))
+        .with_context(|| format!("cannot push {reference}"))?;
+    if !a.quiet {
+        eprintln!("Pushed {reference}");
+    }
+    println!("{digest}");
+    Ok(())
+}
+
+fn list(global: &GlobalOptions, a: ListArgs) -> Result<()> {
+    let store = open_store(global)?;
+    let entries = store.list()?;
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| {
+            // A multi-arch image pulled for another platform still lists, without details.
+            let image = store.image(&e.reference).ok();
+            json!({
+                "reference": e.reference.to_string(),
+                "digest": e.descriptor.digest.to_string(),
+                "mediaType": e.descriptor.media_type,
+                "size": image.as_ref().map_or(e.descriptor.size, |i| i.size()),
+                "platform": image.as_ref().map(|i| i.platform.to_string()),
+                "created": image.as_ref().and_then(|i| i.config.created.clone()),
+            })
+        })
+        .collect();
+    if a.quiet {
+        for e in &entries {
+            println!("{}", e.reference);
+        }
+        return Ok(());
+    }
+    match a.format {
+        Format::Json => print_json(&Value::Array(rows))?,
+        Format::Table => {
+            let width = entries
+                .iter()
+                .map(|e| e.reference.to_string().len())
+                .max()
+                .unwrap_or(0)
+                .max("REFERENCE".len());
+            println!(
+                "{:width$}  {:12}  {:13}  {:>9}  CREATED",
+                "REFERENCE", "DIGEST", "PLATFORM", "SIZE"
+            );
+            for (e, row) in entries.iter().zip(&rows) {
+                println!(
+                    "{:width$}  {:12}  {:13}  {:>9}  {}",
+                    e.reference.to_string(),
+                    e.descriptor.digest.short(),
+                    row["platform"].as_str().unwrap_or("-"),
+                    human_size(row["size"].as_u64().unwrap_or(0)),
+                    row["created"].as_str().unwrap_or("-"),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn inspect(global: &GlobalOptions, a: InspectArgs) -> Result<()> {
+    let store = open_store(global)?;
+    let platform = parse_platform(a.platform.as_deref())?.unwrap_or_else(Platform::host);
+    let mut out = Vec::new();
+    for r in &a.references {
+        let reference = parse_ref(r)?;
+        let image = store.image_for(&reference, &platform)?;
+        out.push(inspect_json(&store, &image)?);
+    }
+    let value = if out.len() == 1 {
+        out.remove(0)
+    } else {
+        Value::Array(out)
+    };
+    print_json(&value)
+}
+
+/// Prints pretty JSON; a closed pipe (`| head`) is not an error.
+fn print_json(value: &Value) -> Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn inspect_json(store: &Store, image: &oci::Image) -> Result<Value> {
+    let read_json = |d: &oci::Digest| -> Result<Value> {
+        let bytes = store.read_blob(d)?;
+        serde_json::from_slice(&bytes).with_context(|| format!("stored document {d} is not JSON"))
+    };
+    let manifest = read_json(image.manifest_digest())?;
+    let index = if &image.target.digest != image.manifest_digest() {
+        Some(read_json(&image.target.digest)?)
+    } else {
+        None
+    };
+    let c = &image.config.config;
+    Ok(json!({
+        "reference": image.reference.to_string(),
+        "digest": image.target.digest.to_string(),
+        "mediaType": image.target.media_type,
+        "manifestDigest": image.manifest_digest().to_string(),
+        "platform": {
+            "os": image.platform.os,
+            "architecture": image.platform.architecture,
+            "variant": image.platform.variant,
+        },
+        "size": image.size(),
+        "created": image.config.created,
+        "config": {
+            "Env": c.env,
+            "Cmd": c.cmd,
+            "Entrypoint": c.entrypoint,
+            "WorkingDir": c.working_dir.clone().unwrap_or_default(),
+            "User": c.user.clone().unwrap_or_default(),
+            "ExposedPorts": c.exposed_ports,
+            "Volumes": c.volumes,
+            "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+        },
+        "rootfs": image.config.rootfs,
+        "layers": image.layers(),
+        "manifest": manifest,
+        "index": index,
+    }))
+}
+
+/// 1536 → "1.5 KiB".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }

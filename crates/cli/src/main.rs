@@ -7,8 +7,10 @@ mod exit;
 mod global;
 mod image;
 mod network;
+mod progress;
 mod registry;
 mod rootfs;
+mod system;
 
 use clap::{Parser, Subcommand};
 
@@ -39,6 +41,9 @@ enum Command {
     /// Build ext4 root filesystems from image layers.
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCommand),
+    /// System-wide settings: the guest kernel.
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 fn main() {
@@ -49,6 +54,7 @@ fn main() {
         Command::Network(cmd) => network::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
+        Command::System(cmd) => system::run(&cli.global, cmd),
     };
     std::process::exit(exit::report(result));
 }

@@ -1,0 +1,511 @@
+//! The whole host↔guest contract in one file: every request, every reply and the types they
+//! carry. Control messages travel as JSON payloads of `Request`/`Response` frames (see
+//! [`crate::frame`]); process stdio travels as raw bytes in `Data` frames, so JSON only ever
+//! carries small control messages.
+//!
+//! Evolution rules (protocol version [`PROTOCOL_VERSION`]): new optional fields get
+//! `#[serde(default)]` and keep the version; removing or re-typing a field, or changing the
+//! meaning of one, bumps the version. Unknown fields are ignored by both sides.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this schema and of the framing. Exchanged in the hello handshake; a peer with a
+/// different version is refused with [`crate::ErrorCode::ProtocolVersion`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Handle of a process created in the guest. Chosen by the guest, never reused during the life
+/// of one guest (unlike PIDs).
+pub type ProcessHandle = u32;
+
+/// One call from the host to the guest. Serialized as `{"op": "<name>", ...fields}`.
+// One value per call, moved not copied: boxing the big variants would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// No-op; answered with [`Response::Ok`]. Used for liveness and latency measurement.
+    Ping,
+    /// Guest-wide settings: hostname, DNS, hosts, sysctls, wall clock.
+    Configure(Configure),
+    /// Mount a filesystem in the guest (not yet inside a container).
+    Mount(Mount),
+    /// Unmount a path in the guest.
+    Umount(Umount),
+    /// Configure a network interface by name (addresses, gateway, MTU, link up).
+    SetupInterface(Interface),
+    /// Create a process; the first process of a container creates the container.
+    CreateProcess(CreateProcess),
+    /// Let a created process run (exec its program).
+    Start(ProcessRef),
+    /// Wait until a started process exits; answered with [`Response::Exited`].
+    Wait(ProcessRef),
+    /// Send a signal to a process.
+    Kill(Kill),
+    /// Change the window size of a process's terminal.
+    ResizePty(ResizePty),
+    /// Close the write side of a process's stdin pipe/pty (the process reads EOF).
+    CloseStdin(ProcessRef),
+    /// Forget an exited process and free its resources.
+    Delete(ProcessRef),
+    /// Resource usage of a container (or of the whole guest when `container` is absent).
+    Stats(StatsRequest),
+    /// Sync, unmount everything and power the VM off (or reboot). Answered before it happens.
+    Shutdown(Shutdown),
+}
+
+impl Request {
+    /// Stable name of the call, for error messages and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Configure(_) => "configure",
+            Request::Mount(_) => "mount",
+            Request::Umount(_) => "umount",
+            Request::SetupInterface(_) => "setup_interface",
+            Request::CreateProcess(_) => "create_process",
+            Request::Start(_) => "start",
+            Request::Wait(_) => "wait",
+            Request::Kill(_) => "kill",
+            Request::ResizePty(_) => "resize_pty",
+            Request::CloseStdin(_) => "close_stdin",
+            Request::Delete(_) => "delete",
+            Request::Stats(_) => "stats",
+            Request::Shutdown(_) => "shutdown",
+        }
+    }
+}
+
+/// A successful reply. Errors travel as [`crate::WireError`] instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Response {
+    /// The call succeeded and has nothing to return.
+    Ok,
+    /// A process was created.
+    Created(Created),
+    /// A process was started.
+    Started(Started),
+    /// A process exited.
+    Exited(ExitStatus),
+    /// Resource usage.
+    Stats(Stats),
+}
+
+/// Guest-wide configuration. Every field is optional; absent fields are left unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Configure {
+    /// Hostname of the guest and default hostname of its containers.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// DNS configuration, written as `/etc/resolv.conf` for containers.
+    #[serde(default)]
+    pub dns: Option<Dns>,
+    /// Extra `/etc/hosts` entries for containers (localhost entries are always present).
+    #[serde(default)]
+    pub hosts: Vec<HostEntry>,
+    /// sysctls to set, e.g. `"net.ipv4.ip_forward": "1"` (written under `/proc/sys`).
+    #[serde(default)]
+    pub sysctl: BTreeMap<String, String>,
+    /// Wall-clock time to set, in nanoseconds since the Unix epoch (the guest has no RTC sync).
+    #[serde(default)]
+    pub time_unix_ns: Option<u64>,
+}
+
+/// Resolver configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dns {
+    /// Name server addresses, in order.
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    /// Search domains.
+    #[serde(default)]
+    pub search: Vec<String>,
+    /// `options` line entries, e.g. `ndots:2`.
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// One `/etc/hosts` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostEntry {
+    /// Address.
+    pub ip: String,
+    /// Names for that address.
+    pub names: Vec<String>,
+}
+
+/// A mount in the guest's namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Device or source, e.g. `/dev/vda`, `tmpfs`, a virtiofs tag, or a path for `bind`.
+    pub source: String,
+    /// Absolute target path in the guest; created (with parents) when missing.
+    pub target: String,
+    /// Filesystem type, e.g. `ext4`, `tmpfs`, `virtiofs`; `bind` for a bind mount.
+    pub fstype: String,
+    /// Options as in mount(8): flags (`ro`, `nosuid`, `nodev`, `noexec`, `noatime`, `rbind`, ...)
+    /// and filesystem data (`size=64m`, `mode=755`, ...).
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Unmount request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Umount {
+    /// Absolute target path.
+    pub target: String,
+    /// Lazy (detach) unmount.
+    #[serde(default)]
+    pub lazy: bool,
+}
+
+/// Network interface setup, by interface name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interface {
+    /// Interface name in the guest, e.g. `eth0` (`lo` is brought up by vminitd itself).
+    pub name: String,
+    /// Addresses in CIDR form, e.g. `10.88.0.2/16` or `fd00::2/64`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// Default gateway; a default route through it is added.
+    #[serde(default)]
+    pub gateway: Option<String>,
+    /// MTU to set.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+}
+
+/// Create a process. The first process of `container` creates the container: fresh mount, PID
+/// and UTS namespaces over `rootfs`. Later ones (exec) join that container's namespaces.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateProcess {
+    /// Container id (any non-empty string of `[A-Za-z0-9_.-]`).
+    pub container: String,
+    /// Container creation only: guest path of the mounted root filesystem.
+    #[serde(default)]
+    pub rootfs: Option<String>,
+    /// Container creation only: hostname inside the container (default: the guest's).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Container creation only: mount the rootfs read-only.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// Container creation only: extra mounts inside the container, targets relative to its `/`.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// The process itself.
+    pub process: ProcessSpec,
+}
+
+/// An OCI-like process description.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` is looked up in `PATH` (from `env`) when it has no `/`.
+    pub args: Vec<String>,
+    /// Environment, `KEY=value`. `PATH` and `HOME` get defaults when missing.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Working directory inside the container (default `/`); created if missing.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// `name|uid[:group|gid]`, resolved from the container's `/etc/passwd` and `/etc/group`.
+    /// Empty means root.
+    #[serde(default)]
+    pub user: String,
+    /// Supplementary groups (names or gids) in addition to those from `/etc/group`.
+    #[serde(default)]
+    pub additional_groups: Vec<String>,
+    /// Allocate a pty; stdout carries both output streams then.
+    #[serde(default)]
+    pub terminal: bool,
+    /// Whether the host will send stdin; without it the process gets `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Resource limits to set before exec.
+    #[serde(default)]
+    pub rlimits: Vec<Rlimit>,
+    /// Capability sets; absent means docker's default set.
+    #[serde(default)]
+    pub capabilities: Option<Capabilities>,
+    /// Set `no_new_privs`.
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    /// Initial terminal size (rows, cols), when `terminal`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// One rlimit, OCI style (`RLIMIT_NOFILE`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// Name, e.g. `RLIMIT_NOFILE`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
+/// Capability sets by name (`CAP_CHOWN`, ...), OCI style.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Bounding set.
+    #[serde(default)]
+    pub bounding: Vec<String>,
+    /// Effective set.
+    #[serde(default)]
+    pub effective: Vec<String>,
+    /// Permitted set.
+    #[serde(default)]
+    pub permitted: Vec<String>,
+    /// Inheritable set.
+    #[serde(default)]
+    pub inheritable: Vec<String>,
+    /// Ambient set.
+    #[serde(default)]
+    pub ambient: Vec<String>,
+}
+
+/// Refers to a process by handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRef {
+    /// The handle from [`Created`].
+    pub handle: ProcessHandle,
+}
+
+/// Reply to `CreateProcess`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Created {
+    /// Handle for later calls and the stdio stream ids (see [`stream_id`]).
+    pub handle: ProcessHandle,
+}
+
+/// Reply to `Start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    /// PID in the guest's initial PID namespace.
+    pub pid: i32,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// Exit code when it exited normally.
+    #[serde(default)]
+    pub code: Option<i32>,
+    /// Signal number when it was killed by a signal.
+    #[serde(default)]
+    pub signal: Option<i32>,
+}
+
+impl ExitStatus {
+    /// The shell convention: the exit code, or 128 + signal number.
+    pub fn shell_code(&self) -> i32 {
+        match (self.code, self.signal) {
+            (Some(c), _) => c,
+            (None, Some(s)) => 128 + s,
+            (None, None) => 255,
+        }
+    }
+}
+
+/// Signal delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kill {
+    /// Target process.
+    pub handle: ProcessHandle,
+    /// Signal number (Linux numbering).
+    pub signal: i32,
+    /// Signal every process of the container (its PID namespace), not just this one.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// Terminal size change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResizePty {
+    /// Target process (created with `terminal`).
+    pub handle: ProcessHandle,
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// Statistics request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatsRequest {
+    /// Container id; absent means the whole guest.
+    #[serde(default)]
+    pub container: Option<String>,
+}
+
+/// Resource usage from cgroup v2 and `/proc/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// `cpu.stat` usage_usec.
+    pub cpu_usage_usec: u64,
+    /// `cpu.stat` user_usec.
+    pub cpu_user_usec: u64,
+    /// `cpu.stat` system_usec.
+    pub cpu_system_usec: u64,
+    /// `memory.current` in bytes.
+    pub memory_current: u64,
+    /// `memory.max` in bytes; `None` when unlimited.
+    pub memory_limit: Option<u64>,
+    /// `memory.stat` anon + file split, as read.
+    pub memory_anon: u64,
+    /// Page cache bytes (`memory.stat` file).
+    pub memory_file: u64,
+    /// `io.stat` totals over all devices.
+    pub io_read_bytes: u64,
+    /// `io.stat` wbytes total.
+    pub io_write_bytes: u64,
+    /// Number of processes (`pids.current` or the cgroup's procs).
+    pub pids: u64,
+    /// Per-interface counters (loopback excluded).
+    pub networks: Vec<NetDevStats>,
+    /// Total guest memory from `/proc/meminfo` (bytes).
+    pub guest_memory_total: u64,
+    /// Available guest memory from `/proc/meminfo` (bytes).
+    pub guest_memory_available: u64,
+}
+
+/// One line of `/proc/net/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetDevStats {
+    /// Interface name.
+    pub name: String,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Packets received.
+    pub rx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Packets sent.
+    pub tx_packets: u64,
+}
+
+/// Shutdown request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shutdown {
+    /// Reboot instead of power off.
+    #[serde(default)]
+    pub reboot: bool,
+}
+
+/// Which stdio stream of a process a [`crate::frame::Frame`] of kind `Data`/`Window` refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StdioStream {
+    /// Host → guest.
+    Stdin = 0,
+    /// Guest → host (also the pty output when `terminal`).
+    Stdout = 1,
+    /// Guest → host.
+    Stderr = 2,
+}
+
+/// The stream id of one stdio stream of a process: `handle * 4 + stream`.
+pub fn stream_id(handle: ProcessHandle, stream: StdioStream) -> u32 {
+    handle.wrapping_mul(4) | stream as u32
+}
+
+/// Splits a stream id into process handle and stream; `None` for the unused slot 3.
+pub fn split_stream_id(id: u32) -> Option<(ProcessHandle, StdioStream)> {
+    let stream = match id & 3 {
+        0 => StdioStream::Stdin,
+        1 => StdioStream::Stdout,
+        2 => StdioStream::Stderr,
+        _ => return None,
+    };
+    Some((id >> 2, stream))
+}
+
+/// First frame from the host after every (re)connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`PROTOCOL_VERSION`] of the host.
+    pub version: u32,
+    /// Random value echoed in [`HelloAck`]; lets the host skip stale bytes from an earlier
+    /// connection that were still queued in the channel.
+    pub nonce: u64,
+}
+
+/// The guest's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloAck {
+    /// [`PROTOCOL_VERSION`] of the guest.
+    pub version: u32,
+    /// The nonce of the `Hello` being answered.
+    pub nonce: u64,
+    /// Guest kernel release (`uname -r`).
+    #[serde(default)]
+    pub kernel: String,
+    /// Processes alive in the guest, so a reconnecting host can pick up where it left off.
+    #[serde(default)]
+    pub processes: Vec<ProcessHandle>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_json_is_tagged_and_round_trips() {
+        let req = Request::Kill(Kill {
+            handle: 3,
+            signal: 9,
+            all: false,
+        });
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(text, r#"{"op":"kill","handle":3,"signal":9,"all":false}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        let ping: Request = serde_json::from_str(r#"{"op":"ping"}"#).unwrap();
+        assert_eq!(ping, Request::Ping);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_defaults_apply() {
+        let text = r#"{"op":"create_process","container":"c1","future":1,
+                       "process":{"args":["/bin/true"],"new_thing":true}}"#;
+        let Request::CreateProcess(cp) = serde_json::from_str::<Request>(text).unwrap() else {
+            panic!("wrong variant");
+        };
+        assert_eq!(cp.process.args, vec!["/bin/true"]);
+        assert!(!cp.process.terminal);
+        assert!(cp.rootfs.is_none());
+    }
+
+    #[test]
+    fn stream_ids_split_back() {
+        for h in [0u32, 1, 77, (u32::MAX >> 2)] {
+            for s in [StdioStream::Stdin, StdioStream::Stdout, StdioStream::Stderr] {
+                assert_eq!(split_stream_id(stream_id(h, s)), Some((h, s)));
+            }
+        }
+        assert_eq!(split_stream_id(3), None);
+    }
+
+    #[test]
+    fn shell_code_of_signal() {
+        assert_eq!(
+            ExitStatus {
+                code: None,
+                signal: Some(9)
+            }
+            .shell_code(),
+            137
+        );
+        assert_eq!(
+            ExitStatus {
+                code: Some(7),
+                signal: None
+            }
+            .shell_code(),
+            7
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! `container system …` commands: the guest kernel.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Subcommand};
+use vmm::{Kernel, KernelSource, KernelStore};
+
+use crate::global::{Format, GlobalOptions};
+
+/// Subcommands of `container system`.
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Manage the kernel the containers' VMs boot.
+    #[command(subcommand)]
+    Kernel(KernelCommand),
+}
+
+/// Subcommands of `container system kernel`.
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Set the guest kernel, from a Debian kernel package or a kernel binary.
+    Set(SetArgs),
+    /// Show the guest kernel VMs boot.
+    Show(ShowArgs),
+}
+
+/// Arguments of `container system kernel set`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["binary", "deb"])))]
+pub struct SetArgs {
+    /// A kernel image: a bzImage (vmlinuz) or an ELF vmlinux.
+    #[arg(long, value_name = "FILE")]
+    binary: Option<PathBuf>,
+    /// The kernel's modules directory (lib/modules/<release>); only with --binary.
+    #[arg(long, value_name = "DIR", requires = "binary")]
+    modules: Option<PathBuf>,
+    /// A Debian linux-image-*.deb: its vmlinuz and the modules it ships are installed.
+    #[arg(long, value_name = "FILE.deb", conflicts_with = "binary")]
+    deb: Option<PathBuf>,
+}
+
+/// Arguments of `container system kernel show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Runs one `container system` subcommand.
+pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
+    let store = KernelStore::new(&global.root_dir());
+    match cmd {
+        SystemCommand::Kernel(KernelCommand::Set(args)) => {
+            let kernel = match (&args.deb, &args.binary) {
+                (Some(deb), _) => store
+                    .set_from_deb(deb)
+                    .with_context(|| format!("cannot set kernel from {}", deb.display()))?,
+                (None, Some(bin)) => store
+                    .set_binary(bin, args.modules.as_deref())
+                    .with_context(|| format!("cannot set kernel {}", bin.display()))?,
+                (None, None) => unreachable!("clap requires --binary or --deb"),
+            };
+            println!(
+                "guest kernel set: {} ({})",
+                kernel.release.as_deref().unwrap_or("unknown release"),
+                short_id(&kernel)
+            );
+            Ok(())
+        }
+        SystemCommand::Kernel(KernelCommand::Show(args)) => {
+            let kernel = store.current()?;
+            match args.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&kernel)?),
+                Format::Table => print_table(&kernel),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn short_id(k: &Kernel) -> &str {
+    &k.id[..k.id.len().min(12)]
+}
+
+fn print_table(k: &Kernel) {
+    let (how, from) = match &k.source {
+        KernelSource::Deb { path } => ("package", path),
+        KernelSource::Binary { path } => ("binary", path),
+        KernelSource::Override { path } => ("per-container", path),
+        KernelSource::Host { path } => ("host kernel (none set)", path),
+    };
+    let modules = k
+        .modules_dir
+        .as_ref()
+        .map(|m| m.display().to_string())
+        .unwrap_or_else(|| "none (drivers built in)".into());
+    println!("ID:       {}", short_id(k));
+    println!("RELEASE:  {}", k.release.as_deref().unwrap_or("unknown"));
+    println!("SOURCE:   {how} {}", from.display());
+    println!("VMLINUX:  {}", k.vmlinux.display());
+    println!("MODULES:  {modules}");
+}

@@ -1,0 +1,200 @@
+//! Test support shared by the `container` integration tests (images, and later the runtime's).
+//!
+//! Use it from a test file with `mod common;`. What it gives:
+//! - [`Registry`]: Debian's `docker-registry` on 127.0.0.1 at a free port, temp storage, optional
+//!   htpasswd (basic) auth; stopped when dropped.
+//! - [`images`]: test images built here from `/bin/busybox` (busybox-static): an OCI layout with
+//!   several layers (whiteouts, opaque dirs, hard links, symlinks, modes, owners) and a multi-arch
+//!   index (amd64 + arm64); [`images::push_with_skopeo`] puts a layout into a registry.
+//! - [`fake::FakeRegistry`]: a tiny HTTP registry serving canned answers, to tamper with
+//!   digests and sizes, truncate downloads, serve malformed documents and require bearer tokens.
+//! - [`Cli`]: runs the real `container` binary with a fresh `--root` temp dir.
+
+#![allow(dead_code)]
+
+pub mod fake;
+pub mod images;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use registry::Registry;
+
+/// The `container` binary with its own state directory (removed on drop).
+pub struct Cli {
+    root: tempfile::TempDir,
+}
+
+/// What a finished `container` run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics with the output unless the run exited 0.
+    #[track_caller]
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "command failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the run failed with exit 125 and one `Error:` line containing `needle`.
+    #[track_caller]
+    pub fn fails_with(self, needle: &str) -> Run {
+        assert_eq!(
+            self.code, 125,
+            "expected exit 125:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected one error line, got: {}",
+            self.stderr
+        );
+        assert!(
+            lines[0].starts_with("Error: "),
+            "not an error line: {}",
+            lines[0]
+        );
+        assert!(
+            self.stderr.to_lowercase().contains(&needle.to_lowercase()),
+            "error does not mention {needle:?}: {}",
+            self.stderr
+        );
+        self
+    }
+
+    /// stdout parsed as JSON.
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Cli {
+    /// A fresh state directory.
+    pub fn new() -> Cli {
+        Cli {
+            root: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The state directory (`--root`).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// The content store's OCI layout directory.
+    pub fn layout(&self) -> PathBuf {
+        self.root.path().join("content")
+    }
+
+    /// A `container --root <root> ARGS…` command, not yet run; HOME and DOCKER_CONFIG point
+    /// into the state dir so the user's docker credentials never leak in.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_container"));
+        c.arg("--root").arg(self.root.path()).args(args);
+        c.env("HOME", self.root.path())
+            .env("DOCKER_CONFIG", self.root.path().join("docker"))
+            .env_remove("CONTAINER_ROOT")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `container ARGS…` and collects its output.
+    pub fn run(&self, args: &[&str]) -> Run {
+        output(self.command(args).output().expect("run container"))
+    }
+
+    /// Runs `container ARGS…` with `input` on stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn container");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+        output(child.wait_with_output().expect("wait container"))
+    }
+
+    /// Names of blobs in the store.
+    pub fn blobs(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.layout().join("blobs/sha256"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Files left in the ingest (temp) directory.
+    pub fn temp_files(&self) -> usize {
+        std::fs::read_dir(self.root.path().join("content-ingest"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Default for Cli {
+    fn default() -> Self {
+        Cli::new()
+    }
+}
+
+fn output(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).to_string(),
+        stderr: String::from_utf8_lossy(&o.stderr).to_string(),
+    }
+}
+
+/// sha256 of bytes as `sha256:<hex>`.
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// Runs an outside tool and returns its stdout; panics with its stderr on failure.
+#[track_caller]
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let o = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        o.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}

@@ -1,0 +1,110 @@
+//! `container rootfs create` end to end: the real binary, real layer tarballs made by `tar`,
+//! the image checked by `e2fsck -fn` and read back by `debugfs`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn container() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_container"))
+}
+
+fn tar_layer(src: &Path, out: &Path, extra: &[&str]) {
+    let st = Command::new("tar")
+        .args(extra)
+        .arg("-C")
+        .arg(src)
+        .arg("-cf")
+        .arg(out)
+        .arg(".")
+        .status()
+        .expect("run tar");
+    assert!(st.success());
+}
+
+fn e2fsck_ok(image: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("e2fsck");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn create_from_two_layers_with_size_and_journal() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(a.join("etc")).expect("mkdir");
+    std::fs::write(a.join("etc/os-release"), "ID=test\n").expect("write");
+    std::fs::write(a.join("etc/remove-me"), "x").expect("write");
+    std::fs::create_dir_all(b.join("etc")).expect("mkdir");
+    std::fs::write(b.join("etc/.wh.remove-me"), "").expect("write");
+    std::fs::write(b.join("hello"), "from layer two\n").expect("write");
+    tar_layer(&a, &tmp.path().join("a.tar.gz"), &["-z"]);
+    tar_layer(&b, &tmp.path().join("b.tar"), &[]);
+    let image = tmp.path().join("rootfs.ext4");
+    let out = container()
+        .args(["rootfs", "create", "--layer"])
+        .arg(tmp.path().join("a.tar.gz"))
+        .arg("--layer")
+        .arg(tmp.path().join("b.tar"))
+        .args(["--size", "64M", "--journal", "--json"])
+        .arg(&image)
+        .output()
+        .expect("run container");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
+    assert_eq!(v["size_bytes"], 64 << 20);
+    e2fsck_ok(&image);
+    let ls = Command::new("debugfs")
+        .args(["-R", "ls -p /etc"])
+        .arg(&image)
+        .output()
+        .expect("debugfs");
+    let text = String::from_utf8_lossy(&ls.stdout);
+    assert!(text.contains("os-release"), "{text}");
+    assert!(!text.contains("remove-me"), "{text}");
+    let cat = Command::new("debugfs")
+        .args(["-R", "cat /hello"])
+        .arg(&image)
+        .output()
+        .expect("debugfs");
+    assert_eq!(String::from_utf8_lossy(&cat.stdout), "from layer two\n");
+}
+
+#[test]
+fn missing_layer_is_a_runtime_fault_naming_the_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = container()
+        .args(["rootfs", "create", "--layer", "/nonexistent/layer.tar"])
+        .arg(tmp.path().join("out.ext4"))
+        .output()
+        .expect("run container");
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/layer.tar"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(!tmp.path().join("out.ext4").exists());
+}
+
+#[test]
+fn bad_size_is_rejected_by_the_parser() {
+    let out = container()
+        .args([
+            "rootfs", "create", "--layer", "x.tar", "--size", "12Q", "out",
+        ])
+        .output()
+        .expect("run container");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("12Q"));
+}

@@ -1,0 +1,266 @@
+//! Images on their own: journal, empty volumes, compression, big and sparse files, huge
+//! directories, and hostile layers. Every image is checked with `e2fsck -fn` and mounted.
+
+mod common;
+
+use std::process::Command;
+
+use common::{e2fsck_clean, Layer, Mount};
+
+fn build(
+    layers: &[Vec<u8>],
+    opts: &ext4::FormatOptions,
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let paths = common::write_layers(tmp.path(), layers);
+    let image = tmp.path().join("img");
+    ext4::build_from_layers(&paths, &image, opts).expect("build");
+    (tmp, image)
+}
+
+fn build_err(layers: &[Vec<u8>]) -> String {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let paths = common::write_layers(tmp.path(), layers);
+    let image = tmp.path().join("img");
+    let err = ext4::build_from_layers(&paths, &image, &ext4::FormatOptions::default())
+        .expect_err("must be rejected");
+    assert!(!image.exists(), "no image is left behind on error");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary file removed");
+    let mut text = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        text.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    text
+}
+
+#[test]
+fn journal_is_accepted_and_the_fs_mounts_read_write() {
+    let mut l = Layer::new();
+    l.dir("etc", 0o755).file("etc/motd", 0o644, b"hi\n");
+    let opts = ext4::FormatOptions {
+        journal: true,
+        ..Default::default()
+    };
+    let (tmp, image) = build(&[l.finish()], &opts);
+    e2fsck_clean(&image);
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&image)
+        .output()
+        .expect("dumpe2fs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("has_journal"), "{text}");
+    assert!(text.contains("metadata_csum"), "{text}");
+    {
+        let m = Mount::new(&image, &tmp.path().join("mnt"), false);
+        std::fs::write(m.dir.join("etc/new"), b"written in the guest").expect("write");
+        std::fs::create_dir(m.dir.join("newdir")).expect("mkdir");
+        assert_eq!(
+            std::fs::read(m.dir.join("etc/motd")).expect("read"),
+            b"hi\n"
+        );
+    }
+    e2fsck_clean(&image);
+}
+
+#[test]
+fn empty_volume_of_given_size() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let image = tmp.path().join("vol");
+    let s = ext4::format_empty(&image, 300 << 20, &ext4::FormatOptions::default()).expect("format");
+    assert_eq!(s.size_bytes, 300 << 20);
+    assert_eq!(std::fs::metadata(&image).expect("stat").len(), 300 << 20);
+    // Sparse on the host: far less allocated than the size.
+    use std::os::unix::fs::MetadataExt;
+    assert!(std::fs::metadata(&image).expect("stat").blocks() * 512 < 16 << 20);
+    e2fsck_clean(&image);
+    {
+        let m = Mount::new(&image, &tmp.path().join("mnt"), false);
+        std::fs::write(m.dir.join("data"), vec![7u8; 50 << 20]).expect("fill");
+    }
+    e2fsck_clean(&image);
+}
+
+#[test]
+fn gzip_and_zstd_layers_are_detected() {
+    let mut a = Layer::new();
+    a.file("gz", 0o644, b"from gzip");
+    let mut b = Layer::new();
+    b.file("zst", 0o644, b"from zstd");
+    let gz = common::gzip(&a.finish());
+    let zst = zstd::encode_all(&b.finish()[..], 3).expect("zstd");
+    let (tmp, image) = build(&[gz, zst], &ext4::FormatOptions::default());
+    e2fsck_clean(&image);
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    assert_eq!(std::fs::read(m.dir.join("gz")).expect("gz"), b"from gzip");
+    assert_eq!(std::fs::read(m.dir.join("zst")).expect("zst"), b"from zstd");
+}
+
+#[test]
+fn sparse_file_over_4_gib_stays_sparse() {
+    // A GNU sparse archive made by tar itself: 5 GiB apparent, a few KiB of data.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("src");
+    std::fs::create_dir(&src).expect("mkdir");
+    let f = std::fs::File::create(src.join("huge")).expect("create");
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"start", 0).expect("write");
+    f.write_all_at(b"end", (5 << 30) - 3).expect("write");
+    drop(f);
+    let layer = tmp.path().join("l.tar");
+    let st = Command::new("tar")
+        .args(["--sparse", "-C"])
+        .arg(&src)
+        .arg("-cf")
+        .arg(&layer)
+        .arg("huge")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let image = tmp.path().join("img");
+    let s =
+        ext4::build_from_layers(&[layer], &image, &ext4::FormatOptions::default()).expect("build");
+    assert!(
+        s.size_bytes < 1 << 30,
+        "image sized by data, not apparent size: {}",
+        s.size_bytes
+    );
+    e2fsck_clean(&image);
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    let md = std::fs::metadata(m.dir.join("huge")).expect("stat");
+    assert_eq!(md.len(), 5 << 30);
+    let g = std::fs::File::open(m.dir.join("huge")).expect("open");
+    let mut buf = [0u8; 5];
+    g.read_exact_at(&mut buf, 0).expect("read");
+    assert_eq!(&buf, b"start");
+    g.read_exact_at(&mut buf[..3], (5 << 30) - 3).expect("read");
+    assert_eq!(&buf[..3], b"end");
+}
+
+#[test]
+fn hundred_thousand_entries_use_a_two_level_htree() {
+    let mut l = Layer::new();
+    l.dir("d", 0o755);
+    for i in 0..100_000 {
+        l.file(&format!("d/some-longer-file-name-{i:07}"), 0o644, b"");
+    }
+    let (tmp, image) = build(&[l.finish()], &ext4::FormatOptions::default());
+    e2fsck_clean(&image);
+    let out = Command::new("debugfs")
+        .args(["-R", "htree_dump /d"])
+        .arg(&image)
+        .output()
+        .expect("debugfs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Indirect levels: 1"),
+        "{}",
+        &text[..text.len().min(500)]
+    );
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    let start = std::time::Instant::now();
+    for i in (0..100_000).step_by(997) {
+        assert!(m
+            .dir
+            .join(format!("d/some-longer-file-name-{i:07}"))
+            .exists());
+    }
+    assert!(!m.dir.join("d/absent").exists());
+    assert!(start.elapsed().as_secs() < 5, "lookups stay fast");
+    assert_eq!(
+        std::fs::read_dir(m.dir.join("d")).expect("ls").count(),
+        100_000
+    );
+}
+
+#[test]
+fn hostile_paths_stay_inside_the_image() {
+    let mut l = Layer::new();
+    l.dir("etc", 0o755);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(4);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    // The tar crate's builder refuses "..": write the names into the header ourselves.
+    h.as_gnu_mut().expect("gnu").name[..19].copy_from_slice(b"../../../etc/passwd");
+    l.raw_entry(h.clone(), b"evil");
+    h.as_gnu_mut().expect("gnu").name[..19].copy_from_slice(b"/abs/olute/path\0\0\0\0");
+    l.raw_entry(h, b"abso");
+    // A symlinked directory pointing out, then an entry under it.
+    l.symlink("escape", "../../../../tmp");
+    l.file("escape/planted", 0o644, b"planted");
+    l.file("dup", 0o644, b"first").file("dup", 0o600, b"second");
+    let (tmp, image) = build(&[l.finish()], &ext4::FormatOptions::default());
+    e2fsck_clean(&image);
+    assert!(!std::path::Path::new("/tmp/planted").exists());
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    assert_eq!(
+        std::fs::read(m.dir.join("etc/passwd")).expect("inside"),
+        b"evil"
+    );
+    assert_eq!(
+        std::fs::read(m.dir.join("abs/olute/path")).expect("inside"),
+        b"abso"
+    );
+    assert_eq!(
+        std::fs::read(m.dir.join("tmp/planted")).expect("inside"),
+        b"planted"
+    );
+    assert_eq!(std::fs::read(m.dir.join("dup")).expect("dup"), b"second");
+}
+
+#[test]
+fn bad_layers_are_rejected_naming_the_entry() {
+    // Truncated in the middle of a file's data.
+    let mut l = Layer::new();
+    l.file("ok", 0o644, b"fine")
+        .file("cut", 0o644, &vec![1u8; 100_000]);
+    let mut t = l.finish();
+    t.truncate(512 * 3 + 20_000);
+    let e = build_err(&[t]);
+    assert!(e.contains("\"cut\""), "{e}");
+
+    // Hard link to nothing.
+    let mut l = Layer::new();
+    l.hardlink("link", "nowhere");
+    let e = build_err(&[l.finish()]);
+    assert!(e.contains("\"link\"") && e.contains("nowhere"), "{e}");
+
+    // A file as a parent directory.
+    let mut l = Layer::new();
+    l.file("f", 0o644, b"x").file("f/child", 0o644, b"y");
+    let e = build_err(&[l.finish()]);
+    assert!(
+        e.contains("f/child") && e.contains("not a directory"),
+        "{e}"
+    );
+
+    // Garbage that is not a tar at all.
+    let e = build_err(&[vec![0x42; 2000]]);
+    assert!(e.contains("layer"), "{e}");
+}
+
+#[test]
+fn too_small_a_size_is_a_clear_error() {
+    let mut l = Layer::new();
+    l.file("big", 0o644, &vec![9u8; 8 << 20]);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let paths = common::write_layers(tmp.path(), &[l.finish()]);
+    let opts = ext4::FormatOptions {
+        size: Some(4 << 20),
+        ..Default::default()
+    };
+    let err =
+        ext4::build_from_layers(&paths, &tmp.path().join("img"), &opts).expect_err("too small");
+    assert!(err.to_string().contains("too small"), "{err}");
+}

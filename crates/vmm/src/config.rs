@@ -1,0 +1,443 @@
+//! What a VM is made of, and its translation to a QEMU `microvm` command line.
+//!
+//! Every device is virtio-mmio. Without a second IO-APIC the microvm machine has 8 transports;
+//! with `ioapic2=on` it has 24 (QEMU `hw/i386/microvm.c`). We turn `ioapic2` on only when a
+//! VM needs more than 8 devices, and refuse more than 24.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::accel::Accel;
+
+/// Virtio-mmio transports without / with the second IO-APIC.
+const MMIO_SLOTS: usize = 8;
+const MMIO_SLOTS_IOAPIC2: usize = 24;
+
+/// Name of the agent's virtio-serial port; the guest finds it in
+/// `/sys/class/virtio-ports/*/name`.
+pub const AGENT_PORT_NAME: &str = "containerization.agent";
+
+/// Kernel arguments every boot gets (see ENVIRONMENT.md for why each helps under TCG).
+pub const BASE_CMDLINE: &[&str] = &[
+    "console=ttyS0",
+    "rdinit=/sbin/vminitd",
+    "panic=-1",
+    "reboot=t",
+    "pci=off",
+    "i8042.noaux",
+    "i8042.nokbd",
+    "i8042.nopnp",
+    "tsc=reliable",
+    "no_timer_check",
+    "cryptomgr.notests",
+    "quiet",
+];
+
+/// Errors of turning a config into a command line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// More virtio devices than the machine has transports.
+    #[error(
+        "the VM needs {0} virtio devices; the microvm machine has at most {MMIO_SLOTS_IOAPIC2}"
+    )]
+    TooManyDevices(usize),
+    /// A value that would break QEMU's comma-separated option syntax.
+    #[error("{what} {value:?} contains a comma, which QEMU options cannot carry")]
+    Comma { what: &'static str, value: String },
+    /// cpus or memory is zero.
+    #[error(
+        "the VM needs at least 1 cpu and 64 MiB of memory (got {cpus} cpus, {memory_mib} MiB)"
+    )]
+    Size { cpus: u32, memory_mib: u64 },
+}
+
+/// Format of a disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskFormat {
+    /// A plain image.
+    Raw,
+    /// A qcow2 image (e.g. an overlay over a raw base).
+    Qcow2,
+}
+
+/// A virtio-blk disk. The first disk of a VM is `/dev/vda`, the next `/dev/vdb`, ….
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskSpec {
+    /// Image file on the host.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: DiskFormat,
+    /// Whether the guest may only read it.
+    pub readonly: bool,
+}
+
+/// A virtio-net interface backed by an existing host tap device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// The tap's name (`ip tuntap add dev NAME mode tap`).
+    pub tap: String,
+    /// The guest MAC address (`52:54:00:…`); QEMU picks one when `None`.
+    pub mac: Option<String>,
+}
+
+/// A virtiofs share served by a `virtiofsd` the caller runs on `socket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareSpec {
+    /// virtiofsd's vhost-user socket.
+    pub socket: PathBuf,
+    /// The tag the guest mounts (`mount -t virtiofs TAG DIR`).
+    pub tag: String,
+}
+
+/// Everything one VM is booted with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmConfig {
+    /// The kernel to boot (an ELF vmlinux for PVH boot, or a bzImage).
+    pub kernel: PathBuf,
+    /// The initramfs (see [`crate::initfs`]).
+    pub initfs: PathBuf,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Accelerator (see [`crate::accel::choose`]).
+    pub accel: Accel,
+    /// virtio-blk disks, in `/dev/vdX` order.
+    pub disks: Vec<DiskSpec>,
+    /// virtio-net interfaces, in `eth0…` order.
+    pub nets: Vec<NetSpec>,
+    /// virtiofs shares.
+    pub shares: Vec<ShareSpec>,
+    /// Unix socket QEMU listens on for the agent's virtio-serial port, if any.
+    pub agent_socket: Option<PathBuf>,
+    /// File the guest's serial console is written to (truncated when the VM starts).
+    pub console_log: PathBuf,
+    /// Unix socket for QEMU's QMP monitor, if wanted.
+    pub qmp_socket: Option<PathBuf>,
+    /// Kernel arguments after the standard ones.
+    pub extra_cmdline: Vec<String>,
+    /// Host TSC frequency for `tsc_early_khz=` under TCG; read from /proc/cpuinfo when `None`.
+    pub tsc_khz: Option<u64>,
+    /// The QEMU binary (`qemu-system-x86_64` from `PATH` by default).
+    pub qemu: PathBuf,
+}
+
+impl VmConfig {
+    /// A config with the given boot files and console log, 1 cpu, 512 MiB, TCG, no devices.
+    pub fn new(kernel: PathBuf, initfs: PathBuf, console_log: PathBuf) -> Self {
+        VmConfig {
+            kernel,
+            initfs,
+            cpus: 1,
+            memory_mib: 512,
+            accel: Accel::Tcg,
+            disks: Vec::new(),
+            nets: Vec::new(),
+            shares: Vec::new(),
+            agent_socket: None,
+            console_log,
+            qmp_socket: None,
+            extra_cmdline: Vec::new(),
+            tsc_khz: None,
+            qemu: PathBuf::from("qemu-system-x86_64"),
+        }
+    }
+
+    /// Number of virtio-mmio devices this VM uses.
+    pub fn device_count(&self) -> usize {
+        self.disks.len()
+            + self.nets.len()
+            + self.shares.len()
+            + usize::from(self.agent_socket.is_some())
+    }
+
+    /// The kernel command line.
+    pub fn cmdline(&self) -> String {
+        let mut parts: Vec<String> = BASE_CMDLINE.iter().map(|s| s.to_string()).collect();
+        if self.accel == Accel::Tcg {
+            if let Some(khz) = self.tsc_khz.or_else(host_tsc_khz) {
+                parts.push(format!("tsc_early_khz={khz}"));
+            }
+        }
+        parts.extend(self.extra_cmdline.iter().cloned());
+        parts.join(" ")
+    }
+
+    /// The QEMU arguments (without the binary itself).
+    pub fn args(&self) -> Result<Vec<String>, ConfigError> {
+        if self.cpus == 0 || self.memory_mib < 64 {
+            return Err(ConfigError::Size {
+                cpus: self.cpus,
+                memory_mib: self.memory_mib,
+            });
+        }
+        let devices = self.device_count();
+        if devices > MMIO_SLOTS_IOAPIC2 {
+            return Err(ConfigError::TooManyDevices(devices));
+        }
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
+
+        // pit/pic/rtc stay on: turning them off made TCG boots slower or hang (ENVIRONMENT.md).
+        let mut machine = String::from("microvm,pit=on,pic=on,rtc=on,isa-serial=on");
+        if devices > MMIO_SLOTS {
+            machine.push_str(",ioapic2=on");
+        }
+        // vhost-user devices read guest memory directly: it must be a shared memfd.
+        let shared_memory = !self.shares.is_empty();
+        if shared_memory {
+            machine.push_str(",memory-backend=mem");
+        }
+        push(&["-M", &machine]);
+        push(&["-accel", self.accel.qemu_name()]);
+        push(&["-smp", &self.cpus.to_string()]);
+        push(&["-m", &format!("{}M", self.memory_mib)]);
+        if shared_memory {
+            push(&[
+                "-object",
+                &format!(
+                    "memory-backend-memfd,id=mem,size={}M,share=on",
+                    self.memory_mib
+                ),
+            ]);
+        }
+        push(&[
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ]);
+        push(&["-kernel", &opt_path("kernel", &self.kernel)?]);
+        push(&["-initrd", &opt_path("initfs", &self.initfs)?]);
+        push(&["-append", &self.cmdline()]);
+        push(&[
+            "-chardev",
+            &format!(
+                "file,id=con,path={}",
+                opt_path("console log", &self.console_log)?
+            ),
+            "-serial",
+            "chardev:con",
+        ]);
+        if let Some(qmp) = &self.qmp_socket {
+            push(&[
+                "-qmp",
+                &format!("unix:{},server=on,wait=off", opt_path("QMP socket", qmp)?),
+            ]);
+        }
+
+        // Device order is guest order: disks first so the rootfs is /dev/vda.
+        for (i, d) in self.disks.iter().enumerate() {
+            let format = match d.format {
+                DiskFormat::Raw => "raw",
+                DiskFormat::Qcow2 => "qcow2",
+            };
+            let mut drive = format!(
+                "id=disk{i},file={},format={format},if=none,cache=unsafe,discard=unmap",
+                opt_path("disk", &d.path)?
+            );
+            if d.readonly {
+                drive.push_str(",readonly=on");
+            }
+            push(&["-drive", &drive]);
+            push(&["-device", &format!("virtio-blk-device,drive=disk{i}")]);
+        }
+        for (i, n) in self.nets.iter().enumerate() {
+            no_comma("tap name", &n.tap)?;
+            push(&[
+                "-netdev",
+                &format!("tap,id=net{i},ifname={},script=no,downscript=no", n.tap),
+            ]);
+            let mut dev = format!("virtio-net-device,netdev=net{i}");
+            if let Some(mac) = &n.mac {
+                no_comma("MAC address", mac)?;
+                let _ = write!(dev, ",mac={mac}");
+            }
+            push(&["-device", &dev]);
+        }
+        for (i, s) in self.shares.iter().enumerate() {
+            no_comma("share tag", &s.tag)?;
+            push(&[
+                "-chardev",
+                &format!(
+                    "socket,id=fs{i},path={}",
+                    opt_path("share socket", &s.socket)?
+                ),
+            ]);
+            push(&[
+                "-device",
+                &format!("vhost-user-fs-device,chardev=fs{i},tag={}", s.tag),
+            ]);
+        }
+        if let Some(sock) = &self.agent_socket {
+            push(&["-device", "virtio-serial-device,max_ports=2"]);
+            push(&[
+                "-chardev",
+                &format!(
+                    "socket,id=agent,path={},server=on,wait=off",
+                    opt_path("agent socket", sock)?
+                ),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
+            ]);
+        }
+        Ok(a)
+    }
+}
+
+/// A path for a QEMU option value: commas would split the option, so they are refused.
+fn opt_path(what: &'static str, p: &std::path::Path) -> Result<String, ConfigError> {
+    let s = p.to_string_lossy().into_owned();
+    no_comma(what, &s)?;
+    Ok(s)
+}
+
+fn no_comma(what: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.contains(',') {
+        return Err(ConfigError::Comma {
+            what,
+            value: value.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// The host CPU's clock in kHz from `/proc/cpuinfo` (`cpu MHz`), which is the TSC rate the
+/// guest sees under TCG.
+pub fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    parse_cpu_mhz(&text)
+}
+
+fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim() != "cpu MHz" {
+            return None;
+        }
+        let mhz: f64 = v.trim().parse().ok()?;
+        (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> VmConfig {
+        let mut c = VmConfig::new(
+            "/k/vmlinux".into(),
+            "/k/init.cpio".into(),
+            "/s/boot.log".into(),
+        );
+        c.tsc_khz = Some(2596146);
+        c
+    }
+
+    fn joined(c: &VmConfig) -> String {
+        c.args().unwrap().join(" ")
+    }
+
+    #[test]
+    fn minimal_tcg_vm() {
+        let c = base();
+        let a = c.args().unwrap();
+        let s = a.join(" ");
+        assert!(s.starts_with(
+            "-M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -smp 1 -m 512M"
+        ));
+        assert!(s.contains("-no-reboot"));
+        assert!(s.contains("-chardev file,id=con,path=/s/boot.log -serial chardev:con"));
+        let append = &a[a.iter().position(|x| x == "-append").unwrap() + 1];
+        assert!(append.starts_with("console=ttyS0 rdinit=/sbin/vminitd panic=-1"));
+        assert!(append.ends_with("tsc_early_khz=2596146"));
+        assert!(!s.contains("ioapic2") && !s.contains("memfd"));
+    }
+
+    #[test]
+    fn kvm_has_no_tsc_hint() {
+        let mut c = base();
+        c.accel = Accel::Kvm;
+        assert!(!c.cmdline().contains("tsc_early_khz"));
+        assert!(joined(&c).contains("-accel kvm"));
+    }
+
+    #[test]
+    fn devices() {
+        let mut c = base();
+        c.disks.push(DiskSpec {
+            path: "/r/root.qcow2".into(),
+            format: DiskFormat::Qcow2,
+            readonly: false,
+        });
+        c.disks.push(DiskSpec {
+            path: "/r/data.img".into(),
+            format: DiskFormat::Raw,
+            readonly: true,
+        });
+        c.nets.push(NetSpec {
+            tap: "tap0".into(),
+            mac: Some("52:54:00:12:34:56".into()),
+        });
+        c.shares.push(ShareSpec {
+            socket: "/r/fs.sock".into(),
+            tag: "vol0".into(),
+        });
+        c.agent_socket = Some("/r/agent.sock".into());
+        c.extra_cmdline.push("foo=bar".into());
+        let s = joined(&c);
+        assert!(s.contains("-drive id=disk0,file=/r/root.qcow2,format=qcow2,if=none"));
+        assert!(s.contains("format=raw,if=none,cache=unsafe,discard=unmap,readonly=on"));
+        assert!(s.find("drive=disk0").unwrap() < s.find("drive=disk1").unwrap());
+        assert!(s.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"));
+        assert!(s.contains("microvm,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem"));
+        assert!(s.contains("-object memory-backend-memfd,id=mem,size=512M,share=on"));
+        assert!(s.contains("-device vhost-user-fs-device,chardev=fs0,tag=vol0"));
+        assert!(s.contains("socket,id=agent,path=/r/agent.sock,server=on,wait=off"));
+        assert!(s.contains("virtserialport,chardev=agent,name=containerization.agent"));
+        assert!(c.cmdline().ends_with("tsc_early_khz=2596146 foo=bar"));
+        assert_eq!(c.device_count(), 5);
+    }
+
+    #[test]
+    fn device_limits_and_bad_values() {
+        let mut c = base();
+        for i in 0..9 {
+            c.disks.push(DiskSpec {
+                path: format!("/d{i}").into(),
+                format: DiskFormat::Raw,
+                readonly: false,
+            });
+        }
+        assert!(joined(&c).contains("ioapic2=on"));
+        for i in 0..16 {
+            c.nets.push(NetSpec {
+                tap: format!("t{i}"),
+                mac: None,
+            });
+        }
+        assert!(matches!(c.args(), Err(ConfigError::TooManyDevices(25))));
+        let mut c = base();
+        c.console_log = "/a,b".into();
+        assert!(matches!(c.args(), Err(ConfigError::Comma { .. })));
+        let mut c = base();
+        c.memory_mib = 0;
+        assert!(matches!(c.args(), Err(ConfigError::Size { .. })));
+    }
+
+    #[test]
+    fn cpu_mhz_parsing() {
+        assert_eq!(
+            parse_cpu_mhz("processor\t: 0\ncpu MHz\t\t: 2596.148\n"),
+            Some(2596148)
+        );
+        assert_eq!(parse_cpu_mhz("nothing"), None);
+        assert!(host_tsc_khz().is_some(), "this x86 host reports cpu MHz");
+    }
+}

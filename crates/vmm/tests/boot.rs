@@ -1,0 +1,347 @@
+//! Real VM boots under TCG with the Debian cloud kernel and a busybox init (test-only; the
+//! product's init is vminitd). The guest loads the modules listed in /etc/vminitd/modules,
+//! mounts an ext4 disk through a qcow2 overlay, prints a marker, talks over the agent port and
+//! powers off. Needs QEMU, busybox-static, e2fsprogs and the kernel .deb (scripts/setup.sh).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use vmm::{
+    modules, Accel, DiskFormat, DiskSpec, Features, Initfs, Kernel, KernelStore, QemuVm,
+    VirtualMachine, VmConfig,
+};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Debian kernel installed once into a store under target/ (shared by the tests here).
+fn kernel() -> &'static Kernel {
+    static K: OnceLock<Kernel> = OnceLock::new();
+    K.get_or_init(|| {
+        let dir = workspace().join(".work/kernel");
+        let deb = std::env::var_os("CONTAINER_TEST_KERNEL_DEB")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::fs::read_dir(&dir)
+                    .ok()?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            })
+            .expect("the Debian kernel .deb is missing: run scripts/setup.sh");
+        let root = workspace().join("target/vmm-boot-test-store");
+        let store = KernelStore::new(&root);
+        match store.configured().unwrap() {
+            Some(k) if k.vmlinux.is_file() => k,
+            _ => store.set_from_deb(&deb).unwrap(),
+        }
+    })
+}
+
+const INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+while read -r m; do insmod "$m" || echo "INSMOD-FAILED $m"; done < /etc/vminitd/modules
+mount -t ext4 /dev/vda /mnt || echo MOUNT-FAILED
+echo "BOOT-MARKER $(cat /mnt/hello.txt)"
+echo "BLOCKS $(ls /sys/block | grep vd | tr '\n' ' ')"
+echo written-by-guest > /mnt/guest.txt
+umount /mnt
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set lo up
+  ip link set eth0 up
+  ip addr add 10.213.0.2/24 dev eth0
+  echo "MAC $(cat /sys/class/net/eth0/address)"
+  ping -c 1 -W 5 10.213.0.1 >/dev/null && echo NET-OK || echo NET-FAILED
+fi
+for p in /sys/class/virtio-ports/*; do
+  [ "$(cat "$p/name" 2>/dev/null)" = containerization.agent ] && port=/dev/${p##*/}
+done
+if [ -n "$port" ]; then
+  echo "AGENT-PORT $port"
+  read -r line < "$port"
+  echo "pong:$line" > "$port"
+  echo "AGENT-DONE"
+fi
+poweroff -f
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    initfs: PathBuf,
+    base: PathBuf,
+    overlay: PathBuf,
+    log: PathBuf,
+    agent: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let k = kernel();
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.sh");
+    std::fs::write(&init, INIT).unwrap();
+    let mods = modules::resolve(
+        k.modules_dir.as_deref(),
+        &modules::required(Features {
+            block: true,
+            console: true,
+            net: true,
+            ..Default::default()
+        }),
+    )
+    .unwrap();
+    let initfs = Initfs::new(&init)
+        .modules(&mods)
+        .dir("/bin")
+        .file("/bin/busybox", 0o755, Path::new("/bin/busybox"))
+        .build_cached(&dir.path().join("initfs"))
+        .unwrap();
+
+    let content = dir.path().join("content");
+    std::fs::create_dir(&content).unwrap();
+    std::fs::write(content.join("hello.txt"), "from-ext4-disk").unwrap();
+    let base = dir.path().join("base.ext4");
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&content)
+        .arg(&base)
+        .arg("16M")
+        .status()
+        .expect("mkfs.ext4 (e2fsprogs) must be installed");
+    assert!(st.success());
+    let overlay = dir.path().join("rootfs.qcow2");
+    vmm::qcow2_overlay(&base, &overlay).unwrap();
+    Fixture {
+        initfs,
+        base,
+        overlay,
+        log: dir.path().join("boot.log"),
+        agent: dir.path().join("agent.sock"),
+        _dir: dir,
+    }
+}
+
+fn config(f: &Fixture) -> VmConfig {
+    let mut c = VmConfig::new(kernel().vmlinux.clone(), f.initfs.clone(), f.log.clone());
+    c.accel = Accel::Tcg;
+    c.disks.push(DiskSpec {
+        path: f.overlay.clone(),
+        format: DiskFormat::Qcow2,
+        readonly: false,
+    });
+    c
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn read_log(p: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+}
+
+/// Boot → modules → ext4 mount through the overlay → marker → poweroff ends QEMU.
+#[test]
+fn boots_mounts_disk_and_powers_off() {
+    let f = fixture();
+    let mut vm = QemuVm::new(config(&f));
+    let t0 = Instant::now();
+    vm.start().unwrap();
+    let pid = vm.pid().unwrap();
+    let mut marker_at = None;
+    let mut rss = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            rss = rss.max(kib);
+        }
+        if marker_at.is_none() && read_log(&f.log).contains("BOOT-MARKER from-ext4-disk") {
+            marker_at = Some(t0.elapsed());
+        }
+        if let Some(s) = vm.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "VM did not power off; log:\n{}",
+            read_log(&f.log)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let total = t0.elapsed();
+    let log = read_log(&f.log);
+    assert!(status.success(), "QEMU: {status:?} {}", vm.stderr_tail());
+    assert!(log.contains("BOOT-MARKER from-ext4-disk"), "log:\n{log}");
+    assert!(
+        !log.contains("INSMOD-FAILED") && !log.contains("MOUNT-FAILED"),
+        "log:\n{log}"
+    );
+    let marker = marker_at.unwrap_or(total);
+    eprintln!(
+        "MEASURE boot-to-marker {:.2}s, QEMU exit {:.2}s, QEMU peak RSS {} MiB",
+        marker.as_secs_f64(),
+        total.as_secs_f64(),
+        rss / 1024
+    );
+    // The guest's write went to the overlay; the raw base is untouched (debugfs as oracle).
+    let out = Command::new("debugfs")
+        .args(["-R", "ls -l /"])
+        .arg(&f.base)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("guest.txt"));
+}
+
+/// Bytes cross the virtio-serial agent channel both ways.
+#[test]
+fn agent_port_passes_bytes_both_ways() {
+    let f = fixture();
+    let mut c = config(&f);
+    c.agent_socket = Some(f.agent.clone());
+    let mut vm = QemuVm::new(c);
+    vm.start().unwrap();
+    let conn = UnixStream::connect(&f.agent).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // Wait until the guest has opened its end, then send a line and read the reply.
+    let t0 = Instant::now();
+    while !read_log(&f.log).contains("AGENT-PORT") {
+        assert!(
+            vm.try_wait().unwrap().is_none(),
+            "VM ended early:\n{}",
+            read_log(&f.log)
+        );
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "log:\n{}",
+            read_log(&f.log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (&conn).write_all(b"ping-from-host\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&conn).read_line(&mut reply).unwrap();
+    assert_eq!(reply.trim(), "pong:ping-from-host");
+    let status = vm.wait().unwrap();
+    assert!(status.success());
+    assert!(read_log(&f.log).contains("AGENT-DONE"));
+}
+
+/// A VM killed from the host ends, is reaped, and reports the signal.
+#[test]
+fn kill_ends_the_vm() {
+    let f = fixture();
+    let mut vm = QemuVm::new(config(&f));
+    vm.start().unwrap();
+    let pid = vm.pid().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    vm.kill().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(vm.wait().unwrap().signal(), Some(9));
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "reaped");
+}
+
+/// More than 8 virtio devices: the config turns on the second IO-APIC and the guest sees all.
+#[test]
+fn more_than_eight_devices() {
+    let f = fixture();
+    let mut c = config(&f);
+    c.agent_socket = None;
+    for i in 0..9 {
+        let p = f.log.with_file_name(format!("extra{i}.img"));
+        std::fs::File::create(&p).unwrap().set_len(1 << 20).unwrap();
+        c.disks.push(DiskSpec {
+            path: p,
+            format: DiskFormat::Raw,
+            readonly: true,
+        });
+    }
+    assert_eq!(c.device_count(), 10);
+    assert!(c.args().unwrap().join(" ").contains("ioapic2=on"));
+    let mut vm = QemuVm::new(c);
+    vm.start().unwrap();
+    let t0 = Instant::now();
+    while vm.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "log:\n{}",
+            read_log(&f.log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = read_log(&f.log);
+    assert!(log.contains("BOOT-MARKER from-ext4-disk"), "log:\n{log}");
+    let blocks = log
+        .lines()
+        .find(|l| l.starts_with("BLOCKS"))
+        .unwrap_or_default();
+    assert_eq!(blocks.split_whitespace().count(), 11, "{blocks}");
+}
+
+/// A virtio-net interface on a host tap: the guest pings the host end. The tap lives in a
+/// network namespace this test creates (and deletes), and QEMU runs inside it.
+#[test]
+fn tap_network_reaches_the_host() {
+    let f = fixture();
+    let ns = format!("vmmtest{}", std::process::id());
+    let sh = |cmd: &str| {
+        let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    struct Netns(String);
+    impl Drop for Netns {
+        fn drop(&mut self) {
+            let _ = Command::new("ip")
+                .args(["netns", "delete", &self.0])
+                .status();
+        }
+    }
+    sh(&format!("ip netns add {ns}"));
+    let _guard = Netns(ns.clone());
+    sh(&format!(
+        "ip netns exec {ns} sh -c 'ip tuntap add dev vmtap0 mode tap && ip link set vmtap0 up \
+         && ip addr add 10.213.0.1/24 dev vmtap0 && ip link set lo up'"
+    ));
+    let wrapper = f.log.with_file_name("qemu-in-netns");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nexec ip netns exec {ns} qemu-system-x86_64 \"$@\"\n"),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let mut c = config(&f);
+    c.qemu = wrapper;
+    c.nets.push(vmm::NetSpec {
+        tap: "vmtap0".into(),
+        mac: Some("52:54:00:aa:bb:cc".into()),
+    });
+    let mut vm = QemuVm::new(c);
+    vm.start().unwrap();
+    let t0 = Instant::now();
+    while vm.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "log:\n{}",
+            read_log(&f.log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = read_log(&f.log);
+    assert!(log.contains("MAC 52:54:00:aa:bb:cc"), "log:\n{log}");
+    assert!(log.contains("NET-OK"), "log:\n{log}");
+}
