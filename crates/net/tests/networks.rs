@@ -104,12 +104,24 @@ fn concurrent_attach_gives_distinct_persistent_addresses() {
     let host = Netns::new("ipam");
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_path_buf();
-    host.run(|| {
+    let bridge = host.run(|| {
         Networks::open(&path)
             .unwrap()
             .create(&spec("n", "10.212.0.0/24", false))
-            .unwrap();
+            .unwrap()
+            .bridge
     });
+    let bridge_mac = |host: &Netns| {
+        let out = host.ip(&["-o", "link", "show", &bridge]);
+        out.split("link/ether ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let mac_before = bridge_mac(&host);
     // 12 attaches from 6 threads, each with its own `Networks` (own lock descriptor) — the same
     // contention as separate processes.
     let attachments: Vec<net::Attachment> = host.run(|| {
@@ -142,15 +154,9 @@ fn concurrent_attach_gives_distinct_persistent_addresses() {
         .iter()
         .all(|a| a.gateway == Ipv4Addr::new(10, 212, 0, 1) && a.mtu == 1500));
 
-    // Every tap exists and is enslaved to the network's bridge.
-    let bridge = host.run(|| {
-        Networks::open(&path)
-            .unwrap()
-            .inspect("n")
-            .unwrap()
-            .config
-            .bridge
-    });
+    // Every tap exists and is enslaved to the network's bridge, whose MAC did not change (a
+    // changing gateway MAC would leave containers with stale ARP entries).
+    assert_eq!(bridge_mac(&host), mac_before);
     let ports = host.ip(&["-o", "link", "show", "master", &bridge]);
     for tap in &taps {
         assert!(
@@ -463,7 +469,9 @@ fn query_a(server: SocketAddr, name: &str) -> (simple_dns::RCODE, Vec<Ipv4Addr>)
         .send_to(&packet.build_bytes_vec().unwrap(), server)
         .unwrap();
     let mut buf = [0u8; 1500];
-    let n = socket.recv(&mut buf).unwrap();
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer for {name} from {server}: {e}"));
     let reply = Packet::parse(&buf[..n]).unwrap();
     assert_eq!(reply.id(), 0x4242);
     let ips = reply
