@@ -212,3 +212,98 @@ async fn relay(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
     buf.truncate(n);
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use simple_dns::{Name, Question, QCLASS};
+
+    use crate::ipam::{Lease, Leases};
+
+    fn shared(internal: bool) -> (tempfile::TempDir, Shared) {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mut leases = Leases::default();
+        leases.leases.insert(
+            "c1".into(),
+            Lease {
+                address: Ipv4Addr::new(10, 0, 0, 2),
+                mac: "02:00:00:00:00:01".into(),
+                tap: "ctap0".into(),
+                name: Some("web".into()),
+                attached: true,
+            },
+        );
+        let lock = store.lock().unwrap();
+        store.write_leases(&lock, "n", &leases).unwrap();
+        drop(lock);
+        let shared = Shared {
+            store,
+            network: "n".into(),
+            internal,
+            upstreams: Vec::new(),
+        };
+        (root, shared)
+    }
+
+    fn query(name: &str, qtype: TYPE) -> Vec<u8> {
+        let mut p = Packet::new_query(7);
+        p.set_flags(PacketFlag::RECURSION_DESIRED);
+        p.questions.push(Question::new(
+            Name::new_unchecked(name),
+            QTYPE::TYPE(qtype),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+        p.build_bytes_vec().unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_names_and_refuses_the_rest_when_internal() {
+        let (_root, s) = shared(true);
+        let reply = s.answer(&query("Web.", TYPE::A)).await.unwrap();
+        let reply = Packet::parse(&reply).unwrap();
+        assert_eq!(reply.id(), 7);
+        assert_eq!(reply.answers.len(), 1);
+        assert!(
+            matches!(&reply.answers[0].rdata, RData::A(a) if a.address == u32::from(Ipv4Addr::new(10, 0, 0, 2)))
+        );
+        let bytes = s.answer(&query("web", TYPE::AAAA)).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!((reply.rcode(), reply.answers.len()), (RCODE::NoError, 0));
+        let bytes = s.answer(&query("other", TYPE::A)).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!(reply.rcode(), RCODE::NameError);
+        // Without upstreams a non-internal network answers SERVFAIL rather than nothing.
+        let (_root, s) = shared(false);
+        let bytes = s.answer(&query("other", TYPE::A)).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!(reply.rcode(), RCODE::ServerFailure);
+    }
+
+    /// Guests send arbitrary bytes: random and truncated packets must never panic.
+    #[tokio::test]
+    async fn garbage_never_panics() {
+        let (_root, s) = shared(true);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let good = query("web", TYPE::A);
+        for i in 0..5000 {
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                let len = rng.gen_range(0..600);
+                (0..len).map(|_| rng.gen()).collect()
+            } else {
+                let mut b = good.clone();
+                b.truncate(rng.gen_range(0..good.len()));
+                for _ in 0..rng.gen_range(0..4) {
+                    if !b.is_empty() {
+                        let at = rng.gen_range(0..b.len());
+                        b[at] = rng.gen();
+                    }
+                }
+                b
+            };
+            let _ = s.answer(&bytes).await;
+        }
+    }
+}
