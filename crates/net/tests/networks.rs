@@ -240,6 +240,19 @@ fn default_network_lives_while_used_and_cleanup_after_crash() {
             .unwrap()
     });
     assert_eq!(again.address, a.address);
+    // Rules removed behind our back (a firewall reload) come back with the next attach.
+    let ours = host.run(|| Networks::open(&path).unwrap().firewall_table().to_string());
+    common::sh(&[
+        "ip", "netns", "exec", &host.name, "nft", "delete", "table", "inet", &ours,
+    ]);
+    host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .attach("c2", None, "default")
+            .unwrap()
+    });
+    let rules = host.run(|| Networks::open(&path).unwrap().firewall_rules().unwrap());
+    assert!(rules.is_some_and(|r| r.contains("192.168.64.0/24") && r.contains("masquerade")));
     host.run(|| Networks::open(&path).unwrap().teardown().unwrap());
     assert!(!host
         .links()
