@@ -50,8 +50,8 @@ if ! ls "$KDIR"/linux-image-*-cloud-amd64_*.deb >/dev/null 2>&1; then
 fi
 
 log "building"
-cargo build --release --workspace --bins
+cargo build --release --workspace --bins --exclude vminitd
 # vminitd is the guest's PID 1 and must be static (the guest init filesystem has no libc). The
 # explicit --target is required so proc-macro crates still build for the host.
-RUSTFLAGS='-C target-feature=+crt-static' \
+RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols' \
     cargo build --release -p vminitd --target x86_64-unknown-linux-gnu
