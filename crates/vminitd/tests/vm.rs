@@ -12,15 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Mount};
+use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Interface, Mount};
 use common::*;
 
-const MODULES: [&str; 5] = [
+const MODULES: [&str; 8] = [
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
     "kernel/drivers/virtio/virtio_mmio.ko",
     "kernel/drivers/block/virtio_blk.ko",
     "kernel/drivers/char/virtio_console.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
 ];
 
 fn sh(cmd: &mut Command) {
@@ -213,6 +216,13 @@ fn boot(dir: &Path) -> Vm {
             "-device",
             "virtserialport,chardev=agent,name=containerization.agent",
         ])
+        // A NIC whose user-mode backend reaches nothing outside the VM (restrict=on).
+        .args([
+            "-netdev",
+            "user,id=n0,restrict=on",
+            "-device",
+            "virtio-net-device,netdev=n0",
+        ])
         .stdin(Stdio::null())
         .spawn()
         .expect("start qemu-system-x86_64");
@@ -347,6 +357,40 @@ async fn boots_runs_a_container_and_shuts_down() {
     );
     assert!(o.contains(c.hello().kernel.as_str()));
 
+    c.setup_interface(Interface {
+        name: "eth0".into(),
+        addresses: vec!["10.0.2.15/24".into()],
+        gateway: Some("10.0.2.2".into()),
+        mtu: Some(1400),
+    })
+    .await
+    .unwrap();
+    let missing = Interface {
+        name: "eth9".into(),
+        addresses: vec![],
+        gateway: None,
+        mtu: None,
+    };
+    assert_eq!(
+        c.setup_interface(missing).await.unwrap_err().code(),
+        Some(agent::ErrorCode::NotFound)
+    );
+    let (o, _, _) = run(
+        &c,
+        create(
+            "c1",
+            None,
+            process(&["sh", "-c", "ip addr show eth0; ip route"]),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        o.contains("mtu 1400") && o.contains("inet 10.0.2.15/24") && o.contains("UP"),
+        "{o}"
+    );
+    assert!(o.contains("default via 10.0.2.2 dev eth0"), "{o}");
+
     let script =
         "hostname; cat /etc/resolv.conf; grep db /etc/hosts; cat /proc/sys/net/ipv4/ip_forward; \
                   cat /proc/self/cgroup; date +%s";
@@ -415,6 +459,7 @@ async fn boots_runs_a_container_and_shuts_down() {
 
     let stats = c.stats(Some("c1".into())).await.unwrap();
     assert!(stats.guest_memory_total > 100 << 20, "{stats:?}");
+    assert!(stats.networks.iter().any(|n| n.name == "eth0"), "{stats:?}");
     assert!(
         stats.cpu_usage_usec > 0 && stats.pids >= 1 && stats.memory_current > 0,
         "{stats:?}"
