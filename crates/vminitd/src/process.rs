@@ -322,50 +322,32 @@ impl Processes {
             sys::open(Path::new("/dev/null"), libc::O_RDWR, 0)
                 .map_err(|e| Error::sys("open /dev/null", e))
         };
-        let (child_stdio, pty, stdin_w, out_r, err_r) = if spec.terminal {
-            let (master, slave) =
-                sys::openpty(spec.console_size).map_err(|e| Error::sys("open pty", e))?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::sys("dup pty", e));
-            let stdio = ChildStdio {
-                stdin: dup(&slave)?,
-                stdout: dup(&slave)?,
-                stderr: slave,
-                tty: true,
+        // A terminal is allocated by the child inside the container; its master comes back
+        // over `pty_sock` once the child is ready.
+        let (child_stdio, pty_sock, mut stdin_w, mut out_r, err_r) = if spec.terminal {
+            let (mine, theirs) = sys::socketpair().map_err(|e| Error::sys("socketpair", e))?;
+            let stdio = ChildStdio::Pty {
+                socket: theirs,
+                size: spec.console_size,
             };
-            let m = FdStream::new(master).map_err(|e| Error::sys("register pty", e))?;
-            (
-                stdio,
-                Some(m.clone()),
-                spec.stdin.then(|| m.clone()),
-                Some(m),
-                None,
-            )
+            (stdio, Some(mine), None, None, None)
         } else {
             let pipe = || sys::pipe().map_err(|e| Error::sys("pipe", e));
+            let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
             let (stdin_child, stdin_w) = if spec.stdin {
                 let (r, w) = pipe()?;
-                (
-                    r,
-                    Some(FdStream::new(w).map_err(|e| Error::sys("register pipe", e))?),
-                )
+                (r, Some(reg(w)?))
             } else {
                 (null()?, None)
             };
             let (or, ow) = pipe()?;
             let (er, ew) = pipe()?;
-            let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
-            (
-                ChildStdio {
-                    stdin: stdin_child,
-                    stdout: ow,
-                    stderr: ew,
-                    tty: false,
-                },
-                None,
-                stdin_w,
-                Some(reg(or)?),
-                Some(reg(er)?),
-            )
+            let stdio = ChildStdio::Pipes {
+                stdin: stdin_child,
+                stdout: ow,
+                stderr: ew,
+            };
+            (stdio, None, stdin_w, Some(reg(or)?), Some(reg(er)?))
         };
 
         let cwd = PathBuf::from(
@@ -407,8 +389,7 @@ impl Processes {
             let h = inner.next_handle;
             inner.next_handle += 1;
             let (exit, _) = watch::channel(None);
-            let stdin_tx = stdin_w.as_ref().map(|_| mpsc::unbounded_channel());
-            let (tx, rx) = match stdin_tx {
+            let (tx, rx) = match spec.stdin.then(mpsc::unbounded_channel) {
                 Some((tx, rx)) => (Some(tx), Some(rx)),
                 None => (None, None),
             };
@@ -422,24 +403,42 @@ impl Processes {
                         status: status.clone(),
                     },
                     exit,
-                    pty: pty.clone(),
+                    pty: None,
                     stdin: tx,
                 },
             );
             inner.by_pid.insert(forked.pid, h);
-            if let (Some(w), Some(rx)) = (stdin_w, rx) {
-                tokio::spawn(pump_stdin(Arc::clone(self), h, w, rx, spec.terminal));
-            }
-            h
+            (h, rx)
         };
+        let (handle, stdin_rx) = handle;
 
-        match read_report(&status).await {
-            Report::Ready => {}
-            other => {
-                let _ = sys::kill(forked.pid, libc::SIGKILL);
-                self.forget(handle);
-                return Err(Error::Spawn(other));
+        let mut report = read_report(&status).await;
+        if let (Report::Ready, Some(sock)) = (&report, &pty_sock) {
+            // The child sent the pty master before it reported ready.
+            match sys::recv_fd(sock).and_then(FdStream::new) {
+                Ok(m) => {
+                    if let Some(p) = lock(&self.inner).procs.get_mut(&handle) {
+                        p.pty = Some(m.clone());
+                    }
+                    if spec.stdin {
+                        stdin_w = Some(m.clone());
+                    }
+                    out_r = Some(m);
+                }
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    let message = format!("receive the pty from the child: {e}");
+                    report = Report::Failed { errno, message };
+                }
             }
+        }
+        if !matches!(report, Report::Ready) {
+            let _ = sys::kill(forked.pid, libc::SIGKILL);
+            self.forget(handle);
+            return Err(Error::Spawn(report));
+        }
+        if let (Some(w), Some(rx)) = (stdin_w, stdin_rx) {
+            tokio::spawn(pump_stdin(Arc::clone(self), handle, w, rx, spec.terminal));
         }
         if new_container {
             let mut inner = lock(&self.inner);

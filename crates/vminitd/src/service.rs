@@ -177,6 +177,16 @@ impl Agent {
                     "shutting down ({})",
                     if reboot { "reboot" } else { "power off" }
                 );
+                // Kill and wait for the reaper to collect the processes (a container's init
+                // goes last, after the kernel has killed its namespace), so that the root
+                // filesystems are no longer busy and unmount cleanly.
+                for pid in self.procs.live_pids() {
+                    let _ = crate::sys::kill(pid, libc::SIGKILL);
+                }
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+                while !self.procs.live_pids().is_empty() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
                 let e = system::shutdown(&self.procs, reboot);
                 crate::log!("shutdown failed: {e}");
             }

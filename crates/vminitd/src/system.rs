@@ -216,7 +216,11 @@ pub fn shutdown(procs: &Processes, reboot: bool) -> Error {
     for t in targets.iter().rev() {
         let kernel_fs =
             t == "/" || t.starts_with("/proc") || t.starts_with("/sys") || t.starts_with("/dev");
-        if !kernel_fs && sys::umount(Path::new(t), 0).is_err() {
+        if kernel_fs {
+            continue;
+        }
+        if let Err(e) = sys::umount(Path::new(t), 0) {
+            crate::log!("unmount {t}: {e}; detaching it");
             let _ = sys::umount(Path::new(t), libc::MNT_DETACH);
         }
     }

@@ -170,7 +170,7 @@ async fn container_processes_exit_codes_users_and_isolation() {
     assert_eq!(c.wait(h).await.unwrap().code, Some(0));
 
     // A terminal with resize.
-    let mut spec = process(&["sh", "-c", "stty size; sleep 0.3; stty size"]);
+    let mut spec = process(&["sh", "-c", "stty size; sleep 0.3; stty size; tty"]);
     spec.terminal = true;
     spec.console_size = Some((24, 80));
     let h = c.create_process(create("c1", None, spec)).await.unwrap();
@@ -179,7 +179,10 @@ async fn container_processes_exit_codes_users_and_isolation() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     c.resize_pty(h, 50, 132).await.unwrap();
     let o = String::from_utf8_lossy(&out.read_to_end().await).replace('\r', "");
-    assert_eq!(o, "24 80\n50 132\n");
+    assert_eq!(
+        o, "24 80\n50 132\n/dev/pts/0\n",
+        "the pty is the container's own"
+    );
     assert_eq!(c.wait(h).await.unwrap().code, Some(0));
 
     // Kill the init: signal status, and the container stops.

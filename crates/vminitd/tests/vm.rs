@@ -457,6 +457,16 @@ async fn boots_runs_a_container_and_shuts_down() {
     eprintln!("VM (TCG): fork+exec of true by a shell inside the guest: {inside_us} µs");
     eprintln!("VM (TCG): agent ping round trip {ping:?}, exec true round trip {exec:?}");
 
+    // A terminal in the real guest (devpts, TIOCSCTTY, resize).
+    let mut spec = process(&["sh", "-c", "stty size; tty >/dev/null && echo tty"]);
+    spec.terminal = true;
+    spec.console_size = Some((33, 101));
+    let (o, _, st) = run(&c, create("c1", None, spec)).await.unwrap();
+    assert_eq!(
+        (o.replace('\r', "").as_str(), st.code),
+        ("33 101\ntty\n", Some(0))
+    );
+
     let stats = c.stats(Some("c1".into())).await.unwrap();
     assert!(stats.guest_memory_total > 100 << 20, "{stats:?}");
     assert!(stats.networks.iter().any(|n| n.name == "eth0"), "{stats:?}");
@@ -465,6 +475,20 @@ async fn boots_runs_a_container_and_shuts_down() {
         "{stats:?}"
     );
     eprintln!("stats of c1: {stats:?}");
+
+    // `kill --all` reaches every process of the container (through its cgroup).
+    let bg = c
+        .create_process(create("c1", None, process(&["sleep", "300"])))
+        .await
+        .unwrap();
+    c.start(bg).await.unwrap();
+    c.kill(init, 15, true).await.unwrap();
+    assert_eq!(c.wait(bg).await.unwrap().signal, Some(15));
+    // A PID-namespace init without a SIGTERM handler ignores it (as under docker).
+    let still = tokio::time::timeout(Duration::from_millis(500), c.wait(init)).await;
+    assert!(still.is_err(), "init ignored SIGTERM: {still:?}");
+    c.kill(init, 9, true).await.unwrap();
+    assert_eq!(c.wait(init).await.unwrap().signal, Some(9));
 
     c.shutdown(false).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -487,4 +511,8 @@ async fn boots_runs_a_container_and_shuts_down() {
         "vminitd logs on the console:\n{log}"
     );
     assert!(!log.contains("BUG:"), "{log}");
+    assert!(
+        !log.contains("detaching"),
+        "every filesystem unmounted cleanly:\n{log}"
+    );
 }
