@@ -1,6 +1,5 @@
-//! The process table: creating, starting, waiting for, signalling and deleting processes,
-//! their stdio pumps with credit-based flow control, and the reaper that collects every
-//! child's exit (vminitd is PID 1: it must reap all of them).
+//! The process table: creating, starting, waiting for, signalling and deleting processes.
+//! Their stdio pumps live in `stdio.rs`, the reaper in `reaper.rs`.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -10,76 +9,20 @@ use std::sync::{Arc, Mutex};
 
 use agent::server::Outbox;
 use agent::{stream_id, CreateProcess, ExitStatus, ProcessHandle, StdioStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use crate::caps::{self, CapSets};
 use crate::error::Error;
 use crate::fdio::FdStream;
 use crate::rootfs::RootfsPlan;
 use crate::spawn::{self, ChildStdio, Placement, Plan, Report};
+use crate::stdio::{pump_output, pump_stdin, Credit, StdinMsg};
 use crate::sys;
 use crate::user;
 
 /// stdin credit granted to the host per process (and again after each reconnect).
 pub const STDIN_WINDOW: u32 = 64 * 1024;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Output credit of one stream, valid for one session generation.
-#[derive(Default)]
-pub struct Credit {
-    state: Mutex<(u64, u64)>,
-    notify: Notify,
-}
-
-impl Credit {
-    /// Waits for credit; returns the generation it belongs to.
-    async fn wait(&self) -> u64 {
-        loop {
-            let n = self.notify.notified();
-            {
-                let s = lock(&self.state);
-                if s.1 > 0 {
-                    return s.0;
-                }
-            }
-            n.await;
-        }
-    }
-
-    /// Takes up to `want` bytes of credit of generation `gen`.
-    fn take(&self, gen: u64, want: usize) -> usize {
-        let mut s = lock(&self.state);
-        if s.0 != gen {
-            return 0;
-        }
-        let n = (s.1 as usize).min(want);
-        s.1 -= n as u64;
-        n
-    }
-
-    fn available(&self) -> usize {
-        lock(&self.state).1 as usize
-    }
-
-    fn grant(&self, gen: u64, n: u32) {
-        let mut s = lock(&self.state);
-        if s.0 == gen {
-            s.1 += u64::from(n);
-        }
-        drop(s);
-        self.notify.notify_waiters();
-    }
-
-    fn reset(&self, gen: u64) {
-        *lock(&self.state) = (gen, 0);
-        self.notify.notify_waiters();
-    }
-}
-
-enum StdinMsg {
-    Data(Vec<u8>),
-    Eof,
-}
 
 enum Phase {
     Created { start: OwnedFd, status: FdStream },
@@ -215,7 +158,7 @@ impl Processes {
         }
     }
 
-    fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool {
+    pub(crate) fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool {
         let inner = lock(&self.inner);
         if gen.is_some_and(|g| g != inner.gen) {
             return false;
@@ -226,7 +169,7 @@ impl Processes {
             .is_some_and(|o| o.data(stream, bytes, eof))
     }
 
-    fn grant_stdin(&self, handle: ProcessHandle, n: usize) {
+    pub(crate) fn grant_stdin(&self, handle: ProcessHandle, n: usize) {
         let inner = lock(&self.inner);
         if let Some(o) = &inner.outbox {
             o.window(stream_id(handle, StdioStream::Stdin), n as u32);
@@ -811,112 +754,5 @@ async fn read_report(status: &FdStream) -> Report {
             errno: e.raw_os_error().unwrap_or(0),
             message: format!("read child status: {e}"),
         },
-    }
-}
-
-async fn pump_output(procs: Arc<Processes>, stream: u32, fd: FdStream, credit: Arc<Credit>) {
-    let mut buf = vec![0u8; agent::frame::MAX_DATA_CHUNK];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let gen = credit.wait().await;
-        if pending.is_empty() {
-            let want = credit.available().clamp(1, buf.len());
-            match fd.read(&mut buf[..want]).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
-            }
-        }
-        let n = credit.take(gen, pending.len());
-        if n == 0 {
-            continue;
-        }
-        let rest = pending.split_off(n);
-        let chunk = std::mem::replace(&mut pending, rest);
-        if !procs.send(Some(gen), stream, chunk.clone(), false) {
-            // Session changed under us: keep the bytes for the next host.
-            let rest = std::mem::take(&mut pending);
-            pending = chunk;
-            pending.extend_from_slice(&rest);
-        }
-    }
-    // End of stream: deliver it to a host that is attached (has granted credit).
-    loop {
-        let gen = credit.wait().await;
-        if procs.send(Some(gen), stream, Vec::new(), true) {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn pump_stdin(
-    procs: Arc<Processes>,
-    handle: ProcessHandle,
-    fd: FdStream,
-    mut rx: mpsc::UnboundedReceiver<StdinMsg>,
-    tty: bool,
-) {
-    let mut broken = false;
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            StdinMsg::Data(bytes) => {
-                if !broken && fd.write_all(&bytes).await.is_err() {
-                    // The process closed its stdin: swallow the rest, keep granting credit.
-                    broken = true;
-                }
-                procs.grant_stdin(handle, bytes.len());
-            }
-            StdinMsg::Eof => {
-                if tty && !broken {
-                    // A pty has no half-close: send the EOF character (VEOF, ^D).
-                    let _ = fd.write_all(&[4]).await;
-                }
-                break;
-            }
-        }
-    }
-    // Dropping `fd` closes the pipe's write end: the process reads EOF.
-}
-
-/// Reaps children on SIGCHLD forever (PID 1 duty) and reports exits to the table.
-pub async fn reaper(procs: Arc<Processes>) {
-    let mut sig = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::log!("cannot watch SIGCHLD, falling back to polling: {e}");
-            loop {
-                reap_all(&procs);
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    };
-    loop {
-        reap_all(&procs);
-        sig.recv().await;
-    }
-}
-
-fn reap_all(procs: &Processes) {
-    loop {
-        let mut status = 0;
-        // SAFETY: status is a valid int.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
-        }
-        let exit = if libc::WIFEXITED(status) {
-            ExitStatus {
-                code: Some(libc::WEXITSTATUS(status)),
-                signal: None,
-            }
-        } else if libc::WIFSIGNALED(status) {
-            ExitStatus {
-                code: None,
-                signal: Some(libc::WTERMSIG(status)),
-            }
-        } else {
-            continue;
-        };
-        procs.reaped(pid, exit);
     }
 }
