@@ -51,3 +51,7 @@ fi
 
 log "building"
 cargo build --release --workspace --bins
+# vminitd is the guest's PID 1 and must be static (the guest init filesystem has no libc). The
+# explicit --target is required so proc-macro crates still build for the host.
+RUSTFLAGS='-C target-feature=+crt-static' \
+    cargo build --release -p vminitd --target x86_64-unknown-linux-gnu

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release -p vmm --example raw_boot -- --root DIR [--deb K.deb] [--rootfs IMG]
-//!     [--runs N] [--accel kvm|tcg] [--memory MIB] [--cpus N]
+//!     [--runs N] [--accel kvm|tcg] [--memory MIB] [--cpus N] [--qemu-arg ARG]...
 //! ```
 //!
 //! `--root` is a state directory with a kernel set (or `--deb` sets one there). Without
@@ -35,6 +35,7 @@ struct Args {
     accel: Accel,
     memory: u64,
     cpus: u32,
+    qemu_args: Vec<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -46,6 +47,7 @@ fn parse() -> Result<Args, String> {
         accel: Accel::Tcg,
         memory: 512,
         cpus: 1,
+        qemu_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +60,7 @@ fn parse() -> Result<Args, String> {
             "--accel" => a.accel = val()?.parse().map_err(|e| format!("{e}"))?,
             "--memory" => a.memory = val()?.parse().map_err(|e| format!("--memory: {e}"))?,
             "--cpus" => a.cpus = val()?.parse().map_err(|e| format!("--cpus: {e}"))?,
+            "--qemu-arg" => a.qemu_args.push(val()?),
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -139,6 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.accel = args.accel;
         cfg.cpus = args.cpus;
         cfg.memory_mib = args.memory;
+        cfg.extra_args = args.qemu_args.clone();
         cfg.disks.push(DiskSpec {
             path: rootfs.clone(),
             format: DiskFormat::Raw,

@@ -123,6 +123,9 @@ pub struct VmConfig {
     pub tsc_khz: Option<u64>,
     /// The QEMU binary (`qemu-system-x86_64` from `PATH` by default).
     pub qemu: PathBuf,
+    /// Arguments appended to QEMU's command line as they are (tuning, experiments).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl VmConfig {
@@ -143,6 +146,7 @@ impl VmConfig {
             extra_cmdline: Vec::new(),
             tsc_khz: None,
             qemu: PathBuf::from("qemu-system-x86_64"),
+            extra_args: Vec::new(),
         }
     }
 
@@ -230,14 +234,16 @@ impl VmConfig {
             ]);
         }
 
-        // Device order is guest order: disks first so the rootfs is /dev/vda.
+        // Device order is guest order: disks first so the rootfs is /dev/vda. The default
+        // cache mode (writeback) honours the guest's flushes, so what a container fsyncs
+        // survives QEMU being killed; discard=unmap gives freed blocks back to the overlay.
         for (i, d) in self.disks.iter().enumerate() {
             let format = match d.format {
                 DiskFormat::Raw => "raw",
                 DiskFormat::Qcow2 => "qcow2",
             };
             let mut drive = format!(
-                "id=disk{i},file={},format={format},if=none,cache=unsafe,discard=unmap",
+                "id=disk{i},file={},format={format},if=none,discard=unmap",
                 opt_path("disk", &d.path)?
             );
             if d.readonly {
@@ -287,6 +293,7 @@ impl VmConfig {
                 &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
             ]);
         }
+        a.extend(self.extra_args.iter().cloned());
         Ok(a)
     }
 }
@@ -393,7 +400,7 @@ mod tests {
         c.extra_cmdline.push("foo=bar".into());
         let s = joined(&c);
         assert!(s.contains("-drive id=disk0,file=/r/root.qcow2,format=qcow2,if=none"));
-        assert!(s.contains("format=raw,if=none,cache=unsafe,discard=unmap,readonly=on"));
+        assert!(s.contains("format=raw,if=none,discard=unmap,readonly=on"));
         assert!(s.find("drive=disk0").unwrap() < s.find("drive=disk1").unwrap());
         assert!(s.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"));
         assert!(s.contains("microvm,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem"));

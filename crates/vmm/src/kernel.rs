@@ -60,8 +60,18 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
-    /// The store's metadata is unreadable.
-    #[error("corrupt kernel store metadata {path}")]
+    /// A stored kernel's files cannot be read.
+    #[error(
+        "cannot read kernel store entry {path}; set the kernel again with \
+         `container system kernel set`"
+    )]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's metadata cannot be read or written as JSON.
+    #[error("cannot read or write kernel store metadata {path}")]
     Metadata {
         path: PathBuf,
         #[source]
@@ -284,7 +294,7 @@ impl KernelStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.store_err(&path)(e)),
+            Err(source) => return Err(KernelError::Load { path, source }),
         };
         let cur: Current =
             serde_json::from_slice(&bytes).map_err(|source| KernelError::Metadata {
@@ -296,7 +306,10 @@ impl KernelStore {
 
     fn load(&self, id: &str) -> Result<Kernel, KernelError> {
         let path = self.dir.join(id).join("kernel.json");
-        let bytes = fs::read(&path).map_err(self.store_err(&path))?;
+        let bytes = fs::read(&path).map_err(|source| KernelError::Load {
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&bytes).map_err(|source| KernelError::Metadata { path, source })
     }
 
@@ -398,7 +411,11 @@ impl KernelStore {
 
     fn write_meta(&self, dir: &Path, kernel: &Kernel) -> Result<(), KernelError> {
         let path = dir.join("kernel.json");
-        let json = serde_json::to_vec_pretty(kernel).expect("kernel metadata serialises");
+        // Paths that are not UTF-8 cannot be written as JSON: reported, not panicked on.
+        let json = serde_json::to_vec_pretty(kernel).map_err(|source| KernelError::Metadata {
+            path: path.clone(),
+            source,
+        })?;
         write_atomic(&path, &json).map_err(self.store_err(&path))
     }
 
@@ -490,6 +507,14 @@ mod tests {
         assert_eq!(store.list().len(), 2);
         // The override did not change the current kernel.
         assert_eq!(store.current().unwrap().id, k.id);
+        // A store entry removed behind our back is reported with the way out.
+        fs::remove_dir_all(k.dir()).unwrap();
+        let err = store.current().unwrap_err();
+        assert!(matches!(err, KernelError::Load { .. }), "{err}");
+        assert!(
+            err.to_string().contains("container system kernel set"),
+            "{err}"
+        );
     }
 
     #[test]
