@@ -79,6 +79,9 @@ impl Agent {
             Request::CloseStdin(p) => procs.close_stdin(p.handle).map(|_| Response::Ok),
             Request::Delete(p) => procs.delete(p.handle).map(|_| Response::Ok),
             Request::Stats(s) => system::stats(procs, s.container.as_deref()).map(Response::Stats),
+            Request::UpdateResources(r) => {
+                system::update_resources(procs, &r).map(|_| Response::Ok)
+            }
             // Answered by the session loop, which acts after the reply is written.
             Request::Shutdown(_) => Ok(Response::Ok),
         }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use agent::{Configure, NetDevStats, Stats};
+use agent::{Configure, NetDevStats, Resources, Stats};
 
 use crate::error::Error;
 use crate::process::Processes;
@@ -181,6 +181,39 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error>
     }
     s.networks = parse_net_dev(&std::fs::read_to_string("/proc/net/dev").unwrap_or_default());
     Ok(s)
+}
+
+/// Writes a container's cgroup limits.
+pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
+    let cg = procs.container_cgroup(&r.container)?.ok_or_else(|| {
+        Error::Unsupported(format!(
+            "container {} has no cgroup (cgroup v2 unavailable)",
+            r.container
+        ))
+    })?;
+    let mut writes = Vec::new();
+    if let Some(m) = r.memory_max {
+        writes.push(("memory.max", m.to_string()));
+    }
+    if r.cpu_quota_us.is_some() || r.cpu_period_us.is_some() {
+        let period = r.cpu_period_us.unwrap_or(100_000);
+        if !(1000..=1_000_000).contains(&period) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid CPU period {period} µs"
+            )));
+        }
+        let quota = r.cpu_quota_us.map_or("max".to_string(), |q| q.to_string());
+        writes.push(("cpu.max", format!("{quota} {period}")));
+    }
+    if let Some(p) = r.pids_max {
+        writes.push(("pids.max", p.to_string()));
+    }
+    for (file, value) in writes {
+        let path = cg.join(file);
+        sys::write_file(&path, value.as_bytes())
+            .map_err(|e| Error::sys(format!("set {file}={value} for {}", r.container), e))?;
+    }
+    Ok(())
 }
 
 /// Enables the cpu, memory, io and pids controllers for child cgroups.

@@ -253,6 +253,42 @@ async fn readonly_rootfs_extra_mounts_and_guest_dns() {
 }
 
 #[tokio::test]
+async fn a_stalled_output_stream_does_not_block_the_channel() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    // `yes` writes forever; its stdout is attached but never read.
+    let h = c
+        .create_process(create("c5", Some(&rootfs), process(&["yes"])))
+        .await
+        .unwrap();
+    let mut out = c.stdout(h);
+    c.start(h).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(2), c.ping())
+            .await
+            .expect("ping not blocked")
+            .unwrap();
+    }
+    let (o, _, st) = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(&c, create("c5", None, process(&["echo", "ok"]))),
+    )
+    .await
+    .expect("exec not blocked")
+    .unwrap();
+    assert_eq!((o.as_str(), st.code), ("ok\n", Some(0)));
+    // The guest stopped at the credit it was given (the client buffers at most that).
+    c.kill(h, 9, false).await.unwrap();
+    assert_eq!(c.wait(h).await.unwrap().signal, Some(9));
+    let total = tokio::time::timeout(Duration::from_secs(10), out.read_to_end())
+        .await
+        .expect("stream ends")
+        .len();
+    assert!(total >= agent::client::OUTPUT_WINDOW as usize, "{total}");
+}
+
+#[tokio::test]
 async fn processes_survive_a_reconnect() {
     let (_dir, rootfs, server) = setup();
     let c = connect(&server.socket).await;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Interface, Mount};
+use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Interface, Mount, Resources};
 use common::*;
 
 const MODULES: [&str; 8] = [
@@ -467,7 +467,26 @@ async fn boots_runs_a_container_and_shuts_down() {
         ("33 101\ntty\n", Some(0))
     );
 
+    c.update_resources(Resources {
+        container: "c1".into(),
+        memory_max: Some(64 << 20),
+        cpu_quota_us: Some(50_000),
+        cpu_period_us: None,
+        pids_max: Some(64),
+    })
+    .await
+    .unwrap();
+    let none = Resources {
+        container: "nope".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.update_resources(none).await.unwrap_err().code(),
+        Some(agent::ErrorCode::NotFound)
+    );
+
     let stats = c.stats(Some("c1".into())).await.unwrap();
+    assert_eq!(stats.memory_limit, Some(64 << 20), "{stats:?}");
     assert!(stats.guest_memory_total > 100 << 20, "{stats:?}");
     assert!(stats.networks.iter().any(|n| n.name == "eth0"), "{stats:?}");
     assert!(
