@@ -108,6 +108,18 @@ impl Processes {
         })
     }
 
+    /// The host went away: credit is void (output pumps wait instead of trying to send into a
+    /// closed session) until the next host attaches.
+    pub fn end_session(&self) {
+        let mut inner = lock(&self.inner);
+        inner.gen += 1;
+        let gen = inner.gen;
+        for c in inner.credits.values() {
+            c.reset(gen);
+        }
+        inner.outbox = None;
+    }
+
     /// A host (re)connected: output credit resets (the host grants it again when it attaches)
     /// and the new host gets fresh stdin credit for every open stdin.
     pub fn new_session(&self, outbox: Outbox) {
@@ -418,8 +430,13 @@ impl Processes {
                 None => {
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
-                        let gen = credit.wait().await;
-                        me.send(Some(gen), sid, Vec::new(), true);
+                        loop {
+                            let gen = credit.wait().await;
+                            if me.send(Some(gen), sid, Vec::new(), true) {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                        }
                     });
                 }
             }

@@ -99,6 +99,7 @@ impl Agent {
         let (outbox, rx) = Outbox::new();
         let writer = tokio::spawn(server::write_loop(rx, wr));
         let result = self.session(&mut reader, &outbox).await;
+        self.procs.end_session();
         // Stop this session's writer: the next session may share the same channel.
         drop(outbox);
         writer.abort();

@@ -308,6 +308,46 @@ async fn processes_survive_a_reconnect() {
     let mut out = c.stdout(h);
     assert_eq!(c.wait(h).await.unwrap().code, Some(3));
     assert_eq!(String::from_utf8_lossy(&out.read_to_end().await), "after\n");
+
+    // A stream with unused credit whose host went away must not make vminitd spin.
+    let y = c
+        .create_process(create("c2", Some(&rootfs), process(&["yes"])))
+        .await;
+    let y = match y {
+        Ok(h) => h,
+        // c2's init has exited: make a new container for this part.
+        Err(_) => c
+            .create_process(create("c2b", Some(&rootfs), process(&["yes"])))
+            .await
+            .unwrap(),
+    };
+    let mut ys = c.stdout(y);
+    c.start(y).await.unwrap();
+    assert!(ys.recv().await.is_some());
+    drop(ys);
+    drop(c);
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = cpu(pid);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ticks = cpu(pid) - before;
+    assert!(
+        ticks < 20,
+        "vminitd used {ticks} clock ticks in 1 s with no host"
+    );
+    let c = connect(&server.socket).await;
+    c.kill(y, 9, false).await.unwrap();
+
     // Malformed requests are answered, not fatal.
     let r = c
         .call(Request::Start(agent::ProcessRef { handle: 999 }))
