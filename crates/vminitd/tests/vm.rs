@@ -428,6 +428,24 @@ async fn boots_runs_a_container_and_shuts_down() {
     let c = connect_vm(&vm, Duration::from_secs(30)).await;
     assert!(c.hello().processes.contains(&init));
 
+    // ...also when a host dies in the middle of a frame and the next one connects at once.
+    drop(c);
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = tokio::net::UnixStream::connect(&vm.socket).await.unwrap();
+        let mut partial = Vec::new();
+        let frame = agent::frame::Frame {
+            kind: agent::frame::Kind::Data,
+            flags: 0,
+            id: 4,
+            payload: vec![b'x'; 4000],
+        };
+        frame.encode(&mut partial);
+        raw.write_all(&partial[..100]).await.unwrap();
+    }
+    let c = connect_vm(&vm, Duration::from_secs(30)).await;
+    c.ping().await.unwrap();
+
     // Latencies.
     let n = 50;
     let t = Instant::now();
