@@ -28,8 +28,6 @@ pub enum Placement {
         /// mnt, uts, ipc namespace fds to setns into in the child.
         others: Vec<(OwnedFd, libc::c_int)>,
     },
-    /// Directly in the guest (tests, host mode): no namespaces.
-    Host,
 }
 
 /// The process's stdio as the child should set it up.
@@ -146,7 +144,6 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
             unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
             r?
         }
-        Placement::Host => raw_fork(0)?,
     };
     if pid == 0 {
         drop(status_rd);
@@ -255,7 +252,6 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
                 })?;
             }
         }
-        Placement::Host => {}
     }
     stdio(&plan.stdio)?;
 
