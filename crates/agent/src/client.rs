@@ -347,6 +347,11 @@ impl Client {
         }
     }
 
+    /// Sets cgroup limits of a container.
+    pub async fn update_resources(&self, r: Resources) -> Result<(), ClientError> {
+        self.call_ok(Request::UpdateResources(r)).await
+    }
+
     /// Asks the guest to sync, unmount and power off (or reboot). The VM goes away shortly
     /// after the reply; wait for the QEMU process to exit.
     pub async fn shutdown(&self, reboot: bool) -> Result<(), ClientError> {

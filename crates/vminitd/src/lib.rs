@@ -12,9 +12,11 @@ pub mod mounts;
 pub mod netlink;
 pub mod port;
 pub mod process;
+pub mod reaper;
 pub mod rootfs;
 pub mod service;
 pub mod spawn;
+pub mod stdio;
 pub mod sys;
 pub mod system;
 pub mod user;
@@ -78,7 +80,7 @@ pub fn init_main() -> ! {
 }
 
 async fn serve_port(agent: Arc<Agent>) {
-    tokio::spawn(process::reaper(Arc::clone(&agent.procs)));
+    tokio::spawn(reaper::reaper(Arc::clone(&agent.procs)));
     let port = loop {
         match port::open(port::PORT_NAME, Duration::from_secs(30)).await {
             Ok(p) => break p,
@@ -114,7 +116,7 @@ pub fn host_main(
             procs,
             mode: Mode::Host,
         });
-        tokio::spawn(process::reaper(Arc::clone(&agent.procs)));
+        tokio::spawn(reaper::reaper(Arc::clone(&agent.procs)));
         loop {
             let (conn, _) = listener.accept().await?;
             let (rd, wr) = conn.into_split();

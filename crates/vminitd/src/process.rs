@@ -1,6 +1,5 @@
-//! The process table: creating, starting, waiting for, signalling and deleting processes,
-//! their stdio pumps with credit-based flow control, and the reaper that collects every
-//! child's exit (vminitd is PID 1: it must reap all of them).
+//! The process table: creating, starting, waiting for, signalling and deleting processes.
+//! Their stdio pumps live in `stdio.rs`, the reaper in `reaper.rs`.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -10,76 +9,20 @@ use std::sync::{Arc, Mutex};
 
 use agent::server::Outbox;
 use agent::{stream_id, CreateProcess, ExitStatus, ProcessHandle, StdioStream};
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
 use crate::caps::{self, CapSets};
 use crate::error::Error;
 use crate::fdio::FdStream;
 use crate::rootfs::RootfsPlan;
 use crate::spawn::{self, ChildStdio, Placement, Plan, Report};
+use crate::stdio::{pump_output, pump_stdin, Credit, StdinMsg};
 use crate::sys;
 use crate::user;
 
 /// stdin credit granted to the host per process (and again after each reconnect).
 pub const STDIN_WINDOW: u32 = 64 * 1024;
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Output credit of one stream, valid for one session generation.
-#[derive(Default)]
-pub struct Credit {
-    state: Mutex<(u64, u64)>,
-    notify: Notify,
-}
-
-impl Credit {
-    /// Waits for credit; returns the generation it belongs to.
-    async fn wait(&self) -> u64 {
-        loop {
-            let n = self.notify.notified();
-            {
-                let s = lock(&self.state);
-                if s.1 > 0 {
-                    return s.0;
-                }
-            }
-            n.await;
-        }
-    }
-
-    /// Takes up to `want` bytes of credit of generation `gen`.
-    fn take(&self, gen: u64, want: usize) -> usize {
-        let mut s = lock(&self.state);
-        if s.0 != gen {
-            return 0;
-        }
-        let n = (s.1 as usize).min(want);
-        s.1 -= n as u64;
-        n
-    }
-
-    fn available(&self) -> usize {
-        lock(&self.state).1 as usize
-    }
-
-    fn grant(&self, gen: u64, n: u32) {
-        let mut s = lock(&self.state);
-        if s.0 == gen {
-            s.1 += u64::from(n);
-        }
-        drop(s);
-        self.notify.notify_waiters();
-    }
-
-    fn reset(&self, gen: u64) {
-        *lock(&self.state) = (gen, 0);
-        self.notify.notify_waiters();
-    }
-}
-
-enum StdinMsg {
-    Data(Vec<u8>),
-    Eof,
-}
 
 enum Phase {
     Created { start: OwnedFd, status: FdStream },
@@ -165,6 +108,18 @@ impl Processes {
         })
     }
 
+    /// The host went away: credit is void (output pumps wait instead of trying to send into a
+    /// closed session) until the next host attaches.
+    pub fn end_session(&self) {
+        let mut inner = lock(&self.inner);
+        inner.gen += 1;
+        let gen = inner.gen;
+        for c in inner.credits.values() {
+            c.reset(gen);
+        }
+        inner.outbox = None;
+    }
+
     /// A host (re)connected: output credit resets (the host grants it again when it attaches)
     /// and the new host gets fresh stdin credit for every open stdin.
     pub fn new_session(&self, outbox: Outbox) {
@@ -215,7 +170,7 @@ impl Processes {
         }
     }
 
-    fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool {
+    pub(crate) fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool {
         let inner = lock(&self.inner);
         if gen.is_some_and(|g| g != inner.gen) {
             return false;
@@ -226,7 +181,7 @@ impl Processes {
             .is_some_and(|o| o.data(stream, bytes, eof))
     }
 
-    fn grant_stdin(&self, handle: ProcessHandle, n: usize) {
+    pub(crate) fn grant_stdin(&self, handle: ProcessHandle, n: usize) {
         let inner = lock(&self.inner);
         if let Some(o) = &inner.outbox {
             o.window(stream_id(handle, StdioStream::Stdin), n as u32);
@@ -322,50 +277,32 @@ impl Processes {
             sys::open(Path::new("/dev/null"), libc::O_RDWR, 0)
                 .map_err(|e| Error::sys("open /dev/null", e))
         };
-        let (child_stdio, pty, stdin_w, out_r, err_r) = if spec.terminal {
-            let (master, slave) =
-                sys::openpty(spec.console_size).map_err(|e| Error::sys("open pty", e))?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::sys("dup pty", e));
-            let stdio = ChildStdio {
-                stdin: dup(&slave)?,
-                stdout: dup(&slave)?,
-                stderr: slave,
-                tty: true,
+        // A terminal is allocated by the child inside the container; its master comes back
+        // over `pty_sock` once the child is ready.
+        let (child_stdio, pty_sock, mut stdin_w, mut out_r, err_r) = if spec.terminal {
+            let (mine, theirs) = sys::socketpair().map_err(|e| Error::sys("socketpair", e))?;
+            let stdio = ChildStdio::Pty {
+                socket: theirs,
+                size: spec.console_size,
             };
-            let m = FdStream::new(master).map_err(|e| Error::sys("register pty", e))?;
-            (
-                stdio,
-                Some(m.clone()),
-                spec.stdin.then(|| m.clone()),
-                Some(m),
-                None,
-            )
+            (stdio, Some(mine), None, None, None)
         } else {
             let pipe = || sys::pipe().map_err(|e| Error::sys("pipe", e));
+            let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
             let (stdin_child, stdin_w) = if spec.stdin {
                 let (r, w) = pipe()?;
-                (
-                    r,
-                    Some(FdStream::new(w).map_err(|e| Error::sys("register pipe", e))?),
-                )
+                (r, Some(reg(w)?))
             } else {
                 (null()?, None)
             };
             let (or, ow) = pipe()?;
             let (er, ew) = pipe()?;
-            let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
-            (
-                ChildStdio {
-                    stdin: stdin_child,
-                    stdout: ow,
-                    stderr: ew,
-                    tty: false,
-                },
-                None,
-                stdin_w,
-                Some(reg(or)?),
-                Some(reg(er)?),
-            )
+            let stdio = ChildStdio::Pipes {
+                stdin: stdin_child,
+                stdout: ow,
+                stderr: ew,
+            };
+            (stdio, None, stdin_w, Some(reg(or)?), Some(reg(er)?))
         };
 
         let cwd = PathBuf::from(
@@ -407,8 +344,7 @@ impl Processes {
             let h = inner.next_handle;
             inner.next_handle += 1;
             let (exit, _) = watch::channel(None);
-            let stdin_tx = stdin_w.as_ref().map(|_| mpsc::unbounded_channel());
-            let (tx, rx) = match stdin_tx {
+            let (tx, rx) = match spec.stdin.then(mpsc::unbounded_channel) {
                 Some((tx, rx)) => (Some(tx), Some(rx)),
                 None => (None, None),
             };
@@ -422,24 +358,42 @@ impl Processes {
                         status: status.clone(),
                     },
                     exit,
-                    pty: pty.clone(),
+                    pty: None,
                     stdin: tx,
                 },
             );
             inner.by_pid.insert(forked.pid, h);
-            if let (Some(w), Some(rx)) = (stdin_w, rx) {
-                tokio::spawn(pump_stdin(Arc::clone(self), h, w, rx, spec.terminal));
-            }
-            h
+            (h, rx)
         };
+        let (handle, stdin_rx) = handle;
 
-        match read_report(&status).await {
-            Report::Ready => {}
-            other => {
-                let _ = sys::kill(forked.pid, libc::SIGKILL);
-                self.forget(handle);
-                return Err(Error::Spawn(other));
+        let mut report = read_report(&status).await;
+        if let (Report::Ready, Some(sock)) = (&report, &pty_sock) {
+            // The child sent the pty master before it reported ready.
+            match sys::recv_fd(sock).and_then(FdStream::new) {
+                Ok(m) => {
+                    if let Some(p) = lock(&self.inner).procs.get_mut(&handle) {
+                        p.pty = Some(m.clone());
+                    }
+                    if spec.stdin {
+                        stdin_w = Some(m.clone());
+                    }
+                    out_r = Some(m);
+                }
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    let message = format!("receive the pty from the child: {e}");
+                    report = Report::Failed { errno, message };
+                }
             }
+        }
+        if !matches!(report, Report::Ready) {
+            let _ = sys::kill(forked.pid, libc::SIGKILL);
+            self.forget(handle);
+            return Err(Error::Spawn(report));
+        }
+        if let (Some(w), Some(rx)) = (stdin_w, stdin_rx) {
+            tokio::spawn(pump_stdin(Arc::clone(self), handle, w, rx, spec.terminal));
         }
         if new_container {
             let mut inner = lock(&self.inner);
@@ -476,8 +430,13 @@ impl Processes {
                 None => {
                     let me = Arc::clone(self);
                     tokio::spawn(async move {
-                        let gen = credit.wait().await;
-                        me.send(Some(gen), sid, Vec::new(), true);
+                        loop {
+                            let gen = credit.wait().await;
+                            if me.send(Some(gen), sid, Vec::new(), true) {
+                                break;
+                            }
+                            tokio::task::yield_now().await;
+                        }
                     });
                 }
             }
@@ -812,112 +771,5 @@ async fn read_report(status: &FdStream) -> Report {
             errno: e.raw_os_error().unwrap_or(0),
             message: format!("read child status: {e}"),
         },
-    }
-}
-
-async fn pump_output(procs: Arc<Processes>, stream: u32, fd: FdStream, credit: Arc<Credit>) {
-    let mut buf = vec![0u8; agent::frame::MAX_DATA_CHUNK];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let gen = credit.wait().await;
-        if pending.is_empty() {
-            let want = credit.available().clamp(1, buf.len());
-            match fd.read(&mut buf[..want]).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => pending.extend_from_slice(&buf[..n]),
-            }
-        }
-        let n = credit.take(gen, pending.len());
-        if n == 0 {
-            continue;
-        }
-        let rest = pending.split_off(n);
-        let chunk = std::mem::replace(&mut pending, rest);
-        if !procs.send(Some(gen), stream, chunk.clone(), false) {
-            // Session changed under us: keep the bytes for the next host.
-            let rest = std::mem::take(&mut pending);
-            pending = chunk;
-            pending.extend_from_slice(&rest);
-        }
-    }
-    // End of stream: deliver it to a host that is attached (has granted credit).
-    loop {
-        let gen = credit.wait().await;
-        if procs.send(Some(gen), stream, Vec::new(), true) {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
-async fn pump_stdin(
-    procs: Arc<Processes>,
-    handle: ProcessHandle,
-    fd: FdStream,
-    mut rx: mpsc::UnboundedReceiver<StdinMsg>,
-    tty: bool,
-) {
-    let mut broken = false;
-    while let Some(msg) = rx.recv().await {
-        match msg {
-            StdinMsg::Data(bytes) => {
-                if !broken && fd.write_all(&bytes).await.is_err() {
-                    // The process closed its stdin: swallow the rest, keep granting credit.
-                    broken = true;
-                }
-                procs.grant_stdin(handle, bytes.len());
-            }
-            StdinMsg::Eof => {
-                if tty && !broken {
-                    // A pty has no half-close: send the EOF character (VEOF, ^D).
-                    let _ = fd.write_all(&[4]).await;
-                }
-                break;
-            }
-        }
-    }
-    // Dropping `fd` closes the pipe's write end: the process reads EOF.
-}
-
-/// Reaps children on SIGCHLD forever (PID 1 duty) and reports exits to the table.
-pub async fn reaper(procs: Arc<Processes>) {
-    let mut sig = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::log!("cannot watch SIGCHLD, falling back to polling: {e}");
-            loop {
-                reap_all(&procs);
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
-    };
-    loop {
-        reap_all(&procs);
-        sig.recv().await;
-    }
-}
-
-fn reap_all(procs: &Processes) {
-    loop {
-        let mut status = 0;
-        // SAFETY: status is a valid int.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid <= 0 {
-            return;
-        }
-        let exit = if libc::WIFEXITED(status) {
-            ExitStatus {
-                code: Some(libc::WEXITSTATUS(status)),
-                signal: None,
-            }
-        } else if libc::WIFSIGNALED(status) {
-            ExitStatus {
-                code: None,
-                signal: Some(libc::WTERMSIG(status)),
-            }
-        } else {
-            continue;
-        };
-        procs.reaped(pid, exit);
     }
 }

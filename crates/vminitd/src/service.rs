@@ -79,6 +79,9 @@ impl Agent {
             Request::CloseStdin(p) => procs.close_stdin(p.handle).map(|_| Response::Ok),
             Request::Delete(p) => procs.delete(p.handle).map(|_| Response::Ok),
             Request::Stats(s) => system::stats(procs, s.container.as_deref()).map(Response::Stats),
+            Request::UpdateResources(r) => {
+                system::update_resources(procs, &r).map(|_| Response::Ok)
+            }
             // Answered by the session loop, which acts after the reply is written.
             Request::Shutdown(_) => Ok(Response::Ok),
         }
@@ -96,6 +99,7 @@ impl Agent {
         let (outbox, rx) = Outbox::new();
         let writer = tokio::spawn(server::write_loop(rx, wr));
         let result = self.session(&mut reader, &outbox).await;
+        self.procs.end_session();
         // Stop this session's writer: the next session may share the same channel.
         drop(outbox);
         writer.abort();
@@ -177,6 +181,16 @@ impl Agent {
                     "shutting down ({})",
                     if reboot { "reboot" } else { "power off" }
                 );
+                // Kill and wait for the reaper to collect the processes (a container's init
+                // goes last, after the kernel has killed its namespace), so that the root
+                // filesystems are no longer busy and unmount cleanly.
+                for pid in self.procs.live_pids() {
+                    let _ = crate::sys::kill(pid, libc::SIGKILL);
+                }
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+                while !self.procs.live_pids().is_empty() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
                 let e = system::shutdown(&self.procs, reboot);
                 crate::log!("shutdown failed: {e}");
             }

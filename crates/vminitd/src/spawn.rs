@@ -28,20 +28,28 @@ pub enum Placement {
         /// mnt, uts, ipc namespace fds to setns into in the child.
         others: Vec<(OwnedFd, libc::c_int)>,
     },
-    /// Directly in the guest (tests, host mode): no namespaces.
-    Host,
 }
 
-/// The process's stdio fds as the child should see them.
-pub struct ChildStdio {
-    /// fd 0.
-    pub stdin: OwnedFd,
-    /// fd 1.
-    pub stdout: OwnedFd,
-    /// fd 2.
-    pub stderr: OwnedFd,
-    /// stdin/stdout/stderr are a pty slave: make it the controlling terminal.
-    pub tty: bool,
+/// The process's stdio as the child should set it up.
+pub enum ChildStdio {
+    /// These fds become 0, 1 and 2.
+    Pipes {
+        /// fd 0.
+        stdin: OwnedFd,
+        /// fd 1.
+        stdout: OwnedFd,
+        /// fd 2.
+        stderr: OwnedFd,
+    },
+    /// A pty allocated by the child from the container's own devpts (so `tty` and ttyname
+    /// work inside), its slave as 0/1/2 and controlling terminal; the master is sent back
+    /// over `socket`.
+    Pty {
+        /// The child's end of a socketpair.
+        socket: OwnedFd,
+        /// Initial (rows, cols).
+        size: Option<(u16, u16)>,
+    },
 }
 
 /// Everything the child needs, prepared by the parent.
@@ -136,7 +144,6 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
             unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
             r?
         }
-        Placement::Host => raw_fork(0)?,
     };
     if pid == 0 {
         drop(status_rd);
@@ -235,21 +242,6 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
         }
         libc::setsid();
     }
-    // stdio: dup onto 0/1/2 (dup2 clears close-on-exec on the new fd).
-    let s = &plan.stdio;
-    for (fd, target) in [(&s.stdin, 0), (&s.stdout, 1), (&s.stderr, 2)] {
-        // SAFETY: dup2 on fds we own.
-        ctx(cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) }), || {
-            "set up stdio".into()
-        })?;
-    }
-    if s.tty {
-        // SAFETY: fd 0 is the pty slave now.
-        ctx(cvt(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }), || {
-            "set controlling terminal".into()
-        })?;
-    }
-
     match &plan.placement {
         Placement::NewContainer(rootfs) => crate::rootfs::setup(rootfs)?,
         Placement::Join { others, .. } => {
@@ -260,8 +252,8 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
                 })?;
             }
         }
-        Placement::Host => {}
     }
+    stdio(&plan.stdio)?;
 
     let u = &plan.user;
     // As root still: working directory (created as docker does), limits.
@@ -334,6 +326,40 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
         Some(libc::ENOENT) | Some(libc::ENOTDIR) => (b'N', e, format!("exec {name}")),
         _ => (b'X', e, format!("exec {name}")),
     })
+}
+
+/// Sets up fds 0/1/2 (dup2 clears close-on-exec on the new fds).
+fn stdio(s: &ChildStdio) -> Result<(), ChildErr> {
+    let dup = |fd: i32, target: i32| {
+        // SAFETY: dup2 on fds we own.
+        ctx(cvt(unsafe { libc::dup2(fd, target) }), || {
+            "set up stdio".into()
+        })
+    };
+    match s {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            dup(stdin.as_raw_fd(), 0)?;
+            dup(stdout.as_raw_fd(), 1)?;
+            dup(stderr.as_raw_fd(), 2)?;
+        }
+        ChildStdio::Pty { socket, size } => {
+            let (master, slave) = ctx(sys::openpty(*size), || "open /dev/ptmx".into())?;
+            for target in 0..3 {
+                dup(slave.as_raw_fd(), target)?;
+            }
+            // SAFETY: fd 0 is the pty slave now; we are a session leader (setsid above).
+            let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+            ctx(cvt(r), || "set controlling terminal".into())?;
+            ctx(sys::send_fd(socket, &master), || {
+                "pass the pty to vminitd".into()
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Finds `arg0` as execvp would: a name with a `/` is used as is, otherwise each PATH

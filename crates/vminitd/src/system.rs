@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use agent::{Configure, NetDevStats, Stats};
+use agent::{Configure, NetDevStats, Resources, Stats};
 
 use crate::error::Error;
 use crate::process::Processes;
@@ -183,6 +183,39 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error>
     Ok(s)
 }
 
+/// Writes a container's cgroup limits.
+pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
+    let cg = procs.container_cgroup(&r.container)?.ok_or_else(|| {
+        Error::Unsupported(format!(
+            "container {} has no cgroup (cgroup v2 unavailable)",
+            r.container
+        ))
+    })?;
+    let mut writes = Vec::new();
+    if let Some(m) = r.memory_max {
+        writes.push(("memory.max", m.to_string()));
+    }
+    if r.cpu_quota_us.is_some() || r.cpu_period_us.is_some() {
+        let period = r.cpu_period_us.unwrap_or(100_000);
+        if !(1000..=1_000_000).contains(&period) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid CPU period {period} µs"
+            )));
+        }
+        let quota = r.cpu_quota_us.map_or("max".to_string(), |q| q.to_string());
+        writes.push(("cpu.max", format!("{quota} {period}")));
+    }
+    if let Some(p) = r.pids_max {
+        writes.push(("pids.max", p.to_string()));
+    }
+    for (file, value) in writes {
+        let path = cg.join(file);
+        sys::write_file(&path, value.as_bytes())
+            .map_err(|e| Error::sys(format!("set {file}={value} for {}", r.container), e))?;
+    }
+    Ok(())
+}
+
 /// Enables the cpu, memory, io and pids controllers for child cgroups.
 pub fn enable_controllers(root: &Path) {
     let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
@@ -216,7 +249,11 @@ pub fn shutdown(procs: &Processes, reboot: bool) -> Error {
     for t in targets.iter().rev() {
         let kernel_fs =
             t == "/" || t.starts_with("/proc") || t.starts_with("/sys") || t.starts_with("/dev");
-        if !kernel_fs && sys::umount(Path::new(t), 0).is_err() {
+        if kernel_fs {
+            continue;
+        }
+        if let Err(e) = sys::umount(Path::new(t), 0) {
+            crate::log!("unmount {t}: {e}; detaching it");
             let _ = sys::umount(Path::new(t), libc::MNT_DETACH);
         }
     }

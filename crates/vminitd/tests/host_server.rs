@@ -170,7 +170,7 @@ async fn container_processes_exit_codes_users_and_isolation() {
     assert_eq!(c.wait(h).await.unwrap().code, Some(0));
 
     // A terminal with resize.
-    let mut spec = process(&["sh", "-c", "stty size; sleep 0.3; stty size"]);
+    let mut spec = process(&["sh", "-c", "stty size; sleep 0.3; stty size; tty"]);
     spec.terminal = true;
     spec.console_size = Some((24, 80));
     let h = c.create_process(create("c1", None, spec)).await.unwrap();
@@ -179,7 +179,10 @@ async fn container_processes_exit_codes_users_and_isolation() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     c.resize_pty(h, 50, 132).await.unwrap();
     let o = String::from_utf8_lossy(&out.read_to_end().await).replace('\r', "");
-    assert_eq!(o, "24 80\n50 132\n");
+    assert_eq!(
+        o, "24 80\n50 132\n/dev/pts/0\n",
+        "the pty is the container's own"
+    );
     assert_eq!(c.wait(h).await.unwrap().code, Some(0));
 
     // Kill the init: signal status, and the container stops.
@@ -250,6 +253,42 @@ async fn readonly_rootfs_extra_mounts_and_guest_dns() {
 }
 
 #[tokio::test]
+async fn a_stalled_output_stream_does_not_block_the_channel() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    // `yes` writes forever; its stdout is attached but never read.
+    let h = c
+        .create_process(create("c5", Some(&rootfs), process(&["yes"])))
+        .await
+        .unwrap();
+    let mut out = c.stdout(h);
+    c.start(h).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(2), c.ping())
+            .await
+            .expect("ping not blocked")
+            .unwrap();
+    }
+    let (o, _, st) = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(&c, create("c5", None, process(&["echo", "ok"]))),
+    )
+    .await
+    .expect("exec not blocked")
+    .unwrap();
+    assert_eq!((o.as_str(), st.code), ("ok\n", Some(0)));
+    // The guest stopped at the credit it was given (the client buffers at most that).
+    c.kill(h, 9, false).await.unwrap();
+    assert_eq!(c.wait(h).await.unwrap().signal, Some(9));
+    let total = tokio::time::timeout(Duration::from_secs(10), out.read_to_end())
+        .await
+        .expect("stream ends")
+        .len();
+    assert!(total >= agent::client::OUTPUT_WINDOW as usize, "{total}");
+}
+
+#[tokio::test]
 async fn processes_survive_a_reconnect() {
     let (_dir, rootfs, server) = setup();
     let c = connect(&server.socket).await;
@@ -269,6 +308,46 @@ async fn processes_survive_a_reconnect() {
     let mut out = c.stdout(h);
     assert_eq!(c.wait(h).await.unwrap().code, Some(3));
     assert_eq!(String::from_utf8_lossy(&out.read_to_end().await), "after\n");
+
+    // A stream with unused credit whose host went away must not make vminitd spin.
+    let y = c
+        .create_process(create("c2", Some(&rootfs), process(&["yes"])))
+        .await;
+    let y = match y {
+        Ok(h) => h,
+        // c2's init has exited: make a new container for this part.
+        Err(_) => c
+            .create_process(create("c2b", Some(&rootfs), process(&["yes"])))
+            .await
+            .unwrap(),
+    };
+    let mut ys = c.stdout(y);
+    c.start(y).await.unwrap();
+    assert!(ys.recv().await.is_some());
+    drop(ys);
+    drop(c);
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = cpu(pid);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ticks = cpu(pid) - before;
+    assert!(
+        ticks < 20,
+        "vminitd used {ticks} clock ticks in 1 s with no host"
+    );
+    let c = connect(&server.socket).await;
+    c.kill(y, 9, false).await.unwrap();
+
     // Malformed requests are answered, not fatal.
     let r = c
         .call(Request::Start(agent::ProcessRef { handle: 999 }))

@@ -12,15 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Mount};
+use agent::{Client, Configure, Dns, ExitStatus, HostEntry, Interface, Mount, Resources};
 use common::*;
 
-const MODULES: [&str; 5] = [
+const MODULES: [&str; 8] = [
     "kernel/drivers/virtio/virtio_ring.ko",
     "kernel/drivers/virtio/virtio.ko",
     "kernel/drivers/virtio/virtio_mmio.ko",
     "kernel/drivers/block/virtio_blk.ko",
     "kernel/drivers/char/virtio_console.ko",
+    "kernel/net/core/failover.ko",
+    "kernel/drivers/net/net_failover.ko",
+    "kernel/drivers/net/virtio_net.ko",
 ];
 
 fn sh(cmd: &mut Command) {
@@ -213,6 +216,13 @@ fn boot(dir: &Path) -> Vm {
             "-device",
             "virtserialport,chardev=agent,name=containerization.agent",
         ])
+        // A NIC whose user-mode backend reaches nothing outside the VM (restrict=on).
+        .args([
+            "-netdev",
+            "user,id=n0,restrict=on",
+            "-device",
+            "virtio-net-device,netdev=n0",
+        ])
         .stdin(Stdio::null())
         .spawn()
         .expect("start qemu-system-x86_64");
@@ -347,6 +357,40 @@ async fn boots_runs_a_container_and_shuts_down() {
     );
     assert!(o.contains(c.hello().kernel.as_str()));
 
+    c.setup_interface(Interface {
+        name: "eth0".into(),
+        addresses: vec!["10.0.2.15/24".into()],
+        gateway: Some("10.0.2.2".into()),
+        mtu: Some(1400),
+    })
+    .await
+    .unwrap();
+    let missing = Interface {
+        name: "eth9".into(),
+        addresses: vec![],
+        gateway: None,
+        mtu: None,
+    };
+    assert_eq!(
+        c.setup_interface(missing).await.unwrap_err().code(),
+        Some(agent::ErrorCode::NotFound)
+    );
+    let (o, _, _) = run(
+        &c,
+        create(
+            "c1",
+            None,
+            process(&["sh", "-c", "ip addr show eth0; ip route"]),
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(
+        o.contains("mtu 1400") && o.contains("inet 10.0.2.15/24") && o.contains("UP"),
+        "{o}"
+    );
+    assert!(o.contains("default via 10.0.2.2 dev eth0"), "{o}");
+
     let script =
         "hostname; cat /etc/resolv.conf; grep db /etc/hosts; cat /proc/sys/net/ipv4/ip_forward; \
                   cat /proc/self/cgroup; date +%s";
@@ -384,6 +428,24 @@ async fn boots_runs_a_container_and_shuts_down() {
     let c = connect_vm(&vm, Duration::from_secs(30)).await;
     assert!(c.hello().processes.contains(&init));
 
+    // ...also when a host dies in the middle of a frame and the next one connects at once.
+    drop(c);
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut raw = tokio::net::UnixStream::connect(&vm.socket).await.unwrap();
+        let mut partial = Vec::new();
+        let frame = agent::frame::Frame {
+            kind: agent::frame::Kind::Data,
+            flags: 0,
+            id: 4,
+            payload: vec![b'x'; 4000],
+        };
+        frame.encode(&mut partial);
+        raw.write_all(&partial[..100]).await.unwrap();
+    }
+    let c = connect_vm(&vm, Duration::from_secs(30)).await;
+    c.ping().await.unwrap();
+
     // Latencies.
     let n = 50;
     let t = Instant::now();
@@ -413,13 +475,57 @@ async fn boots_runs_a_container_and_shuts_down() {
     eprintln!("VM (TCG): fork+exec of true by a shell inside the guest: {inside_us} µs");
     eprintln!("VM (TCG): agent ping round trip {ping:?}, exec true round trip {exec:?}");
 
+    // A terminal in the real guest (devpts, TIOCSCTTY, resize).
+    let mut spec = process(&["sh", "-c", "stty size; tty >/dev/null && echo tty"]);
+    spec.terminal = true;
+    spec.console_size = Some((33, 101));
+    let (o, _, st) = run(&c, create("c1", None, spec)).await.unwrap();
+    assert_eq!(
+        (o.replace('\r', "").as_str(), st.code),
+        ("33 101\ntty\n", Some(0))
+    );
+
+    c.update_resources(Resources {
+        container: "c1".into(),
+        memory_max: Some(64 << 20),
+        cpu_quota_us: Some(50_000),
+        cpu_period_us: None,
+        pids_max: Some(64),
+    })
+    .await
+    .unwrap();
+    let none = Resources {
+        container: "nope".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        c.update_resources(none).await.unwrap_err().code(),
+        Some(agent::ErrorCode::NotFound)
+    );
+
     let stats = c.stats(Some("c1".into())).await.unwrap();
+    assert_eq!(stats.memory_limit, Some(64 << 20), "{stats:?}");
     assert!(stats.guest_memory_total > 100 << 20, "{stats:?}");
+    assert!(stats.networks.iter().any(|n| n.name == "eth0"), "{stats:?}");
     assert!(
         stats.cpu_usage_usec > 0 && stats.pids >= 1 && stats.memory_current > 0,
         "{stats:?}"
     );
     eprintln!("stats of c1: {stats:?}");
+
+    // `kill --all` reaches every process of the container (through its cgroup).
+    let bg = c
+        .create_process(create("c1", None, process(&["sleep", "300"])))
+        .await
+        .unwrap();
+    c.start(bg).await.unwrap();
+    c.kill(init, 15, true).await.unwrap();
+    assert_eq!(c.wait(bg).await.unwrap().signal, Some(15));
+    // A PID-namespace init without a SIGTERM handler ignores it (as under docker).
+    let still = tokio::time::timeout(Duration::from_millis(500), c.wait(init)).await;
+    assert!(still.is_err(), "init ignored SIGTERM: {still:?}");
+    c.kill(init, 9, true).await.unwrap();
+    assert_eq!(c.wait(init).await.unwrap().signal, Some(9));
 
     c.shutdown(false).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -442,4 +548,8 @@ async fn boots_runs_a_container_and_shuts_down() {
         "vminitd logs on the console:\n{log}"
     );
     assert!(!log.contains("BUG:"), "{log}");
+    assert!(
+        !log.contains("detaching"),
+        "every filesystem unmounted cleanly:\n{log}"
+    );
 }

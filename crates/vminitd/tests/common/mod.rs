@@ -12,7 +12,7 @@ use agent::{Client, CreateProcess, ExitStatus, ProcessSpec};
 /// Applets linked in the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "id", "ls", "sleep", "stty", "true", "false", "hostname", "env", "pwd",
-    "grep", "head", "wc",
+    "grep", "head", "wc", "date", "ip", "yes",
 ];
 
 /// Builds a minimal rootfs at `root` from Debian's busybox-static.
