@@ -339,17 +339,23 @@ mod tests {
                 assert!(k.dir().join("accel.json").exists());
                 let global = host_cache_dir().join(format!("accel-{}.json", k.id));
                 assert!(global.exists());
+                // A probe takes PROBE_TIMEOUT (5 s) here; a cache hit takes milliseconds.
                 let t = Instant::now();
                 assert_eq!(choose(None, &k, qemu).unwrap(), d);
+                assert!(
+                    t.elapsed() < Duration::from_secs(3),
+                    "cached, no second probe"
+                );
                 // A fresh state directory finds the host-wide answer.
                 let root2 = tempfile::tempdir().unwrap();
                 let k2 = crate::kernel::KernelStore::new(root2.path())
                     .set_binary(&tk.vmlinuz, None)
                     .unwrap();
+                let t = Instant::now();
                 assert_eq!(choose(None, &k2, qemu).unwrap(), d);
                 assert!(
                     t.elapsed() < Duration::from_secs(3),
-                    "cached, no second probe"
+                    "host-wide cache, no probe"
                 );
             }
         }

@@ -111,6 +111,10 @@ pub struct VmConfig {
     pub nets: Vec<NetSpec>,
     /// virtiofs shares.
     pub shares: Vec<ShareSpec>,
+    /// vhost-user socket of a `vhost-device-vsock` daemon the caller runs, for AF_VSOCK in the
+    /// guest (optional; the agent uses virtio-serial).
+    #[serde(default)]
+    pub vsock_socket: Option<PathBuf>,
     /// Unix socket QEMU listens on for the agent's virtio-serial port, if any.
     pub agent_socket: Option<PathBuf>,
     /// File the guest's serial console is written to (truncated when the VM starts).
@@ -140,6 +144,7 @@ impl VmConfig {
             disks: Vec::new(),
             nets: Vec::new(),
             shares: Vec::new(),
+            vsock_socket: None,
             agent_socket: None,
             console_log,
             qmp_socket: None,
@@ -155,6 +160,7 @@ impl VmConfig {
         self.disks.len()
             + self.nets.len()
             + self.shares.len()
+            + usize::from(self.vsock_socket.is_some())
             + usize::from(self.agent_socket.is_some())
     }
 
@@ -191,7 +197,7 @@ impl VmConfig {
             machine.push_str(",ioapic2=on");
         }
         // vhost-user devices read guest memory directly: it must be a shared memfd.
-        let shared_memory = !self.shares.is_empty();
+        let shared_memory = !self.shares.is_empty() || self.vsock_socket.is_some();
         if shared_memory {
             machine.push_str(",memory-backend=mem");
         }
@@ -277,6 +283,14 @@ impl VmConfig {
             push(&[
                 "-device",
                 &format!("vhost-user-fs-device,chardev=fs{i},tag={}", s.tag),
+            ]);
+        }
+        if let Some(sock) = &self.vsock_socket {
+            push(&[
+                "-chardev",
+                &format!("socket,id=vsock,path={}", opt_path("vsock socket", sock)?),
+                "-device",
+                "vhost-user-vsock-device,chardev=vsock",
             ]);
         }
         if let Some(sock) = &self.agent_socket {
@@ -410,6 +424,16 @@ mod tests {
         assert!(s.contains("virtserialport,chardev=agent,name=containerization.agent"));
         assert!(c.cmdline().ends_with("tsc_early_khz=2596146 foo=bar"));
         assert_eq!(c.device_count(), 5);
+        c.vsock_socket = Some("/r/vsock.sock".into());
+        let s = joined(&c);
+        assert!(s.contains(
+            "-chardev socket,id=vsock,path=/r/vsock.sock -device vhost-user-vsock-device,chardev=vsock"
+        ));
+        assert_eq!(c.device_count(), 6);
+        // vsock alone also needs the shared memfd backend.
+        let mut v = base();
+        v.vsock_socket = Some("/r/v.sock".into());
+        assert!(joined(&v).contains("memory-backend=mem"));
     }
 
     #[test]

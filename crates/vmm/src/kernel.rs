@@ -419,14 +419,21 @@ impl KernelStore {
         write_atomic(&path, &json).map_err(self.store_err(&path))
     }
 
-    /// Moves a finished entry into place; an existing entry (same content) is replaced.
+    /// Moves a finished entry into place. Entries are named by content, so when another
+    /// process installed the same one first (rename onto a non-empty directory fails), that
+    /// complete entry is kept: VMs may already be reading it. Only an incomplete leftover
+    /// (no `kernel.json`) is replaced.
     fn install_dir(&self, tmp: &Path, final_dir: &Path) -> Result<(), KernelError> {
-        if final_dir.exists() {
-            let old = temp_sibling(final_dir);
-            fs::rename(final_dir, &old).map_err(self.store_err(final_dir))?;
-            let _ = fs::remove_dir_all(&old);
+        match fs::rename(tmp, final_dir) {
+            Ok(()) => Ok(()),
+            Err(_) if final_dir.join("kernel.json").is_file() => Ok(()),
+            Err(_) => {
+                let old = temp_sibling(final_dir);
+                fs::rename(final_dir, &old).map_err(self.store_err(final_dir))?;
+                let _ = fs::remove_dir_all(&old);
+                fs::rename(tmp, final_dir).map_err(self.store_err(final_dir))
+            }
         }
-        fs::rename(tmp, final_dir).map_err(self.store_err(final_dir))
     }
 }
 
@@ -515,6 +522,28 @@ mod tests {
             err.to_string().contains("container system kernel set"),
             "{err}"
         );
+    }
+
+    /// Several processes importing the same kernel at once all get a complete entry.
+    #[test]
+    fn concurrent_imports_of_one_kernel() {
+        let tk = crate::testutil::debian_kernel();
+        let root = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(root.path());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                let image = tk.vmlinuz.clone();
+                std::thread::spawn(move || store.for_path(&image).unwrap())
+            })
+            .collect();
+        let kernels: Vec<Kernel> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for k in &kernels {
+            assert_eq!(k.id, kernels[0].id);
+            assert_eq!(&fs::read(&k.vmlinux).unwrap()[..4], b"\x7fELF");
+        }
+        // One entry, no temporary directories left.
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 1);
     }
 
     #[test]
