@@ -16,6 +16,7 @@ APT_PACKAGES=(
     apache2-utils        # htpasswd, for registry auth tests
     iproute2 nftables    # networking (bridges, taps, NAT)
     libseccomp-dev libcap-ng-dev   # to build virtiofsd
+    debootstrap          # bench/ext4.sh builds a Debian rootfs layer
     jq xz-utils zstd curl ca-certificates
 )
 
