@@ -514,6 +514,32 @@ fn bearer_token_flow_with_cache() {
     assert_eq!(list[0]["digest"], image.digest.as_str());
 }
 
+#[test]
+fn redirects_to_blob_storage_are_followed() {
+    let (fake, image, _dir) = fake_with_busybox();
+    for layer in &image.layers {
+        let path = format!("/v2/bad/bb/blobs/{layer}");
+        let storage = format!("/storage/{}", layer.trim_start_matches("sha256:"));
+        fake.route(&storage, fake.get_route(&path));
+        let mut redirect = Route::ok("text/plain", Vec::new());
+        redirect.status = 307;
+        redirect
+            .headers
+            .push(("Location".into(), format!("http://{}{storage}", fake.addr)));
+        fake.route(&path, redirect);
+    }
+    let cli = Cli::new();
+    cli.run(&["image", "pull", "-q", &fake.reference("bad/bb:v1")])
+        .ok();
+    let seen = fake.requests.lock().unwrap().clone();
+    assert_eq!(
+        seen.iter().filter(|r| r.contains("/storage/")).count(),
+        3,
+        "{seen:?}"
+    );
+    assert_nothing_half_written_except_names(&cli, &image);
+}
+
 /// A fake registry serving the busybox image as `bad/bb:v1`, to be broken by each test.
 fn fake_with_busybox() -> (FakeRegistry, images::TestImage, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -738,4 +764,39 @@ fn concurrent_pulls_of_the_same_image() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["digest"], image.digest.as_str());
     assert_eq!(cli.temp_files(), 0);
+}
+
+#[test]
+fn progress_bars_only_on_a_terminal() {
+    let (reg, image, _dir) = registry_with_busybox();
+    let r = reg.reference("busybox");
+    // Not a terminal: no bars, one summary line on stderr.
+    let plain = Cli::new();
+    let out = plain.run(&["image", "pull", &r]).ok();
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.starts_with("Pulled "), "{}", out.stderr);
+    // A terminal (util-linux `script` gives the command a pty): one bar per blob.
+    let tty = Cli::new();
+    let cmd = format!(
+        "{} --root {} image pull {}",
+        env!("CARGO_BIN_EXE_container"),
+        tty.root().display(),
+        r
+    );
+    let shown = tool("script", &["-qec", &cmd, "/dev/null"]);
+    for d in image.layers.iter().chain([&image.config]) {
+        let short = &d.trim_start_matches("sha256:")[..12];
+        assert!(shown.contains(short), "no bar for {short}: {shown}");
+    }
+    assert!(shown.contains("done"), "{shown}");
+    // -q on a terminal: nothing but the reference.
+    let quiet = Cli::new();
+    let cmd = format!(
+        "{} --root {} image pull -q {}",
+        env!("CARGO_BIN_EXE_container"),
+        quiet.root().display(),
+        r
+    );
+    let shown = tool("script", &["-qec", &cmd, "/dev/null"]);
+    assert_eq!(shown.trim(), format!("{}/busybox:latest", reg.addr));
 }

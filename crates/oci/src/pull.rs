@@ -361,10 +361,16 @@ async fn fetch_blobs(
             Ok::<(), PullError>(())
         });
     }
-    // The first failure wins; dropping the JoinSet aborts the others (their temp files are
-    // removed by their guards).
+    // The first failure wins.
     while let Some(joined) = tasks.join_next().await {
-        joined.map_err(|e| PullError::Task(e.to_string()))??;
+        let result = joined
+            .map_err(|e| PullError::Task(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = result {
+            // Cancel the other downloads and wait until their temp files are removed.
+            tasks.shutdown().await;
+            return Err(e);
+        }
     }
     Ok(())
 }
@@ -411,13 +417,15 @@ async fn download_blob(
         path: path.clone(),
         source,
     };
-    let file = tokio::fs::OpenOptions::new()
+    // Opened synchronously (a cheap call) so the guard exists as soon as the file does: a task
+    // cancelled while an asynchronous open was in flight could otherwise leave the file behind.
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
-        .await
         .map_err(write_err)?;
     let mut guard = TempGuard(Some(path.clone()));
+    let file = tokio::fs::File::from_std(file);
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Hasher::new();
     loop {
