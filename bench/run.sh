@@ -7,7 +7,8 @@
 #       busybox initramfs that loads the same virtio modules, mounts the same cached ext4 rootfs
 #       from a qcow2 overlay as /dev/vda and powers off.
 # Prints median wall time of each, the ratio a/b, and peak RSS summed over all processes of one
-# run (client + monitor + QEMU for ours; QEMU for raw), sampled from /proc every 20 ms.
+# run (client + monitor + QEMU for ours; QEMU for raw), sampled from /proc every 20 ms. Then the
+# median round trip of `container exec NAME true` into a running container.
 #
 # Usage: bench/run.sh [RUNS]   (root; needs scripts/setup.sh done: release build, static
 # vminitd, kernel .deb). CONTAINER_VMINITD overrides the vminitd found next to the binary.
@@ -121,4 +122,13 @@ echo "accelerator: tcg; runs: $RUNS"
 echo "ours  (container run --rm IMAGE true): median ${aw} s, peak RSS $((ar / 1024)) MiB (all processes)"
 echo "raw   (QEMU microvm + busybox initramfs, mount, poweroff): median ${bw} s, peak RSS $((br / 1024)) MiB"
 awk -v a="$aw" -v b="$bw" 'BEGIN{printf "ratio ours/raw: %.2fx wall\n", a/b}'
+
+# Exec round trip into a running container: client → monitor → agent → process → exit status.
+C run -d --name exec-bench localhost/bench:1 sh -c 'while true; do sleep 1; done' >/dev/null
+declare -a E
+for i in $(seq 10); do
+    s=$(date +%s%N); C exec exec-bench true; e=$(date +%s%N)
+    E+=("$(( (e - s) / 1000000 ))")
+done
+echo "exec round trip (container exec NAME true): median $(median "${E[@]}") ms over 10"
 C ls -a -q | xargs -r "$BIN" --root "$ROOT" rm -f >/dev/null
