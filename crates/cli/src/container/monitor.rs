@@ -26,16 +26,26 @@ pub fn run(global: &GlobalOptions, a: MonitorArgs) -> anyhow::Result<()> {
     rt.block_on(async move {
         let store = runtime::state::Store::open(&root)?;
         let backend = runtime::real::QemuBackend::new(&root, super::image::vminitd_path())?;
-        let code = runtime::monitor::run(
-            &store,
-            &a.id,
-            &backend,
-            MonitorOptions {
-                wait_attach: a.wait_attach,
-            },
-        )
-        .await?;
-        tracing::info!("container {} exited with {code}", a.id);
-        Ok(())
+        let opts = MonitorOptions {
+            wait_attach: a.wait_attach,
+        };
+        match runtime::monitor::run(&store, &a.id, &backend, opts).await {
+            Ok(code) => {
+                tracing::info!("container {} exited with {code}", a.id);
+                Ok(())
+            }
+            // Another monitor owns the container: leave its record alone.
+            Err(e @ runtime::monitor::MonitorError::AlreadyRunning(_)) => Err(e.into()),
+            Err(e) => {
+                // Leave the reason where `start`/`run` look for it.
+                let reason = runtime::error_line(&e);
+                let _ = store.update(&a.id, |r| {
+                    r.exit_code = Some(runtime::EXIT_RUNTIME_FAULT);
+                    r.exit_reason = Some(reason.clone());
+                    r.monitor_pid = None;
+                });
+                Err(e.into())
+            }
+        }
     })
 }
