@@ -3,6 +3,7 @@
 //! It holds no logic of its own beyond argument parsing, output formatting and mapping errors
 //! to exit codes (125 for faults of the runtime, as docker does).
 
+mod container;
 mod exit;
 mod global;
 mod image;
@@ -41,6 +42,8 @@ enum Command {
     /// Build ext4 root filesystems from image layers.
     #[command(subcommand)]
     Rootfs(rootfs::RootfsCommand),
+    #[command(flatten)]
+    Container(container::ContainerCommand),
     /// System-wide settings: the guest kernel.
     #[command(subcommand)]
     System(system::SystemCommand),
@@ -66,6 +69,7 @@ fn main() {
         Command::Network(cmd) => network::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
+        Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
     };
     std::process::exit(exit::report(result));

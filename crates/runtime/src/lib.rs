@@ -1,1 +1,42 @@
-//! TODO(owner): crate docs.
+//! Containers on the host: lifecycle, on-disk state, the per-container monitor process, the
+//! image → rootfs cache and the per-container copy-on-write disk.
+//!
+//! There is no daemon. `create` writes a record under `<root>/containers/<id>/`; `start` spawns
+//! a detached monitor process (the `container` binary re-executed with
+//! [`MONITOR_SUBCOMMAND`]) that boots the VM and runs the process; every other command talks to
+//! that monitor over its unix socket ([`protocol`]) or reads state.json ([`state`]).
+//!
+//! The VM and the guest agent sit behind the traits in [`backend`]; the monitor logic is tested
+//! with fakes, and [`real`] wires in QEMU (`vmm`) and the agent client (`agent`).
+
+pub mod backend;
+pub mod client;
+pub mod container;
+pub mod logs;
+pub mod monitor;
+pub mod protocol;
+pub mod real;
+pub mod rootfs;
+pub mod spec;
+pub mod state;
+
+/// Exit code for faults of the runtime itself (docker's).
+pub const EXIT_RUNTIME_FAULT: i32 = 125;
+
+/// The hidden CLI subcommand that runs a monitor; also how a monitor is recognised in /proc.
+pub const MONITOR_SUBCOMMAND: &str = "__monitor";
+
+/// An error and its sources on one line.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = e.source();
+    }
+    out
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Benchmark: one container start-to-exit against the raw VM boot it is built on, side by side.
+#   (a) ours: container run --rm IMAGE true
+#       (monitor process, qcow2 overlay, QEMU microvm, vminitd, agent handshake, mount, process,
+#        shutdown, state written, container removed)
+#   (b) raw:  qemu-system-x86_64 -M microvm with the same kernel (vmlinux, PVH), a minimal
+#       busybox initramfs that loads the same virtio modules, mounts the same cached ext4 rootfs
+#       from a qcow2 overlay as /dev/vda and powers off.
+# Prints median wall time of each, the ratio a/b, and peak RSS summed over all processes of one
+# run (client + monitor + QEMU for ours; QEMU for raw), sampled from /proc every 20 ms.
+#
+# Usage: bench/run.sh [RUNS]   (root; needs scripts/setup.sh done: release build, static
+# vminitd, kernel .deb). CONTAINER_VMINITD overrides the vminitd found next to the binary.
+set -euo pipefail
+
+RUNS=${1:-7}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${CONTAINER_BIN:-$HERE/target/release/container}
+WORK=${BENCH_DIR:-/var/tmp/run-bench}
+ROOT=$WORK/root
+rm -rf "$WORK" && mkdir -p "$WORK/bb/bin" "$WORK/bb/etc" "$WORK/initfs"
+[ -x "$BIN" ] || (cd "$HERE" && cargo build --release -p cli)
+C() { "$BIN" --root "$ROOT" "$@"; }
+
+# The image: busybox-static as a one-layer image.
+cp /bin/busybox "$WORK/bb/bin/"
+ln -s busybox "$WORK/bb/bin/true"
+ln -s busybox "$WORK/bb/bin/sh"
+tar -C "$WORK/bb" -cf "$WORK/bb.tar" .
+C image import "$WORK/bb.tar" localhost/bench:1 >/dev/null
+deb=${CONTAINER_TEST_KERNEL_DEB:-$(ls "$HERE"/.work/kernel/*.deb 2>/dev/null | head -1)}
+[ -n "$deb" ] || deb=$(ls /work/main/.work/kernel/*.deb | head -1)
+C system kernel set --deb "$deb" >/dev/null
+# Warm-up: builds the rootfs cache, the init filesystem and the accelerator probe.
+C run --rm localhost/bench:1 true
+
+kernel_json=$(C system kernel show --format json)
+vmlinux=$(jq -r .vmlinux <<<"$kernel_json")
+moddir=$(jq -r .modulesDir <<<"$kernel_json")
+rootfs=$(ls "$ROOT"/rootfs/*.ext4)
+
+# The raw baseline's initramfs: busybox, the virtio block modules in load order, an init.
+mkdir -p "$WORK/initfs/bin" "$WORK/initfs/mnt" "$WORK/initfs/proc" "$WORK/initfs/dev" "$WORK/initfs/mod"
+cp /bin/busybox "$WORK/initfs/bin/"
+for m in virtio virtio_ring virtio_mmio virtio_blk; do
+    f=$(find "$moddir" -name "$m.ko*" | head -1)
+    if [ -n "$f" ]; then cp "$f" "$WORK/initfs/mod/"; fi
+done
+cat >"$WORK/initfs/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_mmio virtio_blk; do
+    [ -f /mod/$m.ko ] && /bin/busybox insmod /mod/$m.ko
+done
+while [ ! -b /dev/vda ]; do /bin/busybox sleep 0.01; done
+/bin/busybox mount -t ext4 /dev/vda /mnt
+/bin/busybox umount /mnt
+/bin/busybox poweroff -f
+EOF
+chmod 755 "$WORK/initfs/init"
+(cd "$WORK/initfs" && find . | cpio -o -H newc --quiet >"$WORK/raw.cpio")
+tsc=$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
+
+raw() {
+    qemu-img create -q -f qcow2 -F raw -b "$rootfs" "$WORK/raw.qcow2"
+    qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -smp 1 -m 512M \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -kernel "$vmlinux" -initrd "$WORK/raw.cpio" \
+        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t pci=off i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check cryptomgr.notests quiet tsc_early_khz=$tsc" \
+        -serial "file:$WORK/raw-console.log" \
+        -drive "id=d0,file=$WORK/raw.qcow2,format=qcow2,if=none,cache=unsafe" -device virtio-blk-device,drive=d0
+    rm -f "$WORK/raw.qcow2"
+}
+ours() { C run --rm localhost/bench:1 true; }
+export -f raw ours C
+export BIN ROOT WORK rootfs vmlinux tsc
+
+# Runs "$1" (raw|ours) once; prints "wall_seconds peak_rss_kib" (RSS summed over the processes
+# that mention $WORK in their command line, each at its own peak).
+measure() {
+    python3 - "$1" <<'PY'
+import os, subprocess, sys, time
+what, work = sys.argv[1], os.environ["WORK"]
+peaks = {}
+def sample():
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            if work not in cmd or "python3" in cmd or "bash" in cmd.split("\0")[0]:
+                continue
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmHWM:"):
+                    peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
+        except OSError:
+            pass
+t0 = time.monotonic()
+p = subprocess.Popen(["bash", "-c", what], stdout=subprocess.DEVNULL)
+while p.poll() is None:
+    sample()
+    time.sleep(0.02)
+wall = time.monotonic() - t0
+if p.returncode != 0:
+    sys.exit(f"{what} failed with {p.returncode}")
+print(f"{wall:.3f} {sum(peaks.values())}")
+PY
+}
+
+declare -a A_WALL B_WALL A_RSS B_RSS
+for i in $(seq "$RUNS"); do
+    read -r w r < <(measure ours); A_WALL+=("$w"); A_RSS+=("$r")
+    read -r w r < <(measure raw); B_WALL+=("$w"); B_RSS+=("$r")
+    echo "run $i: ours ${A_WALL[-1]} s ${A_RSS[-1]} KiB | raw ${B_WALL[-1]} s ${B_RSS[-1]} KiB" >&2
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
+aw=$(median "${A_WALL[@]}"); bw=$(median "${B_WALL[@]}")
+ar=$(median "${A_RSS[@]}"); br=$(median "${B_RSS[@]}")
+echo "accelerator: tcg; runs: $RUNS"
+echo "ours  (container run --rm IMAGE true): median ${aw} s, peak RSS $((ar / 1024)) MiB (all processes)"
+echo "raw   (QEMU microvm + busybox initramfs, mount, poweroff): median ${bw} s, peak RSS $((br / 1024)) MiB"
+awk -v a="$aw" -v b="$bw" 'BEGIN{printf "ratio ours/raw: %.2fx wall\n", a/b}'
+C ls -a -q | xargs -r "$BIN" --root "$ROOT" rm -f >/dev/null

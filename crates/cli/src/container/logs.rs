@@ -1,0 +1,79 @@
+//! `logs`: the main process's output from the container log, or the VM console with --boot.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use runtime::logs::{read_from, tail, Stream};
+use runtime::state::Status;
+
+use crate::global::GlobalOptions;
+
+/// `container logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container stops.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Print only the last N lines.
+    #[arg(short = 'n', long = "tail", value_name = "N")]
+    pub tail: Option<usize>,
+    /// Show the VM's serial console (kernel and init messages) instead.
+    #[arg(long)]
+    pub boot: bool,
+    /// Container name or id.
+    pub container: String,
+}
+
+/// `container logs`.
+pub async fn logs(global: &GlobalOptions, a: LogsArgs) -> anyhow::Result<()> {
+    let store = super::store(global)?;
+    let record = store.resolve(&a.container)?;
+    let dir = store.dir_of(&record.id);
+    if a.boot {
+        let path = dir.join("boot.log");
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("read {}", path.display()))),
+        };
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        let start = a.tail.map_or(0, |n| lines.len().saturating_sub(n));
+        print!("{}", lines[start..].concat());
+        return Ok(());
+    }
+    let path = dir.join("container.log");
+    let (records, mut offset) = read_from(&path, 0)?;
+    print_records(tail(records, a.tail));
+    if !a.follow {
+        return Ok(());
+    }
+    loop {
+        let running = match store.load(&record.id) {
+            Ok(r) => store.reconcile(r)?.status == Status::Running,
+            Err(_) => false,
+        };
+        let (records, next) = read_from(&path, offset)?;
+        offset = next;
+        print_records(records);
+        if !running {
+            // One last read: the monitor writes the final lines before it records the exit.
+            let (records, _) = read_from(&path, offset)?;
+            print_records(records);
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_records(records: Vec<runtime::logs::Record>) {
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    for r in records {
+        let _ = match r.stream {
+            Stream::Stdout => out.write_all(r.log.as_bytes()),
+            Stream::Stderr => err.write_all(r.log.as_bytes()),
+        };
+    }
+    let _ = out.flush();
+}

@@ -1,0 +1,232 @@
+//! Container commands, flattened to the top level of `container`: `run create start stop kill
+//! delete(rm) list(ls) exec logs inspect`, plus the hidden monitor subcommand. One file per
+//! group of verbs; the logic lives in the `runtime` crate.
+
+mod attach;
+mod image;
+mod inspect;
+mod lifecycle;
+mod logs;
+mod monitor;
+mod run;
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use crate::global::{Format, GlobalOptions};
+
+/// Container verbs.
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and start a container from an image, attached unless -d.
+    Run(Box<run::RunArgs>),
+    /// Create a container without starting it; prints its id.
+    Create(Box<run::CreateArgs>),
+    /// Start created or exited containers.
+    Start(lifecycle::StartArgs),
+    /// Stop running containers: SIGTERM, then SIGKILL after the timeout.
+    Stop(lifecycle::StopArgs),
+    /// Send a signal to the main process of running containers.
+    Kill(lifecycle::KillArgs),
+    /// Delete containers and their disks.
+    #[command(alias = "rm")]
+    Delete(lifecycle::DeleteArgs),
+    /// List containers.
+    #[command(alias = "ls")]
+    List(inspect::ListArgs),
+    /// Run another process in a running container.
+    Exec(run::ExecArgs),
+    /// Show a container's output (or its VM's boot console with --boot).
+    Logs(logs::LogsArgs),
+    /// Show containers' details as JSON.
+    Inspect(inspect::InspectArgs),
+    /// Internal: the per-container monitor process.
+    #[command(name = "__monitor", hide = true)]
+    Monitor(monitor::MonitorArgs),
+}
+
+/// Flags shared by `run` and `create`.
+#[derive(Debug, Args)]
+pub struct CreateFlags {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Delete the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]) inside the container.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Guest kernel for this container (vmlinux or bzImage).
+    #[arg(short = 'k', long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Number of virtual CPUs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub cpus: u32,
+    /// Guest memory (e.g. 512m, 1g).
+    #[arg(short, long, default_value = "512m", value_parser = parse_memory)]
+    pub memory: u64,
+    /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
+    #[arg(long, value_parser = ["kvm", "tcg"])]
+    pub accel: Option<String>,
+    /// Image reference, then the command and its arguments (default: the image's). Everything
+    /// after the image belongs to the command, flags included (as in docker).
+    #[arg(
+        value_name = "IMAGE [COMMAND [ARG...]]",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+impl CreateFlags {
+    /// The image reference.
+    pub fn image(&self) -> &str {
+        self.image_and_command.first().map_or("", String::as_str)
+    }
+
+    /// The command after the image.
+    pub fn command(&self) -> &[String] {
+        self.image_and_command.get(1..).unwrap_or(&[])
+    }
+}
+
+/// Parses docker-style memory sizes into MiB: a number with an optional b/k/m/g suffix (plain
+/// numbers are bytes, as in docker).
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let lower = match lower.strip_suffix('b') {
+        Some(rest) if rest.ends_with(['k', 'm', 'g']) => rest.to_string(),
+        Some(rest) => rest.to_string(),
+        None => lower,
+    };
+    let (num, mult) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower.as_str(), 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid memory size {s:?} (use e.g. 512m or 1g)"))?;
+    let mib = n.saturating_mul(mult) / (1 << 20);
+    if mib < 64 {
+        return Err(format!(
+            "memory size {s:?} is too small: a VM needs at least 64m"
+        ));
+    }
+    if mib > 1 << 20 {
+        return Err(format!("memory size {s:?} is too large"));
+    }
+    Ok(mib)
+}
+
+/// Runs one container command.
+pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> {
+    if let ContainerCommand::Monitor(args) = cmd {
+        return monitor::run(global, args);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cmd {
+            ContainerCommand::Run(a) => run::run(global, *a).await,
+            ContainerCommand::Create(a) => run::create(global, *a).await,
+            ContainerCommand::Start(a) => lifecycle::start(global, a).await,
+            ContainerCommand::Stop(a) => lifecycle::stop(global, a).await,
+            ContainerCommand::Kill(a) => lifecycle::kill(global, a).await,
+            ContainerCommand::Delete(a) => lifecycle::delete(global, a).await,
+            ContainerCommand::List(a) => inspect::list(global, a),
+            ContainerCommand::Exec(a) => run::exec(global, a).await,
+            ContainerCommand::Logs(a) => logs::logs(global, a).await,
+            ContainerCommand::Inspect(a) => inspect::inspect(global, a),
+            ContainerCommand::Monitor(_) => unreachable!("handled above"),
+        }
+    })
+}
+
+/// Opens the container store of this invocation.
+fn store(global: &GlobalOptions) -> anyhow::Result<runtime::state::Store> {
+    Ok(runtime::state::Store::open(&global.root_dir())?)
+}
+
+/// `--format` for list and inspect.
+fn is_json(f: Format) -> bool {
+    f == Format::Json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_memory, ContainerCommand};
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(subcommand)]
+        c: ContainerCommand,
+    }
+
+    #[test]
+    fn flags_after_the_image_belong_to_the_command() {
+        let t = T::try_parse_from(["c", "run", "--rm", "-e", "A=1", "img", "sh", "-c", "--rm"])
+            .unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        assert!(r.flags.rm);
+        assert_eq!(r.flags.command(), ["sh", "-c", "--rm"]);
+        let t = T::try_parse_from(["c", "run", "img", "--rm"]).unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        assert!(!r.flags.rm);
+        assert_eq!(r.flags.command(), ["--rm"]);
+        let t = T::try_parse_from(["c", "exec", "-i", "box", "ls", "-l"]).unwrap();
+        let ContainerCommand::Exec(e) = t.c else {
+            panic!()
+        };
+        assert_eq!(
+            (e.interactive, e.command.as_slice()),
+            (true, &["ls".to_string(), "-l".to_string()][..])
+        );
+        assert!(T::try_parse_from(["c", "run", "--cpus", "0", "img"]).is_err());
+        assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
+    }
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("512m"), Ok(512));
+        assert_eq!(parse_memory("1g"), Ok(1024));
+        assert_eq!(parse_memory("1G"), Ok(1024));
+        assert_eq!(parse_memory("262144k"), Ok(256));
+        assert_eq!(parse_memory("128mb"), Ok(128));
+        assert_eq!(parse_memory("134217728"), Ok(128));
+        assert!(parse_memory("10m").is_err());
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("").is_err());
+        assert!(parse_memory("-5m").is_err());
+    }
+}

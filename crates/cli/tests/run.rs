@@ -1,0 +1,675 @@
+//! Containers end to end: the real `container` binary boots real VMs (QEMU, TCG on these hosts)
+//! with the Debian cloud kernel and our static vminitd, from a test image loaded into a fresh
+//! `--root` (one test pulls it from a real registry instead).
+//!
+//! Needs: the kernel .deb of scripts/setup.sh (or CONTAINER_TEST_KERNEL_DEB), a static vminitd
+//! (built by setup.sh, or CONTAINER_VMINITD), qemu-system-x86, skopeo and docker-registry.
+//! Each test's containers are force-deleted when it ends, pass or fail.
+
+mod common;
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::images::{self, LayerBuilder, LayoutWriter};
+use common::{Cli, Registry, Run};
+use serde_json::json;
+
+/// The image every test runs.
+const IMAGE: &str = "localhost/runtime-test:1";
+
+/// A state root with the shared kernel and the test image, whose containers are force-deleted
+/// on drop.
+struct Env {
+    cli: Cli,
+}
+
+fn kernel_deb() -> PathBuf {
+    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
+    std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        })
+        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
+}
+
+/// A state root holding the kernel (set once per test run from the .deb) and the init
+/// filesystem cache; each test's root links to them instead of unpacking the kernel again.
+fn shared_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("runtime-shared-{}", std::process::id()));
+        let deb = kernel_deb();
+        let o = Command::new(env!("CARGO_BIN_EXE_container"))
+            .arg("--root")
+            .arg(&root)
+            .args(["system", "kernel", "set", "--deb"])
+            .arg(&deb)
+            .output()
+            .expect("run container system kernel set");
+        assert!(
+            o.status.success(),
+            "kernel set: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::create_dir_all(root.join("initfs")).unwrap();
+        root
+    })
+}
+
+/// The test image as an OCI layout tarball: the busybox test layers plus a layer with more
+/// applets and a non-executable script; config with Env, Cmd, WorkingDir and User.
+fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("runtime-image-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let layout = build_image(&dir.join("layout"));
+        let tar = dir.join("image.tar");
+        common::tool(
+            "tar",
+            &[
+                "-C",
+                layout.to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        );
+        tar
+    })
+}
+
+fn build_image(layout: &Path) -> PathBuf {
+    let mut layers = images::busybox_layers();
+    let mut extra = LayerBuilder::new();
+    for applet in [
+        "uname", "grep", "tty", "stty", "hostname", "pwd", "kill", "head", "mount",
+    ] {
+        extra = extra.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    let extra = extra
+        .file("bin/notexec.sh", b"#!/bin/sh\necho no\n", 0o644, 0, 0)
+        .finish();
+    layers.push(extra);
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TESTVAR=hello", "OVERRIDE=image"],
+            "Cmd": ["sh", "-c", "echo default cmd; id -u; pwd; echo $TESTVAR"],
+            "WorkingDir": "/data",
+            "User": "1000:1000",
+        },
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
+    });
+    let w = LayoutWriter::new(layout);
+    let manifest = w.image(&config, &layers);
+    w.finish(IMAGE, manifest)
+}
+
+/// Everything `container` runs in tests must end: a hung VM fails the test instead of the suite.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+fn wait_output(mut cmd: Command) -> Run {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn container");
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("container {cmd:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
+}
+
+impl Env {
+    /// A fresh root with the kernel linked in and, if `load`, the test image loaded.
+    fn new(load: bool) -> Env {
+        let cli = Cli::new();
+        let shared = shared_root();
+        std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
+        std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
+        let env = Env { cli };
+        if load {
+            env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
+                .ok();
+        }
+        env
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        wait_output(self.cli.command(args))
+    }
+
+    fn run_stdin(&self, args: &[&str], input: &'static str) -> Run {
+        let mut cmd = self.cli.command(args);
+        cmd.stdin(Stdio::piped());
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let o = child.wait_with_output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        self.run(&["inspect", name]).ok().json()[0].clone()
+    }
+
+    fn container_dirs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.cli.root().join("containers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// QEMU processes whose command line mentions this root.
+    fn qemus(&self) -> usize {
+        let root = self.cli.root().to_string_lossy().into_owned();
+        let mut n = 0;
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                let cmd = String::from_utf8_lossy(&cmd);
+                if cmd.starts_with("qemu-system") && cmd.contains(&root) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids = self.run(&["list", "-a", "-q"]).stdout;
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["delete", "-f"];
+            args.extend(ids);
+            self.run(&args);
+        }
+    }
+}
+
+#[test]
+fn run_prints_from_inside_its_own_vm_and_exits_with_its_code() {
+    let env = Env::new(true);
+    let r = env.run(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hello; uname -r; grep ' / ' /proc/mounts; exit 7",
+    ]);
+    assert_eq!(r.code, 7, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "hello");
+    let host = common::tool("uname", &["-r"]);
+    assert!(lines[1].ends_with("-cloud-amd64"), "{r:?}");
+    assert_ne!(
+        lines[1],
+        host.trim(),
+        "the guest kernel must differ from the host's"
+    );
+    assert!(lines[2].starts_with("/dev/vda / ext4 rw"), "{r:?}");
+    // --rm left nothing behind.
+    assert!(env.container_dirs().is_empty());
+    assert_eq!(env.qemus(), 0);
+
+    let r = env.run(&["run", "--rm", IMAGE, "nosuchcommand"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("nosuchcommand"), "{r:?}");
+    let r = env.run(&["run", "--rm", IMAGE, "/bin/notexec.sh"]);
+    assert_eq!(r.code, 126, "{r:?}");
+    assert!(env.container_dirs().is_empty());
+}
+
+#[test]
+fn image_config_and_flags_shape_the_process() {
+    let env = Env::new(true);
+    // The image's Cmd, User, WorkingDir and Env.
+    let r = env.run(&["run", "--rm", IMAGE]).ok();
+    assert_eq!(r.stdout, "default cmd\n1000\n/data\nhello\n");
+
+    // Flags override them; --env-file then -e; -e KEY copies from here.
+    let envfile = env.cli.root().join("env.list");
+    std::fs::write(&envfile, "# comment\nFROMFILE=file\nOVERRIDE=file\n").unwrap();
+    let mut cmd = env.cli.command(&[
+        "run",
+        "--rm",
+        "--env-file",
+        envfile.to_str().unwrap(),
+        "-e",
+        "OVERRIDE=flag",
+        "-e",
+        "FROMHOST",
+        "-w",
+        "/tmp",
+        "-u",
+        "0",
+        "--entrypoint",
+        "/bin/sh",
+        IMAGE,
+        "-c",
+        "echo $TESTVAR $FROMFILE $OVERRIDE $FROMHOST; pwd; id -u; hostname",
+    ]);
+    cmd.env("FROMHOST", "host-value");
+    let r = wait_output(cmd).ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "hello file flag host-value");
+    assert_eq!(lines[1], "/tmp");
+    assert_eq!(lines[2], "0");
+    assert_eq!(lines[3].len(), 12, "hostname is the short id: {r:?}");
+
+    // Piped stdin with -i reaches the process and EOF ends it.
+    let r = env.run_stdin(&["run", "--rm", "-i", IMAGE, "cat"], "line one\nline two\n");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "line one\nline two\n"),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn tty_gives_the_process_a_terminal_of_the_callers_size() {
+    let env = Env::new(true);
+    let pty = nix::pty::openpty(
+        Some(&nix::pty::Winsize {
+            ws_row: 31,
+            ws_col: 97,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        }),
+        None,
+    )
+    .unwrap();
+    let slave = pty.slave;
+    let mut cmd = env.cli.command(&[
+        "run",
+        "--rm",
+        "-t",
+        IMAGE,
+        "sh",
+        "-c",
+        "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; exit 3",
+    ]);
+    cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec: make the pty the controlling
+    // terminal of a new session, as a shell would.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = std::fs::File::from(pty.master);
+    let fd = master.as_raw_fd();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once every slave fd is closed, i.e. the client exited.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "run -t did not finish");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = fd;
+    let out = reader.join().unwrap();
+    assert_eq!(status.code(), Some(3), "{out}");
+    assert!(out.contains("on-a-tty"), "not a pty: {out:?}");
+    assert!(out.contains("31 97"), "window size not passed: {out:?}");
+    // A pty turns \n into \r\n: proof the output went through a terminal.
+    assert!(out.contains("\r\n"), "{out:?}");
+}
+
+#[test]
+fn detached_container_exec_logs_kill_stop_and_delete() {
+    let env = Env::new(true);
+    let script = "echo started; trap 'echo got TERM; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done";
+    let r = env
+        .run(&["run", "-d", "--name", "web", IMAGE, "sh", "-c", script])
+        .ok();
+    let id = r.stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{r:?}");
+
+    let list = env.run(&["list", "--format", "json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["name"], "web");
+    assert_eq!(list[0]["image"], IMAGE);
+    assert_eq!(list[0]["status"], "running");
+
+    // A second container may not take the name.
+    env.run(&["create", "--name", "web", IMAGE])
+        .fails_with("already in use");
+
+    // exec: output, exit code, the container's env and cwd, by id prefix.
+    let r = env.run(&[
+        "exec",
+        &id[..8],
+        "sh",
+        "-c",
+        "echo in exec $TESTVAR; pwd; exit 5",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (5, "in exec hello\n/data\n"),
+        "{r:?}"
+    );
+    let r = env.run(&["exec", "web", "nosuchcommand"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    let r = env.run_stdin(&["exec", "-i", "web", "cat"], "to exec\n");
+    assert_eq!(r.stdout, "to exec\n");
+
+    // logs, with -n.
+    std::thread::sleep(Duration::from_millis(800));
+    let r = env.run(&["logs", "web"]).ok();
+    assert!(r.stdout.starts_with("started\ntick 0\n"), "{r:?}");
+    let r = env.run(&["logs", "-n", "2", "web"]).ok();
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
+    assert!(r.stdout.lines().all(|l| l.starts_with("tick ")), "{r:?}");
+    let boot = env.run(&["logs", "--boot", "web"]).ok();
+    assert!(boot.stdout.contains("vminitd"), "boot log: {}", boot.stdout);
+
+    let info = env.inspect("web");
+    assert_eq!(info["status"], "running");
+    assert!(info["monitorPid"].as_u64().is_some());
+    assert!(info["started"].is_string());
+    assert_eq!(info["networks"], json!([]));
+    assert_eq!(info["config"]["process"]["args"][0], "sh");
+
+    // stop: SIGTERM reaches the process, which exits 0 by itself; `logs -f` follows until then.
+    let follow = env.cli.command(&["logs", "-f", "-n", "1", "web"]);
+    let follower = std::thread::spawn(move || wait_output(follow));
+    std::thread::sleep(Duration::from_millis(500));
+    let r = env.run(&["stop", "-t", "20", "web"]).ok();
+    let followed = follower.join().unwrap().ok();
+    assert!(followed.stdout.starts_with("tick "), "{followed:?}");
+    assert!(followed.stdout.ends_with("got TERM\n"), "{followed:?}");
+    assert_eq!(r.stdout.trim(), "web");
+    let info = env.inspect("web");
+    assert_eq!(
+        (info["status"].as_str(), info["exitCode"].as_i64()),
+        (Some("exited"), Some(0)),
+        "{info}"
+    );
+    assert!(info["finished"].is_string());
+    assert!(info["monitorPid"].is_null());
+    let logs = env.run(&["logs", "-n", "1", "web"]).ok();
+    assert_eq!(logs.stdout, "got TERM\n");
+    assert_eq!(env.qemus(), 0);
+    env.run(&["exec", "web", "true"]).fails_with("not running");
+
+    // Restart it (the same disk), then kill -s KILL: 128+9.
+    env.run(&["start", "web"]).ok();
+    assert_eq!(env.inspect("web")["status"], "running");
+    env.run(&["kill", "-s", "KILL", "web"]).ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.inspect("web")["status"] != "exited" {
+        assert!(Instant::now() < deadline, "kill did not end the container");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.inspect("web")["exitCode"], 137);
+
+    env.run(&["delete", "web"]).ok();
+    assert!(env.container_dirs().is_empty());
+    assert_eq!(env.run(&["list", "-a", "-q"]).ok().stdout, "");
+    assert_eq!(env.qemus(), 0);
+}
+
+#[test]
+fn signals_to_an_attached_run_reach_the_container_process() {
+    let env = Env::new(true);
+    let mut cmd = env.cli.command(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "trap 'echo got INT; exit 9' INT; echo ready; while true; do sleep 0.1; done",
+    ]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("ready") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "run ended before the process was ready");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // SAFETY: kill(2) of the `container run` client this test spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(9), "{rest}");
+    assert_eq!(rest, "got INT\n");
+    assert!(env.container_dirs().is_empty());
+}
+
+#[test]
+fn create_then_start_attached_and_two_containers_at_once() {
+    let env = Env::new(true);
+    let id = env
+        .run(&[
+            "create",
+            "--name",
+            "c1",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo from c1; exit 4",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(env.inspect("c1")["status"], "created");
+    let r = env.run(&["start", "-a", id.trim()]);
+    assert_eq!((r.code, r.stdout.as_str()), (4, "from c1\n"), "{r:?}");
+
+    env.run(&["run", "-d", "--name", "a", IMAGE, "sleep", "600"])
+        .ok();
+    env.run(&["run", "-d", "--name", "b", IMAGE, "sleep", "600"])
+        .ok();
+    let list = env.run(&["ls", "--format", "json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(env.qemus(), 2);
+    let ha = env.run(&["exec", "a", "hostname"]).ok().stdout;
+    let hb = env.run(&["exec", "b", "hostname"]).ok().stdout;
+    assert_ne!(ha, hb);
+    env.run(&["delete", "b"]).fails_with("running");
+    env.run(&["delete", "-f", "a", "b"]).ok();
+    assert_eq!(env.qemus(), 0);
+    assert_eq!(env.run(&["ls", "-a", "-q"]).ok().stdout.lines().count(), 1);
+}
+
+#[test]
+fn killing_qemu_marks_the_container_exited_and_cleans_up() {
+    let env = Env::new(true);
+    env.run(&["run", "-d", "--name", "victim", IMAGE, "sleep", "600"])
+        .ok();
+    let info = env.inspect("victim");
+    let vm = info["vmPid"].as_i64().expect("vm pid") as i32;
+    let monitor = info["monitorPid"].as_i64().expect("monitor pid") as i32;
+    let dir = env
+        .cli
+        .root()
+        .join("containers")
+        .join(info["id"].as_str().unwrap());
+    assert!(dir.join("monitor.sock").exists());
+    // SAFETY: kill(2) of the QEMU process this test's container runs.
+    unsafe { libc::kill(vm, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.inspect("victim")["status"] != "exited" {
+        assert!(
+            Instant::now() < deadline,
+            "container still running after its VM died"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let info = env.inspect("victim");
+    assert_eq!(info["exitCode"], 125);
+    assert!(
+        info["exitReason"]
+            .as_str()
+            .unwrap()
+            .contains("VM exited unexpectedly"),
+        "{info}"
+    );
+    // The monitor is gone, and so are its sockets and the VM.
+    std::thread::sleep(Duration::from_millis(300));
+    let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&cmdline).contains("__monitor"),
+        "monitor {monitor} still runs"
+    );
+    assert!(!dir.join("monitor.sock").exists());
+    assert!(!dir.join("agent.sock").exists());
+    assert_eq!(env.qemus(), 0);
+    // Its disk goes with it.
+    assert!(dir.join("rootfs.qcow2").exists());
+    env.run(&["rm", "victim"]).ok();
+    assert!(!dir.exists());
+}
+
+#[test]
+fn run_pulls_the_image_from_a_registry() {
+    let env = Env::new(false);
+    let registry = Registry::start();
+    let layout = env.cli.root().join("layout");
+    build_image(&layout);
+    let reference = registry.reference("runtime-test:1");
+    common::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{IMAGE}", layout.display()),
+            &format!("docker://{reference}"),
+        ],
+    );
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            &reference,
+            "sh",
+            "-c",
+            "echo pulled $TESTVAR",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "pulled hello\n");
+    let images = env.run(&["image", "list", "--format", "json"]).ok().json();
+    assert!(images.to_string().contains("runtime-test"), "{images}");
+}
+
+#[test]
+fn bad_inputs_give_one_clear_line() {
+    let env = Env::new(true);
+    env.run(&["run", "--rm", "localhost:1/nope/missing:1", "true"])
+        .fails_with("localhost:1/nope/missing");
+    env.run(&["run", "--rm", "-k", "/nonexistent/vmlinux", IMAGE, "true"])
+        .fails_with("/nonexistent/vmlinux");
+    env.run(&["run", "--rm", "-w", "relative", IMAGE, "true"])
+        .fails_with("absolute");
+    env.run(&[
+        "run",
+        "--rm",
+        "--env-file",
+        "/nonexistent/env",
+        IMAGE,
+        "true",
+    ])
+    .fails_with("/nonexistent/env");
+    env.run(&["run", "--rm", "--name", "bad/name", IMAGE, "true"])
+        .fails_with("bad/name");
+    for bad in [["--memory", "lots"], ["--cpus", "0"], ["--accel", "hvf"]] {
+        let mut args = vec!["run", "--rm"];
+        args.extend(bad);
+        args.extend([IMAGE, "true"]);
+        let r = env.run(&args);
+        assert_ne!(r.code, 0);
+        assert!(r.stderr.contains(bad[0]), "{r:?}");
+    }
+    env.run(&["start", "nosuch"]).fails_with("nosuch");
+    env.run(&["inspect", "nosuch"])
+        .fails_with("no such container");
+    env.run(&["logs", "nosuch"]).fails_with("no such container");
+    // Nothing was left half-created by the failures.
+    assert!(
+        env.container_dirs().is_empty(),
+        "{:?}",
+        env.container_dirs()
+    );
+}

@@ -1,0 +1,162 @@
+//! The two seams between the container lifecycle and the machinery below it: the VM backend
+//! (boots a VM and hands back its agent connection) and the guest agent (processes inside it).
+//!
+//! The monitor's logic is written against these traits only, so it is tested with the fakes in
+//! `monitor::tests`; the real implementations (QEMU from the `vmm` crate, the `agent` client)
+//! live in [`crate::real`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::spec::ProcessSpec;
+use crate::state::VmOptions;
+
+/// Errors reported by the guest agent, with the few kinds that map to docker exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The command does not exist in the container (exit 127).
+    #[error("{0}")]
+    NotFound(String),
+    /// The command exists but cannot be executed (exit 126).
+    #[error("{0}")]
+    NotExecutable(String),
+    /// No process with this id in the guest.
+    #[error("no such process {0} in the guest")]
+    NoProcess(String),
+    /// Anything else the agent or its transport reported (exit 125).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl GuestError {
+    /// The docker exit code for a process that failed to start this way.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            GuestError::NotFound(_) => 127,
+            GuestError::NotExecutable(_) => 126,
+            _ => crate::EXIT_RUNTIME_FAULT,
+        }
+    }
+}
+
+/// How a guest process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessExit {
+    /// exit(code).
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ProcessExit {
+    /// Docker's exit code: the code, or 128+n for signal n.
+    pub fn code(self) -> i32 {
+        match self {
+            ProcessExit::Code(c) => c,
+            ProcessExit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Output of a started process; each receiver ends when its stream reaches EOF. With a
+/// terminal, everything arrives on `stdout`.
+#[derive(Debug)]
+pub struct ProcessOutput {
+    /// Standard output (or the pty).
+    pub stdout: mpsc::Receiver<Bytes>,
+    /// Standard error.
+    pub stderr: mpsc::Receiver<Bytes>,
+}
+
+/// The agent inside a running VM. Methods take `&self`: the monitor drives several processes
+/// at once, so implementations synchronise internally.
+#[async_trait]
+pub trait Guest: Send + Sync {
+    /// Sets the hostname (and later DNS/hosts) of the guest.
+    async fn configure(&self, hostname: &str) -> Result<(), GuestError>;
+    /// Mounts the container's root filesystem from a block device.
+    async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
+    /// Creates and starts a process; `id` is ours to choose and unique in this VM.
+    async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
+    /// Waits for a process to end.
+    async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError>;
+    /// Sends a signal to a process.
+    async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError>;
+    /// Writes to a process's stdin.
+    async fn write_stdin(&self, id: &str, data: Bytes) -> Result<(), GuestError>;
+    /// Closes a process's stdin (EOF).
+    async fn close_stdin(&self, id: &str) -> Result<(), GuestError>;
+    /// Resizes a process's pty.
+    async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError>;
+    /// Asks the guest to power off.
+    async fn shutdown(&self) -> Result<(), GuestError>;
+}
+
+/// What the monitor asks the backend to boot.
+#[derive(Debug, Clone)]
+pub struct VmRequest {
+    /// The container's state directory (logs go here).
+    pub dir: PathBuf,
+    /// Where the VM's unix sockets go (short enough for `sun_path`).
+    pub socket_dir: PathBuf,
+    /// The container's read-write root disk (a qcow2 overlay).
+    pub rootfs_disk: PathBuf,
+    /// Serial console log.
+    pub console_log: PathBuf,
+    /// Sizing and kernel choice.
+    pub options: VmOptions,
+}
+
+/// Why a VM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmExit(pub String);
+
+/// A booted VM.
+#[async_trait]
+pub trait Vm: Send {
+    /// Host pid of the VM process.
+    fn pid(&self) -> Option<u32>;
+    /// Waits for the VM process to end (cancel-safe).
+    async fn wait(&mut self) -> VmExit;
+    /// Kills the VM process and reaps it.
+    async fn kill(&mut self);
+}
+
+/// A booted VM with its agent connection.
+pub struct Booted {
+    /// The VM.
+    pub vm: Box<dyn Vm>,
+    /// Its agent.
+    pub guest: Arc<dyn Guest>,
+}
+
+/// Errors booting a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// The VM could not be started or its agent never answered.
+    #[error("{message}")]
+    Boot {
+        /// One line saying what failed.
+        message: String,
+        /// The underlying error, if any.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+/// Boots VMs.
+#[async_trait]
+pub trait VmBackend: Send + Sync {
+    /// Makes the per-container copy-on-write disk `overlay` over the cached `base` image.
+    async fn create_overlay(
+        &self,
+        base: &std::path::Path,
+        overlay: &std::path::Path,
+    ) -> Result<(), BootError>;
+    /// Boots a VM and connects to its agent.
+    async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError>;
+}

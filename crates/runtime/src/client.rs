@@ -1,0 +1,209 @@
+//! The client side of the monitor socket: what `run`, `start -a`, `exec`, `kill` and `stop` use.
+//!
+//! [`relay`] is generic over the caller's stdin/stdout/stderr so the CLI can pass its terminal
+//! and tests can pass buffers.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError, Request};
+use crate::state::{ContainerRecord, Status, Store};
+
+/// Errors talking to a monitor.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The container has no running monitor.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The monitor did not come up.
+    #[error("monitor of container {id} did not start: {reason}")]
+    MonitorFailed {
+        /// Container id.
+        id: String,
+        /// What is known.
+        reason: String,
+    },
+    /// Protocol or socket error.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The monitor closed the connection without a final status.
+    #[error("monitor of container {0} closed the connection unexpectedly")]
+    Closed(String),
+    /// State store error.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The request failed; carries the exit code to use.
+    #[error("{}", .0.reason.clone().unwrap_or_else(|| format!("failed with exit code {}", .0.code)))]
+    Failed(ExitInfo),
+}
+
+/// Connects to a running container's monitor.
+pub async fn connect(store: &Store, id: &str) -> Result<UnixStream, ClientError> {
+    UnixStream::connect(store.socket_dir(id).join("monitor.sock"))
+        .await
+        .map_err(|_| ClientError::NotRunning(id.to_string()))
+}
+
+/// Connects to a monitor that is starting: retries until its socket answers, the monitor dies
+/// (then its recorded reason is returned), or `timeout` passes.
+pub async fn connect_starting(
+    store: &Store,
+    id: &str,
+    monitor_pid: u32,
+    timeout: Duration,
+) -> Result<UnixStream, ClientError> {
+    let deadline = Instant::now() + timeout;
+    let sock = store.socket_dir(id).join("monitor.sock");
+    loop {
+        if let Ok(s) = UnixStream::connect(&sock).await {
+            return Ok(s);
+        }
+        if !crate::state::process_is(monitor_pid, crate::MONITOR_SUBCOMMAND)
+            || Instant::now() > deadline
+        {
+            let reason = match store.load(id) {
+                Ok(ContainerRecord {
+                    exit_reason: Some(r),
+                    exit_code,
+                    ..
+                }) => {
+                    return Err(ClientError::Failed(ExitInfo {
+                        code: exit_code.unwrap_or(crate::EXIT_RUNTIME_FAULT),
+                        reason: Some(r),
+                    }))
+                }
+                _ => format!("see {}", store.dir_of(id).join("monitor.log").display()),
+            };
+            return Err(ClientError::MonitorFailed {
+                id: id.to_string(),
+                reason,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends a request that answers with one frame (kill, wait-started, stop) and returns it.
+pub async fn request(mut stream: UnixStream, id: &str, req: Request) -> Result<Frame, ClientError> {
+    write_frame(&mut stream, &Frame::Request(req)).await?;
+    match read_frame(&mut stream).await? {
+        Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
+        Some(f) => Ok(f),
+        None => Err(ClientError::Closed(id.to_string())),
+    }
+}
+
+/// Runs an attach or exec session: sends `req`, copies `input` (if any) as stdin, forwards
+/// `control` frames (resize, signal), writes output to `out`/`err`, and returns the final
+/// status. `on_started` is called once the process runs.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay<I, O, E>(
+    stream: UnixStream,
+    id: &str,
+    req: Request,
+    input: Option<I>,
+    mut out: O,
+    mut err: E,
+    mut control: mpsc::UnboundedReceiver<Frame>,
+    on_started: impl FnOnce(),
+) -> Result<ExitInfo, ClientError>
+where
+    I: AsyncRead + Unpin + Send + 'static,
+    O: AsyncWrite + Unpin,
+    E: AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = stream.into_split();
+    write_frame(&mut wr, &Frame::Request(req)).await?;
+    match read_frame(&mut rd).await? {
+        Some(Frame::Started(_)) => {}
+        Some(Frame::Error(info)) => return Err(ClientError::Failed(info)),
+        Some(Frame::Exit(info)) => return Ok(info),
+        _ => return Err(ClientError::Closed(id.to_string())),
+    }
+    on_started();
+    // Writer task: stdin and control frames go to the monitor.
+    let (to_monitor, mut frames) = mpsc::unbounded_channel::<Frame>();
+    if let Some(mut input) = input {
+        let tx = to_monitor.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match input.read(&mut buf).await {
+                    Ok(0) | Err(_) => {
+                        let _ = tx.send(Frame::StdinEof);
+                        break;
+                    }
+                    Ok(n) => {
+                        if tx
+                            .send(Frame::Stdin(bytes::Bytes::copy_from_slice(&buf[..n])))
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    let writer = tokio::spawn(async move {
+        loop {
+            let frame = tokio::select! {
+                Some(f) = frames.recv() => f,
+                Some(f) = control.recv() => f,
+                else => break,
+            };
+            if write_frame(&mut wr, &frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    drop(to_monitor);
+    let result = loop {
+        match read_frame(&mut rd).await? {
+            Some(Frame::Stdout(b)) => {
+                let _ = out.write_all(&b).await;
+                let _ = out.flush().await;
+            }
+            Some(Frame::Stderr(b)) => {
+                let _ = err.write_all(&b).await;
+                let _ = err.flush().await;
+            }
+            Some(Frame::Exit(info)) => break Ok(info),
+            Some(Frame::Error(info)) => break Err(ClientError::Failed(info)),
+            Some(_) => {}
+            None => break Err(ClientError::Closed(id.to_string())),
+        }
+    };
+    writer.abort();
+    result
+}
+
+/// Waits (polling state.json) until a container is no longer running; returns its record, or
+/// None when it was removed (`--rm`).
+pub async fn wait_stopped(
+    store: &Store,
+    id: &str,
+    timeout: Duration,
+) -> Result<Option<ContainerRecord>, ClientError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let rec = match store.load(id) {
+            Ok(r) => store.reconcile(r)?,
+            Err(crate::state::StateError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if rec.status != Status::Running && rec.monitor_pid.is_none() {
+            return Ok(Some(rec));
+        }
+        if Instant::now() > deadline {
+            return Err(ClientError::MonitorFailed {
+                id: id.to_string(),
+                reason: "it did not stop in time".into(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,75 @@
+//! `create`: decide everything about a container and write its record.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+
+use super::ContainerError;
+use crate::spec::{combine, ImageConfig, ProcessOptions};
+use crate::state::{ContainerConfig, ContainerRecord, Status, Store, VmOptions};
+
+/// What `create` needs; the image is already resolved and its rootfs cached.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    /// `--name`.
+    pub name: Option<String>,
+    /// Normalised image reference.
+    pub image: String,
+    /// Manifest digest.
+    pub image_digest: String,
+    /// The image's config.
+    pub image_config: ImageConfig,
+    /// The cached ext4 rootfs of the image.
+    pub rootfs: PathBuf,
+    /// Process flags.
+    pub process: ProcessOptions,
+    /// VM flags.
+    pub vm: VmOptions,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// Writes a new container record (status `created`).
+pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, ContainerError> {
+    // Combine once with a placeholder hostname to fail early, before taking a name.
+    let lookup = |k: &str| std::env::var(k).ok();
+    combine(&req.image_config, &req.process, "x", &lookup)?;
+    let mut spec_err = None;
+    let record = store.create(req.name.as_deref(), |id, name| {
+        let hostname = id[..12].to_string();
+        let process = match combine(&req.image_config, &req.process, &hostname, &lookup) {
+            Ok(p) => p,
+            Err(e) => {
+                spec_err = Some(e);
+                Default::default()
+            }
+        };
+        ContainerRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            image: req.image.clone(),
+            image_digest: req.image_digest.clone(),
+            status: Status::Created,
+            exit_code: None,
+            exit_reason: None,
+            monitor_pid: None,
+            vm_pid: None,
+            created: Utc::now(),
+            started: None,
+            finished: None,
+            config: ContainerConfig {
+                process,
+                vm: req.vm.clone(),
+                rootfs: req.rootfs.clone(),
+                auto_remove: req.auto_remove,
+                hostname,
+            },
+            networks: Vec::new(),
+        }
+    })?;
+    if let Some(e) = spec_err {
+        let _ = store.remove(&record.id);
+        return Err(e.into());
+    }
+    Ok(record)
+}

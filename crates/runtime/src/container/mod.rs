@@ -1,0 +1,49 @@
+//! Container operations, one file per verb: [`create()`], [`start()`], [`stop()`]/[`kill()`],
+//! [`delete()`]. Attach and exec sessions are in [`crate::client`].
+
+mod create;
+mod delete;
+mod start;
+mod stop;
+
+pub use create::{create, CreateRequest};
+pub use delete::delete;
+pub use start::{start, MonitorCommand};
+pub use stop::{kill, stop};
+
+use crate::state::Status;
+
+/// Errors of container operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// The process could not be made from image and flags.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    /// Talking to the monitor failed.
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    /// The operation does not fit the container's state.
+    #[error("cannot {op} container {name}: it is {status}{hint}")]
+    WrongState {
+        /// The operation.
+        op: &'static str,
+        /// Container name.
+        name: String,
+        /// Its status.
+        status: Status,
+        /// Advice, starting with "; " or empty.
+        hint: &'static str,
+    },
+    /// The monitor process could not be spawned.
+    #[error("spawn monitor {program}")]
+    SpawnMonitor {
+        /// The executable.
+        program: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}

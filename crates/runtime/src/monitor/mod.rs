@@ -1,0 +1,402 @@
+//! The per-container monitor: the process that owns one container's VM while it runs.
+//!
+//! It is started detached (its own session) by `start`/`run`, re-executing the `container`
+//! binary. In order it: listens on `monitor.sock`; optionally waits for the first attach (so
+//! `run` sees all output); creates the copy-on-write disk; boots the VM; configures the guest,
+//! mounts the rootfs and starts the main process; then relays output to the log and to attached
+//! clients and serves exec/kill/stop until the process or the VM ends; finally shuts the VM
+//! down, records the exit in state.json and removes its sockets (and the whole container with
+//! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
+
+mod session;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use tokio::net::UnixListener;
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::backend::{Booted, Guest, ProcessExit, VmBackend, VmRequest};
+use crate::logs::{LogWriter, Stream};
+use crate::protocol::{ExitInfo, Frame};
+use crate::state::{Status, Store};
+
+/// Id of the main process inside the guest.
+pub const MAIN: &str = "main";
+
+/// How long `run` may take to attach before the monitor starts without it.
+const ATTACH_WAIT: Duration = Duration::from_secs(30);
+/// Grace for the guest to power off before the VM process is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Default grace period when the monitor itself is asked to stop (SIGTERM).
+const SELF_STOP_GRACE: u64 = 10;
+
+/// Errors that keep the monitor from doing its job at all (anything later is recorded in
+/// state.json instead).
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// The state store failed.
+    #[error("container state")]
+    State(#[from] crate::state::StateError),
+    /// The control socket could not be created.
+    #[error("listen on {path}")]
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The container is not in a state that can be started.
+    #[error("cannot start: container {0} is already running")]
+    AlreadyRunning(String),
+}
+
+/// Where the main process is in its life; watched by every client session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// VM booting, process not yet started.
+    Starting,
+    /// The main process runs.
+    Running,
+    /// It could not be started (the info says why and with which code).
+    Failed(ExitInfo),
+    /// It ended and the VM is down.
+    Exited(ExitInfo),
+}
+
+/// State shared between the monitor's main flow and client sessions.
+pub(crate) struct Shared {
+    pub(crate) guest: Mutex<Option<Arc<dyn Guest>>>,
+    pub(crate) phase: watch::Sender<Phase>,
+    /// Output subscribers (attached clients).
+    pub(crate) clients: Mutex<Vec<mpsc::Sender<Frame>>>,
+    /// Signalled when the first client attaches.
+    pub(crate) attached: Notify,
+    /// Stop requests (grace period in seconds).
+    pub(crate) stop: mpsc::UnboundedSender<u64>,
+    pub(crate) exec_seq: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn guest(&self) -> Option<Arc<dyn Guest>> {
+        self.guest.lock().ok().and_then(|g| g.clone())
+    }
+
+    async fn broadcast(&self, frame: Frame) {
+        let clients: Vec<_> = match self.clients.lock() {
+            Ok(c) => c.clone(),
+            Err(_) => return,
+        };
+        for c in clients {
+            // A client that went away is dropped from the list by its session.
+            let _ = c.send(frame.clone()).await;
+        }
+    }
+}
+
+/// Options of one monitor run.
+#[derive(Debug, Clone)]
+pub struct MonitorOptions {
+    /// Wait (bounded) for the first attach before starting the process.
+    pub wait_attach: bool,
+}
+
+/// Runs the monitor of container `id` to completion; returns the container's exit code.
+pub async fn run(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    opts: MonitorOptions,
+) -> Result<i32, MonitorError> {
+    let dir = store.dir_of(id);
+    let record = store.load(id)?;
+    if record.status == Status::Running {
+        return Err(MonitorError::AlreadyRunning(id.to_string()));
+    }
+    store.update(id, |r| {
+        r.monitor_pid = Some(std::process::id());
+        r.exit_code = None;
+        r.exit_reason = None;
+    })?;
+
+    let sock_dir = store.socket_dir(id);
+    std::fs::create_dir_all(&sock_dir).map_err(|source| MonitorError::Listen {
+        path: sock_dir.clone(),
+        source,
+    })?;
+    let sock = sock_dir.join("monitor.sock");
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).map_err(|source| MonitorError::Listen {
+        path: sock.clone(),
+        source,
+    })?;
+    let (stop_tx, mut stop_rx) = mpsc::unbounded_channel();
+    let (phase, _) = watch::channel(Phase::Starting);
+    let shared = Arc::new(Shared {
+        guest: Mutex::new(None),
+        phase,
+        clients: Mutex::new(Vec::new()),
+        attached: Notify::new(),
+        stop: stop_tx,
+        exec_seq: Default::default(),
+    });
+    let accept = {
+        let shared = shared.clone();
+        let mut phase = shared.phase.subscribe();
+        tokio::spawn(async move {
+            let mut tasks = JoinSet::new();
+            loop {
+                tokio::select! {
+                    conn = listener.accept() => match conn {
+                        Ok((stream, _)) => { tasks.spawn(session::serve(shared.clone(), stream)); }
+                        Err(e) => { tracing::warn!("accept on monitor socket: {e}"); break; }
+                    },
+                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    _ = async { let _ = phase.wait_for(|p| matches!(p, Phase::Exited(_) | Phase::Failed(_))).await; } => break,
+                }
+            }
+            drop(listener);
+            // Let every session deliver the exit to its client.
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+        })
+    };
+
+    if opts.wait_attach {
+        let _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()).await;
+    }
+
+    let outcome = start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir).await;
+    let info = outcome.exit;
+    if let Some(mut booted) = outcome.booted {
+        shutdown_vm(&mut booted).await;
+    }
+    store.remove_sockets(id);
+    let auto_remove = record.config.auto_remove;
+    let status = if outcome.started {
+        Status::Exited
+    } else {
+        Status::Created
+    };
+    let saved = store.update(id, |r| {
+        r.status = if status == Status::Created && r.started.is_some() {
+            Status::Exited
+        } else {
+            status
+        };
+        r.exit_code = Some(info.code);
+        r.exit_reason = info.reason.clone();
+        r.finished = Some(Utc::now());
+        r.monitor_pid = None;
+        r.vm_pid = None;
+    });
+    if auto_remove {
+        let _ = store.remove(id);
+    } else if let Err(e) = saved {
+        tracing::error!("record exit: {e}");
+    }
+    let final_phase = if outcome.started {
+        Phase::Exited(info.clone())
+    } else {
+        Phase::Failed(info.clone())
+    };
+    shared.phase.send_replace(final_phase);
+    let _ = accept.await;
+    Ok(info.code)
+}
+
+struct Outcome {
+    exit: ExitInfo,
+    booted: Option<Booted>,
+    /// Whether the main process ever ran.
+    started: bool,
+}
+
+fn fault(reason: String) -> ExitInfo {
+    ExitInfo {
+        code: crate::EXIT_RUNTIME_FAULT,
+        reason: Some(reason),
+    }
+}
+
+async fn start_and_supervise(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    shared: &Arc<Shared>,
+    stop_rx: &mut mpsc::UnboundedReceiver<u64>,
+    dir: &std::path::Path,
+) -> Outcome {
+    let fail = |exit: ExitInfo, booted: Option<Booted>| Outcome {
+        exit,
+        booted,
+        started: false,
+    };
+    let record = match store.load(id) {
+        Ok(r) => r,
+        Err(e) => return fail(fault(format!("load state: {e}")), None),
+    };
+    let overlay = dir.join("rootfs.qcow2");
+    if !overlay.exists() {
+        if let Err(e) = backend
+            .create_overlay(&record.config.rootfs, &overlay)
+            .await
+        {
+            let _ = std::fs::remove_file(&overlay);
+            return fail(fault(crate::error_line(&e)), None);
+        }
+    }
+    let req = VmRequest {
+        dir: dir.to_path_buf(),
+        socket_dir: store.socket_dir(id),
+        rootfs_disk: overlay,
+        console_log: dir.join("boot.log"),
+        options: record.config.vm.clone(),
+    };
+    tracing::debug!("booting the VM");
+    let booted = match backend.boot(&req).await {
+        Ok(b) => b,
+        Err(e) => return fail(fault(crate::error_line(&e)), None),
+    };
+    let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
+    let guest = booted.guest.clone();
+    if let Ok(mut g) = shared.guest.lock() {
+        *g = Some(guest.clone());
+    }
+    let prepared = async {
+        guest.configure(&record.config.hostname).await?;
+        guest.mount_rootfs("/dev/vda", "ext4").await?;
+        guest.spawn(MAIN, &record.config.process).await
+    };
+    tracing::debug!("guest agent connected");
+    let output = match prepared.await {
+        Ok(o) => o,
+        Err(e) => {
+            let info = ExitInfo {
+                code: e.exit_code(),
+                reason: Some(e.to_string()),
+            };
+            return fail(info, Some(booted));
+        }
+    };
+    let _ = store.update(id, |r| {
+        r.status = Status::Running;
+        r.started = Some(Utc::now());
+        r.finished = None;
+    });
+    shared.phase.send_replace(Phase::Running);
+    tracing::debug!("main process started");
+
+    let log = match LogWriter::open(&dir.join("container.log")) {
+        Ok(l) => Arc::new(Mutex::new(l)),
+        Err(e) => {
+            let _ = guest.signal(MAIN, libc::SIGKILL).await;
+            return Outcome {
+                exit: fault(format!("open container log: {e}")),
+                booted: Some(booted),
+                started: true,
+            };
+        }
+    };
+    let mut pumps = JoinSet::new();
+    pumps.spawn(pump(
+        shared.clone(),
+        log.clone(),
+        Stream::Stdout,
+        output.stdout,
+    ));
+    pumps.spawn(pump(
+        shared.clone(),
+        log.clone(),
+        Stream::Stderr,
+        output.stderr,
+    ));
+
+    let mut booted = booted;
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let exit = loop {
+        tokio::select! {
+            r = guest.wait(MAIN) => break match r {
+                Ok(ProcessExit::Code(c)) => ExitInfo { code: c, reason: None },
+                Ok(e @ ProcessExit::Signal(_)) => ExitInfo { code: e.code(), reason: None },
+                // A lost agent connection usually means the VM died: report that instead.
+                Err(e) => match tokio::time::timeout(Duration::from_secs(2), booted.vm.wait()).await {
+                    Ok(why) => fault(format!("the VM exited unexpectedly: {}", why.0)),
+                    Err(_) => fault(format!("wait for the container process: {e}")),
+                },
+            },
+            why = booted.vm.wait() => {
+                break fault(format!("the VM exited unexpectedly: {}", why.0));
+            }
+            Some(grace) = stop_rx.recv() => spawn_stopper(guest.clone(), grace),
+            Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+                spawn_stopper(guest.clone(), SELF_STOP_GRACE);
+            }
+        }
+    };
+    tracing::debug!("main process ended: {exit:?}");
+    // Output already produced is still delivered; a dead VM produces no more.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while pumps.join_next().await.is_some() {}
+    })
+    .await;
+    Outcome {
+        exit,
+        booted: Some(booted),
+        started: true,
+    }
+}
+
+/// SIGTERM now, SIGKILL after the grace period.
+fn spawn_stopper(guest: Arc<dyn Guest>, grace: u64) {
+    tokio::spawn(async move {
+        let _ = guest.signal(MAIN, libc::SIGTERM).await;
+        tokio::time::sleep(Duration::from_secs(grace)).await;
+        let _ = guest.signal(MAIN, libc::SIGKILL).await;
+    });
+}
+
+async fn pump(
+    shared: Arc<Shared>,
+    log: Arc<Mutex<LogWriter>>,
+    stream: Stream,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    while let Some(chunk) = rx.recv().await {
+        if let Ok(mut l) = log.lock() {
+            if let Err(e) = l.write(stream, &chunk) {
+                tracing::warn!("write container log: {e}");
+            }
+        }
+        let frame = match stream {
+            Stream::Stdout => Frame::Stdout(chunk),
+            Stream::Stderr => Frame::Stderr(chunk),
+        };
+        shared.broadcast(frame).await;
+    }
+    if let Ok(mut l) = log.lock() {
+        let _ = l.flush_stream(stream);
+    }
+}
+
+/// Powers the guest off, killing the VM process if it does not go in time.
+async fn shutdown_vm(booted: &mut Booted) {
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, booted.guest.shutdown()).await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, booted.vm.wait())
+        .await
+        .is_err()
+    {
+        booted.vm.kill().await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

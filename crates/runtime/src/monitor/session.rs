@@ -1,0 +1,251 @@
+//! One client connection to the monitor: attach, wait-started, exec, kill or stop.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+
+use super::{Phase, Shared, MAIN};
+use crate::backend::Guest;
+use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError, Request};
+use crate::spec::ProcessSpec;
+
+/// Serves one connection until its request is done or the client hangs up.
+pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
+    let (mut rd, mut wr) = stream.into_split();
+    let request = match read_frame(&mut rd).await {
+        Ok(Some(Frame::Request(r))) => r,
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!("monitor client: {e}");
+            return;
+        }
+    };
+    let result = match request {
+        Request::Attach { stdin } => attach(&shared, &mut rd, &mut wr, stdin).await,
+        Request::WaitStarted => match started(&shared).await {
+            Ok(()) => write_frame(&mut wr, &Frame::Started(MAIN.into())).await,
+            Err(info) => write_frame(&mut wr, &Frame::Error(info)).await,
+        },
+        Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
+        Request::Kill { signal } => {
+            let reply = match running_guest(&shared, "kill") {
+                Ok(g) => match g.signal(MAIN, signal).await {
+                    Ok(()) => Frame::Ok,
+                    Err(e) => Frame::Error(ExitInfo {
+                        code: crate::EXIT_RUNTIME_FAULT,
+                        reason: Some(e.to_string()),
+                    }),
+                },
+                Err(info) => Frame::Error(info),
+            };
+            write_frame(&mut wr, &reply).await
+        }
+        Request::Stop { timeout_secs } => {
+            let _ = shared.stop.send(timeout_secs);
+            let info = ended(&shared).await;
+            write_frame(&mut wr, &Frame::Exit(info)).await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("monitor client went away: {e}");
+    }
+}
+
+fn not_running(op: &str) -> ExitInfo {
+    ExitInfo {
+        code: crate::EXIT_RUNTIME_FAULT,
+        reason: Some(format!("cannot {op}: container is not running")),
+    }
+}
+
+fn running_guest(shared: &Shared, op: &str) -> Result<Arc<dyn Guest>, ExitInfo> {
+    if *shared.phase.borrow() != Phase::Running {
+        return Err(not_running(op));
+    }
+    shared.guest().ok_or_else(|| not_running(op))
+}
+
+/// Waits until the main process runs; Err with the reason if it never will.
+async fn started(shared: &Shared) -> Result<(), ExitInfo> {
+    let mut rx = shared.phase.subscribe();
+    let phase = rx
+        .wait_for(|p| *p != Phase::Starting)
+        .await
+        .map(|p| p.clone());
+    match phase {
+        Ok(Phase::Running) => Ok(()),
+        Ok(Phase::Failed(info)) => Err(info),
+        Ok(Phase::Exited(info)) => Err(ExitInfo {
+            code: info.code,
+            reason: Some(
+                info.reason
+                    .unwrap_or_else(|| "container already exited".into()),
+            ),
+        }),
+        _ => Err(not_running("attach")),
+    }
+}
+
+/// Waits until the main process has ended and the VM is down.
+async fn ended(shared: &Shared) -> ExitInfo {
+    let mut rx = shared.phase.subscribe();
+    let phase = rx
+        .wait_for(|p| matches!(p, Phase::Exited(_) | Phase::Failed(_)))
+        .await
+        .map(|p| p.clone());
+    match phase {
+        Ok(Phase::Exited(i) | Phase::Failed(i)) => i,
+        _ => ExitInfo {
+            code: crate::EXIT_RUNTIME_FAULT,
+            reason: Some("monitor ended".into()),
+        },
+    }
+}
+
+/// Handles the client → monitor frames of a session bound to process `id`.
+async fn client_frame(guest: &Arc<dyn Guest>, id: &str, frame: Frame) {
+    let r = match frame {
+        Frame::Stdin(b) => guest.write_stdin(id, b).await,
+        Frame::StdinEof => guest.close_stdin(id).await,
+        Frame::Resize(w) => guest.resize(id, w.rows, w.cols).await,
+        Frame::Signal(s) => guest.signal(id, s).await,
+        _ => Ok(()),
+    };
+    if let Err(e) = r {
+        tracing::debug!("forward to process {id}: {e}");
+    }
+}
+
+async fn attach<R, W>(
+    shared: &Arc<Shared>,
+    rd: &mut R,
+    wr: &mut W,
+    stdin: bool,
+) -> Result<(), ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (tx, mut rx) = mpsc::channel(256);
+    if let Ok(mut c) = shared.clients.lock() {
+        c.push(tx.clone());
+    }
+    shared.attached.notify_one();
+    let result = async {
+        if let Err(info) = started(shared).await {
+            return write_frame(wr, &Frame::Error(info)).await;
+        }
+        write_frame(wr, &Frame::Started(MAIN.into())).await?;
+        let guest = shared.guest();
+        let mut phase = shared.phase.subscribe();
+        let mut client_open = true;
+        loop {
+            tokio::select! {
+                Some(frame) = rx.recv() => write_frame(wr, &frame).await?,
+                f = read_frame(rd), if client_open => match f {
+                    Ok(Some(frame)) => {
+                        let allowed = stdin || !matches!(frame, Frame::Stdin(_) | Frame::StdinEof);
+                        if let (Some(g), true) = (&guest, allowed) {
+                            client_frame(g, MAIN, frame).await;
+                        }
+                    }
+                    // The client stopped sending (or left); keep delivering output until exit.
+                    _ => client_open = false,
+                },
+                _ = async { let _ = phase.wait_for(|p| matches!(p, Phase::Exited(_) | Phase::Failed(_))).await; } => break,
+            }
+        }
+        while let Ok(frame) = rx.try_recv() {
+            write_frame(wr, &frame).await?;
+        }
+        write_frame(wr, &Frame::Exit(ended(shared).await)).await
+    }
+    .await;
+    if let Ok(mut c) = shared.clients.lock() {
+        c.retain(|c| !c.same_channel(&tx));
+    }
+    result
+}
+
+async fn exec<R, W>(
+    shared: &Arc<Shared>,
+    rd: &mut R,
+    wr: &mut W,
+    spec: ProcessSpec,
+    detach: bool,
+) -> Result<(), ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let guest = match running_guest(shared, "exec") {
+        Ok(g) => g,
+        Err(info) => return write_frame(wr, &Frame::Error(info)).await,
+    };
+    let id = format!(
+        "exec-{}",
+        shared.exec_seq.fetch_add(1, Ordering::Relaxed) + 1
+    );
+    let mut out = match guest.spawn(&id, &spec).await {
+        Ok(o) => o,
+        Err(e) => {
+            let info = ExitInfo {
+                code: e.exit_code(),
+                reason: Some(e.to_string()),
+            };
+            return write_frame(wr, &Frame::Error(info)).await;
+        }
+    };
+    tracing::debug!("exec {id}: started {:?}", spec.args);
+    write_frame(wr, &Frame::Started(id.clone())).await?;
+    if detach {
+        let g = guest.clone();
+        tokio::spawn(async move {
+            // Nobody reads a detached exec's output; drain it so the guest never blocks.
+            let drain = async {
+                let (mut o, mut e) = (true, true);
+                while o || e {
+                    tokio::select! {
+                        x = out.stdout.recv(), if o => o = x.is_some(),
+                        x = out.stderr.recv(), if e => e = x.is_some(),
+                    }
+                }
+            };
+            drain.await;
+            let _ = g.wait(&id).await;
+        });
+        return write_frame(wr, &Frame::Ok).await;
+    }
+    let (mut o_open, mut e_open, mut client_open) = (true, true, true);
+    while o_open || e_open {
+        tokio::select! {
+            x = out.stdout.recv(), if o_open => match x {
+                Some(b) => write_frame(wr, &Frame::Stdout(b)).await?,
+                None => o_open = false,
+            },
+            x = out.stderr.recv(), if e_open => match x {
+                Some(b) => write_frame(wr, &Frame::Stderr(b)).await?,
+                None => e_open = false,
+            },
+            f = read_frame(rd), if client_open => match f {
+                Ok(Some(frame)) => client_frame(&guest, &id, frame).await,
+                _ => client_open = false,
+            },
+        }
+    }
+    tracing::debug!("exec {id}: output streams ended");
+    let info = match guest.wait(&id).await {
+        Ok(e) => ExitInfo {
+            code: e.code(),
+            reason: None,
+        },
+        Err(e) => ExitInfo {
+            code: crate::EXIT_RUNTIME_FAULT,
+            reason: Some(e.to_string()),
+        },
+    };
+    write_frame(wr, &Frame::Exit(info)).await
+}

@@ -1,0 +1,504 @@
+//! The monitor driven end to end over its real socket, with a fake VM and a fake guest whose
+//! processes behave by their argv[0]:
+//! `echo ARGS…`, `exit N` (writes "bye" to stderr), `missing` (127), `noexec` (126),
+//! `cat` (stdin to stdout), `sleep` (until signalled), `stubborn` (ignores SIGTERM).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::*;
+use crate::backend::{BootError, GuestError, ProcessOutput, Vm, VmExit};
+use crate::client;
+use crate::container::{create, CreateRequest};
+use crate::protocol::Request;
+use crate::spec::{ImageConfig, ProcessOptions, ProcessSpec};
+use crate::state::VmOptions;
+
+struct Proc {
+    stdin: Option<mpsc::UnboundedSender<Option<Bytes>>>,
+    signals: mpsc::UnboundedSender<i32>,
+    exit: watch::Receiver<Option<ProcessExit>>,
+}
+
+#[derive(Default)]
+struct FakeGuest {
+    procs: Mutex<HashMap<String, Proc>>,
+    shut_down: Arc<Notify>,
+}
+
+#[async_trait]
+impl Guest for FakeGuest {
+    async fn configure(&self, _hostname: &str) -> Result<(), GuestError> {
+        Ok(())
+    }
+    async fn mount_rootfs(&self, device: &str, _fstype: &str) -> Result<(), GuestError> {
+        assert_eq!(device, "/dev/vda");
+        Ok(())
+    }
+    async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
+        let args = spec.args.clone();
+        match args[0].as_str() {
+            "missing" => {
+                return Err(GuestError::NotFound(
+                    "executable file not found: missing".into(),
+                ))
+            }
+            "noexec" => {
+                return Err(GuestError::NotExecutable(
+                    "permission denied: noexec".into(),
+                ))
+            }
+            _ => {}
+        }
+        let (out_tx, stdout) = mpsc::channel(16);
+        let (err_tx, stderr) = mpsc::channel(16);
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Option<Bytes>>();
+        let (sig_tx, mut sig_rx) = mpsc::unbounded_channel::<i32>();
+        let (exit_tx, exit) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = match args[0].as_str() {
+                "echo" => {
+                    let _ = out_tx
+                        .send(Bytes::from(format!("{}\n", args[1..].join(" "))))
+                        .await;
+                    ProcessExit::Code(0)
+                }
+                "exit" => {
+                    let _ = err_tx.send(Bytes::from_static(b"bye\n")).await;
+                    ProcessExit::Code(args[1].parse().unwrap())
+                }
+                "cat" => {
+                    while let Some(Some(b)) = in_rx.recv().await {
+                        let _ = out_tx.send(b).await;
+                    }
+                    ProcessExit::Code(0)
+                }
+                "sleep" => ProcessExit::Signal(sig_rx.recv().await.unwrap_or(9)),
+                "stubborn" => loop {
+                    match sig_rx.recv().await {
+                        Some(libc::SIGTERM) => continue,
+                        Some(s) => break ProcessExit::Signal(s),
+                        None => break ProcessExit::Signal(9),
+                    }
+                },
+                other => panic!("fake guest cannot run {other}"),
+            };
+            drop((out_tx, err_tx));
+            let _ = exit_tx.send(Some(status));
+        });
+        let stdin = spec.open_stdin.then_some(in_tx);
+        self.procs.lock().unwrap().insert(
+            id.to_string(),
+            Proc {
+                stdin,
+                signals: sig_tx,
+                exit,
+            },
+        );
+        Ok(ProcessOutput { stdout, stderr })
+    }
+    async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
+        let mut rx = self
+            .procs
+            .lock()
+            .unwrap()
+            .get(id)
+            .ok_or_else(|| GuestError::NoProcess(id.into()))?
+            .exit
+            .clone();
+        let status = *rx
+            .wait_for(|e| e.is_some())
+            .await
+            .map_err(|e| GuestError::Other(e.to_string()))?;
+        Ok(status.unwrap_or(ProcessExit::Code(255)))
+    }
+    async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError> {
+        let procs = self.procs.lock().unwrap();
+        let p = procs
+            .get(id)
+            .ok_or_else(|| GuestError::NoProcess(id.into()))?;
+        let _ = p.signals.send(signal);
+        Ok(())
+    }
+    async fn write_stdin(&self, id: &str, data: Bytes) -> Result<(), GuestError> {
+        if let Some(tx) = self
+            .procs
+            .lock()
+            .unwrap()
+            .get(id)
+            .and_then(|p| p.stdin.clone())
+        {
+            let _ = tx.send(Some(data));
+        }
+        Ok(())
+    }
+    async fn close_stdin(&self, id: &str) -> Result<(), GuestError> {
+        if let Some(tx) = self
+            .procs
+            .lock()
+            .unwrap()
+            .get(id)
+            .and_then(|p| p.stdin.clone())
+        {
+            let _ = tx.send(None);
+        }
+        Ok(())
+    }
+    async fn resize(&self, _id: &str, _rows: u16, _cols: u16) -> Result<(), GuestError> {
+        Ok(())
+    }
+    async fn shutdown(&self) -> Result<(), GuestError> {
+        self.shut_down.notify_one();
+        Ok(())
+    }
+}
+
+struct FakeVm {
+    crash: Arc<Notify>,
+    shut_down: Arc<Notify>,
+    killed: Arc<Mutex<bool>>,
+}
+
+#[async_trait]
+impl Vm for FakeVm {
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+    async fn wait(&mut self) -> VmExit {
+        tokio::select! {
+            _ = self.crash.notified() => VmExit("killed by signal 9".into()),
+            _ = self.shut_down.notified() => VmExit("powered off".into()),
+        }
+    }
+    async fn kill(&mut self) {
+        *self.killed.lock().unwrap() = true;
+    }
+}
+
+#[derive(Default)]
+struct FakeBackend {
+    fail_boot: bool,
+    crash: Arc<Notify>,
+}
+
+#[async_trait]
+impl VmBackend for FakeBackend {
+    async fn create_overlay(&self, base: &Path, overlay: &Path) -> Result<(), BootError> {
+        assert!(base.exists());
+        std::fs::write(overlay, b"qcow2").map_err(|e| BootError::Boot {
+            message: e.to_string(),
+            source: None,
+        })
+    }
+    async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
+        assert!(req.rootfs_disk.exists());
+        if self.fail_boot {
+            return Err(BootError::Boot {
+                message: "kernel /nope not found".into(),
+                source: None,
+            });
+        }
+        let guest = FakeGuest::default();
+        let vm = FakeVm {
+            crash: self.crash.clone(),
+            shut_down: guest.shut_down.clone(),
+            killed: Default::default(),
+        };
+        Ok(Booted {
+            vm: Box::new(vm),
+            guest: Arc::new(guest),
+        })
+    }
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    store: Store,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path()).unwrap();
+    std::fs::write(tmp.path().join("base.ext4"), b"ext4").unwrap();
+    Fixture { store, _tmp: tmp }
+}
+
+impl Fixture {
+    fn create(&self, args: &[&str], stdin: bool, rm: bool) -> String {
+        let req = CreateRequest {
+            name: None,
+            image: "test:latest".into(),
+            image_digest: "sha256:00".into(),
+            image_config: ImageConfig::default(),
+            rootfs: self._tmp.path().join("base.ext4"),
+            process: ProcessOptions {
+                args: args.iter().map(|s| s.to_string()).collect(),
+                open_stdin: stdin,
+                ..Default::default()
+            },
+            vm: VmOptions {
+                cpus: 1,
+                memory_mib: 256,
+                ..Default::default()
+            },
+            auto_remove: rm,
+        };
+        create(&self.store, req).unwrap().id
+    }
+
+    fn spawn(
+        &self,
+        id: &str,
+        backend: FakeBackend,
+        wait_attach: bool,
+    ) -> tokio::task::JoinHandle<i32> {
+        let (store, id) = (self.store.clone(), id.to_string());
+        tokio::spawn(async move {
+            run(&store, &id, &backend, MonitorOptions { wait_attach })
+                .await
+                .unwrap()
+        })
+    }
+
+    async fn connect(&self, id: &str) -> UnixStream {
+        for _ in 0..200 {
+            if let Ok(s) = UnixStream::connect(self.store.socket_dir(id).join("monitor.sock")).await
+            {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("monitor socket never appeared");
+    }
+
+    async fn attach(
+        &self,
+        id: &str,
+        input: Option<&'static [u8]>,
+    ) -> (Result<ExitInfo, client::ClientError>, Vec<u8>, Vec<u8>) {
+        let s = self.connect(id).await;
+        let (_ctl_tx, ctl) = mpsc::unbounded_channel();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let r = client::relay(
+            s,
+            id,
+            Request::Attach {
+                stdin: input.is_some(),
+            },
+            input,
+            &mut out,
+            &mut err,
+            ctl,
+            || {},
+        )
+        .await;
+        (r, out, err)
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        args: &[&str],
+    ) -> (Result<ExitInfo, client::ClientError>, Vec<u8>) {
+        let s = self.connect(id).await;
+        let spec = ProcessSpec {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let (_ctl_tx, ctl) = mpsc::unbounded_channel();
+        let mut out = Vec::new();
+        let r = client::relay(
+            s,
+            id,
+            Request::Exec {
+                spec,
+                detach: false,
+            },
+            None::<&[u8]>,
+            &mut out,
+            Vec::new(),
+            ctl,
+            || {},
+        )
+        .await;
+        (r, out)
+    }
+}
+
+#[tokio::test]
+async fn run_echo_records_output_and_exit() {
+    let f = fixture();
+    let id = f.create(&["echo", "hello", "world"], false, false);
+    let mon = f.spawn(&id, FakeBackend::default(), true);
+    let (r, out, _) = f.attach(&id, None).await;
+    assert_eq!(
+        r.unwrap(),
+        ExitInfo {
+            code: 0,
+            reason: None
+        }
+    );
+    assert_eq!(out, b"hello world\n");
+    assert_eq!(mon.await.unwrap(), 0);
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(
+        (rec.status, rec.exit_code, rec.monitor_pid),
+        (Status::Exited, Some(0), None)
+    );
+    assert!(rec.started.is_some() && rec.finished.is_some());
+    let dir = f.store.dir_of(&id);
+    assert!(!dir.join("monitor.sock").exists());
+    assert!(dir.join("rootfs.qcow2").exists());
+    let (logs, _) = crate::logs::read_from(&dir.join("container.log"), 0).unwrap();
+    assert_eq!(logs[0].log, "hello world\n");
+}
+
+#[tokio::test]
+async fn exit_code_and_stderr_are_relayed() {
+    let f = fixture();
+    let id = f.create(&["exit", "7"], false, false);
+    let mon = f.spawn(&id, FakeBackend::default(), true);
+    let (r, out, err) = f.attach(&id, None).await;
+    assert_eq!(r.unwrap().code, 7);
+    assert!(out.is_empty());
+    assert_eq!(err, b"bye\n");
+    assert_eq!(mon.await.unwrap(), 7);
+}
+
+#[tokio::test]
+async fn missing_and_unexecutable_commands_map_to_127_and_126() {
+    for (cmd, code) in [("missing", 127), ("noexec", 126)] {
+        let f = fixture();
+        let id = f.create(&[cmd], false, false);
+        let mon = f.spawn(&id, FakeBackend::default(), true);
+        let (r, _, _) = f.attach(&id, None).await;
+        match r {
+            Err(client::ClientError::Failed(info)) => {
+                assert_eq!(info.code, code);
+                assert!(info.reason.unwrap().contains(cmd));
+            }
+            other => panic!("{cmd}: {other:?}"),
+        }
+        assert_eq!(mon.await.unwrap(), code);
+        let rec = f.store.load(&id).unwrap();
+        assert_eq!((rec.status, rec.exit_code), (Status::Created, Some(code)));
+    }
+}
+
+#[tokio::test]
+async fn boot_failure_is_a_runtime_fault_with_reason() {
+    let f = fixture();
+    let id = f.create(&["echo"], false, false);
+    let mon = f.spawn(
+        &id,
+        FakeBackend {
+            fail_boot: true,
+            ..Default::default()
+        },
+        false,
+    );
+    assert_eq!(mon.await.unwrap(), crate::EXIT_RUNTIME_FAULT);
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(rec.exit_code, Some(125));
+    assert!(rec.exit_reason.unwrap().contains("kernel /nope"));
+    assert!(!f.store.dir_of(&id).join("monitor.sock").exists());
+}
+
+#[tokio::test]
+async fn stdin_is_forwarded_until_eof() {
+    let f = fixture();
+    let id = f.create(&["cat"], true, false);
+    let mon = f.spawn(&id, FakeBackend::default(), true);
+    let (r, out, _) = f.attach(&id, Some(b"piped input\n")).await;
+    assert_eq!(r.unwrap().code, 0);
+    assert_eq!(out, b"piped input\n");
+    mon.await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_kill_and_wrong_state() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let mon = f.spawn(&id, FakeBackend::default(), false);
+    let s = f.connect(&id).await;
+    assert!(matches!(
+        client::request(s, &id, Request::WaitStarted).await,
+        Ok(Frame::Started(_))
+    ));
+    assert_eq!(f.store.load(&id).unwrap().status, Status::Running);
+    let (r, out) = f.exec(&id, &["echo", "from", "exec"]).await;
+    assert_eq!(r.unwrap().code, 0);
+    assert_eq!(out, b"from exec\n");
+    let (r, _) = f.exec(&id, &["missing"]).await;
+    assert!(matches!(
+        r,
+        Err(client::ClientError::Failed(ExitInfo { code: 127, .. }))
+    ));
+    let s = f.connect(&id).await;
+    assert_eq!(
+        client::request(s, &id, Request::Kill { signal: 9 })
+            .await
+            .unwrap(),
+        Frame::Ok
+    );
+    assert_eq!(mon.await.unwrap(), 137);
+    assert_eq!(f.store.load(&id).unwrap().exit_code, Some(137));
+}
+
+#[tokio::test]
+async fn stop_escalates_to_sigkill_after_timeout() {
+    let f = fixture();
+    let id = f.create(&["stubborn"], false, false);
+    let mon = f.spawn(&id, FakeBackend::default(), false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+    let t = std::time::Instant::now();
+    let s = f.connect(&id).await;
+    let r = client::request(s, &id, Request::Stop { timeout_secs: 1 })
+        .await
+        .unwrap();
+    assert_eq!(
+        r,
+        Frame::Exit(ExitInfo {
+            code: 137,
+            reason: None
+        })
+    );
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    assert_eq!(mon.await.unwrap(), 137);
+}
+
+#[tokio::test]
+async fn vm_crash_marks_exited_with_reason() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let backend = FakeBackend::default();
+    let crash = backend.crash.clone();
+    let mon = f.spawn(&id, backend, false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+    crash.notify_one();
+    assert_eq!(mon.await.unwrap(), 125);
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(rec.status, Status::Exited);
+    assert!(rec.exit_reason.unwrap().contains("VM exited unexpectedly"));
+    assert!(!f.store.dir_of(&id).join("monitor.sock").exists());
+}
+
+#[tokio::test]
+async fn auto_remove_deletes_the_container() {
+    let f = fixture();
+    let id = f.create(&["echo", "x"], false, true);
+    let mon = f.spawn(&id, FakeBackend::default(), true);
+    let (r, out, _) = f.attach(&id, None).await;
+    assert_eq!((r.unwrap().code, out.as_slice()), (0, &b"x\n"[..]));
+    mon.await.unwrap();
+    assert!(!f.store.dir_of(&id).exists());
+}

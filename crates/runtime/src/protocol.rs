@@ -1,0 +1,245 @@
+//! The monitor's control protocol on `<root>/containers/<id>/monitor.sock`.
+//!
+//! Every message is a frame:
+//!
+//! ```text
+//! +----------------+--------+----------------------+
+//! | length u32 BE  | kind u8| payload (length-1 B) |
+//! +----------------+--------+----------------------+
+//! ```
+//!
+//! A client's first frame is a [`Request`] (JSON). Then, for attach and exec, the client sends
+//! stdin/resize/signal frames and the monitor sends stdout/stderr frames, then one `Exit` or
+//! `Error` frame, and closes. This is the interface a containerd shim would wrap.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::spec::ProcessSpec;
+
+/// Largest frame accepted (stdio chunks are far smaller).
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// What a client asks of the monitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase")]
+pub enum Request {
+    /// Attach to the main process's stdio; `stdin` says whether this client sends input.
+    /// The monitor answers `Started` once the process runs (or `Error` if it could not start).
+    Attach {
+        /// Forward this client's stdin.
+        stdin: bool,
+    },
+    /// Wait until the main process has started (answer `Started` or `Error`), then close.
+    WaitStarted,
+    /// Start another process in the container.
+    Exec {
+        /// The process.
+        spec: ProcessSpec,
+        /// Return after it starts instead of relaying its stdio.
+        detach: bool,
+    },
+    /// Send a signal to the main process.
+    Kill {
+        /// Signal number.
+        signal: i32,
+    },
+    /// SIGTERM, then SIGKILL after `timeout_secs`, then VM shutdown. Answers `Exit`.
+    Stop {
+        /// Grace period in seconds.
+        timeout_secs: u64,
+    },
+}
+
+/// Final status sent to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExitInfo {
+    /// Exit code (docker's rules).
+    pub code: i32,
+    /// A one-line reason when the runtime, not the process, ended it.
+    pub reason: Option<String>,
+}
+
+/// Terminal size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WinSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// One message on the socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// Client → monitor: the first frame.
+    Request(Request),
+    /// Client → monitor: input bytes.
+    Stdin(Bytes),
+    /// Client → monitor: end of input.
+    StdinEof,
+    /// Client → monitor: new terminal size.
+    Resize(WinSize),
+    /// Client → monitor: forward this signal to the process.
+    Signal(i32),
+    /// Monitor → client: the process runs (exec: its id).
+    Started(String),
+    /// Monitor → client: output.
+    Stdout(Bytes),
+    /// Monitor → client: error output.
+    Stderr(Bytes),
+    /// Monitor → client: the process ended.
+    Exit(ExitInfo),
+    /// Monitor → client: the request failed; `code` is the exit code to use.
+    Error(ExitInfo),
+    /// Monitor → client: request done, nothing to report.
+    Ok,
+}
+
+/// Errors reading or writing frames.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    /// The socket failed.
+    #[error("monitor socket i/o")]
+    Io(#[source] std::io::Error),
+    /// A frame is malformed.
+    #[error("malformed frame from monitor socket: {0}")]
+    Malformed(String),
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain structs cannot fail.
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn parse<T: for<'a> Deserialize<'a>>(p: &[u8]) -> Result<T, ProtocolError> {
+    serde_json::from_slice(p).map_err(|e| ProtocolError::Malformed(e.to_string()))
+}
+
+impl Frame {
+    fn encode(&self) -> (u8, Vec<u8>) {
+        match self {
+            Frame::Request(r) => (1, json(r)),
+            Frame::Stdin(b) => (2, b.to_vec()),
+            Frame::StdinEof => (3, vec![]),
+            Frame::Resize(w) => (4, json(w)),
+            Frame::Signal(s) => (5, s.to_be_bytes().to_vec()),
+            Frame::Started(id) => (10, id.as_bytes().to_vec()),
+            Frame::Stdout(b) => (11, b.to_vec()),
+            Frame::Stderr(b) => (12, b.to_vec()),
+            Frame::Exit(e) => (13, json(e)),
+            Frame::Error(e) => (14, json(e)),
+            Frame::Ok => (15, vec![]),
+        }
+    }
+
+    fn decode(kind: u8, p: Vec<u8>) -> Result<Frame, ProtocolError> {
+        Ok(match kind {
+            1 => Frame::Request(parse(&p)?),
+            2 => Frame::Stdin(Bytes::from(p)),
+            3 => Frame::StdinEof,
+            4 => Frame::Resize(parse(&p)?),
+            5 => {
+                let b: [u8; 4] = p
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ProtocolError::Malformed("signal frame size".into()))?;
+                Frame::Signal(i32::from_be_bytes(b))
+            }
+            10 => Frame::Started(String::from_utf8_lossy(&p).into_owned()),
+            11 => Frame::Stdout(Bytes::from(p)),
+            12 => Frame::Stderr(Bytes::from(p)),
+            13 => Frame::Exit(parse(&p)?),
+            14 => Frame::Error(parse(&p)?),
+            15 => Frame::Ok,
+            k => return Err(ProtocolError::Malformed(format!("unknown frame kind {k}"))),
+        })
+    }
+}
+
+/// Writes one frame.
+pub async fn write_frame<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    frame: &Frame,
+) -> Result<(), ProtocolError> {
+    let (kind, payload) = frame.encode();
+    let mut buf = Vec::with_capacity(5 + payload.len());
+    buf.extend_from_slice(&((payload.len() + 1) as u32).to_be_bytes());
+    buf.push(kind);
+    buf.extend_from_slice(&payload);
+    w.write_all(&buf).await.map_err(ProtocolError::Io)?;
+    w.flush().await.map_err(ProtocolError::Io)
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, ProtocolError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(ProtocolError::Io(e)),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len == 0 || len > MAX_FRAME {
+        return Err(ProtocolError::Malformed(format!("frame length {len}")));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await.map_err(ProtocolError::Io)?;
+    let kind = buf[0];
+    buf.remove(0);
+    Frame::decode(kind, buf).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip() {
+        let frames = vec![
+            Frame::Request(Request::Attach { stdin: true }),
+            Frame::Request(Request::Exec {
+                spec: ProcessSpec::default(),
+                detach: false,
+            }),
+            Frame::Request(Request::Stop { timeout_secs: 3 }),
+            Frame::Stdin(Bytes::from_static(b"hi")),
+            Frame::StdinEof,
+            Frame::Resize(WinSize { rows: 24, cols: 80 }),
+            Frame::Signal(15),
+            Frame::Started("p1".into()),
+            Frame::Stdout(Bytes::from_static(b"\x00\xff")),
+            Frame::Stderr(Bytes::new()),
+            Frame::Exit(ExitInfo {
+                code: 137,
+                reason: None,
+            }),
+            Frame::Error(ExitInfo {
+                code: 127,
+                reason: Some("nope".into()),
+            }),
+            Frame::Ok,
+        ];
+        let mut buf = Vec::new();
+        for f in &frames {
+            write_frame(&mut buf, f).await.unwrap();
+        }
+        let mut r = buf.as_slice();
+        for f in &frames {
+            assert_eq!(&read_frame(&mut r).await.unwrap().unwrap(), f);
+        }
+        assert!(read_frame(&mut r).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn bad_frames_are_errors() {
+        let mut r: &[u8] = &[0, 0, 0, 1, 99];
+        assert!(read_frame(&mut r).await.is_err());
+        let mut r: &[u8] = &[0, 0, 0, 0];
+        assert!(read_frame(&mut r).await.is_err());
+        let mut r: &[u8] = &[0xff, 0xff, 0xff, 0xff];
+        assert!(read_frame(&mut r).await.is_err());
+    }
+}

@@ -1,0 +1,187 @@
+//! [`Guest`] over the `agent` crate's client: maps our process ids to agent handles, attaches
+//! output streams before starting a process (so no byte is lost), and keeps each process's
+//! stdin writer until it is closed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::backend::{Guest, GuestError, ProcessExit, ProcessOutput};
+use crate::spec::ProcessSpec;
+
+/// Where the container's root filesystem is mounted inside the VM.
+pub const ROOTFS_TARGET: &str = "/run/container/rootfs";
+
+type Stdin = Arc<tokio::sync::Mutex<Option<agent::StdinWriter>>>;
+
+/// A guest reached through the agent protocol.
+pub struct AgentGuest {
+    client: agent::Client,
+    container: String,
+    handles: Mutex<HashMap<String, agent::ProcessHandle>>,
+    stdins: Mutex<HashMap<String, Stdin>>,
+}
+
+fn map_err(e: agent::ClientError) -> GuestError {
+    match e.code() {
+        Some(agent::ErrorCode::ExecutableNotFound) => GuestError::NotFound(e.to_string()),
+        Some(agent::ErrorCode::NotExecutable) => GuestError::NotExecutable(e.to_string()),
+        _ => GuestError::Other(e.to_string()),
+    }
+}
+
+/// Moves an agent output stream into a channel of chunks.
+fn forward(mut stream: agent::OutputStream) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(chunk) = stream.recv().await {
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl AgentGuest {
+    /// Wraps a connected client; `container` names the container inside the guest.
+    pub fn new(client: agent::Client, container: &str) -> AgentGuest {
+        AgentGuest {
+            client,
+            container: container.to_string(),
+            handles: Mutex::new(HashMap::new()),
+            stdins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn handle(&self, id: &str) -> Result<agent::ProcessHandle, GuestError> {
+        self.handles
+            .lock()
+            .ok()
+            .and_then(|h| h.get(id).copied())
+            .ok_or_else(|| GuestError::NoProcess(id.to_string()))
+    }
+
+    fn stdin(&self, id: &str) -> Option<Stdin> {
+        self.stdins.lock().ok().and_then(|s| s.get(id).cloned())
+    }
+}
+
+#[async_trait]
+impl Guest for AgentGuest {
+    async fn configure(&self, hostname: &str) -> Result<(), GuestError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .ok();
+        let c = agent::Configure {
+            hostname: Some(hostname.to_string()),
+            time_unix_ns: now,
+            ..Default::default()
+        };
+        self.client.configure(c).await.map_err(map_err)
+    }
+
+    async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError> {
+        let m = agent::Mount {
+            source: device.to_string(),
+            target: ROOTFS_TARGET.to_string(),
+            fstype: fstype.to_string(),
+            options: Vec::new(),
+        };
+        self.client.mount(m).await.map_err(map_err)
+    }
+
+    async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
+        let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
+        let req = agent::CreateProcess {
+            container: self.container.clone(),
+            // The first process creates the container on the mounted rootfs; later ones
+            // (exec) join it.
+            rootfs: first.then(|| ROOTFS_TARGET.to_string()),
+            hostname: None,
+            readonly_rootfs: false,
+            mounts: Vec::new(),
+            process: agent::ProcessSpec {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: Some(spec.cwd.clone()),
+                user: spec.user.clone(),
+                terminal: spec.terminal,
+                stdin: spec.open_stdin,
+                console_size: spec.console_size,
+                ..Default::default()
+            },
+        };
+        let h = self.client.create_process(req).await.map_err(map_err)?;
+        let stdout = forward(self.client.stdout(h));
+        let stderr = if spec.terminal {
+            mpsc::channel(1).1
+        } else {
+            forward(self.client.stderr(h))
+        };
+        if spec.open_stdin {
+            let w = self.client.stdin(h);
+            if let Ok(mut s) = self.stdins.lock() {
+                s.insert(id.to_string(), Arc::new(tokio::sync::Mutex::new(Some(w))));
+            }
+        }
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        if let Err(e) = self.client.start(h).await {
+            let _ = self.client.delete(h).await;
+            return Err(map_err(e));
+        }
+        Ok(ProcessOutput { stdout, stderr })
+    }
+
+    async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
+        let h = self.handle(id)?;
+        let st = self.client.wait(h).await.map_err(map_err)?;
+        Ok(match (st.code, st.signal) {
+            (Some(c), _) => ProcessExit::Code(c),
+            (None, Some(s)) => ProcessExit::Signal(s),
+            (None, None) => ProcessExit::Code(255),
+        })
+    }
+
+    async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError> {
+        let h = self.handle(id)?;
+        self.client.kill(h, signal, false).await.map_err(map_err)
+    }
+
+    async fn write_stdin(&self, id: &str, data: Bytes) -> Result<(), GuestError> {
+        let Some(w) = self.stdin(id) else {
+            return Ok(());
+        };
+        let mut guard = w.lock().await;
+        match guard.as_mut() {
+            Some(w) => w.write_all(&data).await.map_err(map_err),
+            None => Ok(()),
+        }
+    }
+
+    async fn close_stdin(&self, id: &str) -> Result<(), GuestError> {
+        let Some(w) = self.stdin(id) else {
+            return Ok(());
+        };
+        let taken = w.lock().await.take();
+        match taken {
+            Some(w) => w.close().await.map_err(map_err),
+            None => Ok(()),
+        }
+    }
+
+    async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError> {
+        let h = self.handle(id)?;
+        self.client.resize_pty(h, rows, cols).await.map_err(map_err)
+    }
+
+    async fn shutdown(&self) -> Result<(), GuestError> {
+        self.client.shutdown(false).await.map_err(map_err)
+    }
+}

@@ -1,0 +1,8 @@
+//! The real backends: the guest agent over the `agent` crate ([`agent`]) and QEMU VMs from the
+//! `vmm` crate ([`qemu`]).
+
+pub mod agent;
+pub mod qemu;
+
+pub use self::agent::AgentGuest;
+pub use self::qemu::QemuBackend;

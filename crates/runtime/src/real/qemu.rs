@@ -1,0 +1,265 @@
+//! [`VmBackend`] on QEMU `microvm` from the `vmm` crate: kernel from the kernel store (or `-k`),
+//! modules for block + virtio-serial, the cached init filesystem with vminitd, the container's
+//! qcow2 overlay as `/dev/vda`, the agent's virtio-serial port on `<dir>/agent.sock`.
+//!
+//! QEMU's blocking process API runs on one dedicated thread per VM, which is also the thread
+//! QEMU's parent-death signal follows: if the monitor dies, so does its VM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::net::UnixStream;
+use tokio::sync::{oneshot, watch};
+use vmm::VirtualMachine;
+
+use super::agent::AgentGuest;
+use crate::backend::{BootError, Booted, Vm, VmBackend, VmExit, VmRequest};
+
+/// How long the guest agent may take to answer after QEMU starts (TCG on a busy host is slow).
+const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
+/// First handshake attempt's timeout: a Hello sent before the guest opened its port is lost,
+/// so the host retries, doubling the wait (up to [`HANDSHAKE_MAX`]) so a slow guest's answer
+/// is not cut off forever.
+const HANDSHAKE_FIRST: Duration = Duration::from_millis(250);
+const HANDSHAKE_MAX: Duration = Duration::from_secs(4);
+
+/// Boots container VMs with QEMU.
+pub struct QemuBackend {
+    root: PathBuf,
+    vminitd: Option<PathBuf>,
+}
+
+fn boot_err(message: impl Into<String>) -> BootError {
+    BootError::Boot {
+        message: message.into(),
+        source: None,
+    }
+}
+
+fn boot_src<E: std::error::Error + Send + Sync + 'static>(
+    message: impl Into<String>,
+) -> impl FnOnce(E) -> BootError {
+    let message = message.into();
+    move |e| BootError::Boot {
+        message,
+        source: Some(Box::new(e)),
+    }
+}
+
+impl QemuBackend {
+    /// A backend for the state root `root`, with the static vminitd at `vminitd` (None: not
+    /// found; boots then fail with a message saying how to provide it).
+    pub fn new(root: &Path, vminitd: Option<PathBuf>) -> Result<QemuBackend, BootError> {
+        Ok(QemuBackend {
+            root: root.to_path_buf(),
+            vminitd,
+        })
+    }
+
+    fn config(&self, req: &VmRequest) -> Result<vmm::VmConfig, BootError> {
+        let store = vmm::KernelStore::new(&self.root);
+        let kernel = match &req.options.kernel {
+            Some(k) => store
+                .for_path(k)
+                .map_err(boot_src(format!("kernel {}", k.display())))?,
+            None => store.current().map_err(boot_src("guest kernel"))?,
+        };
+        let vminitd = self
+            .vminitd
+            .as_ref()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| {
+                boot_err(
+                    "vminitd not found: set CONTAINER_VMINITD or build it with scripts/setup.sh",
+                )
+            })?;
+        let features = vmm::Features {
+            block: true,
+            console: true,
+            ..Default::default()
+        };
+        let modules = vmm::modules::resolve(
+            kernel.modules_dir.as_deref(),
+            &vmm::modules::required(features),
+        )
+        .map_err(boot_src("guest kernel modules"))?;
+        let initfs = vmm::Initfs::new(vminitd)
+            .modules(&modules)
+            .build_cached(&self.root.join("initfs"))
+            .map_err(boot_src("init filesystem"))?;
+        let mut cfg = vmm::VmConfig::new(kernel.vmlinux.clone(), initfs, req.console_log.clone());
+        let qemu = cfg.qemu.clone();
+        let forced = match &req.options.accel {
+            Some(a) => Some(a.parse::<vmm::Accel>().map_err(boot_src("--accel"))?),
+            None => None,
+        };
+        let decision =
+            vmm::accel::choose(forced, &kernel, &qemu).map_err(boot_src("accelerator"))?;
+        tracing::info!("{}", decision.notice());
+        cfg.accel = decision.accel;
+        cfg.cpus = req.options.cpus.max(1);
+        cfg.memory_mib = req.options.memory_mib.max(64);
+        cfg.disks.push(vmm::DiskSpec {
+            path: req.rootfs_disk.clone(),
+            format: vmm::DiskFormat::Qcow2,
+            readonly: false,
+        });
+        cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
+        Ok(cfg)
+    }
+}
+
+/// A QEMU process watched by its own thread.
+struct QemuHandle {
+    pid: Option<u32>,
+    exit: watch::Receiver<Option<String>>,
+}
+
+#[async_trait]
+impl Vm for QemuHandle {
+    fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    async fn wait(&mut self) -> VmExit {
+        match self.exit.wait_for(|e| e.is_some()).await {
+            Ok(e) => VmExit(e.clone().unwrap_or_default()),
+            Err(_) => VmExit("the VM thread ended".into()),
+        }
+    }
+
+    async fn kill(&mut self) {
+        if let Some(pid) = self.pid {
+            if self.exit.borrow().is_none() {
+                // SAFETY: kill(2) of our own child, which its watcher thread has not reaped yet
+                // (it publishes the exit only after reaping), so the pid is still ours.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.wait()).await;
+    }
+}
+
+/// Starts QEMU on a dedicated thread; returns once it runs (or failed to start).
+async fn spawn_vm(cfg: vmm::VmConfig) -> Result<QemuHandle, BootError> {
+    let (started_tx, started_rx) = oneshot::channel();
+    let (exit_tx, exit_rx) = watch::channel(None);
+    std::thread::Builder::new()
+        .name("qemu".into())
+        .spawn(move || {
+            let mut vm = vmm::QemuVm::new(cfg);
+            vm.kill_on_parent_death(true);
+            if let Err(e) = vm.start() {
+                let _ = started_tx.send(Err(e));
+                return;
+            }
+            let _ = started_tx.send(Ok(vm.pid()));
+            let why = match vm.wait() {
+                Ok(status) => match (
+                    status.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&status),
+                ) {
+                    (_, Some(sig)) => format!("qemu killed by signal {sig}"),
+                    (Some(c), _) => format!("qemu exited with status {c}"),
+                    _ => "qemu exited".into(),
+                },
+                Err(e) => crate::error_line(&e),
+            };
+            let _ = exit_tx.send(Some(why));
+        })
+        .map_err(boot_src("spawn VM thread"))?;
+    match started_rx.await {
+        Ok(Ok(pid)) => Ok(QemuHandle { pid, exit: exit_rx }),
+        Ok(Err(e)) => Err(boot_src("start QEMU")(e)),
+        Err(_) => Err(boot_err("start QEMU: the VM thread ended")),
+    }
+}
+
+/// The last lines of the console log, for error messages.
+fn console_tail(path: &Path) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+/// Connects to the agent, retrying the handshake until the guest answers, QEMU exits, or the
+/// deadline passes.
+async fn connect_agent(
+    sock: &Path,
+    vm: &mut QemuHandle,
+    console: &Path,
+) -> Result<agent::Client, BootError> {
+    let deadline = Instant::now() + AGENT_TIMEOUT;
+    let mut attempt_timeout = HANDSHAKE_FIRST;
+    loop {
+        if let Some(why) = vm.exit.borrow().clone() {
+            return Err(boot_err(format!(
+                "the VM stopped during boot ({why}); console: {}",
+                console_tail(console)
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(boot_err(format!(
+                "the guest agent did not answer within {} s; console: {}",
+                AGENT_TIMEOUT.as_secs(),
+                console_tail(console)
+            )));
+        }
+        let attempt = async {
+            let stream = UnixStream::connect(sock).await.ok()?;
+            tokio::time::timeout(attempt_timeout, agent::Client::connect(stream))
+                .await
+                .ok()?
+                .ok()
+        };
+        tokio::select! {
+            c = attempt => match c {
+                Some(c) => return Ok(c),
+                None => {
+                    attempt_timeout = (attempt_timeout * 2).min(HANDSHAKE_MAX);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            _ = vm.exit.changed() => {}
+        }
+    }
+}
+
+#[async_trait]
+impl VmBackend for QemuBackend {
+    async fn create_overlay(&self, base: &Path, overlay: &Path) -> Result<(), BootError> {
+        let (base, overlay) = (base.to_path_buf(), overlay.to_path_buf());
+        tokio::task::spawn_blocking(move || vmm::qcow2_overlay(&base, &overlay))
+            .await
+            .map_err(boot_src("create overlay disk"))?
+            .map_err(boot_src("create overlay disk"))
+    }
+
+    async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
+        let cfg = self.config(req)?;
+        let sock = cfg.agent_socket.clone().unwrap_or_default();
+        let mut vm = spawn_vm(cfg).await?;
+        tracing::debug!("QEMU running (pid {:?})", vm.pid);
+        match connect_agent(&sock, &mut vm, &req.console_log).await {
+            Ok(client) => {
+                let name = req
+                    .dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("container");
+                let guest = AgentGuest::new(client, &name[..name.len().min(12)]);
+                Ok(Booted {
+                    vm: Box::new(vm),
+                    guest: Arc::new(guest),
+                })
+            }
+            Err(e) => {
+                vm.kill().await;
+                Err(e)
+            }
+        }
+    }
+}

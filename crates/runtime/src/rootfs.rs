@@ -1,0 +1,166 @@
+//! The image → rootfs cache: one ext4 image per image manifest, under
+//! `<root>/rootfs/<digest hex>.ext4`, built once and shared read-only by every container of that
+//! image (each container writes to its own qcow2 overlay on top).
+//!
+//! Building happens under a per-digest flock into a temp file that is renamed into place, so
+//! concurrent `run`s of the same image build it once and nobody sees a half-built image.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::state::Lock;
+
+/// Errors of the rootfs cache.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    /// A cache file or directory failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path at fault.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The digest is not `algorithm:hex`.
+    #[error("invalid image digest {0:?}")]
+    BadDigest(String),
+    /// The lock could not be taken.
+    #[error("lock rootfs cache")]
+    Lock(#[source] crate::state::StateError),
+    /// The builder failed.
+    #[error("build rootfs for {digest}")]
+    Build {
+        /// The manifest digest.
+        digest: String,
+        /// What the builder reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct RootfsCache {
+    dir: PathBuf,
+}
+
+impl RootfsCache {
+    /// Opens (creating) `<root>/rootfs`.
+    pub fn open(root: &Path) -> Result<RootfsCache, RootfsError> {
+        let dir = root.join("rootfs");
+        fs::create_dir_all(&dir).map_err(|source| RootfsError::Io {
+            op: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(RootfsCache { dir })
+    }
+
+    /// Path of the image for a manifest digest (whether or not it exists yet).
+    pub fn path_for(&self, digest: &str) -> Result<PathBuf, RootfsError> {
+        let (algo, hex) = digest
+            .split_once(':')
+            .ok_or_else(|| RootfsError::BadDigest(digest.into()))?;
+        let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !ok(algo) || !ok(hex) {
+            return Err(RootfsError::BadDigest(digest.into()));
+        }
+        Ok(self.dir.join(format!("{algo}-{hex}.ext4")))
+    }
+
+    /// Returns the cached image for `digest`, calling `build(tmp_path)` first if it is missing.
+    pub fn ensure<E>(
+        &self,
+        digest: &str,
+        build: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<PathBuf, RootfsError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let path = self.path_for(digest)?;
+        if path.exists() {
+            return Ok(path);
+        }
+        let lock_path = path.with_extension("lock");
+        let _lock = Lock::exclusive(&lock_path).map_err(RootfsError::Lock)?;
+        // Someone else may have built it while we waited for the lock.
+        if path.exists() {
+            return Ok(path);
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        if let Err(e) = build(&tmp) {
+            let _ = fs::remove_file(&tmp);
+            return Err(RootfsError::Build {
+                digest: digest.into(),
+                source: Box::new(e),
+            });
+        }
+        let io = |op, source| RootfsError::Io {
+            op,
+            path: tmp.clone(),
+            source,
+        };
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io("sync", e))?;
+        fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn builds_once_even_when_concurrent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = RootfsCache::open(tmp.path()).unwrap();
+        let builds = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (cache, builds) = (cache.clone(), builds.clone());
+                std::thread::spawn(move || {
+                    cache
+                        .ensure("sha256:abcd", |p| {
+                            builds.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            fs::write(p, b"ext4")
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(fs::read(t.join().unwrap()).unwrap(), b"ext4");
+        }
+        assert_eq!(builds.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn failed_build_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = RootfsCache::open(tmp.path()).unwrap();
+        let err = cache
+            .ensure("sha256:ee", |p| {
+                fs::write(p, b"half").unwrap();
+                Err(std::io::Error::other("boom"))
+            })
+            .unwrap_err();
+        assert!(matches!(err, RootfsError::Build { .. }));
+        let left: Vec<_> = fs::read_dir(tmp.path().join("rootfs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".lock"))
+            .collect();
+        assert!(left.is_empty());
+        assert!(cache.path_for("nodigest").is_err());
+        assert!(cache.path_for("sha256:../x").is_err());
+    }
+}

@@ -1,0 +1,623 @@
+//! On-disk state of containers: one directory per container under `<root>/containers/<id>/`.
+//!
+//! ```text
+//! <root>/containers/
+//!   .lock                 flock held while allocating ids and names
+//!   <id>/                 64 hex digits
+//!     state.json          ContainerRecord, written temp + fsync + rename
+//!     lock                flock held for every read-modify-write of state.json
+//!     monitor.sock        control socket of the running monitor (attach, exec, kill, stop)
+//!     container.log       stdout/stderr of the main process, JSON lines
+//!     boot.log            the VM's serial console
+//!     monitor.log         the monitor's own diagnostics
+//!     rootfs.qcow2        copy-on-write disk over the cached image rootfs
+//! ```
+//!
+//! There is no daemon: every command reads these files, and the monitor of a running container is
+//! the only writer while it runs. A record whose monitor has died is repaired by
+//! [`Store::reconcile`] the next time anyone looks at it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use fs4::fs_std::FileExt;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::ProcessSpec;
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file or directory of the store could not be read or written.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file at fault.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// state.json is not valid.
+    #[error("corrupt container state {path}")]
+    Corrupt {
+        /// The file at fault.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No container has this id, id prefix or name.
+    #[error("no such container: {0}")]
+    NotFound(String),
+    /// An id prefix matches several containers.
+    #[error("container id prefix {0} is ambiguous")]
+    Ambiguous(String),
+    /// The name is taken by another container.
+    #[error("container name {name:?} is already in use by container {id}")]
+    NameInUse {
+        /// The requested name.
+        name: String,
+        /// The container that has it.
+        id: String,
+    },
+    /// The name contains characters docker does not allow.
+    #[error("invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    InvalidName(String),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Lifecycle status, as docker names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, never started (or start failed before the process ran).
+    Created,
+    /// The monitor is up and the main process runs.
+    Running,
+    /// The main process (or its VM) ended.
+    Exited,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Exited => "exited",
+        })
+    }
+}
+
+/// How the VM of a container is sized and booted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmOptions {
+    /// Kernel for this container instead of the configured one (`-k`).
+    pub kernel: Option<PathBuf>,
+    /// Virtual CPUs.
+    pub cpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Forced accelerator (`kvm` or `tcg`); None picks one.
+    pub accel: Option<String>,
+}
+
+/// Everything `create` decided; the monitor starts the container from this alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerConfig {
+    /// The main process.
+    pub process: ProcessSpec,
+    /// VM sizing.
+    pub vm: VmOptions,
+    /// Cached ext4 rootfs of the image (the overlay's backing file).
+    pub rootfs: PathBuf,
+    /// Delete the container when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// Hostname inside the guest.
+    pub hostname: String,
+}
+
+/// The record kept in state.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerRecord {
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The image reference as the user gave it, normalised.
+    pub image: String,
+    /// Digest of the image manifest.
+    pub image_digest: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Exit code of the main process (docker's rules: 128+n when killed by signal n).
+    pub exit_code: Option<i32>,
+    /// Why the container ended, when not by its process's own exit.
+    pub exit_reason: Option<String>,
+    /// Pid of the monitor process while it runs.
+    pub monitor_pid: Option<u32>,
+    /// Pid of the VM process (QEMU) while it runs.
+    pub vm_pid: Option<u32>,
+    /// When `create` wrote this record.
+    pub created: DateTime<Utc>,
+    /// When the main process last started.
+    pub started: Option<DateTime<Utc>>,
+    /// When it last ended.
+    pub finished: Option<DateTime<Utc>>,
+    /// The effective configuration.
+    pub config: ContainerConfig,
+    /// Network attachments (filled by the networking layer).
+    #[serde(default)]
+    pub networks: Vec<serde_json::Value>,
+}
+
+/// Makes a new random container id: 32 random bytes as 64 hex digits.
+pub fn new_id() -> String {
+    let bytes: [u8; 32] = rand::thread_rng().gen();
+    hex::encode(bytes)
+}
+
+/// Checks a user-chosen name against docker's rule `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn validate_name(name: &str) -> Result<(), StateError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StateError::InvalidName(name.to_string()))
+    }
+}
+
+const ADJECTIVES: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nimble", "quiet", "rapid", "sharp", "tidy", "vivid", "witty", "zesty", "bold", "clever",
+];
+const NOUNS: &[&str] = &[
+    "otter", "falcon", "lynx", "heron", "badger", "marten", "puffin", "gecko", "ibis", "koala",
+    "lemur", "newt", "orca", "panda", "quail", "raven", "stoat", "tapir", "vole", "wombat",
+];
+
+fn generated_name() -> String {
+    let mut rng = rand::thread_rng();
+    format!(
+        "{}_{}{}",
+        ADJECTIVES[rng.gen_range(0..ADJECTIVES.len())],
+        NOUNS[rng.gen_range(0..NOUNS.len())],
+        rng.gen_range(0..1000)
+    )
+}
+
+/// A held flock; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    file: File,
+}
+
+impl Lock {
+    /// Takes an exclusive flock on `path`, creating the file.
+    pub fn exclusive(path: &Path) -> Result<Lock, StateError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err("open lock file", path))?;
+        FileExt::lock_exclusive(&file).map_err(io_err("lock", path))?;
+        Ok(Lock { file })
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.file);
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the dir.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// The container state store under `<root>/containers`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) the store under a state root.
+    pub fn open(root: &Path) -> Result<Store, StateError> {
+        let dir = root.join("containers");
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        Ok(Store { dir })
+    }
+
+    /// Directory of one container.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Directory of a container's unix sockets (`monitor.sock`, `agent.sock`): the container's
+    /// own directory, unless its paths would pass the 108-byte `sun_path` limit (a deep
+    /// `--root`); then `<runtime dir>/container-<hash of the store path>/<id prefix>`, where the
+    /// runtime dir is /run as root, else $XDG_RUNTIME_DIR, else /tmp.
+    pub fn socket_dir(&self, id: &str) -> PathBuf {
+        let own = self.dir_of(id);
+        if own.join("monitor.sock").as_os_str().len() < SUN_PATH_MAX {
+            return own;
+        }
+        // SAFETY: geteuid has no preconditions.
+        let base = if unsafe { libc::geteuid() } == 0 {
+            PathBuf::from("/run")
+        } else {
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp"))
+        };
+        let hash = fnv1a(self.dir.as_os_str().as_encoded_bytes());
+        base.join(format!("container-{hash:016x}"))
+            .join(&id[..id.len().min(16)])
+    }
+
+    /// Removes a container's sockets (and their directory when it is not the container's own).
+    pub fn remove_sockets(&self, id: &str) {
+        let dir = self.socket_dir(id);
+        let _ = fs::remove_file(dir.join("monitor.sock"));
+        let _ = fs::remove_file(dir.join("agent.sock"));
+        if dir != self.dir_of(id) {
+            let _ = fs::remove_dir(&dir);
+            if let Some(parent) = dir.parent() {
+                // Only succeeds once no other container of this store has sockets there.
+                let _ = fs::remove_dir(parent);
+            }
+        }
+    }
+
+    /// Lock guarding state.json of one container.
+    pub fn lock(&self, id: &str) -> Result<Lock, StateError> {
+        Lock::exclusive(&self.dir_of(id).join("lock"))
+    }
+
+    /// Creates a new record, choosing the id and (unless given) the name, refusing a name in use.
+    /// `make` receives the id and name and returns the record to write.
+    pub fn create(
+        &self,
+        name: Option<&str>,
+        make: impl FnOnce(&str, &str) -> ContainerRecord,
+    ) -> Result<ContainerRecord, StateError> {
+        if let Some(n) = name {
+            validate_name(n)?;
+        }
+        let _guard = Lock::exclusive(&self.dir.join(".lock"))?;
+        let existing = self.list()?;
+        let name = match name {
+            Some(n) => {
+                if let Some(c) = existing.iter().find(|c| c.name == n) {
+                    return Err(StateError::NameInUse {
+                        name: n.to_string(),
+                        id: c.id.clone(),
+                    });
+                }
+                n.to_string()
+            }
+            None => loop {
+                let n = generated_name();
+                if !existing.iter().any(|c| c.name == n) {
+                    break n;
+                }
+            },
+        };
+        let id = new_id();
+        let record = make(&id, &name);
+        let dir = self.dir_of(&id);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        self.save(&record)?;
+        Ok(record)
+    }
+
+    /// Writes a record (callers hold [`Store::lock`] when they read-modify-write).
+    pub fn save(&self, record: &ContainerRecord) -> Result<(), StateError> {
+        let path = self.dir_of(&record.id).join("state.json");
+        let json = serde_json::to_vec_pretty(record).map_err(|source| StateError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        write_atomic(&path, &json).map_err(io_err("write", &path))
+    }
+
+    /// Reads one record by full id.
+    pub fn load(&self, id: &str) -> Result<ContainerRecord, StateError> {
+        let path = self.dir_of(id).join("state.json");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StateError::NotFound(id.to_string()))
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+    }
+
+    /// Applies `f` to a record under its lock and saves the result.
+    pub fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord, StateError> {
+        let _guard = self.lock(id)?;
+        let mut record = self.load(id)?;
+        f(&mut record);
+        self.save(&record)?;
+        Ok(record)
+    }
+
+    /// All records, oldest first. Directories without a readable state.json (half-deleted) are
+    /// skipped.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, StateError> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))? {
+            let entry = entry.map_err(io_err("read", &self.dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            match self.load(name) {
+                Ok(r) => out.push(r),
+                Err(StateError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Finds a container by exact name, full id, or unique id prefix (docker's order).
+    pub fn resolve(&self, key: &str) -> Result<ContainerRecord, StateError> {
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.name == key || c.id == key) {
+            return Ok(c.clone());
+        }
+        let key_lc = key.to_ascii_lowercase();
+        let mut hits = all
+            .into_iter()
+            .filter(|c| !key.is_empty() && c.id.starts_with(&key_lc));
+        match (hits.next(), hits.next()) {
+            (Some(c), None) => Ok(c),
+            (Some(_), Some(_)) => Err(StateError::Ambiguous(key.to_string())),
+            _ => Err(StateError::NotFound(key.to_string())),
+        }
+    }
+
+    /// Removes a container's directory and everything in it.
+    pub fn remove(&self, id: &str) -> Result<(), StateError> {
+        let dir = self.dir_of(id);
+        // Rename first so a concurrent list never sees a half-removed directory.
+        let doomed = self.dir.join(format!(".deleting-{id}"));
+        match fs::rename(&dir, &doomed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("rename", &dir)(e)),
+        }
+        fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))
+    }
+
+    /// Repairs a record whose monitor is gone while the record says it runs: marks it exited
+    /// with a reason and kills a VM process left behind. Returns the record as it now is.
+    pub fn reconcile(&self, record: ContainerRecord) -> Result<ContainerRecord, StateError> {
+        if !needs_reconcile(&record) {
+            return Ok(record);
+        }
+        let _guard = self.lock(&record.id)?;
+        let fresh = self.load(&record.id)?;
+        self.reconcile_locked(fresh)
+    }
+
+    /// [`Store::reconcile`] for a caller that already holds the container's lock.
+    pub fn reconcile_locked(&self, record: ContainerRecord) -> Result<ContainerRecord, StateError> {
+        if !needs_reconcile(&record) {
+            return Ok(record);
+        }
+        let mut r = record;
+        if let Some(vm) = r.vm_pid.take() {
+            if process_is(vm, "qemu") {
+                // SAFETY: plain kill(2) of a pid we verified is a qemu process.
+                unsafe { libc::kill(vm as i32, libc::SIGKILL) };
+            }
+        }
+        if r.status == Status::Running {
+            r.status = Status::Exited;
+            r.exit_code.get_or_insert(crate::EXIT_RUNTIME_FAULT);
+            r.exit_reason
+                .get_or_insert_with(|| "monitor process died".to_string());
+            r.finished.get_or_insert_with(Utc::now);
+        }
+        r.monitor_pid = None;
+        self.save(&r)?;
+        self.remove_sockets(&r.id);
+        Ok(r)
+    }
+}
+
+/// Unix socket paths must be shorter than this (`sun_path` is 108 bytes with the NUL).
+const SUN_PATH_MAX: usize = 108;
+
+/// FNV-1a, 64 bit: a stable short name for a store path.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A record claims a monitor (or a running status) but no monitor process is alive.
+fn needs_reconcile(r: &ContainerRecord) -> bool {
+    (r.status == Status::Running || r.monitor_pid.is_some())
+        && !r
+            .monitor_pid
+            .is_some_and(|pid| process_is(pid, crate::MONITOR_SUBCOMMAND))
+}
+
+/// Whether `pid` is alive and its command line contains `needle` (guards against pid reuse).
+pub fn process_is(pid: u32, needle: &str) -> bool {
+    match fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // A zombie is not alive for our purposes.
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmd).contains(needle)
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            name: name.into(),
+            image: "img".into(),
+            image_digest: "sha256:00".into(),
+            status: Status::Created,
+            exit_code: None,
+            exit_reason: None,
+            monitor_pid: None,
+            vm_pid: None,
+            created: Utc::now(),
+            started: None,
+            finished: None,
+            config: ContainerConfig {
+                process: ProcessSpec::default(),
+                vm: VmOptions::default(),
+                rootfs: "/x".into(),
+                auto_remove: false,
+                hostname: "h".into(),
+            },
+            networks: vec![],
+        }
+    }
+
+    #[test]
+    fn ids_are_64_hex_and_distinct() {
+        let a = new_id();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, new_id());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("web-1.a_b").is_ok());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+    }
+
+    #[test]
+    fn create_refuses_duplicate_names_and_resolves_prefixes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let a = store.create(Some("web"), record).unwrap();
+        let err = store.create(Some("web"), record).unwrap_err();
+        assert!(matches!(err, StateError::NameInUse { .. }), "{err}");
+        let b = store.create(None, record).unwrap();
+        assert_ne!(b.name, "web");
+        assert_eq!(store.resolve("web").unwrap().id, a.id);
+        assert_eq!(store.resolve(&a.id[..8]).unwrap().id, a.id);
+        assert_eq!(store.resolve(&b.name).unwrap().id, b.id);
+        assert!(matches!(store.resolve("zzz"), Err(StateError::NotFound(_))));
+        // The empty prefix matches everything, which is never a valid answer.
+        assert!(store.resolve("").is_err());
+        assert_eq!(store.list().unwrap().len(), 2);
+        store.remove(&a.id).unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert!(!store.dir_of(&a.id).exists());
+    }
+
+    #[test]
+    fn ambiguous_prefix_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        for id in ["ab".repeat(32), format!("ab{}", "cd".repeat(31))] {
+            fs::create_dir_all(store.dir_of(&id)).unwrap();
+            store.save(&record(&id, &id[..6])).unwrap();
+        }
+        assert!(matches!(store.resolve("ab"), Err(StateError::Ambiguous(_))));
+        assert!(store.resolve("abab").is_ok());
+    }
+
+    #[test]
+    fn reconcile_marks_dead_monitor_exited() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let mut r = store.create(None, record).unwrap();
+        r.status = Status::Running;
+        // A pid that is certainly not a monitor: our own test process.
+        r.monitor_pid = Some(std::process::id());
+        store.save(&r).unwrap();
+        let fixed = store.reconcile(store.load(&r.id).unwrap()).unwrap();
+        assert_eq!(fixed.status, Status::Exited);
+        assert_eq!(fixed.exit_code, Some(crate::EXIT_RUNTIME_FAULT));
+        assert_eq!(fixed.monitor_pid, None);
+        assert!(fixed.exit_reason.unwrap().contains("monitor"));
+    }
+
+    #[test]
+    fn sockets_move_out_of_deep_roots() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let id = new_id();
+        assert_eq!(store.socket_dir(&id), store.dir_of(&id));
+        let deep = tmp.path().join("a".repeat(60));
+        let store = Store::open(&deep).unwrap();
+        let dir = store.socket_dir(&id);
+        assert_ne!(dir, store.dir_of(&id));
+        assert!(dir.join("monitor.sock").as_os_str().len() < SUN_PATH_MAX);
+        assert!(dir.ends_with(&id[..16]));
+        // Stable for the same store, different for another.
+        assert_eq!(dir, Store::open(&deep).unwrap().socket_dir(&id));
+        let other = Store::open(&tmp.path().join("b".repeat(60))).unwrap();
+        assert_ne!(dir, other.socket_dir(&id));
+    }
+
+    #[test]
+    fn update_round_trips() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let r = store.create(Some("x"), record).unwrap();
+        store.update(&r.id, |r| r.exit_code = Some(7)).unwrap();
+        assert_eq!(store.load(&r.id).unwrap().exit_code, Some(7));
+    }
+}
