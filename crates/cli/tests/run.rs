@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -321,9 +320,9 @@ fn image_config_and_flags_shape_the_process() {
     );
 }
 
-#[test]
-fn tty_gives_the_process_a_terminal_of_the_callers_size() {
-    let env = Env::new(true);
+/// Runs `container ARGS…` with a new pty as its controlling terminal (31 rows, 97 columns),
+/// types `input` into it, and returns the exit code and everything the terminal showed.
+fn run_on_pty(env: &Env, args: &[&str], input: &[u8]) -> (Option<i32>, String) {
     let pty = nix::pty::openpty(
         Some(&nix::pty::Winsize {
             ws_row: 31,
@@ -335,15 +334,7 @@ fn tty_gives_the_process_a_terminal_of_the_callers_size() {
     )
     .unwrap();
     let slave = pty.slave;
-    let mut cmd = env.cli.command(&[
-        "run",
-        "--rm",
-        "-t",
-        IMAGE,
-        "sh",
-        "-c",
-        "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; exit 3",
-    ]);
+    let mut cmd = env.cli.command(args);
     cmd.stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
         .stderr(Stdio::from(slave));
@@ -359,7 +350,10 @@ fn tty_gives_the_process_a_terminal_of_the_callers_size() {
     let mut child = cmd.spawn().unwrap();
     drop(cmd);
     let mut master = std::fs::File::from(pty.master);
-    let fd = master.as_raw_fd();
+    {
+        use std::io::Write;
+        master.write_all(input).unwrap();
+    }
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
@@ -377,16 +371,34 @@ fn tty_gives_the_process_a_terminal_of_the_callers_size() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "run -t did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "container {args:?} on a pty did not finish"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let _ = fd;
-    let out = reader.join().unwrap();
-    assert_eq!(status.code(), Some(3), "{out}");
+    (status.code(), reader.join().unwrap())
+}
+
+#[test]
+fn tty_gives_the_process_a_terminal_of_the_callers_size() {
+    let env = Env::new(true);
+    let script = "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; exit 3";
+    let (code, out) = run_on_pty(&env, &["run", "--rm", "-t", IMAGE, "sh", "-c", script], b"");
+    assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("on-a-tty"), "not a pty: {out:?}");
     assert!(out.contains("31 97"), "window size not passed: {out:?}");
     // A pty turns \n into \r\n: proof the output went through a terminal.
     assert!(out.contains("\r\n"), "{out:?}");
+
+    // -it: what is typed reaches an interactive shell, and its exit code comes back.
+    let (code, out) = run_on_pty(
+        &env,
+        &["run", "--rm", "-i", "-t", IMAGE, "sh"],
+        b"echo typed-$((40+2)); exit 4\n",
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("typed-42"), "{out:?}");
 }
 
 #[test]
@@ -427,6 +439,20 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
     assert_eq!(r.code, 127, "{r:?}");
     let r = env.run_stdin(&["exec", "-i", "web", "cat"], "to exec\n");
     assert_eq!(r.stdout, "to exec\n");
+    env.run(&[
+        "exec",
+        "-d",
+        "web",
+        "sh",
+        "-c",
+        "sleep 0.3; echo detached > /tmp/marker",
+    ])
+    .ok();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        env.run(&["exec", "web", "cat", "/tmp/marker"]).ok().stdout,
+        "detached\n"
+    );
 
     // logs, with -n.
     std::thread::sleep(Duration::from_millis(800));

@@ -151,7 +151,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         match cmd {
             ContainerCommand::Run(a) => run::run(global, *a).await,
             ContainerCommand::Create(a) => run::create(global, *a).await,
@@ -165,7 +165,10 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Inspect(a) => inspect::inspect(global, a),
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
-    })
+    });
+    // Do not wait for the blocking thread reading our stdin: on a terminal it never sees EOF.
+    rt.shutdown_background();
+    result
 }
 
 /// Opens the container store of this invocation.
