@@ -47,8 +47,7 @@ fn kernel_deb() -> PathBuf {
 fn shared_root() -> &'static Path {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("runtime-shared-{}", std::process::id()));
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-shared");
         let deb = kernel_deb();
         let o = Command::new(env!("CARGO_BIN_EXE_container"))
             .arg("--root")
@@ -72,8 +71,7 @@ fn shared_root() -> &'static Path {
 fn image_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("runtime-image-{}", std::process::id()));
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-image");
         let _ = std::fs::remove_dir_all(&dir);
         let layout = build_image(&dir.join("layout"));
         let tar = dir.join("image.tar");
