@@ -16,6 +16,7 @@ APT_PACKAGES=(
     apache2-utils        # htpasswd, for registry auth tests
     iproute2 nftables    # networking (bridges, taps, NAT)
     libseccomp-dev libcap-ng-dev   # to build virtiofsd
+    debootstrap          # bench/ext4.sh builds a Debian rootfs layer
     jq xz-utils zstd curl ca-certificates
 )
 
@@ -50,4 +51,8 @@ if ! ls "$KDIR"/linux-image-*-cloud-amd64_*.deb >/dev/null 2>&1; then
 fi
 
 log "building"
-cargo build --release --workspace --bins
+cargo build --release --workspace --bins --exclude vminitd
+# vminitd is the guest's PID 1 and must be static (the guest init filesystem has no libc). The
+# explicit --target is required so proc-macro crates still build for the host.
+RUSTFLAGS='-C target-feature=+crt-static -C strip=symbols' \
+    cargo build --release -p vminitd --target x86_64-unknown-linux-gnu

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::{ErrorCode, WireError};
 use crate::frame::{
@@ -120,11 +120,23 @@ struct Inner {
     closed: Notify,
 }
 
-/// A connection to one guest's agent. Cheap to clone; all clones share the connection.
+/// A connection to one guest's agent. Cheap to clone; all clones share the connection,
+/// which closes when the last clone is dropped.
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
     hello: Arc<HelloAck>,
+    _guard: Arc<Guard>,
+}
+
+/// Closes the connection when the last `Client` clone goes away (the background tasks would
+/// otherwise keep it open forever).
+struct Guard(watch::Sender<bool>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.send(true);
+    }
 }
 
 impl Client {
@@ -179,11 +191,13 @@ impl Client {
             routes: Mutex::new(Routes::default()),
             closed: Notify::new(),
         });
-        tokio::spawn(write_loop(rx, wr));
-        tokio::spawn(read_loop(reader, Arc::clone(&inner)));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(write_loop(rx, wr, stop_rx.clone()));
+        tokio::spawn(read_loop(reader, Arc::clone(&inner), stop_rx));
         Ok(Client {
             inner,
             hello: Arc::new(ack),
+            _guard: Arc::new(Guard(stop_tx)),
         })
     }
 
@@ -331,6 +345,11 @@ impl Client {
             Response::Stats(s) => Ok(s),
             _ => Err(ClientError::UnexpectedReply { call: "stats" }),
         }
+    }
+
+    /// Sets cgroup limits of a container.
+    pub async fn update_resources(&self, r: Resources) -> Result<(), ClientError> {
+        self.call_ok(Request::UpdateResources(r)).await
     }
 
     /// Asks the guest to sync, unmount and power off (or reboot). The VM goes away shortly
@@ -562,9 +581,20 @@ impl Drop for StdinWriter {
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<Frame>, mut wr: W) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut rx: mpsc::UnboundedReceiver<Frame>,
+    mut wr: W,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut buf = Vec::new();
-    while let Some(frame) = rx.recv().await {
+    loop {
+        let frame = tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => break,
+            },
+            _ = stop.wait_for(|s| *s) => break,
+        };
         buf.clear();
         frame.encode(&mut buf);
         // Batch whatever else is queued into one write.
@@ -584,12 +614,21 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<Frame
             break;
         }
     }
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(mut reader: FrameReader<R>, inner: Arc<Inner>) {
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut reader: FrameReader<R>,
+    inner: Arc<Inner>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut skipped = 0;
     loop {
-        let frame = match reader.next(&mut skipped).await {
+        let next = tokio::select! {
+            n = reader.next(&mut skipped) => n,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let frame = match next {
             Ok(Some(f)) => f,
             Ok(None) | Err(_) => break,
         };

@@ -156,6 +156,9 @@ pub struct Decoder {
     buf: Vec<u8>,
     start: usize,
     sync: Option<Kind>,
+    watch: Option<Kind>,
+    /// With `watch`: offset (from `start`) up to which the pending frame was searched.
+    scanned: usize,
 }
 
 impl Decoder {
@@ -180,6 +183,44 @@ impl Decoder {
     pub fn reset(&mut self) {
         self.buf.clear();
         self.start = 0;
+        self.scanned = 0;
+    }
+
+    /// While a frame is incomplete, looks inside its bytes for a complete frame of `kind`
+    /// with a JSON object payload, and if one is found abandons the incomplete frame for it.
+    /// The guest watches for `Hello`: a host that died in the middle of a frame and a new one
+    /// that connected before the guest noticed must not have its `Hello` swallowed as the
+    /// payload of the dead host's last frame.
+    pub fn watch_for(&mut self, kind: Kind) {
+        self.watch = Some(kind);
+    }
+
+    fn embedded(&mut self, kind: Kind) -> Option<usize> {
+        let data = &self.buf[self.start..];
+        let mut i = self.scanned.max(1);
+        while i + 5 <= data.len() {
+            if data[i..i + 4] == MAGIC && data[i + 4] == kind as u8 {
+                let rest = &data[i..];
+                if rest.len() < HEADER_LEN {
+                    break;
+                }
+                let len = u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]) as usize;
+                if len <= MAX_PAYLOAD {
+                    if rest.len() < HEADER_LEN + len {
+                        break;
+                    }
+                    let payload = &rest[HEADER_LEN..HEADER_LEN + len];
+                    if serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
+                        .is_ok()
+                    {
+                        return Some(i);
+                    }
+                }
+            }
+            i += 1;
+        }
+        self.scanned = i;
+        None
     }
 
     /// Ignores frame boundaries and skips bytes until the start of a frame of `kind`; used by
@@ -209,6 +250,7 @@ impl Decoder {
             let skip = found.unwrap_or(data.len());
             if skip > 0 {
                 self.start += skip;
+                self.scanned = 0;
                 return Err(FrameError::Desync(skip));
             }
         }
@@ -218,6 +260,7 @@ impl Decoder {
                 .unwrap_or(data.len().saturating_sub(3))
                 .max(1);
             self.start += skip;
+            self.scanned = 0;
             return Err(FrameError::Desync(skip));
         }
         if data.len() < HEADER_LEN {
@@ -229,17 +272,27 @@ impl Decoder {
         let len = u32::from_be_bytes([data[12], data[13], data[14], data[15]]) as usize;
         if len > MAX_PAYLOAD {
             self.start += 1;
+            self.scanned = 0;
             return Err(FrameError::TooLarge(len));
         }
         let Some(kind) = Kind::from_u8(kind_byte) else {
             self.start += 1;
+            self.scanned = 0;
             return Err(FrameError::UnknownKind(kind_byte));
         };
         if data.len() < HEADER_LEN + len {
+            if let Some(watch) = self.watch {
+                if let Some(skip) = self.embedded(watch) {
+                    self.start += skip;
+                    self.scanned = 0;
+                    return Err(FrameError::Desync(skip));
+                }
+            }
             return Ok(None);
         }
         let payload = data[HEADER_LEN..HEADER_LEN + len].to_vec();
         self.start += HEADER_LEN + len;
+        self.scanned = 0;
         if self.sync == Some(kind) {
             self.sync = None;
         }
@@ -314,6 +367,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// See [`Decoder::sync_to`].
     pub fn sync_to(&mut self, kind: Kind) {
         self.decoder.sync_to(kind);
+    }
+
+    /// See [`Decoder::watch_for`].
+    pub fn watch_for(&mut self, kind: Kind) {
+        self.decoder.watch_for(kind);
     }
 
     /// The underlying reader.
@@ -412,6 +470,56 @@ mod tests {
             }
         }
         assert_eq!(got, vec![ack, good]);
+    }
+
+    #[test]
+    fn a_hello_inside_a_dead_partial_frame_is_found() {
+        let mut old = Vec::new();
+        sample(3, 500).encode(&mut old);
+        let mut wire = old[..60].to_vec();
+        let hello = Frame {
+            kind: Kind::Hello,
+            flags: 0,
+            id: 0,
+            payload: br#"{"version":1,"nonce":7}"#.to_vec(),
+        };
+        hello.encode(&mut wire);
+        let next = Frame::window(5, 10);
+        next.encode(&mut wire);
+        let decode = |watch: bool, bytes: &[u8]| {
+            let mut d = Decoder::new();
+            if watch {
+                d.watch_for(Kind::Hello);
+            }
+            let mut got = Vec::new();
+            // Byte at a time: the embedded frame is found once it is complete.
+            for b in bytes {
+                d.extend(std::slice::from_ref(b));
+                for _ in 0..1000 {
+                    match d.next_frame() {
+                        Ok(Some(f)) => got.push(f),
+                        Ok(None) => break,
+                        Err(_) => {}
+                    }
+                }
+            }
+            got
+        };
+        assert_eq!(decode(true, &wire), vec![hello.clone(), next.clone()]);
+        assert!(decode(false, &wire).is_empty());
+        // Stdin data that merely contains the marker bytes is not mistaken for a Hello.
+        let mut data = Vec::new();
+        let mut payload = MAGIC.to_vec();
+        payload.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3]);
+        payload.extend_from_slice(b"xyz");
+        let f = Frame {
+            kind: Kind::Data,
+            flags: 0,
+            id: 4,
+            payload,
+        };
+        f.encode(&mut data);
+        assert_eq!(decode(true, &data), vec![f]);
     }
 
     #[test]

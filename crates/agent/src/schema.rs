@@ -51,6 +51,8 @@ pub enum Request {
     Delete(ProcessRef),
     /// Resource usage of a container (or of the whole guest when `container` is absent).
     Stats(StatsRequest),
+    /// Set resource limits of a container's cgroup (at creation, before start, or later).
+    UpdateResources(Resources),
     /// Sync, unmount everything and power the VM off (or reboot). Answered before it happens.
     Shutdown(Shutdown),
 }
@@ -72,6 +74,7 @@ impl Request {
             Request::CloseStdin(_) => "close_stdin",
             Request::Delete(_) => "delete",
             Request::Stats(_) => "stats",
+            Request::UpdateResources(_) => "update_resources",
             Request::Shutdown(_) => "shutdown",
         }
     }
@@ -333,6 +336,25 @@ pub struct ResizePty {
     pub rows: u16,
     /// Columns.
     pub cols: u16,
+}
+
+/// Limits for a container's cgroup v2. Absent fields are left as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Container id.
+    pub container: String,
+    /// `memory.max` in bytes.
+    #[serde(default)]
+    pub memory_max: Option<u64>,
+    /// CPU time per period (`cpu.max` quota), microseconds; `--cpus 1.5` is 150000/100000.
+    #[serde(default)]
+    pub cpu_quota_us: Option<u64>,
+    /// `cpu.max` period in microseconds (default 100000).
+    #[serde(default)]
+    pub cpu_period_us: Option<u64>,
+    /// `pids.max`.
+    #[serde(default)]
+    pub pids_max: Option<u64>,
 }
 
 /// Statistics request.

@@ -47,7 +47,15 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Usage errors exit with 125 as docker's do; --help and --version exit 0.
+            let code = if err.use_stderr() { exit::RUNTIME_FAULT } else { 0 };
+            let _ = err.print();
+            std::process::exit(code);
+        }
+    };
     cli.global.init_logging();
     let result = match cli.command {
         Command::Image(cmd) => image::run(&cli.global, cmd),

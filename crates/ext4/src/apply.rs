@@ -12,6 +12,9 @@ use crate::finish::State;
 use crate::tree::{clean_path, lossy, Body, Meta, Node, Time, Xattr};
 use crate::{xattr, Error};
 
+/// ext4's limit on the link count of a file.
+const MAX_LINKS: u32 = 65_000;
+
 /// What the first bytes of a layer say it is.
 #[derive(Debug, PartialEq, Eq)]
 enum Compression {
@@ -219,7 +222,7 @@ impl State {
             }
             return Ok(());
         }
-        if name.len() > 255 {
+        if name.len() > crate::tree::MAX_NAME {
             return Err(EntryError::Bad("name longer than 255 bytes".into()));
         }
 
@@ -275,6 +278,12 @@ impl State {
                     .into_owned();
                 return self.hard_link(dir, &name, &target, layer);
             }
+            T::Char | T::Block if em.major > 0xfff || em.minor > 0xf_ffff => {
+                return Err(EntryError::Bad(format!(
+                    "device number {}:{} is out of range (12-bit major, 20-bit minor)",
+                    em.major, em.minor
+                )));
+            }
             T::Char => Body::CharDev {
                 major: em.major,
                 minor: em.minor,
@@ -328,6 +337,12 @@ impl State {
         };
         if self.tree.is_dir(t.id) {
             return Err(EntryError::Bad("hard link to a directory".into()));
+        }
+        if self.tree.node(t.id).refs >= MAX_LINKS {
+            return Err(EntryError::Bad(format!(
+                "more than {MAX_LINKS} hard links to {:?}",
+                lossy(target)
+            )));
         }
         if self.tree.lookup(dir, name).map(|c| c.id) == Some(t.id) {
             self.tree.touch(dir, name, layer);

@@ -104,6 +104,11 @@ fn leaf(entries: &[Dirent], seed: u32) -> Vec<u8> {
     b
 }
 
+/// Whether a two-level htree can index this many leaf blocks.
+pub(crate) fn fits(children: &[Dirent]) -> bool {
+    htree_shape(children).1 <= ROOT_LIMIT
+}
+
 /// How many blocks the directory will take and whether it is indexed.
 pub(crate) fn block_count(children: &[Dirent]) -> (u64, bool) {
     let dot = rec_len(1) + rec_len(2);

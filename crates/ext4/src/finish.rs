@@ -197,6 +197,12 @@ impl State {
                 Body::File { extents, .. } => extent::tree_blocks(extents.len()),
                 Body::Dir { children, .. } => {
                     let ents = dirents(&self.tree, children, &ino_of);
+                    if !dir::fits(&ents) {
+                        return Err(Error::Unsupported(format!(
+                            "a directory of {} entries is beyond a two-level htree",
+                            ents.len()
+                        )));
+                    }
                     let (n, _) = dir::block_count(&ents);
                     n + extent::tree_blocks(n as usize)
                 }
@@ -247,13 +253,16 @@ impl State {
         }
 
         let fs_seed = csum::raw(!0, &geo.uuid);
-        let mut itable = vec![0u8; max_ino as usize * INODE_SIZE as usize];
-        let mut put_inode = |ino: u32, raw: &Raw| {
-            let off = (ino as usize - 1) * INODE_SIZE as usize;
-            itable[off..off + INODE_SIZE as usize].copy_from_slice(&raw.encode(ino, fs_seed));
+        let mut table = TableWriter {
+            image: &self.image,
+            starts: &itables,
+            ipg: geo.ipg,
+            group: 0,
+            buf: Vec::new(),
+            fs_seed,
         };
         for ino in 1..FIRST_INO {
-            put_inode(ino, &Raw::default());
+            table.put(ino, &Raw::default())?;
         }
 
         // 5. Journal.
@@ -299,7 +308,7 @@ impl State {
                 i_block,
                 ..Raw::default()
             };
-            put_inode(JOURNAL_INO, &raw);
+            table.put(JOURNAL_INO, &raw)?;
             journal_i_block = Some(i_block);
         }
 
@@ -431,16 +440,10 @@ impl State {
                     }
                 }
             }
-            put_inode(ino, &raw);
+            table.put(ino, &raw)?;
         }
 
-        // 7. Inode tables (only the used part; the rest is zero already).
-        let per_group = geo.ipg as usize * INODE_SIZE as usize;
-        for (g, chunk) in itable.chunks(per_group).enumerate() {
-            self.image
-                .write_at(itables[g], chunk)
-                .map_err(Error::WriteImage)?;
-        }
+        table.flush()?;
 
         // 8. Bitmaps, descriptors, superblocks.
         let sb = super_block::Writer {
@@ -636,4 +639,42 @@ fn extent_tree(
         image.write_at(pb, &b).map_err(Error::WriteImage)?;
     }
     Ok((i_block, n))
+}
+
+/// Inode tables, written one group at a time (inodes arrive in ascending order); only the
+/// used part of each table is written, the rest reads as zeros already.
+struct TableWriter<'a> {
+    image: &'a Image,
+    starts: &'a [u64],
+    ipg: u64,
+    group: u64,
+    buf: Vec<u8>,
+    fs_seed: u32,
+}
+
+impl TableWriter<'_> {
+    fn put(&mut self, ino: u32, raw: &Raw) -> Result<(), Error> {
+        let g = u64::from(ino - 1) / self.ipg;
+        debug_assert!(g >= self.group, "inodes arrive in ascending groups");
+        if g != self.group {
+            self.flush()?;
+            self.group = g;
+        }
+        let off = (u64::from(ino - 1) % self.ipg * INODE_SIZE) as usize;
+        if self.buf.len() < off + INODE_SIZE as usize {
+            self.buf.resize(off + INODE_SIZE as usize, 0);
+        }
+        self.buf[off..off + INODE_SIZE as usize].copy_from_slice(&raw.encode(ino, self.fs_seed));
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), Error> {
+        if !self.buf.is_empty() {
+            self.image
+                .write_at(self.starts[self.group as usize], &self.buf)
+                .map_err(Error::WriteImage)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
 }

@@ -87,6 +87,7 @@ pub(crate) enum PathError {
     NotADirectory(String),
     Missing(String),
     TooManyLinks,
+    NameTooLong(String),
 }
 
 impl std::fmt::Display for PathError {
@@ -95,11 +96,14 @@ impl std::fmt::Display for PathError {
             PathError::NotADirectory(p) => write!(f, "parent {p:?} is not a directory"),
             PathError::Missing(p) => write!(f, "{p:?} does not exist"),
             PathError::TooManyLinks => write!(f, "too many levels of symbolic links"),
+            PathError::NameTooLong(p) => write!(f, "component of {p:?} is longer than 255 bytes"),
         }
     }
 }
 
 const MAX_SYMLINK_HOPS: u32 = 40;
+/// Longest name a directory entry holds.
+pub(crate) const MAX_NAME: usize = 255;
 
 #[derive(Debug)]
 pub(crate) struct Tree {
@@ -218,6 +222,9 @@ impl Tree {
                     let Some((meta, layer)) = implicit else {
                         return Err(PathError::Missing(lossy(&walked)));
                     };
+                    if comp.len() > MAX_NAME {
+                        return Err(PathError::NameTooLong(lossy(&walked)));
+                    }
                     let id = self.insert_node(Node {
                         meta: meta.clone(),
                         body: Body::Dir {

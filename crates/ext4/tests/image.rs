@@ -245,6 +245,18 @@ fn bad_layers_are_rejected_naming_the_entry() {
         "{e}"
     );
 
+    // A symlink whose target would create a directory name over 255 bytes.
+    let mut l = Layer::new();
+    l.symlink("l", &"x".repeat(300)).file("l/f", 0o644, b"z");
+    let e = build_err(&[l.finish()]);
+    assert!(e.contains("\"l/f\"") && e.contains("255"), "{e}");
+
+    // Device numbers ext4 cannot encode.
+    let mut l = Layer::new();
+    l.device("dev/x", tar::EntryType::Char, 5000, 1);
+    let e = build_err(&[l.finish()]);
+    assert!(e.contains("dev/x") && e.contains("out of range"), "{e}");
+
     // Garbage that is not a tar at all.
     let e = build_err(&[vec![0x42; 2000]]);
     assert!(e.contains("layer"), "{e}");
@@ -263,4 +275,78 @@ fn too_small_a_size_is_a_clear_error() {
     let err =
         ext4::build_from_layers(&paths, &tmp.path().join("img"), &opts).expect_err("too small");
     assert!(err.to_string().contains("too small"), "{err}");
+}
+
+#[test]
+fn posix_acls_round_trip_through_the_kernel() {
+    // Generic xattr form: version 2, then (tag, perm, id) entries.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 1000),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let mut l = Layer::new();
+    l.pax(&[("SCHILY.xattr.system.posix_acl_access", &acl)])
+        .file("acl", 0o640, b"acl");
+    let (tmp, image) = build(&[l.finish()], &ext4::FormatOptions::default());
+    e2fsck_clean(&image);
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    let back = xattr::get(m.dir.join("acl"), "system.posix_acl_access")
+        .expect("getxattr")
+        .expect("acl present");
+    assert_eq!(back, acl);
+}
+
+#[test]
+fn deep_extent_trees_and_reused_blocks_in_a_full_image() {
+    // 2000 one-block extents: a two-level extent tree.
+    let mut frag = Vec::new();
+    for i in 0..2000u32 {
+        frag.extend(std::iter::repeat_n((i % 251) as u8 | 1, 4096));
+        frag.extend(std::iter::repeat_n(0u8, 4096));
+    }
+    // Layer 0 fills most of a 24 MiB image with garbage-looking data; layer 1 replaces it, so
+    // the new data and the metadata must reuse freed blocks (inode tables included).
+    let mut l0 = Layer::new();
+    l0.file("big", 0o644, &vec![0xAAu8; 14 << 20]);
+    let mut l1 = Layer::new();
+    l1.file("big", 0o644, &vec![0x55u8; 14 << 20]);
+    for i in 0..300 {
+        l1.file(&format!("f{i}"), 0o644, format!("file {i}").as_bytes());
+    }
+    l1.file("frag", 0o644, &frag);
+    let opts = ext4::FormatOptions {
+        size: Some(40 << 20),
+        ..Default::default()
+    };
+    let (tmp, image) = build(&[l0.finish(), l1.finish()], &opts);
+    e2fsck_clean(&image);
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    assert_eq!(std::fs::read(m.dir.join("frag")).expect("frag"), frag);
+    assert!(std::fs::read(m.dir.join("big"))
+        .expect("big")
+        .iter()
+        .all(|&b| b == 0x55));
+    assert_eq!(
+        std::fs::read(m.dir.join("f299")).expect("f299"),
+        b"file 299"
+    );
+    let out = Command::new("debugfs")
+        .args(["-R", "stat /frag"])
+        .arg(&image)
+        .output()
+        .expect("debugfs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(1):") || text.contains("(ETB1)") || text.contains("ETB"),
+        "{}",
+        &text[..text.len().min(800)]
+    );
 }

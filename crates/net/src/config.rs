@@ -141,6 +141,14 @@ pub fn mac_address(network_id: &str, container_id: &str, attempt: u32) -> String
     )
 }
 
+/// The bridge's own MAC, fixed at creation. A bridge without an assigned MAC takes the lowest
+/// MAC of its ports and changes it when a port with a lower one joins, which leaves every
+/// container with a stale ARP entry for its gateway; an explicit address never changes.
+pub fn bridge_mac(network_id: &str) -> [u8; 6] {
+    let digest = Sha256::digest(format!("{network_id}\0bridge").as_bytes());
+    [0x02, digest[0], digest[1], digest[2], digest[3], digest[4]]
+}
+
 fn short_hash(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }

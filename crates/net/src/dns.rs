@@ -8,7 +8,8 @@
 //! since all read the same lease file they give the same answers. The responder lives as long
 //! as some container of the network runs, which is exactly as long as it is needed.
 //!
-//! Wire format handling is the `simple-dns` crate's; relayed queries are not parsed at all.
+//! Wire format handling is the `simple-dns` crate's; relayed queries are not parsed at all. UDP and
+//! TCP (for answers too large for a datagram) are both served.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,11 +20,15 @@ use std::time::Duration;
 use simple_dns::rdata::{RData, A};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::task::JoinSet;
 
 use crate::hosts::nameservers;
 use crate::store::Store;
 
+/// How long a TCP client may stay silent before its connection is closed.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 /// How long a relayed query may wait for the upstream's answer.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -51,7 +56,8 @@ pub fn host_upstreams() -> Vec<SocketAddr> {
 /// A bound responder for one network, not yet serving.
 #[derive(Debug)]
 pub struct DnsResponder {
-    socket: std::net::UdpSocket,
+    udp: std::net::UdpSocket,
+    tcp: std::net::TcpListener,
     store: Store,
     network: String,
     internal: bool,
@@ -71,18 +77,23 @@ impl DnsResponder {
         upstreams: Vec<SocketAddr>,
     ) -> Result<Self, DnsError> {
         let addr = SocketAddr::new(IpAddr::V4(gateway), port);
-        let bind = || -> io::Result<std::net::UdpSocket> {
-            let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        // SO_REUSEPORT: every monitor on this network binds the same address (module doc).
+        let socket = |ty: Type, proto: Protocol| -> io::Result<Socket> {
+            let socket = Socket::new(Domain::IPV4, ty, Some(proto))?;
             socket.set_reuse_address(true)?;
             socket.set_reuse_port(true)?;
             socket.set_nonblocking(true)?;
             socket.bind(&addr.into())?;
-            Ok(socket.into())
+            Ok(socket)
         };
-        let socket = bind().map_err(|e| DnsError::Bind(addr, e))?;
+        let udp = socket(Type::DGRAM, Protocol::UDP).map_err(|e| DnsError::Bind(addr, e))?;
+        let tcp = socket(Type::STREAM, Protocol::TCP)
+            .and_then(|s| s.listen(128).map(|()| s))
+            .map_err(|e| DnsError::Bind(addr, e))?;
         let store = Store::open(root).map_err(DnsError::Store)?;
         Ok(Self {
-            socket,
+            udp: udp.into(),
+            tcp: tcp.into(),
             store,
             network: network.to_string(),
             internal,
@@ -90,9 +101,11 @@ impl DnsResponder {
         })
     }
 
-    /// Serves on the current tokio runtime until the returned task is aborted.
+    /// Serves UDP and TCP on the current tokio runtime until the returned task is aborted
+    /// (which also ends every query and connection in flight).
     pub fn spawn(self) -> io::Result<tokio::task::JoinHandle<()>> {
-        let socket = Arc::new(UdpSocket::from_std(self.socket)?);
+        let udp = Arc::new(UdpSocket::from_std(self.udp)?);
+        let tcp = TcpListener::from_std(self.tcp)?;
         let shared = Arc::new(Shared {
             store: self.store,
             network: self.network,
@@ -100,25 +113,80 @@ impl DnsResponder {
             upstreams: self.upstreams,
         });
         Ok(tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            loop {
-                let (n, client) = match socket.recv_from(&mut buf).await {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        tracing::debug!("dns receive: {e}");
-                        continue;
-                    }
-                };
-                let query = buf[..n].to_vec();
-                let (socket, shared) = (socket.clone(), shared.clone());
-                tokio::spawn(async move {
-                    if let Some(reply) = shared.answer(&query).await {
-                        let _ = socket.send_to(&reply, client).await;
-                    }
-                });
-            }
+            tokio::join!(serve_udp(udp, shared.clone()), serve_tcp(tcp, shared));
         }))
     }
+}
+
+async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
+    let mut tasks = JoinSet::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let (n, client) = match socket.recv_from(&mut buf).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!("dns receive: {e}");
+                continue;
+            }
+        };
+        let query = buf[..n].to_vec();
+        let (socket, shared) = (socket.clone(), shared.clone());
+        tasks.spawn(async move {
+            if let Some(reply) = shared.answer(&query, false).await {
+                let _ = socket.send_to(&reply, client).await;
+            }
+        });
+    }
+}
+
+/// DNS over TCP (RFC 1035 §4.2.2: each message preceded by its 16-bit length), used by
+/// resolvers when a UDP answer came back truncated.
+async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::debug!("dns accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            let _ = serve_tcp_connection(stream, &shared).await;
+        });
+    }
+}
+
+async fn serve_tcp_connection(mut stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    loop {
+        let Ok(query) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await else {
+            return Ok(());
+        };
+        let query = query?;
+        let Some(reply) = shared.answer(&query, true).await else {
+            return Ok(());
+        };
+        write_framed(&mut stream, &reply).await?;
+    }
+}
+
+async fn read_framed(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
+    let len = stream.read_u16().await?;
+    let mut buf = vec![0u8; usize::from(len)];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn write_framed(stream: &mut TcpStream, message: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(message.len()).map_err(|_| io::Error::other("DNS message too long"))?;
+    let mut framed = Vec::with_capacity(message.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(message);
+    stream.write_all(&framed).await
 }
 
 struct Shared {
@@ -129,8 +197,9 @@ struct Shared {
 }
 
 impl Shared {
-    /// The reply to one query datagram, or `None` to stay silent (unparseable input).
-    async fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+    /// The reply to one query, or `None` to stay silent (unparseable input). Other names are
+    /// relayed over the transport the query came on.
+    async fn answer(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
         let packet = Packet::parse(query).ok()?;
         if packet.has_flags(PacketFlag::RESPONSE) {
             return None;
@@ -169,7 +238,12 @@ impl Shared {
             return reply.build_bytes_vec().ok();
         }
         for upstream in &self.upstreams {
-            match relay(query, *upstream).await {
+            let relayed = if tcp {
+                relay_tcp(query, *upstream).await
+            } else {
+                relay(query, *upstream).await
+            };
+            match relayed {
                 Ok(reply) => return Some(reply),
                 Err(e) => tracing::debug!("dns relay to {upstream}: {e}"),
             }
@@ -197,6 +271,17 @@ impl Shared {
     }
 }
 
+async fn relay_tcp(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(upstream).await?;
+        write_framed(&mut stream, query).await?;
+        read_framed(&mut stream).await
+    };
+    tokio::time::timeout(UPSTREAM_TIMEOUT, exchange)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))?
+}
+
 async fn relay(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
     let local: SocketAddr = match upstream {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -211,4 +296,99 @@ async fn relay(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no answer"))??;
     buf.truncate(n);
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use simple_dns::{Name, Question, QCLASS};
+
+    use crate::ipam::{Lease, Leases};
+
+    fn shared(internal: bool) -> (tempfile::TempDir, Shared) {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mut leases = Leases::default();
+        leases.leases.insert(
+            "c1".into(),
+            Lease {
+                address: Ipv4Addr::new(10, 0, 0, 2),
+                mac: "02:00:00:00:00:01".into(),
+                tap: "ctap0".into(),
+                name: Some("web".into()),
+                attached: true,
+            },
+        );
+        let lock = store.lock().unwrap();
+        store.write_leases(&lock, "n", &leases).unwrap();
+        drop(lock);
+        let shared = Shared {
+            store,
+            network: "n".into(),
+            internal,
+            upstreams: Vec::new(),
+        };
+        (root, shared)
+    }
+
+    fn query(name: &str, qtype: TYPE) -> Vec<u8> {
+        let mut p = Packet::new_query(7);
+        p.set_flags(PacketFlag::RECURSION_DESIRED);
+        p.questions.push(Question::new(
+            Name::new_unchecked(name),
+            QTYPE::TYPE(qtype),
+            QCLASS::CLASS(CLASS::IN),
+            false,
+        ));
+        p.build_bytes_vec().unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_names_and_refuses_the_rest_when_internal() {
+        let (_root, s) = shared(true);
+        let reply = s.answer(&query("Web.", TYPE::A), false).await.unwrap();
+        let reply = Packet::parse(&reply).unwrap();
+        assert_eq!(reply.id(), 7);
+        assert_eq!(reply.answers.len(), 1);
+        assert!(
+            matches!(&reply.answers[0].rdata, RData::A(a) if a.address == u32::from(Ipv4Addr::new(10, 0, 0, 2)))
+        );
+        let bytes = s.answer(&query("web", TYPE::AAAA), false).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!((reply.rcode(), reply.answers.len()), (RCODE::NoError, 0));
+        let bytes = s.answer(&query("other", TYPE::A), false).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!(reply.rcode(), RCODE::NameError);
+        // Without upstreams a non-internal network answers SERVFAIL rather than nothing.
+        let (_root, s) = shared(false);
+        let bytes = s.answer(&query("other", TYPE::A), false).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert_eq!(reply.rcode(), RCODE::ServerFailure);
+    }
+
+    /// Guests send arbitrary bytes: random and truncated packets must never panic.
+    #[tokio::test]
+    async fn garbage_never_panics() {
+        let (_root, s) = shared(true);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+        let good = query("web", TYPE::A);
+        for i in 0..5000 {
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                let len = rng.gen_range(0..600);
+                (0..len).map(|_| rng.gen()).collect()
+            } else {
+                let mut b = good.clone();
+                b.truncate(rng.gen_range(0..good.len()));
+                for _ in 0..rng.gen_range(0..4) {
+                    if !b.is_empty() {
+                        let at = rng.gen_range(0..b.len());
+                        b[at] = rng.gen();
+                    }
+                }
+                b
+            };
+            let _ = s.answer(&bytes, false).await;
+        }
+    }
 }

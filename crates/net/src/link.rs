@@ -153,9 +153,14 @@ pub fn list() -> Result<Vec<LinkInfo>, LinkError> {
     with_handle(|handle| async move { list_async(&handle).await })
 }
 
-/// Makes sure bridge `name` exists, is up, has `mtu` and carries `gateway` (e.g.
-/// 192.168.64.1/24). Idempotent.
-pub fn ensure_bridge(name: &str, mtu: u32, gateway: Ipv4Net) -> Result<(), LinkError> {
+/// Makes sure bridge `name` exists with MAC `mac`, is up, has `mtu` and carries `gateway`
+/// (e.g. 192.168.64.1/24). Idempotent.
+pub fn ensure_bridge(
+    name: &str,
+    mac: [u8; 6],
+    mtu: u32,
+    gateway: Ipv4Net,
+) -> Result<(), LinkError> {
     let name = name.to_string();
     with_handle(|handle| async move {
         let links = list_async(&handle).await?;
@@ -163,7 +168,10 @@ pub fn ensure_bridge(name: &str, mtu: u32, gateway: Ipv4Net) -> Result<(), LinkE
         let index = match existing {
             Some(link) => link.index,
             None => {
-                let msg = LinkBridge::new(&name).mtu(mtu).build();
+                let msg = LinkBridge::new(&name)
+                    .mtu(mtu)
+                    .address(mac.to_vec())
+                    .build();
                 match handle.link().add(msg).execute().await {
                     Ok(()) => {}
                     Err(e) => {

@@ -19,8 +19,8 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use crate::config::{
-    bridge_name, new_network_id, resolve_gateway, validate_name, ConfigError, NetworkConfig,
-    NetworkSpec, DEFAULT_MTU, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
+    bridge_mac, bridge_name, new_network_id, resolve_gateway, validate_name, ConfigError,
+    NetworkConfig, NetworkSpec, DEFAULT_MTU, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
 };
 use crate::dns::{host_upstreams, DnsError, DnsResponder};
 use crate::hosts::HostEntry;
@@ -293,7 +293,7 @@ impl Networks {
     fn materialize(&self, lock: &StoreLock, config: &NetworkConfig) -> Result<(), NetworkError> {
         let gateway = Ipv4Net::new(config.gateway, config.subnet.prefix_len())
             .map_err(|_| ConfigError::SubnetTooSmall(config.subnet))?;
-        link::ensure_bridge(&config.bridge, config.mtu, gateway)?;
+        link::ensure_bridge(&config.bridge, bridge_mac(&config.id), config.mtu, gateway)?;
         self.sync_firewall(lock)
     }
 

@@ -104,12 +104,24 @@ fn concurrent_attach_gives_distinct_persistent_addresses() {
     let host = Netns::new("ipam");
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_path_buf();
-    host.run(|| {
+    let bridge = host.run(|| {
         Networks::open(&path)
             .unwrap()
             .create(&spec("n", "10.212.0.0/24", false))
-            .unwrap();
+            .unwrap()
+            .bridge
     });
+    let bridge_mac = |host: &Netns| {
+        let out = host.ip(&["-o", "link", "show", &bridge]);
+        out.split("link/ether ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let mac_before = bridge_mac(&host);
     // 12 attaches from 6 threads, each with its own `Networks` (own lock descriptor) — the same
     // contention as separate processes.
     let attachments: Vec<net::Attachment> = host.run(|| {
@@ -142,15 +154,9 @@ fn concurrent_attach_gives_distinct_persistent_addresses() {
         .iter()
         .all(|a| a.gateway == Ipv4Addr::new(10, 212, 0, 1) && a.mtu == 1500));
 
-    // Every tap exists and is enslaved to the network's bridge.
-    let bridge = host.run(|| {
-        Networks::open(&path)
-            .unwrap()
-            .inspect("n")
-            .unwrap()
-            .config
-            .bridge
-    });
+    // Every tap exists and is enslaved to the network's bridge, whose MAC did not change (a
+    // changing gateway MAC would leave containers with stale ARP entries).
+    assert_eq!(bridge_mac(&host), mac_before);
     let ports = host.ip(&["-o", "link", "show", "master", &bridge]);
     for tap in &taps {
         assert!(
@@ -234,6 +240,19 @@ fn default_network_lives_while_used_and_cleanup_after_crash() {
             .unwrap()
     });
     assert_eq!(again.address, a.address);
+    // Rules removed behind our back (a firewall reload) come back with the next attach.
+    let ours = host.run(|| Networks::open(&path).unwrap().firewall_table().to_string());
+    common::sh(&[
+        "ip", "netns", "exec", &host.name, "nft", "delete", "table", "inet", &ours,
+    ]);
+    host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .attach("c2", None, "default")
+            .unwrap()
+    });
+    let rules = host.run(|| Networks::open(&path).unwrap().firewall_rules().unwrap());
+    assert!(rules.is_some_and(|r| r.contains("192.168.64.0/24") && r.contains("masquerade")));
     host.run(|| Networks::open(&path).unwrap().teardown().unwrap());
     assert!(!host
         .links()
@@ -447,6 +466,37 @@ fn egress_nat_isolation_and_published_ports() {
 /// Asks `server` for the A record of `name` from the calling thread's namespace; returns the
 /// response code and the addresses.
 fn query_a(server: SocketAddr, name: &str) -> (simple_dns::RCODE, Vec<Ipv4Addr>) {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    socket.send_to(&a_query(name), server).unwrap();
+    let mut buf = [0u8; 1500];
+    let n = socket
+        .recv(&mut buf)
+        .unwrap_or_else(|e| panic!("no answer for {name} from {server}: {e}"));
+    parse_a(&buf[..n])
+}
+
+/// The same over TCP (2-byte length prefix).
+fn query_a_tcp(server: SocketAddr, name: &str) -> (simple_dns::RCODE, Vec<Ipv4Addr>) {
+    let mut stream = TcpStream::connect_timeout(&server, Duration::from_secs(5)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let query = a_query(name);
+    stream
+        .write_all(&(query.len() as u16).to_be_bytes())
+        .unwrap();
+    stream.write_all(&query).unwrap();
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut buf).unwrap();
+    parse_a(&buf)
+}
+
+fn a_query(name: &str) -> Vec<u8> {
     use simple_dns::{Packet, Question, CLASS, QCLASS, QTYPE, TYPE};
     let mut packet = Packet::new_query(0x4242);
     packet.questions.push(Question::new(
@@ -455,16 +505,11 @@ fn query_a(server: SocketAddr, name: &str) -> (simple_dns::RCODE, Vec<Ipv4Addr>)
         QCLASS::CLASS(CLASS::IN),
         false,
     ));
-    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    socket
-        .send_to(&packet.build_bytes_vec().unwrap(), server)
-        .unwrap();
-    let mut buf = [0u8; 1500];
-    let n = socket.recv(&mut buf).unwrap();
-    let reply = Packet::parse(&buf[..n]).unwrap();
+    packet.build_bytes_vec().unwrap()
+}
+
+fn parse_a(bytes: &[u8]) -> (simple_dns::RCODE, Vec<Ipv4Addr>) {
+    let reply = simple_dns::Packet::parse(bytes).unwrap();
     assert_eq!(reply.id(), 0x4242);
     let ips = reply
         .answers
@@ -477,6 +522,22 @@ fn query_a(server: SocketAddr, name: &str) -> (simple_dns::RCODE, Vec<Ipv4Addr>)
     (reply.rcode(), ips)
 }
 
+/// Answers every A question of a DNS message with `ip`.
+fn fake_answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+    let query = simple_dns::Packet::parse(query).unwrap();
+    let mut reply = simple_dns::Packet::new_reply(query.id());
+    for q in &query.questions {
+        reply.answers.push(simple_dns::ResourceRecord::new(
+            q.qname.clone(),
+            simple_dns::CLASS::IN,
+            60,
+            simple_dns::rdata::RData::A(ip.into()),
+        ));
+    }
+    reply.questions = query.questions.clone();
+    reply.build_bytes_vec().unwrap()
+}
+
 #[test]
 fn dns_responder_resolves_containers_and_relays_the_rest() {
     let host = Netns::new("dnsh");
@@ -487,27 +548,29 @@ fn dns_responder_resolves_containers_and_relays_the_rest() {
     plug(&host, &upstream, "uplink", None, "10.251.0.2/24", None);
     host.ip(&["addr", "add", "10.251.0.1/24", "dev", "uplink"]);
 
-    // Upstream resolver: answers every A query with 203.0.113.7.
+    // Upstream resolver: answers every A query with 203.0.113.7 (UDP) or .8 (TCP).
     let upstream_socket = upstream.run(|| UdpSocket::bind("10.251.0.2:53").unwrap());
     std::thread::spawn(move || loop {
         let mut buf = [0u8; 1500];
         let Ok((n, from)) = upstream_socket.recv_from(&mut buf) else {
             return;
         };
-        let query = simple_dns::Packet::parse(&buf[..n]).unwrap();
-        let mut reply = simple_dns::Packet::new_reply(query.id());
-        for q in &query.questions {
-            reply.answers.push(simple_dns::ResourceRecord::new(
-                q.qname.clone(),
-                simple_dns::CLASS::IN,
-                60,
-                simple_dns::rdata::RData::A(Ipv4Addr::new(203, 0, 113, 7).into()),
-            ));
+        let reply = fake_answer(&buf[..n], Ipv4Addr::new(203, 0, 113, 7));
+        upstream_socket.send_to(&reply, from).unwrap();
+    });
+    let upstream_tcp = upstream.run(|| TcpListener::bind("10.251.0.2:53").unwrap());
+    std::thread::spawn(move || {
+        while let Ok((mut s, _)) = upstream_tcp.accept() {
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut buf).unwrap();
+            let reply = fake_answer(&buf, Ipv4Addr::new(203, 0, 113, 8));
+            s.write_all(&(reply.len() as u16).to_be_bytes()).unwrap();
+            s.write_all(&reply).unwrap();
         }
-        reply.questions = query.questions.clone();
-        upstream_socket
-            .send_to(&reply.build_bytes_vec().unwrap(), from)
-            .unwrap();
     });
 
     let (web, db) = host.run(|| {
@@ -562,6 +625,11 @@ fn dns_responder_resolves_containers_and_relays_the_rest() {
     // Other names go to the upstream resolver.
     let (_, ips) = ctr.run(move || query_a(server, "example.org"));
     assert_eq!(ips, [Ipv4Addr::new(203, 0, 113, 7)]);
+    // The same over TCP, relayed to the upstream over TCP.
+    let (_, ips) = ctr.run(move || query_a_tcp(server, "db"));
+    assert_eq!(ips, [db.address.addr()]);
+    let (_, ips) = ctr.run(move || query_a_tcp(server, "example.org"));
+    assert_eq!(ips, [Ipv4Addr::new(203, 0, 113, 8)]);
     // A container attached after the responders started is found (kept current), and a name
     // of another network is not (relayed upstream instead).
     let late = host.run(|| {

@@ -10,13 +10,14 @@
 //!    `panic=-1`; a kernel that works prints its banner and panics for want of a root
 //!    filesystem, which ends QEMU (`-no-reboot`) within a second. No exit within
 //!    [`PROBE_TIMEOUT`] means KVM cannot run this kernel → TCG. The answer is cached per kernel
-//!    and host kernel release in the kernel's store directory (`accel.json`), so only the first
-//!    VM of a kernel pays for the probe.
+//!    and host kernel release, in the kernel's store directory (`accel.json`) and host-wide in
+//!    [`host_cache_dir`] (`accel-<kernel id>.json`), so only the first VM of a kernel on a host
+//!    pays for the probe, whatever state directory it uses.
 //!
 //! The user can always force one with `--accel kvm|tcg`.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -128,29 +129,38 @@ pub fn choose(forced: Option<Accel>, kernel: &Kernel, qemu: &Path) -> Result<Dec
             reason: "hardware virtualization available".into(),
         });
     }
-    let cache = kernel.dir().join("accel.json");
+    // Two caches: the kernel's own directory, and a host-wide one (so fresh state directories,
+    // as tests use, do not probe again). Both are keyed by the host kernel release, because a
+    // host kernel update can change what its KVM runs.
+    let caches = [
+        kernel.dir().join("accel.json"),
+        host_cache_dir().join(format!("accel-{}.json", kernel.id)),
+    ];
     let release = host_release();
-    let cached = fs::read(&cache)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<ProbeCache>(&b).ok())
-        .filter(|c| c.host_release == release);
+    let cached = caches.iter().find_map(|path| {
+        fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ProbeCache>(&b).ok())
+            .filter(|c| c.host_release == release)
+    });
     let works = match cached {
         Some(c) => c.kvm_works,
-        None => {
-            let works = probe_boot(qemu, &kernel.vmlinux, Accel::Kvm, PROBE_TIMEOUT)
-                .map_err(AccelError::Probe)?;
-            let json = serde_json::to_vec(&ProbeCache {
-                host_release: release,
-                kvm_works: works,
-            })
-            .expect("probe cache serialises");
-            // A cache that cannot be written only costs another probe next time.
-            if let Err(e) = write_atomic(&cache, &json) {
-                tracing::debug!("cannot cache KVM probe result at {}: {e}", cache.display());
-            }
-            works
-        }
+        None => probe_boot(qemu, &kernel.vmlinux, Accel::Kvm, PROBE_TIMEOUT)
+            .map_err(AccelError::Probe)?,
     };
+    let json = serde_json::to_vec(&ProbeCache {
+        host_release: release,
+        kvm_works: works,
+    })
+    .expect("probe cache serialises");
+    for path in &caches {
+        if !path.exists() {
+            // A cache that cannot be written only costs another probe next time.
+            if let Err(e) = write_atomic(path, &json) {
+                tracing::debug!("cannot cache KVM probe result at {}: {e}", path.display());
+            }
+        }
+    }
     let name = kernel.release.as_deref().unwrap_or("the configured kernel");
     Ok(if works {
         Decision {
@@ -163,6 +173,18 @@ pub fn choose(forced: Option<Accel>, kernel: &Kernel, qemu: &Path) -> Result<Dec
             reason: format!("/dev/kvm is PVM, which cannot boot kernel {name}"),
         }
     })
+}
+
+/// Where host-wide facts are cached: `/run/container-vmm` (cleared at host reboot) for root,
+/// else a per-user directory in the temp dir.
+pub fn host_cache_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        PathBuf::from("/run/container-vmm")
+    } else {
+        std::env::temp_dir().join(format!("container-vmm-{uid}"))
+    }
 }
 
 /// Whether `/dev/kvm` opens and answers `KVM_GET_API_VERSION` with 12 (the stable API).
@@ -315,11 +337,25 @@ mod tests {
                 assert_eq!(d.accel, Accel::Tcg, "{}", d.reason);
                 assert!(d.reason.contains("PVM"));
                 assert!(k.dir().join("accel.json").exists());
+                let global = host_cache_dir().join(format!("accel-{}.json", k.id));
+                assert!(global.exists());
+                // A probe takes PROBE_TIMEOUT (5 s) here; a cache hit takes milliseconds.
                 let t = Instant::now();
                 assert_eq!(choose(None, &k, qemu).unwrap(), d);
                 assert!(
-                    t.elapsed() < Duration::from_secs(1),
+                    t.elapsed() < Duration::from_secs(3),
                     "cached, no second probe"
+                );
+                // A fresh state directory finds the host-wide answer.
+                let root2 = tempfile::tempdir().unwrap();
+                let k2 = crate::kernel::KernelStore::new(root2.path())
+                    .set_binary(&tk.vmlinuz, None)
+                    .unwrap();
+                let t = Instant::now();
+                assert_eq!(choose(None, &k2, qemu).unwrap(), d);
+                assert!(
+                    t.elapsed() < Duration::from_secs(3),
+                    "host-wide cache, no probe"
                 );
             }
         }

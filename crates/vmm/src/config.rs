@@ -111,6 +111,10 @@ pub struct VmConfig {
     pub nets: Vec<NetSpec>,
     /// virtiofs shares.
     pub shares: Vec<ShareSpec>,
+    /// vhost-user socket of a `vhost-device-vsock` daemon the caller runs, for AF_VSOCK in the
+    /// guest (optional; the agent uses virtio-serial).
+    #[serde(default)]
+    pub vsock_socket: Option<PathBuf>,
     /// Unix socket QEMU listens on for the agent's virtio-serial port, if any.
     pub agent_socket: Option<PathBuf>,
     /// File the guest's serial console is written to (truncated when the VM starts).
@@ -123,6 +127,9 @@ pub struct VmConfig {
     pub tsc_khz: Option<u64>,
     /// The QEMU binary (`qemu-system-x86_64` from `PATH` by default).
     pub qemu: PathBuf,
+    /// Arguments appended to QEMU's command line as they are (tuning, experiments).
+    #[serde(default)]
+    pub extra_args: Vec<String>,
 }
 
 impl VmConfig {
@@ -137,12 +144,14 @@ impl VmConfig {
             disks: Vec::new(),
             nets: Vec::new(),
             shares: Vec::new(),
+            vsock_socket: None,
             agent_socket: None,
             console_log,
             qmp_socket: None,
             extra_cmdline: Vec::new(),
             tsc_khz: None,
             qemu: PathBuf::from("qemu-system-x86_64"),
+            extra_args: Vec::new(),
         }
     }
 
@@ -151,6 +160,7 @@ impl VmConfig {
         self.disks.len()
             + self.nets.len()
             + self.shares.len()
+            + usize::from(self.vsock_socket.is_some())
             + usize::from(self.agent_socket.is_some())
     }
 
@@ -187,7 +197,7 @@ impl VmConfig {
             machine.push_str(",ioapic2=on");
         }
         // vhost-user devices read guest memory directly: it must be a shared memfd.
-        let shared_memory = !self.shares.is_empty();
+        let shared_memory = !self.shares.is_empty() || self.vsock_socket.is_some();
         if shared_memory {
             machine.push_str(",memory-backend=mem");
         }
@@ -230,14 +240,16 @@ impl VmConfig {
             ]);
         }
 
-        // Device order is guest order: disks first so the rootfs is /dev/vda.
+        // Device order is guest order: disks first so the rootfs is /dev/vda. The default
+        // cache mode (writeback) honours the guest's flushes, so what a container fsyncs
+        // survives QEMU being killed; discard=unmap gives freed blocks back to the overlay.
         for (i, d) in self.disks.iter().enumerate() {
             let format = match d.format {
                 DiskFormat::Raw => "raw",
                 DiskFormat::Qcow2 => "qcow2",
             };
             let mut drive = format!(
-                "id=disk{i},file={},format={format},if=none,cache=unsafe,discard=unmap",
+                "id=disk{i},file={},format={format},if=none,discard=unmap",
                 opt_path("disk", &d.path)?
             );
             if d.readonly {
@@ -273,6 +285,14 @@ impl VmConfig {
                 &format!("vhost-user-fs-device,chardev=fs{i},tag={}", s.tag),
             ]);
         }
+        if let Some(sock) = &self.vsock_socket {
+            push(&[
+                "-chardev",
+                &format!("socket,id=vsock,path={}", opt_path("vsock socket", sock)?),
+                "-device",
+                "vhost-user-vsock-device,chardev=vsock",
+            ]);
+        }
         if let Some(sock) = &self.agent_socket {
             push(&["-device", "virtio-serial-device,max_ports=2"]);
             push(&[
@@ -287,6 +307,7 @@ impl VmConfig {
                 &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
             ]);
         }
+        a.extend(self.extra_args.iter().cloned());
         Ok(a)
     }
 }
@@ -393,7 +414,7 @@ mod tests {
         c.extra_cmdline.push("foo=bar".into());
         let s = joined(&c);
         assert!(s.contains("-drive id=disk0,file=/r/root.qcow2,format=qcow2,if=none"));
-        assert!(s.contains("format=raw,if=none,cache=unsafe,discard=unmap,readonly=on"));
+        assert!(s.contains("format=raw,if=none,discard=unmap,readonly=on"));
         assert!(s.find("drive=disk0").unwrap() < s.find("drive=disk1").unwrap());
         assert!(s.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"));
         assert!(s.contains("microvm,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem"));
@@ -403,6 +424,16 @@ mod tests {
         assert!(s.contains("virtserialport,chardev=agent,name=containerization.agent"));
         assert!(c.cmdline().ends_with("tsc_early_khz=2596146 foo=bar"));
         assert_eq!(c.device_count(), 5);
+        c.vsock_socket = Some("/r/vsock.sock".into());
+        let s = joined(&c);
+        assert!(s.contains(
+            "-chardev socket,id=vsock,path=/r/vsock.sock -device vhost-user-vsock-device,chardev=vsock"
+        ));
+        assert_eq!(c.device_count(), 6);
+        // vsock alone also needs the shared memfd backend.
+        let mut v = base();
+        v.vsock_socket = Some("/r/v.sock".into());
+        assert!(joined(&v).contains("memory-backend=mem"));
     }
 
     #[test]

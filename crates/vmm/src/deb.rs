@@ -60,6 +60,19 @@ pub struct ExtractedKernel {
 
 /// Extracts the kernel image to `dest/vmlinuz` and its modules to `dest/modules/`.
 pub fn extract_kernel(deb: &Path, dest: &Path) -> Result<ExtractedKernel, DebError> {
+    let file = fs::File::open(deb).map_err(|source| DebError::Read {
+        path: deb.to_path_buf(),
+        source,
+    })?;
+    extract_kernel_from(BufReader::new(file), deb, dest)
+}
+
+/// Like [`extract_kernel`], reading the package from `file`; `deb` only names it in errors.
+pub fn extract_kernel_from(
+    mut file: impl Read,
+    deb: &Path,
+    dest: &Path,
+) -> Result<ExtractedKernel, DebError> {
     let read_err = |source| DebError::Read {
         path: deb.to_path_buf(),
         source,
@@ -68,7 +81,6 @@ pub fn extract_kernel(deb: &Path, dest: &Path) -> Result<ExtractedKernel, DebErr
         path: deb.to_path_buf(),
         what: what.to_string(),
     };
-    let mut file = BufReader::new(fs::File::open(deb).map_err(read_err)?);
     let mut magic = [0u8; 8];
     file.read_exact(&mut magic).map_err(read_err)?;
     if &magic != b"!<arch>\n" {

@@ -15,6 +15,9 @@ pub enum DiskError {
     /// The base image does not exist.
     #[error("base disk image {0} does not exist")]
     NoBase(PathBuf),
+    /// The overlay already exists (it holds a container's writes; it is not replaced).
+    #[error("disk {0} already exists")]
+    Exists(PathBuf),
     /// `qemu-img` could not be run.
     #[error("cannot run qemu-img (install Debian package qemu-utils)")]
     Spawn(#[source] std::io::Error),
@@ -31,7 +34,8 @@ pub enum DiskError {
 }
 
 /// Creates `overlay`, a qcow2 image whose backing file is the raw image `base` (referenced by
-/// absolute path). The overlay appears complete or not at all.
+/// absolute path). The overlay appears complete or not at all, and an existing file is never
+/// overwritten.
 pub fn qcow2_overlay(base: &Path, overlay: &Path) -> Result<(), DiskError> {
     if !base.is_file() {
         return Err(DiskError::NoBase(base.to_path_buf()));
@@ -51,11 +55,17 @@ pub fn qcow2_overlay(base: &Path, overlay: &Path) -> Result<(), DiskError> {
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         });
     }
-    std::fs::rename(&tmp, overlay).map_err(|source| {
-        let _ = std::fs::remove_file(&tmp);
-        DiskError::Write {
-            path: overlay.to_path_buf(),
-            source,
+    // link(2) fails if the overlay exists: a container's disk is never replaced by accident.
+    let linked = std::fs::hard_link(&tmp, overlay);
+    let _ = std::fs::remove_file(&tmp);
+    linked.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AlreadyExists {
+            DiskError::Exists(overlay.to_path_buf())
+        } else {
+            DiskError::Write {
+                path: overlay.to_path_buf(),
+                source,
+            }
         }
     })
 }
@@ -82,6 +92,9 @@ mod tests {
         assert_eq!(info["backing-filename-format"], "raw");
         assert_eq!(info["backing-filename"], base.display().to_string());
         assert_eq!(info["virtual-size"], 64 << 20);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+        let err = qcow2_overlay(&base, &overlay).unwrap_err();
+        assert!(matches!(err, DiskError::Exists(_)), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 

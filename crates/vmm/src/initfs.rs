@@ -169,6 +169,18 @@ impl Initfs {
     }
 }
 
+/// Builds (or reuses) the standard initfs: `vminitd` as PID 1 plus `modules` in load order,
+/// cached in `cache_dir` by content. Shorthand for `Initfs::new(vminitd).modules(modules)`.
+pub fn build_cached(
+    cache_dir: &Path,
+    vminitd: &Path,
+    modules: &[Module],
+) -> Result<PathBuf, InitfsError> {
+    Initfs::new(vminitd)
+        .modules(modules)
+        .build_cached(cache_dir)
+}
+
 fn write_archive<W: std::io::Write>(
     out: W,
     dirs: &[String],

@@ -60,8 +60,18 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
-    /// The store's metadata is unreadable.
-    #[error("corrupt kernel store metadata {path}")]
+    /// A stored kernel's files cannot be read.
+    #[error(
+        "cannot read kernel store entry {path}; set the kernel again with \
+         `container system kernel set`"
+    )]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store's metadata cannot be read or written as JSON.
+    #[error("cannot read or write kernel store metadata {path}")]
     Metadata {
         path: PathBuf,
         #[source]
@@ -284,7 +294,7 @@ impl KernelStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.store_err(&path)(e)),
+            Err(source) => return Err(KernelError::Load { path, source }),
         };
         let cur: Current =
             serde_json::from_slice(&bytes).map_err(|source| KernelError::Metadata {
@@ -296,7 +306,10 @@ impl KernelStore {
 
     fn load(&self, id: &str) -> Result<Kernel, KernelError> {
         let path = self.dir.join(id).join("kernel.json");
-        let bytes = fs::read(&path).map_err(self.store_err(&path))?;
+        let bytes = fs::read(&path).map_err(|source| KernelError::Load {
+            path: path.clone(),
+            source,
+        })?;
         serde_json::from_slice(&bytes).map_err(|source| KernelError::Metadata { path, source })
     }
 
@@ -398,18 +411,29 @@ impl KernelStore {
 
     fn write_meta(&self, dir: &Path, kernel: &Kernel) -> Result<(), KernelError> {
         let path = dir.join("kernel.json");
-        let json = serde_json::to_vec_pretty(kernel).expect("kernel metadata serialises");
+        // Paths that are not UTF-8 cannot be written as JSON: reported, not panicked on.
+        let json = serde_json::to_vec_pretty(kernel).map_err(|source| KernelError::Metadata {
+            path: path.clone(),
+            source,
+        })?;
         write_atomic(&path, &json).map_err(self.store_err(&path))
     }
 
-    /// Moves a finished entry into place; an existing entry (same content) is replaced.
+    /// Moves a finished entry into place. Entries are named by content, so when another
+    /// process installed the same one first (rename onto a non-empty directory fails), that
+    /// complete entry is kept: VMs may already be reading it. Only an incomplete leftover
+    /// (no `kernel.json`) is replaced.
     fn install_dir(&self, tmp: &Path, final_dir: &Path) -> Result<(), KernelError> {
-        if final_dir.exists() {
-            let old = temp_sibling(final_dir);
-            fs::rename(final_dir, &old).map_err(self.store_err(final_dir))?;
-            let _ = fs::remove_dir_all(&old);
+        match fs::rename(tmp, final_dir) {
+            Ok(()) => Ok(()),
+            Err(_) if final_dir.join("kernel.json").is_file() => Ok(()),
+            Err(_) => {
+                let old = temp_sibling(final_dir);
+                fs::rename(final_dir, &old).map_err(self.store_err(final_dir))?;
+                let _ = fs::remove_dir_all(&old);
+                fs::rename(tmp, final_dir).map_err(self.store_err(final_dir))
+            }
         }
-        fs::rename(tmp, final_dir).map_err(self.store_err(final_dir))
     }
 }
 
@@ -490,6 +514,36 @@ mod tests {
         assert_eq!(store.list().len(), 2);
         // The override did not change the current kernel.
         assert_eq!(store.current().unwrap().id, k.id);
+        // A store entry removed behind our back is reported with the way out.
+        fs::remove_dir_all(k.dir()).unwrap();
+        let err = store.current().unwrap_err();
+        assert!(matches!(err, KernelError::Load { .. }), "{err}");
+        assert!(
+            err.to_string().contains("container system kernel set"),
+            "{err}"
+        );
+    }
+
+    /// Several processes importing the same kernel at once all get a complete entry.
+    #[test]
+    fn concurrent_imports_of_one_kernel() {
+        let tk = crate::testutil::debian_kernel();
+        let root = tempfile::tempdir().unwrap();
+        let store = KernelStore::new(root.path());
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                let image = tk.vmlinuz.clone();
+                std::thread::spawn(move || store.for_path(&image).unwrap())
+            })
+            .collect();
+        let kernels: Vec<Kernel> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for k in &kernels {
+            assert_eq!(k.id, kernels[0].id);
+            assert_eq!(&fs::read(&k.vmlinux).unwrap()[..4], b"\x7fELF");
+        }
+        // One entry, no temporary directories left.
+        assert_eq!(fs::read_dir(store.dir()).unwrap().count(), 1);
     }
 
     #[test]

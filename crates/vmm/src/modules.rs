@@ -255,15 +255,20 @@ pub fn read_module(path: &Path) -> Result<Vec<u8>, ModulesError> {
 /// The `key=value` strings of a module's `.modinfo` section.
 pub fn modinfo(path: &Path) -> Result<Vec<(String, String)>, ModulesError> {
     let data = read_module(path)?;
-    let bad = |what: String| ModulesError::BadModule {
+    parse_modinfo(&data).map_err(|what| ModulesError::BadModule {
         path: path.to_path_buf(),
         what,
-    };
-    let elf = ElfFile64::<object::Endianness>::parse(&*data).map_err(|e| bad(e.to_string()))?;
+    })
+}
+
+/// The `key=value` strings of the `.modinfo` section of an (uncompressed) module's bytes;
+/// the error says what is wrong with the ELF.
+pub fn parse_modinfo(data: &[u8]) -> Result<Vec<(String, String)>, String> {
+    let elf = ElfFile64::<object::Endianness>::parse(data).map_err(|e| e.to_string())?;
     let section = elf
         .section_by_name(".modinfo")
-        .ok_or_else(|| bad("no .modinfo section".into()))?;
-    let bytes = section.data().map_err(|e| bad(e.to_string()))?;
+        .ok_or_else(|| "no .modinfo section".to_string())?;
+    let bytes = section.data().map_err(|e| e.to_string())?;
     Ok(bytes
         .split(|&b| b == 0)
         .filter_map(|kv| {

@@ -203,6 +203,24 @@ fn boots_mounts_disk_and_powers_off() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("guest.txt"));
+    // ... and the overlay holds it: flatten base + overlay with qemu-img and read it back.
+    let flat = f.log.with_file_name("flat.raw");
+    let st = Command::new("qemu-img")
+        .args(["convert", "-O", "raw"])
+        .arg(&f.overlay)
+        .arg(&flat)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::new("debugfs")
+        .args(["-R", "cat /guest.txt"])
+        .arg(&flat)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "written-by-guest"
+    );
 }
 
 /// Bytes cross the virtio-serial agent channel both ways.

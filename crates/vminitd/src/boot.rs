@@ -1,0 +1,168 @@
+//! PID 1 boot: the console, kernel modules, a tmpfs root in place of the initramfs (so
+//! containers can pivot_root), the standard mounts, cgroup v2 controllers, loopback.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use crate::sys::{self, cvt};
+
+/// Load order of modules, one absolute path per line (written by the host's initfs builder).
+pub const MODULES_LIST: &str = "/etc/vminitd/modules";
+
+/// Runs every boot step; failures are logged and boot continues (a VM without, say, cgroups
+/// still runs containers).
+pub fn boot() {
+    if let Err(e) = console() {
+        // Nowhere to log yet; keep going.
+        let _ = e;
+    }
+    crate::log!("starting, kernel {}", sys::kernel_release());
+    step("mount /proc", || {
+        sys::mkdir_p(Path::new("/proc"))
+            .and_then(|_| sys::mount("proc", Path::new("/proc"), "proc", nse(), None))
+    });
+    step("mount /sys", || {
+        sys::mkdir_p(Path::new("/sys"))
+            .and_then(|_| sys::mount("sysfs", Path::new("/sys"), "sysfs", nse(), None))
+    });
+    load_modules(Path::new(MODULES_LIST));
+    step("switch to a tmpfs root", switch_root);
+    step("mount /dev/pts", || {
+        sys::mkdir_p(Path::new("/dev/pts")).and_then(|_| {
+            sys::mount(
+                "devpts",
+                Path::new("/dev/pts"),
+                "devpts",
+                libc::MS_NOSUID | libc::MS_NOEXEC,
+                Some("ptmxmode=0666,mode=0620"),
+            )
+        })
+    });
+    step("mount /dev/shm", || {
+        sys::mkdir_p(Path::new("/dev/shm")).and_then(|_| {
+            sys::mount(
+                "shm",
+                Path::new("/dev/shm"),
+                "tmpfs",
+                nse(),
+                Some("mode=1777"),
+            )
+        })
+    });
+    step("mount /run", || {
+        sys::mkdir_p(Path::new("/run")).and_then(|_| {
+            sys::mount(
+                "tmpfs",
+                Path::new("/run"),
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                Some("mode=755"),
+            )
+        })
+    });
+    step("mount /tmp", || {
+        sys::mkdir_p(Path::new("/tmp")).and_then(|_| {
+            sys::mount(
+                "tmpfs",
+                Path::new("/tmp"),
+                "tmpfs",
+                libc::MS_NOSUID | libc::MS_NODEV,
+                None,
+            )
+        })
+    });
+    step("mount cgroup2", || {
+        let p = Path::new("/sys/fs/cgroup");
+        sys::mkdir_p(p).and_then(|_| sys::mount("cgroup2", p, "cgroup2", nse(), None))
+    });
+    crate::system::enable_controllers(Path::new("/sys/fs/cgroup"));
+    for d in ["/etc", "/run/containers"] {
+        step(d, || sys::mkdir_p(Path::new(d)));
+    }
+    if let Err(e) = crate::netlink::loopback_up() {
+        crate::log!("bring up lo: {e}");
+    }
+}
+
+fn nse() -> libc::c_ulong {
+    libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+}
+
+fn step(what: &str, f: impl FnOnce() -> io::Result<()>) {
+    if let Err(e) = f() {
+        crate::log!("{what}: {e}");
+    }
+}
+
+/// /dev (devtmpfs) and /dev/console as stdin/stdout/stderr.
+fn console() -> io::Result<()> {
+    sys::mkdir_p(Path::new("/dev"))?;
+    match sys::mount(
+        "devtmpfs",
+        Path::new("/dev"),
+        "devtmpfs",
+        libc::MS_NOSUID,
+        Some("mode=0755"),
+    ) {
+        Err(e) if e.raw_os_error() != Some(libc::EBUSY) => return Err(e),
+        _ => {}
+    }
+    let fd = sys::open(Path::new("/dev/console"), libc::O_RDWR | libc::O_NOCTTY, 0)?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard fds of our own process.
+        cvt(unsafe { libc::dup2(fd.as_raw_fd(), target) })?;
+    }
+    Ok(())
+}
+
+/// Loads the modules listed in `list`, in order, with finit_module(2). Already loaded
+/// (EEXIST) is fine; a failure is logged and the next module is tried. Module files are
+/// deleted afterwards: they live in the initramfs's RAM otherwise.
+pub fn load_modules(list: &Path) {
+    let Ok(text) = std::fs::read_to_string(list) else {
+        crate::log!("no module list at {}", list.display());
+        return;
+    };
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let path = Path::new(line);
+        match load_module(path) {
+            Ok(()) => crate::log!("loaded {}", path.display()),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => crate::log!("load module {}: {e}", path.display()),
+        }
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn load_module(path: &Path) -> io::Result<()> {
+    let fd = sys::open(path, libc::O_RDONLY, 0)?;
+    let params = c"";
+    // SAFETY: finit_module with an fd we own and an empty parameter string.
+    cvt(unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), 0) })?;
+    Ok(())
+}
+
+/// Replaces the initramfs root (which pivot_root cannot leave) with a tmpfs, moving /dev,
+/// /proc and /sys over, the way switch_root(8) does.
+fn switch_root() -> io::Result<()> {
+    let new = Path::new("/.newroot");
+    sys::mkdir_p(new)?;
+    sys::mount("tmpfs", new, "tmpfs", 0, Some("mode=755"))?;
+    for d in ["dev", "proc", "sys"] {
+        let target = new.join(d);
+        sys::mkdir_p(&target)?;
+        sys::mount(&format!("/{d}"), &target, "none", libc::MS_MOVE, None)?;
+    }
+    std::env::set_current_dir(new)?;
+    sys::mount(".", Path::new("/"), "none", libc::MS_MOVE, None)?;
+    let dot = c".";
+    // SAFETY: valid C string.
+    cvt(unsafe { libc::chroot(dot.as_ptr()) })?;
+    std::env::set_current_dir("/")?;
+    Ok(())
+}

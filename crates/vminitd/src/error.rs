@@ -1,0 +1,109 @@
+//! vminitd's error type and [`to_wire`], the one place where guest errors become the
+//! protocol's stable [`ErrorCode`]s.
+
+use agent::{ErrorCode, WireError};
+
+use crate::spawn::Report;
+use crate::user::UserError;
+
+/// Why a call failed in the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No such process/container/interface.
+    #[error("{0}")]
+    NotFound(String),
+    /// Exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// Not valid in the current state.
+    #[error("{0}")]
+    WrongState(String),
+    /// A system call failed.
+    #[error("{op}: {source}")]
+    Sys {
+        /// What was being done, with its input.
+        op: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The user/group could not be resolved.
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// The process could not be set up or executed.
+    #[error("{}", report_message(.0))]
+    Spawn(Report),
+    /// Not supported here.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+fn report_message(r: &Report) -> String {
+    match r {
+        Report::Ready => "ready".into(),
+        Report::NotFound(m) | Report::NotExecutable(m) => m.clone(),
+        Report::Failed { message, .. } => message.clone(),
+    }
+}
+
+impl Error {
+    /// A failed system call.
+    pub fn sys(op: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Sys {
+            op: op.into(),
+            source,
+        }
+    }
+}
+
+/// Maps an error to its wire form.
+pub fn to_wire(e: &Error) -> WireError {
+    let (code, errno) = match e {
+        Error::InvalidArgument(_) => (ErrorCode::InvalidArgument, None),
+        Error::NotFound(_) => (ErrorCode::NotFound, None),
+        Error::AlreadyExists(_) => (ErrorCode::AlreadyExists, None),
+        Error::WrongState(_) => (ErrorCode::WrongState, None),
+        Error::Sys { source, .. } => (ErrorCode::Io, source.raw_os_error()),
+        Error::User(_) => (ErrorCode::UnknownUser, None),
+        Error::Spawn(Report::NotFound(_)) => (ErrorCode::ExecutableNotFound, Some(libc::ENOENT)),
+        Error::Spawn(Report::NotExecutable(_)) => (ErrorCode::NotExecutable, Some(libc::EACCES)),
+        Error::Spawn(Report::Failed { errno, .. }) => (ErrorCode::Io, Some(*errno)),
+        Error::Spawn(Report::Ready) => (ErrorCode::Internal, None),
+        Error::Unsupported(_) => (ErrorCode::Unsupported, None),
+    };
+    WireError {
+        code,
+        message: e.to_string(),
+        errno,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spawn_reports_map_to_126_and_127() {
+        let nf = to_wire(&Error::Spawn(Report::NotFound("nope not found".into())));
+        assert_eq!(
+            (nf.code, nf.code.exit_code()),
+            (ErrorCode::ExecutableNotFound, 127)
+        );
+        let nx = to_wire(&Error::Spawn(Report::NotExecutable(
+            "/etc: permission denied".into(),
+        )));
+        assert_eq!(
+            (nx.code, nx.code.exit_code()),
+            (ErrorCode::NotExecutable, 126)
+        );
+        let io = to_wire(&Error::sys(
+            "mount /dev/vda",
+            std::io::Error::from_raw_os_error(libc::ENODEV),
+        ));
+        assert_eq!((io.code, io.errno), (ErrorCode::Io, Some(libc::ENODEV)));
+        assert!(io.message.starts_with("mount /dev/vda: "));
+    }
+}

@@ -1,0 +1,260 @@
+//! The container's filesystem view, built in the child inside its new mount namespace:
+//! the root filesystem as `/` (pivot_root), /proc, /sys (read-only), a tmpfs /dev with the
+//! standard nodes, /dev/pts (new instance), /dev/shm, /dev/mqueue, the /etc files vminitd
+//! wrote for it, extra mounts, then the OCI default masked and read-only paths.
+
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+use crate::mounts;
+use crate::spawn::{ctx, ChildErr};
+use crate::sys::{self, cvt};
+
+/// OCI/docker default masked paths.
+pub const MASKED: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// OCI/docker default read-only paths.
+pub const READONLY: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// The mounted root filesystem (guest path).
+    pub rootfs: PathBuf,
+    /// Hostname inside the container.
+    pub hostname: Option<String>,
+    /// Remount `/` read-only at the end.
+    pub readonly: bool,
+    /// (path inside the container, e.g. `/etc/hosts`; file in the guest to bind there).
+    pub files: Vec<(String, PathBuf)>,
+    /// Extra mounts; targets inside the container.
+    pub mounts: Vec<agent::Mount>,
+}
+
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+fn inside(root: &Path, p: &str) -> PathBuf {
+    root.join(p.trim_start_matches('/'))
+}
+
+/// Builds the filesystem view; called in the child after clone(CLONE_NEWNS...).
+pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
+    let root = &plan.rootfs;
+    let m = |src: &str, dst: &Path, fs: &str, flags: libc::c_ulong, data: Option<&str>| {
+        ctx(
+            sys::mkdir_p(dst).and_then(|_| sys::mount(src, dst, fs, flags, data)),
+            || format!("mount {fs} on {}", dst.display()),
+        )
+    };
+    // Nothing we mount may propagate back to the guest.
+    ctx(
+        sys::mount(
+            "none",
+            Path::new("/"),
+            "none",
+            libc::MS_REC | libc::MS_PRIVATE,
+            None,
+        ),
+        || "make / private".into(),
+    )?;
+    // pivot_root needs the new root to be a mount point.
+    m(
+        &root.to_string_lossy(),
+        root,
+        "none",
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+
+    let nse = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+    m("proc", &root.join("proc"), "proc", nse, None)?;
+    m(
+        "sysfs",
+        &root.join("sys"),
+        "sysfs",
+        nse | libc::MS_RDONLY,
+        None,
+    )?;
+    let dev = root.join("dev");
+    m(
+        "tmpfs",
+        &dev,
+        "tmpfs",
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )?;
+    for (name, major, minor) in DEVICES {
+        let p = sys::cstr(dev.join(name)).map_err(|e| (b'E', e, name.to_string()))?;
+        // SAFETY: valid C string; mknod takes plain integers otherwise.
+        let made = cvt(unsafe {
+            libc::mknod(
+                p.as_ptr(),
+                libc::S_IFCHR | 0o666,
+                libc::makedev(major, minor),
+            )
+        });
+        // mknod applies the umask; set the mode the standard nodes have.
+        // SAFETY: valid C string.
+        let made = made.and_then(|_| cvt(unsafe { libc::chmod(p.as_ptr(), 0o666) }));
+        ctx(made, || format!("create /dev/{name}"))?;
+    }
+    m(
+        "devpts",
+        &dev.join("pts"),
+        "devpts",
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )?;
+    m(
+        "shm",
+        &dev.join("shm"),
+        "tmpfs",
+        nse,
+        Some("mode=1777,size=65536k"),
+    )?;
+    m("mqueue", &dev.join("mqueue"), "mqueue", nse, None)?;
+    let links = [
+        ("pts/ptmx", "ptmx"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
+        ("/proc/kcore", "core"),
+    ];
+    for (target, name) in links {
+        ctx(symlink(target, dev.join(name)), || {
+            format!("create /dev/{name}")
+        })?;
+    }
+
+    for (path, source) in &plan.files {
+        let target = inside(root, path);
+        if !target.exists() {
+            // A mount point for the file (also with `readonly`, which is applied at the end);
+            // a filesystem that is itself read-only just goes without.
+            let made = target
+                .parent()
+                .map_or(Ok(()), sys::mkdir_p)
+                .and_then(|_| std::fs::File::create(&target).map(drop));
+            match made {
+                Err(e) if e.raw_os_error() == Some(libc::EROFS) => continue,
+                other => ctx(other, || format!("create {path}"))?,
+            }
+        }
+        ctx(
+            sys::mount(
+                &source.to_string_lossy(),
+                &target,
+                "none",
+                libc::MS_BIND,
+                None,
+            ),
+            || format!("bind {path}"),
+        )?;
+    }
+    for mnt in &plan.mounts {
+        let target = inside(root, &mnt.target);
+        ctx(
+            mounts::mount(&mnt.source, &target, &mnt.fstype, &mnt.options),
+            || format!("mount {} on {}", mnt.source, mnt.target),
+        )?;
+    }
+
+    pivot(root)?;
+
+    for p in MASKED {
+        mask(Path::new(p))?;
+    }
+    for p in READONLY {
+        let path = Path::new(p);
+        if !path.exists() {
+            continue;
+        }
+        ctx(
+            sys::mount(p, path, "none", libc::MS_BIND | libc::MS_REC, None).and_then(|_| {
+                sys::mount(
+                    "none",
+                    path,
+                    "none",
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | nse,
+                    None,
+                )
+            }),
+            || format!("make {p} read-only"),
+        )?;
+    }
+    if plan.readonly {
+        ctx(
+            sys::mount(
+                "none",
+                Path::new("/"),
+                "none",
+                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY,
+                None,
+            ),
+            || "remount / read-only".into(),
+        )?;
+    }
+    if let Some(h) = &plan.hostname {
+        // SAFETY: pointer and length of a valid byte slice.
+        let r = unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) };
+        ctx(cvt(r), || format!("sethostname {h}"))?;
+    }
+    Ok(())
+}
+
+/// pivot_root(".", ".") then detach the old root, as runc does: no put_old directory needed.
+fn pivot(root: &Path) -> Result<(), ChildErr> {
+    ctx(std::env::set_current_dir(root), || {
+        format!("chdir {}", root.display())
+    })?;
+    let dot = c".";
+    // SAFETY: valid C strings; raw syscall as libc has no wrapper.
+    let r = unsafe { libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) };
+    ctx(cvt(r), || "pivot_root".into())?;
+    ctx(sys::umount(Path::new("."), libc::MNT_DETACH), || {
+        "detach old root".into()
+    })?;
+    ctx(std::env::set_current_dir("/"), || "chdir /".into())?;
+    Ok(())
+}
+
+fn mask(path: &Path) -> Result<(), ChildErr> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err((b'E', e, format!("mask {}", path.display()))),
+    };
+    let r = if meta.is_dir() {
+        sys::mount("tmpfs", path, "tmpfs", libc::MS_RDONLY, None)
+    } else {
+        sys::mount("/dev/null", path, "none", libc::MS_BIND, None)
+    };
+    ctx(r, || format!("mask {}", path.display()))
+}

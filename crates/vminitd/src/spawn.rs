@@ -1,0 +1,426 @@
+//! Creating a process: the fork, and everything the child does between fork and exec —
+//! namespaces, the container's root filesystem (see `rootfs.rs`), stdio, limits, identity,
+//! capabilities, the executable lookup — reported to the parent over a close-on-exec pipe.
+//!
+//! The child waits for a byte on the start pipe before it execs, so `create` can report
+//! setup errors ("executable not found") and `start` is just the release. vminitd runs a
+//! single-threaded runtime, so the child may allocate between fork and exec.
+
+use std::ffi::CString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use crate::caps::{self, CapSets};
+use crate::rootfs::RootfsPlan;
+use crate::sys::{self, cvt};
+use crate::user::ExecUser;
+
+/// Where the process runs.
+pub enum Placement {
+    /// A new container: fresh mount, PID, UTS and IPC namespaces over this root filesystem.
+    NewContainer(RootfsPlan),
+    /// Into an existing container: its namespace files (pid, mnt, uts, ipc).
+    Join {
+        /// `/proc/<init>/ns/pid`.
+        pid: OwnedFd,
+        /// mnt, uts, ipc namespace fds to setns into in the child.
+        others: Vec<(OwnedFd, libc::c_int)>,
+    },
+}
+
+/// The process's stdio as the child should set it up.
+pub enum ChildStdio {
+    /// These fds become 0, 1 and 2.
+    Pipes {
+        /// fd 0.
+        stdin: OwnedFd,
+        /// fd 1.
+        stdout: OwnedFd,
+        /// fd 2.
+        stderr: OwnedFd,
+    },
+    /// A pty allocated by the child from the container's own devpts (so `tty` and ttyname
+    /// work inside), its slave as 0/1/2 and controlling terminal; the master is sent back
+    /// over `socket`.
+    Pty {
+        /// The child's end of a socketpair.
+        socket: OwnedFd,
+        /// Initial (rows, cols).
+        size: Option<(u16, u16)>,
+    },
+}
+
+/// Everything the child needs, prepared by the parent.
+pub struct Plan {
+    /// Namespaces and root.
+    pub placement: Placement,
+    /// argv.
+    pub args: Vec<CString>,
+    /// envp.
+    pub env: Vec<CString>,
+    /// PATH directories for the lookup of `args[0]`.
+    pub path: Vec<PathBuf>,
+    /// Working directory inside the container.
+    pub cwd: PathBuf,
+    /// Identity.
+    pub user: ExecUser,
+    /// (resource, soft, hard).
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// Capabilities.
+    pub caps: CapSets,
+    /// Set no_new_privs.
+    pub no_new_privs: bool,
+    /// stdio.
+    pub stdio: ChildStdio,
+    /// cgroup directory to join (its `cgroup.procs`), if any.
+    pub cgroup: Option<PathBuf>,
+}
+
+/// A forked child waiting to be started.
+pub struct Forked {
+    /// PID in vminitd's PID namespace.
+    pub pid: i32,
+    /// Reports from the child; EOF after a successful exec.
+    pub status: OwnedFd,
+    /// Write a byte to let the child exec; close to make it exit.
+    pub start: OwnedFd,
+}
+
+/// What a child reported.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Report {
+    /// Setup done, waiting for start.
+    Ready,
+    /// The program was not found (127).
+    NotFound(String),
+    /// The program cannot be executed (126).
+    NotExecutable(String),
+    /// Setup failed.
+    Failed { errno: i32, message: String },
+}
+
+impl Report {
+    /// Decodes a report message.
+    pub fn decode(buf: &[u8]) -> Report {
+        if buf.first() == Some(&b'R') {
+            return Report::Ready;
+        }
+        if buf.len() < 5 {
+            return Report::Failed {
+                errno: 0,
+                message: "child exited during setup".into(),
+            };
+        }
+        let errno = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+        let message = String::from_utf8_lossy(&buf[5..]).into_owned();
+        match buf[0] {
+            b'N' => Report::NotFound(message),
+            b'X' => Report::NotExecutable(message),
+            _ => Report::Failed { errno, message },
+        }
+    }
+}
+
+/// Forks the child for `plan`. The parent returns at once; the child runs [`child_main`].
+pub fn fork(plan: Plan) -> io::Result<Forked> {
+    let (status_rd, status_wr) = sys::pipe()?;
+    let (start_rd, start_wr) = sys::pipe()?;
+    let pid = match &plan.placement {
+        Placement::NewContainer(_) => {
+            let flags =
+                libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+            raw_fork(flags)?
+        }
+        Placement::Join { pid, .. } => {
+            // pid namespaces are entered by the children of the caller: switch vminitd's
+            // pid_for_children, fork, and switch back.
+            let own = sys::open(std::path::Path::new("/proc/self/ns/pid"), libc::O_RDONLY, 0)?;
+            // SAFETY: setns on fds we own.
+            cvt(unsafe { libc::setns(pid.as_raw_fd(), libc::CLONE_NEWPID) })?;
+            let r = raw_fork(0);
+            // SAFETY: as above; returning to our own active namespace is always allowed.
+            unsafe { libc::setns(own.as_raw_fd(), libc::CLONE_NEWPID) };
+            r?
+        }
+    };
+    if pid == 0 {
+        drop(status_rd);
+        drop(start_wr);
+        child_main(plan, status_wr, start_rd)
+    }
+    drop(status_wr);
+    drop(start_rd);
+    if let Some(cg) = &plan.cgroup {
+        // Join the cgroup from the parent, before the child can exec.
+        if let Err(e) = std::fs::write(cg.join("cgroup.procs"), pid.to_string()) {
+            crate::log!("cannot move pid {pid} to {}: {e}", cg.display());
+        }
+    }
+    Ok(Forked {
+        pid,
+        status: status_rd,
+        start: start_wr,
+    })
+}
+
+fn raw_fork(ns_flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: clone with a null stack behaves like fork(2); the child continues on a copy of
+    // our stack. vminitd is single-threaded, so no lock can be held by another thread.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (ns_flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    cvt(pid).map(|p| p as i32)
+}
+
+/// Writes a report to the parent.
+fn report(fd: &mut std::fs::File, kind: u8, errno: i32, message: &str) {
+    let mut buf = vec![kind];
+    buf.extend_from_slice(&errno.to_le_bytes());
+    buf.extend_from_slice(message.as_bytes());
+    let _ = fd.write_all(&buf);
+}
+
+/// Child side: never returns.
+fn child_main(plan: Plan, status: OwnedFd, start: OwnedFd) -> ! {
+    let mut status = std::fs::File::from(status);
+    // A panic must not unwind into the copy of vminitd's runtime this child carries.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child_setup(&plan, &mut status, start)
+    }));
+    let code = match result {
+        Ok(Ok(never)) => match never {},
+        Ok(Err((kind, e, msg))) => {
+            let errno = e.raw_os_error().unwrap_or(0);
+            report(&mut status, kind, errno, &format!("{msg}: {e}"));
+            1
+        }
+        Err(_) => {
+            report(
+                &mut status,
+                b'E',
+                0,
+                "internal error while setting up the process",
+            );
+            1
+        }
+    };
+    // SAFETY: _exit never returns and skips atexit handlers/destructors of the parent's
+    // state that this forked copy must not run.
+    unsafe { libc::_exit(code) }
+}
+
+/// A child-side failure: report kind (`E`, `N`, `X`), the error, what was being done.
+pub type ChildErr = (u8, io::Error, String);
+
+/// Attaches what was being done to a child-side error.
+pub fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, ChildErr> {
+    r.map_err(|e| (b'E', e, what()))
+}
+
+enum Never {}
+
+fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Result<Never, ChildErr> {
+    // SAFETY: plain syscalls on our own process; the sigset is initialised by sigemptyset.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // Rust's runtime ignores SIGPIPE; exec keeps ignored signals ignored.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        libc::setsid();
+    }
+    match &plan.placement {
+        Placement::NewContainer(rootfs) => crate::rootfs::setup(rootfs)?,
+        Placement::Join { others, .. } => {
+            for (fd, kind) in others {
+                // SAFETY: setns on an fd we own; we are single-threaded after fork.
+                ctx(cvt(unsafe { libc::setns(fd.as_raw_fd(), *kind) }), || {
+                    "join container namespace".into()
+                })?;
+            }
+        }
+    }
+    stdio(&plan.stdio)?;
+
+    let u = &plan.user;
+    // As root still: working directory (created as docker does), limits.
+    if std::fs::metadata(&plan.cwd).is_err() {
+        let _ = std::fs::create_dir_all(&plan.cwd);
+        let c = sys::cstr(&plan.cwd).map_err(|e| (b'E', e, "cwd".into()))?;
+        // SAFETY: valid C string.
+        unsafe { libc::chown(c.as_ptr(), u.uid, u.gid) };
+    }
+    ctx(std::env::set_current_dir(&plan.cwd), || {
+        format!("chdir to {}", plan.cwd.display())
+    })?;
+    for (res, soft, hard) in &plan.rlimits {
+        let lim = libc::rlimit {
+            rlim_cur: *soft,
+            rlim_max: *hard,
+        };
+        // SAFETY: lim is a valid rlimit.
+        ctx(cvt(unsafe { libc::setrlimit(*res, &lim) }), || {
+            format!("setrlimit {res}")
+        })?;
+    }
+    if plan.no_new_privs {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        ctx(cvt(r), || "set no_new_privs".into())?;
+    }
+
+    // Identity: keep capabilities across setuid, then set exactly the sets asked for.
+    ctx(caps::drop_bounding(plan.caps.bounding), || {
+        "drop bounding capabilities".into()
+    })?;
+    // SAFETY: prctl/setgroups/setgid/setuid with valid arguments; groups outlives the call.
+    unsafe {
+        ctx(cvt(libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0)), || {
+            "keep capabilities".into()
+        })?;
+        ctx(
+            cvt(libc::setgroups(u.groups.len(), u.groups.as_ptr())),
+            || "setgroups".into(),
+        )?;
+        ctx(cvt(libc::setgid(u.gid)), || format!("setgid {}", u.gid))?;
+        ctx(cvt(libc::setuid(u.uid)), || format!("setuid {}", u.uid))?;
+    }
+    ctx(caps::apply(&plan.caps), || "set capabilities".into())?;
+
+    let exe = lookup(&plan.args[0], &plan.path)?;
+    report(status, b'R', 0, "");
+
+    // Wait for start (or for the parent to give up, which closes the pipe).
+    let mut b = [0u8; 1];
+    let mut start = std::fs::File::from(start);
+    match start.read(&mut b) {
+        Ok(1) => {}
+        _ => {
+            // SAFETY: exiting the child without running the parent's destructors.
+            unsafe { libc::_exit(1) }
+        }
+    }
+    let mut argv: Vec<*const libc::c_char> = plan.args.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = plan.env.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: exe, argv and envp are NUL-terminated arrays of valid C strings that live
+    // until execve replaces the process image.
+    unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    let e = io::Error::last_os_error();
+    let name = exe.to_string_lossy().into_owned();
+    Err(match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => (b'N', e, format!("exec {name}")),
+        _ => (b'X', e, format!("exec {name}")),
+    })
+}
+
+/// Sets up fds 0/1/2 (dup2 clears close-on-exec on the new fds).
+fn stdio(s: &ChildStdio) -> Result<(), ChildErr> {
+    let dup = |fd: i32, target: i32| {
+        // SAFETY: dup2 on fds we own.
+        ctx(cvt(unsafe { libc::dup2(fd, target) }), || {
+            "set up stdio".into()
+        })
+    };
+    match s {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            dup(stdin.as_raw_fd(), 0)?;
+            dup(stdout.as_raw_fd(), 1)?;
+            dup(stderr.as_raw_fd(), 2)?;
+        }
+        ChildStdio::Pty { socket, size } => {
+            let (master, slave) = ctx(sys::openpty(*size), || "open /dev/ptmx".into())?;
+            for target in 0..3 {
+                dup(slave.as_raw_fd(), target)?;
+            }
+            // SAFETY: fd 0 is the pty slave now; we are a session leader (setsid above).
+            let r = unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) };
+            ctx(cvt(r), || "set controlling terminal".into())?;
+            ctx(sys::send_fd(socket, &master), || {
+                "pass the pty to vminitd".into()
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Finds `arg0` as execvp would: a name with a `/` is used as is, otherwise each PATH
+/// directory is tried; the first executable regular file wins. Distinguishes "no such file"
+/// (127) from "found but not executable" (126).
+fn lookup(arg0: &CString, path: &[PathBuf]) -> Result<CString, ChildErr> {
+    let name = std::ffi::OsStr::from_bytes(arg0.as_bytes());
+    let candidates: Vec<PathBuf> = if name.as_bytes().contains(&b'/') {
+        vec![PathBuf::from(name)]
+    } else {
+        path.iter().map(|d| d.join(name)).collect()
+    };
+    let display = name.to_string_lossy().into_owned();
+    let mut denied = None;
+    for c in &candidates {
+        let Ok(meta) = std::fs::metadata(c) else {
+            continue;
+        };
+        let cpath = sys::cstr(c).map_err(|e| (b'N', e, display.clone()))?;
+        // SAFETY: valid C string.
+        let ok = unsafe {
+            libc::faccessat(libc::AT_FDCWD, cpath.as_ptr(), libc::X_OK, libc::AT_EACCESS)
+        } == 0;
+        if meta.is_file() && ok {
+            return Ok(cpath);
+        }
+        denied.get_or_insert(c.clone());
+    }
+    match denied {
+        Some(p) => Err((
+            b'X',
+            io::Error::from_raw_os_error(libc::EACCES),
+            format!("{}", p.display()),
+        )),
+        None => Err((
+            b'N',
+            io::Error::from_raw_os_error(libc::ENOENT),
+            format!("executable file {display:?} not found in $PATH"),
+        )),
+    }
+}
+
+/// Maps an OCI rlimit name to the resource number.
+pub fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}

@@ -1,0 +1,261 @@
+//! Thin, checked wrappers over the system calls vminitd uses, so the rest of the code handles
+//! `io::Result` instead of errno. Everything unsafe about calling libc lives here and in
+//! the few child-side functions of `spawn.rs`.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Turns a libc return value into `io::Result`, reading errno on -1.
+pub fn cvt<T: PartialEq + From<i8>>(ret: T) -> io::Result<T> {
+    if ret == T::from(-1) {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// A C string from a path or string; interior NULs are an `InvalidInput` error.
+pub fn cstr(s: impl AsRef<OsStr>) -> io::Result<CString> {
+    CString::new(s.as_ref().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "string contains NUL"))
+}
+
+/// mount(2).
+pub fn mount(
+    src: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> io::Result<()> {
+    let src = cstr(src)?;
+    let target = cstr(target)?;
+    let fstype = cstr(fstype)?;
+    let data = data.map(cstr).transpose()?;
+    // SAFETY: all pointers are valid NUL-terminated strings (or null for data) that outlive
+    // the call.
+    cvt(unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ref()
+                .map_or(std::ptr::null(), |d| d.as_ptr().cast()),
+        )
+    })?;
+    Ok(())
+}
+
+/// umount2(2).
+pub fn umount(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let t = cstr(target)?;
+    // SAFETY: valid C string.
+    cvt(unsafe { libc::umount2(t.as_ptr(), flags) })?;
+    Ok(())
+}
+
+/// A pipe with both ends close-on-exec: (read, write).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, both fds are new and owned by us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sets or clears O_NONBLOCK.
+pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we hold; F_GETFL/F_SETFL take no pointers.
+    unsafe {
+        let flags = cvt(libc::fcntl(fd, libc::F_GETFL))?;
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        cvt(libc::fcntl(fd, libc::F_SETFL, new))?;
+    }
+    Ok(())
+}
+
+/// open(2) with O_CLOEXEC added.
+pub fn open(path: &Path, flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: valid C string; the returned fd is new and owned by us.
+    let fd = cvt(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) })?;
+    // SAFETY: fd was just returned by open.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens a pty pair: (master, slave), both close-on-exec, master non-blocking.
+pub fn openpty(size: Option<(u16, u16)>) -> io::Result<(OwnedFd, OwnedFd)> {
+    let master = open(
+        Path::new("/dev/ptmx"),
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+        0,
+    )?;
+    // SAFETY: ioctls on our master fd; TIOCSPTLCK takes a pointer to an int that lives
+    // across the call, TIOCGPTPEER takes flags.
+    let slave = unsafe {
+        let unlock: libc::c_int = 0;
+        cvt(libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock))?;
+        let fd = cvt(libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        ))?;
+        OwnedFd::from_raw_fd(fd)
+    };
+    if let Some((rows, cols)) = size {
+        set_winsize(master.as_raw_fd(), rows, cols)?;
+    }
+    Ok((master, slave))
+}
+
+/// TIOCSWINSZ.
+pub fn set_winsize(fd: RawFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: ws is a valid winsize that outlives the call.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) })?;
+    Ok(())
+}
+
+/// kill(2).
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: no pointers.
+    cvt(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
+/// Creates a directory and its parents with mode 0755; existing directories are fine.
+pub fn mkdir_p(path: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(path)
+}
+
+/// Writes a whole file (create/truncate).
+pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    std::fs::write(path, data)
+}
+
+/// Uptime-independent monotonic milliseconds, for log timestamps.
+pub fn monotonic_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// `uname -r`.
+pub fn kernel_release() -> String {
+    // SAFETY: utsname is plain data; uname fills it.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: u is a valid utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return String::new();
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A connected pair of unix stream sockets, close-on-exec.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    cvt(unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    })?;
+    // SAFETY: socketpair succeeded, both fds are new and owned by us.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Sends one fd over a unix socket (SCM_RIGHTS) with a one-byte message.
+pub fn send_fd(sock: &OwnedFd, fd: &OwnedFd) -> io::Result<()> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg points at a control buffer large enough for one fd (CMSG_SPACE above), so
+    // CMSG_FIRSTHDR is non-null and CMSG_DATA has room for an i32; all buffers outlive
+    // sendmsg.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), fd.as_raw_fd());
+        cvt(libc::sendmsg(sock.as_raw_fd(), &msg, 0))?;
+    }
+    Ok(())
+}
+
+/// Receives one fd sent with [`send_fd`]; waits for it.
+pub fn recv_fd(sock: &OwnedFd) -> io::Result<OwnedFd> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut cbuf = vec![0u8; space];
+    // SAFETY: msghdr is plain data; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    // SAFETY: msg's buffers are valid for the sizes given and outlive recvmsg; the control
+    // header is only read after checking it is an SCM_RIGHTS message carrying one fd.
+    unsafe {
+        let n = cvt(libc::recvmsg(
+            sock.as_raw_fd(),
+            &mut msg,
+            libc::MSG_CMSG_CLOEXEC,
+        ))?;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if n == 0
+            || cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "no file descriptor received",
+            ));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>());
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}

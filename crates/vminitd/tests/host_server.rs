@@ -1,0 +1,387 @@
+//! vminitd's server logic without a VM: `vminitd --listen` (as root, on the host) runs real
+//! containers (namespaces, pivot_root into a busybox rootfs) for the agent client.
+
+mod common;
+
+use std::time::Duration;
+
+use agent::{ErrorCode, ExitStatus, Request};
+use common::*;
+
+fn setup() -> (tempfile::TempDir, std::path::PathBuf, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let server = start_server(dir.path());
+    (dir, rootfs, server)
+}
+
+#[tokio::test]
+async fn container_processes_exit_codes_users_and_isolation() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    assert!(!c.hello().kernel.is_empty());
+    c.ping().await.unwrap();
+
+    // The init process: long-running, so execs can join it.
+    let init = c
+        .create_process(create(
+            "c1",
+            Some(&rootfs),
+            process(&["sh", "-c", "echo pid=$$; sleep 60"]),
+        ))
+        .await
+        .unwrap();
+    let mut init_out = c.stdout(init);
+    c.start(init).await.unwrap();
+    let first = init_out.recv().await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&first),
+        "pid=1\n",
+        "init is PID 1 of its namespace"
+    );
+
+    let (o, e, st) = run(
+        &c,
+        create(
+            "c1",
+            None,
+            process(&["/bin/sh", "-c", "echo hi; echo oops >&2; exit 7"]),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (o.as_str(), e.as_str(), st),
+        (
+            "hi\n",
+            "oops\n",
+            ExitStatus {
+                code: Some(7),
+                signal: None
+            }
+        )
+    );
+
+    // Rootfs, hostname and /etc files, masked and read-only paths.
+    let script = "hostname; cat /etc/hostname; ls /; wc -c < /proc/timer_list; ls /sys/firmware | wc -l; \
+                  (echo 1 > /proc/sys/kernel/ctrl-alt-del) 2>/dev/null && echo writable || echo readonly; \
+                  grep -c localhost /etc/hosts; ls /dev";
+    let (o, e, st) = run(&c, create("c1", None, process(&["sh", "-c", script])))
+        .await
+        .unwrap();
+    assert_eq!(st.code, Some(0), "stderr: {e}");
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(&lines[..2], &["testhost", "testhost"]);
+    assert!(o.contains("busybox") || o.contains("bin"), "{o}");
+    assert!(!o.contains("usr\n"), "host root leaked: {o}");
+    assert_eq!(
+        lines.iter().filter(|l| **l == "0").count(),
+        2,
+        "timer_list and /sys/firmware masked: {o}"
+    );
+    assert!(lines.contains(&"readonly"), "/proc/sys read-only: {o}");
+    for node in ["null", "zero", "urandom", "ptmx", "pts", "shm", "stdout"] {
+        assert!(lines.contains(&node), "/dev/{node} missing: {o}");
+    }
+
+    // Users from the container's passwd/group.
+    let mut spec = process(&["sh", "-c", "id -u; id -g; id -G; echo $HOME; pwd"]);
+    spec.user = "alice".into();
+    spec.cwd = Some("/home/alice".into());
+    let (o, _, _) = run(&c, create("c1", None, spec)).await.unwrap();
+    assert_eq!(o, "1000\n1000\n1000 10\n/home/alice\n/home/alice\n");
+    let mut spec = process(&["id", "-u"]);
+    spec.user = "mallory".into();
+    let err = run(&c, create("c1", None, spec)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::UnknownUser), "{err}");
+
+    // Capabilities, rlimits, no_new_privs: docker's defaults for root, none for a user.
+    let status = "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status; ulimit -n";
+    let (o, _, _) = run(&c, create("c1", None, process(&["sh", "-c", status])))
+        .await
+        .unwrap();
+    assert!(
+        o.contains("CapEff:\t00000000a80425fb") && o.contains("CapBnd:\t00000000a80425fb"),
+        "{o}"
+    );
+    let mut spec = process(&["sh", "-c", status]);
+    spec.user = "1000:1000".into();
+    spec.no_new_privileges = true;
+    spec.rlimits = vec![agent::Rlimit {
+        kind: "RLIMIT_NOFILE".into(),
+        soft: 321,
+        hard: 321,
+    }];
+    let (o, _, _) = run(&c, create("c1", None, spec)).await.unwrap();
+    assert!(
+        o.contains("CapEff:\t0000000000000000")
+            && o.contains("NoNewPrivs:\t1")
+            && o.ends_with("321\n"),
+        "{o}"
+    );
+    let mut spec = process(&["true"]);
+    spec.capabilities = Some(agent::Capabilities {
+        bounding: vec!["CAP_BOGUS".into()],
+        ..Default::default()
+    });
+    let err = run(&c, create("c1", None, spec)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::InvalidArgument), "{err}");
+
+    // 127 and 126.
+    let err = run(&c, create("c1", None, process(&["no-such-cmd"])))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.exit_code()),
+        (Some(ErrorCode::ExecutableNotFound), 127),
+        "{err}"
+    );
+    let err = run(&c, create("c1", None, process(&["/bin/notexec"])))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.exit_code()),
+        (Some(ErrorCode::NotExecutable), 126),
+        "{err}"
+    );
+    let err = run(&c, create("c1", None, process(&["/etc"])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 126, "{err}");
+
+    // stdin.
+    let mut spec = process(&["cat"]);
+    spec.stdin = true;
+    let h = c.create_process(create("c1", None, spec)).await.unwrap();
+    let mut out = c.stdout(h);
+    let mut stdin = c.stdin(h);
+    c.start(h).await.unwrap();
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let writer = tokio::spawn(async move {
+        stdin.write_all(&big).await.unwrap();
+        stdin.close().await.unwrap();
+        big
+    });
+    let got = out.read_to_end().await;
+    let big = writer.await.unwrap();
+    assert_eq!(got.len(), big.len());
+    assert!(got == big);
+    assert_eq!(c.wait(h).await.unwrap().code, Some(0));
+
+    // A terminal with resize.
+    let mut spec = process(&["sh", "-c", "stty size; sleep 0.3; stty size; tty"]);
+    spec.terminal = true;
+    spec.console_size = Some((24, 80));
+    let h = c.create_process(create("c1", None, spec)).await.unwrap();
+    let mut out = c.stdout(h);
+    c.start(h).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.resize_pty(h, 50, 132).await.unwrap();
+    let o = String::from_utf8_lossy(&out.read_to_end().await).replace('\r', "");
+    assert_eq!(
+        o, "24 80\n50 132\n/dev/pts/0\n",
+        "the pty is the container's own"
+    );
+    assert_eq!(c.wait(h).await.unwrap().code, Some(0));
+
+    // Kill the init: signal status, and the container stops.
+    c.kill(init, 9, false).await.unwrap();
+    assert_eq!(
+        c.wait(init).await.unwrap(),
+        ExitStatus {
+            code: None,
+            signal: Some(9)
+        }
+    );
+    let err = c
+        .create_process(create("c1", None, process(&["true"])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::WrongState), "{err}");
+    c.delete(init).await.unwrap();
+    assert_eq!(
+        c.delete(init).await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn readonly_rootfs_extra_mounts_and_guest_dns() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    c.configure(agent::Configure {
+        dns: Some(agent::Dns {
+            nameservers: vec!["192.0.2.53".into()],
+            ..Default::default()
+        }),
+        hosts: vec![agent::HostEntry {
+            ip: "192.0.2.7".into(),
+            names: vec!["svc".into()],
+        }],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let bad = agent::Configure {
+        dns: Some(agent::Dns {
+            nameservers: vec!["not-an-ip".into()],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let err = c.configure(bad).await.unwrap_err();
+    assert!(err.to_string().contains("not-an-ip"), "{err}");
+
+    let script = "cat /etc/resolv.conf; grep svc /etc/hosts; grep ' /data ' /proc/mounts; \
+                  touch /data/ok && echo data-writable; touch /x 2>/dev/null || echo root-readonly";
+    let mut req = create("c4", Some(&rootfs), process(&["sh", "-c", script]));
+    req.readonly_rootfs = true;
+    req.mounts = vec![agent::Mount {
+        source: "tmpfs".into(),
+        target: "/data".into(),
+        fstype: "tmpfs".into(),
+        options: vec!["size=1m".into(), "nosuid".into()],
+    }];
+    let (o, e, st) = run(&c, req).await.unwrap();
+    assert_eq!(st.code, Some(0), "{e}");
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(lines[0], "nameserver 192.0.2.53");
+    assert_eq!(lines[1], "192.0.2.7\tsvc");
+    assert!(lines[2].starts_with("tmpfs /data tmpfs rw,nosuid"), "{o}");
+    assert_eq!(&lines[3..], &["data-writable", "root-readonly"]);
+}
+
+#[tokio::test]
+async fn a_stalled_output_stream_does_not_block_the_channel() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    // `yes` writes forever; its stdout is attached but never read.
+    let h = c
+        .create_process(create("c5", Some(&rootfs), process(&["yes"])))
+        .await
+        .unwrap();
+    let mut out = c.stdout(h);
+    c.start(h).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(2), c.ping())
+            .await
+            .expect("ping not blocked")
+            .unwrap();
+    }
+    let (o, _, st) = tokio::time::timeout(
+        Duration::from_secs(10),
+        run(&c, create("c5", None, process(&["echo", "ok"]))),
+    )
+    .await
+    .expect("exec not blocked")
+    .unwrap();
+    assert_eq!((o.as_str(), st.code), ("ok\n", Some(0)));
+    // The guest stopped at the credit it was given (the client buffers at most that).
+    c.kill(h, 9, false).await.unwrap();
+    assert_eq!(c.wait(h).await.unwrap().signal, Some(9));
+    let total = tokio::time::timeout(Duration::from_secs(10), out.read_to_end())
+        .await
+        .expect("stream ends")
+        .len();
+    assert!(total >= agent::client::OUTPUT_WINDOW as usize, "{total}");
+}
+
+#[tokio::test]
+async fn processes_survive_a_reconnect() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    let h = c
+        .create_process(create(
+            "c2",
+            Some(&rootfs),
+            process(&["sh", "-c", "sleep 0.5; echo after; exit 3"]),
+        ))
+        .await
+        .unwrap();
+    c.start(h).await.unwrap();
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c = connect(&server.socket).await;
+    assert_eq!(c.hello().processes, vec![h]);
+    let mut out = c.stdout(h);
+    assert_eq!(c.wait(h).await.unwrap().code, Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.read_to_end().await), "after\n");
+
+    // A stream with unused credit whose host went away must not make vminitd spin.
+    let y = c
+        .create_process(create("c2", Some(&rootfs), process(&["yes"])))
+        .await;
+    let y = match y {
+        Ok(h) => h,
+        // c2's init has exited: make a new container for this part.
+        Err(_) => c
+            .create_process(create("c2b", Some(&rootfs), process(&["yes"])))
+            .await
+            .unwrap(),
+    };
+    let mut ys = c.stdout(y);
+    c.start(y).await.unwrap();
+    assert!(ys.recv().await.is_some());
+    drop(ys);
+    drop(c);
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let before = cpu(pid);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ticks = cpu(pid) - before;
+    assert!(
+        ticks < 20,
+        "vminitd used {ticks} clock ticks in 1 s with no host"
+    );
+    let c = connect(&server.socket).await;
+    c.kill(y, 9, false).await.unwrap();
+
+    // Malformed requests are answered, not fatal.
+    let r = c
+        .call(Request::Start(agent::ProcessRef { handle: 999 }))
+        .await
+        .unwrap_err();
+    assert_eq!(r.code(), Some(ErrorCode::NotFound));
+    c.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn round_trip_and_exec_latency() {
+    let (_dir, rootfs, server) = setup();
+    let c = connect(&server.socket).await;
+    let init = c
+        .create_process(create("c3", Some(&rootfs), process(&["sleep", "60"])))
+        .await
+        .unwrap();
+    c.start(init).await.unwrap();
+    eprintln!("started");
+    let n = 200;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        c.ping().await.unwrap();
+    }
+    let ping = t.elapsed() / n;
+    eprintln!("pinged");
+    let t = std::time::Instant::now();
+    for _ in 0..20 {
+        let (_, _, st) = run(&c, create("c3", None, process(&["/bin/true"])))
+            .await
+            .unwrap();
+        assert_eq!(st.code, Some(0));
+    }
+    let exec = t.elapsed() / 20;
+    eprintln!("host mode: ping round trip {ping:?}, exec true {exec:?}");
+    c.kill(init, 9, false).await.unwrap();
+}
