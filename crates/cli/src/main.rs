@@ -51,7 +51,11 @@ fn main() {
         Ok(cli) => cli,
         Err(err) => {
             // Usage errors exit with 125 as docker's do; --help and --version exit 0.
-            let code = if err.use_stderr() { exit::RUNTIME_FAULT } else { 0 };
+            let code = if err.use_stderr() {
+                exit::RUNTIME_FAULT
+            } else {
+                0
+            };
             let _ = err.print();
             std::process::exit(code);
         }

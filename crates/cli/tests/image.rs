@@ -736,6 +736,38 @@ fn kill_during_pull_then_pull_again() {
     assert_nothing_half_written_except_names(&cli, &image);
 }
 
+#[test]
+fn ctrl_c_during_pull_leaves_nothing_behind() {
+    let (fake, image, _dir) = fake_with_busybox();
+    let base = format!("/v2/bad/bb/blobs/{}", image.layers[0]);
+    let good = fake.get_route(&base);
+    let mut slow = good.clone();
+    slow.delay = Some(Duration::from_millis(200));
+    fake.route(&base, slow);
+    let cli = Cli::new();
+    let r = fake.reference("bad/bb:v1");
+    let child = cli
+        .command(&["image", "pull", "-q", &r])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while cli.temp_files() == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cli.temp_files() > 0, "pull never started writing");
+    tool("kill", &["-INT", &child.id().to_string()]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(cli.temp_files(), 0, "temp files left after Ctrl-C");
+    assert!(cli.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    fake.route(&base, good);
+    cli.run(&["image", "pull", "-q", &r]).ok();
+    assert_nothing_half_written_except_names(&cli, &image);
+}
+
 fn assert_nothing_half_written_except_names(cli: &Cli, image: &images::TestImage) {
     for blob in cli.blobs() {
         let data = std::fs::read(cli.layout().join("blobs/sha256").join(&blob)).unwrap();
