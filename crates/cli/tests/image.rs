@@ -832,3 +832,79 @@ fn progress_bars_only_on_a_terminal() {
     let shown = tool("script", &["-qec", &cmd, "/dev/null"]);
     assert_eq!(shown.trim(), format!("{}/busybox:latest", reg.addr));
 }
+
+#[test]
+fn docker_media_types_pull_and_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = images::multi_arch(&dir.path().join("layout"));
+    let reg = Registry::start();
+    // skopeo converts to docker v2 schema 2: a manifest list of docker manifests, gzip layers.
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--all",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", image.layout.display()),
+            &format!("docker://{}", reg.reference("dock:1")),
+        ],
+    );
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", reg.reference("dock:1")),
+        ],
+    );
+    let list: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+
+    let cli = Cli::new();
+    cli.run(&["image", "pull", "-q", &reg.reference("dock:1")])
+        .ok();
+    let info = cli
+        .run(&["image", "inspect", &reg.reference("dock:1")])
+        .ok()
+        .json();
+    assert_eq!(info["digest"], sha256(raw.as_bytes()).as_str());
+    assert_eq!(
+        info["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(
+        info["manifest"]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(info["platform"]["architecture"], "amd64");
+    assert_eq!(info["config"]["User"], "1000:1000");
+    // Ours pushes it back (only the amd64 manifest is stored) and it pulls again identically.
+    cli.run(&[
+        "image",
+        "tag",
+        &reg.reference("dock:1"),
+        &reg.reference("dock:amd64"),
+    ])
+    .ok();
+    cli.run(&["image", "push", "-q", &reg.reference("dock:amd64")])
+        .ok();
+    let back = Cli::new();
+    back.run(&["image", "pull", "-q", &reg.reference("dock:amd64")])
+        .ok();
+    let again = back
+        .run(&["image", "inspect", &reg.reference("dock:amd64")])
+        .ok()
+        .json();
+    assert_eq!(again["digest"], info["manifestDigest"]);
+    assert_eq!(
+        again["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+}
