@@ -91,6 +91,16 @@ fn pull_list_inspect_and_outside_readers() {
     let before = cli.blobs();
     cli.run(&["image", "pull", "-q", &r]).ok();
     assert_eq!(cli.blobs(), before);
+
+    // Pinned by digest: a second name for the same content.
+    let pinned = format!("{}/busybox@{}", reg.addr, image.digest);
+    let out = cli.run(&["image", "pull", "-q", &pinned]).ok();
+    assert_eq!(out.stdout.trim(), pinned);
+    let refs = cli.run(&["image", "list", "-q"]).ok().stdout;
+    assert!(refs.lines().any(|l| l == pinned), "{refs}");
+    assert_eq!(cli.blobs(), before);
+    let info = cli.run(&["image", "inspect", &pinned]).ok().json();
+    assert_eq!(info["digest"], image.digest.as_str());
 }
 
 #[test]
