@@ -208,20 +208,7 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
     // A complete index in the store pushes whole and comes back identical.
     let all = Cli::new();
     let archive = dir.path().join("multi.tar");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--all",
-            &format!("oci:{}:latest", image.layout.display()),
-            &format!(
-                "oci-archive:{}:{}",
-                archive.display(),
-                reg.reference("multi:2")
-            ),
-        ],
-    );
+    images::to_oci_archive(&image, &archive, &reg.reference("multi:2"));
     all.run(&["image", "load", "-i", &archive.to_string_lossy()])
         .ok();
     all.run(&["image", "push", "-q", &reg.reference("multi:2")])
@@ -274,15 +261,7 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
 
     // docker-archive (written by skopeo) loads too.
     let docker = dir.path().join("docker.tar");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            &format!("oci:{}:latest", image.layout.display()),
-            &format!("docker-archive:{}:example/bb:v9", docker.display()),
-        ],
-    );
+    images::to_docker_archive(&image, &docker, "example/bb:v9");
     let third = Cli::new();
     let out = third
         .run(&["image", "load", "-i", &docker.to_string_lossy()])

@@ -5,7 +5,8 @@
 //!   htpasswd (basic) auth; stopped when dropped.
 //! - [`images`]: test images built here from `/bin/busybox` (busybox-static): an OCI layout with
 //!   several layers (whiteouts, opaque dirs, hard links, symlinks, modes, owners) and a multi-arch
-//!   index (amd64 + arm64); [`images::push_with_skopeo`] puts a layout into a registry.
+//!   index (amd64 + arm64); [`images::push_with_skopeo`] puts a layout into a registry,
+//!   [`images::to_oci_archive`] / [`images::to_docker_archive`] make tars for `image load`.
 //! - [`fake::FakeRegistry`]: a tiny HTTP registry serving canned answers, to tamper with
 //!   digests and sizes, truncate downloads, serve malformed documents and require bearer tokens.
 //! - [`Cli`]: runs the real `container` binary with a fresh `--root` temp dir.
