@@ -10,6 +10,16 @@
 //! - [`fake::FakeRegistry`]: a tiny HTTP registry serving canned answers, to tamper with
 //!   digests and sizes, truncate downloads, serve malformed documents and require bearer tokens.
 //! - [`Cli`]: runs the real `container` binary with a fresh `--root` temp dir.
+//!
+//! ```ignore
+//! let reg = Registry::start();
+//! let dir = tempfile::tempdir().unwrap();
+//! let image = images::busybox(&dir.path().join("layout"));
+//! images::push_with_skopeo(&image, &reg.reference("busybox:latest"));
+//! let cli = Cli::new();
+//! cli.run(&["image", "pull", "-q", &reg.reference("busybox")]).ok();
+//! cli.run(&["image", "pull", "nope"]).fails_with("not found"); // exit 125, one Error: line
+//! ```
 
 #![allow(dead_code)]
 
