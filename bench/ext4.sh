@@ -58,7 +58,7 @@ PY
 fi
 
 # Size both images the same (bytes and inodes): what ours picks on its own.
-"$BIN" rootfs create --layer base.tar.gz --layer small.tar.gz --json ours.img > summary.json
+"$BIN" rootfs create --layer base.tar.gz --layer small.tar.gz --format json ours.img > summary.json
 SIZE=$(python3 -c 'import json; print(json.load(open("summary.json"))["size_bytes"])')
 INODES=$(python3 -c 'import json; print(json.load(open("summary.json"))["inodes"])')
 echo "layers: $(du -h base.tar.gz | cut -f1) base, $(du -h small.tar.gz | cut -f1) small; image size $SIZE bytes"

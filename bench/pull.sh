@@ -17,37 +17,20 @@ CONTAINER=${CONTAINER:-$here/target/release/container}
 if [[ ! -x $CONTAINER ]]; then
     (cd "$here" && cargo build --release -p cli >&2)
 fi
-for tool in docker-registry skopeo jq sha256sum gzip curl; do
+for tool in docker-registry skopeo jq sha256sum gzip curl python3; do
     command -v "$tool" >/dev/null || { echo "bench/pull.sh: $tool is missing (scripts/setup.sh)" >&2; exit 1; }
 done
 
+. "$here/scripts/lib/registry.sh"
 work=$(mktemp -d /tmp/bench-pull.XXXXXX)
-reg_pid=
 cleanup() {
-    [[ -n $reg_pid ]] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+    registry_stop
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-# --- registry -------------------------------------------------------------------------------
-port=
-for _ in $(seq 50); do # a random port nothing answers on
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then port=$p; break; fi
-done
-[[ -n $port ]] || { echo "bench/pull.sh: no free port" >&2; exit 1; }
-cat >"$work/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/registry}}
-http: {addr: 127.0.0.1:$port}
-YML
-docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+registry_start "$work/registry"
+port=${REGISTRY_ADDR##*:}
 
 # --- image ------------------------------------------------------------------------------------
 layout=$work/layout

@@ -16,6 +16,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*" >&2; }
 
 registry_start "$WORK/registry"
 IMAGE=$REGISTRY_ADDR/demo/busybox:latest
+export CONTAINER_VMINITD=$PWD/target/x86_64-unknown-linux-gnu/release/vminitd
 
 # Build an image locally and push it, from a separate store so the pull below is real.
 busybox_rootfs_tar "$WORK/rootfs.tar"
@@ -29,3 +30,10 @@ step container image list
 "$CONTAINER" image list
 step container image inspect "$IMAGE"
 "$CONTAINER" image inspect "$IMAGE" | head -n 40
+
+# The guest kernel: the Debian cloud kernel package setup.sh downloaded.
+step container system kernel set --deb .work/kernel/linux-image-*-cloud-amd64_*.deb
+"$CONTAINER" system kernel set --deb .work/kernel/linux-image-*-cloud-amd64_*.deb
+step container run --rm "$IMAGE" sh -c '…'
+"$CONTAINER" run --rm "$IMAGE" sh -c \
+    'echo "hello from inside the VM: kernel $(uname -r) (host: '"$(uname -r)"'), root filesystem $(grep " / " /proc/mounts | cut -d" " -f1-3)"'

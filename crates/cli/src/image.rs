@@ -261,8 +261,16 @@ fn pull(global: &GlobalOptions, a: PullArgs) -> Result<()> {
         credentials: None,
         progress: Bars::for_terminal(a.quiet, "pulling"),
     };
+    // Ctrl-C drops the pull: its downloads are cancelled and their temp files removed before
+    // the runtime (and the process) goes away; nothing was named, so the store is unchanged.
     let image = runtime()?
-        .block_on(oci::pull(&store, &reference, &opts))
+        .block_on(async {
+            tokio::select! {
+                pulled = oci::pull(&store, &reference, &opts) => Some(pulled),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        })
+        .ok_or_else(|| anyhow::anyhow!("pull of {reference} interrupted"))?
         .with_context(|| format!("cannot pull {reference}"))?;
     if !a.quiet {
         eprintln!(

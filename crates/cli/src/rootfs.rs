@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::global::GlobalOptions;
+use crate::global::{Format, GlobalOptions};
 
 /// Subcommands of `container rootfs`.
 #[derive(Debug, Subcommand)]
@@ -22,9 +22,9 @@ pub enum RootfsCommand {
         /// Add a jbd2 journal so the guest gets crash safety.
         #[arg(long)]
         journal: bool,
-        /// Print the summary as JSON.
-        #[arg(long)]
-        json: bool,
+        /// Output format of the summary.
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
         /// The image file to write.
         output: PathBuf,
     },
@@ -61,7 +61,7 @@ pub fn run(_global: &GlobalOptions, cmd: RootfsCommand) -> anyhow::Result<()> {
             layers,
             size,
             journal,
-            json,
+            format,
             output,
         } => {
             let opts = ext4::FormatOptions {
@@ -71,7 +71,7 @@ pub fn run(_global: &GlobalOptions, cmd: RootfsCommand) -> anyhow::Result<()> {
             };
             let s = ext4::build_from_layers(&layers, &output, &opts)
                 .with_context(|| format!("cannot build {}", output.display()))?;
-            if json {
+            if format == Format::Json {
                 let v = serde_json::json!({
                     "output": output,
                     "size_bytes": s.size_bytes,

@@ -91,6 +91,16 @@ fn pull_list_inspect_and_outside_readers() {
     let before = cli.blobs();
     cli.run(&["image", "pull", "-q", &r]).ok();
     assert_eq!(cli.blobs(), before);
+
+    // Pinned by digest: a second name for the same content.
+    let pinned = format!("{}/busybox@{}", reg.addr, image.digest);
+    let out = cli.run(&["image", "pull", "-q", &pinned]).ok();
+    assert_eq!(out.stdout.trim(), pinned);
+    let refs = cli.run(&["image", "list", "-q"]).ok().stdout;
+    assert!(refs.lines().any(|l| l == pinned), "{refs}");
+    assert_eq!(cli.blobs(), before);
+    let info = cli.run(&["image", "inspect", &pinned]).ok().json();
+    assert_eq!(info["digest"], image.digest.as_str());
 }
 
 #[test]
@@ -198,20 +208,7 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
     // A complete index in the store pushes whole and comes back identical.
     let all = Cli::new();
     let archive = dir.path().join("multi.tar");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--all",
-            &format!("oci:{}:latest", image.layout.display()),
-            &format!(
-                "oci-archive:{}:{}",
-                archive.display(),
-                reg.reference("multi:2")
-            ),
-        ],
-    );
+    images::to_oci_archive(&image, &archive, &reg.reference("multi:2"));
     all.run(&["image", "load", "-i", &archive.to_string_lossy()])
         .ok();
     all.run(&["image", "push", "-q", &reg.reference("multi:2")])
@@ -264,15 +261,7 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
 
     // docker-archive (written by skopeo) loads too.
     let docker = dir.path().join("docker.tar");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            &format!("oci:{}:latest", image.layout.display()),
-            &format!("docker-archive:{}:example/bb:v9", docker.display()),
-        ],
-    );
+    images::to_docker_archive(&image, &docker, "example/bb:v9");
     let third = Cli::new();
     let out = third
         .run(&["image", "load", "-i", &docker.to_string_lossy()])
@@ -736,6 +725,38 @@ fn kill_during_pull_then_pull_again() {
     assert_nothing_half_written_except_names(&cli, &image);
 }
 
+#[test]
+fn ctrl_c_during_pull_leaves_nothing_behind() {
+    let (fake, image, _dir) = fake_with_busybox();
+    let base = format!("/v2/bad/bb/blobs/{}", image.layers[0]);
+    let good = fake.get_route(&base);
+    let mut slow = good.clone();
+    slow.delay = Some(Duration::from_millis(200));
+    fake.route(&base, slow);
+    let cli = Cli::new();
+    let r = fake.reference("bad/bb:v1");
+    let child = cli
+        .command(&["image", "pull", "-q", &r])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while cli.temp_files() == 0 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(cli.temp_files() > 0, "pull never started writing");
+    tool("kill", &["-INT", &child.id().to_string()]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert_eq!(cli.temp_files(), 0, "temp files left after Ctrl-C");
+    assert!(cli.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    fake.route(&base, good);
+    cli.run(&["image", "pull", "-q", &r]).ok();
+    assert_nothing_half_written_except_names(&cli, &image);
+}
+
 fn assert_nothing_half_written_except_names(cli: &Cli, image: &images::TestImage) {
     for blob in cli.blobs() {
         let data = std::fs::read(cli.layout().join("blobs/sha256").join(&blob)).unwrap();
@@ -799,4 +820,80 @@ fn progress_bars_only_on_a_terminal() {
     );
     let shown = tool("script", &["-qec", &cmd, "/dev/null"]);
     assert_eq!(shown.trim(), format!("{}/busybox:latest", reg.addr));
+}
+
+#[test]
+fn docker_media_types_pull_and_push() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = images::multi_arch(&dir.path().join("layout"));
+    let reg = Registry::start();
+    // skopeo converts to docker v2 schema 2: a manifest list of docker manifests, gzip layers.
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--all",
+            "--format",
+            "v2s2",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:latest", image.layout.display()),
+            &format!("docker://{}", reg.reference("dock:1")),
+        ],
+    );
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", reg.reference("dock:1")),
+        ],
+    );
+    let list: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        list["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+
+    let cli = Cli::new();
+    cli.run(&["image", "pull", "-q", &reg.reference("dock:1")])
+        .ok();
+    let info = cli
+        .run(&["image", "inspect", &reg.reference("dock:1")])
+        .ok()
+        .json();
+    assert_eq!(info["digest"], sha256(raw.as_bytes()).as_str());
+    assert_eq!(
+        info["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    assert_eq!(
+        info["manifest"]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(info["platform"]["architecture"], "amd64");
+    assert_eq!(info["config"]["User"], "1000:1000");
+    // Ours pushes it back (only the amd64 manifest is stored) and it pulls again identically.
+    cli.run(&[
+        "image",
+        "tag",
+        &reg.reference("dock:1"),
+        &reg.reference("dock:amd64"),
+    ])
+    .ok();
+    cli.run(&["image", "push", "-q", &reg.reference("dock:amd64")])
+        .ok();
+    let back = Cli::new();
+    back.run(&["image", "pull", "-q", &reg.reference("dock:amd64")])
+        .ok();
+    let again = back
+        .run(&["image", "inspect", &reg.reference("dock:amd64")])
+        .ok()
+        .json();
+    assert_eq!(again["digest"], info["manifestDigest"]);
+    assert_eq!(
+        again["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
 }

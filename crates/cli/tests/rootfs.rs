@@ -54,7 +54,7 @@ fn create_from_two_layers_with_size_and_journal() {
         .arg(tmp.path().join("a.tar.gz"))
         .arg("--layer")
         .arg(tmp.path().join("b.tar"))
-        .args(["--size", "64M", "--journal", "--json"])
+        .args(["--size", "64M", "--journal", "--format", "json"])
         .arg(&image)
         .output()
         .expect("run container");

@@ -109,7 +109,10 @@ impl State {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "image".into());
-        let tmp_path = output.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        // Unique per process and per build, so parallel builds in one process never collide.
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp_path = output.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
         let file = File::options()
             .read(true)
             .write(true)

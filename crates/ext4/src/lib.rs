@@ -24,6 +24,7 @@ mod extent;
 mod finish;
 mod inode;
 mod layout;
+pub mod reader;
 mod super_block;
 mod tree;
 mod xattr;

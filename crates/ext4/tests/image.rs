@@ -350,3 +350,45 @@ fn deep_extent_trees_and_reused_blocks_in_a_full_image() {
         &text[..text.len().min(800)]
     );
 }
+
+#[test]
+fn times_before_1970_and_after_2038_keep_their_nanoseconds() {
+    let mut l = Layer::new();
+    l.pax(&[("mtime", b"-100.5")]).file("old", 0o644, b"o");
+    l.pax(&[("mtime", b"4102444800.25")])
+        .file("future", 0o644, b"f");
+    let (tmp, image) = build(&[l.finish()], &ext4::FormatOptions::default());
+    e2fsck_clean(&image);
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    use std::os::unix::fs::MetadataExt;
+    let old = std::fs::metadata(m.dir.join("old")).expect("old");
+    assert_eq!((old.mtime(), old.mtime_nsec()), (-101, 500_000_000));
+    let fut = std::fs::metadata(m.dir.join("future")).expect("future");
+    assert_eq!(
+        (fut.mtime(), fut.mtime_nsec()),
+        (4_102_444_800, 250_000_000)
+    );
+}
+
+#[test]
+fn big_htree_directory_survives_kernel_writes() {
+    let mut l = Layer::new();
+    l.dir("d", 0o755);
+    for i in 0..30_000 {
+        l.file(&format!("d/entry-{i:06}"), 0o644, b"");
+    }
+    let (tmp, image) = build(&[l.finish()], &ext4::FormatOptions::default());
+    e2fsck_clean(&image);
+    {
+        let m = Mount::new(&image, &tmp.path().join("mnt"), false);
+        for i in 0..3000 {
+            std::fs::write(m.dir.join(format!("d/added-{i}")), b"new").expect("create");
+            std::fs::remove_file(m.dir.join(format!("d/entry-{:06}", i * 7))).expect("remove");
+        }
+        assert_eq!(
+            std::fs::read_dir(m.dir.join("d")).expect("ls").count(),
+            30_000
+        );
+    }
+    e2fsck_clean(&image);
+}

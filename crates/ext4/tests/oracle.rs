@@ -24,6 +24,13 @@ fn every_file_type_matches_umoci() {
     l.dir("etc", 0o755)
         .file("etc/hosts", 0o644, b"127.0.0.1 localhost\n")
         .file_owned("etc/shadow", 0o640, 0, 42, b"root:*:1::::::\n")
+        .file_owned(
+            "etc/high-ids",
+            0o600,
+            100_000,
+            200_000,
+            b"ids above 16 bits\n",
+        )
         .dir_owned("home", 0o755, 0, 0)
         .dir_owned("home/user", 0o700, 1000, 1000)
         .file_owned("home/user/big", 0o600, 1000, 1000, &pattern(3 << 20, 7))

@@ -346,7 +346,7 @@ impl RegistryClient {
                 q.append_pair("service", s);
             }
             if let Some(s) = scope {
-                for one in s.split(' ') {
+                for one in s.split(' ').filter(|one| !one.is_empty()) {
                     q.append_pair("scope", one);
                 }
             }

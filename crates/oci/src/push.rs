@@ -210,6 +210,10 @@ pub async fn push(
         if digest == &top_digest {
             continue;
         }
+        // A child manifest the repository already has (HEAD answers 200) is not sent again.
+        if client.has_manifest(&repo, digest).await.unwrap_or(false) {
+            continue;
+        }
         let media_type = m
             .media_type
             .clone()

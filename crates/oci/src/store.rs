@@ -359,13 +359,16 @@ impl Store {
     }
 
     /// Moves an already-fsynced and verified temp file into place as blob `digest`.
+    ///
+    /// The directory is not fsynced here, once per blob: [`Store::set_ref`] fsyncs it once before
+    /// any name can point at the blob, which is when the rename must be durable. Every fsync of
+    /// a directory is a journal commit, and on a busy disk each costs tens of milliseconds.
     pub fn commit_temp(&self, temp: &Path, digest: &Digest) -> Result<(), StoreError> {
         let dest = self.blob_path(digest);
         fs::rename(temp, &dest).map_err(|source| StoreError::WriteFile {
             path: dest.clone(),
             source,
-        })?;
-        sync_dir(dest.parent().unwrap_or(&self.layout))
+        })
     }
 
     /// Takes the lock that keeps `prune` away while content is being added (shared) or that
@@ -441,6 +444,13 @@ impl Store {
         if !self.has_blob(&descriptor.digest) {
             return Err(StoreError::MissingBlob(descriptor.digest.clone()));
         }
+        // Make the renames of the blobs the name reaches durable before the name is.
+        sync_dir(
+            &self
+                .layout
+                .join("blobs")
+                .join(descriptor.digest.algorithm()),
+        )?;
         let _lock = self.lock_index()?;
         let mut index = self.read_index()?;
         let name = reference.to_string();
@@ -581,7 +591,10 @@ pub fn select_platform<'a>(
             available: {
                 let list: Vec<String> = candidates
                     .iter()
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                    .filter_map(|d| d.platform.as_ref())
+                    // Attestation manifests (buildkit) say unknown/unknown: not a platform.
+                    .filter(|p| p.os != "unknown")
+                    .map(|p| p.to_string())
                     .collect();
                 if list.is_empty() {
                     "none".to_string()

@@ -359,3 +359,32 @@ pub fn rootfs_tarball(path: &Path) {
     let layers = busybox_layers();
     std::fs::write(path, &layers[0].tar).expect("write rootfs tar");
 }
+
+/// Writes the image as an OCI-layout tar named `name` (for `container image load -i`, no
+/// registry needed), with skopeo; all platforms of an index are kept.
+pub fn to_oci_archive(image: &TestImage, path: &Path, name: &str) {
+    super::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            &format!("oci:{}:{}", image.layout.display(), image.tag),
+            &format!("oci-archive:{}:{}", path.display(), name),
+        ],
+    );
+}
+
+/// Writes the (single-platform) image as a docker-archive tar tagged `name`, with skopeo.
+pub fn to_docker_archive(image: &TestImage, path: &Path, name: &str) {
+    super::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            &format!("oci:{}:{}", image.layout.display(), image.tag),
+            &format!("docker-archive:{}:{}", path.display(), name),
+        ],
+    );
+}

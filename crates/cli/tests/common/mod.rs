@@ -5,10 +5,21 @@
 //!   htpasswd (basic) auth; stopped when dropped.
 //! - [`images`]: test images built here from `/bin/busybox` (busybox-static): an OCI layout with
 //!   several layers (whiteouts, opaque dirs, hard links, symlinks, modes, owners) and a multi-arch
-//!   index (amd64 + arm64); [`images::push_with_skopeo`] puts a layout into a registry.
+//!   index (amd64 + arm64); [`images::push_with_skopeo`] puts a layout into a registry,
+//!   [`images::to_oci_archive`] / [`images::to_docker_archive`] make tars for `image load`.
 //! - [`fake::FakeRegistry`]: a tiny HTTP registry serving canned answers, to tamper with
 //!   digests and sizes, truncate downloads, serve malformed documents and require bearer tokens.
 //! - [`Cli`]: runs the real `container` binary with a fresh `--root` temp dir.
+//!
+//! ```ignore
+//! let reg = Registry::start();
+//! let dir = tempfile::tempdir().unwrap();
+//! let image = images::busybox(&dir.path().join("layout"));
+//! images::push_with_skopeo(&image, &reg.reference("busybox:latest"));
+//! let cli = Cli::new();
+//! cli.run(&["image", "pull", "-q", &reg.reference("busybox")]).ok();
+//! cli.run(&["image", "pull", "nope"]).fails_with("not found"); // exit 125, one Error: line
+//! ```
 
 #![allow(dead_code)]
 
