@@ -386,6 +386,11 @@ impl Store {
             let entry = entry.map_err(io_err("read", &self.dir))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
+            if name.starts_with(".deleting-") {
+                // A delete that crashed half-way: finish it.
+                let _ = fs::remove_dir_all(entry.path());
+                continue;
+            }
             if name.len() != 64 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
                 continue;
             }
@@ -563,6 +568,10 @@ mod tests {
         assert_eq!(store.list().unwrap().len(), 2);
         store.remove(&a.id).unwrap();
         assert_eq!(store.list().unwrap().len(), 1);
+        // A delete interrupted after its rename is finished by the next list.
+        fs::create_dir_all(tmp.path().join("containers/.deleting-x/sub")).unwrap();
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert!(!tmp.path().join("containers/.deleting-x").exists());
         assert!(!store.dir_of(&a.id).exists());
     }
 
