@@ -76,8 +76,9 @@ pub struct ProcessOutput {
 /// at once, so implementations synchronise internally.
 #[async_trait]
 pub trait Guest: Send + Sync {
-    /// Sets the hostname (and later DNS/hosts) of the guest.
-    async fn configure(&self, hostname: &str) -> Result<(), GuestError>;
+    /// Sets the hostname of the guest, brings up its network interfaces and sets the
+    /// resolv.conf and hosts entries containers in it get.
+    async fn configure(&self, hostname: &str, network: &GuestNetwork) -> Result<(), GuestError>;
     /// Mounts the container's root filesystem from a block device.
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
@@ -96,6 +97,24 @@ pub trait Guest: Send + Sync {
     async fn shutdown(&self) -> Result<(), GuestError>;
 }
 
+/// The guest side of a container's networking.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestNetwork {
+    /// Interfaces in `eth0`, `eth1`, … order.
+    pub interfaces: Vec<net::Attachment>,
+    /// `/etc/hosts` lines beyond localhost: address and names.
+    pub hosts: Vec<(std::net::Ipv4Addr, Vec<String>)>,
+}
+
+/// A network device of the VM: a host tap and the guest MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetDevice {
+    /// Host tap device.
+    pub tap: String,
+    /// Guest MAC address.
+    pub mac: String,
+}
+
 /// What the monitor asks the backend to boot.
 #[derive(Debug, Clone)]
 pub struct VmRequest {
@@ -109,6 +128,8 @@ pub struct VmRequest {
     pub console_log: PathBuf,
     /// Sizing and kernel choice.
     pub options: VmOptions,
+    /// Network devices (virtio-net over taps), `eth0` first.
+    pub nets: Vec<NetDevice>,
 }
 
 /// Why a VM ended.

@@ -128,6 +128,13 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// Hostname inside the guest.
     pub hostname: String,
+    /// Networks of the container in interface order (`eth0` first), as resolved at create
+    /// (no `--network`: the default network); empty = loopback only (`--network none`).
+    #[serde(default)]
+    pub networks: Vec<String>,
+    /// Published ports (`-p`), bound by the monitor at every start.
+    #[serde(default)]
+    pub publish: Vec<net::ports::PortSpec>,
 }
 
 /// The record kept in state.json.
@@ -257,6 +264,11 @@ impl Store {
         let dir = root.join("containers");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(Store { dir })
+    }
+
+    /// The state root this store lives in (networks share it).
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
     }
 
     /// Directory of one container.
@@ -467,6 +479,23 @@ impl Store {
         r.monitor_pid = None;
         self.save(&r)?;
         self.remove_sockets(&r.id);
+        if !r.config.networks.is_empty() {
+            // The dead monitor left its taps (and possibly others'): remove those of every
+            // container whose monitor is gone.
+            let alive = |id: &str| {
+                id != r.id
+                    && self
+                        .load(id)
+                        .ok()
+                        .and_then(|c| c.monitor_pid)
+                        .is_some_and(|pid| process_is(pid, crate::MONITOR_SUBCOMMAND))
+            };
+            match net::Networks::open(self.root()).and_then(|n| n.cleanup_stale(alive)) {
+                Ok(ids) if !ids.is_empty() => tracing::info!("removed stale taps of {ids:?}"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("clean up stale networking: {}", crate::error_line(&e)),
+            }
+        }
         Ok(r)
     }
 }
@@ -529,6 +558,8 @@ mod tests {
                 rootfs: "/x".into(),
                 auto_remove: false,
                 hostname: "h".into(),
+                networks: Vec::new(),
+                publish: Vec::new(),
             },
             networks: vec![],
         }

@@ -29,8 +29,38 @@ pub struct InspectArgs {
     pub containers: Vec<String>,
 }
 
-fn summary(r: &ContainerRecord) -> serde_json::Value {
+/// The `networks` objects of a container: its leases in interface order.
+fn networks_of(nets: Option<&net::Networks>, r: &ContainerRecord) -> Vec<serde_json::Value> {
+    if r.config.networks.is_empty() {
+        return Vec::new();
+    }
+    let Some(attachments) = nets.and_then(|n| n.attachments(&r.id).ok()) else {
+        return Vec::new();
+    };
+    r.config
+        .networks
+        .iter()
+        .filter_map(|name| attachments.iter().find(|a| &a.network == name))
+        .map(|a| {
+            json!({
+                "network": a.network,
+                "address": a.address.to_string(),
+                "gateway": a.gateway.to_string(),
+                "mac": a.mac,
+            })
+        })
+        .collect()
+}
+
+/// The container's address on its first network, without prefix.
+fn first_ip(networks: &[serde_json::Value]) -> Option<String> {
+    let address = networks.first()?.get("address")?.as_str()?;
+    Some(address.split('/').next().unwrap_or(address).to_string())
+}
+
+fn summary(r: &ContainerRecord, networks: &[serde_json::Value]) -> serde_json::Value {
     json!({
+        "ip": first_ip(networks),
         "id": r.id,
         "name": r.name,
         "image": r.image,
@@ -44,6 +74,7 @@ fn summary(r: &ContainerRecord) -> serde_json::Value {
 /// `container list`.
 pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
     let store = super::store(global)?;
+    let nets = net::Networks::open(&global.root_dir()).ok();
     let mut records = Vec::new();
     for r in store.list()? {
         let r = store.reconcile(r)?;
@@ -56,24 +87,29 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
             println!("{}", r.id);
         }
     } else if is_json(a.format) {
-        let items: Vec<_> = records.iter().map(summary).collect();
+        let items: Vec<_> = records
+            .iter()
+            .map(|r| summary(r, &networks_of(nets.as_ref(), r)))
+            .collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
     } else {
         println!(
-            "{:<14} {:<24} {:<30} {:<10} COMMAND",
-            "ID", "NAME", "IMAGE", "STATUS"
+            "{:<14} {:<24} {:<30} {:<10} {:<16} COMMAND",
+            "ID", "NAME", "IMAGE", "STATUS", "IP"
         );
         for r in &records {
             let status = match (r.status, r.exit_code) {
                 (Status::Exited, Some(c)) => format!("exited({c})"),
                 (s, _) => s.to_string(),
             };
+            let ip = first_ip(&networks_of(nets.as_ref(), r)).unwrap_or_else(|| "-".into());
             println!(
-                "{:<14} {:<24} {:<30} {:<10} {}",
+                "{:<14} {:<24} {:<30} {:<10} {:<16} {}",
                 &r.id[..12],
                 r.name,
                 r.image,
                 status,
+                ip,
                 r.config.process.args.join(" ")
             );
         }
@@ -84,6 +120,7 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
 /// `container inspect`.
 pub fn inspect(global: &GlobalOptions, a: InspectArgs) -> anyhow::Result<()> {
     let store = super::store(global)?;
+    let nets = net::Networks::open(&global.root_dir()).ok();
     let mut out = Vec::new();
     for name in &a.containers {
         let r = store.reconcile(store.resolve(name)?)?;
@@ -102,7 +139,7 @@ pub fn inspect(global: &GlobalOptions, a: InspectArgs) -> anyhow::Result<()> {
             "started": r.started,
             "finished": r.finished,
             "config": r.config,
-            "networks": r.networks,
+            "networks": networks_of(nets.as_ref(), &r),
             "logPath": dir.join("container.log"),
             "bootLogPath": dir.join("boot.log"),
         }));

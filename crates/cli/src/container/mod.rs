@@ -88,6 +88,14 @@ pub struct CreateFlags {
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
+    /// Connect to this network (repeatable: eth0, eth1, ...; `none`: loopback only;
+    /// default: the default network).
+    #[arg(long = "network", value_name = "NAME")]
+    pub network: Vec<String>,
+    /// Publish a container port on the host ([HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp];
+    /// HOST_IP defaults to 127.0.0.1). Repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<net::ports::PortSpec>,
     /// Image reference, then the command and its arguments (default: the image's). Everything
     /// after the image belongs to the command, flags included (as in docker).
     #[arg(

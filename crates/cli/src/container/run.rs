@@ -83,6 +83,17 @@ async fn create_record(
     for path in &f.env_file {
         env_files.extend(read_env_file(path)?);
     }
+    let networks = match net::NetworkMode::from_flags(&f.network)? {
+        net::NetworkMode::None if !f.publish.is_empty() => {
+            anyhow::bail!("cannot publish ports of a container without a network (--network none)")
+        }
+        net::NetworkMode::None => Vec::new(),
+        net::NetworkMode::Networks(names) => names,
+    };
+    let nets = net::Networks::open(&global.root_dir())?;
+    for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
+        nets.inspect(name)?;
+    }
     let image = image::resolve(global, f.image()).await?;
     let store = super::store(global)?;
     let req = CreateRequest {
@@ -109,6 +120,8 @@ async fn create_record(
             accel: f.accel.clone(),
         },
         auto_remove: f.rm,
+        networks,
+        publish: f.publish.clone(),
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))

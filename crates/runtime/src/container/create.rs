@@ -27,6 +27,10 @@ pub struct CreateRequest {
     pub vm: VmOptions,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Networks in interface order (empty: `--network none`).
+    pub networks: Vec<String>,
+    /// `-p` values.
+    pub publish: Vec<net::ports::PortSpec>,
 }
 
 /// Writes a new container record (status `created`).
@@ -63,6 +67,8 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 rootfs: req.rootfs.clone(),
                 auto_remove: req.auto_remove,
                 hostname,
+                networks: req.networks.clone(),
+                publish: req.publish.clone(),
             },
             networks: Vec::new(),
         }

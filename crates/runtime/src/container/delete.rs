@@ -24,6 +24,7 @@ pub async fn delete(
         super::stop(store, record.clone(), Duration::ZERO).await?;
         crate::client::wait_stopped(store, &record.id, Duration::from_secs(30)).await?;
     }
+    crate::monitor::network::release(store, &record);
     store.remove(&record.id)?;
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! down, records the exit in state.json and removes its sockets (and the whole container with
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
 
+pub(crate) mod network;
 mod session;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinSet;
 
+use self::network::NetSession;
 use crate::backend::{Booted, Guest, ProcessExit, VmBackend, VmRequest};
 use crate::logs::{LogWriter, Stream};
 use crate::protocol::{ExitInfo, Frame};
@@ -178,6 +180,9 @@ pub async fn run(
     if let Some(mut booted) = outcome.booted {
         shutdown_vm(&mut booted).await;
     }
+    if let Some(net) = outcome.network {
+        net.finish();
+    }
     store.remove_sockets(id);
     let auto_remove = record.config.auto_remove;
     let status = if outcome.started {
@@ -198,6 +203,7 @@ pub async fn run(
         r.vm_pid = None;
     });
     if auto_remove {
+        network::release(store, &record);
         let _ = store.remove(id);
     } else if let Err(e) = saved {
         tracing::error!("record exit: {e}");
@@ -215,6 +221,8 @@ pub async fn run(
 struct Outcome {
     exit: ExitInfo,
     booted: Option<Booted>,
+    /// The container's networking, torn down after the VM.
+    network: Option<NetSession>,
     /// Whether the main process ever ran.
     started: bool,
 }
@@ -234,14 +242,15 @@ async fn start_and_supervise(
     stop_rx: &mut mpsc::UnboundedReceiver<u64>,
     dir: &std::path::Path,
 ) -> Outcome {
-    let fail = |exit: ExitInfo, booted: Option<Booted>| Outcome {
+    let fail = |exit: ExitInfo, booted: Option<Booted>, network: Option<NetSession>| Outcome {
         exit,
         booted,
+        network,
         started: false,
     };
     let record = match store.load(id) {
         Ok(r) => r,
-        Err(e) => return fail(fault(format!("load state: {e}")), None),
+        Err(e) => return fail(fault(format!("load state: {e}")), None, None),
     };
     let overlay = dir.join("rootfs.qcow2");
     if !overlay.exists() {
@@ -250,20 +259,30 @@ async fn start_and_supervise(
             .await
         {
             let _ = std::fs::remove_file(&overlay);
-            return fail(fault(crate::error_line(&e)), None);
+            return fail(fault(crate::error_line(&e)), None, None);
         }
     }
+    // Ports and taps before the VM: a taken host port fails the start here.
+    let network = match NetSession::prepare(store, &record) {
+        Ok(n) => n,
+        Err(reason) => return fail(fault(reason), None, None),
+    };
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),
         rootfs_disk: overlay,
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
+        nets: network.as_ref().map(|n| n.devices()).unwrap_or_default(),
     };
+    let guest_network = network
+        .as_ref()
+        .map(|n| n.guest(store, &record))
+        .unwrap_or_default();
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
-        Err(e) => return fail(fault(crate::error_line(&e)), None),
+        Err(e) => return fail(fault(crate::error_line(&e)), None, network),
     };
     let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
     let guest = booted.guest.clone();
@@ -271,7 +290,9 @@ async fn start_and_supervise(
         *g = Some(guest.clone());
     }
     let prepared = async {
-        guest.configure(&record.config.hostname).await?;
+        guest
+            .configure(&record.config.hostname, &guest_network)
+            .await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         guest.spawn(MAIN, &record.config.process).await
     };
@@ -283,7 +304,14 @@ async fn start_and_supervise(
                 code: e.exit_code(),
                 reason: Some(e.to_string()),
             };
-            return fail(info, Some(booted));
+            return fail(info, Some(booted), network);
+        }
+    };
+    let network = match network.map(|n| n.start(store, id)).transpose() {
+        Ok(n) => n,
+        Err(reason) => {
+            let _ = guest.signal(MAIN, libc::SIGKILL).await;
+            return fail(fault(reason), Some(booted), None);
         }
     };
     let _ = store.update(id, |r| {
@@ -301,6 +329,7 @@ async fn start_and_supervise(
             return Outcome {
                 exit: fault(format!("open container log: {e}")),
                 booted: Some(booted),
+                network,
                 started: true,
             };
         }
@@ -351,6 +380,7 @@ async fn start_and_supervise(
     Outcome {
         exit,
         booted: Some(booted),
+        network,
         started: true,
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::*;
-use crate::backend::{BootError, GuestError, ProcessOutput, Vm, VmExit};
+use crate::backend::{BootError, GuestError, GuestNetwork, ProcessOutput, Vm, VmExit};
 use crate::client;
 use crate::container::{create, CreateRequest};
 use crate::protocol::Request;
@@ -35,7 +35,7 @@ struct FakeGuest {
 
 #[async_trait]
 impl Guest for FakeGuest {
-    async fn configure(&self, _hostname: &str) -> Result<(), GuestError> {
+    async fn configure(&self, _hostname: &str, _network: &GuestNetwork) -> Result<(), GuestError> {
         Ok(())
     }
     async fn mount_rootfs(&self, device: &str, _fstype: &str) -> Result<(), GuestError> {
@@ -249,6 +249,8 @@ impl Fixture {
                 ..Default::default()
             },
             auto_remove: rm,
+            networks: Vec::new(),
+            publish: Vec::new(),
         };
         create(&self.store, req).unwrap().id
     }

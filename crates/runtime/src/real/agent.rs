@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::backend::{Guest, GuestError, ProcessExit, ProcessOutput};
+use crate::backend::{Guest, GuestError, GuestNetwork, ProcessExit, ProcessOutput};
 use crate::spec::ProcessSpec;
 
 /// Where the container's root filesystem is mounted inside the VM.
@@ -72,7 +72,38 @@ impl AgentGuest {
 
 #[async_trait]
 impl Guest for AgentGuest {
-    async fn configure(&self, hostname: &str) -> Result<(), GuestError> {
+    async fn configure(&self, hostname: &str, network: &GuestNetwork) -> Result<(), GuestError> {
+        for (i, a) in network.interfaces.iter().enumerate() {
+            let iface = agent::Interface {
+                name: format!("eth{i}"),
+                addresses: vec![a.address.to_string()],
+                // One default route: through the first network.
+                gateway: (i == 0).then(|| a.gateway.to_string()),
+                mtu: Some(a.mtu),
+            };
+            self.client.setup_interface(iface).await.map_err(map_err)?;
+        }
+        let mut nameservers: Vec<String> = Vec::new();
+        for a in &network.interfaces {
+            for d in &a.dns {
+                let d = d.to_string();
+                if !nameservers.contains(&d) {
+                    nameservers.push(d);
+                }
+            }
+        }
+        let dns = (!nameservers.is_empty()).then(|| agent::Dns {
+            nameservers,
+            ..Default::default()
+        });
+        let hosts = network
+            .hosts
+            .iter()
+            .map(|(ip, names)| agent::HostEntry {
+                ip: ip.to_string(),
+                names: names.clone(),
+            })
+            .collect();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
@@ -80,6 +111,8 @@ impl Guest for AgentGuest {
         let c = agent::Configure {
             hostname: Some(hostname.to_string()),
             time_unix_ns: now,
+            dns,
+            hosts,
             ..Default::default()
         };
         self.client.configure(c).await.map_err(map_err)

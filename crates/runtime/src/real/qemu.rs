@@ -78,6 +78,7 @@ impl QemuBackend {
         let features = vmm::Features {
             block: true,
             console: true,
+            net: !req.nets.is_empty(),
             ..Default::default()
         };
         let modules = vmm::modules::resolve(
@@ -106,6 +107,14 @@ impl QemuBackend {
             format: vmm::DiskFormat::Qcow2,
             readonly: false,
         });
+        cfg.nets = req
+            .nets
+            .iter()
+            .map(|n| vmm::NetSpec {
+                tap: n.tap.clone(),
+                mac: Some(n.mac.clone()),
+            })
+            .collect();
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
         Ok(cfg)
     }
