@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::images::{self, LayerBuilder, LayoutWriter};
+use common::netns::Netns;
 use common::{Cli, Registry, Run};
 use serde_json::json;
 
@@ -26,6 +27,8 @@ const IMAGE: &str = "localhost/runtime-test:1";
 /// on drop.
 struct Env {
     cli: Cli,
+    /// Containers join the default network: each test runs in its own namespace.
+    _netns: Netns,
 }
 
 fn kernel_deb() -> PathBuf {
@@ -158,11 +161,13 @@ fn wait_output(mut cmd: Command) -> Run {
 impl Env {
     /// A fresh root with the kernel linked in and, if `load`, the test image loaded.
     fn new(load: bool) -> Env {
-        let cli = Cli::new();
+        let mut cli = Cli::new();
+        let netns = Netns::new("run");
+        cli.in_netns(&netns.name);
         let shared = shared_root();
         std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
         std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
-        let env = Env { cli };
+        let env = Env { cli, _netns: netns };
         if load {
             env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
                 .ok();
@@ -627,7 +632,7 @@ fn killing_qemu_marks_the_container_exited_and_cleans_up() {
 }
 
 #[test]
-fn run_pulls_the_image_from_a_registry() {
+fn run_with_an_image_pulled_from_a_registry() {
     let env = Env::new(false);
     let registry = Registry::start();
     let layout = env.cli.root().join("layout");
@@ -643,6 +648,8 @@ fn run_pulls_the_image_from_a_registry() {
             &format!("docker://{reference}"),
         ],
     );
+    // The registry listens on the host's loopback; the containers run in the test's namespace.
+    wait_output(env.cli.host_command(&["image", "pull", &reference])).ok();
     let r = env
         .run(&[
             "run",

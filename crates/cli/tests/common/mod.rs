@@ -25,6 +25,7 @@
 
 pub mod fake;
 pub mod images;
+pub mod netns;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub use registry::Registry;
 /// The `container` binary with its own state directory (removed on drop).
 pub struct Cli {
     root: tempfile::TempDir,
+    /// Network namespace every command runs in (`ip netns exec`), if any.
+    netns: Option<String>,
 }
 
 /// What a finished `container` run printed and returned.
@@ -105,7 +108,13 @@ impl Cli {
     pub fn new() -> Cli {
         Cli {
             root: tempfile::tempdir().expect("temp dir"),
+            netns: None,
         }
+    }
+
+    /// Runs every later command inside network namespace `name`.
+    pub fn in_netns(&mut self, name: &str) {
+        self.netns = Some(name.to_string());
     }
 
     /// The state directory (`--root`).
@@ -121,13 +130,32 @@ impl Cli {
     /// A `container --root <root> ARGS…` command, not yet run; HOME and DOCKER_CONFIG point
     /// into the state dir so the user's docker credentials never leak in.
     pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_container")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_container")),
+        };
+        self.setup(&mut c, args);
+        c
+    }
+
+    /// [`Cli::command`] in the host's network namespace even when the others run in one
+    /// (e.g. to reach a registry on the host's loopback).
+    pub fn host_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_container"));
+        self.setup(&mut c, args);
+        c
+    }
+
+    fn setup(&self, c: &mut Command, args: &[&str]) {
         c.arg("--root").arg(self.root.path()).args(args);
         c.env("HOME", self.root.path())
             .env("DOCKER_CONFIG", self.root.path().join("docker"))
             .env_remove("CONTAINER_ROOT")
             .stdin(Stdio::null());
-        c
     }
 
     /// Runs `container ARGS…` and collects its output.
