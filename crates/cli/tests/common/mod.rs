@@ -31,6 +31,7 @@ pub mod registry;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+#[allow(unused_imports)]
 pub use registry::Registry;
 
 /// The `container` binary with its own state directory (removed on drop).

@@ -1,0 +1,412 @@
+//! Container networking end to end: real VMs (TCG) started by the real `container` binary, with
+//! every command run under `ip netns exec` of a namespace the test creates (and deletes, pass
+//! or fail), so bridges, taps and nf_tables rules never touch the host's namespace.
+//!
+//! Needs what `run.rs` needs (kernel .deb, static vminitd, qemu) plus `ip`, `nft`, `curl`
+//! and busybox-static on the host.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::images::{self, LayerBuilder, LayoutWriter};
+use common::netns::Netns;
+use common::{Cli, Run};
+use serde_json::json;
+
+const IMAGE: &str = "localhost/net-test:1";
+const PAGE: &str = "hello from the container\n";
+
+fn kernel_deb() -> PathBuf {
+    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
+    std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        })
+        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
+}
+
+/// The kernel and init filesystem cache shared by every test's root.
+fn shared_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("net-shared");
+        let o = Command::new(env!("CARGO_BIN_EXE_container"))
+            .arg("--root")
+            .arg(&root)
+            .args(["system", "kernel", "set", "--deb"])
+            .arg(kernel_deb())
+            .output()
+            .expect("run container system kernel set");
+        assert!(
+            o.status.success(),
+            "kernel set: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::create_dir_all(root.join("initfs")).unwrap();
+        root
+    })
+}
+
+/// Busybox with the network applets and a page for httpd at /www.
+fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("net-image");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut layers = images::busybox_layers();
+        let mut extra = LayerBuilder::new();
+        for applet in [
+            "ip", "httpd", "nc", "nslookup", "sleep", "cat", "grep",
+        ] {
+            extra = extra.symlink(&format!("bin/{applet}"), "busybox");
+        }
+        layers.push(
+            extra
+                .dir("www", 0o755, 0, 0)
+                .file("www/index.html", PAGE.as_bytes(), 0o644, 0, 0)
+                .finish(),
+        );
+        let config = json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
+            },
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
+        });
+        let w = LayoutWriter::new(&dir.join("layout"));
+        let manifest = w.image(&config, &layers);
+        let layout = w.finish(IMAGE, manifest);
+        let tar = dir.join("image.tar");
+        common::tool(
+            "tar",
+            &["-C", layout.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."],
+        );
+        tar
+    })
+}
+
+/// A fresh root whose commands all run in the namespace `ns`; containers force-deleted on drop.
+struct Env {
+    cli: Cli,
+    ns: Netns,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let ns = Netns::new(tag);
+        let mut cli = Cli::new();
+        cli.in_netns(&ns.name);
+        let shared = shared_root();
+        std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
+        std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
+        let env = Env { cli, ns };
+        env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
+            .ok();
+        env
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let o = self.cli.command(args).output().expect("run container");
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        self.run(&["inspect", name]).ok().json()[0].clone()
+    }
+
+    /// The container's first address without prefix.
+    fn ip(&self, name: &str) -> String {
+        let c = self.inspect(name);
+        let a = c["networks"][0]["address"].as_str().expect("an address");
+        a.split('/').next().unwrap().to_string()
+    }
+
+    /// `curl` of `url` from inside the namespace, retried while the server starts.
+    fn host_get(&self, url: &str) -> String {
+        let mut last = String::new();
+        retry(|| {
+            let (ok, out) = self.ns.exec("curl", &["-sSf", "-m", "3", url]);
+            last = out.clone();
+            ok.then_some(out)
+        })
+        .unwrap_or_else(|| panic!("GET {url} from the host namespace failed: {last}"))
+    }
+
+    /// HTTP GET of `/` on `host` `port` inside container `name` (busybox `nc`: the static
+    /// busybox's `wget` crashes), retried while the server starts; the body.
+    fn ctr_get(&self, name: &str, host: &str, port: u16) -> Option<String> {
+        retry(|| self.ctr_get_once(name, host, port))
+    }
+
+    fn ctr_get_once(&self, name: &str, host: &str, port: u16) -> Option<String> {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port}");
+        let r = self.run(&["exec", name, "sh", "-c", &script]);
+        let (head, body) = r.stdout.split_once("\r\n\r\n")?;
+        (r.code == 0 && head.contains(" 200 ")).then(|| body.to_string())
+    }
+
+    fn links(&self) -> String {
+        self.ns.ip(&["-o", "link"])
+    }
+
+    fn tables(&self) -> String {
+        self.ns.exec("nft", &["list", "tables"]).1
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let ids = self.run(&["list", "-a", "-q"]).stdout;
+        let ids: Vec<&str> = ids.lines().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["delete", "-f"];
+            args.extend(ids);
+            self.run(&args);
+        }
+    }
+}
+
+/// Tries `f` for up to 60 s.
+fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn containers_get_addresses_reach_each_other_and_publish_ports() {
+    let env = Env::new("ctr");
+    env.run(&["run", "-d", "--name", "web", "-p", "18080:80", IMAGE])
+        .ok();
+    let web = env.inspect("web");
+    let net = &web["networks"][0];
+    assert_eq!(net["network"], "default", "{web}");
+    let address = net["address"].as_str().unwrap().to_string();
+    let ip = env.ip("web");
+    assert!(address.ends_with("/24"), "{address}");
+    assert!(net["mac"].as_str().unwrap().starts_with("02:"), "{net}");
+    let gateway = net["gateway"].as_str().unwrap().to_string();
+    assert_ne!(gateway, ip);
+
+    // The guest has it on eth0.
+    let addr = env
+        .run(&["exec", "web", "ip", "-o", "-4", "addr", "show", "eth0"])
+        .ok();
+    assert!(addr.stdout.contains(&address), "{}", addr.stdout);
+    let hosts = env.run(&["exec", "web", "cat", "/etc/resolv.conf"]).ok();
+    assert!(
+        hosts.stdout.contains(&format!("nameserver {gateway}")),
+        "{}",
+        hosts.stdout
+    );
+
+    // Host → container by IP, and through the published port on the namespace's loopback.
+    assert_eq!(env.host_get(&format!("http://{ip}/")), PAGE);
+    assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
+
+    // The same host port again: a clear error before any VM boots.
+    let r = env.run(&["run", "-d", "--name", "clash", "-p", "18080:80", IMAGE]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("18080"), "{}", r.stderr);
+    assert!(env.inspect("clash")["vmPid"].is_null());
+    env.run(&["delete", "clash"]).ok();
+
+    // Container → container by IP and by name (hosts file), and back by name (DNS).
+    env.run(&["run", "-d", "--name", "client", IMAGE, "sleep", "600"])
+        .ok();
+    let client_ip = env.ip("client");
+    assert_ne!(client_ip, ip, "two containers share an address");
+    assert_eq!(env.ctr_get("client", &ip, 80).as_deref(), Some(PAGE));
+    assert_eq!(env.ctr_get("client", "web", 80).as_deref(), Some(PAGE));
+    let lookup = env
+        .run(&["exec", "web", "nslookup", "client", &gateway])
+        .ok();
+    assert!(lookup.stdout.contains(&client_ip), "{}", lookup.stdout);
+
+    // list shows the addresses.
+    let table = env.run(&["list"]).ok().stdout;
+    assert!(table.contains(&ip) && table.contains(&client_ip), "{table}");
+    let items = env.run(&["list", "--format", "json"]).ok().json();
+    let ips: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["ip"].as_str())
+        .collect();
+    assert!(
+        ips.contains(&ip.as_str()) && ips.contains(&client_ip.as_str()),
+        "{items}"
+    );
+
+    // A restart keeps the address and the published port.
+    env.run(&["stop", "-t", "1", "web"]).ok();
+    env.run(&["start", "web"]).ok();
+    assert_eq!(env.ip("web"), ip);
+    assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
+
+    // After stop and delete nothing is left: no tap, no bridge, no table.
+    assert!(env.links().contains("ctap"), "{}", env.links());
+    env.run(&["delete", "-f", "web", "client"]).ok();
+    let links = env.links();
+    assert!(!links.contains("ctap") && !links.contains("cbr"), "{links}");
+    assert!(
+        !env.tables().contains("containerization"),
+        "{}",
+        env.tables()
+    );
+    let (listening, out) = env
+        .ns
+        .exec("curl", &["-sS", "-m", "2", "http://127.0.0.1:18080/"]);
+    assert!(
+        !listening && out.contains("(7)"),
+        "the published port is still open: {out}"
+    );
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let env = Env::new("none");
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMAGE,
+            "ip",
+            "-o",
+            "link",
+        ])
+        .ok();
+    let names: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(str::trim))
+        .collect();
+    assert_eq!(names, ["lo"], "{}", r.stdout);
+    assert!(!env.links().contains("ctap"));
+    env.run(&["run", "--rm", "--network", "none", "-p", "8080:80", IMAGE])
+        .fails_with("--network none");
+    env.run(&["run", "--rm", "--network", "nosuch", IMAGE])
+        .fails_with("nosuch");
+}
+
+/// An httpd in namespace `ns` serving `dir` on port 8080, killed on drop.
+struct Upstream(Child);
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn internal_networks_have_no_egress_while_the_default_one_does() {
+    let env = Env::new("egress");
+    let upstream = Netns::new("up");
+    env.ns.ip(&[
+        "link", "add", "veth-h", "type", "veth", "peer", "name", "veth-u",
+    ]);
+    env.ns
+        .ip(&["link", "set", "veth-u", "netns", &upstream.name]);
+    env.ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "veth-h"]);
+    env.ns.ip(&["link", "set", "veth-h", "up"]);
+    upstream.ip(&["addr", "add", "10.99.0.2/24", "dev", "veth-u"]);
+    upstream.ip(&["link", "set", "veth-u", "up"]);
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("index.html"), "upstream\n").unwrap();
+    let _server = Upstream(
+        upstream
+            .command("busybox", &["httpd", "-f", "-p", "10.99.0.2:8080", "-h"])
+            .arg(www.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    env.run(&["network", "create", "sealed", "--internal"]).ok();
+    env.run(&["run", "-d", "--name", "out", IMAGE, "sleep", "600"])
+        .ok();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "in",
+        "--network",
+        "sealed",
+        IMAGE,
+        "sleep",
+        "600",
+    ])
+    .ok();
+    assert_eq!(
+        env.ctr_get("out", "10.99.0.2", 8080).as_deref(),
+        Some("upstream\n")
+    );
+    assert_eq!(
+        env.ctr_get_once("in", "10.99.0.2", 8080),
+        None,
+        "an internal network reached upstream"
+    );
+    // Networks are isolated from each other too (while the server answers on its own).
+    let out_ip = env.ip("out");
+    env.run(&["exec", "-d", "out", "httpd", "-p", "80", "-h", "/www"])
+        .ok();
+    assert_eq!(env.ctr_get("out", &out_ip, 80).as_deref(), Some(PAGE));
+    assert_eq!(
+        env.ctr_get_once("in", &out_ip, 80),
+        None,
+        "networks are not isolated"
+    );
+    env.run(&["delete", "-f", "out", "in"]).ok();
+    env.run(&["network", "delete", "sealed"]).ok();
+    assert!(!env.links().contains("ctap"), "{}", env.links());
+}
+
+#[test]
+fn concurrent_runs_never_share_an_address() {
+    let env = Env::new("conc");
+    let names = ["c1", "c2", "c3"];
+    std::thread::scope(|s| {
+        for name in names {
+            let env = &env;
+            s.spawn(move || {
+                env.run(&["run", "-d", "--name", name, IMAGE, "sleep", "600"])
+                    .ok();
+            });
+        }
+    });
+    let mut ips: Vec<String> = names.iter().map(|n| env.ip(n)).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), names.len(), "{ips:?}");
+    // Every one of them holds its address inside its VM.
+    for name in names {
+        let ip = env.ip(name);
+        let r = env.run(&["exec", name, "ip", "-o", "-4", "addr"]).ok();
+        assert!(r.stdout.contains(&ip), "{name}: {}", r.stdout);
+    }
+}
