@@ -410,3 +410,24 @@ fn concurrent_runs_never_share_an_address() {
         assert!(r.stdout.contains(&ip), "{name}: {}", r.stdout);
     }
 }
+
+#[test]
+fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
+    let env = Env::new("crash");
+    env.run(&["run", "-d", "--name", "victim", IMAGE, "sleep", "600"])
+        .ok();
+    let ip = env.ip("victim");
+    assert!(env.links().contains("ctap"), "{}", env.links());
+    let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
+    // SAFETY: kill(2) of the monitor this test started (pid read from its record).
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    let gone = retry(|| {
+        let c = env.run(&["list", "-a", "--format", "json"]).ok().json();
+        (c[0]["status"] == "exited" && !env.links().contains("ctap")).then_some(())
+    });
+    assert!(gone.is_some(), "taps left: {}", env.links());
+    // The address stays the container's, and it starts again with it.
+    env.run(&["start", "victim"]).ok();
+    assert_eq!(env.ip("victim"), ip);
+    assert!(env.links().contains("ctap"));
+}
