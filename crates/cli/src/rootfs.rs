@@ -31,7 +31,7 @@ pub enum RootfsCommand {
 }
 
 /// Parses a byte count with an optional K/M/G/T suffix (powers of 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {

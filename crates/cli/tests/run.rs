@@ -697,3 +697,124 @@ fn bad_inputs_give_one_clear_line() {
         env.container_dirs()
     );
 }
+
+#[test]
+fn volumes_keep_data_across_containers_and_refuse_deletion_while_used() {
+    let env = Env::new(true);
+    assert_eq!(
+        env.run(&["volume", "create", "data", "--size", "64m"])
+            .ok()
+            .stdout,
+        "data\n"
+    );
+    let ls = env.run(&["volume", "ls", "--format", "json"]).ok().json();
+    assert_eq!(ls[0]["name"], "data");
+    assert_eq!(ls[0]["sizeBytes"], 64 << 20);
+    env.run(&["volume", "create", "data"])
+        .fails_with("already exists");
+    env.run(&["volume", "create", "a/b"])
+        .fails_with("invalid volume name");
+    env.run(&["volume", "inspect", "nosuch"])
+        .fails_with("no such volume");
+
+    // Written by one container...
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "-v",
+            "data:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "echo persisted > /data/f && grep ' /data ' /proc/mounts",
+        ])
+        .ok();
+    assert!(r.stdout.starts_with("/dev/vdb /data ext4 rw"), "{r:?}");
+
+    // ...read by the next, mounted read-only there; a stopped container still holds it.
+    env.run(&[
+        "create",
+        "--name",
+        "reader",
+        "-u",
+        "0",
+        "-v",
+        "data:/data:ro",
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g",
+    ])
+    .ok();
+    env.run(&["volume", "rm", "data"])
+        .fails_with("in use by container(s) reader");
+    let r = env.run(&["start", "-a", "reader"]);
+    assert_eq!(r.stdout, "persisted\n", "{r:?}");
+    assert_ne!(r.code, 0, "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    let info = env.run(&["volume", "inspect", "data"]).ok().json();
+    assert_eq!(info[0]["containers"], json!(["reader"]));
+    env.run(&["delete", "reader"]).ok();
+    assert_eq!(env.run(&["volume", "rm", "data"]).ok().stdout, "data\n");
+    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
+    assert!(!env.cli.root().join("volumes/data").exists());
+}
+
+#[test]
+fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
+    let env = Env::new(true);
+    // --read-only rootfs; --tmpfs and a volume made on the fly by --mount stay writable.
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "--read-only",
+            "--tmpfs",
+            "/scratch:size=1m",
+            "--mount",
+            "type=volume,source=auto,target=/auto",
+            IMAGE,
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null || echo rootfs-ro; echo t > /scratch/t && cat /scratch/t; \
+             echo v > /auto/v && cat /auto/v; grep -E ' (/scratch|/) ' /proc/mounts",
+        ])
+        .ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[..3], ["rootfs-ro", "t", "v"], "{r:?}");
+    assert!(lines[3].starts_with("/dev/vda / ext4 ro"), "{r:?}");
+    assert!(
+        lines[4].starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev")
+            && lines[4].contains("size=1024k"),
+        "{r:?}"
+    );
+    let ls = env.run(&["volume", "ls", "-q"]).ok();
+    assert_eq!(ls.stdout, "auto\n");
+
+    // One VM at a time: a second container cannot mount a volume a running one holds.
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "-v",
+        "auto:/auto",
+        IMAGE,
+        "sleep",
+        "120",
+    ])
+    .ok();
+    let r = env.run(&["run", "--rm", "-v", "auto:/auto", IMAGE, "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("volume auto is in use"), "{r:?}");
+    env.run(&["volume", "prune"]).ok();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "auto\n");
+    env.run(&["delete", "-f", "holder"]).ok();
+    assert_eq!(env.run(&["volume", "prune"]).ok().stdout, "auto\n");
+    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
+}

@@ -72,6 +72,19 @@ pub struct ProcessOutput {
     pub stderr: mpsc::Receiver<Bytes>,
 }
 
+/// A filesystem mount in the guest, as mount(8) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestMount {
+    /// Device, `tmpfs`, or a guest path for `bind`.
+    pub source: String,
+    /// Absolute target path (in the VM, or in the container for container mounts).
+    pub target: String,
+    /// `ext4`, `tmpfs`, `bind`, ...
+    pub fstype: String,
+    /// mount(8) options.
+    pub options: Vec<String>,
+}
+
 /// The agent inside a running VM. Methods take `&self`: the monitor drives several processes
 /// at once, so implementations synchronise internally.
 #[async_trait]
@@ -80,6 +93,11 @@ pub trait Guest: Send + Sync {
     async fn configure(&self, hostname: &str) -> Result<(), GuestError>;
     /// Mounts the container's root filesystem from a block device.
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
+    /// Mounts a filesystem in the VM itself (outside the container), e.g. a volume's disk.
+    async fn mount(&self, mount: &GuestMount) -> Result<(), GuestError>;
+    /// Sets the extra mounts (targets inside the container) and the rootfs mode the
+    /// container is created with by the first [`Guest::spawn`].
+    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool);
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.
@@ -109,6 +127,8 @@ pub struct VmRequest {
     pub console_log: PathBuf,
     /// Sizing and kernel choice.
     pub options: VmOptions,
+    /// Raw ext4 images of the container's volumes, attached after the rootfs (`/dev/vdb`...).
+    pub volume_disks: Vec<PathBuf>,
 }
 
 /// Why a VM ended.

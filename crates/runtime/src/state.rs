@@ -128,6 +128,12 @@ pub struct ContainerConfig {
     pub auto_remove: bool,
     /// Hostname inside the guest.
     pub hostname: String,
+    /// Volumes and tmpfs mounts, in mount order.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountSpec>,
+    /// Mount the rootfs read-only (`--read-only`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The record kept in state.json.
@@ -257,6 +263,11 @@ impl Store {
         let dir = root.join("containers");
         fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         Ok(Store { dir })
+    }
+
+    /// The state root this store lives under.
+    pub fn root(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
     }
 
     /// Directory of one container.
@@ -529,6 +540,8 @@ mod tests {
                 rootfs: "/x".into(),
                 auto_remove: false,
                 hostname: "h".into(),
+                mounts: vec![],
+                read_only: false,
             },
             networks: vec![],
         }

@@ -109,6 +109,8 @@ async fn create_record(
             accel: f.accel.clone(),
         },
         auto_remove: f.rm,
+        mounts: f.mounts.resolve(global)?,
+        read_only: f.mounts.read_only,
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))

@@ -27,6 +27,10 @@ pub struct CreateRequest {
     pub vm: VmOptions,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
+    pub mounts: Vec<crate::volume::MountSpec>,
+    /// `--read-only`.
+    pub read_only: bool,
 }
 
 /// Writes a new container record (status `created`).
@@ -63,6 +67,8 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 rootfs: req.rootfs.clone(),
                 auto_remove: req.auto_remove,
                 hostname,
+                mounts: req.mounts.clone(),
+                read_only: req.read_only,
             },
             networks: Vec::new(),
         }

@@ -8,6 +8,7 @@
 //! down, records the exit in state.json and removes its sockets (and the whole container with
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
 
+mod mounts;
 mod session;
 
 use std::path::PathBuf;
@@ -173,11 +174,15 @@ pub async fn run(
         let _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()).await;
     }
 
-    let outcome = start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir).await;
+    // The volumes' exclusive holds outlive the VM: released only once it is down.
+    let mut claims = Vec::new();
+    let outcome =
+        start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims).await;
     let info = outcome.exit;
     if let Some(mut booted) = outcome.booted {
         shutdown_vm(&mut booted).await;
     }
+    drop(claims);
     store.remove_sockets(id);
     let auto_remove = record.config.auto_remove;
     let status = if outcome.started {
@@ -233,6 +238,7 @@ async fn start_and_supervise(
     shared: &Arc<Shared>,
     stop_rx: &mut mpsc::UnboundedReceiver<u64>,
     dir: &std::path::Path,
+    claims: &mut Vec<crate::volume::Claim>,
 ) -> Outcome {
     let fail = |exit: ExitInfo, booted: Option<Booted>| Outcome {
         exit,
@@ -242,6 +248,10 @@ async fn start_and_supervise(
     let record = match store.load(id) {
         Ok(r) => r,
         Err(e) => return fail(fault(format!("load state: {e}")), None),
+    };
+    let volumes = match claim_volumes(store, &record.config.mounts, claims) {
+        Ok(v) => v,
+        Err(e) => return fail(fault(crate::error_line(&e)), None),
     };
     let overlay = dir.join("rootfs.qcow2");
     if !overlay.exists() {
@@ -259,6 +269,7 @@ async fn start_and_supervise(
         rootfs_disk: overlay,
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
+        volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
     };
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
@@ -273,6 +284,8 @@ async fn start_and_supervise(
     let prepared = async {
         guest.configure(&record.config.hostname).await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
+        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
+        guest.set_container_mounts(mounts, record.config.read_only);
         guest.spawn(MAIN, &record.config.process).await
     };
     tracing::debug!("guest agent connected");
@@ -353,6 +366,27 @@ async fn start_and_supervise(
         booted: Some(booted),
         started: true,
     }
+}
+
+/// Takes every volume the container mounts (each once, in first-use order) and returns
+/// `(name, disk image)` pairs: the order the disks are attached in, `/dev/vdb` onwards.
+fn claim_volumes(
+    store: &Store,
+    mounts: &[crate::volume::MountSpec],
+    claims: &mut Vec<crate::volume::Claim>,
+) -> Result<Vec<(String, PathBuf)>, crate::volume::VolumeError> {
+    let vols = crate::volume::VolumeStore::open(store.root())?;
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for m in mounts {
+        if let crate::volume::MountSpec::Volume { source, .. } = m {
+            if out.iter().any(|(n, _)| n == source) {
+                continue;
+            }
+            claims.push(vols.claim(source)?);
+            out.push((source.clone(), vols.disk(source)));
+        }
+    }
+    Ok(out)
 }
 
 /// SIGTERM now, SIGKILL after the grace period.

@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::*;
-use crate::backend::{BootError, GuestError, ProcessOutput, Vm, VmExit};
+use crate::backend::{BootError, GuestError, GuestMount, ProcessOutput, Vm, VmExit};
 use crate::client;
 use crate::container::{create, CreateRequest};
 use crate::protocol::Request;
@@ -42,6 +42,10 @@ impl Guest for FakeGuest {
         assert_eq!(device, "/dev/vda");
         Ok(())
     }
+    async fn mount(&self, _mount: &GuestMount) -> Result<(), GuestError> {
+        Ok(())
+    }
+    fn set_container_mounts(&self, _mounts: Vec<GuestMount>, _readonly_rootfs: bool) {}
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let args = spec.args.clone();
         match args[0].as_str() {
@@ -249,6 +253,8 @@ impl Fixture {
                 ..Default::default()
             },
             auto_remove: rm,
+            mounts: Vec::new(),
+            read_only: false,
         };
         create(&self.store, req).unwrap().id
     }

@@ -106,6 +106,13 @@ impl QemuBackend {
             format: vmm::DiskFormat::Qcow2,
             readonly: false,
         });
+        for disk in &req.volume_disks {
+            cfg.disks.push(vmm::DiskSpec {
+                path: disk.clone(),
+                format: vmm::DiskFormat::Raw,
+                readonly: false,
+            });
+        }
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
         Ok(cfg)
     }

@@ -1,0 +1,198 @@
+//! `-v/--volume`, `--mount`, `--tmpfs` and `--read-only`: parsed into the runtime's
+//! [`MountSpec`]s. Named volumes that do not exist yet are created (docker does the same).
+
+use clap::Args;
+use runtime::volume::{MountSpec, VolumeStore, DEFAULT_SIZE};
+
+use crate::global::GlobalOptions;
+
+/// The mount flags of `run`/`create`.
+#[derive(Debug, Args)]
+pub struct MountFlags {
+    /// Mount a named volume: NAME:/path[:ro] (created when missing).
+    #[arg(short = 'v', long = "volume", value_name = "NAME:PATH[:ro]")]
+    pub volume: Vec<String>,
+    /// Mount: type=volume,source=NAME,target=PATH[,readonly] or type=tmpfs,target=PATH[,tmpfs-size=N].
+    #[arg(long = "mount", value_name = "SPEC")]
+    pub mount: Vec<String>,
+    /// Mount a fresh tmpfs: PATH[:OPTIONS] (options as in mount(8), comma-separated).
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+fn check_target(target: &str, flag: &str) -> anyhow::Result<()> {
+    if !target.starts_with('/') || target.split('/').any(|c| c == "..") || target == "/" {
+        anyhow::bail!("{flag}: container path {target:?} must be absolute, not / and without ..");
+    }
+    Ok(())
+}
+
+/// Parses one `-v` value.
+fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (source, target, readonly) = match parts.as_slice() {
+        [s, t] => (*s, *t, false),
+        [s, t, "ro"] => (*s, *t, true),
+        [s, t, "rw"] => (*s, *t, false),
+        [_] => {
+            anyhow::bail!("--volume {v}: anonymous volumes are not supported yet; use NAME:PATH")
+        }
+        _ => anyhow::bail!("--volume {v}: expected NAME:PATH[:ro|rw]"),
+    };
+    if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
+        anyhow::bail!("--volume {v}: bind mounts of host paths are not supported yet");
+    }
+    check_target(target, "--volume")?;
+    Ok(MountSpec::Volume {
+        source: source.to_string(),
+        target: target.to_string(),
+        readonly,
+    })
+}
+
+/// Parses one `--mount` value.
+fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
+    let mut kind = "volume";
+    let (mut source, mut target, mut readonly) = (None, None, false);
+    let mut options = Vec::new();
+    for field in v.split(',') {
+        let (k, val) = field.split_once('=').unwrap_or((field, ""));
+        match k {
+            "type" => kind = val,
+            "source" | "src" => source = Some(val.to_string()),
+            "target" | "destination" | "dst" => target = Some(val.to_string()),
+            "readonly" | "ro" if val.is_empty() || val == "true" || val == "1" => readonly = true,
+            "readonly" | "ro" if val == "false" || val == "0" => readonly = false,
+            "tmpfs-size" => options.push(format!("size={val}")),
+            "tmpfs-mode" => options.push(format!("mode={val}")),
+            _ => anyhow::bail!("--mount {v}: unknown field {field:?}"),
+        }
+    }
+    let Some(target) = target else {
+        anyhow::bail!("--mount {v}: target= is required");
+    };
+    check_target(&target, "--mount")?;
+    match kind {
+        "volume" => {
+            let Some(source) = source else {
+                anyhow::bail!("--mount {v}: anonymous volumes are not supported yet; give source=");
+            };
+            Ok(MountSpec::Volume {
+                source,
+                target,
+                readonly,
+            })
+        }
+        "tmpfs" => {
+            if readonly {
+                options.push("ro".into());
+            }
+            Ok(MountSpec::Tmpfs { target, options })
+        }
+        "bind" => anyhow::bail!("--mount {v}: bind mounts are not supported yet"),
+        other => anyhow::bail!("--mount {v}: unknown type {other:?}"),
+    }
+}
+
+/// Parses one `--tmpfs` value.
+fn parse_tmpfs(v: &str) -> anyhow::Result<MountSpec> {
+    let (target, opts) = v.split_once(':').unwrap_or((v, ""));
+    check_target(target, "--tmpfs")?;
+    Ok(MountSpec::Tmpfs {
+        target: target.to_string(),
+        options: opts
+            .split(',')
+            .filter(|o| !o.is_empty())
+            .map(String::from)
+            .collect(),
+    })
+}
+
+impl MountFlags {
+    /// The mounts in command-line order (`-v`, then `--mount`, then `--tmpfs`); creates the
+    /// named volumes that do not exist yet.
+    pub fn resolve(&self, global: &GlobalOptions) -> anyhow::Result<Vec<MountSpec>> {
+        let mut out = Vec::new();
+        for v in &self.volume {
+            out.push(parse_volume(v)?);
+        }
+        for v in &self.mount {
+            out.push(parse_mount(v)?);
+        }
+        for v in &self.tmpfs {
+            out.push(parse_tmpfs(v)?);
+        }
+        for (i, m) in out.iter().enumerate() {
+            if out[..i].iter().any(|o| o.target() == m.target()) {
+                anyhow::bail!("duplicate mount point {}", m.target());
+            }
+        }
+        let needs_store = out.iter().any(|m| matches!(m, MountSpec::Volume { .. }));
+        if needs_store {
+            let store = VolumeStore::open(&global.root_dir())?;
+            for m in &out {
+                if let MountSpec::Volume { source, .. } = m {
+                    match store.get(source) {
+                        Ok(_) => {}
+                        Err(runtime::volume::VolumeError::NotFound(_)) => {
+                            match store.create(source, DEFAULT_SIZE) {
+                                Ok(_) | Err(runtime::volume::VolumeError::Exists(_)) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_flags_parse() {
+        assert_eq!(
+            parse_volume("data:/data:ro").unwrap(),
+            MountSpec::Volume {
+                source: "data".into(),
+                target: "/data".into(),
+                readonly: true
+            }
+        );
+        assert!(parse_volume("/host:/data").is_err());
+        assert!(parse_volume("data:rel").is_err());
+        assert!(parse_volume("data:/a/../b").is_err());
+        assert!(parse_volume("/data").is_err());
+        assert_eq!(
+            parse_mount("type=volume,source=d,target=/x,readonly").unwrap(),
+            MountSpec::Volume {
+                source: "d".into(),
+                target: "/x".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            parse_mount("type=tmpfs,target=/t,tmpfs-size=1m").unwrap(),
+            MountSpec::Tmpfs {
+                target: "/t".into(),
+                options: vec!["size=1m".into()]
+            }
+        );
+        assert!(parse_mount("type=volume,target=/x").is_err());
+        assert!(parse_mount("type=volume,source=d,target=/x,bogus=1").is_err());
+        assert_eq!(
+            parse_tmpfs("/run/x:size=1m,mode=700").unwrap(),
+            MountSpec::Tmpfs {
+                target: "/run/x".into(),
+                options: vec!["size=1m".into(), "mode=700".into()]
+            }
+        );
+    }
+}
