@@ -818,3 +818,70 @@ fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
     assert_eq!(env.run(&["volume", "prune"]).ok().stdout, "auto\n");
     assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
 }
+
+#[test]
+fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() {
+    let env = Env::new(true);
+    // An image declaring `VOLUME /vol`.
+    let dir = tempfile::tempdir().unwrap();
+    let layers = images::busybox_layers();
+    let mut config = images::busybox_config("amd64", &layers);
+    config["config"]["Volumes"] = json!({"/vol/": {}});
+    let w = LayoutWriter::new(&dir.path().join("layout"));
+    let manifest = w.image(&config, &layers);
+    let layout = w.finish("localhost/volume-test:1", manifest);
+    let tar = dir.path().join("image.tar");
+    common::tool(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    );
+    env.run(&["image", "load", "-i", tar.to_str().unwrap()])
+        .ok();
+
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "-v",
+            "/anon",
+            "localhost/volume-test:1",
+            "sh",
+            "-c",
+            "echo x > /vol/x && echo y > /anon/y && grep -E ' /(vol|anon) ' /proc/mounts",
+        ])
+        .ok();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines[0].starts_with("/dev/vdb /anon ext4 rw"), "{r:?}");
+    assert!(lines[1].starts_with("/dev/vdc /vol ext4 rw"), "{r:?}");
+    // --rm took its anonymous volumes along.
+    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
+
+    // A named volume given for the image's VOLUME path replaces the anonymous one; a created
+    // container's anonymous volume exists until the container is deleted.
+    let id = env
+        .run(&[
+            "create",
+            "-v",
+            "named:/vol",
+            "-v",
+            "/other",
+            "localhost/volume-test:1",
+            "true",
+        ])
+        .ok()
+        .stdout;
+    let vols = env.run(&["volume", "ls", "-q"]).ok().stdout;
+    let vols: Vec<&str> = vols.lines().collect();
+    assert_eq!(vols.len(), 2, "{vols:?}");
+    assert!(vols.contains(&"named"), "{vols:?}");
+    env.run(&["delete", id.trim()]).ok();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
+}

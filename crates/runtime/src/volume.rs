@@ -111,6 +111,9 @@ pub enum MountSpec {
         target: String,
         /// Mounted read-only in the container.
         readonly: bool,
+        /// Made for this container alone (`-v /path`, an image `VOLUME`); deleted with it.
+        #[serde(default)]
+        anonymous: bool,
     },
     /// A fresh tmpfs at `target`.
     Tmpfs {
@@ -126,6 +129,31 @@ impl MountSpec {
     pub fn target(&self) -> &str {
         match self {
             MountSpec::Volume { target, .. } | MountSpec::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// A fresh name for an anonymous volume: 64 hex digits, like a container id.
+pub fn anonymous_name() -> String {
+    crate::state::new_id()
+}
+
+/// Deletes the anonymous volumes among a deleted container's mounts. Best effort: one still
+/// held (its VM not yet down) or already gone is left to `volume prune`.
+pub fn remove_anonymous(root: &Path, mounts: &[MountSpec]) {
+    let Ok(store) = VolumeStore::open(root) else {
+        return;
+    };
+    for m in mounts {
+        if let MountSpec::Volume {
+            source,
+            anonymous: true,
+            ..
+        } = m
+        {
+            if let Err(e) = store.remove(source) {
+                tracing::warn!("remove anonymous volume {source}: {e}");
+            }
         }
     }
 }

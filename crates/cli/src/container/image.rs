@@ -19,6 +19,8 @@ pub struct ResolvedImage {
     pub config: ImageConfig,
     /// The cached ext4 rootfs.
     pub rootfs: PathBuf,
+    /// The image's `VOLUME` paths.
+    pub volumes: Vec<String>,
 }
 
 /// Finds `reference` in the content store (pulling it if missing) and makes sure its rootfs is
@@ -71,6 +73,7 @@ pub async fn resolve(global: &GlobalOptions, reference: &str) -> anyhow::Result<
         digest,
         config,
         rootfs,
+        volumes: c.volumes.keys().cloned().collect(),
     })
 }
 

@@ -30,6 +30,16 @@ fn check_target(target: &str, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new anonymous volume at `target`.
+fn anonymous(target: &str) -> MountSpec {
+    MountSpec::Volume {
+        source: runtime::volume::anonymous_name(),
+        target: target.to_string(),
+        readonly: false,
+        anonymous: true,
+    }
+}
+
 /// Parses one `-v` value.
 fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
     let parts: Vec<&str> = v.split(':').collect();
@@ -37,8 +47,9 @@ fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
         [s, t] => (*s, *t, false),
         [s, t, "ro"] => (*s, *t, true),
         [s, t, "rw"] => (*s, *t, false),
-        [_] => {
-            anyhow::bail!("--volume {v}: anonymous volumes are not supported yet; use NAME:PATH")
+        [t] => {
+            check_target(t, "--volume")?;
+            return Ok(anonymous(t));
         }
         _ => anyhow::bail!("--volume {v}: expected NAME:PATH[:ro|rw]"),
     };
@@ -50,6 +61,7 @@ fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
         source: source.to_string(),
         target: target.to_string(),
         readonly,
+        anonymous: false,
     })
 }
 
@@ -78,12 +90,17 @@ fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
     match kind {
         "volume" => {
             let Some(source) = source else {
-                anyhow::bail!("--mount {v}: anonymous volumes are not supported yet; give source=");
+                let mut m = anonymous(&target);
+                if let MountSpec::Volume { readonly: ro, .. } = &mut m {
+                    *ro = readonly;
+                }
+                return Ok(m);
             };
             Ok(MountSpec::Volume {
                 source,
                 target,
                 readonly,
+                anonymous: false,
             })
         }
         "tmpfs" => {
@@ -112,9 +129,14 @@ fn parse_tmpfs(v: &str) -> anyhow::Result<MountSpec> {
 }
 
 impl MountFlags {
-    /// The mounts in command-line order (`-v`, then `--mount`, then `--tmpfs`); creates the
-    /// named volumes that do not exist yet.
-    pub fn resolve(&self, global: &GlobalOptions) -> anyhow::Result<Vec<MountSpec>> {
+    /// The mounts in command-line order (`-v`, then `--mount`, then `--tmpfs`), then an
+    /// anonymous volume for each of the image's `VOLUME` paths the flags do not cover; creates
+    /// the volumes that do not exist yet.
+    pub fn resolve(
+        &self,
+        global: &GlobalOptions,
+        image_volumes: &[String],
+    ) -> anyhow::Result<Vec<MountSpec>> {
         let mut out = Vec::new();
         for v in &self.volume {
             out.push(parse_volume(v)?);
@@ -124,6 +146,17 @@ impl MountFlags {
         }
         for v in &self.tmpfs {
             out.push(parse_tmpfs(v)?);
+        }
+        for path in image_volumes {
+            let path = if path.len() > 1 {
+                path.trim_end_matches('/')
+            } else {
+                path
+            };
+            if check_target(path, "image VOLUME").is_ok() && !out.iter().any(|m| m.target() == path)
+            {
+                out.push(anonymous(path));
+            }
         }
         for (i, m) in out.iter().enumerate() {
             if out[..i].iter().any(|o| o.target() == m.target()) {
@@ -163,19 +196,25 @@ mod tests {
             MountSpec::Volume {
                 source: "data".into(),
                 target: "/data".into(),
-                readonly: true
+                readonly: true,
+                anonymous: false,
             }
         );
         assert!(parse_volume("/host:/data").is_err());
         assert!(parse_volume("data:rel").is_err());
         assert!(parse_volume("data:/a/../b").is_err());
-        assert!(parse_volume("/data").is_err());
+        assert!(matches!(
+            parse_volume("/data").unwrap(),
+            MountSpec::Volume { anonymous: true, ref target, ref source, .. }
+                if target == "/data" && source.len() == 64
+        ));
         assert_eq!(
             parse_mount("type=volume,source=d,target=/x,readonly").unwrap(),
             MountSpec::Volume {
                 source: "d".into(),
                 target: "/x".into(),
-                readonly: true
+                readonly: true,
+                anonymous: false,
             }
         );
         assert_eq!(
@@ -185,7 +224,14 @@ mod tests {
                 options: vec!["size=1m".into()]
             }
         );
-        assert!(parse_mount("type=volume,target=/x").is_err());
+        assert!(matches!(
+            parse_mount("type=volume,target=/x,readonly").unwrap(),
+            MountSpec::Volume {
+                anonymous: true,
+                readonly: true,
+                ..
+            }
+        ));
         assert!(parse_mount("type=volume,source=d,target=/x,bogus=1").is_err());
         assert_eq!(
             parse_tmpfs("/run/x:size=1m,mode=700").unwrap(),

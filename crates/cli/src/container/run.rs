@@ -109,7 +109,7 @@ async fn create_record(
             accel: f.accel.clone(),
         },
         auto_remove: f.rm,
-        mounts: f.mounts.resolve(global)?,
+        mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
     };
     let record = runtime::container::create(&store, req)?;

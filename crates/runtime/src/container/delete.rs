@@ -25,5 +25,6 @@ pub async fn delete(
         crate::client::wait_stopped(store, &record.id, Duration::from_secs(30)).await?;
     }
     store.remove(&record.id)?;
+    crate::volume::remove_anonymous(store.root(), &record.config.mounts);
     Ok(())
 }

@@ -204,6 +204,7 @@ pub async fn run(
     });
     if auto_remove {
         let _ = store.remove(id);
+        crate::volume::remove_anonymous(store.root(), &record.config.mounts);
     } else if let Err(e) = saved {
         tracing::error!("record exit: {e}");
     }

@@ -49,6 +49,7 @@ fn container_mount(m: &MountSpec) -> GuestMount {
             source,
             target,
             readonly,
+            ..
         } => {
             let mut options = vec!["rbind".to_string()];
             if *readonly {
@@ -93,6 +94,7 @@ mod tests {
             source: "data".into(),
             target: "/data".into(),
             readonly: true,
+            anonymous: false,
         });
         assert_eq!(v.source, "/run/container/volumes/data");
         assert_eq!(v.options, ["rbind", "ro"]);
