@@ -885,3 +885,49 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
     env.run(&["delete", id.trim()]).ok();
     assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
 }
+
+#[test]
+fn bind_mounts_share_a_host_directory_through_virtiofs() {
+    let env = Env::new(true);
+    let host = tempfile::tempdir().unwrap();
+    let share = host.path().join("share");
+    let outside = host.path().join("outside");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(share.join("in.txt"), "from host\n").unwrap();
+    std::fs::write(outside.join("secret"), "secret\n").unwrap();
+    // A link out of the share resolves inside the guest, where the outside does not exist.
+    std::os::unix::fs::symlink(&outside, share.join("escape")).unwrap();
+    let rw = format!("{}:/mnt", share.display());
+    let ro = format!("{}:/ro:ro", share.display());
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "-u",
+        "0",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /mnt/in.txt; echo from guest > /mnt/out.txt; cat /mnt/escape/secret 2>&1 || echo no-escape; \
+         touch /ro/x 2>&1 || echo ro-refused; cat /ro/out.txt",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[0], "from host", "{r:?}");
+    assert!(lines.contains(&"no-escape"), "{r:?}");
+    assert!(!r.stdout.contains("secret\n"), "{r:?}");
+    assert!(r.stdout.contains("Read-only file system"), "{r:?}");
+    assert!(lines.contains(&"ro-refused"), "{r:?}");
+    assert_eq!(lines.last(), Some(&"from guest"), "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(share.join("out.txt")).unwrap(),
+        "from guest\n"
+    );
+    assert!(!share.join("x").exists());
+    env.run(&["run", "--rm", "-v", "/no/such/dir:/x", IMAGE, "true"])
+        .fails_with("bind source /no/such/dir");
+}

@@ -129,6 +129,17 @@ pub struct VmRequest {
     pub options: VmOptions,
     /// Raw ext4 images of the container's volumes, attached after the rootfs (`/dev/vdb`...).
     pub volume_disks: Vec<PathBuf>,
+    /// Host directories served by one virtiofsd each, tags `share0`, `share1`, ...
+    pub shares: Vec<HostShare>,
+}
+
+/// A host directory shared with the VM through virtiofs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostShare {
+    /// The directory; the guest sees nothing outside it.
+    pub dir: PathBuf,
+    /// Refuse writes on the host side.
+    pub readonly: bool,
 }
 
 /// Why a VM ended.

@@ -115,6 +115,15 @@ pub enum MountSpec {
         #[serde(default)]
         anonymous: bool,
     },
+    /// A host directory shared through virtiofs at `target`.
+    Bind {
+        /// Absolute, canonical host directory.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+        /// Read-only, enforced by virtiofsd on the host.
+        readonly: bool,
+    },
     /// A fresh tmpfs at `target`.
     Tmpfs {
         /// Absolute path in the container.
@@ -128,7 +137,9 @@ impl MountSpec {
     /// The path in the container.
     pub fn target(&self) -> &str {
         match self {
-            MountSpec::Volume { target, .. } | MountSpec::Tmpfs { target, .. } => target,
+            MountSpec::Volume { target, .. }
+            | MountSpec::Bind { target, .. }
+            | MountSpec::Tmpfs { target, .. } => target,
         }
     }
 }

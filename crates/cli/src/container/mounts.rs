@@ -30,6 +30,20 @@ fn check_target(target: &str, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A bind mount of the host directory `source` (which must exist).
+fn bind(source: &str, target: &str, readonly: bool, flag: &str) -> anyhow::Result<MountSpec> {
+    let dir = std::fs::canonicalize(source)
+        .map_err(|e| anyhow::anyhow!("{flag}: bind source {source}: {e}"))?;
+    if !dir.is_dir() {
+        anyhow::bail!("{flag}: bind source {source} is not a directory (file bind mounts are not supported yet)");
+    }
+    Ok(MountSpec::Bind {
+        source: dir,
+        target: target.to_string(),
+        readonly,
+    })
+}
+
 /// A new anonymous volume at `target`.
 fn anonymous(target: &str) -> MountSpec {
     MountSpec::Volume {
@@ -53,10 +67,13 @@ fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
         }
         _ => anyhow::bail!("--volume {v}: expected NAME:PATH[:ro|rw]"),
     };
-    if source.starts_with('/') || source.starts_with('.') || source.starts_with('~') {
-        anyhow::bail!("--volume {v}: bind mounts of host paths are not supported yet");
-    }
     check_target(target, "--volume")?;
+    if source.starts_with('/') {
+        return bind(source, target, readonly, "--volume");
+    }
+    if source.starts_with('.') || source.starts_with('~') {
+        anyhow::bail!("--volume {v}: host paths must be absolute");
+    }
     Ok(MountSpec::Volume {
         source: source.to_string(),
         target: target.to_string(),
@@ -109,7 +126,15 @@ fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
             }
             Ok(MountSpec::Tmpfs { target, options })
         }
-        "bind" => anyhow::bail!("--mount {v}: bind mounts are not supported yet"),
+        "bind" => {
+            let Some(source) = source else {
+                anyhow::bail!("--mount {v}: source= is required for a bind mount");
+            };
+            if !source.starts_with('/') {
+                anyhow::bail!("--mount {v}: host paths must be absolute");
+            }
+            bind(&source, &target, readonly, "--mount")
+        }
         other => anyhow::bail!("--mount {v}: unknown type {other:?}"),
     }
 }
@@ -200,7 +225,16 @@ mod tests {
                 anonymous: false,
             }
         );
-        assert!(parse_volume("/host:/data").is_err());
+        assert!(parse_volume("/nonexistent-dir-xyz:/data").is_err());
+        assert!(parse_volume("./rel:/data").is_err());
+        assert_eq!(
+            parse_volume("/tmp/:/data:ro").unwrap(),
+            MountSpec::Bind {
+                source: std::fs::canonicalize("/tmp").unwrap(),
+                target: "/data".into(),
+                readonly: true
+            }
+        );
         assert!(parse_volume("data:rel").is_err());
         assert!(parse_volume("data:/a/../b").is_err());
         assert!(matches!(

@@ -9,6 +9,7 @@
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
 
 mod mounts;
+pub use mounts::share_tag;
 mod session;
 
 use std::path::PathBuf;
@@ -271,6 +272,7 @@ async fn start_and_supervise(
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
+        shares: mounts::host_shares(&record.config.mounts),
     };
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {

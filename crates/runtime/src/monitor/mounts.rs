@@ -9,6 +9,29 @@ use crate::volume::MountSpec;
 
 /// Where volume filesystems are mounted inside the VM, one directory per volume name.
 pub const VOLUMES_DIR: &str = "/run/container/volumes";
+/// Where virtiofs shares are mounted inside the VM, one directory per share index.
+pub const SHARES_DIR: &str = "/run/container/shares";
+
+/// The virtiofs tag of the `index`th share.
+pub fn share_tag(index: usize) -> String {
+    format!("share{index}")
+}
+
+/// The host directories the container shares, in share (tag) order.
+pub fn host_shares(mounts: &[MountSpec]) -> Vec<crate::backend::HostShare> {
+    mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind {
+                source, readonly, ..
+            } => Some(crate::backend::HostShare {
+                dir: source.clone(),
+                readonly: *readonly,
+            }),
+            _ => None,
+        })
+        .collect()
+}
 
 /// `/dev/vdX` of the `index`th volume disk: the rootfs is `vda`, volumes follow.
 fn device(index: usize) -> String {
@@ -40,10 +63,31 @@ pub async fn prepare(
             })
             .await?;
     }
-    Ok(mounts.iter().map(container_mount).collect())
+    let mut share = 0;
+    let mut out = Vec::new();
+    for m in mounts {
+        if let MountSpec::Bind { readonly, .. } = m {
+            let mut options = Vec::new();
+            if *readonly {
+                options.push("ro".to_string());
+            }
+            guest
+                .mount(&GuestMount {
+                    source: share_tag(share),
+                    target: format!("{SHARES_DIR}/{share}"),
+                    fstype: "virtiofs".into(),
+                    options,
+                })
+                .await?;
+            share += 1;
+        }
+        out.push(container_mount(m, share.saturating_sub(1)));
+    }
+    Ok(out)
 }
 
-fn container_mount(m: &MountSpec) -> GuestMount {
+/// The container mount for `m`; `share` is the share index when `m` is a bind mount.
+fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
     match m {
         MountSpec::Volume {
             source,
@@ -57,6 +101,20 @@ fn container_mount(m: &MountSpec) -> GuestMount {
             }
             GuestMount {
                 source: format!("{VOLUMES_DIR}/{source}"),
+                target: target.clone(),
+                fstype: "bind".into(),
+                options,
+            }
+        }
+        MountSpec::Bind {
+            target, readonly, ..
+        } => {
+            let mut options = vec!["rbind".to_string()];
+            if *readonly {
+                options.push("ro".into());
+            }
+            GuestMount {
+                source: format!("{SHARES_DIR}/{share}"),
                 target: target.clone(),
                 fstype: "bind".into(),
                 options,
@@ -90,18 +148,24 @@ mod tests {
 
     #[test]
     fn volumes_bind_and_tmpfs_mounts_directly() {
-        let v = container_mount(&MountSpec::Volume {
-            source: "data".into(),
-            target: "/data".into(),
-            readonly: true,
-            anonymous: false,
-        });
+        let v = container_mount(
+            &MountSpec::Volume {
+                source: "data".into(),
+                target: "/data".into(),
+                readonly: true,
+                anonymous: false,
+            },
+            0,
+        );
         assert_eq!(v.source, "/run/container/volumes/data");
         assert_eq!(v.options, ["rbind", "ro"]);
-        let t = container_mount(&MountSpec::Tmpfs {
-            target: "/scratch".into(),
-            options: vec!["size=1m".into()],
-        });
+        let t = container_mount(
+            &MountSpec::Tmpfs {
+                target: "/scratch".into(),
+                options: vec!["size=1m".into()],
+            },
+            0,
+        );
         assert_eq!(t.fstype, "tmpfs");
         assert_eq!(t.options, ["nosuid", "nodev", "mode=1777", "size=1m"]);
     }
