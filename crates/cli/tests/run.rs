@@ -928,6 +928,33 @@ fn bind_mounts_share_a_host_directory_through_virtiofs() {
         "from guest\n"
     );
     assert!(!share.join("x").exists());
+
+    // A single file: its directory is shared, only the file appears in the container.
+    let file = format!("{}:/etc/greeting:ro", share.join("in.txt").display());
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-v",
+            &file,
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /etc/greeting; ls /etc/out.txt 2>/dev/null || echo only-the-file",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "from host\nonly-the-file\n", "{r:?}");
+
+    // Every virtiofsd ended with its VM.
+    let share_s = share.to_string_lossy().into_owned();
+    let daemons = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).into_owned())
+        .filter(|c| c.contains("virtiofsd") && c.contains(&share_s))
+        .count();
+    assert_eq!(daemons, 0);
     env.run(&["run", "--rm", "-v", "/no/such/dir:/x", IMAGE, "true"])
         .fails_with("bind source /no/such/dir");
 }

@@ -123,6 +123,9 @@ pub enum MountSpec {
         target: String,
         /// Read-only, enforced by virtiofsd on the host.
         readonly: bool,
+        /// For a single file: `source` is its directory (the share) and this its name there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
     },
     /// A fresh tmpfs at `target`.
     Tmpfs {

@@ -34,13 +34,26 @@ fn check_target(target: &str, flag: &str) -> anyhow::Result<()> {
 fn bind(source: &str, target: &str, readonly: bool, flag: &str) -> anyhow::Result<MountSpec> {
     let dir = std::fs::canonicalize(source)
         .map_err(|e| anyhow::anyhow!("{flag}: bind source {source}: {e}"))?;
-    if !dir.is_dir() {
-        anyhow::bail!("{flag}: bind source {source} is not a directory (file bind mounts are not supported yet)");
+    if dir.is_dir() {
+        return Ok(MountSpec::Bind {
+            source: dir,
+            target: target.to_string(),
+            readonly,
+            file: None,
+        });
+    }
+    // A single file: its directory is shared with the VM, only the file enters the container.
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        anyhow::bail!("{flag}: bind source {source} is neither a directory nor a file");
+    };
+    if !dir.is_file() {
+        anyhow::bail!("{flag}: bind source {source} is neither a directory nor a regular file");
     }
     Ok(MountSpec::Bind {
-        source: dir,
+        source: parent.to_path_buf(),
         target: target.to_string(),
         readonly,
+        file: Some(name.to_string_lossy().into_owned()),
     })
 }
 
@@ -232,7 +245,8 @@ mod tests {
             MountSpec::Bind {
                 source: std::fs::canonicalize("/tmp").unwrap(),
                 target: "/data".into(),
-                readonly: true
+                readonly: true,
+                file: None,
             }
         );
         assert!(parse_volume("data:rel").is_err());

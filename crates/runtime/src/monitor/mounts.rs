@@ -107,14 +107,21 @@ fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
             }
         }
         MountSpec::Bind {
-            target, readonly, ..
+            target,
+            readonly,
+            file,
+            ..
         } => {
             let mut options = vec!["rbind".to_string()];
             if *readonly {
                 options.push("ro".into());
             }
+            let source = match file {
+                Some(name) => format!("{SHARES_DIR}/{share}/{name}"),
+                None => format!("{SHARES_DIR}/{share}"),
+            };
             GuestMount {
-                source: format!("{SHARES_DIR}/{share}"),
+                source,
                 target: target.clone(),
                 fstype: "bind".into(),
                 options,
