@@ -19,6 +19,7 @@ pub mod real;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
+pub mod vminitd;
 
 /// Exit code for faults of the runtime itself (docker's).
 pub const EXIT_RUNTIME_FAULT: i32 = 125;
