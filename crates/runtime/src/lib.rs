@@ -10,6 +10,7 @@
 //! with fakes, and [`real`] wires in QEMU (`vmm`) and the agent client (`agent`).
 
 pub mod backend;
+pub mod cleanup;
 pub mod client;
 pub mod container;
 pub mod logs;
