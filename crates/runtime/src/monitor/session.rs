@@ -259,6 +259,6 @@ where
 /// costs guest memory, so it is logged, not reported to the client.
 async fn release(guest: &dyn crate::backend::Guest, id: &str) {
     if let Err(e) = guest.release(id).await {
-        tracing::debug!("exec {id}: cannot release it in the guest: {e}");
+        tracing::warn!("exec {id}: cannot release it in the guest: {e}");
     }
 }
