@@ -67,3 +67,30 @@ pub fn cleanup(store: &Store) -> Result<CleanupReport, StateError> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphan_socket_dirs_of_a_deep_root_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Deep enough that sockets go to the shared runtime directory (sun_path limit).
+        let root = tmp.path().join("d".repeat(60)).join("e".repeat(60));
+        let store = Store::open(&root).unwrap();
+        let gone = "ab".repeat(32);
+        let sock = store.socket_dir(&gone);
+        assert_ne!(
+            sock,
+            store.dir_of(&gone),
+            "root not deep enough for the test"
+        );
+        fs::create_dir_all(&sock).unwrap();
+        fs::write(sock.join("monitor.sock"), b"").unwrap();
+        let report = cleanup(&store).unwrap();
+        assert_eq!(report.orphan_socket_dirs, vec![sock.display().to_string()]);
+        assert!(!sock.exists());
+        assert!(sock.parent().is_some_and(|p| !p.exists()));
+        assert_eq!(cleanup(&store).unwrap(), CleanupReport::default());
+    }
+}
