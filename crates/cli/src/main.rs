@@ -12,6 +12,7 @@ mod progress;
 mod registry;
 mod rootfs;
 mod system;
+mod system_info;
 mod volume;
 
 use clap::{Parser, Subcommand};

@@ -571,6 +571,30 @@ fn create_then_start_attached_and_two_containers_at_once() {
     let ha = env.run(&["exec", "a", "hostname"]).ok().stdout;
     let hb = env.run(&["exec", "b", "hostname"]).ok().stdout;
     assert_ne!(ha, hb);
+    // Each exec is deleted in the guest once its status is collected; many in a row all work
+    // and the container (whose main process must never be deleted) keeps running.
+    for i in 0..30 {
+        let r = env.run(&[
+            "exec",
+            "b",
+            "sh",
+            "-c",
+            &format!("echo {i}; exit {}", i % 3),
+        ]);
+        assert_eq!(
+            (r.code, r.stdout.trim()),
+            (i % 3, i.to_string().as_str()),
+            "{r:?}"
+        );
+    }
+    let list = env.run(&["ls", "--format", "json"]).ok().json();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "running"),
+        "{list}"
+    );
     env.run(&["delete", "b"]).fails_with("running");
     env.run(&["delete", "-f", "a", "b"]).ok();
     assert_eq!(env.qemus(), 0);

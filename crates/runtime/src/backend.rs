@@ -112,6 +112,12 @@ pub trait Guest: Send + Sync {
     async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError>;
     /// Asks the guest to power off.
     async fn shutdown(&self) -> Result<(), GuestError>;
+    /// Frees an exited exec process in the guest once its status has been collected (never
+    /// the main process: that would tear the container down). Without it the guest keeps an
+    /// entry per exec for the VM's lifetime.
+    async fn release(&self, _id: &str) -> Result<(), GuestError> {
+        Ok(())
+    }
 }
 
 /// What the monitor asks the backend to boot.

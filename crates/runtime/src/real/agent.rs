@@ -210,4 +210,16 @@ impl Guest for AgentGuest {
     async fn shutdown(&self) -> Result<(), GuestError> {
         self.client.shutdown(false).await.map_err(map_err)
     }
+
+    async fn release(&self, id: &str) -> Result<(), GuestError> {
+        let h = self.handle(id)?;
+        self.client.delete(h).await.map_err(map_err)?;
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.remove(id);
+        }
+        if let Ok(mut s) = self.stdins.lock() {
+            s.remove(id);
+        }
+        Ok(())
+    }
 }
