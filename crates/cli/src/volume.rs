@@ -170,6 +170,7 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
             }
         }
         VolumeCommand::Prune => {
+            vols.remove_leftovers()?;
             let cs = containers()?;
             let mut freed = 0;
             for v in vols.list()? {

@@ -908,6 +908,18 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
     assert!(vols.contains(&"named"), "{vols:?}");
     env.run(&["delete", id.trim()]).ok();
     assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
+
+    // Force-deleting a running container takes its anonymous volume too.
+    env.run(&[
+        "run", "-d", "--name", "busy", "-v", "/scratch", IMAGE, "sleep", "120",
+    ])
+    .ok();
+    assert_eq!(
+        env.run(&["volume", "ls", "-q"]).ok().stdout.lines().count(),
+        2
+    );
+    env.run(&["delete", "-f", "busy"]).ok();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
 }
 
 #[test]

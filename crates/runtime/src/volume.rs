@@ -320,6 +320,32 @@ impl VolumeStore {
         }
     }
 
+    /// Removes what an interrupted `create` or `delete` left behind (hidden `.NAME.tmp-PID` and
+    /// `.NAME.deleting-PID` directories); returns how many. Both operations hold the store lock
+    /// from making such a directory until it is gone, so under the lock every one is stale.
+    pub fn remove_leftovers(&self) -> Result<usize, VolumeError> {
+        let _lock = self.lock()?;
+        let mut n = 0;
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix('.') else {
+                continue;
+            };
+            let ours = rest
+                .rsplit_once(".tmp-")
+                .or_else(|| rest.rsplit_once(".deleting-"))
+                .is_some_and(|(_, pid)| pid.parse::<u32>().is_ok());
+            if !ours {
+                continue;
+            }
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Deletes volume `name`; refused while a running container holds it. Checking stopped
     /// containers that still reference it is the caller's business (it owns the container
     /// store).
@@ -380,5 +406,21 @@ mod tests {
         assert!(matches!(store.remove("v"), Err(VolumeError::InUse(_))));
         drop(claim);
         store.remove("v").unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_interrupted_operations_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(tmp.path()).unwrap();
+        store.create("keep", 16 << 20).unwrap();
+        let made = tmp.path().join("volumes/.x.tmp-4242");
+        let deleting = tmp.path().join("volumes/.y.deleting-17");
+        let other = tmp.path().join("volumes/.unrelated");
+        std::fs::create_dir_all(made.join("sub")).unwrap();
+        std::fs::create_dir_all(&deleting).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        assert_eq!(store.remove_leftovers().unwrap(), 2);
+        assert!(!made.exists() && !deleting.exists() && other.exists());
+        assert!(store.get("keep").is_ok());
     }
 }
