@@ -981,16 +981,33 @@ fn bind_mounts_share_a_host_directory_through_virtiofs() {
         .ok();
     assert_eq!(r.stdout, "from host\nonly-the-file\n", "{r:?}");
 
-    // Every virtiofsd ended with its VM.
+    // While a container runs, its `:ro` share is served read-only by the host's virtiofsd,
+    // sandboxed to the shared directory; every virtiofsd ends with its VM.
     let share_s = share.to_string_lossy().into_owned();
-    let daemons = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).into_owned())
-        .filter(|c| c.contains("virtiofsd") && c.contains(&share_s))
-        .count();
-    assert_eq!(daemons, 0);
+    let daemons = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.contains("virtiofsd") && c.contains(&share_s))
+            .collect()
+    };
+    env.run(&[
+        "run", "-d", "--name", "ro", "-v", &ro, IMAGE, "sleep", "120",
+    ])
+    .ok();
+    let running = daemons();
+    assert!(!running.is_empty(), "no virtiofsd for {share_s}");
+    for cmd in &running {
+        assert!(
+            cmd.contains("--readonly") && cmd.contains("--sandbox namespace"),
+            "{cmd}"
+        );
+        assert!(cmd.contains(&format!("--shared-dir {share_s}")), "{cmd}");
+    }
+    env.run(&["delete", "-f", "ro"]).ok();
+    assert_eq!(daemons(), Vec::<String>::new());
     env.run(&["run", "--rm", "-v", "/no/such/dir:/x", IMAGE, "true"])
         .fails_with("bind source /no/such/dir");
 }
