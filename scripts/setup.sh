@@ -50,6 +50,13 @@ if ! ls "$KDIR"/linux-image-*-cloud-amd64_*.deb >/dev/null 2>&1; then
     (cd "$KDIR" && apt-get download "$pkg")
 fi
 
+# virtiofsd serves bind mounts (-v /host:/path) to the VMs; Debian 12 has no package for it.
+VIRTIOFSD_VERSION=1.14.0
+if ! { command -v virtiofsd || ls "${CARGO_HOME:-$HOME/.cargo}/bin/virtiofsd"; } >/dev/null 2>&1; then
+    log "installing virtiofsd $VIRTIOFSD_VERSION from crates.io"
+    cargo install --locked virtiofsd --version "$VIRTIOFSD_VERSION"
+fi
+
 log "building"
 cargo build --release --workspace --bins --exclude vminitd
 # vminitd is the guest's PID 1 and must be static (the guest init filesystem has no libc). The

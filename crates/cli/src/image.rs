@@ -109,7 +109,7 @@ pub struct ListArgs {
 /// Arguments of `image inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Images to inspect (one prints an object, several an array).
+    /// Images to inspect (printed as a JSON array, one object per reference, like docker).
     #[arg(required = true)]
     pub references: Vec<String>,
     /// Platform to show for a multi-arch image.
@@ -362,12 +362,7 @@ fn inspect(global: &GlobalOptions, a: InspectArgs) -> Result<()> {
         let image = store.image_for(&reference, &platform)?;
         out.push(inspect_json(&store, &image)?);
     }
-    let value = if out.len() == 1 {
-        out.remove(0)
-    } else {
-        Value::Array(out)
-    };
-    print_json(&value)
+    print_json(&Value::Array(out))
 }
 
 /// Prints pretty JSON; a closed pipe (`| head`) is not an error.

@@ -12,6 +12,8 @@ mod progress;
 mod registry;
 mod rootfs;
 mod system;
+mod system_info;
+mod volume;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +49,9 @@ enum Command {
     /// System-wide settings: the guest kernel.
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Manage named volumes (ext4 images attached to containers).
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 fn main() {
@@ -71,6 +76,7 @@ fn main() {
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
+        Command::Volume(cmd) => volume::run(&cli.global, cmd),
     };
     std::process::exit(exit::report(result));
 }

@@ -11,11 +11,20 @@ use crate::global::{Format, GlobalOptions};
 /// Subcommands of `container rootfs`.
 #[derive(Debug, Subcommand)]
 pub enum RootfsCommand {
-    /// Build an ext4 image from layer tarballs (plain, gzip or zstd), applied in order.
+    /// Build an ext4 image from layer tarballs (plain, gzip or zstd), applied in order, or from
+    /// the layers of an image already in the content store.
     Create {
         /// A layer tarball; repeat for each layer, lowest first.
-        #[arg(long = "layer", value_name = "FILE", required = true)]
+        #[arg(
+            long = "layer",
+            value_name = "FILE",
+            required_unless_present = "image",
+            conflicts_with = "image"
+        )]
         layers: Vec<PathBuf>,
+        /// A pulled (or loaded/imported) image whose layers to apply, for the host platform.
+        #[arg(long, value_name = "REF")]
+        image: Option<String>,
         /// Size of the filesystem (e.g. 512M, 4G); default: the content plus headroom.
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         size: Option<u64>,
@@ -31,7 +40,7 @@ pub enum RootfsCommand {
 }
 
 /// Parses a byte count with an optional K/M/G/T suffix (powers of 1024).
-fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, mult) = match s.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
@@ -55,15 +64,20 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// Runs one `container rootfs` subcommand.
-pub fn run(_global: &GlobalOptions, cmd: RootfsCommand) -> anyhow::Result<()> {
+pub fn run(global: &GlobalOptions, cmd: RootfsCommand) -> anyhow::Result<()> {
     match cmd {
         RootfsCommand::Create {
             layers,
+            image,
             size,
             journal,
             format,
             output,
         } => {
+            let layers = match image {
+                Some(reference) => image_layers(global, &reference)?,
+                None => layers,
+            };
             let opts = ext4::FormatOptions {
                 size,
                 journal,
@@ -99,6 +113,26 @@ pub fn run(_global: &GlobalOptions, cmd: RootfsCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The layer blob paths (lowest first) of `reference` in the content store; an error naming the
+/// reference if it is not there (this command never pulls).
+fn image_layers(global: &GlobalOptions, reference: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let r = oci::Reference::parse(reference)
+        .with_context(|| format!("invalid image reference {reference:?}"))?;
+    let store = oci::Store::open(&global.root_dir())?;
+    let image = match store.image(&r) {
+        Ok(i) => i,
+        Err(oci::StoreError::NotFound(_)) => {
+            anyhow::bail!("image {r} is not in the store (pull, load or import it first)")
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("image {r}"))),
+    };
+    Ok(image
+        .layers()
+        .iter()
+        .map(|l| store.blob_path(&l.digest))
+        .collect())
 }
 
 #[cfg(test)]

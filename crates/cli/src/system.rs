@@ -1,4 +1,4 @@
-//! `container system …` commands: the guest kernel.
+//! `container system …` commands: the guest kernel (status, df and cleanup in `system_info`).
 
 use std::path::PathBuf;
 
@@ -14,6 +14,20 @@ pub enum SystemCommand {
     /// Manage the kernel the containers' VMs boot.
     #[command(subcommand)]
     Kernel(KernelCommand),
+    /// Is this host ready: kernel, accelerator, QEMU, vminitd, state dir, containers.
+    Status(FormatArgs),
+    /// Disk used by images, the rootfs cache, containers and kernels.
+    Df(FormatArgs),
+    /// Repair records of containers whose monitor died and remove stale sockets.
+    Cleanup(FormatArgs),
+}
+
+/// Arguments of `system status|df|cleanup`.
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 /// Subcommands of `container system kernel`.
@@ -52,6 +66,9 @@ pub struct ShowArgs {
 pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
     let store = KernelStore::new(&global.root_dir());
     match cmd {
+        SystemCommand::Status(a) => crate::system_info::status(global, a.format),
+        SystemCommand::Df(a) => crate::system_info::df(global, a.format),
+        SystemCommand::Cleanup(a) => crate::system_info::cleanup(global, a.format),
         SystemCommand::Kernel(KernelCommand::Set(args)) => {
             let kernel = match (&args.deb, &args.binary) {
                 (Some(deb), _) => store

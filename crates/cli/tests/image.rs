@@ -47,7 +47,7 @@ fn pull_list_inspect_and_outside_readers() {
     assert_eq!(cli.temp_files(), 0);
 
     // inspect: manifest, config fields, platform.
-    let info = cli.run(&["image", "inspect", &r]).ok().json();
+    let info = cli.run(&["image", "inspect", &r]).ok().json()[0].clone();
     assert_eq!(info["digest"], image.digest.as_str());
     assert_eq!(info["platform"]["architecture"], "amd64");
     assert_eq!(info["platform"]["os"], "linux");
@@ -99,7 +99,7 @@ fn pull_list_inspect_and_outside_readers() {
     let refs = cli.run(&["image", "list", "-q"]).ok().stdout;
     assert!(refs.lines().any(|l| l == pinned), "{refs}");
     assert_eq!(cli.blobs(), before);
-    let info = cli.run(&["image", "inspect", &pinned]).ok().json();
+    let info = cli.run(&["image", "inspect", &pinned]).ok().json()[0].clone();
     assert_eq!(info["digest"], image.digest.as_str());
 }
 
@@ -179,7 +179,7 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
     let list = cli.run(&["image", "list", "--format", "json"]).ok().json();
     // The name points at the index.
     assert_eq!(list[0]["digest"], image.digest.as_str());
-    let info = cli.run(&["image", "inspect", &r]).ok().json();
+    let info = cli.run(&["image", "inspect", &r]).ok().json()[0].clone();
     assert_eq!(info["platform"]["architecture"], "amd64");
     assert_eq!(info["manifestDigest"], image.manifests[0].as_str());
     assert!(info["index"]["manifests"].is_array());
@@ -190,7 +190,8 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
     let info = arm
         .run(&["image", "inspect", "--platform", "linux/arm64", &r])
         .ok()
-        .json();
+        .json()[0]
+        .clone();
     assert_eq!(info["platform"]["architecture"], "arm64");
     assert_eq!(info["manifestDigest"], image.manifests[1].as_str());
 
@@ -274,7 +275,8 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
     let info = third
         .run(&["image", "inspect", "example/bb:v9"])
         .ok()
-        .json();
+        .json()[0]
+        .clone();
     assert_eq!(info["config"]["WorkingDir"], "/data");
     assert_eq!(info["layers"].as_array().unwrap().len(), 3);
 
@@ -305,6 +307,16 @@ fn tag_delete_prune() {
     cli.run(&["image", "tag", &r, "local/name:two"]).ok();
     let refs = cli.run(&["image", "list", "-q"]).ok().stdout;
     assert!(refs.contains("docker.io/local/name:two"), "{refs}");
+    // inspect always prints an array, one object per reference, in order (as docker does).
+    let both = cli
+        .run(&["image", "inspect", &r, "local/name:two"])
+        .ok()
+        .json();
+    let both = both.as_array().expect("inspect prints an array");
+    assert_eq!(both.len(), 2);
+    assert_eq!(both[0]["digest"], both[1]["digest"]);
+    let one = cli.run(&["image", "inspect", &r]).ok().json();
+    assert_eq!(one.as_array().map(Vec::len), Some(1), "{one}");
     let blobs = cli.blobs();
     assert_eq!(blobs.len(), 5);
 
@@ -338,7 +350,7 @@ fn import_rootfs_tarball() {
     let out = cli
         .run(&["image", "import", &tarball.to_string_lossy(), "imported:v1"])
         .ok();
-    let info = cli.run(&["image", "inspect", "imported:v1"]).ok().json();
+    let info = cli.run(&["image", "inspect", "imported:v1"]).ok().json()[0].clone();
     assert_eq!(info["digest"], out.stdout.trim());
     assert_eq!(info["layers"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -862,7 +874,8 @@ fn docker_media_types_pull_and_push() {
     let info = cli
         .run(&["image", "inspect", &reg.reference("dock:1")])
         .ok()
-        .json();
+        .json()[0]
+        .clone();
     assert_eq!(info["digest"], sha256(raw.as_bytes()).as_str());
     assert_eq!(
         info["mediaType"],
@@ -890,7 +903,8 @@ fn docker_media_types_pull_and_push() {
     let again = back
         .run(&["image", "inspect", &reg.reference("dock:amd64")])
         .ok()
-        .json();
+        .json()[0]
+        .clone();
     assert_eq!(again["digest"], info["manifestDigest"]);
     assert_eq!(
         again["mediaType"],

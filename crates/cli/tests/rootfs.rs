@@ -1,6 +1,9 @@
 //! `container rootfs create` end to end: the real binary, real layer tarballs made by `tar`,
 //! the image checked by `e2fsck -fn` and read back by `debugfs`.
 
+#[allow(unused_imports)] // the registry support is not needed here
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -107,4 +110,61 @@ fn bad_size_is_rejected_by_the_parser() {
         .expect("run container");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("12Q"));
+}
+
+/// `--image` builds from the layers of an image in the content store (loaded here from an OCI
+/// archive, no registry): whiteouts and opaque dirs of the upper layers are applied, e2fsck is
+/// clean, and a reference that is not in the store is one error line naming it.
+#[test]
+fn create_from_an_image_in_the_store() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let image = common::images::busybox(&tmp.path().join("layout"));
+    let archive = tmp.path().join("busybox.tar");
+    common::images::to_oci_archive(&image, &archive, "localhost/busybox:1");
+    let cli = common::Cli::new();
+    cli.run(&["image", "load", "-i", &archive.to_string_lossy()])
+        .ok();
+    let out = tmp.path().join("busybox.ext4");
+    let v = cli
+        .run(&[
+            "rootfs",
+            "create",
+            "--image",
+            "localhost/busybox:1",
+            "--size",
+            "32M",
+            "--journal",
+            "--format",
+            "json",
+            &out.to_string_lossy(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(v["size_bytes"], 32 << 20);
+    e2fsck_ok(&out);
+    let debugfs = |req: &str| {
+        let o = Command::new("debugfs")
+            .args(["-R", req])
+            .arg(&out)
+            .output()
+            .expect("debugfs");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(debugfs("cat /data/a.txt"), "hello from layer 2\n");
+    assert_eq!(debugfs("cat /old/z"), "z\n");
+    let old = debugfs("ls -p /old");
+    assert!(!old.contains("/x/"), "opaque dir kept a lower file: {old}");
+    let etc = debugfs("ls -p /etc");
+    assert!(etc.contains("passwd") && !etc.contains("motd"), "{etc}");
+
+    let missing = tmp.path().join("missing.ext4");
+    cli.run(&[
+        "rootfs",
+        "create",
+        "--image",
+        "localhost/notpulled:9",
+        &missing.to_string_lossy(),
+    ])
+    .fails_with("localhost/notpulled:9");
+    assert!(!missing.exists());
 }

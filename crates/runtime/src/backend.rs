@@ -72,6 +72,19 @@ pub struct ProcessOutput {
     pub stderr: mpsc::Receiver<Bytes>,
 }
 
+/// A filesystem mount in the guest, as mount(8) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestMount {
+    /// Device, `tmpfs`, or a guest path for `bind`.
+    pub source: String,
+    /// Absolute target path (in the VM, or in the container for container mounts).
+    pub target: String,
+    /// `ext4`, `tmpfs`, `bind`, ...
+    pub fstype: String,
+    /// mount(8) options.
+    pub options: Vec<String>,
+}
+
 /// The agent inside a running VM. Methods take `&self`: the monitor drives several processes
 /// at once, so implementations synchronise internally.
 #[async_trait]
@@ -81,6 +94,11 @@ pub trait Guest: Send + Sync {
     async fn configure(&self, hostname: &str, network: &GuestNetwork) -> Result<(), GuestError>;
     /// Mounts the container's root filesystem from a block device.
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
+    /// Mounts a filesystem in the VM itself (outside the container), e.g. a volume's disk.
+    async fn mount(&self, mount: &GuestMount) -> Result<(), GuestError>;
+    /// Sets the extra mounts (targets inside the container) and the rootfs mode the
+    /// container is created with by the first [`Guest::spawn`].
+    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool);
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.
@@ -95,6 +113,12 @@ pub trait Guest: Send + Sync {
     async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError>;
     /// Asks the guest to power off.
     async fn shutdown(&self) -> Result<(), GuestError>;
+    /// Frees an exited exec process in the guest once its status has been collected (never
+    /// the main process: that would tear the container down). Without it the guest keeps an
+    /// entry per exec for the VM's lifetime.
+    async fn release(&self, _id: &str) -> Result<(), GuestError> {
+        Ok(())
+    }
 }
 
 /// The guest side of a container's networking.
@@ -130,6 +154,19 @@ pub struct VmRequest {
     pub options: VmOptions,
     /// Network devices (virtio-net over taps), `eth0` first.
     pub nets: Vec<NetDevice>,
+    /// Raw ext4 images of the container's volumes, attached after the rootfs (`/dev/vdb`...).
+    pub volume_disks: Vec<PathBuf>,
+    /// Host directories served by one virtiofsd each, tags `share0`, `share1`, ...
+    pub shares: Vec<HostShare>,
+}
+
+/// A host directory shared with the VM through virtiofs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostShare {
+    /// The directory; the guest sees nothing outside it.
+    pub dir: PathBuf,
+    /// Refuse writes on the host side.
+    pub readonly: bool,
 }
 
 /// Why a VM ended.

@@ -10,6 +10,7 @@
 //! with fakes, and [`real`] wires in QEMU (`vmm`) and the agent client (`agent`).
 
 pub mod backend;
+pub mod cleanup;
 pub mod client;
 pub mod container;
 pub mod logs;
@@ -19,6 +20,8 @@ pub mod real;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
+pub mod vminitd;
+pub mod volume;
 
 /// Exit code for faults of the runtime itself (docker's).
 pub const EXIT_RUNTIME_FAULT: i32 = 125;

@@ -135,6 +135,12 @@ pub struct ContainerConfig {
     /// Published ports (`-p`), bound by the monitor at every start.
     #[serde(default)]
     pub publish: Vec<net::ports::PortSpec>,
+    /// Volumes and tmpfs mounts, in mount order.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::MountSpec>,
+    /// Mount the rootfs read-only (`--read-only`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The record kept in state.json.
@@ -266,7 +272,7 @@ impl Store {
         Ok(Store { dir })
     }
 
-    /// The state root this store lives in (networks share it).
+    /// The state root this store lives under.
     pub fn root(&self) -> &Path {
         self.dir.parent().unwrap_or(&self.dir)
     }
@@ -490,7 +496,15 @@ impl Store {
                         .and_then(|c| c.monitor_pid)
                         .is_some_and(|pid| process_is(pid, crate::MONITOR_SUBCOMMAND))
             };
-            match net::Networks::open(self.root()).and_then(|n| n.cleanup_stale(alive)) {
+            // Only a container that holds a lease can have left taps (and only then is there
+            // a namespace's worth of networking to touch).
+            let cleanup = net::Networks::open(self.root()).and_then(|n| {
+                if n.attachments(&r.id)?.is_empty() {
+                    return Ok(Vec::new());
+                }
+                n.cleanup_stale(alive)
+            });
+            match cleanup {
                 Ok(ids) if !ids.is_empty() => tracing::info!("removed stale taps of {ids:?}"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("clean up stale networking: {}", crate::error_line(&e)),
@@ -560,6 +574,8 @@ mod tests {
                 hostname: "h".into(),
                 networks: Vec::new(),
                 publish: Vec::new(),
+                mounts: vec![],
+                read_only: false,
             },
             networks: vec![],
         }

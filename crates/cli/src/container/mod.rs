@@ -8,6 +8,7 @@ mod inspect;
 mod lifecycle;
 mod logs;
 mod monitor;
+mod mounts;
 mod run;
 
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct CreateFlags {
     /// Delete the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    #[command(flatten)]
+    pub mounts: mounts::MountFlags,
     /// Set environment variables (KEY=VALUE, or KEY to copy it from here).
     #[arg(short, long = "env", value_name = "KEY[=VALUE]")]
     pub env: Vec<String>,

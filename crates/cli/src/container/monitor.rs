@@ -25,7 +25,7 @@ pub fn run(global: &GlobalOptions, a: MonitorArgs) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let store = runtime::state::Store::open(&root)?;
-        let backend = runtime::real::QemuBackend::new(&root, super::image::vminitd_path())?;
+        let backend = runtime::real::QemuBackend::new(&root, runtime::vminitd::find())?;
         let opts = MonitorOptions {
             wait_attach: a.wait_attach,
         };

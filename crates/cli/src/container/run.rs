@@ -122,6 +122,8 @@ async fn create_record(
         auto_remove: f.rm,
         networks,
         publish: f.publish.clone(),
+        mounts: f.mounts.resolve(global, &image.volumes)?,
+        read_only: f.mounts.read_only,
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))

@@ -31,6 +31,10 @@ pub struct CreateRequest {
     pub networks: Vec<String>,
     /// `-p` values.
     pub publish: Vec<net::ports::PortSpec>,
+    /// Volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
+    pub mounts: Vec<crate::volume::MountSpec>,
+    /// `--read-only`.
+    pub read_only: bool,
 }
 
 /// Writes a new container record (status `created`).
@@ -69,6 +73,8 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 hostname,
                 networks: req.networks.clone(),
                 publish: req.publish.clone(),
+                mounts: req.mounts.clone(),
+                read_only: req.read_only,
             },
             networks: Vec::new(),
         }

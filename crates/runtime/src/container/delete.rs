@@ -26,5 +26,6 @@ pub async fn delete(
     }
     crate::monitor::network::release(store, &record);
     store.remove(&record.id)?;
+    crate::volume::remove_anonymous(store.root(), &record.config.mounts);
     Ok(())
 }

@@ -8,7 +8,9 @@
 //! down, records the exit in state.json and removes its sockets (and the whole container with
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
 
+mod mounts;
 pub(crate) mod network;
+pub use mounts::share_tag;
 mod session;
 
 use std::path::PathBuf;
@@ -175,7 +177,10 @@ pub async fn run(
         let _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()).await;
     }
 
-    let outcome = start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir).await;
+    // The volumes' exclusive holds outlive the VM: released only once it is down.
+    let mut claims = Vec::new();
+    let outcome =
+        start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims).await;
     let info = outcome.exit;
     if let Some(mut booted) = outcome.booted {
         shutdown_vm(&mut booted).await;
@@ -183,6 +188,7 @@ pub async fn run(
     if let Some(net) = outcome.network {
         net.finish();
     }
+    drop(claims);
     store.remove_sockets(id);
     let auto_remove = record.config.auto_remove;
     let status = if outcome.started {
@@ -205,6 +211,7 @@ pub async fn run(
     if auto_remove {
         network::release(store, &record);
         let _ = store.remove(id);
+        crate::volume::remove_anonymous(store.root(), &record.config.mounts);
     } else if let Err(e) = saved {
         tracing::error!("record exit: {e}");
     }
@@ -241,6 +248,7 @@ async fn start_and_supervise(
     shared: &Arc<Shared>,
     stop_rx: &mut mpsc::UnboundedReceiver<u64>,
     dir: &std::path::Path,
+    claims: &mut Vec<crate::volume::Claim>,
 ) -> Outcome {
     let fail = |exit: ExitInfo, booted: Option<Booted>, network: Option<NetSession>| Outcome {
         exit,
@@ -251,6 +259,10 @@ async fn start_and_supervise(
     let record = match store.load(id) {
         Ok(r) => r,
         Err(e) => return fail(fault(format!("load state: {e}")), None, None),
+    };
+    let volumes = match claim_volumes(store, &record.config.mounts, claims) {
+        Ok(v) => v,
+        Err(e) => return fail(fault(crate::error_line(&e)), None, None),
     };
     let overlay = dir.join("rootfs.qcow2");
     if !overlay.exists() {
@@ -274,6 +286,8 @@ async fn start_and_supervise(
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
         nets: network.as_ref().map(|n| n.devices()).unwrap_or_default(),
+        volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
+        shares: mounts::host_shares(&record.config.mounts),
     };
     let guest_network = network
         .as_ref()
@@ -294,6 +308,8 @@ async fn start_and_supervise(
             .configure(&record.config.hostname, &guest_network)
             .await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
+        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
+        guest.set_container_mounts(mounts, record.config.read_only);
         guest.spawn(MAIN, &record.config.process).await
     };
     tracing::debug!("guest agent connected");
@@ -383,6 +399,27 @@ async fn start_and_supervise(
         network,
         started: true,
     }
+}
+
+/// Takes every volume the container mounts (each once, in first-use order) and returns
+/// `(name, disk image)` pairs: the order the disks are attached in, `/dev/vdb` onwards.
+fn claim_volumes(
+    store: &Store,
+    mounts: &[crate::volume::MountSpec],
+    claims: &mut Vec<crate::volume::Claim>,
+) -> Result<Vec<(String, PathBuf)>, crate::volume::VolumeError> {
+    let vols = crate::volume::VolumeStore::open(store.root())?;
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for m in mounts {
+        if let crate::volume::MountSpec::Volume { source, .. } = m {
+            if out.iter().any(|(n, _)| n == source) {
+                continue;
+            }
+            claims.push(vols.claim(source)?);
+            out.push((source.clone(), vols.disk(source)));
+        }
+    }
+    Ok(out)
 }
 
 /// SIGTERM now, SIGKILL after the grace period.

@@ -215,7 +215,9 @@ where
                 }
             };
             drain.await;
-            let _ = g.wait(&id).await;
+            if g.wait(&id).await.is_ok() {
+                release(g.as_ref(), &id).await;
+            }
         });
         return write_frame(wr, &Frame::Ok).await;
     }
@@ -238,14 +240,25 @@ where
     }
     tracing::debug!("exec {id}: output streams ended");
     let info = match guest.wait(&id).await {
-        Ok(e) => ExitInfo {
-            code: e.code(),
-            reason: None,
-        },
+        Ok(e) => {
+            release(guest.as_ref(), &id).await;
+            ExitInfo {
+                code: e.code(),
+                reason: None,
+            }
+        }
         Err(e) => ExitInfo {
             code: crate::EXIT_RUNTIME_FAULT,
             reason: Some(e.to_string()),
         },
     };
     write_frame(wr, &Frame::Exit(info)).await
+}
+
+/// Frees an exec's entry in the guest after its exit status was collected; a failure only
+/// costs guest memory, so it is logged, not reported to the client.
+async fn release(guest: &dyn crate::backend::Guest, id: &str) {
+    if let Err(e) = guest.release(id).await {
+        tracing::warn!("exec {id}: cannot release it in the guest: {e}");
+    }
 }

@@ -14,7 +14,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::*;
-use crate::backend::{BootError, GuestError, GuestNetwork, ProcessOutput, Vm, VmExit};
+use crate::backend::{BootError, GuestError, GuestMount, GuestNetwork, ProcessOutput, Vm, VmExit};
 use crate::client;
 use crate::container::{create, CreateRequest};
 use crate::protocol::Request;
@@ -31,6 +31,8 @@ struct Proc {
 struct FakeGuest {
     procs: Mutex<HashMap<String, Proc>>,
     shut_down: Arc<Notify>,
+    /// Ids of processes released (deleted in the guest), in order.
+    released: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait]
@@ -42,6 +44,10 @@ impl Guest for FakeGuest {
         assert_eq!(device, "/dev/vda");
         Ok(())
     }
+    async fn mount(&self, _mount: &GuestMount) -> Result<(), GuestError> {
+        Ok(())
+    }
+    fn set_container_mounts(&self, _mounts: Vec<GuestMount>, _readonly_rootfs: bool) {}
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let args = spec.args.clone();
         match args[0].as_str() {
@@ -158,6 +164,15 @@ impl Guest for FakeGuest {
         self.shut_down.notify_one();
         Ok(())
     }
+    async fn release(&self, id: &str) -> Result<(), GuestError> {
+        self.procs
+            .lock()
+            .unwrap()
+            .remove(id)
+            .ok_or_else(|| GuestError::NoProcess(id.into()))?;
+        self.released.lock().unwrap().push(id.to_string());
+        Ok(())
+    }
 }
 
 struct FakeVm {
@@ -186,6 +201,7 @@ impl Vm for FakeVm {
 struct FakeBackend {
     fail_boot: bool,
     crash: Arc<Notify>,
+    released: Arc<Mutex<Vec<String>>>,
 }
 
 #[async_trait]
@@ -205,7 +221,10 @@ impl VmBackend for FakeBackend {
                 source: None,
             });
         }
-        let guest = FakeGuest::default();
+        let guest = FakeGuest {
+            released: self.released.clone(),
+            ..Default::default()
+        };
         let vm = FakeVm {
             crash: self.crash.clone(),
             shut_down: guest.shut_down.clone(),
@@ -251,6 +270,8 @@ impl Fixture {
             auto_remove: rm,
             networks: Vec::new(),
             publish: Vec::new(),
+            mounts: Vec::new(),
+            read_only: false,
         };
         create(&self.store, req).unwrap().id
     }
@@ -452,6 +473,37 @@ async fn exec_kill_and_wrong_state() {
     );
     assert_eq!(mon.await.unwrap(), 137);
     assert_eq!(f.store.load(&id).unwrap().exit_code, Some(137));
+}
+
+#[tokio::test]
+async fn execs_are_released_in_the_guest_once_their_status_is_collected() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let backend = FakeBackend::default();
+    let released = backend.released.clone();
+    let mon = f.spawn(&id, backend, false);
+    let s = f.connect(&id).await;
+    assert!(matches!(
+        client::request(s, &id, Request::WaitStarted).await,
+        Ok(Frame::Started(_))
+    ));
+    for i in 0..5 {
+        let (r, out) = f.exec(&id, &["exit", &i.to_string()]).await;
+        assert_eq!(r.unwrap().code, i);
+        assert_eq!(out, b"");
+    }
+    // A failed spawn leaves nothing to release.
+    let (r, _) = f.exec(&id, &["missing"]).await;
+    assert!(r.is_err());
+    let want: Vec<String> = (1..=5).map(|n| format!("exec-{n}")).collect();
+    assert_eq!(*released.lock().unwrap(), want);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::Kill { signal: 9 })
+        .await
+        .unwrap();
+    assert_eq!(mon.await.unwrap(), 137);
+    // The main process is never released: deleting it would tear the container down.
+    assert_eq!(released.lock().unwrap().len(), 5);
 }
 
 #[tokio::test]

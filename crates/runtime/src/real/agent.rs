@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::backend::{Guest, GuestError, GuestNetwork, ProcessExit, ProcessOutput};
+use crate::backend::{Guest, GuestError, GuestMount, GuestNetwork, ProcessExit, ProcessOutput};
 use crate::spec::ProcessSpec;
 
 /// Where the container's root filesystem is mounted inside the VM.
@@ -22,6 +22,8 @@ pub struct AgentGuest {
     client: agent::Client,
     container: String,
     handles: Mutex<HashMap<String, agent::ProcessHandle>>,
+    /// Extra mounts and read-only flag for the container's creation.
+    container_mounts: Mutex<(Vec<agent::Mount>, bool)>,
     stdins: Mutex<HashMap<String, Stdin>>,
 }
 
@@ -46,6 +48,15 @@ fn forward(mut stream: agent::OutputStream) -> mpsc::Receiver<Bytes> {
     rx
 }
 
+fn to_agent(m: &GuestMount) -> agent::Mount {
+    agent::Mount {
+        source: m.source.clone(),
+        target: m.target.clone(),
+        fstype: m.fstype.clone(),
+        options: m.options.clone(),
+    }
+}
+
 impl AgentGuest {
     /// Wraps a connected client; `container` names the container inside the guest.
     pub fn new(client: agent::Client, container: &str) -> AgentGuest {
@@ -53,6 +64,7 @@ impl AgentGuest {
             client,
             container: container.to_string(),
             handles: Mutex::new(HashMap::new()),
+            container_mounts: Mutex::new((Vec::new(), false)),
             stdins: Mutex::new(HashMap::new()),
         }
     }
@@ -128,16 +140,30 @@ impl Guest for AgentGuest {
         self.client.mount(m).await.map_err(map_err)
     }
 
+    async fn mount(&self, m: &GuestMount) -> Result<(), GuestError> {
+        self.client.mount(to_agent(m)).await.map_err(map_err)
+    }
+
+    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool) {
+        if let Ok(mut c) = self.container_mounts.lock() {
+            *c = (mounts.iter().map(to_agent).collect(), readonly_rootfs);
+        }
+    }
+
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
+        let (mounts, readonly_rootfs) = match (first, self.container_mounts.lock()) {
+            (true, Ok(c)) => c.clone(),
+            _ => (Vec::new(), false),
+        };
         let req = agent::CreateProcess {
             container: self.container.clone(),
             // The first process creates the container on the mounted rootfs; later ones
             // (exec) join it.
             rootfs: first.then(|| ROOTFS_TARGET.to_string()),
             hostname: None,
-            readonly_rootfs: false,
-            mounts: Vec::new(),
+            readonly_rootfs,
+            mounts,
             process: agent::ProcessSpec {
                 args: spec.args.clone(),
                 env: spec.env.clone(),
@@ -216,5 +242,17 @@ impl Guest for AgentGuest {
 
     async fn shutdown(&self) -> Result<(), GuestError> {
         self.client.shutdown(false).await.map_err(map_err)
+    }
+
+    async fn release(&self, id: &str) -> Result<(), GuestError> {
+        let h = self.handle(id)?;
+        self.client.delete(h).await.map_err(map_err)?;
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.remove(id);
+        }
+        if let Ok(mut s) = self.stdins.lock() {
+            s.remove(id);
+        }
+        Ok(())
     }
 }

@@ -79,6 +79,7 @@ impl QemuBackend {
             block: true,
             console: true,
             net: !req.nets.is_empty(),
+            virtiofs: !req.shares.is_empty(),
             ..Default::default()
         };
         let modules = vmm::modules::resolve(
@@ -115,6 +116,19 @@ impl QemuBackend {
                 mac: Some(n.mac.clone()),
             })
             .collect();
+        for disk in &req.volume_disks {
+            cfg.disks.push(vmm::DiskSpec {
+                path: disk.clone(),
+                format: vmm::DiskFormat::Raw,
+                readonly: false,
+            });
+        }
+        for (i, _) in req.shares.iter().enumerate() {
+            cfg.shares.push(vmm::ShareSpec {
+                socket: req.socket_dir.join(format!("fs{i}.sock")),
+                tag: crate::monitor::share_tag(i),
+            });
+        }
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
         Ok(cfg)
     }
@@ -152,16 +166,37 @@ impl Vm for QemuHandle {
 }
 
 /// Starts QEMU on a dedicated thread; returns once it runs (or failed to start).
-async fn spawn_vm(cfg: vmm::VmConfig) -> Result<QemuHandle, BootError> {
+async fn spawn_vm(
+    cfg: vmm::VmConfig,
+    shares: Vec<super::virtiofs::ShareLaunch>,
+) -> Result<QemuHandle, BootError> {
+    let virtiofsd = if shares.is_empty() {
+        None
+    } else {
+        Some(super::virtiofs::find_virtiofsd().ok_or_else(|| {
+            boot_err("virtiofsd not found (needed for bind mounts): install it with scripts/setup.sh or set CONTAINER_VIRTIOFSD")
+        })?)
+    };
     let (started_tx, started_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = watch::channel(None);
     std::thread::Builder::new()
         .name("qemu".into())
         .spawn(move || {
+            // The file servers live on this thread, as long as QEMU does.
+            let mut daemons = match &virtiofsd {
+                Some(bin) => match super::virtiofs::Daemons::start(bin, &shares) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(boot_err(e)));
+                        return;
+                    }
+                },
+                None => super::virtiofs::Daemons::default(),
+            };
             let mut vm = vmm::QemuVm::new(cfg);
             vm.kill_on_parent_death(true);
             if let Err(e) = vm.start() {
-                let _ = started_tx.send(Err(e));
+                let _ = started_tx.send(Err(boot_src("start QEMU")(e)));
                 return;
             }
             let _ = started_tx.send(Ok(vm.pid()));
@@ -176,12 +211,13 @@ async fn spawn_vm(cfg: vmm::VmConfig) -> Result<QemuHandle, BootError> {
                 },
                 Err(e) => crate::error_line(&e),
             };
+            daemons.stop();
             let _ = exit_tx.send(Some(why));
         })
         .map_err(boot_src("spawn VM thread"))?;
     match started_rx.await {
         Ok(Ok(pid)) => Ok(QemuHandle { pid, exit: exit_rx }),
-        Ok(Err(e)) => Err(boot_src("start QEMU")(e)),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(boot_err("start QEMU: the VM thread ended")),
     }
 }
@@ -250,7 +286,17 @@ impl VmBackend for QemuBackend {
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
         let cfg = self.config(req)?;
         let sock = cfg.agent_socket.clone().unwrap_or_default();
-        let mut vm = spawn_vm(cfg).await?;
+        let shares = req
+            .shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| super::virtiofs::ShareLaunch {
+                share: s.clone(),
+                socket: req.socket_dir.join(format!("fs{i}.sock")),
+                log: req.dir.join(format!("virtiofsd-{i}.log")),
+            })
+            .collect();
+        let mut vm = spawn_vm(cfg, shares).await?;
         tracing::debug!("QEMU running (pid {:?})", vm.pid);
         match connect_agent(&sock, &mut vm, &req.console_log).await {
             Ok(client) => {

@@ -1,0 +1,96 @@
+//! Repairing the state a crash leaves behind (`container system cleanup`): records that claim a
+//! monitor that is gone, sockets of containers that no longer run, and socket directories of
+//! containers that no longer exist.
+
+use std::fs;
+
+use serde::Serialize;
+
+use crate::state::{process_is, StateError, Store};
+
+/// What [`cleanup`] repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CleanupReport {
+    /// Ids of records whose monitor had died, now marked exited.
+    pub repaired: Vec<String>,
+    /// Ids of containers without a live monitor whose leftover sockets were removed.
+    pub sockets_removed: Vec<String>,
+    /// Socket directories (outside the store, for long `--root` paths) of containers that no
+    /// longer exist, removed.
+    pub orphan_socket_dirs: Vec<String>,
+}
+
+/// Repairs every container record of `store` whose monitor died (as `ps` would, but for all
+/// of them at once) and removes sockets no live monitor serves.
+pub fn cleanup(store: &Store) -> Result<CleanupReport, StateError> {
+    let mut report = CleanupReport::default();
+    // `list` also finishes deletes interrupted by a crash.
+    let records = store.list()?;
+    for record in &records {
+        let before = (record.status, record.monitor_pid);
+        let now = store.reconcile(record.clone())?;
+        if (now.status, now.monitor_pid) != before {
+            report.repaired.push(now.id.clone());
+        }
+        let live = now
+            .monitor_pid
+            .is_some_and(|pid| process_is(pid, crate::MONITOR_SUBCOMMAND));
+        if !live {
+            let dir = store.socket_dir(&now.id);
+            let leftover = ["monitor.sock", "agent.sock"]
+                .iter()
+                .any(|s| fs::symlink_metadata(dir.join(s)).is_ok());
+            if leftover {
+                store.remove_sockets(&now.id);
+                report.sockets_removed.push(now.id.clone());
+            }
+        }
+    }
+    // Sockets of a deep --root live in one shared directory per store, one subdirectory per
+    // container (named by an id prefix); those matching no record are left from a crash.
+    let probe = "0".repeat(64);
+    let sock = store.socket_dir(&probe);
+    if sock != store.dir_of(&probe) {
+        if let Some(shared) = sock.parent() {
+            for entry in fs::read_dir(shared).into_iter().flatten().flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !records.iter().any(|r| r.id.starts_with(&name)) {
+                    let _ = fs::remove_dir_all(entry.path());
+                    report
+                        .orphan_socket_dirs
+                        .push(entry.path().display().to_string());
+                }
+            }
+            let _ = fs::remove_dir(shared);
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orphan_socket_dirs_of_a_deep_root_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Deep enough that sockets go to the shared runtime directory (sun_path limit).
+        let root = tmp.path().join("d".repeat(60)).join("e".repeat(60));
+        let store = Store::open(&root).unwrap();
+        let gone = "ab".repeat(32);
+        let sock = store.socket_dir(&gone);
+        assert_ne!(
+            sock,
+            store.dir_of(&gone),
+            "root not deep enough for the test"
+        );
+        fs::create_dir_all(&sock).unwrap();
+        fs::write(sock.join("monitor.sock"), b"").unwrap();
+        let report = cleanup(&store).unwrap();
+        assert_eq!(report.orphan_socket_dirs, vec![sock.display().to_string()]);
+        assert!(!sock.exists());
+        assert!(sock.parent().is_some_and(|p| !p.exists()));
+        assert_eq!(cleanup(&store).unwrap(), CleanupReport::default());
+    }
+}

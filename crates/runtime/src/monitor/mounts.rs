@@ -1,0 +1,179 @@
+//! Turns a container's `-v`/`--mount`/`--tmpfs` list into guest mounts: each volume's disk is
+//! mounted once in the VM (outside the container) under [`VOLUMES_DIR`], then bind-mounted
+//! into the container at its target; a tmpfs is mounted straight into the container.
+
+use std::path::PathBuf;
+
+use crate::backend::{Guest, GuestError, GuestMount};
+use crate::volume::MountSpec;
+
+/// Where volume filesystems are mounted inside the VM, one directory per volume name.
+pub const VOLUMES_DIR: &str = "/run/container/volumes";
+/// Where virtiofs shares are mounted inside the VM, one directory per share index.
+pub const SHARES_DIR: &str = "/run/container/shares";
+
+/// The virtiofs tag of the `index`th share.
+pub fn share_tag(index: usize) -> String {
+    format!("share{index}")
+}
+
+/// The host directories the container shares, in share (tag) order.
+pub fn host_shares(mounts: &[MountSpec]) -> Vec<crate::backend::HostShare> {
+    mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind {
+                source, readonly, ..
+            } => Some(crate::backend::HostShare {
+                dir: source.clone(),
+                readonly: *readonly,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `/dev/vdX` of the `index`th volume disk: the rootfs is `vda`, volumes follow.
+fn device(index: usize) -> String {
+    // Past vdz the kernel goes on with vdaa; 25 volumes per container is plenty.
+    let letter = (b'b' + index as u8) as char;
+    format!("/dev/vd{letter}")
+}
+
+/// Mounts the volume disks in the guest (in `volumes` order, which is disk order) and
+/// returns the container's extra mounts, in the user's order.
+pub async fn prepare(
+    guest: &dyn Guest,
+    volumes: &[(String, PathBuf)],
+    mounts: &[MountSpec],
+) -> Result<Vec<GuestMount>, GuestError> {
+    if volumes.len() > 25 {
+        return Err(GuestError::Other(format!(
+            "{} volumes: at most 25 per container",
+            volumes.len()
+        )));
+    }
+    for (i, (name, _)) in volumes.iter().enumerate() {
+        guest
+            .mount(&GuestMount {
+                source: device(i),
+                target: format!("{VOLUMES_DIR}/{name}"),
+                fstype: "ext4".into(),
+                options: Vec::new(),
+            })
+            .await?;
+    }
+    let mut share = 0;
+    let mut out = Vec::new();
+    for m in mounts {
+        if let MountSpec::Bind { readonly, .. } = m {
+            let mut options = Vec::new();
+            if *readonly {
+                options.push("ro".to_string());
+            }
+            guest
+                .mount(&GuestMount {
+                    source: share_tag(share),
+                    target: format!("{SHARES_DIR}/{share}"),
+                    fstype: "virtiofs".into(),
+                    options,
+                })
+                .await?;
+            share += 1;
+        }
+        out.push(container_mount(m, share.saturating_sub(1)));
+    }
+    Ok(out)
+}
+
+/// The container mount for `m`; `share` is the share index when `m` is a bind mount.
+fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
+    match m {
+        MountSpec::Volume {
+            source,
+            target,
+            readonly,
+            ..
+        } => {
+            let mut options = vec!["rbind".to_string()];
+            if *readonly {
+                options.push("ro".into());
+            }
+            GuestMount {
+                source: format!("{VOLUMES_DIR}/{source}"),
+                target: target.clone(),
+                fstype: "bind".into(),
+                options,
+            }
+        }
+        MountSpec::Bind {
+            target,
+            readonly,
+            file,
+            ..
+        } => {
+            let mut options = vec!["rbind".to_string()];
+            if *readonly {
+                options.push("ro".into());
+            }
+            let source = match file {
+                Some(name) => format!("{SHARES_DIR}/{share}/{name}"),
+                None => format!("{SHARES_DIR}/{share}"),
+            };
+            GuestMount {
+                source,
+                target: target.clone(),
+                fstype: "bind".into(),
+                options,
+            }
+        }
+        MountSpec::Tmpfs { target, options } => {
+            let mut opts = vec!["nosuid".to_string(), "nodev".into()];
+            if !options.iter().any(|o| o.starts_with("mode=")) {
+                opts.push("mode=1777".into());
+            }
+            opts.extend(options.iter().cloned());
+            GuestMount {
+                source: "tmpfs".into(),
+                target: target.clone(),
+                fstype: "tmpfs".into(),
+                options: opts,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_follow_the_rootfs() {
+        assert_eq!(device(0), "/dev/vdb");
+        assert_eq!(device(2), "/dev/vdd");
+    }
+
+    #[test]
+    fn volumes_bind_and_tmpfs_mounts_directly() {
+        let v = container_mount(
+            &MountSpec::Volume {
+                source: "data".into(),
+                target: "/data".into(),
+                readonly: true,
+                anonymous: false,
+            },
+            0,
+        );
+        assert_eq!(v.source, "/run/container/volumes/data");
+        assert_eq!(v.options, ["rbind", "ro"]);
+        let t = container_mount(
+            &MountSpec::Tmpfs {
+                target: "/scratch".into(),
+                options: vec!["size=1m".into()],
+            },
+            0,
+        );
+        assert_eq!(t.fstype, "tmpfs");
+        assert_eq!(t.options, ["nosuid", "nodev", "mode=1777", "size=1m"]);
+    }
+}

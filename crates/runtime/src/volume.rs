@@ -1,0 +1,426 @@
+//! Named volumes: ext4 block images made by our formatter, one directory each.
+//!
+//! ```text
+//! <root>/volumes/
+//!   .lock                 serialises create / delete
+//!   NAME/volume.json      Volume (name, size, creation time), temp + fsync + rename
+//!   NAME/disk.ext4        the filesystem image, attached to the VM as a virtio-blk disk
+//! ```
+//!
+//! A new volume is built in a hidden sibling directory and renamed into place, so a crash never
+//! leaves a half-made volume under its name. While a container runs, its monitor holds an
+//! exclusive `flock` on each of its volumes' `disk.ext4` ([`VolumeStore::claim`]): ext4 must
+//! never be mounted by two VMs at once, and `delete` uses the same lock to refuse a volume in
+//! use.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use fs4::fs_std::FileExt;
+use serde::{Deserialize, Serialize};
+
+use crate::state::{validate_name, write_atomic};
+
+/// Size of a volume when `--size` is not given.
+pub const DEFAULT_SIZE: u64 = 1 << 30;
+/// Smallest volume we make (the journal-less ext4 metadata must fit with room to spare).
+pub const MIN_SIZE: u64 = 8 << 20;
+
+/// Errors of the volume store.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    /// The name is not `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+    #[error("invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    InvalidName(String),
+    /// `create` of a name that exists.
+    #[error("volume {0} already exists")]
+    Exists(String),
+    /// No such volume.
+    #[error("no such volume: {0}")]
+    NotFound(String),
+    /// The requested size is too small.
+    #[error("volume size {0} is too small (minimum {MIN_SIZE} bytes)")]
+    TooSmall(u64),
+    /// A running container holds the volume.
+    #[error("volume {0} is in use by a running container")]
+    InUse(String),
+    /// Formatting the image failed.
+    #[error("format volume {name}")]
+    Format {
+        /// Volume name.
+        name: String,
+        /// What the formatter reported.
+        #[source]
+        source: ext4::Error,
+    },
+    /// A file operation failed.
+    #[error("{op} {}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// volume.json is unreadable.
+    #[error("read {}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError {
+    let path = path.to_path_buf();
+    move |source| VolumeError::Io { op, path, source }
+}
+
+/// A volume's record (volume.json), also what `volume inspect` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    /// Its name.
+    pub name: String,
+    /// Always `local`.
+    pub driver: String,
+    /// Filesystem type of the image (`ext4`).
+    pub format: String,
+    /// Size of the filesystem in bytes.
+    pub size_bytes: u64,
+    /// Path of the image on the host.
+    pub mountpoint: PathBuf,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What a container mounts besides its rootfs (`-v`, `--mount`, `--tmpfs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum MountSpec {
+    /// A named volume's filesystem at `target`.
+    Volume {
+        /// Volume name.
+        source: String,
+        /// Absolute path in the container.
+        target: String,
+        /// Mounted read-only in the container.
+        readonly: bool,
+        /// Made for this container alone (`-v /path`, an image `VOLUME`); deleted with it.
+        #[serde(default)]
+        anonymous: bool,
+    },
+    /// A host directory shared through virtiofs at `target`.
+    Bind {
+        /// Absolute, canonical host directory.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+        /// Read-only, enforced by virtiofsd on the host.
+        readonly: bool,
+        /// For a single file: `source` is its directory (the share) and this its name there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    /// A fresh tmpfs at `target`.
+    Tmpfs {
+        /// Absolute path in the container.
+        target: String,
+        /// mount(8) options (`size=64m`, `mode=1777`, ...).
+        options: Vec<String>,
+    },
+}
+
+impl MountSpec {
+    /// The path in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            MountSpec::Volume { target, .. }
+            | MountSpec::Bind { target, .. }
+            | MountSpec::Tmpfs { target, .. } => target,
+        }
+    }
+}
+
+/// A fresh name for an anonymous volume: 64 hex digits, like a container id.
+pub fn anonymous_name() -> String {
+    crate::state::new_id()
+}
+
+/// Deletes the anonymous volumes among a deleted container's mounts. Best effort: one still
+/// held (its VM not yet down) or already gone is left to `volume prune`.
+pub fn remove_anonymous(root: &Path, mounts: &[MountSpec]) {
+    let Ok(store) = VolumeStore::open(root) else {
+        return;
+    };
+    for m in mounts {
+        if let MountSpec::Volume {
+            source,
+            anonymous: true,
+            ..
+        } = m
+        {
+            if let Err(e) = store.remove(source) {
+                tracing::warn!("remove anonymous volume {source}: {e}");
+            }
+        }
+    }
+}
+
+/// The volumes under one state root.
+#[derive(Debug, Clone)]
+pub struct VolumeStore {
+    dir: PathBuf,
+}
+
+/// An exclusive hold on a volume for as long as the value lives.
+#[derive(Debug)]
+pub struct Claim {
+    _file: File,
+}
+
+impl VolumeStore {
+    /// The store under `<root>/volumes` (created when missing).
+    pub fn open(root: &Path) -> Result<VolumeStore, VolumeError> {
+        let dir = root.join("volumes");
+        std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        Ok(VolumeStore { dir })
+    }
+
+    fn check_name(name: &str) -> Result<(), VolumeError> {
+        validate_name(name).map_err(|_| VolumeError::InvalidName(name.to_string()))
+    }
+
+    /// The directory of volume `name`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The ext4 image of volume `name`.
+    pub fn disk(&self, name: &str) -> PathBuf {
+        self.dir.join(name).join("disk.ext4")
+    }
+
+    fn lock(&self) -> Result<File, VolumeError> {
+        let path = self.dir.join(".lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        FileExt::lock_exclusive(&file).map_err(io_err("lock", &path))?;
+        Ok(file)
+    }
+
+    /// Makes an empty ext4 volume of `size` bytes.
+    pub fn create(&self, name: &str, size: u64) -> Result<Volume, VolumeError> {
+        Self::check_name(name)?;
+        if size < MIN_SIZE {
+            return Err(VolumeError::TooSmall(size));
+        }
+        let _lock = self.lock()?;
+        let dest = self.path(name);
+        if dest.exists() {
+            return Err(VolumeError::Exists(name.to_string()));
+        }
+        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
+        let made = (|| {
+            let opts = ext4::FormatOptions {
+                journal: true,
+                label: Some(name.chars().take(16).collect()),
+                ..Default::default()
+            };
+            let summary =
+                ext4::format_empty(&tmp.join("disk.ext4"), size, &opts).map_err(|source| {
+                    VolumeError::Format {
+                        name: name.to_string(),
+                        source,
+                    }
+                })?;
+            let vol = Volume {
+                name: name.to_string(),
+                driver: "local".into(),
+                format: "ext4".into(),
+                size_bytes: summary.size_bytes,
+                mountpoint: dest.join("disk.ext4"),
+                created_at: Utc::now(),
+            };
+            let json = serde_json::to_vec_pretty(&vol).unwrap_or_default();
+            let meta = tmp.join("volume.json");
+            write_atomic(&meta, &json).map_err(io_err("write", &meta))?;
+            std::fs::rename(&tmp, &dest).map_err(io_err("rename into", &dest))?;
+            Ok(vol)
+        })();
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        made
+    }
+
+    /// Reads volume `name`.
+    pub fn get(&self, name: &str) -> Result<Volume, VolumeError> {
+        Self::check_name(name)?;
+        let path = self.path(name).join("volume.json");
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VolumeError::NotFound(name.to_string()))
+            }
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        serde_json::from_slice(&bytes).map_err(|source| VolumeError::Corrupt { path, source })
+    }
+
+    /// Every volume, by name.
+    pub fn list(&self) -> Result<Vec<Volume>, VolumeError> {
+        let mut out = Vec::new();
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
+        for entry in entries {
+            let entry = entry.map_err(io_err("read", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            match self.get(&name) {
+                Ok(v) => out.push(v),
+                // Not a volume (or half-deleted): skip rather than fail the whole listing.
+                Err(VolumeError::NotFound(_) | VolumeError::InvalidName(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Takes the exclusive hold a running container keeps on its volume; fails with
+    /// [`VolumeError::InUse`] when another container holds it.
+    pub fn claim(&self, name: &str) -> Result<Claim, VolumeError> {
+        self.get(name)?;
+        let path = self.disk(name);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        match FileExt::try_lock_exclusive(&file) {
+            Ok(true) => Ok(Claim { _file: file }),
+            Ok(false) => Err(VolumeError::InUse(name.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(VolumeError::InUse(name.to_string()))
+            }
+            Err(e) => Err(io_err("lock", &path)(e)),
+        }
+    }
+
+    /// Removes what an interrupted `create` or `delete` left behind (hidden `.NAME.tmp-PID` and
+    /// `.NAME.deleting-PID` directories); returns how many. Both operations hold the store lock
+    /// from making such a directory until it is gone, so under the lock every one is stale.
+    pub fn remove_leftovers(&self) -> Result<usize, VolumeError> {
+        let _lock = self.lock()?;
+        let mut n = 0;
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix('.') else {
+                continue;
+            };
+            let ours = rest
+                .rsplit_once(".tmp-")
+                .or_else(|| rest.rsplit_once(".deleting-"))
+                .is_some_and(|(_, pid)| pid.parse::<u32>().is_ok());
+            if !ours {
+                continue;
+            }
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes volume `name`; refused while a running container holds it. Checking stopped
+    /// containers that still reference it is the caller's business (it owns the container
+    /// store).
+    pub fn remove(&self, name: &str) -> Result<(), VolumeError> {
+        let _lock = self.lock()?;
+        let claim = self.claim(name)?;
+        let dir = self.path(name);
+        // Rename out of the way first, so the name is free and a crash leaves only a hidden
+        // directory behind.
+        let trash = self
+            .dir
+            .join(format!(".{name}.deleting-{}", std::process::id()));
+        std::fs::rename(&dir, &trash).map_err(io_err("rename", &dir))?;
+        drop(claim);
+        std::fs::remove_dir_all(&trash).map_err(io_err("remove", &trash))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_list_get_remove() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(tmp.path()).unwrap();
+        let v = store.create("data", 16 << 20).unwrap();
+        assert_eq!(v.size_bytes, 16 << 20);
+        assert!(store.disk("data").is_file());
+        assert!(matches!(
+            store.create("data", 16 << 20),
+            Err(VolumeError::Exists(_))
+        ));
+        assert!(matches!(
+            store.create("../x", 16 << 20),
+            Err(VolumeError::InvalidName(_))
+        ));
+        assert!(matches!(
+            store.create("small", 4096),
+            Err(VolumeError::TooSmall(_))
+        ));
+        store.create("b", 16 << 20).unwrap();
+        let names: Vec<String> = store.list().unwrap().into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["b", "data"]);
+        assert_eq!(store.get("data").unwrap(), v);
+        store.remove("b").unwrap();
+        assert!(matches!(store.get("b"), Err(VolumeError::NotFound(_))));
+        assert!(matches!(store.remove("b"), Err(VolumeError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_claimed_volume_cannot_be_claimed_or_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(tmp.path()).unwrap();
+        store.create("v", 16 << 20).unwrap();
+        let claim = store.claim("v").unwrap();
+        assert!(matches!(store.claim("v"), Err(VolumeError::InUse(_))));
+        assert!(matches!(store.remove("v"), Err(VolumeError::InUse(_))));
+        drop(claim);
+        store.remove("v").unwrap();
+    }
+
+    #[test]
+    fn leftovers_of_interrupted_operations_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(tmp.path()).unwrap();
+        store.create("keep", 16 << 20).unwrap();
+        let made = tmp.path().join("volumes/.x.tmp-4242");
+        let deleting = tmp.path().join("volumes/.y.deleting-17");
+        let other = tmp.path().join("volumes/.unrelated");
+        std::fs::create_dir_all(made.join("sub")).unwrap();
+        std::fs::create_dir_all(&deleting).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        assert_eq!(store.remove_leftovers().unwrap(), 2);
+        assert!(!made.exists() && !deleting.exists() && other.exists());
+        assert!(store.get("keep").is_ok());
+    }
+}
