@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: one container start-to-exit against the raw VM boot it is built on, side by side.
-#   (a) ours: container run --rm IMAGE true
+#   (a) ours: container run --rm --network none IMAGE true (no network: raw has none either)
 #       (monitor process, qcow2 overlay, QEMU microvm, vminitd, agent handshake, mount, process,
 #        shutdown, state written, container removed)
 #   (b) raw:  qemu-system-x86_64 -M microvm with the same kernel (vmlinux, PVH), a minimal
@@ -33,7 +33,7 @@ deb=${CONTAINER_TEST_KERNEL_DEB:-$(ls "$HERE"/.work/kernel/*.deb 2>/dev/null | h
 [ -n "$deb" ] || deb=$(ls /work/main/.work/kernel/*.deb | head -1)
 C system kernel set --deb "$deb" >/dev/null
 # Warm-up: builds the rootfs cache, the init filesystem and the accelerator probe.
-C run --rm localhost/bench:1 true
+C run --rm --network none localhost/bench:1 true
 
 kernel_json=$(C system kernel show --format json)
 vmlinux=$(jq -r .vmlinux <<<"$kernel_json")
@@ -73,7 +73,7 @@ raw() {
         -drive "id=d0,file=$WORK/raw.qcow2,format=qcow2,if=none,cache=unsafe" -device virtio-blk-device,drive=d0
     rm -f "$WORK/raw.qcow2"
 }
-ours() { C run --rm localhost/bench:1 true; }
+ours() { C run --rm --network none localhost/bench:1 true; }
 export -f raw ours C
 export BIN ROOT WORK rootfs vmlinux tsc
 
@@ -124,7 +124,7 @@ echo "raw   (QEMU microvm + busybox initramfs, mount, poweroff): median ${bw} s,
 awk -v a="$aw" -v b="$bw" 'BEGIN{printf "ratio ours/raw: %.2fx wall\n", a/b}'
 
 # Exec round trip into a running container: client → monitor → agent → process → exit status.
-C run -d --name exec-bench localhost/bench:1 sh -c 'while true; do sleep 1; done' >/dev/null
+C run -d --network none --name exec-bench localhost/bench:1 sh -c 'while true; do sleep 1; done' >/dev/null
 declare -a E
 for i in $(seq 10); do
     s=$(date +%s%N); C exec exec-bench true; e=$(date +%s%N)

@@ -48,9 +48,9 @@ for target in rootfs volume bind host; do
     seqs=(); smalls=()
     for _ in $(seq "$RUNS"); do
         case $target in
-            rootfs) out=$(C run --rm -u 0 -e PATH=/bin "${ACCEL_ARGS[@]}" localhost/bench:1 /bin/sh -c "$SCRIPT" x /bench) ;;
-            volume) out=$(C run --rm -u 0 -e PATH=/bin "${ACCEL_ARGS[@]}" -v benchvol:/bench localhost/bench:1 /bin/sh -c "$SCRIPT" x /bench) ;;
-            bind) out=$(C run --rm -u 0 -e PATH=/bin "${ACCEL_ARGS[@]}" -v "$WORK/share:/bench" localhost/bench:1 /bin/sh -c "$SCRIPT" x /bench) ;;
+            rootfs) out=$(C run --rm --network none -u 0 -e PATH=/bin "${ACCEL_ARGS[@]}" localhost/bench:1 /bin/sh -c "$SCRIPT" x /bench) ;;
+            volume) out=$(C run --rm --network none -u 0 -e PATH=/bin "${ACCEL_ARGS[@]}" -v benchvol:/bench localhost/bench:1 /bin/sh -c "$SCRIPT" x /bench) ;;
+            bind) out=$(C run --rm --network none -u 0 -e PATH=/bin "${ACCEL_ARGS[@]}" -v "$WORK/share:/bench" localhost/bench:1 /bin/sh -c "$SCRIPT" x /bench) ;;
             host) out=$(/bin/busybox sh -c "$SCRIPT" x "$WORK/host/bench") ;;
         esac
         seqs+=("${out% *}"); smalls+=("${out#* }")
