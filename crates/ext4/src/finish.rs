@@ -561,6 +561,7 @@ impl State {
             };
             let need = (used + meta_blocks + overhead(&g)).max(self.alloc.hwm() + 1);
             let mut want = need + (used + meta_blocks) / 4 + 8192;
+            want = want.max(self.opts.min_size.unwrap_or(0) / BLOCK);
             want = want.div_ceil(256) * 256;
             let groups = groups_for(want);
             let last = want - (groups - 1) * BPG;

@@ -40,6 +40,10 @@ pub struct FormatOptions {
     /// Size of the filesystem in bytes (rounded down to 4 KiB). `None`: computed from the
     /// content with headroom (25 % plus 32 MiB).
     pub size: Option<u64>,
+    /// With `size: None`, the computed size is at least this many bytes. The image file stays
+    /// sparse, so room the content does not use costs no host disk; a container's writable
+    /// rootfs wants that room.
+    pub min_size: Option<u64>,
     /// Add an internal jbd2 journal (inode 8) so the guest gets crash safety.
     pub journal: bool,
     /// Filesystem UUID; random when `None` (set it for reproducible images).

@@ -392,3 +392,37 @@ fn big_htree_directory_survives_kernel_writes() {
     }
     e2fsck_clean(&image);
 }
+
+#[test]
+fn min_size_gives_room_to_write_and_costs_no_disk() {
+    let mut l = Layer::new();
+    l.dir("etc", 0o755).file("etc/motd", 0o644, b"hi\n");
+    let opts = ext4::FormatOptions {
+        min_size: Some(2 << 30),
+        journal: true,
+        ..Default::default()
+    };
+    let (tmp, image) = build(&[l.finish()], &opts);
+    e2fsck_clean(&image);
+    let meta = std::fs::metadata(&image).expect("stat");
+    assert!(meta.len() >= 2 << 30, "size {} below min_size", meta.len());
+    {
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 < 128 << 20,
+            "image is sparse: {} blocks",
+            meta.blocks()
+        );
+    }
+    {
+        // 256 MiB would not fit in the content-sized default (content + 25 % + 32 MiB).
+        let m = Mount::new(&image, &tmp.path().join("mnt"), false);
+        let chunk = vec![0x5a_u8; 1 << 20];
+        let mut f = std::fs::File::create(m.dir.join("big")).expect("create");
+        for _ in 0..256 {
+            std::io::Write::write_all(&mut f, &chunk).expect("write 256 MiB");
+        }
+        f.sync_all().expect("sync");
+    }
+    e2fsck_clean(&image);
+}

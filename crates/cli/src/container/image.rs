@@ -8,6 +8,9 @@ use runtime::spec::ImageConfig;
 
 use crate::global::GlobalOptions;
 
+/// Smallest size of an image's cached ext4 rootfs (sparse on the host).
+const ROOTFS_MIN_SIZE: u64 = 8 << 30;
+
 /// An image ready to become a container.
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
@@ -60,8 +63,12 @@ pub async fn resolve(global: &GlobalOptions, reference: &str) -> anyhow::Result<
     let cache = runtime::rootfs::RootfsCache::open(&root)?;
     let rootfs = tokio::task::block_in_place(|| {
         cache.ensure(&digest, |tmp| {
+            // The cached image is the base of every container's writable disk: give it room
+            // to write (docker's writable layer is bounded only by the host's disk). The file
+            // is sparse, so the room costs nothing until a container writes.
             let opts = ext4::FormatOptions {
                 journal: true,
+                min_size: Some(ROOTFS_MIN_SIZE),
                 ..Default::default()
             };
             ext4::build_from_layers(&layers, tmp, &opts).map(|_| ())
