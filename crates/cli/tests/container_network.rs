@@ -13,26 +13,13 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::images::{self, LayerBuilder, LayoutWriter};
+use common::kernel_deb;
 use common::netns::Netns;
 use common::{Cli, Run};
 use serde_json::json;
 
 const IMAGE: &str = "localhost/net-test:1";
 const PAGE: &str = "hello from the container\n";
-
-fn kernel_deb() -> PathBuf {
-    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
-        return PathBuf::from(p);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
-}
 
 /// The kernel and init filesystem cache shared by every test's root.
 fn shared_root() -> &'static Path {

@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::images::{self, LayerBuilder, LayoutWriter};
+use common::kernel_deb;
 use common::netns::Netns;
 use common::{Cli, Registry, Run};
 use serde_json::json;
@@ -29,20 +30,6 @@ struct Env {
     cli: Cli,
     /// Containers join the default network: each test runs in its own namespace.
     _netns: Netns,
-}
-
-fn kernel_deb() -> PathBuf {
-    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
-        return PathBuf::from(p);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
 }
 
 /// A state root holding the kernel (set once per test run from the .deb) and the init

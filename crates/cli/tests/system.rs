@@ -6,23 +6,10 @@
 #[allow(unused_imports)] // the registry support is not needed here
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use common::kernel_deb;
 use common::{images, Cli};
-
-fn kernel_deb() -> PathBuf {
-    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
-        return PathBuf::from(p);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
-}
 
 fn status(cli: &Cli) -> serde_json::Value {
     let mut c = cli.command(&["system", "status", "--format", "json"]);

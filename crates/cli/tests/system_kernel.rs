@@ -1,5 +1,8 @@
 //! `container system kernel set|show`, driven through the real binary with a fresh `--root`.
 
+mod common;
+
+use common::kernel_deb;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -10,20 +13,6 @@ fn container(root: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-fn kernel_deb() -> PathBuf {
-    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
-        return PathBuf::from(p);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
 }
 
 fn stderr(o: &Output) -> String {

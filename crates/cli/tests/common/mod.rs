@@ -238,3 +238,18 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&o.stdout).to_string()
 }
+
+/// The Debian guest kernel package scripts/setup.sh downloads (or `CONTAINER_TEST_KERNEL_DEB`).
+pub fn kernel_deb() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
+        return std::path::PathBuf::from(p);
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
+    std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        })
+        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
+}
