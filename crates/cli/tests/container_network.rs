@@ -8,40 +8,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::images::{self, LayerBuilder, LayoutWriter};
-use common::kernel_deb;
 use common::netns::Netns;
 use common::{Cli, Run};
 use serde_json::json;
 
 const IMAGE: &str = "localhost/net-test:1";
 const PAGE: &str = "hello from the container\n";
-
-/// The kernel and init filesystem cache shared by every test's root.
-fn shared_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("net-shared");
-        let o = Command::new(env!("CARGO_BIN_EXE_container"))
-            .arg("--root")
-            .arg(&root)
-            .args(["system", "kernel", "set", "--deb"])
-            .arg(kernel_deb())
-            .output()
-            .expect("run container system kernel set");
-        assert!(
-            o.status.success(),
-            "kernel set: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::fs::create_dir_all(root.join("initfs")).unwrap();
-        root
-    })
-}
 
 /// Busybox with the network applets and a page for httpd at /www.
 fn image_tar() -> &'static Path {
@@ -94,7 +71,7 @@ impl Env {
         let ns = Netns::new(tag);
         let mut cli = Cli::new();
         cli.in_netns(&ns.name);
-        let shared = shared_root();
+        let shared = common::shared_root();
         std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
         std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
         let env = Env { cli, ns };

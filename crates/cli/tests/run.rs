@@ -16,7 +16,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::images::{self, LayerBuilder, LayoutWriter};
-use common::kernel_deb;
 use common::netns::Netns;
 use common::{Cli, Registry, Run};
 use serde_json::json;
@@ -30,30 +29,6 @@ struct Env {
     cli: Cli,
     /// Containers join the default network: each test runs in its own namespace.
     _netns: Netns,
-}
-
-/// A state root holding the kernel (set once per test run from the .deb) and the init
-/// filesystem cache; each test's root links to them instead of unpacking the kernel again.
-fn shared_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-shared");
-        let deb = kernel_deb();
-        let o = Command::new(env!("CARGO_BIN_EXE_container"))
-            .arg("--root")
-            .arg(&root)
-            .args(["system", "kernel", "set", "--deb"])
-            .arg(&deb)
-            .output()
-            .expect("run container system kernel set");
-        assert!(
-            o.status.success(),
-            "kernel set: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        std::fs::create_dir_all(root.join("initfs")).unwrap();
-        root
-    })
 }
 
 /// The test image as an OCI layout tarball: the busybox test layers plus a layer with more
@@ -151,7 +126,7 @@ impl Env {
         let mut cli = Cli::new();
         let netns = Netns::new("run");
         cli.in_netns(&netns.name);
-        let shared = shared_root();
+        let shared = common::shared_root();
         std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
         std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
         let env = Env { cli, _netns: netns };

@@ -253,3 +253,27 @@ pub fn kernel_deb() -> std::path::PathBuf {
         })
         .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
 }
+
+/// A state root holding the guest kernel (set once per test binary from the .deb) and the init
+/// filesystem cache; each test's root links to them instead of unpacking the kernel again.
+pub fn shared_root() -> &'static std::path::Path {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("kernel-root-{}", env!("CARGO_CRATE_NAME")));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_container"))
+            .arg("--root")
+            .arg(&root)
+            .args(["system", "kernel", "set", "--deb"])
+            .arg(kernel_deb())
+            .output()
+            .expect("run container system kernel set");
+        assert!(
+            o.status.success(),
+            "kernel set: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::fs::create_dir_all(root.join("initfs")).expect("create the initfs cache dir");
+        root
+    })
+}
