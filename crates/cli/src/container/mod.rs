@@ -3,7 +3,6 @@
 //! group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
-mod image;
 mod inspect;
 mod lifecycle;
 mod logs;

@@ -10,7 +10,7 @@ use runtime::protocol::{ExitInfo, Request};
 use runtime::spec::{exec_spec, read_env_file, ProcessOptions};
 use runtime::state::{ContainerRecord, Status, Store, VmOptions};
 
-use super::{attach, image, CreateFlags};
+use super::{attach, CreateFlags};
 use crate::exit::ExitCode;
 use crate::global::GlobalOptions;
 
@@ -103,7 +103,11 @@ async fn create_record(
     for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
         nets.inspect(name)?;
     }
-    let image = image::resolve(global, f.image()).await?;
+    let pull = oci::PullOptions {
+        progress: crate::progress::Bars::for_terminal(false, "pulling"),
+        ..Default::default()
+    };
+    let image = runtime::image::resolve(&global.root_dir(), f.image(), &pull).await?;
     let store = super::store(global)?;
     let req = CreateRequest {
         name: f.name.clone(),
