@@ -145,6 +145,12 @@ pub struct ContainerConfig {
     /// `process`).
     #[serde(default)]
     pub privileged: bool,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    #[serde(default)]
+    pub dns: crate::netconf::DnsConfig,
+    /// `--add-host` lines for `/etc/hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<crate::netconf::ExtraHost>,
 }
 
 /// The record kept in state.json.
@@ -581,6 +587,8 @@ mod tests {
                 mounts: vec![],
                 read_only: false,
                 privileged: false,
+                dns: Default::default(),
+                extra_hosts: Vec::new(),
             },
             networks: vec![],
         }

@@ -17,8 +17,9 @@ use crate::global::GlobalOptions;
 /// How long a monitor may take to open its socket.
 const MONITOR_START: Duration = Duration::from_secs(30);
 
-/// `container run`.
+/// `container run`. (`-h` is `--hostname`, as in docker; help is `--help`.)
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
@@ -29,6 +30,7 @@ pub struct RunArgs {
 
 /// `container create`.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: CreateFlags,
@@ -83,6 +85,9 @@ async fn create_record(
         cap_drop: f.cap_drop.clone(),
         ..Default::default()
     })?;
+    if let Some(h) = &f.hostname {
+        runtime::netconf::check_hostname(h)?;
+    }
     if let Some(k) = &f.kernel {
         if !k.is_file() {
             anyhow::bail!("kernel {}: no such file", k.display());
@@ -140,6 +145,13 @@ async fn create_record(
         publish: f.publish.clone(),
         mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
+        hostname: f.hostname.clone(),
+        dns: runtime::netconf::DnsConfig {
+            servers: f.dns.clone(),
+            search: f.dns_search.clone(),
+            options: f.dns_option.clone(),
+        },
+        extra_hosts: f.add_host.clone(),
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))
