@@ -390,21 +390,17 @@ fn capabilities_follow_the_flags_and_a_read_only_share_is_enforced_by_the_host()
 #[test]
 fn a_new_volume_first_receives_the_image_content_at_its_path() {
     let env = Env::new(true);
+    // `sh -c script` as root without a network, with `-v mount` when given.
+    let sh = |mount: Option<&str>, script: &str| {
+        let mut args = vec!["run", "--rm", "--network", "none", "-u", "0"];
+        if let Some(m) = mount {
+            args.extend(["-v", m]);
+        }
+        args.extend([IMAGE, "sh", "-c", script]);
+        env.run(&args).ok()
+    };
     let show = "ls -ln /etc/passwd | cut -c1-10; ls /etc | grep -v lost+found | wc -l";
-    let plain = env
-        .run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-u",
-            "0",
-            IMAGE,
-            "sh",
-            "-c",
-            show,
-        ])
-        .ok();
+    let plain = sh(None, show);
     let (mode, count) = {
         let l: Vec<&str> = plain.stdout.lines().collect();
         (l[0].to_string(), l[1].parse::<u32>().unwrap())
@@ -413,60 +409,24 @@ fn a_new_volume_first_receives_the_image_content_at_its_path() {
 
     // An empty named volume over /etc: the image's /etc is copied in, modes kept; what the
     // container writes stays in the volume for the next one, and nothing is copied again.
-    let r = env
-        .run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-u",
-            "0",
-            "-v",
-            "fresh:/etc",
-            IMAGE,
-            "sh",
-            "-c",
-            &format!("{show}; echo kept > /etc/mark; rm /etc/passwd"),
-        ])
-        .ok();
+    let r = sh(
+        Some("fresh:/etc"),
+        &format!("{show}; echo kept > /etc/mark; rm /etc/passwd"),
+    );
     let l: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(l[0], mode, "{r:?}");
     assert_eq!(l[1].parse::<u32>().unwrap(), count, "{r:?}");
-    let r = env
-        .run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-u",
-            "0",
-            "-v",
-            "fresh:/etc",
-            IMAGE,
-            "sh",
-            "-c",
-            "cat /etc/mark; ls /etc/passwd 2>/dev/null || echo no-passwd; \
-             [ \"$(cat /etc/hostname)\" = \"$(hostname)\" ] && echo own-hostname",
-        ])
-        .ok();
+    let r = sh(
+        Some("fresh:/etc"),
+        "cat /etc/mark; ls /etc/passwd 2>/dev/null || echo no-passwd; \
+         [ \"$(cat /etc/hostname)\" = \"$(hostname)\" ] && echo own-hostname",
+    );
     assert_eq!(r.stdout, "kept\nno-passwd\nown-hostname\n", "{r:?}");
 
     // nocopy: nothing is copied (the volume holds only the mount points of hosts & co).
-    let r = env
-        .run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-u",
-            "0",
-            "-v",
-            "bare:/etc:nocopy",
-            IMAGE,
-            "sh",
-            "-c",
-            "ls /etc/passwd 2>/dev/null || echo not-copied",
-        ])
-        .ok();
+    let r = sh(
+        Some("bare:/etc:nocopy"),
+        "ls /etc/passwd 2>/dev/null || echo not-copied",
+    );
     assert_eq!(r.stdout, "not-copied\n", "{r:?}");
 }
