@@ -45,6 +45,7 @@ fn image_tar() -> &'static Path {
             "config": {
                 "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
                 "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                "ExposedPorts": {"80/tcp": {}},
             },
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
         });
@@ -229,6 +230,49 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     env.run(&["start", "web"]).ok();
     assert_eq!(env.ip("web"), ip);
     assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
+    assert_eq!(
+        env.run(&["port", "web"]).ok().stdout,
+        "80/tcp -> 127.0.0.1:18080\n"
+    );
+    env.run(&["port", "web", "81/tcp"])
+        .fails_with("no public port 81/tcp");
+
+    // -P: the image's EXPOSEd port on a free loopback port; -p with only a container port too.
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "auto",
+        "-P",
+        "-p",
+        "127.0.0.1::8000",
+        IMAGE,
+    ])
+    .ok();
+    let ports = env.run(&["port", "auto"]).ok().stdout;
+    let host_of = |ctr: &str| -> String {
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{ctr} -> ")))
+            .unwrap_or_else(|| panic!("{ctr} not in {ports}"))
+            .to_string()
+    };
+    let auto = host_of("80/tcp");
+    assert!(
+        auto.starts_with("127.0.0.1:") && !auto.ends_with(":0"),
+        "{ports}"
+    );
+    assert!(host_of("8000/tcp").starts_with("127.0.0.1:"), "{ports}");
+    assert_eq!(env.host_get(&format!("http://{auto}/")), PAGE);
+    let inspected = env.inspect("auto");
+    assert_eq!(
+        inspected["ports"].as_array().map(Vec::len),
+        Some(2),
+        "{inspected}"
+    );
+    env.run(&["stop", "-t", "1", "auto"]).ok();
+    assert_eq!(env.run(&["port", "auto"]).ok().stdout, "");
+    env.run(&["delete", "auto"]).ok();
 
     // After stop and delete nothing is left: no tap, no bridge, no table.
     assert!(env.links().contains("ctap"), "{}", env.links());

@@ -41,6 +41,8 @@ pub enum ContainerCommand {
     Logs(logs::LogsArgs),
     /// Show containers' details as JSON.
     Inspect(inspect::InspectArgs),
+    /// List a running container's published ports (or the host address of one).
+    Port(inspect::PortArgs),
     /// Internal: the per-container monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -107,6 +109,9 @@ pub struct CreateFlags {
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<net::ports::PortSpec>,
+    /// Publish every port the image EXPOSEs on a free host port of 127.0.0.1.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
     /// Container host name (default: the first 12 digits of its id).
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
@@ -204,6 +209,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Exec(a) => run::exec(global, a).await,
             ContainerCommand::Logs(a) => logs::logs(global, a).await,
             ContainerCommand::Inspect(a) => inspect::inspect(global, a),
+            ContainerCommand::Port(a) => inspect::port(global, a),
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
     });

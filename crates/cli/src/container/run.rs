@@ -142,7 +142,7 @@ async fn create_record(
         },
         auto_remove: f.rm,
         networks,
-        publish: f.publish.clone(),
+        publish: publish(f, &image.exposed_ports),
         mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
         hostname: f.hostname.clone(),
@@ -261,4 +261,26 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         detach: false,
     };
     finish(attach::session(stream, &record.id, req, a.interactive, a.tty).await)
+}
+
+/// `-p` values, then with `-P` the image's exposed ports no `-p` covers, each on a free host
+/// port of 127.0.0.1 (docker binds 0.0.0.0; our `-p` default is loopback, and `-P` follows it).
+fn publish(f: &CreateFlags, exposed: &[(u16, net::ports::Protocol)]) -> Vec<net::ports::PortSpec> {
+    let mut out = f.publish.clone();
+    if f.publish_all {
+        for &(port, protocol) in exposed {
+            if !out
+                .iter()
+                .any(|p| p.container_port == port && p.protocol == protocol)
+            {
+                out.push(net::ports::PortSpec {
+                    host_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    host_port: 0,
+                    container_port: port,
+                    protocol,
+                });
+            }
+        }
+    }
+    out
 }

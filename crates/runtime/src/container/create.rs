@@ -89,6 +89,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 extra_hosts: req.extra_hosts.clone(),
             },
             networks: Vec::new(),
+            ports: Vec::new(),
         }
     })?;
     if let Some(e) = spec_err {

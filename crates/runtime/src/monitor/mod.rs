@@ -207,6 +207,7 @@ pub async fn run(
         r.finished = Some(Utc::now());
         r.monitor_pid = None;
         r.vm_pid = None;
+        r.ports.clear();
     });
     if auto_remove {
         network::release(store, &record);
@@ -279,6 +280,9 @@ async fn start_and_supervise(
         Ok(n) => n,
         Err(reason) => return fail(fault(reason), None, None),
     };
+    if let Some(ports) = network.as_ref().map(|n| n.ports()) {
+        let _ = store.update(id, |r| r.ports = ports);
+    }
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),

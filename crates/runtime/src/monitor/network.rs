@@ -47,6 +47,14 @@ impl NetSession {
         }
     }
 
+    /// The published ports as bound.
+    pub(crate) fn ports(&self) -> Vec<net::ports::PortSpec> {
+        match self {
+            NetSession::Prepared(p) => p.ports(),
+            NetSession::Running(r) => r.ports(),
+        }
+    }
+
     /// The VM's network devices.
     pub(crate) fn devices(&self) -> Vec<NetDevice> {
         self.attachments()
