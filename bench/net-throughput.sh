@@ -106,6 +106,7 @@ client() {
     rate "$label" <<<"$out"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+spread() { sort -n | awk '{a[NR]=$1} END {printf "%s-%s", a[1], a[NR]}'; }
 
 for run in $(seq "$RUNS"); do
     client "host → ctr" ip netns exec "$NS" iperf3 -c "$RX_IP" >>"$W/host_ctr"
@@ -116,10 +117,10 @@ for run in $(seq "$RUNS"); do
 done
 
 VETH=$(median <"$W/veth")
-echo "accelerator: $USED   (iperf3, $SECS s per transfer, medians of $RUNS runs)"
+echo "accelerator: $USED   (iperf3, $SECS s per transfer, medians of $RUNS runs, (min-max))"
 for pair in "host -> container:host_ctr" "container -> host:ctr_host" "container -> container:ctr_ctr"; do
     m=$(median <"$W/${pair#*:}")
-    awk -v l="${pair%:*}" -v a="$m" -v b="$VETH" \
-        'BEGIN {printf "TCP %-24s %8.1f MiB/s   ratio to veth %.3f\n", l, a, a / b}'
+    awk -v l="${pair%:*}" -v a="$m" -v b="$VETH" -v r="$(spread <"$W/${pair#*:}")" \
+        'BEGIN {printf "TCP %-24s %8.1f MiB/s (%s)   ratio to veth %.3f\n", l, a, r, a / b}'
 done
-printf 'TCP %-24s %8.1f MiB/s\n' "netns -> netns (veth)" "$VETH"
+printf 'TCP %-24s %8.1f MiB/s (%s)\n' "netns -> netns (veth)" "$VETH" "$(spread <"$W/veth")"
