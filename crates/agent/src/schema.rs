@@ -149,7 +149,9 @@ pub struct Mount {
     /// Filesystem type, e.g. `ext4`, `tmpfs`, `virtiofs`; `bind` for a bind mount.
     pub fstype: String,
     /// Options as in mount(8): flags (`ro`, `nosuid`, `nodev`, `noexec`, `noatime`, `rbind`, ...)
-    /// and filesystem data (`size=64m`, `mode=755`, ...).
+    /// and filesystem data (`size=64m`, `mode=755`, ...). One option of ours, for a container's
+    /// bind of a volume: `copyup` fills the still-empty source with the image's content at the
+    /// target first (docker's volume copy-up).
     #[serde(default)]
     pub options: Vec<String>,
 }
@@ -198,6 +200,10 @@ pub struct CreateProcess {
     /// Container creation only: extra mounts inside the container, targets relative to its `/`.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Container creation only: leave `/proc` and `/sys` unmasked and writable (docker's
+    /// `--privileged`; the capability set is separate).
+    #[serde(default)]
+    pub privileged: bool,
     /// The process itself.
     pub process: ProcessSpec,
 }
@@ -229,9 +235,14 @@ pub struct ProcessSpec {
     /// Resource limits to set before exec.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
-    /// Capability sets; absent means docker's default set.
+    /// Capability sets; absent means docker's rule over `capability_set`.
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// When `capabilities` is absent: the container's set (docker's `--cap-add`/`--cap-drop`
+    /// result, see [`crate::caps::resolve`]); a root process gets it bounding, permitted and
+    /// effective, any other user only as its bounding set. Absent means docker's default set.
+    #[serde(default)]
+    pub capability_set: Option<Vec<String>>,
     /// Set `no_new_privs`.
     #[serde(default)]
     pub no_new_privileges: bool,

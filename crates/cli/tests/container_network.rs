@@ -322,6 +322,65 @@ fn network_none_has_only_loopback() {
         .fails_with("nosuch");
 }
 
+#[test]
+fn hostname_dns_and_extra_hosts_flags_shape_name_resolution() {
+    let env = Env::new("names");
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-h",
+            "web1",
+            "--dns",
+            "10.9.9.9",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:3",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            IMAGE,
+            "sh",
+            "-c",
+            "hostname; cat /etc/resolv.conf /etc/hosts; ip -o -4 route",
+        ])
+        .ok();
+    let out = &r.stdout;
+    assert!(out.starts_with("web1\n"), "{out}");
+    assert!(out.contains("nameserver 10.9.9.9"), "{out}");
+    assert!(
+        !out.contains("nameserver 192.168."),
+        "--dns replaces the network's: {out}"
+    );
+    assert!(out.contains("search example.test"), "{out}");
+    assert!(out.contains("options ndots:3"), "{out}");
+    let hosts_line = |ip: &str, name: &str| {
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ip, name])
+    };
+    assert!(hosts_line("10.1.2.3", "db"), "{out}");
+    // host-gateway is the gateway of the container's network: its default route.
+    let gateway = out
+        .lines()
+        .find_map(|l| l.strip_prefix("default via "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a default route");
+    assert!(hosts_line(gateway, "gw"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("web1")),
+        "own name in /etc/hosts: {out}"
+    );
+    env.run(&["run", "--rm", "--add-host", "nocolon", IMAGE, "true"])
+        .fails_with("invalid --add-host \"nocolon\"");
+    env.run(&["run", "--rm", "--hostname", "bad_name", IMAGE, "true"])
+        .fails_with("invalid hostname \"bad_name\"");
+    env.run(&["run", "--rm", "--dns", "not-an-ip", IMAGE, "true"])
+        .fails_with("not-an-ip");
+}
+
 /// An httpd in namespace `ns` serving `dir` on port 8080, killed on drop.
 struct Upstream(Child);
 
@@ -439,4 +498,26 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     env.run(&["start", "victim"]).ok();
     assert_eq!(env.ip("victim"), ip);
     assert!(env.links().contains("ctap"));
+
+    // A crash in the middle of a delete: the monitor is gone and so is the record, but the
+    // tap and the address are left. `system cleanup` frees both.
+    let id = env.inspect("victim")["id"].as_str().unwrap().to_string();
+    let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
+    // SAFETY: kill(2) of the monitor this test started (pid read from its record).
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    std::fs::remove_dir_all(env.cli.root().join("containers").join(&id)).unwrap();
+    let report = env
+        .run(&["system", "cleanup", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(report["tapsRemoved"], serde_json::json!([id]), "{report}");
+    assert_eq!(
+        report["addressesReleased"],
+        serde_json::json!([id]),
+        "{report}"
+    );
+    assert!(!env.links().contains("ctap"), "{}", env.links());
+    env.run(&["run", "-d", "--name", "next", IMAGE, "sleep", "600"])
+        .ok();
+    assert_eq!(env.ip("next"), ip, "the freed address is handed out again");
 }

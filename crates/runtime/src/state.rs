@@ -141,6 +141,16 @@ pub struct ContainerConfig {
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// `--privileged`: `/proc` and `/sys` unmasked and writable (the capability set is in
+    /// `process`).
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    #[serde(default)]
+    pub dns: crate::netconf::DnsConfig,
+    /// `--add-host` lines for `/etc/hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<crate::netconf::ExtraHost>,
 }
 
 /// The record kept in state.json.
@@ -576,6 +586,9 @@ mod tests {
                 publish: Vec::new(),
                 mounts: vec![],
                 read_only: false,
+                privileged: false,
+                dns: Default::default(),
+                extra_hosts: Vec::new(),
             },
             networks: vec![],
         }

@@ -3,7 +3,6 @@
 //! group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
-mod image;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -79,6 +78,15 @@ pub struct CreateFlags {
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Add a Linux capability to docker's default set (e.g. NET_ADMIN; ALL for every one).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability from the set (ALL for every one).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, and /proc and /sys unmasked and writable. The VM stays the boundary.
+    #[arg(long)]
+    pub privileged: bool,
     /// Guest kernel for this container (vmlinux or bzImage).
     #[arg(short = 'k', long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -99,6 +107,24 @@ pub struct CreateFlags {
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<net::ports::PortSpec>,
+    /// Container host name (default: the first 12 digits of its id).
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// DNS server for the container, instead of its network's (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// DNS search domain (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// resolv.conf option, e.g. ndots:2 (repeatable).
+    #[arg(long = "dns-option", value_name = "OPT")]
+    pub dns_option: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
+    pub add_host: Vec<runtime::netconf::ExtraHost>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Image reference, then the command and its arguments (default: the image's). Everything
     /// after the image belongs to the command, flags included (as in docker).
     #[arg(
@@ -121,6 +147,10 @@ impl CreateFlags {
     pub fn command(&self) -> &[String] {
         self.image_and_command.get(1..).unwrap_or(&[])
     }
+}
+
+fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {
+    runtime::netconf::ExtraHost::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses docker-style memory sizes into MiB: a number with an optional b/k/m/g suffix (plain

@@ -289,10 +289,7 @@ async fn start_and_supervise(
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
     };
-    let guest_network = network
-        .as_ref()
-        .map(|n| n.guest(store, &record))
-        .unwrap_or_default();
+    let guest_network = network::guest(network.as_ref(), store, &record);
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
@@ -309,7 +306,7 @@ async fn start_and_supervise(
             .await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
-        guest.set_container_mounts(mounts, record.config.read_only);
+        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
         guest.spawn(MAIN, &record.config.process).await
     };
     tracing::debug!("guest agent connected");
