@@ -29,7 +29,8 @@ fn image_tar() -> &'static Path {
         let mut layers = images::busybox_layers();
         let mut extra = LayerBuilder::new();
         for applet in [
-            "ip", "httpd", "nc", "nslookup", "sleep", "cat", "grep",
+            "ip", "httpd", "nc", "nslookup", "sleep", "cat", "grep", "mkfifo", "wc", "dd",
+            "timeout",
         ] {
             extra = extra.symlink(&format!("bin/{applet}"), "busybox");
         }
@@ -125,6 +126,27 @@ impl Env {
         (r.code == 0 && head.contains(" 200 ")).then(|| body.to_string())
     }
 
+    /// Starts a one-shot busybox `nc -l -p PORT | wc -c > /tmp/bulk-PORT` in container `name`.
+    /// Its stdin stays open on an idle fifo: busybox nc half-closes the connection when its
+    /// stdin ends, and a busybox nc sender stops as soon as it reads that EOF.
+    fn bulk_listen(&self, name: &str, port: u16) {
+        let script = format!(
+            "mkfifo /tmp/idle-{port}; exec 3<>/tmp/idle-{port}; \
+             nc -l -p {port} <&3 | wc -c > /tmp/bulk-{port}"
+        );
+        self.run(&["exec", "-d", name, "sh", "-c", &script]).ok();
+    }
+
+    /// The byte count the listener of [`Env::bulk_listen`] wrote once its peer closed.
+    fn bulk_received(&self, name: &str, port: u16) -> usize {
+        let path = format!("/tmp/bulk-{port}");
+        retry(|| {
+            let r = self.run(&["exec", name, "cat", &path]);
+            r.stdout.trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("{name} never finished receiving on port {port}"))
+    }
+
     fn links(&self) -> String {
         self.ns.ip(&["-o", "link"])
     }
@@ -209,6 +231,29 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
         .run(&["exec", "web", "nslookup", "client", &gateway])
         .ok();
     assert!(lookup.stdout.contains(&client_ip), "{}", lookup.stdout);
+
+    // Bulk TCP, host → container and container → container: full-size segments through tap,
+    // bridge and virtio-net. The page above fits in one packet, so an MTU or offload mismatch
+    // that stalls real transfers would pass it.
+    const BULK: usize = 4 << 20;
+    env.bulk_listen("web", 5001);
+    let send = format!("head -c {BULK} /dev/zero | timeout 60 busybox nc {ip} 5001");
+    retry(|| env.ns.exec("sh", &["-c", &send]).0.then_some(()))
+        .expect("host → web bulk send refused, or stalled past 60 s");
+    assert_eq!(env.bulk_received("web", 5001), BULK, "host → container");
+    env.bulk_listen("web", 5002);
+    let send = format!(
+        "dd if=/dev/zero of=/tmp/payload bs=1M count={} 2>/dev/null && \
+         timeout 60 nc {ip} 5002 < /tmp/payload",
+        BULK >> 20
+    );
+    retry(|| (env.run(&["exec", "client", "sh", "-c", &send]).code == 0).then_some(()))
+        .expect("client → web bulk send refused, or stalled past 60 s");
+    assert_eq!(
+        env.bulk_received("web", 5002),
+        BULK,
+        "container → container"
+    );
 
     // list shows the addresses.
     let table = env.run(&["list"]).ok().stdout;
