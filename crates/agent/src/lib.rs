@@ -4,6 +4,7 @@
 //! `AsyncRead + AsyncWrite` carries it (virtio-serial through a QEMU unix socket in practice).
 
 pub mod client;
+pub mod copy;
 pub mod error;
 pub mod frame;
 pub mod schema;
