@@ -284,26 +284,6 @@ fn absolute(path: &str) -> String {
     }
 }
 
-/// The name of the root entry for a source path: its last component (`/` packs as `rootfs`).
-pub fn source_name(path: &str) -> String {
-    let mut p = path;
-    loop {
-        let t = p.trim_end_matches('/');
-        match t.strip_suffix("/.") {
-            Some(rest) => p = rest,
-            None if t == "." => return "rootfs".into(),
-            None => {
-                p = t;
-                break;
-            }
-        }
-    }
-    match copy::split_last(p) {
-        Some((_, name)) => name,
-        None => "rootfs".into(),
-    }
-}
-
 fn prepare(job: &Job) -> Result<Ready, Fail> {
     match job {
         Job::Out { path, follow_link } => {
@@ -330,7 +310,7 @@ fn prepare(job: &Job) -> Result<Ready, Fail> {
             } else {
                 String::new()
             };
-            let name = source_name(path);
+            let name = copy::source_name(path);
             let stat = PathStat {
                 name: name.clone(),
                 size: meta.len(),
@@ -394,17 +374,6 @@ fn prepare(job: &Job) -> Result<Ready, Fail> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn source_names() {
-        assert_eq!(source_name("/etc/passwd"), "passwd");
-        assert_eq!(source_name("/etc/"), "etc");
-        assert_eq!(source_name("/etc/."), "etc");
-        assert_eq!(source_name("data/./."), "data");
-        assert_eq!(source_name("/"), "rootfs");
-        assert_eq!(source_name("/."), "rootfs");
-        assert_eq!(source_name("."), "rootfs");
-    }
 
     #[test]
     fn status_messages_decode_to_typed_errors() {

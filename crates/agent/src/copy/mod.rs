@@ -85,6 +85,33 @@ pub fn split_last(path: &str) -> Option<(String, String)> {
     Some((parent.to_string(), name.to_string()))
 }
 
+/// The name of the root entry for a source path: its last component, ignoring trailing
+/// `/` and `/.` (`/` itself packs as `rootfs`).
+pub fn source_name(path: &str) -> String {
+    let mut p = path;
+    loop {
+        let t = p.trim_end_matches('/');
+        match t.strip_suffix("/.") {
+            Some(rest) => p = rest,
+            None if t == "." => return "rootfs".into(),
+            None => {
+                p = t;
+                break;
+            }
+        }
+    }
+    match split_last(p) {
+        Some((_, name)) => name,
+        None => "rootfs".into(),
+    }
+}
+
+/// Whether a source path asks for a directory's contents rather than the directory: it
+/// ends in `/.` (docker's rule), or it is the root, which has no name of its own.
+pub fn contents_only(path: &str) -> bool {
+    path.ends_with("/.") || path.trim_end_matches('/').is_empty() || path == "."
+}
+
 /// Whether `path` names a directory explicitly (`dir/` or `dir/.`).
 pub fn names_dir(path: &str) -> bool {
     path.ends_with('/') || path.ends_with("/.") || path == "."
@@ -180,6 +207,9 @@ pub enum CopyError {
     /// A directory exists where a non-directory should go.
     #[error("cannot overwrite directory {} with non-directory", .0.display())]
     DirWithFile(PathBuf),
+    /// The stream ended without tar's end marker (the sender failed or went away).
+    #[error("the tar stream ended before its end")]
+    Truncated,
     /// A non-directory exists where a directory should go.
     #[error("cannot overwrite non-directory {} with directory", .0.display())]
     FileWithDir(PathBuf),
@@ -325,6 +355,18 @@ mod tests {
             plan(None, "/data", DestKind::File, true),
             Err(PlanError::NotADirectory("/data".into()))
         );
+    }
+
+    #[test]
+    fn source_names() {
+        assert_eq!(source_name("/etc/passwd"), "passwd");
+        assert_eq!(source_name("/etc/"), "etc");
+        assert_eq!(source_name("/etc/."), "etc");
+        assert_eq!(source_name("data/./."), "data");
+        assert_eq!(source_name("/"), "rootfs");
+        assert_eq!(source_name("/."), "rootfs");
+        assert_eq!(source_name("."), "rootfs");
+        assert!(contents_only("/etc/.") && contents_only("/") && !contents_only("/etc/"));
     }
 
     #[test]

@@ -24,11 +24,37 @@ pub fn pack<W: Write>(out: W, path: &Path, name: &str, follow_link: bool) -> Res
         fs::symlink_metadata(path)
     }
     .map_err(read(path))?;
-    let mut b = tar::Builder::new(out);
+    let mut b = tar::Builder::new(Cut {
+        inner: out,
+        cut: false,
+    });
     b.follow_symlinks(false);
     let mut links = HashMap::new();
-    add(&mut b, path, &meta, Path::new(name), &mut links)?;
-    b.into_inner().map_err(CopyError::Stream)
+    if let Err(e) = add(&mut b, path, &meta, Path::new(name), &mut links) {
+        // Dropping the builder would write the end marker and make the partial stream
+        // look complete to the receiver.
+        b.get_mut().cut = true;
+        return Err(e);
+    }
+    b.into_inner().map(|c| c.inner).map_err(CopyError::Stream)
+}
+
+/// The output, which refuses every write once the stream must stay incomplete.
+struct Cut<W> {
+    inner: W,
+    cut: bool,
+}
+
+impl<W: Write> Write for Cut<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.cut {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn add<W: Write>(

@@ -92,8 +92,19 @@ pub fn unpack<R: Read>(input: R, target: &Target, opts: &UnpackOptions) -> Resul
         tops: HashMap::new(),
         dirs: Vec::new(),
     };
-    let mut ar = tar::Archive::new(input);
-    let result = u.run(&mut ar);
+    let mut counted = Counted {
+        inner: input,
+        read: 0,
+        last: [1; 512],
+    };
+    let result = u
+        .entries(&mut tar::Archive::new(&mut counted))
+        .and_then(|end| {
+            if counted.read < end + 512 || counted.last.iter().any(|b| *b != 0) {
+                return Err(CopyError::Truncated);
+            }
+            u.commit()
+        });
     if result.is_err() {
         for top in u.tops.values() {
             if top.rename_to.is_some() {
@@ -103,20 +114,54 @@ pub fn unpack<R: Read>(input: R, target: &Target, opts: &UnpackOptions) -> Resul
         return result;
     }
     // Read what follows the end marker so the sender is not cut off mid-write.
-    let _ = io::copy(&mut ar.into_inner(), &mut io::sink());
+    let _ = io::copy(&mut counted.inner, &mut io::sink());
     Ok(())
 }
 
+/// Counts the bytes read and keeps the last block, to tell a stream that ended with tar's
+/// end marker from one that was cut at an entry boundary: the tar crate takes both as the
+/// end of the archive, but only the first may be committed.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+    last: [u8; 512],
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = &buf[..n];
+        if n >= 512 {
+            self.last.copy_from_slice(&got[n - 512..]);
+        } else {
+            self.last.copy_within(n.., 0);
+            self.last[512 - n..].copy_from_slice(got);
+        }
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 impl Unpacker<'_> {
-    fn run<R: Read>(&mut self, ar: &mut tar::Archive<R>) -> Result<(), CopyError> {
-        for entry in ar.entries().map_err(CopyError::Stream)? {
+    /// Writes every entry; returns where the last entry's data (padded to a block) ends.
+    fn entries<R: Read>(&mut self, ar: &mut tar::Archive<R>) -> Result<u64, CopyError> {
+        let mut end = 0u64;
+        let mut entries = ar.entries().map_err(CopyError::Stream)?;
+        for entry in &mut entries {
             let mut entry = entry.map_err(CopyError::Stream)?;
+            let size = entry.header().entry_size().map_err(CopyError::Stream)?;
+            end = entry.raw_file_position() + size.div_ceil(512) * 512;
             let raw = entry.path_bytes().into_owned();
             let Some(rel) = self.map(&raw)? else {
                 continue;
             };
             self.entry(&mut entry, &rel)?;
         }
+        Ok(end)
+    }
+
+    /// Applies the directories' metadata and renames staged entries into place.
+    fn commit(&mut self) -> Result<(), CopyError> {
         // Directories last, deepest first, so their contents do not change their mtimes.
         self.dirs
             .sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
@@ -524,6 +569,33 @@ mod tests {
         let e = unpack(tar.as_slice(), &target(&out, RootRule::Keep), &opts());
         assert!(e.is_err());
         assert!(!d.path().join("evil").exists());
+    }
+
+    #[test]
+    fn a_cut_stream_is_not_committed() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("a"), b"a").unwrap();
+        fs::write(src.join("b"), b"b").unwrap();
+        let tar = pack(Vec::new(), &src, "src", false).unwrap();
+        let out = d.path().join("out");
+        fs::create_dir(&out).unwrap();
+        // Cut after the entry `src/a` (dir header, file header, data block): at a boundary.
+        let e = unpack(&tar[..512 * 3], &target(&out, RootRule::Keep), &opts());
+        assert!(matches!(e, Err(CopyError::Truncated)), "{e:?}");
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "nothing committed");
+        // Cut in the middle of a block.
+        let e = unpack(
+            &tar[..512 * 4 + 100],
+            &target(&out, RootRule::Keep),
+            &opts(),
+        );
+        assert!(e.is_err());
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
+        // The whole stream is fine.
+        unpack(tar.as_slice(), &target(&out, RootRule::Keep), &opts()).unwrap();
+        assert_eq!(fs::read(out.join("src/b")).unwrap(), b"b");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! down, records the exit in state.json and removes its sockets (and the whole container with
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
 
+mod copy;
 mod mounts;
 pub(crate) mod network;
 pub use mounts::share_tag;
@@ -84,6 +85,8 @@ pub(crate) struct Shared {
     /// Stop requests (grace period in seconds).
     pub(crate) stop: mpsc::UnboundedSender<u64>,
     pub(crate) exec_seq: std::sync::atomic::AtomicU64,
+    /// The container's name, for messages.
+    pub(crate) name: String,
 }
 
 impl Shared {
@@ -148,6 +151,7 @@ pub async fn run(
         attached: Notify::new(),
         stop: stop_tx,
         exec_seq: Default::default(),
+        name: record.name.clone(),
     });
     let accept = {
         let shared = shared.clone();

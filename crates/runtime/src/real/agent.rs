@@ -35,6 +35,19 @@ fn map_err(e: agent::ClientError) -> GuestError {
     }
 }
 
+/// A copy's error as the user should read it: the guest's own message, without the call.
+fn copy_err(e: agent::ClientError) -> GuestError {
+    match e {
+        agent::ClientError::Remote {
+            code: agent::ErrorCode::NotFound,
+            message,
+            ..
+        } => GuestError::NotFound(message),
+        agent::ClientError::Remote { message, .. } => GuestError::Other(message),
+        other => map_err(other),
+    }
+}
+
 /// Moves an agent output stream into a channel of chunks.
 fn forward(mut stream: agent::OutputStream) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(64);
@@ -242,6 +255,57 @@ impl Guest for AgentGuest {
 
     async fn shutdown(&self) -> Result<(), GuestError> {
         self.client.shutdown(false).await.map_err(map_err)
+    }
+
+    async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        follow_link: bool,
+    ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
+        let req = agent::CopyOut {
+            container: self.container.clone(),
+            path: path.to_string(),
+            follow_link,
+        };
+        let started = self.client.copy_out(req).await.map_err(copy_err)?;
+        let h = started.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok((started.stat.unwrap_or_default(), output))
+    }
+
+    async fn copy_in(
+        &self,
+        id: &str,
+        path: &str,
+        source: Option<agent::CopySource>,
+        preserve_owner: bool,
+    ) -> Result<ProcessOutput, GuestError> {
+        let req = agent::CopyIn {
+            container: self.container.clone(),
+            path: path.to_string(),
+            source,
+            preserve_owner,
+        };
+        let h = self.client.copy_in(req).await.map_err(copy_err)?.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        let w = self.client.stdin(h);
+        if let Ok(mut s) = self.stdins.lock() {
+            s.insert(id.to_string(), Arc::new(tokio::sync::Mutex::new(Some(w))));
+        }
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(output)
     }
 
     async fn release(&self, id: &str) -> Result<(), GuestError> {
