@@ -96,9 +96,15 @@ pub trait Guest: Send + Sync {
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
     /// Mounts a filesystem in the VM itself (outside the container), e.g. a volume's disk.
     async fn mount(&self, mount: &GuestMount) -> Result<(), GuestError>;
-    /// Sets the extra mounts (targets inside the container) and the rootfs mode the
-    /// container is created with by the first [`Guest::spawn`].
-    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool);
+    /// Sets the extra mounts (targets inside the container), the rootfs mode and whether
+    /// `/proc` and `/sys` stay unmasked (`--privileged`) for the container the first
+    /// [`Guest::spawn`] creates.
+    fn set_container_mounts(
+        &self,
+        mounts: Vec<GuestMount>,
+        readonly_rootfs: bool,
+        privileged: bool,
+    );
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.

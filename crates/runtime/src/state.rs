@@ -141,6 +141,10 @@ pub struct ContainerConfig {
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// `--privileged`: `/proc` and `/sys` unmasked and writable (the capability set is in
+    /// `process`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// The record kept in state.json.
@@ -576,6 +580,7 @@ mod tests {
                 publish: Vec::new(),
                 mounts: vec![],
                 read_only: false,
+                privileged: false,
             },
             networks: vec![],
         }

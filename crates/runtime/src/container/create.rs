@@ -75,6 +75,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 publish: req.publish.clone(),
                 mounts: req.mounts.clone(),
                 read_only: req.read_only,
+                privileged: req.process.privileged,
             },
             networks: Vec::new(),
         }

@@ -313,7 +313,7 @@ async fn start_and_supervise(
             .await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
-        guest.set_container_mounts(mounts, record.config.read_only);
+        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
         guest.spawn(MAIN, &record.config.process).await
     };
     tracing::debug!("guest agent connected");

@@ -47,7 +47,7 @@ impl Guest for FakeGuest {
     async fn mount(&self, _mount: &GuestMount) -> Result<(), GuestError> {
         Ok(())
     }
-    fn set_container_mounts(&self, _mounts: Vec<GuestMount>, _readonly_rootfs: bool) {}
+    fn set_container_mounts(&self, _: Vec<GuestMount>, _readonly_rootfs: bool, _privileged: bool) {}
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let args = spec.args.clone();
         match args[0].as_str() {
