@@ -257,9 +257,10 @@ impl Unpacker<'_> {
         let kind = h.entry_type();
         let meta = Meta {
             mode: h.mode().map_err(CopyError::Stream)? & 0o7777,
-            uid: h.uid().map_err(CopyError::Stream)? as u32,
-            gid: h.gid().map_err(CopyError::Stream)? as u32,
-            mtime: h.mtime().map_err(CopyError::Stream)? as i64,
+            // Some writers leave these fields empty; GNU tar reads that as 0.
+            uid: h.uid().unwrap_or(0) as u32,
+            gid: h.gid().unwrap_or(0) as u32,
+            mtime: h.mtime().unwrap_or(0) as i64,
         };
         let is_dir = kind == tar::EntryType::Directory;
         if !is_dir
