@@ -300,6 +300,24 @@ fn cp_copies_both_ways_with_docker_semantics() {
         b"file content\n"
     );
 
+    // A large file crosses many flow-controlled frames both ways, byte for byte.
+    let big: Vec<u8> = (0..32u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(env.p("big"), &big).unwrap();
+    let t = Instant::now();
+    env.run(&["cp", &env.ps("big"), "c1:/vol/big"]).ok();
+    let t_in = t.elapsed();
+    assert_eq!(
+        env.sh("busybox sha256sum /vol/big | busybox cut -d' ' -f1"),
+        format!("{}\n", common::sha256(&big).trim_start_matches("sha256:"))
+    );
+    let t = Instant::now();
+    env.run(&["cp", "c1:/vol/big", &env.ps("out/big")]).ok();
+    let t_out = t.elapsed();
+    assert!(std::fs::read(env.p("out/big")).unwrap() == big);
+    eprintln!("cp of 32 MiB: into the container {t_in:?}, out of it {t_out:?}");
+
     // Errors: one line, exit 125, nothing left behind on the host.
     env.run(&["cp", "c1:/nope", &env.ps("out")])
         .fails_with("Could not find the file /nope in container c1");
