@@ -174,6 +174,8 @@ fn tar_names(data: &[u8]) -> Vec<String> {
 #[test]
 fn cp_copies_both_ways_with_docker_semantics() {
     let env = Env::new();
+    std::fs::create_dir(env.p("shared")).unwrap();
+    let bind = format!("{}:/bind", env.ps("shared"));
     env.run(&[
         "run",
         "-d",
@@ -184,6 +186,8 @@ fn cp_copies_both_ways_with_docker_semantics() {
         "/tmp",
         "-v",
         "vol:/vol",
+        "-v",
+        &bind,
         IMAGE,
     ])
     .ok();
@@ -299,6 +303,16 @@ fn cp_copies_both_ways_with_docker_semantics() {
         std::fs::read(env.p("out/from-volume")).unwrap(),
         b"file content\n"
     );
+
+    // Into a bind mount: it lands in the host directory (through virtiofs), and back.
+    env.run(&["cp", &env.ps("tree"), "c1:/bind/"]).ok();
+    assert_eq!(
+        std::fs::read(env.p("shared/tree/sub/data")).unwrap(),
+        b"data\n"
+    );
+    std::fs::write(env.p("shared/from-host"), b"host side\n").unwrap();
+    let (code, tar, _) = env.raw(&["cp", "c1:/bind/from-host", "-"], None);
+    assert_eq!((code, tar_names(&tar)), (0, vec!["from-host".to_string()]));
 
     // A large file crosses many flow-controlled frames both ways, byte for byte.
     let big: Vec<u8> = (0..32u32 << 20)
