@@ -105,13 +105,18 @@ pub fn unpack<R: Read>(input: R, target: &Target, opts: &UnpackOptions) -> Resul
             }
             u.commit()
         });
-    if result.is_err() {
+    if let Err(mut e) = result {
         for top in u.tops.values() {
-            if top.rename_to.is_some() {
-                let _ = fs::remove_dir_all(&top.base).or_else(|_| fs::remove_file(&top.base));
+            let Some(to) = &top.rename_to else { continue };
+            let _ = fs::remove_dir_all(&top.base).or_else(|_| fs::remove_file(&top.base));
+            // Name the path the user asked for, not its temporary stand-in.
+            if let CopyError::Write { path, .. } | CopyError::Symlink(path) = &mut e {
+                if let Ok(rest) = path.strip_prefix(&top.base) {
+                    *path = to.join(rest);
+                }
             }
         }
-        return result;
+        return Err(e);
     }
     // Read what follows the end marker so the sender is not cut off mid-write.
     let _ = io::copy(&mut counted.inner, &mut io::sink());
@@ -560,7 +565,11 @@ mod tests {
             (b"a/link/evil", tar::EntryType::Regular, b"x"),
         ]);
         let e = unpack(tar.as_slice(), &target(&out, RootRule::Keep), &opts());
-        assert!(matches!(e, Err(CopyError::Symlink(_))), "{e:?}");
+        // Named by its final path, not the temporary one it was staged under.
+        assert!(
+            matches!(&e, Err(CopyError::Symlink(p)) if *p == out.join("a/link")),
+            "{e:?}"
+        );
         // The failed copy left nothing: `a` was new, so it was staged and removed.
         assert_eq!(fs::read_dir(&out).unwrap().count(), 0);
         assert!(!d.path().join("evil").exists());
