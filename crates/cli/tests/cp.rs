@@ -350,11 +350,6 @@ fn cp_copies_both_ways_with_docker_semantics() {
         .fails_with("Read-only file system");
     env.run(&["cp", &env.ps("f.txt"), &env.ps("g")])
         .fails_with("CONTAINER:PATH");
-    env.run(&["create", "--name", "idle", IMAGE]).ok();
-    env.run(&["cp", &env.ps("f.txt"), "idle:/tmp"])
-        .fails_with("container idle is not running");
-    env.run(&["cp", "idle:/etc/passwd", &env.ps("out")])
-        .fails_with("container idle is not running");
     let leftovers: Vec<_> = std::fs::read_dir(env.p("out"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -399,6 +394,52 @@ fn cp_copies_both_ways_with_docker_semantics() {
         env.sh("ls /tmp/escape /escape /tmp/tree/../escape 2>&1 | busybox grep -c 'No such'"),
         "3\n"
     );
+}
+
+/// Docker copies to and from stopped containers too: their VM is booted for the copy (hold
+/// mode), their process is not run, and their recorded state does not change.
+#[test]
+fn cp_works_on_stopped_containers_without_changing_their_state() {
+    let env = Env::new();
+    std::fs::write(env.p("f"), b"into a created container\n").unwrap();
+    env.run(&["create", "--name", "idle", "-v", "keep:/keep", IMAGE])
+        .ok();
+    let t = Instant::now();
+    env.run(&["cp", &env.ps("f"), "idle:/keep/f"]).ok();
+    eprintln!(
+        "cp into a stopped container (VM boot included): {:?}",
+        t.elapsed()
+    );
+    env.run(&["cp", &env.ps("f"), "idle:/etc/"]).ok();
+    let info = env.run(&["inspect", "idle"]).ok().json();
+    assert_eq!(info[0]["status"], "created", "{info}");
+    // Both copies are there when it runs for real: the rootfs and the volume kept them.
+    let r = env
+        .run(&["run", "--rm", "-v", "keep:/keep", IMAGE, "cat", "/keep/f"])
+        .ok();
+    assert_eq!(r.stdout, "into a created container\n");
+    env.run(&["start", "idle"]).ok();
+    assert_eq!(
+        env.run(&["exec", "idle", "cat", "/etc/f"]).ok().stdout,
+        "into a created container\n"
+    );
+    env.run(&["stop", "-t", "0", "idle"]).ok();
+    let before = env.run(&["inspect", "idle"]).ok().json()[0].clone();
+    assert_eq!(before["status"], "exited", "{before}");
+    // Out of an exited container; its exit code and times stay.
+    env.run(&["cp", "idle:/etc/f", &env.ps("back")]).ok();
+    assert_eq!(
+        std::fs::read(env.p("back")).unwrap(),
+        b"into a created container\n"
+    );
+    let after = env.run(&["inspect", "idle"]).ok().json()[0].clone();
+    for k in ["status", "exitCode", "exitReason", "started", "finished"] {
+        assert_eq!(before.get(k), after.get(k), "{k}: {before} vs {after}");
+    }
+    // Errors of a held container are the same as a running one's.
+    env.run(&["cp", "idle:/nope", &env.ps("x")])
+        .fails_with("Could not find the file /nope in container idle");
+    assert!(!env.p("x").exists());
 }
 
 #[test]

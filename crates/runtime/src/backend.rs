@@ -119,6 +119,13 @@ pub trait Guest: Send + Sync {
     async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError>;
     /// Asks the guest to power off.
     async fn shutdown(&self) -> Result<(), GuestError>;
+    /// Creates the container with process `id` without ever starting it, so that its
+    /// filesystem (rootfs and mounts) exists for copies while the container is stopped.
+    async fn prepare(&self, _id: &str, _spec: &ProcessSpec) -> Result<(), GuestError> {
+        Err(GuestError::Other(
+            "this guest cannot hold a stopped container".into(),
+        ))
+    }
     /// Starts packing `path` of the container as a tar stream, as process `id`: returns what
     /// the path is, the stream (`stdout`) and the reason of a failure (`stderr`); then
     /// [`Guest::wait`] (non-zero: incomplete) and [`Guest::release`]. A missing path is

@@ -1,17 +1,20 @@
-//! `container cp`: copies files and directories between the host and a running container,
-//! docker's syntax and path rules (`agent::copy::plan`). The host side packs or unpacks the
-//! tar stream here; the container side is a helper in the guest reached through the
-//! container's monitor. `-` stands for a tar stream on stdin or stdout.
+//! `container cp`: copies files and directories between the host and a container, docker's
+//! syntax and path rules (`agent::copy::plan`). The host side packs or unpacks the tar stream
+//! here; the container side is a helper in the guest reached through the container's
+//! monitor. A stopped container gets a monitor in hold mode for the copy: its VM boots with
+//! its disks and mounts, its process does not run, its recorded state does not change. `-`
+//! stands for a tar stream on stdin or stdout.
 //!
 //! Ownership: copied into a container, files belong to root (0:0) unless `-a` keeps the
 //! source's uid/gid; copied out, they belong to the calling user unless `-a`.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
 use runtime::client;
-use runtime::state::Status;
+use runtime::state::{Status, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -65,13 +68,17 @@ pub fn parse_location(arg: &str) -> Location {
 pub async fn cp(global: &GlobalOptions, a: CpArgs) -> anyhow::Result<()> {
     match (parse_location(&a.src), parse_location(&a.dest)) {
         (Location::Container { container, path }, Location::Host(dest)) => {
-            let (store, id) = running(global, &container)?;
-            let stream = client::connect(&store, &id).await?;
-            copy_out(stream, &id, &path, &dest, &a).await
+            let path = container_path(&path)?;
+            let (stream, id, held) = connect(global, &container).await?;
+            let r = copy_out(stream, &id, path, &dest, &a).await;
+            released(held, &id, r).await
         }
         (Location::Host(src), Location::Container { container, path }) => {
-            let (store, id) = running(global, &container)?;
-            copy_in(&store, &id, &src, &path, &a).await
+            let path = container_path(&path)?;
+            let source = host_source(&src, a.follow_link)?;
+            let (stream, id, held) = connect(global, &container).await?;
+            let r = copy_in(stream, &id, &src, source, path, &a).await;
+            released(held, &id, r).await
         }
         (Location::Host(_), Location::Host(_)) => {
             bail!("one of SRC and DEST must be CONTAINER:PATH")
@@ -82,16 +89,40 @@ pub async fn cp(global: &GlobalOptions, a: CpArgs) -> anyhow::Result<()> {
     }
 }
 
-fn running(
+/// How long a stopped container's VM may take to come up for a copy.
+const HOLD_BOOT: Duration = Duration::from_secs(120);
+
+/// A monitor connection for a copy: the container's own monitor while it runs; for a stopped
+/// container, one started in hold mode (its VM runs for this copy only, its process does
+/// not, and its recorded state stays as it was).
+async fn connect(
     global: &GlobalOptions,
     container: &str,
-) -> anyhow::Result<(runtime::state::Store, String)> {
+) -> anyhow::Result<(tokio::net::UnixStream, String, Option<Store>)> {
     let store = super::store(global)?;
     let record = store.reconcile(store.resolve(container)?)?;
-    if record.status != Status::Running {
-        bail!("container {container} is not running");
+    if record.status == Status::Running {
+        let stream = client::connect(&store, &record.id)
+            .await
+            .map_err(|_| anyhow::anyhow!("container {container} is not running"))?;
+        return Ok((stream, record.id, None));
     }
-    Ok((store, record.id))
+    let cmd = super::run::monitor_command(global)?;
+    let pid = runtime::container::start_for_copy(&store, &record.id, &cmd)?;
+    let stream = client::connect_starting(&store, &record.id, pid, HOLD_BOOT).await?;
+    Ok((stream, record.id, Some(store)))
+}
+
+/// After a copy on a stopped container, waits until its hold-mode monitor has shut the VM
+/// down, so a `start` or another copy right after finds the container free again.
+async fn released(held: Option<Store>, id: &str, result: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Some(store) = held {
+        let freed = client::wait_stopped(&store, id, HOLD_BOOT).await;
+        result?;
+        freed?;
+        return Ok(());
+    }
+    result
 }
 
 fn container_path(path: &str) -> anyhow::Result<&str> {
@@ -144,7 +175,6 @@ async fn copy_out(
     dest: &str,
     a: &CpArgs,
 ) -> anyhow::Result<()> {
-    let path = container_path(path)?;
     let (stat, mut session) = client::copy_out(stream, id, path, a.follow_link).await?;
     if dest == "-" {
         let mut out = tokio::io::stdout();
@@ -198,29 +228,31 @@ async fn copy_out(
     unpacked.map_err(|e| anyhow::anyhow!(agent::copy::one_line(&e)))
 }
 
+/// What a host source is; `None` for `-` (a raw tar stream on stdin).
+fn host_source(src: &str, follow_link: bool) -> anyhow::Result<Option<agent::CopySource>> {
+    if src == "-" {
+        return Ok(None);
+    }
+    let meta = if follow_link {
+        std::fs::metadata(src)
+    } else {
+        std::fs::symlink_metadata(src)
+    }
+    .with_context(|| format!("cannot copy {src}"))?;
+    Ok(Some(agent::CopySource {
+        is_dir: meta.is_dir(),
+        contents_only: agent::copy::contents_only(src),
+    }))
+}
+
 async fn copy_in(
-    store: &runtime::state::Store,
+    stream: tokio::net::UnixStream,
     id: &str,
     src: &str,
+    source: Option<agent::CopySource>,
     path: &str,
     a: &CpArgs,
 ) -> anyhow::Result<()> {
-    let path = container_path(path)?;
-    let source = if src == "-" {
-        None
-    } else {
-        let meta = if a.follow_link {
-            std::fs::metadata(src)
-        } else {
-            std::fs::symlink_metadata(src)
-        }
-        .with_context(|| format!("cannot copy {src}"))?;
-        Some(agent::CopySource {
-            is_dir: meta.is_dir(),
-            contents_only: agent::copy::contents_only(src),
-        })
-    };
-    let stream = client::connect(store, id).await?;
     // The guest accepts or refuses the destination before any byte is read or packed.
     let mut session = client::copy_in(stream, id, path, source.clone(), a.archive).await?;
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::session::running_guest;
-use super::Shared;
+use super::{Phase, Shared};
 use crate::backend::{Guest, GuestError, ProcessExit};
 use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError};
 
@@ -19,6 +18,32 @@ fn fault(reason: String) -> ExitInfo {
     ExitInfo {
         code: crate::EXIT_RUNTIME_FAULT,
         reason: Some(reason),
+    }
+}
+
+/// The guest, once the container is running or held for copies.
+async fn copy_guest(shared: &Shared) -> Result<Arc<dyn Guest>, ExitInfo> {
+    let not_running = || fault(format!("container {} is not running", shared.name));
+    let mut rx = shared.phase.subscribe();
+    let phase = rx
+        .wait_for(|p| *p != Phase::Starting)
+        .await
+        .map(|p| p.clone());
+    match phase {
+        Ok(Phase::Running | Phase::Holding) => shared.guest().ok_or_else(not_running),
+        Ok(Phase::Failed(info)) if info.reason.is_some() => {
+            Err(fault(info.reason.unwrap_or_default()))
+        }
+        _ => Err(not_running()),
+    }
+}
+
+/// Lets a monitor in hold mode end once the session is over, however it ended.
+struct Done<'a>(&'a Shared);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.copy_done.notify_one();
     }
 }
 
@@ -69,7 +94,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let guest = match running_guest(shared, "copy") {
+    let _done = Done(shared);
+    let guest = match copy_guest(shared).await {
         Ok(g) => g,
         Err(info) => return write_frame(wr, &Frame::Error(info)).await,
     };
@@ -127,7 +153,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let guest = match running_guest(shared, "copy") {
+    let _done = Done(shared);
+    let guest = match copy_guest(shared).await {
         Ok(g) => g,
         Err(info) => return write_frame(wr, &Frame::Error(info)).await,
     };

@@ -70,7 +70,7 @@ fn not_running(op: &str) -> ExitInfo {
     }
 }
 
-pub(super) fn running_guest(shared: &Shared, op: &str) -> Result<Arc<dyn Guest>, ExitInfo> {
+fn running_guest(shared: &Shared, op: &str) -> Result<Arc<dyn Guest>, ExitInfo> {
     if *shared.phase.borrow() != Phase::Running {
         return Err(not_running(op));
     }

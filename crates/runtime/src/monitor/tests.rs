@@ -187,6 +187,9 @@ impl Guest for FakeGuest {
         self.shut_down.notify_one();
         Ok(())
     }
+    async fn prepare(&self, _id: &str, _spec: &ProcessSpec) -> Result<(), GuestError> {
+        Ok(())
+    }
     async fn copy_out(
         &self,
         id: &str,
@@ -349,9 +352,17 @@ impl Fixture {
     ) -> tokio::task::JoinHandle<i32> {
         let (store, id) = (self.store.clone(), id.to_string());
         tokio::spawn(async move {
-            run(&store, &id, &backend, MonitorOptions { wait_attach })
-                .await
-                .unwrap()
+            run(
+                &store,
+                &id,
+                &backend,
+                MonitorOptions {
+                    wait_attach,
+                    hold: false,
+                },
+            )
+            .await
+            .unwrap()
         })
     }
 
@@ -715,4 +726,49 @@ async fn copies_are_relayed_and_their_helpers_always_released() {
         .await
         .unwrap();
     assert_eq!(mon.await.unwrap(), 137);
+}
+
+#[tokio::test]
+async fn hold_mode_serves_one_copy_and_leaves_the_record_alone() {
+    let f = fixture();
+    let id = f.create(&["missing"], false, false);
+    f.store
+        .update(&id, |r| {
+            r.status = Status::Exited;
+            r.exit_code = Some(3);
+        })
+        .unwrap();
+    let backend = FakeBackend::default();
+    let released = backend.released.clone();
+    let (store, id2) = (f.store.clone(), id.clone());
+    let mon = tokio::spawn(async move {
+        let opts = MonitorOptions {
+            wait_attach: false,
+            hold: true,
+        };
+        run(&store, &id2, &backend, opts).await.unwrap()
+    });
+    // Exec and attach are refused: nothing runs.
+    let (r, _) = f.exec(&id, &["echo", "x"]).await;
+    assert!(r.is_err(), "{r:?}");
+    let (_, mut session) = client::copy_out(f.connect(&id).await, &id, "/x", false)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = session.next_chunk().await.unwrap() {
+        got.extend_from_slice(&b);
+    }
+    assert_eq!(got, b"tar-of /x\n");
+    // One copy, then the monitor ends on its own.
+    assert_eq!(mon.await.unwrap(), 0);
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(
+        (rec.status, rec.exit_code, rec.monitor_pid, rec.started),
+        (Status::Exited, Some(3), None, None)
+    );
+    assert!(released
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("cp-")));
 }

@@ -230,6 +230,36 @@ impl Guest for AgentGuest {
         Ok(ProcessOutput { stdout, stderr })
     }
 
+    async fn prepare(&self, id: &str, spec: &ProcessSpec) -> Result<(), GuestError> {
+        let setup = self
+            .container_setup
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let req = agent::CreateProcess {
+            container: self.container.clone(),
+            rootfs: Some(ROOTFS_TARGET.to_string()),
+            hostname: None,
+            readonly_rootfs: setup.readonly_rootfs,
+            mounts: setup.mounts,
+            privileged: setup.privileged,
+            process: agent::ProcessSpec {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: Some(spec.cwd.clone()),
+                user: spec.user.clone(),
+                ..Default::default()
+            },
+        };
+        // Created, never started: the process waits for a start that does not come, and its
+        // namespaces are what copies join. Shutdown ends it.
+        let h = self.client.create_process(req).await.map_err(map_err)?;
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(())
+    }
+
     async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
         let h = self.handle(id)?;
         let st = self.client.wait(h).await.map_err(map_err)?;
