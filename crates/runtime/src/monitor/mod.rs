@@ -7,6 +7,10 @@
 //! clients and serves exec/kill/stop until the process or the VM ends; finally shuts the VM
 //! down, records the exit in state.json and removes its sockets (and the whole container with
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
+//!
+//! In hold mode (`MonitorOptions::hold`, for `cp` on a stopped container) it boots the VM
+//! with the container's disks and mounts, creates the container without starting its process
+//! or network, serves one copy (`copy.rs`), shuts down, and leaves the record's state alone.
 
 mod copy;
 mod mounts;
