@@ -340,6 +340,9 @@ impl Fixture {
             publish: Vec::new(),
             mounts: Vec::new(),
             read_only: false,
+            hostname: None,
+            dns: Default::default(),
+            extra_hosts: Vec::new(),
         };
         create(&self.store, req).unwrap().id
     }
