@@ -135,8 +135,9 @@ fn decode(buf: &[u8]) -> Result<Option<PathStat>, Error> {
                 io::Error::from_raw_os_error(errno),
             ))
         }
-        _ => Err(Error::Unsupported(
-            "the copy helper exited during setup".into(),
+        _ => Err(Error::sys(
+            "the copy helper exited during setup",
+            io::Error::from_raw_os_error(libc::EIO),
         )),
     }
 }
