@@ -5,6 +5,7 @@
 
 pub mod caps;
 pub mod client;
+pub mod copy;
 pub mod error;
 pub mod frame;
 pub mod schema;

@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod caps;
+pub mod copy;
 pub mod copyup;
 pub mod error;
 pub mod fdio;

@@ -1,8 +1,9 @@
 //! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls) exec logs inspect`, plus the hidden monitor subcommand. One file per
+//! delete(rm) list(ls) exec logs inspect cp`, plus the hidden monitor subcommand. One file per
 //! group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
+mod cp;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -41,6 +42,8 @@ pub enum ContainerCommand {
     Logs(logs::LogsArgs),
     /// Show containers' details as JSON.
     Inspect(inspect::InspectArgs),
+    /// Copy files/directories between a container and the host (`-`: a tar stream).
+    Cp(cp::CpArgs),
     /// List a running container's published ports (or the host address of one).
     Port(inspect::PortArgs),
     /// Internal: the per-container monitor process.
@@ -209,6 +212,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Exec(a) => run::exec(global, a).await,
             ContainerCommand::Logs(a) => logs::logs(global, a).await,
             ContainerCommand::Inspect(a) => inspect::inspect(global, a),
+            ContainerCommand::Cp(a) => cp::cp(global, a).await,
             ContainerCommand::Port(a) => inspect::port(global, a),
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }

@@ -8,7 +8,7 @@ mod stop;
 
 pub use create::{create, CreateRequest};
 pub use delete::delete;
-pub use start::{start, MonitorCommand};
+pub use start::{start, start_for_copy, MonitorCommand};
 pub use stop::{kill, stop};
 
 use crate::state::Status;

@@ -35,6 +35,19 @@ fn map_err(e: agent::ClientError) -> GuestError {
     }
 }
 
+/// A copy's error as the user should read it: the guest's own message, without the call.
+fn copy_err(e: agent::ClientError) -> GuestError {
+    match e {
+        agent::ClientError::Remote {
+            code: agent::ErrorCode::NotFound,
+            message,
+            ..
+        } => GuestError::NotFound(message),
+        agent::ClientError::Remote { message, .. } => GuestError::Other(message),
+        other => map_err(other),
+    }
+}
+
 /// Container-wide settings the first `CreateProcess` carries.
 #[derive(Debug, Clone, Default)]
 struct ContainerSetup {
@@ -222,6 +235,36 @@ impl Guest for AgentGuest {
         Ok(ProcessOutput { stdout, stderr })
     }
 
+    async fn prepare(&self, id: &str, spec: &ProcessSpec) -> Result<(), GuestError> {
+        let setup = self
+            .container_setup
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let req = agent::CreateProcess {
+            container: self.container.clone(),
+            rootfs: Some(ROOTFS_TARGET.to_string()),
+            hostname: None,
+            readonly_rootfs: setup.readonly_rootfs,
+            mounts: setup.mounts,
+            privileged: setup.privileged,
+            process: agent::ProcessSpec {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: Some(spec.cwd.clone()),
+                user: spec.user.clone(),
+                ..Default::default()
+            },
+        };
+        // Created, never started: the process waits for a start that does not come, and its
+        // namespaces are what copies join. Shutdown ends it.
+        let h = self.client.create_process(req).await.map_err(map_err)?;
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(())
+    }
+
     async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
         let h = self.handle(id)?;
         let st = self.client.wait(h).await.map_err(map_err)?;
@@ -266,6 +309,57 @@ impl Guest for AgentGuest {
 
     async fn shutdown(&self) -> Result<(), GuestError> {
         self.client.shutdown(false).await.map_err(map_err)
+    }
+
+    async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        follow_link: bool,
+    ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
+        let req = agent::CopyOut {
+            container: self.container.clone(),
+            path: path.to_string(),
+            follow_link,
+        };
+        let started = self.client.copy_out(req).await.map_err(copy_err)?;
+        let h = started.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok((started.stat.unwrap_or_default(), output))
+    }
+
+    async fn copy_in(
+        &self,
+        id: &str,
+        path: &str,
+        source: Option<agent::CopySource>,
+        preserve_owner: bool,
+    ) -> Result<ProcessOutput, GuestError> {
+        let req = agent::CopyIn {
+            container: self.container.clone(),
+            path: path.to_string(),
+            source,
+            preserve_owner,
+        };
+        let h = self.client.copy_in(req).await.map_err(copy_err)?.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        let w = self.client.stdin(h);
+        if let Ok(mut s) = self.stdins.lock() {
+            s.insert(id.to_string(), Arc::new(tokio::sync::Mutex::new(Some(w))));
+        }
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(output)
     }
 
     async fn release(&self, id: &str) -> Result<(), GuestError> {
