@@ -17,9 +17,11 @@ pub mod logs;
 pub mod monitor;
 pub mod protocol;
 pub mod real;
+pub mod resources;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod vminitd;
 pub mod volume;
 

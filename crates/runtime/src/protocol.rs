@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::spec::ProcessSpec;
+use crate::stats::Sample;
 
 /// Largest frame accepted (stdio chunks are far smaller).
 pub const MAX_FRAME: usize = 1 << 20;
@@ -50,6 +51,8 @@ pub enum Request {
         /// Grace period in seconds.
         timeout_secs: u64,
     },
+    /// One reading of the container's resource counters. Answers `Stats`.
+    Stats,
 }
 
 /// Final status sent to a client.
@@ -96,6 +99,8 @@ pub enum Frame {
     Error(ExitInfo),
     /// Monitor → client: request done, nothing to report.
     Ok,
+    /// Monitor → client: the answer to [`Request::Stats`].
+    Stats(Box<Sample>),
 }
 
 /// Errors reading or writing frames.
@@ -132,6 +137,7 @@ impl Frame {
             Frame::Exit(e) => (13, json(e)),
             Frame::Error(e) => (14, json(e)),
             Frame::Ok => (15, vec![]),
+            Frame::Stats(st) => (16, json(st)),
         }
     }
 
@@ -154,6 +160,7 @@ impl Frame {
             13 => Frame::Exit(parse(&p)?),
             14 => Frame::Error(parse(&p)?),
             15 => Frame::Ok,
+            16 => Frame::Stats(Box::new(parse(&p)?)),
             k => return Err(ProtocolError::Malformed(format!("unknown frame kind {k}"))),
         })
     }
@@ -205,6 +212,7 @@ mod tests {
                 detach: false,
             }),
             Frame::Request(Request::Stop { timeout_secs: 3 }),
+            Frame::Request(Request::Stats),
             Frame::Stdin(Bytes::from_static(b"hi")),
             Frame::StdinEof,
             Frame::Resize(WinSize { rows: 24, cols: 80 }),
@@ -221,6 +229,12 @@ mod tests {
                 reason: Some("nope".into()),
             }),
             Frame::Ok,
+            Frame::Stats(Box::new(Sample {
+                cpu_usage_usec: 12,
+                memory_limit: Some(1 << 27),
+                pids: 3,
+                ..Default::default()
+            })),
         ];
         let mut buf = Vec::new();
         for f in &frames {

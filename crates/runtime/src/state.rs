@@ -141,6 +141,10 @@ pub struct ContainerConfig {
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// `--cpus`, `-m`, `--pids-limit`: the container cgroup's limits (the VM is sized from
+    /// them into `vm`).
+    #[serde(default)]
+    pub resources: crate::resources::ResourceLimits,
 }
 
 /// The record kept in state.json.
@@ -161,6 +165,10 @@ pub struct ContainerRecord {
     pub exit_code: Option<i32>,
     /// Why the container ended, when not by its process's own exit.
     pub exit_reason: Option<String>,
+    /// Whether the OOM killer killed a process of the container during its last run
+    /// (docker's `OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
     /// Pid of the monitor process while it runs.
     pub monitor_pid: Option<u32>,
     /// Pid of the VM process (QEMU) while it runs.
@@ -561,6 +569,7 @@ mod tests {
             status: Status::Created,
             exit_code: None,
             exit_reason: None,
+            oom_killed: false,
             monitor_pid: None,
             vm_pid: None,
             created: Utc::now(),
@@ -576,6 +585,7 @@ mod tests {
                 publish: Vec::new(),
                 mounts: vec![],
                 read_only: false,
+                resources: Default::default(),
             },
             networks: vec![],
         }

@@ -94,6 +94,7 @@ async fn create_record(
     for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
         nets.inspect(name)?;
     }
+    let resources = runtime::resources::ResourceLimits::from_flags(f.cpus, f.memory, f.pids_limit)?;
     let image = image::resolve(global, f.image()).await?;
     let store = super::store(global)?;
     let req = CreateRequest {
@@ -115,8 +116,8 @@ async fn create_record(
         },
         vm: VmOptions {
             kernel: f.kernel.clone(),
-            cpus: f.cpus,
-            memory_mib: f.memory,
+            cpus: resources.vm_cpus(),
+            memory_mib: resources.vm_memory_mib(),
             accel: f.accel.clone(),
         },
         auto_remove: f.rm,
@@ -124,6 +125,7 @@ async fn create_record(
         publish: f.publish.clone(),
         mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
+        resources,
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))

@@ -1,4 +1,4 @@
-//! One client connection to the monitor: attach, wait-started, exec, kill or stop.
+//! One client connection to the monitor: attach, wait-started, exec, kill, stop or stats.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,6 +37,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
                     Err(e) => Frame::Error(ExitInfo {
                         code: crate::EXIT_RUNTIME_FAULT,
                         reason: Some(e.to_string()),
+                    }),
+                },
+                Err(info) => Frame::Error(info),
+            };
+            write_frame(&mut wr, &reply).await
+        }
+        Request::Stats => {
+            let reply = match running_guest(&shared, "get statistics") {
+                Ok(g) => match g.stats().await {
+                    Ok(s) => Frame::Stats(Box::new(s)),
+                    Err(e) => Frame::Error(ExitInfo {
+                        code: crate::EXIT_RUNTIME_FAULT,
+                        reason: Some(format!("container statistics: {e}")),
                     }),
                 },
                 Err(info) => Frame::Error(info),
