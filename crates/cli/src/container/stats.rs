@@ -90,7 +90,7 @@ pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
             let r = store.reconcile(store.resolve(name)?)?;
             if r.status != Status::Running && !a.all {
                 bail!(
-                    "cannot get statistics of container {name}: it is {}",
+                    "cannot get statistics of container {name}: it is not running ({})",
                     r.status
                 );
             }
