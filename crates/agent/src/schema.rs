@@ -198,6 +198,10 @@ pub struct CreateProcess {
     /// Container creation only: extra mounts inside the container, targets relative to its `/`.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Container creation only: leave `/proc` and `/sys` unmasked and writable (docker's
+    /// `--privileged`; the capability set is separate).
+    #[serde(default)]
+    pub privileged: bool,
     /// The process itself.
     pub process: ProcessSpec,
 }
@@ -229,9 +233,14 @@ pub struct ProcessSpec {
     /// Resource limits to set before exec.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
-    /// Capability sets; absent means docker's default set.
+    /// Capability sets; absent means docker's rule over `capability_set`.
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// When `capabilities` is absent: the container's set (docker's `--cap-add`/`--cap-drop`
+    /// result, see [`crate::caps::resolve`]); a root process gets it bounding, permitted and
+    /// effective, any other user only as its bounding set. Absent means docker's default set.
+    #[serde(default)]
+    pub capability_set: Option<Vec<String>>,
     /// Set `no_new_privs`.
     #[serde(default)]
     pub no_new_privileges: bool,

@@ -8,6 +8,7 @@ mod exit;
 mod global;
 mod image;
 mod network;
+mod output;
 mod progress;
 mod registry;
 mod rootfs;

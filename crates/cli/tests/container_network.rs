@@ -394,4 +394,26 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     env.run(&["start", "victim"]).ok();
     assert_eq!(env.ip("victim"), ip);
     assert!(env.links().contains("ctap"));
+
+    // A crash in the middle of a delete: the monitor is gone and so is the record, but the
+    // tap and the address are left. `system cleanup` frees both.
+    let id = env.inspect("victim")["id"].as_str().unwrap().to_string();
+    let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
+    // SAFETY: kill(2) of the monitor this test started (pid read from its record).
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    std::fs::remove_dir_all(env.cli.root().join("containers").join(&id)).unwrap();
+    let report = env
+        .run(&["system", "cleanup", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(report["tapsRemoved"], serde_json::json!([id]), "{report}");
+    assert_eq!(
+        report["addressesReleased"],
+        serde_json::json!([id]),
+        "{report}"
+    );
+    assert!(!env.links().contains("ctap"), "{}", env.links());
+    env.run(&["run", "-d", "--name", "next", IMAGE, "sleep", "600"])
+        .ok();
+    assert_eq!(env.ip("next"), ip, "the freed address is handed out again");
 }

@@ -980,3 +980,93 @@ fn bind_mounts_share_a_host_directory_through_virtiofs() {
     env.run(&["run", "--rm", "-v", "/no/such/dir:/x", IMAGE, "true"])
         .fails_with("bind source /no/such/dir");
 }
+
+#[test]
+fn capabilities_follow_the_flags_and_a_read_only_share_is_enforced_by_the_host() {
+    let env = Env::new(true);
+    // CapEff as the kernel reports it, for the set the flags ask for.
+    let cap_eff = |flags: &[&str]| -> u64 {
+        let mut args = vec!["run", "--rm", "--network", "none", "-u", "0"];
+        args.extend(flags);
+        args.extend([IMAGE, "sh", "-c", "grep CapEff /proc/self/status"]);
+        let r = env.run(&args).ok();
+        let hex = r.stdout.split_whitespace().nth(1).unwrap_or_default();
+        u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("{r:?}"))
+    };
+    const CHOWN: u64 = 1 << 0;
+    const NET_ADMIN: u64 = 1 << 12;
+    const SYS_ADMIN: u64 = 1 << 21;
+    let default = cap_eff(&[]);
+    assert_eq!(default.count_ones(), 14, "{default:x}");
+    assert_eq!(default & (SYS_ADMIN | NET_ADMIN), 0);
+    let changed = cap_eff(&["--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN"]);
+    assert_eq!(changed, (default | NET_ADMIN) & !CHOWN);
+    assert_eq!(cap_eff(&["--cap-drop", "ALL"]), 0);
+    let all = cap_eff(&["--privileged"]);
+    assert!(all & SYS_ADMIN != 0 && all.count_ones() >= 40, "{all:x}");
+    env.run(&["run", "--rm", "--cap-add", "FLY", IMAGE, "true"])
+        .fails_with("invalid capability \"FLY\"");
+
+    // Without --privileged /proc/kcore is masked and /proc/sys read-only; with it, neither.
+    let probe =
+        "ls -l /proc/kcore | cut -c1; touch /proc/sys/kernel/hostname 2>&1 | grep -c Read-only";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "0",
+            IMAGE,
+            "sh",
+            "-c",
+            probe,
+        ])
+        .ok();
+    assert_eq!(r.stdout, "c\n1\n", "{r:?}");
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        "--privileged",
+        IMAGE,
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(r.stdout, "-\n0\n", "{r:?}");
+
+    // A container that may remount its `:ro` share read-write still cannot write through it:
+    // the host's virtiofsd refuses.
+    let host = tempfile::tempdir().unwrap();
+    let ro = format!("{}:/ro:ro", host.path().display());
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        "--cap-add",
+        "SYS_ADMIN",
+        "-v",
+        &ro,
+        IMAGE,
+        "sh",
+        "-c",
+        "mount -o remount,rw /ro && grep -c ' /ro virtiofs rw' /proc/mounts; \
+         echo data > /ro/x || echo host-refused",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stdout.starts_with("1\n"),
+        "the remount did not happen: {r:?}"
+    );
+    assert!(r.stdout.contains("host-refused"), "{r:?}");
+    assert!(r.stderr.contains("Read-only file system"), "{r:?}");
+    assert!(!host.path().join("x").exists());
+}

@@ -98,9 +98,15 @@ pub trait Guest: Send + Sync {
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
     /// Mounts a filesystem in the VM itself (outside the container), e.g. a volume's disk.
     async fn mount(&self, mount: &GuestMount) -> Result<(), GuestError>;
-    /// Sets the extra mounts (targets inside the container) and the rootfs mode the
-    /// container is created with by the first [`Guest::spawn`].
-    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool);
+    /// Sets the extra mounts (targets inside the container), the rootfs mode and whether
+    /// `/proc` and `/sys` stay unmasked (`--privileged`) for the container the first
+    /// [`Guest::spawn`] creates.
+    fn set_container_mounts(
+        &self,
+        mounts: Vec<GuestMount>,
+        readonly_rootfs: bool,
+        privileged: bool,
+    );
     /// Sets the cgroup limits the container gets when the first [`Guest::spawn`] creates it
     /// (applied before its process runs).
     fn set_container_resources(&self, _limits: ResourceLimits) {}

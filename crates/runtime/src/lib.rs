@@ -13,6 +13,7 @@ pub mod backend;
 pub mod cleanup;
 pub mod client;
 pub mod container;
+pub mod image;
 pub mod logs;
 pub mod monitor;
 pub mod protocol;

@@ -145,6 +145,10 @@ pub struct ContainerConfig {
     /// them into `vm`).
     #[serde(default)]
     pub resources: crate::resources::ResourceLimits,
+    /// `--privileged`: `/proc` and `/sys` unmasked and writable (the capability set is in
+    /// `process`).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// The record kept in state.json.
@@ -586,6 +590,7 @@ mod tests {
                 mounts: vec![],
                 read_only: false,
                 resources: Default::default(),
+                privileged: false,
             },
             networks: vec![],
         }

@@ -254,7 +254,11 @@ impl Processes {
                 }
             }
             None => {
-                let d = caps::mask(&caps::DEFAULT).unwrap_or(0);
+                let d = match &spec.capability_set {
+                    Some(set) => caps::mask(set)
+                        .map_err(|n| Error::InvalidArgument(format!("unknown capability {n}")))?,
+                    None => caps::mask(&agent::caps::DEFAULT).unwrap_or(0),
+                };
                 let own = if u.uid == 0 { d } else { 0 };
                 CapSets {
                     bounding: d,
@@ -552,6 +556,7 @@ impl Processes {
             readonly: req.readonly_rootfs,
             files,
             mounts: req.mounts.clone(),
+            privileged: req.privileged,
         };
         Ok((
             Placement::NewContainer(plan),

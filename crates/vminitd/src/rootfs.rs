@@ -48,6 +48,9 @@ pub struct RootfsPlan {
     pub files: Vec<(String, PathBuf)>,
     /// Extra mounts; targets inside the container.
     pub mounts: Vec<agent::Mount>,
+    /// docker's `--privileged`: `/sys` writable, nothing under `/proc` or `/sys` masked or
+    /// read-only.
+    pub privileged: bool,
 }
 
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -94,13 +97,8 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
 
     let nse = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
     m("proc", &root.join("proc"), "proc", nse, None)?;
-    m(
-        "sysfs",
-        &root.join("sys"),
-        "sysfs",
-        nse | libc::MS_RDONLY,
-        None,
-    )?;
+    let sys_ro = if plan.privileged { 0 } else { libc::MS_RDONLY };
+    m("sysfs", &root.join("sys"), "sysfs", nse | sys_ro, None)?;
     let dev = root.join("dev");
     m(
         "tmpfs",
@@ -188,6 +186,9 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
 
     pivot(root)?;
 
+    if plan.privileged {
+        return finish(plan);
+    }
     for p in MASKED {
         mask(Path::new(p))?;
     }
@@ -209,6 +210,11 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
             || format!("make {p} read-only"),
         )?;
     }
+    finish(plan)
+}
+
+/// The last steps, after `/proc` and `/sys` are shaped: read-only `/`, hostname.
+fn finish(plan: &RootfsPlan) -> Result<(), ChildErr> {
     if plan.readonly {
         ctx(
             sys::mount(

@@ -3,7 +3,6 @@
 //! group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
-mod image;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -82,6 +81,15 @@ pub struct CreateFlags {
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Add a Linux capability to docker's default set (e.g. NET_ADMIN; ALL for every one).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability from the set (ALL for every one).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, and /proc and /sys unmasked and writable. The VM stays the boundary.
+    #[arg(long)]
+    pub privileged: bool,
     /// Guest kernel for this container (vmlinux or bzImage).
     #[arg(short = 'k', long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,

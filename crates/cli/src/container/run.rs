@@ -10,7 +10,7 @@ use runtime::protocol::{ExitInfo, Request};
 use runtime::spec::{exec_spec, read_env_file, ProcessOptions};
 use runtime::state::{ContainerRecord, Status, Store, VmOptions};
 
-use super::{attach, image, CreateFlags};
+use super::{attach, CreateFlags};
 use crate::exit::ExitCode;
 use crate::global::GlobalOptions;
 
@@ -55,6 +55,9 @@ pub struct ExecArgs {
     /// User inside the container.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
     /// Container name or id.
     pub container: String,
     /// Command and arguments.
@@ -74,6 +77,12 @@ async fn create_record(
     global: &GlobalOptions,
     f: &CreateFlags,
 ) -> anyhow::Result<(Store, ContainerRecord)> {
+    // Flags that cannot work are refused before an image is pulled or a rootfs built.
+    runtime::spec::capabilities(&ProcessOptions {
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        ..Default::default()
+    })?;
     if let Some(k) = &f.kernel {
         if !k.is_file() {
             anyhow::bail!("kernel {}: no such file", k.display());
@@ -95,7 +104,11 @@ async fn create_record(
         nets.inspect(name)?;
     }
     let resources = runtime::resources::ResourceLimits::from_flags(f.cpus, f.memory, f.pids_limit)?;
-    let image = image::resolve(global, f.image()).await?;
+    let pull = oci::PullOptions {
+        progress: crate::progress::Bars::for_terminal(false, "pulling"),
+        ..Default::default()
+    };
+    let image = runtime::image::resolve(&global.root_dir(), f.image(), &pull).await?;
     let store = super::store(global)?;
     let req = CreateRequest {
         name: f.name.clone(),
@@ -113,6 +126,9 @@ async fn create_record(
             terminal: f.tty,
             open_stdin: f.interactive,
             console_size: attach::window_size().map(|w| (w.rows, w.cols)),
+            cap_add: f.cap_add.clone(),
+            cap_drop: f.cap_drop.clone(),
+            privileged: f.privileged,
         },
         vm: VmOptions {
             kernel: f.kernel.clone(),
@@ -217,6 +233,7 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         terminal: a.tty,
         open_stdin: a.interactive,
         console_size: attach::window_size().map(|w| (w.rows, w.cols)),
+        privileged: a.privileged,
         ..Default::default()
     };
     let lookup = |k: &str| std::env::var(k).ok();

@@ -79,6 +79,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 mounts: req.mounts.clone(),
                 read_only: req.read_only,
                 resources: req.resources,
+                privileged: req.process.privileged,
             },
             networks: Vec::new(),
         }

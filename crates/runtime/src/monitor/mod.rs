@@ -314,7 +314,7 @@ async fn start_and_supervise(
             .await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
-        guest.set_container_mounts(mounts, record.config.read_only);
+        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
         guest.set_container_resources(record.config.resources);
         guest.spawn(MAIN, &record.config.process).await
     };

@@ -54,7 +54,7 @@ impl Guest for FakeGuest {
     async fn mount(&self, _mount: &GuestMount) -> Result<(), GuestError> {
         Ok(())
     }
-    fn set_container_mounts(&self, _mounts: Vec<GuestMount>, _readonly_rootfs: bool) {}
+    fn set_container_mounts(&self, _: Vec<GuestMount>, _readonly_rootfs: bool, _privileged: bool) {}
     fn set_container_resources(&self, limits: ResourceLimits) {
         *self.resources.lock().unwrap() = Some(limits);
     }

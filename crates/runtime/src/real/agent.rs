@@ -24,8 +24,8 @@ pub struct AgentGuest {
     client: agent::Client,
     container: String,
     handles: Mutex<HashMap<String, agent::ProcessHandle>>,
-    /// Extra mounts and read-only flag for the container's creation.
-    container_mounts: Mutex<(Vec<agent::Mount>, bool)>,
+    /// How the first process creates the container.
+    container_setup: Mutex<ContainerSetup>,
     /// cgroup limits for the container's creation.
     resources: Mutex<ResourceLimits>,
     stdins: Mutex<HashMap<String, Stdin>>,
@@ -37,6 +37,14 @@ fn map_err(e: agent::ClientError) -> GuestError {
         Some(agent::ErrorCode::NotExecutable) => GuestError::NotExecutable(e.to_string()),
         _ => GuestError::Other(e.to_string()),
     }
+}
+
+/// Container-wide settings the first `CreateProcess` carries.
+#[derive(Debug, Clone, Default)]
+struct ContainerSetup {
+    mounts: Vec<agent::Mount>,
+    readonly_rootfs: bool,
+    privileged: bool,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -68,7 +76,7 @@ impl AgentGuest {
             client,
             container: container.to_string(),
             handles: Mutex::new(HashMap::new()),
-            container_mounts: Mutex::new((Vec::new(), false)),
+            container_setup: Mutex::default(),
             resources: Mutex::new(ResourceLimits::default()),
             stdins: Mutex::new(HashMap::new()),
         }
@@ -170,9 +178,18 @@ impl Guest for AgentGuest {
         self.client.mount(to_agent(m)).await.map_err(map_err)
     }
 
-    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool) {
-        if let Ok(mut c) = self.container_mounts.lock() {
-            *c = (mounts.iter().map(to_agent).collect(), readonly_rootfs);
+    fn set_container_mounts(
+        &self,
+        mounts: Vec<GuestMount>,
+        readonly_rootfs: bool,
+        privileged: bool,
+    ) {
+        if let Ok(mut c) = self.container_setup.lock() {
+            *c = ContainerSetup {
+                mounts: mounts.iter().map(to_agent).collect(),
+                readonly_rootfs,
+                privileged,
+            };
         }
     }
 
@@ -193,9 +210,9 @@ impl Guest for AgentGuest {
 
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
-        let (mounts, readonly_rootfs) = match (first, self.container_mounts.lock()) {
+        let setup = match (first, self.container_setup.lock()) {
             (true, Ok(c)) => c.clone(),
-            _ => (Vec::new(), false),
+            _ => ContainerSetup::default(),
         };
         let req = agent::CreateProcess {
             container: self.container.clone(),
@@ -203,8 +220,9 @@ impl Guest for AgentGuest {
             // (exec) join it.
             rootfs: first.then(|| ROOTFS_TARGET.to_string()),
             hostname: None,
-            readonly_rootfs,
-            mounts,
+            readonly_rootfs: setup.readonly_rootfs,
+            mounts: setup.mounts,
+            privileged: setup.privileged,
             process: agent::ProcessSpec {
                 args: spec.args.clone(),
                 env: spec.env.clone(),
@@ -213,6 +231,7 @@ impl Guest for AgentGuest {
                 terminal: spec.terminal,
                 stdin: spec.open_stdin,
                 console_size: spec.console_size,
+                capability_set: spec.capabilities.clone(),
                 ..Default::default()
             },
         };
