@@ -420,6 +420,12 @@ fn limits_hold_inside_the_guest() {
     assert_eq!(i["status"], "exited", "{i}");
     assert!(i["exitReason"].as_str().unwrap().contains("128 MiB"), "{i}");
     assert!(i["monitorPid"].is_null() && i["vmPid"].is_null(), "{i}");
+    // The cgroup's limit acted, not the guest running out of memory as a whole.
+    let console = env.run(&["logs", "--boot", "hog"]).ok().stdout;
+    assert!(
+        console.contains("Memory cgroup out of memory: Killed process"),
+        "{console}"
+    );
     // Being killed is not being OOM-killed.
     let i = env.inspect("half");
     assert_eq!(
