@@ -103,13 +103,13 @@ pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
     let mut prev: HashMap<String, Sample> = HashMap::new();
     // The first reading only sets the base for CPU %.
     let records = selection.records(&store)?;
-    for (id, s) in sample_all(&store, &records).await {
+    for (r, (id, s)) in records.iter().zip(sample_all(&store, &records).await) {
         match s {
             Ok(s) => {
                 prev.insert(id, s);
             }
             Err(e) if named && !a.all => {
-                bail!("cannot get statistics of container {id}: {e}")
+                bail!("cannot get statistics of container {}: {e}", r.name)
             }
             Err(_) => {}
         }
