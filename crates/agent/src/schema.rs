@@ -149,7 +149,9 @@ pub struct Mount {
     /// Filesystem type, e.g. `ext4`, `tmpfs`, `virtiofs`; `bind` for a bind mount.
     pub fstype: String,
     /// Options as in mount(8): flags (`ro`, `nosuid`, `nodev`, `noexec`, `noatime`, `rbind`, ...)
-    /// and filesystem data (`size=64m`, `mode=755`, ...).
+    /// and filesystem data (`size=64m`, `mode=755`, ...). One option of ours, for a container's
+    /// bind of a volume: `copyup` fills the still-empty source with the image's content at the
+    /// target first (docker's volume copy-up).
     #[serde(default)]
     pub options: Vec<String>,
 }

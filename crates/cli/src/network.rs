@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::Subcommand;
 use net::{Ipv4Net, NetworkSpec, Networks};
 
-use crate::global::{Format, GlobalOptions};
-use crate::output::{self, Listing};
+use crate::global::GlobalOptions;
+use crate::output::{self, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container network`.
 #[derive(Debug, Subcommand)]
@@ -29,27 +29,12 @@ pub enum NetworkCommand {
     },
     /// List networks.
     #[command(alias = "ls")]
-    List {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Only print names.
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    List(ListArgs),
     /// Show networks as a JSON array.
-    Inspect {
-        /// Network names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Inspect(NamesArgs),
     /// Delete networks (refused while containers use them).
     #[command(alias = "rm")]
-    Delete {
-        /// Network names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Delete(NamesArgs),
 }
 
 /// Runs one `container network` subcommand.
@@ -73,7 +58,7 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             let config = networks.create(&spec)?;
             println!("{}", config.name);
         }
-        NetworkCommand::List { format, quiet } => {
+        NetworkCommand::List(ListArgs { format, quiet }) => {
             let listing = Listing {
                 header: format!(
                     "{:<16} {:<18} {:<15} {:<15} {:<8} CONTAINERS",
@@ -95,14 +80,14 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             };
             listing.print(&networks.list()?, format, quiet)?;
         }
-        NetworkCommand::Inspect { names } => {
+        NetworkCommand::Inspect(NamesArgs { names }) => {
             let infos = names
                 .iter()
                 .map(|name| networks.inspect(name))
                 .collect::<Result<Vec<_>, _>>()?;
             output::json(&infos)?;
         }
-        NetworkCommand::Delete { names } => {
+        NetworkCommand::Delete(NamesArgs { names }) => {
             output::each_name(&names, |name| Ok(networks.delete(name)?))?;
         }
     }

@@ -1,9 +1,29 @@
 //! Output shared by the object commands (`network`, `volume`): list in the three formats,
 //! JSON arrays for inspect, and per-name verbs that go on past a failure.
 
+use clap::Args;
 use serde::Serialize;
 
 use crate::global::Format;
+
+/// Flags of a `list` verb.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only print names.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The names an `inspect` or `delete` verb acts on.
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    /// Names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
 
 /// Prints `items` as a pretty JSON array.
 pub fn json<T: Serialize>(items: &[T]) -> anyhow::Result<()> {

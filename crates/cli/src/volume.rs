@@ -8,8 +8,8 @@ use runtime::state::Store;
 use runtime::volume::{MountSpec, Volume, VolumeStore, DEFAULT_SIZE};
 use serde::Serialize;
 
-use crate::global::{Format, GlobalOptions};
-use crate::output::{self, Listing};
+use crate::global::GlobalOptions;
+use crate::output::{self, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container volume`.
 #[derive(Debug, Subcommand)]
@@ -24,27 +24,12 @@ pub enum VolumeCommand {
     },
     /// List volumes.
     #[command(alias = "ls")]
-    List {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Only print names.
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    List(ListArgs),
     /// Show volumes as a JSON array.
-    Inspect {
-        /// Volume names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Inspect(NamesArgs),
     /// Delete volumes (refused while a container uses them).
     #[command(alias = "rm")]
-    Delete {
-        /// Volume names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Delete(NamesArgs),
     /// Delete every volume no container uses.
     Prune,
 }
@@ -120,7 +105,7 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
             vols.create(&name, size.unwrap_or(DEFAULT_SIZE))?;
             println!("{name}");
         }
-        VolumeCommand::List { format, quiet } => {
+        VolumeCommand::List(ListArgs { format, quiet }) => {
             let cs = containers()?;
             let infos: Vec<VolumeInfo> = vols
                 .list()?
@@ -146,7 +131,7 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
             };
             listing.print(&infos, format, quiet)?;
         }
-        VolumeCommand::Inspect { names } => {
+        VolumeCommand::Inspect(NamesArgs { names }) => {
             let cs = containers()?;
             let infos = names
                 .iter()
@@ -154,7 +139,7 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
                 .collect::<Result<Vec<_>, _>>()?;
             output::json(&infos)?;
         }
-        VolumeCommand::Delete { names } => {
+        VolumeCommand::Delete(NamesArgs { names }) => {
             let cs = containers()?;
             output::each_name(&names, |name| delete_one(&vols, &cs, name))?;
         }

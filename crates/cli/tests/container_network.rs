@@ -45,6 +45,7 @@ fn image_tar() -> &'static Path {
             "config": {
                 "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
                 "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                "ExposedPorts": {"80/tcp": {}},
             },
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
         });
@@ -229,6 +230,49 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     env.run(&["start", "web"]).ok();
     assert_eq!(env.ip("web"), ip);
     assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
+    assert_eq!(
+        env.run(&["port", "web"]).ok().stdout,
+        "80/tcp -> 127.0.0.1:18080\n"
+    );
+    env.run(&["port", "web", "81/tcp"])
+        .fails_with("no public port 81/tcp");
+
+    // -P: the image's EXPOSEd port on a free loopback port; -p with only a container port too.
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "auto",
+        "-P",
+        "-p",
+        "127.0.0.1::8000",
+        IMAGE,
+    ])
+    .ok();
+    let ports = env.run(&["port", "auto"]).ok().stdout;
+    let host_of = |ctr: &str| -> String {
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{ctr} -> ")))
+            .unwrap_or_else(|| panic!("{ctr} not in {ports}"))
+            .to_string()
+    };
+    let auto = host_of("80/tcp");
+    assert!(
+        auto.starts_with("127.0.0.1:") && !auto.ends_with(":0"),
+        "{ports}"
+    );
+    assert!(host_of("8000/tcp").starts_with("127.0.0.1:"), "{ports}");
+    assert_eq!(env.host_get(&format!("http://{auto}/")), PAGE);
+    let inspected = env.inspect("auto");
+    assert_eq!(
+        inspected["ports"].as_array().map(Vec::len),
+        Some(2),
+        "{inspected}"
+    );
+    env.run(&["stop", "-t", "1", "auto"]).ok();
+    assert_eq!(env.run(&["port", "auto"]).ok().stdout, "");
+    env.run(&["delete", "auto"]).ok();
 
     // After stop and delete nothing is left: no tap, no bridge, no table.
     assert!(env.links().contains("ctap"), "{}", env.links());
@@ -275,6 +319,65 @@ fn network_none_has_only_loopback() {
         .fails_with("--network none");
     env.run(&["run", "--rm", "--network", "nosuch", IMAGE])
         .fails_with("nosuch");
+}
+
+#[test]
+fn hostname_dns_and_extra_hosts_flags_shape_name_resolution() {
+    let env = Env::new("names");
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-h",
+            "web1",
+            "--dns",
+            "10.9.9.9",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:3",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            IMAGE,
+            "sh",
+            "-c",
+            "hostname; cat /etc/resolv.conf /etc/hosts; ip -o -4 route",
+        ])
+        .ok();
+    let out = &r.stdout;
+    assert!(out.starts_with("web1\n"), "{out}");
+    assert!(out.contains("nameserver 10.9.9.9"), "{out}");
+    assert!(
+        !out.contains("nameserver 192.168."),
+        "--dns replaces the network's: {out}"
+    );
+    assert!(out.contains("search example.test"), "{out}");
+    assert!(out.contains("options ndots:3"), "{out}");
+    let hosts_line = |ip: &str, name: &str| {
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ip, name])
+    };
+    assert!(hosts_line("10.1.2.3", "db"), "{out}");
+    // host-gateway is the gateway of the container's network: its default route.
+    let gateway = out
+        .lines()
+        .find_map(|l| l.strip_prefix("default via "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a default route");
+    assert!(hosts_line(gateway, "gw"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("web1")),
+        "own name in /etc/hosts: {out}"
+    );
+    env.run(&["run", "--rm", "--add-host", "nocolon", IMAGE, "true"])
+        .fails_with("invalid --add-host \"nocolon\"");
+    env.run(&["run", "--rm", "--hostname", "bad_name", IMAGE, "true"])
+        .fails_with("invalid hostname \"bad_name\"");
+    env.run(&["run", "--rm", "--dns", "not-an-ip", IMAGE, "true"])
+        .fails_with("not-an-ip");
 }
 
 /// An httpd in namespace `ns` serving `dir` on port 8080, killed on drop.

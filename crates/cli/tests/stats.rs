@@ -8,21 +8,17 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::images::{self, LayerBuilder, LayoutWriter};
-use common::netns::Netns;
-use common::{Cli, Run};
+use common::{vm, Run};
 use serde_json::{json, Value};
 
 /// The image every test runs: busybox as root, with the applets the tests use.
 const IMAGE: &str = "localhost/stats-test:1";
-/// Everything `container` runs in tests must end: a hung VM fails the test, not the suite.
-const TIMEOUT: Duration = Duration::from_secs(180);
 const MIB: u64 = 1 << 20;
 
 fn image_tar() -> &'static Path {
@@ -65,69 +61,28 @@ fn image_tar() -> &'static Path {
     })
 }
 
-/// Runs a command to completion, killing it (and failing) after [`TIMEOUT`].
-fn wait_output(mut cmd: Command) -> Run {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn container");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("container {cmd:?} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
-}
-
-/// A state root with the shared kernel and the test image, in a network namespace of its
-/// own; its containers are force-deleted on drop.
-struct Env {
-    cli: Cli,
-    _netns: Netns,
-}
+/// The shared VM test environment (fresh root, own network namespace, containers
+/// force-deleted on drop) with this file's image loaded.
+struct Env(vm::Env);
 
 impl Env {
     fn new() -> Env {
-        let mut cli = Cli::new();
-        let netns = Netns::new("stats");
-        cli.in_netns(&netns.name);
-        let shared = common::shared_root();
-        std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
-        std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
-        let env = Env { cli, _netns: netns };
+        let env = Env(vm::Env::new(false));
         env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
             .ok();
         env
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        wait_output(self.cli.command(args))
+        self.0.run(args)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        self.0.cli.command(args)
     }
 
     fn inspect(&self, name: &str) -> Value {
-        self.run(&["inspect", name]).ok().json()[0].clone()
+        self.0.inspect(name)
     }
 
     /// Waits until a killed container has exited.
@@ -147,18 +102,6 @@ impl Env {
             .json();
         assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
         v[0].clone()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.run(&["list", "-a", "-q"]).stdout;
-        let ids: Vec<&str> = ids.lines().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["delete", "-f"];
-            args.extend(ids);
-            self.run(&args);
-        }
     }
 }
 
@@ -320,7 +263,6 @@ fn streaming_refreshes_until_interrupted() {
     env.run(&["run", "-d", "--name", "s", IMAGE, "sleep", "1000"])
         .ok();
     let mut child = env
-        .cli
         .command(&["stats", "--format", "json", "s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -347,7 +289,6 @@ fn streaming_refreshes_until_interrupted() {
     }
     // Without a terminal the table comes as plain repeated blocks.
     let child = env
-        .cli
         .command(&["stats", "s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -144,7 +144,9 @@ pub struct GuestNetwork {
     /// Interfaces in `eth0`, `eth1`, … order.
     pub interfaces: Vec<net::Attachment>,
     /// `/etc/hosts` lines beyond localhost: address and names.
-    pub hosts: Vec<(std::net::Ipv4Addr, Vec<String>)>,
+    pub hosts: Vec<(std::net::IpAddr, Vec<String>)>,
+    /// The container's own resolver settings (`--dns` servers replace the networks').
+    pub dns: crate::netconf::DnsConfig,
 }
 
 /// A network device of the VM: a host tap and the guest MAC.

@@ -69,6 +69,26 @@ pub struct ResolvedImage {
     pub rootfs: PathBuf,
     /// The image's `VOLUME` paths.
     pub volumes: Vec<String>,
+    /// The image's `EXPOSE`d ports (`-P` publishes them).
+    pub exposed_ports: Vec<(u16, net::ports::Protocol)>,
+}
+
+/// `ExposedPorts` keys (`80/tcp`, `53/udp`, `8080`) as ports; malformed ones are skipped, as
+/// docker skips them.
+fn exposed_ports<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<(u16, net::ports::Protocol)> {
+    keys.filter_map(|k| {
+        let (port, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+        let proto = match proto {
+            "tcp" => net::ports::Protocol::Tcp,
+            "udp" => net::ports::Protocol::Udp,
+            _ => return None,
+        };
+        port.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .map(|p| (p, proto))
+    })
+    .collect()
 }
 
 /// Finds `reference` in the content store under `root` (pulling it with `pull` if missing)
@@ -137,5 +157,28 @@ pub async fn resolve(
         config,
         rootfs,
         volumes: c.volumes.keys().cloned().collect(),
+        exposed_ports: exposed_ports(c.exposed_ports.keys()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use net::ports::Protocol;
+
+    #[test]
+    fn exposed_port_keys() {
+        let keys: Vec<String> = ["80/tcp", "53/udp", "8080", "x/tcp", "1/sctp", "0/tcp"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            exposed_ports(keys.iter()),
+            [
+                (80, Protocol::Tcp),
+                (53, Protocol::Udp),
+                (8080, Protocol::Tcp)
+            ]
+        );
+    }
 }

@@ -16,6 +16,7 @@ pub mod container;
 pub mod image;
 pub mod logs;
 pub mod monitor;
+pub mod netconf;
 pub mod protocol;
 pub mod real;
 pub mod resources;

@@ -149,6 +149,12 @@ pub struct ContainerConfig {
     /// `process`).
     #[serde(default)]
     pub privileged: bool,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    #[serde(default)]
+    pub dns: crate::netconf::DnsConfig,
+    /// `--add-host` lines for `/etc/hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<crate::netconf::ExtraHost>,
 }
 
 /// The record kept in state.json.
@@ -188,6 +194,10 @@ pub struct ContainerRecord {
     /// Network attachments (filled by the networking layer).
     #[serde(default)]
     pub networks: Vec<serde_json::Value>,
+    /// Published ports as bound while the container runs (host ports the kernel chose filled
+    /// in); empty when it does not run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<net::ports::PortSpec>,
 }
 
 /// Makes a new random container id: 32 random bytes as 64 hex digits.
@@ -495,6 +505,7 @@ impl Store {
             r.finished.get_or_insert_with(Utc::now);
         }
         r.monitor_pid = None;
+        r.ports.clear();
         self.save(&r)?;
         self.remove_sockets(&r.id);
         if !r.config.networks.is_empty() {
@@ -591,8 +602,11 @@ mod tests {
                 read_only: false,
                 resources: Default::default(),
                 privileged: false,
+                dns: Default::default(),
+                extra_hosts: Vec::new(),
             },
             networks: vec![],
+            ports: vec![],
         }
     }
 

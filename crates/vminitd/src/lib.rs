@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod caps;
+pub mod copyup;
 pub mod error;
 pub mod fdio;
 pub mod log;

@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use crate::copyup;
 use crate::mounts;
 use crate::spawn::{ctx, ChildErr};
 use crate::sys::{self, cvt};
@@ -151,6 +152,24 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         })?;
     }
 
+    for mnt in &plan.mounts {
+        let target = inside(root, &mnt.target);
+        let mut options = mnt.options.clone();
+        if let Some(i) = options.iter().position(|o| o == copyup::OPTION) {
+            options.remove(i);
+            ctx(
+                copyup::populate(root, &target, Path::new(&mnt.source)),
+                || format!("copy {} into the volume mounted there", mnt.target),
+            )?;
+        }
+        ctx(
+            mounts::mount(&mnt.source, &target, &mnt.fstype, &options),
+            || format!("mount {} on {}", mnt.source, mnt.target),
+        )?;
+    }
+
+    // After the mounts, as docker does: a volume over /etc still gets the container's
+    // hosts, hostname and resolv.conf.
     for (path, source) in &plan.files {
         let target = inside(root, path);
         if !target.exists() {
@@ -176,14 +195,6 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
             || format!("bind {path}"),
         )?;
     }
-    for mnt in &plan.mounts {
-        let target = inside(root, &mnt.target);
-        ctx(
-            mounts::mount(&mnt.source, &target, &mnt.fstype, &mnt.options),
-            || format!("mount {} on {}", mnt.source, mnt.target),
-        )?;
-    }
-
     pivot(root)?;
 
     if plan.privileged {

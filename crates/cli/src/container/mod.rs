@@ -44,6 +44,8 @@ pub enum ContainerCommand {
     Inspect(inspect::InspectArgs),
     /// Show containers' live resource usage (CPU, memory, network, block I/O, processes).
     Stats(stats::StatsArgs),
+    /// List a running container's published ports (or the host address of one).
+    Port(inspect::PortArgs),
     /// Internal: the per-container monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -115,6 +117,27 @@ pub struct CreateFlags {
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<net::ports::PortSpec>,
+    /// Publish every port the image EXPOSEs on a free host port of 127.0.0.1.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Container host name (default: the first 12 digits of its id).
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// DNS server for the container, instead of its network's (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// DNS search domain (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// resolv.conf option, e.g. ndots:2 (repeatable).
+    #[arg(long = "dns-option", value_name = "OPT")]
+    pub dns_option: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
+    pub add_host: Vec<runtime::netconf::ExtraHost>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Image reference, then the command and its arguments (default: the image's). Everything
     /// after the image belongs to the command, flags included (as in docker).
     #[arg(
@@ -137,6 +160,10 @@ impl CreateFlags {
     pub fn command(&self) -> &[String] {
         self.image_and_command.get(1..).unwrap_or(&[])
     }
+}
+
+fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {
+    runtime::netconf::ExtraHost::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses `--cpus`: a positive decimal number of CPUs, at most the VM maximum.
@@ -200,6 +227,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Logs(a) => logs::logs(global, a).await,
             ContainerCommand::Inspect(a) => inspect::inspect(global, a),
             ContainerCommand::Stats(a) => stats::stats(global, a).await,
+            ContainerCommand::Port(a) => inspect::port(global, a),
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
     });

@@ -17,8 +17,9 @@ use crate::global::GlobalOptions;
 /// How long a monitor may take to open its socket.
 const MONITOR_START: Duration = Duration::from_secs(30);
 
-/// `container run`.
+/// `container run`. (`-h` is `--hostname`, as in docker; help is `--help`.)
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
@@ -29,6 +30,7 @@ pub struct RunArgs {
 
 /// `container create`.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: CreateFlags,
@@ -83,6 +85,9 @@ async fn create_record(
         cap_drop: f.cap_drop.clone(),
         ..Default::default()
     })?;
+    if let Some(h) = &f.hostname {
+        runtime::netconf::check_hostname(h)?;
+    }
     if let Some(k) = &f.kernel {
         if !k.is_file() {
             anyhow::bail!("kernel {}: no such file", k.display());
@@ -138,10 +143,17 @@ async fn create_record(
         },
         auto_remove: f.rm,
         networks,
-        publish: f.publish.clone(),
+        publish: publish(f, &image.exposed_ports),
         mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
         resources,
+        hostname: f.hostname.clone(),
+        dns: runtime::netconf::DnsConfig {
+            servers: f.dns.clone(),
+            search: f.dns_search.clone(),
+            options: f.dns_option.clone(),
+        },
+        extra_hosts: f.add_host.clone(),
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))
@@ -251,4 +263,26 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         detach: false,
     };
     finish(attach::session(stream, &record.id, req, a.interactive, a.tty).await)
+}
+
+/// `-p` values, then with `-P` the image's exposed ports no `-p` covers, each on a free host
+/// port of 127.0.0.1 (docker binds 0.0.0.0; our `-p` default is loopback, and `-P` follows it).
+fn publish(f: &CreateFlags, exposed: &[(u16, net::ports::Protocol)]) -> Vec<net::ports::PortSpec> {
+    let mut out = f.publish.clone();
+    if f.publish_all {
+        for &(port, protocol) in exposed {
+            if !out
+                .iter()
+                .any(|p| p.container_port == port && p.protocol == protocol)
+            {
+                out.push(net::ports::PortSpec {
+                    host_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    host_port: 0,
+                    container_port: port,
+                    protocol,
+                });
+            }
+        }
+    }
+    out
 }

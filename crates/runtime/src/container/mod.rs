@@ -22,6 +22,9 @@ pub enum ContainerError {
     /// The process could not be made from image and flags.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// A name-resolution flag is invalid.
+    #[error(transparent)]
+    Netconf(#[from] crate::netconf::NetconfError),
     /// Talking to the monitor failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),

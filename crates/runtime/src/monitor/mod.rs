@@ -209,6 +209,7 @@ pub async fn run(
         r.finished = Some(Utc::now());
         r.monitor_pid = None;
         r.vm_pid = None;
+        r.ports.clear();
     });
     if auto_remove {
         network::release(store, &record);
@@ -284,6 +285,9 @@ async fn start_and_supervise(
         Ok(n) => n,
         Err(reason) => return fail(fault(reason), None, None),
     };
+    if let Some(ports) = network.as_ref().map(|n| n.ports()) {
+        let _ = store.update(id, |r| r.ports = ports);
+    }
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),
@@ -294,10 +298,7 @@ async fn start_and_supervise(
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
     };
-    let guest_network = network
-        .as_ref()
-        .map(|n| n.guest(store, &record))
-        .unwrap_or_default();
+    let guest_network = network::guest(network.as_ref(), store, &record);
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,

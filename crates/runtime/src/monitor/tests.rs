@@ -309,6 +309,9 @@ impl Fixture {
             mounts: Vec::new(),
             read_only: false,
             resources,
+            hostname: None,
+            dns: Default::default(),
+            extra_hosts: Vec::new(),
         };
         create(&self.store, req).unwrap().id
     }

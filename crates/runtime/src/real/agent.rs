@@ -129,19 +129,24 @@ impl Guest for AgentGuest {
             };
             self.client.setup_interface(iface).await.map_err(map_err)?;
         }
-        let mut nameservers: Vec<String> = Vec::new();
-        for a in &network.interfaces {
-            for d in &a.dns {
-                let d = d.to_string();
-                if !nameservers.contains(&d) {
-                    nameservers.push(d);
+        let mut nameservers: Vec<String> =
+            network.dns.servers.iter().map(|s| s.to_string()).collect();
+        if nameservers.is_empty() {
+            for a in &network.interfaces {
+                for d in &a.dns {
+                    let d = d.to_string();
+                    if !nameservers.contains(&d) {
+                        nameservers.push(d);
+                    }
                 }
             }
         }
-        let dns = (!nameservers.is_empty()).then(|| agent::Dns {
-            nameservers,
-            ..Default::default()
-        });
+        let dns =
+            (!nameservers.is_empty() || network.dns != Default::default()).then(|| agent::Dns {
+                nameservers,
+                search: network.dns.search.clone(),
+                options: network.dns.options.clone(),
+            });
         let hosts = network
             .hosts
             .iter()
