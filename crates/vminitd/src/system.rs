@@ -141,10 +141,27 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error>
         None => procs.cgroup_root.clone(),
     };
     let mut s = Stats {
-        monotonic_ns: sys::monotonic_ns(),
         online_cpus: sys::online_cpus(),
         ..Default::default()
     };
+    if let Some(cg) = &cg {
+        // CPU time and its timestamp first and back to back: the host divides usage deltas by
+        // timestamp deltas, and the reads below can be preempted by the container's own
+        // processes (one vCPU, a busy container).
+        let before = sys::monotonic_ns();
+        for (k, v) in read_kv(&cg.join("cpu.stat")) {
+            match k.as_str() {
+                "usage_usec" => s.cpu_usage_usec = v,
+                "user_usec" => s.cpu_user_usec = v,
+                "system_usec" => s.cpu_system_usec = v,
+                _ => {}
+            }
+        }
+        let after = sys::monotonic_ns();
+        s.monotonic_ns = before + (after.saturating_sub(before)) / 2;
+    } else {
+        s.monotonic_ns = sys::monotonic_ns();
+    }
     let meminfo = read_kv(Path::new("/proc/meminfo"));
     let kb = |k: &str| {
         meminfo
@@ -155,14 +172,6 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error>
     s.guest_memory_total = kb("MemTotal:");
     s.guest_memory_available = kb("MemAvailable:");
     if let Some(cg) = &cg {
-        for (k, v) in read_kv(&cg.join("cpu.stat")) {
-            match k.as_str() {
-                "usage_usec" => s.cpu_usage_usec = v,
-                "user_usec" => s.cpu_user_usec = v,
-                "system_usec" => s.cpu_system_usec = v,
-                _ => {}
-            }
-        }
         for (k, v) in read_kv(&cg.join("memory.stat")) {
             match k.as_str() {
                 "anon" => s.memory_anon = v,
