@@ -417,6 +417,25 @@ pub struct Stats {
     pub guest_memory_total: u64,
     /// Available guest memory from `/proc/meminfo` (bytes).
     pub guest_memory_available: u64,
+    /// Inactive page cache (`memory.stat` inactive_file): reclaimable, so `docker stats`
+    /// leaves it out of the usage it shows.
+    #[serde(default)]
+    pub memory_inactive_file: u64,
+    /// Processes of the cgroup killed by an OOM killer, cgroup or global (`memory.events`
+    /// oom_kill).
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// `pids.max`; `None` when unlimited.
+    #[serde(default)]
+    pub pids_limit: Option<u64>,
+    /// CPUs online in the guest.
+    #[serde(default)]
+    pub online_cpus: u32,
+    /// The guest's CLOCK_MONOTONIC when the sample was taken, in nanoseconds: the time base
+    /// for CPU percentages (two samples' usage delta over this delta), free of the
+    /// host↔guest round trip.
+    #[serde(default)]
+    pub monotonic_ns: u64,
 }
 
 /// One line of `/proc/net/dev`.

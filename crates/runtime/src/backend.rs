@@ -12,8 +12,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use crate::resources::ResourceLimits;
 use crate::spec::ProcessSpec;
 use crate::state::VmOptions;
+use crate::stats::Sample;
 
 /// Errors reported by the guest agent, with the few kinds that map to docker exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,15 @@ pub trait Guest: Send + Sync {
         readonly_rootfs: bool,
         privileged: bool,
     );
+    /// Sets the cgroup limits the container gets when the first [`Guest::spawn`] creates it
+    /// (applied before its process runs).
+    fn set_container_resources(&self, _limits: ResourceLimits) {}
+    /// One reading of the container's resource counters.
+    async fn stats(&self) -> Result<Sample, GuestError> {
+        Err(GuestError::Other(
+            "this guest does not report statistics".into(),
+        ))
+    }
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.

@@ -1,5 +1,5 @@
 //! The client side of the monitor socket: what `run`, `start -a`, `exec`, `kill`, `stop` and
-//! `cp` use.
+//! `cp` and `stats` use.
 //!
 //! [`relay`] is generic over the caller's stdin/stdout/stderr so the CLI can pass its terminal
 //! and tests can pass buffers.
@@ -94,6 +94,15 @@ pub async fn request(mut stream: UnixStream, id: &str, req: Request) -> Result<F
         Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
         Some(f) => Ok(f),
         None => Err(ClientError::Closed(id.to_string())),
+    }
+}
+
+/// One reading of a running container's resource counters.
+pub async fn stats(store: &Store, id: &str) -> Result<crate::stats::Sample, ClientError> {
+    let stream = connect(store, id).await?;
+    match request(stream, id, Request::Stats).await? {
+        Frame::Stats(s) => Ok(*s),
+        _ => Err(ClientError::Closed(id.to_string())),
     }
 }
 

@@ -19,9 +19,11 @@ pub mod monitor;
 pub mod netconf;
 pub mod protocol;
 pub mod real;
+pub mod resources;
 pub mod rootfs;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod vminitd;
 pub mod volume;
 

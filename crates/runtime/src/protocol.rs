@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::spec::ProcessSpec;
+use crate::stats::Sample;
 
 /// Largest frame accepted (stdio chunks are far smaller).
 pub const MAX_FRAME: usize = 1 << 20;
@@ -69,6 +70,8 @@ pub enum Request {
         /// Keep the archive's uids/gids instead of root's.
         preserve_owner: bool,
     },
+    /// One reading of the container's resource counters. Answers `Stats`.
+    Stats,
 }
 
 /// Final status sent to a client.
@@ -117,6 +120,8 @@ pub enum Frame {
     Ok,
     /// Monitor → client: what a copied path is (copy-out).
     Stat(agent::PathStat),
+    /// Monitor → client: the answer to [`Request::Stats`].
+    Stats(Box<Sample>),
 }
 
 /// Errors reading or writing frames.
@@ -154,6 +159,7 @@ impl Frame {
             Frame::Error(e) => (14, json(e)),
             Frame::Ok => (15, vec![]),
             Frame::Stat(s) => (16, json(s)),
+            Frame::Stats(st) => (17, json(st)),
         }
     }
 
@@ -177,6 +183,7 @@ impl Frame {
             14 => Frame::Error(parse(&p)?),
             15 => Frame::Ok,
             16 => Frame::Stat(parse(&p)?),
+            17 => Frame::Stats(Box::new(parse(&p)?)),
             k => return Err(ProtocolError::Malformed(format!("unknown frame kind {k}"))),
         })
     }
@@ -228,6 +235,7 @@ mod tests {
                 detach: false,
             }),
             Frame::Request(Request::Stop { timeout_secs: 3 }),
+            Frame::Request(Request::Stats),
             Frame::Stdin(Bytes::from_static(b"hi")),
             Frame::StdinEof,
             Frame::Resize(WinSize { rows: 24, cols: 80 }),
@@ -257,6 +265,12 @@ mod tests {
                 mode: 0o40755,
                 ..Default::default()
             }),
+            Frame::Stats(Box::new(Sample {
+                cpu_usage_usec: 12,
+                memory_limit: Some(1 << 27),
+                pids: 3,
+                ..Default::default()
+            })),
         ];
         let mut buf = Vec::new();
         for f in &frames {

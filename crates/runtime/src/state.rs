@@ -141,6 +141,10 @@ pub struct ContainerConfig {
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// `--cpus`, `-m`, `--pids-limit`: the container cgroup's limits (the VM is sized from
+    /// them into `vm`).
+    #[serde(default)]
+    pub resources: crate::resources::ResourceLimits,
     /// `--privileged`: `/proc` and `/sys` unmasked and writable (the capability set is in
     /// `process`).
     #[serde(default)]
@@ -171,6 +175,10 @@ pub struct ContainerRecord {
     pub exit_code: Option<i32>,
     /// Why the container ended, when not by its process's own exit.
     pub exit_reason: Option<String>,
+    /// Whether the OOM killer killed a process of the container during its last run
+    /// (docker's `OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
     /// Pid of the monitor process while it runs.
     pub monitor_pid: Option<u32>,
     /// Pid of the VM process (QEMU) while it runs.
@@ -576,6 +584,7 @@ mod tests {
             status: Status::Created,
             exit_code: None,
             exit_reason: None,
+            oom_killed: false,
             monitor_pid: None,
             vm_pid: None,
             created: Utc::now(),
@@ -591,6 +600,7 @@ mod tests {
                 publish: Vec::new(),
                 mounts: vec![],
                 read_only: false,
+                resources: Default::default(),
                 privileged: false,
                 dns: Default::default(),
                 extra_hosts: Vec::new(),

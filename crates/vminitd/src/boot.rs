@@ -77,6 +77,11 @@ pub fn boot() {
         sys::mkdir_p(p).and_then(|_| sys::mount("cgroup2", p, "cgroup2", nse(), None))
     });
     crate::system::enable_controllers(Path::new("/sys/fs/cgroup"));
+    // PID 1 must survive a guest-wide out-of-memory: the OOM killer then picks a container
+    // process (each child resets its own score, see spawn.rs), never vminitd.
+    step("protect vminitd from the OOM killer", || {
+        sys::write_file(Path::new("/proc/self/oom_score_adj"), b"-1000")
+    });
     for d in ["/etc", "/run/containers"] {
         step(d, || sys::mkdir_p(Path::new(d)));
     }

@@ -158,6 +158,13 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
             crate::log!("cannot move pid {pid} to {}: {e}", cg.display());
         }
     }
+    // vminitd shields itself from the OOM killer (see boot.rs); the child inherited that and
+    // must be an ordinary candidate again, or a container that exhausts the guest's memory
+    // could never be killed.
+    let adj = format!("/proc/{pid}/oom_score_adj");
+    if let Err(e) = std::fs::write(&adj, b"0") {
+        crate::log!("cannot reset {adj}: {e}");
+    }
     Ok(Forked {
         pid,
         status: status_rd,

@@ -119,13 +119,49 @@ pub fn parse_net_dev(text: &str) -> Vec<NetDevStats> {
         .collect()
 }
 
+/// Sums `rbytes=` and `wbytes=` over every device line of `io.stat`.
+pub fn parse_io_stat(text: &str) -> (u64, u64) {
+    let (mut read, mut write) = (0u64, 0u64);
+    for f in text.split_whitespace() {
+        let field = |prefix: &str| f.strip_prefix(prefix).and_then(|v| v.parse::<u64>().ok());
+        if let Some(v) = field("rbytes=") {
+            read = read.saturating_add(v);
+        }
+        if let Some(v) = field("wbytes=") {
+            write = write.saturating_add(v);
+        }
+    }
+    (read, write)
+}
+
 /// Statistics of a container's cgroup (or of the whole guest).
 pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error> {
     let cg = match container {
         Some(id) => procs.container_cgroup(id)?,
         None => procs.cgroup_root.clone(),
     };
-    let mut s = Stats::default();
+    let mut s = Stats {
+        online_cpus: sys::online_cpus(),
+        ..Default::default()
+    };
+    if let Some(cg) = &cg {
+        // CPU time and its timestamp first and back to back: the host divides usage deltas by
+        // timestamp deltas, and the reads below can be preempted by the container's own
+        // processes (one vCPU, a busy container).
+        let before = sys::monotonic_ns();
+        for (k, v) in read_kv(&cg.join("cpu.stat")) {
+            match k.as_str() {
+                "usage_usec" => s.cpu_usage_usec = v,
+                "user_usec" => s.cpu_user_usec = v,
+                "system_usec" => s.cpu_system_usec = v,
+                _ => {}
+            }
+        }
+        let after = sys::monotonic_ns();
+        s.monotonic_ns = before + (after.saturating_sub(before)) / 2;
+    } else {
+        s.monotonic_ns = sys::monotonic_ns();
+    }
     let meminfo = read_kv(Path::new("/proc/meminfo"));
     let kb = |k: &str| {
         meminfo
@@ -136,48 +172,32 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error>
     s.guest_memory_total = kb("MemTotal:");
     s.guest_memory_available = kb("MemAvailable:");
     if let Some(cg) = &cg {
-        for (k, v) in read_kv(&cg.join("cpu.stat")) {
-            match k.as_str() {
-                "usage_usec" => s.cpu_usage_usec = v,
-                "user_usec" => s.cpu_user_usec = v,
-                "system_usec" => s.cpu_system_usec = v,
-                _ => {}
-            }
-        }
         for (k, v) in read_kv(&cg.join("memory.stat")) {
             match k.as_str() {
                 "anon" => s.memory_anon = v,
                 "file" => s.memory_file = v,
+                "inactive_file" => s.memory_inactive_file = v,
                 _ => {}
             }
         }
-        s.memory_current = read_u64(&cg.join("memory.current"))
-            .unwrap_or(s.guest_memory_total - s.guest_memory_available);
+        s.memory_current = read_u64(&cg.join("memory.current")).unwrap_or(
+            s.guest_memory_total
+                .saturating_sub(s.guest_memory_available),
+        );
+        // "max" (unlimited) does not parse: None.
         s.memory_limit = read_u64(&cg.join("memory.max"));
-        for line in std::fs::read_to_string(cg.join("io.stat"))
-            .unwrap_or_default()
-            .lines()
-        {
-            for f in line.split_whitespace() {
-                if let Some(v) = f
-                    .strip_prefix("rbytes=")
-                    .and_then(|v| v.parse::<u64>().ok())
-                {
-                    s.io_read_bytes += v;
-                }
-                if let Some(v) = f
-                    .strip_prefix("wbytes=")
-                    .and_then(|v| v.parse::<u64>().ok())
-                {
-                    s.io_write_bytes += v;
-                }
-            }
-        }
+        s.oom_kills = read_kv(&cg.join("memory.events"))
+            .into_iter()
+            .find(|(k, _)| k == "oom_kill")
+            .map_or(0, |(_, v)| v);
+        let io = std::fs::read_to_string(cg.join("io.stat")).unwrap_or_default();
+        (s.io_read_bytes, s.io_write_bytes) = parse_io_stat(&io);
         s.pids = read_u64(&cg.join("pids.current")).unwrap_or_else(|| {
             std::fs::read_to_string(cg.join("cgroup.procs"))
                 .map(|t| t.lines().count() as u64)
                 .unwrap_or(0)
         });
+        s.pids_limit = read_u64(&cg.join("pids.max"));
     }
     s.networks = parse_net_dev(&std::fs::read_to_string("/proc/net/dev").unwrap_or_default());
     Ok(s)
@@ -279,6 +299,14 @@ pub fn shutdown(procs: &Processes, reboot: bool) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_stat_sums_every_device() {
+        let text = "254:0 rbytes=4096 wbytes=1048576 rios=1 wios=8 dbytes=0 dios=0\n\
+                    254:16 rbytes=100 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n";
+        assert_eq!(parse_io_stat(text), (4196, 1048576));
+        assert_eq!(parse_io_stat(""), (0, 0));
+    }
 
     #[test]
     fn net_dev_parsing_skips_lo() {

@@ -143,6 +143,7 @@ pub fn inspect(global: &GlobalOptions, a: InspectArgs) -> anyhow::Result<()> {
             "status": r.status,
             "exitCode": r.exit_code,
             "exitReason": r.exit_reason,
+            "oomKilled": r.oom_killed,
             "monitorPid": r.monitor_pid,
             "vmPid": r.vm_pid,
             "created": r.created,

@@ -1,6 +1,6 @@
 //! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls) exec logs inspect cp`, plus the hidden monitor subcommand. One file per
-//! group of verbs; the logic lives in the `runtime` crate.
+//! delete(rm) list(ls) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
+//! One file per group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
 mod cp;
@@ -10,6 +10,7 @@ mod logs;
 mod monitor;
 mod mounts;
 mod run;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,8 @@ pub enum ContainerCommand {
     Inspect(inspect::InspectArgs),
     /// Copy files/directories between a container and the host (`-`: a tar stream).
     Cp(cp::CpArgs),
+    /// Show containers' live resource usage (CPU, memory, network, block I/O, processes).
+    Stats(stats::StatsArgs),
     /// List a running container's published ports (or the host address of one).
     Port(inspect::PortArgs),
     /// Internal: the per-container monitor process.
@@ -95,12 +98,17 @@ pub struct CreateFlags {
     /// Guest kernel for this container (vmlinux or bzImage).
     #[arg(short = 'k', long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// Number of virtual CPUs.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub cpus: u32,
-    /// Guest memory (e.g. 512m, 1g).
-    #[arg(short, long, default_value = "512m", value_parser = parse_memory)]
-    pub memory: u64,
+    /// CPU limit, fractions allowed (e.g. 1.5): the VM gets ceil(N) vCPUs and the container
+    /// N CPUs' worth of time (default: 1 vCPU, no quota).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Memory limit (e.g. 256m, 1g): the container's processes are OOM-killed beyond it; the
+    /// VM gets this plus the guest's own overhead (default: no limit, a 512 MiB VM).
+    #[arg(short, long, value_name = "SIZE", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// Most processes the container may have (0 or -1: unlimited).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -161,8 +169,19 @@ fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {
     runtime::netconf::ExtraHost::parse(s).map_err(|e| e.to_string())
 }
 
-/// Parses docker-style memory sizes into MiB: a number with an optional b/k/m/g suffix (plain
-/// numbers are bytes, as in docker).
+/// Parses `--cpus`: a positive decimal number of CPUs, at most the VM maximum.
+pub fn parse_cpus(s: &str) -> Result<f64, String> {
+    let n: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid number of CPUs {s:?} (use e.g. 1 or 1.5)"))?;
+    runtime::resources::ResourceLimits::from_flags(Some(n), None, None)
+        .map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+/// Parses docker-style memory sizes into bytes: a number with an optional b/k/m/g suffix
+/// (plain numbers are bytes, as in docker).
 pub fn parse_memory(s: &str) -> Result<u64, String> {
     let lower = s.trim().to_ascii_lowercase();
     let lower = match lower.strip_suffix('b') {
@@ -179,16 +198,14 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("invalid memory size {s:?} (use e.g. 512m or 1g)"))?;
-    let mib = n.saturating_mul(mult) / (1 << 20);
-    if mib < 64 {
-        return Err(format!(
-            "memory size {s:?} is too small: a VM needs at least 64m"
-        ));
+    let bytes = n.saturating_mul(mult);
+    if bytes < runtime::resources::MIN_MEMORY_BYTES {
+        return Err(format!("memory size {s:?} is too small: the minimum is 6m"));
     }
-    if mib > 1 << 20 {
+    if bytes > 1 << 40 {
         return Err(format!("memory size {s:?} is too large"));
     }
-    Ok(mib)
+    Ok(bytes)
 }
 
 /// Runs one container command.
@@ -213,6 +230,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Logs(a) => logs::logs(global, a).await,
             ContainerCommand::Inspect(a) => inspect::inspect(global, a),
             ContainerCommand::Cp(a) => cp::cp(global, a).await,
+            ContainerCommand::Stats(a) => stats::stats(global, a).await,
             ContainerCommand::Port(a) => inspect::port(global, a),
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
@@ -267,18 +285,29 @@ mod tests {
             (true, &["ls".to_string(), "-l".to_string()][..])
         );
         assert!(T::try_parse_from(["c", "run", "--cpus", "0", "img"]).is_err());
+        assert!(T::try_parse_from(["c", "run", "--cpus", "-1", "img"]).is_err());
+        assert!(T::try_parse_from(["c", "run", "--cpus", "many", "img"]).is_err());
+        let t =
+            T::try_parse_from(["c", "run", "--cpus", "1.5", "--pids-limit", "-1", "img"]).unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        assert_eq!((r.flags.cpus, r.flags.pids_limit), (Some(1.5), Some(-1)));
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
     }
 
     #[test]
     fn memory_sizes() {
-        assert_eq!(parse_memory("512m"), Ok(512));
-        assert_eq!(parse_memory("1g"), Ok(1024));
-        assert_eq!(parse_memory("1G"), Ok(1024));
-        assert_eq!(parse_memory("262144k"), Ok(256));
-        assert_eq!(parse_memory("128mb"), Ok(128));
-        assert_eq!(parse_memory("134217728"), Ok(128));
-        assert!(parse_memory("10m").is_err());
+        const M: u64 = 1 << 20;
+        assert_eq!(parse_memory("512m"), Ok(512 * M));
+        assert_eq!(parse_memory("1g"), Ok(1024 * M));
+        assert_eq!(parse_memory("1G"), Ok(1024 * M));
+        assert_eq!(parse_memory("262144k"), Ok(256 * M));
+        assert_eq!(parse_memory("128mb"), Ok(128 * M));
+        assert_eq!(parse_memory("134217728"), Ok(128 * M));
+        assert_eq!(parse_memory("6m"), Ok(6 * M));
+        assert!(parse_memory("5m").is_err());
+        assert!(parse_memory("2t").is_err());
         assert!(parse_memory("lots").is_err());
         assert!(parse_memory("").is_err());
         assert!(parse_memory("-5m").is_err());

@@ -108,6 +108,7 @@ async fn create_record(
     for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
         nets.inspect(name)?;
     }
+    let resources = runtime::resources::ResourceLimits::from_flags(f.cpus, f.memory, f.pids_limit)?;
     let pull = oci::PullOptions {
         progress: crate::progress::Bars::for_terminal(false, "pulling"),
         ..Default::default()
@@ -136,8 +137,8 @@ async fn create_record(
         },
         vm: VmOptions {
             kernel: f.kernel.clone(),
-            cpus: f.cpus,
-            memory_mib: f.memory,
+            cpus: resources.vm_cpus(),
+            memory_mib: resources.vm_memory_mib(),
             accel: f.accel.clone(),
         },
         auto_remove: f.rm,
@@ -145,6 +146,7 @@ async fn create_record(
         publish: publish(f, &image.exposed_ports),
         mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
+        resources,
         hostname: f.hostname.clone(),
         dns: runtime::netconf::DnsConfig {
             servers: f.dns.clone(),

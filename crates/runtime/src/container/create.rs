@@ -35,6 +35,8 @@ pub struct CreateRequest {
     pub mounts: Vec<crate::volume::MountSpec>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--cpus`, `-m`, `--pids-limit` (the VM in `vm` is sized for them already).
+    pub resources: crate::resources::ResourceLimits,
     /// `--hostname` (default: the id's first 12 digits).
     pub hostname: Option<String>,
     /// `--dns*`.
@@ -69,6 +71,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
             status: Status::Created,
             exit_code: None,
             exit_reason: None,
+            oom_killed: false,
             monitor_pid: None,
             vm_pid: None,
             created: Utc::now(),
@@ -84,6 +87,7 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 publish: req.publish.clone(),
                 mounts: req.mounts.clone(),
                 read_only: req.read_only,
+                resources: req.resources,
                 privileged: req.process.privileged,
                 dns: req.dns.clone(),
                 extra_hosts: req.extra_hosts.clone(),

@@ -143,6 +143,7 @@ pub async fn run(
         if !opts.hold {
             r.exit_code = None;
             r.exit_reason = None;
+            r.oom_killed = false;
         }
     })?;
 
@@ -239,6 +240,7 @@ pub async fn run(
         };
         r.exit_code = Some(info.code);
         r.exit_reason = info.reason.clone();
+        r.oom_killed = outcome.oom_killed;
         r.finished = Some(Utc::now());
         r.monitor_pid = None;
         r.vm_pid = None;
@@ -268,6 +270,8 @@ struct Outcome {
     network: Option<NetSession>,
     /// Whether the main process ever ran.
     started: bool,
+    /// Whether the guest's OOM killer killed a process of the container.
+    oom_killed: bool,
 }
 
 fn fault(reason: String) -> ExitInfo {
@@ -291,6 +295,7 @@ async fn start_and_supervise(
         booted,
         network,
         started: false,
+        oom_killed: false,
     };
     let record = match store.load(id) {
         Ok(r) => r,
@@ -346,6 +351,7 @@ async fn start_and_supervise(
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
         guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+        guest.set_container_resources(record.config.resources);
         guest.spawn(MAIN, &record.config.process).await
     };
     tracing::debug!("guest agent connected");
@@ -383,6 +389,7 @@ async fn start_and_supervise(
                 booted: Some(booted),
                 network,
                 started: true,
+                oom_killed: false,
             };
         }
     };
@@ -424,6 +431,11 @@ async fn start_and_supervise(
         }
     };
     tracing::debug!("main process ended: {exit:?}");
+    let (exit, oom_killed) = if exit.reason.is_none() {
+        oom_check(&*guest, exit, &record.config.resources).await
+    } else {
+        (exit, false)
+    };
     // Output already produced is still delivered; a dead VM produces no more.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while pumps.join_next().await.is_some() {}
@@ -434,6 +446,7 @@ async fn start_and_supervise(
         booted: Some(booted),
         network,
         started: true,
+        oom_killed,
     }
 }
 
@@ -455,6 +468,7 @@ async fn hold(
         booted,
         network: None,
         started: false,
+        oom_killed: false,
     };
     let record = match store.load(id) {
         Ok(r) => r,
@@ -514,6 +528,45 @@ async fn hold(
         why = booted.vm.wait() => fault(format!("the VM exited unexpectedly: {}", why.0)),
     };
     fail(exit, Some(booted))
+}
+
+/// Asks the guest whether its OOM killer hit the container (the cgroup's `oom_kill` count,
+/// which counts cgroup and guest-wide OOM kills alike). A main process killed that way gets
+/// a reason saying so.
+async fn oom_check(
+    guest: &dyn Guest,
+    exit: ExitInfo,
+    limits: &crate::resources::ResourceLimits,
+) -> (ExitInfo, bool) {
+    let kills = match tokio::time::timeout(Duration::from_secs(5), guest.stats()).await {
+        Ok(Ok(s)) => s.oom_kills,
+        Ok(Err(e)) => {
+            tracing::warn!("cannot read the container's OOM count: {e}");
+            0
+        }
+        Err(_) => {
+            tracing::warn!("the guest did not report the container's OOM count in time");
+            0
+        }
+    };
+    if kills == 0 {
+        return (exit, false);
+    }
+    if exit.code != 128 + libc::SIGKILL {
+        return (exit, true);
+    }
+    let limit = match limits.memory_bytes {
+        Some(b) => format!("its memory limit ({} MiB)", b.div_ceil(1 << 20)),
+        None => "the VM's memory (no -m limit)".to_string(),
+    };
+    let reason = format!("the container ran out of memory: it reached {limit} and was OOM-killed");
+    (
+        ExitInfo {
+            code: exit.code,
+            reason: Some(reason),
+        },
+        true,
+    )
 }
 
 /// Takes every volume the container mounts (each once, in first-use order) and returns

@@ -1,5 +1,5 @@
-//! One client connection to the monitor: attach, wait-started, exec, kill, stop or a copy
-//! (`copy.rs`).
+//! One client connection to the monitor: attach, wait-started, exec, kill, stop, stats or a
+//! copy (`copy.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -52,6 +52,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             source,
             preserve_owner,
         } => super::copy::copy_in(&shared, &mut rd, &mut wr, &path, source, preserve_owner).await,
+        Request::Stats => {
+            let reply = match running_guest(&shared, "get statistics") {
+                Ok(g) => match g.stats().await {
+                    Ok(s) => Frame::Stats(Box::new(s)),
+                    Err(e) => Frame::Error(ExitInfo {
+                        code: crate::EXIT_RUNTIME_FAULT,
+                        reason: Some(format!("container statistics: {e}")),
+                    }),
+                },
+                Err(info) => Frame::Error(info),
+            };
+            write_frame(&mut wr, &reply).await
+        }
         Request::Stop { timeout_secs } => {
             let _ = shared.stop.send(timeout_secs);
             let info = ended(&shared).await;

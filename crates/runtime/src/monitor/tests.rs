@@ -2,7 +2,8 @@
 //! processes behave by their argv[0]:
 //! `echo ARGS…`, `exit N` (writes "bye" to stderr), `missing` (127), `noexec` (126),
 //! `cat` (stdin to stdout), `sleep` (until signalled), `stubborn` (ignores SIGTERM), `yes`
-//! (output until signalled), `sink` (exit 0 if stdin was `good tar`, else 1 and a reason).
+//! (output until signalled), `sink` (exit 0 if stdin was `good tar`, else 1 and a reason),
+//! `oom` (counted as an OOM kill, then killed by SIGKILL).
 //! Its copies run as such processes: copy-out of `/endless` is `yes`, of `/fail` is
 //! `exit 1`, of anything else `echo tar-of PATH`; a copy-in is `sink`.
 
@@ -21,8 +22,10 @@ use crate::backend::{BootError, GuestError, GuestMount, GuestNetwork, ProcessOut
 use crate::client;
 use crate::container::{create, CreateRequest};
 use crate::protocol::Request;
+use crate::resources::ResourceLimits;
 use crate::spec::{ImageConfig, ProcessOptions, ProcessSpec};
 use crate::state::VmOptions;
+use crate::stats::Sample;
 
 struct Proc {
     stdin: Option<mpsc::UnboundedSender<Option<Bytes>>>,
@@ -36,6 +39,10 @@ struct FakeGuest {
     shut_down: Arc<Notify>,
     /// Ids of processes released (deleted in the guest), in order.
     released: Arc<Mutex<Vec<String>>>,
+    /// The limits the container was created with.
+    resources: Arc<Mutex<Option<ResourceLimits>>>,
+    /// Processes killed by the "OOM killer".
+    oom_kills: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[async_trait]
@@ -51,6 +58,18 @@ impl Guest for FakeGuest {
         Ok(())
     }
     fn set_container_mounts(&self, _: Vec<GuestMount>, _readonly_rootfs: bool, _privileged: bool) {}
+    fn set_container_resources(&self, limits: ResourceLimits) {
+        *self.resources.lock().unwrap() = Some(limits);
+    }
+    async fn stats(&self) -> Result<Sample, GuestError> {
+        Ok(Sample {
+            cpu_usage_usec: 42,
+            pids: self.procs.lock().unwrap().len() as u64,
+            memory_limit: self.resources.lock().unwrap().and_then(|r| r.memory_bytes),
+            oom_kills: self.oom_kills.load(std::sync::atomic::Ordering::SeqCst),
+            ..Default::default()
+        })
+    }
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let args = spec.args.clone();
         match args[0].as_str() {
@@ -71,6 +90,7 @@ impl Guest for FakeGuest {
         let (in_tx, mut in_rx) = mpsc::unbounded_channel::<Option<Bytes>>();
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel::<i32>();
         let (exit_tx, exit) = watch::channel(None);
+        let oom_kills = self.oom_kills.clone();
         tokio::spawn(async move {
             let status = match args[0].as_str() {
                 "echo" => {
@@ -109,6 +129,10 @@ impl Guest for FakeGuest {
                         let _ = err_tx.send(Bytes::from_static(b"bad stream\n")).await;
                         ProcessExit::Code(1)
                     }
+                }
+                "oom" => {
+                    oom_kills.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ProcessExit::Signal(libc::SIGKILL)
                 }
                 "stubborn" => loop {
                     match sig_rx.recv().await {
@@ -270,6 +294,7 @@ struct FakeBackend {
     fail_boot: bool,
     crash: Arc<Notify>,
     released: Arc<Mutex<Vec<String>>>,
+    resources: Arc<Mutex<Option<ResourceLimits>>>,
 }
 
 #[async_trait]
@@ -291,6 +316,7 @@ impl VmBackend for FakeBackend {
         }
         let guest = FakeGuest {
             released: self.released.clone(),
+            resources: self.resources.clone(),
             ..Default::default()
         };
         let vm = FakeVm {
@@ -319,6 +345,16 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn create(&self, args: &[&str], stdin: bool, rm: bool) -> String {
+        self.create_limited(args, stdin, rm, ResourceLimits::default())
+    }
+
+    fn create_limited(
+        &self,
+        args: &[&str],
+        stdin: bool,
+        rm: bool,
+        resources: ResourceLimits,
+    ) -> String {
         let req = CreateRequest {
             name: None,
             image: "test:latest".into(),
@@ -340,6 +376,7 @@ impl Fixture {
             publish: Vec::new(),
             mounts: Vec::new(),
             read_only: false,
+            resources,
             hostname: None,
             dns: Default::default(),
             extra_hosts: Vec::new(),
@@ -729,6 +766,56 @@ async fn copies_are_relayed_and_their_helpers_always_released() {
         .await
         .unwrap();
     assert_eq!(mon.await.unwrap(), 137);
+}
+
+#[tokio::test]
+async fn stats_come_from_the_guest_while_running_only() {
+    let f = fixture();
+    let limits = ResourceLimits::from_flags(Some(0.5), Some(128 << 20), Some(10)).unwrap();
+    let id = f.create_limited(&["sleep"], false, false, limits);
+    let backend = FakeBackend::default();
+    let applied = backend.resources.clone();
+    let mon = f.spawn(&id, backend, false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+    // The container was created with the record's limits.
+    assert_eq!(*applied.lock().unwrap(), Some(limits));
+    let sample = client::stats(&f.store, &id).await.unwrap();
+    assert_eq!(sample.cpu_usage_usec, 42);
+    assert_eq!(sample.memory_limit, Some(128 << 20));
+    assert_eq!(sample.pids, 1);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::Kill { signal: 9 })
+        .await
+        .unwrap();
+    assert_eq!(mon.await.unwrap(), 137);
+    let rec = f.store.load(&id).unwrap();
+    assert!(!rec.oom_killed, "a plain SIGKILL is not an OOM kill");
+    assert_eq!(rec.exit_reason, None);
+    assert!(matches!(
+        client::stats(&f.store, &id).await,
+        Err(client::ClientError::NotRunning(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_oom_killed_main_process_is_recorded_with_a_reason() {
+    let f = fixture();
+    let limits = ResourceLimits::from_flags(None, Some(128 << 20), None).unwrap();
+    let id = f.create_limited(&["oom"], false, false, limits);
+    let mon = f.spawn(&id, FakeBackend::default(), true);
+    let (r, _, _) = f.attach(&id, None).await;
+    let info = r.unwrap();
+    assert_eq!(info.code, 137);
+    let reason = info.reason.unwrap();
+    assert!(
+        reason.contains("out of memory") && reason.contains("128 MiB"),
+        "{reason}"
+    );
+    assert_eq!(mon.await.unwrap(), 137);
+    let rec = f.store.load(&id).unwrap();
+    assert!(rec.oom_killed);
+    assert_eq!(rec.exit_code, Some(137));
 }
 
 #[tokio::test]

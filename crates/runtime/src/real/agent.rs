@@ -10,7 +10,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::backend::{Guest, GuestError, GuestMount, GuestNetwork, ProcessExit, ProcessOutput};
+use crate::resources::{ResourceLimits, CPU_PERIOD_US};
 use crate::spec::ProcessSpec;
+use crate::stats::Sample;
 
 /// Where the container's root filesystem is mounted inside the VM.
 pub const ROOTFS_TARGET: &str = "/run/container/rootfs";
@@ -24,6 +26,8 @@ pub struct AgentGuest {
     handles: Mutex<HashMap<String, agent::ProcessHandle>>,
     /// How the first process creates the container.
     container_setup: Mutex<ContainerSetup>,
+    /// cgroup limits for the container's creation.
+    resources: Mutex<ResourceLimits>,
     stdins: Mutex<HashMap<String, Stdin>>,
 }
 
@@ -86,6 +90,7 @@ impl AgentGuest {
             container: container.to_string(),
             handles: Mutex::new(HashMap::new()),
             container_setup: Mutex::default(),
+            resources: Mutex::new(ResourceLimits::default()),
             stdins: Mutex::new(HashMap::new()),
         }
     }
@@ -96,6 +101,27 @@ impl AgentGuest {
             .ok()
             .and_then(|h| h.get(id).copied())
             .ok_or_else(|| GuestError::NoProcess(id.to_string()))
+    }
+
+    /// Writes the container's cgroup limits in the guest (nothing when there are none).
+    async fn apply_resources(&self, limits: &ResourceLimits) -> Result<(), GuestError> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let quota = limits.cpu_quota_us();
+        let r = agent::Resources {
+            container: self.container.clone(),
+            memory_max: limits.memory_bytes,
+            cpu_quota_us: quota,
+            cpu_period_us: quota.map(|_| CPU_PERIOD_US),
+            pids_max: limits.pids_limit,
+        };
+        self.client.update_resources(r).await.map_err(|e| {
+            GuestError::Other(format!(
+                "set the container's resource limits: {}",
+                map_err(e)
+            ))
+        })
     }
 
     fn stdin(&self, id: &str) -> Option<Stdin> {
@@ -185,6 +211,21 @@ impl Guest for AgentGuest {
         }
     }
 
+    fn set_container_resources(&self, limits: ResourceLimits) {
+        if let Ok(mut r) = self.resources.lock() {
+            *r = limits;
+        }
+    }
+
+    async fn stats(&self) -> Result<Sample, GuestError> {
+        let s = self
+            .client
+            .stats(Some(self.container.clone()))
+            .await
+            .map_err(map_err)?;
+        Ok(Sample::from_agent(&s))
+    }
+
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
         let setup = match (first, self.container_setup.lock()) {
@@ -227,6 +268,14 @@ impl Guest for AgentGuest {
         }
         if let Ok(mut hs) = self.handles.lock() {
             hs.insert(id.to_string(), h);
+        }
+        if first {
+            // The container (and its cgroup) exists now; its process has not run yet.
+            let limits = self.resources.lock().map(|r| *r).unwrap_or_default();
+            if let Err(e) = self.apply_resources(&limits).await {
+                let _ = self.client.delete(h).await;
+                return Err(e);
+            }
         }
         if let Err(e) = self.client.start(h).await {
             let _ = self.client.delete(h).await;
