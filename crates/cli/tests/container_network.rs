@@ -12,9 +12,9 @@ use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::images::{self, LayerBuilder, LayoutWriter};
+use common::images;
 use common::netns::Netns;
-use common::{Cli, Run};
+use common::{vm, Run};
 use serde_json::json;
 
 const IMAGE: &str = "localhost/net-test:1";
@@ -26,73 +26,47 @@ fn image_tar() -> &'static Path {
     TAR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("net-image");
         let _ = std::fs::remove_dir_all(&dir);
-        let mut layers = images::busybox_layers();
-        let mut extra = LayerBuilder::new();
-        for applet in [
+        let applets = [
             "ip", "httpd", "nc", "nslookup", "sleep", "cat", "grep", "mkfifo", "wc", "dd",
             "timeout",
-        ] {
-            extra = extra.symlink(&format!("bin/{applet}"), "busybox");
-        }
-        layers.push(
-            extra
-                .dir("www", 0o755, 0, 0)
+        ];
+        let layers = images::busybox_with(&applets, |l| {
+            l.dir("www", 0o755, 0, 0)
                 .file("www/index.html", PAGE.as_bytes(), 0o644, 0, 0)
-                .finish(),
-        );
-        let config = json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
-                "ExposedPorts": {"80/tcp": {}},
-            },
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
         });
-        let w = LayoutWriter::new(&dir.join("layout"));
-        let manifest = w.image(&config, &layers);
-        let layout = w.finish(IMAGE, manifest);
-        let tar = dir.join("image.tar");
-        common::tool(
-            "tar",
-            &["-C", layout.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."],
-        );
-        tar
+        let config = json!({
+            "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
+            "ExposedPorts": {"80/tcp": {}},
+        });
+        images::archive(&dir, IMAGE, &layers, config)
     })
 }
 
-/// A fresh root whose commands all run in the namespace `ns`; containers force-deleted on drop.
+/// The shared VM test environment (fresh root; every command in the namespace `ns`) with this
+/// file's image; containers force-deleted on drop.
 struct Env {
-    cli: Cli,
-    ns: Netns,
+    vm: vm::Env,
 }
 
 impl Env {
     fn new(tag: &str) -> Env {
-        let ns = Netns::new(tag);
-        let mut cli = Cli::new();
-        cli.in_netns(&ns.name);
-        let shared = common::shared_root();
-        std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
-        std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
-        let env = Env { cli, ns };
-        env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
+        let vm = vm::Env::tagged(tag, false);
+        vm.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
             .ok();
-        env
+        Env { vm }
+    }
+
+    fn ns(&self) -> &Netns {
+        &self.vm.netns
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let o = self.cli.command(args).output().expect("run container");
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
-        }
+        self.vm.run(args)
     }
 
     fn inspect(&self, name: &str) -> serde_json::Value {
-        self.run(&["inspect", name]).ok().json()[0].clone()
+        self.vm.inspect(name)
     }
 
     /// The container's first address without prefix.
@@ -106,7 +80,7 @@ impl Env {
     fn host_get(&self, url: &str) -> String {
         let mut last = String::new();
         retry(|| {
-            let (ok, out) = self.ns.exec("curl", &["-sSf", "-m", "3", url]);
+            let (ok, out) = self.ns().exec("curl", &["-sSf", "-m", "3", url]);
             last = out.clone();
             ok.then_some(out)
         })
@@ -148,23 +122,11 @@ impl Env {
     }
 
     fn links(&self) -> String {
-        self.ns.ip(&["-o", "link"])
+        self.ns().ip(&["-o", "link"])
     }
 
     fn tables(&self) -> String {
-        self.ns.exec("nft", &["list", "tables"]).1
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.run(&["list", "-a", "-q"]).stdout;
-        let ids: Vec<&str> = ids.lines().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["delete", "-f"];
-            args.extend(ids);
-            self.run(&args);
-        }
+        self.ns().exec("nft", &["list", "tables"]).1
     }
 }
 
@@ -238,7 +200,7 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     const BULK: usize = 4 << 20;
     env.bulk_listen("web", 5001);
     let send = format!("head -c {BULK} /dev/zero | timeout 60 busybox nc {ip} 5001");
-    retry(|| env.ns.exec("sh", &["-c", &send]).0.then_some(()))
+    retry(|| env.ns().exec("sh", &["-c", &send]).0.then_some(()))
         .expect("host → web bulk send refused, or stalled past 60 s");
     assert_eq!(env.bulk_received("web", 5001), BULK, "host → container");
     env.bulk_listen("web", 5002);
@@ -330,7 +292,7 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
         env.tables()
     );
     let (listening, out) = env
-        .ns
+        .ns()
         .exec("curl", &["-sS", "-m", "2", "http://127.0.0.1:18080/"]);
     assert!(
         !listening && out.contains("(7)"),
@@ -439,13 +401,14 @@ impl Drop for Upstream {
 fn internal_networks_have_no_egress_while_the_default_one_does() {
     let env = Env::new("egress");
     let upstream = Netns::new("up");
-    env.ns.ip(&[
+    env.ns().ip(&[
         "link", "add", "veth-h", "type", "veth", "peer", "name", "veth-u",
     ]);
-    env.ns
+    env.ns()
         .ip(&["link", "set", "veth-u", "netns", &upstream.name]);
-    env.ns.ip(&["addr", "add", "10.99.0.1/24", "dev", "veth-h"]);
-    env.ns.ip(&["link", "set", "veth-h", "up"]);
+    env.ns()
+        .ip(&["addr", "add", "10.99.0.1/24", "dev", "veth-h"]);
+    env.ns().ip(&["link", "set", "veth-h", "up"]);
     upstream.ip(&["addr", "add", "10.99.0.2/24", "dev", "veth-u"]);
     upstream.ip(&["link", "set", "veth-u", "up"]);
     let www = tempfile::tempdir().unwrap();
@@ -549,7 +512,7 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
     // SAFETY: kill(2) of the monitor this test started (pid read from its record).
     unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
-    std::fs::remove_dir_all(env.cli.root().join("containers").join(&id)).unwrap();
+    std::fs::remove_dir_all(env.vm.cli.root().join("containers").join(&id)).unwrap();
     let report = env
         .run(&["system", "cleanup", "--format", "json"])
         .ok()

@@ -7,101 +7,44 @@
 
 mod common;
 
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use common::images::{self, LayoutWriter};
-use common::netns::Netns;
-use common::{Cli, Run};
+use common::images;
+use common::{vm, Cli, Run};
 use serde_json::json;
 
 const IMAGE: &str = "localhost/cp-test:1";
-const TIMEOUT: Duration = Duration::from_secs(180);
 /// An mtime that no file gets by accident (2001-09-09).
 const MTIME: i64 = 1_000_000_000;
 
+/// The shared VM test environment with this file's image, and a host directory to copy with.
 struct Env {
-    cli: Cli,
-    _netns: Netns,
+    vm: vm::Env,
     host: tempfile::TempDir,
 }
 
 impl Env {
     fn new() -> Env {
-        let mut cli = Cli::new();
-        let netns = Netns::new("cp");
-        cli.in_netns(&netns.name);
-        let shared = common::shared_root();
-        std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
-        std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
-        let env = Env {
-            cli,
-            _netns: netns,
-            host: tempfile::tempdir().unwrap(),
-        };
-        let tar = image_tar(env.host.path());
-        env.run(&["image", "load", "-i", tar.to_str().unwrap()])
+        let vm = vm::Env::new(false);
+        vm.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
             .ok();
-        env
+        Env {
+            vm,
+            host: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn run(&self, args: &[&str]) -> Run {
-        let (code, stdout, stderr) = self.raw(args, None);
-        Run {
-            code,
-            stdout: String::from_utf8_lossy(&stdout).into(),
-            stderr: String::from_utf8_lossy(&stderr).into(),
-        }
+        self.vm.run(args)
     }
 
-    /// Runs `container ARGS…` with optional stdin bytes; bounded by [`TIMEOUT`].
+    /// Runs `container ARGS…` with optional stdin bytes; bounded by [`vm::TIMEOUT`].
     fn raw(&self, args: &[&str], input: Option<Vec<u8>>) -> (i32, Vec<u8>, Vec<u8>) {
-        let mut cmd = self.cli.command(args);
-        if input.is_some() {
-            cmd.stdin(Stdio::piped());
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(data) = input {
-            let mut stdin = child.stdin.take().unwrap();
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&data);
-            });
-        }
-        let (mut o, mut e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-        let to = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = o.read_to_end(&mut v);
-            v
-        });
-        let te = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = e.read_to_end(&mut v);
-            v
-        });
-        let deadline = Instant::now() + TIMEOUT;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("container {args:?} did not finish within {TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        (
-            status.code().unwrap_or(-1),
-            to.join().unwrap(),
-            te.join().unwrap(),
-        )
+        self.vm.run_bytes(args, input)
     }
 
     fn sh(&self, script: &str) -> String {
@@ -117,45 +60,18 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.run(&["list", "-a", "-q"]).stdout;
-        let ids: Vec<&str> = ids.lines().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["delete", "-f"];
-            args.extend(ids);
-            self.run(&args);
-        }
-    }
-}
-
 /// The busybox test image, running as root, with `sleep` as its command.
-fn image_tar(dir: &Path) -> PathBuf {
-    let layers = images::busybox_layers();
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
+fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cp-image");
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = json!({
             "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
             "Cmd": ["sleep", "600"],
-        },
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
-    });
-    let w = LayoutWriter::new(&dir.join("layout"));
-    let manifest = w.image(&config, &layers);
-    let layout = w.finish(IMAGE, manifest);
-    let tar = dir.join("image.tar");
-    common::tool(
-        "tar",
-        &[
-            "-C",
-            layout.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-    );
-    tar
+        });
+        images::archive(&dir, IMAGE, &images::busybox_layers(), config)
+    })
 }
 
 fn set_mtime(p: &Path) {

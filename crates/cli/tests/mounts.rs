@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::images::{self, LayoutWriter};
+use common::images;
 use common::vm::{Env, IMAGE};
 use serde_json::json;
 
@@ -134,22 +134,9 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
     // An image declaring `VOLUME /vol`.
     let dir = tempfile::tempdir().unwrap();
     let layers = images::busybox_layers();
-    let mut config = images::busybox_config("amd64", &layers);
-    config["config"]["Volumes"] = json!({"/vol/": {}});
-    let w = LayoutWriter::new(&dir.path().join("layout"));
-    let manifest = w.image(&config, &layers);
-    let layout = w.finish("localhost/volume-test:1", manifest);
-    let tar = dir.path().join("image.tar");
-    common::tool(
-        "tar",
-        &[
-            "-C",
-            layout.to_str().unwrap(),
-            "-cf",
-            tar.to_str().unwrap(),
-            ".",
-        ],
-    );
+    let mut config = images::busybox_config("amd64", &layers)["config"].clone();
+    config["Volumes"] = json!({"/vol/": {}});
+    let tar = images::archive(dir.path(), "localhost/volume-test:1", &layers, config);
     env.run(&["image", "load", "-i", tar.to_str().unwrap()])
         .ok();
 

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::images::{self, LayerBuilder, LayoutWriter};
+use common::images;
 use common::{vm, Run};
 use serde_json::{json, Value};
 
@@ -26,38 +26,14 @@ fn image_tar() -> &'static Path {
     TAR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("stats-image");
         let _ = std::fs::remove_dir_all(&dir);
-        let mut layers = images::busybox_layers();
-        let mut extra = LayerBuilder::new();
-        for applet in [
+        let applets = [
             "awk", "dd", "ping", "nproc", "grep", "head", "sync", "mount", "rm",
-        ] {
-            extra = extra.symlink(&format!("bin/{applet}"), "busybox");
-        }
-        layers.push(extra.finish());
+        ];
         let config = json!({
-            "architecture": "amd64",
-            "os": "linux",
-            "config": {
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Cmd": ["sh"],
-            },
-            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
         });
-        let w = LayoutWriter::new(&dir.join("layout"));
-        let manifest = w.image(&config, &layers);
-        let layout = w.finish(IMAGE, manifest);
-        let tar = dir.join("image.tar");
-        common::tool(
-            "tar",
-            &[
-                "-C",
-                layout.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ],
-        );
-        tar
+        images::archive(&dir, IMAGE, &images::busybox_with(&applets, |l| l), config)
     })
 }
 

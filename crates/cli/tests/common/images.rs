@@ -388,3 +388,49 @@ pub fn to_docker_archive(image: &TestImage, path: &Path, name: &str) {
         ],
     );
 }
+
+/// The busybox test layers plus one layer linking more busybox `applets` into `/bin` (and
+/// whatever `extra` adds to that layer).
+pub fn busybox_with(
+    applets: &[&str],
+    extra: impl FnOnce(LayerBuilder) -> LayerBuilder,
+) -> Vec<Layer> {
+    let mut layers = busybox_layers();
+    let mut top = LayerBuilder::new();
+    for applet in applets {
+        top = top.symlink(&format!("bin/{applet}"), "busybox");
+    }
+    layers.push(extra(top).finish());
+    layers
+}
+
+/// An OCI layout under `dir` holding one amd64 image of `layers` whose config's `config`
+/// object is `config`, tagged `reference`.
+pub fn layout(dir: &Path, reference: &str, layers: &[Layer], config: Value) -> PathBuf {
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(Layer::diff_id).collect::<Vec<_>>()},
+    });
+    let w = LayoutWriter::new(dir);
+    let manifest = w.image(&config, layers);
+    w.finish(reference, manifest)
+}
+
+/// [`layout`] under `dir/layout`, archived as `dir/image.tar` for `image load -i`.
+pub fn archive(dir: &Path, reference: &str, layers: &[Layer], config: Value) -> PathBuf {
+    let layout = layout(&dir.join("layout"), reference, layers, config);
+    let tar = dir.join("image.tar");
+    super::tool(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            tar.to_str().unwrap(),
+            ".",
+        ],
+    );
+    tar
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::images::{self, LayerBuilder, LayoutWriter};
+use super::images;
 use super::netns::Netns;
 use super::{Cli, Run};
 
@@ -23,80 +23,81 @@ pub struct Env {
     /// The CLI on the fresh root.
     pub cli: Cli,
     /// Containers join the default network: each test runs in its own namespace.
-    _netns: Netns,
+    pub netns: Netns,
 }
 
-/// The test image as an OCI layout tarball: the busybox test layers plus a layer with more
-/// applets and a non-executable script; config with Env, Cmd, WorkingDir and User.
+/// The test image as an OCI archive: the busybox test layers plus a layer with more applets
+/// and a non-executable script; config with Env, Cmd, WorkingDir and User.
 pub fn image_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-image");
         let _ = std::fs::remove_dir_all(&dir);
-        let layout = build_image(&dir.join("layout"));
-        let tar = dir.join("image.tar");
-        super::tool(
-            "tar",
-            &[
-                "-C",
-                layout.to_str().unwrap(),
-                "-cf",
-                tar.to_str().unwrap(),
-                ".",
-            ],
-        );
-        tar
+        images::archive(&dir, IMAGE, &layers(), config())
     })
 }
 
+/// The test image as an OCI layout at `layout` (to push to a registry).
 pub fn build_image(layout: &Path) -> PathBuf {
-    let mut layers = images::busybox_layers();
-    let mut extra = LayerBuilder::new();
-    for applet in [
+    images::layout(layout, IMAGE, &layers(), config())
+}
+
+fn layers() -> Vec<images::Layer> {
+    let applets = [
         "uname", "grep", "tty", "stty", "hostname", "pwd", "kill", "head", "mount",
-    ] {
-        extra = extra.symlink(&format!("bin/{applet}"), "busybox");
-    }
-    let extra = extra
-        .file("bin/notexec.sh", b"#!/bin/sh\necho no\n", 0o644, 0, 0)
-        .finish();
-    layers.push(extra);
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TESTVAR=hello", "OVERRIDE=image"],
-            "Cmd": ["sh", "-c", "echo default cmd; id -u; pwd; echo $TESTVAR"],
-            "WorkingDir": "/data",
-            "User": "1000:1000",
-        },
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
-    });
-    let w = LayoutWriter::new(layout);
-    let manifest = w.image(&config, &layers);
-    w.finish(IMAGE, manifest)
+    ];
+    images::busybox_with(&applets, |l| {
+        l.file("bin/notexec.sh", b"#!/bin/sh\necho no\n", 0o644, 0, 0)
+    })
+}
+
+fn config() -> serde_json::Value {
+    json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TESTVAR=hello", "OVERRIDE=image"],
+        "Cmd": ["sh", "-c", "echo default cmd; id -u; pwd; echo $TESTVAR"],
+        "WorkingDir": "/data",
+        "User": "1000:1000",
+    })
 }
 
 /// Everything `container` runs in tests must end: a hung VM fails the test instead of the suite.
 pub const TIMEOUT: Duration = Duration::from_secs(180);
 
-pub fn wait_output(mut cmd: Command) -> Run {
+/// Runs `cmd` to its end (killed and failed after [`TIMEOUT`]), capturing its output.
+pub fn wait_output(cmd: Command) -> Run {
+    let (code, stdout, stderr) = wait_bytes(cmd, None);
+    Run {
+        code,
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    }
+}
+
+/// [`wait_output`] with `input` fed to its stdin, output as bytes.
+pub fn wait_bytes(mut cmd: Command, input: Option<Vec<u8>>) -> (i32, Vec<u8>, Vec<u8>) {
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn container");
-    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        });
+    }
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let t_out = drain(Box::new(child.stdout.take().unwrap()));
+    let t_err = drain(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + TIMEOUT;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -108,23 +109,28 @@ pub fn wait_output(mut cmd: Command) -> Run {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: t_out.join().unwrap(),
-        stderr: t_err.join().unwrap(),
-    }
+    (
+        status.code().unwrap_or(-1),
+        t_out.join().unwrap(),
+        t_err.join().unwrap(),
+    )
 }
 
 impl Env {
     /// A fresh root with the kernel linked in and, if `load`, the test image loaded.
     pub fn new(load: bool) -> Env {
+        Env::tagged("run", load)
+    }
+
+    /// [`Env::new`] with the network namespace's name starting with `tag`.
+    pub fn tagged(tag: &str, load: bool) -> Env {
         let mut cli = Cli::new();
-        let netns = Netns::new("run");
+        let netns = Netns::new(tag);
         cli.in_netns(&netns.name);
         let shared = super::shared_root();
         std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
         std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
-        let env = Env { cli, _netns: netns };
+        let env = Env { cli, netns };
         if load {
             env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
                 .ok();
@@ -137,24 +143,18 @@ impl Env {
     }
 
     pub fn run_stdin(&self, args: &[&str], input: &'static str) -> Run {
-        let mut cmd = self.cli.command(args);
-        cmd.stdin(Stdio::piped());
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        std::thread::spawn(move || {
-            use std::io::Write;
-            let _ = stdin.write_all(input.as_bytes());
-        });
-        let o = child.wait_with_output().unwrap();
+        let (code, stdout, stderr) =
+            wait_bytes(self.cli.command(args), Some(input.as_bytes().to_vec()));
         Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into(),
-            stderr: String::from_utf8_lossy(&o.stderr).into(),
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into(),
+            stderr: String::from_utf8_lossy(&stderr).into(),
         }
+    }
+
+    /// `container ARGS…` with `input` on stdin, output as bytes (tar streams).
+    pub fn run_bytes(&self, args: &[&str], input: Option<Vec<u8>>) -> (i32, Vec<u8>, Vec<u8>) {
+        wait_bytes(self.cli.command(args), input)
     }
 
     pub fn inspect(&self, name: &str) -> serde_json::Value {
