@@ -68,6 +68,8 @@ pub struct Features {
     pub vsock: bool,
     /// virtiofs shares.
     pub virtiofs: bool,
+    /// The virtio balloon (free page reporting gives freed guest memory back to the host).
+    pub balloon: bool,
 }
 
 /// The driver modules (without their dependencies) for a set of features. `virtio_mmio`, the
@@ -88,6 +90,9 @@ pub fn required(features: Features) -> Vec<&'static str> {
     }
     if features.virtiofs {
         names.push("virtiofs");
+    }
+    if features.balloon {
+        names.push("virtio_balloon");
     }
     names
 }
@@ -336,11 +341,13 @@ mod tests {
                 net: true,
                 vsock: true,
                 virtiofs: true,
+                balloon: true,
             }))
             .unwrap();
         let unique: BTreeSet<_> = names(&all).into_iter().collect();
         assert_eq!(unique.len(), all.len(), "each module once");
         assert!(position(&all, "vsock") < position(&all, "vmw_vsock_virtio_transport"));
+        assert!(position(&all, "virtio_ring") < position(&all, "virtio_balloon"));
         // Built in: resolves to nothing, not an error.
         assert!(index.resolve(&["ext4"]).unwrap().is_empty());
         let err = index.resolve(&["no_such_module"]).unwrap_err();

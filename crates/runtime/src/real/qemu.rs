@@ -1,5 +1,5 @@
 //! [`VmBackend`] on QEMU `microvm` from the `vmm` crate: kernel from the kernel store (or `-k`),
-//! modules for block + virtio-serial, the cached init filesystem with vminitd, the container's
+//! modules for block + virtio-serial (+ the memory balloon), the cached init filesystem with vminitd, the container's
 //! qcow2 overlay as `/dev/vda`, the agent's virtio-serial port on `<dir>/agent.sock`.
 //!
 //! QEMU's blocking process API runs on one dedicated thread per VM, which is also the thread
@@ -24,6 +24,18 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
 /// is not cut off forever.
 const HANDSHAKE_FIRST: Duration = Duration::from_millis(250);
 const HANDSHAKE_MAX: Duration = Duration::from_secs(4);
+
+/// Set (to anything but empty or `0`) to boot VMs without the memory balloon, so freed guest
+/// memory stays with QEMU. Only for measuring what the balloon saves (bench/memory.sh).
+const NO_BALLOON_ENV: &str = "CONTAINER_NO_BALLOON";
+
+/// Whether VMs get the free-page-reporting balloon (see [`NO_BALLOON_ENV`]).
+fn balloon_enabled() -> bool {
+    match std::env::var_os(NO_BALLOON_ENV) {
+        Some(v) => v.is_empty() || v == "0",
+        None => true,
+    }
+}
 
 /// Boots container VMs with QEMU.
 pub struct QemuBackend {
@@ -75,11 +87,13 @@ impl QemuBackend {
                     "vminitd not found: set CONTAINER_VMINITD or build it with scripts/setup.sh",
                 )
             })?;
+        let balloon = balloon_enabled();
         let features = vmm::Features {
             block: true,
             console: true,
             net: !req.nets.is_empty(),
             virtiofs: !req.shares.is_empty(),
+            balloon,
             ..Default::default()
         };
         let modules = vmm::modules::resolve(
@@ -92,6 +106,7 @@ impl QemuBackend {
             .build_cached(&self.root.join("initfs"))
             .map_err(boot_src("init filesystem"))?;
         let mut cfg = vmm::VmConfig::new(kernel.vmlinux.clone(), initfs, req.console_log.clone());
+        cfg.balloon = balloon;
         let qemu = cfg.qemu.clone();
         let forced = match &req.options.accel {
             Some(a) => Some(a.parse::<vmm::Accel>().map_err(boot_src("--accel"))?),
