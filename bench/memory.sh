@@ -4,10 +4,10 @@
 # (CONTAINER_NO_BALLOON=1), side by side.
 #
 # For each mode and run: `container run -d --network none --tmpfs /t:size=300m IMAGE sleep …`,
-#   (a) idle:   PSS once it is stable after boot,
+#   (a) idle:   PSS once it is stable after boot (no change over 4 s),
 #   (b) filled: right after `dd if=/dev/zero of=/t/fill bs=1M count=256` in the guest (tmpfs
 #               pages are guest memory the guest really touched),
-#   (c) freed:  after `rm /t/fill`, once PSS is stable again (at most 30 s),
+#   (c) freed:  after `rm /t/fill`, once PSS is stable again (4 s; at most 30 s),
 # where PSS is summed over the container's monitor process and all its descendants (QEMU, and
 # virtiofsd when there are bind mounts), from /proc/PID/smaps_rollup. QEMU's part is split into
 # guest RAM, the TCG translation cache and the rest (its code, the mapped kernel and initfs,
@@ -51,59 +51,69 @@ pss() {
     done
     echo "$t"
 }
-# QEMU $1's PSS split: "guest_ram_kib tcg_cache_kib rest_kib". Guest RAM is the mapping of the
-# VM's memory size ($2 MiB); the translation cache is QEMU's only rwx mapping.
+# QEMU $1's PSS split: "guest_ram tcg_cache boot_files rest" in KiB. Guest RAM is the mapping of
+# the VM's memory size ($2 MiB); the translation cache is QEMU's only rwx mapping; boot files are
+# the kernel and initfs QEMU keeps mapped (from the state root's kernels/ and initfs/).
 split() {
-    awk -v ram=$(($2 * 1024)) '
-        /^[0-9a-f]+-[0-9a-f]+ / { kind = ($2 == "rwxp") ? "tcg" : "rest" }
+    awk -v ram=$(($2 * 1024)) -v root="$ROOT" '
+        /^[0-9a-f]+-[0-9a-f]+ / {
+            kind = "rest"
+            if ($2 == "rwxp") kind = "tcg"
+            if (index($6, root "/kernels/") == 1 || index($6, root "/initfs/") == 1) kind = "boot"
+        }
         /^Size:/ { if ($2 == ram) kind = "ram" }
         /^Pss:/ { s[kind] += $2 }
-        END { printf "%d %d %d\n", s["ram"], s["tcg"], s["rest"] }' /proc/"$1"/smaps
+        END { printf "%d %d %d %d\n", s["ram"], s["tcg"], s["boot"], s["rest"] }' /proc/"$1"/smaps
 }
-# PSS once two samples 1 s apart differ by at most 2 MiB (or after $2 s).
+# PSS once it has not moved by more than 2 MiB over 4 s (or after $2 s): the guest reports free
+# memory 2 s after it is freed, so shorter quiet spells prove nothing.
 settled() {
-    local last now end=$((SECONDS + $2))
-    last=$(pss "$1")
+    local end=$((SECONDS + $2)) hist=() now lo hi v
     while true; do
-        sleep 1
         now=$(pss "$1")
-        if [ $((now > last ? now - last : last - now)) -le 2048 ] || [ $SECONDS -ge $end ]; then
-            echo "$now"
-            return
+        hist+=("$now")
+        if [ ${#hist[@]} -ge 5 ]; then
+            lo=$now; hi=$now
+            for v in "${hist[@]: -5}"; do
+                [ "$v" -lt "$lo" ] && lo=$v
+                [ "$v" -gt "$hi" ] && hi=$v
+            done
+            if [ $((hi - lo)) -le 2048 ]; then echo "$now"; return; fi
         fi
-        last=$now
+        if [ $SECONDS -ge $end ]; then echo "$now"; return; fi
+        sleep 1
     done
 }
 
-# One run of mode $1 (balloon|noballoon); prints "idle filled freed qemu_ram qemu_tcg qemu_rest"
-# in KiB, the split taken when idle.
+# One run of mode $1 (balloon|noballoon); prints "idle filled freed ram tcg boot rest" in KiB,
+# the split of QEMU taken when idle.
 one() {
-    local env=() extra=() name="mem-$1" mon qemu a b c
+    local env=() extra=() name="mem-$1" mon qemu a b c r t k o
     [ "$1" = noballoon ] && env=(CONTAINER_NO_BALLOON=1)
     [ "${BENCH_BIND:-0}" = 1 ] && extra=(-v "$WORK/share:/share")
     env "${env[@]}" "$BIN" --root "$ROOT" run -d --name "$name" --network none \
         --tmpfs /t:size=300m "${extra[@]}" localhost/membench:1 sleep 1000000 >/dev/null
     mon=$(C inspect "$name" | jq -r '.[0].monitorPid')
     qemu=$(C inspect "$name" | jq -r '.[0].vmPid')
-    a=$(settled "$mon" 20)
-    read -r r t o < <(split "$qemu" 512)
+    a=$(settled "$mon" 30)
+    read -r r t k o < <(split "$qemu" 512)
     C exec "$name" busybox dd if=/dev/zero of=/t/fill bs=1M count=256 2>/dev/null
     b=$(pss "$mon")
     C exec "$name" busybox rm /t/fill
-    sleep 1
     c=$(settled "$mon" 30)
     C rm -f "$name" >/dev/null
-    echo "$a $b $c $r $t $o"
+    echo "$a $b $c $r $t $k $o"
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.0f", k/1024}'; }
-declare -A IDLE FILLED FREED RAM TCG REST
+declare -A IDLE FILLED FREED RAM TCG BOOT REST MON
 for i in $(seq "$RUNS"); do
     for mode in balloon noballoon; do
-        read -r a b c r t o < <(one "$mode")
+        read -r a b c r t k o < <(one "$mode")
         IDLE[$mode]+=" $a"; FILLED[$mode]+=" $b"; FREED[$mode]+=" $c"
-        RAM[$mode]+=" $r"; TCG[$mode]+=" $t"; REST[$mode]+=" $o"
+        RAM[$mode]+=" $r"; TCG[$mode]+=" $t"; BOOT[$mode]+=" $k"; REST[$mode]+=" $o"
+        MON[$mode]+=" $((a - r - t - k - o))"
         echo "run $i $mode: idle $(mib "$a") MiB, filled $(mib "$b") MiB, freed $(mib "$c") MiB" >&2
     done
 done
@@ -118,6 +128,8 @@ row "(b) after allocating 256 MiB in the guest" "${FILLED[balloon]}" "${FILLED[n
 row "(c) after freeing it" "${FREED[balloon]}" "${FREED[noballoon]}"
 row "  idle split: QEMU guest RAM" "${RAM[balloon]}" "${RAM[noballoon]}"
 row "  idle split: QEMU TCG translation cache" "${TCG[balloon]}" "${TCG[noballoon]}"
-row "  idle split: QEMU rest (code, kernel, initfs)" "${REST[balloon]}" "${REST[noballoon]}"
+row "  idle split: QEMU kernel + initfs mapped" "${BOOT[balloon]}" "${BOOT[noballoon]}"
+row "  idle split: QEMU rest (code, libs, heap)" "${REST[balloon]}" "${REST[noballoon]}"
+row "  idle split: monitor (+ virtiofsd)" "${MON[balloon]}" "${MON[noballoon]}"
 fb=$(median ${FILLED[balloon]}); cb=$(median ${FREED[balloon]}); ab=$(median ${IDLE[balloon]})
 awk -v a="$ab" -v b="$fb" -v c="$cb" 'BEGIN{printf "balloon: %.0f%% of the growth returned to the host\n", 100*(b-c)/(b-a)}'
