@@ -17,6 +17,7 @@ APT_PACKAGES=(
     iproute2 nftables    # networking (bridges, taps, NAT)
     libseccomp-dev libcap-ng-dev   # to build virtiofsd
     debootstrap          # bench/ext4.sh builds a Debian rootfs layer
+    iperf3               # bench/net-throughput.sh (inside the test containers and on the host)
     jq xz-utils zstd curl ca-certificates
 )
 

@@ -358,6 +358,25 @@ impl Client {
         self.call_ok(Request::Shutdown(Shutdown { reboot })).await
     }
 
+    /// Starts packing `req.path` of a container as a tar stream: read it from
+    /// [`Client::stdout`] of the returned handle, then [`Client::wait`] (a non-zero exit
+    /// means the stream is incomplete; [`Client::stderr`] says why) and [`Client::delete`].
+    pub async fn copy_out(&self, req: CopyOut) -> Result<CopyStarted, ClientError> {
+        match self.call(Request::CopyOut(req)).await? {
+            Response::CopyStarted(c) if c.stat.is_some() => Ok(c),
+            _ => Err(ClientError::UnexpectedReply { call: "copy_out" }),
+        }
+    }
+
+    /// Starts unpacking a tar stream into a container: write it to [`Client::stdin`] of the
+    /// returned handle and close it, then [`Client::wait`] and [`Client::delete`].
+    pub async fn copy_in(&self, req: CopyIn) -> Result<CopyStarted, ClientError> {
+        match self.call(Request::CopyIn(req)).await? {
+            Response::CopyStarted(c) => Ok(c),
+            _ => Err(ClientError::UnexpectedReply { call: "copy_in" }),
+        }
+    }
+
     /// Attaches the process's stdout (the pty output for a terminal process).
     pub fn stdout(&self, handle: ProcessHandle) -> OutputStream {
         self.attach(stream_id(handle, StdioStream::Stdout))

@@ -3,7 +3,9 @@
 //! [`Client`] and guest-side helpers ([`server`]). Transport-agnostic: anything that is
 //! `AsyncRead + AsyncWrite` carries it (virtio-serial through a QEMU unix socket in practice).
 
+pub mod caps;
 pub mod client;
+pub mod copy;
 pub mod error;
 pub mod frame;
 pub mod schema;

@@ -55,6 +55,14 @@ pub enum Request {
     UpdateResources(Resources),
     /// Sync, unmount everything and power the VM off (or reboot). Answered before it happens.
     Shutdown(Shutdown),
+    /// Start packing a path of a container as a tar stream; answered with
+    /// [`Response::CopyStarted`]. The tar flows on the helper's stdout stream (see
+    /// [`crate::copy`] for its naming rules); `Wait` on the handle tells whether it completed
+    /// (non-zero: the reason is on its stderr stream), `Delete` frees it.
+    CopyOut(CopyOut),
+    /// Start unpacking a tar stream into a container; answered with [`Response::CopyStarted`].
+    /// The host sends the tar on the helper's stdin stream, closes it, then `Wait`s.
+    CopyIn(CopyIn),
 }
 
 impl Request {
@@ -76,6 +84,8 @@ impl Request {
             Request::Stats(_) => "stats",
             Request::UpdateResources(_) => "update_resources",
             Request::Shutdown(_) => "shutdown",
+            Request::CopyOut(_) => "copy_out",
+            Request::CopyIn(_) => "copy_in",
         }
     }
 }
@@ -94,6 +104,8 @@ pub enum Response {
     Exited(ExitStatus),
     /// Resource usage.
     Stats(Stats),
+    /// A copy helper runs (see [`Request::CopyOut`], [`Request::CopyIn`]).
+    CopyStarted(CopyStarted),
 }
 
 /// Guest-wide configuration. Every field is optional; absent fields are left unchanged.
@@ -149,7 +161,9 @@ pub struct Mount {
     /// Filesystem type, e.g. `ext4`, `tmpfs`, `virtiofs`; `bind` for a bind mount.
     pub fstype: String,
     /// Options as in mount(8): flags (`ro`, `nosuid`, `nodev`, `noexec`, `noatime`, `rbind`, ...)
-    /// and filesystem data (`size=64m`, `mode=755`, ...).
+    /// and filesystem data (`size=64m`, `mode=755`, ...). One option of ours, for a container's
+    /// bind of a volume: `copyup` fills the still-empty source with the image's content at the
+    /// target first (docker's volume copy-up).
     #[serde(default)]
     pub options: Vec<String>,
 }
@@ -198,6 +212,10 @@ pub struct CreateProcess {
     /// Container creation only: extra mounts inside the container, targets relative to its `/`.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    /// Container creation only: leave `/proc` and `/sys` unmasked and writable (docker's
+    /// `--privileged`; the capability set is separate).
+    #[serde(default)]
+    pub privileged: bool,
     /// The process itself.
     pub process: ProcessSpec,
 }
@@ -229,9 +247,14 @@ pub struct ProcessSpec {
     /// Resource limits to set before exec.
     #[serde(default)]
     pub rlimits: Vec<Rlimit>,
-    /// Capability sets; absent means docker's default set.
+    /// Capability sets; absent means docker's rule over `capability_set`.
     #[serde(default)]
     pub capabilities: Option<Capabilities>,
+    /// When `capabilities` is absent: the container's set (docker's `--cap-add`/`--cap-drop`
+    /// result, see [`crate::caps::resolve`]); a root process gets it bounding, permitted and
+    /// effective, any other user only as its bounding set. Absent means docker's default set.
+    #[serde(default)]
+    pub capability_set: Option<Vec<String>>,
     /// Set `no_new_privs`.
     #[serde(default)]
     pub no_new_privileges: bool,
@@ -417,6 +440,78 @@ pub struct Shutdown {
     /// Reboot instead of power off.
     #[serde(default)]
     pub reboot: bool,
+}
+
+/// Copy a path out of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyOut {
+    /// Container id.
+    pub container: String,
+    /// Path inside the container, resolved in its mount namespace (rootfs, volumes, binds,
+    /// tmpfs); relative paths are taken from its `/`.
+    pub path: String,
+    /// When the path itself is a symlink, pack what it points to instead of the link.
+    #[serde(default)]
+    pub follow_link: bool,
+}
+
+/// Copy a tar stream into a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyIn {
+    /// Container id.
+    pub container: String,
+    /// Destination path inside the container as the user wrote it (a trailing `/` matters).
+    pub path: String,
+    /// What the stream holds, so the guest can apply docker's path rules; `None` for a raw
+    /// tar stream (`cp - c:/dir`), which is unpacked as is into the existing directory `path`.
+    #[serde(default)]
+    pub source: Option<CopySource>,
+    /// Keep the uids/gids of the archive; otherwise everything is owned by root (0:0).
+    #[serde(default)]
+    pub preserve_owner: bool,
+}
+
+/// The source of a copy, as the receiving side needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopySource {
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// The source path ended in `/.`: copy the directory's contents, not the directory.
+    #[serde(default)]
+    pub contents_only: bool,
+}
+
+/// Reply to `CopyOut`/`CopyIn`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyStarted {
+    /// Handle of the helper: its stdout (copy-out) or stdin (copy-in) carries the tar.
+    pub handle: ProcessHandle,
+    /// `CopyOut`: what the path is.
+    #[serde(default)]
+    pub stat: Option<PathStat>,
+}
+
+/// What a copied path is (docker's `X-Docker-Container-Path-Stat`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathStat {
+    /// Base name; the name of the tar's root entry.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `st_mode` (type and permission bits).
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// The target when the path is a symlink (and was not followed).
+    #[serde(default)]
+    pub link_target: String,
+}
+
+impl PathStat {
+    /// Whether the path is a directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == 0o040000
+    }
 }
 
 /// Which stdio stream of a process a [`crate::frame::Frame`] of kind `Data`/`Window` refers to.

@@ -87,6 +87,7 @@ async fn calls_errors_and_flow_controlled_stdio() {
         rootfs: None,
         hostname: None,
         readonly_rootfs: false,
+        privileged: false,
         mounts: vec![],
         process: ProcessSpec {
             args: vec![a.into()],

@@ -8,6 +8,7 @@ mod exit;
 mod global;
 mod image;
 mod network;
+mod output;
 mod progress;
 mod registry;
 mod rootfs;
@@ -58,14 +59,14 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            // Usage errors exit with 125 as docker's do; --help and --version exit 0.
-            let code = if err.use_stderr() {
-                exit::RUNTIME_FAULT
-            } else {
-                0
-            };
-            let _ = err.print();
-            std::process::exit(code);
+            // Usage errors exit with 125 as docker's do, on one line like every other error;
+            // --help and --version exit 0.
+            if !err.use_stderr() {
+                let _ = err.print();
+                std::process::exit(0);
+            }
+            eprintln!("Error: {}", exit::usage_line(&err.to_string()));
+            std::process::exit(exit::RUNTIME_FAULT);
         }
     };
     cli.global.init_logging();

@@ -3,11 +3,12 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Subcommand;
 use net::{Ipv4Net, NetworkSpec, Networks};
 
-use crate::global::{Format, GlobalOptions};
+use crate::global::GlobalOptions;
+use crate::output::{self, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container network`.
 #[derive(Debug, Subcommand)]
@@ -28,27 +29,12 @@ pub enum NetworkCommand {
     },
     /// List networks.
     #[command(alias = "ls")]
-    List {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Only print names.
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    List(ListArgs),
     /// Show networks as a JSON array.
-    Inspect {
-        /// Network names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Inspect(NamesArgs),
     /// Delete networks (refused while containers use them).
     #[command(alias = "rm")]
-    Delete {
-        /// Network names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Delete(NamesArgs),
 }
 
 /// Runs one `container network` subcommand.
@@ -72,22 +58,16 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             let config = networks.create(&spec)?;
             println!("{}", config.name);
         }
-        NetworkCommand::List { format, quiet } => {
-            let list = networks.list()?;
-            if quiet {
-                for n in &list {
-                    println!("{}", n.config.name);
-                }
-            } else if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
-            } else {
-                println!(
+        NetworkCommand::List(ListArgs { format, quiet }) => {
+            let listing = Listing {
+                header: format!(
                     "{:<16} {:<18} {:<15} {:<15} {:<8} CONTAINERS",
                     "NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL"
-                );
-                for n in &list {
+                ),
+                name: &|n: &net::NetworkInfo| n.config.name.as_str(),
+                row: &|n: &net::NetworkInfo| {
                     let c = &n.config;
-                    println!(
+                    format!(
                         "{:<16} {:<18} {:<15} {:<15} {:<8} {}",
                         c.name,
                         c.subnet.to_string(),
@@ -95,28 +75,20 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
                         c.bridge,
                         c.internal,
                         n.containers.len()
-                    );
-                }
-            }
+                    )
+                },
+            };
+            listing.print(&networks.list()?, format, quiet)?;
         }
-        NetworkCommand::Inspect { names } => {
+        NetworkCommand::Inspect(NamesArgs { names }) => {
             let infos = names
                 .iter()
                 .map(|name| networks.inspect(name))
                 .collect::<Result<Vec<_>, _>>()?;
-            println!("{}", serde_json::to_string_pretty(&infos)?);
+            output::json(&infos)?;
         }
-        NetworkCommand::Delete { names } => {
-            let mut failed = Vec::new();
-            for name in &names {
-                match networks.delete(name) {
-                    Ok(()) => println!("{name}"),
-                    Err(e) => failed.push(e.to_string()),
-                }
-            }
-            if !failed.is_empty() {
-                bail!("{}", failed.join("; "));
-            }
+        NetworkCommand::Delete(NamesArgs { names }) => {
+            output::each_name(&names, |name| Ok(networks.delete(name)?))?;
         }
     }
     Ok(())

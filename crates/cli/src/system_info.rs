@@ -168,6 +168,15 @@ pub fn cleanup(global: &GlobalOptions, format: Format) -> anyhow::Result<()> {
             for dir in &report.orphan_socket_dirs {
                 println!("removed orphan socket directory {dir}");
             }
+            for id in &report.taps_removed {
+                println!("removed stale taps of {}", &id[..12.min(id.len())]);
+            }
+            for id in &report.addresses_released {
+                println!(
+                    "released network addresses of deleted {}",
+                    &id[..12.min(id.len())]
+                );
+            }
             if report == runtime::cleanup::CleanupReport::default() {
                 println!("nothing to clean up");
             }

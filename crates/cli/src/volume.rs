@@ -8,7 +8,8 @@ use runtime::state::Store;
 use runtime::volume::{MountSpec, Volume, VolumeStore, DEFAULT_SIZE};
 use serde::Serialize;
 
-use crate::global::{Format, GlobalOptions};
+use crate::global::GlobalOptions;
+use crate::output::{self, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container volume`.
 #[derive(Debug, Subcommand)]
@@ -23,27 +24,12 @@ pub enum VolumeCommand {
     },
     /// List volumes.
     #[command(alias = "ls")]
-    List {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-        /// Only print names.
-        #[arg(short, long)]
-        quiet: bool,
-    },
+    List(ListArgs),
     /// Show volumes as a JSON array.
-    Inspect {
-        /// Volume names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Inspect(NamesArgs),
     /// Delete volumes (refused while a container uses them).
     #[command(alias = "rm")]
-    Delete {
-        /// Volume names.
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
+    Delete(NamesArgs),
     /// Delete every volume no container uses.
     Prune,
 }
@@ -119,55 +105,43 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
             vols.create(&name, size.unwrap_or(DEFAULT_SIZE))?;
             println!("{name}");
         }
-        VolumeCommand::List { format, quiet } => {
-            let list = vols.list()?;
-            if quiet {
-                for v in &list {
-                    println!("{}", v.name);
-                }
-                return Ok(());
-            }
+        VolumeCommand::List(ListArgs { format, quiet }) => {
             let cs = containers()?;
-            let infos: Vec<VolumeInfo> = list.into_iter().map(|v| info(&vols, v, &cs)).collect();
-            if format == Format::Json {
-                println!("{}", serde_json::to_string_pretty(&infos)?);
-            } else {
-                println!(
+            let infos: Vec<VolumeInfo> = vols
+                .list()?
+                .into_iter()
+                .map(|v| info(&vols, v, &cs))
+                .collect();
+            let listing = Listing {
+                header: format!(
                     "{:<24} {:<8} {:>10} {:>10} CONTAINERS",
                     "NAME", "DRIVER", "SIZE", "USED"
-                );
-                for i in &infos {
-                    println!(
+                ),
+                name: &|i: &VolumeInfo| i.volume.name.as_str(),
+                row: &|i: &VolumeInfo| {
+                    format!(
                         "{:<24} {:<8} {:>10} {:>10} {}",
                         i.volume.name,
                         i.volume.driver,
                         crate::image::human_size(i.volume.size_bytes),
                         crate::image::human_size(i.allocated_bytes),
                         i.containers.len()
-                    );
-                }
-            }
+                    )
+                },
+            };
+            listing.print(&infos, format, quiet)?;
         }
-        VolumeCommand::Inspect { names } => {
+        VolumeCommand::Inspect(NamesArgs { names }) => {
             let cs = containers()?;
             let infos = names
                 .iter()
                 .map(|n| vols.get(n).map(|v| info(&vols, v, &cs)))
                 .collect::<Result<Vec<_>, _>>()?;
-            println!("{}", serde_json::to_string_pretty(&infos)?);
+            output::json(&infos)?;
         }
-        VolumeCommand::Delete { names } => {
+        VolumeCommand::Delete(NamesArgs { names }) => {
             let cs = containers()?;
-            let mut failed = Vec::new();
-            for name in &names {
-                match delete_one(&vols, &cs, name) {
-                    Ok(()) => println!("{name}"),
-                    Err(e) => failed.push(format!("{e:#}")),
-                }
-            }
-            if !failed.is_empty() {
-                bail!("{}", failed.join("; "));
-            }
+            output::each_name(&names, |name| delete_one(&vols, &cs, name))?;
         }
         VolumeCommand::Prune => {
             vols.remove_leftovers()?;

@@ -29,7 +29,8 @@ fn image_tar() -> &'static Path {
         let mut layers = images::busybox_layers();
         let mut extra = LayerBuilder::new();
         for applet in [
-            "ip", "httpd", "nc", "nslookup", "sleep", "cat", "grep",
+            "ip", "httpd", "nc", "nslookup", "sleep", "cat", "grep", "mkfifo", "wc", "dd",
+            "timeout",
         ] {
             extra = extra.symlink(&format!("bin/{applet}"), "busybox");
         }
@@ -45,6 +46,7 @@ fn image_tar() -> &'static Path {
             "config": {
                 "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
                 "Cmd": ["httpd", "-f", "-p", "80", "-h", "/www"],
+                "ExposedPorts": {"80/tcp": {}},
             },
             "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.diff_id()).collect::<Vec<_>>()},
         });
@@ -122,6 +124,27 @@ impl Env {
         let r = self.run(&["exec", name, "sh", "-c", &script]);
         let (head, body) = r.stdout.split_once("\r\n\r\n")?;
         (r.code == 0 && head.contains(" 200 ")).then(|| body.to_string())
+    }
+
+    /// Starts a one-shot busybox `nc -l -p PORT | wc -c > /tmp/bulk-PORT` in container `name`.
+    /// Its stdin stays open on an idle fifo: busybox nc half-closes the connection when its
+    /// stdin ends, and a busybox nc sender stops as soon as it reads that EOF.
+    fn bulk_listen(&self, name: &str, port: u16) {
+        let script = format!(
+            "mkfifo /tmp/idle-{port}; exec 3<>/tmp/idle-{port}; \
+             nc -l -p {port} <&3 | wc -c > /tmp/bulk-{port}"
+        );
+        self.run(&["exec", "-d", name, "sh", "-c", &script]).ok();
+    }
+
+    /// The byte count the listener of [`Env::bulk_listen`] wrote once its peer closed.
+    fn bulk_received(&self, name: &str, port: u16) -> usize {
+        let path = format!("/tmp/bulk-{port}");
+        retry(|| {
+            let r = self.run(&["exec", name, "cat", &path]);
+            r.stdout.trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("{name} never finished receiving on port {port}"))
     }
 
     fn links(&self) -> String {
@@ -209,6 +232,29 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
         .ok();
     assert!(lookup.stdout.contains(&client_ip), "{}", lookup.stdout);
 
+    // Bulk TCP, host → container and container → container: full-size segments through tap,
+    // bridge and virtio-net. The page above fits in one packet, so an MTU or offload mismatch
+    // that stalls real transfers would pass it.
+    const BULK: usize = 4 << 20;
+    env.bulk_listen("web", 5001);
+    let send = format!("head -c {BULK} /dev/zero | timeout 60 busybox nc {ip} 5001");
+    retry(|| env.ns.exec("sh", &["-c", &send]).0.then_some(()))
+        .expect("host → web bulk send refused, or stalled past 60 s");
+    assert_eq!(env.bulk_received("web", 5001), BULK, "host → container");
+    env.bulk_listen("web", 5002);
+    let send = format!(
+        "dd if=/dev/zero of=/tmp/payload bs=1M count={} 2>/dev/null && \
+         timeout 60 nc {ip} 5002 < /tmp/payload",
+        BULK >> 20
+    );
+    retry(|| (env.run(&["exec", "client", "sh", "-c", &send]).code == 0).then_some(()))
+        .expect("client → web bulk send refused, or stalled past 60 s");
+    assert_eq!(
+        env.bulk_received("web", 5002),
+        BULK,
+        "container → container"
+    );
+
     // list shows the addresses.
     let table = env.run(&["list"]).ok().stdout;
     assert!(table.contains(&ip) && table.contains(&client_ip), "{table}");
@@ -229,6 +275,49 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     env.run(&["start", "web"]).ok();
     assert_eq!(env.ip("web"), ip);
     assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
+    assert_eq!(
+        env.run(&["port", "web"]).ok().stdout,
+        "80/tcp -> 127.0.0.1:18080\n"
+    );
+    env.run(&["port", "web", "81/tcp"])
+        .fails_with("no public port 81/tcp");
+
+    // -P: the image's EXPOSEd port on a free loopback port; -p with only a container port too.
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "auto",
+        "-P",
+        "-p",
+        "127.0.0.1::8000",
+        IMAGE,
+    ])
+    .ok();
+    let ports = env.run(&["port", "auto"]).ok().stdout;
+    let host_of = |ctr: &str| -> String {
+        ports
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{ctr} -> ")))
+            .unwrap_or_else(|| panic!("{ctr} not in {ports}"))
+            .to_string()
+    };
+    let auto = host_of("80/tcp");
+    assert!(
+        auto.starts_with("127.0.0.1:") && !auto.ends_with(":0"),
+        "{ports}"
+    );
+    assert!(host_of("8000/tcp").starts_with("127.0.0.1:"), "{ports}");
+    assert_eq!(env.host_get(&format!("http://{auto}/")), PAGE);
+    let inspected = env.inspect("auto");
+    assert_eq!(
+        inspected["ports"].as_array().map(Vec::len),
+        Some(2),
+        "{inspected}"
+    );
+    env.run(&["stop", "-t", "1", "auto"]).ok();
+    assert_eq!(env.run(&["port", "auto"]).ok().stdout, "");
+    env.run(&["delete", "auto"]).ok();
 
     // After stop and delete nothing is left: no tap, no bridge, no table.
     assert!(env.links().contains("ctap"), "{}", env.links());
@@ -275,6 +364,65 @@ fn network_none_has_only_loopback() {
         .fails_with("--network none");
     env.run(&["run", "--rm", "--network", "nosuch", IMAGE])
         .fails_with("nosuch");
+}
+
+#[test]
+fn hostname_dns_and_extra_hosts_flags_shape_name_resolution() {
+    let env = Env::new("names");
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-h",
+            "web1",
+            "--dns",
+            "10.9.9.9",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:3",
+            "--add-host",
+            "db:10.1.2.3",
+            "--add-host",
+            "gw:host-gateway",
+            IMAGE,
+            "sh",
+            "-c",
+            "hostname; cat /etc/resolv.conf /etc/hosts; ip -o -4 route",
+        ])
+        .ok();
+    let out = &r.stdout;
+    assert!(out.starts_with("web1\n"), "{out}");
+    assert!(out.contains("nameserver 10.9.9.9"), "{out}");
+    assert!(
+        !out.contains("nameserver 192.168."),
+        "--dns replaces the network's: {out}"
+    );
+    assert!(out.contains("search example.test"), "{out}");
+    assert!(out.contains("options ndots:3"), "{out}");
+    let hosts_line = |ip: &str, name: &str| {
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == [ip, name])
+    };
+    assert!(hosts_line("10.1.2.3", "db"), "{out}");
+    // host-gateway is the gateway of the container's network: its default route.
+    let gateway = out
+        .lines()
+        .find_map(|l| l.strip_prefix("default via "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("a default route");
+    assert!(hosts_line(gateway, "gw"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("web1")),
+        "own name in /etc/hosts: {out}"
+    );
+    env.run(&["run", "--rm", "--add-host", "nocolon", IMAGE, "true"])
+        .fails_with("invalid --add-host \"nocolon\"");
+    env.run(&["run", "--rm", "--hostname", "bad_name", IMAGE, "true"])
+        .fails_with("invalid hostname \"bad_name\"");
+    env.run(&["run", "--rm", "--dns", "not-an-ip", IMAGE, "true"])
+        .fails_with("not-an-ip");
 }
 
 /// An httpd in namespace `ns` serving `dir` on port 8080, killed on drop.
@@ -394,4 +542,26 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     env.run(&["start", "victim"]).ok();
     assert_eq!(env.ip("victim"), ip);
     assert!(env.links().contains("ctap"));
+
+    // A crash in the middle of a delete: the monitor is gone and so is the record, but the
+    // tap and the address are left. `system cleanup` frees both.
+    let id = env.inspect("victim")["id"].as_str().unwrap().to_string();
+    let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
+    // SAFETY: kill(2) of the monitor this test started (pid read from its record).
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    std::fs::remove_dir_all(env.cli.root().join("containers").join(&id)).unwrap();
+    let report = env
+        .run(&["system", "cleanup", "--format", "json"])
+        .ok()
+        .json();
+    assert_eq!(report["tapsRemoved"], serde_json::json!([id]), "{report}");
+    assert_eq!(
+        report["addressesReleased"],
+        serde_json::json!([id]),
+        "{report}"
+    );
+    assert!(!env.links().contains("ctap"), "{}", env.links());
+    env.run(&["run", "-d", "--name", "next", IMAGE, "sleep", "600"])
+        .ok();
+    assert_eq!(env.ip("next"), ip, "the freed address is handed out again");
 }

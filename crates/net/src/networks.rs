@@ -589,6 +589,40 @@ impl Networks {
         Ok(detached)
     }
 
+    /// After a crash between a container's deletion and the release of its addresses: frees
+    /// the leases (and removes the taps) of containers `exists` says are gone for good.
+    /// Returns their ids.
+    pub fn release_orphans(
+        &self,
+        exists: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, NetworkError> {
+        let lock = self.store.lock()?;
+        let mut released = Vec::new();
+        for config in self.store.list_networks(&lock)? {
+            let mut leases = self.store.read_leases(&lock, &config.name)?;
+            let orphans: Vec<String> = leases
+                .leases
+                .keys()
+                .filter(|id| !exists(id))
+                .cloned()
+                .collect();
+            if orphans.is_empty() {
+                continue;
+            }
+            for id in &orphans {
+                if let Some(lease) = leases.release(id) {
+                    link::delete(std::slice::from_ref(&lease.tap))?;
+                }
+            }
+            self.store.write_leases(&lock, &config.name, &leases)?;
+            self.retire_default_if_idle(&lock, &config, &leases)?;
+            released.extend(orphans);
+        }
+        released.sort();
+        released.dedup();
+        Ok(released)
+    }
+
     /// Removes every kernel object of this state root: all taps (leases are kept, marked
     /// detached), all bridges, and our nf_tables table. Definitions stay; the next attach or
     /// create re-makes what it needs.

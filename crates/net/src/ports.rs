@@ -1,5 +1,6 @@
-//! Published ports (`-p [HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp]`): parsing, binding the host
-//! side early, and a userspace proxy the container's monitor runs.
+//! Published ports (`-p [HOST_IP:][HOST_PORT]:CTR_PORT[/tcp|/udp]` or `-p CTR_PORT`): parsing,
+//! binding the host side early (a missing or 0 host port takes a free one from the kernel, as
+//! docker's do), and a userspace proxy the container's monitor runs.
 //!
 //! Choice: a userspace proxy rather than nf_tables DNAT. DNAT does not apply to connections
 //! from the host's own loopback (packets to 127.0.0.1 never leave through a routed interface
@@ -54,7 +55,7 @@ impl fmt::Display for Protocol {
 pub struct PortSpec {
     /// Host address to listen on (127.0.0.1 unless given).
     pub host_ip: IpAddr,
-    /// Host port.
+    /// Host port; 0 until bound when the kernel is to choose one.
     pub host_port: u16,
     /// Port inside the container.
     pub container_port: u16,
@@ -73,7 +74,9 @@ impl fmt::Display for PortSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     /// The `-p` value is malformed.
-    #[error("invalid port mapping {0:?}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")]
+    #[error(
+        "invalid port mapping {0:?}: expected [HOST_IP:][HOST_PORT]:CONTAINER_PORT[/tcp|/udp]"
+    )]
     Parse(String),
     /// A host port could not be bound (usually: in use).
     #[error("cannot publish {0}: host port {1}/{2} is not available")]
@@ -94,7 +97,16 @@ impl FromStr for PortSpec {
             Some(_) => return Err(bad()),
             None => (text, Protocol::Tcp),
         };
-        let (host_part, container_port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        let Some((host_part, container_port)) = rest.rsplit_once(':') else {
+            // A container port alone: any free host port on 127.0.0.1.
+            return Ok(PortSpec {
+                host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                host_port: 0,
+                container_port: port(rest)?,
+                protocol,
+            });
+        };
         let (host_ip, host_port) = match host_part.rsplit_once(':') {
             // "[::1]:8080" or "127.0.0.1:8080"
             Some((ip, port)) => {
@@ -106,10 +118,16 @@ impl FromStr for PortSpec {
             }
             None => (IpAddr::V4(Ipv4Addr::LOCALHOST), host_part),
         };
-        let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+        if host_part.is_empty() {
+            return Err(bad());
+        }
+        let host_port = match host_port {
+            "" => 0,
+            p => p.parse::<u16>().map_err(|_| bad())?,
+        };
         Ok(PortSpec {
             host_ip,
-            host_port: port(host_port)?,
+            host_port,
             container_port: port(container_port)?,
             protocol,
         })
@@ -130,22 +148,35 @@ pub struct BoundPorts {
 }
 
 /// Binds every published port now, so a conflict is reported before anything else starts.
+/// Specs with host port 0 get the port the kernel chose (see [`BoundPorts::specs`]).
 pub fn bind(specs: &[PortSpec]) -> Result<BoundPorts, PortError> {
     let mut ports = Vec::new();
     for spec in specs {
         let addr = SocketAddr::new(spec.host_ip, spec.host_port);
         let err = |e| PortError::Bind(spec.to_string(), addr, spec.protocol, e);
-        let socket = match spec.protocol {
-            Protocol::Tcp => Socket::Tcp(std::net::TcpListener::bind(addr).map_err(err)?),
-            Protocol::Udp => Socket::Udp(std::net::UdpSocket::bind(addr).map_err(err)?),
+        let (socket, local) = match spec.protocol {
+            Protocol::Tcp => {
+                let l = std::net::TcpListener::bind(addr).map_err(err)?;
+                let local = l.local_addr().map_err(err)?;
+                (Socket::Tcp(l), local)
+            }
+            Protocol::Udp => {
+                let s = std::net::UdpSocket::bind(addr).map_err(err)?;
+                let local = s.local_addr().map_err(err)?;
+                (Socket::Udp(s), local)
+            }
         };
-        ports.push((*spec, socket));
+        let bound = PortSpec {
+            host_port: local.port(),
+            ..*spec
+        };
+        ports.push((bound, socket));
     }
     Ok(BoundPorts { ports })
 }
 
 impl BoundPorts {
-    /// The specs these sockets serve.
+    /// The specs these sockets serve, with the host ports actually bound.
     pub fn specs(&self) -> Vec<PortSpec> {
         self.ports.iter().map(|(s, _)| *s).collect()
     }
@@ -334,15 +365,21 @@ mod tests {
         );
         let p: PortSpec = "[::1]:9000:90/tcp".parse().unwrap();
         assert_eq!(p.host_ip, "::1".parse::<IpAddr>().unwrap());
+        // No host port: the kernel picks one at bind time.
+        let p: PortSpec = "80".parse().unwrap();
+        assert_eq!((p.host_port, p.container_port), (0, 80));
+        let p: PortSpec = "0.0.0.0::53/udp".parse().unwrap();
+        assert_eq!(p.host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!((p.host_port, p.container_port), (0, 53));
+        assert_eq!("0:80".parse::<PortSpec>().unwrap().host_port, 0);
         for bad in [
-            "80",
             "a:80",
             "8080:80/sctp",
             "1.2.3:80:80",
-            "0:80",
             "70000:80",
             ":80",
             "8080:",
+            "80:0",
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad} parsed");
         }
@@ -362,6 +399,11 @@ mod tests {
         drop(taken);
         let err = bind(&[spec, spec]).unwrap_err();
         assert!(matches!(err, PortError::Bind(..)), "{err}");
+        // Port 0 is a free port, reported back.
+        let any: PortSpec = "80".parse().unwrap();
+        let bound = bind(&[any, any]).unwrap().specs();
+        assert!(bound.iter().all(|s| s.host_port != 0), "{bound:?}");
+        assert_ne!(bound[0].host_port, bound[1].host_port);
     }
 
     #[tokio::test]

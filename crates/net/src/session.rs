@@ -86,6 +86,7 @@ impl PreparedNetwork {
     /// network. Must run inside a tokio runtime.
     pub fn start(self) -> Result<RunningNetwork, SessionError> {
         let mut running = RunningNetwork {
+            ports: self.ports.specs(),
             networks: self.networks,
             container_id: self.container_id,
             attachments: self.attachments,
@@ -106,6 +107,11 @@ impl PreparedNetwork {
         Ok(running)
     }
 
+    /// The published ports, with the host ports actually bound.
+    pub fn ports(&self) -> Vec<PortSpec> {
+        self.ports.specs()
+    }
+
     /// Gives up before starting: removes the taps (addresses kept) and closes the ports.
     pub fn abort(self) -> Result<(), SessionError> {
         self.networks.detach(&self.container_id)?;
@@ -117,6 +123,7 @@ impl PreparedNetwork {
 /// responders but leaves the taps; call [`RunningNetwork::stop`] to remove those too.
 #[derive(Debug)]
 pub struct RunningNetwork {
+    ports: Vec<PortSpec>,
     networks: Networks,
     container_id: String,
     attachments: Vec<Attachment>,
@@ -128,6 +135,11 @@ impl RunningNetwork {
     /// The container's interfaces in `eth0`, `eth1`, … order.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
+    }
+
+    /// The published ports, with the host ports actually bound.
+    pub fn ports(&self) -> Vec<PortSpec> {
+        self.ports.clone()
     }
 
     /// Stops relays and responders and removes the container's taps (addresses kept).

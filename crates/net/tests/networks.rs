@@ -253,6 +253,23 @@ fn default_network_lives_while_used_and_cleanup_after_crash() {
     });
     let rules = host.run(|| Networks::open(&path).unwrap().firewall_rules().unwrap());
     assert!(rules.is_some_and(|r| r.contains("192.168.64.0/24") && r.contains("masquerade")));
+    // c1's record is gone (a crash between delete and release): its address and tap are freed,
+    // c2 keeps everything.
+    let released = host.run(|| {
+        Networks::open(&path)
+            .unwrap()
+            .release_orphans(|id| id == "c2")
+            .unwrap()
+    });
+    assert_eq!(released, ["c1"]);
+    assert!(!host.links().contains(&again.tap));
+    let c3 = host.run(|| {
+        let nets = Networks::open(&path).unwrap();
+        assert!(nets.attachments("c1").unwrap().is_empty());
+        assert_eq!(nets.attachments("c2").unwrap().len(), 1);
+        nets.attach("c3", None, "default").unwrap()
+    });
+    assert_eq!(c3.address, a.address);
     host.run(|| Networks::open(&path).unwrap().teardown().unwrap());
     assert!(!host
         .links()

@@ -2,7 +2,10 @@
 //! and docker's (`~/.docker/config.json`, read only).
 //!
 //! Both files use docker's format: `{"auths": {"<host>": {"auth": base64("user:password")}}}`.
-//! Ours wins when both have the host. Credential helpers (`credsStore`) are not supported.
+//! Ours wins when both have the host. In each file, docker's credential helpers come first:
+//! `credHelpers` (per host), then `credsStore` (every host), run as
+//! `docker-credential-<name> get` with the server on stdin and `{"Username","Secret"}` JSON on
+//! stdout; a helper that is not installed or knows nothing of the host falls through to `auths`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -46,6 +49,14 @@ pub enum AuthError {
     /// `logout` for a host we hold nothing for.
     #[error("not logged in to {0}")]
     NotLoggedIn(String),
+    /// A credential helper failed (other than not knowing the host).
+    #[error("credential helper docker-credential-{helper} failed: {message}")]
+    Helper {
+        /// The helper's name (after `docker-credential-`).
+        helper: String,
+        /// What it said, or why it could not run.
+        message: String,
+    },
 }
 
 /// A user name and password (or token) for one registry.
@@ -65,9 +76,14 @@ impl std::fmt::Debug for Credentials {
 }
 
 #[derive(Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct AuthFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    creds_store: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    cred_helpers: BTreeMap<String, String>,
     #[serde(flatten)]
     other: BTreeMap<String, serde_json::Value>,
 }
@@ -107,6 +123,8 @@ impl AuthEntry {
 pub struct CredentialStore {
     ours: PathBuf,
     docker: Option<PathBuf>,
+    /// Where `docker-credential-*` helpers are looked for; `None`: `PATH`.
+    helper_dir: Option<PathBuf>,
 }
 
 impl CredentialStore {
@@ -121,18 +139,38 @@ impl CredentialStore {
         CredentialStore {
             ours: state_dir.join("auth.json"),
             docker,
+            helper_dir: None,
         }
     }
 
     /// Only the given files (for tests and embedding).
     pub fn with_files(ours: PathBuf, docker: Option<PathBuf>) -> Self {
-        CredentialStore { ours, docker }
+        CredentialStore {
+            ours,
+            docker,
+            helper_dir: None,
+        }
+    }
+
+    /// Looks for credential helpers in `dir` instead of `PATH`.
+    pub fn with_helper_dir(mut self, dir: PathBuf) -> Self {
+        self.helper_dir = Some(dir);
+        self
     }
 
     /// Credentials for a registry host (`docker.io` also matches docker's legacy key).
     pub fn get(&self, registry: &str) -> Result<Option<Credentials>, AuthError> {
         for path in std::iter::once(&self.ours).chain(self.docker.iter()) {
             let file = read_file(path)?;
+            let helper = host_keys(registry)
+                .iter()
+                .find_map(|k| file.cred_helpers.get(k))
+                .or(file.creds_store.as_ref());
+            if let Some(helper) = helper {
+                if let Some(c) = self.run_helper(helper, registry)? {
+                    return Ok(Some(c));
+                }
+            }
             for key in host_keys(registry) {
                 if let Some(c) = file.auths.get(&key).and_then(AuthEntry::credentials) {
                     return Ok(Some(c));
@@ -148,6 +186,66 @@ impl CredentialStore {
             }
         }
         Ok(None)
+    }
+
+    /// `docker-credential-<helper> get` for `registry`; `None` when the helper is not installed
+    /// or has nothing for it.
+    fn run_helper(&self, helper: &str, registry: &str) -> Result<Option<Credentials>, AuthError> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let fail = |message: String| AuthError::Helper {
+            helper: helper.to_string(),
+            message,
+        };
+        if helper.is_empty() || helper.contains('/') {
+            return Err(fail("invalid helper name".into()));
+        }
+        let program = format!("docker-credential-{helper}");
+        let program = match &self.helper_dir {
+            Some(dir) => dir.join(program),
+            None => PathBuf::from(program),
+        };
+        let child = Command::new(&program)
+            .arg("get")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        // docker hands Docker Hub's helpers its legacy URL, every other registry by host.
+        let server = if registry == crate::reference::DOCKER_HUB {
+            "https://index.docker.io/v1/"
+        } else {
+            registry
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(server.as_bytes());
+        }
+        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            let said = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+            if said.contains("credentials not found") {
+                return Ok(None);
+            }
+            return Err(fail(said.trim().lines().next().unwrap_or("").to_string()));
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Reply {
+            username: String,
+            secret: String,
+        }
+        let reply: Reply =
+            serde_json::from_str(&stdout).map_err(|e| fail(format!("unreadable answer: {e}")))?;
+        Ok(Some(Credentials {
+            username: reply.username,
+            password: reply.secret,
+        }))
     }
 
     /// Stores credentials in our file (0600), replacing any for the host.
@@ -272,6 +370,52 @@ mod tests {
         assert_eq!(
             store.get("reg.example:5000").unwrap().unwrap().username,
             "a"
+        );
+    }
+
+    #[test]
+    fn credential_helpers_come_first_and_fall_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        let helper = |name: &str, script: &str| {
+            let p = bin.join(format!("docker-credential-{name}"));
+            fs::write(&p, format!("#!/bin/sh\n{script}\n")).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        // The store answers for reg.example only; `per` answers for one host; `broken` fails.
+        helper(
+            "store",
+            r#"read s; if [ "$s" = reg.example ]; then echo '{"ServerURL":"reg.example","Username":"u","Secret":"s3"}'; else echo "credentials not found in native keychain"; exit 1; fi"#,
+        );
+        helper(
+            "per",
+            r#"read s; echo "{\"Username\":\"hub\",\"Secret\":\"$s\"}""#,
+        );
+        helper("broken", "echo boom >&2; exit 3");
+        let docker = tmp.path().join("docker.json");
+        fs::write(
+            &docker,
+            r#"{"auths":{"other.example":{"auth":"YTpi"}},"credsStore":"store",
+                "credHelpers":{"docker.io":"per","bad.example":"broken","gone.example":"missing"}}"#,
+        )
+        .unwrap();
+        let store = CredentialStore::with_files(tmp.path().join("auth.json"), Some(docker))
+            .with_helper_dir(bin);
+        let c = store.get("reg.example").unwrap().unwrap();
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("u", "s3"));
+        // Docker Hub's helper is asked with the legacy URL.
+        let c = store.get("docker.io").unwrap().unwrap();
+        assert_eq!(c.password, "https://index.docker.io/v1/");
+        // Not in the store: the auths entry.
+        assert_eq!(store.get("other.example").unwrap().unwrap().username, "a");
+        assert!(store.get("nowhere.example").unwrap().is_none());
+        // A helper that is not installed is skipped; one that fails is an error naming it.
+        assert!(store.get("gone.example").unwrap().is_none());
+        let err = store.get("bad.example").unwrap_err().to_string();
+        assert!(
+            err.contains("docker-credential-broken") && err.contains("boom"),
+            "{err}"
         );
     }
 }

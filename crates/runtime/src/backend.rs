@@ -96,9 +96,15 @@ pub trait Guest: Send + Sync {
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError>;
     /// Mounts a filesystem in the VM itself (outside the container), e.g. a volume's disk.
     async fn mount(&self, mount: &GuestMount) -> Result<(), GuestError>;
-    /// Sets the extra mounts (targets inside the container) and the rootfs mode the
-    /// container is created with by the first [`Guest::spawn`].
-    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool);
+    /// Sets the extra mounts (targets inside the container), the rootfs mode and whether
+    /// `/proc` and `/sys` stay unmasked (`--privileged`) for the container the first
+    /// [`Guest::spawn`] creates.
+    fn set_container_mounts(
+        &self,
+        mounts: Vec<GuestMount>,
+        readonly_rootfs: bool,
+        privileged: bool,
+    );
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.
@@ -113,6 +119,37 @@ pub trait Guest: Send + Sync {
     async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError>;
     /// Asks the guest to power off.
     async fn shutdown(&self) -> Result<(), GuestError>;
+    /// Creates the container with process `id` without ever starting it, so that its
+    /// filesystem (rootfs and mounts) exists for copies while the container is stopped.
+    async fn prepare(&self, _id: &str, _spec: &ProcessSpec) -> Result<(), GuestError> {
+        Err(GuestError::Other(
+            "this guest cannot hold a stopped container".into(),
+        ))
+    }
+    /// Starts packing `path` of the container as a tar stream, as process `id`: returns what
+    /// the path is, the stream (`stdout`) and the reason of a failure (`stderr`); then
+    /// [`Guest::wait`] (non-zero: incomplete) and [`Guest::release`]. A missing path is
+    /// [`GuestError::NotFound`].
+    async fn copy_out(
+        &self,
+        _id: &str,
+        _path: &str,
+        _follow_link: bool,
+    ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
+        Err(GuestError::Other("this guest cannot copy files".into()))
+    }
+    /// Starts unpacking a tar stream at `path` in the container, as process `id`: send it
+    /// with [`Guest::write_stdin`] and [`Guest::close_stdin`], then [`Guest::wait`] (non-zero:
+    /// failed, `stderr` says why) and [`Guest::release`].
+    async fn copy_in(
+        &self,
+        _id: &str,
+        _path: &str,
+        _source: Option<agent::CopySource>,
+        _preserve_owner: bool,
+    ) -> Result<ProcessOutput, GuestError> {
+        Err(GuestError::Other("this guest cannot copy files".into()))
+    }
     /// Frees an exited exec process in the guest once its status has been collected (never
     /// the main process: that would tear the container down). Without it the guest keeps an
     /// entry per exec for the VM's lifetime.
@@ -127,7 +164,9 @@ pub struct GuestNetwork {
     /// Interfaces in `eth0`, `eth1`, … order.
     pub interfaces: Vec<net::Attachment>,
     /// `/etc/hosts` lines beyond localhost: address and names.
-    pub hosts: Vec<(std::net::Ipv4Addr, Vec<String>)>,
+    pub hosts: Vec<(std::net::IpAddr, Vec<String>)>,
+    /// The container's own resolver settings (`--dns` servers replace the networks').
+    pub dns: crate::netconf::DnsConfig,
 }
 
 /// A network device of the VM: a host tap and the guest MAC.

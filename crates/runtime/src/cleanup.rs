@@ -1,6 +1,7 @@
 //! Repairing the state a crash leaves behind (`container system cleanup`): records that claim a
-//! monitor that is gone, sockets of containers that no longer run, and socket directories of
-//! containers that no longer exist.
+//! monitor that is gone, sockets of containers that no longer run, socket directories of
+//! containers that no longer exist, and the networking of both: taps of containers that do
+//! not run, addresses of containers that no longer exist.
 
 use std::fs;
 
@@ -19,11 +20,26 @@ pub struct CleanupReport {
     /// Socket directories (outside the store, for long `--root` paths) of containers that no
     /// longer exist, removed.
     pub orphan_socket_dirs: Vec<String>,
+    /// Ids of containers without a live monitor whose taps were removed.
+    pub taps_removed: Vec<String>,
+    /// Ids of containers that no longer exist whose network addresses were freed.
+    pub addresses_released: Vec<String>,
+}
+
+/// Errors of [`cleanup`].
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    /// The container store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The networks could not be cleaned.
+    #[error("clean up container networking")]
+    Network(#[source] net::NetworkError),
 }
 
 /// Repairs every container record of `store` whose monitor died (as `ps` would, but for all
 /// of them at once) and removes sockets no live monitor serves.
-pub fn cleanup(store: &Store) -> Result<CleanupReport, StateError> {
+pub fn cleanup(store: &Store) -> Result<CleanupReport, CleanupError> {
     let mut report = CleanupReport::default();
     // `list` also finishes deletes interrupted by a crash.
     let records = store.list()?;
@@ -65,7 +81,30 @@ pub fn cleanup(store: &Store) -> Result<CleanupReport, StateError> {
             let _ = fs::remove_dir(shared);
         }
     }
+    network(store, &mut report).map_err(CleanupError::Network)?;
     Ok(report)
+}
+
+/// The networking half: runs only when networks exist, so a store that never used one needs
+/// no privileges to clean.
+fn network(store: &Store, report: &mut CleanupReport) -> Result<(), net::NetworkError> {
+    let nets = net::Networks::open(store.root())?;
+    if nets.list()?.is_empty() {
+        return Ok(());
+    }
+    // Records are read fresh under the networks' lock: a container started or created while
+    // this runs has its record (and monitor pid) before it attaches.
+    let alive = |id: &str| {
+        store
+            .load(id)
+            .ok()
+            .and_then(|r| r.monitor_pid)
+            .is_some_and(|pid| process_is(pid, crate::MONITOR_SUBCOMMAND))
+    };
+    report.taps_removed = nets.cleanup_stale(alive)?;
+    report.addresses_released =
+        nets.release_orphans(|id| !matches!(store.load(id), Err(StateError::NotFound(_))))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The client side of the monitor socket: what `run`, `start -a`, `exec`, `kill` and `stop` use.
+//! The client side of the monitor socket: what `run`, `start -a`, `exec`, `kill`, `stop` and
+//! `cp` use.
 //!
 //! [`relay`] is generic over the caller's stdin/stdout/stderr so the CLI can pass its terminal
 //! and tests can pass buffers.
@@ -179,6 +180,114 @@ where
     };
     writer.abort();
     result
+}
+
+/// A copy-out in progress: the stat of the source, then its tar stream chunk by chunk.
+pub struct CopyOutSession {
+    stream: UnixStream,
+    id: String,
+}
+
+/// Starts copying `path` out of the container: returns what the path is and the session
+/// that yields its tar stream.
+pub async fn copy_out(
+    mut stream: UnixStream,
+    id: &str,
+    path: &str,
+    follow_link: bool,
+) -> Result<(agent::PathStat, CopyOutSession), ClientError> {
+    let req = Request::CopyOut {
+        path: path.to_string(),
+        follow_link,
+    };
+    write_frame(&mut stream, &Frame::Request(req)).await?;
+    match read_frame(&mut stream).await? {
+        Some(Frame::Stat(stat)) => Ok((
+            stat,
+            CopyOutSession {
+                stream,
+                id: id.to_string(),
+            },
+        )),
+        Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
+        _ => Err(ClientError::Closed(id.to_string())),
+    }
+}
+
+impl CopyOutSession {
+    /// The next chunk of the tar stream; `None` once it is complete. An error means the
+    /// stream is incomplete.
+    pub async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, ClientError> {
+        match read_frame(&mut self.stream).await? {
+            Some(Frame::Stdout(b)) => Ok(Some(b)),
+            Some(Frame::Exit(info)) if info.code == 0 => Ok(None),
+            Some(Frame::Exit(info)) | Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
+            _ => Err(ClientError::Closed(self.id.clone())),
+        }
+    }
+}
+
+/// A copy-in in progress: send the tar stream, then [`CopyInSession::finish`].
+pub struct CopyInSession {
+    stream: UnixStream,
+    id: String,
+}
+
+/// Starts copying a tar stream into the container at `path`; fails at once when the
+/// destination is refused (missing directory, read-only).
+pub async fn copy_in(
+    mut stream: UnixStream,
+    id: &str,
+    path: &str,
+    source: Option<agent::CopySource>,
+    preserve_owner: bool,
+) -> Result<CopyInSession, ClientError> {
+    let req = Request::CopyIn {
+        path: path.to_string(),
+        source,
+        preserve_owner,
+    };
+    write_frame(&mut stream, &Frame::Request(req)).await?;
+    match read_frame(&mut stream).await? {
+        Some(Frame::Started(_)) => Ok(CopyInSession {
+            stream,
+            id: id.to_string(),
+        }),
+        Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
+        _ => Err(ClientError::Closed(id.to_string())),
+    }
+}
+
+impl CopyInSession {
+    /// Sends a chunk of the stream. When the monitor has already given up (the copy failed
+    /// in the guest), the error carries its reason.
+    pub async fn send(&mut self, bytes: bytes::Bytes) -> Result<(), ClientError> {
+        if let Err(e) = write_frame(&mut self.stream, &Frame::Stdin(bytes)).await {
+            return Err(self.final_error().await.unwrap_or(e.into()));
+        }
+        Ok(())
+    }
+
+    /// Ends the stream and waits until the guest has unpacked it.
+    pub async fn finish(mut self) -> Result<(), ClientError> {
+        if let Err(e) = write_frame(&mut self.stream, &Frame::StdinEof).await {
+            return Err(self.final_error().await.unwrap_or(e.into()));
+        }
+        match read_frame(&mut self.stream).await? {
+            Some(Frame::Exit(info)) if info.code == 0 => Ok(()),
+            Some(Frame::Exit(info)) | Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
+            _ => Err(ClientError::Closed(self.id.clone())),
+        }
+    }
+
+    async fn final_error(&mut self) -> Option<ClientError> {
+        match read_frame(&mut self.stream).await {
+            Ok(Some(Frame::Error(info))) | Ok(Some(Frame::Exit(info))) => {
+                Some(ClientError::Failed(info))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Waits (polling state.json) until a container is no longer running; returns its record, or

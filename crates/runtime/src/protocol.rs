@@ -50,6 +50,25 @@ pub enum Request {
         /// Grace period in seconds.
         timeout_secs: u64,
     },
+    /// Pack a path of the container as a tar stream. Answers `Stat`, then the stream as
+    /// `Stdout` frames, then `Exit` (code 0) or `Error`.
+    CopyOut {
+        /// Path inside the container.
+        path: String,
+        /// Follow the path itself when it is a symlink.
+        follow_link: bool,
+    },
+    /// Unpack a tar stream into the container. Answers `Started` when ready; the client
+    /// then sends the stream as `Stdin` frames and `StdinEof`; answers `Exit` (code 0) or
+    /// `Error`.
+    CopyIn {
+        /// Destination path inside the container, as the user wrote it.
+        path: String,
+        /// What the stream holds (`None`: a raw tar stream for an existing directory).
+        source: Option<agent::CopySource>,
+        /// Keep the archive's uids/gids instead of root's.
+        preserve_owner: bool,
+    },
 }
 
 /// Final status sent to a client.
@@ -96,6 +115,8 @@ pub enum Frame {
     Error(ExitInfo),
     /// Monitor → client: request done, nothing to report.
     Ok,
+    /// Monitor → client: what a copied path is (copy-out).
+    Stat(agent::PathStat),
 }
 
 /// Errors reading or writing frames.
@@ -132,6 +153,7 @@ impl Frame {
             Frame::Exit(e) => (13, json(e)),
             Frame::Error(e) => (14, json(e)),
             Frame::Ok => (15, vec![]),
+            Frame::Stat(s) => (16, json(s)),
         }
     }
 
@@ -154,6 +176,7 @@ impl Frame {
             13 => Frame::Exit(parse(&p)?),
             14 => Frame::Error(parse(&p)?),
             15 => Frame::Ok,
+            16 => Frame::Stat(parse(&p)?),
             k => return Err(ProtocolError::Malformed(format!("unknown frame kind {k}"))),
         })
     }
@@ -221,6 +244,19 @@ mod tests {
                 reason: Some("nope".into()),
             }),
             Frame::Ok,
+            Frame::Request(Request::CopyIn {
+                path: "/x/".into(),
+                source: Some(agent::CopySource {
+                    is_dir: true,
+                    contents_only: true,
+                }),
+                preserve_owner: false,
+            }),
+            Frame::Stat(agent::PathStat {
+                name: "x".into(),
+                mode: 0o40755,
+                ..Default::default()
+            }),
         ];
         let mut buf = Vec::new();
         for f in &frames {

@@ -10,6 +10,9 @@
 //! - cwd = `-w`, else the image's WorkingDir, else `/`; it must be absolute.
 //! - user = `-u`, else the image's User, else root. The guest resolves names against the
 //!   container's own /etc/passwd and /etc/group.
+//! - capabilities = docker's default set, `--cap-add` added and `--cap-drop` removed (`ALL`
+//!   allowed in either), every capability with `--privileged`; `exec` gets the container's set
+//!   (every capability with `exec --privileged`).
 
 use std::path::Path;
 
@@ -39,6 +42,9 @@ pub enum SpecError {
     /// A line of an env file or a `-e` value is not `KEY[=VALUE]`.
     #[error("invalid environment variable {0:?}")]
     InvalidEnv(String),
+    /// `--cap-add`/`--cap-drop` names a capability Linux does not have.
+    #[error("invalid capability {0:?} in --cap-add/--cap-drop")]
+    UnknownCapability(String),
 }
 
 /// The parts of an OCI image config the process is made from.
@@ -83,6 +89,12 @@ pub struct ProcessOptions {
     pub open_stdin: bool,
     /// The caller's terminal size, for `-t`.
     pub console_size: Option<(u16, u16)>,
+    /// `--cap-add` values.
+    pub cap_add: Vec<String>,
+    /// `--cap-drop` values.
+    pub cap_drop: Vec<String>,
+    /// `--privileged`: every capability.
+    pub privileged: bool,
 }
 
 /// A process to run in the guest (an OCI runtime-spec `process`, reduced to what we set).
@@ -104,6 +116,24 @@ pub struct ProcessSpec {
     /// Initial terminal size (rows, columns) with `terminal`.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// Capability set when it differs from docker's default (`CAP_` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// The capability set the flags ask for; `None` for docker's default.
+pub fn capabilities(opts: &ProcessOptions) -> Result<Option<Vec<String>>, SpecError> {
+    if opts.privileged {
+        return Ok(Some(
+            agent::caps::ALL.iter().map(|c| c.to_string()).collect(),
+        ));
+    }
+    if opts.cap_add.is_empty() && opts.cap_drop.is_empty() {
+        return Ok(None);
+    }
+    agent::caps::resolve(&opts.cap_add, &opts.cap_drop)
+        .map(Some)
+        .map_err(SpecError::UnknownCapability)
 }
 
 /// Reads an env file: one `KEY[=VALUE]` per line, `#` comments and blank lines ignored.
@@ -217,6 +247,7 @@ pub fn combine(
         terminal: opts.terminal,
         open_stdin: opts.open_stdin,
         console_size: opts.console_size.filter(|_| opts.terminal),
+        capabilities: capabilities(opts)?,
     })
 }
 
@@ -257,6 +288,10 @@ pub fn exec_spec(
         terminal: opts.terminal,
         open_stdin: opts.open_stdin,
         console_size: opts.console_size.filter(|_| opts.terminal),
+        capabilities: match capabilities(opts)? {
+            Some(all) => Some(all),
+            None => main.capabilities.clone(),
+        },
     })
 }
 
@@ -466,5 +501,43 @@ mod tests {
             exec_spec(&main, vec![], &o, &none),
             Err(SpecError::NoCommand)
         ));
+    }
+
+    #[test]
+    fn capabilities_follow_cap_add_drop_and_privileged() {
+        let with = |o: ProcessOptions| combine(&image(), &o, "h", &none);
+        assert_eq!(with(ProcessOptions::default()).unwrap().capabilities, None);
+        let main = with(ProcessOptions {
+            cap_add: s(&["sys_admin"]),
+            cap_drop: s(&["NET_RAW"]),
+            ..Default::default()
+        })
+        .unwrap();
+        let caps = main.capabilities.clone().unwrap();
+        assert!(caps.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(!caps.contains(&"CAP_NET_RAW".to_string()));
+        let all = with(ProcessOptions {
+            privileged: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(all.capabilities.unwrap().len(), agent::caps::ALL.len());
+        assert!(matches!(
+            with(ProcessOptions {
+                cap_add: s(&["FLY"]),
+                ..Default::default()
+            }),
+            Err(SpecError::UnknownCapability(n)) if n == "FLY"
+        ));
+        // exec keeps the container's set unless it asks for every capability.
+        let plain = ProcessOptions::default();
+        let e = exec_spec(&main, s(&["ls"]), &plain, &none).unwrap();
+        assert_eq!(e.capabilities, Some(caps));
+        let privileged = ProcessOptions {
+            privileged: true,
+            ..Default::default()
+        };
+        let e = exec_spec(&main, s(&["ls"]), &privileged, &none).unwrap();
+        assert_eq!(e.capabilities.unwrap().len(), agent::caps::ALL.len());
     }
 }

@@ -141,6 +141,16 @@ pub struct ContainerConfig {
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// `--privileged`: `/proc` and `/sys` unmasked and writable (the capability set is in
+    /// `process`).
+    #[serde(default)]
+    pub privileged: bool,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    #[serde(default)]
+    pub dns: crate::netconf::DnsConfig,
+    /// `--add-host` lines for `/etc/hosts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<crate::netconf::ExtraHost>,
 }
 
 /// The record kept in state.json.
@@ -176,6 +186,10 @@ pub struct ContainerRecord {
     /// Network attachments (filled by the networking layer).
     #[serde(default)]
     pub networks: Vec<serde_json::Value>,
+    /// Published ports as bound while the container runs (host ports the kernel chose filled
+    /// in); empty when it does not run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<net::ports::PortSpec>,
 }
 
 /// Makes a new random container id: 32 random bytes as 64 hex digits.
@@ -483,6 +497,7 @@ impl Store {
             r.finished.get_or_insert_with(Utc::now);
         }
         r.monitor_pid = None;
+        r.ports.clear();
         self.save(&r)?;
         self.remove_sockets(&r.id);
         if !r.config.networks.is_empty() {
@@ -576,8 +591,12 @@ mod tests {
                 publish: Vec::new(),
                 mounts: vec![],
                 read_only: false,
+                privileged: false,
+                dns: Default::default(),
+                extra_hosts: Vec::new(),
             },
             networks: vec![],
+            ports: vec![],
         }
     }
 

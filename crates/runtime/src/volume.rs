@@ -114,6 +114,10 @@ pub enum MountSpec {
         /// Made for this container alone (`-v /path`, an image `VOLUME`); deleted with it.
         #[serde(default)]
         anonymous: bool,
+        /// Do not fill the volume, while it is empty, with the image's content at `target`
+        /// (docker's `nocopy`).
+        #[serde(default)]
+        nocopy: bool,
     },
     /// A host directory shared through virtiofs at `target`.
     Bind {

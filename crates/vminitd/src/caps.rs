@@ -1,68 +1,5 @@
-//! Linux capabilities by name (OCI spelling, `CAP_CHOWN`), and their application in the
-//! child before exec: bounding set drop, then capset(2) and the ambient set.
-//! Numbers from include/uapi/linux/capability.h.
-
-const NAMES: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
-/// docker's default capability set.
-pub const DEFAULT: [&str; 14] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+//! Capability sets as bit masks (names and numbers come from `agent::caps`), and their
+//! application in the child before exec: bounding set drop, then capset(2) and the ambient set.
 
 /// A capability set as a bit mask.
 pub type Mask = u64;
@@ -72,16 +9,7 @@ pub fn mask(names: &[impl AsRef<str>]) -> Result<Mask, String> {
     let mut m = 0u64;
     for n in names {
         let n = n.as_ref();
-        let upper = n.to_ascii_uppercase();
-        let full = if upper.starts_with("CAP_") {
-            upper
-        } else {
-            format!("CAP_{upper}")
-        };
-        match NAMES.iter().position(|&c| c == full) {
-            Some(i) => m |= 1 << i,
-            None => return Err(n.to_string()),
-        }
+        m |= 1 << agent::caps::number(n).ok_or_else(|| n.to_string())?;
     }
     Ok(m)
 }
@@ -106,7 +34,7 @@ fn last_cap() -> usize {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(NAMES.len() - 1)
+        .unwrap_or(agent::caps::ALL.len() - 1)
 }
 
 /// Drops everything outside `bounding` from the bounding set (needs CAP_SETPCAP; call while
@@ -211,7 +139,6 @@ mod tests {
             1 | 1 << 5 | 1 << 21
         );
         assert_eq!(mask(&["CAP_NOPE"]).unwrap_err(), "CAP_NOPE");
-        assert_eq!(mask(&DEFAULT).unwrap().count_ones(), 14);
-        assert_eq!(NAMES[40], "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(mask(&agent::caps::DEFAULT).unwrap().count_ones(), 14);
     }
 }

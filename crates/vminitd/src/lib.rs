@@ -5,6 +5,8 @@
 
 pub mod boot;
 pub mod caps;
+pub mod copy;
+pub mod copyup;
 pub mod error;
 pub mod fdio;
 pub mod log;

@@ -254,7 +254,11 @@ impl Processes {
                 }
             }
             None => {
-                let d = caps::mask(&caps::DEFAULT).unwrap_or(0);
+                let d = match &spec.capability_set {
+                    Some(set) => caps::mask(set)
+                        .map_err(|n| Error::InvalidArgument(format!("unknown capability {n}")))?,
+                    None => caps::mask(&agent::caps::DEFAULT).unwrap_or(0),
+                };
                 let own = if u.uid == 0 { d } else { 0 };
                 CapSets {
                     bounding: d,
@@ -444,6 +448,82 @@ impl Processes {
         Ok(handle)
     }
 
+    /// The init pid of running container `id`, whose namespaces a helper joins.
+    pub(crate) fn running_container(&self, id: &str) -> Result<i32, Error> {
+        let inner = lock(&self.inner);
+        let c = inner
+            .containers
+            .get(id)
+            .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))?;
+        if c.stopped {
+            return Err(Error::WrongState(format!("container {id} is not running")));
+        }
+        Ok(c.init_pid)
+    }
+
+    /// Registers a helper vminitd forked itself (a copy) as a running process of `container`
+    /// and starts its stdio pumps, exactly as for a created process: its streams, `wait`,
+    /// `kill` and `delete` work the same. Call right after the fork, before any await, so the
+    /// reaper finds the pid.
+    pub(crate) fn adopt(
+        self: &Arc<Self>,
+        container: &str,
+        pid: i32,
+        stdin: Option<FdStream>,
+        stdout: FdStream,
+        stderr: FdStream,
+    ) -> ProcessHandle {
+        let (handle, stdin_rx) = {
+            let mut inner = lock(&self.inner);
+            let h = inner.next_handle;
+            inner.next_handle += 1;
+            let (exit, _) = watch::channel(None);
+            let (tx, rx) = match stdin.is_some().then(mpsc::unbounded_channel) {
+                Some((tx, rx)) => (Some(tx), Some(rx)),
+                None => (None, None),
+            };
+            inner.procs.insert(
+                h,
+                Proc {
+                    container: container.to_string(),
+                    pid,
+                    phase: Phase::Running,
+                    exit,
+                    pty: None,
+                    stdin: tx,
+                },
+            );
+            inner.by_pid.insert(pid, h);
+            (h, rx)
+        };
+        if let (Some(w), Some(rx)) = (stdin, stdin_rx) {
+            tokio::spawn(pump_stdin(Arc::clone(self), handle, w, rx, false));
+            self.grant_stdin(handle, STDIN_WINDOW as usize);
+        }
+        for (stream, fd) in [(StdioStream::Stdout, stdout), (StdioStream::Stderr, stderr)] {
+            let sid = stream_id(handle, stream);
+            let credit = {
+                let mut inner = lock(&self.inner);
+                let gen = inner.gen;
+                let c = Arc::new(Credit::default());
+                c.reset(gen);
+                inner.credits.insert(sid, Arc::clone(&c));
+                c
+            };
+            tokio::spawn(pump_output(Arc::clone(self), sid, fd, credit));
+        }
+        handle
+    }
+
+    /// Drops a helper that failed before it was handed to the host (it is killed; the
+    /// reaper collects it).
+    pub(crate) fn discard(&self, handle: ProcessHandle) {
+        if let Some(p) = lock(&self.inner).procs.get(&handle) {
+            let _ = sys::kill(p.pid, libc::SIGKILL);
+        }
+        self.forget(handle);
+    }
+
     #[allow(clippy::type_complexity)]
     fn placement(
         &self,
@@ -552,6 +632,7 @@ impl Processes {
             readonly: req.readonly_rootfs,
             files,
             mounts: req.mounts.clone(),
+            privileged: req.privileged,
         };
         Ok((
             Placement::NewContainer(plan),

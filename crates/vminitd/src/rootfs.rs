@@ -7,6 +7,7 @@ use std::io;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use crate::copyup;
 use crate::mounts;
 use crate::spawn::{ctx, ChildErr};
 use crate::sys::{self, cvt};
@@ -48,6 +49,9 @@ pub struct RootfsPlan {
     pub files: Vec<(String, PathBuf)>,
     /// Extra mounts; targets inside the container.
     pub mounts: Vec<agent::Mount>,
+    /// docker's `--privileged`: `/sys` writable, nothing under `/proc` or `/sys` masked or
+    /// read-only.
+    pub privileged: bool,
 }
 
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -94,13 +98,8 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
 
     let nse = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
     m("proc", &root.join("proc"), "proc", nse, None)?;
-    m(
-        "sysfs",
-        &root.join("sys"),
-        "sysfs",
-        nse | libc::MS_RDONLY,
-        None,
-    )?;
+    let sys_ro = if plan.privileged { 0 } else { libc::MS_RDONLY };
+    m("sysfs", &root.join("sys"), "sysfs", nse | sys_ro, None)?;
     let dev = root.join("dev");
     m(
         "tmpfs",
@@ -153,6 +152,24 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         })?;
     }
 
+    for mnt in &plan.mounts {
+        let target = inside(root, &mnt.target);
+        let mut options = mnt.options.clone();
+        if let Some(i) = options.iter().position(|o| o == copyup::OPTION) {
+            options.remove(i);
+            ctx(
+                copyup::populate(root, &target, Path::new(&mnt.source)),
+                || format!("copy {} into the volume mounted there", mnt.target),
+            )?;
+        }
+        ctx(
+            mounts::mount(&mnt.source, &target, &mnt.fstype, &options),
+            || format!("mount {} on {}", mnt.source, mnt.target),
+        )?;
+    }
+
+    // After the mounts, as docker does: a volume over /etc still gets the container's
+    // hosts, hostname and resolv.conf.
     for (path, source) in &plan.files {
         let target = inside(root, path);
         if !target.exists() {
@@ -178,16 +195,11 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
             || format!("bind {path}"),
         )?;
     }
-    for mnt in &plan.mounts {
-        let target = inside(root, &mnt.target);
-        ctx(
-            mounts::mount(&mnt.source, &target, &mnt.fstype, &mnt.options),
-            || format!("mount {} on {}", mnt.source, mnt.target),
-        )?;
-    }
-
     pivot(root)?;
 
+    if plan.privileged {
+        return finish(plan);
+    }
     for p in MASKED {
         mask(Path::new(p))?;
     }
@@ -209,6 +221,11 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
             || format!("make {p} read-only"),
         )?;
     }
+    finish(plan)
+}
+
+/// The last steps, after `/proc` and `/sys` are shaped: read-only `/`, hostname.
+fn finish(plan: &RootfsPlan) -> Result<(), ChildErr> {
     if plan.readonly {
         ctx(
             sys::mount(

@@ -82,6 +82,12 @@ impl Agent {
             Request::UpdateResources(r) => {
                 system::update_resources(procs, &r).map(|_| Response::Ok)
             }
+            Request::CopyOut(c) => crate::copy::copy_out(procs, c)
+                .await
+                .map(Response::CopyStarted),
+            Request::CopyIn(c) => crate::copy::copy_in(procs, c)
+                .await
+                .map(Response::CopyStarted),
             // Answered by the session loop, which acts after the reply is written.
             Request::Shutdown(_) => Ok(Response::Ok),
         }

@@ -165,7 +165,7 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
     })
 }
 
-fn raw_fork(ns_flags: libc::c_int) -> io::Result<i32> {
+pub(crate) fn raw_fork(ns_flags: libc::c_int) -> io::Result<i32> {
     // SAFETY: clone with a null stack behaves like fork(2); the child continues on a copy of
     // our stack. vminitd is single-threaded, so no lock can be held by another thread.
     let pid = unsafe {

@@ -259,3 +259,35 @@ pub fn recv_fd(sock: &OwnedFd) -> io::Result<OwnedFd> {
         Ok(OwnedFd::from_raw_fd(fd))
     }
 }
+
+/// mknod(2) of a device, FIFO or socket node; `mode` carries the file type bits.
+pub fn mknod(path: &Path, mode: libc::mode_t, dev: libc::dev_t) -> io::Result<()> {
+    let p = cstr(path.as_os_str())?;
+    // SAFETY: valid C string; mknod does not keep the pointer.
+    cvt(unsafe { libc::mknod(p.as_ptr(), mode, dev) }).map(|_| ())
+}
+
+/// Sets access and modification times of `path` itself (not a symlink's target).
+pub fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Result<()> {
+    let p = cstr(path.as_os_str())?;
+    let ts = [
+        libc::timespec {
+            tv_sec: atime.0,
+            tv_nsec: atime.1,
+        },
+        libc::timespec {
+            tv_sec: mtime.0,
+            tv_nsec: mtime.1,
+        },
+    ];
+    // SAFETY: valid C string and a two-element timespec array, both read only during the call.
+    cvt(unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            ts.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(|_| ())
+}

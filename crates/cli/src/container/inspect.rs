@@ -29,6 +29,15 @@ pub struct InspectArgs {
     pub containers: Vec<String>,
 }
 
+/// `container port`.
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Container name or id.
+    pub container: String,
+    /// Only this container port (PORT or PORT/PROTO).
+    pub port: Option<String>,
+}
+
 /// The `networks` objects of a container: its leases in interface order.
 fn networks_of(nets: Option<&net::Networks>, r: &ContainerRecord) -> Vec<serde_json::Value> {
     if r.config.networks.is_empty() {
@@ -68,6 +77,7 @@ fn summary(r: &ContainerRecord, networks: &[serde_json::Value]) -> serde_json::V
         "command": r.config.process.args,
         "created": r.created,
         "exitCode": r.exit_code,
+        "ports": r.ports,
     })
 }
 
@@ -140,10 +150,43 @@ pub fn inspect(global: &GlobalOptions, a: InspectArgs) -> anyhow::Result<()> {
             "finished": r.finished,
             "config": r.config,
             "networks": networks_of(nets.as_ref(), &r),
+            "ports": r.ports,
             "logPath": dir.join("container.log"),
             "bootLogPath": dir.join("boot.log"),
         }));
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `container port`: `CTR_PORT/PROTO -> HOST_IP:HOST_PORT` for each published port of a
+/// running container (nothing for one that does not run), as docker prints them.
+pub fn port(global: &GlobalOptions, a: PortArgs) -> anyhow::Result<()> {
+    let store = super::store(global)?;
+    let r = store.reconcile(store.resolve(&a.container)?)?;
+    let wanted = match &a.port {
+        None => None,
+        Some(p) => {
+            let (port, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+            let port: u16 = port
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid port {p:?}: expected PORT[/tcp|/udp]"))?;
+            Some((port, proto.to_string()))
+        }
+    };
+    let mut found = false;
+    for p in &r.ports {
+        if let Some((port, proto)) = &wanted {
+            if p.container_port != *port || p.protocol.to_string() != *proto {
+                continue;
+            }
+        }
+        found = true;
+        let host = std::net::SocketAddr::new(p.host_ip, p.host_port);
+        println!("{}/{} -> {host}", p.container_port, p.protocol);
+    }
+    if let (Some(p), false) = (&a.port, found) {
+        anyhow::bail!("no public port {p} published for container {}", r.name);
+    }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls) exec logs inspect`, plus the hidden monitor subcommand. One file per
+//! delete(rm) list(ls) exec logs inspect cp`, plus the hidden monitor subcommand. One file per
 //! group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
-mod image;
+mod cp;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -42,6 +42,10 @@ pub enum ContainerCommand {
     Logs(logs::LogsArgs),
     /// Show containers' details as JSON.
     Inspect(inspect::InspectArgs),
+    /// Copy files/directories between a container and the host (`-`: a tar stream).
+    Cp(cp::CpArgs),
+    /// List a running container's published ports (or the host address of one).
+    Port(inspect::PortArgs),
     /// Internal: the per-container monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -79,6 +83,15 @@ pub struct CreateFlags {
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// Add a Linux capability to docker's default set (e.g. NET_ADMIN; ALL for every one).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability from the set (ALL for every one).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Every capability, and /proc and /sys unmasked and writable. The VM stays the boundary.
+    #[arg(long)]
+    pub privileged: bool,
     /// Guest kernel for this container (vmlinux or bzImage).
     #[arg(short = 'k', long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
@@ -99,6 +112,27 @@ pub struct CreateFlags {
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<net::ports::PortSpec>,
+    /// Publish every port the image EXPOSEs on a free host port of 127.0.0.1.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Container host name (default: the first 12 digits of its id).
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// DNS server for the container, instead of its network's (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// DNS search domain (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// resolv.conf option, e.g. ndots:2 (repeatable).
+    #[arg(long = "dns-option", value_name = "OPT")]
+    pub dns_option: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
+    pub add_host: Vec<runtime::netconf::ExtraHost>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Image reference, then the command and its arguments (default: the image's). Everything
     /// after the image belongs to the command, flags included (as in docker).
     #[arg(
@@ -121,6 +155,10 @@ impl CreateFlags {
     pub fn command(&self) -> &[String] {
         self.image_and_command.get(1..).unwrap_or(&[])
     }
+}
+
+fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {
+    runtime::netconf::ExtraHost::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses docker-style memory sizes into MiB: a number with an optional b/k/m/g suffix (plain
@@ -174,6 +212,8 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Exec(a) => run::exec(global, a).await,
             ContainerCommand::Logs(a) => logs::logs(global, a).await,
             ContainerCommand::Inspect(a) => inspect::inspect(global, a),
+            ContainerCommand::Cp(a) => cp::cp(global, a).await,
+            ContainerCommand::Port(a) => inspect::port(global, a),
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
     });

@@ -14,6 +14,9 @@ pub struct MonitorArgs {
     /// Hold the process until the first client attaches.
     #[arg(long)]
     pub wait_attach: bool,
+    /// Hold mode: create the container without starting it, serve one copy, stop.
+    #[arg(long)]
+    pub hold: bool,
 }
 
 /// Runs the monitor; its exit code is the container's.
@@ -28,6 +31,7 @@ pub fn run(global: &GlobalOptions, a: MonitorArgs) -> anyhow::Result<()> {
         let backend = runtime::real::QemuBackend::new(&root, runtime::vminitd::find())?;
         let opts = MonitorOptions {
             wait_attach: a.wait_attach,
+            hold: a.hold,
         };
         match runtime::monitor::run(&store, &a.id, &backend, opts).await {
             Ok(code) => {

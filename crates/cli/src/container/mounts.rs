@@ -64,22 +64,31 @@ fn anonymous(target: &str) -> MountSpec {
         target: target.to_string(),
         readonly: false,
         anonymous: true,
+        nocopy: false,
     }
 }
 
 /// Parses one `-v` value.
 fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
     let parts: Vec<&str> = v.split(':').collect();
-    let (source, target, readonly) = match parts.as_slice() {
-        [s, t] => (*s, *t, false),
-        [s, t, "ro"] => (*s, *t, true),
-        [s, t, "rw"] => (*s, *t, false),
+    let (source, target, opts) = match parts.as_slice() {
+        [s, t] => (*s, *t, ""),
+        [s, t, o] => (*s, *t, *o),
         [t] => {
             check_target(t, "--volume")?;
             return Ok(anonymous(t));
         }
-        _ => anyhow::bail!("--volume {v}: expected NAME:PATH[:ro|rw]"),
+        _ => anyhow::bail!("--volume {v}: expected NAME:PATH[:OPTIONS]"),
     };
+    let (mut readonly, mut nocopy) = (false, false);
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => readonly = true,
+            "rw" => readonly = false,
+            "nocopy" => nocopy = true,
+            _ => anyhow::bail!("--volume {v}: unknown option {o:?} (ro, rw, nocopy)"),
+        }
+    }
     check_target(target, "--volume")?;
     if source.starts_with('/') {
         return bind(source, target, readonly, "--volume");
@@ -92,13 +101,14 @@ fn parse_volume(v: &str) -> anyhow::Result<MountSpec> {
         target: target.to_string(),
         readonly,
         anonymous: false,
+        nocopy,
     })
 }
 
 /// Parses one `--mount` value.
 fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
     let mut kind = "volume";
-    let (mut source, mut target, mut readonly) = (None, None, false);
+    let (mut source, mut target, mut readonly, mut nocopy) = (None, None, false, false);
     let mut options = Vec::new();
     for field in v.split(',') {
         let (k, val) = field.split_once('=').unwrap_or((field, ""));
@@ -108,6 +118,8 @@ fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
             "target" | "destination" | "dst" => target = Some(val.to_string()),
             "readonly" | "ro" if val.is_empty() || val == "true" || val == "1" => readonly = true,
             "readonly" | "ro" if val == "false" || val == "0" => readonly = false,
+            "volume-nocopy" if val.is_empty() || val == "true" || val == "1" => nocopy = true,
+            "volume-nocopy" if val == "false" || val == "0" => nocopy = false,
             "tmpfs-size" => options.push(format!("size={val}")),
             "tmpfs-mode" => options.push(format!("mode={val}")),
             _ => anyhow::bail!("--mount {v}: unknown field {field:?}"),
@@ -121,8 +133,14 @@ fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
         "volume" => {
             let Some(source) = source else {
                 let mut m = anonymous(&target);
-                if let MountSpec::Volume { readonly: ro, .. } = &mut m {
+                if let MountSpec::Volume {
+                    readonly: ro,
+                    nocopy: nc,
+                    ..
+                } = &mut m
+                {
                     *ro = readonly;
+                    *nc = nocopy;
                 }
                 return Ok(m);
             };
@@ -131,6 +149,7 @@ fn parse_mount(v: &str) -> anyhow::Result<MountSpec> {
                 target,
                 readonly,
                 anonymous: false,
+                nocopy,
             })
         }
         "tmpfs" => {
@@ -236,8 +255,18 @@ mod tests {
                 target: "/data".into(),
                 readonly: true,
                 anonymous: false,
+                nocopy: false,
             }
         );
+        assert!(matches!(
+            parse_volume("data:/data:ro,nocopy").unwrap(),
+            MountSpec::Volume {
+                readonly: true,
+                nocopy: true,
+                ..
+            }
+        ));
+        assert!(parse_volume("data:/data:rx").is_err());
         assert!(parse_volume("/nonexistent-dir-xyz:/data").is_err());
         assert!(parse_volume("./rel:/data").is_err());
         assert_eq!(
@@ -263,8 +292,13 @@ mod tests {
                 target: "/x".into(),
                 readonly: true,
                 anonymous: false,
+                nocopy: false,
             }
         );
+        assert!(matches!(
+            parse_mount("type=volume,source=d,target=/x,volume-nocopy").unwrap(),
+            MountSpec::Volume { nocopy: true, .. }
+        ));
         assert_eq!(
             parse_mount("type=tmpfs,target=/t,tmpfs-size=1m").unwrap(),
             MountSpec::Tmpfs {

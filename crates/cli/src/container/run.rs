@@ -10,15 +10,16 @@ use runtime::protocol::{ExitInfo, Request};
 use runtime::spec::{exec_spec, read_env_file, ProcessOptions};
 use runtime::state::{ContainerRecord, Status, Store, VmOptions};
 
-use super::{attach, image, CreateFlags};
+use super::{attach, CreateFlags};
 use crate::exit::ExitCode;
 use crate::global::GlobalOptions;
 
 /// How long a monitor may take to open its socket.
 const MONITOR_START: Duration = Duration::from_secs(30);
 
-/// `container run`.
+/// `container run`. (`-h` is `--hostname`, as in docker; help is `--help`.)
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
@@ -29,6 +30,7 @@ pub struct RunArgs {
 
 /// `container create`.
 #[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: CreateFlags,
@@ -55,6 +57,9 @@ pub struct ExecArgs {
     /// User inside the container.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
     /// Container name or id.
     pub container: String,
     /// Command and arguments.
@@ -74,6 +79,15 @@ async fn create_record(
     global: &GlobalOptions,
     f: &CreateFlags,
 ) -> anyhow::Result<(Store, ContainerRecord)> {
+    // Flags that cannot work are refused before an image is pulled or a rootfs built.
+    runtime::spec::capabilities(&ProcessOptions {
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        ..Default::default()
+    })?;
+    if let Some(h) = &f.hostname {
+        runtime::netconf::check_hostname(h)?;
+    }
     if let Some(k) = &f.kernel {
         if !k.is_file() {
             anyhow::bail!("kernel {}: no such file", k.display());
@@ -94,7 +108,11 @@ async fn create_record(
     for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
         nets.inspect(name)?;
     }
-    let image = image::resolve(global, f.image()).await?;
+    let pull = oci::PullOptions {
+        progress: crate::progress::Bars::for_terminal(false, "pulling"),
+        ..Default::default()
+    };
+    let image = runtime::image::resolve(&global.root_dir(), f.image(), &pull).await?;
     let store = super::store(global)?;
     let req = CreateRequest {
         name: f.name.clone(),
@@ -112,6 +130,9 @@ async fn create_record(
             terminal: f.tty,
             open_stdin: f.interactive,
             console_size: attach::window_size().map(|w| (w.rows, w.cols)),
+            cap_add: f.cap_add.clone(),
+            cap_drop: f.cap_drop.clone(),
+            privileged: f.privileged,
         },
         vm: VmOptions {
             kernel: f.kernel.clone(),
@@ -121,9 +142,16 @@ async fn create_record(
         },
         auto_remove: f.rm,
         networks,
-        publish: f.publish.clone(),
+        publish: publish(f, &image.exposed_ports),
         mounts: f.mounts.resolve(global, &image.volumes)?,
         read_only: f.mounts.read_only,
+        hostname: f.hostname.clone(),
+        dns: runtime::netconf::DnsConfig {
+            servers: f.dns.clone(),
+            search: f.dns_search.clone(),
+            options: f.dns_option.clone(),
+        },
+        extra_hosts: f.add_host.clone(),
     };
     let record = runtime::container::create(&store, req)?;
     Ok((store, record))
@@ -215,6 +243,7 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         terminal: a.tty,
         open_stdin: a.interactive,
         console_size: attach::window_size().map(|w| (w.rows, w.cols)),
+        privileged: a.privileged,
         ..Default::default()
     };
     let lookup = |k: &str| std::env::var(k).ok();
@@ -232,4 +261,26 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         detach: false,
     };
     finish(attach::session(stream, &record.id, req, a.interactive, a.tty).await)
+}
+
+/// `-p` values, then with `-P` the image's exposed ports no `-p` covers, each on a free host
+/// port of 127.0.0.1 (docker binds 0.0.0.0; our `-p` default is loopback, and `-P` follows it).
+fn publish(f: &CreateFlags, exposed: &[(u16, net::ports::Protocol)]) -> Vec<net::ports::PortSpec> {
+    let mut out = f.publish.clone();
+    if f.publish_all {
+        for &(port, protocol) in exposed {
+            if !out
+                .iter()
+                .any(|p| p.container_port == port && p.protocol == protocol)
+            {
+                out.push(net::ports::PortSpec {
+                    host_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    host_port: 0,
+                    container_port: port,
+                    protocol,
+                });
+            }
+        }
+    }
+    out
 }

@@ -27,6 +27,7 @@ pub mod fake;
 pub mod images;
 pub mod netns;
 pub mod registry;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -35,6 +35,12 @@ pub struct CreateRequest {
     pub mounts: Vec<crate::volume::MountSpec>,
     /// `--read-only`.
     pub read_only: bool,
+    /// `--hostname` (default: the id's first 12 digits).
+    pub hostname: Option<String>,
+    /// `--dns*`.
+    pub dns: crate::netconf::DnsConfig,
+    /// `--add-host`.
+    pub extra_hosts: Vec<crate::netconf::ExtraHost>,
 }
 
 /// Writes a new container record (status `created`).
@@ -42,9 +48,12 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
     // Combine once with a placeholder hostname to fail early, before taking a name.
     let lookup = |k: &str| std::env::var(k).ok();
     combine(&req.image_config, &req.process, "x", &lookup)?;
+    if let Some(h) = &req.hostname {
+        crate::netconf::check_hostname(h)?;
+    }
     let mut spec_err = None;
     let record = store.create(req.name.as_deref(), |id, name| {
-        let hostname = id[..12].to_string();
+        let hostname = req.hostname.clone().unwrap_or_else(|| id[..12].to_string());
         let process = match combine(&req.image_config, &req.process, &hostname, &lookup) {
             Ok(p) => p,
             Err(e) => {
@@ -75,8 +84,12 @@ pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, Cont
                 publish: req.publish.clone(),
                 mounts: req.mounts.clone(),
                 read_only: req.read_only,
+                privileged: req.process.privileged,
+                dns: req.dns.clone(),
+                extra_hosts: req.extra_hosts.clone(),
             },
             networks: Vec::new(),
+            ports: Vec::new(),
         }
     })?;
     if let Some(e) = spec_err {

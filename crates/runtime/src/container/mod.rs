@@ -8,7 +8,7 @@ mod stop;
 
 pub use create::{create, CreateRequest};
 pub use delete::delete;
-pub use start::{start, MonitorCommand};
+pub use start::{start, start_for_copy, MonitorCommand};
 pub use stop::{kill, stop};
 
 use crate::state::Status;
@@ -22,6 +22,9 @@ pub enum ContainerError {
     /// The process could not be made from image and flags.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// A name-resolution flag is invalid.
+    #[error(transparent)]
+    Netconf(#[from] crate::netconf::NetconfError),
     /// Talking to the monitor failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),

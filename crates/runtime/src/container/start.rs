@@ -25,6 +25,26 @@ pub fn start(
     cmd: &MonitorCommand,
     wait_attach: bool,
 ) -> Result<u32, ContainerError> {
+    launch(store, id, cmd, wait_attach.then_some("--wait-attach"))
+}
+
+/// Starts a monitor in hold mode for a copy on stopped container `id` (see
+/// `monitor::MonitorOptions::hold`): the VM runs, the container's process does not, and its
+/// recorded state is left as it is. Refused, like `start`, while a monitor runs.
+pub fn start_for_copy(
+    store: &Store,
+    id: &str,
+    cmd: &MonitorCommand,
+) -> Result<u32, ContainerError> {
+    launch(store, id, cmd, Some("--hold"))
+}
+
+fn launch(
+    store: &Store,
+    id: &str,
+    cmd: &MonitorCommand,
+    flag: Option<&str>,
+) -> Result<u32, ContainerError> {
     let _guard = store.lock(id)?;
     let record = store.reconcile_locked(store.load(id)?)?;
     if record.status == Status::Running || record.monitor_pid.is_some() {
@@ -59,8 +79,8 @@ pub fn start(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    if wait_attach {
-        command.arg("--wait-attach");
+    if let Some(flag) = flag {
+        command.arg(flag);
     }
     // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it detaches the
     // monitor from the caller's session and terminal so it outlives the CLI.

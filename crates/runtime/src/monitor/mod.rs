@@ -7,7 +7,12 @@
 //! clients and serves exec/kill/stop until the process or the VM ends; finally shuts the VM
 //! down, records the exit in state.json and removes its sockets (and the whole container with
 //! `--rm`). No step leaves a process, socket or disk behind when a later one fails.
+//!
+//! In hold mode (`MonitorOptions::hold`, for `cp` on a stopped container) it boots the VM
+//! with the container's disks and mounts, creates the container without starting its process
+//! or network, serves one copy (`copy.rs`), shuts down, and leaves the record's state alone.
 
+mod copy;
 mod mounts;
 pub(crate) mod network;
 pub use mounts::share_tag;
@@ -71,6 +76,9 @@ pub(crate) enum Phase {
     Failed(ExitInfo),
     /// It ended and the VM is down.
     Exited(ExitInfo),
+    /// Hold mode: the container exists in the VM, its process was never started; only
+    /// copies are served.
+    Holding,
 }
 
 /// State shared between the monitor's main flow and client sessions.
@@ -84,6 +92,10 @@ pub(crate) struct Shared {
     /// Stop requests (grace period in seconds).
     pub(crate) stop: mpsc::UnboundedSender<u64>,
     pub(crate) exec_seq: std::sync::atomic::AtomicU64,
+    /// The container's name, for messages.
+    pub(crate) name: String,
+    /// Signalled when a copy session ends (hold mode ends then).
+    pub(crate) copy_done: Notify,
 }
 
 impl Shared {
@@ -108,6 +120,10 @@ impl Shared {
 pub struct MonitorOptions {
     /// Wait (bounded) for the first attach before starting the process.
     pub wait_attach: bool,
+    /// Hold mode, for copies on a stopped container: boot the VM and create the container
+    /// without starting its process or its network, serve one copy, shut down, and leave the
+    /// container's recorded state (status, exit code, times) as it was.
+    pub hold: bool,
 }
 
 /// Runs the monitor of container `id` to completion; returns the container's exit code.
@@ -124,8 +140,10 @@ pub async fn run(
     }
     store.update(id, |r| {
         r.monitor_pid = Some(std::process::id());
-        r.exit_code = None;
-        r.exit_reason = None;
+        if !opts.hold {
+            r.exit_code = None;
+            r.exit_reason = None;
+        }
     })?;
 
     let sock_dir = store.socket_dir(id);
@@ -148,6 +166,8 @@ pub async fn run(
         attached: Notify::new(),
         stop: stop_tx,
         exec_seq: Default::default(),
+        name: record.name.clone(),
+        copy_done: Notify::new(),
     });
     let accept = {
         let shared = shared.clone();
@@ -179,8 +199,11 @@ pub async fn run(
 
     // The volumes' exclusive holds outlive the VM: released only once it is down.
     let mut claims = Vec::new();
-    let outcome =
-        start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims).await;
+    let outcome = if opts.hold {
+        hold(store, id, backend, &shared, &dir, &mut claims).await
+    } else {
+        start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims).await
+    };
     let info = outcome.exit;
     if let Some(mut booted) = outcome.booted {
         shutdown_vm(&mut booted).await;
@@ -190,6 +213,18 @@ pub async fn run(
     }
     drop(claims);
     store.remove_sockets(id);
+    if opts.hold {
+        if let Err(e) = store.update(id, |r| {
+            r.monitor_pid = None;
+            r.vm_pid = None;
+        }) {
+            tracing::error!("record the end of the hold: {e}");
+        }
+        // A copy still waiting for the guest learns why there is none.
+        shared.phase.send_replace(Phase::Failed(info.clone()));
+        let _ = accept.await;
+        return Ok(info.code);
+    }
     let auto_remove = record.config.auto_remove;
     let status = if outcome.started {
         Status::Exited
@@ -207,6 +242,7 @@ pub async fn run(
         r.finished = Some(Utc::now());
         r.monitor_pid = None;
         r.vm_pid = None;
+        r.ports.clear();
     });
     if auto_remove {
         network::release(store, &record);
@@ -279,6 +315,9 @@ async fn start_and_supervise(
         Ok(n) => n,
         Err(reason) => return fail(fault(reason), None, None),
     };
+    if let Some(ports) = network.as_ref().map(|n| n.ports()) {
+        let _ = store.update(id, |r| r.ports = ports);
+    }
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),
@@ -289,10 +328,7 @@ async fn start_and_supervise(
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
     };
-    let guest_network = network
-        .as_ref()
-        .map(|n| n.guest(store, &record))
-        .unwrap_or_default();
+    let guest_network = network::guest(network.as_ref(), store, &record);
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
@@ -309,7 +345,7 @@ async fn start_and_supervise(
             .await?;
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
-        guest.set_container_mounts(mounts, record.config.read_only);
+        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
         guest.spawn(MAIN, &record.config.process).await
     };
     tracing::debug!("guest agent connected");
@@ -399,6 +435,85 @@ async fn start_and_supervise(
         network,
         started: true,
     }
+}
+
+/// How long hold mode waits for its copy before it gives up.
+const HOLD_WAIT: Duration = Duration::from_secs(60);
+
+/// Hold mode (see [`MonitorOptions::hold`]): the VM with the container's disks and mounts,
+/// no network, the container created but not started; ends after the first copy session.
+async fn hold(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    shared: &Arc<Shared>,
+    dir: &std::path::Path,
+    claims: &mut Vec<crate::volume::Claim>,
+) -> Outcome {
+    let fail = |exit: ExitInfo, booted: Option<Booted>| Outcome {
+        exit,
+        booted,
+        network: None,
+        started: false,
+    };
+    let record = match store.load(id) {
+        Ok(r) => r,
+        Err(e) => return fail(fault(format!("load state: {e}")), None),
+    };
+    let volumes = match claim_volumes(store, &record.config.mounts, claims) {
+        Ok(v) => v,
+        Err(e) => return fail(fault(crate::error_line(&e)), None),
+    };
+    let overlay = dir.join("rootfs.qcow2");
+    if !overlay.exists() {
+        if let Err(e) = backend
+            .create_overlay(&record.config.rootfs, &overlay)
+            .await
+        {
+            let _ = std::fs::remove_file(&overlay);
+            return fail(fault(crate::error_line(&e)), None);
+        }
+    }
+    let req = VmRequest {
+        dir: dir.to_path_buf(),
+        socket_dir: store.socket_dir(id),
+        rootfs_disk: overlay,
+        console_log: dir.join("boot.log"),
+        options: record.config.vm.clone(),
+        nets: Vec::new(),
+        volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
+        shares: mounts::host_shares(&record.config.mounts),
+    };
+    let mut booted = match backend.boot(&req).await {
+        Ok(b) => b,
+        Err(e) => return fail(fault(crate::error_line(&e)), None),
+    };
+    let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
+    let guest = booted.guest.clone();
+    if let Ok(mut g) = shared.guest.lock() {
+        *g = Some(guest.clone());
+    }
+    let prepared = async {
+        guest
+            .configure(&record.config.hostname, &Default::default())
+            .await?;
+        guest.mount_rootfs("/dev/vda", "ext4").await?;
+        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
+        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+        guest.prepare(MAIN, &record.config.process).await
+    };
+    if let Err(e) = prepared.await {
+        return fail(fault(e.to_string()), Some(booted));
+    }
+    let done = shared.copy_done.notified();
+    shared.phase.send_replace(Phase::Holding);
+    tracing::debug!("holding the container for a copy");
+    let exit = tokio::select! {
+        _ = done => ExitInfo { code: 0, reason: None },
+        _ = tokio::time::sleep(HOLD_WAIT) => fault("no copy came".into()),
+        why = booted.vm.wait() => fault(format!("the VM exited unexpectedly: {}", why.0)),
+    };
+    fail(exit, Some(booted))
 }
 
 /// Takes every volume the container mounts (each once, in first-use order) and returns

@@ -93,11 +93,16 @@ fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
             source,
             target,
             readonly,
+            nocopy,
             ..
         } => {
             let mut options = vec!["rbind".to_string()];
             if *readonly {
                 options.push("ro".into());
+            }
+            if !*nocopy {
+                // Our option, for vminitd: an empty volume first gets the image's content.
+                options.push("copyup".into());
             }
             GuestMount {
                 source: format!("{VOLUMES_DIR}/{source}"),
@@ -161,11 +166,23 @@ mod tests {
                 target: "/data".into(),
                 readonly: true,
                 anonymous: false,
+                nocopy: false,
             },
             0,
         );
         assert_eq!(v.source, "/run/container/volumes/data");
-        assert_eq!(v.options, ["rbind", "ro"]);
+        assert_eq!(v.options, ["rbind", "ro", "copyup"]);
+        let v = container_mount(
+            &MountSpec::Volume {
+                source: "data".into(),
+                target: "/data".into(),
+                readonly: false,
+                anonymous: false,
+                nocopy: true,
+            },
+            0,
+        );
+        assert_eq!(v.options, ["rbind"]);
         let t = container_mount(
             &MountSpec::Tmpfs {
                 target: "/scratch".into(),

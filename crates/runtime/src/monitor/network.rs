@@ -3,7 +3,7 @@
 //! interfaces, resolv.conf and hosts derived from the attachments, relays and DNS started once
 //! the guest is configured, and everything but the address leases undone when the VM is gone.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::backend::{GuestNetwork, NetDevice};
 use crate::state::{ContainerRecord, Store};
@@ -47,6 +47,14 @@ impl NetSession {
         }
     }
 
+    /// The published ports as bound.
+    pub(crate) fn ports(&self) -> Vec<net::ports::PortSpec> {
+        match self {
+            NetSession::Prepared(p) => p.ports(),
+            NetSession::Running(r) => r.ports(),
+        }
+    }
+
     /// The VM's network devices.
     pub(crate) fn devices(&self) -> Vec<NetDevice> {
         self.attachments()
@@ -56,30 +64,6 @@ impl NetSession {
                 mac: a.mac.clone(),
             })
             .collect()
-    }
-
-    /// What the guest is configured with: its interfaces, and hosts lines naming itself and
-    /// the named containers on its networks at this moment (later ones resolve through DNS).
-    pub(crate) fn guest(&self, store: &Store, record: &ContainerRecord) -> GuestNetwork {
-        let interfaces = self.attachments().to_vec();
-        let mut hosts: Vec<(Ipv4Addr, Vec<String>)> = Vec::new();
-        if let Some(first) = interfaces.first() {
-            let mut names = vec![record.config.hostname.clone()];
-            if record.name != record.config.hostname {
-                names.push(record.name.clone());
-            }
-            hosts.push((first.address.addr(), names));
-        }
-        let peers = net::Networks::open(store.root()).and_then(|n| n.hosts(&record.id));
-        match peers {
-            Ok(peers) => {
-                for p in peers.into_iter().filter(|p| p.name != record.name) {
-                    hosts.push((p.address, vec![p.name]));
-                }
-            }
-            Err(e) => tracing::warn!("peers for /etc/hosts: {}", crate::error_line(&e)),
-        }
-        GuestNetwork { interfaces, hosts }
     }
 
     /// Starts the port relays and DNS responders (inside the monitor's runtime).
@@ -105,6 +89,50 @@ impl NetSession {
         if let Err(e) = r {
             tracing::warn!("tear down networking: {}", crate::error_line(&e));
         }
+    }
+}
+
+/// What the guest is configured with: its interfaces (none without a session), hosts lines
+/// naming itself, the named containers on its networks at this moment (later ones resolve
+/// through DNS) and `--add-host` entries, and its own resolver settings.
+pub(crate) fn guest(
+    session: Option<&NetSession>,
+    store: &Store,
+    record: &ContainerRecord,
+) -> GuestNetwork {
+    let interfaces = session
+        .map(|s| s.attachments().to_vec())
+        .unwrap_or_default();
+    let mut hosts: Vec<(IpAddr, Vec<String>)> = Vec::new();
+    if let Some(first) = interfaces.first() {
+        let mut names = vec![record.config.hostname.clone()];
+        if record.name != record.config.hostname {
+            names.push(record.name.clone());
+        }
+        hosts.push((first.address.addr().into(), names));
+    }
+    if !record.config.networks.is_empty() {
+        let peers = net::Networks::open(store.root()).and_then(|n| n.hosts(&record.id));
+        match peers {
+            Ok(peers) => {
+                for p in peers.into_iter().filter(|p| p.name != record.name) {
+                    hosts.push((p.address.into(), vec![p.name]));
+                }
+            }
+            Err(e) => tracing::warn!("peers for /etc/hosts: {}", crate::error_line(&e)),
+        }
+    }
+    let gateway = interfaces.first().map(|a| IpAddr::from(a.gateway));
+    for h in &record.config.extra_hosts {
+        match h.resolve(gateway) {
+            Some(ip) => hosts.push((ip, vec![h.name.clone()])),
+            None => tracing::warn!("--add-host {}: the container has no network", h.name),
+        }
+    }
+    GuestNetwork {
+        interfaces,
+        hosts,
+        dns: record.config.dns.clone(),
     }
 }
 

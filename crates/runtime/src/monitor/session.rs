@@ -1,4 +1,5 @@
-//! One client connection to the monitor: attach, wait-started, exec, kill or stop.
+//! One client connection to the monitor: attach, wait-started, exec, kill, stop or a copy
+//! (`copy.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -43,6 +44,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             };
             write_frame(&mut wr, &reply).await
         }
+        Request::CopyOut { path, follow_link } => {
+            super::copy::copy_out(&shared, &mut rd, &mut wr, &path, follow_link).await
+        }
+        Request::CopyIn {
+            path,
+            source,
+            preserve_owner,
+        } => super::copy::copy_in(&shared, &mut rd, &mut wr, &path, source, preserve_owner).await,
         Request::Stop { timeout_secs } => {
             let _ = shared.stop.send(timeout_secs);
             let info = ended(&shared).await;

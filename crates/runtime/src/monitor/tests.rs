@@ -1,7 +1,10 @@
 //! The monitor driven end to end over its real socket, with a fake VM and a fake guest whose
 //! processes behave by their argv[0]:
 //! `echo ARGS…`, `exit N` (writes "bye" to stderr), `missing` (127), `noexec` (126),
-//! `cat` (stdin to stdout), `sleep` (until signalled), `stubborn` (ignores SIGTERM).
+//! `cat` (stdin to stdout), `sleep` (until signalled), `stubborn` (ignores SIGTERM), `yes`
+//! (output until signalled), `sink` (exit 0 if stdin was `good tar`, else 1 and a reason).
+//! Its copies run as such processes: copy-out of `/endless` is `yes`, of `/fail` is
+//! `exit 1`, of anything else `echo tar-of PATH`; a copy-in is `sink`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -47,7 +50,7 @@ impl Guest for FakeGuest {
     async fn mount(&self, _mount: &GuestMount) -> Result<(), GuestError> {
         Ok(())
     }
-    fn set_container_mounts(&self, _mounts: Vec<GuestMount>, _readonly_rootfs: bool) {}
+    fn set_container_mounts(&self, _: Vec<GuestMount>, _readonly_rootfs: bool, _privileged: bool) {}
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let args = spec.args.clone();
         match args[0].as_str() {
@@ -87,6 +90,26 @@ impl Guest for FakeGuest {
                     ProcessExit::Code(0)
                 }
                 "sleep" => ProcessExit::Signal(sig_rx.recv().await.unwrap_or(9)),
+                "yes" => loop {
+                    tokio::select! {
+                        s = sig_rx.recv() => break ProcessExit::Signal(s.unwrap_or(9)),
+                        r = out_tx.send(Bytes::from_static(b"y\n")) => if r.is_err() {
+                            break ProcessExit::Signal(13);
+                        },
+                    }
+                },
+                "sink" => {
+                    let mut got = Vec::new();
+                    while let Some(Some(b)) = in_rx.recv().await {
+                        got.extend_from_slice(&b);
+                    }
+                    if got == b"good tar" {
+                        ProcessExit::Code(0)
+                    } else {
+                        let _ = err_tx.send(Bytes::from_static(b"bad stream\n")).await;
+                        ProcessExit::Code(1)
+                    }
+                }
                 "stubborn" => loop {
                     match sig_rx.recv().await {
                         Some(libc::SIGTERM) => continue,
@@ -163,6 +186,51 @@ impl Guest for FakeGuest {
     async fn shutdown(&self) -> Result<(), GuestError> {
         self.shut_down.notify_one();
         Ok(())
+    }
+    async fn prepare(&self, _id: &str, _spec: &ProcessSpec) -> Result<(), GuestError> {
+        Ok(())
+    }
+    async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        _follow_link: bool,
+    ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
+        let args: Vec<String> = match path {
+            "/missing" => return Err(GuestError::NotFound("no such file".into())),
+            "/endless" => vec!["yes".into()],
+            "/fail" => vec!["exit".into(), "1".into()],
+            other => vec!["echo".into(), "tar-of".into(), other.into()],
+        };
+        let spec = ProcessSpec {
+            args,
+            ..Default::default()
+        };
+        let stat = agent::PathStat {
+            name: path.trim_start_matches('/').into(),
+            mode: 0o100644,
+            ..Default::default()
+        };
+        Ok((stat, self.spawn(id, &spec).await?))
+    }
+    async fn copy_in(
+        &self,
+        id: &str,
+        path: &str,
+        _source: Option<agent::CopySource>,
+        _preserve_owner: bool,
+    ) -> Result<ProcessOutput, GuestError> {
+        if path == "/ro" {
+            return Err(GuestError::Other(
+                "cannot copy to /ro: Read-only file system".into(),
+            ));
+        }
+        let spec = ProcessSpec {
+            args: vec!["sink".into()],
+            open_stdin: true,
+            ..Default::default()
+        };
+        self.spawn(id, &spec).await
     }
     async fn release(&self, id: &str) -> Result<(), GuestError> {
         self.procs
@@ -272,6 +340,9 @@ impl Fixture {
             publish: Vec::new(),
             mounts: Vec::new(),
             read_only: false,
+            hostname: None,
+            dns: Default::default(),
+            extra_hosts: Vec::new(),
         };
         create(&self.store, req).unwrap().id
     }
@@ -284,9 +355,17 @@ impl Fixture {
     ) -> tokio::task::JoinHandle<i32> {
         let (store, id) = (self.store.clone(), id.to_string());
         tokio::spawn(async move {
-            run(&store, &id, &backend, MonitorOptions { wait_attach })
-                .await
-                .unwrap()
+            run(
+                &store,
+                &id,
+                &backend,
+                MonitorOptions {
+                    wait_attach,
+                    hold: false,
+                },
+            )
+            .await
+            .unwrap()
         })
     }
 
@@ -555,4 +634,144 @@ async fn auto_remove_deletes_the_container() {
     assert_eq!((r.unwrap().code, out.as_slice()), (0, &b"x\n"[..]));
     mon.await.unwrap();
     assert!(!f.store.dir_of(&id).exists());
+}
+
+/// Waits until `id` shows up in the released list.
+async fn released_soon(released: &Arc<Mutex<Vec<String>>>, id: &str) {
+    for _ in 0..300 {
+        if released.lock().unwrap().iter().any(|r| r == id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{id} was never released: {:?}", released.lock().unwrap());
+}
+
+#[tokio::test]
+async fn copies_are_relayed_and_their_helpers_always_released() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let name = f.store.load(&id).unwrap().name;
+    let backend = FakeBackend::default();
+    let released = backend.released.clone();
+    let mon = f.spawn(&id, backend, false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+
+    // Out: the stat, then the stream, then the end.
+    let (stat, mut session) = client::copy_out(f.connect(&id).await, &id, "/etc/x", false)
+        .await
+        .unwrap();
+    assert_eq!(stat.name, "etc/x");
+    let mut got = Vec::new();
+    while let Some(b) = session.next_chunk().await.unwrap() {
+        got.extend_from_slice(&b);
+    }
+    assert_eq!(got, b"tar-of /etc/x\n");
+    released_soon(&released, "cp-1").await;
+    // A missing path names the path and the container; a failure carries the helper's words.
+    let e = client::copy_out(f.connect(&id).await, &id, "/missing", false)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        format!("Could not find the file /missing in container {name}")
+    );
+    let (_, mut session) = client::copy_out(f.connect(&id).await, &id, "/fail", false)
+        .await
+        .unwrap();
+    let e = loop {
+        match session.next_chunk().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a failed copy ended cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.to_string(), "bye");
+    // A client that leaves mid-stream: the helper is killed and released.
+    let (_, mut session) = client::copy_out(f.connect(&id).await, &id, "/endless", false)
+        .await
+        .unwrap();
+    assert!(session.next_chunk().await.unwrap().is_some());
+    drop(session);
+    released_soon(&released, "cp-4").await;
+
+    // In: accepted, streamed, checked by the helper.
+    let mut session = client::copy_in(f.connect(&id).await, &id, "/dst", None, false)
+        .await
+        .unwrap();
+    session.send(Bytes::from_static(b"good ")).await.unwrap();
+    session.send(Bytes::from_static(b"tar")).await.unwrap();
+    session.finish().await.unwrap();
+    let mut session = client::copy_in(f.connect(&id).await, &id, "/dst", None, false)
+        .await
+        .unwrap();
+    session.send(Bytes::from_static(b"garbage")).await.unwrap();
+    let e = session.finish().await.unwrap_err();
+    assert_eq!(e.to_string(), "bad stream");
+    // Refused before any byte is sent.
+    let e = client::copy_in(f.connect(&id).await, &id, "/ro", None, false)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.to_string(), "cannot copy to /ro: Read-only file system");
+    // A client that leaves: the helper sees the stream end (and fails), and is released.
+    let mut session = client::copy_in(f.connect(&id).await, &id, "/dst", None, false)
+        .await
+        .unwrap();
+    session.send(Bytes::from_static(b"good")).await.unwrap();
+    drop(session);
+    released_soon(&released, "cp-8").await;
+
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::Kill { signal: 9 })
+        .await
+        .unwrap();
+    assert_eq!(mon.await.unwrap(), 137);
+}
+
+#[tokio::test]
+async fn hold_mode_serves_one_copy_and_leaves_the_record_alone() {
+    let f = fixture();
+    let id = f.create(&["missing"], false, false);
+    f.store
+        .update(&id, |r| {
+            r.status = Status::Exited;
+            r.exit_code = Some(3);
+        })
+        .unwrap();
+    let backend = FakeBackend::default();
+    let released = backend.released.clone();
+    let (store, id2) = (f.store.clone(), id.clone());
+    let mon = tokio::spawn(async move {
+        let opts = MonitorOptions {
+            wait_attach: false,
+            hold: true,
+        };
+        run(&store, &id2, &backend, opts).await.unwrap()
+    });
+    // Exec and attach are refused: nothing runs.
+    let (r, _) = f.exec(&id, &["echo", "x"]).await;
+    assert!(r.is_err(), "{r:?}");
+    let (_, mut session) = client::copy_out(f.connect(&id).await, &id, "/x", false)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Some(b) = session.next_chunk().await.unwrap() {
+        got.extend_from_slice(&b);
+    }
+    assert_eq!(got, b"tar-of /x\n");
+    // One copy, then the monitor ends on its own.
+    assert_eq!(mon.await.unwrap(), 0);
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(
+        (rec.status, rec.exit_code, rec.monitor_pid, rec.started),
+        (Status::Exited, Some(3), None, None)
+    );
+    assert!(released
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|r| r.starts_with("cp-")));
 }

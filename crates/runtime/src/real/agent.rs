@@ -22,8 +22,8 @@ pub struct AgentGuest {
     client: agent::Client,
     container: String,
     handles: Mutex<HashMap<String, agent::ProcessHandle>>,
-    /// Extra mounts and read-only flag for the container's creation.
-    container_mounts: Mutex<(Vec<agent::Mount>, bool)>,
+    /// How the first process creates the container.
+    container_setup: Mutex<ContainerSetup>,
     stdins: Mutex<HashMap<String, Stdin>>,
 }
 
@@ -33,6 +33,27 @@ fn map_err(e: agent::ClientError) -> GuestError {
         Some(agent::ErrorCode::NotExecutable) => GuestError::NotExecutable(e.to_string()),
         _ => GuestError::Other(e.to_string()),
     }
+}
+
+/// A copy's error as the user should read it: the guest's own message, without the call.
+fn copy_err(e: agent::ClientError) -> GuestError {
+    match e {
+        agent::ClientError::Remote {
+            code: agent::ErrorCode::NotFound,
+            message,
+            ..
+        } => GuestError::NotFound(message),
+        agent::ClientError::Remote { message, .. } => GuestError::Other(message),
+        other => map_err(other),
+    }
+}
+
+/// Container-wide settings the first `CreateProcess` carries.
+#[derive(Debug, Clone, Default)]
+struct ContainerSetup {
+    mounts: Vec<agent::Mount>,
+    readonly_rootfs: bool,
+    privileged: bool,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -64,7 +85,7 @@ impl AgentGuest {
             client,
             container: container.to_string(),
             handles: Mutex::new(HashMap::new()),
-            container_mounts: Mutex::new((Vec::new(), false)),
+            container_setup: Mutex::default(),
             stdins: Mutex::new(HashMap::new()),
         }
     }
@@ -95,19 +116,24 @@ impl Guest for AgentGuest {
             };
             self.client.setup_interface(iface).await.map_err(map_err)?;
         }
-        let mut nameservers: Vec<String> = Vec::new();
-        for a in &network.interfaces {
-            for d in &a.dns {
-                let d = d.to_string();
-                if !nameservers.contains(&d) {
-                    nameservers.push(d);
+        let mut nameservers: Vec<String> =
+            network.dns.servers.iter().map(|s| s.to_string()).collect();
+        if nameservers.is_empty() {
+            for a in &network.interfaces {
+                for d in &a.dns {
+                    let d = d.to_string();
+                    if !nameservers.contains(&d) {
+                        nameservers.push(d);
+                    }
                 }
             }
         }
-        let dns = (!nameservers.is_empty()).then(|| agent::Dns {
-            nameservers,
-            ..Default::default()
-        });
+        let dns =
+            (!nameservers.is_empty() || network.dns != Default::default()).then(|| agent::Dns {
+                nameservers,
+                search: network.dns.search.clone(),
+                options: network.dns.options.clone(),
+            });
         let hosts = network
             .hosts
             .iter()
@@ -144,17 +170,26 @@ impl Guest for AgentGuest {
         self.client.mount(to_agent(m)).await.map_err(map_err)
     }
 
-    fn set_container_mounts(&self, mounts: Vec<GuestMount>, readonly_rootfs: bool) {
-        if let Ok(mut c) = self.container_mounts.lock() {
-            *c = (mounts.iter().map(to_agent).collect(), readonly_rootfs);
+    fn set_container_mounts(
+        &self,
+        mounts: Vec<GuestMount>,
+        readonly_rootfs: bool,
+        privileged: bool,
+    ) {
+        if let Ok(mut c) = self.container_setup.lock() {
+            *c = ContainerSetup {
+                mounts: mounts.iter().map(to_agent).collect(),
+                readonly_rootfs,
+                privileged,
+            };
         }
     }
 
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
-        let (mounts, readonly_rootfs) = match (first, self.container_mounts.lock()) {
+        let setup = match (first, self.container_setup.lock()) {
             (true, Ok(c)) => c.clone(),
-            _ => (Vec::new(), false),
+            _ => ContainerSetup::default(),
         };
         let req = agent::CreateProcess {
             container: self.container.clone(),
@@ -162,8 +197,9 @@ impl Guest for AgentGuest {
             // (exec) join it.
             rootfs: first.then(|| ROOTFS_TARGET.to_string()),
             hostname: None,
-            readonly_rootfs,
-            mounts,
+            readonly_rootfs: setup.readonly_rootfs,
+            mounts: setup.mounts,
+            privileged: setup.privileged,
             process: agent::ProcessSpec {
                 args: spec.args.clone(),
                 env: spec.env.clone(),
@@ -172,6 +208,7 @@ impl Guest for AgentGuest {
                 terminal: spec.terminal,
                 stdin: spec.open_stdin,
                 console_size: spec.console_size,
+                capability_set: spec.capabilities.clone(),
                 ..Default::default()
             },
         };
@@ -196,6 +233,36 @@ impl Guest for AgentGuest {
             return Err(map_err(e));
         }
         Ok(ProcessOutput { stdout, stderr })
+    }
+
+    async fn prepare(&self, id: &str, spec: &ProcessSpec) -> Result<(), GuestError> {
+        let setup = self
+            .container_setup
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let req = agent::CreateProcess {
+            container: self.container.clone(),
+            rootfs: Some(ROOTFS_TARGET.to_string()),
+            hostname: None,
+            readonly_rootfs: setup.readonly_rootfs,
+            mounts: setup.mounts,
+            privileged: setup.privileged,
+            process: agent::ProcessSpec {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: Some(spec.cwd.clone()),
+                user: spec.user.clone(),
+                ..Default::default()
+            },
+        };
+        // Created, never started: the process waits for a start that does not come, and its
+        // namespaces are what copies join. Shutdown ends it.
+        let h = self.client.create_process(req).await.map_err(map_err)?;
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(())
     }
 
     async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
@@ -242,6 +309,57 @@ impl Guest for AgentGuest {
 
     async fn shutdown(&self) -> Result<(), GuestError> {
         self.client.shutdown(false).await.map_err(map_err)
+    }
+
+    async fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        follow_link: bool,
+    ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
+        let req = agent::CopyOut {
+            container: self.container.clone(),
+            path: path.to_string(),
+            follow_link,
+        };
+        let started = self.client.copy_out(req).await.map_err(copy_err)?;
+        let h = started.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok((started.stat.unwrap_or_default(), output))
+    }
+
+    async fn copy_in(
+        &self,
+        id: &str,
+        path: &str,
+        source: Option<agent::CopySource>,
+        preserve_owner: bool,
+    ) -> Result<ProcessOutput, GuestError> {
+        let req = agent::CopyIn {
+            container: self.container.clone(),
+            path: path.to_string(),
+            source,
+            preserve_owner,
+        };
+        let h = self.client.copy_in(req).await.map_err(copy_err)?.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        let w = self.client.stdin(h);
+        if let Ok(mut s) = self.stdins.lock() {
+            s.insert(id.to_string(), Arc::new(tokio::sync::Mutex::new(Some(w))));
+        }
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(output)
     }
 
     async fn release(&self, id: &str) -> Result<(), GuestError> {

@@ -105,6 +105,7 @@ pub fn create(container: &str, rootfs: Option<&Path>, process: ProcessSpec) -> C
         rootfs: rootfs.map(|r| r.to_string_lossy().into_owned()),
         hostname: Some("testhost".into()),
         readonly_rootfs: false,
+        privileged: false,
         mounts: vec![],
         process,
     }

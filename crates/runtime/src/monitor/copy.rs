@@ -1,0 +1,192 @@
+//! Copy sessions of the monitor (`container cp`): relay a tar stream between a client of
+//! `monitor.sock` and a copy helper in the guest, whose stdio carries it with the agent's
+//! flow control. Whatever way a session ends, the helper is finished and released: a
+//! copy-out whose client went away is killed; a copy-in whose client went away gets EOF, so
+//! the helper fails on the cut stream and removes what it had staged.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+
+use super::{Phase, Shared};
+use crate::backend::{Guest, GuestError, ProcessExit};
+use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError};
+
+fn fault(reason: String) -> ExitInfo {
+    ExitInfo {
+        code: crate::EXIT_RUNTIME_FAULT,
+        reason: Some(reason),
+    }
+}
+
+/// The guest, once the container is running or held for copies.
+async fn copy_guest(shared: &Shared) -> Result<Arc<dyn Guest>, ExitInfo> {
+    let not_running = || fault(format!("container {} is not running", shared.name));
+    let mut rx = shared.phase.subscribe();
+    let phase = rx
+        .wait_for(|p| *p != Phase::Starting)
+        .await
+        .map(|p| p.clone());
+    match phase {
+        Ok(Phase::Running | Phase::Holding) => shared.guest().ok_or_else(not_running),
+        Ok(Phase::Failed(info)) if info.reason.is_some() => {
+            Err(fault(info.reason.unwrap_or_default()))
+        }
+        _ => Err(not_running()),
+    }
+}
+
+/// Lets a monitor in hold mode end once the session is over, however it ended.
+struct Done<'a>(&'a Shared);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.copy_done.notify_one();
+    }
+}
+
+fn next_id(shared: &Shared) -> String {
+    format!("cp-{}", shared.exec_seq.fetch_add(1, Ordering::Relaxed) + 1)
+}
+
+/// Collects a helper's error text.
+fn collect(mut rx: mpsc::Receiver<bytes::Bytes>) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(b) = rx.recv().await {
+            all.extend_from_slice(&b);
+        }
+        String::from_utf8_lossy(&all).trim().to_string()
+    })
+}
+
+/// Waits for the helper and releases it; the final frame for the client.
+async fn finish(guest: &dyn Guest, id: &str, errors: String) -> Frame {
+    let exit = guest.wait(id).await;
+    if let Err(e) = guest.release(id).await {
+        tracing::warn!("{id}: cannot release it in the guest: {e}");
+    }
+    match exit {
+        Ok(ProcessExit::Code(0)) => Frame::Exit(ExitInfo {
+            code: 0,
+            reason: None,
+        }),
+        Ok(how) if errors.is_empty() => Frame::Error(fault(format!(
+            "copy failed in the guest (status {})",
+            how.code()
+        ))),
+        Ok(_) => Frame::Error(fault(errors)),
+        Err(e) => Frame::Error(fault(e.to_string())),
+    }
+}
+
+/// `CopyOut`: `Stat`, the tar stream as `Stdout` frames, then `Exit` or `Error`.
+pub(crate) async fn copy_out<R, W>(
+    shared: &Arc<Shared>,
+    rd: &mut R,
+    wr: &mut W,
+    path: &str,
+    follow_link: bool,
+) -> Result<(), ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _done = Done(shared);
+    let guest = match copy_guest(shared).await {
+        Ok(g) => g,
+        Err(info) => return write_frame(wr, &Frame::Error(info)).await,
+    };
+    let id = next_id(shared);
+    let (stat, mut out) = match guest.copy_out(&id, path, follow_link).await {
+        Ok(x) => x,
+        Err(GuestError::NotFound(_)) => {
+            let reason = format!(
+                "Could not find the file {path} in container {}",
+                shared.name
+            );
+            return write_frame(wr, &Frame::Error(fault(reason))).await;
+        }
+        Err(e) => return write_frame(wr, &Frame::Error(fault(e.to_string()))).await,
+    };
+    let errors = collect(out.stderr);
+    let relayed = async {
+        write_frame(wr, &Frame::Stat(stat)).await?;
+        loop {
+            tokio::select! {
+                chunk = out.stdout.recv() => match chunk {
+                    Some(b) => write_frame(wr, &Frame::Stdout(b)).await?,
+                    None => return Ok(()),
+                },
+                // The client sends nothing during a copy-out: anything is a hang-up.
+                _ = read_frame(rd) => {
+                    return Err(ProtocolError::Malformed("client left during copy".into()))
+                }
+            }
+        }
+    }
+    .await;
+    if relayed.is_err() {
+        let _ = guest.signal(&id, libc::SIGKILL).await;
+        // Drain what is in flight so the guest's stream ends cleanly.
+        while out.stdout.recv().await.is_some() {}
+    }
+    let errors = errors.await.unwrap_or_default();
+    let last = finish(guest.as_ref(), &id, errors).await;
+    relayed?;
+    write_frame(wr, &last).await
+}
+
+/// `CopyIn`: `Started` when the helper is ready, the tar stream from the client, then
+/// `Exit` or `Error`.
+pub(crate) async fn copy_in<R, W>(
+    shared: &Arc<Shared>,
+    rd: &mut R,
+    wr: &mut W,
+    path: &str,
+    source: Option<agent::CopySource>,
+    preserve_owner: bool,
+) -> Result<(), ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let _done = Done(shared);
+    let guest = match copy_guest(shared).await {
+        Ok(g) => g,
+        Err(info) => return write_frame(wr, &Frame::Error(info)).await,
+    };
+    let id = next_id(shared);
+    let out = match guest.copy_in(&id, path, source, preserve_owner).await {
+        Ok(o) => o,
+        Err(e) => return write_frame(wr, &Frame::Error(fault(e.to_string()))).await,
+    };
+    let errors = collect(out.stderr);
+    let mut stdout = out.stdout;
+    tokio::spawn(async move { while stdout.recv().await.is_some() {} });
+    let started = write_frame(wr, &Frame::Started(id.clone())).await;
+    if started.is_ok() {
+        // Stdin is written against the guest's credit, so a slow disk slows the client.
+        loop {
+            match read_frame(rd).await {
+                Ok(Some(Frame::Stdin(b))) => {
+                    if let Err(e) = guest.write_stdin(&id, b).await {
+                        tracing::debug!("{id}: {e}");
+                        break;
+                    }
+                }
+                Ok(Some(Frame::StdinEof)) => break,
+                Ok(Some(_)) => {}
+                // A client that left cuts the stream: the helper fails and cleans up.
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    let _ = guest.close_stdin(&id).await;
+    let errors = errors.await.unwrap_or_default();
+    let last = finish(guest.as_ref(), &id, errors).await;
+    started?;
+    write_frame(wr, &last).await
+}

@@ -1,0 +1,398 @@
+//! `container cp` in the guest. Each copy is a helper that vminitd forks from itself (no
+//! program in the guest or the image is needed): it enters the container's mount namespace
+//! with setns(2), which makes the container's `/` its root, so every path — in the rootfs,
+//! a volume, a bind mount or a tmpfs — and every symlink is resolved the way the container
+//! sees it and nothing of the guest's own filesystem is reachable. It closes every inherited
+//! fd but its stdio, stats the path and reports over a status pipe (`R` + JSON stat, or a
+//! typed error), then packs the path as a tar stream on its stdout (copy-out) or unpacks the
+//! tar stream from its stdin (copy-in), with the shared rules of `agent::copy`. A failure
+//! after that point is one line on its stderr and exit status 1.
+//!
+//! The helper is then an ordinary entry of the process table ([`Processes::adopt`]), so its
+//! stdio rides the agent's flow-controlled `Data` frames like any process's.
+
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agent::copy::{self, DestKind, UnpackOptions};
+use agent::{CopyIn, CopyOut, CopySource, CopyStarted, PathStat};
+
+use crate::error::Error;
+use crate::fdio::FdStream;
+use crate::process::Processes;
+use crate::sys::{self, cvt};
+
+/// What the helper does once inside the container.
+enum Job {
+    Out {
+        path: String,
+        follow_link: bool,
+    },
+    In {
+        path: String,
+        source: Option<CopySource>,
+        preserve_owner: bool,
+    },
+}
+
+/// Starts a copy-out helper; its stdout carries the tar stream.
+pub async fn copy_out(procs: &Arc<Processes>, req: CopyOut) -> Result<CopyStarted, Error> {
+    let job = Job::Out {
+        path: req.path,
+        follow_link: req.follow_link,
+    };
+    start(procs, &req.container, job).await
+}
+
+/// Starts a copy-in helper; it unpacks what arrives on its stdin.
+pub async fn copy_in(procs: &Arc<Processes>, req: CopyIn) -> Result<CopyStarted, Error> {
+    let job = Job::In {
+        path: req.path,
+        source: req.source,
+        preserve_owner: req.preserve_owner,
+    };
+    start(procs, &req.container, job).await
+}
+
+async fn start(procs: &Arc<Processes>, container: &str, job: Job) -> Result<CopyStarted, Error> {
+    let init = procs.running_container(container)?;
+    let ns = format!("/proc/{init}/ns/mnt");
+    let mnt = sys::open(Path::new(&ns), libc::O_RDONLY, 0)
+        .map_err(|e| Error::sys(format!("open {ns}"), e))?;
+    let pipe = || sys::pipe().map_err(|e| Error::sys("pipe", e));
+    let (status_r, status_w) = pipe()?;
+    let (in_r, in_w) = match job {
+        Job::In { .. } => {
+            let (r, w) = pipe()?;
+            (Some(r), Some(w))
+        }
+        Job::Out { .. } => (None, None),
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let pid = crate::spawn::raw_fork(0).map_err(|e| Error::sys("fork", e))?;
+    if pid == 0 {
+        drop((status_r, in_w, out_r, err_r));
+        helper_main(job, mnt, status_w, in_r, out_w, err_w)
+    }
+    drop((mnt, status_w, in_r, out_w, err_w));
+    let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
+    let (stdin, stdout, stderr) = match (in_w.map(reg).transpose(), reg(out_r), reg(err_r)) {
+        (Ok(i), Ok(o), Ok(e)) => (i, o, e),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            return Err(e);
+        }
+    };
+    let handle = procs.adopt(container, pid, stdin, stdout, stderr);
+    let report = match FdStream::new(status_r) {
+        Ok(s) => read_all(&s).await,
+        Err(e) => Err(e),
+    };
+    let started = match report {
+        Ok(r) => decode(&r).map(|stat| CopyStarted { handle, stat }),
+        Err(e) => Err(Error::sys("read the copy helper's status", e)),
+    };
+    if started.is_err() {
+        procs.discard(handle);
+    }
+    started
+}
+
+async fn read_all(s: &FdStream) -> io::Result<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf).await? {
+            0 => return Ok(all),
+            n => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Status message kinds: ready (JSON stat follows), not found, invalid, OS error (errno).
+const READY: u8 = b'R';
+const NOT_FOUND: u8 = b'N';
+const INVALID: u8 = b'I';
+const OS: u8 = b'O';
+
+fn decode(buf: &[u8]) -> Result<Option<PathStat>, Error> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    match buf.split_first() {
+        Some((&READY, [])) => Ok(None),
+        Some((&READY, json)) => serde_json::from_slice(json)
+            .map(Some)
+            .map_err(|e| Error::InvalidArgument(format!("copy helper status: {e}"))),
+        Some((&NOT_FOUND, m)) => Err(Error::NotFound(text(m))),
+        Some((&INVALID, m)) => Err(Error::InvalidArgument(text(m))),
+        Some((&OS, m)) if m.len() >= 4 => {
+            let errno = i32::from_le_bytes([m[0], m[1], m[2], m[3]]);
+            Err(Error::sys(
+                text(&m[4..]),
+                io::Error::from_raw_os_error(errno),
+            ))
+        }
+        _ => Err(Error::sys(
+            "the copy helper exited during setup",
+            io::Error::from_raw_os_error(libc::EIO),
+        )),
+    }
+}
+
+/// A failure of the helper before it is ready: the status kind and the message.
+type Fail = (u8, Option<io::Error>, String);
+
+/// The child: never returns.
+fn helper_main(
+    job: Job,
+    mnt: OwnedFd,
+    status: OwnedFd,
+    stdin: Option<OwnedFd>,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> ! {
+    let mut status = std::fs::File::from(status);
+    let fds = Fds {
+        mnt: mnt.as_raw_fd(),
+        stdin: stdin.as_ref().map(|f| f.as_raw_fd()),
+        stdout: stdout.as_raw_fd(),
+        stderr: stderr.as_raw_fd(),
+        status: status.as_raw_fd(),
+    };
+    // `enter` closes these numbers itself (close_range); dropping the owners afterwards
+    // would close them a second time.
+    std::mem::forget((mnt, stdin, stdout, stderr));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        enter(&fds)?;
+        prepare(&job)
+    }));
+    let code = match result {
+        Ok(Ok(ready)) => {
+            let _ = status.write_all(&ready.message);
+            drop(status);
+            match ready.run() {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = writeln!(io::stderr(), "{}", copy::one_line(&e));
+                    1
+                }
+            }
+        }
+        Ok(Err((kind, errno, message))) => {
+            let mut buf = vec![kind];
+            if kind == OS {
+                let n = errno.and_then(|e| e.raw_os_error()).unwrap_or(libc::EIO);
+                buf.extend_from_slice(&n.to_le_bytes());
+            }
+            buf.extend_from_slice(message.as_bytes());
+            let _ = status.write_all(&buf);
+            1
+        }
+        Err(_) => 1,
+    };
+    // SAFETY: _exit skips the destructors of the parent's state this forked copy carries.
+    unsafe { libc::_exit(code) }
+}
+
+/// The raw fds the helper starts with.
+struct Fds {
+    mnt: i32,
+    stdin: Option<i32>,
+    stdout: i32,
+    stderr: i32,
+    status: i32,
+}
+
+/// Joins the container's mount namespace and makes fds 0-2 and the status pipe the only
+/// open fds.
+fn enter(fds: &Fds) -> Result<(), Fail> {
+    let os = |what: &str| {
+        let what = what.to_string();
+        move |e: io::Error| (OS, Some(e), what)
+    };
+    // SAFETY: setns on an fd we own; this child has a single thread.
+    cvt(unsafe { libc::setns(fds.mnt, libc::CLONE_NEWNS) })
+        .map_err(os("join the container's mount namespace"))?;
+    std::env::set_current_dir("/").map_err(os("chdir /"))?;
+    let input = match fds.stdin {
+        Some(fd) => fd,
+        // SAFETY: a valid C string; the fd is closed by close_range below.
+        None => cvt(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) })
+            .map_err(os("open /dev/null"))?,
+    };
+    for (fd, target) in [(input, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+        // SAFETY: dup2 on fds we own.
+        cvt(unsafe { libc::dup2(fd, target) }).map_err(os("set up stdio"))?;
+    }
+    // Everything else vminitd had open (other processes' pipes, the agent port) is closed,
+    // so a long copy holds nothing of theirs open.
+    let status = fds.status;
+    for (lo, hi) in [(3, status - 1), (status + 1, i32::MAX)] {
+        if lo <= hi {
+            // SAFETY: close_range on fd numbers; none of them is used afterwards.
+            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) };
+        }
+    }
+    // SAFETY: umask takes and returns plain integers.
+    unsafe { libc::umask(0o022) };
+    Ok(())
+}
+
+/// A helper that is ready to move data: its status message and its work.
+struct Ready {
+    message: Vec<u8>,
+    work: Work,
+}
+
+enum Work {
+    Pack {
+        path: PathBuf,
+        name: String,
+        follow_link: bool,
+    },
+    Unpack {
+        target: copy::Target,
+        opts: UnpackOptions,
+    },
+}
+
+impl Ready {
+    fn run(self) -> Result<(), copy::CopyError> {
+        match self.work {
+            Work::Pack {
+                path,
+                name,
+                follow_link,
+            } => {
+                let out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+                let mut out = copy::pack(out, &path, &name, follow_link)?;
+                out.flush().map_err(copy::CopyError::Stream)
+            }
+            Work::Unpack { target, opts } => copy::unpack(io::stdin().lock(), &target, &opts),
+        }
+    }
+}
+
+/// Container paths are taken from its `/`.
+fn absolute(path: &str) -> String {
+    if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("/{path}")
+    }
+}
+
+fn prepare(job: &Job) -> Result<Ready, Fail> {
+    match job {
+        Job::Out { path, follow_link } => {
+            let abs = absolute(path);
+            let meta = if *follow_link {
+                std::fs::metadata(&abs)
+            } else {
+                std::fs::symlink_metadata(&abs)
+            };
+            let meta = match meta {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err((NOT_FOUND, None, format!("Could not find the file {path}")))
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                    return Err((NOT_FOUND, None, format!("Could not find the file {path}")))
+                }
+                Err(e) => return Err((OS, Some(e), format!("stat {path}"))),
+            };
+            let link_target = if meta.file_type().is_symlink() {
+                std::fs::read_link(&abs)
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            } else {
+                String::new()
+            };
+            let name = copy::source_name(path);
+            let stat = PathStat {
+                name: name.clone(),
+                size: meta.len(),
+                mode: meta.mode(),
+                mtime: meta.mtime(),
+                link_target,
+            };
+            let mut message = vec![READY];
+            message.extend_from_slice(&serde_json::to_vec(&stat).unwrap_or_default());
+            Ok(Ready {
+                message,
+                work: Work::Pack {
+                    path: PathBuf::from(abs),
+                    name,
+                    follow_link: *follow_link,
+                },
+            })
+        }
+        Job::In {
+            path,
+            source,
+            preserve_owner,
+        } => {
+            let abs = absolute(path);
+            let kind = match std::fs::metadata(&abs) {
+                Ok(m) if m.is_dir() => DestKind::Dir,
+                Ok(_) => DestKind::File,
+                Err(_) => DestKind::Missing,
+            };
+            let parent_is_dir = copy::split_last(&abs)
+                .map(|(parent, _)| Path::new(&parent).is_dir())
+                .unwrap_or(true);
+            let target = copy::plan(source.as_ref(), &abs, kind, parent_is_dir)
+                .map_err(|e| (INVALID, None, e.to_string()))?;
+            // Refuse a read-only destination before any byte is sent (access(2) reports
+            // EROFS for a read-only mount, whatever the permission bits say).
+            let dir = sys::cstr(&target.dir).map_err(|e| (OS, Some(e), path.clone()))?;
+            // SAFETY: a valid C string.
+            let r = unsafe { libc::access(dir.as_ptr(), libc::W_OK) };
+            if r != 0 {
+                let e = io::Error::last_os_error();
+                return Err((
+                    OS,
+                    Some(e),
+                    format!("cannot copy to {}", target.dir.display()),
+                ));
+            }
+            Ok(Ready {
+                message: vec![READY],
+                work: Work::Unpack {
+                    target,
+                    opts: UnpackOptions {
+                        owner: (!preserve_owner).then_some((0, 0)),
+                    },
+                },
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages_decode_to_typed_errors() {
+        assert!(matches!(decode(b"R"), Ok(None)));
+        let stat = PathStat {
+            name: "x".into(),
+            mode: 0o40755,
+            ..Default::default()
+        };
+        let mut msg = vec![READY];
+        msg.extend_from_slice(&serde_json::to_vec(&stat).unwrap());
+        assert_eq!(decode(&msg).unwrap(), Some(stat));
+        assert!(matches!(decode(b"Nnope"), Err(Error::NotFound(m)) if m == "nope"));
+        let mut ro = vec![OS];
+        ro.extend_from_slice(&libc::EROFS.to_le_bytes());
+        ro.extend_from_slice(b"cannot copy to /");
+        let e = decode(&ro).unwrap_err();
+        assert!(e.to_string().starts_with("cannot copy to /: "), "{e}");
+        assert!(decode(b"").is_err());
+    }
+}
