@@ -87,20 +87,26 @@ impl QemuBackend {
                     "vminitd not found: set CONTAINER_VMINITD or build it with scripts/setup.sh",
                 )
             })?;
-        let balloon = balloon_enabled();
         let features = vmm::Features {
             block: true,
             console: true,
             net: !req.nets.is_empty(),
             virtiofs: !req.shares.is_empty(),
-            balloon,
+            balloon: balloon_enabled(),
             ..Default::default()
         };
-        let modules = vmm::modules::resolve(
-            kernel.modules_dir.as_deref(),
-            &vmm::modules::required(features),
-        )
-        .map_err(boot_src("guest kernel modules"))?;
+        let (modules, missing) =
+            vmm::modules::resolve_features(kernel.modules_dir.as_deref(), features)
+                .map_err(boot_src("guest kernel modules"))?;
+        // A kernel without the balloon driver still runs containers; the guest's freed memory
+        // then stays with QEMU.
+        let balloon = features.balloon && !missing.contains(&"virtio_balloon");
+        if !missing.is_empty() {
+            tracing::warn!(
+                "the guest kernel lacks {}: freed guest memory will not return to the host",
+                missing.join(", ")
+            );
+        }
         let initfs = vmm::Initfs::new(vminitd)
             .modules(&modules)
             .build_cached(&self.root.join("initfs"))
