@@ -27,6 +27,7 @@ pub fn boot() {
             .and_then(|_| sys::mount("sysfs", Path::new("/sys"), "sysfs", nse(), None))
     });
     load_modules(Path::new(MODULES_LIST));
+    apply_reporting_order();
     step("switch to a tmpfs root", switch_root);
     step("mount /dev/pts", || {
         sys::mkdir_p(Path::new("/dev/pts")).and_then(|_| {
@@ -144,6 +145,36 @@ pub fn load_modules(list: &Path) {
     }
 }
 
+/// The kernel argument that sets the smallest free block the balloon reports to the host.
+const REPORTING_ORDER_ARG: &str = "page_reporting.page_reporting_order=";
+/// Where the same setting lives at run time.
+const REPORTING_ORDER_PARAM: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
+
+/// Re-applies `page_reporting.page_reporting_order=` from the kernel command line once the
+/// balloon driver is loaded: Linux 6.1's `page_reporting_register()` (mm/page_reporting.c)
+/// overwrites the value with the driver's default (pageblock order, 2 MiB) when the device
+/// registers, so the argument alone has no effect there.
+fn apply_reporting_order() {
+    let Ok(cmdline) = std::fs::read_to_string("/proc/cmdline") else {
+        return;
+    };
+    let Some(order) = reporting_order(&cmdline) else {
+        return;
+    };
+    if let Err(e) = std::fs::write(REPORTING_ORDER_PARAM, order) {
+        crate::log!("set free page reporting order {order}: {e}");
+    }
+}
+
+/// The last `page_reporting.page_reporting_order=N` of a kernel command line, if N is a number.
+fn reporting_order(cmdline: &str) -> Option<&str> {
+    cmdline
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix(REPORTING_ORDER_ARG))
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn load_module(path: &Path) -> io::Result<()> {
     let fd = sys::open(path, libc::O_RDONLY, 0)?;
     let params = c"";
@@ -170,4 +201,30 @@ fn switch_root() -> io::Result<()> {
     cvt(unsafe { libc::chroot(dot.as_ptr()) })?;
     std::env::set_current_dir("/")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reporting_order;
+
+    #[test]
+    fn reporting_order_from_the_command_line() {
+        let c = "console=ttyS0 page_reporting.page_reporting_order=5 quiet\n";
+        assert_eq!(reporting_order(c), Some("5"));
+        assert_eq!(
+            reporting_order(
+                "page_reporting.page_reporting_order=3 page_reporting.page_reporting_order=7"
+            ),
+            Some("7")
+        );
+        assert_eq!(reporting_order("console=ttyS0 quiet"), None);
+        assert_eq!(
+            reporting_order("page_reporting.page_reporting_order="),
+            None
+        );
+        assert_eq!(
+            reporting_order("page_reporting.page_reporting_order=5;x"),
+            None
+        );
+    }
 }

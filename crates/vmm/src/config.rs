@@ -3,6 +3,19 @@
 //! Every device is virtio-mmio. Without a second IO-APIC the microvm machine has 8 transports;
 //! with `ioapic2=on` it has 24 (QEMU `hw/i386/microvm.c`). We turn `ioapic2` on only when a
 //! VM needs more than 8 devices, and refuse more than 24.
+//!
+//! Memory goes back to the host: every VM gets a `virtio-balloon-device` with free page
+//! reporting (virtio spec 1.2 §5.5.6.7; the guest side is Linux `mm/page_reporting.c`). The
+//! guest tells QEMU which free blocks of 2 MiB and more it holds, and QEMU discards them
+//! (`madvise(MADV_DONTNEED)`, or a hole punched in a shared memfd), so memory a container
+//! touched once and freed stops counting on the host. The balloon is never inflated; with
+//! `deflate-on-oom` it could not starve the guest even if it were.
+//!
+//! Under TCG, QEMU 7.2 reserves a 1 GiB translation cache and fills it lazily; it is only
+//! emptied when full. Boot and ordinary work use about 50 MiB of it, but a guest that keeps
+//! running freshly written code (builds, package installs, JITs) grows it by the size of each
+//! new translation, up to the full 1 GiB of host memory. [`DEFAULT_TB_SIZE_MIB`] caps it
+//! (measured in docs/benchmarks.md, "Memory").
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -18,6 +31,17 @@ const MMIO_SLOTS_IOAPIC2: usize = 24;
 /// Name of the agent's virtio-serial port; the guest finds it in
 /// `/sys/class/virtio-ports/*/name`.
 pub const AGENT_PORT_NAME: &str = "containerization.agent";
+
+/// TCG translation cache size (`-accel tcg,tb-size=`) in MiB: above the ~50 MiB a boot and
+/// ordinary work use, far below QEMU's 1 GiB default.
+pub const DEFAULT_TB_SIZE_MIB: u32 = 128;
+
+/// Smallest free block (as a page order: 2^5 pages = 128 KiB) the guest reports to the host
+/// under TCG. Linux's default is the pageblock order (2 MiB), which keeps the host's huge
+/// pages whole, what matters under KVM; under TCG the smaller blocks return another ~10 MiB
+/// of an idle guest and ~30 MiB after fragmenting work (docs/benchmarks.md, "Memory").
+/// Linux 6.1 ignores the kernel argument; vminitd applies it once the balloon driver loads.
+pub const TCG_REPORTING_ORDER: u32 = 5;
 
 /// Kernel arguments every boot gets (see ENVIRONMENT.md for why each helps under TCG).
 pub const BASE_CMDLINE: &[&str] = &[
@@ -130,6 +154,21 @@ pub struct VmConfig {
     /// Arguments appended to QEMU's command line as they are (tuning, experiments).
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// A virtio balloon with free page reporting, so freed guest memory returns to the host
+    /// (the guest needs the `virtio_balloon` module: [`crate::Features::balloon`]).
+    #[serde(default = "yes")]
+    pub balloon: bool,
+    /// TCG translation cache in MiB (`None`: QEMU's default of 1 GiB); ignored under KVM.
+    #[serde(default = "default_tb_size")]
+    pub tb_size_mib: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_tb_size() -> Option<u32> {
+    Some(DEFAULT_TB_SIZE_MIB)
 }
 
 impl VmConfig {
@@ -152,6 +191,8 @@ impl VmConfig {
             tsc_khz: None,
             qemu: PathBuf::from("qemu-system-x86_64"),
             extra_args: Vec::new(),
+            balloon: true,
+            tb_size_mib: default_tb_size(),
         }
     }
 
@@ -162,6 +203,7 @@ impl VmConfig {
             + self.shares.len()
             + usize::from(self.vsock_socket.is_some())
             + usize::from(self.agent_socket.is_some())
+            + usize::from(self.balloon)
     }
 
     /// The kernel command line.
@@ -170,6 +212,11 @@ impl VmConfig {
         if self.accel == Accel::Tcg {
             if let Some(khz) = self.tsc_khz.or_else(host_tsc_khz) {
                 parts.push(format!("tsc_early_khz={khz}"));
+            }
+            if self.balloon {
+                parts.push(format!(
+                    "page_reporting.page_reporting_order={TCG_REPORTING_ORDER}"
+                ));
             }
         }
         parts.extend(self.extra_cmdline.iter().cloned());
@@ -202,7 +249,11 @@ impl VmConfig {
             machine.push_str(",memory-backend=mem");
         }
         push(&["-M", &machine]);
-        push(&["-accel", self.accel.qemu_name()]);
+        let mut accel = self.accel.qemu_name().to_string();
+        if let (Accel::Tcg, Some(mib)) = (self.accel, self.tb_size_mib) {
+            let _ = write!(accel, ",tb-size={mib}");
+        }
+        push(&["-accel", &accel]);
         push(&["-smp", &self.cpus.to_string()]);
         push(&["-m", &format!("{}M", self.memory_mib)]);
         if shared_memory {
@@ -307,6 +358,13 @@ impl VmConfig {
                 &format!("virtserialport,chardev=agent,name={AGENT_PORT_NAME}"),
             ]);
         }
+        if self.balloon {
+            // Last, so it takes no place before the disks and nets the guest numbers.
+            push(&[
+                "-device",
+                "virtio-balloon-device,free-page-reporting=on,deflate-on-oom=on",
+            ]);
+        }
         a.extend(self.extra_args.iter().cloned());
         Ok(a)
     }
@@ -371,14 +429,23 @@ mod tests {
         let a = c.args().unwrap();
         let s = a.join(" ");
         assert!(s.starts_with(
-            "-M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -smp 1 -m 512M"
+            "-M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg,tb-size=128 -smp 1 -m 512M"
         ));
         assert!(s.contains("-no-reboot"));
         assert!(s.contains("-chardev file,id=con,path=/s/boot.log -serial chardev:con"));
         let append = &a[a.iter().position(|x| x == "-append").unwrap() + 1];
         assert!(append.starts_with("console=ttyS0 rdinit=/sbin/vminitd panic=-1"));
-        assert!(append.ends_with("tsc_early_khz=2596146"));
+        assert!(append.ends_with("tsc_early_khz=2596146 page_reporting.page_reporting_order=5"));
         assert!(!s.contains("ioapic2") && !s.contains("memfd"));
+        assert!(
+            s.ends_with("-device virtio-balloon-device,free-page-reporting=on,deflate-on-oom=on")
+        );
+        assert_eq!(c.device_count(), 1);
+        let mut off = base();
+        off.balloon = false;
+        assert!(!joined(&off).contains("balloon"));
+        assert!(!off.cmdline().contains("page_reporting"));
+        assert_eq!(off.device_count(), 0);
     }
 
     #[test]
@@ -386,7 +453,11 @@ mod tests {
         let mut c = base();
         c.accel = Accel::Kvm;
         assert!(!c.cmdline().contains("tsc_early_khz"));
-        assert!(joined(&c).contains("-accel kvm"));
+        assert!(!c.cmdline().contains("page_reporting"));
+        assert!(joined(&c).contains("-accel kvm -smp"));
+        let mut c = base();
+        c.tb_size_mib = None;
+        assert!(joined(&c).contains("-accel tcg -smp"));
     }
 
     #[test]
@@ -422,14 +493,14 @@ mod tests {
         assert!(s.contains("-device vhost-user-fs-device,chardev=fs0,tag=vol0"));
         assert!(s.contains("socket,id=agent,path=/r/agent.sock,server=on,wait=off"));
         assert!(s.contains("virtserialport,chardev=agent,name=containerization.agent"));
-        assert!(c.cmdline().ends_with("tsc_early_khz=2596146 foo=bar"));
-        assert_eq!(c.device_count(), 5);
+        assert!(c.cmdline().ends_with("page_reporting_order=5 foo=bar"));
+        assert_eq!(c.device_count(), 6);
         c.vsock_socket = Some("/r/vsock.sock".into());
         let s = joined(&c);
         assert!(s.contains(
             "-chardev socket,id=vsock,path=/r/vsock.sock -device vhost-user-vsock-device,chardev=vsock"
         ));
-        assert_eq!(c.device_count(), 6);
+        assert_eq!(c.device_count(), 7);
         // vsock alone also needs the shared memfd backend.
         let mut v = base();
         v.vsock_socket = Some("/r/v.sock".into());
@@ -453,7 +524,7 @@ mod tests {
                 mac: None,
             });
         }
-        assert!(matches!(c.args(), Err(ConfigError::TooManyDevices(25))));
+        assert!(matches!(c.args(), Err(ConfigError::TooManyDevices(26))));
         let mut c = base();
         c.console_log = "/a,b".into();
         assert!(matches!(c.args(), Err(ConfigError::Comma { .. })));

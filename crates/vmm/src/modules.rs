@@ -68,6 +68,8 @@ pub struct Features {
     pub vsock: bool,
     /// virtiofs shares.
     pub virtiofs: bool,
+    /// The virtio balloon (free page reporting gives freed guest memory back to the host).
+    pub balloon: bool,
 }
 
 /// The driver modules (without their dependencies) for a set of features. `virtio_mmio`, the
@@ -88,6 +90,16 @@ pub fn required(features: Features) -> Vec<&'static str> {
     }
     if features.virtiofs {
         names.push("virtiofs");
+    }
+    names
+}
+
+/// Drivers a VM can do without: the balloon (without it, memory the guest frees stays with
+/// QEMU). [`resolve_features`] leaves them out when the kernel lacks them.
+pub fn optional(features: Features) -> Vec<&'static str> {
+    let mut names = Vec::new();
+    if features.balloon {
+        names.push("virtio_balloon");
     }
     names
 }
@@ -218,6 +230,29 @@ pub fn resolve(modules_dir: Option<&Path>, names: &[&str]) -> Result<Vec<Module>
     }
 }
 
+/// The modules to load for `features` ([`required`] and [`optional`]), in order, and the
+/// optional drivers left out because the kernel has them neither as a module nor built in. A
+/// kernel without a modules directory is taken to have every driver built in.
+pub fn resolve_features(
+    modules_dir: Option<&Path>,
+    features: Features,
+) -> Result<(Vec<Module>, Vec<&'static str>), ModulesError> {
+    let Some(dir) = modules_dir else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let index = ModuleIndex::open(dir)?;
+    let mut names = required(features);
+    let mut missing = Vec::new();
+    for name in optional(features) {
+        if index.file(name).is_some() || index.is_builtin(name) {
+            names.push(name);
+        } else {
+            missing.push(name);
+        }
+    }
+    Ok((index.resolve(&names)?, missing))
+}
+
 /// The module name of a `.ko`, `.ko.xz` or `.ko.zst` path.
 fn module_name(path: &Path) -> Option<String> {
     let file = path.file_name()?.to_str()?;
@@ -329,18 +364,20 @@ mod tests {
         assert!(position(&fs, "fuse") < position(&fs, "virtiofs"));
         assert!(position(&fs, "virtio_ring") < position(&fs, "virtiofs"));
 
-        let all = index
-            .resolve(&required(Features {
-                block: true,
-                console: true,
-                net: true,
-                vsock: true,
-                virtiofs: true,
-            }))
-            .unwrap();
+        let every = Features {
+            block: true,
+            console: true,
+            net: true,
+            vsock: true,
+            virtiofs: true,
+            balloon: true,
+        };
+        let (all, missing) = resolve_features(Some(&k.modules), every).unwrap();
+        assert!(missing.is_empty(), "{missing:?}");
         let unique: BTreeSet<_> = names(&all).into_iter().collect();
         assert_eq!(unique.len(), all.len(), "each module once");
         assert!(position(&all, "vsock") < position(&all, "vmw_vsock_virtio_transport"));
+        assert!(position(&all, "virtio_ring") < position(&all, "virtio_balloon"));
         // Built in: resolves to nothing, not an error.
         assert!(index.resolve(&["ext4"]).unwrap().is_empty());
         let err = index.resolve(&["no_such_module"]).unwrap_err();
@@ -350,6 +387,35 @@ mod tests {
     #[test]
     fn no_modules_dir_means_built_in() {
         assert!(resolve(None, &["virtio_blk"]).unwrap().is_empty());
+        let f = Features {
+            block: true,
+            balloon: true,
+            ..Default::default()
+        };
+        assert_eq!(resolve_features(None, f).unwrap(), (Vec::new(), Vec::new()));
+    }
+
+    #[test]
+    fn a_kernel_without_the_balloon_driver_boots_without_it() {
+        let k = crate::testutil::debian_kernel();
+        let index = ModuleIndex::open(&k.modules).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for m in ["virtio", "virtio_ring", "virtio_mmio", "virtio_blk"] {
+            let from = index.file(m).unwrap();
+            fs::copy(from, dir.path().join(from.file_name().unwrap())).unwrap();
+        }
+        let f = Features {
+            block: true,
+            balloon: true,
+            ..Default::default()
+        };
+        let (mods, missing) = resolve_features(Some(dir.path()), f).unwrap();
+        assert_eq!(missing, vec!["virtio_balloon"]);
+        assert_eq!(mods.last().unwrap().name, "virtio_blk");
+        // A required driver that is missing is still an error.
+        let f = Features { net: true, ..f };
+        let err = resolve_features(Some(dir.path()), f).unwrap_err();
+        assert!(err.to_string().contains("virtio_net"), "{err}");
     }
 
     #[test]

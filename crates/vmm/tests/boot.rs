@@ -287,7 +287,8 @@ fn more_than_eight_devices() {
             readonly: true,
         });
     }
-    assert_eq!(c.device_count(), 10);
+    // Ten disks and the memory balloon.
+    assert_eq!(c.device_count(), 11);
     assert!(c.args().unwrap().join(" ").contains("ioapic2=on"));
     let mut vm = QemuVm::new(c);
     vm.start().unwrap();

@@ -1,5 +1,5 @@
 //! [`VmBackend`] on QEMU `microvm` from the `vmm` crate: kernel from the kernel store (or `-k`),
-//! modules for block + virtio-serial, the cached init filesystem with vminitd, the container's
+//! modules for block + virtio-serial (+ the memory balloon), the cached init filesystem with vminitd, the container's
 //! qcow2 overlay as `/dev/vda`, the agent's virtio-serial port on `<dir>/agent.sock`.
 //!
 //! QEMU's blocking process API runs on one dedicated thread per VM, which is also the thread
@@ -24,6 +24,18 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
 /// is not cut off forever.
 const HANDSHAKE_FIRST: Duration = Duration::from_millis(250);
 const HANDSHAKE_MAX: Duration = Duration::from_secs(4);
+
+/// Set (to anything but empty or `0`) to boot VMs without the memory balloon, so freed guest
+/// memory stays with QEMU. Only for measuring what the balloon saves (bench/memory.sh).
+const NO_BALLOON_ENV: &str = "CONTAINER_NO_BALLOON";
+
+/// Whether VMs get the free-page-reporting balloon (see [`NO_BALLOON_ENV`]).
+fn balloon_enabled() -> bool {
+    match std::env::var_os(NO_BALLOON_ENV) {
+        Some(v) => v.is_empty() || v == "0",
+        None => true,
+    }
+}
 
 /// Boots container VMs with QEMU.
 pub struct QemuBackend {
@@ -80,18 +92,27 @@ impl QemuBackend {
             console: true,
             net: !req.nets.is_empty(),
             virtiofs: !req.shares.is_empty(),
+            balloon: balloon_enabled(),
             ..Default::default()
         };
-        let modules = vmm::modules::resolve(
-            kernel.modules_dir.as_deref(),
-            &vmm::modules::required(features),
-        )
-        .map_err(boot_src("guest kernel modules"))?;
+        let (modules, missing) =
+            vmm::modules::resolve_features(kernel.modules_dir.as_deref(), features)
+                .map_err(boot_src("guest kernel modules"))?;
+        // A kernel without the balloon driver still runs containers; the guest's freed memory
+        // then stays with QEMU.
+        let balloon = features.balloon && !missing.contains(&"virtio_balloon");
+        if !missing.is_empty() {
+            tracing::warn!(
+                "the guest kernel lacks {}: freed guest memory will not return to the host",
+                missing.join(", ")
+            );
+        }
         let initfs = vmm::Initfs::new(vminitd)
             .modules(&modules)
             .build_cached(&self.root.join("initfs"))
             .map_err(boot_src("init filesystem"))?;
         let mut cfg = vmm::VmConfig::new(kernel.vmlinux.clone(), initfs, req.console_log.clone());
+        cfg.balloon = balloon;
         let qemu = cfg.qemu.clone();
         let forced = match &req.options.accel {
             Some(a) => Some(a.parse::<vmm::Accel>().map_err(boot_src("--accel"))?),
