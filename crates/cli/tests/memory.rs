@@ -11,8 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::netns::Netns;
-use common::{Cli, Run};
+use common::{vm, Run};
 
 /// The image: busybox-static imported as a one-layer rootfs (runs as root).
 const IMAGE: &str = "localhost/memory-test:1";
@@ -21,30 +20,22 @@ const ALLOC_MIB: u64 = 240;
 /// How long reporting may take; it normally takes about 2 s (the guest's reporting delay).
 const RETURN_WAIT: Duration = Duration::from_secs(30);
 
-/// A state root with the shared kernel and the test image; containers are force-deleted on drop.
-struct Env {
-    cli: Cli,
-    _netns: Netns,
-}
+/// The shared VM test environment with this file's image.
+struct Env(vm::Env);
 
 impl Env {
     fn new() -> Env {
-        let mut cli = Cli::new();
-        let netns = Netns::new("mem");
-        cli.in_netns(&netns.name);
-        let shared = common::shared_root();
-        std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
-        std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
-        let tar = cli.root().join("rootfs.tar");
+        let env = vm::Env::tagged("mem", false);
+        let tar = env.cli.root().join("rootfs.tar");
         common::images::rootfs_tarball(&tar);
-        cli.run(&["image", "import", tar.to_str().unwrap(), IMAGE])
+        env.run(&["image", "import", tar.to_str().unwrap(), IMAGE])
             .ok();
-        Env { cli, _netns: netns }
+        Env(env)
     }
 
     /// Starts an idle container with a 300 MiB tmpfs on /t; returns QEMU's pid.
     fn start(&self, name: &str, balloon: bool) -> u32 {
-        let mut cmd = self.cli.command(&[
+        let mut cmd = self.0.cli.command(&[
             "run",
             "-d",
             "--name",
@@ -68,26 +59,14 @@ impl Env {
             "run -d failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let info = self.cli.run(&["inspect", name]).ok().json();
+        let info = self.0.run(&["inspect", name]).ok().json();
         info[0]["vmPid"]
             .as_u64()
             .expect("vmPid of a running container") as u32
     }
 
     fn exec(&self, name: &str, script: &str) -> Run {
-        self.cli.run(&["exec", name, "sh", "-c", script]).ok()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let ids = self.cli.run(&["list", "-a", "-q"]).stdout;
-        let ids: Vec<&str> = ids.lines().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["delete", "-f"];
-            args.extend(ids);
-            self.cli.run(&args);
-        }
+        self.0.run(&["exec", name, "sh", "-c", script]).ok()
     }
 }
 
@@ -158,7 +137,7 @@ fn memory_returns_to_the_host_after_the_guest_frees_it() {
         "only {returned} MiB of the {ALLOC_MIB} MiB the guest freed went back to the host \
          within {RETURN_WAIT:?} (QEMU PSS idle {idle}, filled {peak}, freed {after} MiB)"
     );
-    env.cli.run(&["delete", "-f", "balloon"]).ok();
+    env.0.run(&["delete", "-f", "balloon"]).ok();
 
     // The control: without the balloon nothing gives the pages back.
     let wait = Duration::from_secs(8);
