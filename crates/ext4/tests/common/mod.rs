@@ -234,7 +234,18 @@ pub fn umoci_reference(dir: &Path, layers: &[Vec<u8>]) -> PathBuf {
 
 /// `e2fsck -fn` must find nothing to fix.
 pub fn e2fsck_clean(image: &Path) {
+    // e2fsck compares the superblock's write time with the clock; a clock stepped back between
+    // writing and checking (seen on these VMs) would be reported as a fault of the image.
+    // `broken_system_clock` turns off only those time checks.
+    static CONF: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let conf = CONF.get_or_init(|| {
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("e2fsck-{}.conf", std::process::id()));
+        std::fs::write(&p, "[options]\n\tbroken_system_clock = 1\n").expect("e2fsck.conf");
+        p
+    });
     let out = Command::new("e2fsck")
+        .env("E2FSCK_CONFIG", conf)
         .arg("-fn")
         .arg(image)
         .output()
