@@ -361,7 +361,11 @@ pub struct ResizePty {
     pub cols: u16,
 }
 
-/// Limits for a container's cgroup v2. Absent fields are left as they are.
+/// A limit value meaning "unlimited" (written as `max`).
+pub const NO_LIMIT: u64 = u64::MAX;
+
+/// Limits for a container's cgroup v2. Absent fields are left as they are; [`NO_LIMIT`] in
+/// `memory_max` or `pids_max` (and an absent quota with a period) removes the limit (`max`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
     /// Container id.

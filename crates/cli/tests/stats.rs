@@ -315,8 +315,36 @@ fn limits_hold_inside_the_guest() {
         i["config"]["vm"]["memoryMib"].as_u64().unwrap() > 64 + 64,
         "{i}"
     );
+    // `update` changes the limits of the running container within its VM's size.
+    env.run(&[
+        "update",
+        "--cpus",
+        "0.25",
+        "-m",
+        "32m",
+        "--pids-limit",
+        "20",
+        "half",
+    ])
+    .ok();
+    assert_eq!(bytes(&env.stats("half"), "memory_limit"), 32 * MIB);
+    let i = env.inspect("half");
+    assert_eq!(i["config"]["resources"]["nanoCpus"], 250_000_000, "{i}");
+    assert_eq!(i["config"]["resources"]["pidsLimit"], 20, "{i}");
+    env.run(&["update", "--cpus", "2", "half"])
+        .fails_with("does not fit its running VM (1 vCPUs");
+    env.run(&["update", "-m", "4g", "half"])
+        .fails_with("does not fit its running VM");
+    env.run(&["update", "--pids-limit", "-1", "half"]).ok();
+    assert!(env.inspect("half")["config"]["resources"]["pidsLimit"].is_null());
     env.run(&["kill", "half"]).ok();
     env.wait_exited("half");
+    // Stopped: the new limits size the VM of its next start.
+    env.run(&["update", "--cpus", "2", "-m", "1g", "half"]).ok();
+    let i = env.inspect("half");
+    assert_eq!(i["config"]["vm"]["cpus"], 2, "{i}");
+    assert_eq!(i["config"]["vm"]["memoryMib"], 1024 + 128 + 64, "{i}");
+    env.run(&["update", "half"]).fails_with("nothing to update");
 
     // -m 128m: a process that allocates 200 MiB is OOM-killed inside its cgroup (137); the VM
     // and the monitor survive to record why.

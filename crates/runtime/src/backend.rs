@@ -110,6 +110,12 @@ pub trait Guest: Send + Sync {
     /// Sets the cgroup limits the container gets when the first [`Guest::spawn`] creates it
     /// (applied before its process runs).
     fn set_container_resources(&self, _limits: ResourceLimits) {}
+    /// Replaces the running container's cgroup limits (absent ones: unlimited).
+    async fn update_resources(&self, _limits: ResourceLimits) -> Result<(), GuestError> {
+        Err(GuestError::Other(
+            "this guest cannot change resource limits".into(),
+        ))
+    }
     /// One reading of the container's resource counters.
     async fn stats(&self) -> Result<Sample, GuestError> {
         Err(GuestError::Other(

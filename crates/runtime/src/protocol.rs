@@ -72,6 +72,11 @@ pub enum Request {
     },
     /// One reading of the container's resource counters. Answers `Stats`.
     Stats,
+    /// Replace the container's cgroup limits with these (absent: unlimited). Answers `Ok`.
+    Update {
+        /// The new limits, complete.
+        limits: crate::resources::ResourceLimits,
+    },
 }
 
 /// Final status sent to a client.

@@ -211,9 +211,16 @@ pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
             r.container
         ))
     })?;
+    let value = |v: u64| {
+        if v == agent::NO_LIMIT {
+            "max".to_string()
+        } else {
+            v.to_string()
+        }
+    };
     let mut writes = Vec::new();
     if let Some(m) = r.memory_max {
-        writes.push(("memory.max", m.to_string()));
+        writes.push(("memory.max", value(m)));
     }
     if r.cpu_quota_us.is_some() || r.cpu_period_us.is_some() {
         let period = r.cpu_period_us.unwrap_or(100_000);
@@ -226,7 +233,7 @@ pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
         writes.push(("cpu.max", format!("{quota} {period}")));
     }
     if let Some(p) = r.pids_max {
-        writes.push(("pids.max", p.to_string()));
+        writes.push(("pids.max", value(p)));
     }
     for (file, value) in writes {
         let path = cg.join(file);

@@ -45,6 +45,23 @@ pub struct KillArgs {
     pub containers: Vec<String>,
 }
 
+/// `container update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// CPU limit, fractions allowed; a running container's VM must already have ceil(N) vCPUs.
+    #[arg(long, value_name = "N", value_parser = super::parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Memory limit (e.g. 256m); a running container's VM must already have room for it.
+    #[arg(short, long, value_name = "SIZE", value_parser = super::parse_memory)]
+    pub memory: Option<u64>,
+    /// Most processes (0 or -1: unlimited).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Containers (name or id).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
 /// `container delete`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
@@ -149,6 +166,28 @@ pub async fn kill(global: &GlobalOptions, a: KillArgs) -> anyhow::Result<()> {
         async move {
             let record = store.resolve(&name)?;
             runtime::container::kill(&store, record, a.signal).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// `container update`: prints each container whose limits changed (as docker does).
+pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()> {
+    if a.cpus.is_none() && a.memory.is_none() && a.pids_limit.is_none() {
+        anyhow::bail!("nothing to update: give --cpus, --memory or --pids-limit");
+    }
+    let store = super::store(global)?;
+    let change = runtime::container::LimitsChange {
+        cpus: a.cpus,
+        memory_bytes: a.memory,
+        pids_limit: a.pids_limit,
+    };
+    each(&a.containers, |name| {
+        let store = store.clone();
+        async move {
+            let record = store.resolve(&name)?;
+            runtime::container::update(&store, record, change).await?;
             Ok(())
         }
     })

@@ -45,6 +45,8 @@ pub enum ContainerCommand {
     Inspect(inspect::InspectArgs),
     /// Copy files/directories between a container and the host (`-`: a tar stream).
     Cp(cp::CpArgs),
+    /// Change containers' resource limits (live for running ones, within their VM's size).
+    Update(lifecycle::UpdateArgs),
     /// Show containers' live resource usage (CPU, memory, network, block I/O, processes).
     Stats(stats::StatsArgs),
     /// List a running container's published ports (or the host address of one).
@@ -232,6 +234,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Cp(a) => cp::cp(global, a).await,
             ContainerCommand::Stats(a) => stats::stats(global, a).await,
             ContainerCommand::Port(a) => inspect::port(global, a),
+            ContainerCommand::Update(a) => lifecycle::update(global, a).await,
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
     });

@@ -5,11 +5,13 @@ mod create;
 mod delete;
 mod start;
 mod stop;
+mod update;
 
 pub use create::{create, CreateRequest};
 pub use delete::delete;
 pub use start::{start, start_for_copy, MonitorCommand};
 pub use stop::{kill, stop};
+pub use update::{update, LimitsChange};
 
 use crate::state::Status;
 
@@ -28,6 +30,22 @@ pub enum ContainerError {
     /// Talking to the monitor failed.
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
+    /// A resource flag is invalid.
+    #[error(transparent)]
+    Resources(#[from] crate::resources::ResourceError),
+    /// A running container's new limits do not fit the VM it runs in.
+    #[error(
+        "cannot update container {name}: {what} does not fit its running VM ({have}); \
+         stop it, update, and start it again"
+    )]
+    VmTooSmall {
+        /// Container name.
+        name: String,
+        /// The limit asked for.
+        what: String,
+        /// The VM's size.
+        have: String,
+    },
     /// The operation does not fit the container's state.
     #[error("cannot {op} container {name}: it is {status}{hint}")]
     WrongState {

@@ -65,6 +65,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             };
             write_frame(&mut wr, &reply).await
         }
+        Request::Update { limits } => {
+            let reply = match running_guest(&shared, "update") {
+                Ok(g) => match g.update_resources(limits).await {
+                    Ok(()) => Frame::Ok,
+                    Err(e) => Frame::Error(ExitInfo {
+                        code: crate::EXIT_RUNTIME_FAULT,
+                        reason: Some(e.to_string()),
+                    }),
+                },
+                Err(info) => Frame::Error(info),
+            };
+            write_frame(&mut wr, &reply).await
+        }
         Request::Stop { timeout_secs } => {
             let _ = shared.stop.send(timeout_secs);
             let info = ended(&shared).await;

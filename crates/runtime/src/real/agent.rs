@@ -217,6 +217,24 @@ impl Guest for AgentGuest {
         }
     }
 
+    async fn update_resources(&self, limits: ResourceLimits) -> Result<(), GuestError> {
+        // Every limit is written: an absent one becomes `max`, so a limit can be lifted.
+        let quota = limits.cpu_quota_us();
+        let r = agent::Resources {
+            container: self.container.clone(),
+            memory_max: Some(limits.memory_bytes.unwrap_or(agent::NO_LIMIT)),
+            cpu_quota_us: quota,
+            cpu_period_us: Some(CPU_PERIOD_US),
+            pids_max: Some(limits.pids_limit.unwrap_or(agent::NO_LIMIT)),
+        };
+        self.client.update_resources(r).await.map_err(|e| {
+            GuestError::Other(format!(
+                "set the container's resource limits: {}",
+                map_err(e)
+            ))
+        })
+    }
+
     async fn stats(&self) -> Result<Sample, GuestError> {
         let s = self
             .client
