@@ -103,18 +103,27 @@ impl AgentGuest {
             .ok_or_else(|| GuestError::NoProcess(id.to_string()))
     }
 
-    /// Writes the container's cgroup limits in the guest (nothing when there are none).
-    async fn apply_resources(&self, limits: &ResourceLimits) -> Result<(), GuestError> {
-        if limits.is_empty() {
+    /// Writes the container's cgroup limits in the guest. With `lift`, an absent limit is
+    /// written as `max` (an update); without it, absent limits are left alone and nothing is
+    /// sent when there are none (a new container).
+    async fn apply_resources(&self, limits: &ResourceLimits, lift: bool) -> Result<(), GuestError> {
+        if limits.is_empty() && !lift {
             return Ok(());
         }
+        let or_max = |v: Option<u64>| {
+            if lift {
+                Some(v.unwrap_or(agent::NO_LIMIT))
+            } else {
+                v
+            }
+        };
         let quota = limits.cpu_quota_us();
         let r = agent::Resources {
             container: self.container.clone(),
-            memory_max: limits.memory_bytes,
+            memory_max: or_max(limits.memory_bytes),
             cpu_quota_us: quota,
-            cpu_period_us: quota.map(|_| CPU_PERIOD_US),
-            pids_max: limits.pids_limit,
+            cpu_period_us: (quota.is_some() || lift).then_some(CPU_PERIOD_US),
+            pids_max: or_max(limits.pids_limit),
         };
         self.client.update_resources(r).await.map_err(|e| {
             GuestError::Other(format!(
@@ -218,21 +227,7 @@ impl Guest for AgentGuest {
     }
 
     async fn update_resources(&self, limits: ResourceLimits) -> Result<(), GuestError> {
-        // Every limit is written: an absent one becomes `max`, so a limit can be lifted.
-        let quota = limits.cpu_quota_us();
-        let r = agent::Resources {
-            container: self.container.clone(),
-            memory_max: Some(limits.memory_bytes.unwrap_or(agent::NO_LIMIT)),
-            cpu_quota_us: quota,
-            cpu_period_us: Some(CPU_PERIOD_US),
-            pids_max: Some(limits.pids_limit.unwrap_or(agent::NO_LIMIT)),
-        };
-        self.client.update_resources(r).await.map_err(|e| {
-            GuestError::Other(format!(
-                "set the container's resource limits: {}",
-                map_err(e)
-            ))
-        })
+        self.apply_resources(&limits, true).await
     }
 
     async fn stats(&self) -> Result<Sample, GuestError> {
@@ -290,7 +285,7 @@ impl Guest for AgentGuest {
         if first {
             // The container (and its cgroup) exists now; its process has not run yet.
             let limits = self.resources.lock().map(|r| *r).unwrap_or_default();
-            if let Err(e) = self.apply_resources(&limits).await {
+            if let Err(e) = self.apply_resources(&limits, false).await {
                 let _ = self.client.delete(h).await;
                 return Err(e);
             }
