@@ -50,12 +50,14 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             internal,
         } => {
             let spec = NetworkSpec {
-                name,
+                name: name.clone(),
                 subnet,
                 gateway,
                 internal,
             };
-            let config = networks.create(&spec)?;
+            let config = networks
+                .create(&spec)
+                .with_context(|| format!("cannot create network {name}"))?;
             println!("{}", config.name);
         }
         NetworkCommand::List(ListArgs { format, quiet }) => {

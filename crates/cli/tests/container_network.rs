@@ -528,3 +528,65 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
         .ok();
     assert_eq!(env.ip("next"), ip, "the freed address is handed out again");
 }
+
+#[test]
+fn without_net_admin_the_default_network_falls_back_to_qemu_user_mode() {
+    // An unprivileged user (nobody, no capabilities) in a namespace of the test's own: no
+    // bridge or tap can be made, so the default network is QEMU's user-mode NAT.
+    let ns = Netns::new("rootless");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(&root, Some(65534), Some(65534)).unwrap();
+    let as_nobody = |args: &[&str]| -> Run {
+        let mut cmd = ns.command(
+            "setpriv",
+            &[
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                env!("CARGO_BIN_EXE_container"),
+                "--root",
+                root.to_str().unwrap(),
+            ],
+        );
+        cmd.args(args).env("HOME", &root);
+        vm::wait_output(cmd)
+    };
+    let deb = common::kernel_deb();
+    as_nobody(&["system", "kernel", "set", "--deb", deb.to_str().unwrap()]).ok();
+    as_nobody(&["image", "load", "-i", image_tar().to_str().unwrap()]).ok();
+    as_nobody(&[
+        "run", "-d", "--name", "web", "-p", "18090:80", "-p", "9000", IMAGE,
+    ])
+    .ok();
+    let ports = as_nobody(&["port", "web"]).ok().stdout;
+    assert!(ports.contains("80/tcp -> 127.0.0.1:18090\n"), "{ports}");
+    assert!(ports.contains("9000/tcp -> 127.0.0.1:"), "{ports}");
+    let info = as_nobody(&["inspect", "web"]).ok().json();
+    let net = &info[0]["networks"][0];
+    assert_eq!(net["network"], "default (user-mode)", "{info}");
+    assert_eq!(net["address"], "10.0.2.15/24", "{info}");
+    // Published ports reach the container through QEMU's forwarding; outbound goes via its NAT.
+    let page = retry(|| {
+        let (ok, out) = ns.exec("curl", &["-sSf", "-m", "3", "http://127.0.0.1:18090/"]);
+        ok.then_some(out)
+    });
+    assert_eq!(page.as_deref(), Some(PAGE));
+    let route = as_nobody(&["exec", "web", "ip", "-o", "-4", "route"])
+        .ok()
+        .stdout;
+    assert!(route.contains("default via 10.0.2.2"), "{route}");
+    // A taken host port is still an error before the VM boots.
+    as_nobody(&["run", "-d", "--name", "clash", "-p", "18090:80", IMAGE]).fails_with("18090");
+    as_nobody(&["delete", "-f", "web", "clash"]).ok();
+    // Nothing was made in the namespace, and named networks need the privilege.
+    assert!(!ns.ip(&["-o", "link"]).contains("ctap"));
+    as_nobody(&["network", "create", "mine"]).fails_with("mine");
+}

@@ -186,13 +186,16 @@ pub struct GuestNetwork {
     pub dns: crate::netconf::DnsConfig,
 }
 
-/// A network device of the VM: a host tap and the guest MAC.
+/// A network device of the VM: a host tap (or QEMU's user-mode network) and the guest MAC.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetDevice {
-    /// Host tap device.
+    /// Host tap device (empty with `user`).
     pub tap: String,
     /// Guest MAC address.
     pub mac: String,
+    /// QEMU user-mode networking instead of a tap, forwarding these published ports (host
+    /// ports already chosen).
+    pub user: Option<Vec<net::ports::PortSpec>>,
 }
 
 /// What the monitor asks the backend to boot.

@@ -98,13 +98,31 @@ pub struct DiskSpec {
     pub readonly: bool,
 }
 
-/// A virtio-net interface backed by an existing host tap device.
+/// A virtio-net interface backed by an existing host tap device, or by QEMU's user-mode
+/// network stack (for callers that may not create taps).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetSpec {
-    /// The tap's name (`ip tuntap add dev NAME mode tap`).
+    /// The tap's name (`ip tuntap add dev NAME mode tap`); unused with `user`.
     pub tap: String,
     /// The guest MAC address (`52:54:00:…`); QEMU picks one when `None`.
     pub mac: Option<String>,
+    /// User-mode networking instead of the tap: the guest is 10.0.2.15/24 behind QEMU's NAT
+    /// (gateway 10.0.2.2, DNS 10.0.2.3), reachable from the host only through these forwards.
+    #[serde(default)]
+    pub user: Option<Vec<HostForward>>,
+}
+
+/// A host port QEMU's user-mode network forwards to the guest (`hostfwd`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostForward {
+    /// UDP instead of TCP.
+    pub udp: bool,
+    /// Host address to listen on (IPv4: QEMU's `hostfwd` takes no other).
+    pub host_ip: std::net::Ipv4Addr,
+    /// Host port.
+    pub host_port: u16,
+    /// Guest port.
+    pub guest_port: u16,
 }
 
 /// A virtiofs share served by a `virtiofsd` the caller runs on `socket`.
@@ -310,11 +328,25 @@ impl VmConfig {
             push(&["-device", &format!("virtio-blk-device,drive=disk{i}")]);
         }
         for (i, n) in self.nets.iter().enumerate() {
-            no_comma("tap name", &n.tap)?;
-            push(&[
-                "-netdev",
-                &format!("tap,id=net{i},ifname={},script=no,downscript=no", n.tap),
-            ]);
+            let netdev = match &n.user {
+                Some(forwards) => {
+                    let mut d = format!("user,id=net{i},net=10.0.2.0/24");
+                    for f in forwards {
+                        let proto = if f.udp { "udp" } else { "tcp" };
+                        let _ = write!(
+                            d,
+                            ",hostfwd={proto}:{}:{}-:{}",
+                            f.host_ip, f.host_port, f.guest_port
+                        );
+                    }
+                    d
+                }
+                None => {
+                    no_comma("tap name", &n.tap)?;
+                    format!("tap,id=net{i},ifname={},script=no,downscript=no", n.tap)
+                }
+            };
+            push(&["-netdev", &netdev]);
             let mut dev = format!("virtio-net-device,netdev=net{i}");
             if let Some(mac) = &n.mac {
                 no_comma("MAC address", mac)?;
@@ -474,6 +506,7 @@ mod tests {
             readonly: true,
         });
         c.nets.push(NetSpec {
+            user: None,
             tap: "tap0".into(),
             mac: Some("52:54:00:12:34:56".into()),
         });
@@ -501,6 +534,29 @@ mod tests {
             "-chardev socket,id=vsock,path=/r/vsock.sock -device vhost-user-vsock-device,chardev=vsock"
         ));
         assert_eq!(c.device_count(), 7);
+        // User-mode networking: QEMU's NAT with host forwards, no tap.
+        let mut u = base();
+        u.nets.push(NetSpec {
+            tap: String::new(),
+            mac: None,
+            user: Some(vec![
+                HostForward {
+                    udp: false,
+                    host_ip: std::net::Ipv4Addr::LOCALHOST,
+                    host_port: 8080,
+                    guest_port: 80,
+                },
+                HostForward {
+                    udp: true,
+                    host_ip: std::net::Ipv4Addr::UNSPECIFIED,
+                    host_port: 5353,
+                    guest_port: 53,
+                },
+            ]),
+        });
+        assert!(joined(&u).contains(
+            "-netdev user,id=net0,net=10.0.2.0/24,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53 -device virtio-net-device,netdev=net0"
+        ));
         // vsock alone also needs the shared memfd backend.
         let mut v = base();
         v.vsock_socket = Some("/r/v.sock".into());
@@ -520,6 +576,7 @@ mod tests {
         assert!(joined(&c).contains("ioapic2=on"));
         for i in 0..16 {
             c.nets.push(NetSpec {
+                user: None,
                 tap: format!("t{i}"),
                 mac: None,
             });

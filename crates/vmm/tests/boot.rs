@@ -346,6 +346,7 @@ fn tap_network_reaches_the_host() {
     let mut c = config(&f);
     c.qemu = wrapper;
     c.nets.push(vmm::NetSpec {
+        user: None,
         tap: "vmtap0".into(),
         mac: Some("52:54:00:aa:bb:cc".into()),
     });

@@ -44,8 +44,12 @@ fn networks_of(nets: Option<&net::Networks>, r: &ContainerRecord) -> Vec<serde_j
         return Vec::new();
     }
     let Some(attachments) = nets.and_then(|n| n.attachments(&r.id).ok()) else {
-        return Vec::new();
+        return r.networks.clone();
     };
+    if attachments.is_empty() {
+        // The rootless fallback (QEMU user-mode networking) records its interface itself.
+        return r.networks.clone();
+    }
     r.config
         .networks
         .iter()

@@ -320,8 +320,21 @@ async fn start_and_supervise(
         Ok(n) => n,
         Err(reason) => return fail(fault(reason), None, None),
     };
-    if let Some(ports) = network.as_ref().map(|n| n.ports()) {
-        let _ = store.update(id, |r| r.ports = ports);
+    if let Some(n) = &network {
+        let ports = n.ports();
+        // A user-mode interface has no lease in the network store: the record tells inspect.
+        let user = n.user_attachment().map(|a| {
+            serde_json::json!({
+                "network": a.network,
+                "address": a.address.to_string(),
+                "gateway": a.gateway.to_string(),
+                "mac": a.mac,
+            })
+        });
+        let _ = store.update(id, |r| {
+            r.ports = ports;
+            r.networks = user.into_iter().collect();
+        });
     }
     let req = VmRequest {
         dir: dir.to_path_buf(),

@@ -2,6 +2,11 @@
 //! before the VM boots (a conflict fails the start before anything boots), the guest's
 //! interfaces, resolv.conf and hosts derived from the attachments, relays and DNS started once
 //! the guest is configured, and everything but the address leases undone when the VM is gone.
+//!
+//! Without the right to make bridges and taps (a user without `CAP_NET_ADMIN`), the default
+//! network falls back to QEMU's user-mode networking: the guest is 10.0.2.15 behind QEMU's own
+//! NAT, with outbound access and the published ports forwarded by QEMU (`hostfwd`), but no
+//! address reachable from the host and no name resolution of other containers.
 
 use std::net::IpAddr;
 
@@ -14,6 +19,46 @@ pub(crate) enum NetSession {
     Prepared(net::PreparedNetwork),
     /// Relays and DNS responders running.
     Running(net::RunningNetwork),
+    /// QEMU user-mode networking (rootless fallback): the guest's one interface and the
+    /// published ports with their host ports chosen.
+    User(net::Attachment, Vec<net::ports::PortSpec>),
+}
+
+/// The guest's address, gateway and DNS on QEMU's user-mode network (QEMU's defaults).
+const USER_GUEST: [u8; 4] = [10, 0, 2, 15];
+const USER_GATEWAY: [u8; 4] = [10, 0, 2, 2];
+const USER_DNS: [u8; 4] = [10, 0, 2, 3];
+
+/// Whether this process may make bridges, taps and firewall rules.
+fn can_admin_network() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_NET_ADMIN) != 0)
+}
+
+/// The user-mode session: each published port checked (and a free one chosen for port 0) by
+/// binding it here first, then released for QEMU to bind.
+fn user_mode(record: &ContainerRecord) -> Result<NetSession, String> {
+    let bound = net::ports::bind(&record.config.publish)
+        .map_err(|e| format!("network: {}", crate::error_line(&e)))?;
+    let ports = bound.specs();
+    drop(bound);
+    let attachment = net::Attachment {
+        network: format!("{} (user-mode)", net::DEFAULT_NETWORK),
+        tap: String::new(),
+        mac: "52:54:00:12:34:56".into(),
+        address: net::Ipv4Net::new(USER_GUEST.into(), 24).map_err(|e| e.to_string())?,
+        gateway: USER_GATEWAY.into(),
+        mtu: 1500,
+        dns: vec![USER_DNS.into()],
+    };
+    Ok(NetSession::User(attachment, ports))
 }
 
 impl NetSession {
@@ -23,6 +68,9 @@ impl NetSession {
         let config = &record.config;
         if config.networks.is_empty() && config.publish.is_empty() {
             return Ok(None);
+        }
+        if config.networks == [net::DEFAULT_NETWORK] && !can_admin_network() {
+            return user_mode(record).map(Some);
         }
         let mode = if config.networks.is_empty() {
             net::NetworkMode::None
@@ -44,6 +92,15 @@ impl NetSession {
         match self {
             NetSession::Prepared(p) => p.attachments(),
             NetSession::Running(r) => r.attachments(),
+            NetSession::User(a, _) => std::slice::from_ref(a),
+        }
+    }
+
+    /// The user-mode interface, when this is the rootless fallback (for `inspect`).
+    pub(crate) fn user_attachment(&self) -> Option<&net::Attachment> {
+        match self {
+            NetSession::User(a, _) => Some(a),
+            _ => None,
         }
     }
 
@@ -52,16 +109,22 @@ impl NetSession {
         match self {
             NetSession::Prepared(p) => p.ports(),
             NetSession::Running(r) => r.ports(),
+            NetSession::User(_, ports) => ports.clone(),
         }
     }
 
     /// The VM's network devices.
     pub(crate) fn devices(&self) -> Vec<NetDevice> {
+        let user = match self {
+            NetSession::User(_, ports) => Some(ports.clone()),
+            _ => None,
+        };
         self.attachments()
             .iter()
             .map(|a| NetDevice {
                 tap: a.tap.clone(),
                 mac: a.mac.clone(),
+                user: user.clone(),
             })
             .collect()
     }
@@ -85,6 +148,8 @@ impl NetSession {
         let r = match self {
             NetSession::Prepared(p) => p.abort(),
             NetSession::Running(r) => r.stop(),
+            // QEMU's own network went with QEMU.
+            NetSession::User(..) => Ok(()),
         };
         if let Err(e) = r {
             tracing::warn!("tear down networking: {}", crate::error_line(&e));

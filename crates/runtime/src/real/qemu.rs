@@ -129,14 +129,32 @@ impl QemuBackend {
             format: vmm::DiskFormat::Qcow2,
             readonly: false,
         });
-        cfg.nets = req
-            .nets
-            .iter()
-            .map(|n| vmm::NetSpec {
+        for n in &req.nets {
+            let user = match &n.user {
+                None => None,
+                Some(ports) => Some(
+                    ports
+                        .iter()
+                        .map(|p| match p.host_ip {
+                            std::net::IpAddr::V4(host_ip) => Ok(vmm::HostForward {
+                                udp: p.protocol == net::ports::Protocol::Udp,
+                                host_ip,
+                                host_port: p.host_port,
+                                guest_port: p.container_port,
+                            }),
+                            std::net::IpAddr::V6(_) => Err(boot_err(format!(
+                                "cannot publish {p}: user-mode networking forwards IPv4 host addresses only"
+                            ))),
+                        })
+                        .collect::<Result<Vec<_>, _>>()?,
+                ),
+            };
+            cfg.nets.push(vmm::NetSpec {
                 tap: n.tap.clone(),
                 mac: Some(n.mac.clone()),
-            })
-            .collect();
+                user,
+            });
+        }
         for disk in &req.volume_disks {
             cfg.disks.push(vmm::DiskSpec {
                 path: disk.clone(),
