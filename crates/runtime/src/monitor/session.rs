@@ -32,17 +32,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         },
         Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
         Request::Kill { signal } => {
-            let reply = match running_guest(&shared, "kill") {
-                Ok(g) => match g.signal(MAIN, signal).await {
-                    Ok(()) => Frame::Ok,
-                    Err(e) => Frame::Error(ExitInfo {
-                        code: crate::EXIT_RUNTIME_FAULT,
-                        reason: Some(e.to_string()),
-                    }),
-                },
-                Err(info) => Frame::Error(info),
-            };
-            write_frame(&mut wr, &reply).await
+            let reply = on_guest(&shared, "kill", "", |g| async move {
+                g.signal(MAIN, signal).await.map(|()| Frame::Ok)
+            });
+            write_frame(&mut wr, &reply.await).await
         }
         Request::CopyOut { path, follow_link } => {
             super::copy::copy_out(&shared, &mut rd, &mut wr, &path, follow_link).await
@@ -53,30 +46,19 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             preserve_owner,
         } => super::copy::copy_in(&shared, &mut rd, &mut wr, &path, source, preserve_owner).await,
         Request::Stats => {
-            let reply = match running_guest(&shared, "get statistics") {
-                Ok(g) => match g.stats().await {
-                    Ok(s) => Frame::Stats(Box::new(s)),
-                    Err(e) => Frame::Error(ExitInfo {
-                        code: crate::EXIT_RUNTIME_FAULT,
-                        reason: Some(format!("container statistics: {e}")),
-                    }),
-                },
-                Err(info) => Frame::Error(info),
-            };
-            write_frame(&mut wr, &reply).await
+            let reply = on_guest(
+                &shared,
+                "get statistics",
+                "container statistics: ",
+                |g| async move { g.stats().await.map(|s| Frame::Stats(Box::new(s))) },
+            );
+            write_frame(&mut wr, &reply.await).await
         }
         Request::Update { limits } => {
-            let reply = match running_guest(&shared, "update") {
-                Ok(g) => match g.update_resources(limits).await {
-                    Ok(()) => Frame::Ok,
-                    Err(e) => Frame::Error(ExitInfo {
-                        code: crate::EXIT_RUNTIME_FAULT,
-                        reason: Some(e.to_string()),
-                    }),
-                },
-                Err(info) => Frame::Error(info),
-            };
-            write_frame(&mut wr, &reply).await
+            let reply = on_guest(&shared, "update", "", |g| async move {
+                g.update_resources(limits).await.map(|()| Frame::Ok)
+            });
+            write_frame(&mut wr, &reply.await).await
         }
         Request::Stop { timeout_secs } => {
             let _ = shared.stop.send(timeout_secs);
@@ -86,6 +68,24 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
     };
     if let Err(e) = result {
         tracing::debug!("monitor client went away: {e}");
+    }
+}
+
+/// Runs `call` on the running guest: its answer, or an `Error` frame (`prefix` before the
+/// guest's error) when it fails or the container does not run.
+async fn on_guest<F, Fut>(shared: &Shared, op: &str, prefix: &str, call: F) -> Frame
+where
+    F: FnOnce(Arc<dyn Guest>) -> Fut,
+    Fut: std::future::Future<Output = Result<Frame, crate::backend::GuestError>>,
+{
+    match running_guest(shared, op) {
+        Ok(g) => call(g).await.unwrap_or_else(|e| {
+            Frame::Error(ExitInfo {
+                code: crate::EXIT_RUNTIME_FAULT,
+                reason: Some(format!("{prefix}{e}")),
+            })
+        }),
+        Err(info) => Frame::Error(info),
     }
 }
 

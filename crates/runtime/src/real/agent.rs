@@ -133,6 +133,36 @@ impl AgentGuest {
         })
     }
 
+    /// The `CreateProcess` for `spec`; with `setup`, it creates the container (on the mounted
+    /// rootfs, with its mounts), else it joins the existing one.
+    fn create_request(
+        &self,
+        setup: Option<ContainerSetup>,
+        spec: &ProcessSpec,
+    ) -> agent::CreateProcess {
+        let creates = setup.is_some();
+        let setup = setup.unwrap_or_default();
+        agent::CreateProcess {
+            container: self.container.clone(),
+            rootfs: creates.then(|| ROOTFS_TARGET.to_string()),
+            hostname: None,
+            readonly_rootfs: setup.readonly_rootfs,
+            mounts: setup.mounts,
+            privileged: setup.privileged,
+            process: agent::ProcessSpec {
+                args: spec.args.clone(),
+                env: spec.env.clone(),
+                cwd: Some(spec.cwd.clone()),
+                user: spec.user.clone(),
+                terminal: spec.terminal,
+                stdin: spec.open_stdin,
+                console_size: spec.console_size,
+                capability_set: spec.capabilities.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
     fn stdin(&self, id: &str) -> Option<Stdin> {
         self.stdins.lock().ok().and_then(|s| s.get(id).cloned())
     }
@@ -241,31 +271,15 @@ impl Guest for AgentGuest {
 
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
-        let setup = match (first, self.container_setup.lock()) {
-            (true, Ok(c)) => c.clone(),
-            _ => ContainerSetup::default(),
-        };
-        let req = agent::CreateProcess {
-            container: self.container.clone(),
-            // The first process creates the container on the mounted rootfs; later ones
-            // (exec) join it.
-            rootfs: first.then(|| ROOTFS_TARGET.to_string()),
-            hostname: None,
-            readonly_rootfs: setup.readonly_rootfs,
-            mounts: setup.mounts,
-            privileged: setup.privileged,
-            process: agent::ProcessSpec {
-                args: spec.args.clone(),
-                env: spec.env.clone(),
-                cwd: Some(spec.cwd.clone()),
-                user: spec.user.clone(),
-                terminal: spec.terminal,
-                stdin: spec.open_stdin,
-                console_size: spec.console_size,
-                capability_set: spec.capabilities.clone(),
-                ..Default::default()
-            },
-        };
+        // The first process creates the container on the mounted rootfs; later ones (exec)
+        // join it.
+        let setup = self
+            .container_setup
+            .lock()
+            .ok()
+            .filter(|_| first)
+            .map(|c| c.clone());
+        let req = self.create_request(setup, spec);
         let h = self.client.create_process(req).await.map_err(map_err)?;
         let stdout = forward(self.client.stdout(h));
         let stderr = if spec.terminal {
@@ -303,21 +317,14 @@ impl Guest for AgentGuest {
             .lock()
             .map(|c| c.clone())
             .unwrap_or_default();
-        let req = agent::CreateProcess {
-            container: self.container.clone(),
-            rootfs: Some(ROOTFS_TARGET.to_string()),
-            hostname: None,
-            readonly_rootfs: setup.readonly_rootfs,
-            mounts: setup.mounts,
-            privileged: setup.privileged,
-            process: agent::ProcessSpec {
-                args: spec.args.clone(),
-                env: spec.env.clone(),
-                cwd: Some(spec.cwd.clone()),
-                user: spec.user.clone(),
-                ..Default::default()
-            },
+        // Never run: no terminal or stdin to set up.
+        let spec = ProcessSpec {
+            terminal: false,
+            open_stdin: false,
+            console_size: None,
+            ..spec.clone()
         };
+        let req = self.create_request(Some(setup), &spec);
         // Created, never started: the process waits for a start that does not come, and its
         // namespaces are what copies join. Shutdown ends it.
         let h = self.client.create_process(req).await.map_err(map_err)?;
