@@ -281,6 +281,40 @@ fn fault(reason: String) -> ExitInfo {
     }
 }
 
+/// The record and the VM's disks: the container's volumes claimed (in `claims`) and its
+/// rootfs overlay made on first use.
+async fn disks(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    dir: &std::path::Path,
+    claims: &mut Vec<crate::volume::Claim>,
+) -> Result<
+    (
+        crate::state::ContainerRecord,
+        Vec<(String, PathBuf)>,
+        PathBuf,
+    ),
+    ExitInfo,
+> {
+    let record = store
+        .load(id)
+        .map_err(|e| fault(format!("load state: {e}")))?;
+    let volumes = claim_volumes(store, &record.config.mounts, claims)
+        .map_err(|e| fault(crate::error_line(&e)))?;
+    let overlay = dir.join("rootfs.qcow2");
+    if !overlay.exists() {
+        if let Err(e) = backend
+            .create_overlay(&record.config.rootfs, &overlay)
+            .await
+        {
+            let _ = std::fs::remove_file(&overlay);
+            return Err(fault(crate::error_line(&e)));
+        }
+    }
+    Ok((record, volumes, overlay))
+}
+
 async fn start_and_supervise(
     store: &Store,
     id: &str,
@@ -297,24 +331,10 @@ async fn start_and_supervise(
         started: false,
         oom_killed: false,
     };
-    let record = match store.load(id) {
-        Ok(r) => r,
-        Err(e) => return fail(fault(format!("load state: {e}")), None, None),
+    let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
+        Ok(d) => d,
+        Err(exit) => return fail(exit, None, None),
     };
-    let volumes = match claim_volumes(store, &record.config.mounts, claims) {
-        Ok(v) => v,
-        Err(e) => return fail(fault(crate::error_line(&e)), None, None),
-    };
-    let overlay = dir.join("rootfs.qcow2");
-    if !overlay.exists() {
-        if let Err(e) = backend
-            .create_overlay(&record.config.rootfs, &overlay)
-            .await
-        {
-            let _ = std::fs::remove_file(&overlay);
-            return fail(fault(crate::error_line(&e)), None, None);
-        }
-    }
     // Ports and taps before the VM: a taken host port fails the start here.
     let network = match NetSession::prepare(store, &record) {
         Ok(n) => n,
@@ -483,24 +503,10 @@ async fn hold(
         started: false,
         oom_killed: false,
     };
-    let record = match store.load(id) {
-        Ok(r) => r,
-        Err(e) => return fail(fault(format!("load state: {e}")), None),
+    let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
+        Ok(d) => d,
+        Err(exit) => return fail(exit, None),
     };
-    let volumes = match claim_volumes(store, &record.config.mounts, claims) {
-        Ok(v) => v,
-        Err(e) => return fail(fault(crate::error_line(&e)), None),
-    };
-    let overlay = dir.join("rootfs.qcow2");
-    if !overlay.exists() {
-        if let Err(e) = backend
-            .create_overlay(&record.config.rootfs, &overlay)
-            .await
-        {
-            let _ = std::fs::remove_file(&overlay);
-            return fail(fault(crate::error_line(&e)), None);
-        }
-    }
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),
