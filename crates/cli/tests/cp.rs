@@ -352,6 +352,23 @@ fn cp_works_on_stopped_containers_without_changing_their_state() {
     for k in ["status", "exitCode", "exitReason", "started", "finished"] {
         assert_eq!(before.get(k), after.get(k), "{k}: {before} vs {after}");
     }
+    // A container whose command does not even exist can still be copied to and from.
+    env.run(&[
+        "create",
+        "--name",
+        "broken",
+        "-u",
+        "nosuchuser",
+        IMAGE,
+        "/no/such/cmd",
+    ])
+    .ok();
+    env.run(&["cp", &env.ps("f"), "broken:/f"]).ok();
+    env.run(&["cp", "broken:/f", &env.ps("from-broken")]).ok();
+    assert_eq!(
+        std::fs::read(env.p("from-broken")).unwrap(),
+        b"into a created container\n"
+    );
     // Errors of a held container are the same as a running one's.
     env.run(&["cp", "idle:/nope", &env.ps("x")])
         .fails_with("Could not find the file /nope in container idle");

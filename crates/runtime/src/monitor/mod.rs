@@ -533,7 +533,16 @@ async fn hold(
         guest.mount_rootfs("/dev/vda", "ext4").await?;
         let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
         guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
-        guest.prepare(MAIN, &record.config.process).await
+        // Not the container's own command: it never runs here, and a copy must work even
+        // when that command or its user does not resolve (a broken image, a typo). Every
+        // container has /proc/self/exe (the init's own binary), and root always resolves.
+        let placeholder = crate::spec::ProcessSpec {
+            args: vec!["/proc/self/exe".into()],
+            cwd: "/".into(),
+            capabilities: record.config.process.capabilities.clone(),
+            ..Default::default()
+        };
+        guest.prepare(MAIN, &placeholder).await
     };
     if let Err(e) = prepared.await {
         return fail(fault(e.to_string()), Some(booted));
