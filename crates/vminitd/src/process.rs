@@ -418,14 +418,7 @@ impl Processes {
         }
         for (stream, fd) in [(StdioStream::Stdout, out_r), (StdioStream::Stderr, err_r)] {
             let sid = stream_id(handle, stream);
-            let credit = {
-                let mut inner = lock(&self.inner);
-                let gen = inner.gen;
-                let c = Arc::new(Credit::default());
-                c.reset(gen);
-                inner.credits.insert(sid, Arc::clone(&c));
-                c
-            };
+            let credit = self.new_credit(sid);
             match fd {
                 Some(fd) => {
                     tokio::spawn(pump_output(Arc::clone(self), sid, fd, credit));
@@ -502,14 +495,7 @@ impl Processes {
         }
         for (stream, fd) in [(StdioStream::Stdout, stdout), (StdioStream::Stderr, stderr)] {
             let sid = stream_id(handle, stream);
-            let credit = {
-                let mut inner = lock(&self.inner);
-                let gen = inner.gen;
-                let c = Arc::new(Credit::default());
-                c.reset(gen);
-                inner.credits.insert(sid, Arc::clone(&c));
-                c
-            };
+            let credit = self.new_credit(sid);
             tokio::spawn(pump_output(Arc::clone(self), sid, fd, credit));
         }
         handle
@@ -801,6 +787,15 @@ impl Processes {
                 let _ = std::fs::remove_dir_all(self.run_dir.join(&p.container));
             }
         }
+    }
+
+    /// Registers the output credit of stream `sid` for the current host connection.
+    fn new_credit(&self, sid: u32) -> Arc<Credit> {
+        let mut inner = lock(&self.inner);
+        let c = Arc::new(Credit::default());
+        c.reset(inner.gen);
+        inner.credits.insert(sid, Arc::clone(&c));
+        c
     }
 
     /// The container's cgroup, for statistics.

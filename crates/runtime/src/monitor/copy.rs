@@ -10,19 +10,12 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::{Phase, Shared};
+use super::{fault, Phase, Shared};
 use crate::backend::{Guest, GuestError, ProcessExit};
 use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError};
 
-fn fault(reason: String) -> ExitInfo {
-    ExitInfo {
-        code: crate::EXIT_RUNTIME_FAULT,
-        reason: Some(reason),
-    }
-}
-
-/// The guest, once the container is running or held for copies.
-async fn copy_guest(shared: &Shared) -> Result<Arc<dyn Guest>, ExitInfo> {
+/// The guest, once the container is running or held for copies, and an id for the helper.
+async fn copy_guest(shared: &Shared) -> Result<(Arc<dyn Guest>, String), ExitInfo> {
     let not_running = || fault(format!("container {} is not running", shared.name));
     let mut rx = shared.phase.subscribe();
     let phase = rx
@@ -30,7 +23,10 @@ async fn copy_guest(shared: &Shared) -> Result<Arc<dyn Guest>, ExitInfo> {
         .await
         .map(|p| p.clone());
     match phase {
-        Ok(Phase::Running | Phase::Holding) => shared.guest().ok_or_else(not_running),
+        Ok(Phase::Running | Phase::Holding) => shared
+            .guest()
+            .map(|g| (g, next_id(shared)))
+            .ok_or_else(not_running),
         Ok(Phase::Failed(info)) if info.reason.is_some() => {
             Err(fault(info.reason.unwrap_or_default()))
         }
@@ -95,11 +91,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let _done = Done(shared);
-    let guest = match copy_guest(shared).await {
+    let (guest, id) = match copy_guest(shared).await {
         Ok(g) => g,
         Err(info) => return write_frame(wr, &Frame::Error(info)).await,
     };
-    let id = next_id(shared);
     let (stat, mut out) = match guest.copy_out(&id, path, follow_link).await {
         Ok(x) => x,
         Err(GuestError::NotFound(_)) => {
@@ -154,11 +149,10 @@ where
     W: AsyncWrite + Unpin,
 {
     let _done = Done(shared);
-    let guest = match copy_guest(shared).await {
+    let (guest, id) = match copy_guest(shared).await {
         Ok(g) => g,
         Err(info) => return write_frame(wr, &Frame::Error(info)).await,
     };
-    let id = next_id(shared);
     let out = match guest.copy_in(&id, path, source, preserve_owner).await {
         Ok(o) => o,
         Err(e) => return write_frame(wr, &Frame::Error(fault(e.to_string()))).await,

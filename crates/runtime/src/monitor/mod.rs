@@ -274,7 +274,8 @@ struct Outcome {
     oom_killed: bool,
 }
 
-fn fault(reason: String) -> ExitInfo {
+/// A fault of the runtime (exit 125) with its one-line reason.
+pub(super) fn fault(reason: String) -> ExitInfo {
     ExitInfo {
         code: crate::EXIT_RUNTIME_FAULT,
         reason: Some(reason),

@@ -79,21 +79,15 @@ where
     Fut: std::future::Future<Output = Result<Frame, crate::backend::GuestError>>,
 {
     match running_guest(shared, op) {
-        Ok(g) => call(g).await.unwrap_or_else(|e| {
-            Frame::Error(ExitInfo {
-                code: crate::EXIT_RUNTIME_FAULT,
-                reason: Some(format!("{prefix}{e}")),
-            })
-        }),
+        Ok(g) => call(g)
+            .await
+            .unwrap_or_else(|e| Frame::Error(super::fault(format!("{prefix}{e}")))),
         Err(info) => Frame::Error(info),
     }
 }
 
 fn not_running(op: &str) -> ExitInfo {
-    ExitInfo {
-        code: crate::EXIT_RUNTIME_FAULT,
-        reason: Some(format!("cannot {op}: container is not running")),
-    }
+    super::fault(format!("cannot {op}: container is not running"))
 }
 
 fn running_guest(shared: &Shared, op: &str) -> Result<Arc<dyn Guest>, ExitInfo> {
@@ -133,10 +127,7 @@ async fn ended(shared: &Shared) -> ExitInfo {
         .map(|p| p.clone());
     match phase {
         Ok(Phase::Exited(i) | Phase::Failed(i)) => i,
-        _ => ExitInfo {
-            code: crate::EXIT_RUNTIME_FAULT,
-            reason: Some("monitor ended".into()),
-        },
+        _ => super::fault("monitor ended".into()),
     }
 }
 
@@ -282,10 +273,7 @@ where
                 reason: None,
             }
         }
-        Err(e) => ExitInfo {
-            code: crate::EXIT_RUNTIME_FAULT,
-            reason: Some(e.to_string()),
-        },
+        Err(e) => super::fault(e.to_string()),
     };
     write_frame(wr, &Frame::Exit(info)).await
 }
