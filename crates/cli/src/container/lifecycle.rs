@@ -48,15 +48,9 @@ pub struct KillArgs {
 /// `container update`.
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
-    /// CPU limit, fractions allowed; a running container's VM must already have ceil(N) vCPUs.
-    #[arg(long, value_name = "N", value_parser = super::parse_cpus)]
-    pub cpus: Option<f64>,
-    /// Memory limit (e.g. 256m); a running container's VM must already have room for it.
-    #[arg(short, long, value_name = "SIZE", value_parser = super::parse_memory)]
-    pub memory: Option<u64>,
-    /// Most processes (0 or -1: unlimited).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
+    /// The new limits; a running container's VM must already be big enough for them.
+    #[command(flatten)]
+    pub resources: super::ResourceFlags,
     /// Containers (name or id).
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -174,14 +168,15 @@ pub async fn kill(global: &GlobalOptions, a: KillArgs) -> anyhow::Result<()> {
 
 /// `container update`: prints each container whose limits changed (as docker does).
 pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()> {
-    if a.cpus.is_none() && a.memory.is_none() && a.pids_limit.is_none() {
+    let r = &a.resources;
+    if r.cpus.is_none() && r.memory.is_none() && r.pids_limit.is_none() {
         anyhow::bail!("nothing to update: give --cpus, --memory or --pids-limit");
     }
     let store = super::store(global)?;
     let change = runtime::container::LimitsChange {
-        cpus: a.cpus,
-        memory_bytes: a.memory,
-        pids_limit: a.pids_limit,
+        cpus: r.cpus,
+        memory_bytes: r.memory,
+        pids_limit: r.pids_limit,
     };
     each(&a.containers, |name| {
         let store = store.clone();

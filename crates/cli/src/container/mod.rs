@@ -56,6 +56,22 @@ pub enum ContainerCommand {
     Monitor(monitor::MonitorArgs),
 }
 
+/// Resource limits, for `run`/`create` and `update`.
+#[derive(Debug, Args)]
+pub struct ResourceFlags {
+    /// CPU limit, fractions allowed (e.g. 1.5): the VM gets ceil(N) vCPUs and the container
+    /// N CPUs' worth of time (default: 1 vCPU, no quota).
+    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Memory limit (e.g. 256m, 1g): the container's processes are OOM-killed beyond it; the
+    /// VM gets this plus the guest's own overhead (default: no limit, a 512 MiB VM).
+    #[arg(short, long, value_name = "SIZE", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// Most processes the container may have (0 or -1: unlimited).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+}
+
 /// Flags shared by `run` and `create`.
 #[derive(Debug, Args)]
 pub struct CreateFlags {
@@ -100,17 +116,8 @@ pub struct CreateFlags {
     /// Guest kernel for this container (vmlinux or bzImage).
     #[arg(short = 'k', long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
-    /// CPU limit, fractions allowed (e.g. 1.5): the VM gets ceil(N) vCPUs and the container
-    /// N CPUs' worth of time (default: 1 vCPU, no quota).
-    #[arg(long, value_name = "N", value_parser = parse_cpus)]
-    pub cpus: Option<f64>,
-    /// Memory limit (e.g. 256m, 1g): the container's processes are OOM-killed beyond it; the
-    /// VM gets this plus the guest's own overhead (default: no limit, a 512 MiB VM).
-    #[arg(short, long, value_name = "SIZE", value_parser = parse_memory)]
-    pub memory: Option<u64>,
-    /// Most processes the container may have (0 or -1: unlimited).
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub pids_limit: Option<i64>,
+    #[command(flatten)]
+    pub resources: ResourceFlags,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -295,7 +302,10 @@ mod tests {
         let ContainerCommand::Run(r) = t.c else {
             panic!()
         };
-        assert_eq!((r.flags.cpus, r.flags.pids_limit), (Some(1.5), Some(-1)));
+        assert_eq!(
+            (r.flags.resources.cpus, r.flags.resources.pids_limit),
+            (Some(1.5), Some(-1))
+        );
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
     }
 

@@ -108,7 +108,11 @@ async fn create_record(
     for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
         nets.inspect(name)?;
     }
-    let resources = runtime::resources::ResourceLimits::from_flags(f.cpus, f.memory, f.pids_limit)?;
+    let resources = runtime::resources::ResourceLimits::from_flags(
+        f.resources.cpus,
+        f.resources.memory,
+        f.resources.pids_limit,
+    )?;
     let pull = oci::PullOptions {
         progress: crate::progress::Bars::for_terminal(false, "pulling"),
         ..Default::default()
