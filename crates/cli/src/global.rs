@@ -55,6 +55,14 @@ impl GlobalOptions {
     }
 
     /// The state directory this invocation works in.
+    /// The runtime of this invocation's state directory; monitors are re-executed from this
+    /// binary.
+    pub fn runtime(&self) -> anyhow::Result<runtime::Runtime> {
+        use anyhow::Context;
+        let program = std::env::current_exe().context("find the container executable")?;
+        Ok(runtime::Runtime::open(&self.root_dir(), program)?)
+    }
+
     pub fn root_dir(&self) -> PathBuf {
         if let Some(root) = &self.root {
             return root.clone();

@@ -220,7 +220,7 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
                 "Deleted {} blobs, {} temp files; reclaimed {}",
                 report.blobs_removed,
                 report.temp_files_removed,
-                human_size(report.bytes_freed)
+                crate::output::human_size(report.bytes_freed)
             );
             Ok(())
         }
@@ -344,7 +344,7 @@ fn list(global: &GlobalOptions, a: ListArgs) -> Result<()> {
                     e.reference.to_string(),
                     e.descriptor.digest.short(),
                     row["platform"].as_str().unwrap_or("-"),
-                    human_size(row["size"].as_u64().unwrap_or(0)),
+                    crate::output::human_size(row["size"].as_u64().unwrap_or(0)),
                     row["created"].as_str().unwrap_or("-"),
                 );
             }
@@ -415,20 +415,4 @@ fn inspect_json(store: &Store, image: &oci::Image) -> Result<Value> {
         "manifest": manifest,
         "index": index,
     }))
-}
-
-/// 1536 → "1.5 KiB".
-pub fn human_size(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
 }

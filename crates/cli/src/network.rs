@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use anyhow::Context;
 use clap::Subcommand;
-use net::{Ipv4Net, NetworkSpec, Networks};
+use runtime::network::{Ipv4Net, NetworkInfo, NetworkSpec};
 
 use crate::global::GlobalOptions;
 use crate::output::{self, ListArgs, Listing, NamesArgs};
@@ -40,7 +40,9 @@ pub enum NetworkCommand {
 /// Runs one `container network` subcommand.
 pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
     let root = global.root_dir();
-    let networks = Networks::open(&root)
+    let networks = global
+        .runtime()?
+        .networks()
         .with_context(|| format!("cannot open networks in {}", root.display()))?;
     match cmd {
         NetworkCommand::Create {
@@ -66,8 +68,8 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
                     "{:<16} {:<18} {:<15} {:<15} {:<8} CONTAINERS",
                     "NAME", "SUBNET", "GATEWAY", "BRIDGE", "INTERNAL"
                 ),
-                name: &|n: &net::NetworkInfo| n.config.name.as_str(),
-                row: &|n: &net::NetworkInfo| {
+                name: &|n: &NetworkInfo| n.config.name.as_str(),
+                row: &|n: &NetworkInfo| {
                     let c = &n.config;
                     format!(
                         "{:<16} {:<18} {:<15} {:<15} {:<8} {}",

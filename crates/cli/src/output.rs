@@ -1,5 +1,6 @@
 //! Output shared by the object commands (`network`, `volume`): list in the three formats,
-//! JSON arrays for inspect, and per-name verbs that go on past a failure.
+//! JSON arrays for inspect, per-name verbs that go on past a failure, and the one way sizes
+//! are read from flags and printed.
 
 use clap::Args;
 use serde::Serialize;
@@ -77,4 +78,70 @@ pub fn each_name(
         anyhow::bail!("{}", failed.join("; "));
     }
     Ok(())
+}
+
+/// 1536 → "1.5 KiB".
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// Parses a byte count: a number with an optional K/M/G/T suffix (powers of 1024, any case,
+/// optionally followed by B as in `128mb`); a plain number is bytes (docker's rule).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = match t.strip_suffix('b') {
+        Some(rest) if rest.ends_with(|c: char| c.is_ascii_digit() || "kmgt".contains(c)) => rest,
+        _ => t.as_str(),
+    };
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some(c) if c.is_ascii_alphabetic() => {
+            return Err(format!(
+                "unknown size suffix {c:?} in {s:?} (use K, M, G or T)"
+            ))
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 512M, 4G)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{human_size, parse_size};
+
+    #[test]
+    fn sizes_read_and_print() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("128mb"), Ok(128 << 20));
+        assert_eq!(parse_size("262144k"), Ok(256 << 20));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert_eq!(parse_size("100b"), Ok(100));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("abc").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("-5m").is_err());
+        assert!(parse_size("99999999999t").is_err());
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(100), "100 B");
+    }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
-use vmm::{Kernel, KernelSource, KernelStore};
+use runtime::system::{Kernel, KernelSource};
 
 use crate::global::{Format, GlobalOptions};
 
@@ -64,7 +64,7 @@ pub struct ShowArgs {
 
 /// Runs one `container system` subcommand.
 pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
-    let store = KernelStore::new(&global.root_dir());
+    let store = global.runtime()?.kernels();
     match cmd {
         SystemCommand::Status(a) => crate::system_info::status(global, a.format),
         SystemCommand::Df(a) => crate::system_info::df(global, a.format),

@@ -225,6 +225,12 @@ struct LayoutIndex {
 }
 
 impl Store {
+    /// The directories the store keeps on disk (the OCI layout and the ingest area), for
+    /// disk-usage reports.
+    pub fn dirs(&self) -> [&Path; 2] {
+        [&self.layout, &self.ingest]
+    }
+
     /// Opens (creating if needed) the content store under the state directory `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let store = Store {

@@ -32,10 +32,13 @@ pub enum ImageError {
     Pull {
         /// The normalised reference.
         reference: String,
-        /// Why the pull failed.
+        /// Why the pull failed (boxed: it is large).
         #[source]
-        source: oci::PullError,
+        source: Box<oci::PullError>,
     },
+    /// The image is not in the store (and is not to be pulled).
+    #[error("image {0} is not in the store (pull, load or import it first)")]
+    Missing(String),
     /// The store has the image but cannot read it.
     #[error("image {reference}")]
     Read {
@@ -91,6 +94,31 @@ fn exposed_ports<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<(u16, net::p
     .collect()
 }
 
+/// The layer blob paths (lowest first) of `reference` in the content store under `root`; an
+/// error naming the reference if it is not there (this never pulls).
+pub fn layers(root: &Path, reference: &str) -> Result<Vec<PathBuf>, ImageError> {
+    let r = oci::Reference::parse(reference).map_err(|source| ImageError::Reference {
+        reference: reference.to_string(),
+        source,
+    })?;
+    let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
+    let image = match store.image(&r) {
+        Ok(i) => i,
+        Err(oci::StoreError::NotFound(_)) => return Err(ImageError::Missing(r.to_string())),
+        Err(source) => {
+            return Err(ImageError::Read {
+                reference: r.to_string(),
+                source,
+            })
+        }
+    };
+    Ok(image
+        .layers()
+        .iter()
+        .map(|l| store.blob_path(&l.digest))
+        .collect())
+}
+
 /// Finds `reference` in the content store under `root` (pulling it with `pull` if missing)
 /// and makes sure its rootfs is in the cache. Building blocks; call from a multi-threaded
 /// runtime.
@@ -111,7 +139,7 @@ pub async fn resolve(
                 .await
                 .map_err(|source| ImageError::Pull {
                     reference: r.to_string(),
-                    source,
+                    source: Box::new(source),
                 })?
         }
         Err(source) => {

@@ -17,6 +17,7 @@ pub mod image;
 pub mod logs;
 pub mod monitor;
 pub mod netconf;
+pub mod network;
 pub mod protocol;
 pub mod real;
 pub mod resources;
@@ -24,8 +25,15 @@ pub mod rootfs;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod system;
 pub mod vminitd;
 pub mod volume;
+pub mod volumes;
+
+mod handle;
+
+pub use container::{Container, ContainerError, ContainerOptions, Verb};
+pub use handle::Runtime;
 
 /// Exit code for faults of the runtime itself (docker's).
 pub const EXIT_RUNTIME_FAULT: i32 = 125;

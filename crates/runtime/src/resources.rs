@@ -49,6 +49,18 @@ pub enum ResourceError {
     Memory(u64),
 }
 
+/// The resource flags as given (`--cpus`, `-m`, `--pids-limit`): for `create`, an unset one
+/// means no limit; for `update`, it leaves the current limit as it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ResourceFlags {
+    /// `--cpus` (fractions allowed).
+    pub cpus: Option<f64>,
+    /// `-m`, in bytes.
+    pub memory_bytes: Option<u64>,
+    /// `--pids-limit` (0 or negative: unlimited).
+    pub pids_limit: Option<i64>,
+}
+
 /// The limits the user asked for; `None` means unlimited. Kept in the container's config
 /// (so `inspect` shows them) with docker's units: `NanoCpus`, bytes, a process count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,8 @@
 //! Building happens under a per-digest flock into a temp file that is renamed into place, so
 //! concurrent `run`s of the same image build it once and nobody sees a half-built image.
 
+pub use ext4::{FormatOptions, Summary};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +32,15 @@ pub enum RootfsError {
     /// The lock could not be taken.
     #[error("lock rootfs cache")]
     Lock(#[source] crate::state::StateError),
+    /// An image could not be written from layers.
+    #[error("cannot build {}", .path.display())]
+    Write {
+        /// The output.
+        path: PathBuf,
+        /// What the writer reported.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The builder failed.
     #[error("build rootfs for {digest}")]
     Build {
@@ -41,6 +52,19 @@ pub enum RootfsError {
     },
 }
 
+/// Builds an ext4 image at `output` from layer tarballs (plain, gzip or zstd), lowest first,
+/// with our ext4 writer (`rootfs create`).
+pub fn build_from_layers(
+    layers: &[PathBuf],
+    output: &Path,
+    opts: &FormatOptions,
+) -> Result<Summary, RootfsError> {
+    ext4::build_from_layers(layers, output, opts).map_err(|e| RootfsError::Write {
+        path: output.to_path_buf(),
+        source: Box::new(e),
+    })
+}
+
 /// The cache directory.
 #[derive(Debug, Clone)]
 pub struct RootfsCache {
@@ -48,9 +72,14 @@ pub struct RootfsCache {
 }
 
 impl RootfsCache {
+    /// Where the cache of the state directory `root` lives.
+    pub fn dir(root: &Path) -> PathBuf {
+        root.join("rootfs")
+    }
+
     /// Opens (creating) `<root>/rootfs`.
     pub fn open(root: &Path) -> Result<RootfsCache, RootfsError> {
-        let dir = root.join("rootfs");
+        let dir = RootfsCache::dir(root);
         fs::create_dir_all(&dir).map_err(|source| RootfsError::Io {
             op: "create",
             path: dir.clone(),

@@ -299,6 +299,11 @@ impl Store {
         self.dir.parent().unwrap_or(&self.dir)
     }
 
+    /// The directory holding one subdirectory per container.
+    pub fn containers_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Directory of one container.
     pub fn dir_of(&self, id: &str) -> PathBuf {
         self.dir.join(id)

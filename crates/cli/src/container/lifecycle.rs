@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use clap::Args;
-use runtime::client;
 use runtime::protocol::Request;
 
 use super::{attach, run};
@@ -110,42 +109,42 @@ where
 
 /// `container start`.
 pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
+    let rt = global.runtime()?;
     if a.attach || a.interactive {
         if a.containers.len() != 1 {
             anyhow::bail!("start -a attaches to exactly one container");
         }
-        let record = store.resolve(&a.containers[0])?;
-        let stream = match run::start_monitor(global, &store, &record.id, true).await {
-            Ok(s) => s,
-            Err(e) => return Err(e),
-        };
-        let tty = record.config.process.terminal;
-        let stdin = a.interactive && record.config.process.open_stdin;
+        let container = rt.container(&a.containers[0])?;
+        let stream = container.start(true).await?;
+        let process = &container.record().config.process;
+        let tty = process.terminal;
+        let stdin = a.interactive && process.open_stdin;
         return run::finish(
-            attach::session(stream, &record.id, Request::Attach { stdin }, stdin, tty).await,
+            attach::session(
+                stream,
+                container.id(),
+                Request::Attach { stdin },
+                stdin,
+                tty,
+            )
+            .await,
         );
     }
     each(&a.containers, |name| {
-        let store = store.clone();
-        async move {
-            let record = store.resolve(&name)?;
-            let stream = run::start_monitor(global, &store, &record.id, false).await?;
-            client::request(stream, &record.id, Request::WaitStarted).await?;
-            Ok(())
-        }
+        let rt = rt.clone();
+        async move { Ok(rt.container(&name)?.start_detached().await?) }
     })
     .await
 }
 
 /// `container stop`.
 pub async fn stop(global: &GlobalOptions, a: StopArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
+    let rt = global.runtime()?;
+    let timeout = Duration::from_secs(a.time);
     each(&a.containers, |name| {
-        let store = store.clone();
+        let rt = rt.clone();
         async move {
-            let record = store.resolve(&name)?;
-            runtime::container::stop(&store, record, Duration::from_secs(a.time)).await?;
+            rt.container(&name)?.stop(timeout).await?;
             Ok(())
         }
     })
@@ -154,14 +153,10 @@ pub async fn stop(global: &GlobalOptions, a: StopArgs) -> anyhow::Result<()> {
 
 /// `container kill`.
 pub async fn kill(global: &GlobalOptions, a: KillArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
+    let rt = global.runtime()?;
     each(&a.containers, |name| {
-        let store = store.clone();
-        async move {
-            let record = store.resolve(&name)?;
-            runtime::container::kill(&store, record, a.signal).await?;
-            Ok(())
-        }
+        let rt = rt.clone();
+        async move { Ok(rt.container(&name)?.kill(a.signal).await?) }
     })
     .await
 }
@@ -172,17 +167,12 @@ pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()>
     if r.cpus.is_none() && r.memory.is_none() && r.pids_limit.is_none() {
         anyhow::bail!("nothing to update: give --cpus, --memory or --pids-limit");
     }
-    let store = super::store(global)?;
-    let change = runtime::container::LimitsChange {
-        cpus: r.cpus,
-        memory_bytes: r.memory,
-        pids_limit: r.pids_limit,
-    };
+    let rt = global.runtime()?;
+    let change = r.flags();
     each(&a.containers, |name| {
-        let store = store.clone();
+        let rt = rt.clone();
         async move {
-            let record = store.resolve(&name)?;
-            runtime::container::update(&store, record, change).await?;
+            rt.container(&name)?.update(change).await?;
             Ok(())
         }
     })
@@ -191,14 +181,10 @@ pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()>
 
 /// `container delete`.
 pub async fn delete(global: &GlobalOptions, a: DeleteArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
+    let rt = global.runtime()?;
     each(&a.containers, |name| {
-        let store = store.clone();
-        async move {
-            let record = store.resolve(&name)?;
-            runtime::container::delete(&store, record, a.force).await?;
-            Ok(())
-        }
+        let rt = rt.clone();
+        async move { Ok(rt.container(&name)?.delete(a.force).await?) }
     })
     .await
 }

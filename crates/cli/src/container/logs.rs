@@ -27,11 +27,9 @@ pub struct LogsArgs {
 
 /// `container logs`.
 pub async fn logs(global: &GlobalOptions, a: LogsArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
-    let record = store.resolve(&a.container)?;
-    let dir = store.dir_of(&record.id);
+    let mut container = global.runtime()?.container(&a.container)?;
     if a.boot {
-        let path = dir.join("boot.log");
+        let path = container.boot_log_path();
         let text = match std::fs::read(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -43,17 +41,14 @@ pub async fn logs(global: &GlobalOptions, a: LogsArgs) -> anyhow::Result<()> {
         print!("{}", lines[start..].concat());
         return Ok(());
     }
-    let path = dir.join("container.log");
+    let path = container.log_path();
     let (records, mut offset) = read_from(&path, 0)?;
     print_records(tail(records, a.tail));
     if !a.follow {
         return Ok(());
     }
     loop {
-        let running = match store.load(&record.id) {
-            Ok(r) => store.reconcile(r)?.status == Status::Running,
-            Err(_) => false,
-        };
+        let running = container.refresh().is_ok() && container.status() == Status::Running;
         let (records, next) = read_from(&path, offset)?;
         offset = next;
         print_records(records);

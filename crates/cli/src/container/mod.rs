@@ -72,6 +72,17 @@ pub struct ResourceFlags {
     pub pids_limit: Option<i64>,
 }
 
+impl ResourceFlags {
+    /// The runtime's form of these flags.
+    pub fn flags(&self) -> runtime::resources::ResourceFlags {
+        runtime::resources::ResourceFlags {
+            cpus: self.cpus,
+            memory_bytes: self.memory,
+            pids_limit: self.pids_limit,
+        }
+    }
+}
+
 /// Flags shared by `run` and `create`.
 #[derive(Debug, Args)]
 pub struct CreateFlags {
@@ -128,7 +139,7 @@ pub struct CreateFlags {
     /// Publish a container port on the host ([HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp];
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-    pub publish: Vec<net::ports::PortSpec>,
+    pub publish: Vec<runtime::container::PortSpec>,
     /// Publish every port the image EXPOSEs on a free host port of 127.0.0.1.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
@@ -192,22 +203,8 @@ pub fn parse_cpus(s: &str) -> Result<f64, String> {
 /// Parses docker-style memory sizes into bytes: a number with an optional b/k/m/g suffix
 /// (plain numbers are bytes, as in docker).
 pub fn parse_memory(s: &str) -> Result<u64, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let lower = match lower.strip_suffix('b') {
-        Some(rest) if rest.ends_with(['k', 'm', 'g']) => rest.to_string(),
-        Some(rest) => rest.to_string(),
-        None => lower,
-    };
-    let (num, mult) = match lower.chars().last() {
-        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
-        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
-        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
-        _ => (lower.as_str(), 1),
-    };
-    let n: u64 = num
-        .parse()
+    let bytes = crate::output::parse_size(s)
         .map_err(|_| format!("invalid memory size {s:?} (use e.g. 512m or 1g)"))?;
-    let bytes = n.saturating_mul(mult);
     if bytes < runtime::resources::MIN_MEMORY_BYTES {
         return Err(format!("memory size {s:?} is too small: the minimum is 6m"));
     }
@@ -248,11 +245,6 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
     // Do not wait for the blocking thread reading our stdin: on a terminal it never sees EOF.
     rt.shutdown_background();
     result
-}
-
-/// Opens the container store of this invocation.
-fn store(global: &GlobalOptions) -> anyhow::Result<runtime::state::Store> {
-    Ok(runtime::state::Store::open(&global.root_dir())?)
 }
 
 /// `--format` for list and inspect.

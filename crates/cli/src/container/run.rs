@@ -1,21 +1,15 @@
 //! `run`, `create` and `exec`.
 
-use std::time::Duration;
-
-use anyhow::Context;
 use clap::Args;
-use runtime::client::{self, ClientError};
-use runtime::container::{CreateRequest, MonitorCommand};
+use runtime::client::ClientError;
+use runtime::netconf::DnsConfig;
 use runtime::protocol::{ExitInfo, Request};
-use runtime::spec::{exec_spec, read_env_file, ProcessOptions};
-use runtime::state::{ContainerRecord, Status, Store, VmOptions};
+use runtime::spec::ProcessOptions;
+use runtime::{Container, ContainerError, ContainerOptions, Verb};
 
 use super::{attach, CreateFlags};
 use crate::exit::ExitCode;
 use crate::global::GlobalOptions;
-
-/// How long a monitor may take to open its socket.
-const MONITOR_START: Duration = Duration::from_secs(30);
 
 /// `container run`. (`-h` is `--hostname`, as in docker; help is `--help`.)
 #[derive(Debug, Args)]
@@ -67,69 +61,16 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-/// The monitor command line for this invocation.
-pub fn monitor_command(global: &GlobalOptions) -> anyhow::Result<MonitorCommand> {
-    Ok(MonitorCommand {
-        program: std::env::current_exe().context("find the container executable")?,
-        root: global.root_dir(),
-    })
-}
-
-async fn create_record(
-    global: &GlobalOptions,
-    f: &CreateFlags,
-) -> anyhow::Result<(Store, ContainerRecord)> {
-    // Flags that cannot work are refused before an image is pulled or a rootfs built.
-    runtime::spec::capabilities(&ProcessOptions {
-        cap_add: f.cap_add.clone(),
-        cap_drop: f.cap_drop.clone(),
-        ..Default::default()
-    })?;
-    if let Some(h) = &f.hostname {
-        runtime::netconf::check_hostname(h)?;
-    }
-    if let Some(k) = &f.kernel {
-        if !k.is_file() {
-            anyhow::bail!("kernel {}: no such file", k.display());
-        }
-    }
-    let mut env_files = Vec::new();
-    for path in &f.env_file {
-        env_files.extend(read_env_file(path)?);
-    }
-    let networks = match net::NetworkMode::from_flags(&f.network)? {
-        net::NetworkMode::None if !f.publish.is_empty() => {
-            anyhow::bail!("cannot publish ports of a container without a network (--network none)")
-        }
-        net::NetworkMode::None => Vec::new(),
-        net::NetworkMode::Networks(names) => names,
-    };
-    let nets = net::Networks::open(&global.root_dir())?;
-    for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
-        nets.inspect(name)?;
-    }
-    let resources = runtime::resources::ResourceLimits::from_flags(
-        f.resources.cpus,
-        f.resources.memory,
-        f.resources.pids_limit,
-    )?;
-    let pull = oci::PullOptions {
-        progress: crate::progress::Bars::for_terminal(false, "pulling"),
-        ..Default::default()
-    };
-    let image = runtime::image::resolve(&global.root_dir(), f.image(), &pull).await?;
-    let store = super::store(global)?;
-    let req = CreateRequest {
+/// The runtime's options for `run`/`create` from their flags.
+fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
+    Ok(ContainerOptions {
         name: f.name.clone(),
-        image: image.reference,
-        image_digest: image.digest,
-        image_config: image.config,
-        rootfs: image.rootfs,
+        image: f.image().to_string(),
         process: ProcessOptions {
             args: f.command().to_vec(),
             entrypoint: f.entrypoint.clone(),
             env: f.env.clone(),
-            env_files,
+            env_files: Vec::new(),
             workdir: f.workdir.clone(),
             user: f.user.clone(),
             terminal: f.tty,
@@ -139,28 +80,33 @@ async fn create_record(
             cap_drop: f.cap_drop.clone(),
             privileged: f.privileged,
         },
-        vm: VmOptions {
-            kernel: f.kernel.clone(),
-            cpus: resources.vm_cpus(),
-            memory_mib: resources.vm_memory_mib(),
-            accel: f.accel.clone(),
-        },
+        env_files: f.env_file.clone(),
+        kernel: f.kernel.clone(),
+        accel: f.accel.clone(),
+        resources: f.resources.flags(),
         auto_remove: f.rm,
-        networks,
-        publish: publish(f, &image.exposed_ports),
-        mounts: f.mounts.resolve(global, &image.volumes)?,
+        networks: f.network.clone(),
+        publish: f.publish.clone(),
+        publish_all: f.publish_all,
+        mounts: f.mounts.specs()?,
         read_only: f.mounts.read_only,
-        resources,
         hostname: f.hostname.clone(),
-        dns: runtime::netconf::DnsConfig {
+        dns: DnsConfig {
             servers: f.dns.clone(),
             search: f.dns_search.clone(),
             options: f.dns_option.clone(),
         },
         extra_hosts: f.add_host.clone(),
+    })
+}
+
+async fn create_container(global: &GlobalOptions, f: &CreateFlags) -> anyhow::Result<Container> {
+    let opts = options(f)?;
+    let pull = oci::PullOptions {
+        progress: crate::progress::Bars::for_terminal(false, "pulling"),
+        ..Default::default()
     };
-    let record = runtime::container::create(&store, req)?;
-    Ok((store, record))
+    Ok(global.runtime()?.create(opts, &pull).await?)
 }
 
 /// Turns a session's result into this process's exit: the container's code, with the
@@ -181,67 +127,48 @@ pub fn finish(result: Result<ExitInfo, ClientError>) -> anyhow::Result<()> {
     }
 }
 
-/// Starts a container's monitor and returns the connected socket.
-pub async fn start_monitor(
-    global: &GlobalOptions,
-    store: &Store,
-    id: &str,
-    wait_attach: bool,
-) -> anyhow::Result<tokio::net::UnixStream> {
-    let pid = runtime::container::start(store, id, &monitor_command(global)?, wait_attach)?;
-    Ok(client::connect_starting(store, id, pid, MONITOR_START).await?)
+/// [`finish`] for a runtime call that failed: a process that could not start exits with
+/// its code (126, 127, …); any other failure is the runtime's.
+pub fn finish_err(e: ContainerError) -> anyhow::Result<()> {
+    match e {
+        ContainerError::Client(c) => finish(Err(c)),
+        e => Err(e.into()),
+    }
 }
 
 /// `container run`.
 pub async fn run(global: &GlobalOptions, a: RunArgs) -> anyhow::Result<()> {
     let f = &a.flags;
-    let (store, record) = create_record(global, f).await?;
-    let stream = start_monitor(global, &store, &record.id, !a.detach).await;
-    let stream = match stream {
-        Ok(s) => s,
-        Err(e) => return fail_start(e),
-    };
+    let container = create_container(global, f).await?;
     if a.detach {
-        match client::request(stream, &record.id, Request::WaitStarted).await {
-            Ok(_) => {
-                println!("{}", record.id);
+        return match container.start_detached().await {
+            Ok(()) => {
+                println!("{}", container.id());
                 Ok(())
             }
-            Err(e) => finish(Err(e)),
-        }
-    } else {
-        let req = Request::Attach {
-            stdin: f.interactive,
+            Err(e) => finish_err(e),
         };
-        finish(attach::session(stream, &record.id, req, f.interactive, f.tty).await)
     }
-}
-
-fn fail_start(e: anyhow::Error) -> anyhow::Result<()> {
-    match e.downcast::<ClientError>() {
-        Ok(c) => finish(Err(c)),
-        Err(e) => Err(e),
-    }
+    let stream = match container.start(true).await {
+        Ok(s) => s,
+        Err(e) => return finish_err(e),
+    };
+    let req = Request::Attach {
+        stdin: f.interactive,
+    };
+    finish(attach::session(stream, container.id(), req, f.interactive, f.tty).await)
 }
 
 /// `container create`.
 pub async fn create(global: &GlobalOptions, a: CreateArgs) -> anyhow::Result<()> {
-    let (_, record) = create_record(global, &a.flags).await?;
-    println!("{}", record.id);
+    let container = create_container(global, &a.flags).await?;
+    println!("{}", container.id());
     Ok(())
 }
 
 /// `container exec`.
 pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
-    let record = store.reconcile(store.resolve(&a.container)?)?;
-    if record.status != Status::Running {
-        anyhow::bail!(
-            "cannot exec in container {}: it is not running ({})",
-            record.name,
-            record.status
-        );
-    }
+    let mut container = global.runtime()?.container(&a.container)?;
     let opts = ProcessOptions {
         env: a.env.clone(),
         workdir: a.workdir.clone(),
@@ -252,41 +179,14 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         privileged: a.privileged,
         ..Default::default()
     };
-    let lookup = |k: &str| std::env::var(k).ok();
-    let spec = exec_spec(&record.config.process, a.command.clone(), &opts, &lookup)?;
-    let stream = client::connect(&store, &record.id).await?;
+    let spec = container.exec_spec(a.command.clone(), &opts)?;
     if a.detach {
-        return match client::request(stream, &record.id, Request::Exec { spec, detach: true }).await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => finish(Err(e)),
-        };
+        return container.exec_detached(spec).await.or_else(finish_err);
     }
+    let stream = container.connect(Verb::Exec).await?;
     let req = Request::Exec {
         spec,
         detach: false,
     };
-    finish(attach::session(stream, &record.id, req, a.interactive, a.tty).await)
-}
-
-/// `-p` values, then with `-P` the image's exposed ports no `-p` covers, each on a free host
-/// port of 127.0.0.1 (docker binds 0.0.0.0; our `-p` default is loopback, and `-P` follows it).
-fn publish(f: &CreateFlags, exposed: &[(u16, net::ports::Protocol)]) -> Vec<net::ports::PortSpec> {
-    let mut out = f.publish.clone();
-    if f.publish_all {
-        for &(port, protocol) in exposed {
-            if !out
-                .iter()
-                .any(|p| p.container_port == port && p.protocol == protocol)
-            {
-                out.push(net::ports::PortSpec {
-                    host_ip: std::net::Ipv4Addr::LOCALHOST.into(),
-                    host_port: 0,
-                    container_port: port,
-                    protocol,
-                });
-            }
-        }
-    }
-    out
+    finish(attach::session(stream, container.id(), req, a.interactive, a.tty).await)
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use runtime::state::{ContainerRecord, Status, Store};
+use runtime::state::Status;
 use runtime::stats::{usage, Sample, Usage};
+use runtime::{Container, ContainerError, Runtime, Verb};
 use serde::Serialize;
 
 use super::is_json;
@@ -54,23 +55,21 @@ pub struct Row {
 /// Which containers a refresh shows: the named ones (resolved once), or every (running)
 /// container at the time of the refresh.
 enum Selection {
-    Named(Vec<ContainerRecord>),
+    Named(Vec<Container>),
     All { include_stopped: bool },
 }
 
 impl Selection {
-    fn records(&self, store: &Store) -> anyhow::Result<Vec<ContainerRecord>> {
+    fn containers(&self, rt: &Runtime) -> anyhow::Result<Vec<Container>> {
         match self {
             Selection::Named(v) => Ok(v.clone()),
             Selection::All { include_stopped } => {
-                let mut out = Vec::new();
-                for r in store.list()? {
-                    let r = store.reconcile(r)?;
-                    if *include_stopped || r.status == Status::Running {
-                        out.push(r);
-                    }
-                }
-                out.sort_by(|a, b| a.name.cmp(&b.name));
+                let mut out: Vec<Container> = rt
+                    .containers()?
+                    .into_iter()
+                    .filter(|c| *include_stopped || c.status() == Status::Running)
+                    .collect();
+                out.sort_by(|a, b| a.name().cmp(b.name()));
                 Ok(out)
             }
         }
@@ -79,7 +78,7 @@ impl Selection {
 
 /// `container stats`.
 pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
-    let store = super::store(global)?;
+    let rt = global.runtime()?;
     let selection = if a.containers.is_empty() {
         Selection::All {
             include_stopped: a.all,
@@ -87,14 +86,16 @@ pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
     } else {
         let mut named = Vec::new();
         for name in &a.containers {
-            let r = store.reconcile(store.resolve(name)?)?;
-            if r.status != Status::Running && !a.all {
-                bail!(
-                    "cannot get statistics of container {name}: it is not running ({})",
-                    r.status
-                );
+            let c = rt.container(name)?;
+            if !a.all && !Verb::Stats.accepts(c.status(), false) {
+                return Err(ContainerError::WrongState {
+                    verb: Verb::Stats,
+                    name: name.clone(),
+                    status: c.status(),
+                }
+                .into());
             }
-            named.push(r);
+            named.push(c);
         }
         Selection::Named(named)
     };
@@ -102,14 +103,14 @@ pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
     let tty = std::io::stdout().is_terminal();
     let mut prev: HashMap<String, Sample> = HashMap::new();
     // The first reading only sets the base for CPU %.
-    let records = selection.records(&store)?;
-    for (r, (id, s)) in records.iter().zip(sample_all(&store, &records).await) {
+    let records = selection.containers(&rt)?;
+    for (r, (id, s)) in records.iter().zip(sample_all(&records).await) {
         match s {
             Ok(s) => {
                 prev.insert(id, s);
             }
             Err(e) if named && !a.all => {
-                bail!("cannot get statistics of container {}: {e}", r.name)
+                bail!("cannot get statistics of container {}: {e}", r.name())
             }
             Err(_) => {}
         }
@@ -120,25 +121,25 @@ pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
             _ = tokio::time::sleep(INTERVAL) => {}
             _ = &mut ctrl_c => return Ok(()),
         }
-        let records = selection.records(&store)?;
+        let records = selection.containers(&rt)?;
         let mut rows = Vec::new();
         let mut next = HashMap::new();
-        for (r, (_, s)) in records.iter().zip(sample_all(&store, &records).await) {
+        for (r, (_, s)) in records.iter().zip(sample_all(&records).await) {
             let usage = match s {
                 Ok(s) => {
-                    let u = usage(prev.get(&r.id), &s);
-                    next.insert(r.id.clone(), s);
+                    let u = usage(prev.get(r.id()), &s);
+                    next.insert(r.id().to_string(), s);
                     u
                 }
                 Err(e) if a.no_stream && named && !a.all => {
-                    bail!("cannot get statistics of container {}: {e}", r.name)
+                    bail!("cannot get statistics of container {}: {e}", r.name())
                 }
                 // Stopped since (or never running with --all): zeros.
                 Err(_) => usage(None, &Sample::default()),
             };
             rows.push(Row {
-                id: r.id.clone(),
-                name: r.name.clone(),
+                id: r.id().to_string(),
+                name: r.name().to_string(),
                 usage,
             });
         }
@@ -168,18 +169,14 @@ pub async fn stats(global: &GlobalOptions, a: StatsArgs) -> anyhow::Result<()> {
 }
 
 /// One reading of each running container, concurrently, in `records` order.
-async fn sample_all(
-    store: &Store,
-    records: &[ContainerRecord],
-) -> Vec<(String, anyhow::Result<Sample>)> {
+async fn sample_all(records: &[Container]) -> Vec<(String, anyhow::Result<Sample>)> {
     let mut tasks = tokio::task::JoinSet::new();
     for (i, r) in records.iter().enumerate() {
-        let (store, id, running) = (store.clone(), r.id.clone(), r.status == Status::Running);
+        let (mut c, id) = (r.clone(), r.id().to_string());
+        let running = c.status() == Status::Running;
         tasks.spawn(async move {
             let s = if running {
-                match tokio::time::timeout(SAMPLE_TIMEOUT, runtime::client::stats(&store, &id))
-                    .await
-                {
+                match tokio::time::timeout(SAMPLE_TIMEOUT, c.stats()).await {
                     Ok(r) => r.map_err(anyhow::Error::from),
                     Err(_) => Err(anyhow::anyhow!("its monitor did not answer in time")),
                 }
@@ -198,7 +195,9 @@ async fn sample_all(
     }
     out.into_iter()
         .zip(records)
-        .map(|(o, r)| o.unwrap_or_else(|| (r.id.clone(), Err(anyhow::anyhow!("reading failed")))))
+        .map(|(o, r)| {
+            o.unwrap_or_else(|| (r.id().to_string(), Err(anyhow::anyhow!("reading failed"))))
+        })
         .collect()
 }
 

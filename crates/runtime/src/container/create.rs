@@ -1,4 +1,4 @@
-//! `create`: decide everything about a container and write its record.
+//! `create`: write a new container's record from a prepared [`CreateRequest`].
 
 use std::path::PathBuf;
 
@@ -8,7 +8,8 @@ use super::ContainerError;
 use crate::spec::{combine, ImageConfig, ProcessOptions};
 use crate::state::{ContainerConfig, ContainerRecord, Status, Store, VmOptions};
 
-/// What `create` needs; the image is already resolved and its rootfs cached.
+/// What `create` writes; made by [`super::prepare`] (the image is resolved and its rootfs
+/// cached).
 #[derive(Debug, Clone)]
 pub struct CreateRequest {
     /// `--name`.
@@ -30,7 +31,7 @@ pub struct CreateRequest {
     /// Networks in interface order (empty: `--network none`).
     pub networks: Vec<String>,
     /// `-p` values.
-    pub publish: Vec<net::ports::PortSpec>,
+    pub publish: Vec<super::PortSpec>,
     /// Volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
     pub mounts: Vec<crate::volume::MountSpec>,
     /// `--read-only`.
@@ -46,7 +47,10 @@ pub struct CreateRequest {
 }
 
 /// Writes a new container record (status `created`).
-pub fn create(store: &Store, req: CreateRequest) -> Result<ContainerRecord, ContainerError> {
+pub(crate) fn create_record(
+    store: &Store,
+    req: CreateRequest,
+) -> Result<ContainerRecord, ContainerError> {
     // Combine once with a placeholder hostname to fail early, before taking a name.
     let lookup = |k: &str| std::env::var(k).ok();
     combine(&req.image_config, &req.process, "x", &lookup)?;

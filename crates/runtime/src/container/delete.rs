@@ -2,30 +2,24 @@
 
 use std::time::Duration;
 
-use super::ContainerError;
-use crate::state::{ContainerRecord, Status, Store};
+use super::{Container, ContainerError, Verb};
 
-/// Deletes a container; a running one only with `force` (it is killed first).
-pub async fn delete(
-    store: &Store,
-    record: ContainerRecord,
-    force: bool,
-) -> Result<(), ContainerError> {
-    let record = store.reconcile(record)?;
-    if record.status == Status::Running || record.monitor_pid.is_some() {
-        if !force {
-            return Err(ContainerError::WrongState {
-                op: "delete",
-                name: record.name,
-                status: Status::Running,
-                hint: "; stop it first or use --force",
-            });
+impl Container {
+    /// Deletes the container; a running one only with `force` (it is killed first).
+    pub async fn delete(mut self, force: bool) -> Result<(), ContainerError> {
+        self.refresh()?;
+        if self.check(Verb::Delete).is_err() {
+            if !force {
+                self.check(Verb::Delete)?;
+            }
+            self.stop(Duration::ZERO).await?;
+            crate::client::wait_stopped(self.rt.store(), self.id(), Duration::from_secs(30))
+                .await?;
         }
-        super::stop(store, record.clone(), Duration::ZERO).await?;
-        crate::client::wait_stopped(store, &record.id, Duration::from_secs(30)).await?;
+        let store = self.rt.store();
+        crate::monitor::network::release(store, &self.record);
+        store.remove(self.id())?;
+        crate::volume::remove_anonymous(store.root(), &self.record.config.mounts);
+        Ok(())
     }
-    crate::monitor::network::release(store, &record);
-    store.remove(&record.id)?;
-    crate::volume::remove_anonymous(store.root(), &record.config.mounts);
-    Ok(())
 }

@@ -1,19 +1,32 @@
-//! Container operations, one file per verb: [`create()`], [`start()`], [`stop()`]/[`kill()`],
-//! [`delete()`]. Attach and exec sessions are in [`crate::client`].
+//! Containers through one type, [`Container`], reached from a [`Runtime`](crate::Runtime):
+//! one file per verb ([`create`](crate::Runtime::create) with [`prepare`], `start`, `stop`/`kill`,
+//! `exec`, `update`, `copy`, `delete`, `inspect`), every verb checked against the container's
+//! state by one table ([`Verb::accepts`]). The CLI, the Engine API server, the containerd shim
+//! and the builder all go through these methods. Attach and exec sessions relay through
+//! [`crate::client`].
 
+mod copy;
 mod create;
 mod delete;
+mod exec;
+mod inspect;
+mod mounts;
+mod prepare;
 mod start;
 mod stop;
 mod update;
 
-pub use create::{create, CreateRequest};
-pub use delete::delete;
-pub use start::{start, start_for_copy, MonitorCommand};
-pub use stop::{kill, stop};
-pub use update::{update, LimitsChange};
+pub use copy::{CopyOptions, HostPath};
+pub(crate) use create::create_record;
+pub use create::CreateRequest;
+pub use inspect::Summary;
+pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError};
+pub use prepare::{prepare, ContainerOptions, PortSpec, Protocol};
+pub use start::MonitorCommand;
+pub use update::LimitsChange;
 
-use crate::state::Status;
+use crate::state::{ContainerRecord, Status};
+use crate::Runtime;
 
 /// Errors of container operations.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +46,27 @@ pub enum ContainerError {
     /// A resource flag is invalid.
     #[error(transparent)]
     Resources(#[from] crate::resources::ResourceError),
+    /// A mount flag is invalid, or a volume cannot be made.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// A network flag is invalid or names a missing network.
+    #[error(transparent)]
+    Network(#[from] net::NetworkError),
+    /// The image cannot be found, pulled or turned into a rootfs.
+    #[error(transparent)]
+    Image(Box<crate::image::ImageError>),
+    /// The volume store cannot be opened.
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
+    /// A copy between the host and the container failed.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    /// `--kernel` names no file.
+    #[error("kernel {}: no such file", .0.display())]
+    Kernel(std::path::PathBuf),
+    /// `-p` with `--network none`.
+    #[error("cannot publish ports of a container without a network (--network none)")]
+    PublishWithoutNetwork,
     /// A running container's new limits do not fit the VM it runs in.
     #[error(
         "cannot update container {name}: {what} does not fit its running VM ({have}); \
@@ -46,17 +80,15 @@ pub enum ContainerError {
         /// The VM's size.
         have: String,
     },
-    /// The operation does not fit the container's state.
-    #[error("cannot {op} container {name}: it is {status}{hint}")]
+    /// The verb does not fit the container's state.
+    #[error("cannot {} container {name}: it is {}{}", .verb.phrase(), .verb.refusal(*.status), .verb.hint())]
     WrongState {
-        /// The operation.
-        op: &'static str,
+        /// What was asked.
+        verb: Verb,
         /// Container name.
         name: String,
         /// Its status.
         status: Status,
-        /// Advice, starting with "; " or empty.
-        hint: &'static str,
     },
     /// The monitor process could not be spawned.
     #[error("spawn monitor {program}")]
@@ -67,4 +99,155 @@ pub enum ContainerError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<crate::image::ImageError> for ContainerError {
+    fn from(e: crate::image::ImageError) -> Self {
+        // Boxed: a pull error is large, and every container verb returns this type.
+        ContainerError::Image(Box::new(e))
+    }
+}
+
+/// What can be asked of a container; [`Verb::accepts`] is its state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// Boot its VM and run its process.
+    Start,
+    /// Send its main process a signal.
+    Kill,
+    /// Run another process in it.
+    Exec,
+    /// Attach to its main process's stdio.
+    Attach,
+    /// Read its live resource usage.
+    Stats,
+    /// Remove it (a running one only when forced).
+    Delete,
+}
+
+impl Verb {
+    /// Whether a container in `status` accepts this verb. `live` says a monitor process still
+    /// owns it (a created or exited container whose monitor is starting or tearing down).
+    pub fn accepts(self, status: Status, live: bool) -> bool {
+        let running = status == Status::Running || live;
+        match self {
+            Verb::Start | Verb::Delete => !running,
+            Verb::Kill | Verb::Exec | Verb::Attach | Verb::Stats => status == Status::Running,
+        }
+    }
+
+    /// How the verb reads in "cannot … container NAME".
+    fn phrase(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Kill => "kill",
+            Verb::Exec => "exec in",
+            Verb::Attach => "attach to",
+            Verb::Stats => "get statistics of",
+            Verb::Delete => "delete",
+        }
+    }
+
+    /// Why a container in `status` refused it.
+    fn refusal(self, status: Status) -> String {
+        match self {
+            Verb::Start | Verb::Delete => Status::Running.to_string(),
+            _ => format!("not running ({status})"),
+        }
+    }
+
+    /// Advice after the refusal.
+    fn hint(self) -> &'static str {
+        match self {
+            Verb::Delete => "; stop it first or use --force",
+            _ => "",
+        }
+    }
+}
+
+/// One container of a [`Runtime`], as its state was when it was looked up (every verb
+/// reconciles it again with its monitor first).
+#[derive(Debug, Clone)]
+pub struct Container {
+    rt: Runtime,
+    record: ContainerRecord,
+}
+
+impl Container {
+    pub(crate) fn new(rt: Runtime, record: ContainerRecord) -> Container {
+        Container { rt, record }
+    }
+
+    /// Its record: id, name, image, status, config, exit, networks, ports.
+    pub fn record(&self) -> &ContainerRecord {
+        &self.record
+    }
+
+    /// The full id.
+    pub fn id(&self) -> &str {
+        &self.record.id
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    /// The status when it was looked up.
+    pub fn status(&self) -> Status {
+        self.record.status
+    }
+
+    /// Reads the record again (reconciled with its monitor).
+    pub fn refresh(&mut self) -> Result<(), ContainerError> {
+        let store = self.rt.store();
+        self.record = store.reconcile(store.load(&self.record.id)?)?;
+        Ok(())
+    }
+
+    /// Refuses `verb` unless the container's current state accepts it.
+    fn check(&self, verb: Verb) -> Result<(), ContainerError> {
+        let r = &self.record;
+        if verb.accepts(r.status, r.monitor_pid.is_some()) {
+            return Ok(());
+        }
+        Err(ContainerError::WrongState {
+            verb,
+            name: r.name.clone(),
+            status: r.status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_machine_refuses_wrong_transitions() {
+        use Status::*;
+        assert!(Verb::Start.accepts(Created, false) && Verb::Start.accepts(Exited, false));
+        assert!(!Verb::Start.accepts(Running, true) && !Verb::Start.accepts(Exited, true));
+        assert!(Verb::Exec.accepts(Running, true) && !Verb::Exec.accepts(Exited, false));
+        assert!(!Verb::Kill.accepts(Created, false) && !Verb::Attach.accepts(Created, true));
+        assert!(Verb::Delete.accepts(Exited, false) && !Verb::Delete.accepts(Running, true));
+        let e = ContainerError::WrongState {
+            verb: Verb::Exec,
+            name: "web".into(),
+            status: Exited,
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot exec in container web: it is not running (exited)"
+        );
+        let e = ContainerError::WrongState {
+            verb: Verb::Delete,
+            name: "web".into(),
+            status: Running,
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot delete container web: it is running; stop it first or use --force"
+        );
+    }
 }

@@ -1,12 +1,19 @@
-//! `start`: spawn the container's monitor, detached in its own session.
+//! `start`: spawn the container's monitor, detached in its own session, and connect to it.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::ContainerError;
-use crate::state::{Status, Store};
+use tokio::net::UnixStream;
+
+use super::{Container, ContainerError, Verb};
+use crate::client;
+use crate::protocol::Request;
+
+/// How long a monitor may take to open its socket.
+const MONITOR_START: Duration = Duration::from_secs(30);
 
 /// How to re-execute the `container` binary as a monitor.
 #[derive(Debug, Clone)]
@@ -17,91 +24,98 @@ pub struct MonitorCommand {
     pub root: PathBuf,
 }
 
-/// Starts container `id`: spawns its monitor and returns the monitor's pid. With
-/// `wait_attach`, the monitor holds the process until a client attaches (bounded wait).
-pub fn start(
-    store: &Store,
-    id: &str,
-    cmd: &MonitorCommand,
-    wait_attach: bool,
-) -> Result<u32, ContainerError> {
-    launch(store, id, cmd, wait_attach.then_some("--wait-attach"))
+/// Which monitor to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Launch {
+    /// Run the process at once.
+    Run,
+    /// Hold the process until the first client attaches (bounded wait).
+    WaitAttach,
+    /// Hold mode: boot the VM for one copy on a stopped container (see
+    /// `monitor::MonitorOptions::hold`); the process does not run, the state does not change.
+    Hold,
 }
 
-/// Starts a monitor in hold mode for a copy on stopped container `id` (see
-/// `monitor::MonitorOptions::hold`): the VM runs, the container's process does not, and its
-/// recorded state is left as it is. Refused, like `start`, while a monitor runs.
-pub fn start_for_copy(
-    store: &Store,
-    id: &str,
-    cmd: &MonitorCommand,
-) -> Result<u32, ContainerError> {
-    launch(store, id, cmd, Some("--hold"))
-}
+impl Container {
+    /// Starts the container and returns its monitor's socket once it answers. With
+    /// `wait_attach`, the process waits for the first attach (so no output is missed).
+    pub async fn start(&self, wait_attach: bool) -> Result<UnixStream, ContainerError> {
+        let how = if wait_attach {
+            Launch::WaitAttach
+        } else {
+            Launch::Run
+        };
+        self.launch_and_connect(how, MONITOR_START).await
+    }
 
-fn launch(
-    store: &Store,
-    id: &str,
-    cmd: &MonitorCommand,
-    flag: Option<&str>,
-) -> Result<u32, ContainerError> {
-    let _guard = store.lock(id)?;
-    let record = store.reconcile_locked(store.load(id)?)?;
-    if record.status == Status::Running || record.monitor_pid.is_some() {
-        return Err(ContainerError::WrongState {
-            op: "start",
-            name: record.name,
-            status: Status::Running,
-            hint: "",
-        });
+    /// Starts the container and returns once its process runs (`start`, `run -d`).
+    pub async fn start_detached(&self) -> Result<(), ContainerError> {
+        let stream = self.start(false).await?;
+        client::request(stream, self.id(), Request::WaitStarted).await?;
+        Ok(())
     }
-    let dir = store.dir_of(id);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("monitor.log"))
-        .map_err(|source| ContainerError::SpawnMonitor {
+
+    pub(crate) async fn launch_and_connect(
+        &self,
+        how: Launch,
+        timeout: Duration,
+    ) -> Result<UnixStream, ContainerError> {
+        let pid = self.launch(how)?;
+        let store = self.rt.store();
+        Ok(client::connect_starting(store, self.id(), pid, timeout).await?)
+    }
+
+    /// Spawns the monitor and returns its pid.
+    fn launch(&self, how: Launch) -> Result<u32, ContainerError> {
+        let store = self.rt.store();
+        let cmd = self.rt.monitor_command();
+        let id = self.id();
+        let _guard = store.lock(id)?;
+        let mut record = store.reconcile_locked(store.load(id)?)?;
+        Container::new(self.rt.clone(), record.clone()).check(Verb::Start)?;
+        let spawn_err = |source| ContainerError::SpawnMonitor {
             program: cmd.program.display().to_string(),
             source,
-        })?;
-    let log2 = log
-        .try_clone()
-        .map_err(|source| ContainerError::SpawnMonitor {
-            program: cmd.program.display().to_string(),
-            source,
-        })?;
-    let mut command = Command::new(&cmd.program);
-    command
-        .arg("--root")
-        .arg(&cmd.root)
-        .arg(crate::MONITOR_SUBCOMMAND)
-        .arg(id)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    if let Some(flag) = flag {
-        command.arg(flag);
-    }
-    // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it detaches the
-    // monitor from the caller's session and terminal so it outlives the CLI.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
+        };
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(store.dir_of(id).join("monitor.log"))
+            .map_err(spawn_err)?;
+        let log2 = log.try_clone().map_err(spawn_err)?;
+        let mut command = Command::new(&cmd.program);
+        command
+            .arg("--root")
+            .arg(&cmd.root)
+            .arg(crate::MONITOR_SUBCOMMAND)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        match how {
+            Launch::Run => {}
+            Launch::WaitAttach => {
+                command.arg("--wait-attach");
             }
-            Ok(())
-        });
+            Launch::Hold => {
+                command.arg("--hold");
+            }
+        }
+        // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it detaches
+        // the monitor from the caller's session and terminal so it outlives the caller.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().map_err(spawn_err)?;
+        let pid = child.id();
+        // Record the pid now so a concurrent start sees it; the monitor rewrites it itself.
+        record.monitor_pid = Some(pid);
+        store.save(&record)?;
+        Ok(pid)
     }
-    let child = command
-        .spawn()
-        .map_err(|source| ContainerError::SpawnMonitor {
-            program: cmd.program.display().to_string(),
-            source,
-        })?;
-    let pid = child.id();
-    // Record the pid now so a concurrent start sees it; the monitor rewrites it itself.
-    let mut record = record;
-    record.monitor_pid = Some(pid);
-    store.save(&record)?;
-    Ok(pid)
 }

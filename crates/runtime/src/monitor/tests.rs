@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::*;
 use crate::backend::{BootError, GuestError, GuestMount, GuestNetwork, ProcessOutput, Vm, VmExit};
 use crate::client;
-use crate::container::{create, CreateRequest};
+use crate::container::{create_record, CreateRequest};
 use crate::protocol::Request;
 use crate::resources::ResourceLimits;
 use crate::spec::{ImageConfig, ProcessOptions, ProcessSpec};
@@ -381,7 +381,7 @@ impl Fixture {
             dns: Default::default(),
             extra_hosts: Vec::new(),
         };
-        create(&self.store, req).unwrap().id
+        create_record(&self.store, req).unwrap().id
     }
 
     fn spawn(

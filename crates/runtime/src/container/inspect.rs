@@ -1,0 +1,124 @@
+//! What a container looks like from outside: its networks, its `list` summary and its
+//! `inspect` document.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::Container;
+use crate::state::{ContainerRecord, Status};
+
+/// One line of `list`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Its address on its first network, without prefix.
+    pub ip: Option<String>,
+    /// Full id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Status.
+    pub status: Status,
+    /// The main process's arguments.
+    pub command: Vec<String>,
+    /// When it was created.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Exit code of its last run.
+    pub exit_code: Option<i32>,
+    /// Published ports with their bound host ports.
+    pub ports: Vec<net::ports::PortSpec>,
+}
+
+impl Container {
+    /// Its networks in interface order, as `{network, address, gateway, mac}` objects.
+    pub fn networks(&self) -> Vec<Value> {
+        let nets = net::Networks::open(self.rt.root()).ok();
+        networks_of(nets.as_ref(), &self.record)
+    }
+
+    /// Its output in docker's json-file log format.
+    pub fn log_path(&self) -> std::path::PathBuf {
+        self.rt.store().dir_of(self.id()).join("container.log")
+    }
+
+    /// Its VM's serial console.
+    pub fn boot_log_path(&self) -> std::path::PathBuf {
+        self.rt.store().dir_of(self.id()).join("boot.log")
+    }
+
+    /// Its `list` line.
+    pub fn summary(&self) -> Summary {
+        let r = &self.record;
+        Summary {
+            ip: first_ip(&self.networks()),
+            id: r.id.clone(),
+            name: r.name.clone(),
+            image: r.image.clone(),
+            status: r.status,
+            command: r.config.process.args.clone(),
+            created: r.created,
+            exit_code: r.exit_code,
+            ports: r.ports.clone(),
+        }
+    }
+
+    /// Its `inspect` document.
+    pub fn inspect(&self) -> Value {
+        let r = &self.record;
+        json!({
+            "id": r.id,
+            "name": r.name,
+            "image": r.image,
+            "imageDigest": r.image_digest,
+            "status": r.status,
+            "exitCode": r.exit_code,
+            "exitReason": r.exit_reason,
+            "oomKilled": r.oom_killed,
+            "monitorPid": r.monitor_pid,
+            "vmPid": r.vm_pid,
+            "created": r.created,
+            "started": r.started,
+            "finished": r.finished,
+            "config": r.config,
+            "networks": self.networks(),
+            "ports": r.ports,
+            "logPath": self.log_path(),
+            "bootLogPath": self.boot_log_path(),
+        })
+    }
+}
+
+/// The `networks` objects of a container: its leases in interface order.
+fn networks_of(nets: Option<&net::Networks>, r: &ContainerRecord) -> Vec<Value> {
+    if r.config.networks.is_empty() {
+        return Vec::new();
+    }
+    let Some(attachments) = nets.and_then(|n| n.attachments(&r.id).ok()) else {
+        return r.networks.clone();
+    };
+    if attachments.is_empty() {
+        // The rootless fallback (QEMU user-mode networking) records its interface itself.
+        return r.networks.clone();
+    }
+    r.config
+        .networks
+        .iter()
+        .filter_map(|name| attachments.iter().find(|a| &a.network == name))
+        .map(|a| {
+            json!({
+                "network": a.network,
+                "address": a.address.to_string(),
+                "gateway": a.gateway.to_string(),
+                "mac": a.mac,
+            })
+        })
+        .collect()
+}
+
+/// The address on the first network, without prefix.
+fn first_ip(networks: &[Value]) -> Option<String> {
+    let address = networks.first()?.get("address")?.as_str()?;
+    Some(address.split('/').next().unwrap_or(address).to_string())
+}

@@ -1,0 +1,162 @@
+//! `prepare`: from what a user asked for (flags of `run`/`create`, an Engine API
+//! `ContainerCreate` body, a build step) to a [`CreateRequest`]. Every check that can fail runs
+//! here, before an image is pulled or a rootfs built where it can, so a bad flag costs nothing.
+
+use std::path::PathBuf;
+
+use super::{ContainerError, CreateRequest};
+use crate::netconf::{DnsConfig, ExtraHost};
+use crate::resources::{ResourceFlags, ResourceLimits};
+use crate::spec::{read_env_file, ProcessOptions};
+use crate::state::VmOptions;
+use crate::volume::{MountSpec, VolumeStore};
+
+pub use net::ports::{PortSpec, Protocol};
+
+/// Everything a front end can ask of a new container. Defaults are docker's: the default
+/// network, no limits, the image's command.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerOptions {
+    /// Container name (default: generated).
+    pub name: Option<String>,
+    /// Image reference as the user wrote it; pulled when missing.
+    pub image: String,
+    /// The process: command (`args`, empty: the image's), entrypoint, env, user, tty, ….
+    pub process: ProcessOptions,
+    /// Files of `KEY=VALUE` lines added to the environment (`--env-file`).
+    pub env_files: Vec<PathBuf>,
+    /// A guest kernel for this container instead of the configured one.
+    pub kernel: Option<PathBuf>,
+    /// `kvm` or `tcg` (default: chosen by probing).
+    pub accel: Option<String>,
+    /// `--cpus`, `-m`, `--pids-limit`.
+    pub resources: ResourceFlags,
+    /// Delete the container when it exits (`--rm`).
+    pub auto_remove: bool,
+    /// `--network` values: empty for the default network, `none` alone for none.
+    pub networks: Vec<String>,
+    /// Published ports (`-p`).
+    pub publish: Vec<PortSpec>,
+    /// Also publish every port the image exposes, each on a free loopback port (`-P`).
+    pub publish_all: bool,
+    /// Volumes, binds and tmpfs mounts (see [`super::parse_volume`] and its siblings).
+    pub mounts: Vec<MountSpec>,
+    /// Mount the root filesystem read-only.
+    pub read_only: bool,
+    /// Host name (default: the id's first 12 digits).
+    pub hostname: Option<String>,
+    /// `--dns`, `--dns-search`, `--dns-option`.
+    pub dns: DnsConfig,
+    /// `--add-host`.
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
+/// rootfs once) and its networks and volumes (creating missing named volumes, as docker
+/// does), and returns what [`super::Runtime::create`] writes.
+pub async fn prepare(
+    root: &std::path::Path,
+    opts: ContainerOptions,
+    pull: &oci::PullOptions,
+) -> Result<CreateRequest, ContainerError> {
+    // Flags that cannot work are refused before an image is pulled or a rootfs built.
+    crate::spec::capabilities(&opts.process)?;
+    if let Some(h) = &opts.hostname {
+        crate::netconf::check_hostname(h)?;
+    }
+    if let Some(k) = &opts.kernel {
+        if !k.is_file() {
+            return Err(ContainerError::Kernel(k.clone()));
+        }
+    }
+    let mut process = opts.process;
+    for path in &opts.env_files {
+        process.env_files.extend(read_env_file(path)?);
+    }
+    let networks = match net::NetworkMode::from_flags(&opts.networks)? {
+        net::NetworkMode::None if !opts.publish.is_empty() => {
+            return Err(ContainerError::PublishWithoutNetwork)
+        }
+        net::NetworkMode::None => Vec::new(),
+        net::NetworkMode::Networks(names) => names,
+    };
+    let nets = net::Networks::open(root)?;
+    for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
+        nets.inspect(name)?;
+    }
+    let resources = opts.resources.limits()?;
+    let image = crate::image::resolve(root, &opts.image, pull).await?;
+    let publish = publish(opts.publish, opts.publish_all, &image.exposed_ports);
+    let mounts = super::mounts::resolve(&VolumeStore::open(root)?, opts.mounts, &image.volumes)?;
+    Ok(CreateRequest {
+        name: opts.name,
+        image: image.reference,
+        image_digest: image.digest,
+        image_config: image.config,
+        rootfs: image.rootfs,
+        process,
+        vm: VmOptions {
+            kernel: opts.kernel,
+            cpus: resources.vm_cpus(),
+            memory_mib: resources.vm_memory_mib(),
+            accel: opts.accel,
+        },
+        auto_remove: opts.auto_remove,
+        networks,
+        publish,
+        mounts,
+        read_only: opts.read_only,
+        resources,
+        hostname: opts.hostname,
+        dns: opts.dns,
+        extra_hosts: opts.extra_hosts,
+    })
+}
+
+/// `given`, then with `all` the image's exposed ports none of them covers, each on a free host
+/// port of 127.0.0.1 (docker binds 0.0.0.0; our `-p` default is loopback, and `-P` follows it).
+fn publish(mut given: Vec<PortSpec>, all: bool, exposed: &[(u16, Protocol)]) -> Vec<PortSpec> {
+    if all {
+        for &(port, protocol) in exposed {
+            if !given
+                .iter()
+                .any(|p| p.container_port == port && p.protocol == protocol)
+            {
+                given.push(PortSpec {
+                    host_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+                    host_port: 0,
+                    container_port: port,
+                    protocol,
+                });
+            }
+        }
+    }
+    given
+}
+
+impl ResourceFlags {
+    /// The limits these flags ask for (an unset flag: no limit).
+    pub fn limits(&self) -> Result<ResourceLimits, crate::resources::ResourceError> {
+        ResourceLimits::from_flags(self.cpus, self.memory_bytes, self.pids_limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_all_adds_only_uncovered_exposed_ports() {
+        let given: Vec<PortSpec> = vec!["8080:80".parse().unwrap()];
+        let exposed = [(80, Protocol::Tcp), (53, Protocol::Udp)];
+        let out = publish(given.clone(), true, &exposed);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0], given[0]);
+        assert_eq!(
+            (out[1].container_port, out[1].protocol, out[1].host_port),
+            (53, Protocol::Udp, 0)
+        );
+        assert!(out[1].host_ip.is_loopback());
+        assert_eq!(publish(given.clone(), false, &exposed), given);
+    }
+}
