@@ -94,24 +94,31 @@ fn exposed_ports<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<(u16, net::p
     .collect()
 }
 
-/// The layer blob paths (lowest first) of `reference` in the content store under `root`; an
-/// error naming the reference if it is not there (this never pulls).
-pub fn layers(root: &Path, reference: &str) -> Result<Vec<PathBuf>, ImageError> {
+/// The content store under `root`, `reference` parsed, and the image if the store has it.
+fn find(
+    root: &Path,
+    reference: &str,
+) -> Result<(oci::Store, oci::Reference, Option<oci::Image>), ImageError> {
     let r = oci::Reference::parse(reference).map_err(|source| ImageError::Reference {
         reference: reference.to_string(),
         source,
     })?;
     let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
-    let image = match store.image(&r) {
-        Ok(i) => i,
-        Err(oci::StoreError::NotFound(_)) => return Err(ImageError::Missing(r.to_string())),
-        Err(source) => {
-            return Err(ImageError::Read {
-                reference: r.to_string(),
-                source,
-            })
-        }
-    };
+    match store.image(&r) {
+        Ok(i) => Ok((store, r, Some(i))),
+        Err(oci::StoreError::NotFound(_)) => Ok((store, r, None)),
+        Err(source) => Err(ImageError::Read {
+            reference: r.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The layer blob paths (lowest first) of `reference` in the content store under `root`; an
+/// error naming the reference if it is not there (this never pulls).
+pub fn layers(root: &Path, reference: &str) -> Result<Vec<PathBuf>, ImageError> {
+    let (store, r, image) = find(root, reference)?;
+    let image = image.ok_or_else(|| ImageError::Missing(r.to_string()))?;
     Ok(image
         .layers()
         .iter()
@@ -127,27 +134,15 @@ pub async fn resolve(
     reference: &str,
     pull: &oci::PullOptions,
 ) -> Result<ResolvedImage, ImageError> {
-    let r = oci::Reference::parse(reference).map_err(|source| ImageError::Reference {
-        reference: reference.to_string(),
-        source,
-    })?;
-    let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
-    let image = match store.image(&r) {
-        Ok(i) => i,
-        Err(oci::StoreError::NotFound(_)) => {
-            oci::pull(&store, &r, pull)
-                .await
-                .map_err(|source| ImageError::Pull {
-                    reference: r.to_string(),
-                    source: Box::new(source),
-                })?
-        }
-        Err(source) => {
-            return Err(ImageError::Read {
+    let (store, r, image) = find(root, reference)?;
+    let image = match image {
+        Some(i) => i,
+        None => oci::pull(&store, &r, pull)
+            .await
+            .map_err(|source| ImageError::Pull {
                 reference: r.to_string(),
-                source,
-            })
-        }
+                source: Box::new(source),
+            })?,
     };
     let c = &image.config.config;
     let config = ImageConfig {
