@@ -102,7 +102,7 @@ fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
             }
             if !*nocopy {
                 // Our option, for vminitd: an empty volume first gets the image's content.
-                options.push("copyup".into());
+                options.push(agent::contract::MOUNT_OPTION_COPYUP.into());
             }
             GuestMount {
                 source: format!("{VOLUMES_DIR}/{source}"),
