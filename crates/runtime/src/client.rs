@@ -74,7 +74,10 @@ pub async fn connect_starting(
                     return Err(ClientError::Failed(ExitInfo {
                         code: exit_code.unwrap_or(crate::EXIT_RUNTIME_FAULT),
                         reason: Some(r),
-                    }))
+                        // state.json keeps the exit code the category was mapped to, not
+                        // the category itself.
+                        error: None,
+                    }));
                 }
                 _ => format!("see {}", store.dir_of(id).join("monitor.log").display()),
             };

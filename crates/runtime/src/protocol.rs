@@ -83,10 +83,35 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExitInfo {
-    /// Exit code (docker's rules).
+    /// Exit code, from [`crate::exit::exit_code`].
     pub code: i32,
     /// A one-line reason when the runtime, not the process, ended it.
     pub reason: Option<String>,
+    /// Why the process could not run or the runtime ended it (absent when the process ended
+    /// on its own): the stable category `code` was derived from, for front ends that report
+    /// more than an exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<agent::ErrorCode>,
+}
+
+impl ExitInfo {
+    /// A process that ended on its own.
+    pub fn exited(how: crate::backend::ProcessExit) -> Self {
+        ExitInfo {
+            code: how.code(),
+            reason: None,
+            error: None,
+        }
+    }
+
+    /// A failure with this category and one-line reason.
+    pub fn failed(error: agent::ErrorCode, reason: String) -> Self {
+        ExitInfo {
+            code: crate::exit::exit_code(crate::exit::Termination::Failed(error)),
+            reason: Some(reason),
+            error: Some(error),
+        }
+    }
 }
 
 /// Terminal size.
@@ -251,10 +276,12 @@ mod tests {
             Frame::Exit(ExitInfo {
                 code: 137,
                 reason: None,
+                error: None,
             }),
             Frame::Error(ExitInfo {
                 code: 127,
                 reason: Some("nope".into()),
+                error: Some(agent::ErrorCode::ExecutableNotFound),
             }),
             Frame::Ok,
             Frame::Request(Request::CopyIn {

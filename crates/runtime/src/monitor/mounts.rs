@@ -48,7 +48,7 @@ pub async fn prepare(
     mounts: &[MountSpec],
 ) -> Result<Vec<GuestMount>, GuestError> {
     if volumes.len() > 25 {
-        return Err(GuestError::Other(format!(
+        return Err(GuestError::InvalidArgument(format!(
             "{} volumes: at most 25 per container",
             volumes.len()
         )));

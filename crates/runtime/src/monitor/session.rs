@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::{Phase, Shared, MAIN};
+use super::{fault, Fault, Phase, Shared, MAIN};
 use crate::backend::Guest;
 use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError, Request};
 use crate::spec::ProcessSpec;
@@ -32,7 +32,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         },
         Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
         Request::Kill { signal } => {
-            let reply = on_guest(&shared, "kill", "", |g| async move {
+            let reply = on_guest(&shared, "kill", Fault::Kill, |g| async move {
                 g.signal(MAIN, signal).await.map(|()| Frame::Ok)
             });
             write_frame(&mut wr, &reply.await).await
@@ -46,16 +46,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             preserve_owner,
         } => super::copy::copy_in(&shared, &mut rd, &mut wr, &path, source, preserve_owner).await,
         Request::Stats => {
-            let reply = on_guest(
-                &shared,
-                "get statistics",
-                "container statistics: ",
-                |g| async move { g.stats().await.map(|s| Frame::Stats(Box::new(s))) },
-            );
+            let reply = on_guest(&shared, "get statistics", Fault::Stats, |g| async move {
+                g.stats().await.map(|s| Frame::Stats(Box::new(s)))
+            });
             write_frame(&mut wr, &reply.await).await
         }
         Request::Update { limits } => {
-            let reply = on_guest(&shared, "update", "", |g| async move {
+            let reply = on_guest(&shared, "update", Fault::Update, |g| async move {
                 g.update_resources(limits).await.map(|()| Frame::Ok)
             });
             write_frame(&mut wr, &reply.await).await
@@ -71,9 +68,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
     }
 }
 
-/// Runs `call` on the running guest: its answer, or an `Error` frame (`prefix` before the
-/// guest's error) when it fails or the container does not run.
-async fn on_guest<F, Fut>(shared: &Shared, op: &str, prefix: &str, call: F) -> Frame
+/// Runs `call` on the running guest: its answer, or an `Error` frame (the guest's error as
+/// the fault `failed` makes of it) when it fails or the container does not run.
+async fn on_guest<F, Fut>(
+    shared: &Shared,
+    op: &'static str,
+    failed: fn(crate::backend::GuestError) -> Fault,
+    call: F,
+) -> Frame
 where
     F: FnOnce(Arc<dyn Guest>) -> Fut,
     Fut: std::future::Future<Output = Result<Frame, crate::backend::GuestError>>,
@@ -81,16 +83,16 @@ where
     match running_guest(shared, op) {
         Ok(g) => call(g)
             .await
-            .unwrap_or_else(|e| Frame::Error(super::fault(format!("{prefix}{e}")))),
+            .unwrap_or_else(|e| Frame::Error(fault(failed(e)))),
         Err(info) => Frame::Error(info),
     }
 }
 
-fn not_running(op: &str) -> ExitInfo {
-    super::fault(format!("cannot {op}: container is not running"))
+fn not_running(op: &'static str) -> ExitInfo {
+    fault(Fault::NotRunning { op })
 }
 
-fn running_guest(shared: &Shared, op: &str) -> Result<Arc<dyn Guest>, ExitInfo> {
+fn running_guest(shared: &Shared, op: &'static str) -> Result<Arc<dyn Guest>, ExitInfo> {
     if *shared.phase.borrow() != Phase::Running {
         return Err(not_running(op));
     }
@@ -108,11 +110,11 @@ async fn started(shared: &Shared) -> Result<(), ExitInfo> {
         Ok(Phase::Running) => Ok(()),
         Ok(Phase::Failed(info)) => Err(info),
         Ok(Phase::Exited(info)) => Err(ExitInfo {
-            code: info.code,
             reason: Some(
                 info.reason
                     .unwrap_or_else(|| "container already exited".into()),
             ),
+            ..info
         }),
         _ => Err(not_running("attach")),
     }
@@ -127,7 +129,7 @@ async fn ended(shared: &Shared) -> ExitInfo {
         .map(|p| p.clone());
     match phase {
         Ok(Phase::Exited(i) | Phase::Failed(i)) => i,
-        _ => super::fault("monitor ended".into()),
+        _ => fault(Fault::MonitorEnded),
     }
 }
 
@@ -217,13 +219,7 @@ where
     );
     let mut out = match guest.spawn(&id, &spec).await {
         Ok(o) => o,
-        Err(e) => {
-            let info = ExitInfo {
-                code: e.exit_code(),
-                reason: Some(e.to_string()),
-            };
-            return write_frame(wr, &Frame::Error(info)).await;
-        }
+        Err(e) => return write_frame(wr, &Frame::Error(fault(Fault::Exec(e)))).await,
     };
     tracing::debug!("exec {id}: started {:?}", spec.args);
     write_frame(wr, &Frame::Started(id.clone())).await?;
@@ -266,14 +262,11 @@ where
     }
     tracing::debug!("exec {id}: output streams ended");
     let info = match guest.wait(&id).await {
-        Ok(e) => {
+        Ok(how) => {
             release(guest.as_ref(), &id).await;
-            ExitInfo {
-                code: e.code(),
-                reason: None,
-            }
+            ExitInfo::exited(how)
         }
-        Err(e) => super::fault(e.to_string()),
+        Err(e) => fault(Fault::WaitExec(e)),
     };
     write_frame(wr, &Frame::Exit(info)).await
 }

@@ -74,13 +74,17 @@ impl Guest for FakeGuest {
         let args = spec.args.clone();
         match args[0].as_str() {
             "missing" => {
-                return Err(GuestError::NotFound(
-                    "executable file not found: missing".into(),
+                return Err(GuestError::remote(
+                    "create_process",
+                    agent::ErrorCode::ExecutableNotFound,
+                    "executable file not found: missing",
                 ))
             }
             "noexec" => {
-                return Err(GuestError::NotExecutable(
-                    "permission denied: noexec".into(),
+                return Err(GuestError::remote(
+                    "create_process",
+                    agent::ErrorCode::NotExecutable,
+                    "permission denied: noexec",
                 ))
             }
             _ => {}
@@ -169,7 +173,7 @@ impl Guest for FakeGuest {
         let status = *rx
             .wait_for(|e| e.is_some())
             .await
-            .map_err(|e| GuestError::Other(e.to_string()))?;
+            .map_err(|e| GuestError::remote("wait", agent::ErrorCode::Internal, e.to_string()))?;
         Ok(status.unwrap_or(ProcessExit::Code(255)))
     }
     async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError> {
@@ -221,7 +225,13 @@ impl Guest for FakeGuest {
         _follow_link: bool,
     ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
         let args: Vec<String> = match path {
-            "/missing" => return Err(GuestError::NotFound("no such file".into())),
+            "/missing" => {
+                return Err(GuestError::remote(
+                    "copy_out",
+                    agent::ErrorCode::NotFound,
+                    "no such file",
+                ))
+            }
             "/endless" => vec!["yes".into()],
             "/fail" => vec!["exit".into(), "1".into()],
             other => vec!["echo".into(), "tar-of".into(), other.into()],
@@ -245,8 +255,10 @@ impl Guest for FakeGuest {
         _preserve_owner: bool,
     ) -> Result<ProcessOutput, GuestError> {
         if path == "/ro" {
-            return Err(GuestError::Other(
-                "cannot copy to /ro: Read-only file system".into(),
+            return Err(GuestError::remote(
+                "copy_in",
+                agent::ErrorCode::Io,
+                "cannot copy to /ro: Read-only file system",
             ));
         }
         let spec = ProcessSpec {
@@ -481,7 +493,8 @@ async fn run_echo_records_output_and_exit() {
         r.unwrap(),
         ExitInfo {
             code: 0,
-            reason: None
+            reason: None,
+            error: None,
         }
     );
     assert_eq!(out, b"hello world\n");
@@ -513,14 +526,17 @@ async fn exit_code_and_stderr_are_relayed() {
 
 #[tokio::test]
 async fn missing_and_unexecutable_commands_map_to_127_and_126() {
-    for (cmd, code) in [("missing", 127), ("noexec", 126)] {
+    for (cmd, code, error) in [
+        ("missing", 127, agent::ErrorCode::ExecutableNotFound),
+        ("noexec", 126, agent::ErrorCode::NotExecutable),
+    ] {
         let f = fixture();
         let id = f.create(&[cmd], false, false);
         let mon = f.spawn(&id, FakeBackend::default(), true);
         let (r, _, _) = f.attach(&id, None).await;
         match r {
             Err(client::ClientError::Failed(info)) => {
-                assert_eq!(info.code, code);
+                assert_eq!((info.code, info.error), (code, Some(error)));
                 assert!(info.reason.unwrap().contains(cmd));
             }
             other => panic!("{cmd}: {other:?}"),
@@ -578,7 +594,11 @@ async fn exec_kill_and_wrong_state() {
     let (r, _) = f.exec(&id, &["missing"]).await;
     assert!(matches!(
         r,
-        Err(client::ClientError::Failed(ExitInfo { code: 127, .. }))
+        Err(client::ClientError::Failed(ExitInfo {
+            code: 127,
+            error: Some(agent::ErrorCode::ExecutableNotFound),
+            ..
+        }))
     ));
     let s = f.connect(&id).await;
     assert_eq!(
@@ -638,7 +658,8 @@ async fn stop_escalates_to_sigkill_after_timeout() {
         r,
         Frame::Exit(ExitInfo {
             code: 137,
-            reason: None
+            reason: None,
+            error: None,
         })
     );
     assert!(t.elapsed() >= Duration::from_secs(1));
