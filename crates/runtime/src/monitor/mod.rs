@@ -47,12 +47,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const SELF_STOP_GRACE: u64 = 10;
 
 /// Errors that keep the monitor from doing its job at all (anything later is recorded in
-/// state.json instead).
+/// state.json as the container's exit instead). [`run`] records these too, except
+/// [`MonitorError::AlreadyRunning`], whose record belongs to the other monitor.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     /// The state store failed.
     #[error("container state")]
     State(#[from] crate::state::StateError),
+    /// The tokio runtime of the monitor process could not be built.
+    #[error("start the monitor's async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The VM backend could not be set up.
+    #[error("set up the VM backend")]
+    Backend(#[source] crate::backend::BootError),
     /// The control socket could not be created.
     #[error("listen on {path}")]
     Listen {
@@ -128,8 +135,83 @@ pub struct MonitorOptions {
     pub hold: bool,
 }
 
+impl MonitorError {
+    /// The stable category, for [`crate::exit`].
+    pub fn code(&self) -> agent::ErrorCode {
+        match self {
+            MonitorError::AlreadyRunning(_) => agent::ErrorCode::WrongState,
+            MonitorError::State(crate::state::StateError::NotFound(_)) => {
+                agent::ErrorCode::NotFound
+            }
+            MonitorError::State(_) | MonitorError::Runtime(_) | MonitorError::Listen { .. } => {
+                agent::ErrorCode::Io
+            }
+            MonitorError::Backend(_) => agent::ErrorCode::Internal,
+        }
+    }
+}
+
+/// The whole monitor process of container `id` under the state directory `root`, for the
+/// binary's hidden [`crate::MONITOR_SUBCOMMAND`]: its own async runtime, the QEMU backend
+/// with the vminitd [`crate::vminitd::find`] finds, then [`run`]. Returns the container's
+/// exit code; a failure is recorded in the container's state before it is returned.
+pub fn main(root: &std::path::Path, id: &str, opts: MonitorOptions) -> Result<i32, MonitorError> {
+    let store = Store::open(root)?;
+    let setup = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(MonitorError::Runtime)
+        .and_then(|rt| {
+            crate::real::QemuBackend::new(root, crate::vminitd::find())
+                .map(|backend| (rt, backend))
+                .map_err(MonitorError::Backend)
+        });
+    let (rt, backend) = match setup {
+        Ok(s) => s,
+        Err(e) => return Err(record_failure(&store, id, e)),
+    };
+    rt.block_on(run(&store, id, &backend, opts))
+}
+
 /// Runs the monitor of container `id` to completion; returns the container's exit code.
+/// When the monitor cannot do its job at all, the reason is recorded in the container's
+/// state (exit code from [`crate::exit`], no monitor) where `start` and `run` look for it,
+/// and returned.
 pub async fn run(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    opts: MonitorOptions,
+) -> Result<i32, MonitorError> {
+    match supervise(store, id, backend, opts).await {
+        Ok(code) => {
+            tracing::info!("container {id} exited with {code}");
+            Ok(code)
+        }
+        Err(e) => Err(record_failure(store, id, e)),
+    }
+}
+
+/// Leaves a monitor's own failure in the container's record (not when another monitor owns
+/// the container: its record is that monitor's).
+fn record_failure(store: &Store, id: &str, e: MonitorError) -> MonitorError {
+    if matches!(e, MonitorError::AlreadyRunning(_)) {
+        return e;
+    }
+    let code = crate::exit::exit_code(crate::exit::Termination::Failed(e.code()));
+    let reason = crate::error_line(&e);
+    if let Err(se) = store.update(id, |r| {
+        r.exit_code = Some(code);
+        r.exit_reason = Some(reason.clone());
+        r.monitor_pid = None;
+    }) {
+        tracing::error!("record the monitor's failure ({reason}): {se}");
+    }
+    e
+}
+
+async fn supervise(
     store: &Store,
     id: &str,
     backend: &dyn VmBackend,

@@ -883,3 +883,46 @@ async fn hold_mode_serves_one_copy_and_leaves_the_record_alone() {
         .iter()
         .any(|r| r.starts_with("cp-")));
 }
+
+#[tokio::test]
+async fn a_monitor_that_cannot_start_records_why_unless_another_owns_the_container() {
+    let f = fixture();
+    let id = f.create(&["echo"], false, false);
+    let opts = MonitorOptions {
+        wait_attach: false,
+        hold: false,
+    };
+    // Something that is not a socket where the socket goes: bind fails.
+    let sock = f.store.socket_dir(&id).join("monitor.sock");
+    std::fs::create_dir_all(sock.join("busy")).unwrap();
+    let err = run(&f.store, &id, &FakeBackend::default(), opts.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MonitorError::Listen { .. }), "{err}");
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!((rec.exit_code, rec.monitor_pid), (Some(125), None));
+    assert!(
+        rec.exit_reason.as_deref().unwrap().contains("listen on"),
+        "{:?}",
+        rec.exit_reason
+    );
+    std::fs::remove_dir_all(&sock).unwrap();
+
+    f.store
+        .update(&id, |r| {
+            r.status = Status::Running;
+            r.exit_code = Some(3);
+            r.exit_reason = None;
+            r.monitor_pid = Some(1);
+        })
+        .unwrap();
+    let err = run(&f.store, &id, &FakeBackend::default(), opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MonitorError::AlreadyRunning(_)), "{err}");
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(
+        (rec.exit_code, rec.exit_reason, rec.monitor_pid),
+        (Some(3), None, Some(1))
+    );
+}
