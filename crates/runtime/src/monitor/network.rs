@@ -133,12 +133,11 @@ impl NetSession {
     /// Starts the port relays and DNS responders (inside the monitor's runtime).
     pub(crate) fn start(self, store: &Store, id: &str) -> Result<Self, net::SessionError> {
         match self {
-            NetSession::Prepared(p) => p.start().map(NetSession::Running).map_err(|e| {
+            NetSession::Prepared(p) => p.start().map(NetSession::Running).inspect_err(|_| {
                 // A failed start has dropped its half-started services; the taps remain.
                 if let Err(e) = net::Networks::open(store.root()).and_then(|n| n.detach(id)) {
                     tracing::warn!("remove taps: {}", crate::error_line(&e));
                 }
-                e
             }),
             running => Ok(running),
         }

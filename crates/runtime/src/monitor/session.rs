@@ -10,12 +10,23 @@ use tokio::sync::mpsc;
 
 use super::{fault, Fault, Phase, Shared, MAIN};
 use crate::backend::Guest;
-use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError, Request};
+use crate::protocol::{
+    read_frame, write_frame, ExitInfo, Frame, Hello, ProtocolError, Request, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_NO_HANDSHAKE,
+};
 use crate::spec::ProcessSpec;
 
 /// Serves one connection until its request is done or the client hangs up.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
     let (mut rd, mut wr) = stream.into_split();
+    match handshake(&mut rd, &mut wr).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!("monitor client: {e}");
+            return;
+        }
+    }
     let request = match read_frame(&mut rd).await {
         Ok(Some(Frame::Request(r))) => r,
         Ok(_) => return,
@@ -65,6 +76,44 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
     };
     if let Err(e) = result {
         tracing::debug!("monitor client went away: {e}");
+    }
+}
+
+/// The monitor's half of the version handshake (see [`crate::protocol`]): whether the
+/// session goes on. A client of another version gets our version (and decides what to say);
+/// a client from before the handshake, whose first frame is its request, is answered with an
+/// error naming both versions, which it prints.
+async fn handshake<R, W>(rd: &mut R, wr: &mut W) -> Result<bool, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ours = Hello {
+        version: PROTOCOL_VERSION,
+    };
+    match read_frame(rd).await? {
+        Some(Frame::Hello(hello)) => {
+            write_frame(wr, &Frame::HelloAck(ours)).await?;
+            if hello.version != PROTOCOL_VERSION {
+                tracing::warn!(
+                    "monitor client speaks protocol version {}, this monitor {PROTOCOL_VERSION}",
+                    hello.version
+                );
+                return Ok(false);
+            }
+            Ok(true)
+        }
+        Some(Frame::Request(_)) => {
+            let reason = format!(
+                "this container's monitor speaks protocol version {PROTOCOL_VERSION}, this \
+                 client version {PROTOCOL_VERSION_NO_HANDSHAKE}: it was started by another \
+                 `container` binary; use that binary"
+            );
+            let info = ExitInfo::failed(agent::ErrorCode::ProtocolVersion, reason);
+            write_frame(wr, &Frame::Error(info)).await?;
+            Ok(false)
+        }
+        _ => Ok(false),
     }
 }
 

@@ -420,8 +420,10 @@ impl Fixture {
 
     async fn connect(&self, id: &str) -> UnixStream {
         for _ in 0..200 {
-            if let Ok(s) = UnixStream::connect(self.store.socket_dir(id).join("monitor.sock")).await
+            if let Ok(mut s) =
+                UnixStream::connect(self.store.socket_dir(id).join("monitor.sock")).await
             {
+                client::handshake(&mut s, id).await.unwrap();
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -925,4 +927,38 @@ async fn a_monitor_that_cannot_start_records_why_unless_another_owns_the_contain
         (rec.exit_code, rec.exit_reason, rec.monitor_pid),
         (Some(3), None, Some(1))
     );
+}
+
+#[tokio::test]
+async fn a_client_from_before_the_handshake_is_told_both_versions() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let mon = f.spawn(&id, FakeBackend::default(), false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+    // What a version-1 client does: its request first, no Hello.
+    let sock = f.store.socket_dir(&id).join("monitor.sock");
+    let mut old = UnixStream::connect(&sock).await.unwrap();
+    crate::protocol::write_frame(&mut old, &Frame::Request(Request::Kill { signal: 9 }))
+        .await
+        .unwrap();
+    match crate::protocol::read_frame(&mut old).await.unwrap() {
+        Some(Frame::Error(info)) => {
+            assert_eq!(info.error, Some(agent::ErrorCode::ProtocolVersion));
+            assert_eq!(info.code, 125);
+            let reason = info.reason.unwrap();
+            assert!(
+                reason.contains("protocol version 2, this client version 1"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The request was not carried out: the container still runs.
+    assert_eq!(f.store.load(&id).unwrap().status, Status::Running);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::Kill { signal: 9 })
+        .await
+        .unwrap();
+    assert_eq!(mon.await.unwrap(), 137);
 }
