@@ -7,12 +7,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use agent::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::{fault, Fault, Phase, Shared};
-use agent::ErrorCode;
-
 use crate::backend::{Guest, GuestError, ProcessExit};
 use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError};
 
