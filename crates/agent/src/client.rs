@@ -82,11 +82,6 @@ impl ClientError {
             _ => None,
         }
     }
-
-    /// Exit code a docker-compatible CLI reports for this error (127/126/125).
-    pub fn exit_code(&self) -> i32 {
-        self.code().map(ErrorCode::exit_code).unwrap_or(125)
-    }
 }
 
 type Reply = Result<Response, WireError>;

@@ -1,7 +1,8 @@
 //! Stable error codes that cross the host↔guest boundary. The guest maps its internal errors to
 //! a [`WireError`] in one function (vminitd's `to_wire`); the host maps a `WireError` back in
 //! one function ([`crate::ClientError::from_wire`]). Codes are part of the protocol: never
-//! renumber, only append.
+//! renumber, only append. Which exit code a user sees for a code is the host runtime's
+//! business (`runtime::exit`), not the protocol's.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,17 +61,6 @@ impl WireError {
     }
 }
 
-impl ErrorCode {
-    /// The exit code docker-compatible tools report for a failed process start with this code.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ErrorCode::ExecutableNotFound => 127,
-            ErrorCode::NotExecutable => 126,
-            _ => 125,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,8 +70,5 @@ mod tests {
         let e: WireError =
             serde_json::from_str(r#"{"code":"from_the_future","message":"x"}"#).unwrap();
         assert_eq!(e.code, ErrorCode::Unknown);
-        assert_eq!(ErrorCode::ExecutableNotFound.exit_code(), 127);
-        assert_eq!(ErrorCode::NotExecutable.exit_code(), 126);
-        assert_eq!(ErrorCode::Io.exit_code(), 125);
     }
 }

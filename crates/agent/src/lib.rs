@@ -1,10 +1,12 @@
 //! The host↔guest agent protocol of the project: one schema ([`schema`]), a length-prefixed
 //! framing with resynchronisation ([`frame`]), stable error codes ([`error`]), the host-side
-//! [`Client`] and guest-side helpers ([`server`]). Transport-agnostic: anything that is
+//! [`Client`] and guest-side helpers ([`server`]), and the names outside the schema that both
+//! sides rely on ([`contract`]). Transport-agnostic: anything that is
 //! `AsyncRead + AsyncWrite` carries it (virtio-serial through a QEMU unix socket in practice).
 
 pub mod caps;
 pub mod client;
+pub mod contract;
 pub mod copy;
 pub mod error;
 pub mod frame;

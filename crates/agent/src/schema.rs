@@ -327,17 +327,6 @@ pub struct ExitStatus {
     pub signal: Option<i32>,
 }
 
-impl ExitStatus {
-    /// The shell convention: the exit code, or 128 + signal number.
-    pub fn shell_code(&self) -> i32 {
-        match (self.code, self.signal) {
-            (Some(c), _) => c,
-            (None, Some(s)) => 128 + s,
-            (None, None) => 255,
-        }
-    }
-}
-
 /// Signal delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kill {
@@ -627,25 +616,5 @@ mod tests {
             }
         }
         assert_eq!(split_stream_id(3), None);
-    }
-
-    #[test]
-    fn shell_code_of_signal() {
-        assert_eq!(
-            ExitStatus {
-                code: None,
-                signal: Some(9)
-            }
-            .shell_code(),
-            137
-        );
-        assert_eq!(
-            ExitStatus {
-                code: Some(7),
-                signal: None
-            }
-            .shell_code(),
-            7
-        );
     }
 }

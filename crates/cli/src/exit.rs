@@ -1,10 +1,12 @@
-//! The one place where errors become messages and exit codes.
+//! The one place where errors become messages and exit codes: the message is printed here,
+//! the code comes from the runtime's mapping (`runtime::exit`), which every front end shares.
 
 /// Exit code for a fault of the runtime itself (docker uses the same), and for usage errors.
-pub const RUNTIME_FAULT: i32 = 125;
+pub use runtime::exit::RUNTIME_FAULT;
 
-/// An error that carries the exit code the process should end with, for cases where the code
-/// is not 125 (a container's own exit status, 126/127 for an unusable command).
+/// An error that carries the exit code the process should end with, already mapped by the
+/// runtime (a container's own exit status, 126/127 for an unusable command), for cases where
+/// the message, if any, has been printed already.
 #[derive(Debug)]
 pub struct ExitCode(pub i32);
 
@@ -25,9 +27,15 @@ pub fn report(result: anyhow::Result<()>) -> i32 {
                 return *code;
             }
             eprintln!("Error: {}", chain(&err));
-            RUNTIME_FAULT
+            exit_code(&err)
         }
     }
+}
+
+/// The exit code for an error: the runtime's mapping applied to its chain.
+fn exit_code(err: &anyhow::Error) -> i32 {
+    let err: &(dyn std::error::Error + Send + Sync + 'static) = err.as_ref();
+    runtime::exit::exit_code_of(err)
 }
 
 /// clap's multi-line usage error as one line: the message and its details, without the usage
@@ -62,7 +70,30 @@ pub fn chain(err: &anyhow::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::usage_line;
+    use super::*;
+
+    #[test]
+    fn exit_codes_come_from_the_runtime_mapping() {
+        use runtime::backend::GuestError;
+        use runtime::exit::{exit_code as map, Termination};
+        assert_eq!(report(Ok(())), 0);
+        assert_eq!(report(Err(ExitCode(7).into())), 7);
+        assert_eq!(report(Err(anyhow::anyhow!("disk full"))), 125);
+        let missing = GuestError::remote(
+            "create_process",
+            runtime::exit::ErrorCode::ExecutableNotFound,
+            "nosuch: not found",
+        );
+        let err = anyhow::Error::new(missing).context("exec in web");
+        assert_eq!(report(Err(err)), 127);
+        let noexec = GuestError::remote(
+            "create_process",
+            runtime::exit::ErrorCode::NotExecutable,
+            "/etc",
+        );
+        assert_eq!(report(Err(noexec.into())), 126);
+        assert_eq!(map(Termination::Signaled(9)), 137);
+    }
 
     #[test]
     fn usage_errors_fit_on_one_line() {

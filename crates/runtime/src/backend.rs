@@ -8,39 +8,87 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agent::ErrorCode;
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
+
+use crate::exit::Termination;
 
 use crate::resources::ResourceLimits;
 use crate::spec::ProcessSpec;
 use crate::state::VmOptions;
 use crate::stats::Sample;
 
-/// Errors reported by the guest agent, with the few kinds that map to docker exit codes.
+/// Errors of calls to the guest. Each has an [`ErrorCode`] ([`GuestError::code`]): the guest's
+/// own for an error it answered, one chosen here for a failure on the host's side; the code
+/// is what [`crate::exit`] turns into 127/126/125.
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
-    /// The command does not exist in the container (exit 127).
-    #[error("{0}")]
-    NotFound(String),
-    /// The command exists but cannot be executed (exit 126).
-    #[error("{0}")]
-    NotExecutable(String),
-    /// No process with this id in the guest.
+    /// The guest answered the call with an error.
+    #[error("guest {call} failed: {message}")]
+    Remote {
+        /// The agent call that failed.
+        call: &'static str,
+        /// The guest's stable category.
+        code: ErrorCode,
+        /// The guest's one line: what failed, with what input.
+        message: String,
+    },
+    /// The agent connection failed, closed, or speaks another protocol version.
+    #[error(transparent)]
+    Agent(agent::ClientError),
+    /// The host knows no process with this id in the guest.
     #[error("no such process {0} in the guest")]
     NoProcess(String),
-    /// Anything else the agent or its transport reported (exit 125).
+    /// This guest cannot do what was asked (the operation is named).
+    #[error("this guest cannot {0}")]
+    Unsupported(&'static str),
+    /// The request was refused on the host before it reached the guest.
     #[error("{0}")]
-    Other(String),
+    InvalidArgument(String),
 }
 
 impl GuestError {
-    /// The docker exit code for a process that failed to start this way.
-    pub fn exit_code(&self) -> i32 {
+    /// An error the guest answered with.
+    pub fn remote(call: &'static str, code: ErrorCode, message: impl Into<String>) -> Self {
+        GuestError::Remote {
+            call,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable category of this error.
+    pub fn code(&self) -> ErrorCode {
         match self {
-            GuestError::NotFound(_) => 127,
-            GuestError::NotExecutable(_) => 126,
-            _ => crate::EXIT_RUNTIME_FAULT,
+            GuestError::Remote { code, .. } => *code,
+            GuestError::Agent(agent::ClientError::Version { .. }) => ErrorCode::ProtocolVersion,
+            GuestError::Agent(agent::ClientError::UnexpectedReply { .. }) => ErrorCode::Internal,
+            GuestError::Agent(e) => e.code().unwrap_or(ErrorCode::Io),
+            GuestError::NoProcess(_) => ErrorCode::NotFound,
+            GuestError::Unsupported(_) => ErrorCode::Unsupported,
+            GuestError::InvalidArgument(_) => ErrorCode::InvalidArgument,
+        }
+    }
+}
+
+impl From<agent::ClientError> for GuestError {
+    /// The one place agent client errors become guest errors: a guest's answer keeps its code
+    /// and message, anything else is a failure of the connection.
+    fn from(e: agent::ClientError) -> Self {
+        match e {
+            agent::ClientError::Remote {
+                call,
+                code,
+                message,
+                ..
+            } => GuestError::Remote {
+                call,
+                code,
+                message,
+            },
+            other => GuestError::Agent(other),
         }
     }
 }
@@ -55,12 +103,18 @@ pub enum ProcessExit {
 }
 
 impl ProcessExit {
-    /// Docker's exit code: the code, or 128+n for signal n.
-    pub fn code(self) -> i32 {
+    /// How the process terminated, for [`crate::exit`].
+    pub fn termination(self) -> Termination {
         match self {
-            ProcessExit::Code(c) => c,
-            ProcessExit::Signal(s) => 128 + s,
+            ProcessExit::Code(c) => Termination::Exited(c),
+            ProcessExit::Signal(s) => Termination::Signaled(s),
         }
+    }
+
+    /// The exit code the user sees ([`crate::exit::exit_code`]): the code, or 128+n for
+    /// signal n.
+    pub fn code(self) -> i32 {
+        crate::exit::exit_code(self.termination())
     }
 }
 
@@ -112,15 +166,11 @@ pub trait Guest: Send + Sync {
     fn set_container_resources(&self, _limits: ResourceLimits) {}
     /// Replaces the running container's cgroup limits (absent ones: unlimited).
     async fn update_resources(&self, _limits: ResourceLimits) -> Result<(), GuestError> {
-        Err(GuestError::Other(
-            "this guest cannot change resource limits".into(),
-        ))
+        Err(GuestError::Unsupported("change resource limits"))
     }
     /// One reading of the container's resource counters.
     async fn stats(&self) -> Result<Sample, GuestError> {
-        Err(GuestError::Other(
-            "this guest does not report statistics".into(),
-        ))
+        Err(GuestError::Unsupported("report statistics"))
     }
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
@@ -139,21 +189,19 @@ pub trait Guest: Send + Sync {
     /// Creates the container with process `id` without ever starting it, so that its
     /// filesystem (rootfs and mounts) exists for copies while the container is stopped.
     async fn prepare(&self, _id: &str, _spec: &ProcessSpec) -> Result<(), GuestError> {
-        Err(GuestError::Other(
-            "this guest cannot hold a stopped container".into(),
-        ))
+        Err(GuestError::Unsupported("hold a stopped container"))
     }
     /// Starts packing `path` of the container as a tar stream, as process `id`: returns what
     /// the path is, the stream (`stdout`) and the reason of a failure (`stderr`); then
-    /// [`Guest::wait`] (non-zero: incomplete) and [`Guest::release`]. A missing path is
-    /// [`GuestError::NotFound`].
+    /// [`Guest::wait`] (non-zero: incomplete) and [`Guest::release`]. A missing path is a
+    /// [`GuestError::Remote`] with [`ErrorCode::NotFound`].
     async fn copy_out(
         &self,
         _id: &str,
         _path: &str,
         _follow_link: bool,
     ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
-        Err(GuestError::Other("this guest cannot copy files".into()))
+        Err(GuestError::Unsupported("copy files"))
     }
     /// Starts unpacking a tar stream at `path` in the container, as process `id`: send it
     /// with [`Guest::write_stdin`] and [`Guest::close_stdin`], then [`Guest::wait`] (non-zero:
@@ -165,7 +213,7 @@ pub trait Guest: Send + Sync {
         _source: Option<agent::CopySource>,
         _preserve_owner: bool,
     ) -> Result<ProcessOutput, GuestError> {
-        Err(GuestError::Other("this guest cannot copy files".into()))
+        Err(GuestError::Unsupported("copy files"))
     }
     /// Frees an exited exec process in the guest once its status has been collected (never
     /// the main process: that would tear the container down). Without it the guest keeps an

@@ -10,7 +10,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError, Request};
+use crate::protocol::{
+    read_frame, write_frame, ExitInfo, Frame, Hello, ProtocolError, Request, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_NO_HANDSHAKE,
+};
 use crate::state::{ContainerRecord, Status, Store};
 
 /// Errors talking to a monitor.
@@ -36,16 +39,61 @@ pub enum ClientError {
     /// State store error.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// The monitor speaks another protocol version (it was started by another build of the
+    /// binary and still runs the container).
+    #[error(
+        "the monitor of container {id} speaks protocol version {monitor}, this client version \
+         {client}: it was started by another `container` binary; use that binary, or stop the \
+         monitor (pid in state.json) and start the container again"
+    )]
+    Version {
+        /// Container id.
+        id: String,
+        /// The monitor's version.
+        monitor: u32,
+        /// Ours ([`PROTOCOL_VERSION`]).
+        client: u32,
+    },
     /// The request failed; carries the exit code to use.
     #[error("{}", .0.reason.clone().unwrap_or_else(|| format!("failed with exit code {}", .0.code)))]
     Failed(ExitInfo),
 }
 
-/// Connects to a running container's monitor.
+/// Connects to a running container's monitor and checks that it speaks our protocol.
 pub async fn connect(store: &Store, id: &str) -> Result<UnixStream, ClientError> {
-    UnixStream::connect(store.socket_dir(id).join("monitor.sock"))
+    let mut stream = UnixStream::connect(store.socket_dir(id).join("monitor.sock"))
         .await
-        .map_err(|_| ClientError::NotRunning(id.to_string()))
+        .map_err(|_| ClientError::NotRunning(id.to_string()))?;
+    handshake(&mut stream, id).await?;
+    Ok(stream)
+}
+
+/// The version handshake on a fresh connection to the monitor of container `id` (see
+/// [`crate::protocol`]); [`connect`] and [`connect_starting`] do it already.
+pub async fn handshake<S>(stream: &mut S, id: &str) -> Result<(), ClientError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+    };
+    write_frame(stream, &Frame::Hello(hello)).await?;
+    let version = match read_frame(stream).await? {
+        Some(Frame::HelloAck(ack)) => ack.version,
+        // Monitors from before the handshake drop a connection whose first frame they do
+        // not know; ours always answer a Hello.
+        None => PROTOCOL_VERSION_NO_HANDSHAKE,
+        Some(Frame::Error(info)) => return Err(ClientError::Failed(info)),
+        Some(_) => return Err(ClientError::Closed(id.to_string())),
+    };
+    if version != PROTOCOL_VERSION {
+        return Err(ClientError::Version {
+            id: id.to_string(),
+            monitor: version,
+            client: PROTOCOL_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// Connects to a monitor that is starting: retries until its socket answers, the monitor dies
@@ -59,7 +107,8 @@ pub async fn connect_starting(
     let deadline = Instant::now() + timeout;
     let sock = store.socket_dir(id).join("monitor.sock");
     loop {
-        if let Ok(s) = UnixStream::connect(&sock).await {
+        if let Ok(mut s) = UnixStream::connect(&sock).await {
+            handshake(&mut s, id).await?;
             return Ok(s);
         }
         if !crate::state::process_is(monitor_pid, crate::MONITOR_SUBCOMMAND)
@@ -74,7 +123,10 @@ pub async fn connect_starting(
                     return Err(ClientError::Failed(ExitInfo {
                         code: exit_code.unwrap_or(crate::EXIT_RUNTIME_FAULT),
                         reason: Some(r),
-                    }))
+                        // state.json keeps the exit code the category was mapped to, not
+                        // the category itself.
+                        error: None,
+                    }));
                 }
                 _ => format!("see {}", store.dir_of(id).join("monitor.log").display()),
             };
@@ -323,5 +375,67 @@ pub async fn wait_stopped(
             });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A monitor that reads the client's first frame and answers with `answer` (nothing, and
+    /// a closed connection, for `None`: what a monitor from before the handshake does).
+    async fn monitor(answer: Option<Frame>) -> Result<(), ClientError> {
+        let (mut client, mut server) = UnixStream::pair().unwrap();
+        let fake = tokio::spawn(async move {
+            // Raw bytes: an old monitor cannot decode the Hello, it only reads it.
+            let mut len = [0u8; 4];
+            server.read_exact(&mut len).await.unwrap();
+            let mut rest = vec![0u8; u32::from_be_bytes(len) as usize];
+            server.read_exact(&mut rest).await.unwrap();
+            if let Some(f) = answer {
+                write_frame(&mut server, &f).await.unwrap();
+            }
+        });
+        let r = handshake(&mut client, "c1").await;
+        fake.await.unwrap();
+        r
+    }
+
+    #[tokio::test]
+    async fn the_handshake_names_both_versions_when_they_differ() {
+        let ours = Frame::HelloAck(Hello {
+            version: PROTOCOL_VERSION,
+        });
+        monitor(Some(ours)).await.unwrap();
+
+        let e = monitor(None).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ClientError::Version {
+                    monitor: 1,
+                    client: PROTOCOL_VERSION,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.contains("container c1 speaks protocol version 1, this client version 2"),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
+
+        let newer = Frame::HelloAck(Hello {
+            version: PROTOCOL_VERSION + 1,
+        });
+        let e = monitor(Some(newer)).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("speaks protocol version 3, this client version 2"),
+            "{e}"
+        );
+        assert_eq!(crate::exit::exit_code_of(&e), crate::exit::RUNTIME_FAULT);
     }
 }

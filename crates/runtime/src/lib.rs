@@ -13,6 +13,7 @@ pub mod backend;
 pub mod cleanup;
 pub mod client;
 pub mod container;
+pub mod exit;
 pub mod image;
 pub mod logs;
 pub mod monitor;
@@ -35,8 +36,8 @@ mod handle;
 pub use container::{Container, ContainerError, ContainerOptions, Verb};
 pub use handle::Runtime;
 
-/// Exit code for faults of the runtime itself (docker's).
-pub const EXIT_RUNTIME_FAULT: i32 = 125;
+/// Exit code for faults of the runtime itself (docker's); see [`exit`] for the whole mapping.
+pub use exit::RUNTIME_FAULT as EXIT_RUNTIME_FAULT;
 
 /// The hidden CLI subcommand that runs a monitor; also how a monitor is recognised in /proc.
 pub const MONITOR_SUBCOMMAND: &str = "__monitor";

@@ -8,9 +8,25 @@
 //! +----------------+--------+----------------------+
 //! ```
 //!
-//! A client's first frame is a [`Request`] (JSON). Then, for attach and exec, the client sends
-//! stdin/resize/signal frames and the monitor sends stdout/stderr frames, then one `Exit` or
-//! `Error` frame, and closes. This is the interface a containerd shim would wrap.
+//! A client's first frame is a `Hello` with its [`PROTOCOL_VERSION`]; the monitor answers a
+//! `HelloAck` with its own and closes if they differ. Then the client sends a [`Request`]
+//! (JSON). Then, for attach and exec, the client sends stdin/resize/signal frames and the
+//! monitor sends stdout/stderr frames, then one `Exit` or `Error` frame, and closes. This is
+//! the interface a containerd shim would wrap.
+//!
+//! Monitors outlive the binary that started them: a container started before an upgrade is
+//! still run by the old binary's monitor. The handshake turns a version skew into one clear
+//! error naming both versions instead of misread frames:
+//!
+//! ```text
+//!  client v2 → monitor v2   Hello{2} → HelloAck{2}, then the request
+//!  client v2 → monitor v3   Hello{2} → HelloAck{3}, close     client: "speaks 3, this 2"
+//!  client v2 → monitor v1   Hello{2} → (unknown frame) close  client: "speaks 1, this 2"
+//!  client v1 → monitor v2   Request  → Error{ProtocolVersion: "speaks 2, this client 1"}
+//! ```
+//!
+//! Version 1 is the protocol from before the handshake; its monitors close a connection whose
+//! first frame they do not know, and its clients print the reason of an `Error` frame.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -21,6 +37,20 @@ use crate::stats::Sample;
 
 /// Largest frame accepted (stdio chunks are far smaller).
 pub const MAX_FRAME: usize = 1 << 20;
+
+/// Version of this protocol. New optional fields (`#[serde(default)]`) and new requests keep
+/// it; removing, re-typing or re-numbering anything bumps it.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The version the monitors from before the handshake speak.
+pub const PROTOCOL_VERSION_NO_HANDSHAKE: u32 = 1;
+
+/// Both halves of the handshake: the sender's [`PROTOCOL_VERSION`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The sender's protocol version.
+    pub version: u32,
+}
 
 /// What a client asks of the monitor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,10 +113,35 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExitInfo {
-    /// Exit code (docker's rules).
+    /// Exit code, from [`crate::exit::exit_code`].
     pub code: i32,
     /// A one-line reason when the runtime, not the process, ended it.
     pub reason: Option<String>,
+    /// Why the process could not run or the runtime ended it (absent when the process ended
+    /// on its own): the stable category `code` was derived from, for front ends that report
+    /// more than an exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<agent::ErrorCode>,
+}
+
+impl ExitInfo {
+    /// A process that ended on its own.
+    pub fn exited(how: crate::backend::ProcessExit) -> Self {
+        ExitInfo {
+            code: how.code(),
+            reason: None,
+            error: None,
+        }
+    }
+
+    /// A failure with this category and one-line reason.
+    pub fn failed(error: agent::ErrorCode, reason: String) -> Self {
+        ExitInfo {
+            code: crate::exit::exit_code(crate::exit::Termination::Failed(error)),
+            reason: Some(reason),
+            error: Some(error),
+        }
+    }
 }
 
 /// Terminal size.
@@ -101,7 +156,11 @@ pub struct WinSize {
 /// One message on the socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
-    /// Client → monitor: the first frame.
+    /// Client → monitor: the first frame, the client's version.
+    Hello(Hello),
+    /// Monitor → client: the answer to `Hello`, the monitor's version.
+    HelloAck(Hello),
+    /// Client → monitor: the frame after the handshake.
     Request(Request),
     /// Client → monitor: input bytes.
     Stdin(Bytes),
@@ -165,6 +224,8 @@ impl Frame {
             Frame::Ok => (15, vec![]),
             Frame::Stat(s) => (16, json(s)),
             Frame::Stats(st) => (17, json(st)),
+            Frame::Hello(h) => (20, json(h)),
+            Frame::HelloAck(h) => (21, json(h)),
         }
     }
 
@@ -189,6 +250,8 @@ impl Frame {
             15 => Frame::Ok,
             16 => Frame::Stat(parse(&p)?),
             17 => Frame::Stats(Box::new(parse(&p)?)),
+            20 => Frame::Hello(parse(&p)?),
+            21 => Frame::HelloAck(parse(&p)?),
             k => return Err(ProtocolError::Malformed(format!("unknown frame kind {k}"))),
         })
     }
@@ -234,6 +297,10 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip() {
         let frames = vec![
+            Frame::Hello(Hello {
+                version: PROTOCOL_VERSION,
+            }),
+            Frame::HelloAck(Hello { version: 7 }),
             Frame::Request(Request::Attach { stdin: true }),
             Frame::Request(Request::Exec {
                 spec: ProcessSpec::default(),
@@ -251,10 +318,12 @@ mod tests {
             Frame::Exit(ExitInfo {
                 code: 137,
                 reason: None,
+                error: None,
             }),
             Frame::Error(ExitInfo {
                 code: 127,
                 reason: Some("nope".into()),
+                error: Some(agent::ErrorCode::ExecutableNotFound),
             }),
             Frame::Ok,
             Frame::Request(Request::CopyIn {

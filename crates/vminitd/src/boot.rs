@@ -5,10 +5,9 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-use crate::sys::{self, cvt};
+use agent::contract::{MODULES_LIST, REPORTING_ORDER_ARG};
 
-/// Load order of modules, one absolute path per line (written by the host's initfs builder).
-pub const MODULES_LIST: &str = "/etc/vminitd/modules";
+use crate::sys::{self, cvt};
 
 /// Runs every boot step; failures are logged and boot continues (a VM without, say, cgroups
 /// still runs containers).
@@ -145,8 +144,6 @@ pub fn load_modules(list: &Path) {
     }
 }
 
-/// The kernel argument that sets the smallest free block the balloon reports to the host.
-const REPORTING_ORDER_ARG: &str = "page_reporting.page_reporting_order=";
 /// Where the same setting lives at run time.
 const REPORTING_ORDER_PARAM: &str = "/sys/module/page_reporting/parameters/page_reporting_order";
 

@@ -14,9 +14,6 @@ use std::path::Path;
 
 use crate::sys;
 
-/// The mount option (ours, never passed to mount(2)) asking for copy-up.
-pub const OPTION: &str = "copyup";
-
 /// Copies `image_dir` (a path inside the new root `root`) into `volume` when `volume` is empty
 /// (a `lost+found` alone counts as empty). Returns whether it copied.
 pub fn populate(root: &Path, image_dir: &Path, volume: &Path) -> io::Result<bool> {

@@ -84,7 +84,7 @@ pub fn init_main() -> ! {
 async fn serve_port(agent: Arc<Agent>) {
     tokio::spawn(reaper::reaper(Arc::clone(&agent.procs)));
     let port = loop {
-        match port::open(port::PORT_NAME, Duration::from_secs(30)).await {
+        match port::open(agent::contract::AGENT_PORT_NAME, Duration::from_secs(30)).await {
             Ok(p) => break p,
             Err(e) => log!("agent port: {e}"),
         }

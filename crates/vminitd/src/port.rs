@@ -9,9 +9,6 @@ use std::time::Duration;
 use crate::fdio::FdStream;
 use crate::sys;
 
-/// The port name QEMU gives the agent channel (`virtserialport,name=...`).
-pub const PORT_NAME: &str = "containerization.agent";
-
 /// Looks for the port's device node, e.g. `/dev/vport1p1`.
 pub fn find(name: &str) -> Option<PathBuf> {
     let entries = std::fs::read_dir("/sys/class/virtio-ports").ok()?;

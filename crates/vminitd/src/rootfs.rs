@@ -155,7 +155,10 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
     for mnt in &plan.mounts {
         let target = inside(root, &mnt.target);
         let mut options = mnt.options.clone();
-        if let Some(i) = options.iter().position(|o| o == copyup::OPTION) {
+        if let Some(i) = options
+            .iter()
+            .position(|o| o == agent::contract::MOUNT_OPTION_COPYUP)
+        {
             options.remove(i);
             ctx(
                 copyup::populate(root, &target, Path::new(&mnt.source)),

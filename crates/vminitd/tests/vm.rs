@@ -420,7 +420,11 @@ async fn boots_runs_a_container_and_shuts_down() {
     let err = run(&c, create("c1", None, process(&["nope"])))
         .await
         .unwrap_err();
-    assert_eq!(err.exit_code(), 127);
+    assert_eq!(
+        err.code(),
+        Some(agent::ErrorCode::ExecutableNotFound),
+        "{err}"
+    );
 
     // The channel survives the host reconnecting.
     drop(c);

@@ -22,15 +22,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use agent::contract::{AGENT_PORT_NAME, INIT_PATH, REPORTING_ORDER_ARG};
+
 use crate::accel::Accel;
 
 /// Virtio-mmio transports without / with the second IO-APIC.
 const MMIO_SLOTS: usize = 8;
 const MMIO_SLOTS_IOAPIC2: usize = 24;
-
-/// Name of the agent's virtio-serial port; the guest finds it in
-/// `/sys/class/virtio-ports/*/name`.
-pub const AGENT_PORT_NAME: &str = "containerization.agent";
 
 /// TCG translation cache size (`-accel tcg,tb-size=`) in MiB: above the ~50 MiB a boot and
 /// ordinary work use, far below QEMU's 1 GiB default.
@@ -43,10 +41,10 @@ pub const DEFAULT_TB_SIZE_MIB: u32 = 128;
 /// Linux 6.1 ignores the kernel argument; vminitd applies it once the balloon driver loads.
 pub const TCG_REPORTING_ORDER: u32 = 5;
 
-/// Kernel arguments every boot gets (see ENVIRONMENT.md for why each helps under TCG).
+/// Kernel arguments every boot gets besides `rdinit=` (which [`VmConfig::cmdline`] puts second,
+/// from [`INIT_PATH`]); see ENVIRONMENT.md for why each helps under TCG.
 pub const BASE_CMDLINE: &[&str] = &[
     "console=ttyS0",
-    "rdinit=/sbin/vminitd",
     "panic=-1",
     "reboot=t",
     "pci=off",
@@ -227,14 +225,13 @@ impl VmConfig {
     /// The kernel command line.
     pub fn cmdline(&self) -> String {
         let mut parts: Vec<String> = BASE_CMDLINE.iter().map(|s| s.to_string()).collect();
+        parts.insert(1, format!("rdinit={INIT_PATH}"));
         if self.accel == Accel::Tcg {
             if let Some(khz) = self.tsc_khz.or_else(host_tsc_khz) {
                 parts.push(format!("tsc_early_khz={khz}"));
             }
             if self.balloon {
-                parts.push(format!(
-                    "page_reporting.page_reporting_order={TCG_REPORTING_ORDER}"
-                ));
+                parts.push(format!("{REPORTING_ORDER_ARG}{TCG_REPORTING_ORDER}"));
             }
         }
         parts.extend(self.extra_cmdline.iter().cloned());

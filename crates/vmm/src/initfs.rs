@@ -26,11 +26,7 @@ use crate::modules::{self, Module, ModulesError};
 /// Version of the layout above; part of the cache key so a layout change rebuilds.
 const LAYOUT_VERSION: &str = "initfs-v1";
 
-/// Path of PID 1 inside the initfs, for `rdinit=`.
-pub const INIT_PATH: &str = "/sbin/vminitd";
-
-/// Path of the module load-order list inside the initfs.
-pub const MODULES_LIST: &str = "/etc/vminitd/modules";
+pub use agent::contract::{INIT_PATH, MODULES_LIST};
 
 /// Errors of building an init filesystem.
 #[derive(Debug, thiserror::Error)]

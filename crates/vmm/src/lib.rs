@@ -22,9 +22,7 @@ pub mod qemu;
 mod testutil;
 
 pub use accel::{Accel, Decision};
-pub use config::{
-    DiskFormat, DiskSpec, HostForward, NetSpec, ShareSpec, VmConfig, AGENT_PORT_NAME,
-};
+pub use config::{DiskFormat, DiskSpec, HostForward, NetSpec, ShareSpec, VmConfig};
 pub use disk::qcow2_overlay;
 pub use initfs::Initfs;
 pub use kernel::{Kernel, KernelSource, KernelStore};

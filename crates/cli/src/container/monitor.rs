@@ -19,37 +19,13 @@ pub struct MonitorArgs {
     pub hold: bool,
 }
 
-/// Runs the monitor; its exit code is the container's.
+/// Runs the monitor; the runtime records its outcome (and any failure) in the container's
+/// state.
 pub fn run(global: &GlobalOptions, a: MonitorArgs) -> anyhow::Result<()> {
-    let root = global.root_dir();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let store = runtime::state::Store::open(&root)?;
-        let backend = runtime::real::QemuBackend::new(&root, runtime::vminitd::find())?;
-        let opts = MonitorOptions {
-            wait_attach: a.wait_attach,
-            hold: a.hold,
-        };
-        match runtime::monitor::run(&store, &a.id, &backend, opts).await {
-            Ok(code) => {
-                tracing::info!("container {} exited with {code}", a.id);
-                Ok(())
-            }
-            // Another monitor owns the container: leave its record alone.
-            Err(e @ runtime::monitor::MonitorError::AlreadyRunning(_)) => Err(e.into()),
-            Err(e) => {
-                // Leave the reason where `start`/`run` look for it.
-                let reason = runtime::error_line(&e);
-                let _ = store.update(&a.id, |r| {
-                    r.exit_code = Some(runtime::EXIT_RUNTIME_FAULT);
-                    r.exit_reason = Some(reason.clone());
-                    r.monitor_pid = None;
-                });
-                Err(e.into())
-            }
-        }
-    })
+    let opts = MonitorOptions {
+        wait_attach: a.wait_attach,
+        hold: a.hold,
+    };
+    runtime::monitor::main(&global.root_dir(), &a.id, opts)?;
+    Ok(())
 }

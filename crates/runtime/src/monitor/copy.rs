@@ -7,16 +7,17 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use agent::ErrorCode;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
-use super::{fault, Phase, Shared};
+use super::{fault, Fault, Phase, Shared};
 use crate::backend::{Guest, GuestError, ProcessExit};
 use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError};
 
 /// The guest, once the container is running or held for copies, and an id for the helper.
 async fn copy_guest(shared: &Shared) -> Result<(Arc<dyn Guest>, String), ExitInfo> {
-    let not_running = || fault(format!("container {} is not running", shared.name));
+    let not_running = || fault(Fault::NotRunning { op: "copy" });
     let mut rx = shared.phase.subscribe();
     let phase = rx
         .wait_for(|p| *p != Phase::Starting)
@@ -27,10 +28,22 @@ async fn copy_guest(shared: &Shared) -> Result<(Arc<dyn Guest>, String), ExitInf
             .guest()
             .map(|g| (g, next_id(shared)))
             .ok_or_else(not_running),
-        Ok(Phase::Failed(info)) if info.reason.is_some() => {
-            Err(fault(info.reason.unwrap_or_default()))
-        }
+        // A copy is a runtime operation: it fails with 125 whatever kept the process from
+        // starting (a missing command is the container's 127, not the copy's).
+        Ok(Phase::Failed(ExitInfo {
+            reason: Some(reason),
+            ..
+        })) => Err(fault(Fault::NotStarted(reason))),
         _ => Err(not_running()),
+    }
+}
+
+/// A copy the guest would not start: its own message is what the user reads ("cannot copy
+/// to /ro: Read-only file system"); a failed connection keeps its chain.
+fn refused(e: GuestError) -> Fault {
+    match e {
+        GuestError::Remote { code, message, .. } => Fault::CopyRefused { code, message },
+        other => Fault::Copy(other),
     }
 }
 
@@ -65,16 +78,10 @@ async fn finish(guest: &dyn Guest, id: &str, errors: String) -> Frame {
         tracing::warn!("{id}: cannot release it in the guest: {e}");
     }
     match exit {
-        Ok(ProcessExit::Code(0)) => Frame::Exit(ExitInfo {
-            code: 0,
-            reason: None,
-        }),
-        Ok(how) if errors.is_empty() => Frame::Error(fault(format!(
-            "copy failed in the guest (status {})",
-            how.code()
-        ))),
-        Ok(_) => Frame::Error(fault(errors)),
-        Err(e) => Frame::Error(fault(e.to_string())),
+        Ok(ProcessExit::Code(0)) => Frame::Exit(ExitInfo::exited(ProcessExit::Code(0))),
+        Ok(how) if errors.is_empty() => Frame::Error(fault(Fault::CopyStatus(how.code()))),
+        Ok(_) => Frame::Error(fault(Fault::CopyFailed(errors))),
+        Err(e) => Frame::Error(fault(Fault::Copy(e))),
     }
 }
 
@@ -97,14 +104,14 @@ where
     };
     let (stat, mut out) = match guest.copy_out(&id, path, follow_link).await {
         Ok(x) => x,
-        Err(GuestError::NotFound(_)) => {
-            let reason = format!(
-                "Could not find the file {path} in container {}",
-                shared.name
-            );
-            return write_frame(wr, &Frame::Error(fault(reason))).await;
+        Err(e) if e.code() == ErrorCode::NotFound => {
+            let f = Fault::CopySourceMissing {
+                path: path.to_string(),
+                container: shared.name.clone(),
+            };
+            return write_frame(wr, &Frame::Error(fault(f))).await;
         }
-        Err(e) => return write_frame(wr, &Frame::Error(fault(e.to_string()))).await,
+        Err(e) => return write_frame(wr, &Frame::Error(fault(refused(e)))).await,
     };
     let errors = collect(out.stderr);
     let relayed = async {
@@ -155,7 +162,7 @@ where
     };
     let out = match guest.copy_in(&id, path, source, preserve_owner).await {
         Ok(o) => o,
-        Err(e) => return write_frame(wr, &Frame::Error(fault(e.to_string()))).await,
+        Err(e) => return write_frame(wr, &Frame::Error(fault(refused(e)))).await,
     };
     let errors = collect(out.stderr);
     let mut stdout = out.stdout;

@@ -13,8 +13,10 @@
 //! or network, serves one copy (`copy.rs`), shuts down, and leaves the record's state alone.
 
 mod copy;
+mod fault;
 mod mounts;
 pub(crate) mod network;
+pub use fault::Fault;
 pub use mounts::share_tag;
 mod session;
 
@@ -45,12 +47,19 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const SELF_STOP_GRACE: u64 = 10;
 
 /// Errors that keep the monitor from doing its job at all (anything later is recorded in
-/// state.json instead).
+/// state.json as the container's exit instead). [`run`] records these too, except
+/// [`MonitorError::AlreadyRunning`], whose record belongs to the other monitor.
 #[derive(Debug, thiserror::Error)]
 pub enum MonitorError {
     /// The state store failed.
     #[error("container state")]
     State(#[from] crate::state::StateError),
+    /// The tokio runtime of the monitor process could not be built.
+    #[error("start the monitor's async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// The VM backend could not be set up.
+    #[error("set up the VM backend")]
+    Backend(#[source] crate::backend::BootError),
     /// The control socket could not be created.
     #[error("listen on {path}")]
     Listen {
@@ -126,8 +135,83 @@ pub struct MonitorOptions {
     pub hold: bool,
 }
 
+impl MonitorError {
+    /// The stable category, for [`crate::exit`].
+    pub fn code(&self) -> agent::ErrorCode {
+        match self {
+            MonitorError::AlreadyRunning(_) => agent::ErrorCode::WrongState,
+            MonitorError::State(crate::state::StateError::NotFound(_)) => {
+                agent::ErrorCode::NotFound
+            }
+            MonitorError::State(_) | MonitorError::Runtime(_) | MonitorError::Listen { .. } => {
+                agent::ErrorCode::Io
+            }
+            MonitorError::Backend(_) => agent::ErrorCode::Internal,
+        }
+    }
+}
+
+/// The whole monitor process of container `id` under the state directory `root`, for the
+/// binary's hidden [`crate::MONITOR_SUBCOMMAND`]: its own async runtime, the QEMU backend
+/// with the vminitd [`crate::vminitd::find`] finds, then [`run`]. Returns the container's
+/// exit code; a failure is recorded in the container's state before it is returned.
+pub fn main(root: &std::path::Path, id: &str, opts: MonitorOptions) -> Result<i32, MonitorError> {
+    let store = Store::open(root)?;
+    let setup = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(MonitorError::Runtime)
+        .and_then(|rt| {
+            crate::real::QemuBackend::new(root, crate::vminitd::find())
+                .map(|backend| (rt, backend))
+                .map_err(MonitorError::Backend)
+        });
+    let (rt, backend) = match setup {
+        Ok(s) => s,
+        Err(e) => return Err(record_failure(&store, id, e)),
+    };
+    rt.block_on(run(&store, id, &backend, opts))
+}
+
 /// Runs the monitor of container `id` to completion; returns the container's exit code.
+/// When the monitor cannot do its job at all, the reason is recorded in the container's
+/// state (exit code from [`crate::exit`], no monitor) where `start` and `run` look for it,
+/// and returned.
 pub async fn run(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    opts: MonitorOptions,
+) -> Result<i32, MonitorError> {
+    match supervise(store, id, backend, opts).await {
+        Ok(code) => {
+            tracing::info!("container {id} exited with {code}");
+            Ok(code)
+        }
+        Err(e) => Err(record_failure(store, id, e)),
+    }
+}
+
+/// Leaves a monitor's own failure in the container's record (not when another monitor owns
+/// the container: its record is that monitor's).
+fn record_failure(store: &Store, id: &str, e: MonitorError) -> MonitorError {
+    if matches!(e, MonitorError::AlreadyRunning(_)) {
+        return e;
+    }
+    let code = crate::exit::exit_code(crate::exit::Termination::Failed(e.code()));
+    let reason = crate::error_line(&e);
+    if let Err(se) = store.update(id, |r| {
+        r.exit_code = Some(code);
+        r.exit_reason = Some(reason.clone());
+        r.monitor_pid = None;
+    }) {
+        tracing::error!("record the monitor's failure ({reason}): {se}");
+    }
+    e
+}
+
+async fn supervise(
     store: &Store,
     id: &str,
     backend: &dyn VmBackend,
@@ -274,12 +358,9 @@ struct Outcome {
     oom_killed: bool,
 }
 
-/// A fault of the runtime (exit 125) with its one-line reason.
-pub(super) fn fault(reason: String) -> ExitInfo {
-    ExitInfo {
-        code: crate::EXIT_RUNTIME_FAULT,
-        reason: Some(reason),
-    }
+/// A fault as the monitor reports it (see [`Fault::exit_info`]).
+pub(super) fn fault(f: Fault) -> ExitInfo {
+    f.exit_info()
 }
 
 /// The record and the VM's disks: the container's volumes claimed (in `claims`) and its
@@ -296,21 +377,22 @@ async fn disks(
         Vec<(String, PathBuf)>,
         PathBuf,
     ),
-    ExitInfo,
+    Fault,
 > {
-    let record = store
-        .load(id)
-        .map_err(|e| fault(format!("load state: {e}")))?;
-    let volumes = claim_volumes(store, &record.config.mounts, claims)
-        .map_err(|e| fault(crate::error_line(&e)))?;
+    let record = store.load(id).map_err(Fault::LoadState)?;
+    let volumes =
+        claim_volumes(store, &record.config.mounts, claims).map_err(Fault::ClaimVolumes)?;
     let overlay = dir.join("rootfs.qcow2");
     if !overlay.exists() {
-        if let Err(e) = backend
+        if let Err(source) = backend
             .create_overlay(&record.config.rootfs, &overlay)
             .await
         {
             let _ = std::fs::remove_file(&overlay);
-            return Err(fault(crate::error_line(&e)));
+            return Err(Fault::CreateOverlay {
+                path: overlay,
+                source,
+            });
         }
     }
     Ok((record, volumes, overlay))
@@ -334,12 +416,12 @@ async fn start_and_supervise(
     };
     let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
         Ok(d) => d,
-        Err(exit) => return fail(exit, None, None),
+        Err(f) => return fail(fault(f), None, None),
     };
     // Ports and taps before the VM: a taken host port fails the start here.
     let network = match NetSession::prepare(store, &record) {
         Ok(n) => n,
-        Err(reason) => return fail(fault(reason), None, None),
+        Err(e) => return fail(fault(Fault::PrepareNetwork(e)), None, None),
     };
     if let Some(n) = &network {
         let ports = n.ports();
@@ -371,7 +453,7 @@ async fn start_and_supervise(
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
-        Err(e) => return fail(fault(crate::error_line(&e)), None, network),
+        Err(e) => return fail(fault(Fault::Boot(e)), None, network),
     };
     let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
     let guest = booted.guest.clone();
@@ -381,29 +463,32 @@ async fn start_and_supervise(
     let prepared = async {
         guest
             .configure(&record.config.hostname, &guest_network)
-            .await?;
-        guest.mount_rootfs("/dev/vda", "ext4").await?;
-        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
+            .await
+            .map_err(Fault::Configure)?;
+        guest
+            .mount_rootfs("/dev/vda", "ext4")
+            .await
+            .map_err(Fault::MountRootfs)?;
+        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts)
+            .await
+            .map_err(Fault::MountVolumes)?;
         guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
         guest.set_container_resources(record.config.resources);
-        guest.spawn(MAIN, &record.config.process).await
+        guest
+            .spawn(MAIN, &record.config.process)
+            .await
+            .map_err(Fault::StartProcess)
     };
     tracing::debug!("guest agent connected");
     let output = match prepared.await {
         Ok(o) => o,
-        Err(e) => {
-            let info = ExitInfo {
-                code: e.exit_code(),
-                reason: Some(e.to_string()),
-            };
-            return fail(info, Some(booted), network);
-        }
+        Err(f) => return fail(fault(f), Some(booted), network),
     };
     let network = match network.map(|n| n.start(store, id)).transpose() {
         Ok(n) => n,
-        Err(reason) => {
+        Err(e) => {
             let _ = guest.signal(MAIN, libc::SIGKILL).await;
-            return fail(fault(reason), Some(booted), None);
+            return fail(fault(Fault::StartNetwork(e)), Some(booted), None);
         }
     };
     let _ = store.update(id, |r| {
@@ -414,12 +499,16 @@ async fn start_and_supervise(
     shared.phase.send_replace(Phase::Running);
     tracing::debug!("main process started");
 
-    let log = match LogWriter::open(&dir.join("container.log")) {
+    let log_path = dir.join("container.log");
+    let log = match LogWriter::open(&log_path) {
         Ok(l) => Arc::new(Mutex::new(l)),
-        Err(e) => {
+        Err(source) => {
             let _ = guest.signal(MAIN, libc::SIGKILL).await;
             return Outcome {
-                exit: fault(format!("open container log: {e}")),
+                exit: fault(Fault::OpenLog {
+                    path: log_path,
+                    source,
+                }),
                 booted: Some(booted),
                 network,
                 started: true,
@@ -447,16 +536,15 @@ async fn start_and_supervise(
     let exit = loop {
         tokio::select! {
             r = guest.wait(MAIN) => break match r {
-                Ok(ProcessExit::Code(c)) => ExitInfo { code: c, reason: None },
-                Ok(e @ ProcessExit::Signal(_)) => ExitInfo { code: e.code(), reason: None },
+                Ok(how) => ExitInfo::exited(how),
                 // A lost agent connection usually means the VM died: report that instead.
                 Err(e) => match tokio::time::timeout(Duration::from_secs(2), booted.vm.wait()).await {
-                    Ok(why) => fault(format!("the VM exited unexpectedly: {}", why.0)),
-                    Err(_) => fault(format!("wait for the container process: {e}")),
+                    Ok(why) => fault(Fault::VmExited(why.0)),
+                    Err(_) => fault(Fault::WaitProcess(e)),
                 },
             },
             why = booted.vm.wait() => {
-                break fault(format!("the VM exited unexpectedly: {}", why.0));
+                break fault(Fault::VmExited(why.0));
             }
             Some(grace) = stop_rx.recv() => spawn_stopper(guest.clone(), grace),
             Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
@@ -506,7 +594,7 @@ async fn hold(
     };
     let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
         Ok(d) => d,
-        Err(exit) => return fail(exit, None),
+        Err(f) => return fail(fault(f), None),
     };
     let req = VmRequest {
         dir: dir.to_path_buf(),
@@ -520,7 +608,7 @@ async fn hold(
     };
     let mut booted = match backend.boot(&req).await {
         Ok(b) => b,
-        Err(e) => return fail(fault(crate::error_line(&e)), None),
+        Err(e) => return fail(fault(Fault::Boot(e)), None),
     };
     let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
     let guest = booted.guest.clone();
@@ -530,9 +618,15 @@ async fn hold(
     let prepared = async {
         guest
             .configure(&record.config.hostname, &Default::default())
-            .await?;
-        guest.mount_rootfs("/dev/vda", "ext4").await?;
-        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts).await?;
+            .await
+            .map_err(Fault::Configure)?;
+        guest
+            .mount_rootfs("/dev/vda", "ext4")
+            .await
+            .map_err(Fault::MountRootfs)?;
+        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts)
+            .await
+            .map_err(Fault::MountVolumes)?;
         guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
         // Not the container's own command: it never runs here, and a copy must work even
         // when that command or its user does not resolve (a broken image, a typo). Every
@@ -543,18 +637,21 @@ async fn hold(
             capabilities: record.config.process.capabilities.clone(),
             ..Default::default()
         };
-        guest.prepare(MAIN, &placeholder).await
+        guest
+            .prepare(MAIN, &placeholder)
+            .await
+            .map_err(Fault::HoldContainer)
     };
-    if let Err(e) = prepared.await {
-        return fail(fault(e.to_string()), Some(booted));
+    if let Err(f) = prepared.await {
+        return fail(fault(f), Some(booted));
     }
     let done = shared.copy_done.notified();
     shared.phase.send_replace(Phase::Holding);
     tracing::debug!("holding the container for a copy");
     let exit = tokio::select! {
-        _ = done => ExitInfo { code: 0, reason: None },
-        _ = tokio::time::sleep(HOLD_WAIT) => fault("no copy came".into()),
-        why = booted.vm.wait() => fault(format!("the VM exited unexpectedly: {}", why.0)),
+        _ = done => ExitInfo::exited(ProcessExit::Code(0)),
+        _ = tokio::time::sleep(HOLD_WAIT) => fault(Fault::NoCopy(HOLD_WAIT.as_secs())),
+        why = booted.vm.wait() => fault(Fault::VmExited(why.0)),
     };
     fail(exit, Some(booted))
 }
@@ -581,7 +678,7 @@ async fn oom_check(
     if kills == 0 {
         return (exit, false);
     }
-    if exit.code != 128 + libc::SIGKILL {
+    if exit.code != ProcessExit::Signal(libc::SIGKILL).code() {
         return (exit, true);
     }
     let limit = match limits.memory_bytes {
@@ -591,8 +688,8 @@ async fn oom_check(
     let reason = format!("the container ran out of memory: it reached {limit} and was OOM-killed");
     (
         ExitInfo {
-            code: exit.code,
             reason: Some(reason),
+            ..exit
         },
         true,
     )

@@ -48,7 +48,7 @@ pub async fn prepare(
     mounts: &[MountSpec],
 ) -> Result<Vec<GuestMount>, GuestError> {
     if volumes.len() > 25 {
-        return Err(GuestError::Other(format!(
+        return Err(GuestError::InvalidArgument(format!(
             "{} volumes: at most 25 per container",
             volumes.len()
         )));
@@ -102,7 +102,7 @@ fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
             }
             if !*nocopy {
                 // Our option, for vminitd: an empty volume first gets the image's content.
-                options.push("copyup".into());
+                options.push(agent::contract::MOUNT_OPTION_COPYUP.into());
             }
             GuestMount {
                 source: format!("{VOLUMES_DIR}/{source}"),

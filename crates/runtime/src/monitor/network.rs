@@ -44,16 +44,15 @@ fn can_admin_network() -> bool {
 
 /// The user-mode session: each published port checked (and a free one chosen for port 0) by
 /// binding it here first, then released for QEMU to bind.
-fn user_mode(record: &ContainerRecord) -> Result<NetSession, String> {
-    let bound = net::ports::bind(&record.config.publish)
-        .map_err(|e| format!("network: {}", crate::error_line(&e)))?;
+fn user_mode(record: &ContainerRecord) -> Result<NetSession, net::SessionError> {
+    let bound = net::ports::bind(&record.config.publish)?;
     let ports = bound.specs();
     drop(bound);
     let attachment = net::Attachment {
         network: format!("{} (user-mode)", net::DEFAULT_NETWORK),
         tap: String::new(),
         mac: "52:54:00:12:34:56".into(),
-        address: net::Ipv4Net::new(USER_GUEST.into(), 24).map_err(|e| e.to_string())?,
+        address: net::Ipv4Net::new_assert(USER_GUEST.into(), 24),
         gateway: USER_GATEWAY.into(),
         mtu: 1500,
         dns: vec![USER_DNS.into()],
@@ -64,7 +63,10 @@ fn user_mode(record: &ContainerRecord) -> Result<NetSession, String> {
 impl NetSession {
     /// Binds ports and attaches the container to its networks; `None` for a container with
     /// neither networks nor published ports.
-    pub(crate) fn prepare(store: &Store, record: &ContainerRecord) -> Result<Option<Self>, String> {
+    pub(crate) fn prepare(
+        store: &Store,
+        record: &ContainerRecord,
+    ) -> Result<Option<Self>, net::SessionError> {
         let config = &record.config;
         if config.networks.is_empty() && config.publish.is_empty() {
             return Ok(None);
@@ -85,7 +87,6 @@ impl NetSession {
             &config.publish,
         )
         .map(|p| Some(NetSession::Prepared(p)))
-        .map_err(|e| format!("network: {}", crate::error_line(&e)))
     }
 
     fn attachments(&self) -> &[net::Attachment] {
@@ -130,14 +131,13 @@ impl NetSession {
     }
 
     /// Starts the port relays and DNS responders (inside the monitor's runtime).
-    pub(crate) fn start(self, store: &Store, id: &str) -> Result<Self, String> {
+    pub(crate) fn start(self, store: &Store, id: &str) -> Result<Self, net::SessionError> {
         match self {
-            NetSession::Prepared(p) => p.start().map(NetSession::Running).map_err(|e| {
+            NetSession::Prepared(p) => p.start().map(NetSession::Running).inspect_err(|_| {
                 // A failed start has dropped its half-started services; the taps remain.
                 if let Err(e) = net::Networks::open(store.root()).and_then(|n| n.detach(id)) {
                     tracing::warn!("remove taps: {}", crate::error_line(&e));
                 }
-                format!("network: {}", crate::error_line(&e))
             }),
             running => Ok(running),
         }

@@ -8,14 +8,25 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
-use super::{Phase, Shared, MAIN};
+use super::{fault, Fault, Phase, Shared, MAIN};
 use crate::backend::Guest;
-use crate::protocol::{read_frame, write_frame, ExitInfo, Frame, ProtocolError, Request};
+use crate::protocol::{
+    read_frame, write_frame, ExitInfo, Frame, Hello, ProtocolError, Request, PROTOCOL_VERSION,
+    PROTOCOL_VERSION_NO_HANDSHAKE,
+};
 use crate::spec::ProcessSpec;
 
 /// Serves one connection until its request is done or the client hangs up.
 pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
     let (mut rd, mut wr) = stream.into_split();
+    match handshake(&mut rd, &mut wr).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!("monitor client: {e}");
+            return;
+        }
+    }
     let request = match read_frame(&mut rd).await {
         Ok(Some(Frame::Request(r))) => r,
         Ok(_) => return,
@@ -32,7 +43,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         },
         Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
         Request::Kill { signal } => {
-            let reply = on_guest(&shared, "kill", "", |g| async move {
+            let reply = on_guest(&shared, "kill", Fault::Kill, |g| async move {
                 g.signal(MAIN, signal).await.map(|()| Frame::Ok)
             });
             write_frame(&mut wr, &reply.await).await
@@ -46,16 +57,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             preserve_owner,
         } => super::copy::copy_in(&shared, &mut rd, &mut wr, &path, source, preserve_owner).await,
         Request::Stats => {
-            let reply = on_guest(
-                &shared,
-                "get statistics",
-                "container statistics: ",
-                |g| async move { g.stats().await.map(|s| Frame::Stats(Box::new(s))) },
-            );
+            let reply = on_guest(&shared, "get statistics", Fault::Stats, |g| async move {
+                g.stats().await.map(|s| Frame::Stats(Box::new(s)))
+            });
             write_frame(&mut wr, &reply.await).await
         }
         Request::Update { limits } => {
-            let reply = on_guest(&shared, "update", "", |g| async move {
+            let reply = on_guest(&shared, "update", Fault::Update, |g| async move {
                 g.update_resources(limits).await.map(|()| Frame::Ok)
             });
             write_frame(&mut wr, &reply.await).await
@@ -71,9 +79,52 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
     }
 }
 
-/// Runs `call` on the running guest: its answer, or an `Error` frame (`prefix` before the
-/// guest's error) when it fails or the container does not run.
-async fn on_guest<F, Fut>(shared: &Shared, op: &str, prefix: &str, call: F) -> Frame
+/// The monitor's half of the version handshake (see [`crate::protocol`]): whether the
+/// session goes on. A client of another version gets our version (and decides what to say);
+/// a client from before the handshake, whose first frame is its request, is answered with an
+/// error naming both versions, which it prints.
+async fn handshake<R, W>(rd: &mut R, wr: &mut W) -> Result<bool, ProtocolError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let ours = Hello {
+        version: PROTOCOL_VERSION,
+    };
+    match read_frame(rd).await? {
+        Some(Frame::Hello(hello)) => {
+            write_frame(wr, &Frame::HelloAck(ours)).await?;
+            if hello.version != PROTOCOL_VERSION {
+                tracing::warn!(
+                    "monitor client speaks protocol version {}, this monitor {PROTOCOL_VERSION}",
+                    hello.version
+                );
+                return Ok(false);
+            }
+            Ok(true)
+        }
+        Some(Frame::Request(_)) => {
+            let reason = format!(
+                "this container's monitor speaks protocol version {PROTOCOL_VERSION}, this \
+                 client version {PROTOCOL_VERSION_NO_HANDSHAKE}: it was started by another \
+                 `container` binary; use that binary"
+            );
+            let info = ExitInfo::failed(agent::ErrorCode::ProtocolVersion, reason);
+            write_frame(wr, &Frame::Error(info)).await?;
+            Ok(false)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Runs `call` on the running guest: its answer, or an `Error` frame (the guest's error as
+/// the fault `failed` makes of it) when it fails or the container does not run.
+async fn on_guest<F, Fut>(
+    shared: &Shared,
+    op: &'static str,
+    failed: fn(crate::backend::GuestError) -> Fault,
+    call: F,
+) -> Frame
 where
     F: FnOnce(Arc<dyn Guest>) -> Fut,
     Fut: std::future::Future<Output = Result<Frame, crate::backend::GuestError>>,
@@ -81,16 +132,16 @@ where
     match running_guest(shared, op) {
         Ok(g) => call(g)
             .await
-            .unwrap_or_else(|e| Frame::Error(super::fault(format!("{prefix}{e}")))),
+            .unwrap_or_else(|e| Frame::Error(fault(failed(e)))),
         Err(info) => Frame::Error(info),
     }
 }
 
-fn not_running(op: &str) -> ExitInfo {
-    super::fault(format!("cannot {op}: container is not running"))
+fn not_running(op: &'static str) -> ExitInfo {
+    fault(Fault::NotRunning { op })
 }
 
-fn running_guest(shared: &Shared, op: &str) -> Result<Arc<dyn Guest>, ExitInfo> {
+fn running_guest(shared: &Shared, op: &'static str) -> Result<Arc<dyn Guest>, ExitInfo> {
     if *shared.phase.borrow() != Phase::Running {
         return Err(not_running(op));
     }
@@ -108,11 +159,11 @@ async fn started(shared: &Shared) -> Result<(), ExitInfo> {
         Ok(Phase::Running) => Ok(()),
         Ok(Phase::Failed(info)) => Err(info),
         Ok(Phase::Exited(info)) => Err(ExitInfo {
-            code: info.code,
             reason: Some(
                 info.reason
                     .unwrap_or_else(|| "container already exited".into()),
             ),
+            ..info
         }),
         _ => Err(not_running("attach")),
     }
@@ -127,7 +178,7 @@ async fn ended(shared: &Shared) -> ExitInfo {
         .map(|p| p.clone());
     match phase {
         Ok(Phase::Exited(i) | Phase::Failed(i)) => i,
-        _ => super::fault("monitor ended".into()),
+        _ => fault(Fault::MonitorEnded),
     }
 }
 
@@ -217,13 +268,7 @@ where
     );
     let mut out = match guest.spawn(&id, &spec).await {
         Ok(o) => o,
-        Err(e) => {
-            let info = ExitInfo {
-                code: e.exit_code(),
-                reason: Some(e.to_string()),
-            };
-            return write_frame(wr, &Frame::Error(info)).await;
-        }
+        Err(e) => return write_frame(wr, &Frame::Error(fault(Fault::Exec(e)))).await,
     };
     tracing::debug!("exec {id}: started {:?}", spec.args);
     write_frame(wr, &Frame::Started(id.clone())).await?;
@@ -266,14 +311,11 @@ where
     }
     tracing::debug!("exec {id}: output streams ended");
     let info = match guest.wait(&id).await {
-        Ok(e) => {
+        Ok(how) => {
             release(guest.as_ref(), &id).await;
-            ExitInfo {
-                code: e.code(),
-                reason: None,
-            }
+            ExitInfo::exited(how)
         }
-        Err(e) => super::fault(e.to_string()),
+        Err(e) => fault(Fault::WaitExec(e)),
     };
     write_frame(wr, &Frame::Exit(info)).await
 }

@@ -74,13 +74,17 @@ impl Guest for FakeGuest {
         let args = spec.args.clone();
         match args[0].as_str() {
             "missing" => {
-                return Err(GuestError::NotFound(
-                    "executable file not found: missing".into(),
+                return Err(GuestError::remote(
+                    "create_process",
+                    agent::ErrorCode::ExecutableNotFound,
+                    "executable file not found: missing",
                 ))
             }
             "noexec" => {
-                return Err(GuestError::NotExecutable(
-                    "permission denied: noexec".into(),
+                return Err(GuestError::remote(
+                    "create_process",
+                    agent::ErrorCode::NotExecutable,
+                    "permission denied: noexec",
                 ))
             }
             _ => {}
@@ -169,7 +173,7 @@ impl Guest for FakeGuest {
         let status = *rx
             .wait_for(|e| e.is_some())
             .await
-            .map_err(|e| GuestError::Other(e.to_string()))?;
+            .map_err(|e| GuestError::remote("wait", agent::ErrorCode::Internal, e.to_string()))?;
         Ok(status.unwrap_or(ProcessExit::Code(255)))
     }
     async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError> {
@@ -221,7 +225,13 @@ impl Guest for FakeGuest {
         _follow_link: bool,
     ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
         let args: Vec<String> = match path {
-            "/missing" => return Err(GuestError::NotFound("no such file".into())),
+            "/missing" => {
+                return Err(GuestError::remote(
+                    "copy_out",
+                    agent::ErrorCode::NotFound,
+                    "no such file",
+                ))
+            }
             "/endless" => vec!["yes".into()],
             "/fail" => vec!["exit".into(), "1".into()],
             other => vec!["echo".into(), "tar-of".into(), other.into()],
@@ -245,8 +255,10 @@ impl Guest for FakeGuest {
         _preserve_owner: bool,
     ) -> Result<ProcessOutput, GuestError> {
         if path == "/ro" {
-            return Err(GuestError::Other(
-                "cannot copy to /ro: Read-only file system".into(),
+            return Err(GuestError::remote(
+                "copy_in",
+                agent::ErrorCode::Io,
+                "cannot copy to /ro: Read-only file system",
             ));
         }
         let spec = ProcessSpec {
@@ -408,8 +420,10 @@ impl Fixture {
 
     async fn connect(&self, id: &str) -> UnixStream {
         for _ in 0..200 {
-            if let Ok(s) = UnixStream::connect(self.store.socket_dir(id).join("monitor.sock")).await
+            if let Ok(mut s) =
+                UnixStream::connect(self.store.socket_dir(id).join("monitor.sock")).await
             {
+                client::handshake(&mut s, id).await.unwrap();
                 return s;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -481,7 +495,8 @@ async fn run_echo_records_output_and_exit() {
         r.unwrap(),
         ExitInfo {
             code: 0,
-            reason: None
+            reason: None,
+            error: None,
         }
     );
     assert_eq!(out, b"hello world\n");
@@ -513,14 +528,17 @@ async fn exit_code_and_stderr_are_relayed() {
 
 #[tokio::test]
 async fn missing_and_unexecutable_commands_map_to_127_and_126() {
-    for (cmd, code) in [("missing", 127), ("noexec", 126)] {
+    for (cmd, code, error) in [
+        ("missing", 127, agent::ErrorCode::ExecutableNotFound),
+        ("noexec", 126, agent::ErrorCode::NotExecutable),
+    ] {
         let f = fixture();
         let id = f.create(&[cmd], false, false);
         let mon = f.spawn(&id, FakeBackend::default(), true);
         let (r, _, _) = f.attach(&id, None).await;
         match r {
             Err(client::ClientError::Failed(info)) => {
-                assert_eq!(info.code, code);
+                assert_eq!((info.code, info.error), (code, Some(error)));
                 assert!(info.reason.unwrap().contains(cmd));
             }
             other => panic!("{cmd}: {other:?}"),
@@ -578,7 +596,11 @@ async fn exec_kill_and_wrong_state() {
     let (r, _) = f.exec(&id, &["missing"]).await;
     assert!(matches!(
         r,
-        Err(client::ClientError::Failed(ExitInfo { code: 127, .. }))
+        Err(client::ClientError::Failed(ExitInfo {
+            code: 127,
+            error: Some(agent::ErrorCode::ExecutableNotFound),
+            ..
+        }))
     ));
     let s = f.connect(&id).await;
     assert_eq!(
@@ -638,7 +660,8 @@ async fn stop_escalates_to_sigkill_after_timeout() {
         r,
         Frame::Exit(ExitInfo {
             code: 137,
-            reason: None
+            reason: None,
+            error: None,
         })
     );
     assert!(t.elapsed() >= Duration::from_secs(1));
@@ -861,4 +884,81 @@ async fn hold_mode_serves_one_copy_and_leaves_the_record_alone() {
         .unwrap()
         .iter()
         .any(|r| r.starts_with("cp-")));
+}
+
+#[tokio::test]
+async fn a_monitor_that_cannot_start_records_why_unless_another_owns_the_container() {
+    let f = fixture();
+    let id = f.create(&["echo"], false, false);
+    let opts = MonitorOptions {
+        wait_attach: false,
+        hold: false,
+    };
+    // Something that is not a socket where the socket goes: bind fails.
+    let sock = f.store.socket_dir(&id).join("monitor.sock");
+    std::fs::create_dir_all(sock.join("busy")).unwrap();
+    let err = run(&f.store, &id, &FakeBackend::default(), opts.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MonitorError::Listen { .. }), "{err}");
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!((rec.exit_code, rec.monitor_pid), (Some(125), None));
+    assert!(
+        rec.exit_reason.as_deref().unwrap().contains("listen on"),
+        "{:?}",
+        rec.exit_reason
+    );
+    std::fs::remove_dir_all(&sock).unwrap();
+
+    f.store
+        .update(&id, |r| {
+            r.status = Status::Running;
+            r.exit_code = Some(3);
+            r.exit_reason = None;
+            r.monitor_pid = Some(1);
+        })
+        .unwrap();
+    let err = run(&f.store, &id, &FakeBackend::default(), opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MonitorError::AlreadyRunning(_)), "{err}");
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(
+        (rec.exit_code, rec.exit_reason, rec.monitor_pid),
+        (Some(3), None, Some(1))
+    );
+}
+
+#[tokio::test]
+async fn a_client_from_before_the_handshake_is_told_both_versions() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let mon = f.spawn(&id, FakeBackend::default(), false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+    // What a version-1 client does: its request first, no Hello.
+    let sock = f.store.socket_dir(&id).join("monitor.sock");
+    let mut old = UnixStream::connect(&sock).await.unwrap();
+    crate::protocol::write_frame(&mut old, &Frame::Request(Request::Kill { signal: 9 }))
+        .await
+        .unwrap();
+    match crate::protocol::read_frame(&mut old).await.unwrap() {
+        Some(Frame::Error(info)) => {
+            assert_eq!(info.error, Some(agent::ErrorCode::ProtocolVersion));
+            assert_eq!(info.code, 125);
+            let reason = info.reason.unwrap();
+            assert!(
+                reason.contains("protocol version 2, this client version 1"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The request was not carried out: the container still runs.
+    assert_eq!(f.store.load(&id).unwrap().status, Status::Running);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::Kill { signal: 9 })
+        .await
+        .unwrap();
+    assert_eq!(mon.await.unwrap(), 137);
 }

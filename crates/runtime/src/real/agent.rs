@@ -31,27 +31,6 @@ pub struct AgentGuest {
     stdins: Mutex<HashMap<String, Stdin>>,
 }
 
-fn map_err(e: agent::ClientError) -> GuestError {
-    match e.code() {
-        Some(agent::ErrorCode::ExecutableNotFound) => GuestError::NotFound(e.to_string()),
-        Some(agent::ErrorCode::NotExecutable) => GuestError::NotExecutable(e.to_string()),
-        _ => GuestError::Other(e.to_string()),
-    }
-}
-
-/// A copy's error as the user should read it: the guest's own message, without the call.
-fn copy_err(e: agent::ClientError) -> GuestError {
-    match e {
-        agent::ClientError::Remote {
-            code: agent::ErrorCode::NotFound,
-            message,
-            ..
-        } => GuestError::NotFound(message),
-        agent::ClientError::Remote { message, .. } => GuestError::Other(message),
-        other => map_err(other),
-    }
-}
-
 /// Container-wide settings the first `CreateProcess` carries.
 #[derive(Debug, Clone, Default)]
 struct ContainerSetup {
@@ -125,12 +104,7 @@ impl AgentGuest {
             cpu_period_us: (quota.is_some() || lift).then_some(CPU_PERIOD_US),
             pids_max: or_max(limits.pids_limit),
         };
-        self.client.update_resources(r).await.map_err(|e| {
-            GuestError::Other(format!(
-                "set the container's resource limits: {}",
-                map_err(e)
-            ))
-        })
+        Ok(self.client.update_resources(r).await?)
     }
 
     /// The `CreateProcess` for `spec`; with `setup`, it creates the container (on the mounted
@@ -179,7 +153,7 @@ impl Guest for AgentGuest {
                 gateway: (i == 0).then(|| a.gateway.to_string()),
                 mtu: Some(a.mtu),
             };
-            self.client.setup_interface(iface).await.map_err(map_err)?;
+            self.client.setup_interface(iface).await?;
         }
         let mut nameservers: Vec<String> =
             network.dns.servers.iter().map(|s| s.to_string()).collect();
@@ -218,7 +192,7 @@ impl Guest for AgentGuest {
             hosts,
             ..Default::default()
         };
-        self.client.configure(c).await.map_err(map_err)
+        self.client.configure(c).await.map_err(GuestError::from)
     }
 
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError> {
@@ -228,11 +202,14 @@ impl Guest for AgentGuest {
             fstype: fstype.to_string(),
             options: Vec::new(),
         };
-        self.client.mount(m).await.map_err(map_err)
+        self.client.mount(m).await.map_err(GuestError::from)
     }
 
     async fn mount(&self, m: &GuestMount) -> Result<(), GuestError> {
-        self.client.mount(to_agent(m)).await.map_err(map_err)
+        self.client
+            .mount(to_agent(m))
+            .await
+            .map_err(GuestError::from)
     }
 
     fn set_container_mounts(
@@ -265,7 +242,7 @@ impl Guest for AgentGuest {
             .client
             .stats(Some(self.container.clone()))
             .await
-            .map_err(map_err)?;
+            .map_err(GuestError::from)?;
         Ok(Sample::from_agent(&s))
     }
 
@@ -280,7 +257,7 @@ impl Guest for AgentGuest {
             .filter(|_| first)
             .map(|c| c.clone());
         let req = self.create_request(setup, spec);
-        let h = self.client.create_process(req).await.map_err(map_err)?;
+        let h = self.client.create_process(req).await?;
         let stdout = forward(self.client.stdout(h));
         let stderr = if spec.terminal {
             mpsc::channel(1).1
@@ -306,7 +283,7 @@ impl Guest for AgentGuest {
         }
         if let Err(e) = self.client.start(h).await {
             let _ = self.client.delete(h).await;
-            return Err(map_err(e));
+            return Err(e.into());
         }
         Ok(ProcessOutput { stdout, stderr })
     }
@@ -327,7 +304,7 @@ impl Guest for AgentGuest {
         let req = self.create_request(Some(setup), &spec);
         // Created, never started: the process waits for a start that does not come, and its
         // namespaces are what copies join. Shutdown ends it.
-        let h = self.client.create_process(req).await.map_err(map_err)?;
+        let h = self.client.create_process(req).await?;
         if let Ok(mut hs) = self.handles.lock() {
             hs.insert(id.to_string(), h);
         }
@@ -336,7 +313,7 @@ impl Guest for AgentGuest {
 
     async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
         let h = self.handle(id)?;
-        let st = self.client.wait(h).await.map_err(map_err)?;
+        let st = self.client.wait(h).await?;
         Ok(match (st.code, st.signal) {
             (Some(c), _) => ProcessExit::Code(c),
             (None, Some(s)) => ProcessExit::Signal(s),
@@ -346,7 +323,10 @@ impl Guest for AgentGuest {
 
     async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError> {
         let h = self.handle(id)?;
-        self.client.kill(h, signal, false).await.map_err(map_err)
+        self.client
+            .kill(h, signal, false)
+            .await
+            .map_err(GuestError::from)
     }
 
     async fn write_stdin(&self, id: &str, data: Bytes) -> Result<(), GuestError> {
@@ -355,7 +335,7 @@ impl Guest for AgentGuest {
         };
         let mut guard = w.lock().await;
         match guard.as_mut() {
-            Some(w) => w.write_all(&data).await.map_err(map_err),
+            Some(w) => w.write_all(&data).await.map_err(GuestError::from),
             None => Ok(()),
         }
     }
@@ -366,18 +346,21 @@ impl Guest for AgentGuest {
         };
         let taken = w.lock().await.take();
         match taken {
-            Some(w) => w.close().await.map_err(map_err),
+            Some(w) => w.close().await.map_err(GuestError::from),
             None => Ok(()),
         }
     }
 
     async fn resize(&self, id: &str, rows: u16, cols: u16) -> Result<(), GuestError> {
         let h = self.handle(id)?;
-        self.client.resize_pty(h, rows, cols).await.map_err(map_err)
+        self.client
+            .resize_pty(h, rows, cols)
+            .await
+            .map_err(GuestError::from)
     }
 
     async fn shutdown(&self) -> Result<(), GuestError> {
-        self.client.shutdown(false).await.map_err(map_err)
+        self.client.shutdown(false).await.map_err(GuestError::from)
     }
 
     async fn copy_out(
@@ -391,7 +374,7 @@ impl Guest for AgentGuest {
             path: path.to_string(),
             follow_link,
         };
-        let started = self.client.copy_out(req).await.map_err(copy_err)?;
+        let started = self.client.copy_out(req).await.map_err(GuestError::from)?;
         let h = started.handle;
         let output = ProcessOutput {
             stdout: forward(self.client.stdout(h)),
@@ -416,7 +399,12 @@ impl Guest for AgentGuest {
             source,
             preserve_owner,
         };
-        let h = self.client.copy_in(req).await.map_err(copy_err)?.handle;
+        let h = self
+            .client
+            .copy_in(req)
+            .await
+            .map_err(GuestError::from)?
+            .handle;
         let output = ProcessOutput {
             stdout: forward(self.client.stdout(h)),
             stderr: forward(self.client.stderr(h)),
@@ -433,7 +421,7 @@ impl Guest for AgentGuest {
 
     async fn release(&self, id: &str) -> Result<(), GuestError> {
         let h = self.handle(id)?;
-        self.client.delete(h).await.map_err(map_err)?;
+        self.client.delete(h).await?;
         if let Ok(mut hs) = self.handles.lock() {
             hs.remove(id);
         }
