@@ -337,6 +337,11 @@ async fn boots_runs_a_container_and_shuts_down() {
         .unwrap_or_else(|_| panic!("timing output {o:?}"));
     eprintln!("VM (TCG): fork+exec of true by a shell inside the guest: {inside_us} µs");
     eprintln!("VM (TCG): agent ping round trip {ping:?}, exec true round trip {exec:?}");
+    // Under TCG on an idle 2-core host: about 0.8 ms and 19 ms (the guest's own fork+exec of
+    // `true`, 15 ms, is most of the latter). The bounds leave room for a host busy with other
+    // VMs and still catch a round trip that waits on a timer or a poll.
+    assert!(ping < Duration::from_millis(50), "ping round trip {ping:?}");
+    assert!(exec < Duration::from_secs(1), "exec round trip {exec:?}");
 
     // A terminal in the real guest (devpts, TIOCSCTTY, resize).
     let mut spec = process(&["sh", "-c", "stty size; tty >/dev/null && echo tty"]);
