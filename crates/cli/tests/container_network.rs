@@ -53,7 +53,7 @@ impl Env {
     fn new(tag: &str) -> Env {
         let vm = vm::Env::tagged(tag, false);
         vm.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
-            .ok();
+            .success();
         Env { vm }
     }
 
@@ -108,7 +108,8 @@ impl Env {
             "mkfifo /tmp/idle-{port}; exec 3<>/tmp/idle-{port}; \
              nc -l -p {port} <&3 | wc -c > /tmp/bulk-{port}"
         );
-        self.run(&["exec", "-d", name, "sh", "-c", &script]).ok();
+        self.run(&["exec", "-d", name, "sh", "-c", &script])
+            .success();
     }
 
     /// The byte count the listener of [`Env::bulk_listen`] wrote once its peer closed.
@@ -145,10 +146,14 @@ fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn containers_get_addresses_reach_each_other_and_publish_ports() {
     let env = Env::new("ctr");
     env.run(&["run", "-d", "--name", "web", "-p", "18080:80", IMAGE])
-        .ok();
+        .success();
     let web = env.inspect("web");
     let net = &web["networks"][0];
     assert_eq!(net["network"], "default", "{web}");
@@ -162,9 +167,11 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     // The guest has it on eth0.
     let addr = env
         .run(&["exec", "web", "ip", "-o", "-4", "addr", "show", "eth0"])
-        .ok();
+        .success();
     assert!(addr.stdout.contains(&address), "{}", addr.stdout);
-    let hosts = env.run(&["exec", "web", "cat", "/etc/resolv.conf"]).ok();
+    let hosts = env
+        .run(&["exec", "web", "cat", "/etc/resolv.conf"])
+        .success();
     assert!(
         hosts.stdout.contains(&format!("nameserver {gateway}")),
         "{}",
@@ -180,18 +187,18 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("18080"), "{}", r.stderr);
     assert!(env.inspect("clash")["vmPid"].is_null());
-    env.run(&["delete", "clash"]).ok();
+    env.run(&["delete", "clash"]).success();
 
     // Container → container by IP and by name (hosts file), and back by name (DNS).
     env.run(&["run", "-d", "--name", "client", IMAGE, "sleep", "600"])
-        .ok();
+        .success();
     let client_ip = env.ip("client");
     assert_ne!(client_ip, ip, "two containers share an address");
     assert_eq!(env.ctr_get("client", &ip, 80).as_deref(), Some(PAGE));
     assert_eq!(env.ctr_get("client", "web", 80).as_deref(), Some(PAGE));
     let lookup = env
         .run(&["exec", "web", "nslookup", "client", &gateway])
-        .ok();
+        .success();
     assert!(lookup.stdout.contains(&client_ip), "{}", lookup.stdout);
 
     // Bulk TCP, host → container and container → container: full-size segments through tap,
@@ -218,9 +225,9 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     );
 
     // list shows the addresses.
-    let table = env.run(&["list"]).ok().stdout;
+    let table = env.run(&["list"]).success().stdout;
     assert!(table.contains(&ip) && table.contains(&client_ip), "{table}");
-    let items = env.run(&["list", "--format", "json"]).ok().json();
+    let items = env.run(&["list", "--format", "json"]).success().json();
     let ips: Vec<&str> = items
         .as_array()
         .unwrap()
@@ -233,12 +240,12 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     );
 
     // A restart keeps the address and the published port.
-    env.run(&["stop", "-t", "1", "web"]).ok();
-    env.run(&["start", "web"]).ok();
+    env.run(&["stop", "-t", "1", "web"]).success();
+    env.run(&["start", "web"]).success();
     assert_eq!(env.ip("web"), ip);
     assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
     assert_eq!(
-        env.run(&["port", "web"]).ok().stdout,
+        env.run(&["port", "web"]).success().stdout,
         "80/tcp -> 127.0.0.1:18080\n"
     );
     env.run(&["port", "web", "81/tcp"])
@@ -255,8 +262,8 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
         "127.0.0.1::8000",
         IMAGE,
     ])
-    .ok();
-    let ports = env.run(&["port", "auto"]).ok().stdout;
+    .success();
+    let ports = env.run(&["port", "auto"]).success().stdout;
     let host_of = |ctr: &str| -> String {
         ports
             .lines()
@@ -277,13 +284,13 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
         Some(2),
         "{inspected}"
     );
-    env.run(&["stop", "-t", "1", "auto"]).ok();
-    assert_eq!(env.run(&["port", "auto"]).ok().stdout, "");
-    env.run(&["delete", "auto"]).ok();
+    env.run(&["stop", "-t", "1", "auto"]).success();
+    assert_eq!(env.run(&["port", "auto"]).success().stdout, "");
+    env.run(&["delete", "auto"]).success();
 
     // After stop and delete nothing is left: no tap, no bridge, no table.
     assert!(env.links().contains("ctap"), "{}", env.links());
-    env.run(&["delete", "-f", "web", "client"]).ok();
+    env.run(&["delete", "-f", "web", "client"]).success();
     let links = env.links();
     assert!(!links.contains("ctap") && !links.contains("cbr"), "{links}");
     assert!(
@@ -301,6 +308,10 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn network_none_has_only_loopback() {
     let env = Env::new("none");
     let r = env
@@ -314,7 +325,7 @@ fn network_none_has_only_loopback() {
             "-o",
             "link",
         ])
-        .ok();
+        .success();
     let names: Vec<&str> = r
         .stdout
         .lines()
@@ -329,6 +340,10 @@ fn network_none_has_only_loopback() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn hostname_dns_and_extra_hosts_flags_shape_name_resolution() {
     let env = Env::new("names");
     let r = env
@@ -352,7 +367,7 @@ fn hostname_dns_and_extra_hosts_flags_shape_name_resolution() {
             "-c",
             "hostname; cat /etc/resolv.conf /etc/hosts; ip -o -4 route",
         ])
-        .ok();
+        .success();
     let out = &r.stdout;
     assert!(out.starts_with("web1\n"), "{out}");
     assert!(out.contains("nameserver 10.9.9.9"), "{out}");
@@ -398,6 +413,10 @@ impl Drop for Upstream {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn internal_networks_have_no_egress_while_the_default_one_does() {
     let env = Env::new("egress");
     let upstream = Netns::new("up");
@@ -422,9 +441,10 @@ fn internal_networks_have_no_egress_while_the_default_one_does() {
             .spawn()
             .unwrap(),
     );
-    env.run(&["network", "create", "sealed", "--internal"]).ok();
+    env.run(&["network", "create", "sealed", "--internal"])
+        .success();
     env.run(&["run", "-d", "--name", "out", IMAGE, "sleep", "600"])
-        .ok();
+        .success();
     env.run(&[
         "run",
         "-d",
@@ -436,7 +456,7 @@ fn internal_networks_have_no_egress_while_the_default_one_does() {
         "sleep",
         "600",
     ])
-    .ok();
+    .success();
     assert_eq!(
         env.ctr_get("out", "10.99.0.2", 8080).as_deref(),
         Some("upstream\n")
@@ -449,19 +469,23 @@ fn internal_networks_have_no_egress_while_the_default_one_does() {
     // Networks are isolated from each other too (while the server answers on its own).
     let out_ip = env.ip("out");
     env.run(&["exec", "-d", "out", "httpd", "-p", "80", "-h", "/www"])
-        .ok();
+        .success();
     assert_eq!(env.ctr_get("out", &out_ip, 80).as_deref(), Some(PAGE));
     assert_eq!(
         env.ctr_get_once("in", &out_ip, 80),
         None,
         "networks are not isolated"
     );
-    env.run(&["delete", "-f", "out", "in"]).ok();
-    env.run(&["network", "delete", "sealed"]).ok();
+    env.run(&["delete", "-f", "out", "in"]).success();
+    env.run(&["network", "delete", "sealed"]).success();
     assert!(!env.links().contains("ctap"), "{}", env.links());
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn concurrent_runs_never_share_an_address() {
     let env = Env::new("conc");
     let names = ["c1", "c2", "c3"];
@@ -470,7 +494,7 @@ fn concurrent_runs_never_share_an_address() {
             let env = &env;
             s.spawn(move || {
                 env.run(&["run", "-d", "--name", name, IMAGE, "sleep", "600"])
-                    .ok();
+                    .success();
             });
         }
     });
@@ -481,28 +505,35 @@ fn concurrent_runs_never_share_an_address() {
     // Every one of them holds its address inside its VM.
     for name in names {
         let ip = env.ip(name);
-        let r = env.run(&["exec", name, "ip", "-o", "-4", "addr"]).ok();
+        let r = env.run(&["exec", name, "ip", "-o", "-4", "addr"]).success();
         assert!(r.stdout.contains(&ip), "{name}: {}", r.stdout);
     }
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     let env = Env::new("crash");
     env.run(&["run", "-d", "--name", "victim", IMAGE, "sleep", "600"])
-        .ok();
+        .success();
     let ip = env.ip("victim");
     assert!(env.links().contains("ctap"), "{}", env.links());
     let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
     // SAFETY: kill(2) of the monitor this test started (pid read from its record).
     unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
     let gone = retry(|| {
-        let c = env.run(&["list", "-a", "--format", "json"]).ok().json();
+        let c = env
+            .run(&["list", "-a", "--format", "json"])
+            .success()
+            .json();
         (c[0]["status"] == "exited" && !env.links().contains("ctap")).then_some(())
     });
     assert!(gone.is_some(), "taps left: {}", env.links());
     // The address stays the container's, and it starts again with it.
-    env.run(&["start", "victim"]).ok();
+    env.run(&["start", "victim"]).success();
     assert_eq!(env.ip("victim"), ip);
     assert!(env.links().contains("ctap"));
 
@@ -515,7 +546,7 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     std::fs::remove_dir_all(env.vm.cli.root().join("containers").join(&id)).unwrap();
     let report = env
         .run(&["system", "cleanup", "--format", "json"])
-        .ok()
+        .success()
         .json();
     assert_eq!(report["tapsRemoved"], serde_json::json!([id]), "{report}");
     assert_eq!(
@@ -525,11 +556,15 @@ fn taps_of_a_crashed_monitor_are_removed_when_the_runtime_notices() {
     );
     assert!(!env.links().contains("ctap"), "{}", env.links());
     env.run(&["run", "-d", "--name", "next", IMAGE, "sleep", "600"])
-        .ok();
+        .success();
     assert_eq!(env.ip("next"), ip, "the freed address is handed out again");
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn without_net_admin_the_default_network_falls_back_to_qemu_user_mode() {
     // An unprivileged user (nobody, no capabilities) in a namespace of the test's own: no
     // bridge or tap can be made, so the default network is QEMU's user-mode NAT.
@@ -560,16 +595,16 @@ fn without_net_admin_the_default_network_falls_back_to_qemu_user_mode() {
         vm::wait_output(cmd)
     };
     let deb = common::kernel_deb();
-    as_nobody(&["system", "kernel", "set", "--deb", deb.to_str().unwrap()]).ok();
-    as_nobody(&["image", "load", "-i", image_tar().to_str().unwrap()]).ok();
+    as_nobody(&["system", "kernel", "set", "--deb", deb.to_str().unwrap()]).success();
+    as_nobody(&["image", "load", "-i", image_tar().to_str().unwrap()]).success();
     as_nobody(&[
         "run", "-d", "--name", "web", "-p", "18090:80", "-p", "9000", IMAGE,
     ])
-    .ok();
-    let ports = as_nobody(&["port", "web"]).ok().stdout;
+    .success();
+    let ports = as_nobody(&["port", "web"]).success().stdout;
     assert!(ports.contains("80/tcp -> 127.0.0.1:18090\n"), "{ports}");
     assert!(ports.contains("9000/tcp -> 127.0.0.1:"), "{ports}");
-    let info = as_nobody(&["inspect", "web"]).ok().json();
+    let info = as_nobody(&["inspect", "web"]).success().json();
     let net = &info[0]["networks"][0];
     assert_eq!(net["network"], "default (user-mode)", "{info}");
     assert_eq!(net["address"], "10.0.2.15/24", "{info}");
@@ -580,12 +615,12 @@ fn without_net_admin_the_default_network_falls_back_to_qemu_user_mode() {
     });
     assert_eq!(page.as_deref(), Some(PAGE));
     let route = as_nobody(&["exec", "web", "ip", "-o", "-4", "route"])
-        .ok()
+        .success()
         .stdout;
     assert!(route.contains("default via 10.0.2.2"), "{route}");
     // A taken host port is still an error before the VM boots.
     as_nobody(&["run", "-d", "--name", "clash", "-p", "18090:80", IMAGE]).fails_with("18090");
-    as_nobody(&["delete", "-f", "web", "clash"]).ok();
+    as_nobody(&["delete", "-f", "web", "clash"]).success();
     // Nothing was made in the namespace, and named networks need the privilege.
     assert!(!ns.ip(&["-o", "link"]).contains("ctap"));
     as_nobody(&["network", "create", "mine"]).fails_with("mine");

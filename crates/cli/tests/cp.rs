@@ -31,7 +31,7 @@ impl Env {
     fn new() -> Env {
         let vm = vm::Env::new(false);
         vm.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
-            .ok();
+            .success();
         Env {
             vm,
             host: tempfile::tempdir().unwrap(),
@@ -48,7 +48,9 @@ impl Env {
     }
 
     fn sh(&self, script: &str) -> String {
-        self.run(&["exec", "c1", "sh", "-c", script]).ok().stdout
+        self.run(&["exec", "c1", "sh", "-c", script])
+            .success()
+            .stdout
     }
 
     fn p(&self, rel: &str) -> PathBuf {
@@ -88,6 +90,10 @@ fn tar_names(data: &[u8]) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn cp_copies_both_ways_with_docker_semantics() {
     let env = Env::new();
     std::fs::create_dir(env.p("shared")).unwrap();
@@ -106,7 +112,7 @@ fn cp_copies_both_ways_with_docker_semantics() {
         &bind,
         IMAGE,
     ])
-    .ok();
+    .success();
 
     // A host file into the container and back: content, mode, mtime; owner root without -a,
     // kept with -a.
@@ -116,26 +122,26 @@ fn cp_copies_both_ways_with_docker_semantics() {
     std::os::unix::fs::chown(&f, Some(1234), Some(4321)).unwrap();
     set_mtime(&f);
     let t = Instant::now();
-    env.run(&["cp", &env.ps("f.txt"), "c1:/tmp/"]).ok();
+    env.run(&["cp", &env.ps("f.txt"), "c1:/tmp/"]).success();
     eprintln!("cp of one file into the container: {:?}", t.elapsed());
     assert_eq!(
         env.sh("cat /tmp/f.txt; stat -c '%a %Y %u:%g' /tmp/f.txt"),
         format!("file content\n750 {MTIME} 0:0\n")
     );
     env.run(&["cp", "-a", &env.ps("f.txt"), "c1:/tmp/kept"])
-        .ok();
+        .success();
     assert_eq!(env.sh("stat -c '%u:%g' /tmp/kept"), "1234:4321\n");
     std::fs::create_dir(env.p("out")).unwrap();
-    env.run(&["cp", "c1:/tmp/f.txt", &env.ps("out")]).ok();
+    env.run(&["cp", "c1:/tmp/f.txt", &env.ps("out")]).success();
     let back = env.p("out/f.txt");
     assert_eq!(std::fs::read(&back).unwrap(), b"file content\n");
     let m = std::fs::metadata(&back).unwrap();
     assert_eq!((m.mode() & 0o7777, m.mtime(), m.uid()), (0o750, MTIME, 0));
     // To a new name, and over an existing file.
     env.run(&["cp", "c1:/tmp/kept", &env.ps("out/renamed")])
-        .ok();
+        .success();
     env.run(&["cp", "-a", "c1:/tmp/kept", &env.ps("out/f.txt")])
-        .ok();
+        .success();
     assert_eq!(
         std::fs::read(env.p("out/renamed")).unwrap(),
         b"file content\n"
@@ -149,7 +155,7 @@ fn cp_copies_both_ways_with_docker_semantics() {
     std::os::unix::fs::symlink("sub/data", src.join("link")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", src.join("abs")).unwrap();
     set_mtime(&src.join("sub"));
-    env.run(&["cp", &env.ps("tree"), "c1:/tmp/tree"]).ok();
+    env.run(&["cp", &env.ps("tree"), "c1:/tmp/tree"]).success();
     assert_eq!(
         env.sh(
             "cd /tmp/tree && cat link && busybox readlink abs && ls -d sub/empty && \
@@ -158,7 +164,7 @@ fn cp_copies_both_ways_with_docker_semantics() {
         format!("data\n/etc/passwd\nsub/empty\n{MTIME}\nabs link sub\n")
     );
     // Into an existing directory it lands under its own name; `/.` copies the contents.
-    env.run(&["cp", "c1:/tmp/tree", &env.ps("out")]).ok();
+    env.run(&["cp", "c1:/tmp/tree", &env.ps("out")]).success();
     assert_eq!(std::fs::read(env.p("out/tree/link")).unwrap(), b"data\n");
     assert_eq!(
         std::fs::read_link(env.p("out/tree/abs")).unwrap(),
@@ -170,7 +176,8 @@ fn cp_copies_both_ways_with_docker_semantics() {
         MTIME
     );
     std::fs::create_dir(env.p("flat")).unwrap();
-    env.run(&["cp", "c1:/tmp/tree/.", &env.ps("flat")]).ok();
+    env.run(&["cp", "c1:/tmp/tree/.", &env.ps("flat")])
+        .success();
     assert!(env.p("flat/sub/data").is_file() && env.p("flat/link").is_symlink());
     // A directory cannot replace a file.
     env.run(&["cp", "c1:/tmp/tree", &env.ps("out/renamed")])
@@ -208,20 +215,21 @@ fn cp_copies_both_ways_with_docker_semantics() {
         .fails_with("is not a directory");
 
     // Into the volume and out of it again.
-    env.run(&["cp", &env.ps("f.txt"), "c1:/vol/in-volume"]).ok();
+    env.run(&["cp", &env.ps("f.txt"), "c1:/vol/in-volume"])
+        .success();
     assert_eq!(
         env.sh("busybox grep ' /vol ' /proc/mounts | busybox cut -d' ' -f1; cat /vol/in-volume"),
         "/dev/vdb\nfile content\n"
     );
     env.run(&["cp", "c1:/vol/in-volume", &env.ps("out/from-volume")])
-        .ok();
+        .success();
     assert_eq!(
         std::fs::read(env.p("out/from-volume")).unwrap(),
         b"file content\n"
     );
 
     // Into a bind mount: it lands in the host directory (through virtiofs), and back.
-    env.run(&["cp", &env.ps("tree"), "c1:/bind/"]).ok();
+    env.run(&["cp", &env.ps("tree"), "c1:/bind/"]).success();
     assert_eq!(
         std::fs::read(env.p("shared/tree/sub/data")).unwrap(),
         b"data\n"
@@ -236,14 +244,15 @@ fn cp_copies_both_ways_with_docker_semantics() {
         .collect();
     std::fs::write(env.p("big"), &big).unwrap();
     let t = Instant::now();
-    env.run(&["cp", &env.ps("big"), "c1:/vol/big"]).ok();
+    env.run(&["cp", &env.ps("big"), "c1:/vol/big"]).success();
     let t_in = t.elapsed();
     assert_eq!(
         env.sh("busybox sha256sum /vol/big | busybox cut -d' ' -f1"),
         format!("{}\n", common::sha256(&big).trim_start_matches("sha256:"))
     );
     let t = Instant::now();
-    env.run(&["cp", "c1:/vol/big", &env.ps("out/big")]).ok();
+    env.run(&["cp", "c1:/vol/big", &env.ps("out/big")])
+        .success();
     let t_out = t.elapsed();
     assert!(std::fs::read(env.p("out/big")).unwrap() == big);
     eprintln!("cp of 32 MiB: into the container {t_in:?}, out of it {t_out:?}");
@@ -315,40 +324,44 @@ fn cp_copies_both_ways_with_docker_semantics() {
 /// Docker copies to and from stopped containers too: their VM is booted for the copy (hold
 /// mode), their process is not run, and their recorded state does not change.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn cp_works_on_stopped_containers_without_changing_their_state() {
     let env = Env::new();
     std::fs::write(env.p("f"), b"into a created container\n").unwrap();
     env.run(&["create", "--name", "idle", "-v", "keep:/keep", IMAGE])
-        .ok();
+        .success();
     let t = Instant::now();
-    env.run(&["cp", &env.ps("f"), "idle:/keep/f"]).ok();
+    env.run(&["cp", &env.ps("f"), "idle:/keep/f"]).success();
     eprintln!(
         "cp into a stopped container (VM boot included): {:?}",
         t.elapsed()
     );
-    env.run(&["cp", &env.ps("f"), "idle:/etc/"]).ok();
-    let info = env.run(&["inspect", "idle"]).ok().json();
+    env.run(&["cp", &env.ps("f"), "idle:/etc/"]).success();
+    let info = env.run(&["inspect", "idle"]).success().json();
     assert_eq!(info[0]["status"], "created", "{info}");
     // Both copies are there when it runs for real: the rootfs and the volume kept them.
     let r = env
         .run(&["run", "--rm", "-v", "keep:/keep", IMAGE, "cat", "/keep/f"])
-        .ok();
+        .success();
     assert_eq!(r.stdout, "into a created container\n");
-    env.run(&["start", "idle"]).ok();
+    env.run(&["start", "idle"]).success();
     assert_eq!(
-        env.run(&["exec", "idle", "cat", "/etc/f"]).ok().stdout,
+        env.run(&["exec", "idle", "cat", "/etc/f"]).success().stdout,
         "into a created container\n"
     );
-    env.run(&["stop", "-t", "0", "idle"]).ok();
-    let before = env.run(&["inspect", "idle"]).ok().json()[0].clone();
+    env.run(&["stop", "-t", "0", "idle"]).success();
+    let before = env.run(&["inspect", "idle"]).success().json()[0].clone();
     assert_eq!(before["status"], "exited", "{before}");
     // Out of an exited container; its exit code and times stay.
-    env.run(&["cp", "idle:/etc/f", &env.ps("back")]).ok();
+    env.run(&["cp", "idle:/etc/f", &env.ps("back")]).success();
     assert_eq!(
         std::fs::read(env.p("back")).unwrap(),
         b"into a created container\n"
     );
-    let after = env.run(&["inspect", "idle"]).ok().json()[0].clone();
+    let after = env.run(&["inspect", "idle"]).success().json()[0].clone();
     for k in ["status", "exitCode", "exitReason", "started", "finished"] {
         assert_eq!(before.get(k), after.get(k), "{k}: {before} vs {after}");
     }
@@ -362,9 +375,10 @@ fn cp_works_on_stopped_containers_without_changing_their_state() {
         IMAGE,
         "/no/such/cmd",
     ])
-    .ok();
-    env.run(&["cp", &env.ps("f"), "broken:/f"]).ok();
-    env.run(&["cp", "broken:/f", &env.ps("from-broken")]).ok();
+    .success();
+    env.run(&["cp", &env.ps("f"), "broken:/f"]).success();
+    env.run(&["cp", "broken:/f", &env.ps("from-broken")])
+        .success();
     assert_eq!(
         std::fs::read(env.p("from-broken")).unwrap(),
         b"into a created container\n"
@@ -376,6 +390,10 @@ fn cp_works_on_stopped_containers_without_changing_their_state() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn cp_parses_arguments_without_a_vm() {
     let cli = Cli::new();
     let r = Command::new(env!("CARGO_BIN_EXE_container"))

@@ -19,21 +19,28 @@ fn registry_with_busybox() -> (Registry, images::TestImage, tempfile::TempDir) {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn pull_list_inspect_and_outside_readers() {
     let (reg, image, _dir) = registry_with_busybox();
     let cli = Cli::new();
     let r = reg.reference("busybox");
-    let out = cli.run(&["image", "pull", &r]).ok();
+    let out = cli.run(&["image", "pull", &r]).success();
     assert_eq!(out.stdout.trim(), format!("{}/busybox:latest", reg.addr));
 
     // list --format json: normalised reference and the manifest digest.
-    let list = cli.run(&["image", "list", "--format", "json"]).ok().json();
+    let list = cli
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     let list = list.as_array().expect("array");
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["reference"], format!("{}/busybox:latest", reg.addr));
     assert_eq!(list[0]["digest"], image.digest.as_str());
     // `ls` alias and table output.
-    let table = cli.run(&["image", "ls"]).ok().stdout;
+    let table = cli.run(&["image", "ls"]).success().stdout;
     assert!(table.contains("REFERENCE") && table.contains(&format!("{}/busybox:latest", reg.addr)));
 
     // Every blob is byte-identical to the layout's.
@@ -47,7 +54,7 @@ fn pull_list_inspect_and_outside_readers() {
     assert_eq!(cli.temp_files(), 0);
 
     // inspect: manifest, config fields, platform.
-    let info = cli.run(&["image", "inspect", &r]).ok().json()[0].clone();
+    let info = cli.run(&["image", "inspect", &r]).success().json()[0].clone();
     assert_eq!(info["digest"], image.digest.as_str());
     assert_eq!(info["platform"]["architecture"], "amd64");
     assert_eq!(info["platform"]["os"], "linux");
@@ -89,26 +96,30 @@ fn pull_list_inspect_and_outside_readers() {
 
     // A second pull fetches nothing again and changes nothing.
     let before = cli.blobs();
-    cli.run(&["image", "pull", "-q", &r]).ok();
+    cli.run(&["image", "pull", "-q", &r]).success();
     assert_eq!(cli.blobs(), before);
 
     // Pinned by digest: a second name for the same content.
     let pinned = format!("{}/busybox@{}", reg.addr, image.digest);
-    let out = cli.run(&["image", "pull", "-q", &pinned]).ok();
+    let out = cli.run(&["image", "pull", "-q", &pinned]).success();
     assert_eq!(out.stdout.trim(), pinned);
-    let refs = cli.run(&["image", "list", "-q"]).ok().stdout;
+    let refs = cli.run(&["image", "list", "-q"]).success().stdout;
     assert!(refs.lines().any(|l| l == pinned), "{refs}");
     assert_eq!(cli.blobs(), before);
-    let info = cli.run(&["image", "inspect", &pinned]).ok().json()[0].clone();
+    let info = cli.run(&["image", "inspect", &pinned]).success().json()[0].clone();
     assert_eq!(info["digest"], image.digest.as_str());
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn push_then_pull_back_byte_identical_monolithic_and_chunked() {
     let (reg, image, _dir) = registry_with_busybox();
     let cli = Cli::new();
     cli.run(&["image", "pull", "-q", &reg.reference("busybox")])
-        .ok();
+        .success();
     // Monolithic (default chunk size exceeds every blob) and chunked (tiny chunks).
     cli.run(&[
         "image",
@@ -116,17 +127,17 @@ fn push_then_pull_back_byte_identical_monolithic_and_chunked() {
         &reg.reference("busybox"),
         &reg.reference("copy/mono:v1"),
     ])
-    .ok();
+    .success();
     cli.run(&[
         "image",
         "tag",
         &reg.reference("busybox"),
         &reg.reference("copy/chunked:v1"),
     ])
-    .ok();
+    .success();
     let pushed = cli
         .run(&["image", "push", "-q", &reg.reference("copy/mono:v1")])
-        .ok();
+        .success();
     assert_eq!(pushed.stdout.trim(), image.digest);
     cli.run(&[
         "image",
@@ -136,15 +147,15 @@ fn push_then_pull_back_byte_identical_monolithic_and_chunked() {
         "65536",
         &reg.reference("copy/chunked:v1"),
     ])
-    .ok();
+    .success();
     for name in ["copy/mono:v1", "copy/chunked:v1"] {
         let other = Cli::new();
         other
             .run(&["image", "pull", "-q", &reg.reference(name)])
-            .ok();
+            .success();
         let list = other
             .run(&["image", "list", "--format", "json"])
-            .ok()
+            .success()
             .json();
         assert_eq!(list[0]["digest"], image.digest.as_str(), "{name}");
         for d in &image.layers {
@@ -168,6 +179,10 @@ fn push_then_pull_back_byte_identical_monolithic_and_chunked() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn multi_arch_index_picks_platform_and_lists_available_ones() {
     let dir = tempfile::tempdir().unwrap();
     let image = images::multi_arch(&dir.path().join("layout"));
@@ -175,21 +190,24 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
     push_with_skopeo(&image, &reg.reference("multi:1"));
     let cli = Cli::new();
     let r = reg.reference("multi:1");
-    cli.run(&["image", "pull", "-q", &r]).ok();
-    let list = cli.run(&["image", "list", "--format", "json"]).ok().json();
+    cli.run(&["image", "pull", "-q", &r]).success();
+    let list = cli
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     // The name points at the index.
     assert_eq!(list[0]["digest"], image.digest.as_str());
-    let info = cli.run(&["image", "inspect", &r]).ok().json()[0].clone();
+    let info = cli.run(&["image", "inspect", &r]).success().json()[0].clone();
     assert_eq!(info["platform"]["architecture"], "amd64");
     assert_eq!(info["manifestDigest"], image.manifests[0].as_str());
     assert!(info["index"]["manifests"].is_array());
 
     let arm = Cli::new();
     arm.run(&["image", "pull", "-q", "--platform", "linux/arm64", &r])
-        .ok();
+        .success();
     let info = arm
         .run(&["image", "inspect", "--platform", "linux/arm64", &r])
-        .ok()
+        .success()
         .json()[0]
         .clone();
     assert_eq!(info["platform"]["architecture"], "arm64");
@@ -204,16 +222,20 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
         "{}",
         out.stderr
     );
-    assert!(none.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    assert!(none
+        .run(&["image", "list", "-q"])
+        .success()
+        .stdout
+        .is_empty());
 
     // A complete index in the store pushes whole and comes back identical.
     let all = Cli::new();
     let archive = dir.path().join("multi.tar");
     images::to_oci_archive(&image, &archive, &reg.reference("multi:2"));
     all.run(&["image", "load", "-i", &archive.to_string_lossy()])
-        .ok();
+        .success();
     all.run(&["image", "push", "-q", &reg.reference("multi:2")])
-        .ok();
+        .success();
     let back = Cli::new();
     back.run(&[
         "image",
@@ -223,20 +245,27 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
         "linux/arm64",
         &reg.reference("multi:2"),
     ])
-    .ok();
-    let list = back.run(&["image", "list", "--format", "json"]).ok().json();
+    .success();
+    let list = back
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(list[0]["digest"], image.digest.as_str());
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn save_load_round_trip_with_skopeo_as_oracle() {
     let (reg, image, dir) = registry_with_busybox();
     let cli = Cli::new();
     let r = reg.reference("busybox");
-    cli.run(&["image", "pull", "-q", &r]).ok();
+    cli.run(&["image", "pull", "-q", &r]).success();
     let archive = dir.path().join("saved.tar");
     cli.run(&["image", "save", "-o", &archive.to_string_lossy(), &r])
-        .ok();
+        .success();
     let sk: serde_json::Value = serde_json::from_str(&tool(
         "skopeo",
         &["inspect", &format!("oci-archive:{}", archive.display())],
@@ -247,7 +276,7 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
     let other = Cli::new();
     let out = other
         .run(&["image", "load", "-i", &archive.to_string_lossy()])
-        .ok();
+        .success();
     assert!(
         out.stdout.contains(&format!("{}/busybox:latest", reg.addr)),
         "{}",
@@ -255,7 +284,7 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
     );
     let list = other
         .run(&["image", "list", "--format", "json"])
-        .ok()
+        .success()
         .json();
     assert_eq!(list[0]["digest"], image.digest.as_str());
     assert_eq!(other.blobs(), cli.blobs());
@@ -266,7 +295,7 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
     let third = Cli::new();
     let out = third
         .run(&["image", "load", "-i", &docker.to_string_lossy()])
-        .ok();
+        .success();
     assert!(
         out.stdout.contains("docker.io/example/bb:v9"),
         "{}",
@@ -274,7 +303,7 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
     );
     let info = third
         .run(&["image", "inspect", "example/bb:v9"])
-        .ok()
+        .success()
         .json()[0]
         .clone();
     assert_eq!(info["config"]["WorkingDir"], "/data");
@@ -290,7 +319,11 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
     fresh
         .run(&["image", "load", "-i", &bad.to_string_lossy()])
         .fails_with("bad.tar");
-    assert!(fresh.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    assert!(fresh
+        .run(&["image", "list", "-q"])
+        .success()
+        .stdout
+        .is_empty());
     let not_archive = dir.path().join("empty.tar");
     std::fs::write(&not_archive, images::LayerBuilder::new().finish().tar).unwrap();
     fresh
@@ -299,40 +332,44 @@ fn save_load_round_trip_with_skopeo_as_oracle() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn tag_delete_prune() {
     let (reg, _image, _dir) = registry_with_busybox();
     let cli = Cli::new();
     let r = reg.reference("busybox");
-    cli.run(&["image", "pull", "-q", &r]).ok();
-    cli.run(&["image", "tag", &r, "local/name:two"]).ok();
-    let refs = cli.run(&["image", "list", "-q"]).ok().stdout;
+    cli.run(&["image", "pull", "-q", &r]).success();
+    cli.run(&["image", "tag", &r, "local/name:two"]).success();
+    let refs = cli.run(&["image", "list", "-q"]).success().stdout;
     assert!(refs.contains("docker.io/local/name:two"), "{refs}");
     // inspect always prints an array, one object per reference, in order (as docker does).
     let both = cli
         .run(&["image", "inspect", &r, "local/name:two"])
-        .ok()
+        .success()
         .json();
     let both = both.as_array().expect("inspect prints an array");
     assert_eq!(both.len(), 2);
     assert_eq!(both[0]["digest"], both[1]["digest"]);
-    let one = cli.run(&["image", "inspect", &r]).ok().json();
+    let one = cli.run(&["image", "inspect", &r]).success().json();
     assert_eq!(one.as_array().map(Vec::len), Some(1), "{one}");
     let blobs = cli.blobs();
     assert_eq!(blobs.len(), 5);
 
-    cli.run(&["image", "rm", &r]).ok();
-    cli.run(&["image", "prune"]).ok();
+    cli.run(&["image", "rm", &r]).success();
+    cli.run(&["image", "prune"]).success();
     assert_eq!(
         cli.blobs(),
         blobs,
         "blobs still named by local/name:two were pruned"
     );
-    cli.run(&["image", "inspect", "local/name:two"]).ok();
+    cli.run(&["image", "inspect", "local/name:two"]).success();
 
-    cli.run(&["image", "delete", "local/name:two"]).ok();
+    cli.run(&["image", "delete", "local/name:two"]).success();
     cli.run(&["image", "delete", "local/name:two"])
         .fails_with("not found");
-    let out = cli.run(&["image", "prune"]).ok();
+    let out = cli.run(&["image", "prune"]).success();
     assert!(out.stdout.contains("Deleted 5 blobs"), "{}", out.stdout);
     assert!(cli.blobs().is_empty());
     cli.run(&["image", "inspect", "local/name:two"])
@@ -349,8 +386,12 @@ fn import_rootfs_tarball() {
     let cli = Cli::new();
     let out = cli
         .run(&["image", "import", &tarball.to_string_lossy(), "imported:v1"])
-        .ok();
-    let info = cli.run(&["image", "inspect", "imported:v1"]).ok().json()[0].clone();
+        .success();
+    let info = cli
+        .run(&["image", "inspect", "imported:v1"])
+        .success()
+        .json()[0]
+        .clone();
     assert_eq!(info["digest"], out.stdout.trim());
     assert_eq!(info["layers"].as_array().unwrap().len(), 1);
     assert_eq!(
@@ -384,7 +425,7 @@ fn import_rootfs_tarball() {
         .fails_with("/nonexistent.tar");
     assert_eq!(
         cli.run(&["image", "list", "-q"])
-            .ok()
+            .success()
             .stdout
             .lines()
             .count(),
@@ -393,6 +434,10 @@ fn import_rootfs_tarball() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn basic_auth_with_login_logout_and_docker_config() {
     let dir = tempfile::tempdir().unwrap();
     let image = images::busybox(&dir.path().join("layout"));
@@ -436,19 +481,19 @@ fn basic_auth_with_login_logout_and_docker_config() {
         ],
         "s3cret\n",
     )
-    .ok();
+    .success();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(cli.root().join("auth.json"))
             .unwrap()
             .permissions(),
     );
     assert_eq!(mode & 0o777, 0o600);
-    cli.run(&["image", "pull", "-q", &r]).ok();
+    cli.run(&["image", "pull", "-q", &r]).success();
     cli.run(&["image", "tag", &r, &reg.reference("private/pushed:1")])
-        .ok();
+        .success();
     cli.run(&["image", "push", "-q", &reg.reference("private/pushed:1")])
-        .ok();
-    cli.run(&["registry", "logout", &reg.addr]).ok();
+        .success();
+    cli.run(&["registry", "logout", &reg.addr]).success();
     cli.run(&["registry", "logout", &reg.addr])
         .fails_with("not logged in");
 
@@ -464,7 +509,7 @@ fn basic_auth_with_login_logout_and_docker_config() {
         ),
     )
     .unwrap();
-    other.run(&["image", "pull", "-q", &r]).ok();
+    other.run(&["image", "pull", "-q", &r]).success();
 }
 
 #[test]
@@ -500,18 +545,21 @@ fn bearer_token_flow_with_cache() {
         ],
         "hunter2",
     )
-    .ok();
+    .success();
     let before = fake
         .token_requests
         .load(std::sync::atomic::Ordering::SeqCst);
-    cli.run(&["image", "pull", "-q", &r]).ok();
+    cli.run(&["image", "pull", "-q", &r]).success();
     let used = fake
         .token_requests
         .load(std::sync::atomic::Ordering::SeqCst)
         - before;
     // One token for the repository's pull scope serves the manifest and all five blobs.
     assert_eq!(used, 1, "token endpoint asked {used} times");
-    let list = cli.run(&["image", "list", "--format", "json"]).ok().json();
+    let list = cli
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(list[0]["digest"], image.digest.as_str());
 }
 
@@ -531,7 +579,7 @@ fn redirects_to_blob_storage_are_followed() {
     }
     let cli = Cli::new();
     cli.run(&["image", "pull", "-q", &fake.reference("bad/bb:v1")])
-        .ok();
+        .success();
     let seen = fake.requests.lock().unwrap().clone();
     assert_eq!(
         seen.iter().filter(|r| r.contains("/storage/")).count(),
@@ -553,7 +601,11 @@ fn fake_with_busybox() -> (FakeRegistry, images::TestImage, tempfile::TempDir) {
 /// Asserts a failed pull left no name and no temp file behind, and only complete blobs.
 #[track_caller]
 fn assert_nothing_half_written(cli: &Cli, image: &images::TestImage) {
-    assert!(cli.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    assert!(cli
+        .run(&["image", "list", "-q"])
+        .success()
+        .stdout
+        .is_empty());
     assert_eq!(cli.temp_files(), 0, "temp files left behind");
     for blob in cli.blobs() {
         let d = format!("sha256:{blob}");
@@ -597,8 +649,8 @@ fn bad_registry_answers_are_refused_cleanly() {
 
     // Restored: the pull completes.
     fake.route(&blob_path, good);
-    cli.run(&["image", "pull", "-q", &r]).ok();
-    assert_eq!(cli.run(&["image", "list", "-q"]).ok().stdout.trim(), r);
+    cli.run(&["image", "pull", "-q", &r]).success();
+    assert_eq!(cli.run(&["image", "list", "-q"]).success().stdout.trim(), r);
 }
 
 #[test]
@@ -652,6 +704,10 @@ fn malformed_and_unknown_documents_are_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn unknown_images_unreachable_registries_and_bad_references() {
     let (reg, _image, _dir) = registry_with_busybox();
     let cli = Cli::new();
@@ -689,7 +745,7 @@ fn unknown_images_unreachable_registries_and_bad_references() {
         "http",
         &reg.reference("busybox"),
     ])
-    .ok();
+    .success();
     cli.run(&["image", "push", "nothere:1"])
         .fails_with("not found");
     cli.run(&["image", "inspect", "nothere:1"])
@@ -726,13 +782,20 @@ fn kill_during_pull_then_pull_again() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(cli.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    assert!(cli
+        .run(&["image", "list", "-q"])
+        .success()
+        .stdout
+        .is_empty());
     fake.route(&base, good);
-    cli.run(&["image", "pull", "-q", &r]).ok();
-    let list = cli.run(&["image", "list", "--format", "json"]).ok().json();
+    cli.run(&["image", "pull", "-q", &r]).success();
+    let list = cli
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(list[0]["digest"], image.digest.as_str());
     // The dead pull's temp file is garbage that prune removes; every blob is intact.
-    cli.run(&["image", "prune"]).ok();
+    cli.run(&["image", "prune"]).success();
     assert_eq!(cli.temp_files(), 0);
     assert_nothing_half_written_except_names(&cli, &image);
 }
@@ -763,9 +826,13 @@ fn ctrl_c_during_pull_leaves_nothing_behind() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert_eq!(cli.temp_files(), 0, "temp files left after Ctrl-C");
-    assert!(cli.run(&["image", "list", "-q"]).ok().stdout.is_empty());
+    assert!(cli
+        .run(&["image", "list", "-q"])
+        .success()
+        .stdout
+        .is_empty());
     fake.route(&base, good);
-    cli.run(&["image", "pull", "-q", &r]).ok();
+    cli.run(&["image", "pull", "-q", &r]).success();
     assert_nothing_half_written_except_names(&cli, &image);
 }
 
@@ -778,6 +845,10 @@ fn assert_nothing_half_written_except_names(cli: &Cli, image: &images::TestImage
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn concurrent_pulls_of_the_same_image() {
     let (reg, image, _dir) = registry_with_busybox();
     let cli = Cli::new();
@@ -793,19 +864,26 @@ fn concurrent_pulls_of_the_same_image() {
     for p in procs.iter_mut() {
         assert!(p.wait().unwrap().success());
     }
-    let list = cli.run(&["image", "list", "--format", "json"]).ok().json();
+    let list = cli
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["digest"], image.digest.as_str());
     assert_eq!(cli.temp_files(), 0);
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn progress_bars_only_on_a_terminal() {
     let (reg, image, _dir) = registry_with_busybox();
     let r = reg.reference("busybox");
     // Not a terminal: no bars, one summary line on stderr.
     let plain = Cli::new();
-    let out = plain.run(&["image", "pull", &r]).ok();
+    let out = plain.run(&["image", "pull", &r]).success();
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert!(out.stderr.starts_with("Pulled "), "{}", out.stderr);
     // A terminal (util-linux `script` gives the command a pty): one bar per blob.
@@ -835,6 +913,10 @@ fn progress_bars_only_on_a_terminal() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs a registry (docker-registry): run scripts/test.sh"
+)]
 fn docker_media_types_pull_and_push() {
     let dir = tempfile::tempdir().unwrap();
     let image = images::multi_arch(&dir.path().join("layout"));
@@ -870,10 +952,10 @@ fn docker_media_types_pull_and_push() {
 
     let cli = Cli::new();
     cli.run(&["image", "pull", "-q", &reg.reference("dock:1")])
-        .ok();
+        .success();
     let info = cli
         .run(&["image", "inspect", &reg.reference("dock:1")])
-        .ok()
+        .success()
         .json()[0]
         .clone();
     assert_eq!(info["digest"], sha256(raw.as_bytes()).as_str());
@@ -894,15 +976,15 @@ fn docker_media_types_pull_and_push() {
         &reg.reference("dock:1"),
         &reg.reference("dock:amd64"),
     ])
-    .ok();
+    .success();
     cli.run(&["image", "push", "-q", &reg.reference("dock:amd64")])
-        .ok();
+        .success();
     let back = Cli::new();
     back.run(&["image", "pull", "-q", &reg.reference("dock:amd64")])
-        .ok();
+        .success();
     let again = back
         .run(&["image", "inspect", &reg.reference("dock:amd64")])
-        .ok()
+        .success()
         .json()[0]
         .clone();
     assert_eq!(again["digest"], info["manifestDigest"]);

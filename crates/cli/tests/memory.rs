@@ -29,7 +29,7 @@ impl Env {
         let tar = env.cli.root().join("rootfs.tar");
         common::images::rootfs_tarball(&tar);
         env.run(&["image", "import", tar.to_str().unwrap(), IMAGE])
-            .ok();
+            .success();
         Env(env)
     }
 
@@ -59,14 +59,14 @@ impl Env {
             "run -d failed: {}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let info = self.0.run(&["inspect", name]).ok().json();
+        let info = self.0.run(&["inspect", name]).success().json();
         info[0]["vmPid"]
             .as_u64()
             .expect("vmPid of a running container") as u32
     }
 
     fn exec(&self, name: &str, script: &str) -> Run {
-        self.0.run(&["exec", name, "sh", "-c", script]).ok()
+        self.0.run(&["exec", name, "sh", "-c", script]).success()
     }
 }
 
@@ -127,6 +127,10 @@ fn allocate_and_free(env: &Env, name: &str, balloon: bool, wait: Duration) -> (u
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn memory_returns_to_the_host_after_the_guest_frees_it() {
     let env = Env::new();
 
@@ -137,7 +141,7 @@ fn memory_returns_to_the_host_after_the_guest_frees_it() {
         "only {returned} MiB of the {ALLOC_MIB} MiB the guest freed went back to the host \
          within {RETURN_WAIT:?} (QEMU PSS idle {idle}, filled {peak}, freed {after} MiB)"
     );
-    env.0.run(&["delete", "-f", "balloon"]).ok();
+    env.0.run(&["delete", "-f", "balloon"]).success();
 
     // The control: without the balloon nothing gives the pages back.
     let wait = Duration::from_secs(8);

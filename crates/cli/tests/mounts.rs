@@ -8,15 +8,22 @@ use common::vm::{Env, IMAGE};
 use serde_json::json;
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn volumes_keep_data_across_containers_and_refuse_deletion_while_used() {
     let env = Env::new(true);
     assert_eq!(
         env.run(&["volume", "create", "data", "--size", "64m"])
-            .ok()
+            .success()
             .stdout,
         "data\n"
     );
-    let ls = env.run(&["volume", "ls", "--format", "json"]).ok().json();
+    let ls = env
+        .run(&["volume", "ls", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(ls[0]["name"], "data");
     assert_eq!(ls[0]["sizeBytes"], 64 << 20);
     env.run(&["volume", "create", "data"])
@@ -40,7 +47,7 @@ fn volumes_keep_data_across_containers_and_refuse_deletion_while_used() {
             "-c",
             "echo persisted > /data/f && grep ' /data ' /proc/mounts",
         ])
-        .ok();
+        .success();
     assert!(r.stdout.starts_with("/dev/vdb /data ext4 rw"), "{r:?}");
 
     // ...read by the next, mounted read-only there; a stopped container still holds it.
@@ -57,22 +64,29 @@ fn volumes_keep_data_across_containers_and_refuse_deletion_while_used() {
         "-c",
         "cat /data/f; touch /data/g",
     ])
-    .ok();
+    .success();
     env.run(&["volume", "rm", "data"])
         .fails_with("in use by container(s) reader");
     let r = env.run(&["start", "-a", "reader"]);
     assert_eq!(r.stdout, "persisted\n", "{r:?}");
     assert_ne!(r.code, 0, "{r:?}");
     assert!(r.stderr.contains("Read-only file system"), "{r:?}");
-    let info = env.run(&["volume", "inspect", "data"]).ok().json();
+    let info = env.run(&["volume", "inspect", "data"]).success().json();
     assert_eq!(info[0]["containers"], json!(["reader"]));
-    env.run(&["delete", "reader"]).ok();
-    assert_eq!(env.run(&["volume", "rm", "data"]).ok().stdout, "data\n");
-    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
+    env.run(&["delete", "reader"]).success();
+    assert_eq!(
+        env.run(&["volume", "rm", "data"]).success().stdout,
+        "data\n"
+    );
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "");
     assert!(!env.cli.root().join("volumes/data").exists());
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
     let env = Env::new(true);
     // --read-only rootfs; --tmpfs and a volume made on the fly by --mount stay writable.
@@ -93,7 +107,7 @@ fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
             "touch /x 2>/dev/null || echo rootfs-ro; echo t > /scratch/t && cat /scratch/t; \
              echo v > /auto/v && cat /auto/v; grep -E ' (/scratch|/) ' /proc/mounts",
         ])
-        .ok();
+        .success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[..3], ["rootfs-ro", "t", "v"], "{r:?}");
     assert!(lines[3].starts_with("/dev/vda / ext4 ro"), "{r:?}");
@@ -102,7 +116,7 @@ fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
             && lines[4].contains("size=1024k"),
         "{r:?}"
     );
-    let ls = env.run(&["volume", "ls", "-q"]).ok();
+    let ls = env.run(&["volume", "ls", "-q"]).success();
     assert_eq!(ls.stdout, "auto\n");
 
     // One VM at a time: a second container cannot mount a volume a running one holds.
@@ -117,18 +131,22 @@ fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
         "sleep",
         "120",
     ])
-    .ok();
+    .success();
     let r = env.run(&["run", "--rm", "-v", "auto:/auto", IMAGE, "true"]);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("volume auto is in use"), "{r:?}");
-    env.run(&["volume", "prune"]).ok();
-    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "auto\n");
-    env.run(&["delete", "-f", "holder"]).ok();
-    assert_eq!(env.run(&["volume", "prune"]).ok().stdout, "auto\n");
-    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
+    env.run(&["volume", "prune"]).success();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "auto\n");
+    env.run(&["delete", "-f", "holder"]).success();
+    assert_eq!(env.run(&["volume", "prune"]).success().stdout, "auto\n");
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "");
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() {
     let env = Env::new(true);
     // An image declaring `VOLUME /vol`.
@@ -138,7 +156,7 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
     config["Volumes"] = json!({"/vol/": {}});
     let tar = images::archive(dir.path(), "localhost/volume-test:1", &layers, config);
     env.run(&["image", "load", "-i", tar.to_str().unwrap()])
-        .ok();
+        .success();
 
     let r = env
         .run(&[
@@ -153,12 +171,12 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
             "-c",
             "echo x > /vol/x && echo y > /anon/y && grep -E ' /(vol|anon) ' /proc/mounts",
         ])
-        .ok();
+        .success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(lines[0].starts_with("/dev/vdb /anon ext4 rw"), "{r:?}");
     assert!(lines[1].starts_with("/dev/vdc /vol ext4 rw"), "{r:?}");
     // --rm took its anonymous volumes along.
-    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "");
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "");
 
     // A named volume given for the image's VOLUME path replaces the anonymous one; a created
     // container's anonymous volume exists until the container is deleted.
@@ -172,29 +190,37 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
             "localhost/volume-test:1",
             "true",
         ])
-        .ok()
+        .success()
         .stdout;
-    let vols = env.run(&["volume", "ls", "-q"]).ok().stdout;
+    let vols = env.run(&["volume", "ls", "-q"]).success().stdout;
     let vols: Vec<&str> = vols.lines().collect();
     assert_eq!(vols.len(), 2, "{vols:?}");
     assert!(vols.contains(&"named"), "{vols:?}");
-    env.run(&["delete", id.trim()]).ok();
-    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
+    env.run(&["delete", id.trim()]).success();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "named\n");
 
     // Force-deleting a running container takes its anonymous volume too.
     env.run(&[
         "run", "-d", "--name", "busy", "-v", "/scratch", IMAGE, "sleep", "120",
     ])
-    .ok();
+    .success();
     assert_eq!(
-        env.run(&["volume", "ls", "-q"]).ok().stdout.lines().count(),
+        env.run(&["volume", "ls", "-q"])
+            .success()
+            .stdout
+            .lines()
+            .count(),
         2
     );
-    env.run(&["delete", "-f", "busy"]).ok();
-    assert_eq!(env.run(&["volume", "ls", "-q"]).ok().stdout, "named\n");
+    env.run(&["delete", "-f", "busy"]).success();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "named\n");
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn bind_mounts_share_a_host_directory_through_virtiofs() {
     let env = Env::new(true);
     let host = tempfile::tempdir().unwrap();
@@ -250,7 +276,7 @@ fn bind_mounts_share_a_host_directory_through_virtiofs() {
             "-c",
             "cat /etc/greeting; ls /etc/out.txt 2>/dev/null || echo only-the-file",
         ])
-        .ok();
+        .success();
     assert_eq!(r.stdout, "from host\nonly-the-file\n", "{r:?}");
 
     // While a container runs, its `:ro` share is served read-only by the host's virtiofsd,
@@ -268,7 +294,7 @@ fn bind_mounts_share_a_host_directory_through_virtiofs() {
     env.run(&[
         "run", "-d", "--name", "ro", "-v", &ro, IMAGE, "sleep", "120",
     ])
-    .ok();
+    .success();
     let running = daemons();
     assert!(!running.is_empty(), "no virtiofsd for {share_s}");
     for cmd in &running {
@@ -278,13 +304,17 @@ fn bind_mounts_share_a_host_directory_through_virtiofs() {
         );
         assert!(cmd.contains(&format!("--shared-dir {share_s}")), "{cmd}");
     }
-    env.run(&["delete", "-f", "ro"]).ok();
+    env.run(&["delete", "-f", "ro"]).success();
     assert_eq!(daemons(), Vec::<String>::new());
     env.run(&["run", "--rm", "-v", "/no/such/dir:/x", IMAGE, "true"])
         .fails_with("bind source /no/such/dir");
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn capabilities_follow_the_flags_and_a_read_only_share_is_enforced_by_the_host() {
     let env = Env::new(true);
     // CapEff as the kernel reports it, for the set the flags ask for.
@@ -292,7 +322,7 @@ fn capabilities_follow_the_flags_and_a_read_only_share_is_enforced_by_the_host()
         let mut args = vec!["run", "--rm", "--network", "none", "-u", "0"];
         args.extend(flags);
         args.extend([IMAGE, "sh", "-c", "grep CapEff /proc/self/status"]);
-        let r = env.run(&args).ok();
+        let r = env.run(&args).success();
         let hex = r.stdout.split_whitespace().nth(1).unwrap_or_default();
         u64::from_str_radix(hex, 16).unwrap_or_else(|_| panic!("{r:?}"))
     };
@@ -326,7 +356,7 @@ fn capabilities_follow_the_flags_and_a_read_only_share_is_enforced_by_the_host()
             "-c",
             probe,
         ])
-        .ok();
+        .success();
     assert_eq!(r.stdout, "c\n1\n", "{r:?}");
     let r = env.run(&[
         "run",
@@ -375,6 +405,10 @@ fn capabilities_follow_the_flags_and_a_read_only_share_is_enforced_by_the_host()
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn a_new_volume_first_receives_the_image_content_at_its_path() {
     let env = Env::new(true);
     // `sh -c script` as root without a network, with `-v mount` when given.
@@ -384,7 +418,7 @@ fn a_new_volume_first_receives_the_image_content_at_its_path() {
             args.extend(["-v", m]);
         }
         args.extend([IMAGE, "sh", "-c", script]);
-        env.run(&args).ok()
+        env.run(&args).success()
     };
     let show = "ls -ln /etc/passwd | cut -c1-10; ls /etc | grep -v lost+found | wc -l";
     let plain = sh(None, show);

@@ -1,93 +1,30 @@
 //! `container network …` end to end: the real binary run under `ip netns exec` of a namespace
 //! this test creates (and deletes on drop, also on failure), with a fresh `--root`.
 
-use std::process::{Command, Output};
+mod common;
 
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("ctrcli-{tag}-{}", std::process::id());
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add {name}");
-        Netns(name)
-    }
-
-    /// Runs a command inside the namespace.
-    fn exec(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.0])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-struct Cli<'a> {
-    ns: &'a Netns,
-    root: tempfile::TempDir,
-}
-
-impl Cli<'_> {
-    fn run(&self, args: &[&str]) -> Output {
-        let bin = env!("CARGO_BIN_EXE_container");
-        let root = self.root.path().to_str().unwrap();
-        let mut full = vec![bin, "--root", root];
-        full.extend_from_slice(args);
-        self.ns.exec(&full)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(125),
-            "{args:?} should fail with 125"
-        );
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.trim().lines().count(), 1, "one line expected: {err}");
-        err
-    }
-}
-
-fn stdout(out: Output) -> String {
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{netns::Netns, Cli};
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn network_create_list_inspect_delete() {
     let ns = Netns::new("net");
-    let cli = Cli {
-        ns: &ns,
-        root: tempfile::tempdir().unwrap(),
+    let mut cli = Cli::new();
+    cli.in_netns(&ns.name);
+    let ok = |args: &[&str]| cli.run(args).success().stdout;
+    let fails = |args: &[&str], needle: &str| {
+        let err = cli.run(args).fails_with(needle).stderr;
+        assert!(err.contains(needle), "{err}");
     };
 
     assert_eq!(
-        cli.ok(&["network", "create", "web", "--subnet", "10.61.0.0/24"])
-            .trim(),
+        ok(&["network", "create", "web", "--subnet", "10.61.0.0/24"]).trim(),
         "web"
     );
-    cli.ok(&[
+    ok(&[
         "network",
         "create",
         "iso",
@@ -99,7 +36,7 @@ fn network_create_list_inspect_delete() {
     ]);
 
     let list: serde_json::Value =
-        serde_json::from_str(&cli.ok(&["network", "ls", "--format", "json"])).unwrap();
+        serde_json::from_str(&ok(&["network", "ls", "--format", "json"])).unwrap();
     let names: Vec<&str> = list
         .as_array()
         .unwrap()
@@ -107,10 +44,10 @@ fn network_create_list_inspect_delete() {
         .map(|n| n["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["default", "iso", "web"]);
-    assert_eq!(cli.ok(&["network", "list", "-q"]), "default\niso\nweb\n");
+    assert_eq!(ok(&["network", "list", "-q"]), "default\niso\nweb\n");
 
     let inspect: serde_json::Value =
-        serde_json::from_str(&cli.ok(&["network", "inspect", "web", "iso"])).unwrap();
+        serde_json::from_str(&ok(&["network", "inspect", "web", "iso"])).unwrap();
     let web = &inspect[0];
     assert_eq!(web["subnet"], "10.61.0.0/24");
     assert_eq!(web["gateway"], "10.61.0.1");
@@ -122,7 +59,7 @@ fn network_create_list_inspect_delete() {
     let iso_bridge = inspect[1]["bridge"].as_str().unwrap().to_string();
 
     // The bridges exist in the namespace with their gateway addresses.
-    let addrs = stdout(ns.exec(&["ip", "-o", "-4", "addr", "show"]));
+    let addrs = ns.ip(&["-o", "-4", "addr", "show"]);
     assert!(
         addrs.contains(&web_bridge) && addrs.contains("10.61.0.1/24"),
         "{addrs}"
@@ -132,7 +69,7 @@ fn network_create_list_inspect_delete() {
         "{addrs}"
     );
     // NAT only for the non-internal network.
-    let rules = stdout(ns.exec(&["nft", "list", "ruleset"]));
+    let rules = ns.ruleset();
     assert!(
         rules.contains("ip saddr 10.61.0.0/24") && rules.contains("masquerade"),
         "{rules}"
@@ -140,25 +77,26 @@ fn network_create_list_inspect_delete() {
     assert!(!rules.contains("10.62.0.0/24"), "{rules}");
 
     // Bad input: one line, exit 125, nothing created.
-    let err = cli.fails(&["network", "create", "x", "--subnet", "10.61.0.0/16"]);
-    assert!(err.contains("overlaps network web"), "{err}");
-    let err = cli.fails(&["network", "create", "x", "--subnet", "10.63.0.7/24"]);
-    assert!(err.contains("host bits"), "{err}");
-    let err = cli.fails(&["network", "create", "bad/name"]);
-    assert!(err.contains("invalid network name"), "{err}");
-    let err = cli.fails(&["network", "create", "web"]);
-    assert!(err.contains("already exists"), "{err}");
-    let err = cli.fails(&["network", "inspect", "nope"]);
-    assert!(err.contains("network nope not found"), "{err}");
-    assert!(!cli.root.path().join("networks/x.json").exists());
+    fails(
+        &["network", "create", "x", "--subnet", "10.61.0.0/16"],
+        "overlaps network web",
+    );
+    fails(
+        &["network", "create", "x", "--subnet", "10.63.0.7/24"],
+        "host bits",
+    );
+    fails(&["network", "create", "bad/name"], "invalid network name");
+    fails(&["network", "create", "web"], "already exists");
+    fails(&["network", "inspect", "nope"], "network nope not found");
+    assert!(!cli.root().join("networks/x.json").exists());
 
     // Delete: removes bridges and rules; an unknown name fails after the others are deleted.
     let out = cli.run(&["network", "rm", "web", "nope", "iso"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert_eq!(stdout(out), "web\niso\n");
-    let links = stdout(ns.exec(&["ip", "-o", "link", "show"]));
+    assert_eq!(out.code, 125);
+    assert_eq!(out.stdout, "web\niso\n");
+    let links = ns.ip(&["-o", "link", "show"]);
     assert!(!links.contains("cbr"), "{links}");
-    let tables = stdout(ns.exec(&["nft", "list", "tables"]));
+    let tables = testkit::run(&mut ns.command("nft", &["list", "tables"]));
     assert!(!tables.contains("containerization"), "{tables}");
-    assert_eq!(cli.ok(&["network", "ls", "-q"]), "default\n");
+    assert_eq!(ok(&["network", "ls", "-q"]), "default\n");
 }

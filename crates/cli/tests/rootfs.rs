@@ -123,7 +123,7 @@ fn create_from_an_image_in_the_store() {
     common::images::to_oci_archive(&image, &archive, "localhost/busybox:1");
     let cli = common::Cli::new();
     cli.run(&["image", "load", "-i", &archive.to_string_lossy()])
-        .ok();
+        .success();
     let out = tmp.path().join("busybox.ext4");
     let v = cli
         .run(&[
@@ -138,7 +138,7 @@ fn create_from_an_image_in_the_store() {
             "json",
             &out.to_string_lossy(),
         ])
-        .ok()
+        .success()
         .json();
     assert_eq!(v["size_bytes"], 32 << 20);
     e2fsck_ok(&out);

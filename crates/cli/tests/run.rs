@@ -17,6 +17,10 @@ use common::vm::{build_image, wait_output, Env, IMAGE, TIMEOUT};
 use common::Registry;
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn run_prints_from_inside_its_own_vm_and_exits_with_its_code() {
     let env = Env::new(true);
     let r = env.run(&[
@@ -51,10 +55,14 @@ fn run_prints_from_inside_its_own_vm_and_exits_with_its_code() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn image_config_and_flags_shape_the_process() {
     let env = Env::new(true);
     // The image's Cmd, User, WorkingDir and Env.
-    let r = env.run(&["run", "--rm", IMAGE]).ok();
+    let r = env.run(&["run", "--rm", IMAGE]).success();
     assert_eq!(r.stdout, "default cmd\n1000\n/data\nhello\n");
 
     // Flags override them; --env-file then -e; -e KEY copies from here.
@@ -80,7 +88,7 @@ fn image_config_and_flags_shape_the_process() {
         "echo $TESTVAR $FROMFILE $OVERRIDE $FROMHOST; pwd; id -u; hostname",
     ]);
     cmd.env("FROMHOST", "host-value");
-    let r = wait_output(cmd).ok();
+    let r = wait_output(cmd).success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert_eq!(lines[0], "hello file flag host-value");
     assert_eq!(lines[1], "/tmp");
@@ -157,6 +165,10 @@ fn run_on_pty(env: &Env, args: &[&str], input: &[u8]) -> (Option<i32>, String) {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn tty_gives_the_process_a_terminal_of_the_callers_size() {
     let env = Env::new(true);
     let script = "[ -t 0 ] && [ -t 1 ] && echo on-a-tty; stty size; exit 3";
@@ -178,16 +190,20 @@ fn tty_gives_the_process_a_terminal_of_the_callers_size() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn detached_container_exec_logs_kill_stop_and_delete() {
     let env = Env::new(true);
     let script = "echo started; trap 'echo got TERM; exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done";
     let r = env
         .run(&["run", "-d", "--name", "web", IMAGE, "sh", "-c", script])
-        .ok();
+        .success();
     let id = r.stdout.trim().to_string();
     assert_eq!(id.len(), 64, "{r:?}");
 
-    let list = env.run(&["list", "--format", "json"]).ok().json();
+    let list = env.run(&["list", "--format", "json"]).success().json();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["name"], "web");
@@ -223,21 +239,23 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
         "-c",
         "sleep 0.3; echo detached > /tmp/marker",
     ])
-    .ok();
+    .success();
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        env.run(&["exec", "web", "cat", "/tmp/marker"]).ok().stdout,
+        env.run(&["exec", "web", "cat", "/tmp/marker"])
+            .success()
+            .stdout,
         "detached\n"
     );
 
     // logs, with -n.
     std::thread::sleep(Duration::from_millis(800));
-    let r = env.run(&["logs", "web"]).ok();
+    let r = env.run(&["logs", "web"]).success();
     assert!(r.stdout.starts_with("started\ntick 0\n"), "{r:?}");
-    let r = env.run(&["logs", "-n", "2", "web"]).ok();
+    let r = env.run(&["logs", "-n", "2", "web"]).success();
     assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
     assert!(r.stdout.lines().all(|l| l.starts_with("tick ")), "{r:?}");
-    let boot = env.run(&["logs", "--boot", "web"]).ok();
+    let boot = env.run(&["logs", "--boot", "web"]).success();
     assert!(boot.stdout.contains("vminitd"), "boot log: {}", boot.stdout);
 
     let info = env.inspect("web");
@@ -251,8 +269,8 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
     let follow = env.cli.command(&["logs", "-f", "-n", "1", "web"]);
     let follower = std::thread::spawn(move || wait_output(follow));
     std::thread::sleep(Duration::from_millis(500));
-    let r = env.run(&["stop", "-t", "20", "web"]).ok();
-    let followed = follower.join().unwrap().ok();
+    let r = env.run(&["stop", "-t", "20", "web"]).success();
+    let followed = follower.join().unwrap().success();
     assert!(followed.stdout.starts_with("tick "), "{followed:?}");
     assert!(followed.stdout.ends_with("got TERM\n"), "{followed:?}");
     assert_eq!(r.stdout.trim(), "web");
@@ -264,15 +282,15 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
     );
     assert!(info["finished"].is_string());
     assert!(info["monitorPid"].is_null());
-    let logs = env.run(&["logs", "-n", "1", "web"]).ok();
+    let logs = env.run(&["logs", "-n", "1", "web"]).success();
     assert_eq!(logs.stdout, "got TERM\n");
     assert_eq!(env.qemus(), 0);
     env.run(&["exec", "web", "true"]).fails_with("not running");
 
     // Restart it (the same disk), then kill -s KILL: 128+9.
-    env.run(&["start", "web"]).ok();
+    env.run(&["start", "web"]).success();
     assert_eq!(env.inspect("web")["status"], "running");
-    env.run(&["kill", "-s", "KILL", "web"]).ok();
+    env.run(&["kill", "-s", "KILL", "web"]).success();
     let deadline = Instant::now() + Duration::from_secs(30);
     while env.inspect("web")["status"] != "exited" {
         assert!(Instant::now() < deadline, "kill did not end the container");
@@ -280,13 +298,17 @@ fn detached_container_exec_logs_kill_stop_and_delete() {
     }
     assert_eq!(env.inspect("web")["exitCode"], 137);
 
-    env.run(&["delete", "web"]).ok();
+    env.run(&["delete", "web"]).success();
     assert!(env.container_dirs().is_empty());
-    assert_eq!(env.run(&["list", "-a", "-q"]).ok().stdout, "");
+    assert_eq!(env.run(&["list", "-a", "-q"]).success().stdout, "");
     assert_eq!(env.qemus(), 0);
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn signals_to_an_attached_run_reach_the_container_process() {
     let env = Env::new(true);
     let mut cmd = env.cli.command(&[
@@ -321,6 +343,10 @@ fn signals_to_an_attached_run_reach_the_container_process() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn create_then_start_attached_and_two_containers_at_once() {
     let env = Env::new(true);
     let id = env
@@ -333,21 +359,21 @@ fn create_then_start_attached_and_two_containers_at_once() {
             "-c",
             "echo from c1; exit 4",
         ])
-        .ok()
+        .success()
         .stdout;
     assert_eq!(env.inspect("c1")["status"], "created");
     let r = env.run(&["start", "-a", id.trim()]);
     assert_eq!((r.code, r.stdout.as_str()), (4, "from c1\n"), "{r:?}");
 
     env.run(&["run", "-d", "--name", "a", IMAGE, "sleep", "600"])
-        .ok();
+        .success();
     env.run(&["run", "-d", "--name", "b", IMAGE, "sleep", "600"])
-        .ok();
-    let list = env.run(&["ls", "--format", "json"]).ok().json();
+        .success();
+    let list = env.run(&["ls", "--format", "json"]).success().json();
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert_eq!(env.qemus(), 2);
-    let ha = env.run(&["exec", "a", "hostname"]).ok().stdout;
-    let hb = env.run(&["exec", "b", "hostname"]).ok().stdout;
+    let ha = env.run(&["exec", "a", "hostname"]).success().stdout;
+    let hb = env.run(&["exec", "b", "hostname"]).success().stdout;
     assert_ne!(ha, hb);
     // Each exec is deleted in the guest once its status is collected; many in a row all work
     // and the container (whose main process must never be deleted) keeps running.
@@ -365,7 +391,7 @@ fn create_then_start_attached_and_two_containers_at_once() {
             "{r:?}"
         );
     }
-    let list = env.run(&["ls", "--format", "json"]).ok().json();
+    let list = env.run(&["ls", "--format", "json"]).success().json();
     assert!(
         list.as_array()
             .unwrap()
@@ -374,16 +400,27 @@ fn create_then_start_attached_and_two_containers_at_once() {
         "{list}"
     );
     env.run(&["delete", "b"]).fails_with("running");
-    env.run(&["delete", "-f", "a", "b"]).ok();
+    env.run(&["delete", "-f", "a", "b"]).success();
     assert_eq!(env.qemus(), 0);
-    assert_eq!(env.run(&["ls", "-a", "-q"]).ok().stdout.lines().count(), 1);
+    assert_eq!(
+        env.run(&["ls", "-a", "-q"])
+            .success()
+            .stdout
+            .lines()
+            .count(),
+        1
+    );
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn killing_qemu_marks_the_container_exited_and_cleans_up() {
     let env = Env::new(true);
     env.run(&["run", "-d", "--name", "victim", IMAGE, "sleep", "600"])
-        .ok();
+        .success();
     let info = env.inspect("victim");
     let vm = info["vmPid"].as_i64().expect("vm pid") as i32;
     let monitor = info["monitorPid"].as_i64().expect("monitor pid") as i32;
@@ -424,11 +461,15 @@ fn killing_qemu_marks_the_container_exited_and_cleans_up() {
     assert_eq!(env.qemus(), 0);
     // Its disk goes with it.
     assert!(dir.join("rootfs.qcow2").exists());
-    env.run(&["rm", "victim"]).ok();
+    env.run(&["rm", "victim"]).success();
     assert!(!dir.exists());
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
 fn run_with_an_image_pulled_from_a_registry() {
     let env = Env::new(false);
     let registry = Registry::start();
@@ -446,7 +487,7 @@ fn run_with_an_image_pulled_from_a_registry() {
         ],
     );
     // The registry listens on the host's loopback; the containers run in the test's namespace.
-    wait_output(env.cli.host_command(&["image", "pull", &reference])).ok();
+    wait_output(env.cli.host_command(&["image", "pull", &reference])).success();
     let r = env
         .run(&[
             "run",
@@ -456,13 +497,20 @@ fn run_with_an_image_pulled_from_a_registry() {
             "-c",
             "echo pulled $TESTVAR",
         ])
-        .ok();
+        .success();
     assert_eq!(r.stdout, "pulled hello\n");
-    let images = env.run(&["image", "list", "--format", "json"]).ok().json();
+    let images = env
+        .run(&["image", "list", "--format", "json"])
+        .success()
+        .json();
     assert!(images.to_string().contains("runtime-test"), "{images}");
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn bad_inputs_give_one_clear_line() {
     let env = Env::new(true);
     env.run(&["run", "--rm", "localhost:1/nope/missing:1", "true"])

@@ -45,7 +45,7 @@ impl Env {
     fn new() -> Env {
         let env = Env(vm::Env::new(false));
         env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
-            .ok();
+            .success();
         env
     }
 
@@ -74,7 +74,7 @@ impl Env {
     fn stats(&self, name: &str) -> Value {
         let v = self
             .run(&["stats", "--no-stream", "--format", "json", name])
-            .ok()
+            .success()
             .json();
         assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
         v[0].clone()
@@ -94,6 +94,10 @@ fn bytes(v: &Value, key: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn stats_move_when_containers_work() {
     let env = Env::new();
     env.run(&[
@@ -106,14 +110,14 @@ fn stats_move_when_containers_work() {
         "-c",
         "while :; do :; done",
     ])
-    .ok();
+    .success();
     env.run(&[
         "run", "-d", "--name", "idle", "--tmpfs", "/t", IMAGE, "sleep", "1000",
     ])
-    .ok();
+    .success();
 
     // All running containers by default, with docker's columns.
-    let table = env.run(&["stats", "--no-stream"]).ok().stdout;
+    let table = env.run(&["stats", "--no-stream"]).success().stdout;
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines.len(), 3, "{table}");
     for col in [
@@ -136,7 +140,7 @@ fn stats_move_when_containers_work() {
     // CPU: a busy loop keeps its one vCPU busy, a sleeping container does not.
     let all = env
         .run(&["stats", "--no-stream", "--format", "json"])
-        .ok()
+        .success()
         .json();
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 2);
@@ -152,7 +156,7 @@ fn stats_move_when_containers_work() {
     let limit = bytes(&idle, "memory_limit");
     assert!(limit > 400 * MIB && limit <= 512 * MIB, "{idle}");
     assert!(busy["id"].as_str().unwrap().len() == 64);
-    env.run(&["kill", "busy"]).ok();
+    env.run(&["kill", "busy"]).success();
     env.wait_exited("busy");
 
     // Memory: 64 MiB written into the container's own tmpfs are charged to it.
@@ -166,7 +170,7 @@ fn stats_move_when_containers_work() {
         "bs=1M",
         "count=64",
     ])
-    .ok();
+    .success();
     let after = env.stats("idle");
     eprintln!("memory before {before}\nafter {after}");
     let grown = bytes(&after, "memory_usage") - bytes(&before, "memory_usage");
@@ -189,7 +193,7 @@ fn stats_move_when_containers_work() {
         "count=16",
         "conv=fsync",
     ])
-    .ok();
+    .success();
     let written = env.stats("idle");
     let delta = bytes(&written, "block_write_bytes") - bytes(&after, "block_write_bytes");
     assert!(delta >= 16 * MIB, "wrote {delta}: {written}");
@@ -202,7 +206,7 @@ fn stats_move_when_containers_work() {
     env.run(&[
         "exec", "idle", "ping", "-c", "3", "-s", "1000", "-W", "5", &gateway,
     ])
-    .ok();
+    .success();
     let pinged = env.stats("idle");
     let rx = bytes(&pinged, "net_rx_bytes") - bytes(&written, "net_rx_bytes");
     let tx = bytes(&pinged, "net_tx_bytes") - bytes(&written, "net_tx_bytes");
@@ -216,12 +220,12 @@ fn stats_move_when_containers_work() {
     // Only running containers unless -a (stopped ones show zeros).
     let running = env
         .run(&["stats", "--no-stream", "--format", "json"])
-        .ok()
+        .success()
         .json();
     assert_eq!(running.as_array().unwrap().len(), 1, "{running}");
     let everything = env
         .run(&["stats", "--no-stream", "-a", "--format", "json"])
-        .ok()
+        .success()
         .json();
     let stopped = everything
         .as_array()
@@ -235,10 +239,14 @@ fn stats_move_when_containers_work() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn streaming_refreshes_until_interrupted() {
     let env = Env::new();
     env.run(&["run", "-d", "--name", "s", IMAGE, "sleep", "1000"])
-        .ok();
+        .success();
     let mut child = env
         .command(&["stats", "--format", "json", "s"])
         .stdout(Stdio::piped())
@@ -281,6 +289,10 @@ fn streaming_refreshes_until_interrupted() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn limits_hold_inside_the_guest() {
     let env = Env::new();
 
@@ -299,7 +311,7 @@ fn limits_hold_inside_the_guest() {
         "-c",
         "while :; do :; done",
     ])
-    .ok();
+    .success();
     let half = env.stats("half");
     eprintln!("--cpus 0.5: {half}");
     let cpu = num(&half, "cpu_percent");
@@ -326,7 +338,7 @@ fn limits_hold_inside_the_guest() {
         "20",
         "half",
     ])
-    .ok();
+    .success();
     assert_eq!(bytes(&env.stats("half"), "memory_limit"), 32 * MIB);
     let i = env.inspect("half");
     assert_eq!(i["config"]["resources"]["nanoCpus"], 250_000_000, "{i}");
@@ -335,12 +347,13 @@ fn limits_hold_inside_the_guest() {
         .fails_with("does not fit its running VM (1 vCPUs");
     env.run(&["update", "-m", "4g", "half"])
         .fails_with("does not fit its running VM");
-    env.run(&["update", "--pids-limit", "-1", "half"]).ok();
+    env.run(&["update", "--pids-limit", "-1", "half"]).success();
     assert!(env.inspect("half")["config"]["resources"]["pidsLimit"].is_null());
-    env.run(&["kill", "half"]).ok();
+    env.run(&["kill", "half"]).success();
     env.wait_exited("half");
     // Stopped: the new limits size the VM of its next start.
-    env.run(&["update", "--cpus", "2", "-m", "1g", "half"]).ok();
+    env.run(&["update", "--cpus", "2", "-m", "1g", "half"])
+        .success();
     let i = env.inspect("half");
     assert_eq!(i["config"]["vm"]["cpus"], 2, "{i}");
     assert_eq!(i["config"]["vm"]["memoryMib"], 1024 + 128 + 64, "{i}");
@@ -368,7 +381,7 @@ fn limits_hold_inside_the_guest() {
     assert!(i["exitReason"].as_str().unwrap().contains("128 MiB"), "{i}");
     assert!(i["monitorPid"].is_null() && i["vmPid"].is_null(), "{i}");
     // The cgroup's limit acted, not the guest running out of memory as a whole.
-    let console = env.run(&["logs", "--boot", "hog"]).ok().stdout;
+    let console = env.run(&["logs", "--boot", "hog"]).success().stdout;
     assert!(
         console.contains("Memory cgroup out of memory: Killed process"),
         "{console}"
@@ -403,6 +416,10 @@ fn limits_hold_inside_the_guest() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
 fn bad_limits_are_refused_before_anything_is_created() {
     let env = Env::new();
     for (flag, value) in [
@@ -417,5 +434,5 @@ fn bad_limits_are_refused_before_anything_is_created() {
         assert_eq!(r.code, 125, "{flag} {value}: {r:?}");
         assert!(r.stderr.contains(flag), "{flag} {value}: {r:?}");
     }
-    assert!(env.run(&["list", "-a", "-q"]).ok().stdout.is_empty());
+    assert!(env.run(&["list", "-a", "-q"]).success().stdout.is_empty());
 }

@@ -47,7 +47,7 @@ fn status_before_and_after_a_kernel_is_set() {
         "--deb",
         kernel_deb().to_str().unwrap(),
     ])
-    .ok();
+    .success();
     let after = status(&cli);
     assert_eq!(after["kernel"]["configured"], true);
     assert!(
@@ -59,13 +59,16 @@ fn status_before_and_after_a_kernel_is_set() {
     let accel = after["accelerator"]["name"].as_str().unwrap_or("none");
     assert!(accel == "kvm" || accel == "tcg", "{after}");
     assert_eq!(after["ready"], true, "{after}");
-    let table = cli.run(&["system", "status"]).ok().stdout;
+    let table = cli.run(&["system", "status"]).success().stdout;
     assert!(
         table.contains("qemu:") && table.contains("QEMU emulator"),
         "{table}"
     );
 
-    let df = cli.run(&["system", "df", "--format", "json"]).ok().json();
+    let df = cli
+        .run(&["system", "df", "--format", "json"])
+        .success()
+        .json();
     let kernels = df
         .as_array()
         .unwrap()
@@ -95,31 +98,41 @@ fn state_of(cli: &Cli, id: &str) -> (PathBuf, serde_json::Value) {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for nf_tables: run scripts/test.sh"
+)]
 fn df_counts_and_cleanup_repairs_a_dead_monitor() {
     let tmp = tempfile::tempdir().unwrap();
     let image = images::busybox(&tmp.path().join("layout"));
     let archive = tmp.path().join("busybox.tar");
     images::to_oci_archive(&image, &archive, "localhost/busybox:1");
     let cli = Cli::new();
-    let empty = cli.run(&["system", "df", "--format", "json"]).ok().json();
+    let empty = cli
+        .run(&["system", "df", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(row(&empty, "images").0, 0);
     assert_eq!(row(&empty, "rootfs cache"), (0, 0));
 
     cli.run(&["image", "load", "-i", &archive.to_string_lossy()])
-        .ok();
+        .success();
     let a = cli
         .run(&["create", "--name", "a", "localhost/busybox:1"])
-        .ok()
+        .success()
         .stdout
         .trim()
         .to_string();
     let b = cli
         .run(&["create", "--name", "b", "localhost/busybox:1"])
-        .ok()
+        .success()
         .stdout
         .trim()
         .to_string();
-    let df = cli.run(&["system", "df", "--format", "json"]).ok().json();
+    let df = cli
+        .run(&["system", "df", "--format", "json"])
+        .success()
+        .json();
     assert_eq!(row(&df, "images").0, 1);
     assert!(row(&df, "images").1 > row(&empty, "images").1, "{df}");
     let (n, bytes) = row(&df, "rootfs cache");
@@ -144,7 +157,7 @@ fn df_counts_and_cleanup_repairs_a_dead_monitor() {
 
     let report = cli
         .run(&["system", "cleanup", "--format", "json"])
-        .ok()
+        .success()
         .json();
     assert_eq!(report["repaired"], serde_json::json!([a]), "{report}");
     assert_eq!(report["socketsRemoved"], serde_json::json!([b]), "{report}");
@@ -156,6 +169,6 @@ fn df_counts_and_cleanup_repairs_a_dead_monitor() {
     assert!(!a_sock.exists() && !b_sock.exists());
     assert_eq!(state_of(&cli, &b).1["status"], "created");
 
-    let again = cli.run(&["system", "cleanup"]).ok().stdout;
+    let again = cli.run(&["system", "cleanup"]).success().stdout;
     assert_eq!(again.trim(), "nothing to clean up");
 }

@@ -41,6 +41,10 @@ fn build_err(layers: &[Vec<u8>]) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn journal_is_accepted_and_the_fs_mounts_read_write() {
     let mut l = Layer::new();
     l.dir("etc", 0o755).file("etc/motd", 0o644, b"hi\n");
@@ -71,6 +75,10 @@ fn journal_is_accepted_and_the_fs_mounts_read_write() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn empty_volume_of_given_size() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let image = tmp.path().join("vol");
@@ -89,6 +97,10 @@ fn empty_volume_of_given_size() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn gzip_and_zstd_layers_are_detected() {
     let mut a = Layer::new();
     a.file("gz", 0o644, b"from gzip");
@@ -104,6 +116,10 @@ fn gzip_and_zstd_layers_are_detected() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn sparse_file_over_4_gib_stays_sparse() {
     // A GNU sparse archive made by tar itself: 5 GiB apparent, a few KiB of data.
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -145,6 +161,10 @@ fn sparse_file_over_4_gib_stays_sparse() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn hundred_thousand_entries_use_a_two_level_htree() {
     let mut l = Layer::new();
     l.dir("d", 0o755);
@@ -181,6 +201,10 @@ fn hundred_thousand_entries_use_a_two_level_htree() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn hostile_paths_stay_inside_the_image() {
     let mut l = Layer::new();
     l.dir("etc", 0o755);
@@ -278,6 +302,10 @@ fn too_small_a_size_is_a_clear_error() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn posix_acls_round_trip_through_the_kernel() {
     // Generic xattr form: version 2, then (tag, perm, id) entries.
     let mut acl = 2u32.to_le_bytes().to_vec();
@@ -305,6 +333,10 @@ fn posix_acls_round_trip_through_the_kernel() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn deep_extent_trees_and_reused_blocks_in_a_full_image() {
     // 2000 one-block extents: a two-level extent tree.
     let mut frag = Vec::new();
@@ -352,6 +384,10 @@ fn deep_extent_trees_and_reused_blocks_in_a_full_image() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn times_before_1970_and_after_2038_keep_their_nanoseconds() {
     let mut l = Layer::new();
     l.pax(&[("mtime", b"-100.5")]).file("old", 0o644, b"o");
@@ -371,6 +407,10 @@ fn times_before_1970_and_after_2038_keep_their_nanoseconds() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn big_htree_directory_survives_kernel_writes() {
     let mut l = Layer::new();
     l.dir("d", 0o755);
@@ -394,6 +434,10 @@ fn big_htree_directory_survives_kernel_writes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn min_size_gives_room_to_write_and_costs_no_disk() {
     let mut l = Layer::new();
     l.dir("etc", 0o755).file("etc/motd", 0o644, b"hi\n");

@@ -19,6 +19,10 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn every_file_type_matches_umoci() {
     let mut l = Layer::new();
     l.dir("etc", 0o755)
@@ -88,6 +92,10 @@ fn every_file_type_matches_umoci() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn whiteouts_opaque_dirs_and_type_changes_match_umoci() {
     let mut l0 = Layer::new();
     l0.dir("a", 0o755)
@@ -127,6 +135,10 @@ fn whiteouts_opaque_dirs_and_type_changes_match_umoci() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
 fn large_directory_gets_an_htree_e2fsck_accepts() {
     let mut l = Layer::new();
     l.dir("many", 0o755);

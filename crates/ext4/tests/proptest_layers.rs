@@ -219,6 +219,7 @@ proptest! {
     })]
 
     #[test]
+    #[cfg_attr(not(container_testenv), ignore = "needs root for loop mounts: run scripts/test.sh")]
     fn random_layer_stacks_match_umoci(stack in prop::collection::vec(prop::collection::vec(op(), 1..30), 1..4)) {
         let mut model = Model { paths: universe(), tree: BTreeMap::new() };
         let layers: Vec<Vec<u8>> = stack.iter().enumerate().map(|(n, ops)| model.layer(ops, n as u64)).collect();

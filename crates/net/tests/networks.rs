@@ -1,15 +1,13 @@
 //! The network library against the real kernel, inside namespaces each test creates: bridges,
 //! taps, addresses, nf_tables rules, egress and isolation, published ports, cleanup.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use common::{plug, Netns};
 use net::{NetworkSpec, Networks};
+use testkit::netns::{plug, Netns};
 
 fn spec(name: &str, subnet: &str, internal: bool) -> NetworkSpec {
     NetworkSpec {
@@ -25,6 +23,10 @@ fn table(ns: &Netns) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn create_inspect_delete_network() {
     let host = Netns::new("crud");
     let root = tempfile::tempdir().unwrap();
@@ -100,6 +102,10 @@ fn create_inspect_delete_network() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn concurrent_attach_gives_distinct_persistent_addresses() {
     let host = Netns::new("ipam");
     let root = tempfile::tempdir().unwrap();
@@ -205,6 +211,10 @@ fn concurrent_attach_gives_distinct_persistent_addresses() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn default_network_lives_while_used_and_cleanup_after_crash() {
     let host = Netns::new("dflt");
     let root = tempfile::tempdir().unwrap();
@@ -242,9 +252,7 @@ fn default_network_lives_while_used_and_cleanup_after_crash() {
     assert_eq!(again.address, a.address);
     // Rules removed behind our back (a firewall reload) come back with the next attach.
     let ours = host.run(|| Networks::open(&path).unwrap().firewall_table().to_string());
-    common::sh(&[
-        "ip", "netns", "exec", &host.name, "nft", "delete", "table", "inet", &ours,
-    ]);
+    testkit::run(&mut host.command("nft", &["delete", "table", "inet", &ours]));
     host.run(|| {
         Networks::open(&path)
             .unwrap()
@@ -281,6 +289,10 @@ fn default_network_lives_while_used_and_cleanup_after_crash() {
 /// Host namespace with two networks (one internal), an "upstream" namespace reached through
 /// the host's default route, and one emulated container per network.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn egress_nat_isolation_and_published_ports() {
     let host = Netns::new("host");
     let upstream = Netns::new("up");
@@ -314,14 +326,7 @@ fn egress_nat_isolation_and_published_ports() {
         !rules.contains("ip saddr 10.214.0.0/24"),
         "internal network must not be masqueraded: {rules}"
     );
-    let forward = common::sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &host.name,
-        "cat",
-        "/proc/sys/net/ipv4/ip_forward",
-    ]);
+    let forward = testkit::run(&mut host.command("cat", &["/proc/sys/net/ipv4/ip_forward"]));
     assert_eq!(forward.trim(), "1");
 
     // Emulated containers: a veth on each bridge with the allocated address (a VM would sit on
@@ -556,6 +561,10 @@ fn fake_answer(query: &[u8], ip: Ipv4Addr) -> Vec<u8> {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn dns_responder_resolves_containers_and_relays_the_rest() {
     let host = Netns::new("dnsh");
     let upstream = Netns::new("dnsu");
@@ -673,22 +682,21 @@ fn dns_responder_resolves_containers_and_relays_the_rest() {
     host.ip(&["link", "del", "vdns"]);
 }
 
-/// Helper run as a child process by `attach_from_many_processes`; does nothing otherwise.
+/// Eight processes attach to one network at once (each opens its own `Networks`, as eight
+/// monitors would): the test binary re-runs this test as each of them.
 #[test]
-fn child_attach() {
-    let (Ok(root), Ok(id)) = (
-        std::env::var("NET_CHILD_ROOT"),
-        std::env::var("NET_CHILD_ID"),
-    ) else {
-        return;
-    };
-    let nets = Networks::open(std::path::Path::new(&root)).unwrap();
-    let a = nets.attach(&id, None, "procs").unwrap();
-    println!("ATTACHED {} {} {}", a.address, a.mac, a.tap);
-}
-
-#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn attach_from_many_processes() {
+    if let Some(role) = testkit::child::role() {
+        let (root, id) = role.rsplit_once(' ').expect("role: ROOT ID");
+        let nets = Networks::open(std::path::Path::new(root)).unwrap();
+        let a = nets.attach(id, None, "procs").unwrap();
+        println!("ATTACHED {} {} {}", a.address, a.mac, a.tap);
+        return;
+    }
     let host = Netns::new("procs");
     let root = tempfile::tempdir().unwrap();
     let path = root.path().to_path_buf();
@@ -697,13 +705,10 @@ fn attach_from_many_processes() {
             .unwrap()
             .create(&spec("procs", "10.219.0.0/24", false))
             .unwrap();
-        let exe = std::env::current_exe().unwrap();
         let children: Vec<_> = (0..8)
             .map(|i| {
-                std::process::Command::new(&exe)
-                    .args(["--exact", "child_attach", "--nocapture", "--test-threads=1"])
-                    .env("NET_CHILD_ROOT", &path)
-                    .env("NET_CHILD_ID", format!("p{i}"))
+                let role = format!("{} p{i}", path.display());
+                testkit::child::command("attach_from_many_processes", &role)
                     .stdout(std::process::Stdio::piped())
                     .spawn()
                     .unwrap()
@@ -715,11 +720,9 @@ fn attach_from_many_processes() {
                 let out = c.wait_with_output().unwrap();
                 assert!(out.status.success());
                 let text = String::from_utf8(out.stdout).unwrap();
-                // libtest prints "test child_attach ... " on the same line before our output.
-                let at = text
-                    .find("ATTACHED ")
-                    .unwrap_or_else(|| panic!("child said: {text}"));
-                text[at..].lines().next().unwrap_or_default().to_string()
+                testkit::child::said(&text, "ATTACHED ")
+                    .unwrap_or_else(|| panic!("child said: {text}"))
+                    .to_string()
             })
             .collect()
     });
@@ -748,6 +751,10 @@ fn attach_from_many_processes() {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn two_state_roots_share_a_namespace() {
     let host = Netns::new("roots");
     let (r1, r2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -786,6 +793,10 @@ fn two_state_roots_share_a_namespace() {
 
 /// The monitor's view: prepare (ports, taps), start (relays, DNS), stop.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn container_network_session() {
     use net::ports::PortSpec;
     use net::{ContainerNetwork, NetworkMode};

@@ -3,15 +3,17 @@
 //! opens it, the tap gains carrier while QEMU holds it, and `detach` removes it afterwards.
 //! Runs in a namespace of its own; QEMU is started paused (`-S`), so no guest runs.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Netns;
 use net::{NetworkSpec, Networks};
+use testkit::Netns;
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces and QEMU: run scripts/test.sh"
+)]
 fn qemu_attaches_to_the_tap() {
     let host = Netns::new("qemu");
     let root = tempfile::tempdir().unwrap();

@@ -9,16 +9,14 @@
 //! Needs the guest kernel package that scripts/setup.sh downloads to `.work/kernel/` (or
 //! `CONTAINER_TEST_KERNEL_DEB`); fails, not skips, without it.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{plug, sh, Netns};
 use net::{Attachment, ContainerNetwork, NetworkMode, NetworkSpec, Networks};
+use testkit::guest::{self, Guest, Microvm};
+use testkit::netns::{plug, Netns};
 
 const MODULES: [&str; 6] = [
     "virtio_ring",
@@ -29,59 +27,16 @@ const MODULES: [&str; 6] = [
     "virtio_net",
 ];
 
-fn kernel_deb() -> PathBuf {
-    if let Ok(p) = std::env::var("CONTAINER_TEST_KERNEL_DEB") {
-        return PathBuf::from(p);
-    }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no guest kernel package in {} (run scripts/setup.sh)",
-                dir.display()
-            )
-        })
-}
-
 /// Unpacks the kernel package and builds the initramfs; returns (kernel, initrd).
 fn guest_files(dir: &Path) -> (PathBuf, PathBuf) {
-    let unpacked = dir.join("k");
-    sh(&[
-        "dpkg-deb",
-        "-x",
-        kernel_deb().to_str().unwrap(),
-        unpacked.to_str().unwrap(),
-    ]);
-    let boot = unpacked.join("boot");
-    let kernel = std::fs::read_dir(&boot)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("vmlinuz-")
-        })
-        .unwrap();
+    let kernel = guest::unpack_kernel(&dir.join("k"));
     let init = dir.join("init");
     for sub in ["bin", "proc", "sys", "dev", "mods", "www"] {
         std::fs::create_dir_all(init.join(sub)).unwrap();
     }
     std::fs::copy("/bin/busybox", init.join("bin/busybox")).unwrap();
     for m in MODULES {
-        let found = sh(&[
-            "find",
-            unpacked.join("lib/modules").to_str().unwrap(),
-            "-name",
-            &format!("{m}.ko"),
-        ]);
-        std::fs::copy(found.trim(), init.join(format!("mods/{m}.ko"))).unwrap();
+        std::fs::copy(kernel.module(m), init.join(format!("mods/{m}.ko"))).unwrap();
     }
     let script = format!(
         r#"#!/bin/busybox sh
@@ -113,26 +68,10 @@ while true; do sleep 1000; done
         modules = MODULES.join(" ")
     );
     std::fs::write(init.join("init"), script).unwrap();
-    sh(&["chmod", "+x", init.join("init").to_str().unwrap()]);
+    testkit::tool("chmod", &["+x", init.join("init").to_str().unwrap()]);
     let initrd = dir.join("initrd");
-    let cpio = format!(
-        "cd {} && find . | cpio -o -H newc --quiet > {}",
-        init.display(),
-        initrd.display()
-    );
-    sh(&["sh", "-c", &cpio]);
-    (kernel, initrd)
-}
-
-fn tsc_khz() -> u64 {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap();
-    let mhz: f64 = info
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))
-        .and_then(|l| l.split(':').nth(1))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap();
-    (mhz * 1000.0) as u64
+    guest::cpio(&init, &initrd);
+    (kernel.vmlinuz, initrd)
 }
 
 fn http_get(addr: &str) -> String {
@@ -144,15 +83,6 @@ fn http_get(addr: &str) -> String {
     body
 }
 
-struct Qemu(std::process::Child);
-
-impl Drop for Qemu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Boots one guest on `a`'s tap; its console goes to `serial`.
 fn boot(
     host: &Netns,
@@ -161,51 +91,18 @@ fn boot(
     name: &str,
     peer: &str,
     serial: &Path,
-) -> Qemu {
-    let append = format!(
-        "console=ttyS0 panic=-1 pci=off i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable \
-         no_timer_check cryptomgr.notests quiet tsc_early_khz={} ctr_addr={} ctr_gw={} \
-         ctr_mtu={} ctr_uphost=10.252.0.2 ctr_upport=8000 ctr_name={name} ctr_peer={peer}",
-        tsc_khz(),
-        a.address,
-        a.gateway,
-        a.mtu
-    );
+) -> Guest {
+    let append = guest::cmdline(&format!(
+        "ctr_addr={} ctr_gw={} ctr_mtu={} ctr_uphost=10.252.0.2 ctr_upport=8000 ctr_name={name} \
+         ctr_peer={peer}",
+        a.address, a.gateway, a.mtu
+    ));
     let netdev = format!("tap,id=n0,ifname={},script=no,downscript=no", a.tap);
     let device = format!("virtio-net-device,netdev=n0,mac={}", a.mac);
     let (kernel, initrd) = files;
-    Qemu(host.run(|| {
-        Command::new("qemu-system-x86_64")
-            .args(["-M", "microvm", "-accel", "tcg", "-m", "256", "-smp", "1"])
-            .args(["-nodefaults", "-no-user-config", "-display", "none"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-kernel")
-            .arg(kernel)
-            .arg("-initrd")
-            .arg(initrd)
-            .args(["-append", &append, "-netdev", &netdev, "-device", &device])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }))
-}
-
-/// Waits for the guest's DONE line and returns its console log.
-fn wait_done(qemu: &mut Qemu, serial: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let log = std::fs::read_to_string(serial).unwrap_or_default();
-        if log.contains("DONE") {
-            return log;
-        }
-        if let Ok(Some(status)) = qemu.0.try_wait() {
-            panic!("qemu exited {status}: {log}");
-        }
-        assert!(Instant::now() < deadline, "guest did not finish: {log}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let vm = Microvm::new(kernel, initrd, &append, 256, serial)
+        .args(["-netdev", &netdev, "-device", &device]);
+    host.run(|| vm.spawn())
 }
 
 fn line<'a>(log: &'a str, prefix: &str) -> &'a str {
@@ -215,6 +112,10 @@ fn line<'a>(log: &'a str, prefix: &str) -> &'a str {
 }
 
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces and QEMU: run scripts/test.sh"
+)]
 fn two_vms_addresses_egress_dns_peers_and_published_port() {
     let work = tempfile::tempdir().unwrap();
     let files = guest_files(work.path());
@@ -258,8 +159,8 @@ fn two_vms_addresses_egress_dns_peers_and_published_port() {
     let (serial_a, serial_b) = (work.path().join("web.log"), work.path().join("client.log"));
     let mut qemu_a = boot(&host, &files, &a, "web", "client", &serial_a);
     let mut qemu_b = boot(&host, &files, &b, "client", "web", &serial_b);
-    let log_a = wait_done(&mut qemu_a, &serial_a);
-    let log_b = wait_done(&mut qemu_b, &serial_b);
+    let log_a = qemu_a.wait_for("DONE", Duration::from_secs(180));
+    let log_b = qemu_b.wait_for("DONE", Duration::from_secs(180));
 
     for (log, me, other) in [(&log_a, &a, &b), (&log_b, &b, &a)] {
         assert!(log.contains(&format!("MAC {}", me.mac)), "{log}");

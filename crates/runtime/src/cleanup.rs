@@ -112,6 +112,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        not(container_testenv),
+        ignore = "needs root for nf_tables: run scripts/test.sh"
+    )]
     fn orphan_socket_dirs_of_a_deep_root_are_removed() {
         let tmp = tempfile::tempdir().unwrap();
         // Deep enough that sockets go to the shared runtime directory (sun_path limit).

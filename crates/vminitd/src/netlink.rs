@@ -295,6 +295,10 @@ mod tests {
     /// Real kernel check: a veth interface in a private network namespace gets address, MTU
     /// and default route; `ip` (iproute2, host only) is the oracle.
     #[test]
+    #[cfg_attr(
+        not(container_testenv),
+        ignore = "needs root for network namespaces: run scripts/test.sh"
+    )]
     fn configures_a_veth_interface_in_a_netns() {
         let ns = format!("vminitd-nl-{}", std::process::id());
         let ip = |args: &[&str]| {

@@ -55,6 +55,10 @@ fn cin(ctr: &str, path: &str, is_dir: bool) -> CopyIn {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for namespaces and mounts: run scripts/test.sh"
+)]
 async fn copies_in_and_out_inside_the_container_namespace() {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs");
@@ -163,6 +167,10 @@ async fn copies_in_and_out_inside_the_container_namespace() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for namespaces and mounts: run scripts/test.sh"
+)]
 async fn a_read_only_rootfs_refuses_the_copy() {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs");

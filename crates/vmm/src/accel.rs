@@ -307,6 +307,7 @@ mod tests {
     /// The probe recognises a kernel that boots: under TCG (slower, so a longer timeout) the
     /// Debian kernel reaches its root-mount panic; a file that is not a kernel does not.
     #[test]
+    #[cfg_attr(not(container_testenv), ignore = "needs QEMU: run scripts/test.sh")]
     fn probe_sees_a_working_boot() {
         let tk = crate::testutil::debian_kernel();
         let root = tempfile::tempdir().unwrap();
@@ -323,6 +324,7 @@ mod tests {
     /// On this machine class (PVM, see ENVIRONMENT.md) the stock Debian kernel must land on
     /// TCG; on a host with hardware KVM it must land on KVM. Either way the answer is cached.
     #[test]
+    #[cfg_attr(not(container_testenv), ignore = "needs QEMU: run scripts/test.sh")]
     fn auto_choice_matches_the_host() {
         let tk = crate::testutil::debian_kernel();
         let root = tempfile::tempdir().unwrap();

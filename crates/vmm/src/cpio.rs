@@ -180,6 +180,10 @@ mod tests {
 
     /// GNU cpio (Debian) lists and extracts what we wrote: the outside oracle.
     #[test]
+    #[cfg_attr(
+        not(container_testenv),
+        ignore = "needs root: GNU cpio makes the device nodes; run scripts/test.sh"
+    )]
     fn gnu_cpio_reads_it_back() {
         let bytes = sample();
         let mut child = Command::new("cpio")

@@ -272,9 +272,7 @@ mod tests {
     /// The real Debian cloud kernel package, when the setup script has downloaded it.
     #[test]
     fn real_debian_kernel_package() {
-        let Some(deb) = crate::testutil::debian_kernel_deb() else {
-            panic!("run scripts/setup.sh: the Debian kernel .deb is missing");
-        };
+        let deb = testkit::kernel_deb();
         let dir = tempfile::tempdir().unwrap();
         let k = extract_kernel(&deb, dir.path()).unwrap();
         assert!(k.release.ends_with("-cloud-amd64"), "{}", k.release);

@@ -454,7 +454,7 @@ mod tests {
 
     #[test]
     fn set_from_deb_unpacks_vmlinux_and_modules() {
-        let deb = crate::testutil::debian_kernel_deb().expect("run scripts/setup.sh");
+        let deb = testkit::kernel_deb();
         let root = tempfile::tempdir().unwrap();
         let store = KernelStore::new(root.path());
         assert!(store.configured().unwrap().is_none());

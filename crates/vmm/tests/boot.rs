@@ -15,30 +15,15 @@ use vmm::{
     VirtualMachine, VmConfig,
 };
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 /// The Debian kernel installed once into a store under target/ (shared by the tests here).
 fn kernel() -> &'static Kernel {
     static K: OnceLock<Kernel> = OnceLock::new();
     K.get_or_init(|| {
-        let dir = workspace().join(".work/kernel");
-        let deb = std::env::var_os("CONTAINER_TEST_KERNEL_DEB")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::fs::read_dir(&dir)
-                    .ok()?
-                    .filter_map(|e| e.ok())
-                    .map(|e| e.path())
-                    .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            })
-            .expect("the Debian kernel .deb is missing: run scripts/setup.sh");
-        let root = workspace().join("target/vmm-boot-test-store");
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vmm-boot-test-store");
         let store = KernelStore::new(&root);
         match store.configured().unwrap() {
             Some(k) if k.vmlinux.is_file() => k,
-            _ => store.set_from_deb(&deb).unwrap(),
+            _ => store.set_from_deb(&testkit::kernel_deb()).unwrap(),
         }
     })
 }
@@ -109,14 +94,7 @@ fn fixture() -> Fixture {
     std::fs::create_dir(&content).unwrap();
     std::fs::write(content.join("hello.txt"), "from-ext4-disk").unwrap();
     let base = dir.path().join("base.ext4");
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&content)
-        .arg(&base)
-        .arg("16M")
-        .status()
-        .expect("mkfs.ext4 (e2fsprogs) must be installed");
-    assert!(st.success());
+    testkit::mkfs_ext4(&content, &base, "16M");
     let overlay = dir.path().join("rootfs.qcow2");
     vmm::qcow2_overlay(&base, &overlay).unwrap();
     Fixture {
@@ -151,25 +129,38 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn read_log(p: &Path) -> String {
-    String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+    testkit::read_lossy(p)
+}
+
+/// Waits for the VM to power off on its own; panics with the console log after a minute.
+fn wait_poweroff(vm: &mut QemuVm, log: &Path) {
+    let t0 = Instant::now();
+    while vm.try_wait().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "log:\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Boot → modules → ext4 mount through the overlay → marker → poweroff ends QEMU.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
+)]
 fn boots_mounts_disk_and_powers_off() {
     let f = fixture();
     let mut vm = QemuVm::new(config(&f));
     let t0 = Instant::now();
     vm.start().unwrap();
     let pid = vm.pid().unwrap();
-    let mut marker_at = None;
     let mut rss = 0;
     let status = loop {
         if let Some(kib) = peak_rss_kib(pid) {
             rss = rss.max(kib);
-        }
-        if marker_at.is_none() && read_log(&f.log).contains("BOOT-MARKER from-ext4-disk") {
-            marker_at = Some(t0.elapsed());
         }
         if let Some(s) = vm.try_wait().unwrap() {
             break s;
@@ -181,7 +172,6 @@ fn boots_mounts_disk_and_powers_off() {
         );
         std::thread::sleep(Duration::from_millis(5));
     };
-    let total = t0.elapsed();
     let log = read_log(&f.log);
     assert!(status.success(), "QEMU: {status:?} {}", vm.stderr_tail());
     assert!(log.contains("BOOT-MARKER from-ext4-disk"), "log:\n{log}");
@@ -189,11 +179,11 @@ fn boots_mounts_disk_and_powers_off() {
         !log.contains("INSMOD-FAILED") && !log.contains("MOUNT-FAILED"),
         "log:\n{log}"
     );
-    let marker = marker_at.unwrap_or(total);
-    eprintln!(
-        "MEASURE boot-to-marker {:.2}s, QEMU exit {:.2}s, QEMU peak RSS {} MiB",
-        marker.as_secs_f64(),
-        total.as_secs_f64(),
+    // Guest RAM is taken as the guest touches it: a boot to a shell stays well below the 512 MiB
+    // the VM has (about 210 MiB measured; bench/run.sh times the boot itself).
+    assert!(
+        rss > 0 && rss < 512 * 1024,
+        "QEMU peak RSS {} MiB",
         rss / 1024
     );
     // The guest's write went to the overlay; the raw base is untouched (debugfs as oracle).
@@ -225,6 +215,10 @@ fn boots_mounts_disk_and_powers_off() {
 
 /// Bytes cross the virtio-serial agent channel both ways.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
+)]
 fn agent_port_passes_bytes_both_ways() {
     let f = fixture();
     let mut c = config(&f);
@@ -260,6 +254,10 @@ fn agent_port_passes_bytes_both_ways() {
 
 /// A VM killed from the host ends, is reaped, and reports the signal.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
+)]
 fn kill_ends_the_vm() {
     let f = fixture();
     let mut vm = QemuVm::new(config(&f));
@@ -274,6 +272,10 @@ fn kill_ends_the_vm() {
 
 /// More than 8 virtio devices: the config turns on the second IO-APIC and the guest sees all.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
+)]
 fn more_than_eight_devices() {
     let f = fixture();
     let mut c = config(&f);
@@ -292,15 +294,7 @@ fn more_than_eight_devices() {
     assert!(c.args().unwrap().join(" ").contains("ioapic2=on"));
     let mut vm = QemuVm::new(c);
     vm.start().unwrap();
-    let t0 = Instant::now();
-    while vm.try_wait().unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "log:\n{}",
-            read_log(&f.log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_poweroff(&mut vm, &f.log);
     let log = read_log(&f.log);
     assert!(log.contains("BOOT-MARKER from-ext4-disk"), "log:\n{log}");
     let blocks = log
@@ -313,54 +307,26 @@ fn more_than_eight_devices() {
 /// A virtio-net interface on a host tap: the guest pings the host end. The tap lives in a
 /// network namespace this test creates (and deletes), and QEMU runs inside it.
 #[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
+)]
 fn tap_network_reaches_the_host() {
     let f = fixture();
-    let ns = format!("vmmtest{}", std::process::id());
-    let sh = |cmd: &str| {
-        let st = Command::new("sh").arg("-c").arg(cmd).status().unwrap();
-        assert!(st.success(), "{cmd}");
-    };
-    struct Netns(String);
-    impl Drop for Netns {
-        fn drop(&mut self) {
-            let _ = Command::new("ip")
-                .args(["netns", "delete", &self.0])
-                .status();
-        }
-    }
-    sh(&format!("ip netns add {ns}"));
-    let _guard = Netns(ns.clone());
-    sh(&format!(
-        "ip netns exec {ns} sh -c 'ip tuntap add dev vmtap0 mode tap && ip link set vmtap0 up \
-         && ip addr add 10.213.0.1/24 dev vmtap0 && ip link set lo up'"
-    ));
-    let wrapper = f.log.with_file_name("qemu-in-netns");
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\nexec ip netns exec {ns} qemu-system-x86_64 \"$@\"\n"),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-
+    let ns = testkit::Netns::new("vmm");
+    ns.ip(&["tuntap", "add", "dev", "vmtap0", "mode", "tap"]);
+    ns.ip(&["link", "set", "vmtap0", "up"]);
+    ns.ip(&["addr", "add", "10.213.0.1/24", "dev", "vmtap0"]);
     let mut c = config(&f);
-    c.qemu = wrapper;
     c.nets.push(vmm::NetSpec {
         user: None,
         tap: "vmtap0".into(),
         mac: Some("52:54:00:aa:bb:cc".into()),
     });
     let mut vm = QemuVm::new(c);
-    vm.start().unwrap();
-    let t0 = Instant::now();
-    while vm.try_wait().unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "log:\n{}",
-            read_log(&f.log)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // QEMU inherits the namespace of the thread that starts it.
+    ns.run(|| vm.start()).unwrap();
+    wait_poweroff(&mut vm, &f.log);
     let log = read_log(&f.log);
     assert!(log.contains("MAC 52:54:00:aa:bb:cc"), "log:\n{log}");
     assert!(log.contains("NET-OK"), "log:\n{log}");

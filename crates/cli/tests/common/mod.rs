@@ -1,12 +1,7 @@
 //! Test support shared by the `container` integration tests (images, and later the runtime's).
 //!
-//! Use it from a test file with `mod common;`. What it gives:
-//! - [`Registry`]: Debian's `docker-registry` on 127.0.0.1 at a free port, temp storage, optional
-//!   htpasswd (basic) auth; stopped when dropped.
-//! - [`images`]: test images built here from `/bin/busybox` (busybox-static): an OCI layout with
-//!   several layers (whiteouts, opaque dirs, hard links, symlinks, modes, owners) and a multi-arch
-//!   index (amd64 + arm64); [`images::push_with_skopeo`] puts a layout into a registry,
-//!   [`images::to_oci_archive`] / [`images::to_docker_archive`] make tars for `image load`.
+//! Use it from a test file with `mod common;`. What it gives, besides what it re-exports from
+//! `testkit` (the [`Registry`], [`images`], [`netns`], [`kernel_deb`]):
 //! - [`fake::FakeRegistry`]: a tiny HTTP registry serving canned answers, to tamper with
 //!   digests and sizes, truncate downloads, serve malformed documents and require bearer tokens.
 //! - [`Cli`]: runs the real `container` binary with a fresh `--root` temp dir.
@@ -17,29 +12,29 @@
 //! let image = images::busybox(&dir.path().join("layout"));
 //! images::push_with_skopeo(&image, &reg.reference("busybox:latest"));
 //! let cli = Cli::new();
-//! cli.run(&["image", "pull", "-q", &reg.reference("busybox")]).ok();
+//! cli.run(&["image", "pull", "-q", &reg.reference("busybox")]).success();
 //! cli.run(&["image", "pull", "nope"]).fails_with("not found"); // exit 125, one Error: line
 //! ```
 
 #![allow(dead_code)]
 
 pub mod fake;
-pub mod images;
-pub mod netns;
-pub mod registry;
 pub mod vm;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 #[allow(unused_imports)]
-pub use registry::Registry;
+pub use testkit::{images, kernel_deb, netns, registry, sha256, tool, Registry};
 
 /// The `container` binary with its own state directory (removed on drop).
 pub struct Cli {
     root: tempfile::TempDir,
     /// Network namespace every command runs in (`ip netns exec`), if any.
     netns: Option<String>,
+    /// Environment every command gets.
+    envs: Vec<(&'static str, OsString)>,
 }
 
 /// What a finished `container` run printed and returned.
@@ -56,7 +51,7 @@ pub struct Run {
 impl Run {
     /// Panics with the output unless the run exited 0.
     #[track_caller]
-    pub fn ok(self) -> Run {
+    pub fn success(self) -> Run {
         assert_eq!(
             self.code, 0,
             "command failed:\nstdout: {}\nstderr: {}",
@@ -111,12 +106,18 @@ impl Cli {
         Cli {
             root: tempfile::tempdir().expect("temp dir"),
             netns: None,
+            envs: Vec::new(),
         }
     }
 
     /// Runs every later command inside network namespace `name`.
     pub fn in_netns(&mut self, name: &str) {
         self.netns = Some(name.to_string());
+    }
+
+    /// Sets `key` to `value` in the environment of every later command.
+    pub fn env(&mut self, key: &'static str, value: impl Into<OsString>) {
+        self.envs.push((key, value.into()));
     }
 
     /// The state directory (`--root`).
@@ -157,6 +158,7 @@ impl Cli {
         c.env("HOME", self.root.path())
             .env("DOCKER_CONFIG", self.root.path().join("docker"))
             .env_remove("CONTAINER_ROOT")
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
     }
 
@@ -217,42 +219,6 @@ fn output(o: Output) -> Run {
         stdout: String::from_utf8_lossy(&o.stdout).to_string(),
         stderr: String::from_utf8_lossy(&o.stderr).to_string(),
     }
-}
-
-/// sha256 of bytes as `sha256:<hex>`.
-pub fn sha256(data: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
-}
-
-/// Runs an outside tool and returns its stdout; panics with its stderr on failure.
-#[track_caller]
-pub fn tool(program: &str, args: &[&str]) -> String {
-    let o = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        o.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-/// The Debian guest kernel package scripts/setup.sh downloads (or `CONTAINER_TEST_KERNEL_DEB`).
-pub fn kernel_deb() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("CONTAINER_TEST_KERNEL_DEB") {
-        return std::path::PathBuf::from(p);
-    }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.work/kernel");
-    std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        })
-        .expect("the Debian kernel .deb is missing: run scripts/setup.sh")
 }
 
 /// A state root holding the guest kernel (set once per test binary from the .deb) and the init

@@ -127,13 +127,14 @@ impl Env {
         let mut cli = Cli::new();
         let netns = Netns::new(tag);
         cli.in_netns(&netns.name);
+        cli.env(testkit::VMINITD_VAR, testkit::static_vminitd());
         let shared = super::shared_root();
         std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
         std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
         let env = Env { cli, netns };
         if load {
             env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
-                .ok();
+                .success();
         }
         env
     }
@@ -158,7 +159,7 @@ impl Env {
     }
 
     pub fn inspect(&self, name: &str) -> serde_json::Value {
-        self.run(&["inspect", name]).ok().json()[0].clone()
+        self.run(&["inspect", name]).success().json()[0].clone()
     }
 
     pub fn container_dirs(&self) -> Vec<PathBuf> {

@@ -1,42 +1,66 @@
-//! Network namespaces for tests. Every test makes its own namespaces (unique names), runs the
-//! code under test on a thread that `setns`ed into one (a network namespace belongs to a thread,
-//! and threads and processes started from it inherit it), and deletes them on drop, also when
-//! the test fails. Nothing touches the namespace the test runner started in.
-
-#![allow(dead_code)]
+//! Network namespaces for tests that make bridges, taps, addresses or nf_tables rules: the test
+//! creates its own namespace (a unique name), runs the code under test inside it and deletes it
+//! on drop, pass or fail, so nothing touches the namespace the test runner started in.
+//!
+//! Two ways in: a program under `ip netns exec` ([`Netns::command`], [`Netns::exec`]), or a
+//! closure on a thread that `setns`ed into it ([`Netns::run`], [`Netns::spawn`]): a network
+//! namespace belongs to a thread, and the threads and processes it starts inherit it.
 
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::tool;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A named network namespace (`ip netns add`), deleted on drop.
+/// A named network namespace (`ip netns add`) with loopback up, deleted on drop.
 pub struct Netns {
+    /// Its name under /run/netns.
     pub name: String,
 }
 
 impl Netns {
-    pub fn new(tag: &str) -> Self {
+    /// A fresh namespace; `tag` makes the name readable (`ctr-TAG-PID-N`).
+    pub fn new(tag: &str) -> Netns {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let name = format!("ctrt-{tag}-{}-{n}", std::process::id());
-        sh(&["ip", "netns", "add", &name]);
+        let name = format!("ctr-{tag}-{}-{n}", std::process::id());
+        tool("ip", &["netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
     }
 
-    /// Runs `ip -n NS ARGS…`, panicking with its stderr on failure.
+    /// `ip -n NS ARGS…` (panics with its output on failure), its stdout.
+    #[track_caller]
     pub fn ip(&self, args: &[&str]) -> String {
-        let mut full = vec!["ip", "-n", &self.name];
+        let mut full = vec!["-n", self.name.as_str()];
         full.extend_from_slice(args);
-        sh(&full)
+        tool("ip", &full)
+    }
+
+    /// `program ARGS…` to be run inside the namespace (`ip netns exec`).
+    pub fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]).args(args);
+        c
+    }
+
+    /// Runs a program inside the namespace: (success, stdout then stderr).
+    pub fn exec(&self, program: &str, args: &[&str]) -> (bool, String) {
+        let o = self
+            .command(program, args)
+            .output()
+            .expect("run ip netns exec");
+        let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&o.stderr));
+        (o.status.success(), text)
     }
 
     /// Runs `f` on a new thread inside this namespace and returns its result (panics propagate).
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
+        let path = self.path();
         std::thread::scope(|s| {
             s.spawn(|| {
                 enter(&path);
@@ -52,7 +76,7 @@ impl Netns {
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let path = format!("/run/netns/{}", self.name);
+        let path = self.path();
         std::thread::spawn(move || {
             enter(&path);
             f()
@@ -70,14 +94,18 @@ impl Netns {
 
     /// `nft list ruleset` inside this namespace.
     pub fn ruleset(&self) -> String {
-        sh(&["ip", "netns", "exec", &self.name, "nft", "list", "ruleset"])
+        crate::run(&mut self.command("nft", &["list", "ruleset"]))
+    }
+
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
     }
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
+            .args(["netns", "delete", &self.name])
             .status();
     }
 }
@@ -88,23 +116,8 @@ fn enter(path: &str) {
         .unwrap_or_else(|e| panic!("setns {path}: {e}"));
 }
 
-/// Runs a command, panicking with its output when it fails; returns stdout.
-pub fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Joins namespace `inner` to `outer` with a veth pair: `outer_if` stays in `outer` (optionally
-/// enslaved to `bridge`), `inner_if` moves into `inner` as `eth0` with `address` and a default
+/// enslaved to `bridge`), its peer moves into `inner` as `eth0` with `address` and a default
 /// route via `gateway`. This stands in for a container VM on a network.
 pub fn plug(
     outer: &Netns,

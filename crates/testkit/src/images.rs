@@ -1,5 +1,5 @@
 //! Test images, built here from Debian's busybox-static (`/bin/busybox`), written as OCI image
-//! layouts that skopeo can push into a [`super::Registry`].
+//! layouts that skopeo can push into a [`crate::Registry`].
 //!
 //! [`busybox`] has three gzip layers exercising what layer appliers must get right:
 //! 1. base: `/bin/busybox` plus applet symlinks, `/etc/passwd`, `/tmp` 1777, `/root` 0700;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::sha256;
+use crate::sha256;
 
 /// A layer being built as an uncompressed tar.
 pub struct LayerBuilder {
@@ -340,7 +340,7 @@ fn describe(layout: PathBuf, tag: &str, digest: String, manifests: Vec<String>) 
 
 /// Pushes a layout into a registry with skopeo (an outside tool), all platforms, digests kept.
 pub fn push_with_skopeo(image: &TestImage, reference: &str) {
-    super::tool(
+    crate::tool(
         "skopeo",
         &[
             "copy",
@@ -363,7 +363,7 @@ pub fn rootfs_tarball(path: &Path) {
 /// Writes the image as an OCI-layout tar named `name` (for `container image load -i`, no
 /// registry needed), with skopeo; all platforms of an index are kept.
 pub fn to_oci_archive(image: &TestImage, path: &Path, name: &str) {
-    super::tool(
+    crate::tool(
         "skopeo",
         &[
             "copy",
@@ -378,7 +378,7 @@ pub fn to_oci_archive(image: &TestImage, path: &Path, name: &str) {
 
 /// Writes the (single-platform) image as a docker-archive tar tagged `name`, with skopeo.
 pub fn to_docker_archive(image: &TestImage, path: &Path, name: &str) {
-    super::tool(
+    crate::tool(
         "skopeo",
         &[
             "copy",
@@ -422,7 +422,7 @@ pub fn layout(dir: &Path, reference: &str, layers: &[Layer], config: Value) -> P
 pub fn archive(dir: &Path, reference: &str, layers: &[Layer], config: Value) -> PathBuf {
     let layout = layout(&dir.join("layout"), reference, layers, config);
     let tar = dir.join("image.tar");
-    super::tool(
+    crate::tool(
         "tar",
         &[
             "-C",

@@ -46,7 +46,7 @@ impl Registry {
             );
             if let Some((user, password)) = auth {
                 let htpasswd = dir.path().join("htpasswd");
-                let line = super::tool("htpasswd", &["-Bbn", user, password]);
+                let line = crate::tool("htpasswd", &["-Bbn", user, password]);
                 std::fs::write(&htpasswd, line.trim()).expect("write htpasswd");
                 config.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: test-registry\n    path: {}\n",
