@@ -18,7 +18,6 @@
 //! [`Store::reconcile`] the next time anyone looks at it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -263,23 +262,6 @@ impl Drop for Lock {
     }
 }
 
-/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
-}
-
 /// The container state store under `<root>/containers`.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -389,7 +371,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &json).map_err(io_err("write", &path))
+        atomic_file::write_atomic(&path, &json).map_err(io_err("write", &path))
     }
 
     /// Reads one record by full id.

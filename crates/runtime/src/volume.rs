@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{validate_name, write_atomic};
+use crate::state::validate_name;
 
 /// Size of a volume when `--size` is not given.
 pub const DEFAULT_SIZE: u64 = 1 << 30;
@@ -259,7 +259,7 @@ impl VolumeStore {
             };
             let json = serde_json::to_vec_pretty(&vol).unwrap_or_default();
             let meta = tmp.join("volume.json");
-            write_atomic(&meta, &json).map_err(io_err("write", &meta))?;
+            atomic_file::write_atomic(&meta, &json).map_err(io_err("write", &meta))?;
             std::fs::rename(&tmp, &dest).map_err(io_err("rename into", &dest))?;
             Ok(vol)
         })();

@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
 use crate::kernel::{host_release, Kernel};
+use atomic_file::write_atomic;
 
 /// How long a probe boot under PVM may take before KVM is declared unusable for the kernel.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,7 +156,11 @@ pub fn choose(forced: Option<Accel>, kernel: &Kernel, qemu: &Path) -> Result<Dec
     for path in &caches {
         if !path.exists() {
             // A cache that cannot be written only costs another probe next time.
-            if let Err(e) = write_atomic(path, &json) {
+            let written = match path.parent() {
+                Some(dir) => fs::create_dir_all(dir).and_then(|()| write_atomic(path, &json)),
+                None => write_atomic(path, &json),
+            };
+            if let Err(e) = written {
                 tracing::debug!("cannot cache KVM probe result at {}: {e}", path.display());
             }
         }
@@ -220,7 +224,7 @@ pub fn probe_boot(
     accel: Accel,
     timeout: Duration,
 ) -> std::io::Result<bool> {
-    let console = crate::fsutil::temp_sibling(&std::env::temp_dir().join("vmm-kvm-probe.log"));
+    let console = atomic_file::temp_sibling(&std::env::temp_dir().join("vmm-kvm-probe.log"));
     let mut append = String::from("console=ttyS0 panic=-1 reboot=t root=/dev/nonexistent");
     if accel == Accel::Tcg {
         if let Some(khz) = crate::config::host_tsc_khz() {
