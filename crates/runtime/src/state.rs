@@ -136,7 +136,7 @@ pub struct ContainerConfig {
     pub publish: Vec<net::ports::PortSpec>,
     /// Volumes and tmpfs mounts, in mount order.
     #[serde(default)]
-    pub mounts: Vec<crate::volume::MountSpec>,
+    pub mounts: Vec<MountSpec>,
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
@@ -197,6 +197,58 @@ pub struct ContainerRecord {
     /// in); empty when it does not run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<net::ports::PortSpec>,
+}
+
+/// What a container mounts besides its rootfs (`-v`, `--mount`, `--tmpfs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum MountSpec {
+    /// A named volume's filesystem at `target`.
+    Volume {
+        /// Volume name.
+        source: String,
+        /// Absolute path in the container.
+        target: String,
+        /// Mounted read-only in the container.
+        readonly: bool,
+        /// Made for this container alone (`-v /path`, an image `VOLUME`); deleted with it.
+        #[serde(default)]
+        anonymous: bool,
+        /// Do not fill the volume, while it is empty, with the image's content at `target`
+        /// (docker's `nocopy`).
+        #[serde(default)]
+        nocopy: bool,
+    },
+    /// A host directory shared through virtiofs at `target`.
+    Bind {
+        /// Absolute, canonical host directory.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+        /// Read-only, enforced by virtiofsd on the host.
+        readonly: bool,
+        /// For a single file: `source` is its directory (the share) and this its name there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    /// A fresh tmpfs at `target`.
+    Tmpfs {
+        /// Absolute path in the container.
+        target: String,
+        /// mount(8) options (`size=64m`, `mode=1777`, ...).
+        options: Vec<String>,
+    },
+}
+
+impl MountSpec {
+    /// The path in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            MountSpec::Volume { target, .. }
+            | MountSpec::Bind { target, .. }
+            | MountSpec::Tmpfs { target, .. } => target,
+        }
+    }
 }
 
 /// Makes a new random container id: 32 random bytes as 64 hex digits.
