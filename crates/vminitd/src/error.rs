@@ -3,7 +3,7 @@
 
 use agent::{ErrorCode, WireError};
 
-use crate::spawn::Report;
+use crate::report::Report;
 use crate::user::UserError;
 
 /// Why a call failed in the guest.

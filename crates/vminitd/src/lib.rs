@@ -15,6 +15,7 @@ pub mod netlink;
 pub mod port;
 pub mod process;
 pub mod reaper;
+pub mod report;
 pub mod rootfs;
 pub mod service;
 pub mod spawn;
