@@ -17,7 +17,7 @@ use crate::fdio::FdStream;
 use crate::report::Report;
 use crate::rootfs::RootfsPlan;
 use crate::spawn::{self, ChildStdio, Placement, Plan};
-use crate::stdio::{pump_output, pump_stdin, Credit, StdinMsg};
+use crate::stdio::{pump_output, pump_stdin, send_eof, Credit, HostSession, StdinMsg};
 use crate::sys;
 use crate::user;
 
@@ -168,24 +168,6 @@ impl Processes {
         }
         if eof {
             let _ = tx.send(StdinMsg::Eof);
-        }
-    }
-
-    pub(crate) fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool {
-        let inner = lock(&self.inner);
-        if gen.is_some_and(|g| g != inner.gen) {
-            return false;
-        }
-        inner
-            .outbox
-            .as_ref()
-            .is_some_and(|o| o.data(stream, bytes, eof))
-    }
-
-    pub(crate) fn grant_stdin(&self, handle: ProcessHandle, n: usize) {
-        let inner = lock(&self.inner);
-        if let Some(o) = &inner.outbox {
-            o.window(stream_id(handle, StdioStream::Stdin), n as u32);
         }
     }
 
@@ -427,15 +409,7 @@ impl Processes {
                 // A terminal has no separate stderr: end it at once (once attached).
                 None => {
                     let me = Arc::clone(self);
-                    tokio::spawn(async move {
-                        loop {
-                            let gen = credit.wait().await;
-                            if me.send(Some(gen), sid, Vec::new(), true) {
-                                break;
-                            }
-                            tokio::task::yield_now().await;
-                        }
-                    });
+                    tokio::spawn(async move { send_eof(&*me, sid, &credit).await });
                 }
             }
         }
@@ -833,6 +807,26 @@ impl Processes {
     /// PIDs of every live process we started (for shutdown).
     pub fn live_pids(&self) -> Vec<i32> {
         lock(&self.inner).by_pid.keys().copied().collect()
+    }
+}
+
+impl HostSession for Processes {
+    fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool {
+        let inner = lock(&self.inner);
+        if gen.is_some_and(|g| g != inner.gen) {
+            return false;
+        }
+        inner
+            .outbox
+            .as_ref()
+            .is_some_and(|o| o.data(stream, bytes, eof))
+    }
+
+    fn grant_stdin(&self, handle: ProcessHandle, n: usize) {
+        let inner = lock(&self.inner);
+        if let Some(o) = &inner.outbox {
+            o.window(stream_id(handle, StdioStream::Stdin), n as u32);
+        }
     }
 }
 
