@@ -227,7 +227,7 @@ pub fn probe_boot(
     let console = atomic_file::temp_sibling(&std::env::temp_dir().join("vmm-kvm-probe.log"));
     let mut append = String::from("console=ttyS0 panic=-1 reboot=t root=/dev/nonexistent");
     if accel == Accel::Tcg {
-        if let Some(khz) = crate::config::host_tsc_khz() {
+        if let Some(khz) = host_tsc_khz() {
             append.push_str(&format!(" tsc_early_khz={khz}"));
         }
     }
@@ -275,6 +275,24 @@ pub fn probe_boot(
     let _ = fs::remove_file(&console);
     let panicked = log.windows(12).any(|w| w == b"Kernel panic");
     Ok(exited && panicked)
+}
+
+/// The host CPU's clock in kHz from `/proc/cpuinfo` (`cpu MHz`), which is the TSC rate the
+/// guest sees under TCG.
+pub fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    parse_cpu_mhz(&text)
+}
+
+fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim() != "cpu MHz" {
+            return None;
+        }
+        let mhz: f64 = v.trim().parse().ok()?;
+        (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+    })
 }
 
 #[cfg(test)]
@@ -363,5 +381,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cpu_mhz_parsing() {
+        assert_eq!(
+            parse_cpu_mhz("processor\t: 0\ncpu MHz\t\t: 2596.148\n"),
+            Some(2596148)
+        );
+        assert_eq!(parse_cpu_mhz("nothing"), None);
+        assert!(host_tsc_khz().is_some(), "this x86 host reports cpu MHz");
     }
 }
