@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::alloc::Alloc;
 use crate::csum;
@@ -38,16 +37,6 @@ impl Drop for State {
         if !self.committed {
             let _ = std::fs::remove_file(&self.tmp_path);
         }
-    }
-}
-
-pub(crate) fn now() -> Time {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    Time {
-        sec: d.as_secs() as i64,
-        nsec: d.subsec_nanos(),
     }
 }
 
@@ -123,7 +112,7 @@ impl State {
                 path: tmp_path.clone(),
                 source,
             })?;
-        let t = now();
+        let t = Time::now();
         let root = Meta {
             perm: 0o755,
             atime: t,
@@ -153,7 +142,7 @@ impl State {
                 "/lost+found in the layers is not a directory".into(),
             )),
             None => {
-                let t = now();
+                let t = Time::now();
                 let node = Node {
                     meta: Meta {
                         perm: 0o700,
@@ -297,7 +286,7 @@ impl State {
                 fs_seed,
                 &no_space,
             )?;
-            let t = now();
+            let t = Time::now();
             let raw = Raw {
                 mode: inode::S_IFREG | 0o600,
                 size: geo.journal_blocks * BLOCK,

@@ -152,7 +152,7 @@ impl Writer<'_> {
     fn superblock(&self, free_blocks: u64, free_inodes: u64) -> Vec<u8> {
         let geo = self.geo;
         let mut sb = vec![0u8; 1024];
-        let now = crate::finish::now().sec as u32;
+        let now = crate::tree::Time::now().sec as u32;
         put32(&mut sb, 0x00, (geo.ipg * geo.groups) as u32);
         put32(&mut sb, 0x04, geo.blocks as u32);
         put32(&mut sb, 0x08, 0);
