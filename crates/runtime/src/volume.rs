@@ -53,7 +53,7 @@ pub enum VolumeError {
         name: String,
         /// What the formatter reported.
         #[source]
-        source: ext4::Error,
+        source: ext4::Ext4Error,
     },
     /// A file operation failed.
     #[error("{op} {}", path.display())]

@@ -6,7 +6,7 @@ use super::State;
 use crate::extent;
 use crate::layout::*;
 use crate::super_block::Geometry;
-use crate::Error;
+use crate::Ext4Error;
 
 /// Smallest filesystem we write: 2 MiB (8 MiB with a journal).
 pub(super) const MIN_BLOCKS: u64 = 512;
@@ -23,10 +23,10 @@ fn journal_blocks(total: u64) -> u64 {
 }
 
 /// A size given in bytes, trimmed so the last group is not uselessly small.
-pub(super) fn fixed_geometry(size: u64) -> Result<u64, Error> {
+pub(super) fn fixed_geometry(size: u64) -> Result<u64, Ext4Error> {
     let mut blocks = size / BLOCK;
     if blocks >= MAX_BLOCKS {
-        return Err(Error::Unsupported(format!(
+        return Err(Ext4Error::Unsupported(format!(
             "size {size} is above the 16 TiB limit of 32-bit ext4"
         )));
     }
@@ -40,7 +40,7 @@ pub(super) fn fixed_geometry(size: u64) -> Result<u64, Error> {
 
 impl State {
     /// Chooses the final size, group count and inode table size.
-    pub(super) fn geometry(&self, meta_blocks: u64, max_ino: u64) -> Result<Geometry, Error> {
+    pub(super) fn geometry(&self, meta_blocks: u64, max_ino: u64) -> Result<Geometry, Ext4Error> {
         let uuid = self.opts.uuid.unwrap_or_else(rand::random);
         let shape = |blocks: u64, spare_inodes: bool| -> Option<Geometry> {
             let groups = groups_for(blocks);
@@ -81,13 +81,13 @@ impl State {
         };
         let used = self.alloc.used();
         if let Some(blocks) = self.fixed_blocks {
-            let g = shape(blocks, false).ok_or_else(|| Error::NoSpace {
+            let g = shape(blocks, false).ok_or_else(|| Ext4Error::NoSpace {
                 size: blocks * BLOCK,
                 reason: format!("{max_ino} inodes do not fit"),
             })?;
             let need = used + meta_blocks + overhead(&g);
             if need > blocks {
-                return Err(Error::NoSpace {
+                return Err(Ext4Error::NoSpace {
                     size: blocks * BLOCK,
                     reason: format!("{} bytes are needed", need * BLOCK),
                 });
@@ -115,12 +115,12 @@ impl State {
             }
             blocks = want;
             if blocks > AUTO_MAX_BLOCKS {
-                return Err(Error::Unsupported(
+                return Err(Ext4Error::Unsupported(
                     "content needs more than 1 TiB; give a size".into(),
                 ));
             }
         }
-        Err(Error::Unsupported(
+        Err(Ext4Error::Unsupported(
             "could not settle on a filesystem size".into(),
         ))
     }

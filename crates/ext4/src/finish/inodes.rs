@@ -15,7 +15,7 @@ use crate::layout::*;
 use crate::super_block;
 use crate::tree::{Body, Meta, Time, Tree, ROOT};
 use crate::xattr;
-use crate::Error;
+use crate::Ext4Error;
 
 /// The first inode number for files; 1–10 are reserved (kernel `EXT4_GOOD_OLD_FIRST_INO`).
 pub(super) const FIRST_INO: u32 = 11;
@@ -50,7 +50,7 @@ impl Numbering {
     }
 
     /// Metadata blocks the tree needs beyond its file data, for sizing.
-    pub(super) fn meta_blocks(&self, tree: &Tree) -> Result<u64, Error> {
+    pub(super) fn meta_blocks(&self, tree: &Tree) -> Result<u64, Ext4Error> {
         let mut meta_blocks = 0u64;
         for &id in &self.order {
             let node = tree.node(id);
@@ -60,7 +60,7 @@ impl Numbering {
                 Body::Dir { children, .. } => {
                     let ents = dirents(tree, children, &self.ino_of);
                     if !dir::fits(&ents) {
-                        return Err(Error::Unsupported(format!(
+                        return Err(Ext4Error::Unsupported(format!(
                             "a directory of {} entries is beyond a two-level htree",
                             ents.len()
                         )));
@@ -100,7 +100,7 @@ impl NodeWriter<'_> {
         blocks: u64,
         uuid: &[u8; 16],
         table: &mut TableWriter,
-    ) -> Result<Option<[u8; 60]>, Error> {
+    ) -> Result<Option<[u8; 60]>, Ext4Error> {
         if blocks == 0 {
             return Ok(None);
         }
@@ -112,7 +112,9 @@ impl NodeWriter<'_> {
                     .take_runs(blocks)
                     .ok_or_else(|| no_space(self.size, "the journal"))?;
                 for r in &runs {
-                    self.image.zero(r.start, r.len).map_err(Error::WriteImage)?;
+                    self.image
+                        .zero(r.start, r.len)
+                        .map_err(Ext4Error::WriteImage)?;
                 }
                 runs
             }
@@ -121,7 +123,7 @@ impl NodeWriter<'_> {
         let jsb = super_block::journal_superblock(blocks, uuid);
         self.image
             .write_at(runs[0].start, &jsb)
-            .map_err(Error::WriteImage)?;
+            .map_err(Ext4Error::WriteImage)?;
         let (i_block, tree_n) = self.extent_tree(&extents, JOURNAL_INO)?;
         let t = Time::now();
         let raw = Raw {
@@ -149,7 +151,7 @@ impl NodeWriter<'_> {
         ipg: u64,
         groups: u64,
         table: &mut TableWriter,
-    ) -> Result<Counts, Error> {
+    ) -> Result<Counts, Ext4Error> {
         let mut counts = Counts {
             dirs_per_group: vec![0u32; groups as usize],
             files: 0,
@@ -212,7 +214,7 @@ impl NodeWriter<'_> {
         ino: u32,
         size: u64,
         extents: &[Extent],
-    ) -> Result<(), Error> {
+    ) -> Result<(), Ext4Error> {
         let (i_block, tree_n) = self.extent_tree(extents, ino)?;
         raw.size = size;
         raw.i_block = i_block;
@@ -222,7 +224,13 @@ impl NodeWriter<'_> {
     }
 
     /// A directory: its blocks (linear or htree), then its extent tree.
-    fn dir(&mut self, raw: &mut Raw, ino: u32, parent: u32, ents: &[Dirent]) -> Result<(), Error> {
+    fn dir(
+        &mut self,
+        raw: &mut Raw,
+        ino: u32,
+        parent: u32,
+        ents: &[Dirent],
+    ) -> Result<(), Ext4Error> {
         let seed = csum::inode_seed(self.fs_seed, ino, 0);
         let (blocks, indexed) = dir::build(ents, ino, parent, seed);
         let runs = self
@@ -237,7 +245,7 @@ impl NodeWriter<'_> {
             }
             self.image
                 .write_at(r.start, &joined)
-                .map_err(Error::WriteImage)?;
+                .map_err(Ext4Error::WriteImage)?;
         }
         let extents = extent::from_runs(&runs);
         let (i_block, tree_n) = self.extent_tree(&extents, ino)?;
@@ -250,7 +258,7 @@ impl NodeWriter<'_> {
 
     /// A symlink: a target under 60 bytes lives in the inode itself (a "fast" symlink), a
     /// longer one in a block of its own.
-    fn symlink(&mut self, raw: &mut Raw, ino: u32, target: &[u8]) -> Result<(), Error> {
+    fn symlink(&mut self, raw: &mut Raw, ino: u32, target: &[u8]) -> Result<(), Ext4Error> {
         raw.mode = inode::S_IFLNK | 0o777;
         raw.size = target.len() as u64;
         if target.len() < 60 {
@@ -265,7 +273,7 @@ impl NodeWriter<'_> {
         b[..target.len()].copy_from_slice(target);
         self.image
             .write_at(r.start, &b)
-            .map_err(Error::WriteImage)?;
+            .map_err(Ext4Error::WriteImage)?;
         let seed = csum::inode_seed(self.fs_seed, ino, 0);
         let (i_block, _) = extent::build(&extent::from_runs(&[r]), &[], seed);
         raw.i_block = i_block;
@@ -275,7 +283,7 @@ impl NodeWriter<'_> {
     }
 
     /// Extended attributes: in the inode's spare space when they fit, else in one block.
-    fn xattrs(&mut self, raw: &mut Raw, ino: u32, m: &Meta) -> Result<(), Error> {
+    fn xattrs(&mut self, raw: &mut Raw, ino: u32, m: &Meta) -> Result<(), Ext4Error> {
         let mut entries: Vec<xattr::Entry> = m.xattrs.iter().filter_map(xattr::encode).collect();
         if entries.is_empty() {
             return Ok(());
@@ -290,20 +298,20 @@ impl NodeWriter<'_> {
             .take_run(1)
             .ok_or_else(|| no_space(self.size, "xattr blocks"))?;
         let b = xattr::block(&entries, r.start, self.fs_seed).ok_or_else(|| {
-            Error::Unsupported(format!(
+            Ext4Error::Unsupported(format!(
                 "extended attributes of inode {ino} exceed one block"
             ))
         })?;
         self.image
             .write_at(r.start, &b)
-            .map_err(Error::WriteImage)?;
+            .map_err(Ext4Error::WriteImage)?;
         raw.xattr_block = r.start;
         raw.blocks += 1;
         Ok(())
     }
 
     /// Places the extent tree blocks of one inode; returns `i_block` and the tree's block count.
-    fn extent_tree(&mut self, extents: &[Extent], ino: u32) -> Result<([u8; 60], u64), Error> {
+    fn extent_tree(&mut self, extents: &[Extent], ino: u32) -> Result<([u8; 60], u64), Ext4Error> {
         let n = extent::tree_blocks(extents.len());
         let mut pbs = Vec::with_capacity(n as usize);
         if n > 0 {
@@ -318,7 +326,7 @@ impl NodeWriter<'_> {
         let seed = csum::inode_seed(self.fs_seed, ino, 0);
         let (i_block, blocks) = extent::build(extents, &pbs, seed);
         for (pb, b) in blocks {
-            self.image.write_at(pb, &b).map_err(Error::WriteImage)?;
+            self.image.write_at(pb, &b).map_err(Ext4Error::WriteImage)?;
         }
         Ok((i_block, n))
     }
@@ -383,7 +391,7 @@ impl<'a> TableWriter<'a> {
     }
 
     /// Encodes inode `ino` into its table; inodes must come in ascending groups.
-    pub(super) fn put(&mut self, ino: u32, raw: &Raw) -> Result<(), Error> {
+    pub(super) fn put(&mut self, ino: u32, raw: &Raw) -> Result<(), Ext4Error> {
         let g = u64::from(ino - 1) / self.ipg;
         debug_assert!(g >= self.group, "inodes arrive in ascending groups");
         if g != self.group {
@@ -399,11 +407,11 @@ impl<'a> TableWriter<'a> {
     }
 
     /// Writes what is buffered of the current group's table.
-    pub(super) fn flush(&mut self) -> Result<(), Error> {
+    pub(super) fn flush(&mut self) -> Result<(), Ext4Error> {
         if !self.buf.is_empty() {
             self.image
                 .write_at(self.starts[self.group as usize], &self.buf)
-                .map_err(Error::WriteImage)?;
+                .map_err(Ext4Error::WriteImage)?;
             self.buf.clear();
         }
         Ok(())

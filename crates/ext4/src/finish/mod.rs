@@ -19,7 +19,7 @@ use crate::inode::Raw;
 use crate::layout::*;
 use crate::super_block::{self, Geometry};
 use crate::tree::{Body, Meta, Node, Time, Tree, ROOT};
-use crate::{Error, FormatOptions, Summary};
+use crate::{Ext4Error, FormatOptions, Summary};
 use geometry::{fixed_geometry, MIN_BLOCKS, MIN_BLOCKS_JOURNAL};
 use inodes::{NodeWriter, Numbering, TableWriter, FIRST_INO};
 
@@ -46,7 +46,7 @@ impl Drop for State {
 }
 
 impl State {
-    pub(crate) fn create(output: &Path, opts: &FormatOptions) -> Result<Self, Error> {
+    pub(crate) fn create(output: &Path, opts: &FormatOptions) -> Result<Self, Ext4Error> {
         let (limit, reserve, fixed) = match opts.size {
             Some(size) => {
                 let blocks = fixed_geometry(size)?;
@@ -56,7 +56,7 @@ impl State {
                     MIN_BLOCKS
                 };
                 if blocks < min {
-                    return Err(Error::NoSpace {
+                    return Err(Ext4Error::NoSpace {
                         size,
                         reason: format!("at least {} bytes are needed", min * BLOCK),
                     });
@@ -83,7 +83,7 @@ impl State {
             .create(true)
             .truncate(true)
             .open(&tmp_path)
-            .map_err(|source| Error::CreateOutput {
+            .map_err(|source| Ext4Error::CreateOutput {
                 path: tmp_path.clone(),
                 source,
             })?;
@@ -110,10 +110,10 @@ impl State {
     }
 
     /// Adds `/lost+found` when the layers did not bring one.
-    fn ensure_lost_found(&mut self) -> Result<(), Error> {
+    fn ensure_lost_found(&mut self) -> Result<(), Ext4Error> {
         match self.tree.lookup(ROOT, b"lost+found") {
             Some(c) if self.tree.is_dir(c.id) => Ok(()),
-            Some(_) => Err(Error::Unsupported(
+            Some(_) => Err(Ext4Error::Unsupported(
                 "/lost+found in the layers is not a directory".into(),
             )),
             None => {
@@ -142,7 +142,7 @@ impl State {
     /// the image to its final name. The stages run in this order because each one's block
     /// allocations decide where the next one's land: keep it, or images stop being
     /// reproducible.
-    pub(crate) fn finish(mut self) -> Result<Summary, Error> {
+    pub(crate) fn finish(mut self) -> Result<Summary, Ext4Error> {
         self.ensure_lost_found()?;
 
         // 1–2. Inode numbers, and the metadata blocks the tree needs beyond its file data.
@@ -190,7 +190,7 @@ impl State {
             label: self.opts.label.as_deref().unwrap_or(""),
             journal_i_block,
         };
-        sb.write().map_err(Error::WriteImage)?;
+        sb.write().map_err(Ext4Error::WriteImage)?;
 
         let used_blocks = self.alloc.used();
         self.commit(geo.blocks * BLOCK)?;
@@ -209,7 +209,7 @@ impl State {
 
     /// Takes the blocks of the bitmaps (two per group) and of the inode tables; a table in
     /// blocks that held data before (freed by a whiteout) is zeroed, fresh ones already are.
-    fn place_tables(&mut self, geo: &Geometry) -> Result<(Vec<u64>, Vec<u64>), Error> {
+    fn place_tables(&mut self, geo: &Geometry) -> Result<(Vec<u64>, Vec<u64>), Ext4Error> {
         let no_space = |what: &str| no_space(geo.blocks * BLOCK, what);
         let mut bitmap_blocks = Vec::with_capacity(2 * geo.groups as usize);
         let runs = match self.alloc.take_fresh(2 * geo.groups) {
@@ -231,7 +231,9 @@ impl State {
                         .alloc
                         .take_contiguous(geo.itb)
                         .ok_or_else(|| no_space("inode tables"))?;
-                    self.image.zero(r.start, r.len).map_err(Error::WriteImage)?;
+                    self.image
+                        .zero(r.start, r.len)
+                        .map_err(Ext4Error::WriteImage)?;
                     r
                 }
             };
@@ -242,12 +244,17 @@ impl State {
 
     /// Sizes the file, makes it durable and renames it to its final name (then syncs the
     /// directory, so the rename survives a crash too).
-    fn commit(&mut self, size: u64) -> Result<(), Error> {
-        self.image.file.set_len(size).map_err(Error::WriteImage)?;
-        self.image.file.sync_all().map_err(Error::WriteImage)?;
-        std::fs::rename(&self.tmp_path, &self.out_path).map_err(|source| Error::CommitOutput {
-            path: self.out_path.clone(),
-            source,
+    fn commit(&mut self, size: u64) -> Result<(), Ext4Error> {
+        self.image
+            .file
+            .set_len(size)
+            .map_err(Ext4Error::WriteImage)?;
+        self.image.file.sync_all().map_err(Ext4Error::WriteImage)?;
+        std::fs::rename(&self.tmp_path, &self.out_path).map_err(|source| {
+            Ext4Error::CommitOutput {
+                path: self.out_path.clone(),
+                source,
+            }
         })?;
         self.committed = true;
         if let Some(parent) = self.out_path.parent() {
@@ -265,8 +272,8 @@ impl State {
 }
 
 /// The error for a filesystem of `size` bytes that has no room left for `what`.
-fn no_space(size: u64, what: &str) -> Error {
-    Error::NoSpace {
+fn no_space(size: u64, what: &str) -> Ext4Error {
+    Ext4Error::NoSpace {
         size,
         reason: format!("no room for {what}"),
     }

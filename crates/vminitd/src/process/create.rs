@@ -11,7 +11,7 @@ use agent::{CreateProcess, ProcessHandle, ProcessSpec};
 
 use super::{lock, Container, Phase, Processes, DEFAULT_PATH};
 use crate::caps::{self, CapSets};
-use crate::error::Error;
+use crate::error::GuestError;
 use crate::fdio::FdStream;
 use crate::report::Report;
 use crate::rootfs::RootfsPlan;
@@ -41,7 +41,7 @@ struct Stdio {
 
 impl Processes {
     /// Creates a process (and its container when `req.container` is new).
-    pub async fn create(self: &Arc<Self>, req: CreateProcess) -> Result<ProcessHandle, Error> {
+    pub async fn create(self: &Arc<Self>, req: CreateProcess) -> Result<ProcessHandle, GuestError> {
         let spec = &req.process;
         check_request(&req)?;
         let id = &req.container;
@@ -85,9 +85,9 @@ impl Processes {
             stdio: child_stdio,
             cgroup: placed.cgroup.clone(),
         };
-        let forked = spawn::fork(plan).map_err(|e| Error::sys("fork", e))?;
+        let forked = spawn::fork(plan).map_err(|e| GuestError::sys("fork", e))?;
         let status =
-            FdStream::new(forked.status).map_err(|e| Error::sys("register status pipe", e))?;
+            FdStream::new(forked.status).map_err(|e| GuestError::sys("register status pipe", e))?;
         let created = Phase::Created {
             start: forked.start,
             status: status.clone(),
@@ -111,7 +111,7 @@ impl Processes {
         if !matches!(report, Report::Ready) {
             let _ = sys::kill(forked.pid, libc::SIGKILL);
             self.forget(handle);
-            return Err(Error::Spawn(report));
+            return Err(GuestError::Spawn(report));
         }
         if placed.new_container {
             lock(&self.inner).containers.insert(
@@ -150,24 +150,24 @@ impl Processes {
     /// Into the namespaces of container `req.container` when it runs; else a new container
     /// over `req.rootfs`, for which this writes /etc/hostname, /etc/hosts and resolv.conf and
     /// makes the cgroup.
-    fn placement(&self, req: &CreateProcess) -> Result<Placed, Error> {
+    fn placement(&self, req: &CreateProcess) -> Result<Placed, GuestError> {
         let id = &req.container;
         let inner = lock(&self.inner);
         if let Some(c) = inner.containers.get(id) {
             if req.rootfs.is_some() {
-                return Err(Error::AlreadyExists(format!(
+                return Err(GuestError::AlreadyExists(format!(
                     "container {id} already exists"
                 )));
             }
             if c.stopped {
-                return Err(Error::WrongState(format!(
+                return Err(GuestError::WrongState(format!(
                     "cannot exec in container {id}: it is stopped"
                 )));
             }
             let ns = |n: &str| {
                 let p = format!("/proc/{}/ns/{n}", c.init_pid);
                 sys::open(Path::new(&p), libc::O_RDONLY, 0)
-                    .map_err(|e| Error::sys(format!("open {p}"), e))
+                    .map_err(|e| GuestError::sys(format!("open {p}"), e))
             };
             let others = vec![
                 (ns("ipc")?, libc::CLONE_NEWIPC),
@@ -188,13 +188,13 @@ impl Processes {
         }
         drop(inner);
         let Some(rootfs) = &req.rootfs else {
-            return Err(Error::NotFound(format!(
+            return Err(GuestError::NotFound(format!(
                 "container {id} does not exist (the first process needs a rootfs)"
             )));
         };
         let rootfs = PathBuf::from(rootfs);
         if !rootfs.is_dir() {
-            return Err(Error::NotFound(format!(
+            return Err(GuestError::NotFound(format!(
                 "rootfs {} is not a directory",
                 rootfs.display()
             )));
@@ -212,11 +212,11 @@ impl Processes {
                 }
             });
         let dir = self.run_dir.join(id);
-        let write = |name: &str, text: &str| -> Result<PathBuf, Error> {
+        let write = |name: &str, text: &str| -> Result<PathBuf, GuestError> {
             let p = dir.join(name);
             sys::mkdir_p(&dir)
                 .and_then(|_| sys::write_file(&p, text.as_bytes()))
-                .map_err(|e| Error::sys(format!("write {}", p.display()), e))?;
+                .map_err(|e| GuestError::sys(format!("write {}", p.display()), e))?;
             Ok(p)
         };
         let hosts = format!(
@@ -268,9 +268,9 @@ impl Processes {
 
 /// What is wrong with a request before anything is touched: no command, or a container id
 /// that could escape the run directory.
-fn check_request(req: &CreateProcess) -> Result<(), Error> {
+fn check_request(req: &CreateProcess) -> Result<(), GuestError> {
     if req.process.args.is_empty() {
-        return Err(Error::InvalidArgument("process args are empty".into()));
+        return Err(GuestError::InvalidArgument("process args are empty".into()));
     }
     let id = &req.container;
     if id.is_empty()
@@ -279,7 +279,7 @@ fn check_request(req: &CreateProcess) -> Result<(), Error> {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
         || id.starts_with('.')
     {
-        return Err(Error::InvalidArgument(format!(
+        return Err(GuestError::InvalidArgument(format!(
             "invalid container id {id:?}"
         )));
     }
@@ -307,19 +307,19 @@ fn environment(spec: &ProcessSpec, home: &str, hostname: &str) -> Vec<String> {
 }
 
 /// Strings for execve; `what` names them in the error for one with a NUL.
-fn c_strings(v: &[String], what: &str) -> Result<Vec<CString>, Error> {
+fn c_strings(v: &[String], what: &str) -> Result<Vec<CString>, GuestError> {
     v.iter()
         .map(|s| {
             CString::new(s.as_bytes())
-                .map_err(|_| Error::InvalidArgument(format!("{what} contains NUL: {s:?}")))
+                .map_err(|_| GuestError::InvalidArgument(format!("{what} contains NUL: {s:?}")))
         })
         .collect()
 }
 
 /// The capability sets: the spec's own when it gives all five, else its one set (or the
 /// default) as bounding, effective and permitted for root only, as docker does.
-fn cap_sets(spec: &ProcessSpec, uid: u32) -> Result<CapSets, Error> {
-    let unknown = |n| Error::InvalidArgument(format!("unknown capability {n}"));
+fn cap_sets(spec: &ProcessSpec, uid: u32) -> Result<CapSets, GuestError> {
+    let unknown = |n| GuestError::InvalidArgument(format!("unknown capability {n}"));
     if let Some(c) = &spec.capabilities {
         let m = |v: &Vec<String>| caps::mask(v).map_err(unknown);
         return Ok(CapSets {
@@ -345,19 +345,19 @@ fn cap_sets(spec: &ProcessSpec, uid: u32) -> Result<CapSets, Error> {
 }
 
 /// The spec's rlimits as (resource, soft, hard).
-fn rlimits(spec: &ProcessSpec) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, Error> {
+fn rlimits(spec: &ProcessSpec) -> Result<Vec<(libc::__rlimit_resource_t, u64, u64)>, GuestError> {
     spec.rlimits
         .iter()
         .map(|r| {
             let res = spawn::rlimit_resource(&r.kind)
-                .ok_or_else(|| Error::InvalidArgument(format!("unknown rlimit {}", r.kind)))?;
+                .ok_or_else(|| GuestError::InvalidArgument(format!("unknown rlimit {}", r.kind)))?;
             Ok((res, r.soft, r.hard))
         })
         .collect()
 }
 
 /// The working directory: the spec's, or `/`; it must be absolute.
-fn working_dir(spec: &ProcessSpec) -> Result<PathBuf, Error> {
+fn working_dir(spec: &ProcessSpec) -> Result<PathBuf, GuestError> {
     let cwd = PathBuf::from(
         spec.cwd
             .clone()
@@ -365,7 +365,7 @@ fn working_dir(spec: &ProcessSpec) -> Result<PathBuf, Error> {
             .unwrap_or_else(|| "/".into()),
     );
     if !cwd.is_absolute() {
-        return Err(Error::InvalidArgument(format!(
+        return Err(GuestError::InvalidArgument(format!(
             "working directory {} is not absolute",
             cwd.display()
         )));
@@ -376,9 +376,9 @@ fn working_dir(spec: &ProcessSpec) -> Result<PathBuf, Error> {
 impl Stdio {
     /// Pipes (stdin from /dev/null unless the spec wants it), or for a terminal a socketpair
     /// over which the child sends the pty master it allocates inside the container.
-    fn new(spec: &ProcessSpec) -> Result<Stdio, Error> {
+    fn new(spec: &ProcessSpec) -> Result<Stdio, GuestError> {
         if spec.terminal {
-            let (mine, theirs) = sys::socketpair().map_err(|e| Error::sys("socketpair", e))?;
+            let (mine, theirs) = sys::socketpair().map_err(|e| GuestError::sys("socketpair", e))?;
             return Ok(Stdio {
                 child: ChildStdio::Pty {
                     socket: theirs,
@@ -390,14 +390,14 @@ impl Stdio {
                 stderr: None,
             });
         }
-        let pipe = || sys::pipe().map_err(|e| Error::sys("pipe", e));
-        let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
+        let pipe = || sys::pipe().map_err(|e| GuestError::sys("pipe", e));
+        let reg = |fd| FdStream::new(fd).map_err(|e| GuestError::sys("register pipe", e));
         let (stdin_child, stdin) = if spec.stdin {
             let (r, w) = pipe()?;
             (r, Some(reg(w)?))
         } else {
             let null = sys::open(Path::new("/dev/null"), libc::O_RDWR, 0)
-                .map_err(|e| Error::sys("open /dev/null", e))?;
+                .map_err(|e| GuestError::sys("open /dev/null", e))?;
             (null, None)
         };
         let (or, ow) = pipe()?;

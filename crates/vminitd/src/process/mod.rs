@@ -15,7 +15,7 @@ use agent::server::Outbox;
 use agent::{stream_id, ExitStatus, ProcessHandle, StdioStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::error::Error;
+use crate::error::GuestError;
 use crate::fdio::FdStream;
 use crate::report::Report;
 use crate::stdio::{Credit, StdinMsg};
@@ -117,14 +117,16 @@ impl Processes {
     }
 
     /// The init pid of running container `id`, whose namespaces a helper joins.
-    pub(crate) fn running_container(&self, id: &str) -> Result<i32, Error> {
+    pub(crate) fn running_container(&self, id: &str) -> Result<i32, GuestError> {
         let inner = lock(&self.inner);
         let c = inner
             .containers
             .get(id)
-            .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))?;
+            .ok_or_else(|| GuestError::NotFound(format!("container {id} does not exist")))?;
         if c.stopped {
-            return Err(Error::WrongState(format!("container {id} is not running")));
+            return Err(GuestError::WrongState(format!(
+                "container {id} is not running"
+            )));
         }
         Ok(c.init_pid)
     }
@@ -190,7 +192,7 @@ impl Processes {
     }
 
     /// Lets a created process exec; returns its pid.
-    pub async fn start(&self, handle: ProcessHandle) -> Result<i32, Error> {
+    pub async fn start(&self, handle: ProcessHandle) -> Result<i32, GuestError> {
         let (start, status, pid) = {
             let mut inner = lock(&self.inner);
             let p = inner
@@ -206,14 +208,15 @@ impl Processes {
                         "exited"
                     };
                     p.phase = other;
-                    return Err(Error::WrongState(format!(
+                    return Err(GuestError::WrongState(format!(
                         "cannot start process {handle}: it is {state}"
                     )));
                 }
             }
         };
         let mut f = std::fs::File::from(start);
-        std::io::Write::write_all(&mut f, b"s").map_err(|e| Error::sys("release process", e))?;
+        std::io::Write::write_all(&mut f, b"s")
+            .map_err(|e| GuestError::sys("release process", e))?;
         drop(f);
         // EOF on the status pipe: exec succeeded (close-on-exec closed the child's end).
         let mut buf = Vec::new();
@@ -222,23 +225,23 @@ impl Processes {
             match status.read(&mut chunk).await {
                 Ok(0) => break,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) => return Err(Error::sys("read exec status", e)),
+                Err(e) => return Err(GuestError::sys("read exec status", e)),
             }
         }
         if buf.is_empty() {
             Ok(pid)
         } else {
-            Err(Error::Spawn(Report::decode(&buf)))
+            Err(GuestError::Spawn(Report::decode(&buf)))
         }
     }
 
     /// Waits for the process to exit.
-    pub async fn wait(&self, handle: ProcessHandle) -> Result<ExitStatus, Error> {
+    pub async fn wait(&self, handle: ProcessHandle) -> Result<ExitStatus, GuestError> {
         let mut rx = {
             let inner = lock(&self.inner);
             let p = inner.procs.get(&handle).ok_or_else(|| no_process(handle))?;
             if matches!(p.phase, Phase::Created { .. }) {
-                return Err(Error::WrongState(format!(
+                return Err(GuestError::WrongState(format!(
                     "cannot wait for process {handle}: it was not started"
                 )));
             }
@@ -255,11 +258,11 @@ impl Processes {
     }
 
     /// Signals a process, or with `all` every process of its container.
-    pub fn kill(&self, handle: ProcessHandle, signal: i32, all: bool) -> Result<(), Error> {
+    pub fn kill(&self, handle: ProcessHandle, signal: i32, all: bool) -> Result<(), GuestError> {
         let inner = lock(&self.inner);
         let p = inner.procs.get(&handle).ok_or_else(|| no_process(handle))?;
         if let Phase::Exited = p.phase {
-            return Err(Error::WrongState(format!(
+            return Err(GuestError::WrongState(format!(
                 "cannot signal process {handle}: it has exited"
             )));
         }
@@ -277,22 +280,22 @@ impl Processes {
             }
         }
         sys::kill(p.pid, signal)
-            .map_err(|e| Error::sys(format!("kill {} with signal {signal}", p.pid), e))
+            .map_err(|e| GuestError::sys(format!("kill {} with signal {signal}", p.pid), e))
     }
 
     /// Resizes the pty.
-    pub fn resize(&self, handle: ProcessHandle, rows: u16, cols: u16) -> Result<(), Error> {
+    pub fn resize(&self, handle: ProcessHandle, rows: u16, cols: u16) -> Result<(), GuestError> {
         let inner = lock(&self.inner);
         let p = inner.procs.get(&handle).ok_or_else(|| no_process(handle))?;
         let pty = p
             .pty
             .as_ref()
-            .ok_or_else(|| Error::WrongState(format!("process {handle} has no terminal")))?;
-        sys::set_winsize(pty.raw(), rows, cols).map_err(|e| Error::sys("resize pty", e))
+            .ok_or_else(|| GuestError::WrongState(format!("process {handle} has no terminal")))?;
+        sys::set_winsize(pty.raw(), rows, cols).map_err(|e| GuestError::sys("resize pty", e))
     }
 
     /// Closes stdin after what was queued.
-    pub fn close_stdin(&self, handle: ProcessHandle) -> Result<(), Error> {
+    pub fn close_stdin(&self, handle: ProcessHandle) -> Result<(), GuestError> {
         let mut inner = lock(&self.inner);
         let p = inner
             .procs
@@ -305,12 +308,12 @@ impl Processes {
     }
 
     /// Forgets an exited (or never started) process.
-    pub fn delete(&self, handle: ProcessHandle) -> Result<(), Error> {
+    pub fn delete(&self, handle: ProcessHandle) -> Result<(), GuestError> {
         {
             let inner = lock(&self.inner);
             let p = inner.procs.get(&handle).ok_or_else(|| no_process(handle))?;
             if let Phase::Running = p.phase {
-                return Err(Error::WrongState(format!(
+                return Err(GuestError::WrongState(format!(
                     "cannot delete process {handle}: it is running"
                 )));
             }
@@ -350,12 +353,12 @@ impl Processes {
     }
 
     /// The container's cgroup, for statistics.
-    pub fn container_cgroup(&self, id: &str) -> Result<Option<PathBuf>, Error> {
+    pub fn container_cgroup(&self, id: &str) -> Result<Option<PathBuf>, GuestError> {
         let inner = lock(&self.inner);
         let c = inner
             .containers
             .get(id)
-            .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))?;
+            .ok_or_else(|| GuestError::NotFound(format!("container {id} does not exist")))?;
         Ok(c.cgroup.clone())
     }
 
@@ -386,6 +389,6 @@ impl Processes {
     }
 }
 
-fn no_process(handle: ProcessHandle) -> Error {
-    Error::NotFound(format!("no process with handle {handle}"))
+fn no_process(handle: ProcessHandle) -> GuestError {
+    GuestError::NotFound(format!("no process with handle {handle}"))
 }
