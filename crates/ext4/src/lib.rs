@@ -15,6 +15,9 @@
 //! Entry points: [`build_from_layers`], [`format_empty`], and [`Builder`] for callers that
 //! hold layer readers rather than files.
 
+// No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 mod alloc;
 mod apply;
 mod csum;

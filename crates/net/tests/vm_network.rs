@@ -132,7 +132,10 @@ fn tsc_khz() -> u64 {
         .and_then(|l| l.split(':').nth(1))
         .and_then(|v| v.trim().parse().ok())
         .unwrap();
-    (mhz * 1000.0) as u64
+    // A host clock rate: positive, and far below u64::MAX.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let khz = (mhz * 1000.0) as u64;
+    khz
 }
 
 fn http_get(addr: &str) -> String {

@@ -9,6 +9,9 @@
 //! The VM and the guest agent sit behind the traits in [`backend`]; the monitor logic is tested
 //! with fakes, and [`real`] wires in QEMU (`vmm`) and the agent client (`agent`).
 
+// Lints not yet fixed here (issue 15): removed when the CLI move lands.
+#![allow(clippy::cast_sign_loss, clippy::cast_lossless)]
+
 pub mod backend;
 pub mod cleanup;
 pub mod client;

@@ -237,7 +237,14 @@ fn enter(fds: &Fds) -> Result<(), Fail> {
     for (lo, hi) in [(3, status - 1), (status + 1, i32::MAX)] {
         if lo <= hi {
             // SAFETY: close_range on fd numbers; none of them is used afterwards.
-            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) };
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    lo.unsigned_abs(),
+                    hi.unsigned_abs(),
+                    0u32,
+                )
+            };
         }
     }
     // SAFETY: umask takes and returns plain integers.

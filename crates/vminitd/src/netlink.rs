@@ -150,7 +150,8 @@ impl Netlink {
             // SAFETY: buf is valid for writes of its length.
             let n = cvt(unsafe {
                 libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            })? as usize;
+            })?
+            .unsigned_abs();
             let mut off = 0;
             while off + 16 <= n {
                 let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])

@@ -140,6 +140,8 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
 }
 
 pub(crate) fn raw_fork(ns_flags: libc::c_int) -> io::Result<i32> {
+    // clone(2) takes the flag bits as an unsigned long: the cast reinterprets bits.
+    #[allow(clippy::cast_sign_loss)]
     // SAFETY: clone with a null stack behaves like fork(2); the child continues on a copy of
     // our stack. vminitd is single-threaded, so no lock can be held by another thread.
     let pid = unsafe {

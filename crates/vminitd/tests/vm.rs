@@ -91,7 +91,10 @@ fn tsc_khz() -> String {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(2000.0);
-    format!("{}", (mhz * 1000.0) as u64)
+    // A host clock rate: positive, and far below u64::MAX.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let khz = (mhz * 1000.0) as u64;
+    format!("{khz}")
 }
 
 struct Vm {

@@ -291,6 +291,8 @@ fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
             return None;
         }
         let mhz: f64 = v.trim().parse().ok()?;
+        // Positive (checked) and far below u64::MAX: the float-to-integer cast is exact enough.
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
         (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
     })
 }

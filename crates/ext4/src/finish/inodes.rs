@@ -187,7 +187,7 @@ impl NodeWriter<'_> {
                     let links = 2 + subdirs as u64;
                     raw.links = if links > 65_000 { 1 } else { links as u16 };
                     raw.mode = inode::S_IFDIR | perm;
-                    counts.dirs_per_group[((ino - 1) as u64 / ipg) as usize] += 1;
+                    counts.dirs_per_group[(u64::from(ino - 1) / ipg) as usize] += 1;
                     counts.dirs += 1;
                 }
                 Body::Symlink(target) => self.symlink(&mut raw, ino, target)?,
