@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use crate::error::{ErrorCode, WireError};
 use crate::frame::{
-    write_frame, Frame, FrameError, FrameReader, Kind, FLAG_EOF, FLAG_ERROR, MAX_DATA_CHUNK,
+    write_frame, write_queued, Frame, FrameError, FrameReader, Kind, FLAG_EOF, FLAG_ERROR,
+    MAX_DATA_CHUNK,
 };
 use crate::schema::*;
 
@@ -600,34 +601,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut buf = Vec::new();
-    loop {
-        let frame = tokio::select! {
-            f = rx.recv() => match f {
-                Some(f) => f,
-                None => break,
-            },
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        buf.clear();
-        frame.encode(&mut buf);
-        // Batch whatever else is queued into one write.
-        while buf.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(f) => f.encode(&mut buf),
-                Err(_) => break,
-            }
-        }
-        if tokio::io::AsyncWriteExt::write_all(&mut wr, &buf)
-            .await
-            .is_err()
-        {
-            break;
-        }
-        if tokio::io::AsyncWriteExt::flush(&mut wr).await.is_err() {
-            break;
-        }
-    }
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    // A failed write ends the writer like a stop does; either way the transport is shut down.
+    let _ = write_queued(&mut rx, &mut wr, stopped).await;
     let _ = tokio::io::AsyncWriteExt::shutdown(&mut wr).await;
 }
 

@@ -15,6 +15,7 @@
 //! a reader buffer gigabytes.
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 /// Frame start marker.
 pub const MAGIC: [u8; 4] = *b"CAG1";
@@ -389,6 +390,45 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
     frame.encode(&mut buf);
     io.write_all(&buf).await.map_err(FrameError::Io)?;
     io.flush().await.map_err(FrameError::Io)
+}
+
+/// How many bytes of queued frames one write may carry: enough to coalesce a burst of small
+/// frames into one syscall (one virtio-serial kick), small enough to keep latency low.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// The one writer task of a connection, host side and guest side alike: writes queued frames
+/// until the queue closes, `stop` completes, or a write fails. Frames queued together are
+/// coalesced into one write.
+pub(crate) async fn write_queued<W, S>(
+    rx: &mut mpsc::UnboundedReceiver<Frame>,
+    wr: &mut W,
+    stop: S,
+) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+    S: std::future::Future<Output = ()>,
+{
+    tokio::pin!(stop);
+    let mut buf = Vec::new();
+    loop {
+        let frame = tokio::select! {
+            f = rx.recv() => match f {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+            () = &mut stop => return Ok(()),
+        };
+        buf.clear();
+        frame.encode(&mut buf);
+        while buf.len() < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(f) => f.encode(&mut buf),
+                Err(_) => break,
+            }
+        }
+        wr.write_all(&buf).await.map_err(FrameError::Io)?;
+        wr.flush().await.map_err(FrameError::Io)?;
+    }
 }
 
 #[cfg(test)]

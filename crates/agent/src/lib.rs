@@ -4,6 +4,9 @@
 //! sides rely on ([`contract`]). Transport-agnostic: anything that is
 //! `AsyncRead + AsyncWrite` carries it (virtio-serial through a QEMU unix socket in practice).
 
+// No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod caps;
 pub mod client;
 pub mod contract;

@@ -4,11 +4,11 @@
 //! stdio data and credit for a single writer task ([`write_loop`]). vminitd owns the state
 //! (processes, streams) and decides what each request does.
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use crate::error::{ErrorCode, WireError};
-use crate::frame::{Frame, FrameError, FrameReader, Kind, FLAG_EOF, FLAG_ERROR};
+use crate::frame::{write_queued, Frame, FrameError, FrameReader, Kind, FLAG_EOF, FLAG_ERROR};
 use crate::schema::{Hello, HelloAck, Request, Response, PROTOCOL_VERSION};
 
 /// Errors of the guest side of a session.
@@ -194,22 +194,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::UnboundedReceiver<Frame>,
     mut wr: W,
 ) -> Result<(), ServerError> {
-    let mut buf = Vec::new();
-    while let Some(frame) = rx.recv().await {
-        buf.clear();
-        frame.encode(&mut buf);
-        while buf.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(f) => f.encode(&mut buf),
-                Err(_) => break,
-            }
-        }
-        wr.write_all(&buf)
-            .await
-            .map_err(|e| ServerError::Channel(FrameError::Io(e)))?;
-        wr.flush()
-            .await
-            .map_err(|e| ServerError::Channel(FrameError::Io(e)))?;
-    }
-    Ok(())
+    write_queued(&mut rx, &mut wr, std::future::pending())
+        .await
+        .map_err(ServerError::Channel)
 }

@@ -126,7 +126,7 @@ async fn calls_errors_and_flow_controlled_stdio() {
 
     let status = c.wait(h).await.unwrap();
     assert!(
-        status.code.unwrap() as u32 <= client::OUTPUT_WINDOW,
+        u32::try_from(status.code.unwrap()).unwrap() <= client::OUTPUT_WINDOW,
         "credit overrun: {status:?}"
     );
 }

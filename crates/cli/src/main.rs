@@ -3,6 +3,8 @@
 //! It holds no logic of its own beyond argument parsing, output formatting and mapping errors
 //! to exit codes (125 for faults of the runtime, as docker does).
 
+#![warn(clippy::unwrap_used)]
+
 mod container;
 mod exit;
 mod global;

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read};
 use crate::data::{self, DataError};
 use crate::finish::State;
 use crate::tree::{clean_path, lossy, Body, Meta, Node, Time, Xattr};
-use crate::{xattr, Error};
+use crate::{xattr, Ext4Error};
 
 /// ext4's limit on the link count of a file.
 const MAX_LINKS: u32 = 65_000;
@@ -132,10 +132,10 @@ fn entry_meta<R: Read>(e: &mut tar::Entry<R>) -> std::io::Result<EntryMeta> {
 
 impl State {
     /// Applies one layer stream on top of the tree.
-    pub(crate) fn apply_layer<R: Read>(&mut self, reader: R, name: &str) -> Result<(), Error> {
+    pub(crate) fn apply_layer<R: Read>(&mut self, reader: R, name: &str) -> Result<(), Ext4Error> {
         self.layers += 1;
         let layer = self.layers;
-        let read_err = |source| Error::ReadLayer {
+        let read_err = |source| Ext4Error::ReadLayer {
             layer: name.to_string(),
             source,
         };
@@ -154,7 +154,7 @@ impl State {
             let path = entry.path_bytes().into_owned();
             self.apply_entry(&mut entry, &path, layer)
                 .map_err(|reason| match reason {
-                    EntryError::Bad(reason) => Error::BadEntry {
+                    EntryError::Bad(reason) => Ext4Error::BadEntry {
                         layer: name.to_string(),
                         entry: lossy(&path),
                         reason,
@@ -247,8 +247,8 @@ impl State {
                 let extents = data::store(entry, size, &mut self.alloc, &self.image, &mut self.buf)
                     .map_err(|e| match e {
                         DataError::Read(e) => EntryError::Bad(format!("cannot read content: {e}")),
-                        DataError::Write(e) => EntryError::Fatal(Error::WriteImage(e)),
-                        DataError::NoSpace => EntryError::Fatal(Error::NoSpace {
+                        DataError::Write(e) => EntryError::Fatal(Ext4Error::WriteImage(e)),
+                        DataError::NoSpace => EntryError::Fatal(Ext4Error::NoSpace {
                             size: self.alloc.limit() * crate::layout::BLOCK,
                             reason: format!("no room for the {size} bytes of {:?}", lossy(path)),
                         }),
@@ -376,7 +376,7 @@ fn check_xattrs(meta: &mut Meta, path: &[u8]) -> Result<(), EntryError> {
 /// An entry either is bad (reported with its name) or hit a fault of the image itself.
 enum EntryError {
     Bad(String),
-    Fatal(Error),
+    Fatal(Ext4Error),
 }
 
 #[cfg(test)]

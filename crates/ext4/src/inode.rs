@@ -65,6 +65,9 @@ impl Default for Raw {
 }
 
 /// Low 32 bits of the seconds and the `_extra` word: epoch bits and nanoseconds.
+// The casts are the on-disk encoding (kernel `ext4_encode_extra_time`): the low 32 bits of
+// the seconds as stored, and two epoch bits taken from what lies above them.
+#[allow(clippy::cast_sign_loss)]
 fn split_time(t: Time) -> (u32, u32) {
     let lo = t.sec as i32;
     let epoch = ((t.sec - i64::from(lo)) >> 32) as u32 & 3;

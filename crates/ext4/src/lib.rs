@@ -15,6 +15,9 @@
 //! Entry points: [`build_from_layers`], [`format_empty`], and [`Builder`] for callers that
 //! hold layer readers rather than files.
 
+// No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 mod alloc;
 mod apply;
 mod csum;
@@ -77,7 +80,7 @@ pub struct Summary {
 
 /// Everything that can go wrong while building an image.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum Ext4Error {
     /// The output (or its temporary file) could not be created.
     #[error("cannot create image {path}")]
     CreateOutput {
@@ -132,10 +135,10 @@ pub fn build_from_layers(
     layers: &[PathBuf],
     output: &Path,
     opts: &FormatOptions,
-) -> Result<Summary, Error> {
+) -> Result<Summary, Ext4Error> {
     let mut builder = Builder::create(output, opts)?;
     for layer in layers {
-        let file = File::open(layer).map_err(|source| Error::OpenLayer {
+        let file = File::open(layer).map_err(|source| Ext4Error::OpenLayer {
             path: layer.clone(),
             source,
         })?;
@@ -145,7 +148,7 @@ pub fn build_from_layers(
 }
 
 /// Writes an empty ext4 filesystem of `size` bytes (root and lost+found only) at `output`.
-pub fn format_empty(output: &Path, size: u64, opts: &FormatOptions) -> Result<Summary, Error> {
+pub fn format_empty(output: &Path, size: u64, opts: &FormatOptions) -> Result<Summary, Ext4Error> {
     let opts = FormatOptions {
         size: Some(size),
         ..opts.clone()
@@ -162,7 +165,7 @@ pub struct Builder {
 
 impl Builder {
     /// Starts an image that will be committed to `output`.
-    pub fn create(output: &Path, opts: &FormatOptions) -> Result<Self, Error> {
+    pub fn create(output: &Path, opts: &FormatOptions) -> Result<Self, Ext4Error> {
         Ok(Builder {
             state: finish::State::create(output, opts)?,
         })
@@ -170,12 +173,16 @@ impl Builder {
 
     /// Applies one layer stream (plain, gzip or zstd tar) on top of what is there. `name`
     /// names the layer in error messages.
-    pub fn apply_layer<R: std::io::Read>(&mut self, reader: R, name: &str) -> Result<(), Error> {
+    pub fn apply_layer<R: std::io::Read>(
+        &mut self,
+        reader: R,
+        name: &str,
+    ) -> Result<(), Ext4Error> {
         self.state.apply_layer(reader, name)
     }
 
     /// Lays out the metadata, writes it and moves the image into place.
-    pub fn finish(self) -> Result<Summary, Error> {
+    pub fn finish(self) -> Result<Summary, Ext4Error> {
         self.state.finish()
     }
 }

@@ -152,7 +152,9 @@ impl Writer<'_> {
     fn superblock(&self, free_blocks: u64, free_inodes: u64) -> Vec<u8> {
         let geo = self.geo;
         let mut sb = vec![0u8; 1024];
-        let now = crate::finish::now().sec as u32;
+        // s_wtime is 32 bits on disk; the kernel stores the low bits the same way.
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+        let now = crate::tree::Time::now().sec as u32;
         put32(&mut sb, 0x00, (geo.ipg * geo.groups) as u32);
         put32(&mut sb, 0x04, geo.blocks as u32);
         put32(&mut sb, 0x08, 0);

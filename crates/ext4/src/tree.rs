@@ -6,6 +6,7 @@
 //! (at most 40 of them) as the kernel would inside the guest. Nothing here touches the host.
 
 use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::alloc::{Alloc, Run};
 use crate::extent::Extent;
@@ -20,6 +21,20 @@ pub struct Time {
     pub sec: i64,
     /// Nanoseconds, below 10^9.
     pub nsec: u32,
+}
+
+impl Time {
+    /// The current time (the epoch if the clock is before it), for what the formatter stamps
+    /// itself: the superblock's write time, the inodes it makes (root, lost+found, journal).
+    pub(crate) fn now() -> Time {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Time {
+            sec: d.as_secs() as i64,
+            nsec: d.subsec_nanos(),
+        }
+    }
 }
 
 /// One extended attribute: full name (`user.foo`, `security.capability`) and value.

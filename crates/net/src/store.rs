@@ -15,7 +15,7 @@
 //! every operation under it is short (a few files and netlink calls).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use fs4::fs_std::FileExt;
@@ -176,26 +176,12 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> 
         .map_err(|e| StoreError::Parse(path.to_path_buf(), e))
 }
 
-/// Writes `value` as JSON to a temporary sibling, fsyncs it, renames it over `path` and fsyncs
-/// the directory so the rename itself is durable.
+/// Writes `value` as JSON, atomically (see [`atomic_file`]).
 fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let err = |e| StoreError::Write(path.to_path_buf(), e);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| err(io::Error::other(e)))?;
     bytes.push(b'\n');
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    atomic_file::write_atomic(path, &bytes).map_err(err)
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -313,30 +312,14 @@ fn write_file(path: &Path, file: &AuthFile) -> Result<(), AuthError> {
     let bytes = serde_json::to_vec_pretty(file).map_err(|e| err(io::Error::other(e)))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(err)?;
-    let tmp = dir.join(format!(".auth.json.tmp-{}", std::process::id()));
-    let result = (|| {
-        use std::io::Write;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        // The mode above is filtered by the umask; make sure it is exactly 0600.
-        f.set_permissions(fs::Permissions::from_mode(0o600))?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    // Credentials: exactly 0600 whatever the umask, as docker writes config.json.
+    atomic_file::write_atomic_with_mode(path, &bytes, 0o600).map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn round_trip_and_docker_fallback() {

@@ -5,6 +5,9 @@
 //! The runtime needs three calls: [`Store::open`], [`Store::image`] (or [`pull`] when the image
 //! is missing) and [`Store::blob_path`] for each of [`Image::layers`]. See README.md.
 
+// No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod archive;
 pub mod auth;
 pub mod client;

@@ -713,30 +713,12 @@ fn lock_file(path: &Path, exclusive: bool) -> Result<File, StoreError> {
     Ok(file)
 }
 
-/// Writes a file via temp + fsync + rename + fsync of the directory.
+/// Writes a file atomically (see [`atomic_file`]), reporting the path on failure.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    let err = |source| StoreError::WriteFile {
+    atomic_file::write_atomic(path, data).map_err(|source| StoreError::WriteFile {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{:08x}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(err(e));
-    }
-    sync_dir(dir)
+    })
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {

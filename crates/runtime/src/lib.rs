@@ -9,6 +9,8 @@
 //! The VM and the guest agent sit behind the traits in [`backend`]; the monitor logic is tested
 //! with fakes, and [`real`] wires in QEMU (`vmm`) and the agent client (`agent`).
 
+#![warn(clippy::unwrap_used)]
+
 pub mod backend;
 pub mod cleanup;
 pub mod client;

@@ -89,6 +89,8 @@ impl ResourceLimits {
             None => None,
             Some(c) if c.is_finite() && c > 0.0 && c <= f64::from(MAX_CPUS) => {
                 // Round to a millionth of a CPU: enough for any quota, immune to 0.1+0.2 noise.
+                // c is in (0, MAX_CPUS] here, so the product is positive and small.
+                #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
                 let nano = (c * 1e6).round() as u64 * 1000;
                 if nano == 0 {
                     return Err(ResourceError::Cpus(c.to_string()));
@@ -105,7 +107,7 @@ impl ResourceLimits {
         Ok(ResourceLimits {
             nano_cpus,
             memory_bytes,
-            pids_limit: pids_limit.filter(|p| *p > 0).map(|p| p as u64),
+            pids_limit: pids_limit.and_then(|p| u64::try_from(p).ok()).filter(|p| *p > 0),
         })
     }
 

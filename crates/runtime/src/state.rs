@@ -18,7 +18,6 @@
 //! [`Store::reconcile`] the next time anyone looks at it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -137,7 +136,7 @@ pub struct ContainerConfig {
     pub publish: Vec<net::ports::PortSpec>,
     /// Volumes and tmpfs mounts, in mount order.
     #[serde(default)]
-    pub mounts: Vec<crate::volume::MountSpec>,
+    pub mounts: Vec<MountSpec>,
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
@@ -198,6 +197,58 @@ pub struct ContainerRecord {
     /// in); empty when it does not run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<net::ports::PortSpec>,
+}
+
+/// What a container mounts besides its rootfs (`-v`, `--mount`, `--tmpfs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum MountSpec {
+    /// A named volume's filesystem at `target`.
+    Volume {
+        /// Volume name.
+        source: String,
+        /// Absolute path in the container.
+        target: String,
+        /// Mounted read-only in the container.
+        readonly: bool,
+        /// Made for this container alone (`-v /path`, an image `VOLUME`); deleted with it.
+        #[serde(default)]
+        anonymous: bool,
+        /// Do not fill the volume, while it is empty, with the image's content at `target`
+        /// (docker's `nocopy`).
+        #[serde(default)]
+        nocopy: bool,
+    },
+    /// A host directory shared through virtiofs at `target`.
+    Bind {
+        /// Absolute, canonical host directory.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+        /// Read-only, enforced by virtiofsd on the host.
+        readonly: bool,
+        /// For a single file: `source` is its directory (the share) and this its name there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    /// A fresh tmpfs at `target`.
+    Tmpfs {
+        /// Absolute path in the container.
+        target: String,
+        /// mount(8) options (`size=64m`, `mode=1777`, ...).
+        options: Vec<String>,
+    },
+}
+
+impl MountSpec {
+    /// The path in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            MountSpec::Volume { target, .. }
+            | MountSpec::Bind { target, .. }
+            | MountSpec::Tmpfs { target, .. } => target,
+        }
+    }
 }
 
 /// Makes a new random container id: 32 random bytes as 64 hex digits.
@@ -261,23 +312,6 @@ impl Drop for Lock {
     fn drop(&mut self) {
         let _ = FileExt::unlock(&self.file);
     }
-}
-
-/// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of the dir.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
 }
 
 /// The container state store under `<root>/containers`.
@@ -394,7 +428,7 @@ impl Store {
             path: path.clone(),
             source,
         })?;
-        write_atomic(&path, &json).map_err(io_err("write", &path))
+        atomic_file::write_atomic(&path, &json).map_err(io_err("write", &path))
     }
 
     /// Reads one record by full id.

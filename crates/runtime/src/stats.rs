@@ -132,8 +132,11 @@ mod tests {
     use super::*;
 
     fn at(secs: f64, cpu_usec: u64) -> Sample {
+        // Test times are small positive seconds.
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+        let monotonic_ns = (secs * 1e9) as u64;
         Sample {
-            monotonic_ns: (secs * 1e9) as u64,
+            monotonic_ns,
             cpu_usage_usec: cpu_usec,
             ..Default::default()
         }

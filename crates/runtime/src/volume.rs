@@ -20,7 +20,8 @@ use chrono::{DateTime, Utc};
 use fs4::fs_std::FileExt;
 use serde::{Deserialize, Serialize};
 
-use crate::state::{validate_name, write_atomic};
+use crate::state::validate_name;
+pub use crate::state::MountSpec;
 
 /// Size of a volume when `--size` is not given.
 pub const DEFAULT_SIZE: u64 = 1 << 30;
@@ -52,7 +53,7 @@ pub enum VolumeError {
         name: String,
         /// What the formatter reported.
         #[source]
-        source: ext4::Error,
+        source: ext4::Ext4Error,
     },
     /// A file operation failed.
     #[error("{op} {}", path.display())]
@@ -97,58 +98,6 @@ pub struct Volume {
     pub mountpoint: PathBuf,
     /// When it was made.
     pub created_at: DateTime<Utc>,
-}
-
-/// What a container mounts besides its rootfs (`-v`, `--mount`, `--tmpfs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type")]
-pub enum MountSpec {
-    /// A named volume's filesystem at `target`.
-    Volume {
-        /// Volume name.
-        source: String,
-        /// Absolute path in the container.
-        target: String,
-        /// Mounted read-only in the container.
-        readonly: bool,
-        /// Made for this container alone (`-v /path`, an image `VOLUME`); deleted with it.
-        #[serde(default)]
-        anonymous: bool,
-        /// Do not fill the volume, while it is empty, with the image's content at `target`
-        /// (docker's `nocopy`).
-        #[serde(default)]
-        nocopy: bool,
-    },
-    /// A host directory shared through virtiofs at `target`.
-    Bind {
-        /// Absolute, canonical host directory.
-        source: PathBuf,
-        /// Absolute path in the container.
-        target: String,
-        /// Read-only, enforced by virtiofsd on the host.
-        readonly: bool,
-        /// For a single file: `source` is its directory (the share) and this its name there.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        file: Option<String>,
-    },
-    /// A fresh tmpfs at `target`.
-    Tmpfs {
-        /// Absolute path in the container.
-        target: String,
-        /// mount(8) options (`size=64m`, `mode=1777`, ...).
-        options: Vec<String>,
-    },
-}
-
-impl MountSpec {
-    /// The path in the container.
-    pub fn target(&self) -> &str {
-        match self {
-            MountSpec::Volume { target, .. }
-            | MountSpec::Bind { target, .. }
-            | MountSpec::Tmpfs { target, .. } => target,
-        }
-    }
 }
 
 /// A fresh name for an anonymous volume: 64 hex digits, like a container id.
@@ -259,7 +208,7 @@ impl VolumeStore {
             };
             let json = serde_json::to_vec_pretty(&vol).unwrap_or_default();
             let meta = tmp.join("volume.json");
-            write_atomic(&meta, &json).map_err(io_err("write", &meta))?;
+            atomic_file::write_atomic(&meta, &json).map_err(io_err("write", &meta))?;
             std::fs::rename(&tmp, &dest).map_err(io_err("rename into", &dest))?;
             Ok(vol)
         })();

@@ -80,7 +80,11 @@ pub fn tsc_khz() -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    Some((mhz * 1000.0) as u64)
+    // A host clock rate: positive, and far below u64::MAX. (vmm::accel::host_tsc_khz reads the
+    // same; testkit cannot depend on vmm, whose tests depend on testkit.)
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let khz = (mhz * 1000.0) as u64;
+    Some(khz)
 }
 
 /// Kernel arguments for a TCG microvm followed by `extra`. `tsc_early_khz` spares the guest

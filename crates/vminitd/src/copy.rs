@@ -20,7 +20,7 @@ use std::sync::Arc;
 use agent::copy::{self, DestKind, UnpackOptions};
 use agent::{CopyIn, CopyOut, CopySource, CopyStarted, PathStat};
 
-use crate::error::Error;
+use crate::error::GuestError;
 use crate::fdio::FdStream;
 use crate::process::Processes;
 use crate::sys::{self, cvt};
@@ -39,7 +39,7 @@ enum Job {
 }
 
 /// Starts a copy-out helper; its stdout carries the tar stream.
-pub async fn copy_out(procs: &Arc<Processes>, req: CopyOut) -> Result<CopyStarted, Error> {
+pub async fn copy_out(procs: &Arc<Processes>, req: CopyOut) -> Result<CopyStarted, GuestError> {
     let job = Job::Out {
         path: req.path,
         follow_link: req.follow_link,
@@ -48,7 +48,7 @@ pub async fn copy_out(procs: &Arc<Processes>, req: CopyOut) -> Result<CopyStarte
 }
 
 /// Starts a copy-in helper; it unpacks what arrives on its stdin.
-pub async fn copy_in(procs: &Arc<Processes>, req: CopyIn) -> Result<CopyStarted, Error> {
+pub async fn copy_in(procs: &Arc<Processes>, req: CopyIn) -> Result<CopyStarted, GuestError> {
     let job = Job::In {
         path: req.path,
         source: req.source,
@@ -57,12 +57,16 @@ pub async fn copy_in(procs: &Arc<Processes>, req: CopyIn) -> Result<CopyStarted,
     start(procs, &req.container, job).await
 }
 
-async fn start(procs: &Arc<Processes>, container: &str, job: Job) -> Result<CopyStarted, Error> {
+async fn start(
+    procs: &Arc<Processes>,
+    container: &str,
+    job: Job,
+) -> Result<CopyStarted, GuestError> {
     let init = procs.running_container(container)?;
     let ns = format!("/proc/{init}/ns/mnt");
     let mnt = sys::open(Path::new(&ns), libc::O_RDONLY, 0)
-        .map_err(|e| Error::sys(format!("open {ns}"), e))?;
-    let pipe = || sys::pipe().map_err(|e| Error::sys("pipe", e));
+        .map_err(|e| GuestError::sys(format!("open {ns}"), e))?;
+    let pipe = || sys::pipe().map_err(|e| GuestError::sys("pipe", e));
     let (status_r, status_w) = pipe()?;
     let (in_r, in_w) = match job {
         Job::In { .. } => {
@@ -73,13 +77,13 @@ async fn start(procs: &Arc<Processes>, container: &str, job: Job) -> Result<Copy
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let pid = crate::spawn::raw_fork(0).map_err(|e| Error::sys("fork", e))?;
+    let pid = crate::spawn::raw_fork(0).map_err(|e| GuestError::sys("fork", e))?;
     if pid == 0 {
         drop((status_r, in_w, out_r, err_r));
         helper_main(job, mnt, status_w, in_r, out_w, err_w)
     }
     drop((mnt, status_w, in_r, out_w, err_w));
-    let reg = |fd| FdStream::new(fd).map_err(|e| Error::sys("register pipe", e));
+    let reg = |fd| FdStream::new(fd).map_err(|e| GuestError::sys("register pipe", e));
     let (stdin, stdout, stderr) = match (in_w.map(reg).transpose(), reg(out_r), reg(err_r)) {
         (Ok(i), Ok(o), Ok(e)) => (i, o, e),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
@@ -94,7 +98,7 @@ async fn start(procs: &Arc<Processes>, container: &str, job: Job) -> Result<Copy
     };
     let started = match report {
         Ok(r) => decode(&r).map(|stat| CopyStarted { handle, stat }),
-        Err(e) => Err(Error::sys("read the copy helper's status", e)),
+        Err(e) => Err(GuestError::sys("read the copy helper's status", e)),
     };
     if started.is_err() {
         procs.discard(handle);
@@ -119,23 +123,23 @@ const NOT_FOUND: u8 = b'N';
 const INVALID: u8 = b'I';
 const OS: u8 = b'O';
 
-fn decode(buf: &[u8]) -> Result<Option<PathStat>, Error> {
+fn decode(buf: &[u8]) -> Result<Option<PathStat>, GuestError> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     match buf.split_first() {
         Some((&READY, [])) => Ok(None),
         Some((&READY, json)) => serde_json::from_slice(json)
             .map(Some)
-            .map_err(|e| Error::InvalidArgument(format!("copy helper status: {e}"))),
-        Some((&NOT_FOUND, m)) => Err(Error::NotFound(text(m))),
-        Some((&INVALID, m)) => Err(Error::InvalidArgument(text(m))),
+            .map_err(|e| GuestError::InvalidArgument(format!("copy helper status: {e}"))),
+        Some((&NOT_FOUND, m)) => Err(GuestError::NotFound(text(m))),
+        Some((&INVALID, m)) => Err(GuestError::InvalidArgument(text(m))),
         Some((&OS, m)) if m.len() >= 4 => {
             let errno = i32::from_le_bytes([m[0], m[1], m[2], m[3]]);
-            Err(Error::sys(
+            Err(GuestError::sys(
                 text(&m[4..]),
                 io::Error::from_raw_os_error(errno),
             ))
         }
-        _ => Err(Error::sys(
+        _ => Err(GuestError::sys(
             "the copy helper exited during setup",
             io::Error::from_raw_os_error(libc::EIO),
         )),
@@ -233,7 +237,14 @@ fn enter(fds: &Fds) -> Result<(), Fail> {
     for (lo, hi) in [(3, status - 1), (status + 1, i32::MAX)] {
         if lo <= hi {
             // SAFETY: close_range on fd numbers; none of them is used afterwards.
-            unsafe { libc::syscall(libc::SYS_close_range, lo as u32, hi as u32, 0u32) };
+            unsafe {
+                libc::syscall(
+                    libc::SYS_close_range,
+                    lo.unsigned_abs(),
+                    hi.unsigned_abs(),
+                    0u32,
+                )
+            };
         }
     }
     // SAFETY: umask takes and returns plain integers.
@@ -387,7 +398,7 @@ mod tests {
         let mut msg = vec![READY];
         msg.extend_from_slice(&serde_json::to_vec(&stat).unwrap());
         assert_eq!(decode(&msg).unwrap(), Some(stat));
-        assert!(matches!(decode(b"Nnope"), Err(Error::NotFound(m)) if m == "nope"));
+        assert!(matches!(decode(b"Nnope"), Err(GuestError::NotFound(m)) if m == "nope"));
         let mut ro = vec![OS];
         ro.extend_from_slice(&libc::EROFS.to_le_bytes());
         ro.extend_from_slice(b"cannot copy to /");

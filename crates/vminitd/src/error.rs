@@ -3,12 +3,12 @@
 
 use agent::{ErrorCode, WireError};
 
-use crate::spawn::Report;
+use crate::report::Report;
 use crate::user::UserError;
 
 /// Why a call failed in the guest.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum GuestError {
     /// A request field is malformed.
     #[error("{0}")]
     InvalidArgument(String),
@@ -49,10 +49,10 @@ fn report_message(r: &Report) -> String {
     }
 }
 
-impl Error {
+impl GuestError {
     /// A failed system call.
-    pub fn sys(op: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Sys {
+    pub fn sys(op: impl Into<String>, source: std::io::Error) -> GuestError {
+        GuestError::Sys {
             op: op.into(),
             source,
         }
@@ -60,19 +60,23 @@ impl Error {
 }
 
 /// Maps an error to its wire form.
-pub fn to_wire(e: &Error) -> WireError {
+pub fn to_wire(e: &GuestError) -> WireError {
     let (code, errno) = match e {
-        Error::InvalidArgument(_) => (ErrorCode::InvalidArgument, None),
-        Error::NotFound(_) => (ErrorCode::NotFound, None),
-        Error::AlreadyExists(_) => (ErrorCode::AlreadyExists, None),
-        Error::WrongState(_) => (ErrorCode::WrongState, None),
-        Error::Sys { source, .. } => (ErrorCode::Io, source.raw_os_error()),
-        Error::User(_) => (ErrorCode::UnknownUser, None),
-        Error::Spawn(Report::NotFound(_)) => (ErrorCode::ExecutableNotFound, Some(libc::ENOENT)),
-        Error::Spawn(Report::NotExecutable(_)) => (ErrorCode::NotExecutable, Some(libc::EACCES)),
-        Error::Spawn(Report::Failed { errno, .. }) => (ErrorCode::Io, Some(*errno)),
-        Error::Spawn(Report::Ready) => (ErrorCode::Internal, None),
-        Error::Unsupported(_) => (ErrorCode::Unsupported, None),
+        GuestError::InvalidArgument(_) => (ErrorCode::InvalidArgument, None),
+        GuestError::NotFound(_) => (ErrorCode::NotFound, None),
+        GuestError::AlreadyExists(_) => (ErrorCode::AlreadyExists, None),
+        GuestError::WrongState(_) => (ErrorCode::WrongState, None),
+        GuestError::Sys { source, .. } => (ErrorCode::Io, source.raw_os_error()),
+        GuestError::User(_) => (ErrorCode::UnknownUser, None),
+        GuestError::Spawn(Report::NotFound(_)) => {
+            (ErrorCode::ExecutableNotFound, Some(libc::ENOENT))
+        }
+        GuestError::Spawn(Report::NotExecutable(_)) => {
+            (ErrorCode::NotExecutable, Some(libc::EACCES))
+        }
+        GuestError::Spawn(Report::Failed { errno, .. }) => (ErrorCode::Io, Some(*errno)),
+        GuestError::Spawn(Report::Ready) => (ErrorCode::Internal, None),
+        GuestError::Unsupported(_) => (ErrorCode::Unsupported, None),
     };
     WireError {
         code,
@@ -87,13 +91,15 @@ mod tests {
 
     #[test]
     fn spawn_reports_map_to_not_executable_and_executable_not_found() {
-        let nf = to_wire(&Error::Spawn(Report::NotFound("nope not found".into())));
+        let nf = to_wire(&GuestError::Spawn(Report::NotFound(
+            "nope not found".into(),
+        )));
         assert_eq!(nf.code, ErrorCode::ExecutableNotFound);
-        let nx = to_wire(&Error::Spawn(Report::NotExecutable(
+        let nx = to_wire(&GuestError::Spawn(Report::NotExecutable(
             "/etc: permission denied".into(),
         )));
         assert_eq!(nx.code, ErrorCode::NotExecutable);
-        let io = to_wire(&Error::sys(
+        let io = to_wire(&GuestError::sys(
             "mount /dev/vda",
             std::io::Error::from_raw_os_error(libc::ENODEV),
         ));

@@ -72,13 +72,13 @@ impl FdStream {
 fn read_fd(fd: i32, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for writes of buf.len() bytes.
     let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-    sys::cvt(n).map(|n| n as usize)
+    sys::cvt(n).map(isize::unsigned_abs)
 }
 
 fn write_fd(fd: i32, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for reads of buf.len() bytes.
     let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
-    sys::cvt(n).map(|n| n as usize)
+    sys::cvt(n).map(isize::unsigned_abs)
 }
 
 impl AsyncRead for FdStream {

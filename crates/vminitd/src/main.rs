@@ -1,6 +1,9 @@
 //! The vminitd binary: PID 1 of the VM, or (`--listen SOCKET`) an ordinary agent server for
 //! tests and development.
 
+// No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 fn usage() -> ! {

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use agent::Interface;
 
-use crate::error::Error;
+use crate::error::GuestError;
 use crate::sys::{self, cvt};
 
 const RTM_NEWLINK: u16 = 16;
@@ -150,7 +150,8 @@ impl Netlink {
             // SAFETY: buf is valid for writes of its length.
             let n = cvt(unsafe {
                 libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            })? as usize;
+            })?
+            .unsigned_abs();
             let mut off = 0;
             while off + 16 <= n {
                 let len = u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
@@ -187,12 +188,12 @@ impl Netlink {
 }
 
 /// Interface index by name.
-pub fn index_of(name: &str) -> Result<u32, Error> {
-    let c = sys::cstr(name).map_err(|e| Error::sys("interface name", e))?;
+pub fn index_of(name: &str) -> Result<u32, GuestError> {
+    let c = sys::cstr(name).map_err(|e| GuestError::sys("interface name", e))?;
     // SAFETY: valid C string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
     if idx == 0 {
-        return Err(Error::NotFound(format!(
+        return Err(GuestError::NotFound(format!(
             "network interface {name} does not exist"
         )));
     }
@@ -200,8 +201,9 @@ pub fn index_of(name: &str) -> Result<u32, Error> {
 }
 
 /// Parses `addr/prefix`.
-pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), Error> {
-    let bad = || Error::InvalidArgument(format!("invalid address {s:?} (want ADDRESS/PREFIX)"));
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), GuestError> {
+    let bad =
+        || GuestError::InvalidArgument(format!("invalid address {s:?} (want ADDRESS/PREFIX)"));
     let (a, p) = s.split_once('/').ok_or_else(bad)?;
     let ip: IpAddr = a.parse().map_err(|_| bad())?;
     let prefix: u8 = p.parse().map_err(|_| bad())?;
@@ -213,7 +215,7 @@ pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8), Error> {
 }
 
 /// Applies an `Interface` request.
-pub fn setup(i: &Interface) -> Result<(), Error> {
+pub fn setup(i: &Interface) -> Result<(), GuestError> {
     let addrs = i
         .addresses
         .iter()
@@ -222,25 +224,25 @@ pub fn setup(i: &Interface) -> Result<(), Error> {
     let gw = match &i.gateway {
         Some(g) => Some(
             g.parse::<IpAddr>()
-                .map_err(|_| Error::InvalidArgument(format!("invalid gateway {g:?}")))?,
+                .map_err(|_| GuestError::InvalidArgument(format!("invalid gateway {g:?}")))?,
         ),
         None => None,
     };
     if let Some(mtu) = i.mtu {
         if !(68..=65535).contains(&mtu) {
-            return Err(Error::InvalidArgument(format!("invalid MTU {mtu}")));
+            return Err(GuestError::InvalidArgument(format!("invalid MTU {mtu}")));
         }
     }
     let index = index_of(&i.name)?;
-    let mut nl = Netlink::open().map_err(|e| Error::sys("open netlink socket", e))?;
+    let mut nl = Netlink::open().map_err(|e| GuestError::sys("open netlink socket", e))?;
     let seq = nl.next_seq();
     nl.request(&link_up(index, i.mtu, seq))
-        .map_err(|e| Error::sys(format!("bring up {}", i.name), e))?;
+        .map_err(|e| GuestError::sys(format!("bring up {}", i.name), e))?;
     for (ip, prefix) in &addrs {
         let seq = nl.next_seq();
         match nl.request(&add_address(index, ip, *prefix, seq)) {
             Err(e) if e.raw_os_error() != Some(libc::EEXIST) => {
-                return Err(Error::sys(
+                return Err(GuestError::sys(
                     format!("add address {ip}/{prefix} to {}", i.name),
                     e,
                 ))
@@ -251,13 +253,13 @@ pub fn setup(i: &Interface) -> Result<(), Error> {
     if let Some(gw) = gw {
         let seq = nl.next_seq();
         nl.request(&default_route(index, &gw, seq))
-            .map_err(|e| Error::sys(format!("add default route via {gw}"), e))?;
+            .map_err(|e| GuestError::sys(format!("add default route via {gw}"), e))?;
     }
     Ok(())
 }
 
 /// Brings the loopback interface up (at boot).
-pub fn loopback_up() -> Result<(), Error> {
+pub fn loopback_up() -> Result<(), GuestError> {
     setup(&Interface {
         name: "lo".into(),
         addresses: vec![],
@@ -329,7 +331,7 @@ mod tests {
                     mtu: Some(1400),
                 })
                 .unwrap();
-                assert!(matches!(index_of("nope0"), Err(Error::NotFound(_))));
+                assert!(matches!(index_of("nope0"), Err(GuestError::NotFound(_))));
             }
         })
         .join();

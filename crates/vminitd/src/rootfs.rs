@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::copyup;
 use crate::mounts;
-use crate::spawn::{ctx, ChildErr};
+use crate::report::{ctx, ChildErr};
 use crate::sys::{self, cvt};
 
 /// OCI/docker default masked paths.

@@ -10,7 +10,7 @@ use agent::server::{self, Incoming, Outbox, ServerError};
 use agent::{Created, ErrorCode, HelloAck, Request, Response, Started, WireError};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::error::{to_wire, Error};
+use crate::error::{to_wire, GuestError};
 use crate::process::Processes;
 use crate::{mounts, netlink, system};
 
@@ -42,14 +42,14 @@ impl Agent {
     }
 
     /// Executes one request.
-    pub async fn handle(&self, req: Request) -> Result<Response, Error> {
+    pub async fn handle(&self, req: Request) -> Result<Response, GuestError> {
         let procs = &self.procs;
         match req {
             Request::Ping => Ok(Response::Ok),
             Request::Configure(c) => system::configure(procs, &c).map(|_| Response::Ok),
             Request::Mount(m) => {
                 if !m.target.starts_with('/') {
-                    return Err(Error::InvalidArgument(format!(
+                    return Err(GuestError::InvalidArgument(format!(
                         "mount target {} is not absolute",
                         m.target
                     )));
@@ -57,7 +57,7 @@ impl Agent {
                 mounts::mount(&m.source, Path::new(&m.target), &m.fstype, &m.options)
                     .map(|_| Response::Ok)
                     .map_err(|e| {
-                        Error::sys(
+                        GuestError::sys(
                             format!("mount {} ({}) on {}", m.source, m.fstype, m.target),
                             e,
                         )

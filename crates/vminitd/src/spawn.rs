@@ -1,18 +1,20 @@
 //! Creating a process: the fork, and everything the child does between fork and exec —
 //! namespaces, the container's root filesystem (see `rootfs.rs`), stdio, limits, identity,
-//! capabilities, the executable lookup — reported to the parent over a close-on-exec pipe.
+//! capabilities, the executable lookup — reported to the parent over a close-on-exec pipe
+//! (`report.rs`).
 //!
 //! The child waits for a byte on the start pipe before it execs, so `create` can report
 //! setup errors ("executable not found") and `start` is just the release. vminitd runs a
 //! single-threaded runtime, so the child may allocate between fork and exec.
 
 use std::ffi::CString;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use crate::caps::{self, CapSets};
+use crate::report::{ctx, report, ChildErr};
 use crate::rootfs::RootfsPlan;
 use crate::sys::{self, cvt};
 use crate::user::ExecUser;
@@ -88,41 +90,6 @@ pub struct Forked {
     pub start: OwnedFd,
 }
 
-/// What a child reported.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Report {
-    /// Setup done, waiting for start.
-    Ready,
-    /// The program was not found (127).
-    NotFound(String),
-    /// The program cannot be executed (126).
-    NotExecutable(String),
-    /// Setup failed.
-    Failed { errno: i32, message: String },
-}
-
-impl Report {
-    /// Decodes a report message.
-    pub fn decode(buf: &[u8]) -> Report {
-        if buf.first() == Some(&b'R') {
-            return Report::Ready;
-        }
-        if buf.len() < 5 {
-            return Report::Failed {
-                errno: 0,
-                message: "child exited during setup".into(),
-            };
-        }
-        let errno = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
-        let message = String::from_utf8_lossy(&buf[5..]).into_owned();
-        match buf[0] {
-            b'N' => Report::NotFound(message),
-            b'X' => Report::NotExecutable(message),
-            _ => Report::Failed { errno, message },
-        }
-    }
-}
-
 /// Forks the child for `plan`. The parent returns at once; the child runs [`child_main`].
 pub fn fork(plan: Plan) -> io::Result<Forked> {
     let (status_rd, status_wr) = sys::pipe()?;
@@ -173,6 +140,8 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
 }
 
 pub(crate) fn raw_fork(ns_flags: libc::c_int) -> io::Result<i32> {
+    // clone(2) takes the flag bits as an unsigned long: the cast reinterprets bits.
+    #[allow(clippy::cast_sign_loss)]
     // SAFETY: clone with a null stack behaves like fork(2); the child continues on a copy of
     // our stack. vminitd is single-threaded, so no lock can be held by another thread.
     let pid = unsafe {
@@ -186,14 +155,6 @@ pub(crate) fn raw_fork(ns_flags: libc::c_int) -> io::Result<i32> {
         )
     };
     cvt(pid).map(|p| p as i32)
-}
-
-/// Writes a report to the parent.
-fn report(fd: &mut std::fs::File, kind: u8, errno: i32, message: &str) {
-    let mut buf = vec![kind];
-    buf.extend_from_slice(&errno.to_le_bytes());
-    buf.extend_from_slice(message.as_bytes());
-    let _ = fd.write_all(&buf);
 }
 
 /// Child side: never returns.
@@ -223,14 +184,6 @@ fn child_main(plan: Plan, status: OwnedFd, start: OwnedFd) -> ! {
     // SAFETY: _exit never returns and skips atexit handlers/destructors of the parent's
     // state that this forked copy must not run.
     unsafe { libc::_exit(code) }
-}
-
-/// A child-side failure: report kind (`E`, `N`, `X`), the error, what was being done.
-pub type ChildErr = (u8, io::Error, String);
-
-/// Attaches what was being done to a child-side error.
-pub fn ctx<T>(r: io::Result<T>, what: impl FnOnce() -> String) -> Result<T, ChildErr> {
-    r.map_err(|e| (b'E', e, what()))
 }
 
 enum Never {}

@@ -8,7 +8,16 @@ use agent::ProcessHandle;
 use tokio::sync::{mpsc, Notify};
 
 use crate::fdio::FdStream;
-use crate::process::Processes;
+
+/// What the pumps need of the host session: the process table implements it. A trait so this
+/// module needs nothing of the table, and the table imports the pumps, not the reverse.
+pub(crate) trait HostSession: Send + Sync + 'static {
+    /// Sends stream data (or its end) to the attached host, when `gen` (if given) is still
+    /// the current session; `false` when it was not sent.
+    fn send(&self, gen: Option<u64>, stream: u32, bytes: Vec<u8>, eof: bool) -> bool;
+    /// Gives the host `n` more bytes of stdin credit for `handle`.
+    fn grant_stdin(&self, handle: ProcessHandle, n: usize);
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Critical sections are single assignments; a poisoned lock holds consistent data.
@@ -74,8 +83,8 @@ pub(crate) enum StdinMsg {
 }
 
 /// Forwards one output stream to the host within its credit, then its end.
-pub(crate) async fn pump_output(
-    procs: Arc<Processes>,
+pub(crate) async fn pump_output<H: HostSession>(
+    host: Arc<H>,
     stream: u32,
     fd: FdStream,
     credit: Arc<Credit>,
@@ -97,17 +106,22 @@ pub(crate) async fn pump_output(
         }
         let rest = pending.split_off(n);
         let chunk = std::mem::replace(&mut pending, rest);
-        if !procs.send(Some(gen), stream, chunk.clone(), false) {
+        if !host.send(Some(gen), stream, chunk.clone(), false) {
             // Session changed under us: keep the bytes for the next host.
             let rest = std::mem::take(&mut pending);
             pending = chunk;
             pending.extend_from_slice(&rest);
         }
     }
-    // End of stream: deliver it to a host that is attached (has granted credit).
+    send_eof(&*host, stream, &credit).await;
+}
+
+/// Ends a stream, delivered to a host that is attached (one that has granted credit), however
+/// many sessions come and go first.
+pub(crate) async fn send_eof<H: HostSession>(host: &H, stream: u32, credit: &Credit) {
     loop {
         let gen = credit.wait().await;
-        if procs.send(Some(gen), stream, Vec::new(), true) {
+        if host.send(Some(gen), stream, Vec::new(), true) {
             return;
         }
         tokio::task::yield_now().await;
@@ -115,8 +129,8 @@ pub(crate) async fn pump_output(
 }
 
 /// Writes what the host sends to a process's stdin.
-pub(crate) async fn pump_stdin(
-    procs: Arc<Processes>,
+pub(crate) async fn pump_stdin<H: HostSession>(
+    host: Arc<H>,
     handle: ProcessHandle,
     fd: FdStream,
     mut rx: mpsc::UnboundedReceiver<StdinMsg>,
@@ -130,7 +144,7 @@ pub(crate) async fn pump_stdin(
                     // The process closed its stdin: swallow the rest, keep granting credit.
                     broken = true;
                 }
-                procs.grant_stdin(handle, bytes.len());
+                host.grant_stdin(handle, bytes.len());
             }
             StdinMsg::Eof => {
                 if tty && !broken {

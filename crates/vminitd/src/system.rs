@@ -5,12 +5,12 @@ use std::path::Path;
 
 use agent::{Configure, NetDevStats, Resources, Stats};
 
-use crate::error::Error;
+use crate::error::GuestError;
 use crate::process::Processes;
 use crate::sys::{self, cvt};
 
 /// Applies a `Configure` request.
-pub fn configure(procs: &Processes, c: &Configure) -> Result<(), Error> {
+pub fn configure(procs: &Processes, c: &Configure) -> Result<(), GuestError> {
     if let Some(t) = c.time_unix_ns {
         let ts = libc::timespec {
             tv_sec: (t / 1_000_000_000) as libc::time_t,
@@ -18,33 +18,35 @@ pub fn configure(procs: &Processes, c: &Configure) -> Result<(), Error> {
         };
         // SAFETY: ts is a valid timespec.
         cvt(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })
-            .map_err(|e| Error::sys("set the clock", e))?;
+            .map_err(|e| GuestError::sys("set the clock", e))?;
     }
     for (key, value) in &c.sysctl {
         if key.is_empty() || key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
-            return Err(Error::InvalidArgument(format!(
+            return Err(GuestError::InvalidArgument(format!(
                 "invalid sysctl name {key:?}"
             )));
         }
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));
         sys::write_file(&path, value.as_bytes())
-            .map_err(|e| Error::sys(format!("set sysctl {key}={value}"), e))?;
+            .map_err(|e| GuestError::sys(format!("set sysctl {key}={value}"), e))?;
     }
     let mut config = procs.config.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = &c.hostname {
         if h.is_empty() || h.len() > 64 {
-            return Err(Error::InvalidArgument(format!("invalid hostname {h:?}")));
+            return Err(GuestError::InvalidArgument(format!(
+                "invalid hostname {h:?}"
+            )));
         }
         // SAFETY: pointer and length of a valid byte slice.
         cvt(unsafe { libc::sethostname(h.as_ptr().cast(), h.len()) })
-            .map_err(|e| Error::sys(format!("sethostname {h}"), e))?;
+            .map_err(|e| GuestError::sys(format!("sethostname {h}"), e))?;
         config.hostname = h.clone();
     }
     if let Some(dns) = &c.dns {
         let mut text = String::new();
         for n in &dns.nameservers {
             if n.parse::<std::net::IpAddr>().is_err() {
-                return Err(Error::InvalidArgument(format!(
+                return Err(GuestError::InvalidArgument(format!(
                     "invalid nameserver address {n:?}"
                 )));
             }
@@ -62,7 +64,7 @@ pub fn configure(procs: &Processes, c: &Configure) -> Result<(), Error> {
         let mut text = String::new();
         for h in &c.hosts {
             if h.ip.parse::<std::net::IpAddr>().is_err() || h.names.is_empty() {
-                return Err(Error::InvalidArgument(format!(
+                return Err(GuestError::InvalidArgument(format!(
                     "invalid hosts entry {} {:?}",
                     h.ip, h.names
                 )));
@@ -75,9 +77,10 @@ pub fn configure(procs: &Processes, c: &Configure) -> Result<(), Error> {
 }
 
 /// Unmounts a guest path.
-pub fn umount(target: &str, lazy: bool) -> Result<(), Error> {
+pub fn umount(target: &str, lazy: bool) -> Result<(), GuestError> {
     let flags = if lazy { libc::MNT_DETACH } else { 0 };
-    sys::umount(Path::new(target), flags).map_err(|e| Error::sys(format!("umount {target}"), e))
+    sys::umount(Path::new(target), flags)
+        .map_err(|e| GuestError::sys(format!("umount {target}"), e))
 }
 
 fn read_kv(path: &Path) -> Vec<(String, u64)> {
@@ -135,7 +138,7 @@ pub fn parse_io_stat(text: &str) -> (u64, u64) {
 }
 
 /// Statistics of a container's cgroup (or of the whole guest).
-pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error> {
+pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, GuestError> {
     let cg = match container {
         Some(id) => procs.container_cgroup(id)?,
         None => procs.cgroup_root.clone(),
@@ -204,9 +207,9 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, Error>
 }
 
 /// Writes a container's cgroup limits.
-pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
+pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), GuestError> {
     let cg = procs.container_cgroup(&r.container)?.ok_or_else(|| {
-        Error::Unsupported(format!(
+        GuestError::Unsupported(format!(
             "container {} has no cgroup (cgroup v2 unavailable)",
             r.container
         ))
@@ -225,7 +228,7 @@ pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
     if r.cpu_quota_us.is_some() || r.cpu_period_us.is_some() {
         let period = r.cpu_period_us.unwrap_or(100_000);
         if !(1000..=1_000_000).contains(&period) {
-            return Err(Error::InvalidArgument(format!(
+            return Err(GuestError::InvalidArgument(format!(
                 "invalid CPU period {period} µs"
             )));
         }
@@ -238,7 +241,7 @@ pub fn update_resources(procs: &Processes, r: &Resources) -> Result<(), Error> {
     for (file, value) in writes {
         let path = cg.join(file);
         sys::write_file(&path, value.as_bytes())
-            .map_err(|e| Error::sys(format!("set {file}={value} for {}", r.container), e))?;
+            .map_err(|e| GuestError::sys(format!("set {file}={value} for {}", r.container), e))?;
     }
     Ok(())
 }
@@ -261,7 +264,7 @@ pub fn enable_controllers(root: &Path) {
 
 /// Kills every process, syncs, unmounts everything, and powers off or reboots. Only returns
 /// if reboot(2) failed.
-pub fn shutdown(procs: &Processes, reboot: bool) -> Error {
+pub fn shutdown(procs: &Processes, reboot: bool) -> GuestError {
     for pid in procs.live_pids() {
         let _ = sys::kill(pid, libc::SIGKILL);
     }
@@ -293,7 +296,7 @@ pub fn shutdown(procs: &Processes, reboot: bool) -> Error {
     };
     // SAFETY: reboot(2) with a valid command.
     let r = unsafe { libc::reboot(cmd) };
-    Error::sys(
+    GuestError::sys(
         "reboot",
         std::io::Error::from_raw_os_error(if r == 0 {
             0

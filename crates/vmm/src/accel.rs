@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::write_atomic;
 use crate::kernel::{host_release, Kernel};
+use atomic_file::write_atomic;
 
 /// How long a probe boot under PVM may take before KVM is declared unusable for the kernel.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -156,7 +156,11 @@ pub fn choose(forced: Option<Accel>, kernel: &Kernel, qemu: &Path) -> Result<Dec
     for path in &caches {
         if !path.exists() {
             // A cache that cannot be written only costs another probe next time.
-            if let Err(e) = write_atomic(path, &json) {
+            let written = match path.parent() {
+                Some(dir) => fs::create_dir_all(dir).and_then(|()| write_atomic(path, &json)),
+                None => write_atomic(path, &json),
+            };
+            if let Err(e) = written {
                 tracing::debug!("cannot cache KVM probe result at {}: {e}", path.display());
             }
         }
@@ -220,10 +224,10 @@ pub fn probe_boot(
     accel: Accel,
     timeout: Duration,
 ) -> std::io::Result<bool> {
-    let console = crate::fsutil::temp_sibling(&std::env::temp_dir().join("vmm-kvm-probe.log"));
+    let console = atomic_file::temp_sibling(&std::env::temp_dir().join("vmm-kvm-probe.log"));
     let mut append = String::from("console=ttyS0 panic=-1 reboot=t root=/dev/nonexistent");
     if accel == Accel::Tcg {
-        if let Some(khz) = crate::config::host_tsc_khz() {
+        if let Some(khz) = host_tsc_khz() {
             append.push_str(&format!(" tsc_early_khz={khz}"));
         }
     }
@@ -271,6 +275,26 @@ pub fn probe_boot(
     let _ = fs::remove_file(&console);
     let panicked = log.windows(12).any(|w| w == b"Kernel panic");
     Ok(exited && panicked)
+}
+
+/// The host CPU's clock in kHz from `/proc/cpuinfo` (`cpu MHz`), which is the TSC rate the
+/// guest sees under TCG.
+pub fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    parse_cpu_mhz(&text)
+}
+
+fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
+    cpuinfo.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if k.trim() != "cpu MHz" {
+            return None;
+        }
+        let mhz: f64 = v.trim().parse().ok()?;
+        // Positive (checked) and far below u64::MAX: the float-to-integer cast is exact enough.
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+        (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+    })
 }
 
 #[cfg(test)]
@@ -361,5 +385,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn cpu_mhz_parsing() {
+        assert_eq!(
+            parse_cpu_mhz("processor\t: 0\ncpu MHz\t\t: 2596.148\n"),
+            Some(2596148)
+        );
+        assert_eq!(parse_cpu_mhz("nothing"), None);
+        assert!(host_tsc_khz().is_some(), "this x86 host reports cpu MHz");
     }
 }

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use agent::contract::{AGENT_PORT_NAME, INIT_PATH, REPORTING_ORDER_ARG};
 
-use crate::accel::Accel;
+use crate::accel::{host_tsc_khz, Accel};
 
 /// Virtio-mmio transports without / with the second IO-APIC.
 const MMIO_SLOTS: usize = 8;
@@ -416,24 +416,6 @@ fn no_comma(what: &'static str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The host CPU's clock in kHz from `/proc/cpuinfo` (`cpu MHz`), which is the TSC rate the
-/// guest sees under TCG.
-pub fn host_tsc_khz() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    parse_cpu_mhz(&text)
-}
-
-fn parse_cpu_mhz(cpuinfo: &str) -> Option<u64> {
-    cpuinfo.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        if k.trim() != "cpu MHz" {
-            return None;
-        }
-        let mhz: f64 = v.trim().parse().ok()?;
-        (mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,15 +567,5 @@ mod tests {
         let mut c = base();
         c.memory_mib = 0;
         assert!(matches!(c.args(), Err(ConfigError::Size { .. })));
-    }
-
-    #[test]
-    fn cpu_mhz_parsing() {
-        assert_eq!(
-            parse_cpu_mhz("processor\t: 0\ncpu MHz\t\t: 2596.148\n"),
-            Some(2596148)
-        );
-        assert_eq!(parse_cpu_mhz("nothing"), None);
-        assert!(host_tsc_khz().is_some(), "this x86 host reports cpu MHz");
     }
 }

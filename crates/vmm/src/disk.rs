@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::fsutil::temp_sibling;
+use atomic_file::temp_sibling;
 
 /// Errors of creating disks.
 #[derive(Debug, thiserror::Error)]

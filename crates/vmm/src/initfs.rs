@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::cpio::{CpioError, CpioWriter};
-use crate::fsutil::temp_sibling;
 use crate::modules::{self, Module, ModulesError};
+use atomic_file::temp_sibling;
 
 /// Version of the layout above; part of the cache key so a layout change rebuilds.
 const LAYOUT_VERSION: &str = "initfs-v1";

@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bzimage::{self, ImageKind};
-use crate::fsutil::{sha256_file, temp_sibling, write_atomic};
+use crate::fsutil::sha256_file;
+use atomic_file::{temp_sibling, write_atomic};
 
 /// Errors of the kernel store.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,9 @@
 //! builder ([`Initfs`], a newc cpio), the accelerator choice ([`accel::choose`]) and
 //! copy-on-write disks ([`qcow2_overlay`]). The runtime crate ties these to containers.
 
+// No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
+#![warn(clippy::unwrap_used)]
+
 pub mod accel;
 pub mod bzimage;
 pub mod config;

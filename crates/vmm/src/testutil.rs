@@ -24,7 +24,7 @@ pub fn debian_kernel() -> &'static TestKernel {
             .join(name);
         let done = dest.join(".complete");
         if !done.exists() {
-            let tmp = crate::fsutil::temp_sibling(&dest);
+            let tmp = atomic_file::temp_sibling(&dest);
             std::fs::create_dir_all(&tmp).unwrap();
             crate::deb::extract_kernel(&deb, &tmp).unwrap();
             std::fs::write(tmp.join(".complete"), b"").unwrap();

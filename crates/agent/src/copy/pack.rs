@@ -75,7 +75,7 @@ fn add<W: Write>(
     let mut h = tar::Header::new_gnu();
     h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
     h.set_mode(meta.mode() & 0o7777);
-    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
     if !ft.is_file() {
         h.set_size(0);
     }

@@ -208,7 +208,7 @@ fn significant(x: f64, digits: i32) -> String {
         return "0".into();
     }
     let magnitude = x.abs().log10().floor() as i32;
-    let decimals = (digits - 1 - magnitude).max(0) as usize;
+    let decimals = usize::try_from(digits - 1 - magnitude).unwrap_or(0);
     let s = format!("{x:.decimals$}");
     if s.contains('.') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
