@@ -107,7 +107,9 @@ impl ResourceLimits {
         Ok(ResourceLimits {
             nano_cpus,
             memory_bytes,
-            pids_limit: pids_limit.and_then(|p| u64::try_from(p).ok()).filter(|p| *p > 0),
+            pids_limit: pids_limit
+                .and_then(|p| u64::try_from(p).ok())
+                .filter(|p| *p > 0),
         })
     }
 

@@ -398,6 +398,7 @@ async fn disks(
     Ok((record, volumes, overlay))
 }
 
+/// Runs the container: [`start`] it, then [`relay_until_exit`] it until its main process ends.
 async fn start_and_supervise(
     store: &Store,
     id: &str,
@@ -407,21 +408,47 @@ async fn start_and_supervise(
     dir: &std::path::Path,
     claims: &mut Vec<crate::volume::Claim>,
 ) -> Outcome {
-    let fail = |exit: ExitInfo, booted: Option<Booted>, network: Option<NetSession>| Outcome {
-        exit,
-        booted,
-        network,
-        started: false,
-        oom_killed: false,
+    match start(store, id, backend, shared, dir, claims).await {
+        Ok(running) => relay_until_exit(shared, stop_rx, dir, running).await,
+        Err(failed) => *failed,
+    }
+}
+
+/// A container whose main process runs.
+struct Running {
+    record: crate::state::ContainerRecord,
+    booted: Booted,
+    network: Option<NetSession>,
+    output: crate::backend::ProcessOutput,
+}
+
+/// Disks, network, VM, guest set-up and the main process; the record says `running` after.
+/// A failure is the outcome to record, with what was set up so far for the teardown.
+async fn start(
+    store: &Store,
+    id: &str,
+    backend: &dyn VmBackend,
+    shared: &Arc<Shared>,
+    dir: &std::path::Path,
+    claims: &mut Vec<crate::volume::Claim>,
+) -> Result<Running, Box<Outcome>> {
+    let fail = |exit: ExitInfo, booted: Option<Booted>, network: Option<NetSession>| {
+        Box::new(Outcome {
+            exit,
+            booted,
+            network,
+            started: false,
+            oom_killed: false,
+        })
     };
     let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
         Ok(d) => d,
-        Err(f) => return fail(fault(f), None, None),
+        Err(f) => return Err(fail(fault(f), None, None)),
     };
     // Ports and taps before the VM: a taken host port fails the start here.
     let network = match NetSession::prepare(store, &record) {
         Ok(n) => n,
-        Err(e) => return fail(fault(Fault::PrepareNetwork(e)), None, None),
+        Err(e) => return Err(fail(fault(Fault::PrepareNetwork(e)), None, None)),
     };
     if let Some(n) = &network {
         let ports = n.ports();
@@ -453,7 +480,7 @@ async fn start_and_supervise(
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
-        Err(e) => return fail(fault(Fault::Boot(e)), None, network),
+        Err(e) => return Err(fail(fault(Fault::Boot(e)), None, network)),
     };
     let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
     let guest = booted.guest.clone();
@@ -482,13 +509,13 @@ async fn start_and_supervise(
     tracing::debug!("guest agent connected");
     let output = match prepared.await {
         Ok(o) => o,
-        Err(f) => return fail(fault(f), Some(booted), network),
+        Err(f) => return Err(fail(fault(f), Some(booted), network)),
     };
     let network = match network.map(|n| n.start(store, id)).transpose() {
         Ok(n) => n,
         Err(e) => {
             let _ = guest.signal(MAIN, libc::SIGKILL).await;
-            return fail(fault(Fault::StartNetwork(e)), Some(booted), None);
+            return Err(fail(fault(Fault::StartNetwork(e)), Some(booted), None));
         }
     };
     let _ = store.update(id, |r| {
@@ -498,7 +525,29 @@ async fn start_and_supervise(
     });
     shared.phase.send_replace(Phase::Running);
     tracing::debug!("main process started");
+    Ok(Running {
+        record,
+        booted,
+        network,
+        output,
+    })
+}
 
+/// Relays the main process's output to the log and attached clients and serves stops until
+/// the process (or its VM) ends.
+async fn relay_until_exit(
+    shared: &Arc<Shared>,
+    stop_rx: &mut mpsc::UnboundedReceiver<u64>,
+    dir: &std::path::Path,
+    running: Running,
+) -> Outcome {
+    let Running {
+        record,
+        booted,
+        network,
+        output,
+    } = running;
+    let guest = booted.guest.clone();
     let log_path = dir.join("container.log");
     let log = match LogWriter::open(&log_path) {
         Ok(l) => Arc::new(Mutex::new(l)),
