@@ -248,6 +248,11 @@ impl Client {
         self.call_ok(Request::Configure(c)).await
     }
 
+    /// Renews a VM restored from a template (see [`Resume`]); the first call to such a VM.
+    pub async fn resume(&self, r: Resume) -> Result<(), ClientError> {
+        self.call_ok(Request::Resume(r)).await
+    }
+
     /// Mounts a filesystem in the guest.
     pub async fn mount(&self, m: Mount) -> Result<(), ClientError> {
         self.call_ok(Request::Mount(m)).await

@@ -11,6 +11,7 @@
 //!  -device virtserialport,name=AGENT_PORT_NAME ▶ /sys/class/virtio-ports/*/name
 //!  cmdline REPORTING_ORDER_ARG<n>  ─────────▶  re-applied once the balloon driver loads
 //!  Mount.options MOUNT_OPTION_COPYUP ───────▶  an empty volume first gets the image's files
+//!  cmdline TEMPLATE_ARG      ───────────────▶  only EARLY_MODULES at boot; the rest on Resume
 //! ```
 
 /// Path of the guest's PID 1 inside the init filesystem (the kernel's `rdinit=`).
@@ -33,3 +34,11 @@ pub const REPORTING_ORDER_ARG: &str = "page_reporting.page_reporting_order=";
 /// empty, vminitd first copies the image's files at the target into it (docker's volume
 /// "copy-up"); it is removed before the mount is made.
 pub const MOUNT_OPTION_COPYUP: &str = "copyup";
+
+/// Kernel argument of a VM booted to become a template: vminitd loads only
+/// [`EARLY_MODULES`] at boot and the rest when the host sends `Resume` (so no disk or network
+/// interface is probed before a clone has its own).
+pub const TEMPLATE_ARG: &str = "container.template=1";
+
+/// The modules a template loads at boot: the virtio transport and the agent's console port.
+pub const EARLY_MODULES: &[&str] = &["virtio", "virtio_ring", "virtio_mmio", "virtio_console"];

@@ -63,6 +63,9 @@ pub enum Request {
     /// Start unpacking a tar stream into a container; answered with [`Response::CopyStarted`].
     /// The host sends the tar on the helper's stdin stream, closes it, then `Wait`s.
     CopyIn(CopyIn),
+    /// First request to a VM restored from a template (see [`Resume`]): renew what must be
+    /// unique to this VM, then bind the device drivers the template left unloaded.
+    Resume(Resume),
 }
 
 impl Request {
@@ -86,6 +89,7 @@ impl Request {
             Request::Shutdown(_) => "shutdown",
             Request::CopyOut(_) => "copy_out",
             Request::CopyIn(_) => "copy_in",
+            Request::Resume(_) => "resume",
         }
     }
 }
@@ -192,6 +196,10 @@ pub struct Interface {
     /// MTU to set.
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// MAC address to set (`02:…`) before the link goes up: a VM restored from a template
+    /// starts with the template's.
+    #[serde(default)]
+    pub mac: Option<String>,
 }
 
 /// Create a process. The first process of `container` creates the container: fresh mount, PID
@@ -465,6 +473,27 @@ pub struct CopyOut {
     /// When the path itself is a symlink, pack what it points to instead of the link.
     #[serde(default)]
     pub follow_link: bool,
+}
+
+/// Renewal of a VM restored from a template. A template is booted with
+/// [`crate::contract::TEMPLATE_ARG`]: vminitd then loads only the modules of the agent's
+/// channel ([`crate::contract::EARLY_MODULES`]), keeps the others open, and waits. Every clone
+/// of it starts with the same RNG state, clock and boot data, so this request, answered with
+/// `Ok` before any other is served, (1) mixes `entropy` into the kernel's pool and reseeds it
+/// (so `/proc/sys/kernel/random/boot_id`, read first after this, differs per clone), (2) sets
+/// the wall clock, (3) loads the deferred modules, so disks and network interfaces are probed
+/// only now, with this VM's backends, and waits until every virtio device but the balloon has
+/// its driver and every disk its `/dev` node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Random bytes from the host (at least 32) for the kernel's pool.
+    pub entropy: Vec<u8>,
+    /// Wall-clock time, in nanoseconds since the Unix epoch.
+    pub time_unix_ns: u64,
+    /// Load the balloon driver too. Off for clones under QEMU < 8.2, whose free page reporting
+    /// punches holes into the shared template RAM file of a private mapping.
+    #[serde(default)]
+    pub balloon: bool,
 }
 
 /// Copy a tar stream into a container.

@@ -265,6 +265,7 @@ pub fn loopback_up() -> Result<(), GuestError> {
         addresses: vec![],
         gateway: None,
         mtu: None,
+        mac: None,
     })
 }
 

@@ -46,6 +46,9 @@ impl Agent {
         let procs = &self.procs;
         match req {
             Request::Ping => Ok(Response::Ok),
+            Request::Resume(_) => Err(GuestError::InvalidArgument(
+                "resume: this VM was not booted as a template".into(),
+            )),
             Request::Configure(c) => system::configure(procs, &c).map(|_| Response::Ok),
             Request::Mount(m) => {
                 if !m.target.starts_with('/') {

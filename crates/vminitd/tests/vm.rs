@@ -225,6 +225,7 @@ async fn boots_runs_a_container_and_shuts_down() {
         addresses: vec!["10.0.2.15/24".into()],
         gateway: Some("10.0.2.2".into()),
         mtu: Some(1400),
+        mac: None,
     })
     .await
     .unwrap();
@@ -233,6 +234,7 @@ async fn boots_runs_a_container_and_shuts_down() {
         addresses: vec![],
         gateway: None,
         mtu: None,
+        mac: None,
     };
     assert_eq!(
         c.setup_interface(missing).await.unwrap_err().code(),

@@ -152,6 +152,7 @@ impl Guest for AgentGuest {
                 // One default route: through the first network.
                 gateway: (i == 0).then(|| a.gateway.to_string()),
                 mtu: Some(a.mtu),
+                mac: Some(a.mac.clone()),
             };
             self.client.setup_interface(iface).await?;
         }
