@@ -330,6 +330,7 @@ mod tests {
                     addresses: vec!["10.99.0.2/24".into(), "fd00:99::2/64".into()],
                     gateway: Some("10.99.0.1".into()),
                     mtu: Some(1400),
+                    mac: None,
                 })
                 .unwrap();
                 assert!(matches!(index_of("nope0"), Err(GuestError::NotFound(_))));
