@@ -20,6 +20,19 @@ pub enum SystemCommand {
     Df(FormatArgs),
     /// Repair records of containers whose monitor died and remove stale sockets.
     Cleanup(FormatArgs),
+    /// Pre-booted VM templates that containers start from.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+}
+
+/// Subcommands of `container system template`.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// List the VM templates.
+    #[command(alias = "ls")]
+    List(FormatArgs),
+    /// Remove every VM template (the next start makes a new one).
+    Prune,
 }
 
 /// Arguments of `system status|df|cleanup`.
@@ -69,6 +82,37 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
         SystemCommand::Status(a) => crate::system_info::status(global, a.format),
         SystemCommand::Df(a) => crate::system_info::df(global, a.format),
         SystemCommand::Cleanup(a) => crate::system_info::cleanup(global, a.format),
+        SystemCommand::Template(TemplateCommand::List(a)) => {
+            let templates = global.runtime()?.templates();
+            match a.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&templates)?),
+                Format::Table => {
+                    println!(
+                        "{:<34} {:>5} {:>8} {:<5} {:>5} {:>4} {:>9} CREATED",
+                        "KEY", "CPUS", "MEMORY", "ACCEL", "DISKS", "NETS", "BUILD"
+                    );
+                    for t in templates {
+                        println!(
+                            "{:<34} {:>5} {:>6}Mi {:<5} {:>5} {:>4} {:>7}ms {}",
+                            t.key,
+                            t.cpus,
+                            t.memory_mib,
+                            t.accel,
+                            t.disks,
+                            t.nets,
+                            t.build_ms,
+                            t.created.format("%Y-%m-%d %H:%M:%S")
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        SystemCommand::Template(TemplateCommand::Prune) => {
+            let n = global.runtime()?.templates_prune()?;
+            println!("removed {n} template(s)");
+            Ok(())
+        }
         SystemCommand::Kernel(KernelCommand::Set(args)) => {
             let kernel = match (&args.deb, &args.binary) {
                 (Some(deb), _) => store

@@ -297,6 +297,8 @@ pub struct Booted {
     pub vm: Box<dyn Vm>,
     /// Its agent.
     pub guest: Arc<dyn Guest>,
+    /// The key of the VM template it was restored from (None: booted cold).
+    pub template: Option<String>,
 }
 
 /// Errors booting a VM.

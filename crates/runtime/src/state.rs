@@ -111,6 +111,9 @@ pub struct VmOptions {
     pub memory_mib: u64,
     /// Forced accelerator (`kvm` or `tcg`); None picks one.
     pub accel: Option<String>,
+    /// Boot cold even where a VM template could serve (`--no-template`).
+    #[serde(default)]
+    pub no_template: bool,
 }
 
 /// Everything `create` decided; the monitor starts the container from this alone.
@@ -182,6 +185,9 @@ pub struct ContainerRecord {
     pub monitor_pid: Option<u32>,
     /// Pid of the VM process (QEMU) while it runs.
     pub vm_pid: Option<u32>,
+    /// The VM template its VM was restored from (None: booted cold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_template: Option<String>,
     /// When `create` wrote this record.
     pub created: DateTime<Utc>,
     /// When the main process last started.
@@ -626,6 +632,7 @@ mod tests {
             oom_killed: false,
             monitor_pid: None,
             vm_pid: None,
+            vm_template: None,
             created: Utc::now(),
             started: None,
             finished: None,

@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use crate::real::template::TemplateInfo;
 pub use vmm::{Kernel, KernelSource, KernelStore};
+
+use crate::real::template::TemplateStore;
 
 use crate::container::ContainerError;
 use crate::state::Status;
@@ -99,7 +102,7 @@ pub struct ContainerCounts {
 /// One row of `system df`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiskUsage {
-    /// `images`, `rootfs cache`, `containers` or `kernels`.
+    /// `images`, `rootfs cache`, `containers`, `templates` or `kernels`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// How many.
@@ -112,6 +115,16 @@ impl Runtime {
     /// The guest kernels of this state directory.
     pub fn kernels(&self) -> KernelStore {
         KernelStore::new(self.root())
+    }
+
+    /// The VM templates made so far, oldest first.
+    pub fn templates(&self) -> Vec<TemplateInfo> {
+        TemplateStore::new(self.root()).list()
+    }
+
+    /// Removes every VM template (the next start makes a new one); returns how many went.
+    pub fn templates_prune(&self) -> std::io::Result<usize> {
+        TemplateStore::new(self.root()).prune()
     }
 
     /// Is this host ready to run containers: kernel, accelerator, QEMU, vminitd, containers.
@@ -199,6 +212,11 @@ impl Runtime {
                 kind: "containers",
                 count: containers,
                 bytes: disk_usage(self.store().containers_dir()),
+            },
+            DiskUsage {
+                kind: "templates",
+                count: self.templates().len(),
+                bytes: disk_usage(TemplateStore::new(root).dir()),
             },
             DiskUsage {
                 kind: "kernels",

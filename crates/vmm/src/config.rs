@@ -73,6 +73,21 @@ pub enum ConfigError {
         "the VM needs at least 1 cpu and 64 MiB of memory (got {cpus} cpus, {memory_mib} MiB)"
     )]
     Size { cpus: u32, memory_mib: u64 },
+    /// vhost-user devices (virtiofs, vsock) with guest RAM in a private file mapping: their
+    /// daemons can only share RAM that is mapped shared.
+    #[error("virtiofs and vsock devices need shared guest memory, not a private memory file")]
+    PrivateMemoryWithVhostUser,
+}
+
+/// Guest RAM kept in a file (VM templates).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryFile {
+    /// The file (as large as the guest's memory).
+    pub path: PathBuf,
+    /// Mapped shared: the guest's writes go to the file (a template being made). Otherwise
+    /// privately: writes are copy-on-write and unchanged pages stay shared, through the page
+    /// cache, with every other VM mapping the same file (a clone).
+    pub shared: bool,
 }
 
 /// Format of a disk image.
@@ -177,6 +192,13 @@ pub struct VmConfig {
     /// TCG translation cache in MiB (`None`: QEMU's default of 1 GiB); ignored under KVM.
     #[serde(default = "default_tb_size")]
     pub tb_size_mib: Option<u32>,
+    /// Guest RAM in a file rather than anonymous memory (see [`MemoryFile`]).
+    #[serde(default)]
+    pub memory_file: Option<MemoryFile>,
+    /// Start paused, waiting for a saved state (`-incoming defer`, then
+    /// [`crate::qmp::Qmp::restore`]).
+    #[serde(default)]
+    pub incoming: bool,
 }
 
 fn yes() -> bool {
@@ -209,6 +231,8 @@ impl VmConfig {
             extra_args: Vec::new(),
             balloon: true,
             tb_size_mib: default_tb_size(),
+            memory_file: None,
+            incoming: false,
         }
     }
 
@@ -260,7 +284,10 @@ impl VmConfig {
         }
         // vhost-user devices read guest memory directly: it must be a shared memfd.
         let shared_memory = !self.shares.is_empty() || self.vsock_socket.is_some();
-        if shared_memory {
+        if shared_memory && self.memory_file.as_ref().is_some_and(|f| !f.shared) {
+            return Err(ConfigError::PrivateMemoryWithVhostUser);
+        }
+        if shared_memory || self.memory_file.is_some() {
             machine.push_str(",memory-backend=mem");
         }
         push(&["-M", &machine]);
@@ -271,7 +298,17 @@ impl VmConfig {
         push(&["-accel", &accel]);
         push(&["-smp", &self.cpus.to_string()]);
         push(&["-m", &format!("{}M", self.memory_mib)]);
-        if shared_memory {
+        if let Some(f) = &self.memory_file {
+            push(&[
+                "-object",
+                &format!(
+                    "memory-backend-file,id=mem,size={}M,mem-path={},share={}",
+                    self.memory_mib,
+                    opt_path("memory file", &f.path)?,
+                    if f.shared { "on" } else { "off" }
+                ),
+            ]);
+        } else if shared_memory {
             push(&[
                 "-object",
                 &format!(
@@ -279,6 +316,9 @@ impl VmConfig {
                     self.memory_mib
                 ),
             ]);
+        }
+        if self.incoming {
+            push(&["-incoming", "defer"]);
         }
         push(&[
             "-nodefaults",
@@ -457,6 +497,36 @@ mod tests {
         assert!(!joined(&off).contains("balloon"));
         assert!(!off.cmdline().contains("page_reporting"));
         assert_eq!(off.device_count(), 0);
+    }
+
+    #[test]
+    fn memory_files_for_templates_and_clones() {
+        let mut t = base();
+        t.memory_file = Some(MemoryFile {
+            path: "/t/ram".into(),
+            shared: true,
+        });
+        let s = joined(&t);
+        assert!(s.starts_with("-M microvm,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem "));
+        assert!(s.contains("-object memory-backend-file,id=mem,size=512M,mem-path=/t/ram,share=on"));
+        assert!(!s.contains("-incoming"));
+        let mut c = t.clone();
+        c.memory_file = Some(MemoryFile {
+            path: "/t/ram".into(),
+            shared: false,
+        });
+        c.incoming = true;
+        let s = joined(&c);
+        assert!(s.contains("mem-path=/t/ram,share=off") && s.contains("-incoming defer"));
+        assert!(!s.contains("memfd"));
+        c.shares.push(ShareSpec {
+            socket: "/s/fs0.sock".into(),
+            tag: "s0".into(),
+        });
+        assert!(matches!(
+            c.args(),
+            Err(ConfigError::PrivateMemoryWithVhostUser)
+        ));
     }
 
     #[test]

@@ -20,12 +20,13 @@ pub mod initfs;
 pub mod kernel;
 pub mod modules;
 pub mod qemu;
+pub mod qmp;
 
 #[cfg(test)]
 mod testutil;
 
 pub use accel::{Accel, Decision};
-pub use config::{DiskFormat, DiskSpec, HostForward, NetSpec, ShareSpec, VmConfig};
+pub use config::{DiskFormat, DiskSpec, HostForward, MemoryFile, NetSpec, ShareSpec, VmConfig};
 pub use disk::qcow2_overlay;
 pub use initfs::Initfs;
 pub use kernel::{Kernel, KernelSource, KernelStore};

@@ -132,6 +132,9 @@ pub struct CreateFlags {
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
+    /// Boot the VM cold instead of restoring it from a pre-booted VM template.
+    #[arg(long)]
+    pub no_template: bool,
     /// Connect to this network (repeatable: eth0, eth1, ...; `none`: loopback only;
     /// default: the default network).
     #[arg(long = "network", value_name = "NAME")]

@@ -83,6 +83,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         env_files: f.env_file.clone(),
         kernel: f.kernel.clone(),
         accel: f.accel.clone(),
+        no_template: f.no_template,
         resources: f.resources.flags(),
         auto_remove: f.rm,
         networks: f.network.clone(),

@@ -78,6 +78,7 @@ pub(crate) fn create_record(
             oom_killed: false,
             monitor_pid: None,
             vm_pid: None,
+            vm_template: None,
             created: Utc::now(),
             started: None,
             finished: None,

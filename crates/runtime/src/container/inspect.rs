@@ -78,6 +78,7 @@ impl Container {
             "oomKilled": r.oom_killed,
             "monitorPid": r.monitor_pid,
             "vmPid": r.vm_pid,
+            "vmTemplate": r.vm_template,
             "created": r.created,
             "started": r.started,
             "finished": r.finished,

@@ -29,6 +29,8 @@ pub struct ContainerOptions {
     pub kernel: Option<PathBuf>,
     /// `kvm` or `tcg` (default: chosen by probing).
     pub accel: Option<String>,
+    /// Boot cold even where a VM template could serve.
+    pub no_template: bool,
     /// `--cpus`, `-m`, `--pids-limit`.
     pub resources: ResourceFlags,
     /// Delete the container when it exits (`--rm`).
@@ -100,6 +102,7 @@ pub async fn prepare(
             cpus: resources.vm_cpus(),
             memory_mib: resources.vm_memory_mib(),
             accel: opts.accel,
+            no_template: opts.no_template,
         },
         auto_remove: opts.auto_remove,
         networks,

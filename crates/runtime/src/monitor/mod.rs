@@ -482,7 +482,10 @@ async fn start(
         Ok(b) => b,
         Err(e) => return Err(fail(fault(Fault::Boot(e)), None, network)),
     };
-    let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
+    let _ = store.update(id, |r| {
+        r.vm_pid = booted.vm.pid();
+        r.vm_template = booted.template.clone();
+    });
     let guest = booted.guest.clone();
     if let Ok(mut g) = shared.guest.lock() {
         *g = Some(guest.clone());
@@ -659,7 +662,10 @@ async fn hold(
         Ok(b) => b,
         Err(e) => return fail(fault(Fault::Boot(e)), None),
     };
-    let _ = store.update(id, |r| r.vm_pid = booted.vm.pid());
+    let _ = store.update(id, |r| {
+        r.vm_pid = booted.vm.pid();
+        r.vm_template = booted.template.clone();
+    });
     let guest = booted.guest.clone();
     if let Ok(mut g) = shared.guest.lock() {
         *g = Some(guest.clone());

@@ -339,6 +339,7 @@ impl VmBackend for FakeBackend {
         Ok(Booted {
             vm: Box::new(vm),
             guest: Arc::new(guest),
+            template: None,
         })
     }
 }

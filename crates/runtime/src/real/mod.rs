@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod qemu;
+pub mod template;
 pub mod virtiofs;
 
 pub use self::agent::AgentGuest;

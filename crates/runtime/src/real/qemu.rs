@@ -43,14 +43,14 @@ pub struct QemuBackend {
     vminitd: Option<PathBuf>,
 }
 
-fn boot_err(message: impl Into<String>) -> BootError {
+pub(super) fn boot_err(message: impl Into<String>) -> BootError {
     BootError::Boot {
         message: message.into(),
         source: None,
     }
 }
 
-fn boot_src<E: std::error::Error + Send + Sync + 'static>(
+pub(super) fn boot_src<E: std::error::Error + Send + Sync + 'static>(
     message: impl Into<String>,
 ) -> impl FnOnce(E) -> BootError {
     let message = message.into();
@@ -70,7 +70,9 @@ impl QemuBackend {
         })
     }
 
-    fn config(&self, req: &VmRequest) -> Result<vmm::VmConfig, BootError> {
+    /// The cold-boot config of `req`, and whether the kernel's disk and NIC drivers are
+    /// modules (a template needs them unloaded until its clones resume).
+    fn config(&self, req: &VmRequest) -> Result<(vmm::VmConfig, bool), BootError> {
         let store = vmm::KernelStore::new(&self.root);
         let kernel = match &req.options.kernel {
             Some(k) => store
@@ -101,6 +103,7 @@ impl QemuBackend {
         // A kernel without the balloon driver still runs containers; the guest's freed memory
         // then stays with QEMU.
         let balloon = features.balloon && !missing.contains(&"virtio_balloon");
+        let modular = modules.iter().any(|m| m.name == "virtio_blk");
         if !missing.is_empty() {
             tracing::warn!(
                 "the guest kernel lacks {}: freed guest memory will not return to the host",
@@ -169,12 +172,39 @@ impl QemuBackend {
             });
         }
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
-        Ok(cfg)
+        Ok((cfg, modular))
+    }
+
+    /// The template a VM of `cfg` can be restored from, made first if missing; None when it
+    /// boots cold (not eligible, turned off, or the template could not be made: warned).
+    async fn template_for(
+        &self,
+        req: &VmRequest,
+        cfg: &vmm::VmConfig,
+        modular: bool,
+    ) -> Option<PathBuf> {
+        if req.options.no_template {
+            return None;
+        }
+        if let Err(why) = super::template::eligible(cfg, modular) {
+            tracing::debug!("cold boot: {why}");
+            return None;
+        }
+        match super::template::TemplateStore::new(&self.root)
+            .ensure(cfg)
+            .await
+        {
+            Ok(dir) => Some(dir),
+            Err(e) => {
+                tracing::warn!("cold boot: {}", crate::error_line(&e));
+                None
+            }
+        }
     }
 }
 
 /// A QEMU process watched by its own thread.
-struct QemuHandle {
+pub(super) struct QemuHandle {
     pid: Option<u32>,
     exit: watch::Receiver<Option<String>>,
 }
@@ -205,7 +235,7 @@ impl Vm for QemuHandle {
 }
 
 /// Starts QEMU on a dedicated thread; returns once it runs (or failed to start).
-async fn spawn_vm(
+pub(super) async fn spawn_vm(
     cfg: vmm::VmConfig,
     shares: Vec<super::virtiofs::ShareLaunch>,
 ) -> Result<QemuHandle, BootError> {
@@ -271,7 +301,7 @@ fn console_tail(path: &Path) -> String {
 
 /// Connects to the agent, retrying the handshake until the guest answers, QEMU exits, or the
 /// deadline passes.
-async fn connect_agent(
+pub(super) async fn connect_agent(
     sock: &Path,
     vm: &mut QemuHandle,
     console: &Path,
@@ -323,8 +353,44 @@ impl VmBackend for QemuBackend {
     }
 
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
-        let cfg = self.config(req)?;
+        let (cfg, modular) = self.config(req)?;
+        if let Some(dir) = self.template_for(req, &cfg, modular).await {
+            match self.boot_clone(req, cfg.clone(), &dir).await {
+                Ok(b) => return Ok(b),
+                Err(e) => tracing::warn!(
+                    "restoring template {} failed, booting cold: {}",
+                    dir.display(),
+                    crate::error_line(&e)
+                ),
+            }
+        }
+        self.boot_vm(req, cfg, None).await
+    }
+}
+
+impl QemuBackend {
+    /// Starts `cfg` as a clone of the template in `dir`: restore, then `Resume`.
+    async fn boot_clone(
+        &self,
+        req: &VmRequest,
+        mut cfg: vmm::VmConfig,
+        dir: &Path,
+    ) -> Result<Booted, BootError> {
+        let qmp = req.socket_dir.join("qmp.sock");
+        super::template::clone_config(&mut cfg, dir, qmp);
+        self.boot_vm(req, cfg, Some(dir)).await
+    }
+
+    /// Starts QEMU with `cfg` and connects to vminitd; a clone (`template`) is restored and
+    /// resumed in between.
+    async fn boot_vm(
+        &self,
+        req: &VmRequest,
+        cfg: vmm::VmConfig,
+        template: Option<&Path>,
+    ) -> Result<Booted, BootError> {
         let sock = cfg.agent_socket.clone().unwrap_or_default();
+        let qmp = cfg.qmp_socket.clone();
         let shares = req
             .shares
             .iter()
@@ -337,7 +403,20 @@ impl VmBackend for QemuBackend {
             .collect();
         let mut vm = spawn_vm(cfg, shares).await?;
         tracing::debug!("QEMU running (pid {:?})", vm.pid);
-        match connect_agent(&sock, &mut vm, &req.console_log).await {
+        let connected = async {
+            if let (Some(dir), Some(qmp)) = (template, &qmp) {
+                super::template::restore(dir, qmp).await?;
+            }
+            let client = connect_agent(&sock, &mut vm, &req.console_log).await?;
+            if template.is_some() {
+                client
+                    .resume(super::template::resume_request())
+                    .await
+                    .map_err(boot_src("resume the restored VM"))?;
+            }
+            Ok::<_, BootError>(client)
+        };
+        match connected.await {
             Ok(client) => {
                 let name = req
                     .dir
@@ -348,6 +427,9 @@ impl VmBackend for QemuBackend {
                 Ok(Booted {
                     vm: Box::new(vm),
                     guest: Arc::new(guest),
+                    template: template
+                        .and_then(|d| d.file_name())
+                        .map(|n| n.to_string_lossy().into_owned()),
                 })
             }
             Err(e) => {

@@ -1,0 +1,413 @@
+//! VM templates: a VM booted once up to the point where vminitd waits for its first request,
+//! then paused and saved, so that containers start from a restored copy instead of a cold boot.
+//!
+//! ```text
+//!  <root>/templates/<key>/          one per VM shape (key: sha256 of everything that shapes it)
+//!    ram          guest RAM, written by the template (share=on), mapped privately by clones
+//!    state        QEMU device state (x-ignore-shared migration stream, ≈50 KB)
+//!    template.json  what it was made from, when, how long it took
+//!    boot.log     the template's console
+//!  <root>/templates/<key>.lock      flock: one builder per key; others wait and reuse
+//! ```
+//!
+//! The template boots with [`agent::contract::TEMPLATE_ARG`]: vminitd loads only the agent's
+//! channel drivers, so no disk or NIC is probed with the placeholder backends the template has
+//! (1 MiB raw files, user-mode network). A clone gets the same device list with its own
+//! backends, and its first request is [`agent::Resume`]: fresh entropy, the clock, then the
+//! deferred drivers, which now probe the clone's disks and NICs. The MAC address is set by
+//! `SetupInterface` (the migration stream carries the template's).
+//!
+//! Clones do not load the balloon driver: QEMU before 8.2 discards reported free pages of a
+//! private file mapping by punching holes into the *file* (`ram_block_discard_range`), which
+//! would zero those pages under every other clone. Their unchanged pages stay shared with the
+//! template instead.
+//!
+//! A template is made under its lock in a temporary directory renamed into place only when
+//! complete, so a builder killed half-way leaves nothing a later run would use.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::qemu::{boot_err, boot_src, connect_agent, spawn_vm};
+use crate::backend::BootError;
+
+/// Set (to anything but empty or `0`) to boot every VM cold, as `--no-template` does for one.
+pub const NO_TEMPLATE_ENV: &str = "CONTAINER_NO_TEMPLATE";
+
+/// Size of each placeholder disk of a template (never read: its driver is not loaded).
+const PLACEHOLDER_BYTES: u64 = 1 << 20;
+
+/// What a template was made from (`template.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateInfo {
+    /// The key (the directory's name).
+    pub key: String,
+    /// The guest kernel.
+    pub kernel: PathBuf,
+    /// The init filesystem (content-addressed).
+    pub initfs: PathBuf,
+    /// vCPUs.
+    pub cpus: u32,
+    /// Guest memory.
+    pub memory_mib: u64,
+    /// `tcg` or `kvm`.
+    pub accel: String,
+    /// virtio-blk devices.
+    pub disks: usize,
+    /// virtio-net devices.
+    pub nets: usize,
+    /// A balloon device (its driver stays unloaded in clones).
+    pub balloon: bool,
+    /// When it was made.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// Boot, handshake and save, in milliseconds.
+    pub build_ms: u64,
+}
+
+/// Whether `cfg` can start from a template, and if not, why.
+pub fn eligible(cfg: &vmm::VmConfig, modular: bool) -> Result<(), &'static str> {
+    if std::env::var_os(NO_TEMPLATE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        return Err("templates are turned off");
+    }
+    if !cfg.shares.is_empty() || cfg.vsock_socket.is_some() {
+        // vhost-user daemons need guest RAM mapped shared; a clone's is private.
+        return Err("bind mounts (virtiofs) need shared guest memory");
+    }
+    if !modular {
+        // Built-in disk and NIC drivers would probe the template's placeholders.
+        return Err("the guest kernel has built-in virtio drivers");
+    }
+    Ok(())
+}
+
+/// The key of the template a VM of `cfg` is restored from: everything that shapes the saved
+/// guest (kernel, init filesystem, memory, vCPUs, accelerator, the device list, QEMU itself).
+pub fn key(cfg: &vmm::VmConfig) -> String {
+    let qemu = which(&cfg.qemu).and_then(|p| std::fs::metadata(p).ok());
+    let shape = serde_json::json!({
+        "v": 1,
+        "kernel": cfg.kernel,
+        "initfs": cfg.initfs,
+        "cpus": cfg.cpus,
+        "memoryMib": cfg.memory_mib,
+        "accel": cfg.accel.qemu_name(),
+        "tbSize": cfg.tb_size_mib,
+        "disks": cfg.disks.len(),
+        "nets": cfg.nets.len(),
+        "balloon": cfg.balloon,
+        "agent": cfg.agent_socket.is_some(),
+        "cmdline": cfg.extra_cmdline,
+        "qemu": cfg.qemu,
+        "qemuSize": qemu.as_ref().map(std::fs::Metadata::len),
+        "qemuMtime": qemu.and_then(|m| m.modified().ok()).map(|t| format!("{t:?}")),
+    });
+    let digest = Sha256::digest(shape.to_string().as_bytes());
+    hex::encode(&digest[..16])
+}
+
+fn which(program: &Path) -> Option<PathBuf> {
+    if program.is_absolute() {
+        return Some(program.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// The templates of one state directory.
+#[derive(Debug, Clone)]
+pub struct TemplateStore {
+    dir: PathBuf,
+}
+
+impl TemplateStore {
+    /// The store under `<root>/templates`.
+    pub fn new(root: &Path) -> TemplateStore {
+        TemplateStore {
+            dir: root.join("templates"),
+        }
+    }
+
+    /// The directory of the store.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every complete template.
+    pub fn list(&self) -> Vec<TemplateInfo> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<TemplateInfo> = entries
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("template.json")).ok())
+            .filter_map(|b| serde_json::from_slice(&b).ok())
+            .collect();
+        out.sort_by_key(|t| t.created);
+        out
+    }
+
+    /// Removes every template (and leftovers of interrupted builds); returns how many
+    /// templates went. A running clone keeps its mapping of a removed template's RAM.
+    pub fn prune(&self) -> std::io::Result<usize> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(0);
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                if path.join("template.json").is_file() {
+                    removed += 1;
+                }
+                std::fs::remove_dir_all(&path)?;
+            } else if path.extension().is_some_and(|x| x == "lock") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The complete template for `cfg`, made first if missing (one builder per key; a
+    /// concurrent caller waits for it and reuses its result).
+    pub async fn ensure(&self, cfg: &vmm::VmConfig) -> Result<PathBuf, BootError> {
+        let key = key(cfg);
+        let dir = self.dir.join(&key);
+        if dir.join("template.json").is_file() {
+            return Ok(dir);
+        }
+        std::fs::create_dir_all(&self.dir).map_err(boot_src("create the template store"))?;
+        let lock_path = self.dir.join(format!("{key}.lock"));
+        let _lock = tokio::task::spawn_blocking(move || crate::state::Lock::exclusive(&lock_path))
+            .await
+            .map_err(boot_src("lock the template"))?
+            .map_err(boot_src("lock the template"))?;
+        if dir.join("template.json").is_file() {
+            return Ok(dir);
+        }
+        let tmp = self.dir.join(format!(".tmp-{key}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(boot_src("create the template directory"))?;
+        match build(cfg, &key, &tmp).await {
+            Ok(()) => {
+                std::fs::rename(&tmp, &dir).map_err(boot_src("store the template"))?;
+                Ok(dir)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A short private directory for a template build's sockets (unix socket paths are limited
+/// to 108 bytes, state roots may be long).
+fn socket_dir(key: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("ctpl-{}-", &key[..8]))
+        .tempdir_in(std::env::temp_dir())
+}
+
+async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootError> {
+    let began = Instant::now();
+    let sockets = socket_dir(key).map_err(boot_src("create the template's socket directory"))?;
+    let mut t = cfg.clone();
+    for (i, d) in t.disks.iter_mut().enumerate() {
+        let path = dir.join(format!("placeholder{i}.img"));
+        std::fs::File::create(&path)
+            .and_then(|f| f.set_len(PLACEHOLDER_BYTES))
+            .map_err(boot_src("create a placeholder disk"))?;
+        d.path = path;
+        d.format = vmm::DiskFormat::Raw;
+        d.readonly = false;
+    }
+    for n in &mut t.nets {
+        // Any backend will do: the template's NIC driver is never loaded.
+        n.tap.clear();
+        n.user = Some(Vec::new());
+    }
+    let agent_socket = sockets.path().join("agent.sock");
+    let qmp_socket = sockets.path().join("qmp.sock");
+    t.agent_socket = Some(agent_socket.clone());
+    t.qmp_socket = Some(qmp_socket.clone());
+    t.console_log = dir.join("boot.log");
+    t.memory_file = Some(vmm::MemoryFile {
+        path: dir.join("ram"),
+        shared: true,
+    });
+    t.incoming = false;
+    t.extra_cmdline
+        .push(agent::contract::TEMPLATE_ARG.to_string());
+    let mut vm = spawn_vm(t, Vec::new()).await?;
+    let console = dir.join("boot.log");
+    let saved = async {
+        // The handshake proves vminitd waits for requests; the client then goes away, and a
+        // clone's monitor reconnects as after any host disconnect.
+        drop(connect_agent(&agent_socket, &mut vm, &console).await?);
+        let state = dir.join("state");
+        tokio::task::spawn_blocking(move || {
+            let mut q = vmm::qmp::Qmp::connect(&qmp_socket, Duration::from_secs(10))?;
+            q.save(&state)?;
+            q.quit()
+        })
+        .await
+        .map_err(boot_src("save the template"))?
+        .map_err(boot_src("save the template"))
+    }
+    .await;
+    if let Err(e) = saved {
+        crate::backend::Vm::kill(&mut vm).await;
+        return Err(e);
+    }
+    if tokio::time::timeout(Duration::from_secs(10), crate::backend::Vm::wait(&mut vm))
+        .await
+        .is_err()
+    {
+        crate::backend::Vm::kill(&mut vm).await;
+        return Err(boot_err("the template VM did not quit after saving"));
+    }
+    let info = TemplateInfo {
+        key: key.to_string(),
+        kernel: cfg.kernel.clone(),
+        initfs: cfg.initfs.clone(),
+        cpus: cfg.cpus,
+        memory_mib: cfg.memory_mib,
+        accel: cfg.accel.qemu_name().to_string(),
+        disks: cfg.disks.len(),
+        nets: cfg.nets.len(),
+        balloon: cfg.balloon,
+        created: chrono::Utc::now(),
+        build_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    let json = serde_json::to_vec_pretty(&info).map_err(boot_src("write template.json"))?;
+    atomic_file::write_atomic(&dir.join("template.json"), &json)
+        .map_err(boot_src("write template.json"))?;
+    tracing::info!("made VM template {key} in {} ms", info.build_ms);
+    Ok(())
+}
+
+/// Turns a cold-boot config into a clone of the template in `dir`: guest RAM mapped privately
+/// from the template's file, paused for its state, with a QMP socket to restore it.
+pub fn clone_config(cfg: &mut vmm::VmConfig, dir: &Path, qmp_socket: PathBuf) {
+    cfg.memory_file = Some(vmm::MemoryFile {
+        path: dir.join("ram"),
+        shared: false,
+    });
+    cfg.incoming = true;
+    cfg.qmp_socket = Some(qmp_socket);
+    cfg.extra_cmdline
+        .push(agent::contract::TEMPLATE_ARG.to_string());
+}
+
+/// Loads the template's device state into a clone started with [`clone_config`].
+pub async fn restore(dir: &Path, qmp_socket: &Path) -> Result<(), BootError> {
+    let (state, qmp) = (dir.join("state"), qmp_socket.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let mut q = vmm::qmp::Qmp::connect(&qmp, Duration::from_secs(10))?;
+        q.restore(&state)
+    })
+    .await
+    .map_err(boot_src("restore the template"))?
+    .map_err(boot_src("restore the template"))
+}
+
+/// The first request to a clone: fresh entropy and clock, then its own devices.
+pub fn resume_request() -> agent::Resume {
+    use rand::RngCore;
+    let mut entropy = vec![0u8; 64];
+    rand::rngs::OsRng.fill_bytes(&mut entropy);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    agent::Resume {
+        entropy,
+        time_unix_ns: u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
+        balloon: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> vmm::VmConfig {
+        let mut c = vmm::VmConfig::new("/k/vmlinux".into(), "/i/ab.cpio".into(), "/c".into());
+        c.disks.push(vmm::DiskSpec {
+            path: "/d/root.qcow2".into(),
+            format: vmm::DiskFormat::Qcow2,
+            readonly: false,
+        });
+        c.agent_socket = Some("/s/agent.sock".into());
+        c
+    }
+
+    #[test]
+    fn the_key_follows_the_vm_shape_not_its_backends() {
+        let a = cfg();
+        let mut b = cfg();
+        b.disks[0].path = "/other/root.qcow2".into();
+        b.console_log = "/other/boot.log".into();
+        b.agent_socket = Some("/other/agent.sock".into());
+        assert_eq!(key(&a), key(&b));
+        for change in [
+            |c: &mut vmm::VmConfig| c.memory_mib = 1024,
+            |c: &mut vmm::VmConfig| c.cpus = 2,
+            |c: &mut vmm::VmConfig| c.kernel = "/k2/vmlinux".into(),
+            |c: &mut vmm::VmConfig| c.initfs = "/i/cd.cpio".into(),
+            |c: &mut vmm::VmConfig| c.balloon = false,
+            |c: &mut vmm::VmConfig| c.accel = vmm::Accel::Kvm,
+            |c: &mut vmm::VmConfig| {
+                c.disks.push(c.disks[0].clone());
+            },
+        ] {
+            let mut c = cfg();
+            change(&mut c);
+            assert_ne!(key(&a), key(&c));
+        }
+    }
+
+    #[test]
+    fn bind_mounts_and_builtin_drivers_boot_cold() {
+        let mut c = cfg();
+        assert!(eligible(&c, true).is_ok());
+        assert!(eligible(&c, false).is_err());
+        c.shares.push(vmm::ShareSpec {
+            socket: "/s/fs0.sock".into(),
+            tag: "s0".into(),
+        });
+        assert!(eligible(&c, true).is_err());
+    }
+
+    #[test]
+    fn prune_removes_templates_and_leftovers() {
+        let root = tempfile::tempdir().unwrap();
+        let store = TemplateStore::new(root.path());
+        assert!(store.list().is_empty());
+        let t = store.dir().join("k1");
+        std::fs::create_dir_all(&t).unwrap();
+        let info = TemplateInfo {
+            key: "k1".into(),
+            kernel: "/k".into(),
+            initfs: "/i".into(),
+            cpus: 1,
+            memory_mib: 512,
+            accel: "tcg".into(),
+            disks: 1,
+            nets: 0,
+            balloon: true,
+            created: chrono::Utc::now(),
+            build_ms: 1,
+        };
+        std::fs::write(t.join("template.json"), serde_json::to_vec(&info).unwrap()).unwrap();
+        std::fs::create_dir_all(store.dir().join(".tmp-k2-1")).unwrap();
+        std::fs::write(store.dir().join("k1.lock"), b"").unwrap();
+        assert_eq!(store.list(), vec![info]);
+        assert_eq!(store.prune().unwrap(), 1);
+        assert_eq!(std::fs::read_dir(store.dir()).unwrap().count(), 0);
+    }
+}

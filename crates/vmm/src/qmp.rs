@@ -1,0 +1,228 @@
+//! A small QMP client for what templates need: save a paused VM's device state and restore
+//! it into a new QEMU (`x-ignore-shared` migration, guest RAM staying in its memory file).
+//!
+//! ```text
+//!  template QEMU (RAM file share=on)            clone QEMU (same file, share=off, -incoming defer)
+//!  stop                                          migrate-set-capabilities x-ignore-shared
+//!  migrate-set-capabilities x-ignore-shared      migrate-incoming exec:cat STATE
+//!  migrate exec:cat > STATE   ── STATE (≈50 KB) ─▶ query-migrate … completed
+//!  query-migrate … completed                     cont
+//!  quit
+//! ```
+//! Only device state travels; RAM pages are the file's, copied on write by each clone.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// How long a save or a restore may take.
+const MIGRATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Errors talking QMP.
+#[derive(Debug, thiserror::Error)]
+pub enum QmpError {
+    /// The socket could not be reached in time.
+    #[error("connect to QMP socket {}", .path.display())]
+    Connect {
+        /// The socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing the socket failed.
+    #[error("QMP {command}")]
+    Io {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU answered with an error.
+    #[error("QMP {command}: {message}")]
+    Command {
+        /// The command.
+        command: String,
+        /// QEMU's description.
+        message: String,
+    },
+    /// The migration failed or did not finish in time.
+    #[error("migration {0}")]
+    Migration(String),
+}
+
+/// One QMP connection, capabilities negotiated.
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Connects to `path`, retrying until `timeout` (QEMU creates the socket as it starts).
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Qmp, QmpError> {
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(source) if Instant::now() > deadline => {
+                    return Err(QmpError::Connect {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        };
+        let io = |source| QmpError::Io {
+            command: "greeting".into(),
+            source,
+        };
+        stream.set_read_timeout(Some(MIGRATE_TIMEOUT)).map_err(io)?;
+        let writer = stream.try_clone().map_err(io)?;
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream),
+            writer,
+        };
+        qmp.read_message("greeting")?;
+        qmp.execute("qmp_capabilities", None)?;
+        Ok(qmp)
+    }
+
+    fn read_message(&mut self, command: &str) -> Result<Value, QmpError> {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|source| QmpError::Io {
+                command: command.to_string(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(QmpError::Io {
+                command: command.to_string(),
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            });
+        }
+        serde_json::from_str(&line).map_err(|e| QmpError::Io {
+            command: command.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        })
+    }
+
+    /// Runs one command and returns its `return` value (events in between are skipped).
+    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        let mut msg = json!({ "execute": command });
+        if let Some(a) = arguments {
+            msg["arguments"] = a;
+        }
+        let mut text = msg.to_string();
+        text.push('\n');
+        self.writer
+            .write_all(text.as_bytes())
+            .map_err(|source| QmpError::Io {
+                command: command.to_string(),
+                source,
+            })?;
+        loop {
+            let reply = self.read_message(command)?;
+            if let Some(r) = reply.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = reply.get("error") {
+                return Err(QmpError::Command {
+                    command: command.to_string(),
+                    message: e
+                        .get("desc")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown error")
+                        .to_string(),
+                });
+            }
+        }
+    }
+
+    fn ignore_shared(&mut self) -> Result<(), QmpError> {
+        self.execute(
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]})),
+        )?;
+        Ok(())
+    }
+
+    /// Polls `query-migrate` until it completes.
+    fn wait_migration(&mut self) -> Result<(), QmpError> {
+        let deadline = Instant::now() + MIGRATE_TIMEOUT;
+        loop {
+            let r = self.execute("query-migrate", None)?;
+            match r.get("status").and_then(Value::as_str) {
+                Some("completed") => return Ok(()),
+                Some(s @ ("failed" | "cancelled")) => {
+                    let why = r.get("error-desc").and_then(Value::as_str).unwrap_or("");
+                    return Err(QmpError::Migration(format!("{s} {why}")));
+                }
+                _ if Instant::now() > deadline => {
+                    return Err(QmpError::Migration("did not complete in time".into()))
+                }
+                _ => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    }
+
+    /// Pauses the VM and writes its device state to `state` (guest RAM, in a shared memory
+    /// file, is not copied). The VM stays paused; `quit` it after.
+    pub fn save(&mut self, state: &Path) -> Result<(), QmpError> {
+        self.execute("stop", None)?;
+        self.ignore_shared()?;
+        let uri = format!("exec:cat > {}", shell_path(state)?);
+        self.execute("migrate", Some(json!({ "uri": uri })))?;
+        self.wait_migration()
+    }
+
+    /// Loads the device state of `state` into a QEMU started with `-incoming defer` and lets
+    /// the VM run.
+    pub fn restore(&mut self, state: &Path) -> Result<(), QmpError> {
+        self.ignore_shared()?;
+        let uri = format!("exec:cat {}", shell_path(state)?);
+        self.execute("migrate-incoming", Some(json!({ "uri": uri })))?;
+        self.wait_migration()?;
+        self.execute("cont", None)?;
+        Ok(())
+    }
+
+    /// Ends QEMU.
+    pub fn quit(&mut self) -> Result<(), QmpError> {
+        self.execute("quit", None).map(|_| ())
+    }
+}
+
+/// `exec:` URIs go through `/bin/sh`: only plain paths are passed.
+fn shell_path(p: &Path) -> Result<String, QmpError> {
+    let s = p.to_string_lossy();
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b))
+    {
+        Ok(s.into_owned())
+    } else {
+        Err(QmpError::Migration(format!(
+            "state path {s:?} has characters a shell would read"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_path;
+    use std::path::Path;
+
+    #[test]
+    fn only_plain_paths_reach_the_shell() {
+        assert!(shell_path(Path::new("/var/lib/container/templates/ab12/state")).is_ok());
+        assert!(shell_path(Path::new("/tmp/a b")).is_err());
+        assert!(shell_path(Path::new("/tmp/a;rm -rf /")).is_err());
+        assert!(shell_path(Path::new("/tmp/$(x)")).is_err());
+    }
+}
