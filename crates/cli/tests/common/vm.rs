@@ -131,6 +131,9 @@ impl Env {
         let shared = super::shared_root();
         std::os::unix::fs::symlink(shared.join("kernels"), cli.root().join("kernels")).unwrap();
         std::os::unix::fs::symlink(shared.join("initfs"), cli.root().join("initfs")).unwrap();
+        // Templates are keyed by the VM's shape: every test's VMs can share them.
+        std::fs::create_dir_all(shared.join("templates")).unwrap();
+        std::os::unix::fs::symlink(shared.join("templates"), cli.root().join("templates")).unwrap();
         let env = Env { cli, netns };
         if load {
             env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])

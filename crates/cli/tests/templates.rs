@@ -1,0 +1,201 @@
+//! VM templates end to end: containers start from a restored copy of a pre-booted VM, each
+//! with its own identity (RNG, boot id, MAC, address, hostname, clock) and its own disk;
+//! cases a template cannot serve boot cold; a template build killed half-way is never used.
+//!
+//! Needs what tests/run.rs needs (root, QEMU, the kernel .deb, the static vminitd).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::vm::{Env, IMAGE};
+
+/// A fresh root whose templates are its own (not the test binary's shared store).
+fn own_templates() -> Env {
+    let env = Env::tagged("tpl", true);
+    std::fs::remove_file(env.cli.root().join("templates")).unwrap();
+    env
+}
+
+fn exec(env: &Env, name: &str, script: &str) -> String {
+    env.run(&["exec", name, "sh", "-c", script])
+        .success()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn containers_start_from_one_template_each_with_its_own_identity() {
+    let env = own_templates();
+    for name in ["a", "b"] {
+        env.run(&["run", "-d", "--name", name, IMAGE, "sleep", "600"])
+            .success();
+    }
+    let templates = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    let templates = templates.as_array().unwrap();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    let key = templates[0]["key"].as_str().unwrap();
+    let (a, b) = (env.inspect("a"), env.inspect("b"));
+    assert_eq!(a["vmTemplate"], key, "{a}");
+    assert_eq!(b["vmTemplate"], key, "{b}");
+
+    // What must be unique is unique: the kernel's RNG, the boot id, addresses, names.
+    let boot_id = "cat /proc/sys/kernel/random/boot_id";
+    assert_ne!(exec(&env, "a", boot_id), exec(&env, "b", boot_id));
+    let random = "busybox head -c 16 /dev/urandom | busybox od -An -tx1";
+    assert_ne!(exec(&env, "a", random), exec(&env, "b", random));
+    for (name, doc) in [("a", &a), ("b", &b)] {
+        let net = &doc["networks"][0];
+        let mac = exec(&env, name, "cat /sys/class/net/eth0/address");
+        assert_eq!(mac, net["mac"].as_str().unwrap(), "{doc}");
+        let ip = exec(&env, name, "busybox ip -4 addr show eth0");
+        assert!(
+            ip.contains(net["address"].as_str().unwrap()),
+            "{ip} vs {doc}"
+        );
+        assert_eq!(
+            exec(&env, name, "busybox hostname"),
+            doc["id"].as_str().unwrap()[..12]
+        );
+        // The clock is this host's, not the template's.
+        let guest: u64 = exec(&env, name, "busybox date +%s").parse().unwrap();
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
+    }
+    // Each clone has its own disk: a write of one is not seen by the other, nor by the next.
+    exec(&env, "a", "echo mine > /root/written-by-a");
+    assert_eq!(exec(&env, "a", "cat /root/written-by-a"), "mine");
+    assert_eq!(
+        exec(
+            &env,
+            "b",
+            "test -e /root/written-by-a && echo seen || echo unseen"
+        ),
+        "unseen"
+    );
+    let r = env
+        .run(&["run", "--rm", IMAGE, "sh", "-c", "ls /root; echo done"])
+        .success();
+    assert!(!r.stdout.contains("written-by-a"), "{r:?}");
+
+    // Cold boots: asked for, and bind mounts (virtiofs needs shared guest memory).
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "cold",
+        "--no-template",
+        IMAGE,
+        "sleep",
+        "600",
+    ])
+    .success();
+    assert!(env.inspect("cold")["vmTemplate"].is_null());
+    let host_dir = tempfile::tempdir().unwrap();
+    std::fs::write(host_dir.path().join("f"), "from the host").unwrap();
+    let bind = format!("{}:/h", host_dir.path().display());
+    env.run(&[
+        "run", "-d", "--name", "bind", "-v", &bind, IMAGE, "sleep", "600",
+    ])
+    .success();
+    assert!(env.inspect("bind")["vmTemplate"].is_null());
+    assert_eq!(exec(&env, "bind", "cat /h/f"), "from the host");
+
+    // df counts it; prune removes it; the next start makes a new one.
+    let df = env
+        .run(&["system", "df", "--format", "json"])
+        .success()
+        .json();
+    let row = df
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "templates")
+        .cloned()
+        .unwrap();
+    assert_eq!(row["count"], 1, "{df}");
+    assert!(row["bytes"].as_u64().unwrap() > 0, "{df}");
+    env.run(&["delete", "-f", "a", "b", "cold", "bind"])
+        .success();
+    assert!(env
+        .run(&["system", "template", "prune"])
+        .success()
+        .stdout
+        .contains("removed 1"));
+    let left = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(left.as_array().unwrap().len(), 0);
+    env.run(&["run", "--rm", IMAGE, "true"]).success();
+    let again = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(again.as_array().unwrap().len(), 1);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn a_template_build_killed_half_way_is_never_used() {
+    let env = own_templates();
+    let templates = env.cli.root().join("templates");
+    env.run(&["create", "--name", "victim", IMAGE, "true"])
+        .success();
+    let mut start = env.cli.command(&["start", "victim"]);
+    let mut child = start.spawn().unwrap();
+    // Wait until a build is under way, then kill its monitor (the builder) with SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let building = loop {
+        let tmp = std::fs::read_dir(&templates).ok().and_then(|d| {
+            d.flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        });
+        if let Some(t) = tmp {
+            break t.path();
+        }
+        assert!(Instant::now() < deadline, "no template build started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let monitor = env.inspect("victim")["monitorPid"].as_u64().unwrap();
+    // SAFETY: kill(2) of a pid this test's container started; a stale pid only fails.
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.qemus() > 0 {
+        assert!(Instant::now() < deadline, "QEMU outlived its monitor");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing half-made counts as a template.
+    let listed = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed}");
+    // The next start makes a whole one (clearing the leftover) and runs from it.
+    env.run(&["system", "cleanup"]).success();
+    let r = env
+        .run(&["run", "--rm", "--name", "after", IMAGE, "echo", "ok"])
+        .success();
+    assert_eq!(r.stdout, "ok\n");
+    assert!(!building.exists(), "{} left behind", building.display());
+    let listed = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+}
