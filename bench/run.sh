@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark: one container start-to-exit against the raw VM boot it is built on, side by side.
 #   (a) ours: container run --rm --network none IMAGE true (no network: raw has none either)
-#       (monitor process, qcow2 overlay, QEMU microvm, vminitd, agent handshake, mount, process,
-#        shutdown, state written, container removed)
+#       (monitor process, qcow2 overlay, QEMU microvm restored from the VM template, vminitd,
+#        agent handshake, resume, mount, process, shutdown, state written, container removed),
+#       and the same with --no-template (a cold boot)
 #   (b) raw:  qemu-system-x86_64 -M microvm with the same kernel (vmlinux, PVH), a minimal
 #       busybox initramfs that loads the same virtio modules, mounts the same cached ext4 rootfs
 #       from a qcow2 overlay as /dev/vda and powers off.
-# Prints median wall time of each, the ratio a/b, and peak RSS summed over all processes of one
+# Prints median wall time of each, the ratios to (b), and peak RSS summed over all processes of one
 # run (client + monitor + QEMU for ours; QEMU for raw), sampled from /proc every 20 ms. Then the
 # median round trip of `container exec NAME true` into a running container.
 #
@@ -74,7 +75,8 @@ raw() {
     rm -f "$WORK/raw.qcow2"
 }
 ours() { C run --rm --network none localhost/bench:1 true; }
-export -f raw ours C
+cold() { C run --rm --network none --no-template localhost/bench:1 true; }
+export -f raw ours cold C
 export BIN ROOT WORK rootfs vmlinux tsc
 
 # Runs "$1" (raw|ours) once; prints "wall_seconds peak_rss_kib" (RSS summed over the processes
@@ -109,19 +111,25 @@ print(f"{wall:.3f} {sum(peaks.values())}")
 PY
 }
 
-declare -a A_WALL B_WALL A_RSS B_RSS
+# The warm-up above made the VM template; say how long that took.
+echo "template build: $(C system template list --format json | jq -r '.[0].buildMs') ms"
+declare -a A_WALL B_WALL A_RSS B_RSS C_WALL C_RSS
 for i in $(seq "$RUNS"); do
     read -r w r < <(measure ours); A_WALL+=("$w"); A_RSS+=("$r")
+    read -r w r < <(measure cold); C_WALL+=("$w"); C_RSS+=("$r")
     read -r w r < <(measure raw); B_WALL+=("$w"); B_RSS+=("$r")
-    echo "run $i: ours ${A_WALL[-1]} s ${A_RSS[-1]} KiB | raw ${B_WALL[-1]} s ${B_RSS[-1]} KiB" >&2
+    echo "run $i: template ${A_WALL[-1]} s ${A_RSS[-1]} KiB | cold ${C_WALL[-1]} s ${C_RSS[-1]} KiB | raw ${B_WALL[-1]} s ${B_RSS[-1]} KiB" >&2
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 aw=$(median "${A_WALL[@]}"); bw=$(median "${B_WALL[@]}")
 ar=$(median "${A_RSS[@]}"); br=$(median "${B_RSS[@]}")
+cw=$(median "${C_WALL[@]}"); cr=$(median "${C_RSS[@]}")
 echo "accelerator: tcg; runs: $RUNS"
-echo "ours  (container run --rm IMAGE true): median ${aw} s, peak RSS $((ar / 1024)) MiB (all processes)"
-echo "raw   (QEMU microvm + busybox initramfs, mount, poweroff): median ${bw} s, peak RSS $((br / 1024)) MiB"
-awk -v a="$aw" -v b="$bw" 'BEGIN{printf "ratio ours/raw: %.2fx wall\n", a/b}'
+echo "template (container run --rm IMAGE true): median ${aw} s, peak RSS $((ar / 1024)) MiB (all processes)"
+echo "cold     (container run --rm --no-template IMAGE true): median ${cw} s, peak RSS $((cr / 1024)) MiB"
+echo "raw      (QEMU microvm + busybox initramfs, mount, poweroff): median ${bw} s, peak RSS $((br / 1024)) MiB"
+awk -v a="$aw" -v b="$bw" 'BEGIN{printf "ratio template/raw: %.2fx wall\n", a/b}'
+awk -v a="$cw" -v b="$bw" 'BEGIN{printf "ratio cold/raw: %.2fx wall\n", a/b}'
 
 # Exec round trip into a running container: client → monitor → agent → process → exit status.
 C run -d --network none --name exec-bench localhost/bench:1 sh -c 'while true; do sleep 1; done' >/dev/null
