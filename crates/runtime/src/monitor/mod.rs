@@ -398,6 +398,29 @@ async fn disks(
     Ok((record, volumes, overlay))
 }
 
+/// The guest side every VM of a container gets, started or held: names and network, the
+/// rootfs at `/dev/vda`, its volumes, binds and tmpfs mounts for the container to be created.
+async fn set_up_guest(
+    guest: &dyn crate::backend::Guest,
+    record: &crate::state::ContainerRecord,
+    network: &crate::backend::GuestNetwork,
+    volumes: &[(String, PathBuf)],
+) -> Result<(), Fault> {
+    guest
+        .configure(&record.config.hostname, network)
+        .await
+        .map_err(Fault::Configure)?;
+    guest
+        .mount_rootfs("/dev/vda", "ext4")
+        .await
+        .map_err(Fault::MountRootfs)?;
+    let mounts = mounts::prepare(guest, volumes, &record.config.mounts)
+        .await
+        .map_err(Fault::MountVolumes)?;
+    guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+    Ok(())
+}
+
 /// Runs the container: [`start`] it, then [`relay_until_exit`] it until its main process ends.
 async fn start_and_supervise(
     store: &Store,
@@ -491,18 +514,7 @@ async fn start(
         *g = Some(guest.clone());
     }
     let prepared = async {
-        guest
-            .configure(&record.config.hostname, &guest_network)
-            .await
-            .map_err(Fault::Configure)?;
-        guest
-            .mount_rootfs("/dev/vda", "ext4")
-            .await
-            .map_err(Fault::MountRootfs)?;
-        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts)
-            .await
-            .map_err(Fault::MountVolumes)?;
-        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+        set_up_guest(&*guest, &record, &guest_network, &volumes).await?;
         guest.set_container_resources(record.config.resources);
         guest
             .spawn(MAIN, &record.config.process)
@@ -671,18 +683,7 @@ async fn hold(
         *g = Some(guest.clone());
     }
     let prepared = async {
-        guest
-            .configure(&record.config.hostname, &Default::default())
-            .await
-            .map_err(Fault::Configure)?;
-        guest
-            .mount_rootfs("/dev/vda", "ext4")
-            .await
-            .map_err(Fault::MountRootfs)?;
-        let mounts = mounts::prepare(&*guest, &volumes, &record.config.mounts)
-            .await
-            .map_err(Fault::MountVolumes)?;
-        guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+        set_up_guest(&*guest, &record, &Default::default(), &volumes).await?;
         // Not the container's own command: it never runs here, and a copy must work even
         // when that command or its user does not resolve (a broken image, a typo). Every
         // container has /proc/self/exe (the init's own binary), and root always resolves.
