@@ -35,7 +35,7 @@ pub fn report(result: anyhow::Result<()>) -> i32 {
 /// The exit code for an error: the runtime's mapping applied to its chain.
 fn exit_code(err: &anyhow::Error) -> i32 {
     let err: &(dyn std::error::Error + Send + Sync + 'static) = err.as_ref();
-    runtime::exit::exit_code_of(err)
+    runtime::outcome::exit_code_of(err)
 }
 
 /// clap's multi-line usage error as one line: the message and its details, without the usage

@@ -436,6 +436,6 @@ mod tests {
                 .contains("speaks protocol version 3, this client version 2"),
             "{e}"
         );
-        assert_eq!(crate::exit::exit_code_of(&e), crate::exit::RUNTIME_FAULT);
+        assert_eq!(crate::outcome::exit_code_of(&e), crate::exit::RUNTIME_FAULT);
     }
 }

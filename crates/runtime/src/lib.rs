@@ -21,6 +21,7 @@ pub mod logs;
 pub mod monitor;
 pub mod netconf;
 pub mod network;
+pub mod outcome;
 pub mod protocol;
 pub mod real;
 pub mod resources;

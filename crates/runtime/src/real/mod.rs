@@ -5,6 +5,7 @@ pub mod agent;
 pub mod qemu;
 pub mod template;
 pub mod virtiofs;
+mod vm;
 
 pub use self::agent::AgentGuest;
 pub use self::qemu::QemuBackend;

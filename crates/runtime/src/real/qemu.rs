@@ -2,28 +2,17 @@
 //! modules for block + virtio-serial (+ the memory balloon), the cached init filesystem with vminitd, the container's
 //! qcow2 overlay as `/dev/vda`, the agent's virtio-serial port on `<dir>/agent.sock`.
 //!
-//! QEMU's blocking process API runs on one dedicated thread per VM, which is also the thread
-//! QEMU's parent-death signal follows: if the monitor dies, so does its VM.
+//! A VM restores a copy of a pre-booted template where one can serve ([`super::template`]);
+//! the QEMU process and its agent connection are [`super::vm`]'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::net::UnixStream;
-use tokio::sync::{oneshot, watch};
-use vmm::VirtualMachine;
 
 use super::agent::AgentGuest;
-use crate::backend::{BootError, Booted, Vm, VmBackend, VmExit, VmRequest};
-
-/// How long the guest agent may take to answer after QEMU starts (TCG on a busy host is slow).
-const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
-/// First handshake attempt's timeout: a Hello sent before the guest opened its port is lost,
-/// so the host retries, doubling the wait (up to [`HANDSHAKE_MAX`]) so a slow guest's answer
-/// is not cut off forever.
-const HANDSHAKE_FIRST: Duration = Duration::from_millis(250);
-const HANDSHAKE_MAX: Duration = Duration::from_secs(4);
+use super::vm::{boot_err, boot_src, connect_agent, spawn_vm};
+use crate::backend::{BootError, Booted, Vm, VmBackend, VmRequest};
 
 /// Set (to anything but empty or `0`) to boot VMs without the memory balloon, so freed guest
 /// memory stays with QEMU. Only for measuring what the balloon saves (bench/memory.sh).
@@ -41,23 +30,6 @@ fn balloon_enabled() -> bool {
 pub struct QemuBackend {
     root: PathBuf,
     vminitd: Option<PathBuf>,
-}
-
-pub(super) fn boot_err(message: impl Into<String>) -> BootError {
-    BootError::Boot {
-        message: message.into(),
-        source: None,
-    }
-}
-
-pub(super) fn boot_src<E: std::error::Error + Send + Sync + 'static>(
-    message: impl Into<String>,
-) -> impl FnOnce(E) -> BootError {
-    let message = message.into();
-    move |e| BootError::Boot {
-        message,
-        source: Some(Box::new(e)),
-    }
 }
 
 impl QemuBackend {
@@ -199,145 +171,6 @@ impl QemuBackend {
                 tracing::warn!("cold boot: {}", crate::error_line(&e));
                 None
             }
-        }
-    }
-}
-
-/// A QEMU process watched by its own thread.
-pub(super) struct QemuHandle {
-    pid: Option<u32>,
-    exit: watch::Receiver<Option<String>>,
-}
-
-#[async_trait]
-impl Vm for QemuHandle {
-    fn pid(&self) -> Option<u32> {
-        self.pid
-    }
-
-    async fn wait(&mut self) -> VmExit {
-        match self.exit.wait_for(|e| e.is_some()).await {
-            Ok(e) => VmExit(e.clone().unwrap_or_default()),
-            Err(_) => VmExit("the VM thread ended".into()),
-        }
-    }
-
-    async fn kill(&mut self) {
-        if let Some(pid) = self.pid {
-            if self.exit.borrow().is_none() {
-                // SAFETY: kill(2) of our own child, which its watcher thread has not reaped yet
-                // (it publishes the exit only after reaping), so the pid is still ours.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            }
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.wait()).await;
-    }
-}
-
-/// Starts QEMU on a dedicated thread; returns once it runs (or failed to start).
-pub(super) async fn spawn_vm(
-    cfg: vmm::VmConfig,
-    shares: Vec<super::virtiofs::ShareLaunch>,
-) -> Result<QemuHandle, BootError> {
-    let virtiofsd = if shares.is_empty() {
-        None
-    } else {
-        Some(super::virtiofs::find_virtiofsd().ok_or_else(|| {
-            boot_err("virtiofsd not found (needed for bind mounts): install it with scripts/setup.sh or set CONTAINER_VIRTIOFSD")
-        })?)
-    };
-    let (started_tx, started_rx) = oneshot::channel();
-    let (exit_tx, exit_rx) = watch::channel(None);
-    std::thread::Builder::new()
-        .name("qemu".into())
-        .spawn(move || {
-            // The file servers live on this thread, as long as QEMU does.
-            let mut daemons = match &virtiofsd {
-                Some(bin) => match super::virtiofs::Daemons::start(bin, &shares) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        let _ = started_tx.send(Err(boot_err(e)));
-                        return;
-                    }
-                },
-                None => super::virtiofs::Daemons::default(),
-            };
-            let mut vm = vmm::QemuVm::new(cfg);
-            vm.kill_on_parent_death(true);
-            if let Err(e) = vm.start() {
-                let _ = started_tx.send(Err(boot_src("start QEMU")(e)));
-                return;
-            }
-            let _ = started_tx.send(Ok(vm.pid()));
-            let why = match vm.wait() {
-                Ok(status) => match (
-                    status.code(),
-                    std::os::unix::process::ExitStatusExt::signal(&status),
-                ) {
-                    (_, Some(sig)) => format!("qemu killed by signal {sig}"),
-                    (Some(c), _) => format!("qemu exited with status {c}"),
-                    _ => "qemu exited".into(),
-                },
-                Err(e) => crate::error_line(&e),
-            };
-            daemons.stop();
-            let _ = exit_tx.send(Some(why));
-        })
-        .map_err(boot_src("spawn VM thread"))?;
-    match started_rx.await {
-        Ok(Ok(pid)) => Ok(QemuHandle { pid, exit: exit_rx }),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(boot_err("start QEMU: the VM thread ended")),
-    }
-}
-
-/// The last lines of the console log, for error messages.
-fn console_tail(path: &Path) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(3)..].join(" | ")
-}
-
-/// Connects to the agent, retrying the handshake until the guest answers, QEMU exits, or the
-/// deadline passes.
-pub(super) async fn connect_agent(
-    sock: &Path,
-    vm: &mut QemuHandle,
-    console: &Path,
-) -> Result<agent::Client, BootError> {
-    let deadline = Instant::now() + AGENT_TIMEOUT;
-    let mut attempt_timeout = HANDSHAKE_FIRST;
-    loop {
-        if let Some(why) = vm.exit.borrow().clone() {
-            return Err(boot_err(format!(
-                "the VM stopped during boot ({why}); console: {}",
-                console_tail(console)
-            )));
-        }
-        if Instant::now() > deadline {
-            return Err(boot_err(format!(
-                "the guest agent did not answer within {} s; console: {}",
-                AGENT_TIMEOUT.as_secs(),
-                console_tail(console)
-            )));
-        }
-        let attempt = async {
-            let stream = UnixStream::connect(sock).await.ok()?;
-            tokio::time::timeout(attempt_timeout, agent::Client::connect(stream))
-                .await
-                .ok()?
-                .ok()
-        };
-        tokio::select! {
-            c = attempt => match c {
-                Some(c) => return Ok(c),
-                None => {
-                    attempt_timeout = (attempt_timeout * 2).min(HANDSHAKE_MAX);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            _ = vm.exit.changed() => {}
         }
     }
 }

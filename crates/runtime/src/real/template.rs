@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::qemu::{boot_err, boot_src, connect_agent, spawn_vm};
+use super::vm::{boot_err, boot_src, connect_agent, spawn_vm};
 use crate::backend::BootError;
 
 /// Set (to anything but empty or `0`) to boot every VM cold, as `--no-template` does for one.
