@@ -1,5 +1,7 @@
 //! PID 1 boot: the console, kernel modules, a tmpfs root in place of the initramfs (so
-//! containers can pivot_root), the standard mounts, cgroup v2 controllers, loopback.
+//! containers can pivot_root), the standard mounts, cgroup v2 controllers, loopback. A
+//! template boot ([`agent::contract::TEMPLATE_ARG`]) loads only the agent channel's modules
+//! and keeps the others for `Resume` (src/template.rs).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -8,10 +10,12 @@ use std::path::Path;
 use agent::contract::{MODULES_LIST, REPORTING_ORDER_ARG};
 
 use crate::sys::{self, cvt};
+use crate::template::{self, Deferred, DeferredModule, Template};
 
 /// Runs every boot step; failures are logged and boot continues (a VM without, say, cgroups
-/// still runs containers).
-pub fn boot() {
+/// still runs containers). Returns the VM's template state: the deferred modules of a
+/// template boot, for `Resume`.
+pub fn boot() -> Template {
     if let Err(e) = console() {
         // Nowhere to log yet; keep going.
         let _ = e;
@@ -25,8 +29,15 @@ pub fn boot() {
         sys::mkdir_p(Path::new("/sys"))
             .and_then(|_| sys::mount("sysfs", Path::new("/sys"), "sysfs", nse(), None))
     });
-    load_modules(Path::new(MODULES_LIST));
-    apply_reporting_order();
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let template = if template::is_template(&cmdline) {
+        crate::log!("template boot: only the agent channel's modules now, the rest on resume");
+        Template::waiting(load_modules(Path::new(MODULES_LIST), true))
+    } else {
+        load_modules(Path::new(MODULES_LIST), false);
+        apply_reporting_order();
+        Template::none()
+    };
     step("switch to a tmpfs root", switch_root);
     step("mount /dev/pts", || {
         sys::mkdir_p(Path::new("/dev/pts")).and_then(|_| {
@@ -88,6 +99,7 @@ pub fn boot() {
     if let Err(e) = crate::netlink::loopback_up() {
         crate::log!("bring up lo: {e}");
     }
+    template
 }
 
 fn nse() -> libc::c_ulong {
@@ -124,24 +136,40 @@ fn console() -> io::Result<()> {
 /// Loads the modules listed in `list`, in order, with finit_module(2). Already loaded
 /// (EEXIST) is fine; a failure is logged and the next module is tried. Module files are
 /// deleted afterwards: they live in the initramfs's RAM otherwise.
-pub fn load_modules(list: &Path) {
+///
+/// With `template`, only [`agent::contract::EARLY_MODULES`] are loaded; every other module is
+/// opened and returned instead (its file is deleted all the same: the open fd keeps its
+/// content, and the path would be unreachable after the switch to the tmpfs root).
+pub fn load_modules(list: &Path, template: bool) -> Deferred {
+    let mut deferred = Deferred::default();
     let Ok(text) = std::fs::read_to_string(list) else {
         crate::log!("no module list at {}", list.display());
-        return;
+        return deferred;
     };
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let path = Path::new(line);
-        match load_module(path) {
-            Ok(()) => crate::log!("loaded {}", path.display()),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => crate::log!("load module {}: {e}", path.display()),
+    for path in module_paths(&text) {
+        if template && !template::loads_early(path) {
+            match DeferredModule::open(path) {
+                Ok(m) => deferred.0.push(m),
+                Err(e) => crate::log!("open module {}: {e}", path.display()),
+            }
+        } else {
+            match load_module(path) {
+                Ok(()) => crate::log!("loaded {}", path.display()),
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) => crate::log!("load module {}: {e}", path.display()),
+            }
         }
         let _ = std::fs::remove_file(path);
     }
+    deferred
+}
+
+/// The module paths of a module list: one per line; blank lines and `#` comments skipped.
+fn module_paths(text: &str) -> impl Iterator<Item = &Path> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Path::new)
 }
 
 /// Where the same setting lives at run time.
@@ -151,7 +179,7 @@ const REPORTING_ORDER_PARAM: &str = "/sys/module/page_reporting/parameters/page_
 /// balloon driver is loaded: Linux 6.1's `page_reporting_register()` (mm/page_reporting.c)
 /// overwrites the value with the driver's default (pageblock order, 2 MiB) when the device
 /// registers, so the argument alone has no effect there.
-fn apply_reporting_order() {
+pub fn apply_reporting_order() {
     let Ok(cmdline) = std::fs::read_to_string("/proc/cmdline") else {
         return;
     };
@@ -173,11 +201,7 @@ fn reporting_order(cmdline: &str) -> Option<&str> {
 }
 
 fn load_module(path: &Path) -> io::Result<()> {
-    let fd = sys::open(path, libc::O_RDONLY, 0)?;
-    let params = c"";
-    // SAFETY: finit_module with an fd we own and an empty parameter string.
-    cvt(unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), 0) })?;
-    Ok(())
+    sys::finit_module(&sys::open(path, libc::O_RDONLY, 0)?)
 }
 
 /// Replaces the initramfs root (which pivot_root cannot leave) with a tmpfs, moving /dev,
@@ -202,7 +226,29 @@ fn switch_root() -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::reporting_order;
+    use super::{module_paths, reporting_order};
+    use crate::template::loads_early;
+    use std::path::Path;
+
+    #[test]
+    fn a_template_splits_the_list_in_order() {
+        let list = "/lib/modules/virtio_ring.ko\n/lib/modules/virtio.ko\n\n# comment\n\
+                    /lib/modules/virtio_mmio.ko\n/lib/modules/virtio_blk.ko\n\
+                    /lib/modules/virtio_console.ko\n /lib/modules/failover.ko \n\
+                    /lib/modules/virtio_balloon.ko\n";
+        let (early, late): (Vec<&Path>, Vec<&Path>) =
+            module_paths(list).partition(|p| loads_early(p));
+        let names = |v: Vec<&Path>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(
+            names(early),
+            ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"]
+        );
+        assert_eq!(names(late), ["virtio_blk", "failover", "virtio_balloon"]);
+    }
 
     #[test]
     fn reporting_order_from_the_command_line() {

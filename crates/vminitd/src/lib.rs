@@ -25,6 +25,7 @@ pub mod spawn;
 pub mod stdio;
 pub mod sys;
 pub mod system;
+pub mod template;
 pub mod user;
 
 use std::path::PathBuf;
@@ -61,13 +62,14 @@ fn install_panic_hook() {
 /// PID 1: boot, then serve the agent port forever. Never returns.
 pub fn init_main() -> ! {
     install_panic_hook();
-    boot::boot();
+    let template = boot::boot();
     let cgroup = PathBuf::from("/sys/fs/cgroup");
     let cgroup = cgroup.join("cgroup.controllers").exists().then_some(cgroup);
     let procs = Processes::new(PathBuf::from("/run/containers"), cgroup);
     let agent = Arc::new(Agent {
         procs,
         mode: Mode::Init,
+        template,
     });
     loop {
         let rt = runtime();
@@ -121,6 +123,7 @@ pub fn host_main(
         let agent = Arc::new(Agent {
             procs,
             mode: Mode::Host,
+            template: template::Template::none(),
         });
         tokio::spawn(reaper::reaper(Arc::clone(&agent.procs)));
         loop {

@@ -1,5 +1,6 @@
 //! Interface setup over rtnetlink (raw NETLINK_ROUTE socket, no `ip` binary in the guest):
-//! link up + MTU (RTM_NEWLINK), addresses (RTM_NEWADDR), default route (RTM_NEWROUTE).
+//! MAC address, link up + MTU (RTM_NEWLINK), addresses (RTM_NEWADDR), default route
+//! (RTM_NEWROUTE).
 //! Message layouts follow include/uapi/linux/{netlink,rtnetlink,if_link,if_addr}.h.
 //! Building messages is separate from the socket so the encoding is unit-tested.
 
@@ -20,6 +21,7 @@ const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_CREATE: u16 = 0x400;
+const IFLA_ADDRESS: u16 = 1;
 const IFLA_MTU: u16 = 4;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -94,6 +96,36 @@ fn link_up(index: u32, mtu: Option<u32>, seq: u32) -> Vec<u8> {
         m.attr(IFLA_MTU, &mtu.to_ne_bytes());
     }
     m.finish()
+}
+
+/// RTM_NEWLINK: set the hardware address, flags untouched.
+fn set_mac(index: u32, mac: &[u8; 6], seq: u32) -> Vec<u8> {
+    let mut m = Msg::new(RTM_NEWLINK, 0, seq);
+    m.raw(&[libc::AF_UNSPEC as u8, 0])
+        .raw(&0u16.to_ne_bytes())
+        .raw(&(index as i32).to_ne_bytes());
+    m.raw(&0u32.to_ne_bytes()).raw(&0u32.to_ne_bytes());
+    m.attr(IFLA_ADDRESS, mac);
+    m.finish()
+}
+
+/// Parses a unicast Ethernet address `xx:xx:xx:xx:xx:xx` (the kernel refuses multicast and
+/// all-zero addresses for an interface: `is_valid_ether_addr`).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], GuestError> {
+    let bad = || GuestError::InvalidArgument(format!("invalid MAC address {s:?}"));
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next().ok_or_else(bad)?;
+        if p.len() != 2 {
+            return Err(bad());
+        }
+        *b = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() || mac[0] & 1 != 0 || mac == [0; 6] {
+        return Err(bad());
+    }
+    Ok(mac)
 }
 
 /// RTM_NEWADDR for `ip/prefix`.
@@ -233,8 +265,15 @@ pub fn setup(i: &Interface) -> Result<(), GuestError> {
             return Err(GuestError::InvalidArgument(format!("invalid MTU {mtu}")));
         }
     }
+    let mac = i.mac.as_deref().map(parse_mac).transpose()?;
     let index = index_of(&i.name)?;
     let mut nl = Netlink::open().map_err(|e| GuestError::sys("open netlink socket", e))?;
+    // Before the link goes up: not every driver may change its address while running.
+    if let (Some(mac), Some(text)) = (mac, &i.mac) {
+        let seq = nl.next_seq();
+        nl.request(&set_mac(index, &mac, seq))
+            .map_err(|e| GuestError::sys(format!("set MAC address {text} of {}", i.name), e))?;
+    }
     let seq = nl.next_seq();
     nl.request(&link_up(index, i.mtu, seq))
         .map_err(|e| GuestError::sys(format!("bring up {}", i.name), e))?;
@@ -288,6 +327,36 @@ mod tests {
     }
 
     #[test]
+    fn mac_parsing_and_message() {
+        assert_eq!(
+            parse_mac("02:00:0a:FF:00:01").unwrap(),
+            [2, 0, 0x0a, 0xff, 0, 1]
+        );
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:01:02",
+            "02-00-00-00-00-01",
+            "2:00:00:00:00:01",
+            "02:00:00:00:00:0g",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+        ] {
+            assert!(
+                matches!(parse_mac(bad), Err(GuestError::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+        let m = set_mac(3, &[2, 0, 0, 0, 0, 0x11], 9);
+        // header 16 + ifinfomsg 16 + a 6-byte attribute padded to 12
+        assert_eq!(m.len(), 44);
+        assert_eq!(u16::from_ne_bytes(m[4..6].try_into().unwrap()), RTM_NEWLINK);
+        assert_eq!(i32::from_ne_bytes(m[20..24].try_into().unwrap()), 3);
+        assert_eq!(&m[24..32], &[0; 8], "flags and change untouched");
+        assert_eq!(&m[32..42], &[10, 0, 1, 0, 2, 0, 0, 0, 0, 0x11]);
+    }
+
+    #[test]
     fn cidr_parsing() {
         assert_eq!(parse_cidr("fd00::2/64").unwrap().1, 64);
         assert!(parse_cidr("10.0.0.1").is_err());
@@ -295,8 +364,8 @@ mod tests {
         assert!(parse_cidr("nope/8").is_err());
     }
 
-    /// Real kernel check: a veth interface in a private network namespace gets address, MTU
-    /// and default route; `ip` (iproute2, host only) is the oracle.
+    /// Real kernel check: a veth interface in a private network namespace gets MAC, address,
+    /// MTU and default route; `ip` (iproute2, host only) is the oracle.
     #[test]
     #[cfg_attr(
         not(container_testenv),
@@ -330,16 +399,32 @@ mod tests {
                     addresses: vec!["10.99.0.2/24".into(), "fd00:99::2/64".into()],
                     gateway: Some("10.99.0.1".into()),
                     mtu: Some(1400),
-                    mac: None,
+                    mac: Some("02:42:0a:63:00:02".into()),
                 })
                 .unwrap();
                 assert!(matches!(index_of("nope0"), Err(GuestError::NotFound(_))));
+                let bad_mac = Interface {
+                    name: "d0".into(),
+                    addresses: vec![],
+                    gateway: None,
+                    mtu: None,
+                    mac: Some("02:42:0a:63:00".into()),
+                };
+                assert!(matches!(
+                    setup(&bad_mac),
+                    Err(GuestError::InvalidArgument(_))
+                ));
             }
         })
         .join();
         let addr =
             String::from_utf8_lossy(&ip(&["-n", &ns, "addr", "show", "d0"]).stdout).into_owned();
         let route = String::from_utf8_lossy(&ip(&["-n", &ns, "route"]).stdout).into_owned();
+        // `ip netns exec` mounts a sysfs of the namespace, as the guest's own /sys is.
+        let mac = String::from_utf8_lossy(
+            &ip(&["netns", "exec", &ns, "cat", "/sys/class/net/d0/address"]).stdout,
+        )
+        .into_owned();
         ip(&["netns", "del", &ns]);
         out.unwrap();
         assert!(
@@ -350,5 +435,6 @@ mod tests {
         );
         assert!(addr.contains("UP"), "{addr}");
         assert!(route.contains("default via 10.99.0.1 dev d0"), "{route}");
+        assert_eq!(mac.trim(), "02:42:0a:63:00:02");
     }
 }

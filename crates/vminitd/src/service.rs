@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::error::{to_wire, GuestError};
 use crate::process::Processes;
+use crate::template::Template;
 use crate::{mounts, netlink, system};
 
 /// How vminitd runs: as the VM's PID 1, or as an ordinary process (tests, development).
@@ -29,6 +30,8 @@ pub struct Agent {
     pub procs: Arc<Processes>,
     /// Mode.
     pub mode: Mode,
+    /// Whether this VM is a template (or a clone of one) still waiting for `Resume`.
+    pub template: Template,
 }
 
 impl Agent {
@@ -46,9 +49,7 @@ impl Agent {
         let procs = &self.procs;
         match req {
             Request::Ping => Ok(Response::Ok),
-            Request::Resume(_) => Err(GuestError::InvalidArgument(
-                "resume: this VM was not booted as a template".into(),
-            )),
+            Request::Resume(r) => self.template.resume(&r).await.map(|_| Response::Ok),
             Request::Configure(c) => system::configure(procs, &c).map(|_| Response::Ok),
             Request::Mount(m) => {
                 if !m.target.starts_with('/') {

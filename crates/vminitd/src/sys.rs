@@ -1,10 +1,11 @@
 //! Thin wrappers over the syscalls that several modules share (open, pipes, fd passing,
-//! mount, kill, terminal sizes, clocks), so their callers handle `io::Result`, not errno, and
-//! need no `unsafe` of their own. Unsafe code is not all here: a syscall that one module
-//! alone needs stays beside its one caller, each block with its `// SAFETY:` comment —
-//! `spawn.rs` and `rootfs.rs` (the forked child: clone, setns, pivot_root, exec), `caps.rs`
-//! (capset, prctl), `netlink.rs` and `port.rs` (sockets), `fdio.rs` (non-blocking fd I/O),
-//! `copy.rs`, `system.rs`, `boot.rs`, `reaper.rs` and `lib.rs`.
+//! mount, kill, terminal sizes, clocks, module loading), so their callers handle
+//! `io::Result`, not errno, and need no `unsafe` of their own. Unsafe code is not all here: a
+//! syscall that one module alone needs stays beside its one caller, each block with its
+//! `// SAFETY:` comment — `spawn.rs` and `rootfs.rs` (the forked child: clone, setns,
+//! pivot_root, exec), `caps.rs` (capset, prctl), `netlink.rs` and `port.rs` (sockets),
+//! `fdio.rs` (non-blocking fd I/O), `template.rs` (the entropy ioctls of `Resume`), `copy.rs`,
+//! `system.rs`, `boot.rs`, `reaper.rs` and `lib.rs`.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -165,6 +166,28 @@ pub fn monotonic_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     // CLOCK_MONOTONIC is never negative.
     ts.tv_sec.unsigned_abs() * 1_000_000_000 + ts.tv_nsec.unsigned_abs()
+}
+
+/// clock_settime(CLOCK_REALTIME) to `unix_ns` nanoseconds since the epoch.
+pub fn set_realtime(unix_ns: u64) -> io::Result<()> {
+    let secs = libc::time_t::try_from(unix_ns / 1_000_000_000)
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let ts = libc::timespec {
+        tv_sec: secs,
+        // Below 10^9: fits any c_long.
+        tv_nsec: (unix_ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: ts is a valid timespec, read only during the call.
+    cvt(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })?;
+    Ok(())
+}
+
+/// finit_module(2) of an open, uncompressed `.ko`, without parameters.
+pub fn finit_module(fd: &OwnedFd) -> io::Result<()> {
+    let params = c"";
+    // SAFETY: finit_module with an fd we hold and an empty NUL-terminated parameter string.
+    cvt(unsafe { libc::syscall(libc::SYS_finit_module, fd.as_raw_fd(), params.as_ptr(), 0) })?;
+    Ok(())
 }
 
 /// Number of CPUs online.

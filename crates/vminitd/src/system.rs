@@ -12,13 +12,7 @@ use crate::sys::{self, cvt};
 /// Applies a `Configure` request.
 pub fn configure(procs: &Processes, c: &Configure) -> Result<(), GuestError> {
     if let Some(t) = c.time_unix_ns {
-        let ts = libc::timespec {
-            tv_sec: (t / 1_000_000_000) as libc::time_t,
-            tv_nsec: (t % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: ts is a valid timespec.
-        cvt(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) })
-            .map_err(|e| GuestError::sys("set the clock", e))?;
+        set_clock(t)?;
     }
     for (key, value) in &c.sysctl {
         if key.is_empty() || key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
@@ -74,6 +68,11 @@ pub fn configure(procs: &Processes, c: &Configure) -> Result<(), GuestError> {
         config.hosts = text;
     }
     Ok(())
+}
+
+/// Sets the wall clock (`Configure.time_unix_ns`, `Resume.time_unix_ns`).
+pub fn set_clock(unix_ns: u64) -> Result<(), GuestError> {
+    sys::set_realtime(unix_ns).map_err(|e| GuestError::sys("set the clock", e))
 }
 
 /// Unmounts a guest path.
