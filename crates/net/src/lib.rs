@@ -38,6 +38,6 @@ pub use link::{list as links, LinkError, LinkInfo};
 pub use networks::{Attachment, ContainerEntry, NetworkError, NetworkInfo, NetworkMode, Networks};
 pub use session::{ContainerNetwork, PreparedNetwork, RunningNetwork, SessionError};
 pub use store::StoreError;
-pub use tap::TapError;
+pub use tap::{ScratchTap, TapError};
 
 pub use ipnet::Ipv4Net;

@@ -109,3 +109,35 @@ mod tests {
         ));
     }
 }
+
+/// A tap attached to nothing, deleted when dropped: the backend of a NIC whose driver never
+/// runs (a VM template's placeholder). Its kind must match the clones' backends, because QEMU
+/// offers a tap-backed virtio-net more features (vnet headers, offloads) than a user-mode one,
+/// and a saved device state only loads into a device with the same features.
+#[derive(Debug)]
+pub struct ScratchTap {
+    name: String,
+}
+
+impl ScratchTap {
+    /// Creates the tap `name` (see [`create`]).
+    pub fn create(name: &str) -> Result<ScratchTap, TapError> {
+        create(name)?;
+        Ok(ScratchTap {
+            name: name.to_string(),
+        })
+    }
+
+    /// Its interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for ScratchTap {
+    fn drop(&mut self) {
+        if let Err(e) = crate::link::delete(std::slice::from_ref(&self.name)) {
+            tracing::warn!("delete tap {}: {e}", self.name);
+        }
+    }
+}

@@ -97,7 +97,8 @@ pub fn key(cfg: &vmm::VmConfig) -> String {
         "accel": cfg.accel.qemu_name(),
         "tbSize": cfg.tb_size_mib,
         "disks": cfg.disks.len(),
-        "nets": cfg.nets.len(),
+        // The backend kind shapes the device: a tap offers more virtio-net features.
+        "nets": cfg.nets.iter().map(|n| if n.user.is_some() { "user" } else { "tap" }).collect::<Vec<_>>(),
         "balloon": cfg.balloon,
         "agent": cfg.agent_socket.is_some(),
         "cmdline": cfg.extra_cmdline,
@@ -226,10 +227,18 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
         d.format = vmm::DiskFormat::Raw;
         d.readonly = false;
     }
-    for n in &mut t.nets {
-        // Any backend will do: the template's NIC driver is never loaded.
-        n.tap.clear();
-        n.user = Some(Vec::new());
+    // The template's NIC drivers never run, but each backend must be of the clones' kind (see
+    // net::ScratchTap): a tap attached to nothing, or user-mode networking without forwards.
+    let mut taps = Vec::new();
+    for (i, n) in t.nets.iter_mut().enumerate() {
+        if n.user.is_some() {
+            n.user = Some(Vec::new());
+            continue;
+        }
+        let name = format!("ctp{}{i}", &key[..8]);
+        let tap = net::ScratchTap::create(&name).map_err(boot_src("create a placeholder tap"))?;
+        n.tap = tap.name().to_string();
+        taps.push(tap);
     }
     let agent_socket = sockets.path().join("agent.sock");
     let qmp_socket = sockets.path().join("qmp.sock");
