@@ -74,18 +74,18 @@ fn containers_start_from_one_template_each_with_its_own_identity() {
         assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
     }
     // Each clone has its own disk: a write of one is not seen by the other, nor by the next.
-    exec(&env, "a", "echo mine > /root/written-by-a");
-    assert_eq!(exec(&env, "a", "cat /root/written-by-a"), "mine");
+    exec(&env, "a", "echo mine > /data/written-by-a");
+    assert_eq!(exec(&env, "a", "cat /data/written-by-a"), "mine");
     assert_eq!(
         exec(
             &env,
             "b",
-            "test -e /root/written-by-a && echo seen || echo unseen"
+            "test -e /data/written-by-a && echo seen || echo unseen"
         ),
         "unseen"
     );
     let r = env
-        .run(&["run", "--rm", IMAGE, "sh", "-c", "ls /root; echo done"])
+        .run(&["run", "--rm", IMAGE, "sh", "-c", "ls /data; echo done"])
         .success();
     assert!(!r.stdout.contains("written-by-a"), "{r:?}");
 
@@ -189,10 +189,29 @@ fn a_template_build_killed_half_way_is_never_used() {
     // The next start makes a whole one (clearing the leftover) and runs from it.
     env.run(&["system", "cleanup"]).success();
     let r = env
-        .run(&["run", "--rm", "--name", "after", IMAGE, "echo", "ok"])
+        .run(&["run", "--name", "after", IMAGE, "echo", "ok"])
         .success();
     assert_eq!(r.stdout, "ok\n");
-    assert!(!building.exists(), "{} left behind", building.display());
+    let after = env.inspect("after");
+    let log = std::fs::read_to_string(
+        env.cli
+            .root()
+            .join("containers")
+            .join(after["id"].as_str().unwrap())
+            .join("monitor.log"),
+    )
+    .unwrap_or_default();
+    assert!(after["vmTemplate"].is_string(), "{after}\n{log}");
+    let left: Vec<_> = std::fs::read_dir(&templates)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        !building.exists(),
+        "{} left behind: {left:?}\n{log}",
+        building.display()
+    );
     let listed = env
         .run(&["system", "template", "list", "--format", "json"])
         .success()

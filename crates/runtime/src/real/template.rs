@@ -190,8 +190,14 @@ impl TemplateStore {
         if dir.join("template.json").is_file() {
             return Ok(dir);
         }
-        let tmp = self.dir.join(format!(".tmp-{key}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
+        // Under the lock no other builder of this key lives: what a killed one left goes.
+        let prefix = format!(".tmp-{key}-");
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let tmp = self.dir.join(format!("{prefix}{}", std::process::id()));
         std::fs::create_dir_all(&tmp).map_err(boot_src("create the template directory"))?;
         match build(cfg, &key, &tmp).await {
             Ok(()) => {
