@@ -23,6 +23,9 @@ ROOT=$WORK/root
 rm -rf "$WORK" && mkdir -p "$WORK/bb/bin" "$WORK/bb/etc" "$WORK/initfs"
 [ -x "$BIN" ] || (cd "$HERE" && cargo build --release -p cli)
 C() { "$BIN" --root "$ROOT" "$@"; }
+# Templates on, whatever this QEMU's default (auto is off before QEMU 8.2); --no-template gives
+# the cold boot.
+export CONTAINER_TEMPLATES=on
 
 # The image: busybox-static as a one-layer image.
 cp /bin/busybox "$WORK/bb/bin/"

@@ -10,9 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::vm::{Env, IMAGE};
 
-/// A fresh root whose templates are its own (not the test binary's shared store).
+/// A fresh root whose templates are its own (not the test binary's shared store), with
+/// templates on: QEMU 7.2 (Debian 12) would otherwise boot cold by default, because its clones
+/// cannot return freed memory (see runtime::real::template).
 fn own_templates() -> Env {
-    let env = Env::tagged("tpl", true);
+    let mut env = Env::tagged("tpl", true);
+    env.cli.env("CONTAINER_TEMPLATES", "on");
     std::fs::remove_file(env.cli.root().join("templates")).unwrap();
     env
 }

@@ -147,26 +147,30 @@ impl QemuBackend {
         Ok((cfg, modular))
     }
 
-    /// The template a VM of `cfg` can be restored from, made first if missing; None when it
-    /// boots cold (not eligible, turned off, or the template could not be made: warned).
+    /// The template a VM of `cfg` can be restored from, made first if missing, and whether its
+    /// clone may load the balloon driver; None when it boots cold (not eligible, turned off, or
+    /// the template could not be made: warned).
     async fn template_for(
         &self,
         req: &VmRequest,
         cfg: &vmm::VmConfig,
         modular: bool,
-    ) -> Option<PathBuf> {
+    ) -> Option<(PathBuf, bool)> {
         if req.options.no_template {
             return None;
         }
-        if let Err(why) = super::template::eligible(cfg, modular) {
-            tracing::debug!("cold boot: {why}");
-            return None;
-        }
+        let balloon = match super::template::eligible(cfg, modular) {
+            Ok(b) => b,
+            Err(why) => {
+                tracing::debug!("cold boot: {why}");
+                return None;
+            }
+        };
         match super::template::TemplateStore::new(&self.root)
             .ensure(cfg)
             .await
         {
-            Ok(dir) => Some(dir),
+            Ok(dir) => Some((dir, balloon)),
             Err(e) => {
                 tracing::warn!("cold boot: {}", crate::error_line(&e));
                 None
@@ -187,8 +191,8 @@ impl VmBackend for QemuBackend {
 
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
         let (cfg, modular) = self.config(req)?;
-        if let Some(dir) = self.template_for(req, &cfg, modular).await {
-            match self.boot_clone(req, cfg.clone(), &dir).await {
+        if let Some((dir, balloon)) = self.template_for(req, &cfg, modular).await {
+            match self.boot_clone(req, cfg.clone(), &dir, balloon).await {
                 Ok(b) => return Ok(b),
                 Err(e) => tracing::warn!(
                     "restoring template {} failed, booting cold: {}",
@@ -197,7 +201,7 @@ impl VmBackend for QemuBackend {
                 ),
             }
         }
-        self.boot_vm(req, cfg, None).await
+        self.boot_vm(req, cfg, None, false).await
     }
 }
 
@@ -208,10 +212,11 @@ impl QemuBackend {
         req: &VmRequest,
         mut cfg: vmm::VmConfig,
         dir: &Path,
+        balloon: bool,
     ) -> Result<Booted, BootError> {
         let qmp = req.socket_dir.join("qmp.sock");
         super::template::clone_config(&mut cfg, dir, qmp);
-        self.boot_vm(req, cfg, Some(dir)).await
+        self.boot_vm(req, cfg, Some(dir), balloon).await
     }
 
     /// Starts QEMU with `cfg` and connects to vminitd; a clone (`template`) is restored and
@@ -221,6 +226,7 @@ impl QemuBackend {
         req: &VmRequest,
         cfg: vmm::VmConfig,
         template: Option<&Path>,
+        balloon: bool,
     ) -> Result<Booted, BootError> {
         let sock = cfg.agent_socket.clone().unwrap_or_default();
         let qmp = cfg.qmp_socket.clone();
@@ -243,7 +249,7 @@ impl QemuBackend {
             let client = connect_agent(&sock, &mut vm, &req.console_log).await?;
             if template.is_some() {
                 client
-                    .resume(super::template::resume_request())
+                    .resume(super::template::resume_request(balloon))
                     .await
                     .map_err(boot_src("resume the restored VM"))?;
             }

@@ -17,10 +17,11 @@
 //! deferred drivers, which now probe the clone's disks and NICs. The MAC address is set by
 //! `SetupInterface` (the migration stream carries the template's).
 //!
-//! Clones do not load the balloon driver: QEMU before 8.2 discards reported free pages of a
-//! private file mapping by punching holes into the *file* (`ram_block_discard_range`), which
-//! would zero those pages under every other clone. Their unchanged pages stay shared with the
-//! template instead.
+//! QEMU before 8.2 discards reported free pages of a private file mapping by punching holes
+//! into the *file* (`ram_block_discard_range`), which would zero those pages under every other
+//! clone. So there clones never load the balloon driver, and templates are used by default only
+//! from QEMU 8.2 on ([`TEMPLATES_ENV`]): a clone that cannot return freed memory is a choice
+//! for the user to make, not a default.
 //!
 //! A template is made under its lock in a temporary directory renamed into place only when
 //! complete, so a builder killed half-way leaves nothing a later run would use.
@@ -34,8 +35,15 @@ use sha2::{Digest, Sha256};
 use super::vm::{boot_err, boot_src, connect_agent, spawn_vm};
 use crate::backend::BootError;
 
-/// Set (to anything but empty or `0`) to boot every VM cold, as `--no-template` does for one.
-pub const NO_TEMPLATE_ENV: &str = "CONTAINER_NO_TEMPLATE";
+/// `on`, `off` or `auto` (the default): whether containers start from VM templates. `auto`
+/// uses them where a clone can also give freed memory back to the host (QEMU 8.2 or later, see
+/// [`private_discard_is_safe`]) and boots cold otherwise, so that turning templates on never
+/// silently costs a host its memory return.
+pub const TEMPLATES_ENV: &str = "CONTAINER_TEMPLATES";
+
+/// First QEMU release whose `ram_block_discard_range` leaves the file behind a private
+/// mapping alone (it punched holes into it before, zeroing pages under every other clone).
+const SAFE_DISCARD_QEMU: (u32, u32) = (8, 2);
 
 /// Size of each placeholder disk of a template (never read: its driver is not loaded).
 const PLACEHOLDER_BYTES: u64 = 1 << 20;
@@ -68,20 +76,47 @@ pub struct TemplateInfo {
     pub build_ms: u64,
 }
 
-/// Whether `cfg` can start from a template, and if not, why.
-pub fn eligible(cfg: &vmm::VmConfig, modular: bool) -> Result<(), &'static str> {
-    if std::env::var_os(NO_TEMPLATE_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-        return Err("templates are turned off");
+/// How a VM of `cfg` may start from a template: `Ok(balloon)` when it can (`balloon`: its
+/// clone may load the balloon driver), `Err(why)` when it boots cold.
+pub fn eligible(cfg: &vmm::VmConfig, modular: bool) -> Result<bool, String> {
+    let mode = std::env::var(TEMPLATES_ENV).unwrap_or_default();
+    if mode == "off" {
+        return Err(format!("{TEMPLATES_ENV}=off"));
     }
     if !cfg.shares.is_empty() || cfg.vsock_socket.is_some() {
         // vhost-user daemons need guest RAM mapped shared; a clone's is private.
-        return Err("bind mounts (virtiofs) need shared guest memory");
+        return Err("bind mounts (virtiofs) need shared guest memory".into());
     }
     if !modular {
         // Built-in disk and NIC drivers would probe the template's placeholders.
-        return Err("the guest kernel has built-in virtio drivers");
+        return Err("the guest kernel has built-in virtio drivers".into());
     }
-    Ok(())
+    let safe = private_discard_is_safe(&cfg.qemu);
+    match (mode.as_str(), safe) {
+        (_, true) => Ok(cfg.balloon),
+        ("on", false) => Ok(false),
+        _ => Err(format!(
+            "QEMU before {}.{} cannot return a clone's freed memory (set {TEMPLATES_ENV}=on to \
+             use templates anyway)",
+            SAFE_DISCARD_QEMU.0, SAFE_DISCARD_QEMU.1
+        )),
+    }
+}
+
+/// Whether `qemu` discards freed pages of a private file mapping without punching holes
+/// into the file (QEMU 8.2 or later; its `--version` says).
+pub fn private_discard_is_safe(qemu: &Path) -> bool {
+    let Ok(out) = std::process::Command::new(qemu).arg("--version").output() else {
+        return false;
+    };
+    qemu_version(&String::from_utf8_lossy(&out.stdout)).is_some_and(|v| v >= SAFE_DISCARD_QEMU)
+}
+
+/// `(major, minor)` of `QEMU emulator version 7.2.22 (Debian …)`.
+fn qemu_version(text: &str) -> Option<(u32, u32)> {
+    let v = text.split("version ").nth(1)?.split_whitespace().next()?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 /// The key of the template a VM of `cfg` is restored from: everything that shapes the saved
@@ -331,8 +366,9 @@ pub async fn restore(dir: &Path, qmp_socket: &Path) -> Result<(), BootError> {
     .map_err(boot_src("restore the template"))
 }
 
-/// The first request to a clone: fresh entropy and clock, then its own devices.
-pub fn resume_request() -> agent::Resume {
+/// The first request to a clone: fresh entropy and clock, then its own devices (the balloon
+/// driver too when `balloon`).
+pub fn resume_request(balloon: bool) -> agent::Resume {
     use rand::RngCore;
     let mut entropy = vec![0u8; 64];
     rand::rngs::OsRng.fill_bytes(&mut entropy);
@@ -342,7 +378,7 @@ pub fn resume_request() -> agent::Resume {
     agent::Resume {
         entropy,
         time_unix_ns: u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
-        balloon: false,
+        balloon,
     }
 }
 
@@ -387,9 +423,22 @@ mod tests {
     }
 
     #[test]
+    fn qemu_versions_read() {
+        assert_eq!(
+            qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\n"),
+            Some((7, 2))
+        );
+        assert_eq!(
+            qemu_version("QEMU emulator version 10.0.2\n"),
+            Some((10, 0))
+        );
+        assert_eq!(qemu_version("nonsense"), None);
+        assert!((10, 0) >= SAFE_DISCARD_QEMU && (7, 2) < SAFE_DISCARD_QEMU);
+    }
+
+    #[test]
     fn bind_mounts_and_builtin_drivers_boot_cold() {
         let mut c = cfg();
-        assert!(eligible(&c, true).is_ok());
         assert!(eligible(&c, false).is_err());
         c.shares.push(vmm::ShareSpec {
             socket: "/s/fs0.sock".into(),
