@@ -5,6 +5,7 @@
 #
 #   scripts/build-kernel.sh                      # build if not cached, print the vmlinux path
 #   scripts/build-kernel.sh --install [--root DIR]   # and `container system kernel set --binary` it
+#   scripts/build-kernel.sh --cached             # print the path if built, else exit 1 (no build)
 #
 # The build lives outside the clone, in ${CONTAINER_KERNEL_CACHE:-/var/cache/container-kernel}/<key>/,
 # where <key> is the sha256 of the config fragment, the base configs and the linux-source package
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -25,11 +26,13 @@ cache="${CONTAINER_KERNEL_CACHE:-/var/cache/container-kernel}"
 base_configs="x86_64_defconfig kvm_guest.config"
 package=linux-source-6.1
 install=0
+cached_only=0
 root_args=()
 
 while (($#)); do
     case "$1" in
     --install) install=1 ;;
+    --cached) cached_only=1 ;;
     --root)
         [[ $# -ge 2 ]] || usage
         root_args=(--root "$2")
@@ -63,8 +66,13 @@ ensure_packages() {
         { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2; }
 }
 
-ensure_packages "$package"
-version="$(dpkg-query -W -f '${Version}' "$package")"
+# --cached must not install anything: tests call it to find out whether a kernel was built.
+if ((cached_only)); then
+    version="$(dpkg-query -W -f '${Version}' "$package" 2>/dev/null)" || exit 1
+else
+    ensure_packages "$package"
+    version="$(dpkg-query -W -f '${Version}' "$package")"
+fi
 tarball="/usr/src/$package.tar.xz"
 [[ -f $tarball ]] || { log "$tarball missing (reinstall $package)"; exit 1; }
 
@@ -115,7 +123,9 @@ build() {
     rm -rf "$src"
 }
 
-if [[ ! -f $vmlinux ]]; then
+if ((cached_only)); then
+    [[ -f $vmlinux ]] || exit 1
+elif [[ ! -f $vmlinux ]]; then
     mkdir -p "$dir"
     # One build per key at a time; a second caller waits and then finds the result.
     exec 9>"$dir/.lock"
