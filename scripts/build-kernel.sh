@@ -106,7 +106,11 @@ build() {
     while read -r opt; do
         ! grep -q "^$opt=" "$src/.config" || { log "config: wanted $opt off, but something selects it"; bad=1; }
     done < <(sed -n 's/^# \(CONFIG_[A-Z0-9_]*\) is not set$/\1/p' "$fragment")
-    ((bad == 0)) || { log "the fragment does not apply cleanly to $package $version"; exit 1; }
+    if ((bad)); then
+        rm -rf "$src"
+        log "the fragment does not apply cleanly to $package $version"
+        exit 1
+    fi
     log "building vmlinux with $jobs jobs (log: $dir/build.log; about 8 min on 2 idle cores)"
     local start=$SECONDS
     if ! make -C "$src" -j"$jobs" vmlinux >"$dir/build.log" 2>&1; then
