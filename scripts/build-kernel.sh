@@ -8,8 +8,8 @@
 #   scripts/build-kernel.sh --cached             # print the path if built, else exit 1 (no build)
 #
 # The build lives outside the clone, in ${CONTAINER_KERNEL_CACHE:-/var/cache/container-kernel}/<key>/,
-# where <key> is the sha256 of the config fragment, the base configs and the linux-source package
-# version: a second run with the same inputs only prints the cached path. The source tree is
+# where <key> is the sha256 of the fragment's option lines, the base configs and the linux-source
+# package version: a second run with the same inputs only prints the cached path. The source tree is
 # deleted after a successful build (about 2 GiB); vmlinux, .config and System.map stay.
 set -euo pipefail
 
@@ -76,8 +76,9 @@ fi
 tarball="/usr/src/$package.tar.xz"
 [[ -f $tarball ]] || { log "$tarball missing (reinstall $package)"; exit 1; }
 
+# Only the option lines count: editing a comment must not cost a kernel build.
 key="$( (
-    sha256sum <"$fragment"
+    grep -E '^CONFIG_|^# CONFIG_[A-Z0-9_]+ is not set$' "$fragment" | sha256sum
     echo "$base_configs"
     echo "$package $version"
 ) | sha256sum | cut -c1-16)"
