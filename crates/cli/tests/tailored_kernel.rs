@@ -63,7 +63,7 @@ fn tailored_kernel_runs_containers_with_mounts_and_network() {
              gw=$(busybox ip route | busybox awk '/^default/ {print $3}'); \
              busybox ping -c 1 -W 5 \"$gw\" >/dev/null && echo gateway answers",
         ])
-        .ok();
+        .success();
     let lines: Vec<&str> = r.stdout.lines().collect();
     assert!(lines[0].ends_with("-container"), "{r:?}");
     // CONFIG_MODULES=n: the kernel has no modules_disabled sysctl at all.
