@@ -35,7 +35,12 @@ YML
 }
 
 registry_stop() {
-    [ -n "${REGISTRY_PID:-}" ] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
+    # The registry ends by our SIGTERM, so `wait` reports 143; that is the expected end, and it
+    # must not become the exit status of a script whose EXIT trap calls this.
+    if [ -n "${REGISTRY_PID:-}" ]; then
+        kill "$REGISTRY_PID" 2>/dev/null || true
+        wait "$REGISTRY_PID" 2>/dev/null || true
+    fi
     REGISTRY_PID=
 }
 
