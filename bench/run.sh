@@ -81,38 +81,7 @@ ours() { C run --rm --network none localhost/bench:1 true; }
 cold() { C run --rm --network none --no-template localhost/bench:1 true; }
 export -f raw ours cold C
 export BIN ROOT WORK rootfs vmlinux tsc
-
-# Runs "$1" (raw|ours) once; prints "wall_seconds peak_rss_kib" (RSS summed over the processes
-# that mention $WORK in their command line, each at its own peak).
-measure() {
-    python3 - "$1" <<'PY'
-import os, subprocess, sys, time
-what, work = sys.argv[1], os.environ["WORK"]
-peaks = {}
-def sample():
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-            if work not in cmd or "python3" in cmd or "bash" in cmd.split("\0")[0]:
-                continue
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmHWM:"):
-                    peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
-        except OSError:
-            pass
-t0 = time.monotonic()
-p = subprocess.Popen(["bash", "-c", what], stdout=subprocess.DEVNULL)
-while p.poll() is None:
-    sample()
-    time.sleep(0.02)
-wall = time.monotonic() - t0
-if p.returncode != 0:
-    sys.exit(f"{what} failed with {p.returncode}")
-print(f"{wall:.3f} {sum(peaks.values())}")
-PY
-}
+. "$(dirname "$0")/lib.sh"
 
 # The warm-up above made the VM template; say how long that took.
 echo "template build: $(C system template list --format json | jq -r '.[0].buildMs') ms"
@@ -123,7 +92,6 @@ for i in $(seq "$RUNS"); do
     read -r w r < <(measure raw); B_WALL+=("$w"); B_RSS+=("$r")
     echo "run $i: template ${A_WALL[-1]} s ${A_RSS[-1]} KiB | cold ${C_WALL[-1]} s ${C_RSS[-1]} KiB | raw ${B_WALL[-1]} s ${B_RSS[-1]} KiB" >&2
 done
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
 aw=$(median "${A_WALL[@]}"); bw=$(median "${B_WALL[@]}")
 ar=$(median "${A_RSS[@]}"); br=$(median "${B_RSS[@]}")
 cw=$(median "${C_WALL[@]}"); cr=$(median "${C_RSS[@]}")
