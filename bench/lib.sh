@@ -1,4 +1,5 @@
-# Shared by the benchmark scripts: timing one command with its peak memory, and medians.
+# Shared by the benchmark scripts: timing one command with its peak memory, medians, and the
+# memory (PSS) of a container's monitor with everything it started.
 # Source it after exporting WORK (the run directory every measured process names).
 
 # Runs the shell function "$1" once; prints "wall_seconds peak_rss_kib" (RSS summed over the
@@ -35,3 +36,19 @@ PY
 
 # The median of the arguments.
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print (NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2}'; }
+
+# The monitor and its descendants, one pid a line.
+tree() {
+    echo "$1"
+    local c
+    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
+}
+# PSS in KiB summed over the monitor $1 and its descendants.
+pss() {
+    local p t=0 v
+    for p in $(tree "$1"); do
+        v=$(awk '/^Pss:/{print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || true)
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}

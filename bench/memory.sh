@@ -36,21 +36,7 @@ deb=${CONTAINER_TEST_KERNEL_DEB:-$(ls "$HERE"/.work/kernel/*.deb 2>/dev/null | h
 C system kernel set --deb "$deb" >/dev/null
 C run --rm --network none localhost/membench:1 true # warm-up: rootfs cache, initfs, accel probe
 
-# The monitor and its descendants, one pid a line.
-tree() {
-    echo "$1"
-    local c
-    for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
-}
-# PSS in KiB summed over the monitor $1 and its descendants.
-pss() {
-    local p t=0 v
-    for p in $(tree "$1"); do
-        v=$(awk '/^Pss:/{print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || true)
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
+. "$(dirname "$0")/lib.sh"
 # QEMU $1's PSS split: "guest_ram tcg_cache boot_files rest" in KiB. Guest RAM is the mapping of
 # the VM's memory size ($2 MiB); the translation cache is QEMU's only rwx mapping; boot files are
 # the kernel and initfs QEMU keeps mapped (from the state root's kernels/ and initfs/).
