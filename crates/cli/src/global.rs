@@ -47,6 +47,10 @@ impl GlobalOptions {
             LogLevel::Debug => "debug",
             LogLevel::Trace => "trace",
         };
+        // Monitors are re-executed from this binary: through the environment they log at the
+        // level asked for here too (their log is the container's monitor.log).
+        // Called once at start-up, before any thread exists (set_var is not thread-safe).
+        std::env::set_var("CONTAINER_LOG_LEVEL", level);
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(tracing_subscriber::EnvFilter::new(level))
