@@ -34,14 +34,7 @@ C system kernel set --deb "$deb" >/dev/null
 C run --rm --network none localhost/density:1 true # warm-up: rootfs cache, initfs, template
 
 # CPU ticks (utime + stime) of the monitor $1 and its descendants.
-ticks() {
-    local p t=0 v
-    for p in $(tree "$1"); do
-        v=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || true)
-        t=$((t + ${v:-0}))
-    done
-    echo "$t"
-}
+ticks() { tree_sum "$1" stat '{print $14 + $15}'; }
 
 # One mode: "$1" is a label, the rest extra flags of `run`. Prints
 # "label pss_mib_per_container cpu_percent_per_container exec_max_ms exec_median_ms".

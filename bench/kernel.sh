@@ -48,27 +48,10 @@ rootfs=$(ls "$WORK"/cloud/rootfs/*.ext4)
 
 # The floors' initramfs: busybox, the cloud kernel's virtio block modules, an init that loads
 # whichever of them are there (the tailored kernel has them built in and gets none).
-mkdir -p "$WORK/initfs/bin" "$WORK/initfs/mnt" "$WORK/initfs/proc" "$WORK/initfs/dev" "$WORK/initfs/mod"
-cp /bin/busybox "$WORK/initfs/bin/"
-cat >"$WORK/initfs/init" <<'EOF'
-#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_mmio virtio_blk; do
-    [ -f /mod/$m.ko ] && /bin/busybox insmod /mod/$m.ko
-done
-while [ ! -b /dev/vda ]; do /bin/busybox sleep 0.01; done
-/bin/busybox mount -t ext4 /dev/vda /mnt
-/bin/busybox umount /mnt
-/bin/busybox poweroff -f
-EOF
-chmod 755 "$WORK/initfs/init"
-(cd "$WORK/initfs" && find . | cpio -o -H newc --quiet >"$WORK/tailored.cpio")
-for m in virtio virtio_ring virtio_mmio virtio_blk; do
-    f=$(find "$moddir" -name "$m.ko*" | head -1)
-    if [ -n "$f" ]; then cp "$f" "$WORK/initfs/mod/"; fi
-done
-(cd "$WORK/initfs" && find . | cpio -o -H newc --quiet >"$WORK/cloud.cpio")
+. "$(dirname "$0")/lib.sh"
+raw_initfs "$WORK/initfs" "$WORK/tailored.cpio"
+raw_modules "$moddir" "$WORK/initfs/mod"
+raw_initfs "$WORK/initfs" "$WORK/cloud.cpio"
 tsc=$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
 # floor KERNEL CPIO NAME: one raw boot, as bench/run.sh's "raw".
@@ -88,7 +71,6 @@ cloud_run() { "$BIN" --root "$WORK/cloud" run --rm --network none localhost/benc
 tailored_run() { "$BIN" --root "$WORK/tailored" run --rm --network none localhost/bench:1 true; }
 export -f floor cloud_floor tailored_floor cloud_run tailored_run
 export BIN WORK rootfs cloud_vmlinux TAILORED tsc
-. "$(dirname "$0")/lib.sh"
 
 names=(cloud_run tailored_run cloud_floor tailored_floor)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)

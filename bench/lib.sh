@@ -43,12 +43,47 @@ tree() {
     local c
     for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do tree "$c"; done
 }
-# PSS in KiB summed over the monitor $1 and its descendants.
-pss() {
+# Sums, over the monitor $1 and its descendants, the number the awk program $3 prints for
+# /proc/PID/$2.
+tree_sum() {
     local p t=0 v
     for p in $(tree "$1"); do
-        v=$(awk '/^Pss:/{print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || true)
+        v=$(awk "$3" /proc/"$p"/"$2" 2>/dev/null || true)
         t=$((t + ${v:-0}))
     done
     echo "$t"
+}
+# PSS in KiB summed over the monitor $1 and its descendants.
+pss() { tree_sum "$1" smaps_rollup '/^Pss:/{print $2}'; }
+
+# Copies the virtio block modules of the modules directory $1 into $2.
+raw_modules() {
+    local m f
+    mkdir -p "$2"
+    for m in virtio virtio_ring virtio_mmio virtio_blk; do
+        f=$(find "$1" -name "$m.ko*" | head -1)
+        if [ -n "$f" ]; then cp "$f" "$2/"; fi
+    done
+}
+
+# The raw floor's initramfs, packed to $2 from the directory $1: busybox and an init that loads
+# whatever virtio block modules the caller put into $1/mod (none for a kernel with them built
+# in), mounts /dev/vda as ext4 and powers off.
+raw_initfs() {
+    mkdir -p "$1/bin" "$1/mnt" "$1/proc" "$1/dev" "$1/mod"
+    cp /bin/busybox "$1/bin/"
+    cat >"$1/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t devtmpfs dev /dev
+for m in virtio_ring virtio virtio_mmio virtio_blk; do
+    [ -f /mod/$m.ko ] && /bin/busybox insmod /mod/$m.ko
+done
+while [ ! -b /dev/vda ]; do /bin/busybox sleep 0.01; done
+/bin/busybox mount -t ext4 /dev/vda /mnt
+/bin/busybox umount /mnt
+/bin/busybox poweroff -f
+EOF
+    chmod 755 "$1/init"
+    (cd "$1" && find . | cpio -o -H newc --quiet >"$2")
 }

@@ -44,27 +44,10 @@ vmlinux=$(jq -r .vmlinux <<<"$kernel_json")
 moddir=$(jq -r .modulesDir <<<"$kernel_json")
 rootfs=$(ls "$ROOT"/rootfs/*.ext4)
 
+. "$(dirname "$0")/lib.sh"
 # The raw baseline's initramfs: busybox, the virtio block modules in load order, an init.
-mkdir -p "$WORK/initfs/bin" "$WORK/initfs/mnt" "$WORK/initfs/proc" "$WORK/initfs/dev" "$WORK/initfs/mod"
-cp /bin/busybox "$WORK/initfs/bin/"
-for m in virtio virtio_ring virtio_mmio virtio_blk; do
-    f=$(find "$moddir" -name "$m.ko*" | head -1)
-    if [ -n "$f" ]; then cp "$f" "$WORK/initfs/mod/"; fi
-done
-cat >"$WORK/initfs/init" <<'EOF'
-#!/bin/busybox sh
-/bin/busybox mount -t proc proc /proc
-/bin/busybox mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_mmio virtio_blk; do
-    [ -f /mod/$m.ko ] && /bin/busybox insmod /mod/$m.ko
-done
-while [ ! -b /dev/vda ]; do /bin/busybox sleep 0.01; done
-/bin/busybox mount -t ext4 /dev/vda /mnt
-/bin/busybox umount /mnt
-/bin/busybox poweroff -f
-EOF
-chmod 755 "$WORK/initfs/init"
-(cd "$WORK/initfs" && find . | cpio -o -H newc --quiet >"$WORK/raw.cpio")
+raw_modules "$moddir" "$WORK/initfs/mod"
+raw_initfs "$WORK/initfs" "$WORK/raw.cpio"
 tsc=$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
 raw() {
@@ -81,7 +64,6 @@ ours() { C run --rm --network none localhost/bench:1 true; }
 cold() { C run --rm --network none --no-template localhost/bench:1 true; }
 export -f raw ours cold C
 export BIN ROOT WORK rootfs vmlinux tsc
-. "$(dirname "$0")/lib.sh"
 
 # The warm-up above made the VM template; say how long that took.
 echo "template build: $(C system template list --format json | jq -r '.[0].buildMs') ms"
