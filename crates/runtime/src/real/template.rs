@@ -104,12 +104,37 @@ pub fn eligible(cfg: &vmm::VmConfig, modular: bool) -> Result<bool, String> {
 }
 
 /// Whether `qemu` discards freed pages of a private file mapping without punching holes
-/// into the file (QEMU 8.2 or later; its `--version` says).
+/// into the file (QEMU 8.2 or later). Asked on every start, so the answer of `--version` is
+/// kept in the host cache ([`vmm::accel::host_cache_dir`]) under the binary's path, size and
+/// modification time: a replaced QEMU is asked again.
 pub fn private_discard_is_safe(qemu: &Path) -> bool {
-    let Ok(out) = std::process::Command::new(qemu).arg("--version").output() else {
-        return false;
-    };
-    qemu_version(&String::from_utf8_lossy(&out.stdout)).is_some_and(|v| v >= SAFE_DISCARD_QEMU)
+    qemu_version_cached(qemu).is_some_and(|v| v >= SAFE_DISCARD_QEMU)
+}
+
+fn qemu_version_cached(qemu: &Path) -> Option<(u32, u32)> {
+    let path = which(qemu)?;
+    let meta = std::fs::metadata(&path).ok()?;
+    let mtime = meta.modified().ok()?;
+    let id = Sha256::digest(format!("{}\0{}\0{mtime:?}", path.display(), meta.len()).as_bytes());
+    let cache =
+        vmm::accel::host_cache_dir().join(format!("qemu-version-{}", hex::encode(&id[..8])));
+    if let Some(v) = std::fs::read_to_string(&cache)
+        .ok()
+        .and_then(|t| qemu_version(&t))
+    {
+        return Some(v);
+    }
+    let out = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let version = qemu_version(&text)?;
+    // Best effort: without the cache the next start asks QEMU again.
+    if std::fs::create_dir_all(vmm::accel::host_cache_dir()).is_ok() {
+        let _ = atomic_file::write_atomic(&cache, text.as_bytes());
+    }
+    Some(version)
 }
 
 /// `(major, minor)` of `QEMU emulator version 7.2.22 (Debian …)`.
@@ -434,6 +459,38 @@ mod tests {
         );
         assert_eq!(qemu_version("nonsense"), None);
         assert!((10, 0) >= SAFE_DISCARD_QEMU && (7, 2) < SAFE_DISCARD_QEMU);
+    }
+
+    #[test]
+    fn the_qemu_version_is_asked_once_per_binary() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let qemu = dir.path().join("qemu-system-x86_64");
+        let fake = |version: &str| {
+            std::fs::write(
+                &qemu,
+                format!(
+                    "#!/bin/sh\necho 'QEMU emulator version {version}'\necho asked >> {}/asked\n",
+                    dir.path().display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&qemu, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let asked = || {
+            std::fs::read_to_string(dir.path().join("asked"))
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        fake("9.1.0");
+        assert!(private_discard_is_safe(&qemu));
+        assert!(private_discard_is_safe(&qemu));
+        assert_eq!(asked(), 1, "the second answer comes from the cache");
+        // Another binary at the same path (its size differs) is asked again.
+        fake("7.2.22 (Debian)");
+        assert!(!private_discard_is_safe(&qemu));
+        assert_eq!(asked(), 2);
     }
 
     #[test]
