@@ -57,7 +57,7 @@ tsc=$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 # floor KERNEL CPIO NAME: one raw boot, as bench/run.sh's "raw".
 floor() {
     qemu-img create -q -f qcow2 -F raw -b "$rootfs" "$WORK/$3.qcow2"
-    qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -smp 1 -m 512M \
+    qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -cpu qemu64,+arat -smp 1 -m 512M \
         -nodefaults -no-user-config -display none -no-reboot \
         -kernel "$1" -initrd "$2" \
         -append "console=ttyS0 rdinit=/init panic=-1 reboot=t pci=off i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check cryptomgr.notests quiet tsc_early_khz=$tsc" \

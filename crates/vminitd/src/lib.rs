@@ -98,7 +98,15 @@ async fn serve_port(agent: Arc<Agent>) {
     log!("agent port open");
     loop {
         port::wait_for_host(&port).await;
-        match agent.serve(port.clone(), port.clone()).await {
+        let session = match port::session(&port) {
+            Ok(s) => s,
+            Err(e) => {
+                log!("agent port: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        match agent.serve(session.clone(), session).await {
             Ok(()) => {}
             Err(e) => log!("session ended: {e}"),
         }

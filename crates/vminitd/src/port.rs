@@ -1,8 +1,15 @@
 //! The virtio-serial agent port: found by name under /sys/class/virtio-ports, opened once,
 //! and kept open across host reconnects. While no host is connected the port reads EOF and
 //! polls POLLHUP, so vminitd polls it at a short interval until a host appears.
+//!
+//! Each session reads and writes the port through its own reactor registration ([`session`]):
+//! tokio never clears a "read closed" readiness once it has seen POLLHUP (on a socket that is
+//! final), but a port's hang-up ends when the next host connects. A registration that had seen
+//! one would report the port readable forever, and every read that found no data would loop
+//! straight back: a clone whose host connected after it resumed spun at 100 % of its vCPU.
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -21,14 +28,17 @@ pub fn find(name: &str) -> Option<PathBuf> {
     None
 }
 
-/// Waits (up to `timeout`) for the port to appear, then opens it.
-pub async fn open(name: &str, timeout: Duration) -> io::Result<FdStream> {
+/// Waits (up to `timeout`) for the port to appear, then opens it (non-blocking).
+pub async fn open(name: &str, timeout: Duration) -> io::Result<OwnedFd> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(dev) = find(name) {
             // devtmpfs creates the node asynchronously; retry a missing node too.
             match sys::open(&dev, libc::O_RDWR | libc::O_NOCTTY, 0) {
-                Ok(fd) => return FdStream::new(fd),
+                Ok(fd) => {
+                    sys::set_nonblocking(fd.as_raw_fd(), true)?;
+                    return Ok(fd);
+                }
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 Err(_) => {}
             }
@@ -44,10 +54,10 @@ pub async fn open(name: &str, timeout: Duration) -> io::Result<FdStream> {
 }
 
 /// Waits until a host is connected to the port (POLLHUP clears).
-pub async fn wait_for_host(port: &FdStream) {
+pub async fn wait_for_host(port: &OwnedFd) {
     loop {
         let mut pfd = libc::pollfd {
-            fd: port.raw(),
+            fd: port.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
@@ -58,4 +68,11 @@ pub async fn wait_for_host(port: &FdStream) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The port for one host session: a duplicate of its fd with a registration of its own, so no
+/// readiness of an earlier session (above all its hang-up) carries over. Dropping it closes
+/// the duplicate only; the port stays open.
+pub fn session(port: &OwnedFd) -> io::Result<FdStream> {
+    FdStream::new(port.try_clone()?)
 }

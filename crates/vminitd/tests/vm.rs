@@ -315,6 +315,21 @@ async fn boots_runs_a_container_and_shuts_down() {
     let c = connect_vm(&vm, Duration::from_secs(30)).await;
     c.ping().await.unwrap();
 
+    // After those hang-ups the guest is idle again: a port registration that kept its
+    // hang-up made every read without data loop straight back (the vCPU at 100 %).
+    let script = "read c u n s i r < /proc/stat; sleep 2; read c u2 n2 s2 i2 r2 < /proc/stat; \
+                  echo $((i2 - i)) $((u2 + n2 + s2 - u - n - s))";
+    let (o, _, _) = run(&c, create("c1", None, process(&["sh", "-c", script])))
+        .await
+        .unwrap();
+    let ticks: Vec<u64> = o.split_whitespace().map(|t| t.parse().unwrap()).collect();
+    assert!(
+        ticks[0] > 4 * ticks[1],
+        "guest busy after reconnects: idle {} vs busy {} ticks in 2 s",
+        ticks[0],
+        ticks[1]
+    );
+
     // Latencies.
     let n = 50;
     let t = Instant::now();

@@ -155,6 +155,7 @@ pub fn key(cfg: &vmm::VmConfig) -> String {
         "cpus": cfg.cpus,
         "memoryMib": cfg.memory_mib,
         "accel": cfg.accel.qemu_name(),
+        "cpu": cfg.cpu_model(),
         "tbSize": cfg.tb_size_mib,
         "disks": cfg.disks.len(),
         // The backend kind shapes the device: a tap offers more virtio-net features.
