@@ -291,7 +291,12 @@ async fn supervise(
     };
     let info = outcome.exit;
     if let Some(mut booted) = outcome.booted {
-        shutdown_vm(&mut booted).await;
+        if disposable(&record, &claims) {
+            booted.vm.kill().await;
+        } else {
+            shutdown_vm(&mut booted).await;
+        }
+        tracing::debug!("VM shut down");
     }
     if let Some(net) = outcome.network {
         net.finish();
@@ -410,10 +415,12 @@ async fn set_up_guest(
         .configure(&record.config.hostname, network)
         .await
         .map_err(Fault::Configure)?;
+    tracing::debug!("guest configured");
     guest
         .mount_rootfs("/dev/vda", "ext4")
         .await
         .map_err(Fault::MountRootfs)?;
+    tracing::debug!("root filesystem mounted");
     let mounts = mounts::prepare(guest, volumes, &record.config.mounts)
         .await
         .map_err(Fault::MountVolumes)?;
@@ -622,6 +629,7 @@ async fn relay_until_exit(
     } else {
         (exit, false)
     };
+    tracing::debug!("OOM count read");
     // Output already produced is still delivered; a dead VM produces no more.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while pumps.join_next().await.is_some() {}
@@ -802,6 +810,16 @@ async fn pump(
     if let Ok(mut l) = log.lock() {
         let _ = l.flush_stream(stream);
     }
+}
+
+/// Whether nothing the guest could still have to write matters once the container is gone: a
+/// `--rm` container whose only disk is its own root filesystem (deleted with it), with no
+/// volume and no host directory. Its VM is killed instead of powered off, which under TCG
+/// saves about 100 ms of guest shutdown (unmounts, syncs, the kernel's power-off path).
+fn disposable(record: &crate::state::ContainerRecord, claims: &[crate::volume::Claim]) -> bool {
+    record.config.auto_remove
+        && claims.is_empty()
+        && mounts::host_shares(&record.config.mounts).is_empty()
 }
 
 /// Powers the guest off, killing the VM process if it does not go in time.

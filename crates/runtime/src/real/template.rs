@@ -149,7 +149,7 @@ fn qemu_version(text: &str) -> Option<(u32, u32)> {
 pub fn key(cfg: &vmm::VmConfig) -> String {
     let qemu = which(&cfg.qemu).and_then(|p| std::fs::metadata(p).ok());
     let shape = serde_json::json!({
-        "v": 1,
+        "v": 2,
         "kernel": cfg.kernel,
         "initfs": cfg.initfs,
         "cpus": cfg.cpus,
@@ -322,18 +322,22 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
     let mut vm = spawn_vm(t, Vec::new()).await?;
     let console = dir.join("boot.log");
     let saved = async {
-        // The handshake proves vminitd waits for requests; the client then goes away, and a
-        // clone's monitor reconnects as after any host disconnect.
-        drop(connect_agent(&agent_socket, &mut vm, &console).await?);
+        // The handshake proves vminitd waits for requests. The host stays connected while
+        // the state is saved, so the guest's session and its port's "host connected" are
+        // saved with it: a clone whose monitor connects before the restore carries on that
+        // session (the monitor's Hello restarts it) and never sees a hang-up.
+        let host = connect_agent(&agent_socket, None, &mut vm, &console).await?;
         let state = dir.join("state");
-        tokio::task::spawn_blocking(move || {
+        let saved = tokio::task::spawn_blocking(move || {
             let mut q = vmm::qmp::Qmp::connect(&qmp_socket, Duration::from_secs(10))?;
             q.save(&state)?;
             q.quit()
         })
-        .await
-        .map_err(boot_src("save the template"))?
-        .map_err(boot_src("save the template"))
+        .await;
+        drop(host);
+        saved
+            .map_err(boot_src("save the template"))?
+            .map_err(boot_src("save the template"))
     }
     .await;
     if let Err(e) = saved {

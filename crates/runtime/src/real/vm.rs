@@ -138,6 +138,7 @@ fn console_tail(path: &Path) -> String {
 /// deadline passes.
 pub(crate) async fn connect_agent(
     sock: &Path,
+    mut early: Option<UnixStream>,
     vm: &mut QemuHandle,
     console: &Path,
 ) -> Result<agent::Client, BootError> {
@@ -157,8 +158,12 @@ pub(crate) async fn connect_agent(
                 console_tail(console)
             )));
         }
+        let first = early.take();
         let attempt = async {
-            let stream = UnixStream::connect(sock).await.ok()?;
+            let stream = match first {
+                Some(s) => s,
+                None => UnixStream::connect(sock).await.ok()?,
+            };
             tokio::time::timeout(attempt_timeout, agent::Client::connect(stream))
                 .await
                 .ok()?
