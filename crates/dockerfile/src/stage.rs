@@ -386,29 +386,28 @@ impl Stages {
             Active,
             Done,
         }
+        /// Depth first; a reference back to a stage still being visited closes a cycle, and
+        /// the line of that reference (a COPY, a RUN or a FROM) is the one reported.
         fn visit(
             index: usize,
+            stages: &[Stage],
             resolution: &Resolution,
             marks: &mut [Mark],
-        ) -> Result<(), Option<usize>> {
+        ) -> Result<(), usize> {
             marks[index] = Mark::Active;
             let stage = &resolution.stages[index];
-            // The FROM cannot close a cycle (it only names earlier stages), so the line of a
-            // cycle is always that of a COPY or RUN.
-            for dep in &stage.dependencies {
-                let StageRef::Stage(next) = dep.target else {
-                    continue;
-                };
+            let base = match stage.base {
+                Base::Stage(next) => Some((stages[index].line, next)),
+                _ => None,
+            };
+            let deps = stage.dependencies.iter().filter_map(|d| match d.target {
+                StageRef::Stage(next) => Some((d.line, next)),
+                StageRef::Image(_) => None,
+            });
+            for (line, next) in base.into_iter().chain(deps) {
                 match marks[next] {
-                    Mark::Active => return Err(Some(dep.line)),
-                    Mark::New => visit(next, resolution, marks)?,
-                    Mark::Done => {}
-                }
-            }
-            if let Base::Stage(next) = stage.base {
-                match marks[next] {
-                    Mark::Active => return Err(None),
-                    Mark::New => visit(next, resolution, marks)?,
+                    Mark::Active => return Err(line),
+                    Mark::New => visit(next, stages, resolution, marks)?,
                     Mark::Done => {}
                 }
             }
@@ -420,9 +419,9 @@ impl Stages {
             if marks[index] != Mark::New {
                 continue;
             }
-            if let Err(line) = visit(index, resolution, &mut marks) {
+            if let Err(line) = visit(index, &self.stages, resolution, &mut marks) {
                 return Err(StageError {
-                    line: line.or(Some(stage.line)),
+                    line: Some(line),
                     message: format!(
                         "circular dependency detected on stage: {}",
                         stage.display_name()
