@@ -59,6 +59,11 @@ impl Flags {
         self.values.get(name).and_then(|v| v.last().cloned())
     }
 
+    /// Docker treats an empty value (`--chown=`) as not given.
+    pub(crate) fn non_empty(&self, name: &str) -> Option<String> {
+        self.string(name).filter(|v| !v.is_empty())
+    }
+
     pub(crate) fn strings(&self, name: &str) -> Vec<String> {
         self.values.get(name).cloned().unwrap_or_default()
     }

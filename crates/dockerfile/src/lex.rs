@@ -111,6 +111,7 @@ impl Lexer {
             options,
             raw_escapes: options.raw_escapes,
             env,
+            depth: 0,
         };
         scan.stop_on(None, options.raw_escapes)
             .map_err(|message| ExpandError {
@@ -207,7 +208,12 @@ struct Scan<'a, L: ?Sized> {
     /// Changes while inside `${VAR#…}` patterns, which keep their escapes for the matcher.
     raw_escapes: bool,
     env: &'a L,
+    /// Nesting of `${…}`, bounded so that a hostile word cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Far beyond any real Dockerfile; each level costs a few stack frames.
+const MAX_DEPTH: usize = 256;
 
 impl<L: Lookup + ?Sized> Scan<'_, L> {
     fn peek(&self) -> Option<char> {
@@ -227,10 +233,15 @@ impl<L: Lookup + ?Sized> Scan<'_, L> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Result<(String, Vec<String>), String> {
+        if self.depth >= MAX_DEPTH {
+            return Err("substitutions nested too deeply".into());
+        }
+        self.depth += 1;
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let result = self.stop_on_inner(stop);
         self.raw_escapes = saved;
+        self.depth -= 1;
         result
     }
 
@@ -562,64 +573,67 @@ impl Glob {
         Ok(Glob(tokens))
     }
 
-    fn matches(&self, text: &[char]) -> bool {
-        // Classic wildcard matching with one backtrack point: linear in practice, quadratic at
-        // worst, never exponential.
-        let (p, s) = (&self.0, text);
-        let (mut pi, mut si) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while si < s.len() {
-            match p.get(pi) {
-                Some(GlobToken::Any) => {
-                    star = Some((pi, si));
-                    pi += 1;
-                }
-                Some(GlobToken::One) => {
-                    pi += 1;
-                    si += 1;
-                }
-                Some(GlobToken::Literal(c)) if *c == s[si] => {
-                    pi += 1;
-                    si += 1;
-                }
-                _ => match star {
-                    Some((sp, ss)) => {
-                        pi = sp + 1;
-                        si = ss + 1;
-                        star = Some((sp, ss + 1));
-                    }
-                    None => return false,
-                },
-            }
-        }
-        p[pi..].iter().all(|t| *t == GlobToken::Any)
-    }
-
     fn trim_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let mut ends: Vec<usize> = (0..=chars.len()).collect();
-        if longest {
-            ends.reverse();
-        }
-        match ends.into_iter().find(|&end| self.matches(&chars[..end])) {
+        match self.match_end(&chars, 0, longest) {
             Some(end) => chars[end..].iter().collect(),
             None => value.to_string(),
         }
     }
 
+    /// A suffix match is a prefix match of the reversed pattern on the reversed text.
     fn trim_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let mut starts: Vec<usize> = (0..=chars.len()).collect();
-        if !longest {
-            starts.reverse();
-        }
-        match starts
-            .into_iter()
-            .find(|&start| self.matches(&chars[start..]))
-        {
-            Some(start) => chars[..start].iter().collect(),
+        let reversed: Vec<char> = value.chars().rev().collect();
+        let pattern = Glob(self.0.iter().rev().copied().collect());
+        match pattern.match_end(&reversed, 0, longest) {
+            Some(len) => reversed[len..].iter().rev().collect(),
             None => value.to_string(),
         }
+    }
+
+    /// The end of the shortest or longest match starting at `start`, by running the pattern
+    /// as a set of states over the text once (linear in the text, unlike trying every end).
+    fn match_end(&self, s: &[char], start: usize, longest: bool) -> Option<usize> {
+        let tokens = &self.0;
+        let m = tokens.len();
+        // `*` also matches nothing, so a state before it is also a state after it.
+        let close = |states: &mut Vec<bool>| {
+            for i in 0..m {
+                if states[i] && tokens[i] == GlobToken::Any {
+                    states[i + 1] = true;
+                }
+            }
+        };
+        let mut states = vec![false; m + 1];
+        states[0] = true;
+        close(&mut states);
+        let mut best = states[m].then_some(start);
+        if best.is_some() && !longest {
+            return best;
+        }
+        for (j, &c) in s.iter().enumerate().skip(start) {
+            let mut next = vec![false; m + 1];
+            for i in (0..m).filter(|&i| states[i]) {
+                match tokens[i] {
+                    GlobToken::Any => next[i] = true,
+                    GlobToken::One => next[i + 1] = true,
+                    GlobToken::Literal(l) if l == c => next[i + 1] = true,
+                    GlobToken::Literal(_) => {}
+                }
+            }
+            close(&mut next);
+            if !next.iter().any(|&x| x) {
+                break;
+            }
+            if next[m] {
+                best = Some(j + 1);
+                if !longest {
+                    break;
+                }
+            }
+            states = next;
+        }
+        best
     }
 
     /// Replaces the leftmost (then, with `all`, each following) longest match.
@@ -629,10 +643,7 @@ impl Glob {
         let mut pos = 0;
         let mut last_end: Option<usize> = None;
         while pos <= chars.len() {
-            let found = (pos..=chars.len())
-                .rev()
-                .find(|&end| self.matches(&chars[pos..end]));
-            match found {
+            match self.match_end(&chars, pos, true) {
                 // An empty match right where the previous one ended would repeat it.
                 Some(end) if !(end == pos && last_end == Some(pos)) => {
                     out.push_str(replacement);
@@ -800,9 +811,21 @@ mod tests {
         assert_eq!(x("${s/ba/fo}"), "fooforbaz");
         assert_eq!(x("${s//ba/fo}"), "fooforfoz");
         assert_eq!(x("${s#x}"), "foobarbaz");
+        assert_eq!(x("${s#*}"), "foobarbaz");
+        assert_eq!(x("${s##*}"), "");
+        assert_eq!(x("${s%*}"), "foobarbaz");
+        assert_eq!(x("${s%%*}"), "");
+        assert_eq!(x("${s#f?o}"), "barbaz");
+        assert_eq!(x("${s%a?}"), "foobarb");
+        assert_eq!(x("${s%%a*}"), "foob");
+        assert_eq!(x("${s##*a}"), "z");
         assert_eq!(x("${s/o?/_}"), "f_barbaz");
         assert_eq!(x(r"${s/\*/_}"), "foobarbaz");
         assert_eq!(x("${unset/a/b}"), "");
+        assert_eq!(x("${s//?/-}"), "---------");
+        assert_eq!(x("${s/*/all}"), "all");
+        assert_eq!(x("${s/b*/X}"), "fooX");
+        assert_eq!(x("${s//z/}"), "foobarba");
         assert!(expand(r"${s#\x}", &env).is_err());
         assert!(expand("${s:#x}", &env).is_err());
     }
@@ -830,6 +853,14 @@ mod tests {
         assert_eq!(w(r#"hello\" there"#), ["hello\"", "there"]);
         assert_eq!(w(r#"a "" b"#), ["a", "b"]);
         assert!(expand_words(r#"hello" there"#, &env).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}x{}", "${a:-".repeat(10_000), "}".repeat(10_000));
+        assert!(expand(&deep, &env()).is_err());
+        let fine = format!("{}x{}", "${a:-".repeat(100), "}".repeat(100));
+        assert_eq!(expand(&fine, &env()).unwrap(), "x");
     }
 
     #[test]

@@ -14,6 +14,8 @@
 
 // No unwrap on data from outside; tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
+// Every public item is documented: the builder is written against this API by someone else.
+#![warn(missing_docs)]
 
 mod flags;
 pub mod ignore;

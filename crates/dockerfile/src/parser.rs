@@ -755,9 +755,9 @@ fn instruction(
             Instruction::Copy(Copy {
                 sources,
                 dest,
-                from: f.string("from"),
-                chown: f.string("chown"),
-                chmod: f.string("chmod"),
+                from: f.non_empty("from"),
+                chown: f.non_empty("chown"),
+                chmod: f.non_empty("chmod"),
                 link: f.bool("link").unwrap_or(false),
                 parents: f.bool("parents").unwrap_or(false),
                 excludes: f.strings("exclude"),
@@ -780,11 +780,11 @@ fn instruction(
             Instruction::Add(Add {
                 sources,
                 dest,
-                chown: f.string("chown"),
-                chmod: f.string("chmod"),
+                chown: f.non_empty("chown"),
+                chmod: f.non_empty("chmod"),
                 link: f.bool("link").unwrap_or(false),
                 keep_git_dir: f.bool("keep-git-dir"),
-                checksum: f.string("checksum"),
+                checksum: f.non_empty("checksum"),
                 unpack: f.bool("unpack"),
                 excludes: f.strings("exclude"),
             })
@@ -957,7 +957,7 @@ fn healthcheck(flags: &[String], args: &str) -> Result<Instruction, String> {
                     retries,
                 })
             }
-            _ => return Err(format!("Unknown type {kind:?} in HEALTHCHECK (try CMD)")),
+            other => return Err(format!("Unknown type {other:?} in HEALTHCHECK (try CMD)")),
         },
     ))
 }
