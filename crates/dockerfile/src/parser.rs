@@ -22,6 +22,8 @@ struct RawNode {
 }
 
 pub(crate) fn parse(text: &str) -> Result<Dockerfile, ParseError> {
+    // Two passes as in BuildKit, so the same error wins when a file has several: a syntax
+    // error anywhere (an unterminated heredoc) before a bad instruction earlier in the file.
     let mut first = FirstPass::default();
     let nodes = first.run(text)?;
     let steps = nodes

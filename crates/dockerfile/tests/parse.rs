@@ -805,3 +805,36 @@ fn errors_are_one_line_with_the_first_line_of_the_instruction() {
     assert_eq!(e, "Dockerfile:2: unknown flag: --bad");
     assert!(!e.contains('\n'));
 }
+
+#[test]
+fn argument_counts() {
+    for keyword in ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"] {
+        assert_eq!(
+            error(keyword),
+            format!("Dockerfile:1: {keyword} requires exactly one argument")
+        );
+    }
+    for keyword in [
+        "ENV",
+        "LABEL",
+        "ONBUILD",
+        "HEALTHCHECK",
+        "EXPOSE",
+        "VOLUME",
+        "ARG",
+    ] {
+        assert_eq!(
+            error(keyword),
+            format!("Dockerfile:1: {keyword} requires at least one argument")
+        );
+    }
+    for keyword in ["ADD", "COPY"] {
+        assert!(error(&format!("{keyword} arg1")).starts_with(&format!(
+            "Dockerfile:1: {keyword} requires at least two arguments"
+        )));
+    }
+    assert_eq!(
+        error("MAINTAINER --boo joe@example.com"),
+        "Dockerfile:1: unknown flag: --boo"
+    );
+}
