@@ -21,6 +21,9 @@
 //!   from its default `bridge`; addresses are shown only while the container runs, as docker
 //!   clears them at stop.
 //! - A record written before the entrypoint was kept shows its whole command as `Config.Cmd`.
+//! - Fields docker leaves out when empty (`Config.ExposedPorts`, `HostConfig.Tmpfs`, a mount's
+//!   `Name` and `Driver`) are kept: a template then prints `map[]` or `""` for them, as docker's
+//!   (which render its Go structs) do, rather than `<no value>`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,7 +105,6 @@ pub struct Config {
     /// User the process runs as (`""`: root).
     pub user: String,
     /// Ports the image exposes and ports published with `-p`, as `PORT/PROTO` keys.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub exposed_ports: BTreeMap<String, Empty>,
     /// Runs on a terminal (`-t`).
     pub tty: bool,
@@ -157,7 +159,6 @@ pub struct HostConfig {
     /// `--read-only`.
     pub readonly_rootfs: bool,
     /// `--tmpfs` mounts: path to mount options.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub tmpfs: BTreeMap<String, String>,
     /// Memory limit in bytes (0: none).
     pub memory: u64,
@@ -185,14 +186,12 @@ pub struct MountPoint {
     #[serde(rename = "Type")]
     pub kind: String,
     /// The volume's name.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
     /// Host path: the volume's disk image, the bound directory or file, `""` for tmpfs.
     pub source: String,
     /// Path in the container.
     pub destination: String,
     /// `local` for volumes.
-    #[serde(skip_serializing_if = "String::is_empty")]
     pub driver: String,
     /// Mount mode flags (none kept).
     pub mode: String,
@@ -799,10 +798,10 @@ mod tests {
                  "Destination": "/data", "Driver": "local", "Mode": "", "RW": true, "Propagation": ""},
                 {"Type": "volume", "Name": "f00d", "Source": "/root/volumes/f00d/disk.ext4",
                  "Destination": "/cache", "Driver": "local", "Mode": "", "RW": true, "Propagation": ""},
-                {"Type": "bind", "Source": "/etc/hosts", "Destination": "/host/hosts",
-                 "Mode": "", "RW": false, "Propagation": "rprivate"},
-                {"Type": "tmpfs", "Source": "", "Destination": "/run", "Mode": "", "RW": true,
-                 "Propagation": ""},
+                {"Type": "bind", "Name": "", "Source": "/etc/hosts", "Destination": "/host/hosts",
+                 "Driver": "", "Mode": "", "RW": false, "Propagation": "rprivate"},
+                {"Type": "tmpfs", "Name": "", "Source": "", "Destination": "/run", "Driver": "",
+                 "Mode": "", "RW": true, "Propagation": ""},
             ])
         );
         let n = &d["NetworkSettings"];
@@ -868,7 +867,7 @@ mod tests {
             (&d["Config"]["Entrypoint"], &d["Config"]["Cmd"]),
             (&json!(null), &json!(["/entry", "serve", "-v"]))
         );
-        assert_eq!(d["Config"].get("ExposedPorts"), None);
+        assert_eq!(d["Config"]["ExposedPorts"], json!({}));
         assert_eq!(d["Config"]["Volumes"], json!(null));
         let h = &d["HostConfig"];
         for k in ["Binds", "CapAdd", "CapDrop", "ExtraHosts", "PidsLimit"] {
@@ -879,7 +878,7 @@ mod tests {
             (&json!(0), &json!(0), &json!("none"))
         );
         assert_eq!(h["PortBindings"], json!({}));
-        assert_eq!(h.get("Tmpfs"), None);
+        assert_eq!(h["Tmpfs"], json!({}));
         assert_eq!(d["Mounts"], json!([]));
         let n = &d["NetworkSettings"];
         assert_eq!(
