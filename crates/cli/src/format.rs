@@ -25,8 +25,8 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     }
 }
 
-/// What an `inspect` verb prints: without a format (or with `json`) the documents as a JSON
-/// array; with a template, each document rendered and followed by a newline, as docker does.
+/// What an `inspect` verb prints: without a format (or with `json`, or an empty one, as docker
+/// takes it) the documents as a JSON array; with a template, each document rendered and followed by a newline, as docker does.
 /// Every document is rendered before anything is printed, so a failing template prints
 /// nothing but its error.
 pub fn print_inspect(docs: &[Value], format: Option<&str>) -> anyhow::Result<()> {

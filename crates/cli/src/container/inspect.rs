@@ -162,7 +162,7 @@ fn ps_headers() -> Value {
 pub fn inspect(global: &GlobalOptions, a: InspectArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     // A bad template fails before any container is looked up.
-    if let Some(f) = a.format.as_deref().filter(|f| *f != "json") {
+    if let Some(f) = a.format.as_deref().filter(|f| !matches!(*f, "" | "json")) {
         format::template(f)?;
     }
     let mut out = Vec::new();
