@@ -564,7 +564,7 @@ fn mount_point(m: &MountSpec, volume_source: &dyn Fn(&str) -> PathBuf) -> MountP
 
 fn network_settings(r: &ContainerRecord, leases: &[Lease]) -> NetworkSettings {
     let running = r.status == Status::Running;
-    let networks: BTreeMap<String, EndpointSettings> = r
+    let mut networks: BTreeMap<String, EndpointSettings> = r
         .config
         .networks
         .iter()
@@ -573,6 +573,10 @@ fn network_settings(r: &ContainerRecord, leases: &[Lease]) -> NetworkSettings {
             (name.clone(), lease.map(Lease::endpoint).unwrap_or_default())
         })
         .collect();
+    if networks.is_empty() {
+        // docker lists `--network none` as a network without addresses.
+        networks.insert("none".into(), EndpointSettings::default());
+    }
     let main = networks
         .get(net::DEFAULT_NETWORK)
         .cloned()
@@ -881,10 +885,9 @@ mod tests {
         assert_eq!(h["Tmpfs"], json!({}));
         assert_eq!(d["Mounts"], json!([]));
         let n = &d["NetworkSettings"];
-        assert_eq!(
-            (&n["IPAddress"], &n["Ports"], &n["Networks"]),
-            (&json!(""), &json!({}), &json!({}))
-        );
+        assert_eq!((&n["IPAddress"], &n["Ports"]), (&json!(""), &json!({})));
+        let none = json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""});
+        assert_eq!(n["Networks"], json!({ "none": none }));
         // A stopped container keeps its networks, without addresses, as docker shows them.
         let mut r = record();
         r.status = Status::Exited;
