@@ -115,9 +115,10 @@ pub struct InspectArgs {
     /// Platform to show for a multi-arch image.
     #[arg(long)]
     pub platform: Option<String>,
-    /// Output format (always JSON; accepted for symmetry).
-    #[arg(long, value_enum, default_value_t)]
-    pub format: Format,
+    /// Go template rendered over each image's document (`{{.digest}}`, `{{.config.Env}}`),
+    /// one line each; `json` (the default) prints the JSON array.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// Arguments of `image tag`.
@@ -362,7 +363,9 @@ fn inspect(global: &GlobalOptions, a: InspectArgs) -> Result<()> {
         let image = store.image_for(&reference, &platform)?;
         out.push(inspect_json(&store, &image)?);
     }
-    print_json(&Value::Array(out))
+    // `table` was accepted when inspect printed JSON whatever the format: it still does.
+    let format = a.format.as_deref().filter(|f| *f != "table");
+    crate::format::print_inspect(&out, format)
 }
 
 /// Prints pretty JSON; a closed pipe (`| head`) is not an error.

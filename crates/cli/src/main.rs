@@ -7,6 +7,7 @@
 
 mod container;
 mod exit;
+mod format;
 mod global;
 mod image;
 mod network;

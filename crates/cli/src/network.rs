@@ -8,7 +8,7 @@ use clap::Subcommand;
 use runtime::network::{Ipv4Net, NetworkInfo, NetworkSpec};
 
 use crate::global::GlobalOptions;
-use crate::output::{self, ListArgs, Listing, NamesArgs};
+use crate::output::{self, InspectArgs, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container network`.
 #[derive(Debug, Subcommand)]
@@ -30,8 +30,8 @@ pub enum NetworkCommand {
     /// List networks.
     #[command(alias = "ls")]
     List(ListArgs),
-    /// Show networks as a JSON array.
-    Inspect(NamesArgs),
+    /// Show networks as a JSON array, or through a Go template (-f).
+    Inspect(InspectArgs),
     /// Delete networks (refused while containers use them).
     #[command(alias = "rm")]
     Delete(NamesArgs),
@@ -84,12 +84,13 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             };
             listing.print(&networks.list()?, format, quiet)?;
         }
-        NetworkCommand::Inspect(NamesArgs { names }) => {
-            let infos = names
+        NetworkCommand::Inspect(a) => {
+            let infos = a
+                .names
                 .iter()
                 .map(|name| networks.inspect(name))
                 .collect::<Result<Vec<_>, _>>()?;
-            output::json(&infos)?;
+            a.print(&infos)?;
         }
         NetworkCommand::Delete(NamesArgs { names }) => {
             output::each_name(&names, |name| Ok(networks.delete(name)?))?;

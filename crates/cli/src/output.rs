@@ -1,5 +1,5 @@
 //! Output shared by the object commands (`network`, `volume`): list in the three formats,
-//! JSON arrays for inspect, per-name verbs that go on past a failure, and the one way sizes
+//! JSON arrays or Go templates for inspect, per-name verbs that go on past a failure, and the one way sizes
 //! are read from flags and printed.
 
 use clap::Args;
@@ -18,12 +18,35 @@ pub struct ListArgs {
     pub quiet: bool,
 }
 
-/// The names an `inspect` or `delete` verb acts on.
+/// The names a `delete` verb acts on.
 #[derive(Debug, Args)]
 pub struct NamesArgs {
     /// Names.
     #[arg(required = true)]
     pub names: Vec<String>,
+}
+
+/// The arguments of an `inspect` verb.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Go template rendered over each object's JSON document, one line each; `json` (the
+    /// default) prints the JSON array.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
+    /// Names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+impl InspectArgs {
+    /// Prints `items` as the format asks.
+    pub fn print<T: Serialize>(&self, items: &[T]) -> anyhow::Result<()> {
+        let docs = items
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::format::print_inspect(&docs, self.format.as_deref())
+    }
 }
 
 /// Prints `items` as a pretty JSON array.

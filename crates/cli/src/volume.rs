@@ -6,7 +6,7 @@ use clap::Subcommand;
 use runtime::volumes::VolumeInfo;
 
 use crate::global::GlobalOptions;
-use crate::output::{self, ListArgs, Listing, NamesArgs};
+use crate::output::{self, InspectArgs, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container volume`.
 #[derive(Debug, Subcommand)]
@@ -22,8 +22,8 @@ pub enum VolumeCommand {
     /// List volumes.
     #[command(alias = "ls")]
     List(ListArgs),
-    /// Show volumes as a JSON array.
-    Inspect(NamesArgs),
+    /// Show volumes as a JSON array, or through a Go template (-f).
+    Inspect(InspectArgs),
     /// Delete volumes (refused while a container uses them).
     #[command(alias = "rm")]
     Delete(NamesArgs),
@@ -59,12 +59,13 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
             };
             listing.print(&rt.volumes()?, format, quiet)?;
         }
-        VolumeCommand::Inspect(NamesArgs { names }) => {
-            let infos = names
+        VolumeCommand::Inspect(a) => {
+            let infos = a
+                .names
                 .iter()
                 .map(|n| rt.volume(n))
                 .collect::<Result<Vec<_>, _>>()?;
-            output::json(&infos)?;
+            a.print(&infos)?;
         }
         VolumeCommand::Delete(NamesArgs { names }) => {
             output::each_name(&names, |name| Ok(rt.volume_delete(name)?))?;

@@ -151,6 +151,8 @@ pub async fn resolve(
         cmd: c.cmd.clone().unwrap_or_default(),
         working_dir: c.working_dir.clone().unwrap_or_default(),
         user: c.user.clone().unwrap_or_default(),
+        labels: c.labels.clone(),
+        exposed_ports: c.exposed_ports.keys().cloned().collect(),
     };
     let digest = image.manifest_digest().to_string();
     let layers: Vec<PathBuf> = image

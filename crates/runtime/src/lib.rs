@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cleanup;
 pub mod client;
 pub mod container;
+pub mod docker;
 pub mod exit;
 pub mod image;
 pub mod logs;

@@ -14,6 +14,7 @@
 //!   allowed in either), every capability with `--privileged`; `exec` gets the container's set
 //!   (every capability with `exec --privileged`).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,8 @@ pub enum SpecError {
     UnknownCapability(String),
 }
 
-/// The parts of an OCI image config the process is made from.
+/// The parts of an OCI image config the process is made from, and those a container keeps
+/// from its image (labels, exposed ports).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ImageConfig {
@@ -66,6 +68,12 @@ pub struct ImageConfig {
     /// `User`.
     #[serde(default)]
     pub user: String,
+    /// `Labels`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// `ExposedPorts` keys as the image writes them (`80/tcp`, `53/udp`, `8080`).
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
 }
 
 /// The user's flags that shape the process (`run`/`create`/`exec`).
@@ -189,6 +197,25 @@ fn has_key(env: &[String], key: &str) -> bool {
         .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
 }
 
+/// The entrypoint and the command of the main process (its args are the two joined), by
+/// docker's rules; kept apart because docker shows them apart (`Config.Entrypoint`, `Cmd`).
+pub fn entrypoint_and_cmd(
+    image: &ImageConfig,
+    opts: &ProcessOptions,
+) -> (Vec<String>, Vec<String>) {
+    let (entrypoint, image_cmd): (Vec<String>, &[String]) = match &opts.entrypoint {
+        Some(e) if e.is_empty() => (Vec::new(), &[]),
+        Some(e) => (vec![e.clone()], &[]),
+        None => (image.entrypoint.clone(), &image.cmd),
+    };
+    let cmd = if opts.args.is_empty() {
+        image_cmd.to_vec()
+    } else {
+        opts.args.clone()
+    };
+    (entrypoint, cmd)
+}
+
 /// Combines image config and flags into the main process of a container.
 pub fn combine(
     image: &ImageConfig,
@@ -196,17 +223,8 @@ pub fn combine(
     hostname: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ProcessSpec, SpecError> {
-    let (entrypoint, image_cmd): (Vec<String>, &[String]) = match &opts.entrypoint {
-        Some(e) if e.is_empty() => (Vec::new(), &[]),
-        Some(e) => (vec![e.clone()], &[]),
-        None => (image.entrypoint.clone(), &image.cmd),
-    };
-    let mut args = entrypoint;
-    if opts.args.is_empty() {
-        args.extend(image_cmd.iter().cloned());
-    } else {
-        args.extend(opts.args.iter().cloned());
-    }
+    let (mut args, cmd) = entrypoint_and_cmd(image, opts);
+    args.extend(cmd);
     if args.is_empty() {
         return Err(SpecError::NoCommand);
     }
@@ -313,6 +331,7 @@ mod tests {
             cmd: s(&["default", "cmd"]),
             working_dir: "/srv".into(),
             user: "nobody".into(),
+            ..Default::default()
         }
     }
 
@@ -363,6 +382,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(combine(&image(), &o, "h", &none).unwrap().args, s(&["ls"]));
+        let split = |o: &ProcessOptions| entrypoint_and_cmd(&image(), o);
+        assert_eq!(split(&o), (vec![], s(&["ls"])));
+        assert_eq!(
+            split(&ProcessOptions::default()),
+            (s(&["/entry"]), s(&["default", "cmd"]))
+        );
+        let o = ProcessOptions {
+            entrypoint: Some("/bin/sh".into()),
+            ..Default::default()
+        };
+        assert_eq!(split(&o), (s(&["/bin/sh"]), vec![]));
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! the only writer while it runs. A record whose monitor has died is repaired by
 //! [`Store::reconcile`] the next time anyone looks at it.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
@@ -157,6 +158,17 @@ pub struct ContainerConfig {
     /// `--add-host` lines for `/etc/hosts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<crate::netconf::ExtraHost>,
+    /// The entrypoint: the leading `process.args`, the rest being the command. docker shows
+    /// the two apart (`Config.Entrypoint`, `Config.Cmd`). None in records written before it was
+    /// kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// The container's labels: its image's (docker's `Config.Labels`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The ports its image exposes, as the image writes them (`80/tcp`, `8080`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exposed_ports: Vec<String>,
 }
 
 /// The record kept in state.json.
@@ -650,6 +662,9 @@ mod tests {
                 privileged: false,
                 dns: Default::default(),
                 extra_hosts: Vec::new(),
+                entrypoint: None,
+                labels: BTreeMap::new(),
+                exposed_ports: Vec::new(),
             },
             networks: vec![],
             ports: vec![],

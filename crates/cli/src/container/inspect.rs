@@ -1,10 +1,13 @@
 //! `list` and `inspect`.
 
+use chrono::Utc;
 use clap::Args;
 use runtime::state::Status;
+use runtime::Container;
+use serde_json::{json, Value};
 
-use super::is_json;
-use crate::global::{Format, GlobalOptions};
+use crate::format::{self, ellipsis, human_duration, ListFormat};
+use crate::global::GlobalOptions;
 
 /// `container list`.
 #[derive(Debug, Args)]
@@ -15,14 +18,21 @@ pub struct ListArgs {
     /// Print ids only.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: table, json, a Go template over docker's `ps` fields (`{{.ID}}`,
+    /// `{{.Names}}`, `{{.Image}}`, `{{.Command}}`, `{{.Status}}`, `{{.State}}`, `{{.Ports}}`,
+    /// `{{.CreatedAt}}`, `{{.RunningFor}}`, `{{.Labels}}`, `{{.Mounts}}`, `{{.Networks}}`), or
+    /// `table TEMPLATE` for aligned columns with a header.
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    pub format: ListFormat,
 }
 
 /// `container inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
+    /// Go template rendered over each container's document (docker's keys such as
+    /// `{{.State.Status}}` and ours), one line each; `json` (the default) prints the JSON array.
+    #[arg(short, long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Containers (name or id).
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -49,7 +59,10 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
         for c in &containers {
             println!("{}", c.id());
         }
-    } else if is_json(a.format) {
+    } else if let ListFormat::Template { text, table } = &a.format {
+        let rows: Vec<Value> = containers.iter().map(ps_fields).collect();
+        format::print_rows(text, &rows, table.then(ps_headers).as_ref())?;
+    } else if a.format == ListFormat::Json {
         let items: Vec<_> = containers.iter().map(|c| c.summary()).collect();
         println!("{}", serde_json::to_string_pretty(&items)?);
     } else {
@@ -77,15 +90,86 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The fields `docker ps --format` offers for a container, as they read there.
+fn ps_fields(c: &Container) -> Value {
+    let r = c.record();
+    let now = Utc::now();
+    let since = |t: Option<chrono::DateTime<Utc>>| human_duration(now - t.unwrap_or(now));
+    let status = match r.status {
+        Status::Created => "Created".to_string(),
+        Status::Running => format!("Up {}", since(r.started)),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.exit_code.unwrap_or(0),
+            since(r.finished)
+        ),
+    };
+    let ports: Vec<String> = r.ports.iter().map(|p| p.to_string()).collect();
+    let labels: Vec<String> = r
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let mounts: Vec<String> = r
+        .config
+        .mounts
+        .iter()
+        .map(|m| match m {
+            runtime::state::MountSpec::Volume { source, .. } => ellipsis(source, 15),
+            runtime::state::MountSpec::Bind { source, .. } => {
+                ellipsis(&source.display().to_string(), 15)
+            }
+            runtime::state::MountSpec::Tmpfs { target, .. } => ellipsis(target, 15),
+        })
+        .collect();
+    json!({
+        "ID": &r.id[..12.min(r.id.len())],
+        "Names": r.name,
+        "Image": r.image,
+        "Command": serde_json::to_string(&ellipsis(&r.config.process.args.join(" "), 20))
+            .unwrap_or_default(),
+        "CreatedAt": r.created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
+        "RunningFor": format!("{} ago", human_duration(now - r.created)),
+        "Ports": ports.join(", "),
+        "State": r.status.to_string(),
+        "Status": status,
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": r.config.networks.join(","),
+    })
+}
+
+/// The header row of `table TEMPLATE`: each field's column title, as docker names them.
+fn ps_headers() -> Value {
+    json!({
+        "ID": "CONTAINER ID",
+        "Names": "NAMES",
+        "Image": "IMAGE",
+        "Command": "COMMAND",
+        "CreatedAt": "CREATED AT",
+        "RunningFor": "CREATED",
+        "Ports": "PORTS",
+        "State": "STATE",
+        "Status": "STATUS",
+        "Labels": "LABELS",
+        "Mounts": "MOUNTS",
+        "Networks": "NETWORKS",
+    })
+}
+
 /// `container inspect`.
 pub fn inspect(global: &GlobalOptions, a: InspectArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
+    // A bad template fails before any container is looked up.
+    if let Some(f) = a.format.as_deref().filter(|f| !matches!(*f, "" | "json")) {
+        format::template(f)?;
+    }
     let mut out = Vec::new();
     for name in &a.containers {
-        out.push(rt.container(name)?.inspect());
+        out.push(rt.container(name)?.inspect_document());
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    format::print_inspect(&out, a.format.as_deref())
 }
 
 /// `container port`: `CTR_PORT/PROTO -> HOST_IP:HOST_PORT` for each published port of a

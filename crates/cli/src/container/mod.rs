@@ -41,7 +41,7 @@ pub enum ContainerCommand {
     Exec(run::ExecArgs),
     /// Show a container's output (or its VM's boot console with --boot).
     Logs(logs::LogsArgs),
-    /// Show containers' details as JSON.
+    /// Show containers' details as JSON, or through a Go template (-f).
     Inspect(inspect::InspectArgs),
     /// Copy files/directories between a container and the host (`-`: a tar stream).
     Cp(cp::CpArgs),
@@ -250,7 +250,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
     result
 }
 
-/// `--format` for list and inspect.
+/// `--format json` of `stats`.
 fn is_json(f: Format) -> bool {
     f == Format::Json
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use chrono::Utc;
 
 use super::ContainerError;
-use crate::spec::{combine, ImageConfig, ProcessOptions};
+use crate::spec::{combine, entrypoint_and_cmd, ImageConfig, ProcessOptions};
 use crate::state::{ContainerConfig, ContainerRecord, Status, Store, VmOptions};
 
 /// What `create` writes; made by [`super::prepare`] (the image is resolved and its rootfs
@@ -96,6 +96,9 @@ pub(crate) fn create_record(
                 privileged: req.process.privileged,
                 dns: req.dns.clone(),
                 extra_hosts: req.extra_hosts.clone(),
+                entrypoint: Some(entrypoint_and_cmd(&req.image_config, &req.process).0),
+                labels: req.image_config.labels.clone(),
+                exposed_ports: req.image_config.exposed_ports.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

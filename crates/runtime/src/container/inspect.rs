@@ -5,7 +5,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::Container;
-use crate::state::{ContainerRecord, Status};
+use crate::docker::{ContainerJson, Lease};
+use crate::state::{ContainerRecord, MountSpec, Status};
+use crate::volume::VolumeStore;
 
 /// One line of `list`.
 #[derive(Debug, Clone, Serialize)]
@@ -88,6 +90,37 @@ impl Container {
             "logPath": self.log_path(),
             "bootLogPath": self.boot_log_path(),
         })
+    }
+
+    /// Its document as `docker inspect` shows it (see [`crate::docker`]).
+    pub fn docker_inspect(&self) -> ContainerJson {
+        let leases: Vec<Lease> = self.networks().iter().map(Lease::from_json).collect();
+        // Opened only for a container with volumes: opening creates the store's directory.
+        let volumes = self
+            .record
+            .config
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountSpec::Volume { .. }))
+            .then(|| VolumeStore::open(self.rt.root()).ok())
+            .flatten();
+        let source = |name: &str| volumes.as_ref().map(|v| v.disk(name)).unwrap_or_default();
+        ContainerJson::new(&self.record, &leases, &self.log_path(), &source)
+    }
+
+    /// What `container inspect` prints: [`Container::inspect`]'s keys and, beside them,
+    /// docker's ([`Container::docker_inspect`]), so that docker's `-f` templates work on it.
+    /// The two sets do not collide: docker's keys are capitalised.
+    pub fn inspect_document(&self) -> Value {
+        let mut doc = self.inspect();
+        if let (Value::Object(ours), Ok(Value::Object(docker))) =
+            (&mut doc, serde_json::to_value(self.docker_inspect()))
+        {
+            for (k, v) in docker {
+                ours.entry(k).or_insert(v);
+            }
+        }
+        doc
     }
 }
 
