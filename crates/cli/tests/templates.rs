@@ -221,3 +221,73 @@ fn a_template_build_killed_half_way_is_never_used() {
         .json();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn concurrent_first_runs_build_one_template_and_all_start_from_it() {
+    let env = own_templates();
+    let names = ["p1", "p2", "p3"];
+    // Started together on an empty template store: one builds, the others wait for it.
+    let children: Vec<_> = names
+        .iter()
+        .map(|n| {
+            env.cli
+                .command(&[
+                    "--log-level",
+                    "info",
+                    "run",
+                    "-d",
+                    "--network",
+                    "none",
+                    "--name",
+                    n,
+                    IMAGE,
+                    "sleep",
+                    "600",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let listed = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let key = listed[0]["key"].as_str().unwrap();
+    let mut builders = 0;
+    for n in names {
+        let doc = env.inspect(n);
+        assert_eq!(
+            doc["vmTemplate"], key,
+            "{n} did not start from the template: {doc}"
+        );
+        let log = std::fs::read_to_string(
+            env.cli
+                .root()
+                .join("containers")
+                .join(doc["id"].as_str().unwrap())
+                .join("monitor.log"),
+        )
+        .unwrap_or_default();
+        builders += usize::from(log.contains("made VM template"));
+        assert_eq!(exec(&env, n, "echo up"), "up");
+    }
+    assert_eq!(builders, 1, "one template build, not {builders}");
+    let leftovers: Vec<_> = std::fs::read_dir(env.cli.root().join("templates"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    env.run(&["delete", "-f", "p1", "p2", "p3"]).success();
+}
