@@ -166,12 +166,14 @@ pub struct CreateFlags {
     pub help: Option<bool>,
     /// Image reference, then the command and its arguments (default: the image's). Everything
     /// after the image belongs to the command, flags included (as in docker).
+    // One positional, not two: clap stops reading flags only once a trailing var arg has its
+    // first value, so with the image apart `run IMG --rm` would set `--rm`. No hyphen values:
+    // an unknown flag before the image is an error, never taken for the image.
     #[arg(
         value_name = "IMAGE [COMMAND [ARG...]]",
         required = true,
         num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     pub image_and_command: Vec<String>,
 }
@@ -286,7 +288,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (e.interactive, e.command.as_slice()),
+            (e.interactive, e.command()),
             (true, &["ls".to_string(), "-l".to_string()][..])
         );
         assert!(T::try_parse_from(["c", "run", "--cpus", "0", "img"]).is_err());
@@ -302,6 +304,51 @@ mod tests {
             (Some(1.5), Some(-1))
         );
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_before_the_image_are_errors_not_images() {
+        use clap::error::ErrorKind;
+        for args in [
+            &["c", "run", "--restart", "always", "img"][..],
+            &["c", "run", "--bogus", "img", "true"],
+            &["c", "create", "--bogus", "img"],
+            &["c", "exec", "--bogus", "box", "ls"],
+        ] {
+            let e = T::try_parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UnknownArgument, "{args:?}: {e}");
+        }
+        let e = T::try_parse_from(["c", "run", "--privilegd", "img"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("similar argument exists: '--privileged'"),
+            "{e}"
+        );
+        // What follows the image is the command's, known flags and `--` included.
+        let t = T::try_parse_from(["c", "run", "img", "sh", "-c", "echo --x"]).unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        assert_eq!(r.flags.image(), "img");
+        assert_eq!(r.flags.command(), ["sh", "-c", "echo --x"]);
+        let t = T::try_parse_from(["c", "create", "--", "img", "-d", "--", "-t"]).unwrap();
+        let ContainerCommand::Create(c) = t.c else {
+            panic!()
+        };
+        assert!(!c.flags.tty);
+        assert_eq!(c.flags.command(), ["-d", "--", "-t"]);
+        assert!(T::try_parse_from(["c", "run", "--rm"]).is_err());
+        // exec: flags after the container are the command's, as in docker.
+        let t = T::try_parse_from(["c", "exec", "box", "-i", "ls"]).unwrap();
+        let ContainerCommand::Exec(e) = t.c else {
+            panic!()
+        };
+        assert!(!e.interactive);
+        assert_eq!(
+            (e.container(), e.command()),
+            ("box", &["-i".to_string(), "ls".to_string()][..])
+        );
+        assert!(T::try_parse_from(["c", "exec", "box"]).is_err());
     }
 
     #[test]
