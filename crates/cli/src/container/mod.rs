@@ -1,8 +1,9 @@
 //! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
+//! delete(rm) list(ls, ps) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
 //! One file per group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
+mod cidfile;
 mod cp;
 mod inspect;
 mod lifecycle;
@@ -14,7 +15,9 @@ mod stats;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
+use runtime::image::PullPolicy;
 
 use crate::global::{Format, GlobalOptions};
 
@@ -35,7 +38,7 @@ pub enum ContainerCommand {
     #[command(alias = "rm")]
     Delete(lifecycle::DeleteArgs),
     /// List containers.
-    #[command(alias = "ls")]
+    #[command(aliases = ["ls", "ps"])]
     List(inspect::ListArgs),
     /// Run another process in a running container.
     Exec(run::ExecArgs),
@@ -161,6 +164,24 @@ pub struct CreateFlags {
     /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     pub add_host: Vec<runtime::netconf::ExtraHost>,
+    #[command(flatten)]
+    pub labels: crate::labels::LabelFlags,
+    /// Write the container's id to FILE (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// When to pull the image: always (first, every time), missing (when not in the store),
+    /// never (a missing image is an error).
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "missing",
+        value_parser = PossibleValuesParser::new(["always", "missing", "never"])
+            .map(|s| s.parse::<PullPolicy>().unwrap_or_default())
+    )]
+    pub pull: PullPolicy,
+    /// The platform the image must be for; only linux/amd64 runs (as OS/ARCH).
+    #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
+    pub platform: Option<oci::Platform>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -188,6 +209,10 @@ impl CreateFlags {
     pub fn command(&self) -> &[String] {
         self.image_and_command.get(1..).unwrap_or(&[])
     }
+}
+
+fn parse_platform(s: &str) -> Result<oci::Platform, String> {
+    oci::Platform::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {

@@ -7,6 +7,7 @@ use runtime::protocol::{ExitInfo, Request};
 use runtime::spec::ProcessOptions;
 use runtime::{Container, ContainerError, ContainerOptions, Verb};
 
+use super::cidfile::CidFile;
 use super::{attach, CreateFlags};
 use crate::exit::ExitCode;
 use crate::global::GlobalOptions;
@@ -117,16 +118,26 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             options: f.dns_option.clone(),
         },
         extra_hosts: f.add_host.clone(),
+        labels: f.labels.labels()?,
+        pull: f.pull,
+        platform: f.platform.clone(),
     })
 }
 
 async fn create_container(global: &GlobalOptions, f: &CreateFlags) -> anyhow::Result<Container> {
     let opts = options(f)?;
+    // Made before the container, as docker does, so that a second `run` with the same file
+    // fails before it creates anything; removed again if the create fails.
+    let cidfile = f.cidfile.as_deref().map(CidFile::create).transpose()?;
     let pull = oci::PullOptions {
         progress: crate::progress::Bars::for_terminal(false, "pulling"),
         ..Default::default()
     };
-    Ok(global.runtime()?.create(opts, &pull).await?)
+    let container = global.runtime()?.create(opts, &pull).await?;
+    if let Some(file) = cidfile {
+        file.write(container.id())?;
+    }
+    Ok(container)
 }
 
 /// Turns a session's result into this process's exit: the container's code, with the
