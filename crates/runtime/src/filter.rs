@@ -17,9 +17,10 @@
 //!   filter lists stopped containers without `-a` ([`Filters::shows_all`]).
 //! - `id=` is a prefix of the id (docker matches a regular expression anywhere in it).
 //! - `ancestor=` is an image reference, digest or digest prefix: it selects containers made
-//!   from that image, compared by manifest digest once [`Filters::resolve_images`] has looked
-//!   the references up in the content store, and by normalised reference otherwise (so the
-//!   containers of a deleted image still match its name). Images have no parents here, so
+//!   from that image, by their normalised reference or manifest digest and, once
+//!   [`Filters::resolve_images`] has looked the value up in the content store, by the manifest
+//!   digest it names there (so another tag of the same image matches too). The containers of a
+//!   tag since moved to another image still match by name. Images have no parents here, so
 //!   there are no descendants to match.
 //! - `network=` is a network name (`none` for containers without one); `volume=` a volume
 //!   name, a bind mount's host path, or a mount's path in the container; `exited=N` selects
@@ -291,10 +292,10 @@ impl Filters {
         self.terms.contains_key("status")
     }
 
-    /// Looks the `ancestor` values up in the content store, so that they match containers by
-    /// image rather than by name: another name of the same image matches, and a name since
-    /// moved to another image no longer does. Values the store does not know keep matching by
-    /// name.
+    /// Looks the `ancestor` values up in the content store, so that they also match the
+    /// containers of the image they name under another name (another tag of it, or the digest
+    /// `image list` shows for it). Without this, they match by reference and manifest digest
+    /// alone.
     pub fn resolve_images(&mut self, store: &oci::Store) {
         let Some(terms) = self.terms.get_mut("ancestor") else {
             return;

@@ -5,8 +5,8 @@
 //! The syntax is docker 20.10's (`opts.ReadKVStrings`, then `ConvertKVStringsToMap`): a label is
 //! `KEY=VALUE`, or `KEY` alone for an empty value; a label file has one per line, with leading
 //! whitespace, blank lines and lines starting with `#` ignored, a UTF-8 byte order mark dropped,
-//! and the value taken verbatim (trailing spaces and `=` included). Files are read first and the
-//! flags override them, key by key.
+//! a key with whitespace in it refused, and the value taken verbatim (trailing spaces and `=`
+//! included). Files are read first and the flags override them, key by key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
