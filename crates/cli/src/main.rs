@@ -10,6 +10,7 @@ mod exit;
 mod format;
 mod global;
 mod image;
+mod labels;
 mod network;
 mod output;
 mod progress;

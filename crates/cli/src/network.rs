@@ -5,9 +5,11 @@ use std::net::Ipv4Addr;
 
 use anyhow::Context;
 use clap::Subcommand;
+use runtime::filter::{FilterKind, Filters};
 use runtime::network::{Ipv4Net, NetworkInfo, NetworkSpec};
 
 use crate::global::GlobalOptions;
+use crate::labels::LabelFlags;
 use crate::output::{self, InspectArgs, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container network`.
@@ -26,6 +28,8 @@ pub enum NetworkCommand {
         /// No access to the outside (no NAT, no forwarding).
         #[arg(long)]
         internal: bool,
+        #[command(flatten)]
+        labels: LabelFlags,
     },
     /// List networks.
     #[command(alias = "ls")]
@@ -50,19 +54,26 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             subnet,
             gateway,
             internal,
+            labels,
         } => {
             let spec = NetworkSpec {
                 name: name.clone(),
                 subnet,
                 gateway,
                 internal,
+                labels: labels.labels()?,
             };
             let config = networks
                 .create(&spec)
                 .with_context(|| format!("cannot create network {name}"))?;
             println!("{}", config.name);
         }
-        NetworkCommand::List(ListArgs { format, quiet }) => {
+        NetworkCommand::List(ListArgs {
+            format,
+            quiet,
+            filter,
+        }) => {
+            let filters = Filters::parse(FilterKind::Networks, &filter)?;
             let listing = Listing {
                 header: format!(
                     "{:<16} {:<18} {:<15} {:<15} {:<8} CONTAINERS",
@@ -82,7 +93,9 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
                     )
                 },
             };
-            listing.print(&networks.list()?, format, quiet)?;
+            let mut list = networks.list()?;
+            list.retain(|n| filters.matches_network(n));
+            listing.print(&list, format, quiet)?;
         }
         NetworkCommand::Inspect(a) => {
             let infos = a

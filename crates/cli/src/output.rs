@@ -16,6 +16,11 @@ pub struct ListArgs {
     /// Only print names.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Only list what matches KEY=VALUE (repeatable; same keys ORed, others ANDed): volumes
+    /// take label=KEY[=VALUE], name=, dangling=true|false, driver=; networks label=, name=,
+    /// id=.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// The names a `delete` verb acts on.

@@ -3,9 +3,11 @@
 //! prints.
 
 use clap::Subcommand;
+use runtime::filter::{FilterKind, Filters};
 use runtime::volumes::VolumeInfo;
 
 use crate::global::GlobalOptions;
+use crate::labels::LabelFlags;
 use crate::output::{self, InspectArgs, ListArgs, Listing, NamesArgs};
 
 /// Subcommands of `container volume`.
@@ -18,6 +20,8 @@ pub enum VolumeCommand {
         /// Size with an optional K/M/G/T suffix (default 1G; the image file is sparse).
         #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size)]
         size: Option<u64>,
+        #[command(flatten)]
+        labels: LabelFlags,
     },
     /// List volumes.
     #[command(alias = "ls")]
@@ -35,11 +39,16 @@ pub enum VolumeCommand {
 pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     match cmd {
-        VolumeCommand::Create { name, size } => {
-            rt.volume_create(&name, size)?;
+        VolumeCommand::Create { name, size, labels } => {
+            rt.volume_create(&name, size, labels.labels()?)?;
             println!("{name}");
         }
-        VolumeCommand::List(ListArgs { format, quiet }) => {
+        VolumeCommand::List(ListArgs {
+            format,
+            quiet,
+            filter,
+        }) => {
+            let filters = Filters::parse(FilterKind::Volumes, &filter)?;
             let listing = Listing {
                 header: format!(
                     "{:<24} {:<8} {:>10} {:>10} CONTAINERS",
@@ -57,7 +66,9 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
                     )
                 },
             };
-            listing.print(&rt.volumes()?, format, quiet)?;
+            let mut volumes = rt.volumes()?;
+            volumes.retain(|v| filters.matches_volume(v));
+            listing.print(&volumes, format, quiet)?;
         }
         VolumeCommand::Inspect(a) => {
             let infos = a

@@ -1,6 +1,7 @@
 //! The persisted definition of a network and the rules its fields obey: name syntax, subnet and
 //! gateway consistency, and the kernel names (bridge, taps) derived from it.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -37,6 +38,8 @@ pub struct NetworkSpec {
     pub gateway: Option<Ipv4Addr>,
     /// No egress: no NAT and no forwarding out of the bridge.
     pub internal: bool,
+    /// User metadata (`network create --label`), kept with the definition.
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A network as stored in `<root>/networks/<name>.json`.
@@ -59,6 +62,9 @@ pub struct NetworkConfig {
     pub mtu: u32,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// User metadata (`network create --label`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A reason a network definition is unacceptable.

@@ -163,6 +163,7 @@ mod tests {
             bridge: format!("cbr{name}"),
             mtu: 1500,
             created: String::new(),
+            labels: Default::default(),
         }
     }
 

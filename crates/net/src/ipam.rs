@@ -111,6 +111,7 @@ mod tests {
             bridge: "cbrx".into(),
             mtu: 1500,
             created: String::new(),
+            labels: Default::default(),
         }
     }
 

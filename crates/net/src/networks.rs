@@ -252,6 +252,7 @@ impl Networks {
             internal: spec.internal,
             mtu: DEFAULT_MTU,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            labels: spec.labels.clone(),
         };
         self.store.write_network(lock, &config)?;
         Ok(config)

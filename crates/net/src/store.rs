@@ -202,6 +202,7 @@ mod tests {
             bridge: "cbr0".into(),
             mtu: 1500,
             created: "now".into(),
+            labels: [("k".to_string(), "v".to_string())].into(),
         };
         assert!(store.read_network(&lock, "n1").unwrap().is_none());
         store.write_network(&lock, &config).unwrap();
@@ -212,6 +213,18 @@ mod tests {
         assert_eq!(store.list_networks(&lock).unwrap(), vec![config]);
         store.remove_network(&lock, "n1").unwrap();
         assert!(store.list_networks(&lock).unwrap().is_empty());
+    }
+
+    #[test]
+    fn networks_defined_before_labels_read_without_them() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let old = r#"{"name":"old","id":"00","subnet":"10.8.0.0/24","gateway":"10.8.0.1",
+            "internal":false,"bridge":"cbr1","mtu":1500,"created":"then"}"#;
+        fs::write(root.path().join("networks/old.json"), old).unwrap();
+        let lock = store.lock().unwrap();
+        let config = store.read_network(&lock, "old").unwrap().unwrap();
+        assert!(config.labels.is_empty());
     }
 
     #[test]

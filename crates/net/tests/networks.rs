@@ -15,6 +15,7 @@ fn spec(name: &str, subnet: &str, internal: bool) -> NetworkSpec {
         subnet: Some(subnet.parse().unwrap()),
         gateway: None,
         internal,
+        ..Default::default()
     }
 }
 

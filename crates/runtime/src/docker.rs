@@ -122,7 +122,7 @@ pub struct Config {
     pub working_dir: String,
     /// The entrypoint; null when none.
     pub entrypoint: Option<Vec<String>>,
-    /// Labels.
+    /// Labels: the image's, with the container's own (`--label`) over them.
     pub labels: BTreeMap<String, String>,
 }
 

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::container::{prepare, Container, ContainerError, ContainerOptions, MonitorCommand};
-use crate::state::{StateError, Store};
+use crate::filter::Filters;
+use crate::state::{StateError, Status, Store};
 
 /// The runtime of one state directory.
 #[derive(Debug, Clone)]
@@ -54,6 +55,29 @@ impl Runtime {
             out.push(Container::new(self.clone(), self.store.reconcile(record)?));
         }
         Ok(out)
+    }
+
+    /// The containers a listing shows: those that pass `filters`, among the running ones, or
+    /// among all with `all` or a filter that asks for stopped ones ([`Filters::shows_all`], as
+    /// docker); oldest first. `ancestor` filters are resolved in the content store first.
+    pub fn list_containers(
+        &self,
+        all: bool,
+        filters: &Filters,
+    ) -> Result<Vec<Container>, ContainerError> {
+        let mut filters = filters.clone();
+        if filters.has_key("ancestor") {
+            if let Ok(store) = oci::Store::open(self.root()) {
+                filters.resolve_images(&store);
+            }
+        }
+        let all = all || filters.shows_all();
+        Ok(self
+            .containers()?
+            .into_iter()
+            .filter(|c| all || c.status() == Status::Running)
+            .filter(|c| filters.is_empty() || filters.matches(&c.summary()))
+            .collect())
     }
 
     /// Creates a container (status `created`) from `opts`: see [`prepare`] for what is

@@ -27,8 +27,8 @@ pub enum ImageError {
     /// The content store cannot be opened.
     #[error("open the image store")]
     OpenStore(#[source] oci::StoreError),
-    /// The image is missing and the pull failed.
-    #[error("image {reference} is not in the store and cannot be pulled")]
+    /// The image is missing (or to be pulled anyway) and the pull failed.
+    #[error("cannot pull image {reference}")]
     Pull {
         /// The normalised reference.
         reference: String,
@@ -39,6 +39,18 @@ pub enum ImageError {
     /// The image is not in the store (and is not to be pulled).
     #[error("image {0} is not in the store (pull, load or import it first)")]
     Missing(String),
+    /// The store has the image, but not for the platform asked for (and it is not to be
+    /// pulled).
+    #[error("image {reference} is not in the store for platform {platform} (pull it for {platform} first)")]
+    MissingPlatform {
+        /// The normalised reference.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+    },
+    /// A platform other than the one our VMs run.
+    #[error("platform {0} is not supported: containers run in linux/amd64 virtual machines")]
+    UnsupportedPlatform(String),
     /// The store has the image but cannot read it.
     #[error("image {reference}")]
     Read {
@@ -57,6 +69,54 @@ pub enum ImageError {
         #[source]
         source: RootfsError,
     },
+}
+
+/// When creating a container pulls its image (docker's `--pull`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// Pull first every time; a failed pull fails the create even when the store has the
+    /// image.
+    Always,
+    /// Pull only what the store lacks (for the platform asked for).
+    #[default]
+    Missing,
+    /// Never pull: an image the store lacks is an error.
+    Never,
+}
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<PullPolicy, String> {
+        match s {
+            "always" => Ok(PullPolicy::Always),
+            "missing" => Ok(PullPolicy::Missing),
+            "never" => Ok(PullPolicy::Never),
+            _ => Err(format!(
+                "invalid pull policy {s:?}: use always, missing or never"
+            )),
+        }
+    }
+}
+
+/// The platform our VMs run: the only one a container can be made for.
+fn guest_platform() -> oci::Platform {
+    oci::Platform {
+        os: "linux".to_string(),
+        architecture: "amd64".to_string(),
+        ..Default::default()
+    }
+}
+
+/// Refuses a platform our VMs cannot run (a `--platform` for anything but linux/amd64: there
+/// is no emulation of other architectures).
+pub fn check_platform(platform: &oci::Platform) -> Result<(), ImageError> {
+    let guest = guest_platform();
+    if platform.os == guest.os && platform.architecture == guest.architecture {
+        Ok(())
+    } else {
+        Err(ImageError::UnsupportedPlatform(platform.to_string()))
+    }
 }
 
 /// An image ready to become a container.
@@ -94,15 +154,54 @@ fn exposed_ports<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<(u16, net::p
     .collect()
 }
 
+fn parse(reference: &str) -> Result<oci::Reference, ImageError> {
+    oci::Reference::parse(reference).map_err(|source| ImageError::Reference {
+        reference: reference.to_string(),
+        source,
+    })
+}
+
+/// What the store has of an image.
+enum Lookup {
+    /// The image (for the platform asked for, or the host's).
+    Found(Box<oci::Image>),
+    /// Nothing under that name.
+    Absent,
+    /// The name, but not for this platform.
+    OtherPlatform(String),
+}
+
+/// `reference` in `store`, for `platform` (default: the host's). A multi-platform image
+/// pulled for another platform, or (with `platform`) a single-platform image for another one,
+/// is there only for another platform.
+fn lookup(
+    store: &oci::Store,
+    r: &oci::Reference,
+    platform: Option<&oci::Platform>,
+) -> Result<Lookup, ImageError> {
+    let wanted = platform.cloned().unwrap_or_else(oci::Platform::host);
+    match store.image_for(r, &wanted) {
+        Ok(i) if platform.is_some() && !wanted.matches(&i.platform) => {
+            Ok(Lookup::OtherPlatform(wanted.to_string()))
+        }
+        Ok(i) => Ok(Lookup::Found(Box::new(i))),
+        Err(oci::StoreError::NotFound(_)) => Ok(Lookup::Absent),
+        Err(oci::StoreError::PlatformNotPulled { .. }) => {
+            Ok(Lookup::OtherPlatform(wanted.to_string()))
+        }
+        Err(source) => Err(ImageError::Read {
+            reference: r.to_string(),
+            source,
+        }),
+    }
+}
+
 /// The content store under `root`, `reference` parsed, and the image if the store has it.
 fn find(
     root: &Path,
     reference: &str,
 ) -> Result<(oci::Store, oci::Reference, Option<oci::Image>), ImageError> {
-    let r = oci::Reference::parse(reference).map_err(|source| ImageError::Reference {
-        reference: reference.to_string(),
-        source,
-    })?;
+    let r = parse(reference)?;
     let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
     match store.image(&r) {
         Ok(i) => Ok((store, r, Some(i))),
@@ -126,23 +225,51 @@ pub fn layers(root: &Path, reference: &str) -> Result<Vec<PathBuf>, ImageError> 
         .collect())
 }
 
-/// Finds `reference` in the content store under `root` (pulling it with `pull` if missing)
-/// and makes sure its rootfs is in the cache. Building blocks; call from a multi-threaded
+/// Finds `reference` in the content store under `root`, pulling it with `pull` as `policy`
+/// says, and makes sure its rootfs is in the cache. With `platform`, the image must be for
+/// that platform (checked with [`check_platform`] first): an image in the store for another
+/// one counts as missing, as docker counts it. Building blocks; call from a multi-threaded
 /// runtime.
 pub async fn resolve(
     root: &Path,
     reference: &str,
     pull: &oci::PullOptions,
+    policy: PullPolicy,
+    platform: Option<&oci::Platform>,
 ) -> Result<ResolvedImage, ImageError> {
-    let (store, r, image) = find(root, reference)?;
-    let image = match image {
-        Some(i) => i,
-        None => oci::pull(&store, &r, pull)
-            .await
-            .map_err(|source| ImageError::Pull {
+    if let Some(p) = platform {
+        check_platform(p)?;
+    }
+    let r = parse(reference)?;
+    let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
+    let local = match policy {
+        PullPolicy::Always => Lookup::Absent,
+        PullPolicy::Missing | PullPolicy::Never => lookup(&store, &r, platform)?,
+    };
+    let image = match (local, policy) {
+        (Lookup::Found(image), _) => *image,
+        (Lookup::Absent, PullPolicy::Never) => return Err(ImageError::Missing(r.to_string())),
+        (Lookup::OtherPlatform(platform), PullPolicy::Never) => {
+            return Err(ImageError::MissingPlatform {
                 reference: r.to_string(),
-                source: Box::new(source),
-            })?,
+                platform,
+            })
+        }
+        (_, _) => {
+            let opts = oci::PullOptions {
+                platform: platform.cloned().or_else(|| pull.platform.clone()),
+                scheme: pull.scheme,
+                concurrency: pull.concurrency,
+                credentials: pull.credentials.clone(),
+                progress: pull.progress.clone(),
+            };
+            oci::pull(&store, &r, &opts)
+                .await
+                .map_err(|source| ImageError::Pull {
+                    reference: r.to_string(),
+                    source: Box::new(source),
+                })?
+        }
     };
     let c = &image.config.config;
     let config = ImageConfig {

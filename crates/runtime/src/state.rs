@@ -163,7 +163,9 @@ pub struct ContainerConfig {
     /// kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
-    /// The container's labels: its image's (docker's `Config.Labels`).
+    /// The container's labels (docker's `Config.Labels`): its image's, overridden key by key
+    /// by its own (`--label`), merged at create as docker merges them. Records written before
+    /// containers had labels hold the image's alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// The ports its image exposes, as the image writes them (`80/tcp`, `8080`).

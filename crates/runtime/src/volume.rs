@@ -98,6 +98,9 @@ pub struct Volume {
     pub mountpoint: PathBuf,
     /// When it was made.
     pub created_at: DateTime<Utc>,
+    /// Its labels (`volume create --label`).
+    #[serde(default)]
+    pub labels: crate::labels::Labels,
 }
 
 /// A fresh name for an anonymous volume: 64 hex digits, like a container id.
@@ -173,6 +176,16 @@ impl VolumeStore {
 
     /// Makes an empty ext4 volume of `size` bytes.
     pub fn create(&self, name: &str, size: u64) -> Result<Volume, VolumeError> {
+        self.create_labelled(name, size, crate::labels::Labels::new())
+    }
+
+    /// [`VolumeStore::create`] with labels.
+    pub fn create_labelled(
+        &self,
+        name: &str,
+        size: u64,
+        labels: crate::labels::Labels,
+    ) -> Result<Volume, VolumeError> {
         Self::check_name(name)?;
         if size < MIN_SIZE {
             return Err(VolumeError::TooSmall(size));
@@ -205,6 +218,7 @@ impl VolumeStore {
                 size_bytes: summary.size_bytes,
                 mountpoint: dest.join("disk.ext4"),
                 created_at: Utc::now(),
+                labels,
             };
             let json = serde_json::to_vec_pretty(&vol).unwrap_or_default();
             let meta = tmp.join("volume.json");
@@ -340,7 +354,12 @@ mod tests {
             store.create("small", 4096),
             Err(VolumeError::TooSmall(_))
         ));
-        store.create("b", 16 << 20).unwrap();
+        let labels = crate::labels::Labels::from([("k".to_string(), "v".to_string())]);
+        let b = store
+            .create_labelled("b", 16 << 20, labels.clone())
+            .unwrap();
+        assert_eq!(b.labels, labels);
+        assert_eq!(store.get("b").unwrap().labels, labels);
         let names: Vec<String> = store.list().unwrap().into_iter().map(|v| v.name).collect();
         assert_eq!(names, ["b", "data"]);
         assert_eq!(store.get("data").unwrap(), v);

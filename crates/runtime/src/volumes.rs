@@ -49,11 +49,16 @@ impl Runtime {
         Ok(self.store().list().map_err(ContainerError::from)?)
     }
 
-    /// Creates volume `name` of `size` bytes (default: [`DEFAULT_SIZE`]).
-    pub fn volume_create(&self, name: &str, size: Option<u64>) -> Result<Volume, VolumesError> {
+    /// Creates volume `name` of `size` bytes (default: [`DEFAULT_SIZE`]) with `labels`.
+    pub fn volume_create(
+        &self,
+        name: &str,
+        size: Option<u64>,
+        labels: crate::labels::Labels,
+    ) -> Result<Volume, VolumesError> {
         Ok(self
             .volume_store()?
-            .create(name, size.unwrap_or(DEFAULT_SIZE))?)
+            .create_labelled(name, size.unwrap_or(DEFAULT_SIZE), labels)?)
     }
 
     /// Every volume.

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use clap::Args;
+use runtime::filter::{FilterKind, Filters};
 use runtime::state::Status;
 use runtime::Container;
 use serde_json::{json, Value};
@@ -24,6 +25,12 @@ pub struct ListArgs {
     /// `table TEMPLATE` for aligned columns with a header.
     #[arg(long, default_value = "table", value_name = "FORMAT")]
     pub format: ListFormat,
+    /// Only list containers that match KEY=VALUE (repeatable; same keys ORed, others ANDed):
+    /// label=KEY[=VALUE], name=REGEXP, status=created|running|exited, id=PREFIX,
+    /// ancestor=IMAGE, network=NAME, volume=NAME|PATH, exited=CODE. A status filter lists
+    /// stopped containers without -a.
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filter: Vec<String>,
 }
 
 /// `container inspect`.
@@ -49,12 +56,8 @@ pub struct PortArgs {
 
 /// `container list`.
 pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
-    let containers: Vec<_> = global
-        .runtime()?
-        .containers()?
-        .into_iter()
-        .filter(|c| a.all || c.status() == Status::Running)
-        .collect();
+    let filters = Filters::parse(FilterKind::Containers, &a.filter)?;
+    let containers = global.runtime()?.list_containers(a.all, &filters)?;
     if a.quiet {
         for c in &containers {
             println!("{}", c.id());

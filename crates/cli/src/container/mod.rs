@@ -1,8 +1,9 @@
 //! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
+//! delete(rm) list(ls, ps) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
 //! One file per group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
+mod cidfile;
 mod cp;
 mod inspect;
 mod lifecycle;
@@ -14,7 +15,9 @@ mod stats;
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand};
+use runtime::image::PullPolicy;
 
 use crate::global::{Format, GlobalOptions};
 
@@ -35,7 +38,7 @@ pub enum ContainerCommand {
     #[command(alias = "rm")]
     Delete(lifecycle::DeleteArgs),
     /// List containers.
-    #[command(alias = "ls")]
+    #[command(aliases = ["ls", "ps"])]
     List(inspect::ListArgs),
     /// Run another process in a running container.
     Exec(run::ExecArgs),
@@ -161,17 +164,37 @@ pub struct CreateFlags {
     /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     pub add_host: Vec<runtime::netconf::ExtraHost>,
+    #[command(flatten)]
+    pub labels: crate::labels::LabelFlags,
+    /// Write the container's id to FILE (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// When to pull the image: always (first, every time), missing (when not in the store),
+    /// never (a missing image is an error).
+    #[arg(
+        long,
+        value_name = "POLICY",
+        default_value = "missing",
+        value_parser = PossibleValuesParser::new(["always", "missing", "never"])
+            .map(|s| s.parse::<PullPolicy>().unwrap_or_default())
+    )]
+    pub pull: PullPolicy,
+    /// The platform the image must be for; only linux/amd64 runs (as OS/ARCH).
+    #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
+    pub platform: Option<oci::Platform>,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
     /// Image reference, then the command and its arguments (default: the image's). Everything
     /// after the image belongs to the command, flags included (as in docker).
+    // One positional, not two: clap stops reading flags only once a trailing var arg has its
+    // first value, so with the image apart `run IMG --rm` would set `--rm`. No hyphen values:
+    // an unknown flag before the image is an error, never taken for the image.
     #[arg(
         value_name = "IMAGE [COMMAND [ARG...]]",
         required = true,
         num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     pub image_and_command: Vec<String>,
 }
@@ -186,6 +209,10 @@ impl CreateFlags {
     pub fn command(&self) -> &[String] {
         self.image_and_command.get(1..).unwrap_or(&[])
     }
+}
+
+fn parse_platform(s: &str) -> Result<oci::Platform, String> {
+    oci::Platform::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {
@@ -286,7 +313,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            (e.interactive, e.command.as_slice()),
+            (e.interactive, e.command()),
             (true, &["ls".to_string(), "-l".to_string()][..])
         );
         assert!(T::try_parse_from(["c", "run", "--cpus", "0", "img"]).is_err());
@@ -302,6 +329,51 @@ mod tests {
             (Some(1.5), Some(-1))
         );
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
+    }
+
+    #[test]
+    fn unknown_flags_before_the_image_are_errors_not_images() {
+        use clap::error::ErrorKind;
+        for args in [
+            &["c", "run", "--restart", "always", "img"][..],
+            &["c", "run", "--bogus", "img", "true"],
+            &["c", "create", "--bogus", "img"],
+            &["c", "exec", "--bogus", "box", "ls"],
+        ] {
+            let e = T::try_parse_from(args).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::UnknownArgument, "{args:?}: {e}");
+        }
+        let e = T::try_parse_from(["c", "run", "--privilegd", "img"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("similar argument exists: '--privileged'"),
+            "{e}"
+        );
+        // What follows the image is the command's, known flags and `--` included.
+        let t = T::try_parse_from(["c", "run", "img", "sh", "-c", "echo --x"]).unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        assert_eq!(r.flags.image(), "img");
+        assert_eq!(r.flags.command(), ["sh", "-c", "echo --x"]);
+        let t = T::try_parse_from(["c", "create", "--", "img", "-d", "--", "-t"]).unwrap();
+        let ContainerCommand::Create(c) = t.c else {
+            panic!()
+        };
+        assert!(!c.flags.tty);
+        assert_eq!(c.flags.command(), ["-d", "--", "-t"]);
+        assert!(T::try_parse_from(["c", "run", "--rm"]).is_err());
+        // exec: flags after the container are the command's, as in docker.
+        let t = T::try_parse_from(["c", "exec", "box", "-i", "ls"]).unwrap();
+        let ContainerCommand::Exec(e) = t.c else {
+            panic!()
+        };
+        assert!(!e.interactive);
+        assert_eq!(
+            (e.container(), e.command()),
+            ("box", &["-i".to_string(), "ls".to_string()][..])
+        );
+        assert!(T::try_parse_from(["c", "exec", "box"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use runtime::protocol::{ExitInfo, Request};
 use runtime::spec::ProcessOptions;
 use runtime::{Container, ContainerError, ContainerOptions, Verb};
 
+use super::cidfile::CidFile;
 use super::{attach, CreateFlags};
 use crate::exit::ExitCode;
 use crate::global::GlobalOptions;
@@ -54,11 +55,30 @@ pub struct ExecArgs {
     /// Give the process every capability.
     #[arg(long)]
     pub privileged: bool,
-    /// Container name or id.
-    pub container: String,
-    /// Command and arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Container name or id, then the command and its arguments. Everything after the
+    /// container belongs to the command, flags included (as in docker).
+    // One positional for the reason given at `CreateFlags::image_and_command`.
+    #[arg(
+        value_name = "CONTAINER COMMAND [ARG...]",
+        required = true,
+        num_args = 2..,
+        trailing_var_arg = true
+    )]
+    pub container_and_command: Vec<String>,
+}
+
+impl ExecArgs {
+    /// The container's name or id.
+    pub fn container(&self) -> &str {
+        self.container_and_command
+            .first()
+            .map_or("", String::as_str)
+    }
+
+    /// The command after the container.
+    pub fn command(&self) -> &[String] {
+        self.container_and_command.get(1..).unwrap_or(&[])
+    }
 }
 
 /// The runtime's options for `run`/`create` from their flags.
@@ -98,16 +118,26 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             options: f.dns_option.clone(),
         },
         extra_hosts: f.add_host.clone(),
+        labels: f.labels.labels()?,
+        pull: f.pull,
+        platform: f.platform.clone(),
     })
 }
 
 async fn create_container(global: &GlobalOptions, f: &CreateFlags) -> anyhow::Result<Container> {
     let opts = options(f)?;
+    // Made before the container, as docker does, so that a second `run` with the same file
+    // fails before it creates anything; removed again if the create fails.
+    let cidfile = f.cidfile.as_deref().map(CidFile::create).transpose()?;
     let pull = oci::PullOptions {
         progress: crate::progress::Bars::for_terminal(false, "pulling"),
         ..Default::default()
     };
-    Ok(global.runtime()?.create(opts, &pull).await?)
+    let container = global.runtime()?.create(opts, &pull).await?;
+    if let Some(file) = cidfile {
+        file.write(container.id())?;
+    }
+    Ok(container)
 }
 
 /// Turns a session's result into this process's exit: the container's code, with the
@@ -169,7 +199,7 @@ pub async fn create(global: &GlobalOptions, a: CreateArgs) -> anyhow::Result<()>
 
 /// `container exec`.
 pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
-    let mut container = global.runtime()?.container(&a.container)?;
+    let mut container = global.runtime()?.container(a.container())?;
     let opts = ProcessOptions {
         env: a.env.clone(),
         workdir: a.workdir.clone(),
@@ -180,7 +210,7 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
         privileged: a.privileged,
         ..Default::default()
     };
-    let spec = container.exec_spec(a.command.clone(), &opts)?;
+    let spec = container.exec_spec(a.command().to_vec(), &opts)?;
     if a.detach {
         return container.exec_detached(spec).await.or_else(finish_err);
     }

@@ -44,6 +44,9 @@ pub struct CreateRequest {
     pub dns: crate::netconf::DnsConfig,
     /// `--add-host`.
     pub extra_hosts: Vec<crate::netconf::ExtraHost>,
+    /// `--label`, `--label-file`: the container's own labels (the image's are in
+    /// `image_config`).
+    pub labels: crate::labels::Labels,
 }
 
 /// Writes a new container record (status `created`).
@@ -97,7 +100,7 @@ pub(crate) fn create_record(
                 dns: req.dns.clone(),
                 extra_hosts: req.extra_hosts.clone(),
                 entrypoint: Some(entrypoint_and_cmd(&req.image_config, &req.process).0),
-                labels: req.image_config.labels.clone(),
+                labels: merge_labels(&req.image_config.labels, &req.labels),
                 exposed_ports: req.image_config.exposed_ports.clone(),
             },
             networks: Vec::new(),
@@ -109,4 +112,36 @@ pub(crate) fn create_record(
         return Err(e.into());
     }
     Ok(record)
+}
+
+/// docker's `Config.Labels` of a new container: the image's, with the container's own
+/// replacing them key by key.
+fn merge_labels(
+    image: &std::collections::BTreeMap<String, String>,
+    own: &crate::labels::Labels,
+) -> crate::labels::Labels {
+    let mut out = image.clone();
+    out.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_labels;
+
+    #[test]
+    fn the_containers_labels_win_over_the_images() {
+        let image = [("a", "image"), ("b", "image")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let own = [("b", "own"), ("c", "own")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        let merged: Vec<_> = merge_labels(&image, &own).into_iter().collect();
+        assert_eq!(
+            merged,
+            [("a", "image"), ("b", "own"), ("c", "own")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+    }
 }

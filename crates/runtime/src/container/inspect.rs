@@ -31,6 +31,14 @@ pub struct Summary {
     pub exit_code: Option<i32>,
     /// Published ports with their bound host ports.
     pub ports: Vec<net::ports::PortSpec>,
+    /// Manifest digest of its image.
+    pub image_digest: String,
+    /// Its labels: its image's, overridden by its own (`--label`), as docker merges them.
+    pub labels: crate::labels::Labels,
+    /// Its networks in interface order (empty: `--network none`).
+    pub networks: Vec<String>,
+    /// Its volumes, bind mounts and tmpfs mounts.
+    pub mounts: Vec<MountSpec>,
 }
 
 impl Container {
@@ -63,6 +71,10 @@ impl Container {
             created: r.created,
             exit_code: r.exit_code,
             ports: r.ports.clone(),
+            image_digest: r.image_digest.clone(),
+            labels: r.config.labels.clone(),
+            networks: r.config.networks.clone(),
+            mounts: r.config.mounts.clone(),
         }
     }
 

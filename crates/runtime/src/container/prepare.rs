@@ -51,6 +51,13 @@ pub struct ContainerOptions {
     pub dns: DnsConfig,
     /// `--add-host`.
     pub extra_hosts: Vec<ExtraHost>,
+    /// The container's own labels (`--label`, `--label-file`); the image's are added under
+    /// them.
+    pub labels: crate::labels::Labels,
+    /// When to pull the image (`--pull`; default: when missing).
+    pub pull: crate::image::PullPolicy,
+    /// The platform the image must be for (`--platform`; only linux/amd64 runs).
+    pub platform: Option<oci::Platform>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -62,6 +69,9 @@ pub async fn prepare(
     pull: &oci::PullOptions,
 ) -> Result<CreateRequest, ContainerError> {
     // Flags that cannot work are refused before an image is pulled or a rootfs built.
+    if let Some(p) = &opts.platform {
+        crate::image::check_platform(p)?;
+    }
     crate::spec::capabilities(&opts.process)?;
     if let Some(h) = &opts.hostname {
         crate::netconf::check_hostname(h)?;
@@ -87,7 +97,8 @@ pub async fn prepare(
         nets.inspect(name)?;
     }
     let resources = opts.resources.limits()?;
-    let image = crate::image::resolve(root, &opts.image, pull).await?;
+    let image =
+        crate::image::resolve(root, &opts.image, pull, opts.pull, opts.platform.as_ref()).await?;
     let publish = publish(opts.publish, opts.publish_all, &image.exposed_ports);
     let mounts = super::mounts::resolve(&VolumeStore::open(root)?, opts.mounts, &image.volumes)?;
     Ok(CreateRequest {
@@ -113,6 +124,7 @@ pub async fn prepare(
         hostname: opts.hostname,
         dns: opts.dns,
         extra_hosts: opts.extra_hosts,
+        labels: opts.labels,
     })
 }
 

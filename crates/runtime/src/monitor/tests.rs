@@ -393,6 +393,7 @@ impl Fixture {
             hostname: None,
             dns: Default::default(),
             extra_hosts: Vec::new(),
+            labels: Default::default(),
         };
         create_record(&self.store, req).unwrap().id
     }
