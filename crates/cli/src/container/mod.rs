@@ -1,5 +1,5 @@
-//! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
+//! Container commands, flattened to the top level of `container`: `run create start stop restart
+//! kill delete(rm) list(ls) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
 //! One file per group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
@@ -27,8 +27,10 @@ pub enum ContainerCommand {
     Create(Box<run::CreateArgs>),
     /// Start created or exited containers.
     Start(lifecycle::StartArgs),
-    /// Stop running containers: SIGTERM, then SIGKILL after the timeout.
+    /// Stop running containers: their stop signal (SIGTERM), then SIGKILL after the timeout.
     Stop(lifecycle::StopArgs),
+    /// Stop (if running) and start containers again.
+    Restart(lifecycle::RestartArgs),
     /// Send a signal to the main process of running containers.
     Kill(lifecycle::KillArgs),
     /// Delete containers and their disks.
@@ -161,6 +163,8 @@ pub struct CreateFlags {
     /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     pub add_host: Vec<runtime::netconf::ExtraHost>,
+    #[command(flatten)]
+    pub stopping: lifecycle::StopFlags,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -232,6 +236,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Create(a) => run::create(global, *a).await,
             ContainerCommand::Start(a) => lifecycle::start(global, a).await,
             ContainerCommand::Stop(a) => lifecycle::stop(global, a).await,
+            ContainerCommand::Restart(a) => lifecycle::restart(global, a).await,
             ContainerCommand::Kill(a) => lifecycle::kill(global, a).await,
             ContainerCommand::Delete(a) => lifecycle::delete(global, a).await,
             ContainerCommand::List(a) => inspect::list(global, a),
@@ -302,6 +307,56 @@ mod tests {
             (Some(1.5), Some(-1))
         );
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
+    }
+
+    #[test]
+    fn stop_flags_and_all() {
+        let t = T::try_parse_from([
+            "c",
+            "run",
+            "--init",
+            "--stop-signal",
+            "sigint",
+            "--stop-timeout",
+            "3",
+            "img",
+        ])
+        .unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        let s = &r.flags.stopping;
+        assert!(s.init);
+        assert_eq!(
+            (s.stop_signal.as_deref(), s.stop_timeout),
+            (Some("sigint"), Some(3))
+        );
+        assert!(T::try_parse_from(["c", "create", "--stop-signal", "NOPE", "img"]).is_err());
+        let t = T::try_parse_from(["c", "stop", "-s", "INT", "-t", "2", "a", "b"]).unwrap();
+        let ContainerCommand::Stop(s) = t.c else {
+            panic!()
+        };
+        assert_eq!(
+            (s.signal, s.time, s.containers.len()),
+            (Some(2), Some(2), 2)
+        );
+        for args in [
+            &["c", "stop", "-a"][..],
+            &["c", "kill", "--all"],
+            &["c", "rm", "-af"],
+            &["c", "restart", "-t", "0", "a"],
+        ] {
+            assert!(T::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        for args in [
+            &["c", "stop"][..],
+            &["c", "stop", "-a", "x"],
+            &["c", "kill", "-a", "x"],
+            &["c", "rm"],
+            &["c", "restart"],
+        ] {
+            assert!(T::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

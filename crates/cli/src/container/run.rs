@@ -79,6 +79,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             cap_add: f.cap_add.clone(),
             cap_drop: f.cap_drop.clone(),
             privileged: f.privileged,
+            init: f.stopping.init,
         },
         env_files: f.env_file.clone(),
         kernel: f.kernel.clone(),
@@ -98,6 +99,8 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             options: f.dns_option.clone(),
         },
         extra_hosts: f.add_host.clone(),
+        stop_signal: f.stopping.stop_signal.clone(),
+        stop_timeout: f.stopping.stop_timeout,
     })
 }
 

@@ -44,6 +44,11 @@ pub struct CreateRequest {
     pub dns: crate::netconf::DnsConfig,
     /// `--add-host`.
     pub extra_hosts: Vec<crate::netconf::ExtraHost>,
+
+    /// `--stop-signal` (checked); None: the image's.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
 }
 
 /// Writes a new container record (status `created`).
@@ -99,6 +104,10 @@ pub(crate) fn create_record(
                 entrypoint: Some(entrypoint_and_cmd(&req.image_config, &req.process).0),
                 labels: req.image_config.labels.clone(),
                 exposed_ports: req.image_config.exposed_ports.clone(),
+                stop_signal: req.stop_signal.clone().or_else(|| {
+                    Some(req.image_config.stop_signal.clone()).filter(|s| !s.is_empty())
+                }),
+                stop_timeout: req.stop_timeout,
             },
             networks: Vec::new(),
             ports: Vec::new(),

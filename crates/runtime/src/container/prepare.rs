@@ -51,6 +51,11 @@ pub struct ContainerOptions {
     pub dns: DnsConfig,
     /// `--add-host`.
     pub extra_hosts: Vec<ExtraHost>,
+
+    /// `--stop-signal` (default: the image's `StopSignal`, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (default: [`crate::state::DEFAULT_STOP_TIMEOUT`]).
+    pub stop_timeout: Option<u64>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -63,6 +68,9 @@ pub async fn prepare(
 ) -> Result<CreateRequest, ContainerError> {
     // Flags that cannot work are refused before an image is pulled or a rootfs built.
     crate::spec::capabilities(&opts.process)?;
+    if let Some(s) = &opts.stop_signal {
+        crate::spec::parse_signal(s)?;
+    }
     if let Some(h) = &opts.hostname {
         crate::netconf::check_hostname(h)?;
     }
@@ -113,6 +121,8 @@ pub async fn prepare(
         hostname: opts.hostname,
         dns: opts.dns,
         extra_hosts: opts.extra_hosts,
+        stop_signal: opts.stop_signal,
+        stop_timeout: opts.stop_timeout,
     })
 }
 
