@@ -269,6 +269,13 @@ pub struct ProcessSpec {
     /// Initial terminal size (rows, cols), when `terminal`.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// Run `args` under a small init (docker's `--init`): the process is vminitd itself in
+    /// its container-init mode, which runs `args` as its only child, forwards the signals it
+    /// gets to it, reaps every orphan of the container and exits with the child's status. For
+    /// a container's first process, which is PID 1 of its PID namespace and so gets no signal
+    /// it has no handler for.
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// One rlimit, OCI style (`RLIMIT_NOFILE`, ...).

@@ -124,6 +124,11 @@ pub struct Config {
     pub entrypoint: Option<Vec<String>>,
     /// Labels: the image's, with the container's own (`--label`) over them.
     pub labels: BTreeMap<String, String>,
+    /// The signal `stop` sends first, as written (`--stop-signal`, else the image's); `""`
+    /// when neither set one (SIGTERM).
+    pub stop_signal: String,
+    /// `--stop-timeout` in seconds; null when not set (10).
+    pub stop_timeout: Option<u64>,
 }
 
 /// The `{}` docker uses as a set member (`ExposedPorts`, `Volumes`).
@@ -166,6 +171,8 @@ pub struct HostConfig {
     pub nano_cpus: u64,
     /// Most processes (null: no limit).
     pub pids_limit: Option<u64>,
+    /// `--init`: true, else null (docker's unset `*bool`).
+    pub init: Option<bool>,
 }
 
 /// A host address and port a container port is published on.
@@ -400,6 +407,8 @@ fn config(r: &ContainerRecord) -> Config {
         working_dir: c.process.cwd.clone(),
         entrypoint: Some(entrypoint).filter(|v| !v.is_empty()),
         labels: c.labels.clone(),
+        stop_signal: c.stop_signal.clone().unwrap_or_default(),
+        stop_timeout: c.stop_timeout,
     }
 }
 
@@ -506,6 +515,7 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         memory: c.resources.memory_bytes.unwrap_or(0),
         nano_cpus: c.resources.nano_cpus.unwrap_or(0),
         pids_limit: c.resources.pids_limit,
+        init: c.process.init.then_some(true),
     }
 }
 
@@ -646,6 +656,7 @@ mod tests {
                             .chain(["CAP_NET_ADMIN".to_string()])
                             .collect(),
                     ),
+                    init: true,
                 },
                 vm: VmOptions::default(),
                 rootfs: "/x".into(),
@@ -699,6 +710,8 @@ mod tests {
                 entrypoint: Some(vec!["/entry".into()]),
                 labels: [("k".to_string(), "v".to_string())].into(),
                 exposed_ports: vec!["80/tcp".into(), "9000".into()],
+                stop_signal: Some("SIGQUIT".into()),
+                stop_timeout: Some(30),
             },
             networks: vec![],
             ports: vec![
@@ -766,7 +779,12 @@ mod tests {
             (&json!("/srv"), &json!("1000"))
         );
         assert_eq!((&c["Tty"], &c["OpenStdin"]), (&json!(true), &json!(false)));
+        assert_eq!(
+            (&c["StopSignal"], &c["StopTimeout"]),
+            (&json!("SIGQUIT"), &json!(30))
+        );
         let h = &d["HostConfig"];
+        assert_eq!(h["Init"], json!(true));
         assert_eq!(
             h["Binds"],
             json!(["data:/data", "/etc/hosts:/host/hosts:ro"])
@@ -855,6 +873,9 @@ mod tests {
         r.config.extra_hosts.clear();
         r.config.dns = Default::default();
         r.config.resources = Default::default();
+        r.config.process.init = false;
+        r.config.stop_signal = None;
+        r.config.stop_timeout = None;
         let d = doc(&r);
         let s = &d["State"];
         assert_eq!(
@@ -873,8 +894,19 @@ mod tests {
         );
         assert_eq!(d["Config"]["ExposedPorts"], json!({}));
         assert_eq!(d["Config"]["Volumes"], json!(null));
+        assert_eq!(
+            (&d["Config"]["StopSignal"], &d["Config"]["StopTimeout"]),
+            (&json!(""), &json!(null))
+        );
         let h = &d["HostConfig"];
-        for k in ["Binds", "CapAdd", "CapDrop", "ExtraHosts", "PidsLimit"] {
+        for k in [
+            "Binds",
+            "CapAdd",
+            "CapDrop",
+            "ExtraHosts",
+            "PidsLimit",
+            "Init",
+        ] {
             assert_eq!(h[k], json!(null), "{k}");
         }
         assert_eq!(

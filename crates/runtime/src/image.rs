@@ -280,6 +280,7 @@ pub async fn resolve(
         user: c.user.clone().unwrap_or_default(),
         labels: c.labels.clone(),
         exposed_ports: c.exposed_ports.keys().cloned().collect(),
+        stop_signal: c.stop_signal.clone().unwrap_or_default(),
     };
     let digest = image.manifest_digest().to_string();
     let layers: Vec<PathBuf> = image

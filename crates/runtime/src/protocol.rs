@@ -76,10 +76,16 @@ pub enum Request {
         /// Signal number.
         signal: i32,
     },
-    /// SIGTERM, then SIGKILL after `timeout_secs`, then VM shutdown. Answers `Exit`.
+    /// The stop signal, then SIGKILL after `timeout_secs`, then VM shutdown. Answers `Exit`.
     Stop {
         /// Grace period in seconds.
         timeout_secs: u64,
+        /// The signal to send first (absent: SIGTERM; clients send the container's own).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+        /// A start follows (`restart`): an `--rm` container is kept, as docker keeps it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restart: bool,
     },
     /// Pack a path of the container as a tar stream. Answers `Stat`, then the stream as
     /// `Stdout` frames, then `Exit` (code 0) or `Error`.
@@ -294,6 +300,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_stop_from_an_older_client_means_sigterm_and_no_restart() {
+        let r: Request = serde_json::from_str(r#"{"op":"stop","timeout_secs":4}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::Stop {
+                timeout_secs: 4,
+                signal: None,
+                restart: false
+            }
+        );
+    }
+
     #[tokio::test]
     async fn frames_round_trip() {
         let frames = vec![
@@ -306,7 +325,11 @@ mod tests {
                 spec: ProcessSpec::default(),
                 detach: false,
             }),
-            Frame::Request(Request::Stop { timeout_secs: 3 }),
+            Frame::Request(Request::Stop {
+                timeout_secs: 3,
+                signal: Some(2),
+                restart: true,
+            }),
             Frame::Request(Request::Stats),
             Frame::Stdin(Bytes::from_static(b"hi")),
             Frame::StdinEof,

@@ -13,6 +13,7 @@
 //! - capabilities = docker's default set, `--cap-add` added and `--cap-drop` removed (`ALL`
 //!   allowed in either), every capability with `--privileged`; `exec` gets the container's set
 //!   (every capability with `exec --privileged`).
+//! - init = `--init`: the main process runs under vminitd's container init (never an `exec`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,6 +47,9 @@ pub enum SpecError {
     /// `--cap-add`/`--cap-drop` names a capability Linux does not have.
     #[error("invalid capability {0:?} in --cap-add/--cap-drop")]
     UnknownCapability(String),
+    /// A signal name or number Linux does not have.
+    #[error("invalid signal {0:?}")]
+    InvalidSignal(String),
 }
 
 /// The parts of an OCI image config the process is made from, and those a container keeps
@@ -74,6 +78,9 @@ pub struct ImageConfig {
     /// `ExposedPorts` keys as the image writes them (`80/tcp`, `53/udp`, `8080`).
     #[serde(default)]
     pub exposed_ports: Vec<String>,
+    /// `StopSignal` as the image writes it (`SIGQUIT`, `3`); empty when it has none.
+    #[serde(default)]
+    pub stop_signal: String,
 }
 
 /// The user's flags that shape the process (`run`/`create`/`exec`).
@@ -103,6 +110,8 @@ pub struct ProcessOptions {
     pub cap_drop: Vec<String>,
     /// `--privileged`: every capability.
     pub privileged: bool,
+    /// `--init`: run under vminitd's container init.
+    pub init: bool,
 }
 
 /// A process to run in the guest (an OCI runtime-spec `process`, reduced to what we set).
@@ -127,6 +136,32 @@ pub struct ProcessSpec {
     /// Capability set when it differs from docker's default (`CAP_` names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Vec<String>>,
+    /// Run under vminitd's container init, which forwards signals to the process and reaps
+    /// the container's orphans (`--init`; a container's main process only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+}
+
+/// Parses a signal as docker does: a number (1–64), or a name with or without `SIG`, in any
+/// case (`TERM`, `sigint`, `SIGKILL`).
+pub fn parse_signal(s: &str) -> Result<i32, SpecError> {
+    let invalid = || SpecError::InvalidSignal(s.to_string());
+    if let Ok(n) = s.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(invalid())
+        };
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| invalid())
 }
 
 /// The capability set the flags ask for; `None` for docker's default.
@@ -266,6 +301,7 @@ pub fn combine(
         open_stdin: opts.open_stdin,
         console_size: opts.console_size.filter(|_| opts.terminal),
         capabilities: capabilities(opts)?,
+        init: opts.init,
     })
 }
 
@@ -310,6 +346,8 @@ pub fn exec_spec(
             Some(all) => Some(all),
             None => main.capabilities.clone(),
         },
+        // Only the container's first process is its PID 1.
+        init: false,
     })
 }
 
@@ -393,6 +431,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(split(&o), (s(&["/bin/sh"]), vec![]));
+    }
+
+    #[test]
+    fn signals_parse_as_docker_parses_them() {
+        assert_eq!(parse_signal("9").unwrap(), 9);
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("SIGINT").unwrap(), 2);
+        assert_eq!(parse_signal("HUP").unwrap(), 1);
+        for bad in ["0", "65", "-1", "BOGUS", ""] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn init_is_the_main_process_s_alone() {
+        let o = ProcessOptions {
+            init: true,
+            ..Default::default()
+        };
+        let main = combine(&image(), &o, "h", &none).unwrap();
+        assert!(main.init);
+        let exec = exec_spec(&main, s(&["ls"]), &ProcessOptions::default(), &none).unwrap();
+        assert!(!exec.init);
     }
 
     #[test]

@@ -171,6 +171,35 @@ pub struct ContainerConfig {
     /// The ports its image exposes, as the image writes them (`80/tcp`, `8080`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exposed_ports: Vec<String>,
+
+    /// The signal `stop` sends first, as written (`--stop-signal`, else the image's
+    /// `StopSignal`); None: SIGTERM. See [`ContainerConfig::signal_to_stop`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits for the process before SIGKILL (`--stop-timeout`); None:
+    /// [`DEFAULT_STOP_TIMEOUT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+}
+
+/// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
+pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
+
+impl ContainerConfig {
+    /// The signal that stops this container: its stop signal, or SIGTERM when it has none or
+    /// the image's does not parse (docker falls back the same way; a flag was checked at
+    /// create).
+    pub fn signal_to_stop(&self) -> i32 {
+        self.stop_signal
+            .as_deref()
+            .and_then(|s| crate::spec::parse_signal(s).ok())
+            .unwrap_or(libc::SIGTERM)
+    }
+
+    /// How long `stop` waits after the stop signal before SIGKILL.
+    pub fn grace_to_stop(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT))
+    }
 }
 
 /// The record kept in state.json.
@@ -667,6 +696,8 @@ mod tests {
                 entrypoint: None,
                 labels: BTreeMap::new(),
                 exposed_ports: Vec::new(),
+                stop_signal: None,
+                stop_timeout: None,
             },
             networks: vec![],
             ports: vec![],

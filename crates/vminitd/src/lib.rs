@@ -8,6 +8,7 @@
 
 pub mod boot;
 pub mod caps;
+pub mod container_init;
 pub mod copy;
 pub mod copyup;
 pub mod error;

@@ -1,5 +1,6 @@
-//! The vminitd binary: PID 1 of the VM, or (`--listen SOCKET`) an ordinary agent server for
-//! tests and development.
+//! The vminitd binary: PID 1 of the VM, the init of a container started with `--init` (see
+//! `container_init.rs`), or (`--listen SOCKET`) an ordinary agent server for tests and
+//! development.
 
 // No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
 #![warn(clippy::unwrap_used)]
@@ -12,6 +13,10 @@ fn usage() -> ! {
 }
 
 fn main() {
+    // Before the PID check: a container init is PID 1 too, of its container's namespace.
+    if vminitd::container_init::invoked() {
+        vminitd::container_init::main();
+    }
     if std::process::id() == 1 {
         vminitd::init_main();
     }

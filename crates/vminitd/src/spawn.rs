@@ -78,6 +78,9 @@ pub struct Plan {
     pub stdio: ChildStdio,
     /// cgroup directory to join (its `cgroup.procs`), if any.
     pub cgroup: Option<PathBuf>,
+    /// Exec vminitd's container init (see `container_init.rs`) with `args`, instead of
+    /// `args` themselves.
+    pub init: bool,
 }
 
 /// A forked child waiting to be started.
@@ -260,7 +263,15 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
     }
     ctx(caps::apply(&plan.caps), || "set capabilities".into())?;
 
-    let exe = lookup(&plan.args[0], &plan.path)?;
+    // With an init, the command is still looked up here: a missing or non-executable one is
+    // reported as such (127, 126) before the container starts, not by the init after.
+    let mut exe = lookup(&plan.args[0], &plan.path)?;
+    let mut args = plan.args.clone();
+    if plan.init {
+        exe = lookup(&crate::container_init::exe(), &[])
+            .map_err(|(_, e, msg)| (b'E', e, format!("the container init {msg}")))?;
+        args = crate::container_init::argv(&plan.args);
+    }
     report(status, b'R', 0, "");
 
     // Wait for start (or for the parent to give up, which closes the pipe).
@@ -273,7 +284,7 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
             unsafe { libc::_exit(1) }
         }
     }
-    let mut argv: Vec<*const libc::c_char> = plan.args.iter().map(|a| a.as_ptr()).collect();
+    let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.env.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
@@ -325,7 +336,7 @@ fn stdio(s: &ChildStdio) -> Result<(), ChildErr> {
 /// Finds `arg0` as execvp would: a name with a `/` is used as is, otherwise each PATH
 /// directory is tried; the first executable regular file wins. Distinguishes "no such file"
 /// (127) from "found but not executable" (126).
-fn lookup(arg0: &CString, path: &[PathBuf]) -> Result<CString, ChildErr> {
+pub(crate) fn lookup(arg0: &CString, path: &[PathBuf]) -> Result<CString, ChildErr> {
     let name = std::ffi::OsStr::from_bytes(arg0.as_bytes());
     let candidates: Vec<PathBuf> = if name.as_bytes().contains(&b'/') {
         vec![PathBuf::from(name)]

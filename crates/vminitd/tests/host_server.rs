@@ -404,3 +404,104 @@ async fn round_trip_and_exec_latency() {
     );
     c.kill(init, 9, false).await.unwrap();
 }
+
+/// A container process with `init`: vminitd re-executed as the container's PID 1 in front of
+/// the command.
+fn with_init(args: &[&str]) -> agent::ProcessSpec {
+    agent::ProcessSpec {
+        init: true,
+        ..process(args)
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for namespaces and mounts: run scripts/test.sh"
+)]
+async fn an_init_forwards_signals_reaps_orphans_and_passes_the_exit_on() {
+    // The init is vminitd exec'd again inside the container: it must be the static build.
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let server = start_server_from(&testkit::static_vminitd(), dir.path());
+    let c = connect(&server.socket).await;
+
+    // SIGTERM ends a command that has no handler for it at once: it is not PID 1 any more.
+    let h = c
+        .create_process(create(
+            "i1",
+            Some(&rootfs),
+            with_init(&["sh", "-c", "echo pid=$$ ppid=$PPID; sleep 600"]),
+        ))
+        .await
+        .unwrap();
+    let mut out = c.stdout(h);
+    c.start(h).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.recv().await.unwrap()),
+        "pid=2 ppid=1\n"
+    );
+    let (o, _, st) = run(&c, create("i1", None, process(&["cat", "/proc/1/cmdline"])))
+        .await
+        .unwrap();
+    assert_eq!(st.code, Some(0));
+    assert_eq!(
+        o,
+        "vminitd-init\0--\0sh\0-c\0echo pid=$$ ppid=$PPID; sleep 600\0"
+    );
+    let t0 = std::time::Instant::now();
+    c.kill(h, libc::SIGTERM, false).await.unwrap();
+    let st = tokio::time::timeout(Duration::from_secs(5), c.wait(h))
+        .await
+        .expect("SIGTERM ends the command at once")
+        .unwrap();
+    assert_eq!(
+        st,
+        ExitStatus {
+            code: Some(143),
+            signal: None
+        },
+        "128+SIGTERM, as tini"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+
+    // A signal the command handles reaches its handler; orphans are reaped, not left as
+    // zombies; the command's own exit code is the init's.
+    let script = "trap 'echo got USR1; exit 5' USR1; sh -c 'sleep 0.2 &'; sleep 1; \
+                  cat /proc/[0-9]*/stat | grep -c ') Z '; echo ready; \
+                  while true; do sleep 0.1; done";
+    let h = c
+        .create_process(create(
+            "i2",
+            Some(&rootfs),
+            with_init(&["sh", "-c", script]),
+        ))
+        .await
+        .unwrap();
+    let mut out = c.stdout(h);
+    c.start(h).await.unwrap();
+    let mut seen = String::new();
+    while !seen.contains("ready") {
+        seen.push_str(&String::from_utf8_lossy(&out.recv().await.unwrap()));
+    }
+    assert_eq!(seen, "0\nready\n", "no zombie left");
+    c.kill(h, libc::SIGUSR1, false).await.unwrap();
+    let st = tokio::time::timeout(Duration::from_secs(5), c.wait(h))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.code, Some(5));
+    assert_eq!(
+        String::from_utf8_lossy(&out.read_to_end().await),
+        "got USR1\n"
+    );
+
+    // A command that does not exist is refused before the container starts, as without an
+    // init (127).
+    let err = c
+        .create_process(create("i3", Some(&rootfs), with_init(&["nosuchcommand"])))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ExecutableNotFound), "{err}");
+}

@@ -1,12 +1,37 @@
-//! `start`, `stop`, `kill` and `delete`.
+//! `start`, `stop`, `restart`, `kill`, `delete` and `update`, and the flags of `run`/`create`
+//! that decide how a container stops (`--init`, `--stop-signal`, `--stop-timeout`).
+//!
+//! Every verb here takes several containers and works on them at once (docker's
+//! `parallelOperation`): stopping five containers that ignore SIGTERM takes one timeout, not
+//! five. See [`each`].
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use runtime::container::StopOptions;
 use runtime::protocol::Request;
+use runtime::state::Status;
+use runtime::Runtime;
 
 use super::{attach, run};
 use crate::global::GlobalOptions;
+
+/// `run`/`create` flags for the container's PID 1 and how `stop` ends it.
+#[derive(Debug, Args)]
+pub struct StopFlags {
+    /// Run an init inside the container that forwards signals to the command and reaps
+    /// orphaned processes (so a `sleep` or `sh` stops on SIGTERM at once).
+    #[arg(long)]
+    pub init: bool,
+    /// Signal that `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL", value_parser = check_signal)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits after the stop signal before SIGKILL (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+}
 
 /// `container start`.
 #[derive(Debug, Args)]
@@ -25,9 +50,31 @@ pub struct StartArgs {
 /// `container stop`.
 #[derive(Debug, Args)]
 pub struct StopArgs {
-    /// Seconds to wait after SIGTERM before SIGKILL.
-    #[arg(short, long, default_value_t = 10)]
-    pub time: u64,
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+    /// --stop-timeout, else 10).
+    #[arg(short, long, value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// Signal to send first (default: the container's stop signal, else SIGTERM).
+    #[arg(short, long, value_parser = parse_signal)]
+    pub signal: Option<i32>,
+    /// Stop every running container.
+    #[arg(short, long, conflicts_with = "containers")]
+    pub all: bool,
+    /// Containers (name or id).
+    #[arg(required_unless_present = "all")]
+    pub containers: Vec<String>,
+}
+
+/// `container restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+    /// --stop-timeout, else 10).
+    #[arg(short, long, value_name = "SECONDS")]
+    pub time: Option<u64>,
+    /// Signal to send first (default: the container's stop signal, else SIGTERM).
+    #[arg(short, long, value_parser = parse_signal)]
+    pub signal: Option<i32>,
     /// Containers (name or id).
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -39,8 +86,11 @@ pub struct KillArgs {
     /// Signal to send (name like KILL/SIGTERM, or number).
     #[arg(short, long, default_value = "KILL", value_parser = parse_signal)]
     pub signal: i32,
+    /// Signal every running container.
+    #[arg(short, long, conflicts_with = "containers")]
+    pub all: bool,
     /// Containers (name or id).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all")]
     pub containers: Vec<String>,
 }
 
@@ -61,39 +111,75 @@ pub struct DeleteArgs {
     /// Kill and delete running containers.
     #[arg(short, long)]
     pub force: bool,
+    /// Delete every container (running ones only with --force; they are skipped otherwise).
+    #[arg(short, long, conflicts_with = "containers")]
+    pub all: bool,
     /// Containers (name or id).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all")]
     pub containers: Vec<String>,
 }
 
 /// Parses `9`, `KILL` or `SIGKILL`.
 pub fn parse_signal(s: &str) -> Result<i32, String> {
-    if let Ok(n) = s.parse::<i32>() {
-        if (1..=64).contains(&n) {
-            return Ok(n);
-        }
-        return Err(format!("invalid signal number {n}"));
-    }
-    let upper = s.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| format!("unknown signal {s:?}"))
+    runtime::spec::parse_signal(s).map_err(|e| e.to_string())
 }
 
-/// Runs `f` for each container, printing each name on success; fails after all if any failed.
-async fn each<F, Fut>(names: &[String], mut f: F) -> anyhow::Result<()>
+/// Checks a signal and keeps it as written (docker shows `--stop-signal` as given).
+fn check_signal(s: &str) -> Result<String, String> {
+    parse_signal(s).map(|_| s.to_string())
+}
+
+/// The containers `--all` means: the names of those `keep` accepts, oldest first.
+fn all_names(rt: &Runtime, keep: impl Fn(Status) -> bool) -> anyhow::Result<Vec<String>> {
+    Ok(rt
+        .containers()?
+        .iter()
+        .filter(|c| keep(c.status()))
+        .map(|c| c.name().to_string())
+        .collect())
+}
+
+/// Runs `f` on every named container at once, printing each name as given once `f` succeeded
+/// for it, or its error, in the order of `names`; fails after all if any failed.
+///
+/// Names of the same container (twice the name, or a name and an id prefix) run one after the
+/// other in their order, so that `rm X X` removes X once and then finds no such container,
+/// as with docker, instead of two removals racing.
+async fn each<F, Fut>(rt: &Runtime, names: &[String], f: F) -> anyhow::Result<()>
 where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    F: Fn(String) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    let mut failed = 0;
+    type Slot = tokio::sync::oneshot::Sender<anyhow::Result<()>>;
+    let mut groups: Vec<(String, Vec<(String, Slot)>)> = Vec::new();
+    let mut results = Vec::new();
     for name in names {
-        match f(name.clone()).await {
+        // A name that does not resolve fails on its own when `f` runs; it is its own group.
+        let key = rt
+            .container(name)
+            .map_or_else(|_| name.clone(), |c| c.id().to_string());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        results.push((name.clone(), rx));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push((name.clone(), tx)),
+            None => groups.push((key, vec![(name.clone(), tx)])),
+        }
+    }
+    let f = Arc::new(f);
+    for (_, group) in groups {
+        let f = Arc::clone(&f);
+        tokio::spawn(async move {
+            for (name, slot) in group {
+                let _ = slot.send(f(name).await);
+            }
+        });
+    }
+    let mut failed = 0;
+    for (name, rx) in results {
+        let result = rx
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("{name}: the operation was abandoned")));
+        match result {
             Ok(()) => println!("{name}"),
             Err(e) => {
                 eprintln!("Error: {}", crate::exit::chain(&e));
@@ -107,7 +193,7 @@ where
     Ok(())
 }
 
-/// `container start`.
+/// `container start`: a container that already runs is fine (docker's `start`).
 pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     if a.attach || a.interactive {
@@ -130,21 +216,54 @@ pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
             .await,
         );
     }
-    each(&a.containers, |name| {
-        let rt = rt.clone();
-        async move { Ok(rt.container(&name)?.start_detached().await?) }
+    let verb_rt = rt.clone();
+    each(&rt, &a.containers, move |name| {
+        let rt = verb_rt.clone();
+        async move {
+            rt.container(&name)?.start_unless_running().await?;
+            Ok(())
+        }
     })
     .await
+}
+
+/// The runtime's form of `-t` and `-s`.
+fn stop_options(time: Option<u64>, signal: Option<i32>) -> StopOptions {
+    StopOptions {
+        signal,
+        timeout: time.map(Duration::from_secs),
+    }
 }
 
 /// `container stop`.
 pub async fn stop(global: &GlobalOptions, a: StopArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
-    let timeout = Duration::from_secs(a.time);
-    each(&a.containers, |name| {
-        let rt = rt.clone();
+    let names = if a.all {
+        all_names(&rt, |s| s == Status::Running)?
+    } else {
+        a.containers
+    };
+    let opts = stop_options(a.time, a.signal);
+    let verb_rt = rt.clone();
+    each(&rt, &names, move |name| {
+        let rt = verb_rt.clone();
         async move {
-            rt.container(&name)?.stop(timeout).await?;
+            rt.container(&name)?.stop(opts).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// `container restart`: stop (if running), then start, each container at once.
+pub async fn restart(global: &GlobalOptions, a: RestartArgs) -> anyhow::Result<()> {
+    let rt = global.runtime()?;
+    let opts = stop_options(a.time, a.signal);
+    let verb_rt = rt.clone();
+    each(&rt, &a.containers, move |name| {
+        let rt = verb_rt.clone();
+        async move {
+            rt.container(&name)?.restart(opts).await?;
             Ok(())
         }
     })
@@ -154,9 +273,16 @@ pub async fn stop(global: &GlobalOptions, a: StopArgs) -> anyhow::Result<()> {
 /// `container kill`.
 pub async fn kill(global: &GlobalOptions, a: KillArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
-    each(&a.containers, |name| {
-        let rt = rt.clone();
-        async move { Ok(rt.container(&name)?.kill(a.signal).await?) }
+    let names = if a.all {
+        all_names(&rt, |s| s == Status::Running)?
+    } else {
+        a.containers
+    };
+    let signal = a.signal;
+    let verb_rt = rt.clone();
+    each(&rt, &names, move |name| {
+        let rt = verb_rt.clone();
+        async move { Ok(rt.container(&name)?.kill(signal).await?) }
     })
     .await
 }
@@ -169,8 +295,9 @@ pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()>
     }
     let rt = global.runtime()?;
     let change = r.flags();
-    each(&a.containers, |name| {
-        let rt = rt.clone();
+    let verb_rt = rt.clone();
+    each(&rt, &a.containers, move |name| {
+        let rt = verb_rt.clone();
         async move {
             rt.container(&name)?.update(change).await?;
             Ok(())
@@ -182,9 +309,16 @@ pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()>
 /// `container delete`.
 pub async fn delete(global: &GlobalOptions, a: DeleteArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
-    each(&a.containers, |name| {
-        let rt = rt.clone();
-        async move { Ok(rt.container(&name)?.delete(a.force).await?) }
+    let force = a.force;
+    let names = if a.all {
+        all_names(&rt, |s| force || s != Status::Running)?
+    } else {
+        a.containers
+    };
+    let verb_rt = rt.clone();
+    each(&rt, &names, move |name| {
+        let rt = verb_rt.clone();
+        async move { Ok(rt.container(&name)?.delete(force).await?) }
     })
     .await
 }

@@ -1,5 +1,6 @@
-//! Container commands, flattened to the top level of `container`: `run create start stop kill
-//! delete(rm) list(ls, ps) exec logs inspect cp stats port`, plus the hidden monitor subcommand.
+//! Container commands, flattened to the top level of `container`: `run create start stop restart
+//! kill delete(rm) list(ls, ps) exec logs inspect cp stats port`, plus the hidden monitor
+//! subcommand.
 //! One file per group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
@@ -30,8 +31,10 @@ pub enum ContainerCommand {
     Create(Box<run::CreateArgs>),
     /// Start created or exited containers.
     Start(lifecycle::StartArgs),
-    /// Stop running containers: SIGTERM, then SIGKILL after the timeout.
+    /// Stop running containers: their stop signal (SIGTERM), then SIGKILL after the timeout.
     Stop(lifecycle::StopArgs),
+    /// Stop (if running) and start containers again.
+    Restart(lifecycle::RestartArgs),
     /// Send a signal to the main process of running containers.
     Kill(lifecycle::KillArgs),
     /// Delete containers and their disks.
@@ -182,6 +185,8 @@ pub struct CreateFlags {
     /// The platform the image must be for; only linux/amd64 runs (as OS/ARCH).
     #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
     pub platform: Option<oci::Platform>,
+    #[command(flatten)]
+    pub stopping: lifecycle::StopFlags,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -259,6 +264,7 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Create(a) => run::create(global, *a).await,
             ContainerCommand::Start(a) => lifecycle::start(global, a).await,
             ContainerCommand::Stop(a) => lifecycle::stop(global, a).await,
+            ContainerCommand::Restart(a) => lifecycle::restart(global, a).await,
             ContainerCommand::Kill(a) => lifecycle::kill(global, a).await,
             ContainerCommand::Delete(a) => lifecycle::delete(global, a).await,
             ContainerCommand::List(a) => inspect::list(global, a),
@@ -374,6 +380,56 @@ mod tests {
             ("box", &["-i".to_string(), "ls".to_string()][..])
         );
         assert!(T::try_parse_from(["c", "exec", "box"]).is_err());
+    }
+
+    #[test]
+    fn stop_flags_and_all() {
+        let t = T::try_parse_from([
+            "c",
+            "run",
+            "--init",
+            "--stop-signal",
+            "sigint",
+            "--stop-timeout",
+            "3",
+            "img",
+        ])
+        .unwrap();
+        let ContainerCommand::Run(r) = t.c else {
+            panic!()
+        };
+        let s = &r.flags.stopping;
+        assert!(s.init);
+        assert_eq!(
+            (s.stop_signal.as_deref(), s.stop_timeout),
+            (Some("sigint"), Some(3))
+        );
+        assert!(T::try_parse_from(["c", "create", "--stop-signal", "NOPE", "img"]).is_err());
+        let t = T::try_parse_from(["c", "stop", "-s", "INT", "-t", "2", "a", "b"]).unwrap();
+        let ContainerCommand::Stop(s) = t.c else {
+            panic!()
+        };
+        assert_eq!(
+            (s.signal, s.time, s.containers.len()),
+            (Some(2), Some(2), 2)
+        );
+        for args in [
+            &["c", "stop", "-a"][..],
+            &["c", "kill", "--all"],
+            &["c", "rm", "-af"],
+            &["c", "restart", "-t", "0", "a"],
+        ] {
+            assert!(T::try_parse_from(args).is_ok(), "{args:?}");
+        }
+        for args in [
+            &["c", "stop"][..],
+            &["c", "stop", "-a", "x"],
+            &["c", "kill", "-a", "x"],
+            &["c", "rm"],
+            &["c", "restart"],
+        ] {
+            assert!(T::try_parse_from(args).is_err(), "{args:?}");
+        }
     }
 
     #[test]

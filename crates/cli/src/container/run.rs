@@ -99,6 +99,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             cap_add: f.cap_add.clone(),
             cap_drop: f.cap_drop.clone(),
             privileged: f.privileged,
+            init: f.stopping.init,
         },
         env_files: f.env_file.clone(),
         kernel: f.kernel.clone(),
@@ -121,6 +122,8 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         labels: f.labels.labels()?,
         pull: f.pull,
         platform: f.platform.clone(),
+        stop_signal: f.stopping.stop_signal.clone(),
+        stop_timeout: f.stopping.stop_timeout,
     })
 }
 

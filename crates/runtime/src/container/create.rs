@@ -47,6 +47,11 @@ pub struct CreateRequest {
     /// `--label`, `--label-file`: the container's own labels (the image's are in
     /// `image_config`).
     pub labels: crate::labels::Labels,
+
+    /// `--stop-signal` (checked); None: the image's.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
 }
 
 /// Writes a new container record (status `created`).
@@ -102,6 +107,10 @@ pub(crate) fn create_record(
                 entrypoint: Some(entrypoint_and_cmd(&req.image_config, &req.process).0),
                 labels: merge_labels(&req.image_config.labels, &req.labels),
                 exposed_ports: req.image_config.exposed_ports.clone(),
+                stop_signal: req.stop_signal.clone().or_else(|| {
+                    Some(req.image_config.stop_signal.clone()).filter(|s| !s.is_empty())
+                }),
+                stop_timeout: req.stop_timeout,
             },
             networks: Vec::new(),
             ports: Vec::new(),

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Container, ContainerError, Verb};
+use super::{Container, ContainerError, StopOptions, Verb};
 
 impl Container {
     /// Deletes the container; a running one only with `force` (it is killed first).
@@ -12,7 +12,12 @@ impl Container {
             if !force {
                 self.check(Verb::Delete)?;
             }
-            self.stop(Duration::ZERO).await?;
+            // Killed at once, as docker's `rm -f` does (no stop signal, no grace).
+            let now = StopOptions {
+                signal: Some(libc::SIGKILL),
+                timeout: Some(Duration::ZERO),
+            };
+            self.stop(now).await?;
             crate::client::wait_stopped(self.rt.store(), self.id(), Duration::from_secs(30))
                 .await?;
         }

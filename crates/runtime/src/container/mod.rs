@@ -1,9 +1,9 @@
 //! Containers through one type, [`Container`], reached from a [`Runtime`](crate::Runtime):
 //! one file per verb ([`create`](crate::Runtime::create) with [`prepare`], `start`, `stop`/`kill`,
-//! `exec`, `update`, `copy`, `delete`, `inspect`), every verb checked against the container's
-//! state by one table ([`Verb::accepts`]). The CLI, the Engine API server, the containerd shim
-//! and the builder all go through these methods. Attach and exec sessions relay through
-//! [`crate::client`].
+//! `restart`, `exec`, `update`, `copy`, `delete`, `inspect`), every verb checked against the
+//! container's state by one table ([`Verb::accepts`]). The CLI, the Engine API server, the
+//! containerd shim and the builder all go through these methods. Attach and exec sessions relay
+//! through [`crate::client`].
 
 mod copy;
 mod create;
@@ -12,6 +12,7 @@ mod exec;
 mod inspect;
 mod mounts;
 mod prepare;
+mod restart;
 mod start;
 mod stop;
 mod update;
@@ -23,6 +24,7 @@ pub use inspect::Summary;
 pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError};
 pub use prepare::{prepare, ContainerOptions, PortSpec, Protocol};
 pub use start::MonitorCommand;
+pub use stop::StopOptions;
 pub use update::LimitsChange;
 
 use crate::state::{ContainerRecord, Status};

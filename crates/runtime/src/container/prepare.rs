@@ -58,6 +58,11 @@ pub struct ContainerOptions {
     pub pull: crate::image::PullPolicy,
     /// The platform the image must be for (`--platform`; only linux/amd64 runs).
     pub platform: Option<oci::Platform>,
+
+    /// `--stop-signal` (default: the image's `StopSignal`, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout` in seconds (default: [`crate::state::DEFAULT_STOP_TIMEOUT`]).
+    pub stop_timeout: Option<u64>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -73,6 +78,9 @@ pub async fn prepare(
         crate::image::check_platform(p)?;
     }
     crate::spec::capabilities(&opts.process)?;
+    if let Some(s) = &opts.stop_signal {
+        crate::spec::parse_signal(s)?;
+    }
     if let Some(h) = &opts.hostname {
         crate::netconf::check_hostname(h)?;
     }
@@ -125,6 +133,8 @@ pub async fn prepare(
         dns: opts.dns,
         extra_hosts: opts.extra_hosts,
         labels: opts.labels,
+        stop_signal: opts.stop_signal,
+        stop_timeout: opts.stop_timeout,
     })
 }
 

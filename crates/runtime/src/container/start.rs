@@ -11,6 +11,7 @@ use tokio::net::UnixStream;
 use super::{Container, ContainerError, Verb};
 use crate::client;
 use crate::protocol::Request;
+use crate::state::Status;
 
 /// How long a monitor may take to open its socket.
 const MONITOR_START: Duration = Duration::from_secs(30);
@@ -53,6 +54,20 @@ impl Container {
         let stream = self.start(false).await?;
         client::request(stream, self.id(), Request::WaitStarted).await?;
         Ok(())
+    }
+
+    /// [`Container::start_detached`], except that a container that already runs is left as
+    /// it is and is no error (docker's `start`); returns whether this call started it.
+    pub async fn start_unless_running(&self) -> Result<bool, ContainerError> {
+        match self.start_detached().await {
+            Ok(()) => Ok(true),
+            Err(ContainerError::WrongState {
+                verb: Verb::Start,
+                status: Status::Running,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     pub(crate) async fn launch_and_connect(

@@ -7,18 +7,45 @@ use crate::client::{self, ClientError};
 use crate::protocol::{ExitInfo, Frame, Request};
 use crate::state::Status;
 
+/// What `stop` (and `restart`) may override of the container's own way to stop: its stop
+/// signal (`--stop-signal`, the image's, else SIGTERM) and its timeout (`--stop-timeout`,
+/// else 10 s). Default: the container's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopOptions {
+    /// The signal to send first (`stop -s`).
+    pub signal: Option<i32>,
+    /// How long to wait for the process after it before SIGKILL (`stop -t`).
+    pub timeout: Option<Duration>,
+}
+
 impl Container {
-    /// SIGTERM, then SIGKILL after `timeout`, then VM shutdown; returns once the container is
-    /// down. Stopping a container that is not running is not an error (docker's behaviour).
-    pub async fn stop(&mut self, timeout: Duration) -> Result<Option<ExitInfo>, ContainerError> {
+    /// The stop signal, then SIGKILL after the timeout, then VM shutdown; returns once the
+    /// container is down. Stopping a container that is not running is not an error (docker's
+    /// behaviour).
+    pub async fn stop(&mut self, opts: StopOptions) -> Result<Option<ExitInfo>, ContainerError> {
+        self.stop_for(opts, false).await
+    }
+
+    /// [`Container::stop`]; with `restart`, an `--rm` container is kept for the start that
+    /// follows.
+    pub(super) async fn stop_for(
+        &mut self,
+        opts: StopOptions,
+        restart: bool,
+    ) -> Result<Option<ExitInfo>, ContainerError> {
         self.refresh()?;
         if self.status() != Status::Running {
             return Ok(None);
         }
+        let config = &self.record.config;
+        let signal = opts.signal.unwrap_or_else(|| config.signal_to_stop());
+        let timeout = opts.timeout.unwrap_or_else(|| config.grace_to_stop());
         let store = self.rt.store();
         let stream = client::connect(store, self.id()).await?;
         let req = Request::Stop {
             timeout_secs: timeout.as_secs(),
+            signal: Some(signal),
+            restart,
         };
         let frame = client::request(stream, self.id(), req).await;
         // Wait for the monitor to finish its teardown (state written, sockets gone).

@@ -43,8 +43,6 @@ pub const MAIN: &str = "main";
 const ATTACH_WAIT: Duration = Duration::from_secs(30);
 /// Grace for the guest to power off before the VM process is killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// Default grace period when the monitor itself is asked to stop (SIGTERM).
-const SELF_STOP_GRACE: u64 = 10;
 
 /// Errors that keep the monitor from doing its job at all (anything later is recorded in
 /// state.json as the container's exit instead). [`run`] records these too, except
@@ -98,8 +96,10 @@ pub(crate) struct Shared {
     pub(crate) clients: Mutex<Vec<mpsc::Sender<Frame>>>,
     /// Signalled when the first client attaches.
     pub(crate) attached: Notify,
-    /// Stop requests (grace period in seconds).
-    pub(crate) stop: mpsc::UnboundedSender<u64>,
+    /// Stop requests.
+    pub(crate) stop: mpsc::UnboundedSender<StopOrder>,
+    /// A restart asked for the stop: an `--rm` container is not deleted when it ends.
+    pub(crate) keep: std::sync::atomic::AtomicBool,
     pub(crate) exec_seq: std::sync::atomic::AtomicU64,
     /// The container's name, for messages.
     pub(crate) name: String,
@@ -122,6 +122,13 @@ impl Shared {
             let _ = c.send(frame.clone()).await;
         }
     }
+}
+
+/// How to stop the main process: `signal` now, SIGKILL after `grace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StopOrder {
+    pub(crate) signal: i32,
+    pub(crate) grace: Duration,
 }
 
 /// Options of one monitor run.
@@ -250,6 +257,7 @@ async fn supervise(
         clients: Mutex::new(Vec::new()),
         attached: Notify::new(),
         stop: stop_tx,
+        keep: Default::default(),
         exec_seq: Default::default(),
         name: record.name.clone(),
         copy_done: Notify::new(),
@@ -315,7 +323,8 @@ async fn supervise(
         let _ = accept.await;
         return Ok(info.code);
     }
-    let auto_remove = record.config.auto_remove;
+    let auto_remove =
+        record.config.auto_remove && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
     let status = if outcome.started {
         Status::Exited
     } else {
@@ -434,7 +443,7 @@ async fn start_and_supervise(
     id: &str,
     backend: &dyn VmBackend,
     shared: &Arc<Shared>,
-    stop_rx: &mut mpsc::UnboundedReceiver<u64>,
+    stop_rx: &mut mpsc::UnboundedReceiver<StopOrder>,
     dir: &std::path::Path,
     claims: &mut Vec<crate::volume::Claim>,
 ) -> Outcome {
@@ -559,7 +568,7 @@ async fn start(
 /// the process (or its VM) ends.
 async fn relay_until_exit(
     shared: &Arc<Shared>,
-    stop_rx: &mut mpsc::UnboundedReceiver<u64>,
+    stop_rx: &mut mpsc::UnboundedReceiver<StopOrder>,
     dir: &std::path::Path,
     running: Running,
 ) -> Outcome {
@@ -617,9 +626,14 @@ async fn relay_until_exit(
             why = booted.vm.wait() => {
                 break fault(Fault::VmExited(why.0));
             }
-            Some(grace) = stop_rx.recv() => spawn_stopper(guest.clone(), grace),
+            Some(order) = stop_rx.recv() => spawn_stopper(guest.clone(), order),
             Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                spawn_stopper(guest.clone(), SELF_STOP_GRACE);
+                // Stopped as `stop` would stop it (a host shutdown, `kill` of the monitor).
+                let order = StopOrder {
+                    signal: record.config.signal_to_stop(),
+                    grace: record.config.grace_to_stop(),
+                };
+                spawn_stopper(guest.clone(), order);
             }
         }
     };
@@ -780,11 +794,11 @@ fn claim_volumes(
     Ok(out)
 }
 
-/// SIGTERM now, SIGKILL after the grace period.
-fn spawn_stopper(guest: Arc<dyn Guest>, grace: u64) {
+/// The stop signal now, SIGKILL after the grace period.
+fn spawn_stopper(guest: Arc<dyn Guest>, order: StopOrder) {
     tokio::spawn(async move {
-        let _ = guest.signal(MAIN, libc::SIGTERM).await;
-        tokio::time::sleep(Duration::from_secs(grace)).await;
+        let _ = guest.signal(MAIN, order.signal).await;
+        tokio::time::sleep(order.grace).await;
         let _ = guest.signal(MAIN, libc::SIGKILL).await;
     });
 }

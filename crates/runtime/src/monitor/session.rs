@@ -68,8 +68,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             });
             write_frame(&mut wr, &reply.await).await
         }
-        Request::Stop { timeout_secs } => {
-            let _ = shared.stop.send(timeout_secs);
+        Request::Stop {
+            timeout_secs,
+            signal,
+            restart,
+        } => {
+            if restart {
+                shared.keep.store(true, Ordering::SeqCst);
+            }
+            let _ = shared.stop.send(super::StopOrder {
+                signal: signal.unwrap_or(libc::SIGTERM),
+                grace: std::time::Duration::from_secs(timeout_secs),
+            });
             let info = ended(&shared).await;
             write_frame(&mut wr, &Frame::Exit(info)).await
         }

@@ -394,6 +394,8 @@ impl Fixture {
             dns: Default::default(),
             extra_hosts: Vec::new(),
             labels: Default::default(),
+            stop_signal: None,
+            stop_timeout: None,
         };
         create_record(&self.store, req).unwrap().id
     }
@@ -655,9 +657,12 @@ async fn stop_escalates_to_sigkill_after_timeout() {
     client::request(s, &id, Request::WaitStarted).await.unwrap();
     let t = std::time::Instant::now();
     let s = f.connect(&id).await;
-    let r = client::request(s, &id, Request::Stop { timeout_secs: 1 })
-        .await
-        .unwrap();
+    let stop = Request::Stop {
+        timeout_secs: 1,
+        signal: None,
+        restart: false,
+    };
+    let r = client::request(s, &id, stop).await.unwrap();
     assert_eq!(
         r,
         Frame::Exit(ExitInfo {
@@ -668,6 +673,38 @@ async fn stop_escalates_to_sigkill_after_timeout() {
     );
     assert!(t.elapsed() >= Duration::from_secs(1));
     assert_eq!(mon.await.unwrap(), 137);
+}
+
+#[tokio::test]
+async fn stop_sends_the_signal_asked_for_and_a_restart_keeps_an_rm_container() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, true);
+    let mon = f.spawn(&id, FakeBackend::default(), false);
+    let s = f.connect(&id).await;
+    client::request(s, &id, Request::WaitStarted).await.unwrap();
+    let s = f.connect(&id).await;
+    let stop = Request::Stop {
+        timeout_secs: 10,
+        signal: Some(libc::SIGINT),
+        restart: true,
+    };
+    let t = std::time::Instant::now();
+    let r = client::request(s, &id, stop).await.unwrap();
+    assert_eq!(
+        r,
+        Frame::Exit(ExitInfo {
+            code: 128 + libc::SIGINT,
+            reason: None,
+            error: None,
+        })
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "no wait for SIGKILL");
+    assert_eq!(mon.await.unwrap(), 130);
+    let rec = f
+        .store
+        .load(&id)
+        .expect("an --rm container outlives a restart's stop");
+    assert_eq!(rec.status, Status::Exited);
 }
 
 #[tokio::test]

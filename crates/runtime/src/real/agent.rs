@@ -132,6 +132,7 @@ impl AgentGuest {
                 stdin: spec.open_stdin,
                 console_size: spec.console_size,
                 capability_set: spec.capabilities.clone(),
+                init: spec.init,
                 ..Default::default()
             },
         }

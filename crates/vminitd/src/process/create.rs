@@ -84,6 +84,7 @@ impl Processes {
             no_new_privs: spec.no_new_privileges,
             stdio: child_stdio,
             cgroup: placed.cgroup.clone(),
+            init: spec.init,
         };
         let forked = spawn::fork(plan).map_err(|e| GuestError::sys("fork", e))?;
         let status =

@@ -55,8 +55,14 @@ impl Drop for Server {
 }
 
 pub fn start_server(dir: &Path) -> Server {
+    start_server_from(Path::new(env!("CARGO_BIN_EXE_vminitd")), dir)
+}
+
+/// [`start_server`] with the vminitd binary at `exe` (the static one, for what execs vminitd
+/// again inside a container, where a dynamically linked build finds no loader).
+pub fn start_server_from(exe: &Path, dir: &Path) -> Server {
     let socket = dir.join("agent.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_vminitd"))
+    let child = Command::new(exe)
         .arg("--listen")
         .arg(&socket)
         .arg("--run-dir")
