@@ -484,13 +484,14 @@ pub struct CopyOut {
 
 /// Renewal of a VM restored from a template. A template is booted with
 /// [`crate::contract::TEMPLATE_ARG`]: vminitd then loads only the modules of the agent's
-/// channel ([`crate::contract::EARLY_MODULES`]), keeps the others open, and waits. Every clone
-/// of it starts with the same RNG state, clock and boot data, so this request, answered with
-/// `Ok` before any other is served, (1) mixes `entropy` into the kernel's pool and reseeds it
-/// (so `/proc/sys/kernel/random/boot_id`, read first after this, differs per clone), (2) sets
-/// the wall clock, (3) loads the deferred modules, so disks and network interfaces are probed
-/// only now, with this VM's backends, and waits until every virtio device but the balloon has
-/// its driver and every disk its `/dev` node.
+/// channel and the block driver ([`crate::contract::EARLY_MODULES`]), keeps the others open,
+/// and waits. Every clone of it starts with the same RNG state, clock and boot data, so this
+/// request, answered with `Ok` before any other is served, (1) mixes `entropy` into the
+/// kernel's pool and reseeds it (so `/proc/sys/kernel/random/boot_id`, read first after this,
+/// differs per clone), (2) sets the wall clock, (3) loads the deferred modules, so network
+/// interfaces are probed only now, with this VM's backends, and waits until every virtio
+/// device but the balloon has its driver and every disk its `/dev` node, (4) waits until each
+/// disk reports its capacity in `disks` and drops the block cache of the placeholders.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resume {
     /// Random bytes from the host (at least 32) for the kernel's pool.
@@ -501,6 +502,12 @@ pub struct Resume {
     /// punches holes into the shared template RAM file of a private mapping.
     #[serde(default)]
     pub balloon: bool,
+    /// Capacity in bytes of each virtio disk, in attach order (`/dev/vda` first). The template
+    /// probed its placeholder disks; the guest waits until its block devices report these
+    /// capacities (QEMU announces them after the restore) and drops what it cached of the
+    /// placeholders, so nothing of the template's disks is seen.
+    #[serde(default)]
+    pub disks: Vec<u64>,
 }
 
 /// Copy a tar stream into a container.

@@ -1,7 +1,7 @@
 //! PID 1 boot: the console, kernel modules, a tmpfs root in place of the initramfs (so
 //! containers can pivot_root), the standard mounts, cgroup v2 controllers, loopback. A
 //! template boot ([`agent::contract::TEMPLATE_ARG`]) loads only the agent channel's modules
-//! and keeps the others for `Resume` (src/template.rs).
+//! and the block driver, and keeps the others for `Resume` (src/template.rs).
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -31,7 +31,9 @@ pub fn boot() -> Template {
     });
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let template = if template::is_template(&cmdline) {
-        crate::log!("template boot: only the agent channel's modules now, the rest on resume");
+        crate::log!(
+            "template boot: the agent channel's and disks' modules now, the rest on resume"
+        );
         Template::waiting(load_modules(Path::new(MODULES_LIST), true))
     } else {
         load_modules(Path::new(MODULES_LIST), false);
@@ -245,9 +247,15 @@ mod tests {
         };
         assert_eq!(
             names(early),
-            ["virtio_ring", "virtio", "virtio_mmio", "virtio_console"]
+            [
+                "virtio_ring",
+                "virtio",
+                "virtio_mmio",
+                "virtio_blk",
+                "virtio_console"
+            ]
         );
-        assert_eq!(names(late), ["virtio_blk", "failover", "virtio_balloon"]);
+        assert_eq!(names(late), ["failover", "virtio_balloon"]);
     }
 
     #[test]

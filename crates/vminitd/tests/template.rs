@@ -1,8 +1,9 @@
 //! Template boots in a real VM: the static vminitd as PID 1 of a QEMU microvm (TCG) booted with
-//! `container.template=1`, with a disk, a NIC and a balloon whose drivers must wait for
-//! `Resume`. The first test resumes the template in place; the second saves it (QMP `stop` +
-//! `migrate` with `x-ignore-shared`, RAM in a shared file) and restores two clones with other
-//! disks and MACs, each of which must see its own disk, MAC and `boot_id`.
+//! `container.template=1`, with a disk (probed at boot), a NIC and a balloon whose drivers must
+//! wait for `Resume`. The first test resumes the template in place; the second saves it (QMP
+//! `stop` + `migrate` with `x-ignore-shared`, RAM in a shared file) with a small placeholder
+//! disk and restores two clones with other, larger disks and other MACs, each of which must see
+//! its own disk (capacity and content), MAC and `boot_id`.
 //!
 //! Needs what `tests/vm.rs` needs (kernel .deb, static vminitd, qemu-system-x86, cpio,
 //! e2fsprogs, busybox-static).
@@ -19,7 +20,7 @@ use agent::{Client, ErrorCode, Interface, Mount, Resume};
 use common::*;
 use testkit::guest::{self, Guest, KernelFiles, Microvm};
 
-/// In load order; a template loads only the agent channel's four at boot.
+/// In load order; a template loads only the agent channel's four and virtio_blk at boot.
 const MODULES: [&str; 9] = [
     "virtio_ring",
     "virtio",
@@ -171,12 +172,17 @@ async fn connect(vm: &Vm, timeout: Duration) -> Client {
     }
 }
 
-fn resume(entropy: Vec<u8>) -> Resume {
+fn resume(entropy: Vec<u8>, disks: Vec<u64>) -> Resume {
     Resume {
         entropy,
         time_unix_ns: RESUME_TIME_S * 1_000_000_000,
         balloon: false,
+        disks,
     }
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).unwrap().len()
 }
 
 fn random_bytes(n: usize) -> Vec<u8> {
@@ -223,7 +229,7 @@ async fn sh(c: &Client, script: &str) -> Vec<String> {
     not(container_testenv),
     ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
 )]
-async fn a_template_probes_disks_and_nics_only_on_resume() {
+async fn a_template_probes_nics_only_on_resume() {
     let dir = tempfile::tempdir().unwrap();
     let fx = fixture(dir.path());
     let img = disk(dir.path(), "disk", "from the disk");
@@ -237,9 +243,7 @@ async fn a_template_probes_disks_and_nics_only_on_resume() {
     );
     let c = connect(&vm, Duration::from_secs(90)).await;
 
-    // Before Resume, no disk or NIC driver has probed its device.
-    let err = c.mount(mount_vda()).await.unwrap_err();
-    assert!(err.to_string().contains("/dev/vda"), "{err}");
+    // Before Resume, no NIC driver has probed its device (the disk's has).
     assert_eq!(
         c.setup_interface(eth0("02:00:00:00:00:02"))
             .await
@@ -248,16 +252,22 @@ async fn a_template_probes_disks_and_nics_only_on_resume() {
         Some(ErrorCode::NotFound)
     );
     // Too little entropy is refused, and leaves the VM resumable.
+    let disks = vec![size(&img)];
     assert_eq!(
-        c.resume(resume(random_bytes(31))).await.unwrap_err().code(),
+        c.resume(resume(random_bytes(31), disks.clone()))
+            .await
+            .unwrap_err()
+            .code(),
         Some(ErrorCode::InvalidArgument)
     );
 
     let t = Instant::now();
-    c.resume(resume(random_bytes(64))).await.unwrap();
+    c.resume(resume(random_bytes(64), disks.clone()))
+        .await
+        .unwrap();
     eprintln!("resume took {:?}", t.elapsed());
     // One Resume per VM; the refusal leaves the VM usable.
-    let again = c.resume(resume(random_bytes(64))).await.unwrap_err();
+    let again = c.resume(resume(random_bytes(64), disks)).await.unwrap_err();
     assert_eq!(again.code(), Some(ErrorCode::InvalidArgument), "{again}");
     c.ping().await.unwrap();
 
@@ -370,9 +380,14 @@ async fn clones_of_a_saved_template_see_their_own_disks_macs_and_boot_ids() {
         .set_len(u64::from(MEMORY_MIB) << 20)
         .unwrap();
 
-    // The template: booted with a placeholder disk, saved once its agent port is open (no
-    // host has connected: a clone's first session starts from scratch).
-    let placeholder = disk(d, "placeholder", "template");
+    // The template: booted with a placeholder disk (1 MiB of zeros, as the runtime's), saved
+    // once its agent port is open (no host has connected: a clone's first session starts from
+    // scratch).
+    let placeholder = d.join("placeholder.img");
+    std::fs::File::create(&placeholder)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
     let mut t = start(
         &fx,
         d,
@@ -415,8 +430,15 @@ async fn clones_of_a_saved_template_see_their_own_disks_macs_and_boot_ids() {
         );
         q.wait_migration();
         q.cmd("cont", serde_json::json!({}));
+        // The guest still holds the placeholder's capacity: QEMU announces this disk's.
+        q.cmd(
+            "block_resize",
+            serde_json::json!({"device": "d0", "size": size(&img)}),
+        );
         let c = connect(&vm, Duration::from_secs(30)).await;
-        c.resume(resume(random_bytes(64))).await.unwrap();
+        c.resume(resume(random_bytes(64), vec![size(&img)]))
+            .await
+            .unwrap();
         eprintln!(
             "clone {n}: resumed {:?} after QEMU start",
             started.elapsed()
@@ -425,10 +447,12 @@ async fn clones_of_a_saved_template_see_their_own_disks_macs_and_boot_ids() {
         c.setup_interface(eth0(mac)).await.unwrap();
         let out = sh(
             &c,
-            "cat /hello; echo; cat /sys/class/net/eth0/address /proc/sys/kernel/random/boot_id",
+            "cat /hello; echo; cat /sys/class/net/eth0/address /proc/sys/kernel/random/boot_id; \
+             cat /sys/block/vda/size",
         )
         .await;
         assert_eq!(out[..2], [hello, mac.to_string()], "{out:?}");
+        assert_eq!(out[3], (size(&img) / 512).to_string(), "{out:?}");
         seen.push(out[2].clone());
     }
     assert_ne!(seen[0], seen[1], "clones share a boot_id");

@@ -193,6 +193,40 @@ impl Qmp {
         Ok(())
     }
 
+    /// Has QEMU announce the capacity of each of our disks (`disk0`, `disk1`, … of
+    /// [`crate::VmConfig`]) to the guest as a virtio config change, by resizing each to the
+    /// size it already has; returns the sizes in bytes, in disk order. A VM restored from a
+    /// template needs it: its guest probed the template's placeholder disks and still holds
+    /// their capacity.
+    pub fn announce_disk_sizes(&mut self) -> Result<Vec<u64>, QmpError> {
+        let blocks = self.execute("query-block", None)?;
+        let mut disks: Vec<(usize, u64)> = Vec::new();
+        for b in blocks.as_array().into_iter().flatten() {
+            let Some(index) = b["device"]
+                .as_str()
+                .and_then(|d| d.strip_prefix("disk"))
+                .and_then(|i| i.parse::<usize>().ok())
+            else {
+                continue;
+            };
+            let size = b["inserted"]["image"]["virtual-size"]
+                .as_u64()
+                .ok_or_else(|| QmpError::Command {
+                    command: "query-block".into(),
+                    message: format!("disk{index} reports no size"),
+                })?;
+            disks.push((index, size));
+        }
+        disks.sort_unstable();
+        for (index, size) in &disks {
+            self.execute(
+                "block_resize",
+                Some(json!({ "device": format!("disk{index}"), "size": size })),
+            )?;
+        }
+        Ok(disks.into_iter().map(|(_, size)| size).collect())
+    }
+
     /// Ends QEMU.
     pub fn quit(&mut self) -> Result<(), QmpError> {
         self.execute("quit", None).map(|_| ())

@@ -244,20 +244,21 @@ impl QemuBackend {
         tracing::debug!("QEMU running (pid {:?})", vm.pid);
         let connected = async {
             let mut early = None;
+            let mut disks = Vec::new();
             if let (Some(dir), Some(qmp)) = (template, &qmp) {
                 // Connected before the restore, the clone's agent port comes up with its host
                 // already there, as in the saved template: the guest keeps its session and
                 // takes the Hello as a restart, instead of seeing a hang-up and polling for
                 // the next host (about 30 ms under TCG).
                 early = tokio::net::UnixStream::connect(&sock).await.ok();
-                super::template::restore(dir, qmp).await?;
+                disks = super::template::restore(dir, qmp).await?;
                 tracing::debug!("VM state restored");
             }
             let client = connect_agent(&sock, early, &mut vm, &req.console_log).await?;
             if template.is_some() {
                 tracing::debug!("agent connected, resuming");
                 client
-                    .resume(super::template::resume_request(balloon))
+                    .resume(super::template::resume_request(balloon, disks))
                     .await
                     .map_err(boot_src("resume the restored VM"))?;
             }

@@ -158,6 +158,8 @@ pub fn key(cfg: &vmm::VmConfig) -> String {
         "cpu": cfg.cpu_model(),
         "tbSize": cfg.tb_size_mib,
         "disks": cfg.disks.len(),
+        // A template's guest probed its disks: a read-only one negotiated other features.
+        "disksReadonly": cfg.disks.iter().map(|d| d.readonly).collect::<Vec<_>>(),
         // The backend kind shapes the device: a tap offers more virtio-net features.
         "nets": cfg.nets.iter().map(|n| if n.user.is_some() { "user" } else { "tap" }).collect::<Vec<_>>(),
         "balloon": cfg.balloon,
@@ -292,7 +294,6 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
             .map_err(boot_src("create a placeholder disk"))?;
         d.path = path;
         d.format = vmm::DiskFormat::Raw;
-        d.readonly = false;
     }
     // The template's NIC drivers never run, but each backend must be of the clones' kind (see
     // net::ScratchTap): a tap attached to nothing, or user-mode networking without forwards.
@@ -385,11 +386,12 @@ pub fn clone_config(cfg: &mut vmm::VmConfig, dir: &Path, qmp_socket: PathBuf) {
 }
 
 /// Loads the template's device state into a clone started with [`clone_config`].
-pub async fn restore(dir: &Path, qmp_socket: &Path) -> Result<(), BootError> {
+pub async fn restore(dir: &Path, qmp_socket: &Path) -> Result<Vec<u64>, BootError> {
     let (state, qmp) = (dir.join("state"), qmp_socket.to_path_buf());
     tokio::task::spawn_blocking(move || {
         let mut q = vmm::qmp::Qmp::connect(&qmp, Duration::from_secs(10))?;
-        q.restore(&state)
+        q.restore(&state)?;
+        q.announce_disk_sizes()
     })
     .await
     .map_err(boot_src("restore the template"))?
@@ -397,8 +399,8 @@ pub async fn restore(dir: &Path, qmp_socket: &Path) -> Result<(), BootError> {
 }
 
 /// The first request to a clone: fresh entropy and clock, then its own devices (the balloon
-/// driver too when `balloon`).
-pub fn resume_request(balloon: bool) -> agent::Resume {
+/// driver too when `balloon`) and its disks' capacities (`disks`, from [`restore`]).
+pub fn resume_request(balloon: bool, disks: Vec<u64>) -> agent::Resume {
     use rand::RngCore;
     let mut entropy = vec![0u8; 64];
     rand::rngs::OsRng.fill_bytes(&mut entropy);
@@ -409,6 +411,7 @@ pub fn resume_request(balloon: bool) -> agent::Resume {
         entropy,
         time_unix_ns: u64::try_from(now.as_nanos()).unwrap_or(u64::MAX),
         balloon,
+        disks,
     }
 }
 
