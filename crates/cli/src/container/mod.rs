@@ -67,11 +67,18 @@ pub enum ContainerCommand {
 pub struct ResourceFlags {
     /// CPU limit, fractions allowed (e.g. 1.5): the VM gets ceil(N) vCPUs and the container
     /// N CPUs' worth of time (default: 1 vCPU, no quota).
-    #[arg(long, value_name = "N", value_parser = parse_cpus)]
+    // A negative value is the value (refused by the parser with the flag's name), not a flag.
+    #[arg(long, value_name = "N", value_parser = parse_cpus, allow_negative_numbers = true)]
     pub cpus: Option<f64>,
     /// Memory limit (e.g. 256m, 1g): the container's processes are OOM-killed beyond it; the
     /// VM gets this plus the guest's own overhead (default: no limit, a 512 MiB VM).
-    #[arg(short, long, value_name = "SIZE", value_parser = parse_memory)]
+    #[arg(
+        short,
+        long,
+        value_name = "SIZE",
+        value_parser = parse_memory,
+        allow_negative_numbers = true
+    )]
     pub memory: Option<u64>,
     /// Most processes the container may have (0 or -1: unlimited).
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
