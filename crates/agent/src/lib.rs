@@ -13,6 +13,7 @@ pub mod contract;
 pub mod copy;
 pub mod error;
 pub mod frame;
+pub mod layer;
 pub mod schema;
 pub mod server;
 
