@@ -399,6 +399,7 @@ mod tests {
         assert!(loads_early(Path::new("/lib/modules/virtio-mmio.ko")));
         assert!(loads_early(Path::new("virtio_console.ko")));
         assert!(loads_early(Path::new("/lib/modules/virtio_blk.ko")));
+        assert!(loads_early(Path::new("/lib/modules/overlay.ko")));
         assert!(!loads_early(Path::new("/lib/modules/virtio_net.ko")));
         assert!(!loads_early(Path::new(
             "/lib/modules/virtio/virtio_balloon.ko"
