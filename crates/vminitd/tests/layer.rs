@@ -33,7 +33,7 @@ const MODULES: [&str; 6] = [
 /// Applets the steps use, beyond the common rootfs's.
 const APPLETS: &[&str] = &[
     "rm", "mkdir", "ln", "chmod", "chown", "mkfifo", "mknod", "find", "sort", "md5sum", "cut",
-    "stat", "readlink", "dd", "test", "[",
+    "stat", "readlink", "dd", "test", "[", "mv",
 ];
 
 /// A file capability: VFS_CAP_REVISION_2 with cap_net_raw permitted and effective.
@@ -41,7 +41,8 @@ const CAP: [u8; 20] = [
     0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
-/// The step: every kind of change a RUN makes to a base image.
+/// The step: every kind of change a RUN makes to a base image (`mv` of a base directory
+/// included, which overlayfs would record as a redirect unless mounted `redirect_dir=off`).
 const STEP: &str = "set -e
 echo new > /new.txt
 echo changed >> /data/modify.txt
@@ -60,6 +61,7 @@ ln -s ../new.txt /newdir/link
 mkfifo -m 0640 /newdir/fifo
 mknod -m 0620 /newdir/null c 1 3
 chmod 0750 /data/cap
+mv /movable /moved
 ";
 
 /// Lists the tree a container sees (not its /proc, /sys, /dev, nor the /etc files vminitd
@@ -116,6 +118,8 @@ fn base_tree(root: &Path) {
     std::fs::create_dir_all(root.join("olddir/sub")).unwrap();
     std::fs::write(root.join("olddir/a"), "a").unwrap();
     std::fs::write(root.join("olddir/sub/b"), "b").unwrap();
+    std::fs::create_dir(root.join("movable")).unwrap();
+    std::fs::write(root.join("movable/m"), "moved").unwrap();
     std::fs::create_dir(root.join("multi")).unwrap();
     std::fs::write(root.join("multi/x"), "linked").unwrap();
     std::fs::hard_link(root.join("multi/x"), root.join("multi/y")).unwrap();
@@ -371,6 +375,11 @@ async fn run_step_changes_become_a_layer_and_come_back() {
             "data/cap",
             "data/.wh.delete.txt",
             "data/modify.txt",
+            // With redirect_dir=off the kernel refuses to rename a lower directory (EXDEV)
+            // and mv copies it.
+            ".wh.movable",
+            "moved/",
+            "moved/m",
             "new.txt",
             "newdir/",
             "newdir/fifo",
