@@ -1,7 +1,7 @@
 //! OCI image layers in and out of overlayfs, for `container build`: what an overlay directory's
 //! entries mean as a layer tar and back (OCI image spec, layer.md "Representing Changesets"
 //! and "Whiteouts"; the kernel's Documentation/filesystems/overlayfs.rst), the checks every
-//! entry name passes, and the two walks that apply them ([`pack`], [`unpack`]). vminitd runs
+//! entry name passes, and the two walks that apply them ([`pack`](fn@pack), [`unpack`](fn@unpack)). vminitd runs
 //! both in the builder VM (`LayerOut`, `LayerIn`); the decisions here are plain functions of
 //! names and attributes, so the host can apply the same rules to what it writes itself.
 //!
@@ -84,7 +84,7 @@ pub fn is_whiteout_device(mode: u32, rdev: u64) -> bool {
     mode & libc::S_IFMT == libc::S_IFCHR && rdev == 0
 }
 
-/// What [`pack`] does with one xattr of an entry of an overlay directory.
+/// What [`pack`](fn@pack) does with one xattr of an entry of an overlay directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpperXattr {
     /// A file attribute: goes into the layer.
@@ -101,7 +101,7 @@ pub enum UpperXattr {
     Unrepresentable,
 }
 
-/// Decides what [`pack`] does with xattr `name` = `value` of an entry (`is_dir`: a directory).
+/// Decides what [`pack`](fn@pack) does with xattr `name` = `value` of an entry (`is_dir`: a directory).
 pub fn upper_xattr(name: &[u8], value: &[u8], is_dir: bool) -> UpperXattr {
     let Some(key) = name.strip_prefix(OVERLAY_XATTR_PREFIX) else {
         return UpperXattr::Keep;
@@ -115,7 +115,7 @@ pub fn upper_xattr(name: &[u8], value: &[u8], is_dir: bool) -> UpperXattr {
     }
 }
 
-/// Whether [`unpack`] applies an xattr a layer carries. overlayfs' own never come from a
+/// Whether [`unpack`](fn@unpack) applies an xattr a layer carries. overlayfs' own never come from a
 /// layer: one could redirect a lookup or fake a metacopy in the builder's overlay; the only
 /// one a layer can ask for, opaqueness, has its marker entry.
 pub fn layer_xattr_allowed(name: &[u8]) -> bool {
