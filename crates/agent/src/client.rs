@@ -378,6 +378,28 @@ impl Client {
         }
     }
 
+    /// Starts packing the guest directory `req.path` as an OCI layer tar (see [`LayerOut`]):
+    /// read it from [`Client::stdout`] of the returned handle, then [`Client::wait`] (a
+    /// non-zero exit means the stream is incomplete; [`Client::stderr`] says why) and
+    /// [`Client::delete`].
+    pub async fn layer_out(&self, req: LayerOut) -> Result<CopyStarted, ClientError> {
+        match self.call(Request::LayerOut(req)).await? {
+            Response::CopyStarted(c) => Ok(c),
+            _ => Err(ClientError::UnexpectedReply { call: "layer_out" }),
+        }
+    }
+
+    /// Starts unpacking an OCI layer tar into the new guest directory `req.path` (see
+    /// [`LayerIn`]): write it to [`Client::stdin`] of the returned handle and close it, then
+    /// [`Client::wait`] (non-zero: nothing was created, [`Client::stderr`] says why) and
+    /// [`Client::delete`].
+    pub async fn layer_in(&self, req: LayerIn) -> Result<CopyStarted, ClientError> {
+        match self.call(Request::LayerIn(req)).await? {
+            Response::CopyStarted(c) => Ok(c),
+            _ => Err(ClientError::UnexpectedReply { call: "layer_in" }),
+        }
+    }
+
     /// Attaches the process's stdout (the pty output for a terminal process).
     pub fn stdout(&self, handle: ProcessHandle) -> OutputStream {
         self.attach(stream_id(handle, StdioStream::Stdout))

@@ -40,14 +40,17 @@ pub const MOUNT_OPTION_COPYUP: &str = "copyup";
 /// interface is probed before a clone has its own; disks are, see [`EARLY_MODULES`]).
 pub const TEMPLATE_ARG: &str = "container.template=1";
 
-/// The modules a template loads at boot: the virtio transport, the agent's console port and
-/// the block driver. A template's disks are placeholders; a clone's are the same devices over
-/// its own files, whose capacity QEMU announces after the restore (`Resume::disks`): probing
-/// them again in every clone cost about 110 ms under TCG, re-reading a capacity costs nothing.
+/// The modules a template loads at boot: the virtio transport, the agent's console port,
+/// the block driver and overlayfs (a builder VM's; it drives no device, so nothing of it
+/// belongs to one clone). A template's disks are placeholders; a clone's are the same devices
+/// over its own files, whose capacity QEMU announces after the restore (`Resume::disks`):
+/// probing them again in every clone cost about 110 ms under TCG, re-reading a capacity
+/// costs nothing.
 pub const EARLY_MODULES: &[&str] = &[
     "virtio",
     "virtio_ring",
     "virtio_mmio",
     "virtio_console",
     "virtio_blk",
+    "overlay",
 ];

@@ -1,7 +1,8 @@
 //! The host↔guest agent protocol of the project: one schema ([`schema`]), a length-prefixed
 //! framing with resynchronisation ([`frame`]), stable error codes ([`error`]), the host-side
-//! [`Client`] and guest-side helpers ([`server`]), and the names outside the schema that both
-//! sides rely on ([`contract`]). Transport-agnostic: anything that is
+//! [`Client`] and guest-side helpers ([`server`]), the names outside the schema that both
+//! sides rely on ([`contract`]), and the tar streams both sides read and write: `cp`'s
+//! ([`copy`]) and the builder's image layers ([`layer`]). Transport-agnostic: anything that is
 //! `AsyncRead + AsyncWrite` carries it (virtio-serial through a QEMU unix socket in practice).
 
 // No unwrap on data from outside (DIRECTION.md); tests may (clippy.toml).
@@ -13,6 +14,7 @@ pub mod contract;
 pub mod copy;
 pub mod error;
 pub mod frame;
+pub mod layer;
 pub mod schema;
 pub mod server;
 

@@ -66,6 +66,17 @@ pub enum Request {
     /// First request to a VM restored from a template (see [`Resume`]): renew what must be
     /// unique to this VM, then bind the device drivers the template left unloaded.
     Resume(Resume),
+    /// Start packing a guest directory (a build step's overlay upper directory) as an OCI
+    /// layer tar; answered with [`Response::CopyStarted`] (no `stat`). The tar flows on the
+    /// helper's stdout stream like `CopyOut`'s (see [`crate::layer`] for its format);
+    /// `Wait` on the handle tells whether it completed (non-zero: the reason is on its
+    /// stderr stream), `Delete` frees it.
+    LayerOut(LayerOut),
+    /// Start unpacking an OCI layer tar into a new guest directory that overlayfs can stack
+    /// as a lower layer; answered with [`Response::CopyStarted`]. The host sends the tar on
+    /// the helper's stdin stream, closes it, then `Wait`s (non-zero: nothing was created,
+    /// stderr says why; zero: stderr may carry `warning:` lines).
+    LayerIn(LayerIn),
 }
 
 impl Request {
@@ -90,6 +101,8 @@ impl Request {
             Request::CopyOut(_) => "copy_out",
             Request::CopyIn(_) => "copy_in",
             Request::Resume(_) => "resume",
+            Request::LayerOut(_) => "layer_out",
+            Request::LayerIn(_) => "layer_in",
         }
     }
 }
@@ -108,7 +121,8 @@ pub enum Response {
     Exited(ExitStatus),
     /// Resource usage.
     Stats(Stats),
-    /// A copy helper runs (see [`Request::CopyOut`], [`Request::CopyIn`]).
+    /// A copy helper runs (see [`Request::CopyOut`], [`Request::CopyIn`],
+    /// [`Request::LayerOut`], [`Request::LayerIn`]).
     CopyStarted(CopyStarted),
 }
 
@@ -162,12 +176,19 @@ pub struct Mount {
     pub source: String,
     /// Absolute target path in the guest; created (with parents) when missing.
     pub target: String,
-    /// Filesystem type, e.g. `ext4`, `tmpfs`, `virtiofs`; `bind` for a bind mount.
+    /// Filesystem type, e.g. `ext4`, `tmpfs`, `virtiofs`, `overlay`; `bind` for a bind mount.
     pub fstype: String,
     /// Options as in mount(8): flags (`ro`, `nosuid`, `nodev`, `noexec`, `noatime`, `rbind`, ...)
     /// and filesystem data (`size=64m`, `mode=755`, ...). One option of ours, for a container's
     /// bind of a volume: `copyup` fills the still-empty source with the image's content at the
     /// target first (docker's volume copy-up).
+    ///
+    /// `overlay` (a guest mount; the VM needs the overlay module: the runtime's
+    /// `VmOptions::overlay`) takes `lowerdir=TOP:…:BOTTOM`, `upperdir=` and `workdir=`;
+    /// missing upper and work directories are created, the upper one with the owner and
+    /// mode of the topmost lower directory, since the merged root takes the upper's. For
+    /// layers that [`Request::LayerOut`] can capture, also pass `redirect_dir=off` and
+    /// `metacopy=off` (both are kernel build/module options otherwise).
     #[serde(default)]
     pub options: Vec<String>,
 }
@@ -510,6 +531,40 @@ pub struct Resume {
     pub disks: Vec<u64>,
 }
 
+/// Pack a guest directory as an OCI layer tar ([`Request::LayerOut`]).
+///
+/// Its entries become the layer as overlayfs means them: a character device 0/0 (a
+/// whiteout) becomes `.wh.NAME`, a directory with `trusted.overlay.opaque=y` gets a
+/// `DIR/.wh..wh..opq` entry after it, overlayfs' other `trusted.overlay.*` xattrs are left
+/// out; files, hard links, symlinks, devices and fifos keep owners, modes, mtimes and xattrs.
+/// The directory itself has no entry. A `redirect` or `metacopy` xattr, or a file named
+/// `.wh.*`, fails the helper: the layer could not say what the directory means. The
+/// directory is read as it is: nothing should write to it meanwhile (stop the step's
+/// processes first; unmounting the overlay is not needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerOut {
+    /// Absolute guest path of the directory (in the guest's mount namespace, not a
+    /// container's), e.g. an overlay's upper directory.
+    pub path: String,
+}
+
+/// Unpack an OCI layer tar into a new guest directory ([`Request::LayerIn`]).
+///
+/// The reverse of [`LayerOut`]: `.wh.NAME` becomes a character device 0/0 NAME (nothing is
+/// removed: the directory is a layer of its own, stacked above the ones it hides from),
+/// `DIR/.wh..wh..opq` sets `trusted.overlay.opaque=y` on DIR, a layer that has both
+/// `.wh.DIR` and `DIR/` gets an opaque DIR; owners, modes, mtimes, xattrs (overlayfs' own
+/// never), hard links (to earlier entries of the same layer only), symlinks and devices are
+/// kept. Names with `..`, absolute names and paths through a symlink are refused. The
+/// directory appears only when the stream ended with tar's end marker; before that it is
+/// built under a hidden name beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerIn {
+    /// Absolute guest path of the directory to create: its parent must exist, it must not
+    /// (`AlreadyExists`).
+    pub path: String,
+}
+
 /// Copy a tar stream into a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyIn {
@@ -536,10 +591,11 @@ pub struct CopySource {
     pub contents_only: bool,
 }
 
-/// Reply to `CopyOut`/`CopyIn`.
+/// Reply to `CopyOut`/`CopyIn` and `LayerOut`/`LayerIn`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyStarted {
-    /// Handle of the helper: its stdout (copy-out) or stdin (copy-in) carries the tar.
+    /// Handle of the helper: its stdout (copy-out, layer-out) or stdin (copy-in, layer-in)
+    /// carries the tar.
     pub handle: ProcessHandle,
     /// `CopyOut`: what the path is.
     #[serde(default)]
@@ -649,6 +705,18 @@ mod tests {
         assert_eq!(cp.process.args, vec!["/bin/true"]);
         assert!(!cp.process.terminal);
         assert!(cp.rootfs.is_none());
+    }
+
+    #[test]
+    fn layer_requests_are_tagged_by_name() {
+        let req = Request::LayerOut(LayerOut {
+            path: "/build/layers/3".into(),
+        });
+        let text = serde_json::to_string(&req).unwrap();
+        assert_eq!(text, r#"{"op":"layer_out","path":"/build/layers/3"}"#);
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), req);
+        let req: Request = serde_json::from_str(r#"{"op":"layer_in","path":"/l/4"}"#).unwrap();
+        assert_eq!(req.name(), "layer_in");
     }
 
     #[test]

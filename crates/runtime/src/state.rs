@@ -115,6 +115,10 @@ pub struct VmOptions {
     /// Boot cold even where a VM template could serve (`--no-template`).
     #[serde(default)]
     pub no_template: bool,
+    /// The guest can mount overlayfs (its module is loaded): a builder's VM, whose RUN steps
+    /// stack layers in the guest (docs/build.md). Off for containers, which do not need it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overlay: bool,
 }
 
 /// Everything `create` decided; the monitor starts the container from this alone.

@@ -10,6 +10,10 @@
 //!
 //! The helper is then an ordinary entry of the process table ([`Processes::adopt`]), so its
 //! stdio rides the agent's flow-controlled `Data` frames like any process's.
+//!
+//! The builder's layer copies (`LayerOut`, `LayerIn`) are the same helper without a
+//! container: it stays in the guest's own mount namespace, where the build's overlay
+//! directories are, and packs or unpacks with `agent::layer` instead.
 
 use std::io::{self, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,7 +22,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use agent::copy::{self, DestKind, UnpackOptions};
-use agent::{CopyIn, CopyOut, CopySource, CopyStarted, PathStat};
+use agent::layer;
+use agent::{CopyIn, CopyOut, CopySource, CopyStarted, LayerIn, LayerOut, PathStat};
 
 use crate::error::GuestError;
 use crate::fdio::FdStream;
@@ -36,6 +41,14 @@ enum Job {
         source: Option<CopySource>,
         preserve_owner: bool,
     },
+    /// Pack a guest directory as a layer.
+    LayerOut {
+        path: PathBuf,
+    },
+    /// Unpack a layer into a new guest directory.
+    LayerIn {
+        path: PathBuf,
+    },
 }
 
 /// Starts a copy-out helper; its stdout carries the tar stream.
@@ -44,7 +57,7 @@ pub async fn copy_out(procs: &Arc<Processes>, req: CopyOut) -> Result<CopyStarte
         path: req.path,
         follow_link: req.follow_link,
     };
-    start(procs, &req.container, job).await
+    start(procs, Some(&req.container), job).await
 }
 
 /// Starts a copy-in helper; it unpacks what arrives on its stdin.
@@ -54,26 +67,60 @@ pub async fn copy_in(procs: &Arc<Processes>, req: CopyIn) -> Result<CopyStarted,
         source: req.source,
         preserve_owner: req.preserve_owner,
     };
-    start(procs, &req.container, job).await
+    start(procs, Some(&req.container), job).await
 }
 
+/// Starts a layer-out helper; its stdout carries the layer tar of the guest directory.
+pub async fn layer_out(procs: &Arc<Processes>, req: LayerOut) -> Result<CopyStarted, GuestError> {
+    let job = Job::LayerOut {
+        path: guest_path(&req.path)?,
+    };
+    start(procs, None, job).await
+}
+
+/// Starts a layer-in helper; it unpacks the layer tar on its stdin into a new directory.
+pub async fn layer_in(procs: &Arc<Processes>, req: LayerIn) -> Result<CopyStarted, GuestError> {
+    let job = Job::LayerIn {
+        path: guest_path(&req.path)?,
+    };
+    start(procs, None, job).await
+}
+
+/// A layer request's path: absolute, since no container's `/` is there to resolve it from.
+fn guest_path(path: &str) -> Result<PathBuf, GuestError> {
+    if !path.starts_with('/') {
+        return Err(GuestError::InvalidArgument(format!(
+            "layer directory {path} is not an absolute guest path"
+        )));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Forks the helper for `job`, inside `container`'s mount namespace or, without one, in the
+/// guest's own.
 async fn start(
     procs: &Arc<Processes>,
-    container: &str,
+    container: Option<&str>,
     job: Job,
 ) -> Result<CopyStarted, GuestError> {
-    let init = procs.running_container(container)?;
-    let ns = format!("/proc/{init}/ns/mnt");
-    let mnt = sys::open(Path::new(&ns), libc::O_RDONLY, 0)
-        .map_err(|e| GuestError::sys(format!("open {ns}"), e))?;
+    let mnt = match container {
+        Some(c) => {
+            let init = procs.running_container(c)?;
+            let ns = format!("/proc/{init}/ns/mnt");
+            let fd = sys::open(Path::new(&ns), libc::O_RDONLY, 0)
+                .map_err(|e| GuestError::sys(format!("open {ns}"), e))?;
+            Some(fd)
+        }
+        None => None,
+    };
     let pipe = || sys::pipe().map_err(|e| GuestError::sys("pipe", e));
     let (status_r, status_w) = pipe()?;
     let (in_r, in_w) = match job {
-        Job::In { .. } => {
+        Job::In { .. } | Job::LayerIn { .. } => {
             let (r, w) = pipe()?;
             (Some(r), Some(w))
         }
-        Job::Out { .. } => (None, None),
+        Job::Out { .. } | Job::LayerOut { .. } => (None, None),
     };
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -91,7 +138,9 @@ async fn start(
             return Err(e);
         }
     };
-    let handle = procs.adopt(container, pid, stdin, stdout, stderr);
+    // A layer helper belongs to no container: "" names none, so `kill` with `all` signals
+    // the helper alone and `delete` tears nothing else down.
+    let handle = procs.adopt(container.unwrap_or(""), pid, stdin, stdout, stderr);
     let report = match FdStream::new(status_r) {
         Ok(s) => read_all(&s).await,
         Err(e) => Err(e),
@@ -117,10 +166,12 @@ async fn read_all(s: &FdStream) -> io::Result<Vec<u8>> {
     }
 }
 
-/// Status message kinds: ready (JSON stat follows), not found, invalid, OS error (errno).
+/// Status message kinds: ready (JSON stat follows), not found, invalid, exists already, OS
+/// error (errno).
 const READY: u8 = b'R';
 const NOT_FOUND: u8 = b'N';
 const INVALID: u8 = b'I';
+const EXISTS: u8 = b'A';
 const OS: u8 = b'O';
 
 fn decode(buf: &[u8]) -> Result<Option<PathStat>, GuestError> {
@@ -132,6 +183,7 @@ fn decode(buf: &[u8]) -> Result<Option<PathStat>, GuestError> {
             .map_err(|e| GuestError::InvalidArgument(format!("copy helper status: {e}"))),
         Some((&NOT_FOUND, m)) => Err(GuestError::NotFound(text(m))),
         Some((&INVALID, m)) => Err(GuestError::InvalidArgument(text(m))),
+        Some((&EXISTS, m)) => Err(GuestError::AlreadyExists(text(m))),
         Some((&OS, m)) if m.len() >= 4 => {
             let errno = i32::from_le_bytes([m[0], m[1], m[2], m[3]]);
             Err(GuestError::sys(
@@ -152,7 +204,7 @@ type Fail = (u8, Option<io::Error>, String);
 /// The child: never returns.
 fn helper_main(
     job: Job,
-    mnt: OwnedFd,
+    mnt: Option<OwnedFd>,
     status: OwnedFd,
     stdin: Option<OwnedFd>,
     stdout: OwnedFd,
@@ -160,7 +212,7 @@ fn helper_main(
 ) -> ! {
     let mut status = std::fs::File::from(status);
     let fds = Fds {
-        mnt: mnt.as_raw_fd(),
+        mnt: mnt.as_ref().map(|f| f.as_raw_fd()),
         stdin: stdin.as_ref().map(|f| f.as_raw_fd()),
         stdout: stdout.as_raw_fd(),
         stderr: stderr.as_raw_fd(),
@@ -180,7 +232,7 @@ fn helper_main(
             match ready.run() {
                 Ok(()) => 0,
                 Err(e) => {
-                    let _ = writeln!(io::stderr(), "{}", copy::one_line(&e));
+                    let _ = writeln!(io::stderr(), "{}", copy::one_line(&*e));
                     1
                 }
             }
@@ -203,23 +255,26 @@ fn helper_main(
 
 /// The raw fds the helper starts with.
 struct Fds {
-    mnt: i32,
+    /// The container's mount namespace; none for a layer helper.
+    mnt: Option<i32>,
     stdin: Option<i32>,
     stdout: i32,
     stderr: i32,
     status: i32,
 }
 
-/// Joins the container's mount namespace and makes fds 0-2 and the status pipe the only
-/// open fds.
+/// Joins the container's mount namespace (if any) and makes fds 0-2 and the status pipe the
+/// only open fds.
 fn enter(fds: &Fds) -> Result<(), Fail> {
     let os = |what: &str| {
         let what = what.to_string();
         move |e: io::Error| (OS, Some(e), what)
     };
-    // SAFETY: setns on an fd we own; this child has a single thread.
-    cvt(unsafe { libc::setns(fds.mnt, libc::CLONE_NEWNS) })
-        .map_err(os("join the container's mount namespace"))?;
+    if let Some(mnt) = fds.mnt {
+        // SAFETY: setns on an fd we own; this child has a single thread.
+        cvt(unsafe { libc::setns(mnt, libc::CLONE_NEWNS) })
+            .map_err(os("join the container's mount namespace"))?;
+    }
     std::env::set_current_dir("/").map_err(os("chdir /"))?;
     let input = match fds.stdin {
         Some(fd) => fd,
@@ -268,10 +323,16 @@ enum Work {
         target: copy::Target,
         opts: UnpackOptions,
     },
+    LayerPack {
+        dir: PathBuf,
+    },
+    LayerUnpack {
+        dest: PathBuf,
+    },
 }
 
 impl Ready {
-    fn run(self) -> Result<(), copy::CopyError> {
+    fn run(self) -> Result<(), Box<dyn std::error::Error>> {
         match self.work {
             Work::Pack {
                 path,
@@ -280,9 +341,26 @@ impl Ready {
             } => {
                 let out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
                 let mut out = copy::pack(out, &path, &name, follow_link)?;
-                out.flush().map_err(copy::CopyError::Stream)
+                Ok(out.flush().map_err(copy::CopyError::Stream)?)
             }
-            Work::Unpack { target, opts } => copy::unpack(io::stdin().lock(), &target, &opts),
+            Work::Unpack { target, opts } => Ok(copy::unpack(io::stdin().lock(), &target, &opts)?),
+            Work::LayerPack { dir } => {
+                let out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+                let mut out = layer::pack(out, &dir)?;
+                Ok(out.flush().map_err(layer::LayerError::Stream)?)
+            }
+            Work::LayerUnpack { dest } => {
+                let input = io::BufReader::with_capacity(64 * 1024, io::stdin().lock());
+                let report = layer::unpack(input, &dest)?;
+                for x in report.dropped_xattrs {
+                    let _ = writeln!(
+                        io::stderr(),
+                        "warning: the filesystem of {} does not support the xattr {x}",
+                        dest.display()
+                    );
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -298,6 +376,40 @@ fn absolute(path: &str) -> String {
 
 fn prepare(job: &Job) -> Result<Ready, Fail> {
     match job {
+        Job::LayerOut { path } => match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => Ok(Ready {
+                message: vec![READY],
+                work: Work::LayerPack { dir: path.clone() },
+            }),
+            Ok(_) => Err((
+                INVALID,
+                None,
+                format!("{} is not a directory", path.display()),
+            )),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err((
+                NOT_FOUND,
+                None,
+                format!("layer directory {} does not exist", path.display()),
+            )),
+            Err(e) => Err((OS, Some(e), format!("stat {}", path.display()))),
+        },
+        Job::LayerIn { path } => {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return Err((EXISTS, None, format!("{} exists already", path.display())));
+            }
+            let parent = path.parent().unwrap_or(Path::new("/"));
+            if !parent.is_dir() {
+                return Err((
+                    NOT_FOUND,
+                    None,
+                    format!("directory {} does not exist", parent.display()),
+                ));
+            }
+            Ok(Ready {
+                message: vec![READY],
+                work: Work::LayerUnpack { dest: path.clone() },
+            })
+        }
         Job::Out { path, follow_link } => {
             let abs = absolute(path);
             let meta = if *follow_link {
@@ -399,6 +511,9 @@ mod tests {
         msg.extend_from_slice(&serde_json::to_vec(&stat).unwrap());
         assert_eq!(decode(&msg).unwrap(), Some(stat));
         assert!(matches!(decode(b"Nnope"), Err(GuestError::NotFound(m)) if m == "nope"));
+        assert!(
+            matches!(decode(b"A/l/1 exists"), Err(GuestError::AlreadyExists(m)) if m == "/l/1 exists")
+        );
         let mut ro = vec![OS];
         ro.extend_from_slice(&libc::EROFS.to_le_bytes());
         ro.extend_from_slice(b"cannot copy to /");

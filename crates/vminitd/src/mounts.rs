@@ -1,7 +1,8 @@
 //! mount(8)-style option parsing and the guest-level `Mount`/`Umount` calls.
 
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use crate::sys;
 
@@ -60,6 +61,9 @@ pub fn mount(source: &str, target: &Path, fstype: &str, options: &[String]) -> i
     } else {
         sys::mkdir_p(target)?;
     }
+    if fstype == "overlay" {
+        prepare_overlay(&data)?;
+    }
     let fstype = if flags & libc::MS_BIND != 0 {
         "none"
     } else {
@@ -87,9 +91,142 @@ pub fn mount(source: &str, target: &Path, fstype: &str, options: &[String]) -> i
     Ok(())
 }
 
+/// The directories of an overlay mount's data (`lowerdir=A:B,upperdir=U,workdir=W`), with
+/// overlayfs' backslash escapes of `,` and `:` undone.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct OverlayDirs {
+    /// Lower directories, topmost first.
+    pub lower: Vec<PathBuf>,
+    /// The upper directory (none: a read-only overlay).
+    pub upper: Option<PathBuf>,
+    /// The work directory.
+    pub work: Option<PathBuf>,
+}
+
+/// Splits `s` at every `sep` not escaped by a backslash; the escapes stay in the parts
+/// (fs/overlayfs/super.c parses the data string, then each `lowerdir` list, this way).
+fn split_escaped(s: &str, sep: char) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut escaped) = (0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == sep => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn unescape(s: &str) -> PathBuf {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    PathBuf::from(out)
+}
+
+/// Reads the directories of an overlay mount's data string.
+pub fn overlay_dirs(data: &str) -> OverlayDirs {
+    let mut dirs = OverlayDirs::default();
+    for opt in split_escaped(data, ',') {
+        if let Some(v) = opt.strip_prefix("lowerdir=") {
+            dirs.lower = split_escaped(v, ':').into_iter().map(unescape).collect();
+        } else if let Some(v) = opt.strip_prefix("upperdir=") {
+            dirs.upper = Some(unescape(v));
+        } else if let Some(v) = opt.strip_prefix("workdir=") {
+            dirs.work = Some(unescape(v));
+        }
+    }
+    dirs
+}
+
+/// Creates the upper and work directories of an overlay mount when missing, so the builder
+/// needs no call of its own to start a step with a fresh upper directory. A new upper
+/// directory gets the owner and mode of the topmost lower one: the merged root takes the
+/// upper's attributes, and the image's root must stay what it was.
+pub fn prepare_overlay(data: &str) -> io::Result<()> {
+    let dirs = overlay_dirs(data);
+    if let Some(upper) = &dirs.upper {
+        if std::fs::symlink_metadata(upper).is_err() {
+            if let Some(parent) = upper.parent() {
+                sys::mkdir_p(parent)?;
+            }
+            std::fs::create_dir(upper)?;
+            match dirs.lower.first().map(std::fs::metadata) {
+                Some(Ok(top)) => {
+                    std::os::unix::fs::chown(upper, Some(top.uid()), Some(top.gid()))?;
+                    let mode = top.mode() & 0o7777;
+                    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(mode))?;
+                }
+                // overlayfs names a missing lower directory itself.
+                _ => std::fs::set_permissions(upper, std::fs::Permissions::from_mode(0o755))?,
+            }
+        }
+    }
+    if let Some(work) = &dirs.work {
+        sys::mkdir_p(work)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlay_data_names_its_directories() {
+        let d = overlay_dirs("lowerdir=/l/2:/l/1:/base,upperdir=/u,workdir=/w,redirect_dir=off");
+        assert_eq!(
+            d,
+            OverlayDirs {
+                lower: ["/l/2", "/l/1", "/base"].map(PathBuf::from).to_vec(),
+                upper: Some("/u".into()),
+                work: Some("/w".into()),
+            }
+        );
+        let d = overlay_dirs(r"lowerdir=/a\:b:/c\,d,upperdir=/u\,v");
+        assert_eq!(d.lower, [PathBuf::from("/a:b"), PathBuf::from("/c,d")]);
+        assert_eq!(d.upper, Some(PathBuf::from("/u,v")));
+        assert_eq!(overlay_dirs("lowerdir=/x:/y").upper, None);
+    }
+
+    #[test]
+    fn a_missing_upper_directory_takes_the_top_lower_ones_mode() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        std::fs::create_dir(&lower).unwrap();
+        std::fs::set_permissions(&lower, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let upper = t.path().join("steps/3/upper");
+        let work = t.path().join("steps/3/work");
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        prepare_overlay(&data).unwrap();
+        let (l, u) = (
+            std::fs::metadata(&lower).unwrap(),
+            std::fs::metadata(&upper).unwrap(),
+        );
+        assert_eq!(u.mode() & 0o7777, 0o750);
+        assert_eq!((u.uid(), u.gid()), (l.uid(), l.gid()));
+        assert!(work.is_dir());
+        // An existing upper directory is left as it is.
+        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o700)).unwrap();
+        prepare_overlay(&data).unwrap();
+        assert_eq!(std::fs::metadata(&upper).unwrap().mode() & 0o7777, 0o700);
+    }
 
     #[test]
     fn options_split_into_flags_and_data() {

@@ -92,6 +92,12 @@ impl Agent {
             Request::CopyIn(c) => crate::copy::copy_in(procs, c)
                 .await
                 .map(Response::CopyStarted),
+            Request::LayerOut(l) => crate::copy::layer_out(procs, l)
+                .await
+                .map(Response::CopyStarted),
+            Request::LayerIn(l) => crate::copy::layer_in(procs, l)
+                .await
+                .map(Response::CopyStarted),
             // Answered by the session loop, which acts after the reply is written.
             Request::Shutdown(_) => Ok(Response::Ok),
         }

@@ -1,5 +1,5 @@
 //! VM templates, guest side: a VM booted with [`TEMPLATE_ARG`] loads only the agent channel's
-//! modules and the block driver ([`EARLY_MODULES`]) and keeps the others open here as
+//! modules, the block driver and overlayfs ([`EARLY_MODULES`]) and keeps the others open here as
 //! [`Deferred`] modules; the host then pauses and saves it, and each clone restored from that
 //! snapshot gets one `Resume`, which this module answers: new entropy, the wall clock, the
 //! deferred drivers, a wait until every device they drive is usable, and the disks' own
@@ -399,6 +399,7 @@ mod tests {
         assert!(loads_early(Path::new("/lib/modules/virtio-mmio.ko")));
         assert!(loads_early(Path::new("virtio_console.ko")));
         assert!(loads_early(Path::new("/lib/modules/virtio_blk.ko")));
+        assert!(loads_early(Path::new("/lib/modules/overlay.ko")));
         assert!(!loads_early(Path::new("/lib/modules/virtio_net.ko")));
         assert!(!loads_early(Path::new(
             "/lib/modules/virtio/virtio_balloon.ko"

@@ -70,6 +70,9 @@ pub struct Features {
     pub virtiofs: bool,
     /// The virtio balloon (free page reporting gives freed guest memory back to the host).
     pub balloon: bool,
+    /// overlayfs, for the builder's RUN steps (layers stacked in the guest). Not a device,
+    /// but a module of Debian's kernel like the drivers; our own kernel has it built in.
+    pub overlay: bool,
 }
 
 /// The driver modules (without their dependencies) for a set of features. `virtio_mmio`, the
@@ -90,6 +93,9 @@ pub fn required(features: Features) -> Vec<&'static str> {
     }
     if features.virtiofs {
         names.push("virtiofs");
+    }
+    if features.overlay {
+        names.push("overlay");
     }
     names
 }
@@ -371,6 +377,7 @@ mod tests {
             vsock: true,
             virtiofs: true,
             balloon: true,
+            overlay: true,
         };
         let (all, missing) = resolve_features(Some(&k.modules), every).unwrap();
         assert!(missing.is_empty(), "{missing:?}");
@@ -378,6 +385,9 @@ mod tests {
         assert_eq!(unique.len(), all.len(), "each module once");
         assert!(position(&all, "vsock") < position(&all, "vmw_vsock_virtio_transport"));
         assert!(position(&all, "virtio_ring") < position(&all, "virtio_balloon"));
+        // overlayfs is a module of Debian's cloud kernel with no dependencies.
+        assert_eq!(names(&index.resolve(&["overlay"]).unwrap()), ["overlay"]);
+        assert!(names(&all).contains(&"overlay"));
         // Built in: resolves to nothing, not an error.
         assert!(index.resolve(&["ext4"]).unwrap().is_empty());
         let err = index.resolve(&["no_such_module"]).unwrap_err();

@@ -39,10 +39,11 @@ pub fn pack<W: Write>(out: W, path: &Path, name: &str, follow_link: bool) -> Res
     b.into_inner().map(|c| c.inner).map_err(CopyError::Stream)
 }
 
-/// The output, which refuses every write once the stream must stay incomplete.
-struct Cut<W> {
-    inner: W,
-    cut: bool,
+/// The output, which refuses every write once the stream must stay incomplete (also the
+/// layer packer's, `crate::layer::pack`).
+pub(crate) struct Cut<W> {
+    pub(crate) inner: W,
+    pub(crate) cut: bool,
 }
 
 impl<W: Write> Write for Cut<W> {

@@ -92,15 +92,11 @@ pub fn unpack<R: Read>(input: R, target: &Target, opts: &UnpackOptions) -> Resul
         tops: HashMap::new(),
         dirs: Vec::new(),
     };
-    let mut counted = Counted {
-        inner: input,
-        read: 0,
-        last: [1; 512],
-    };
+    let mut counted = Counted::new(input);
     let result = u
         .entries(&mut tar::Archive::new(&mut counted))
         .and_then(|end| {
-            if counted.read < end + 512 || counted.last.iter().any(|b| *b != 0) {
+            if !counted.ended_well(end) {
                 return Err(CopyError::Truncated);
             }
             u.commit()
@@ -125,11 +121,29 @@ pub fn unpack<R: Read>(input: R, target: &Target, opts: &UnpackOptions) -> Resul
 
 /// Counts the bytes read and keeps the last block, to tell a stream that ended with tar's
 /// end marker from one that was cut at an entry boundary: the tar crate takes both as the
-/// end of the archive, but only the first may be committed.
-struct Counted<R> {
-    inner: R,
-    read: u64,
-    last: [u8; 512],
+/// end of the archive, but only the first may be committed. The layer unpacker
+/// (`crate::layer::unpack`) checks its streams the same way.
+pub(crate) struct Counted<R> {
+    pub(crate) inner: R,
+    pub(crate) read: u64,
+    pub(crate) last: [u8; 512],
+}
+
+impl<R: Read> Counted<R> {
+    /// Wraps a stream.
+    pub(crate) fn new(inner: R) -> Self {
+        Counted {
+            inner,
+            read: 0,
+            last: [1; 512],
+        }
+    }
+
+    /// Whether the stream, whose last entry's data ended at byte `end`, went on with tar's
+    /// end marker (zero blocks) rather than stopping at the entry boundary.
+    pub(crate) fn ended_well(&self, end: u64) -> bool {
+        self.read >= end + 512 && self.last.iter().all(|b| *b == 0)
+    }
 }
 
 impl<R: Read> Read for Counted<R> {

@@ -122,6 +122,7 @@ pub async fn prepare(
             memory_mib: resources.vm_memory_mib(),
             accel: opts.accel,
             no_template: opts.no_template,
+            overlay: false,
         },
         auto_remove: opts.auto_remove,
         networks,

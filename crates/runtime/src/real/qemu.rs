@@ -1,5 +1,5 @@
 //! [`VmBackend`] on QEMU `microvm` from the `vmm` crate: kernel from the kernel store (or `-k`),
-//! modules for block + virtio-serial (+ the memory balloon), the cached init filesystem with vminitd, the container's
+//! modules for block + virtio-serial (+ the memory balloon, + overlayfs for a builder's VM), the cached init filesystem with vminitd, the container's
 //! qcow2 overlay as `/dev/vda`, the agent's virtio-serial port on `<dir>/agent.sock`.
 //!
 //! A VM restores a copy of a pre-booted template where one can serve ([`super::template`]);
@@ -67,6 +67,7 @@ impl QemuBackend {
             net: !req.nets.is_empty(),
             virtiofs: !req.shares.is_empty(),
             balloon: balloon_enabled(),
+            overlay: req.options.overlay,
             ..Default::default()
         };
         let (modules, missing) =
