@@ -252,10 +252,11 @@ mod tests {
                 "virtio",
                 "virtio_mmio",
                 "virtio_blk",
-                "virtio_console"
+                "virtio_console",
+                "failover"
             ]
         );
-        assert_eq!(names(late), ["failover", "virtio_balloon"]);
+        assert_eq!(names(late), ["virtio_balloon"]);
     }
 
     #[test]

@@ -1,28 +1,30 @@
-//! VM templates, guest side: a VM booted with [`TEMPLATE_ARG`] loads only the agent channel's
-//! modules, the block driver and overlayfs ([`EARLY_MODULES`]) and keeps the others open here as
-//! [`Deferred`] modules; the host then pauses and saves it, and each clone restored from that
-//! snapshot gets one `Resume`, which this module answers: new entropy, the wall clock, the
-//! deferred drivers, a wait until every device they drive is usable, and the disks' own
-//! capacities.
+//! VM templates, guest side: a VM booted with [`TEMPLATE_ARG`] loads the agent channel's, the
+//! block and network drivers and overlayfs ([`EARLY_MODULES`]) and keeps the others (the
+//! balloon's) open here as [`Deferred`] modules; the host then pauses and saves it, and each
+//! clone restored from that snapshot gets one `Resume`, which this module answers: new
+//! entropy, the wall clock, the deferred drivers, a wait until every device they drive is
+//! usable, and the disks' own capacities.
 //!
 //! ```text
 //!  template boot                     snapshot           clone (one per restore)
 //!  EARLY_MODULES loaded ──┐          RAM file +         Resume { entropy, time, balloon, disks }
 //!  (placeholder disks     │          device state       RNDADDENTROPY + RNDRESEEDCRNG
-//!   probed)               ├────────▶ ──────────────▶    clock_settime(CLOCK_REALTIME)
+//!   and NICs probed)      ├────────▶ ──────────────▶    clock_settime(CLOCK_REALTIME)
 //!  others opened, kept ───┤                              finit_module(kept fd) in list order
 //!  (files unlinked)       │                              wait: drivers bound, /dev/vd* nodes
 //!  agent port served  ────┘                              wait: each vdX has its capacity;
 //!                                                        BLKFLSBUF on each vdX
 //! ```
 //!
-//! Why the NIC drivers wait: a clone's NICs are backed by other taps than the template's
-//! placeholders, and a driver probed in the template would keep what it read then (its MAC,
-//! its features). Disks are cheaper to fix than to probe again (about 110 ms of each clone's
-//! start under TCG): the devices and their features are the same, only their backing files
-//! differ, so the host has QEMU announce each clone's capacity after the restore (a virtio
-//! config change), the guest waits for the sizes `Resume` names and drops the placeholders'
-//! block cache (the template read their first sectors when it scanned for partitions).
+//! Disks and NICs are probed in the template, against placeholders of the clones' kind: fixing
+//! what a clone's differ in is cheaper than probing again (about 110 ms for a disk and 100 ms
+//! for a NIC of each clone's start under TCG). The devices and their negotiated features are
+//! the template's; only the backing files and taps differ. A disk's capacity is the one thing
+//! its driver read that changes: the host has QEMU announce each clone's capacity after the
+//! restore (a virtio config change), the guest waits for the sizes `Resume` names and drops
+//! the placeholders' block cache (the template read their first sectors when it scanned for
+//! partitions). A NIC's MAC is the other: the interface is down until `SetupInterface`, which
+//! sets the clone's address (and through the control queue QEMU's receive filter) first.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -400,7 +402,7 @@ mod tests {
         assert!(loads_early(Path::new("virtio_console.ko")));
         assert!(loads_early(Path::new("/lib/modules/virtio_blk.ko")));
         assert!(loads_early(Path::new("/lib/modules/overlay.ko")));
-        assert!(!loads_early(Path::new("/lib/modules/virtio_net.ko")));
+        assert!(loads_early(Path::new("/lib/modules/virtio_net.ko")));
         assert!(!loads_early(Path::new(
             "/lib/modules/virtio/virtio_balloon.ko"
         )));
