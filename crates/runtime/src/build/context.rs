@@ -155,13 +155,19 @@ pub struct Context {
 impl Context {
     /// A context from the directory `dir`.
     pub fn from_dir(dir: &Path, dockerfile: DockerfileAt) -> Result<Context, ContextError> {
-        let meta = fs::symlink_metadata(dir).and_then(|m| {
-            // The context itself may be reached through a symlink; what is inside may not.
-            if m.file_type().is_symlink() { fs::metadata(dir) } else { Ok(m) }
-        }).map_err(|source| ContextError::OpenDir {
-            path: dir.into(),
-            source,
-        })?;
+        let meta = fs::symlink_metadata(dir)
+            .and_then(|m| {
+                // The context itself may be reached through a symlink; what is inside may not.
+                if m.file_type().is_symlink() {
+                    fs::metadata(dir)
+                } else {
+                    Ok(m)
+                }
+            })
+            .map_err(|source| ContextError::OpenDir {
+                path: dir.into(),
+                source,
+            })?;
         if !meta.is_dir() {
             return Err(ContextError::OpenDir {
                 path: dir.into(),
@@ -190,7 +196,10 @@ impl Context {
 
     /// A context from a tar stream (compressed or not); the Dockerfile is read from it
     /// (ignored or not) unless given as text.
-    pub fn from_archive<R: Read>(reader: R, dockerfile: DockerfileAt) -> Result<Context, ContextError> {
+    pub fn from_archive<R: Read>(
+        reader: R,
+        dockerfile: DockerfileAt,
+    ) -> Result<Context, ContextError> {
         let (_, reader) = compress::decompress(reader).map_err(ContextError::Archive)?;
         let mut spool = tempfile::tempfile().map_err(ContextError::Spool)?;
         let mut nodes = read_archive(reader, &mut spool)?;
@@ -203,7 +212,10 @@ impl Context {
             read_spool(&spool, node).map_err(ContextError::Spool)
         };
         let (dockerfile_text, dockerfile_name) = match dockerfile {
-            DockerfileAt::Default => (text(DEFAULT_DOCKERFILE, &nodes)?, Some(DEFAULT_DOCKERFILE.to_string())),
+            DockerfileAt::Default => (
+                text(DEFAULT_DOCKERFILE, &nodes)?,
+                Some(DEFAULT_DOCKERFILE.to_string()),
+            ),
             DockerfileAt::Path(p) => {
                 let name = p.to_string_lossy().into_owned();
                 (text(&name, &nodes)?, Some(name))
@@ -226,29 +238,41 @@ impl Context {
             }
         }
         let ignore = match ignore_text {
-            Some((name, text)) => Ignore::parse(&text).map_err(|source| ContextError::Ignore {
-                name,
-                source,
-            })?,
+            Some((name, text)) => {
+                Ignore::parse(&text).map_err(|source| ContextError::Ignore { name, source })?
+            }
             None => Ignore::default(),
         };
         apply_ignore(&mut nodes, &ignore);
-        spool.seek(SeekFrom::Start(0)).map_err(ContextError::Spool)?;
-        Ok(Context::finish(nodes, Backing::Spool(spool), dockerfile_text, ignore))
+        spool
+            .seek(SeekFrom::Start(0))
+            .map_err(ContextError::Spool)?;
+        Ok(Context::finish(
+            nodes,
+            Backing::Spool(spool),
+            dockerfile_text,
+            ignore,
+        ))
     }
 
     /// The context of `container build -`: an archive (compressed or not) is the context;
     /// anything else is the Dockerfile itself and the context is empty.
-    pub fn from_stdin<R: Read>(reader: R, dockerfile: DockerfileAt) -> Result<Context, ContextError> {
+    pub fn from_stdin<R: Read>(
+        reader: R,
+        dockerfile: DockerfileAt,
+    ) -> Result<Context, ContextError> {
         let mut reader = io::BufReader::with_capacity(64 * 1024, reader);
         let head = io::BufRead::fill_buf(&mut reader).map_err(ContextError::Archive)?;
         // docker peeks two blocks; a short read is fine for detection.
-        let is_archive = Compression::detect(head) != Compression::None || compress::is_tar_header(head);
+        let is_archive =
+            Compression::detect(head) != Compression::None || compress::is_tar_header(head);
         if is_archive {
             return Context::from_archive(reader, dockerfile);
         }
         let mut text = Vec::new();
-        reader.read_to_end(&mut text).map_err(ContextError::Archive)?;
+        reader
+            .read_to_end(&mut text)
+            .map_err(ContextError::Archive)?;
         Ok(Context::empty(text))
     }
 
@@ -265,7 +289,12 @@ impl Context {
         Context::finish(nodes, Backing::Empty, dockerfile, Ignore::default())
     }
 
-    fn finish(nodes: BTreeMap<String, Node>, backing: Backing, dockerfile: Vec<u8>, ignore: Ignore) -> Context {
+    fn finish(
+        nodes: BTreeMap<String, Node>,
+        backing: Backing,
+        dockerfile: Vec<u8>,
+        ignore: Ignore,
+    ) -> Context {
         let mut children: HashMap<String, Vec<String>> = HashMap::new();
         for path in nodes.keys().filter(|p| !p.is_empty()) {
             children
@@ -372,7 +401,12 @@ impl SourceTree for Context {
     }
 
     fn file_digest(&self, path: &str) -> Result<Digest, TreeError> {
-        if let Some(d) = self.digests.lock().unwrap_or_else(|e| e.into_inner()).get(path) {
+        if let Some(d) = self
+            .digests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(path)
+        {
             return Ok(d.clone());
         }
         let digest = super::digest::content_digest(self, path)?;
@@ -480,7 +514,11 @@ fn walk(
     nodes.insert(
         path.to_string(),
         Node {
-            data: if entry.is_file() { Data::Host } else { Data::None },
+            data: if entry.is_file() {
+                Data::Host
+            } else {
+                Data::None
+            },
             entry,
         },
     );
@@ -535,7 +573,10 @@ fn apply_ignore(nodes: &mut BTreeMap<String, Node>, ignore: &Ignore) {
 }
 
 /// Reads a context archive into nodes, its file data into `spool`.
-fn read_archive<R: Read>(reader: R, spool: &mut fs::File) -> Result<BTreeMap<String, Node>, ContextError> {
+fn read_archive<R: Read>(
+    reader: R,
+    spool: &mut fs::File,
+) -> Result<BTreeMap<String, Node>, ContextError> {
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     nodes.insert(
         String::new(),
@@ -559,7 +600,10 @@ fn read_archive<R: Read>(reader: R, spool: &mut fs::File) -> Result<BTreeMap<Str
         };
         let header = item.header();
         let mode = header.mode().map_err(ContextError::Archive)? & 0o7777;
-        let mtime = header.mtime().map(|t| i64::try_from(t).unwrap_or(i64::MAX)).unwrap_or(0);
+        let mtime = header
+            .mtime()
+            .map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+            .unwrap_or(0);
         let xattrs = archive_xattrs(&mut item).map_err(ContextError::Archive)?;
         let kind = item.header().entry_type();
         let mut entry = Entry {
@@ -575,7 +619,9 @@ fn read_archive<R: Read>(reader: R, spool: &mut fs::File) -> Result<BTreeMap<Str
         use tar::EntryType as T;
         let data = match kind {
             T::Regular | T::Continuous | T::GNUSparse => {
-                spool.seek(SeekFrom::Start(offset)).map_err(ContextError::Spool)?;
+                spool
+                    .seek(SeekFrom::Start(offset))
+                    .map_err(ContextError::Spool)?;
                 let n = io::copy(&mut item, spool).map_err(ContextError::Archive)?;
                 entry.size = n;
                 let at = offset;
@@ -604,7 +650,9 @@ fn read_archive<R: Read>(reader: R, spool: &mut fs::File) -> Result<BTreeMap<Str
                 let node = nodes
                     .get_mut(&target)
                     .filter(|n| n.entry.is_file())
-                    .ok_or_else(|| bad("the hard link's target is not an earlier file of the archive"))?;
+                    .ok_or_else(|| {
+                        bad("the hard link's target is not an earlier file of the archive")
+                    })?;
                 let id = *node.entry.link.get_or_insert_with(|| {
                     next_link += 1;
                     next_link
@@ -665,7 +713,11 @@ fn insert_with_parents(nodes: &mut BTreeMap<String, Node>, path: &str, node: Nod
     }
     if !node.entry.is_dir() {
         let prefix = format!("{path}/");
-        let under: Vec<String> = nodes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        let under: Vec<String> = nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in under {
             nodes.remove(&k);
         }
@@ -674,7 +726,9 @@ fn insert_with_parents(nodes: &mut BTreeMap<String, Node>, path: &str, node: Nod
 }
 
 /// The `SCHILY.xattr.*` records of an archive entry, filtered as host files' are.
-pub(crate) fn archive_xattrs<R: Read>(item: &mut tar::Entry<'_, R>) -> io::Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) fn archive_xattrs<R: Read>(
+    item: &mut tar::Entry<'_, R>,
+) -> io::Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     if let Some(exts) = item.pax_extensions()? {
         for ext in exts {

@@ -236,6 +236,14 @@ fn is_git(src: &str) -> bool {
 }
 
 impl CopySpec {
+    /// A spec with these sources and destination, the working directory `/` and no flags.
+    pub fn new(op: Op, sources: Vec<CopySource>, dest: &str) -> CopySpec {
+        CopySpec {
+            sources,
+            ..CopySpec::base(op, dest, "")
+        }
+    }
+
     fn base(op: Op, dest: &str, workdir: &str) -> CopySpec {
         CopySpec {
             op,
@@ -256,7 +264,9 @@ impl CopySpec {
     /// expanded it). `COPY --from` is the builder's to resolve: it picks the source tree.
     pub fn from_copy(copy: &dockerfile::Copy, workdir: &str) -> Result<CopySpec, CopyError> {
         if copy.parents {
-            return Err(CopyError::Unsupported("COPY --parents is not supported yet".into()));
+            return Err(CopyError::Unsupported(
+                "COPY --parents is not supported yet".into(),
+            ));
         }
         let mut spec = CopySpec::base(Op::Copy, &copy.dest, workdir);
         for source in &copy.sources {
@@ -299,7 +309,11 @@ impl CopySpec {
             });
         }
         if add.checksum.is_some() {
-            let urls = spec.sources.iter().filter(|s| matches!(s, CopySource::Url(_))).count();
+            let urls = spec
+                .sources
+                .iter()
+                .filter(|s| matches!(s, CopySource::Url(_)))
+                .count();
             if spec.sources.len() != 1 || urls != 1 {
                 return Err(CopyError::Unsupported(
                     "ADD --checksum needs exactly one source, an HTTP(S) URL".into(),
@@ -346,7 +360,8 @@ pub fn expand(tree: &dyn SourceTree, pattern: &str) -> Result<Vec<String>, CopyE
     } else {
         Above::Clamp
     };
-    let cleaned = rel::clean(pattern, above).ok_or_else(|| CopyError::OutsideContext(pattern.into()))?;
+    let cleaned =
+        rel::clean(pattern, above).ok_or_else(|| CopyError::OutsideContext(pattern.into()))?;
     let not_found = || CopyError::NotFound {
         source_arg: pattern.into(),
         tree: tree.name().into(),
@@ -416,11 +431,14 @@ fn walk_matches(
 fn parse_chmod(value: &str) -> Result<u32, CopyError> {
     match u32::from_str_radix(value, 8) {
         Ok(mode) if mode <= 0o7777 && !value.is_empty() => Ok(mode),
-        _ if value.bytes().any(|b| b.is_ascii_alphabetic() || b == b'+' || b == b'=') => Err(
-            CopyError::Unsupported(format!(
+        _ if value
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() || b == b'+' || b == b'=') =>
+        {
+            Err(CopyError::Unsupported(format!(
                 "--chmod={value}: symbolic modes are not supported yet; use an octal mode"
-            )),
-        ),
+            )))
+        }
         _ => Err(CopyError::Chmod(value.into())),
     }
 }
@@ -488,7 +506,12 @@ pub fn plan<'a>(spec: &'a CopySpec, env: &CopyEnv<'a>) -> Result<LayerPlan<'a>, 
     } else {
         Some(Ignore::from_patterns(&spec.excludes).map_err(CopyError::Exclude)?)
     };
-    if spec.checksum.is_some() && !spec.sources.iter().all(|s| matches!(s, CopySource::Download(_) | CopySource::Url(_))) {
+    if spec.checksum.is_some()
+        && !spec
+            .sources
+            .iter()
+            .all(|s| matches!(s, CopySource::Download(_) | CopySource::Url(_)))
+    {
         return Err(CopyError::Unsupported(
             "ADD --checksum needs an HTTP(S) URL source".into(),
         ));
@@ -626,7 +649,9 @@ impl<'a> Planner<'a, '_> {
                 self.plan.entries.remove(&k);
             }
         }
-        self.plan.entries.insert(path.to_string(), Out { entry, data });
+        self.plan
+            .entries
+            .insert(path.to_string(), Out { entry, data });
         Ok(())
     }
 
@@ -667,13 +692,13 @@ impl<'a> Planner<'a, '_> {
             source: e,
         };
         let followed = resolve(tree, matched, true).map_err(source_err)?;
-        let entry = tree
-            .entry(&followed)
-            .map_err(source_err)?
-            .ok_or_else(|| CopyError::NotFound {
-                source_arg: arg.into(),
-                tree: tree.name().into(),
-            })?;
+        let entry =
+            tree.entry(&followed)
+                .map_err(source_err)?
+                .ok_or_else(|| CopyError::NotFound {
+                    source_arg: arg.into(),
+                    tree: tree.name().into(),
+                })?;
         if self.spec.op == Op::Add && self.spec.unpack.unwrap_or(true) && entry.is_file() {
             let archive = compress::is_archive(tree.open(&followed).map_err(source_err)?);
             if archive {
@@ -722,7 +747,7 @@ impl<'a> Planner<'a, '_> {
     /// Puts one non-directory: into the destination if that is (or is written as) a
     /// directory, as the destination otherwise.
     fn place_file(&mut self, name: &str, entry: Entry, data: Data) -> Result<(), CopyError> {
-            if self.dest_is_dir {
+        if self.dest_is_dir {
             let dest = self.dest.clone();
             self.mkdir_all_through(&dest)?;
         }
@@ -790,20 +815,27 @@ impl<'a> Planner<'a, '_> {
             let source = rel::join(source_dir, &name);
             let rel_path = rel::join(relative, &name);
             let dest = rel::join(dest_dir, &name);
-            let entry = tree
-                .entry(&source)
-                .map_err(source_err)?
-                .ok_or_else(|| CopyError::Source {
-                    source_arg: arg.into(),
-                    source: TreeError::Missing {
-                        tree: tree.name().into(),
-                        path: source.clone(),
-                    },
-                })?;
-            let excluded = self.excludes.as_ref().is_some_and(|ex| ex.matches(&rel_path));
+            let entry =
+                tree.entry(&source)
+                    .map_err(source_err)?
+                    .ok_or_else(|| CopyError::Source {
+                        source_arg: arg.into(),
+                        source: TreeError::Missing {
+                            tree: tree.name().into(),
+                            path: source.clone(),
+                        },
+                    })?;
+            let excluded = self
+                .excludes
+                .as_ref()
+                .is_some_and(|ex| ex.matches(&rel_path));
             if entry.is_dir() {
                 if excluded {
-                    if self.excludes.as_ref().is_some_and(|ex| ex.may_reinclude_under(&rel_path)) {
+                    if self
+                        .excludes
+                        .as_ref()
+                        .is_some_and(|ex| ex.may_reinclude_under(&rel_path))
+                    {
                         pending.push((dest.clone(), entry));
                         self.copy_children(arg, &source, &rel_path, &dest, pending)?;
                         if pending.last().is_some_and(|(p, _)| *p == dest) {
@@ -881,7 +913,8 @@ impl<'a> Planner<'a, '_> {
                 entry: raw.clone(),
                 reason: reason.into(),
             };
-            let name = rel::clean(&raw, Above::Refuse).ok_or_else(|| bad("it leads outside the destination"))?;
+            let name = rel::clean(&raw, Above::Refuse)
+                .ok_or_else(|| bad("it leads outside the destination"))?;
             if name.is_empty() {
                 // `./`: the destination itself, which Docker's untar leaves as it is.
                 continue;
@@ -895,9 +928,10 @@ impl<'a> Planner<'a, '_> {
                         let entry = self.created_dir(None);
                         self.emit(&path, entry, Data::None)?;
                     }
-                    Some(Entry { kind: Kind::Symlink(_), .. }) => {
-                        return Err(bad("it would be written through a symlink"))
-                    }
+                    Some(Entry {
+                        kind: Kind::Symlink(_),
+                        ..
+                    }) => return Err(bad("it would be written through a symlink")),
                     Some(_) => return Err(bad("a parent of it is not a directory")),
                 }
             }
@@ -906,8 +940,16 @@ impl<'a> Planner<'a, '_> {
             let (uid, gid) = match self.owner {
                 Some(owner) => owner,
                 None => (
-                    header.uid().ok().and_then(|u| u32::try_from(u).ok()).unwrap_or(0),
-                    header.gid().ok().and_then(|g| u32::try_from(g).ok()).unwrap_or(0),
+                    header
+                        .uid()
+                        .ok()
+                        .and_then(|u| u32::try_from(u).ok())
+                        .unwrap_or(0),
+                    header
+                        .gid()
+                        .ok()
+                        .and_then(|g| u32::try_from(g).ok())
+                        .unwrap_or(0),
                 ),
             };
             let mtime = header
@@ -929,7 +971,11 @@ impl<'a> Planner<'a, '_> {
             let kind = header.entry_type();
             let data = match kind {
                 T::Regular | T::Continuous | T::GNUSparse => {
-                    let spool = self.plan.spool.as_mut().ok_or_else(|| CopyError::Spool(io::ErrorKind::NotFound.into()))?;
+                    let spool = self
+                        .plan
+                        .spool
+                        .as_mut()
+                        .ok_or_else(|| CopyError::Spool(io::ErrorKind::NotFound.into()))?;
                     let offset = spool.seek(SeekFrom::End(0)).map_err(CopyError::Spool)?;
                     let n = io::copy(&mut item, spool).map_err(archive_err)?;
                     entry.size = n;
@@ -955,8 +1001,16 @@ impl<'a> Planner<'a, '_> {
                     let link = rel::clean(&link, Above::Refuse)
                         .ok_or_else(|| bad("its hard link leads outside the destination"))?;
                     let link_path = rel::join(&resolved, &link);
-                    let Some(first) = self.plan.entries.get(&link_path).filter(|o| o.entry.is_file() && archive_files.contains(&link_path)).cloned() else {
-                        return Err(bad("its hard link target is not an earlier file of the archive"));
+                    let Some(first) = self
+                        .plan
+                        .entries
+                        .get(&link_path)
+                        .filter(|o| o.entry.is_file() && archive_files.contains(&link_path))
+                        .cloned()
+                    else {
+                        return Err(bad(
+                            "its hard link target is not an earlier file of the archive",
+                        ));
                     };
                     let group = match first.entry.link {
                         Some(g) => g,
@@ -1019,7 +1073,13 @@ impl<'a> Planner<'a, '_> {
                 Some(e) if e.is_dir() => e,
                 _ => self.created_dir(None),
             };
-            self.plan.entries.insert(dir, Out { entry, data: Data::None });
+            self.plan.entries.insert(
+                dir,
+                Out {
+                    entry,
+                    data: Data::None,
+                },
+            );
         }
         Ok(())
     }
@@ -1065,7 +1125,13 @@ pub fn workdir_layer(
             Some(_) => return Err(CopyError::NotADirectory(current)),
             None => Entry::dir(0o755, owner.0, owner.1, mtime),
         };
-        plan.entries.insert(current.clone(), Out { entry, data: Data::None });
+        plan.entries.insert(
+            current.clone(),
+            Out {
+                entry,
+                data: Data::None,
+            },
+        );
     }
     Ok(Some(plan))
 }

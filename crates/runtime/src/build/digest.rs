@@ -84,7 +84,11 @@ fn field(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 /// The digest of the entry at `path` (not following a final symlink) and, for a directory,
 /// everything under it that `exclude` (patterns relative to `path`) does not leave out.
-pub fn tree_digest(tree: &dyn SourceTree, path: &str, exclude: Option<&Ignore>) -> Result<Digest, TreeError> {
+pub fn tree_digest(
+    tree: &dyn SourceTree,
+    path: &str,
+    exclude: Option<&Ignore>,
+) -> Result<Digest, TreeError> {
     let mut links = std::collections::HashMap::new();
     walk_digest(tree, path, "", exclude, &mut links)
 }
@@ -114,7 +118,11 @@ fn walk_digest(
             });
             match first {
                 Some(first) => field_into(&mut h, b"hardlink", first.as_bytes()),
-                None => field_into(&mut h, b"content", tree.file_digest(path)?.as_str().as_bytes()),
+                None => field_into(
+                    &mut h,
+                    b"content",
+                    tree.file_digest(path)?.as_str().as_bytes(),
+                ),
             }
         }
         Kind::Dir => {
@@ -146,7 +154,11 @@ fn field_into(h: &mut Hasher, key: &[u8], value: &[u8]) {
 /// [`tree_digest`] of what it leads to (symlinks followed, as the copy follows them). Two
 /// steps with equal digests read exactly the same files. An empty match set has a digest
 /// too (a wildcard may match nothing).
-pub fn source_digest(tree: &dyn SourceTree, pattern: &str, exclude: Option<&Ignore>) -> Result<Digest, super::copy::CopyError> {
+pub fn source_digest(
+    tree: &dyn SourceTree,
+    pattern: &str,
+    exclude: Option<&Ignore>,
+) -> Result<Digest, super::copy::CopyError> {
     let matches = super::copy::expand(tree, pattern)?;
     let mut h = Hasher::new();
     h.update(VERSION);
@@ -156,10 +168,11 @@ pub fn source_digest(tree: &dyn SourceTree, pattern: &str, exclude: Option<&Igno
             source_arg: pattern.into(),
             source: e,
         })?;
-        let digest = tree_digest(tree, &followed, exclude).map_err(|e| super::copy::CopyError::Source {
-            source_arg: pattern.into(),
-            source: e,
-        })?;
+        let digest =
+            tree_digest(tree, &followed, exclude).map_err(|e| super::copy::CopyError::Source {
+                source_arg: pattern.into(),
+                source: e,
+            })?;
         field_into(&mut h, m.as_bytes(), digest.as_str().as_bytes());
     }
     Ok(h.finish().0)

@@ -119,7 +119,11 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Downloads `url` into a temporary file in `dir`.
-pub async fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<Download, FetchError> {
+pub async fn download(
+    url: &str,
+    dir: &Path,
+    checksum: Option<&str>,
+) -> Result<Download, FetchError> {
     let expected = match checksum {
         Some(c) => Some(Digest::parse(c).map_err(|_| FetchError::BadChecksum(c.into()))?),
         None => None,
@@ -135,7 +139,11 @@ pub async fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<D
         .user_agent(concat!("container/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(request_err)?;
-    let mut response = client.get(parsed.clone()).send().await.map_err(request_err)?;
+    let mut response = client
+        .get(parsed.clone())
+        .send()
+        .await
+        .map_err(request_err)?;
     if !response.status().is_success() {
         return Err(FetchError::Status {
             url: url.into(),

@@ -149,7 +149,8 @@ impl<'a> LayerPlan<'a> {
             }
             if let (Kind::File, Some(group)) = (&entry.kind, entry.link) {
                 if let Some(first) = first_of_group.get(&group) {
-                    write_header(&mut out, &name, entry, b'1', first, 0).map_err(LayerError::Write)?;
+                    write_header(&mut out, &name, entry, b'1', first, 0)
+                        .map_err(LayerError::Write)?;
                     continue;
                 }
                 first_of_group.insert(group, path.clone());
@@ -167,7 +168,8 @@ impl<'a> LayerPlan<'a> {
             if size > 0 {
                 self.copy_data(path, item, &mut out)?;
                 let pad = (512 - (size % 512)) % 512;
-                out.write_all(&vec![0u8; pad as usize]).map_err(LayerError::Write)?;
+                out.write_all(&vec![0u8; pad as usize])
+                    .map_err(LayerError::Write)?;
             }
         }
         out.write_all(&[0u8; 1024]).map_err(LayerError::Write)?;
@@ -179,7 +181,11 @@ impl<'a> LayerPlan<'a> {
             }
             None => None,
         };
-        Ok(LayerDigests { diff_id, size, gzip })
+        Ok(LayerDigests {
+            diff_id,
+            size,
+            gzip,
+        })
     }
 
     fn copy_data(&self, path: &str, item: &Out, out: &mut Sink<'_>) -> Result<(), LayerError> {
@@ -205,10 +211,11 @@ impl<'a> LayerPlan<'a> {
             Data::Host(file) => Box::new(fs::File::open(file).map_err(read_err)?),
         };
         let want = item.entry.size;
-        let copied = io::copy(&mut (&mut reader).take(want), out).map_err(|e| LayerError::Read {
-            path: path.to_string(),
-            source: e,
-        })?;
+        let copied =
+            io::copy(&mut (&mut reader).take(want), out).map_err(|e| LayerError::Read {
+                path: path.to_string(),
+                source: e,
+            })?;
         if copied != want {
             return Err(LayerError::Changed(path.to_string()));
         }
@@ -228,7 +235,11 @@ impl<'a> LayerPlan<'a> {
             g.flush().map_err(LayerError::Write)?;
             d
         };
-        Ok(WrittenLayer { tar, gzip: gz, digests })
+        Ok(WrittenLayer {
+            tar,
+            gzip: gz,
+            digests,
+        })
     }
 }
 
@@ -372,7 +383,9 @@ fn write_header(
     if size > octal_max(12) {
         pax_record(&mut pax, "size", size.to_string().as_bytes());
     }
-    let mtime = u64::try_from(entry.mtime).ok().filter(|&t| t <= octal_max(12));
+    let mtime = u64::try_from(entry.mtime)
+        .ok()
+        .filter(|&t| t <= octal_max(12));
     if mtime.is_none() {
         pax_record(&mut pax, "mtime", entry.mtime.to_string().as_bytes());
     }
@@ -383,7 +396,17 @@ fn write_header(
         let base = name.trim_end_matches('/');
         let base = base.rsplit('/').next().unwrap_or(base);
         let pax_name = format!("PaxHeaders.0/{base}");
-        let block = header_block(pax_name.as_bytes(), 0o644, 0, 0, pax.len() as u64, 0, b'x', b"", (0, 0));
+        let block = header_block(
+            pax_name.as_bytes(),
+            0o644,
+            0,
+            0,
+            pax.len() as u64,
+            0,
+            b'x',
+            b"",
+            (0, 0),
+        );
         out.write_all(&block)?;
         out.write_all(&pax)?;
         let pad = (512 - pax.len() % 512) % 512;

@@ -139,7 +139,13 @@ fn match_from(p: &[char], s: &[char]) -> bool {
                     si += 1;
                     continue;
                 }
-                c if c != '*' && c != '?' && c != '[' && c != '\\' && si < s.len() && c == s[si] => {
+                c if c != '*'
+                    && c != '?'
+                    && c != '['
+                    && c != '\\'
+                    && si < s.len()
+                    && c == s[si] =>
+                {
                     pi += 1;
                     si += 1;
                     continue;

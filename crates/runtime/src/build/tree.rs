@@ -110,7 +110,10 @@ pub enum TreeError {
         source: io::Error,
     },
     /// A name on disk is not UTF-8 (paths are matched as text, like Docker's patterns).
-    #[error("a file name in {} of the {tree} is not UTF-8: {name:?}", rel::display(dir))]
+    #[error(
+        "a file name in {} of the {tree} is not UTF-8: {name:?}",
+        rel::display(dir)
+    )]
     NotUtf8 {
         /// The tree's name.
         tree: String,
@@ -120,7 +123,10 @@ pub enum TreeError {
         name: String,
     },
     /// A followed symlink leads outside a tree that refuses that (the build context).
-    #[error("symlink {} in the {tree} points outside it (to {target:?})", rel::display(path))]
+    #[error(
+        "symlink {} in the {tree} points outside it (to {target:?})",
+        rel::display(path)
+    )]
     Escape {
         /// The tree's name.
         tree: String,
@@ -130,7 +136,10 @@ pub enum TreeError {
         target: String,
     },
     /// More than 40 symlinks in one lookup (Linux's limit).
-    #[error("too many levels of symbolic links resolving {} in the {tree}", rel::display(path))]
+    #[error(
+        "too many levels of symbolic links resolving {} in the {tree}",
+        rel::display(path)
+    )]
     Loop {
         /// The tree's name.
         tree: String,
@@ -211,9 +220,7 @@ impl EmptyTree {
 
 impl Tree for EmptyTree {
     fn entry(&self, path: &str) -> Result<Option<Entry>, TreeError> {
-        Ok(path
-            .is_empty()
-            .then(|| Entry::dir(0o755, 0, 0, 0)))
+        Ok(path.is_empty().then(|| Entry::dir(0o755, 0, 0, 0)))
     }
     fn name(&self) -> &str {
         &self.name
@@ -354,7 +361,10 @@ pub(crate) fn host_entry(host: &Path, meta: &fs::Metadata) -> io::Result<Entry> 
         Kind::File
     } else {
         // A socket: a tar cannot carry it, and Docker's context transfer skips it too.
-        return Err(io::Error::new(io::ErrorKind::Unsupported, "a socket cannot be copied"));
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "a socket cannot be copied",
+        ));
     };
     let link = (ft.is_file() && meta.nlink() > 1).then(|| meta.ino());
     Ok(Entry {
@@ -394,8 +404,7 @@ fn host_xattrs(host: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
 
 /// Whether an extended attribute belongs in a layer (see [`host_xattrs`]).
 pub(crate) fn kept_xattr(name: &str) -> bool {
-    name == "security.capability"
-        || !(name.starts_with("security.") || name.starts_with("system."))
+    name == "security.capability" || !(name.starts_with("security.") || name.starts_with("system."))
 }
 
 /// Linux's limit on symlinks followed in one lookup.
@@ -451,11 +460,7 @@ pub(crate) fn resolve_with(
                     });
                 }
                 let escapes = target.starts_with('/')
-                    || rel::clean(
-                        &rel::join(&done.join("/"), &target),
-                        Above::Refuse,
-                    )
-                    .is_none();
+                    || rel::clean(&rel::join(&done.join("/"), &target), Above::Refuse).is_none();
                 if escapes && tree.refuses_escaping_links() {
                     return Err(TreeError::Escape {
                         tree: tree.name().into(),
@@ -512,7 +517,10 @@ mod tests {
         assert_eq!(resolve(&tree, "bin", true).unwrap(), "usr/bin");
         assert_eq!(resolve(&tree, "abs/bin", true).unwrap(), "usr/bin");
         assert_eq!(resolve(&tree, "usr/bin/up/bin", true).unwrap(), "usr/bin");
-        assert!(matches!(resolve(&tree, "loop", true), Err(TreeError::Loop { .. })));
+        assert!(matches!(
+            resolve(&tree, "loop", true),
+            Err(TreeError::Loop { .. })
+        ));
         assert!(matches!(
             resolve(&tree, "file/x", true),
             Err(TreeError::NotADirectory { .. })
