@@ -9,7 +9,7 @@ use std::path::Path;
 use runtime::build::{
     plan, source_digest, tree_digest, workdir_layer, workdir_owner, Context, CopyEnv, CopyError,
     CopySource, CopySpec, DirTree, DockerfileAt, EmptyTree, LayerPlan, NoUsers, Op, SourceTree,
-    Tree, UserDb,
+    StageTree, Tree, UserDb,
 };
 
 /// One entry of a written layer, as a reader of the tar sees it.
@@ -1080,16 +1080,17 @@ fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Builds a COPY/ADD/WORKDIR-only Dockerfile the way the builder will: each step planned
-/// against the stage so far (an unpacked directory), its layer unpacked on top.
+/// against the stage so far (a `StageTree` indexed from the layers already made), its layer
+/// then unpacked into `rootfs` for the comparison.
 fn build_ours(ctx_dir: &Path, rootfs: &Path) {
     let ctx = reopen(ctx_dir);
     let text = String::from_utf8(ctx.dockerfile().to_vec()).unwrap();
     let df = dockerfile::parse(&text).unwrap();
     let env: std::collections::HashMap<String, String> = Default::default();
     let (mut user, mut workdir) = (String::new(), String::new());
+    let mut stage = StageTree::new("stage");
     for step in &df.steps {
-        let stage = DirTree::new(rootfs, "stage");
-        let users = UserDb::from_tree(&stage).unwrap();
+        let users = stage.users();
         let instruction = step.instruction.expand(&df.lexer(), &env).unwrap();
         let layer = match &instruction {
             dockerfile::Instruction::From(_) => continue,
@@ -1129,6 +1130,7 @@ fn build_ours(ctx_dir: &Path, rootfs: &Path) {
             }
             other => panic!("not a COPY/ADD/WORKDIR step: {other:?}"),
         };
+        stage.apply_layer(&layer[..]).unwrap();
         let mut archive = tar::Archive::new(&layer[..]);
         archive.set_preserve_ownerships(true);
         archive.set_preserve_permissions(true);

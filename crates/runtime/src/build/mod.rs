@@ -17,7 +17,9 @@
 //!
 //! The builder supplies the stage as a [`tree::Tree`] (what is at a path: it decides
 //! where a destination leads and which directories exist) and its users as a
-//! [`user::UserLookup`]; both describe the stage *before* the step.
+//! [`user::UserLookup`]; both describe the stage *before* the step. [`stage::StageTree`]
+//! is both, indexed from the stage's layer tars (whiteouts applied), so the stage never
+//! has to be unpacked on the host.
 
 pub mod compress;
 pub mod context;
@@ -25,6 +27,7 @@ pub mod copy;
 pub mod digest;
 pub mod fetch;
 pub mod layer;
+pub mod stage;
 pub mod tree;
 pub mod user;
 
@@ -37,5 +40,6 @@ pub use copy::{
 pub use digest::{source_digest, tree_digest};
 pub use fetch::{Download, FetchError};
 pub use layer::{LayerDigests, LayerError, LayerPlan, WrittenLayer};
+pub use stage::{StageError, StageTree};
 pub use tree::{DirTree, EmptyTree, Entry, Kind, SourceTree, Tree, TreeError};
 pub use user::{NoUsers, OwnerSpec, UserDb, UserError, UserLookup};
