@@ -13,7 +13,7 @@
 //!   (`SCHILY.xattr.NAME`, in name order);
 //! - the first name of a hard-link group (in path order) carries the data, the others are
 //!   hard links to it;
-//! - gzip with no name and no timestamp in its header, at the default level.
+//! - gzip with no name and no timestamp in its header, at level 1 ([`GZIP_LEVEL`]).
 //!
 //! ```text
 //!  header block (512)      ustar: name mode uid gid size mtime chksum type linkname
@@ -32,6 +32,13 @@ use oci::digest::Hasher;
 use oci::Digest;
 
 use super::tree::{Entry, Kind, SourceTree, TreeError};
+
+/// The gzip level of layer blobs. Level 1 rather than zlib's default 6: for a 200 MiB
+/// context of 20 000 files it took 3.2 s instead of 5.7 s (the tar alone: 0.25 s), and a
+/// blob is compressed once per build but a build is what the user waits for. The
+/// `diff_id` does not depend on it; the blob digest does, and is only ever compared with
+/// itself.
+pub const GZIP_LEVEL: u32 = 1;
 
 /// Where an entry's bytes come from.
 #[derive(Debug, Clone)]
@@ -138,7 +145,8 @@ impl<'a> LayerPlan<'a> {
     ) -> Result<LayerDigests, LayerError> {
         let mut out = Sink {
             tar: Counted::new(tar),
-            gzip: gzip.map(|g| GzEncoder::new(Counted::new(g), flate2::Compression::default())),
+            gzip: gzip
+                .map(|g| GzEncoder::new(Counted::new(g), flate2::Compression::new(GZIP_LEVEL))),
         };
         let mut first_of_group: HashMap<u64, String> = HashMap::new();
         for (path, item) in &self.entries {
