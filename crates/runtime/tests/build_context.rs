@@ -689,6 +689,25 @@ fn add_refuses_archives_that_escape_or_fake_whiteouts() {
 }
 
 #[test]
+fn archive_entries_follow_the_stages_symlinks() {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(4);
+    h.set_mode(0o755);
+    b.append_data(&mut h, "bin/tool", &b"tool"[..]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    files(dir.path(), &[("Dockerfile", "FROM scratch\n")]);
+    fs::write(dir.path().join("tools.tar"), b.into_inner().unwrap()).unwrap();
+    let ctx = reopen(dir.path());
+    let stage_dir = tempfile::tempdir().unwrap();
+    files(stage_dir.path(), &[("usr/bin/", "")]);
+    symlink("usr/bin", stage_dir.path().join("bin")).unwrap();
+    let stage = DirTree::new(stage_dir.path(), "stage");
+    let items = run(&add(&["tools.tar"], "/"), &ctx, &stage).unwrap();
+    assert_eq!(paths(&items), ["usr", "usr/bin", "usr/bin/tool"]);
+}
+
+#[test]
 fn heredocs_and_workdir_layers() {
     let stage_dir = tempfile::tempdir().unwrap();
     files(stage_dir.path(), &[("srv/", "")]);

@@ -15,7 +15,8 @@
 //! - `ADD` of a local file that is a tar archive (plain, gzip, bzip2, xz, zstd: by content)
 //!   extracts it into the destination directory instead (`--unpack=false` turns that off;
 //!   a URL is extracted only with `--unpack=true`). Entries keep their owners and modes
-//!   unless `--chown` (BuildKit applies it to them; `--chmod` it does not).
+//!   unless `--chown` (BuildKit applies it to them; `--chmod` it does not); their parents
+//!   resolve through the stage's symlinks, as an untar inside the stage would.
 //! - A directory's *contents* are copied into the destination, which is created if
 //!   missing; sub-directories merge with existing ones (and take the source's metadata).
 //!   A directory cannot replace a non-directory ("cannot copy to non-directory"), a file
@@ -919,22 +920,23 @@ impl<'a> Planner<'a, '_> {
                 // `./`: the destination itself, which Docker's untar leaves as it is.
                 continue;
             }
-            let target = rel::join(&resolved, &name);
-            for dir in rel::ancestors(&name) {
-                let path = rel::join(&resolved, dir);
-                match self.lookup(&path)? {
-                    Some(e) if e.is_dir() => {}
-                    None => {
-                        let entry = self.created_dir(None);
-                        self.emit(&path, entry, Data::None)?;
-                    }
-                    Some(Entry {
-                        kind: Kind::Symlink(_),
-                        ..
-                    }) => return Err(bad("it would be written through a symlink")),
-                    Some(_) => return Err(bad("a parent of it is not a directory")),
-                }
-            }
+            // Parents resolve chroot-style, as Docker's untar inside the stage's root does:
+            // `bin/tool` lands in `usr/bin` when the stage's `bin` is a link to it.
+            let parent = resolve_with(
+                &self.overlay(),
+                &rel::join(&resolved, rel::parent(&name)),
+                true,
+                true,
+            )
+            .map_err(|e| match e {
+                TreeError::NotADirectory { .. } => bad("a parent of it is not a directory"),
+                e => CopyError::Stage(e),
+            })?;
+            self.mkdir_all(&parent, None).map_err(|e| match e {
+                CopyError::NotADirectory(_) => bad("a parent of it is not a directory"),
+                e => e,
+            })?;
+            let target = rel::join(&parent, rel::base(&name));
             let header = item.header().clone();
             let mode = header.mode().map_err(archive_err)? & 0o7777;
             let (uid, gid) = match self.owner {
@@ -1000,7 +1002,14 @@ impl<'a> Planner<'a, '_> {
                         .unwrap_or_default();
                     let link = rel::clean(&link, Above::Refuse)
                         .ok_or_else(|| bad("its hard link leads outside the destination"))?;
-                    let link_path = rel::join(&resolved, &link);
+                    let link_parent = resolve_with(
+                        &self.overlay(),
+                        &rel::join(&resolved, rel::parent(&link)),
+                        true,
+                        true,
+                    )
+                    .map_err(CopyError::Stage)?;
+                    let link_path = rel::join(&link_parent, rel::base(&link));
                     let Some(first) = self
                         .plan
                         .entries
