@@ -835,6 +835,42 @@ fn digests_ignore_mtimes_and_follow_content_and_metadata() {
 }
 
 #[test]
+fn extended_attributes_travel_and_count() {
+    let (dir, _) = context(&[("cap", "elf")]);
+    let path = dir.path().join("cap");
+    xattr::set(&path, "user.origin", b"ctx").unwrap();
+    let ctx = reopen(dir.path());
+    let before = tree_digest(&ctx, "cap", None).unwrap();
+    let env = CopyEnv {
+        source: &ctx,
+        stage: &scratch(),
+        users: &NoUsers,
+    };
+    let spec = copy(&["cap"], "/cap");
+    let (_, tar) = write(&plan(&spec, &env).unwrap());
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let records: Vec<(String, Vec<u8>)> = entry
+        .pax_extensions()
+        .unwrap()
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.key().unwrap().to_string(), r.value_bytes().to_vec())
+        })
+        .collect();
+    assert_eq!(
+        records,
+        [("SCHILY.xattr.user.origin".to_string(), b"ctx".to_vec())]
+    );
+    xattr::set(&path, "user.origin", b"changed").unwrap();
+    assert_ne!(
+        tree_digest(&reopen(dir.path()), "cap", None).unwrap(),
+        before
+    );
+}
+
+#[test]
 fn layers_are_deterministic() {
     let (dir, _) = context(&[("app/main", "bin"), ("app/conf/x.toml", "x = 1")]);
     fs::hard_link(dir.path().join("app/main"), dir.path().join("app/main2")).unwrap();
