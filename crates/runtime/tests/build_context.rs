@@ -937,6 +937,18 @@ fn context_from_stdin_archive_or_dockerfile() {
         let items = run(&copy(&["app"], "/app"), &ctx, &scratch()).unwrap();
         assert_eq!(find(&items, "app/main.go").data, b"package main");
     }
+    // A pipe that hands the archive over a few bytes at a time is still an archive.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.len().min(buf.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let ctx = Context::from_stdin(Trickle(&plain), DockerfileAt::Default).unwrap();
+    assert!(ctx.entry("app/main.go").unwrap().is_some());
     // Anything else is the Dockerfile; the context is empty.
     let ctx = Context::from_stdin(&b"FROM scratch\n"[..], DockerfileAt::Default).unwrap();
     assert_eq!(ctx.dockerfile(), b"FROM scratch\n");

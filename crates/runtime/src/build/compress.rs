@@ -2,7 +2,7 @@
 //! stdin: a gzip, bzip2, xz or zstd stream (by magic number) or none, and then whether what
 //! it holds starts with a valid tar header. A file's name never matters.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read};
 
 /// The compression of a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +37,14 @@ impl Compression {
 }
 
 /// A reader of the decompressed stream, whatever the compression was.
-pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let kind = Compression::detect(reader.fill_buf()?);
+pub fn decompress<'a, R: Read + 'a>(
+    mut reader: R,
+) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    // The longest magic number is 6 bytes; a pipe may deliver fewer in one read.
+    let mut head = Vec::with_capacity(8);
+    (&mut reader).take(8).read_to_end(&mut head)?;
+    let kind = Compression::detect(&head);
+    let reader = BufReader::with_capacity(64 * 1024, io::Cursor::new(head).chain(reader));
     let out: Box<dyn Read + 'a> = match kind {
         Compression::None => Box::new(reader),
         // Multi-member readers: `cat a.gz b.gz` is one valid stream for gzip and bzip2.

@@ -258,19 +258,23 @@ impl Context {
     /// The context of `container build -`: an archive (compressed or not) is the context;
     /// anything else is the Dockerfile itself and the context is empty.
     pub fn from_stdin<R: Read>(
-        reader: R,
+        mut reader: R,
         dockerfile: DockerfileAt,
     ) -> Result<Context, ContextError> {
-        let mut reader = io::BufReader::with_capacity(64 * 1024, reader);
-        let head = io::BufRead::fill_buf(&mut reader).map_err(ContextError::Archive)?;
-        // docker peeks two blocks; a short read is fine for detection.
+        // Two blocks, as docker's CLI peeks: a pipe may hand them over in pieces.
+        let mut head = Vec::with_capacity(1024);
+        (&mut reader)
+            .take(1024)
+            .read_to_end(&mut head)
+            .map_err(ContextError::Archive)?;
         let is_archive =
-            Compression::detect(head) != Compression::None || compress::is_tar_header(head);
+            Compression::detect(&head) != Compression::None || compress::is_tar_header(&head);
+        let mut whole = io::Cursor::new(head).chain(reader);
         if is_archive {
-            return Context::from_archive(reader, dockerfile);
+            return Context::from_archive(whole, dockerfile);
         }
         let mut text = Vec::new();
-        reader
+        whole
             .read_to_end(&mut text)
             .map_err(ContextError::Archive)?;
         Ok(Context::empty(text))
