@@ -98,7 +98,7 @@ pub struct LayerDigests {
 }
 
 /// The entries of a COPY, ADD or WORKDIR layer, ready to be written; built by
-/// [`super::copy::plan`] or [`super::copy::workdir_layer`].
+/// [`super::copy::plan`] or [`super::workdir::workdir_layer`].
 pub struct LayerPlan<'a> {
     pub(crate) entries: BTreeMap<String, Out>,
     pub(crate) source: Option<&'a dyn SourceTree>,

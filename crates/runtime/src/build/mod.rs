@@ -12,7 +12,7 @@
 //!                                 layer::LayerPlan ──write──▶ tar (diff_id) + gzip (blob)
 //!
 //!  digest::source_digest(tree, pattern, excludes)  ──▶ cache keys (no mtimes)
-//!  copy::workdir_layer(path, owner, stage, mtime)  ──▶ the directories WORKDIR creates
+//!  workdir::workdir_layer(path, owner, stage, mtime) ──▶ the directories WORKDIR creates
 //! ```
 //!
 //! The builder supplies the stage as a [`tree::Tree`] (what is at a path: it decides
@@ -30,16 +30,16 @@ pub mod layer;
 pub mod stage;
 pub mod tree;
 pub mod user;
+pub mod workdir;
 
 mod path;
 
 pub use context::{Context, ContextError, DockerfileAt};
-pub use copy::{
-    expand, plan, workdir_layer, workdir_owner, CopyEnv, CopyError, CopySource, CopySpec, Op,
-};
+pub use copy::{expand, plan, CopyEnv, CopyError, CopySource, CopySpec, Op};
 pub use digest::{source_digest, tree_digest};
 pub use fetch::{Download, FetchError};
 pub use layer::{LayerDigests, LayerError, LayerPlan, WrittenLayer};
 pub use stage::{StageError, StageTree};
 pub use tree::{DirTree, EmptyTree, Entry, Kind, SourceTree, Tree, TreeError};
 pub use user::{NoUsers, OwnerSpec, UserDb, UserError, UserLookup};
+pub use workdir::{workdir_layer, workdir_owner};

@@ -5,7 +5,7 @@
 //! [`SourceTree`] adds listing and reading, which a COPY source needs. [`resolve`] follows
 //! symlinks the way a chroot would, so a tree never reaches outside its root: an absolute
 //! link target starts again at the tree's root, and `..` at the root stays there — except in
-//! trees that refuse such links ([`SourceTree::refuses_escaping_links`], the build context),
+//! trees that refuse such links ([`Tree::refuses_escaping_links`], the build context),
 //! where they are an error naming the link.
 //!
 //! Paths are root-relative, `/`-separated and clean (`""` is the root); callers reach a path
