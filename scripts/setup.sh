@@ -18,6 +18,7 @@ APT_PACKAGES=(
     libseccomp-dev libcap-ng-dev   # to build virtiofsd
     debootstrap          # bench/ext4.sh builds a Debian rootfs layer
     iperf3               # bench/net-throughput.sh (inside the test containers and on the host)
+    buildah              # the oracle `container build` is compared with (docs/build.md)
     jq xz-utils zstd curl ca-certificates
 )
 

@@ -12,6 +12,7 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod backend;
+pub mod build;
 pub mod cleanup;
 pub mod client;
 pub mod container;
