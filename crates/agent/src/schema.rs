@@ -353,7 +353,7 @@ pub struct Started {
 }
 
 /// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitStatus {
     /// Exit code when it exited normally.
     #[serde(default)]
@@ -361,6 +361,11 @@ pub struct ExitStatus {
     /// Signal number when it was killed by a signal.
     #[serde(default)]
     pub signal: Option<i32>,
+    /// For a container's first process: the OOM kills its container's cgroup had counted when
+    /// it was reaped (`memory.events` `oom_kill`), so the host needs no second request to tell
+    /// an OOM kill. Absent for other processes, or when the count could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kills: Option<u64>,
 }
 
 /// Signal delivery.

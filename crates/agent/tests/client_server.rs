@@ -47,7 +47,7 @@ async fn fake_guest(io: DuplexStream, total: usize) {
                     }
                     Ok(Request::Wait(_)) => Ok(Response::Exited(ExitStatus {
                         code: Some(max_credit_seen as i32),
-                        signal: None,
+                        ..ExitStatus::default()
                     })),
                     Ok(_) => Err(WireError::new(ErrorCode::Unsupported, "no")),
                     Err(e) => Err(e),

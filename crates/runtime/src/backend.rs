@@ -176,6 +176,12 @@ pub trait Guest: Send + Sync {
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.
     async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError>;
+    /// The container's OOM kill count as the guest reported it with the exit of process
+    /// `id` (its first process), once [`Guest::wait`] returned; `None` when the guest did not
+    /// (then [`Guest::stats`] has it).
+    fn oom_kills_at_exit(&self, _id: &str) -> Option<u64> {
+        None
+    }
     /// Sends a signal to a process.
     async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError>;
     /// Writes to a process's stdin.

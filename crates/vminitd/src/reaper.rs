@@ -36,12 +36,12 @@ fn reap_all(procs: &Processes) {
         let exit = if libc::WIFEXITED(status) {
             ExitStatus {
                 code: Some(libc::WEXITSTATUS(status)),
-                signal: None,
+                ..ExitStatus::default()
             }
         } else if libc::WIFSIGNALED(status) {
             ExitStatus {
-                code: None,
                 signal: Some(libc::WTERMSIG(status)),
+                ..ExitStatus::default()
             }
         } else {
             continue;

@@ -82,6 +82,18 @@ pub fn umount(target: &str, lazy: bool) -> Result<(), GuestError> {
         .map_err(|e| GuestError::sys(format!("umount {target}"), e))
 }
 
+/// The OOM kills the cgroup `cg` has counted (`memory.events` `oom_kill`); `None` when the
+/// file cannot be read (no memory controller).
+pub fn oom_kills(cg: &Path) -> Option<u64> {
+    std::fs::metadata(cg.join("memory.events")).ok()?;
+    Some(
+        read_kv(&cg.join("memory.events"))
+            .into_iter()
+            .find(|(k, _)| k == "oom_kill")
+            .map_or(0, |(_, v)| v),
+    )
+}
+
 fn read_kv(path: &Path) -> Vec<(String, u64)> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -188,10 +200,7 @@ pub fn stats(procs: &Processes, container: Option<&str>) -> Result<Stats, GuestE
         );
         // "max" (unlimited) does not parse: None.
         s.memory_limit = read_u64(&cg.join("memory.max"));
-        s.oom_kills = read_kv(&cg.join("memory.events"))
-            .into_iter()
-            .find(|(k, _)| k == "oom_kill")
-            .map_or(0, |(_, v)| v);
+        s.oom_kills = oom_kills(cg).unwrap_or(0);
         let io = std::fs::read_to_string(cg.join("io.stat")).unwrap_or_default();
         (s.io_read_bytes, s.io_write_bytes) = parse_io_stat(&io);
         s.pids = read_u64(&cg.join("pids.current")).unwrap_or_else(|| {

@@ -62,7 +62,8 @@ async fn container_processes_exit_codes_users_and_isolation() {
             "oops\n",
             ExitStatus {
                 code: Some(7),
-                signal: None
+                signal: None,
+                ..st
             }
         )
     );
@@ -183,11 +184,13 @@ async fn container_processes_exit_codes_users_and_isolation() {
 
     // Kill the init: signal status, and the container stops.
     c.kill(init, 9, false).await.unwrap();
+    let st = c.wait(init).await.unwrap();
     assert_eq!(
-        c.wait(init).await.unwrap(),
+        st,
         ExitStatus {
             code: None,
-            signal: Some(9)
+            signal: Some(9),
+            ..st
         }
     );
     let err = c
@@ -460,7 +463,8 @@ async fn an_init_forwards_signals_reaps_orphans_and_passes_the_exit_on() {
         st,
         ExitStatus {
             code: Some(143),
-            signal: None
+            signal: None,
+            ..st
         },
         "128+SIGTERM, as tini"
     );

@@ -195,7 +195,8 @@ async fn boots_runs_a_container_and_shuts_down() {
             "",
             ExitStatus {
                 code: Some(7),
-                signal: None
+                signal: None,
+                ..st
             }
         )
     );

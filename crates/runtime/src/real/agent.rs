@@ -29,6 +29,8 @@ pub struct AgentGuest {
     /// cgroup limits for the container's creation.
     resources: Mutex<ResourceLimits>,
     stdins: Mutex<HashMap<String, Stdin>>,
+    /// OOM kill counts reported with processes' exits.
+    exit_oom_kills: Mutex<HashMap<String, u64>>,
 }
 
 /// Container-wide settings the first `CreateProcess` carries.
@@ -71,6 +73,7 @@ impl AgentGuest {
             container_setup: Mutex::default(),
             resources: Mutex::new(ResourceLimits::default()),
             stdins: Mutex::new(HashMap::new()),
+            exit_oom_kills: Mutex::new(HashMap::new()),
         }
     }
 
@@ -316,11 +319,18 @@ impl Guest for AgentGuest {
     async fn wait(&self, id: &str) -> Result<ProcessExit, GuestError> {
         let h = self.handle(id)?;
         let st = self.client.wait(h).await?;
+        if let (Some(n), Ok(mut m)) = (st.oom_kills, self.exit_oom_kills.lock()) {
+            m.insert(id.to_string(), n);
+        }
         Ok(match (st.code, st.signal) {
             (Some(c), _) => ProcessExit::Code(c),
             (None, Some(s)) => ProcessExit::Signal(s),
             (None, None) => ProcessExit::Code(255),
         })
+    }
+
+    fn oom_kills_at_exit(&self, id: &str) -> Option<u64> {
+        self.exit_oom_kills.lock().ok()?.get(id).copied()
     }
 
     async fn signal(&self, id: &str, signal: i32) -> Result<(), GuestError> {

@@ -373,13 +373,17 @@ impl Processes {
         };
         p.phase = Phase::Exited;
         p.stdin = None;
-        // send_replace: stores the value even when nobody waits yet (send would drop it).
-        p.exit.send_replace(Some(status));
         let container = p.container.clone();
+        let mut status = status;
         if let Some(c) = inner.containers.get_mut(&container) {
             if c.init == handle {
                 c.stopped = true;
+                status.oom_kills = c.cgroup.as_deref().and_then(crate::system::oom_kills);
             }
+        }
+        if let Some(p) = inner.procs.get_mut(&handle) {
+            // send_replace: stores the value even when nobody waits yet (send would drop it).
+            p.exit.send_replace(Some(status));
         }
     }
 
