@@ -69,6 +69,27 @@ pub fn cpio(tree: &Path, out: &Path) {
     )));
 }
 
+/// Builds vminitd's init filesystem under `dir` and packs it to `dir/initfs.cpio` (returned):
+/// the static vminitd as `/sbin/vminitd`, the kernel's `modules` (names without `.ko`, in load
+/// order) under `/lib/modules`, and their order in `/etc/vminitd/modules`. Nothing else: no
+/// `/dev`, no shell.
+pub fn vminitd_initfs(kernel: &KernelFiles, modules: &[&str], dir: &Path) -> PathBuf {
+    let initfs = dir.join("initfs");
+    for d in ["sbin", "lib/modules", "etc/vminitd"] {
+        std::fs::create_dir_all(initfs.join(d)).unwrap();
+    }
+    std::fs::copy(crate::static_vminitd(), initfs.join("sbin/vminitd")).unwrap();
+    let mut order = String::new();
+    for m in modules {
+        std::fs::copy(kernel.module(m), initfs.join(format!("lib/modules/{m}.ko"))).unwrap();
+        order.push_str(&format!("/lib/modules/{m}.ko\n"));
+    }
+    std::fs::write(initfs.join("etc/vminitd/modules"), order).unwrap();
+    let out = dir.join("initfs.cpio");
+    cpio(&initfs, &out);
+    out
+}
+
 /// The host's TSC frequency in kHz from /proc/cpuinfo, if it says.
 pub fn tsc_khz() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;

@@ -132,19 +132,7 @@ struct Vm {
 
 fn boot(dir: &Path) -> Vm {
     let kernel = guest::unpack_kernel(&dir.join("kernel"));
-    let initfs = dir.join("initfs");
-    for d in ["sbin", "lib/modules", "etc/vminitd"] {
-        std::fs::create_dir_all(initfs.join(d)).unwrap();
-    }
-    std::fs::copy(testkit::static_vminitd(), initfs.join("sbin/vminitd")).unwrap();
-    let mut order = String::new();
-    for m in MODULES {
-        std::fs::copy(kernel.module(m), initfs.join(format!("lib/modules/{m}.ko"))).unwrap();
-        order.push_str(&format!("/lib/modules/{m}.ko\n"));
-    }
-    std::fs::write(initfs.join("etc/vminitd/modules"), order).unwrap();
-    let cpio = dir.join("initfs.cpio");
-    guest::cpio(&initfs, &cpio);
+    let cpio = guest::vminitd_initfs(&kernel, &MODULES, dir);
 
     let tree = dir.join("base");
     base_tree(&tree);

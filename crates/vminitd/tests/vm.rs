@@ -40,21 +40,7 @@ impl Vm {
 
 fn boot(dir: &Path) -> Vm {
     let kernel = guest::unpack_kernel(&dir.join("kernel"));
-
-    // The initfs: vminitd, modules, their order. Nothing else (no /dev, no shell).
-    let initfs = dir.join("initfs");
-    std::fs::create_dir_all(initfs.join("sbin")).unwrap();
-    std::fs::create_dir_all(initfs.join("lib/modules")).unwrap();
-    std::fs::create_dir_all(initfs.join("etc/vminitd")).unwrap();
-    std::fs::copy(testkit::static_vminitd(), initfs.join("sbin/vminitd")).unwrap();
-    let mut order = String::new();
-    for m in MODULES {
-        std::fs::copy(kernel.module(m), initfs.join(format!("lib/modules/{m}.ko"))).unwrap();
-        order.push_str(&format!("/lib/modules/{m}.ko\n"));
-    }
-    std::fs::write(initfs.join("etc/vminitd/modules"), order).unwrap();
-    let cpio = dir.join("initfs.cpio");
-    guest::cpio(&initfs, &cpio);
+    let cpio = guest::vminitd_initfs(&kernel, &MODULES, dir);
 
     // The rootfs disk.
     let rootdir = dir.join("rootdir");
