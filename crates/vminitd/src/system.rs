@@ -85,19 +85,22 @@ pub fn umount(target: &str, lazy: bool) -> Result<(), GuestError> {
 /// The OOM kills the cgroup `cg` has counted (`memory.events` `oom_kill`); `None` when the
 /// file cannot be read (no memory controller).
 pub fn oom_kills(cg: &Path) -> Option<u64> {
-    std::fs::metadata(cg.join("memory.events")).ok()?;
+    let events = std::fs::read_to_string(cg.join("memory.events")).ok()?;
     Some(
-        read_kv(&cg.join("memory.events"))
+        parse_kv(&events)
             .into_iter()
             .find(|(k, _)| k == "oom_kill")
             .map_or(0, |(_, v)| v),
     )
 }
 
+/// `key value` lines of a file; an unreadable file has none.
 fn read_kv(path: &Path) -> Vec<(String, u64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    parse_kv(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+fn parse_kv(text: &str) -> Vec<(String, u64)> {
+    text.lines()
         .filter_map(|l| {
             let mut it = l.split_whitespace();
             Some((it.next()?.to_string(), it.next()?.parse().ok()?))

@@ -153,9 +153,19 @@ impl Template {
         add_entropy(&r.entropy).map_err(|e| GuestError::sys("resume: add entropy", e))?;
         crate::system::set_clock(r.time_unix_ns)?;
         let failed = load_deferred(deferred, r.balloon);
+        let (sys_dir, dev_dir) = (Path::new("/sys"), Path::new("/dev"));
         let ready = async {
-            wait_for_devices(Path::new("/sys"), Path::new("/dev"), DEVICE_WAIT).await?;
-            wait_for_capacities(Path::new("/sys"), &r.disks, DEVICE_WAIT).await
+            // Drivers bind and devtmpfs makes nodes asynchronously, after the probe.
+            wait_until_settled(DEVICE_WAIT, Duration::from_millis(5), || {
+                missing_devices(sys_dir, dev_dir)
+            })
+            .await?;
+            // QEMU's capacity change reaches the driver as a config interrupt that a kernel
+            // worker handles, so a disk's new size may lag the restore by a moment.
+            wait_until_settled(DEVICE_WAIT, Duration::from_millis(2), || {
+                wrong_capacities(sys_dir, &r.disks)
+            })
+            .await
         };
         match ready.await {
             Ok(()) => drop_disk_caches(r.disks.len()),
@@ -181,28 +191,6 @@ impl Template {
 pub fn disk_name(index: usize) -> Option<String> {
     let letter = u8::try_from(index).ok().filter(|i| *i < 26)?;
     Some(format!("vd{}", char::from(b'a' + letter)))
-}
-
-/// Waits until each disk's size under `sys_dir` (in 512-byte sectors) is the capacity the host
-/// announced for it, or `timeout` passes; then the error names the disks that differ. QEMU's
-/// capacity change reaches the driver as a config interrupt that a kernel worker handles, so
-/// the new size may lag the restore by a moment.
-async fn wait_for_capacities(
-    sys_dir: &Path,
-    disks: &[u64],
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let wrong = wrong_capacities(sys_dir, disks);
-        if wrong.is_empty() {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(wrong.join("; "));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// The disks whose size under `sys_dir` is not the one in `disks`, described.
@@ -303,19 +291,23 @@ fn load_deferred(deferred: Deferred, balloon: bool) -> Vec<String> {
     failed
 }
 
-/// Waits until [`missing_devices`] finds nothing missing, or `timeout` passes; then the
-/// error names what is still missing.
-async fn wait_for_devices(sys_dir: &Path, dev_dir: &Path, timeout: Duration) -> Result<(), String> {
+/// Polls `check` every `interval` until it finds nothing left, or `timeout` passes; then the
+/// error names what was still left (`check`'s descriptions, joined).
+async fn wait_until_settled(
+    timeout: Duration,
+    interval: Duration,
+    check: impl Fn() -> Vec<String>,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let missing = missing_devices(sys_dir, dev_dir);
-        if missing.is_empty() {
+        let left = check();
+        if left.is_empty() {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(missing.join("; "));
+            return Err(left.join("; "));
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(interval).await;
     }
 }
 

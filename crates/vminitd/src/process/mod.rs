@@ -363,8 +363,10 @@ impl Processes {
     }
 
     /// Records the exit of a reaped child. Unknown pids (orphans) are just dropped.
-    pub fn reaped(&self, pid: i32, status: ExitStatus) {
-        let mut inner = lock(&self.inner);
+    pub fn reaped(&self, pid: i32, mut status: ExitStatus) {
+        let mut guard = lock(&self.inner);
+        // One borrow of the table's fields each: the process and its container.
+        let inner = &mut *guard;
         let Some(handle) = inner.by_pid.remove(&pid) else {
             return;
         };
@@ -373,18 +375,14 @@ impl Processes {
         };
         p.phase = Phase::Exited;
         p.stdin = None;
-        let container = p.container.clone();
-        let mut status = status;
-        if let Some(c) = inner.containers.get_mut(&container) {
+        if let Some(c) = inner.containers.get_mut(&p.container) {
             if c.init == handle {
                 c.stopped = true;
                 status.oom_kills = c.cgroup.as_deref().and_then(crate::system::oom_kills);
             }
         }
-        if let Some(p) = inner.procs.get_mut(&handle) {
-            // send_replace: stores the value even when nobody waits yet (send would drop it).
-            p.exit.send_replace(Some(status));
-        }
+        // send_replace: stores the value even when nobody waits yet (send would drop it).
+        p.exit.send_replace(Some(status));
     }
 
     /// PIDs of every live process we started (for shutdown).
