@@ -54,22 +54,11 @@ raw_modules "$moddir" "$WORK/initfs/mod"
 raw_initfs "$WORK/initfs" "$WORK/cloud.cpio"
 tsc=$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
-# floor KERNEL CPIO NAME: one raw boot, as bench/run.sh's "raw".
-floor() {
-    qemu-img create -q -f qcow2 -F raw -b "$rootfs" "$WORK/$3.qcow2"
-    qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -cpu qemu64,+arat -smp 1 -m 512M \
-        -nodefaults -no-user-config -display none -no-reboot \
-        -kernel "$1" -initrd "$2" \
-        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t pci=off i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check cryptomgr.notests quiet tsc_early_khz=$tsc" \
-        -serial "file:$WORK/$3-console.log" \
-        -drive "id=d0,file=$WORK/$3.qcow2,format=qcow2,if=none,cache=unsafe" -device virtio-blk-device,drive=d0
-    rm -f "$WORK/$3.qcow2"
-}
-cloud_floor() { floor "$cloud_vmlinux" "$WORK/cloud.cpio" cloud; }
-tailored_floor() { floor "$TAILORED" "$WORK/tailored.cpio" tailored; }
+cloud_floor() { raw_boot "$cloud_vmlinux" "$WORK/cloud.cpio" cloud; }
+tailored_floor() { raw_boot "$TAILORED" "$WORK/tailored.cpio" tailored; }
 cloud_run() { "$BIN" --root "$WORK/cloud" run --rm --network none localhost/bench:1 true; }
 tailored_run() { "$BIN" --root "$WORK/tailored" run --rm --network none localhost/bench:1 true; }
-export -f floor cloud_floor tailored_floor cloud_run tailored_run
+export -f raw_boot cloud_floor tailored_floor cloud_run tailored_run
 export BIN WORK rootfs cloud_vmlinux TAILORED tsc
 
 names=(cloud_run tailored_run cloud_floor tailored_floor)

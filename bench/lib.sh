@@ -66,6 +66,21 @@ raw_modules() {
     done
 }
 
+# raw_boot KERNEL CPIO NAME: one boot of the raw floor: QEMU microvm (same machine and vCPU
+# model as ours) with KERNEL and the initramfs CPIO, the cached ext4 rootfs $rootfs through a
+# throw-away qcow2 overlay as /dev/vda; the console goes to $WORK/NAME-console.log. Needs
+# $WORK, $rootfs and $tsc (host TSC kHz) exported.
+raw_boot() {
+    qemu-img create -q -f qcow2 -F raw -b "$rootfs" "$WORK/$3.qcow2"
+    qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -cpu qemu64,+arat -smp 1 -m 512M \
+        -nodefaults -no-user-config -display none -no-reboot \
+        -kernel "$1" -initrd "$2" \
+        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t pci=off i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check cryptomgr.notests quiet tsc_early_khz=$tsc" \
+        -serial "file:$WORK/$3-console.log" \
+        -drive "id=d0,file=$WORK/$3.qcow2,format=qcow2,if=none,cache=unsafe" -device virtio-blk-device,drive=d0
+    rm -f "$WORK/$3.qcow2"
+}
+
 # The raw floor's initramfs, packed to $2 from the directory $1: busybox and an init that loads
 # whatever virtio block modules the caller put into $1/mod (none for a kernel with them built
 # in), mounts /dev/vda as ext4 and powers off.

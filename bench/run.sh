@@ -53,23 +53,14 @@ raw_modules "$moddir" "$WORK/initfs/mod"
 raw_initfs "$WORK/initfs" "$WORK/raw.cpio"
 tsc=$(awk -F: '/cpu MHz/{printf "%d", $2*1000; exit}' /proc/cpuinfo)
 
-raw() {
-    qemu-img create -q -f qcow2 -F raw -b "$rootfs" "$WORK/raw.qcow2"
-    qemu-system-x86_64 -M microvm,pit=on,pic=on,rtc=on,isa-serial=on -accel tcg -cpu qemu64,+arat -smp 1 -m 512M \
-        -nodefaults -no-user-config -display none -no-reboot \
-        -kernel "$vmlinux" -initrd "$WORK/raw.cpio" \
-        -append "console=ttyS0 rdinit=/init panic=-1 reboot=t pci=off i8042.noaux i8042.nokbd i8042.nopnp tsc=reliable no_timer_check cryptomgr.notests quiet tsc_early_khz=$tsc" \
-        -serial "file:$WORK/raw-console.log" \
-        -drive "id=d0,file=$WORK/raw.qcow2,format=qcow2,if=none,cache=unsafe" -device virtio-blk-device,drive=d0
-    rm -f "$WORK/raw.qcow2"
-}
+raw() { raw_boot "$vmlinux" "$WORK/raw.cpio" raw; }
 ours() { C run --rm --network none localhost/bench:1 true; }
 cold() { C run --rm --network none --no-template localhost/bench:1 true; }
 detached() {
     C run -d --network none --name detached localhost/bench:1 sleep 600 >/dev/null
     C exec detached true
 }
-export -f raw ours cold detached C
+export -f raw_boot raw ours cold detached C
 export BIN ROOT WORK rootfs vmlinux tsc
 
 # The warm-up above made the VM template; say how long that took.
