@@ -245,6 +245,13 @@ pub struct CreateProcess {
     /// `--privileged`; the capability set is separate).
     #[serde(default)]
     pub privileged: bool,
+    /// Container creation only: the mount points the guest makes in the rootfs because it
+    /// lacks them (`/proc`, `/sys`, `/dev`, `/etc/hosts`, `/etc/hostname`,
+    /// `/etc/resolv.conf`, an `/etc` for them) are removed again when the container is
+    /// deleted, if still empty. A builder's RUN step sets it, so that its layer holds only
+    /// what the command changed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_stubs: bool,
     /// The process itself.
     pub process: ProcessSpec,
 }

@@ -89,6 +89,7 @@ async fn calls_errors_and_flow_controlled_stdio() {
         readonly_rootfs: false,
         privileged: false,
         mounts: vec![],
+        remove_stubs: false,
         process: ProcessSpec {
             args: vec![a.into()],
             ..Default::default()

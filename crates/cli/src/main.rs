@@ -5,6 +5,7 @@
 
 #![warn(clippy::unwrap_used)]
 
+mod build;
 mod container;
 mod exit;
 mod format;
@@ -37,6 +38,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile; each RUN runs in a VM of ours.
+    Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Manage images in the local content store.
     #[command(subcommand, alias = "i")]
     Image(image::ImageCommand),
@@ -75,6 +81,8 @@ fn main() {
     };
     cli.global.init_logging();
     let result = match cli.command {
+        Command::Build(a) => build::run(&cli.global, a),
+        Command::Builder(cmd) => build::builder(&cli.global, cmd),
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Network(cmd) => network::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),

@@ -469,6 +469,52 @@ pub struct ContainerConfig {
     /// Signal to stop the container with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// How to check the container's health (Docker's extension of the OCI config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    /// Instructions to run when the image is the base of a build (Docker's `ONBUILD`).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub on_build: Vec<String>,
+    /// The shell of shell-form commands in builds on this image (Docker's `SHELL`).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "null_default"
+    )]
+    pub shell: Vec<String>,
+}
+
+/// Docker's `Healthcheck` object of an image config. Durations are in nanoseconds, 0 (or
+/// absent) meaning "inherit" (the default).
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    /// `["NONE"]`, `["CMD", arg…]` or `["CMD-SHELL", command]`; empty inherits.
+    #[serde(default, deserialize_with = "null_default")]
+    pub test: Vec<String>,
+    /// Time between checks.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    /// Time a check may take.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    /// Start-up time during which failures do not count.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    /// Time between checks during the start period.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    /// Consecutive failures before the container is unhealthy.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 /// The `rootfs` object of an image config.

@@ -227,6 +227,12 @@ pub trait Guest: Send + Sync {
     async fn release(&self, _id: &str) -> Result<(), GuestError> {
         Ok(())
     }
+    /// The agent connection itself, for callers that drive the guest beyond one container
+    /// (the builder: overlay mounts, a container per RUN step, layer capture); `None` for
+    /// guests that are not reached through the agent protocol (test fakes).
+    fn agent_client(&self) -> Option<agent::Client> {
+        None
+    }
 }
 
 /// The guest side of a container's networking.

@@ -237,40 +237,8 @@ pub async fn resolve(
     policy: PullPolicy,
     platform: Option<&oci::Platform>,
 ) -> Result<ResolvedImage, ImageError> {
-    if let Some(p) = platform {
-        check_platform(p)?;
-    }
-    let r = parse(reference)?;
-    let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
-    let local = match policy {
-        PullPolicy::Always => Lookup::Absent,
-        PullPolicy::Missing | PullPolicy::Never => lookup(&store, &r, platform)?,
-    };
-    let image = match (local, policy) {
-        (Lookup::Found(image), _) => *image,
-        (Lookup::Absent, PullPolicy::Never) => return Err(ImageError::Missing(r.to_string())),
-        (Lookup::OtherPlatform(platform), PullPolicy::Never) => {
-            return Err(ImageError::MissingPlatform {
-                reference: r.to_string(),
-                platform,
-            })
-        }
-        (_, _) => {
-            let opts = oci::PullOptions {
-                platform: platform.cloned().or_else(|| pull.platform.clone()),
-                scheme: pull.scheme,
-                concurrency: pull.concurrency,
-                credentials: pull.credentials.clone(),
-                progress: pull.progress.clone(),
-            };
-            oci::pull(&store, &r, &opts)
-                .await
-                .map_err(|source| ImageError::Pull {
-                    reference: r.to_string(),
-                    source: Box::new(source),
-                })?
-        }
-    };
+    let (store, image) = find_or_pull(root, reference, pull, policy, platform).await?;
+    let r = image.reference.clone();
     let c = &image.config.config;
     let config = ImageConfig {
         env: c.env.clone(),
@@ -312,6 +280,52 @@ pub async fn resolve(
         volumes: c.volumes.keys().cloned().collect(),
         exposed_ports: exposed_ports(c.exposed_ports.keys()),
     })
+}
+
+/// Finds `reference` in the content store under `root`, pulling it as `policy` says (see
+/// [`resolve`], which also makes its rootfs): the store and the image.
+pub async fn find_or_pull(
+    root: &Path,
+    reference: &str,
+    pull: &oci::PullOptions,
+    policy: PullPolicy,
+    platform: Option<&oci::Platform>,
+) -> Result<(oci::Store, oci::Image), ImageError> {
+    if let Some(p) = platform {
+        check_platform(p)?;
+    }
+    let r = parse(reference)?;
+    let store = oci::Store::open(root).map_err(ImageError::OpenStore)?;
+    let local = match policy {
+        PullPolicy::Always => Lookup::Absent,
+        PullPolicy::Missing | PullPolicy::Never => lookup(&store, &r, platform)?,
+    };
+    let image = match (local, policy) {
+        (Lookup::Found(image), _) => *image,
+        (Lookup::Absent, PullPolicy::Never) => return Err(ImageError::Missing(r.to_string())),
+        (Lookup::OtherPlatform(platform), PullPolicy::Never) => {
+            return Err(ImageError::MissingPlatform {
+                reference: r.to_string(),
+                platform,
+            })
+        }
+        (_, _) => {
+            let opts = oci::PullOptions {
+                platform: platform.cloned().or_else(|| pull.platform.clone()),
+                scheme: pull.scheme,
+                concurrency: pull.concurrency,
+                credentials: pull.credentials.clone(),
+                progress: pull.progress.clone(),
+            };
+            oci::pull(&store, &r, &opts)
+                .await
+                .map_err(|source| ImageError::Pull {
+                    reference: r.to_string(),
+                    source: Box::new(source),
+                })?
+        }
+    };
+    Ok((store, image))
 }
 
 #[cfg(test)]

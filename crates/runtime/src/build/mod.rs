@@ -21,7 +21,10 @@
 //! is both, indexed from the stage's layer tars (whiteouts applied), so the stage never
 //! has to be unpacked on the host.
 
+pub mod builder;
+pub mod cache;
 pub mod compress;
+pub mod config;
 pub mod context;
 pub mod copy;
 pub mod digest;
@@ -29,11 +32,14 @@ pub mod fetch;
 pub mod layer;
 pub mod stage;
 pub mod tree;
+pub mod unpack;
 pub mod user;
+pub mod vm;
 pub mod workdir;
 
 mod path;
 
+pub use builder::{build, BuildError, BuildOptions, BuildResult, Progress};
 pub use context::{Context, ContextError, DockerfileAt};
 pub use copy::{expand, plan, CopyEnv, CopyError, CopySource, CopySpec, Op};
 pub use digest::{source_digest, tree_digest};

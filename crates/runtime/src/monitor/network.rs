@@ -48,7 +48,12 @@ fn user_mode(record: &ContainerRecord) -> Result<NetSession, net::SessionError> 
     let bound = net::ports::bind(&record.config.publish)?;
     let ports = bound.specs();
     drop(bound);
-    let attachment = net::Attachment {
+    Ok(NetSession::User(user_attachment(), ports))
+}
+
+/// The guest's one interface on QEMU's user-mode network (also a builder VM's network).
+pub(crate) fn user_attachment() -> net::Attachment {
+    net::Attachment {
         network: format!("{} (user-mode)", net::DEFAULT_NETWORK),
         tap: String::new(),
         mac: "52:54:00:12:34:56".into(),
@@ -56,8 +61,7 @@ fn user_mode(record: &ContainerRecord) -> Result<NetSession, net::SessionError> 
         gateway: USER_GATEWAY.into(),
         mtu: 1500,
         dns: vec![USER_DNS.into()],
-    };
-    Ok(NetSession::User(attachment, ports))
+    }
 }
 
 impl NetSession {

@@ -126,6 +126,7 @@ impl AgentGuest {
             readonly_rootfs: setup.readonly_rootfs,
             mounts: setup.mounts,
             privileged: setup.privileged,
+            remove_stubs: false,
             process: agent::ProcessSpec {
                 args: spec.args.clone(),
                 env: spec.env.clone(),
@@ -429,6 +430,10 @@ impl Guest for AgentGuest {
             hs.insert(id.to_string(), h);
         }
         Ok(output)
+    }
+
+    fn agent_client(&self) -> Option<agent::Client> {
+        Some(self.client.clone())
     }
 
     async fn release(&self, id: &str) -> Result<(), GuestError> {

@@ -27,6 +27,8 @@ struct Placed {
     hostname: String,
     /// The process is the first of a new container.
     new_container: bool,
+    /// Mount points the container's setup will create, to remove at its deletion.
+    stubs: Vec<PathBuf>,
 }
 
 /// The process's stdio: the child's ends, and ours.
@@ -124,6 +126,7 @@ impl Processes {
                     cgroup: placed.cgroup,
                     hostname: placed.hostname,
                     stopped: false,
+                    stubs: placed.stubs,
                 },
             );
         }
@@ -185,6 +188,7 @@ impl Processes {
                 cgroup: c.cgroup.clone(),
                 hostname: c.hostname.clone(),
                 new_container: false,
+                stubs: Vec::new(),
             });
         }
         drop(inner);
@@ -249,6 +253,11 @@ impl Processes {
             }
             None => None,
         };
+        let stubs = if req.remove_stubs {
+            missing_mount_points(&rootfs, &files)
+        } else {
+            Vec::new()
+        };
         let plan = RootfsPlan {
             rootfs: rootfs.clone(),
             hostname: Some(hostname.clone()),
@@ -263,7 +272,48 @@ impl Processes {
             cgroup,
             hostname,
             new_container: true,
+            stubs,
         })
+    }
+}
+
+/// The mount points [`crate::rootfs::setup`] will create in `rootfs` because they are
+/// missing, parents before children: `/proc`, `/sys`, `/dev` and the files bound over
+/// (with their directories).
+fn missing_mount_points(rootfs: &Path, files: &[(String, PathBuf)]) -> Vec<PathBuf> {
+    let mut stubs = Vec::new();
+    let mut add = |p: PathBuf| {
+        if !stubs.contains(&p) && std::fs::symlink_metadata(&p).is_err() {
+            stubs.push(p);
+        }
+    };
+    for dir in ["proc", "sys", "dev"] {
+        add(rootfs.join(dir));
+    }
+    for (path, _) in files {
+        let rel = Path::new(path.trim_start_matches('/'));
+        let mut at = rootfs.to_path_buf();
+        for part in rel.iter() {
+            at.push(part);
+            add(at.clone());
+        }
+    }
+    stubs
+}
+
+/// Removes the mount points a container's setup made (children first), each only while it
+/// is still an empty file or directory: what the process itself put there stays.
+pub(super) fn remove_stubs(stubs: &[PathBuf]) {
+    for p in stubs.iter().rev() {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(p);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -54,6 +54,8 @@ pub struct Container {
     pub hostname: String,
     /// Whether its init has exited.
     pub stopped: bool,
+    /// Mount points its setup created, removed with it (`CreateProcess::remove_stubs`).
+    pub stubs: Vec<PathBuf>,
 }
 
 #[derive(Default)]
@@ -348,6 +350,7 @@ impl Processes {
                     let _ = std::fs::remove_dir(cg);
                 }
                 let _ = std::fs::remove_dir_all(self.run_dir.join(&p.container));
+                create::remove_stubs(&c.stubs);
             }
         }
     }

@@ -113,6 +113,7 @@ pub fn create(container: &str, rootfs: Option<&Path>, process: ProcessSpec) -> C
         readonly_rootfs: false,
         privileged: false,
         mounts: vec![],
+        remove_stubs: false,
         process,
     }
 }

@@ -1,0 +1,237 @@
+//! `container build` and `container builder prune`: argument parsing and progress output
+//! only; the build is the runtime's (`runtime::build`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use runtime::build::{BuildOptions, Context, DockerfileAt};
+
+use crate::global::GlobalOptions;
+
+/// `container build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name (and tag) of the image; repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads it from stdin).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// A build-time variable (`KEY=value`, or `KEY` to take it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last one).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always look for newer versions of the base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Platform of the image (only the host's: linux/amd64 here).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// A label of the image (`KEY=value`); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// The network of RUN steps: `default` (a private NAT to the outside) or `none`.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Progress output: `auto` and `plain` print each step and RUN's output on stderr.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// vCPUs of the builder VMs.
+    #[arg(long, default_value_t = 2)]
+    pub cpus: u32,
+    /// Memory of the builder VMs (the layers of a stage's RUN steps live in it), e.g. 2g.
+    #[arg(short = 'm', long, default_value = "2g")]
+    pub memory: String,
+    /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
+    pub context: String,
+}
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProgressArg {
+    /// Plain lines (this builder has no other display yet).
+    Auto,
+    /// Plain lines.
+    Plain,
+    /// Nothing but errors.
+    Quiet,
+}
+
+/// `container builder …`.
+#[derive(Debug, Subcommand)]
+pub enum BuilderCommand {
+    /// Remove the build cache (its layers go with the next `image prune` unless an image
+    /// uses them).
+    Prune(PruneArgs),
+}
+
+/// `container builder prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Do not ask for confirmation (there is no prompt: accepted for docker's scripts).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// Prints steps and RUN output on stderr, as they happen.
+struct Plain {
+    quiet: bool,
+}
+
+impl runtime::build::vm::OutputSink for Plain {
+    fn output(&self, bytes: &[u8]) {
+        if !self.quiet {
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(bytes);
+            let _ = e.flush();
+        }
+    }
+}
+
+impl runtime::build::Progress for Plain {
+    fn step(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+    fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+}
+
+/// `--build-arg K=V`, or `K` alone from the environment (skipped when unset, as docker).
+fn build_args(args: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn read_context(a: &BuildArgs) -> Result<Context> {
+    let dockerfile = match a.file.as_deref() {
+        None => DockerfileAt::Default,
+        Some(p) if p.as_os_str() == "-" => {
+            if a.context == "-" {
+                bail!("the Dockerfile and the context cannot both come from stdin");
+            }
+            let mut text = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut text)
+                .context("read the Dockerfile from stdin")?;
+            DockerfileAt::Text(text)
+        }
+        Some(p) => DockerfileAt::Path(p.to_path_buf()),
+    };
+    if a.context == "-" {
+        return Ok(Context::from_stdin(std::io::stdin().lock(), dockerfile)?);
+    }
+    let dir = PathBuf::from(&a.context);
+    Ok(Context::from_dir(&dir, dockerfile)?)
+}
+
+/// Runs `container build`.
+pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
+    if let Some(p) = &a.platform {
+        let platform = oci::Platform::parse(p)?;
+        runtime::image::check_platform(&platform)?;
+    }
+    let network = match a.network.as_str() {
+        "default" | "bridge" | "host" => true,
+        "none" => false,
+        other => bail!("invalid --network {other:?}: default or none"),
+    };
+    for t in &a.tags {
+        oci::Reference::parse(t).with_context(|| format!("invalid tag {t:?}"))?;
+    }
+    let memory_mib = crate::container::parse_memory(&a.memory)
+        .map_err(|e| anyhow::anyhow!("invalid --memory {:?}: {e}", a.memory))?
+        / (1024 * 1024);
+    let mut labels = BTreeMap::new();
+    for l in &a.labels {
+        let (k, v) = runtime::labels::parse_label(l)?;
+        labels.insert(k, v);
+    }
+    let ctx = read_context(&a)?;
+    let quiet = a.quiet || a.progress == ProgressArg::Quiet;
+    let opts = BuildOptions {
+        tags: a.tags.clone(),
+        build_args: build_args(&a.build_args),
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        pull: a.pull,
+        labels,
+        network,
+        vm: runtime::state::VmOptions {
+            cpus: a.cpus.max(1),
+            memory_mib: memory_mib.max(256),
+            ..Default::default()
+        },
+        pull_options: oci::PullOptions {
+            progress: crate::progress::Bars::for_terminal(quiet, "pulling"),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let rt = global.runtime()?;
+    let progress = Plain { quiet };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(async {
+            tokio::select! {
+                r = rt.build(&ctx, opts, &progress) => Some(r),
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        })
+        .ok_or_else(|| anyhow::anyhow!("build interrupted"))?;
+    match result {
+        Ok(r) => {
+            if !quiet {
+                for t in &r.tags {
+                    eprintln!("Successfully tagged {t}");
+                }
+            }
+            println!("{}", r.id);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            Err(crate::exit::ExitCode(e.exit_code()).into())
+        }
+    }
+}
+
+/// Runs `container builder …`.
+pub fn builder(global: &GlobalOptions, cmd: BuilderCommand) -> Result<()> {
+    match cmd {
+        BuilderCommand::Prune(_) => {
+            let cache = runtime::build::cache::BuildCache::new(&global.root_dir());
+            let n = cache.prune()?;
+            println!("Deleted build cache records: {n}");
+            Ok(())
+        }
+    }
+}

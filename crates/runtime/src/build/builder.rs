@@ -1,0 +1,1047 @@
+//! The build itself: stages in dependency order, each step from the cache or done (config
+//! instructions on the config, COPY/ADD/WORKDIR layers on the host, RUN in the stage's
+//! builder VM), and the image assembled in the content store at the end, named only when
+//! all of it is there (docs/build.md).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use dockerfile::{Base, Instruction, Stages, Step};
+use oci::{media_type, ContainerConfig, Descriptor, Digest, ImageConfig};
+
+use super::cache::{self, BuildCache, CachedStep};
+use super::config::{self as cfg, StageFlags};
+use super::context::Context;
+use super::copy::{plan, CopyEnv, CopySource, CopySpec};
+use super::stage::StageTree;
+use super::tree::{DirTree, SourceTree};
+use super::vm::{BuilderVm, OutputSink, RunSpec, VmSpec};
+use super::workdir::{workdir_layer, workdir_owner};
+use crate::image::PullPolicy;
+use crate::state::VmOptions;
+
+/// What `container build` was asked for.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The state root.
+    pub root: PathBuf,
+    /// The static vminitd for builder VMs.
+    pub vminitd: Option<PathBuf>,
+    /// Names for the image (`-t`).
+    pub tags: Vec<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`.
+    pub target: Option<String>,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--pull`: look for newer base images.
+    pub pull: bool,
+    /// `--label`s of the image.
+    pub labels: BTreeMap<String, String>,
+    /// `--network none` gives RUN no network.
+    pub network: bool,
+    /// Builder VM sizing.
+    pub vm: VmOptions,
+    /// How base images are pulled.
+    pub pull_options: oci::PullOptions,
+}
+
+/// Where the build reports what it does.
+pub trait Progress: OutputSink {
+    /// A step starts: `[stage k/n] STEP i/m: INSTRUCTION`.
+    fn step(&self, text: &str);
+    /// A line about the step (`--> Using cache …`).
+    fn note(&self, text: &str);
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The image ID: its config's digest.
+    pub id: Digest,
+    /// The manifest's digest.
+    pub manifest: Digest,
+    /// The names given to it.
+    pub tags: Vec<String>,
+}
+
+/// A build failure: one line, naming the Dockerfile line where one is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse or its stages are inconsistent.
+    #[error("{0}")]
+    Dockerfile(String),
+    /// A step failed (its line and what went wrong).
+    #[error("Dockerfile:{line}: {message}")]
+    Step {
+        /// The step's line.
+        line: usize,
+        /// What failed.
+        message: String,
+    },
+    /// A RUN exited non-zero.
+    #[error(
+        "Dockerfile:{line}: process \"{command}\" did not complete successfully: exit code: {code}"
+    )]
+    RunFailed {
+        /// The step's line.
+        line: usize,
+        /// The command, as docker quotes it.
+        command: String,
+        /// Its exit code.
+        code: i32,
+    },
+    /// Something of the host or the store failed.
+    #[error("{0}")]
+    Host(String),
+}
+
+impl BuildError {
+    /// The exit code of the `build` command: 1 for any failed build, as docker's.
+    pub fn exit_code(&self) -> i32 {
+        1
+    }
+}
+
+fn host<E: std::error::Error + 'static>(what: &str) -> impl FnOnce(E) -> BuildError + '_ {
+    move |e| BuildError::Host(format!("{what}: {}", crate::error_line(&e)))
+}
+
+fn at<E: std::error::Error + 'static>(line: usize) -> impl FnOnce(E) -> BuildError {
+    move |e| BuildError::Step {
+        line,
+        message: crate::error_line(&e),
+    }
+}
+
+/// One layer of a stage.
+#[derive(Debug, Clone)]
+struct Layer {
+    blob: Descriptor,
+    diff_id: Digest,
+}
+
+/// A stage as it stands: its layers, config, the cache chain and, once needed, its file
+/// index and builder VM.
+struct StageState {
+    name: String,
+    layers: Vec<Layer>,
+    image: ImageConfig,
+    key: Digest,
+    flags: StageFlags,
+    args: BTreeMap<String, String>,
+    tree: Option<StageTree>,
+    vm: Option<BuilderVm>,
+    /// Layers the VM has (its base, then each `LayerIn`/RUN).
+    vm_layers: usize,
+}
+
+/// A finished stage, kept for `FROM stage` and `COPY --from`.
+#[derive(Clone)]
+struct StageResult {
+    layers: Vec<Layer>,
+    image: ImageConfig,
+    key: Digest,
+}
+
+/// Builds the Dockerfile of `ctx` as `opts` says.
+pub async fn build(
+    ctx: &Context,
+    opts: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildResult, BuildError> {
+    let text = std::str::from_utf8(ctx.dockerfile())
+        .map_err(|_| BuildError::Dockerfile("the Dockerfile is not UTF-8 text".into()))?;
+    let df = dockerfile::parse(text).map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    for w in &df.warnings {
+        progress.note(&format!("warning: Dockerfile:{}: {}", w.line, w.message));
+    }
+    let stages = df
+        .stages()
+        .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    let predefined = predefined_args();
+    let global = stages
+        .global_arg_values(&predefined, &opts.build_args)
+        .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    let resolution = stages
+        .resolve(&global)
+        .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    let target = stages
+        .target(opts.target.as_deref())
+        .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    let order = resolution.build_order(target);
+
+    let store = oci::Store::open(&opts.root).map_err(host("open the content store"))?;
+    // Blobs written here are named only at the end; prune must wait.
+    let _gc = store
+        .lock_gc(false)
+        .map_err(host("lock the content store"))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(store.temp_path().parent().unwrap_or(&opts.root))
+        .map_err(host("create a scratch directory"))?;
+    let mut b = Builder {
+        opts,
+        ctx,
+        store,
+        cache: BuildCache::new(&opts.root),
+        stages: &stages,
+        global,
+        done: HashMap::new(),
+        unpacked: HashMap::new(),
+        scratch: scratch.path().to_path_buf(),
+        progress,
+        stage_count: order.len(),
+    };
+    let mut result = None;
+    for (k, &index) in order.iter().enumerate() {
+        let base = resolution.stages[index].base.clone();
+        let r = b.stage(k, index, &base).await?;
+        b.done.insert(index, r.clone());
+        result = Some(r);
+    }
+    let result = result.ok_or_else(|| BuildError::Dockerfile("no stage to build".into()))?;
+    b.commit(result)
+}
+
+/// `TARGETPLATFORM` and friends, and the proxy variables (docker's predefined ARGs).
+fn predefined_args() -> dockerfile::Vars {
+    let p = oci::Platform::host();
+    let platform = format!("{}/{}", p.os, p.architecture);
+    let mut v = dockerfile::Vars::new();
+    for (prefix, value) in [("TARGET", &platform), ("BUILD", &platform)] {
+        v.insert(format!("{prefix}PLATFORM"), value.clone());
+        v.insert(format!("{prefix}OS"), p.os.clone());
+        v.insert(format!("{prefix}ARCH"), p.architecture.clone());
+        v.insert(
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        );
+    }
+    v
+}
+
+/// Build arguments that need no ARG to reach RUN (docker's list).
+const PROXY_ARGS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+struct Builder<'a> {
+    opts: &'a BuildOptions,
+    ctx: &'a Context,
+    store: oci::Store,
+    cache: BuildCache,
+    stages: &'a Stages,
+    global: dockerfile::Vars,
+    done: HashMap<usize, StageResult>,
+    /// Stages and images unpacked for `COPY --from`.
+    unpacked: HashMap<String, PathBuf>,
+    scratch: PathBuf,
+    progress: &'a dyn Progress,
+    stage_count: usize,
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Docker's media types for layers, as an OCI manifest lists them.
+fn oci_layer(mut d: Descriptor) -> Descriptor {
+    if d.media_type == media_type::DOCKER_LAYER_GZIP {
+        d.media_type = media_type::OCI_LAYER_GZIP.into();
+    }
+    d
+}
+
+impl Builder<'_> {
+    async fn base_image(&self, reference: &str) -> Result<oci::Image, BuildError> {
+        let policy = if self.opts.pull {
+            PullPolicy::Always
+        } else {
+            PullPolicy::Missing
+        };
+        let (_, image) = crate::image::find_or_pull(
+            &self.opts.root,
+            reference,
+            &self.opts.pull_options,
+            policy,
+            None,
+        )
+        .await
+        .map_err(|e| BuildError::Host(crate::error_line(&e)))?;
+        Ok(image)
+    }
+
+    async fn stage(
+        &mut self,
+        k: usize,
+        index: usize,
+        base: &Base,
+    ) -> Result<StageResult, BuildError> {
+        let stage = &self.stages.stages[index];
+        let prefix = format!("[{}/{}]", k + 1, self.stage_count);
+        self.progress
+            .step(&format!("{prefix} FROM: {}", from_line(stage)));
+        let mut st = match base {
+            Base::Scratch => {
+                let p = oci::Platform::host();
+                StageState::new(
+                    &stage.display_name(),
+                    Vec::new(),
+                    ImageConfig {
+                        architecture: p.architecture,
+                        os: p.os,
+                        ..Default::default()
+                    },
+                    cache::root_key("scratch"),
+                )
+            }
+            Base::Image(reference) => {
+                let image = self.base_image(reference).await.map_err(|e| match e {
+                    BuildError::Host(m) => BuildError::Step {
+                        line: stage.line,
+                        message: m,
+                    },
+                    e => e,
+                })?;
+                let diff_ids = image.config.rootfs.diff_ids.clone();
+                if diff_ids.len() != image.layers().len() {
+                    return Err(BuildError::Step {
+                        line: stage.line,
+                        message: format!(
+                            "image {reference}: its config lists {} layers, its manifest {}",
+                            diff_ids.len(),
+                            image.layers().len()
+                        ),
+                    });
+                }
+                let layers = image
+                    .layers()
+                    .iter()
+                    .cloned()
+                    .zip(diff_ids)
+                    .map(|(blob, diff_id)| Layer {
+                        blob: oci_layer(blob),
+                        diff_id,
+                    })
+                    .collect();
+                StageState::new(
+                    &stage.display_name(),
+                    layers,
+                    image.config.clone(),
+                    cache::root_key(image.manifest_digest().as_str()),
+                )
+            }
+            Base::Stage(i) => {
+                let r = self.done.get(i).cloned().ok_or_else(|| {
+                    BuildError::Dockerfile(format!("stage {i} was not built before its use"))
+                })?;
+                StageState::new(
+                    &stage.display_name(),
+                    r.layers,
+                    r.image,
+                    cache::chain(&r.key, &["FROM stage"]),
+                )
+            }
+        };
+        // The base's ONBUILD triggers run first, and are not inherited.
+        let triggers = std::mem::take(&mut st.image.config.on_build);
+        let mut steps: Vec<Step> = Vec::new();
+        for t in &triggers {
+            let parsed = dockerfile::parse(t).map_err(|e| BuildError::Step {
+                line: stage.line,
+                message: format!("ONBUILD trigger {t:?}: {}", e.message),
+            })?;
+            for mut s in parsed.steps {
+                s.line = stage.line;
+                steps.push(s);
+            }
+        }
+        steps.extend(stage.steps.iter().cloned());
+        let outcome = self.steps(&mut st, &steps, &prefix).await;
+        if let Some(vm) = st.vm.take() {
+            vm.stop().await;
+        }
+        outcome?;
+        Ok(StageResult {
+            layers: st.layers,
+            image: st.image,
+            key: st.key,
+        })
+    }
+
+    async fn steps(
+        &mut self,
+        st: &mut StageState,
+        steps: &[Step],
+        prefix: &str,
+    ) -> Result<(), BuildError> {
+        let lexer = dockerfile::Lexer::new(self.stages.escape);
+        let total = steps.len();
+        for (i, step) in steps.iter().enumerate() {
+            self.progress.step(&format!(
+                "{prefix} STEP {}/{total}: {}",
+                i + 1,
+                step.original
+            ));
+            let vars = st.lookup();
+            let instruction = if step.instruction.expands_variables() {
+                step.instruction
+                    .expand(&lexer, &vars)
+                    .map_err(at(step.line))?
+            } else {
+                step.instruction.clone()
+            };
+            match &instruction {
+                Instruction::Arg(decls) => {
+                    for d in decls {
+                        let value = match (self.opts.build_args.get(&d.name), &d.default) {
+                            (Some(v), _) => Some(v.clone()),
+                            (None, Some(default)) => Some(default.clone()),
+                            (None, None) => self
+                                .global
+                                .get(&d.name)
+                                .filter(|_| self.declared_globally(&d.name))
+                                .cloned()
+                                .or_else(|| predefined_args().get(&d.name).cloned()),
+                        };
+                        if let Some(v) = value {
+                            st.args.insert(d.name.clone(), v);
+                        }
+                    }
+                    st.key = cache::chain(&st.key, &[&format!("{instruction:?}")]);
+                }
+                Instruction::Run(run) => self.run(st, step, run).await?,
+                Instruction::Copy(_) | Instruction::Add(_) => {
+                    self.copy(st, step, &instruction).await?
+                }
+                Instruction::Workdir(path) => {
+                    cfg::apply(
+                        &mut st.image.config,
+                        &mut st.flags,
+                        &instruction,
+                        &mut st.image.author,
+                    )
+                    .map_err(at(step.line))?;
+                    let dir = st.image.config.working_dir.clone().unwrap_or_default();
+                    let user = st.image.config.user.clone().unwrap_or_default();
+                    st.key = cache::chain(&st.key, &[&format!("WORKDIR {dir} {user}")]);
+                    let tree = st.tree(&self.store)?;
+                    let users = tree.users();
+                    let owner = workdir_owner(&user, &users);
+                    let planned = workdir_layer(&dir, owner, tree, 0).map_err(at(step.line))?;
+                    let layer = match planned {
+                        Some(p) => Some(self.store_plan(&p, step.line)?),
+                        None => None,
+                    };
+                    let created_by = format!("WORKDIR {path}");
+                    self.add_layer(st, layer, &created_by)?;
+                }
+                Instruction::From(_) => {
+                    return Err(BuildError::Step {
+                        line: step.line,
+                        message: "FROM inside a stage".into(),
+                    })
+                }
+                other => {
+                    cfg::apply(
+                        &mut st.image.config,
+                        &mut st.flags,
+                        other,
+                        &mut st.image.author,
+                    )
+                    .map_err(at(step.line))?;
+                    st.key = cache::chain(&st.key, &[&format!("{other:?}")]);
+                    let created_by = step.original.clone();
+                    st.image
+                        .history
+                        .push(cfg::history(&now(), &created_by, true));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `name` is a global ARG (a stage's `ARG name` without a value takes its value).
+    fn declared_globally(&self, name: &str) -> bool {
+        self.stages
+            .global_args
+            .iter()
+            .any(|s| match &s.instruction {
+                Instruction::Arg(d) => d.iter().any(|d| d.name == name),
+                _ => false,
+            })
+    }
+
+    async fn run(
+        &mut self,
+        st: &mut StageState,
+        step: &Step,
+        run: &dockerfile::Run,
+    ) -> Result<(), BuildError> {
+        if !run.mounts.is_empty() {
+            return Err(BuildError::Step {
+                line: step.line,
+                message: "RUN --mount is not supported yet".into(),
+            });
+        }
+        let network = match run.network.as_deref() {
+            None | Some("default") => self.opts.network,
+            Some("none") => false,
+            Some(other) => {
+                return Err(BuildError::Step {
+                    line: step.line,
+                    message: format!("RUN --network={other} is not supported (default, none)"),
+                })
+            }
+        };
+        let args = run_argv(run, &st.image.config);
+        let mut env = st.image.config.env.clone();
+        // Build arguments reach RUN as environment, under ENV of the same name.
+        for (k, v) in &st.args {
+            if cfg::get_env(&env, k).is_none() {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        for k in PROXY_ARGS {
+            if let (Some(v), None) = (self.opts.build_args.get(k), cfg::get_env(&env, k)) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if cfg::get_env(&env, "PATH").is_none() {
+            env.push(format!("PATH={}", cfg::DEFAULT_PATH));
+        }
+        let spec = RunSpec {
+            args: args.clone(),
+            env: env.clone(),
+            cwd: st
+                .image
+                .config
+                .working_dir
+                .clone()
+                .unwrap_or_else(|| "/".into()),
+            user: st.image.config.user.clone().unwrap_or_default(),
+        };
+        let created_by = format!("RUN {}", args.join(" "));
+        let key = cache::chain(
+            &st.key,
+            &[
+                "RUN",
+                &args.join("\0"),
+                &env.join("\0"),
+                &spec.cwd,
+                &spec.user,
+                if network { "net" } else { "nonet" },
+            ],
+        );
+        if let Some(hit) = self.cached(&key) {
+            st.key = key;
+            return self.add_cached(st, hit, &created_by);
+        }
+        if st.vm.is_none() {
+            let base = self.base_ext4(&st.layers).await?;
+            let vm = BuilderVm::boot(&VmSpec {
+                root: self.opts.root.clone(),
+                vminitd: self.opts.vminitd.clone(),
+                base,
+                network: self.opts.network,
+                vm: self.opts.vm.clone(),
+            })
+            .await
+            .map_err(|e| BuildError::Step {
+                line: step.line,
+                message: crate::error_line(&e),
+            })?;
+            st.vm = Some(vm);
+            st.vm_layers = st.layers.len();
+        }
+        // Layers made on the host since the VM started (COPY, WORKDIR, cache hits).
+        while st.vm_layers < st.layers.len() {
+            let blob = self.store.blob_path(&st.layers[st.vm_layers].blob.digest);
+            let tar = self.scratch.join("in.tar");
+            decompress_to(&blob, &tar).map_err(host("read a layer"))?;
+            if let Some(vm) = st.vm.as_mut() {
+                vm.layer_in(&tar).await.map_err(at(step.line))?;
+            }
+            st.vm_layers += 1;
+        }
+        let vm = st
+            .vm
+            .as_mut()
+            .ok_or_else(|| BuildError::Host("no builder VM".into()))?;
+        let exit = vm.run(&spec, self.progress).await.map_err(at(step.line))?;
+        if exit.code != 0 {
+            return Err(BuildError::RunFailed {
+                line: step.line,
+                command: args.join(" "),
+                code: exit.code,
+            });
+        }
+        let tar = self.scratch.join("out.tar");
+        vm.layer_out(&tar).await.map_err(at(step.line))?;
+        let layer = self.store_tar(&tar)?;
+        if let (Some(tree), Some(_)) = (st.tree.as_mut(), &layer) {
+            let f = std::fs::File::open(&tar).map_err(host("read the step's layer"))?;
+            tree.apply_layer(BufReader::new(f))
+                .map_err(host("index the step's layer"))?;
+        }
+        let created = now();
+        self.remember(&key, &layer, &created)?;
+        st.key = key;
+        st.push(layer, &created_by, &created, false);
+        // The VM has the step's directory already, empty or not.
+        st.vm_layers = st.layers.len();
+        Ok(())
+    }
+
+    async fn copy(
+        &mut self,
+        st: &mut StageState,
+        step: &Step,
+        instruction: &Instruction,
+    ) -> Result<(), BuildError> {
+        let workdir = st.image.config.working_dir.clone().unwrap_or_default();
+        let workdir = workdir.trim_end_matches('/').to_string();
+        let (mut spec, from) = match instruction {
+            Instruction::Copy(c) => (
+                CopySpec::from_copy(c, &workdir).map_err(at(step.line))?,
+                c.from.clone(),
+            ),
+            Instruction::Add(a) => (
+                CopySpec::from_add(a, &workdir).map_err(at(step.line))?,
+                None,
+            ),
+            _ => return Ok(()),
+        };
+        if spec.urls().next().is_some() {
+            let dir = self.scratch.join("downloads");
+            std::fs::create_dir_all(&dir).map_err(host("create a download directory"))?;
+            spec.download(&dir).await.map_err(at(step.line))?;
+        }
+        let from_dir = match &from {
+            Some(name) => Some(self.source_dir(name, step.line).await?),
+            None => None,
+        };
+        let dir_tree;
+        let source: &dyn SourceTree = match (&from, &from_dir) {
+            (Some(name), Some(dir)) => {
+                dir_tree = DirTree::new(dir.clone(), name);
+                &dir_tree
+            }
+            _ => self.ctx,
+        };
+        // The key: the instruction and the digests of everything it reads.
+        let mut parts = vec![format!("{instruction:?}"), workdir.clone()];
+        let excludes = if spec.excludes.is_empty() {
+            None
+        } else {
+            Some(dockerfile::Ignore::from_patterns(spec.excludes.iter()).map_err(at(step.line))?)
+        };
+        for s in &spec.sources {
+            match s {
+                CopySource::Path(p) => parts.push(
+                    super::digest::source_digest(source, p, excludes.as_ref())
+                        .map_err(at(step.line))?
+                        .to_string(),
+                ),
+                CopySource::Download(d) => parts.push(
+                    file_digest(d.path())
+                        .map_err(host("read a download"))?
+                        .to_string(),
+                ),
+                CopySource::Inline { .. } | CopySource::Url(_) => {}
+            }
+        }
+        if let Some(chown) = &spec.chown {
+            // A name's meaning depends on the stage's /etc/passwd.
+            let users = st.tree(&self.store)?.users();
+            let owner = super::user::OwnerSpec::parse(chown)
+                .and_then(|o| o.resolve(&users))
+                .map_err(at(step.line))?;
+            parts.push(format!("{}:{}", owner.0, owner.1));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let key = cache::chain(&st.key, &refs);
+        let created_by = step.original.clone();
+        if let Some(hit) = self.cached(&key) {
+            st.key = key;
+            return self.add_cached(st, hit, &created_by);
+        }
+        let tree = st.tree(&self.store)?;
+        let users = tree.users();
+        let env = CopyEnv {
+            source,
+            stage: tree,
+            users: &users,
+        };
+        let planned = plan(&spec, &env).map_err(at(step.line))?;
+        let layer = if planned.is_empty() {
+            None
+        } else {
+            Some(self.store_plan(&planned, step.line)?)
+        };
+        drop(planned);
+        let created = now();
+        self.remember(&key, &layer.as_ref().map(|(l, _)| l.clone()), &created)?;
+        st.key = key;
+        self.add_layer(st, layer, &created_by)
+    }
+
+    /// A stage's or an image's files on the host, for `COPY --from`.
+    async fn source_dir(&mut self, name: &str, line: usize) -> Result<PathBuf, BuildError> {
+        if let Some(d) = self.unpacked.get(name) {
+            return Ok(d.clone());
+        }
+        let blobs: Vec<PathBuf> = match self.stages.find(name) {
+            Some(i) => {
+                let r = self.done.get(&i).ok_or_else(|| BuildError::Step {
+                    line,
+                    message: format!("stage {name} is not built before this step"),
+                })?;
+                r.layers
+                    .iter()
+                    .map(|l| self.store.blob_path(&l.blob.digest))
+                    .collect()
+            }
+            None => {
+                let image = self.base_image(name).await.map_err(|e| BuildError::Step {
+                    line,
+                    message: e.to_string(),
+                })?;
+                image
+                    .layers()
+                    .iter()
+                    .map(|l| self.store.blob_path(&l.digest))
+                    .collect()
+            }
+        };
+        let dir = self.scratch.join(format!("from-{}", self.unpacked.len()));
+        std::fs::create_dir_all(&dir).map_err(host("create a directory"))?;
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || super::unpack::unpack_layers(&d, &blobs))
+            .await
+            .map_err(host("unpack a stage"))?
+            .map_err(at(line))?;
+        self.unpacked.insert(name.to_string(), dir.clone());
+        Ok(dir)
+    }
+
+    fn cached(&self, key: &Digest) -> Option<CachedStep> {
+        if self.opts.no_cache {
+            return None;
+        }
+        self.cache.get(key, &self.store)
+    }
+
+    fn add_cached(
+        &self,
+        st: &mut StageState,
+        hit: CachedStep,
+        created_by: &str,
+    ) -> Result<(), BuildError> {
+        self.progress.note("--> Using cache");
+        let layer = match (hit.layer, hit.diff_id) {
+            (Some(blob), Some(diff_id)) => Some(Layer { blob, diff_id }),
+            _ => None,
+        };
+        if let (Some(tree), Some(l)) = (st.tree.as_mut(), &layer) {
+            let f = self
+                .store
+                .open_blob(&l.blob.digest)
+                .map_err(host("read a cached layer"))?;
+            tree.apply_layer(BufReader::new(f))
+                .map_err(host("index a cached layer"))?;
+        }
+        st.push(layer, created_by, &hit.created, true);
+        Ok(())
+    }
+
+    fn remember(
+        &self,
+        key: &Digest,
+        layer: &Option<Layer>,
+        created: &str,
+    ) -> Result<(), BuildError> {
+        let record = CachedStep {
+            layer: layer.as_ref().map(|l| l.blob.clone()),
+            diff_id: layer.as_ref().map(|l| l.diff_id.clone()),
+            created: created.to_string(),
+        };
+        self.cache
+            .put(key, &record)
+            .map_err(host("write the build cache"))
+    }
+
+    /// Adds a layer made on the host (COPY, ADD, WORKDIR) to the stage and its index.
+    fn add_layer(
+        &self,
+        st: &mut StageState,
+        layer: Option<(Layer, tempfile::NamedTempFile)>,
+        created_by: &str,
+    ) -> Result<(), BuildError> {
+        let layer = match layer {
+            Some((l, tar)) => {
+                if let Some(tree) = st.tree.as_mut() {
+                    let f = tar.reopen().map_err(host("read a layer"))?;
+                    tree.apply_layer(BufReader::new(f))
+                        .map_err(host("index a layer"))?;
+                }
+                Some(l)
+            }
+            None => None,
+        };
+        st.push(layer, created_by, &now(), false);
+        Ok(())
+    }
+
+    /// Writes a planned layer: its gzip into the store, its tar kept for the index.
+    fn store_plan(
+        &self,
+        p: &super::layer::LayerPlan,
+        line: usize,
+    ) -> Result<(Layer, tempfile::NamedTempFile), BuildError> {
+        let written = p.write_files(&self.scratch).map_err(at(line))?;
+        let (digest, size) = written
+            .digests
+            .gzip
+            .clone()
+            .ok_or_else(|| BuildError::Host("a layer without its gzip".into()))?;
+        self.store
+            .commit_temp(written.gzip.path(), &digest)
+            .map_err(host("store a layer"))?;
+        let _ = written.gzip.keep();
+        Ok((
+            Layer {
+                blob: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
+                diff_id: written.digests.diff_id,
+            },
+            written.tar,
+        ))
+    }
+
+    /// Stores a RUN's layer tar (gzip level 1, as host layers); `None` when it has no entry.
+    fn store_tar(&self, tar: &Path) -> Result<Option<Layer>, BuildError> {
+        let err = host("store the step's layer");
+        let mut has_entries = false;
+        {
+            let f = std::fs::File::open(tar).map_err(host("read the step's layer"))?;
+            let mut a = tar::Archive::new(BufReader::new(f));
+            if let Some(e) = a.entries().map_err(host("read the step's layer"))?.next() {
+                e.map_err(host("read the step's layer"))?;
+                has_entries = true;
+            }
+        }
+        if !has_entries {
+            return Ok(None);
+        }
+        let mut input = std::fs::File::open(tar).map_err(host("read the step's layer"))?;
+        let mut diff = oci::digest::Hasher::new();
+        let mut w = self.store.ingest().map_err(err)?;
+        {
+            let mut gz =
+                flate2::write::GzEncoder::new(BufWriter::new(&mut w), flate2::Compression::new(1));
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let k = input
+                    .read(&mut buf)
+                    .map_err(host("read the step's layer"))?;
+                if k == 0 {
+                    break;
+                }
+                diff.update(&buf[..k]);
+                gz.write_all(&buf[..k])
+                    .map_err(host("compress the step's layer"))?;
+            }
+            gz.finish()
+                .and_then(|mut b| b.flush())
+                .map_err(host("compress the step's layer"))?;
+        }
+        let (digest, size) = w
+            .commit(None, None)
+            .map_err(host("store the step's layer"))?;
+        Ok(Some(Layer {
+            blob: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
+            diff_id: diff.finish().0,
+        }))
+    }
+
+    /// The ext4 image of `layers` (the rootfs cache, keyed by their chain of diff_ids).
+    async fn base_ext4(&self, layers: &[Layer]) -> Result<PathBuf, BuildError> {
+        let mut h = oci::digest::Hasher::new();
+        h.update(b"build-base\0");
+        for l in layers {
+            h.update(l.diff_id.as_str().as_bytes());
+            h.update(b"\0");
+        }
+        let key = h.finish().0;
+        let blobs: Vec<PathBuf> = layers
+            .iter()
+            .map(|l| self.store.blob_path(&l.blob.digest))
+            .collect();
+        let root = self.opts.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let cache = crate::rootfs::RootfsCache::open(&root)?;
+            cache.ensure(key.as_str(), |tmp| {
+                ext4::build_from_layers(&blobs, tmp, &ext4::FormatOptions::default()).map(|_| ())
+            })
+        })
+        .await
+        .map_err(host("make the stage's base"))?
+        .map_err(host("make the stage's base"))
+    }
+
+    /// Writes the config and manifest of the last stage and names them.
+    fn commit(&self, r: StageResult) -> Result<BuildResult, BuildError> {
+        let mut image = r.image;
+        for (k, v) in &self.opts.labels {
+            image.config.labels.insert(k.clone(), v.clone());
+        }
+        image.created = Some(now());
+        image.rootfs.diff_ids = r.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let config = serde_json::to_vec(&image).map_err(host("encode the image config"))?;
+        let id = self
+            .store
+            .write_blob(&config)
+            .map_err(host("store the image config"))?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media_type::OCI_MANIFEST,
+            "config": Descriptor::new(media_type::OCI_CONFIG, id.clone(), config.len() as u64),
+            "layers": r.layers.iter().map(|l| l.blob.clone()).collect::<Vec<_>>(),
+        });
+        let bytes = serde_json::to_vec(&manifest).map_err(host("encode the manifest"))?;
+        let digest = self
+            .store
+            .write_blob(&bytes)
+            .map_err(host("store the manifest"))?;
+        let desc = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
+        let mut tags = Vec::new();
+        for t in &self.opts.tags {
+            let reference = oci::Reference::parse(t).map_err(host("tag"))?;
+            self.store
+                .set_ref(&reference, &desc)
+                .map_err(host("name the image"))?;
+            tags.push(reference.to_string());
+        }
+        Ok(BuildResult {
+            id,
+            manifest: digest,
+            tags,
+        })
+    }
+}
+
+impl StageState {
+    fn new(name: &str, layers: Vec<Layer>, image: ImageConfig, key: Digest) -> StageState {
+        StageState {
+            name: name.to_string(),
+            layers,
+            image,
+            key,
+            flags: StageFlags::default(),
+            args: BTreeMap::new(),
+            tree: None,
+            vm: None,
+            vm_layers: 0,
+        }
+    }
+
+    /// Variables for expansion: ARGs, then ENV over them (ENV wins, as in Docker).
+    fn lookup(&self) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = self
+            .args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for e in &self.image.config.env {
+            if let Some((k, v)) = e.split_once('=') {
+                vars.insert(k.to_string(), v.to_string());
+            }
+        }
+        vars
+    }
+
+    /// The stage's file index, read from its layers on first use.
+    fn tree(&mut self, store: &oci::Store) -> Result<&StageTree, BuildError> {
+        if self.tree.is_none() {
+            let mut t = StageTree::new(&format!("stage {}", self.name));
+            for l in &self.layers {
+                let f = store
+                    .open_blob(&l.blob.digest)
+                    .map_err(host("read a layer of the stage"))?;
+                t.apply_layer(BufReader::new(f))
+                    .map_err(host("index the stage"))?;
+            }
+            self.tree = Some(t);
+        }
+        self.tree
+            .as_ref()
+            .ok_or_else(|| BuildError::Host("stage index".into()))
+    }
+
+    fn push(&mut self, layer: Option<Layer>, created_by: &str, created: &str, _cached: bool) {
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            self.layers.push(l);
+        }
+        self.image
+            .history
+            .push(cfg::history(created, created_by, empty));
+    }
+}
+
+/// A RUN's argv: exec form as written; shell form (with its here-documents) through SHELL;
+/// a RUN that is one here-document runs its body.
+fn run_argv(run: &dockerfile::Run, config: &ContainerConfig) -> Vec<String> {
+    match &run.command {
+        dockerfile::Command::Exec(args) => args.clone(),
+        dockerfile::Command::Shell(_) => {
+            let script = run.shell_script().unwrap_or_default();
+            let mut args = cfg::shell(config);
+            args.push(script);
+            args
+        }
+    }
+}
+
+fn from_line(stage: &dockerfile::Stage) -> String {
+    let mut s = format!("FROM {}", stage.from.image);
+    if let Some(p) = &stage.from.platform {
+        s = format!("FROM --platform={p} {}", stage.from.image);
+    }
+    if let Some(a) = &stage.from.alias {
+        s.push_str(&format!(" AS {a}"));
+    }
+    s
+}
+
+fn decompress_to(blob: &Path, out: &Path) -> std::io::Result<()> {
+    let f = std::fs::File::open(blob)?;
+    let (_, mut r) = super::compress::decompress(BufReader::new(f))?;
+    let mut w = BufWriter::new(std::fs::File::create(out)?);
+    std::io::copy(&mut r, &mut w)?;
+    w.flush()
+}
+
+fn file_digest(p: &Path) -> std::io::Result<Digest> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = oci::digest::Hasher::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+    }
+    Ok(h.finish().0)
+}
