@@ -160,6 +160,13 @@ pub struct LoadArgs {
 /// Arguments of `image import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// A Dockerfile instruction for the image's config (CMD, ENTRYPOINT, ENV, EXPOSE,
+    /// LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable, as docker's.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// The comment of the image's history entry.
+    #[arg(short, long)]
+    pub message: Option<String>,
     /// Root filesystem tarball (plain or gzip).
     pub file: PathBuf,
     /// Name for the new image.
@@ -216,7 +223,9 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
         }
         ImageCommand::Prune => {
             let store = open_store(global)?;
-            let report = store.prune()?;
+            // The build cache's layers are roots too: `builder prune` lets them go.
+            let cache = runtime::build::cache::BuildCache::new(&global.root_dir());
+            let report = store.prune_keeping(|| cache.layer_digests())?;
             println!(
                 "Deleted {} blobs, {} temp files; reclaimed {}",
                 report.blobs_removed,
@@ -245,7 +254,10 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Import(a) => {
             let store = open_store(global)?;
             let r = parse_ref(&a.reference)?;
-            let image = oci::import(&store, &a.file, &r)?;
+            let mut config = oci::ContainerConfig::default();
+            runtime::build::config::apply_changes(&mut config, &a.changes)?;
+            let image =
+                oci::archive::import_with(&store, &a.file, &r, &config, a.message.as_deref())?;
             println!("{}", image.target.digest);
             Ok(())
         }

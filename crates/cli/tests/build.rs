@@ -213,6 +213,28 @@ fn run_copy_and_workdir_steps_make_an_image_that_runs_and_rebuilds_from_cache() 
         .run(&["run", "--rm", "--network", "none", "built:4"])
         .success();
     assert_eq!(out.stdout, "hello from there\n");
+
+    // The cache's layers outlive the images that used them through `image prune`; after
+    // `builder prune` they are gone and the steps run again.
+    for tag in ["built:1", "built:2", "built:3", "built:4"] {
+        env.run(&["image", "rm", tag]).success();
+    }
+    env.run(&["image", "prune"]).success();
+    let cached = build(&env, ctx.path(), &["-t", "built:5"]).success();
+    assert_eq!(
+        cached.stderr.matches("Using cache").count(),
+        3,
+        "{}",
+        cached.stderr
+    );
+    env.run(&["builder", "prune", "-f"]).success();
+    let fresh = build(&env, ctx.path(), &["-t", "built:6"]).success();
+    assert_eq!(
+        fresh.stderr.matches("Using cache").count(),
+        0,
+        "{}",
+        fresh.stderr
+    );
 }
 
 #[test]

@@ -417,6 +417,57 @@ fn import_rootfs_tarball() {
     );
     assert!(bundle.join("rootfs/bin/busybox").is_file());
 
+    // --change sets the config as docker import -c does; --message is the history comment.
+    cli.run(&[
+        "image",
+        "import",
+        "-c",
+        "CMD [\"/bin/sh\", \"-c\", \"echo $GREETING\"]",
+        "--change",
+        "ENV GREETING=hi DIR=/srv",
+        "-c",
+        "WORKDIR $DIR/app",
+        "-c",
+        "EXPOSE 8080",
+        "-m",
+        "from a tarball",
+        &tarball.to_string_lossy(),
+        "imported:v2",
+    ])
+    .success();
+    let info = cli
+        .run(&["image", "inspect", "imported:v2"])
+        .success()
+        .json()[0]
+        .clone();
+    let config = &info["config"];
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["/bin/sh", "-c", "echo $GREETING"]),
+        "{info}"
+    );
+    assert_eq!(
+        config["Env"],
+        serde_json::json!(["GREETING=hi", "DIR=/srv"])
+    );
+    assert_eq!(config["WorkingDir"], "/srv/app");
+    assert!(config["ExposedPorts"]["8080/tcp"].is_object(), "{info}");
+    let blob = info["manifest"]["config"]["digest"].as_str().unwrap();
+    let raw: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cli.layout().join("blobs/sha256").join(&blob[7..])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(raw["history"][0]["comment"], "from a tarball");
+    cli.run(&[
+        "image",
+        "import",
+        "-c",
+        "RUN true",
+        &tarball.to_string_lossy(),
+        "x:1",
+    ])
+    .fails_with("RUN is not a valid change command");
+
     let junk = dir.path().join("junk.tar");
     std::fs::write(&junk, vec![0x42u8; 4096]).unwrap();
     cli.run(&["image", "import", &junk.to_string_lossy(), "junk:1"])
@@ -429,7 +480,7 @@ fn import_rootfs_tarball() {
             .stdout
             .lines()
             .count(),
-        1
+        2
     );
 }
 

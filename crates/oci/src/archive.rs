@@ -15,7 +15,9 @@ use serde::Deserialize;
 
 use crate::digest::{Digest, Hasher};
 use crate::reference::{Reference, ReferenceError};
-use crate::spec::{media_type, Descriptor, ManifestDoc, Platform, ANNOTATION_REF_NAME};
+use crate::spec::{
+    media_type, ContainerConfig, Descriptor, ManifestDoc, Platform, ANNOTATION_REF_NAME,
+};
 use crate::store::{Image, Store, StoreError, MAX_DOCUMENT_SIZE};
 
 /// containerd's (and docker's) annotation for the full image name in an OCI layout.
@@ -502,6 +504,18 @@ impl<R: Read> Read for HashingReader<R> {
 /// like `docker import`. The layer is stored as the file is; the config records the host
 /// platform and the tar's uncompressed digest.
 pub fn import(store: &Store, input: &Path, reference: &Reference) -> Result<Image, ArchiveError> {
+    import_with(store, input, reference, &ContainerConfig::default(), None)
+}
+
+/// [`import`] with the image's process defaults (`import --change`) and a history comment
+/// (`import --message`).
+pub fn import_with(
+    store: &Store,
+    input: &Path,
+    reference: &Reference,
+    process: &ContainerConfig,
+    message: Option<&str>,
+) -> Result<Image, ArchiveError> {
     let _gc = store.lock_gc(false)?;
     let rerr = |source| ArchiveError::Read {
         path: input.to_path_buf(),
@@ -544,13 +558,20 @@ pub fn import(store: &Store, input: &Path, reference: &Reference) -> Result<Imag
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let host = Platform::host();
+    let mut history = serde_json::json!({
+        "created": now,
+        "created_by": format!("container image import {}", input.display()),
+    });
+    if let Some(m) = message {
+        history["comment"] = m.into();
+    }
     let config = serde_json::json!({
         "created": now,
         "architecture": host.architecture,
         "os": host.os,
-        "config": {},
+        "config": process,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created": now, "created_by": format!("container image import {}", input.display())}],
+        "history": [history],
     });
     let config_bytes = serde_json::to_vec(&config).map_err(|source| ArchiveError::BadDocument {
         path: input.to_path_buf(),

@@ -25,6 +25,16 @@ pub struct PruneReport {
 impl Store {
     /// Deletes every blob no name reaches, and stale temp files.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        self.prune_keeping(|| Vec::new())
+    }
+
+    /// [`Store::prune`], also keeping the blobs `keep` names (and what they reach): roots
+    /// outside the index, such as the build cache's layers. `keep` is read under the
+    /// exclusive lock, so no writer adds a root between it and the sweep.
+    pub fn prune_keeping(
+        &self,
+        keep: impl FnOnce() -> Vec<Digest>,
+    ) -> Result<PruneReport, StoreError> {
         let _gc = self.lock_gc(true)?;
         let mut live: HashSet<Digest> = HashSet::new();
         let mut todo: Vec<Digest> = self
@@ -32,6 +42,7 @@ impl Store {
             .into_iter()
             .map(|e| e.descriptor.digest)
             .collect();
+        todo.extend(keep());
         while let Some(d) = todo.pop() {
             if !live.insert(d.clone()) || !self.has_blob(&d) {
                 continue;
