@@ -25,7 +25,7 @@ pub struct PruneReport {
 impl Store {
     /// Deletes every blob no name reaches, and stale temp files.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
-        self.prune_keeping(|| Vec::new())
+        self.prune_keeping(Vec::new)
     }
 
     /// [`Store::prune`], also keeping the blobs `keep` names (and what they reach): roots
