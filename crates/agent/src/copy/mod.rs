@@ -217,6 +217,32 @@ pub enum CopyError {
 
 /// The error and its sources in one line (`write /x: Read-only file system (os error 30)`),
 /// for the wire and the CLI alike.
+/// Sets the access and modification times of `p` (not following a final symlink) to
+/// `mtime` seconds since the epoch, as unpacking a tar entry ends.
+pub fn set_mtime(p: &Path, mtime: i64) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    let ts = libc::timespec {
+        tv_sec: mtime as libc::time_t,
+        tv_nsec: 0,
+    };
+    let times = [ts, ts];
+    // SAFETY: a valid C string and two timespecs, as utimensat(2) takes.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();

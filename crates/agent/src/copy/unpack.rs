@@ -405,26 +405,7 @@ impl Unpacker<'_> {
         if !symlink {
             fs::set_permissions(p, fs::Permissions::from_mode(m.mode)).map_err(err)?;
         }
-        let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| CopyError::Escape(p.display().to_string()))?;
-        let ts = libc::timespec {
-            tv_sec: m.mtime as libc::time_t,
-            tv_nsec: 0,
-        };
-        let times = [ts, ts];
-        // SAFETY: a valid C string and two timespecs, as utimensat(2) takes.
-        let r = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if r != 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
-        Ok(())
+        crate::copy::set_mtime(p, m.mtime).map_err(err)
     }
 }
 

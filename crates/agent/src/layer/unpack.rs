@@ -414,26 +414,7 @@ impl Unpacker {
                 Err(e) => return Err(write_err(p)(e)),
             }
         }
-        let c = std::ffi::CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| LayerError::Escape(p.display().to_string()))?;
-        let ts = libc::timespec {
-            tv_sec: m.mtime as libc::time_t,
-            tv_nsec: 0,
-        };
-        let times = [ts, ts];
-        // SAFETY: a valid C string and two timespecs, as utimensat(2) takes.
-        let r = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                times.as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if r != 0 {
-            return Err(write_err(p)(io::Error::last_os_error()));
-        }
-        Ok(())
+        crate::copy::set_mtime(p, m.mtime).map_err(write_err(p))
     }
 }
 

@@ -87,37 +87,9 @@ pub fn apply_layer<R: Read>(dir: &Path, layer: R) -> io::Result<()> {
         entry.unpack_in(dir)?;
     }
     for (d, mtime) in dirs.iter().rev() {
-        let t = filetime_secs(*mtime);
-        let _ = set_mtime(d, t);
+        let _ = agent::copy::set_mtime(d, *mtime as i64);
     }
     Ok(())
-}
-
-fn filetime_secs(secs: u64) -> libc::timespec {
-    libc::timespec {
-        tv_sec: secs as libc::time_t,
-        tv_nsec: 0,
-    }
-}
-
-fn set_mtime(p: &Path, t: libc::timespec) -> io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let times = [t, t];
-    // SAFETY: a valid C string and two timespecs, as utimensat(2) takes them.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 /// Unpacks `layers` (files, lowest first) into the existing directory `dir`.
