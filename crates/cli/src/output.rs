@@ -184,11 +184,11 @@ pub fn go_human_size(n: u64, precision: usize) -> String {
         v /= 1000.0;
         i += 1;
     }
-    let digits = if v < 1.0 {
-        1
-    } else {
-        // v is below 1000 here: at most 3 integer digits.
-        v.log10().floor() as usize + 1
+    // Integer digits of v, which is below 1000 here.
+    let digits = match v {
+        v if v >= 100.0 => 3,
+        v if v >= 10.0 => 2,
+        _ => 1,
     };
     let decimals = precision.saturating_sub(digits);
     let mut text = format!("{v:.decimals$}");

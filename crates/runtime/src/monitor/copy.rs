@@ -116,7 +116,7 @@ where
         Source::Path(path, follow_link) => guest.copy_out(&id, path, follow_link).await,
         Source::Rootfs => guest.export(&id).await.map(|out| {
             let root = agent::PathStat {
-                mode: u32::from(libc::S_IFDIR) | 0o755,
+                mode: libc::S_IFDIR | 0o755,
                 ..Default::default()
             };
             (root, out)
