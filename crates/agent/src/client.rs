@@ -337,6 +337,17 @@ impl Client {
         self.call_ok(Request::Delete(ProcessRef { handle })).await
     }
 
+    /// The processes of a container.
+    pub async fn processes(&self, container: String) -> Result<ProcessList, ClientError> {
+        match self
+            .call(Request::Processes(ProcessesRequest { container }))
+            .await?
+        {
+            Response::Processes(p) => Ok(p),
+            _ => Err(ClientError::UnexpectedReply { call: "processes" }),
+        }
+    }
+
     /// Resource usage of a container (or the guest with `None`).
     pub async fn stats(&self, container: Option<String>) -> Result<Stats, ClientError> {
         match self

@@ -77,6 +77,9 @@ pub enum Request {
     /// the helper's stdin stream, closes it, then `Wait`s (non-zero: nothing was created,
     /// stderr says why; zero: stderr may carry `warning:` lines).
     LayerIn(LayerIn),
+    /// The processes of a container (`container top`); answered with
+    /// [`Response::Processes`].
+    Processes(ProcessesRequest),
 }
 
 impl Request {
@@ -103,6 +106,7 @@ impl Request {
             Request::Resume(_) => "resume",
             Request::LayerOut(_) => "layer_out",
             Request::LayerIn(_) => "layer_in",
+            Request::Processes(_) => "processes",
         }
     }
 }
@@ -124,6 +128,8 @@ pub enum Response {
     /// A copy helper runs (see [`Request::CopyOut`], [`Request::CopyIn`],
     /// [`Request::LayerOut`], [`Request::LayerIn`]).
     CopyStarted(CopyStarted),
+    /// A container's processes.
+    Processes(ProcessList),
 }
 
 /// Guest-wide configuration. Every field is optional; absent fields are left unchanged.
@@ -740,4 +746,57 @@ mod tests {
         }
         assert_eq!(split_stream_id(3), None);
     }
+}
+
+/// Which container's processes to list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessesRequest {
+    /// Container id.
+    pub container: String,
+}
+
+/// Every process of a container's cgroup (sub-cgroups included), read from the guest's
+/// `/proc`, with what the host needs to turn ticks into times (`ps` does the same sums).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessList {
+    /// The processes, by guest pid.
+    pub processes: Vec<ProcessInfo>,
+    /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), the unit of the tick fields.
+    pub clock_ticks: u64,
+    /// Ticks since the guest booted, when the list was read (`/proc/uptime`).
+    pub uptime_ticks: u64,
+    /// When the guest booted, in seconds since the Unix epoch (`/proc/stat` btime).
+    pub boot_time: u64,
+    /// The guest's memory in KiB (`/proc/meminfo` MemTotal), for `%MEM`.
+    pub mem_total_kb: u64,
+}
+
+/// One process, pids as the container sees them (its own PID namespace: its first process
+/// is 1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Pid in the container's PID namespace.
+    pub pid: i32,
+    /// Parent's pid in that namespace; 0 when the parent is outside the container.
+    pub ppid: i32,
+    /// Real uid.
+    pub uid: u32,
+    /// The uid's name in the container's `/etc/passwd` (empty: none).
+    #[serde(default)]
+    pub user: String,
+    /// Controlling terminal (`pts/0`), or `?`.
+    pub tty: String,
+    /// State letter (`R`, `S`, `D`, `Z`, `T`, ...), with `s` for a session leader.
+    pub stat: String,
+    /// Start, in ticks after boot.
+    pub start_ticks: u64,
+    /// User + system CPU time, in ticks.
+    pub cpu_ticks: u64,
+    /// Virtual size in KiB.
+    pub vsz_kb: u64,
+    /// Resident set in KiB.
+    pub rss_kb: u64,
+    /// Its command line (`comm` in brackets when it has none, as `ps` shows a kernel
+    /// thread).
+    pub args: Vec<String>,
 }

@@ -173,3 +173,79 @@ mod tests {
         assert_eq!(human_size(100), "100 B");
     }
 }
+
+/// docker's sizes (go-units `HumanSizeWithPrecision`): powers of 1000, units B kB MB GB TB,
+/// `precision` significant digits without trailing zeros (Go's `%.*g`): 1234567 → "1.235MB".
+pub fn go_human_size(n: u64, precision: usize) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    // Integer digits of v, which is below 1000 here.
+    let digits = match v {
+        v if v >= 100.0 => 3,
+        v if v >= 10.0 => 2,
+        _ => 1,
+    };
+    let decimals = precision.saturating_sub(digits);
+    let mut text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text = text.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{text}{}", UNITS[i])
+}
+
+/// Rows aligned as Go's `tabwriter` with `minwidth` and `padding` aligns tab-separated cells
+/// (what docker's `top` and `history` print): every column but the last is padded to its
+/// widest cell plus `padding`, and at least `minwidth`.
+pub fn tab_aligned(rows: &[Vec<String>], minwidth: usize, padding: usize) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(row.len().saturating_sub(1)) {
+            widths[i] = widths[i].max((cell.chars().count() + padding).max(minwidth));
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 < row.len() {
+                out.push_str(&format!("{cell:<w$}", w = widths[i]));
+            } else {
+                out.push_str(cell);
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod go_format_tests {
+    use super::*;
+
+    #[test]
+    fn docker_sizes() {
+        assert_eq!(go_human_size(0, 4), "0B");
+        assert_eq!(go_human_size(999, 4), "999B");
+        assert_eq!(go_human_size(1500, 4), "1.5kB");
+        assert_eq!(go_human_size(1_234_567, 4), "1.235MB");
+        assert_eq!(go_human_size(4_400_000, 3), "4.4MB");
+        assert_eq!(go_human_size(12_000, 3), "12kB");
+    }
+
+    #[test]
+    fn tab_alignment() {
+        let rows = vec![
+            vec!["UID".to_string(), "PID".to_string(), "CMD".to_string()],
+            vec!["root".to_string(), "1".to_string(), "sleep 9".to_string()],
+        ];
+        assert_eq!(
+            tab_aligned(&rows, 5, 3),
+            "UID    PID   CMD\nroot   1     sleep 9\n"
+        );
+    }
+}

@@ -453,6 +453,20 @@ impl Networks {
         self.detach_locked(&lock, container_id, false)
     }
 
+    /// Renames `container_id` in its leases, so that its peers resolve it by its new name
+    /// (docker's `rename` moves a container's DNS name too).
+    pub fn rename_container(&self, container_id: &str, name: &str) -> Result<(), NetworkError> {
+        let lock = self.store.lock()?;
+        for config in self.store.list_networks(&lock)? {
+            let mut leases = self.store.read_leases(&lock, &config.name)?;
+            if let Some(lease) = leases.leases.get_mut(container_id) {
+                lease.name = Some(name.to_string());
+                self.store.write_leases(&lock, &config.name, &leases)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Detaches and frees the addresses of `container_id`. Call when the container is deleted.
     pub fn release(&self, container_id: &str) -> Result<(), NetworkError> {
         let lock = self.store.lock()?;

@@ -172,6 +172,10 @@ pub trait Guest: Send + Sync {
     async fn stats(&self) -> Result<Sample, GuestError> {
         Err(GuestError::Unsupported("report statistics"))
     }
+    /// The container's processes (`container top`).
+    async fn processes(&self) -> Result<agent::ProcessList, GuestError> {
+        Err(GuestError::Unsupported("list processes"))
+    }
     /// Creates and starts a process; `id` is ours to choose and unique in this VM.
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError>;
     /// Waits for a process to end.
@@ -208,6 +212,12 @@ pub trait Guest: Send + Sync {
         _follow_link: bool,
     ) -> Result<(agent::PathStat, ProcessOutput), GuestError> {
         Err(GuestError::Unsupported("copy files"))
+    }
+    /// Starts packing the container's root filesystem as the VM mounted it (without its
+    /// volumes, binds, tmpfs and `/proc`, as `docker export`) as a tar stream, as process
+    /// `id`; then as [`Guest::copy_out`].
+    async fn export(&self, _id: &str) -> Result<ProcessOutput, GuestError> {
+        Err(GuestError::Unsupported("export a root filesystem"))
     }
     /// Starts unpacking a tar stream at `path` in the container, as process `id`: send it
     /// with [`Guest::write_stdin`] and [`Guest::close_stdin`], then [`Guest::wait`] (non-zero:
@@ -301,6 +311,35 @@ pub trait Vm: Send {
     async fn wait(&mut self) -> VmExit;
     /// Kills the VM process and reaps it.
     async fn kill(&mut self);
+    /// A handle that freezes and thaws the running VM (`container pause`), shareable with
+    /// the monitor's client sessions; `None` when this VM cannot be frozen.
+    fn control(&self) -> Option<Arc<dyn VmControl>> {
+        None
+    }
+}
+
+/// Errors freezing or thawing a VM.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The VM's control channel (QEMU's QMP) failed or refused the command.
+    #[error("{op} the VM")]
+    Command {
+        /// `pause` or `resume`.
+        op: &'static str,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Freezes and thaws a whole VM: every vCPU stops, so every process of the guest, the agent
+/// included, stops with it (docker's cgroup freezer, one level down).
+#[async_trait]
+pub trait VmControl: Send + Sync {
+    /// Stops the VM's vCPUs.
+    async fn pause(&self) -> Result<(), ControlError>;
+    /// Lets them run again.
+    async fn resume(&self) -> Result<(), ControlError>;
 }
 
 /// A booted VM with its agent connection.

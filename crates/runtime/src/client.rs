@@ -249,6 +249,25 @@ pub struct CopyOutSession {
     id: String,
 }
 
+/// Starts exporting the container's root filesystem (`export`): the session yields its tar
+/// stream.
+pub async fn export(mut stream: UnixStream, id: &str) -> Result<CopyOutSession, ClientError> {
+    let req = Request::CopyOut {
+        path: "/".to_string(),
+        follow_link: false,
+        export: true,
+    };
+    write_frame(&mut stream, &Frame::Request(req)).await?;
+    match read_frame(&mut stream).await? {
+        Some(Frame::Stat(_)) => Ok(CopyOutSession {
+            stream,
+            id: id.to_string(),
+        }),
+        Some(Frame::Error(info)) => Err(ClientError::Failed(info)),
+        _ => Err(ClientError::Closed(id.to_string())),
+    }
+}
+
 /// Starts copying `path` out of the container: returns what the path is and the session
 /// that yields its tar stream.
 pub async fn copy_out(
@@ -260,6 +279,7 @@ pub async fn copy_out(
     let req = Request::CopyOut {
         path: path.to_string(),
         follow_link,
+        export: false,
     };
     write_frame(&mut stream, &Frame::Request(req)).await?;
     match read_frame(&mut stream).await? {

@@ -71,11 +71,11 @@ pub struct ContainerJson {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerState {
-    /// `created`, `running` or `exited`.
+    /// `created`, `running`, `paused` or `exited`.
     pub status: String,
-    /// Whether it runs.
+    /// Whether it runs (paused too, as docker).
     pub running: bool,
-    /// Always false: containers are not paused.
+    /// Whether its VM is frozen (`container pause`).
     pub paused: bool,
     /// Always false: there are no restart policies.
     pub restarting: bool,
@@ -343,9 +343,13 @@ impl ContainerJson {
             path: path.to_string(),
             args: rest.to_vec(),
             state: ContainerState {
-                status: r.status.to_string(),
+                status: if r.paused {
+                    "paused".to_string()
+                } else {
+                    r.status.to_string()
+                },
                 running,
-                paused: false,
+                paused: r.paused,
                 restarting: false,
                 oom_killed: r.oom_killed,
                 dead: false,
@@ -633,6 +637,7 @@ mod tests {
             exit_code: None,
             exit_reason: None,
             oom_killed: false,
+            paused: false,
             monitor_pid: Some(10),
             vm_pid: Some(11),
             vm_template: None,

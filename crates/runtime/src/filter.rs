@@ -13,7 +13,8 @@
 //!   that is not a valid expression only matches exactly. A container's name matches with and
 //!   without docker's leading `/`.
 //! - `status=` takes docker's states (`created restarting running removing paused exited
-//!   dead`); ours are `created`, `running` and `exited`, so the others select nothing. A status
+//!   dead`); ours are `created`, `running`, `paused` (a running container whose VM is frozen;
+//!   `running` no longer selects it, as in docker) and `exited`, so the others select nothing. A status
 //!   filter lists stopped containers without `-a` ([`Filters::shows_all`]).
 //! - `id=` is a prefix of the id (docker matches a regular expression anywhere in it).
 //! - `ancestor=` is an image reference, digest or digest prefix: it selects containers made
@@ -410,7 +411,7 @@ impl Term {
             (Term::Name { text, regex }, Subject::Network(n)) => {
                 name_matches(text, regex.as_ref(), &n.config.name)
             }
-            (Term::Status(want), Subject::Container(c)) => c.status.to_string() == *want,
+            (Term::Status(want), Subject::Container(c)) => c.state() == *want,
             (Term::Id(prefix), Subject::Container(c)) => c.id.starts_with(prefix.as_str()),
             (Term::Id(prefix), Subject::Network(n)) => n.config.id.starts_with(prefix.as_str()),
             (Term::Ancestor(a), Subject::Container(c)) => a.matches(c),
@@ -470,6 +471,7 @@ mod tests {
             command: vec!["sh".into()],
             created: chrono::Utc::now(),
             exit_code: (status == Status::Exited).then_some(0),
+            paused: false,
             ports: Vec::new(),
             labels: Labels::new(),
             networks: vec!["default".to_string()],

@@ -34,6 +34,7 @@ pub mod spec;
 pub mod state;
 pub mod stats;
 pub mod system;
+pub mod top;
 pub mod vminitd;
 pub mod volume;
 pub mod volumes;

@@ -94,6 +94,9 @@ pub enum Request {
         path: String,
         /// Follow the path itself when it is a symlink.
         follow_link: bool,
+        /// Pack the whole root filesystem as `export` does instead (`path` is ignored).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        export: bool,
     },
     /// Unpack a tar stream into the container. Answers `Started` when ready; the client
     /// then sends the stream as `Stdin` frames and `StdinEof`; answers `Exit` (code 0) or
@@ -113,6 +116,16 @@ pub enum Request {
         /// The new limits, complete.
         limits: crate::resources::ResourceLimits,
     },
+    /// Freeze the whole VM (`pause`). Answers `Ok`, or `Error` when it is not running or
+    /// already paused.
+    Pause,
+    /// Let a paused VM run again, then deliver the signals `kill` queued meanwhile. Answers
+    /// `Ok`, or `Error` when it is not paused.
+    Unpause,
+    /// Wait until the main process has ended and the VM is down (`wait`). Answers `Exit`.
+    Wait,
+    /// The container's processes (`top`). Answers `Processes`.
+    Top,
 }
 
 /// Final status sent to a client.
@@ -192,6 +205,8 @@ pub enum Frame {
     Stat(agent::PathStat),
     /// Monitor → client: the answer to [`Request::Stats`].
     Stats(Box<Sample>),
+    /// Monitor → client: the answer to [`Request::Top`].
+    Processes(Box<agent::ProcessList>),
 }
 
 /// Errors reading or writing frames.
@@ -230,6 +245,7 @@ impl Frame {
             Frame::Ok => (15, vec![]),
             Frame::Stat(s) => (16, json(s)),
             Frame::Stats(st) => (17, json(st)),
+            Frame::Processes(p) => (18, json(p)),
             Frame::Hello(h) => (20, json(h)),
             Frame::HelloAck(h) => (21, json(h)),
         }
@@ -256,6 +272,7 @@ impl Frame {
             15 => Frame::Ok,
             16 => Frame::Stat(parse(&p)?),
             17 => Frame::Stats(Box::new(parse(&p)?)),
+            18 => Frame::Processes(Box::new(parse(&p)?)),
             20 => Frame::Hello(parse(&p)?),
             21 => Frame::HelloAck(parse(&p)?),
             k => return Err(ProtocolError::Malformed(format!("unknown frame kind {k}"))),
@@ -331,6 +348,12 @@ mod tests {
                 restart: true,
             }),
             Frame::Request(Request::Stats),
+            Frame::Request(Request::Pause),
+            Frame::Request(Request::Wait),
+            Frame::Processes(Box::new(agent::ProcessList {
+                clock_ticks: 100,
+                ..Default::default()
+            })),
             Frame::Stdin(Bytes::from_static(b"hi")),
             Frame::StdinEof,
             Frame::Resize(WinSize { rows: 24, cols: 80 }),

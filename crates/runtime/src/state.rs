@@ -228,6 +228,10 @@ pub struct ContainerRecord {
     /// (docker's `OOMKilled`).
     #[serde(default)]
     pub oom_killed: bool,
+    /// Its VM is frozen (`container pause`): still `running`, as docker's paused containers
+    /// are; set and cleared by its monitor, cleared when the monitor ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// Pid of the monitor process while it runs.
     pub monitor_pid: Option<u32>,
     /// Pid of the VM process (QEMU) while it runs.
@@ -423,6 +427,7 @@ impl Store {
         let dir = self.socket_dir(id);
         let _ = fs::remove_file(dir.join("monitor.sock"));
         let _ = fs::remove_file(dir.join("agent.sock"));
+        let _ = fs::remove_file(dir.join("qmp.sock"));
         if dir != self.dir_of(id) {
             let _ = fs::remove_dir(&dir);
             if let Some(parent) = dir.parent() {
@@ -597,6 +602,7 @@ impl Store {
             r.finished.get_or_insert_with(Utc::now);
         }
         r.monitor_pid = None;
+        r.paused = false;
         r.ports.clear();
         self.save(&r)?;
         self.remove_sockets(&r.id);
@@ -677,6 +683,7 @@ mod tests {
             exit_code: None,
             exit_reason: None,
             oom_killed: false,
+            paused: false,
             monitor_pid: None,
             vm_pid: None,
             vm_template: None,

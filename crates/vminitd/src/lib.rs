@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod netlink;
 pub mod port;
 pub mod process;
+pub mod ps;
 pub mod reaper;
 pub mod report;
 pub mod rootfs;

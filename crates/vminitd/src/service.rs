@@ -83,6 +83,7 @@ impl Agent {
             Request::CloseStdin(p) => procs.close_stdin(p.handle).map(|_| Response::Ok),
             Request::Delete(p) => procs.delete(p.handle).map(|_| Response::Ok),
             Request::Stats(s) => system::stats(procs, s.container.as_deref()).map(Response::Stats),
+            Request::Processes(p) => crate::ps::list(procs, &p.container).map(Response::Processes),
             Request::UpdateResources(r) => {
                 system::update_resources(procs, &r).map(|_| Response::Ok)
             }

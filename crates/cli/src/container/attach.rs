@@ -1,6 +1,7 @@
-//! The attached side of `run`, `start -a` and `exec`: puts the terminal in raw mode for `-t`,
-//! sends window sizes on SIGWINCH, forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the container
-//! process, and relays stdio through the monitor.
+//! The attached side of `run`, `start -a`, `exec` and `attach`: puts the terminal in raw mode
+//! for `-t`, sends window sizes on SIGWINCH, forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the
+//! container process (unless `--sig-proxy=false`), relays stdio through the monitor, and
+//! detaches on the detach keys (`attach`; docker's ctrl-p,ctrl-q).
 
 use std::os::fd::AsRawFd;
 
@@ -59,6 +60,30 @@ pub fn stdin_is_tty() -> bool {
     unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
 }
 
+/// Whether stdout is a terminal.
+pub fn stdout_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 }
+}
+
+/// How a session treats the caller's signals and keys.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// Keep the caller's SIGINT/SIGTERM/SIGHUP/SIGQUIT instead of forwarding them
+    /// (`--sig-proxy=false`).
+    pub no_sig_proxy: bool,
+    /// Bytes that detach the session when typed on stdin (empty: none).
+    pub detach_keys: Vec<u8>,
+}
+
+/// How a session ended.
+pub enum Ended {
+    /// The process ended (or the session failed).
+    Done(Result<ExitInfo, ClientError>),
+    /// The detach keys were typed: the process runs on.
+    Detached,
+}
+
 /// Runs a session (attach or exec) on `stream` and returns the process's final status.
 pub async fn session(
     stream: UnixStream,
@@ -67,16 +92,36 @@ pub async fn session(
     stdin: bool,
     tty: bool,
 ) -> Result<ExitInfo, ClientError> {
+    match session_with(stream, id, req, stdin, tty, &SessionOptions::default()).await {
+        Ended::Done(r) => r,
+        // Without detach keys there is no detaching.
+        Ended::Detached => Err(ClientError::Closed(id.to_string())),
+    }
+}
+
+/// [`session`] with `opts`.
+pub async fn session_with(
+    stream: UnixStream,
+    id: &str,
+    req: Request,
+    stdin: bool,
+    tty: bool,
+    opts: &SessionOptions,
+) -> Ended {
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
     let mut raw = None;
     let mut forwarders = Vec::new();
-    for kind in [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::window_change(),
-    ] {
+    let proxied: &[SignalKind] = if opts.no_sig_proxy {
+        &[]
+    } else {
+        &[
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+            SignalKind::quit(),
+        ]
+    };
+    for &kind in proxied.iter().chain(&[SignalKind::window_change()]) {
         let Ok(mut sig) = signal(kind) else { continue };
         let ctl = ctl_tx.clone();
         forwarders.push(tokio::spawn(async move {
@@ -95,7 +140,15 @@ pub async fn session(
             }
         }));
     }
-    let input = stdin.then(tokio::io::stdin);
+    let detached = std::sync::Arc::new(tokio::sync::Notify::new());
+    let input = stdin.then(|| Escape {
+        inner: tokio::io::stdin(),
+        keys: opts.detach_keys.clone(),
+        matched: 0,
+        pending: Vec::new(),
+        done: false,
+        detached: detached.clone(),
+    });
     let on_started = || {
         if tty {
             if let Some(ws) = window_size() {
@@ -106,7 +159,7 @@ pub async fn session(
             }
         }
     };
-    let result = client::relay(
+    let relay = client::relay(
         stream,
         id,
         req,
@@ -115,11 +168,154 @@ pub async fn session(
         tokio::io::stderr(),
         ctl_rx,
         on_started,
-    )
-    .await;
+    );
+    // Detaching drops the relay, closing the connection: the monitor keeps the process and
+    // its stdin open for the next attach.
+    let result = tokio::select! {
+        r = relay => Ended::Done(r),
+        _ = detached.notified() => Ended::Detached,
+    };
     drop(raw);
     for f in forwarders {
         f.abort();
     }
     result
+}
+
+/// Parses docker's `--detach-keys`: comma-separated keys, each a single character or
+/// `ctrl-X` with X one of `a`–`z`, `@`, `[`, `\`, `]`, `^`, `_` (docker's `term.ToBytes`).
+pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, String> {
+    let bad = |k: &str| format!("invalid detach keys {s:?}: unknown key {k:?}");
+    let mut out = Vec::new();
+    for key in s.split(',').map(str::trim) {
+        let lower = key.to_ascii_lowercase();
+        if let Some(c) = lower.strip_prefix("ctrl-") {
+            let b = match c.as_bytes() {
+                [b @ b'a'..=b'z'] => b - b'a' + 1,
+                [b'@'] => 0,
+                [b'['] => 27,
+                [b'\\'] => 28,
+                [b']'] => 29,
+                [b'^'] => 30,
+                [b'_'] => 31,
+                _ => return Err(bad(key)),
+            };
+            out.push(b);
+        } else if key.len() == 1 {
+            out.extend_from_slice(key.as_bytes());
+        } else {
+            return Err(bad(key));
+        }
+    }
+    Ok(out)
+}
+
+/// stdin with the detach keys taken out: a prefix of them is held back until the next byte
+/// shows whether the whole sequence follows (then the session detaches and nothing more is
+/// read) or not (then the held bytes go on), as docker's escape proxy does.
+struct Escape<R> {
+    inner: R,
+    keys: Vec<u8>,
+    matched: usize,
+    pending: Vec<u8>,
+    done: bool,
+    detached: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Escape<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        loop {
+            if !this.pending.is_empty() {
+                let n = buf.remaining().min(this.pending.len());
+                buf.put_slice(&this.pending[..n]);
+                this.pending.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.done {
+                // Never EOF: that would close the process's stdin; the session is dropped.
+                return Poll::Pending;
+            }
+            let mut tmp = [0u8; 4096];
+            let mut read = tokio::io::ReadBuf::new(&mut tmp);
+            match std::pin::Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {}
+            }
+            if this.keys.is_empty() {
+                this.pending.extend_from_slice(read.filled());
+                continue;
+            }
+            for &b in read.filled() {
+                if b == this.keys[this.matched] {
+                    this.matched += 1;
+                    if this.matched == this.keys.len() {
+                        this.done = true;
+                        this.detached.notify_one();
+                        break;
+                    }
+                    continue;
+                }
+                let held = this.matched;
+                this.pending.extend_from_slice(&this.keys[..held]);
+                this.matched = usize::from(b == this.keys[0]);
+                if this.matched == 0 {
+                    this.pending.push(b);
+                }
+            }
+        }
+    }
+}
+
+/// `container attach`.
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach stdin.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Forward the signals this command receives to the process (with a terminal, ctrl-c
+    /// reaches it through the terminal anyway).
+    #[arg(long, value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    /// Keys that detach from the container and leave it running, e.g. ctrl-a,q
+    /// (default: ctrl-p,ctrl-q; only on a terminal, as docker).
+    #[arg(long, value_name = "KEYS", value_parser = parse_detach_keys)]
+    pub detach_keys: Option<Vec<u8>>,
+    /// The container (name or id).
+    pub container: String,
+}
+
+/// `container attach`: the container's main process's stdio here until it ends (exit with
+/// its code) or the detach keys are typed (exit 0, the container runs on).
+pub async fn attach(global: &crate::global::GlobalOptions, a: AttachArgs) -> anyhow::Result<()> {
+    let rt = global.runtime()?;
+    let mut container = rt.container(&a.container)?;
+    let stream = container.connect(runtime::Verb::Attach).await?;
+    let process = &container.record().config.process;
+    let tty = process.terminal;
+    let stdin = !a.no_stdin && process.open_stdin;
+    let opts = SessionOptions {
+        no_sig_proxy: !a.sig_proxy,
+        // docker reads the detach keys only on a terminal's input.
+        detach_keys: match (tty && stdin, a.detach_keys) {
+            (false, _) => Vec::new(),
+            (true, Some(k)) => k,
+            (true, None) => vec![0x10, 0x11],
+        },
+    };
+    let req = Request::Attach { stdin };
+    match session_with(stream, container.id(), req, stdin, tty, &opts).await {
+        Ended::Done(r) => super::run::finish(r),
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+    }
 }

@@ -77,7 +77,7 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
             let s = c.summary();
             let status = match (s.status, s.exit_code) {
                 (Status::Exited, Some(c)) => format!("exited({c})"),
-                (s, _) => s.to_string(),
+                _ => s.state(),
             };
             println!(
                 "{:<14} {:<24} {:<30} {:<10} {:<16} {}",
@@ -100,6 +100,7 @@ fn ps_fields(c: &Container) -> Value {
     let since = |t: Option<chrono::DateTime<Utc>>| human_duration(now - t.unwrap_or(now));
     let status = match r.status {
         Status::Created => "Created".to_string(),
+        Status::Running if r.paused => format!("Up {} (Paused)", since(r.started)),
         Status::Running => format!("Up {}", since(r.started)),
         Status::Exited => format!(
             "Exited ({}) {} ago",
@@ -135,7 +136,7 @@ fn ps_fields(c: &Container) -> Value {
         "CreatedAt": r.created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(now - r.created)),
         "Ports": ports.join(", "),
-        "State": r.status.to_string(),
+        "State": if r.paused { "paused".to_string() } else { r.status.to_string() },
         "Status": status,
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),

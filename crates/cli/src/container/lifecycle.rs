@@ -145,7 +145,7 @@ fn all_names(rt: &Runtime, keep: impl Fn(Status) -> bool) -> anyhow::Result<Vec<
 /// Names of the same container (twice the name, or a name and an id prefix) run one after the
 /// other in their order, so that `rm X X` removes X once and then finds no such container,
 /// as with docker, instead of two removals racing.
-async fn each<F, Fut>(rt: &Runtime, names: &[String], f: F) -> anyhow::Result<()>
+pub(super) async fn each<F, Fut>(rt: &Runtime, names: &[String], f: F) -> anyhow::Result<()>
 where
     F: Fn(String) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,

@@ -1,6 +1,6 @@
 //! Container commands, flattened to the top level of `container`: `run create start stop restart
-//! kill delete(rm) list(ls, ps) exec logs inspect cp stats port`, plus the hidden monitor
-//! subcommand.
+//! kill delete(rm) list(ls, ps) exec logs inspect cp stats port pause unpause wait rename top
+//! attach export prune`, plus the hidden monitor subcommand.
 //! One file per group of verbs; the logic lives in the `runtime` crate.
 
 mod attach;
@@ -9,6 +9,7 @@ mod cp;
 mod inspect;
 mod lifecycle;
 mod logs;
+mod manage;
 mod monitor;
 mod mounts;
 mod run;
@@ -57,6 +58,22 @@ pub enum ContainerCommand {
     Stats(stats::StatsArgs),
     /// List a running container's published ports (or the host address of one).
     Port(inspect::PortArgs),
+    /// Freeze all processes of containers (their whole VM).
+    Pause(manage::PauseArgs),
+    /// Let paused containers run again.
+    Unpause(manage::PauseArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(manage::WaitArgs),
+    /// Rename a container.
+    Rename(manage::RenameArgs),
+    /// Show a container's processes (`ps -ef` or `ps aux` columns).
+    Top(manage::TopArgs),
+    /// Attach to a running container's main process (stdin, stdout, stderr).
+    Attach(attach::AttachArgs),
+    /// Write a container's root filesystem as a tar archive.
+    Export(manage::ExportArgs),
+    /// Delete every stopped container.
+    Prune(manage::PruneArgs),
     /// Internal: the per-container monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
@@ -282,6 +299,14 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Stats(a) => stats::stats(global, a).await,
             ContainerCommand::Port(a) => inspect::port(global, a),
             ContainerCommand::Update(a) => lifecycle::update(global, a).await,
+            ContainerCommand::Pause(a) => manage::pause(global, a).await,
+            ContainerCommand::Unpause(a) => manage::unpause(global, a).await,
+            ContainerCommand::Wait(a) => manage::wait(global, a).await,
+            ContainerCommand::Rename(a) => manage::rename(global, a).await,
+            ContainerCommand::Top(a) => manage::top(global, a).await,
+            ContainerCommand::Attach(a) => attach::attach(global, a).await,
+            ContainerCommand::Export(a) => manage::export(global, a).await,
+            ContainerCommand::Prune(a) => manage::prune(global, a).await,
             ContainerCommand::Monitor(_) => unreachable!("handled above"),
         }
     });

@@ -103,7 +103,7 @@ impl Container {
 
     /// The container's own monitor while it runs; for a stopped container, one started in
     /// hold mode (`true`).
-    async fn copy_connection(&mut self) -> Result<(UnixStream, bool), ContainerError> {
+    pub(super) async fn copy_connection(&mut self) -> Result<(UnixStream, bool), ContainerError> {
         self.refresh()?;
         if self.status() == Status::Running {
             let stream = client::connect(self.rt.store(), self.id()).await?;
@@ -117,7 +117,7 @@ impl Container {
 
     /// After a copy on a stopped container, waits until its hold-mode monitor has shut the
     /// VM down, so a `start` or another copy right after finds the container free again.
-    async fn released(
+    pub(super) async fn released(
         &self,
         held: bool,
         result: Result<(), ContainerError>,

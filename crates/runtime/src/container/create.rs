@@ -84,6 +84,7 @@ pub(crate) fn create_record(
             exit_code: None,
             exit_reason: None,
             oom_killed: false,
+            paused: false,
             monitor_pid: None,
             vm_pid: None,
             vm_template: None,

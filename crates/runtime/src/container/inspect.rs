@@ -29,6 +29,8 @@ pub struct Summary {
     pub created: chrono::DateTime<chrono::Utc>,
     /// Exit code of its last run.
     pub exit_code: Option<i32>,
+    /// Its VM is frozen (`pause`); `status` stays `running`, as docker's `Running`.
+    pub paused: bool,
     /// Published ports with their bound host ports.
     pub ports: Vec<net::ports::PortSpec>,
     /// Manifest digest of its image.
@@ -39,6 +41,17 @@ pub struct Summary {
     pub networks: Vec<String>,
     /// Its volumes, bind mounts and tmpfs mounts.
     pub mounts: Vec<MountSpec>,
+}
+
+impl Summary {
+    /// docker's `State`: its status, or `paused` for a running container whose VM is frozen.
+    pub fn state(&self) -> String {
+        if self.paused {
+            "paused".to_string()
+        } else {
+            self.status.to_string()
+        }
+    }
 }
 
 impl Container {
@@ -70,6 +83,7 @@ impl Container {
             command: r.config.process.args.clone(),
             created: r.created,
             exit_code: r.exit_code,
+            paused: r.paused,
             ports: r.ports.clone(),
             image_digest: r.image_digest.clone(),
             labels: r.config.labels.clone(),

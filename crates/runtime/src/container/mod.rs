@@ -9,13 +9,18 @@ mod copy;
 mod create;
 mod delete;
 mod exec;
+mod export;
 mod inspect;
 mod mounts;
+mod pause;
 mod prepare;
+mod prune;
+mod rename;
 mod restart;
 mod start;
 mod stop;
 mod update;
+mod wait;
 
 pub use copy::{CopyOptions, HostPath};
 pub(crate) use create::create_record;
@@ -23,9 +28,11 @@ pub use create::CreateRequest;
 pub use inspect::Summary;
 pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError};
 pub use prepare::{prepare, ContainerOptions, PortSpec, Protocol};
+pub use prune::{PruneReport, PruneUntil};
 pub use start::MonitorCommand;
 pub use stop::StopOptions;
 pub use update::LimitsChange;
+pub use wait::WaitCondition;
 
 use crate::state::{ContainerRecord, Status};
 use crate::Runtime;
@@ -82,6 +89,23 @@ pub enum ContainerError {
         /// The VM's size.
         have: String,
     },
+    /// The verb cannot reach a frozen VM (`unpause` first).
+    #[error("cannot {} container {name}: it is paused; unpause it first", .verb.phrase())]
+    Paused {
+        /// What was asked.
+        verb: Verb,
+        /// Container name.
+        name: String,
+    },
+    /// `rename` to an unusable name (docker's wording).
+    #[error("{0}")]
+    Rename(String),
+    /// `top` with `ps` options this runtime does not have.
+    #[error(transparent)]
+    Top(#[from] crate::top::TopError),
+    /// `prune --filter` with a filter it does not take.
+    #[error("{0}")]
+    PruneFilter(String),
     /// The verb does not fit the container's state.
     #[error("cannot {} container {name}: it is {}{}", .verb.phrase(), .verb.refusal(*.status), .verb.hint())]
     WrongState {
@@ -125,6 +149,12 @@ pub enum Verb {
     Stats,
     /// Remove it (a running one only when forced).
     Delete,
+    /// Freeze its VM.
+    Pause,
+    /// Thaw its VM.
+    Unpause,
+    /// List its processes.
+    Top,
 }
 
 impl Verb {
@@ -134,7 +164,13 @@ impl Verb {
         let running = status == Status::Running || live;
         match self {
             Verb::Start | Verb::Delete => !running,
-            Verb::Kill | Verb::Exec | Verb::Attach | Verb::Stats => status == Status::Running,
+            Verb::Kill
+            | Verb::Exec
+            | Verb::Attach
+            | Verb::Stats
+            | Verb::Pause
+            | Verb::Unpause
+            | Verb::Top => status == Status::Running,
         }
     }
 
@@ -147,6 +183,9 @@ impl Verb {
             Verb::Attach => "attach to",
             Verb::Stats => "get statistics of",
             Verb::Delete => "delete",
+            Verb::Pause => "pause",
+            Verb::Unpause => "unpause",
+            Verb::Top => "list the processes of",
         }
     }
 
@@ -210,6 +249,14 @@ impl Container {
     /// Refuses `verb` unless the container's current state accepts it.
     fn check(&self, verb: Verb) -> Result<(), ContainerError> {
         let r = &self.record;
+        // docker refuses exec, attach and top on a paused container (its CLI: "You cannot
+        // attach to a paused container, unpause it first"); here the agent could not answer.
+        if r.paused && matches!(verb, Verb::Exec | Verb::Attach | Verb::Top) {
+            return Err(ContainerError::Paused {
+                verb,
+                name: r.name.clone(),
+            });
+        }
         if verb.accepts(r.status, r.monitor_pid.is_some()) {
             return Ok(());
         }

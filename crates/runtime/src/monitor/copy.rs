@@ -23,6 +23,9 @@ async fn copy_guest(shared: &Shared) -> Result<(Arc<dyn Guest>, String), ExitInf
         .wait_for(|p| *p != Phase::Starting)
         .await
         .map(|p| p.clone());
+    if shared.freezer.is_paused() {
+        return Err(fault(shared.freezer.refusal("copying files")));
+    }
     match phase {
         Ok(Phase::Running | Phase::Holding) => shared
             .guest()
@@ -85,13 +88,20 @@ async fn finish(guest: &dyn Guest, id: &str, errors: String) -> Frame {
     }
 }
 
+/// What a copy-out packs.
+pub(crate) enum Source<'a> {
+    /// A path of the container, and whether to follow it when it is a symlink.
+    Path(&'a str, bool),
+    /// The whole root filesystem (`export`).
+    Rootfs,
+}
+
 /// `CopyOut`: `Stat`, the tar stream as `Stdout` frames, then `Exit` or `Error`.
 pub(crate) async fn copy_out<R, W>(
     shared: &Arc<Shared>,
     rd: &mut R,
     wr: &mut W,
-    path: &str,
-    follow_link: bool,
+    source: Source<'_>,
 ) -> Result<(), ProtocolError>
 where
     R: AsyncRead + Unpin,
@@ -102,7 +112,21 @@ where
         Ok(g) => g,
         Err(info) => return write_frame(wr, &Frame::Error(info)).await,
     };
-    let (stat, mut out) = match guest.copy_out(&id, path, follow_link).await {
+    let started = match source {
+        Source::Path(path, follow_link) => guest.copy_out(&id, path, follow_link).await,
+        Source::Rootfs => guest.export(&id).await.map(|out| {
+            let root = agent::PathStat {
+                mode: libc::S_IFDIR | 0o755,
+                ..Default::default()
+            };
+            (root, out)
+        }),
+    };
+    let path = match source {
+        Source::Path(path, _) => path,
+        Source::Rootfs => "/",
+    };
+    let (stat, mut out) = match started {
         Ok(x) => x,
         Err(e) if e.code() == ErrorCode::NotFound => {
             let f = Fault::CopySourceMissing {

@@ -126,6 +126,27 @@ pub enum Fault {
     /// The copy helper failed without a word.
     #[error("copy failed in the guest (status {0})")]
     CopyStatus(i32),
+    /// A request that needs the guest came while the VM is frozen (docker's wording for
+    /// exec: "Container NAME is paused, unpause the container before exec").
+    #[error("container {name} is paused, unpause the container before {op}")]
+    Paused {
+        /// The container's name.
+        name: String,
+        /// The operation asked for.
+        op: &'static str,
+    },
+    /// `pause` of a paused container (docker's wording).
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    /// `unpause` of a container that is not paused (docker's wording).
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    /// Freezing or thawing the VM failed.
+    #[error(transparent)]
+    Freeze(crate::backend::ControlError),
+    /// Listing the container's processes failed.
+    #[error("list the container's processes")]
+    Top(#[source] GuestError),
 }
 
 impl Fault {
@@ -142,11 +163,15 @@ impl Fault {
             | Fault::Stats(e)
             | Fault::Update(e)
             | Fault::Exec(e)
+            | Fault::Top(e)
             | Fault::WaitExec(e)
             | Fault::Copy(e) => e.code(),
             Fault::CopyRefused { code, .. } => *code,
             Fault::CopySourceMissing { .. } => ErrorCode::NotFound,
-            Fault::NotRunning { .. } => ErrorCode::WrongState,
+            Fault::NotRunning { .. }
+            | Fault::Paused { .. }
+            | Fault::AlreadyPaused(_)
+            | Fault::NotPaused(_) => ErrorCode::WrongState,
             Fault::ClaimVolumes(crate::volume::VolumeError::InUse(_)) => ErrorCode::WrongState,
             Fault::LoadState(_)
             | Fault::ClaimVolumes(_)
@@ -157,6 +182,7 @@ impl Fault {
             | Fault::CopyFailed(_)
             | Fault::CopyStatus(_) => ErrorCode::Io,
             Fault::Boot(_)
+            | Fault::Freeze(_)
             | Fault::VmExited(_)
             | Fault::NoCopy(_)
             | Fault::NotStarted(_)

@@ -16,6 +16,7 @@ mod copy;
 mod fault;
 mod mounts;
 pub(crate) mod network;
+mod pause;
 pub use fault::Fault;
 pub use mounts::share_tag;
 mod session;
@@ -105,6 +106,8 @@ pub(crate) struct Shared {
     pub(crate) name: String,
     /// Signalled when a copy session ends (hold mode ends then).
     pub(crate) copy_done: Notify,
+    /// `pause`/`unpause` of the VM.
+    pub(crate) freezer: pause::Freezer,
 }
 
 impl Shared {
@@ -261,6 +264,7 @@ async fn supervise(
         exec_seq: Default::default(),
         name: record.name.clone(),
         copy_done: Notify::new(),
+        freezer: pause::Freezer::new(store, &record),
     });
     let accept = {
         let shared = shared.clone();
@@ -339,6 +343,7 @@ async fn supervise(
         r.exit_code = Some(info.code);
         r.exit_reason = info.reason.clone();
         r.oom_killed = outcome.oom_killed;
+        r.paused = false;
         r.finished = Some(Utc::now());
         r.monitor_pid = None;
         r.vm_pid = None;
@@ -529,6 +534,7 @@ async fn start(
     if let Ok(mut g) = shared.guest.lock() {
         *g = Some(guest.clone());
     }
+    shared.freezer.set_vm(booted.vm.control());
     let prepared = async {
         set_up_guest(&*guest, &record, &guest_network, &volumes).await?;
         guest.set_container_resources(record.config.resources);
@@ -626,13 +632,19 @@ async fn relay_until_exit(
             why = booted.vm.wait() => {
                 break fault(Fault::VmExited(why.0));
             }
-            Some(order) = stop_rx.recv() => spawn_stopper(guest.clone(), order),
+            Some(order) = stop_rx.recv() => {
+                // A frozen guest takes no signal: docker's stop of a paused container
+                // unpauses it too.
+                shared.freezer.thaw(&*guest).await;
+                spawn_stopper(guest.clone(), order);
+            }
             Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 // Stopped as `stop` would stop it (a host shutdown, `kill` of the monitor).
                 let order = StopOrder {
                     signal: record.config.signal_to_stop(),
                     grace: record.config.grace_to_stop(),
                 };
+                shared.freezer.thaw(&*guest).await;
                 spawn_stopper(guest.clone(), order);
             }
         }

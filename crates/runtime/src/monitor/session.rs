@@ -42,20 +42,59 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             Err(info) => write_frame(&mut wr, &Frame::Error(info)).await,
         },
         Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
-        Request::Kill { signal } => {
-            let reply = on_guest(&shared, "kill", Fault::Kill, |g| async move {
-                g.signal(MAIN, signal).await.map(|()| Frame::Ok)
+        Request::Kill { signal } => write_frame(&mut wr, &kill(&shared, signal).await).await,
+        Request::Pause => {
+            let reply = match running_guest(&shared, "pause") {
+                Ok(g) => match shared.freezer.pause(&*g).await {
+                    Ok(()) => Frame::Ok,
+                    Err(f) => Frame::Error(fault(f)),
+                },
+                Err(info) => Frame::Error(info),
+            };
+            write_frame(&mut wr, &reply).await
+        }
+        Request::Unpause => {
+            let reply = match running_guest(&shared, "unpause") {
+                Ok(g) => match shared.freezer.unpause(&*g).await {
+                    Ok(()) => Frame::Ok,
+                    Err(f) => Frame::Error(fault(f)),
+                },
+                Err(info) => Frame::Error(info),
+            };
+            write_frame(&mut wr, &reply).await
+        }
+        Request::Wait => write_frame(&mut wr, &Frame::Exit(ended(&shared).await)).await,
+        Request::Top => {
+            let reply = on_guest(&shared, "list processes", Fault::Top, |g| async move {
+                g.processes().await.map(|p| Frame::Processes(Box::new(p)))
             });
             write_frame(&mut wr, &reply.await).await
         }
-        Request::CopyOut { path, follow_link } => {
-            super::copy::copy_out(&shared, &mut rd, &mut wr, &path, follow_link).await
+        Request::CopyOut {
+            path,
+            follow_link,
+            export,
+        } => {
+            let what = match export {
+                true => super::copy::Source::Rootfs,
+                false => super::copy::Source::Path(&path, follow_link),
+            };
+            super::copy::copy_out(&shared, &mut rd, &mut wr, what).await
         }
         Request::CopyIn {
             path,
             source,
             preserve_owner,
         } => super::copy::copy_in(&shared, &mut rd, &mut wr, &path, source, preserve_owner).await,
+        Request::Stats if shared.freezer.is_paused() => {
+            // A frozen guest cannot answer: the reading from just before the freeze (its
+            // CPU use since is nil, as docker shows a paused container).
+            let reply = match shared.freezer.frozen_sample().await {
+                Some(s) => Frame::Stats(Box::new(s)),
+                None => Frame::Error(fault(shared.freezer.refusal("reading statistics"))),
+            };
+            write_frame(&mut wr, &reply).await
+        }
         Request::Stats => {
             let reply = on_guest(&shared, "get statistics", Fault::Stats, |g| async move {
                 g.stats().await.map(|s| Frame::Stats(Box::new(s)))
@@ -139,7 +178,7 @@ where
     F: FnOnce(Arc<dyn Guest>) -> Fut,
     Fut: std::future::Future<Output = Result<Frame, crate::backend::GuestError>>,
 {
-    match running_guest(shared, op) {
+    match awake_guest(shared, op) {
         Ok(g) => call(g)
             .await
             .unwrap_or_else(|e| Frame::Error(fault(failed(e)))),
@@ -156,6 +195,32 @@ fn running_guest(shared: &Shared, op: &'static str) -> Result<Arc<dyn Guest>, Ex
         return Err(not_running(op));
     }
     shared.guest().ok_or_else(|| not_running(op))
+}
+
+/// [`running_guest`], refused while the VM is frozen (its agent could not answer).
+fn awake_guest(shared: &Shared, op: &'static str) -> Result<Arc<dyn Guest>, ExitInfo> {
+    let guest = running_guest(shared, op)?;
+    if shared.freezer.is_paused() {
+        return Err(fault(shared.freezer.refusal(op)));
+    }
+    Ok(guest)
+}
+
+/// `kill`: the signal now, or held until `unpause` when docker would leave the container
+/// paused ([`super::pause`]).
+async fn kill(shared: &Shared, signal: i32) -> Frame {
+    let g = match running_guest(shared, "kill") {
+        Ok(g) => g,
+        Err(info) => return Frame::Error(info),
+    };
+    match shared.freezer.hold_signal(&*g, signal).await {
+        Ok(true) => Frame::Ok,
+        Ok(false) => match g.signal(MAIN, signal).await {
+            Ok(()) => Frame::Ok,
+            Err(e) => Frame::Error(fault(Fault::Kill(e))),
+        },
+        Err(f) => Frame::Error(fault(f)),
+    }
 }
 
 /// Waits until the main process runs; Err with the reason if it never will.
@@ -268,7 +333,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let guest = match running_guest(shared, "exec") {
+    let guest = match awake_guest(shared, "exec") {
         Ok(g) => g,
         Err(info) => return write_frame(wr, &Frame::Error(info)).await,
     };

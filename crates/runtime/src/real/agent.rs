@@ -252,6 +252,10 @@ impl Guest for AgentGuest {
         Ok(Sample::from_agent(&s))
     }
 
+    async fn processes(&self) -> Result<agent::ProcessList, GuestError> {
+        Ok(self.client.processes(self.container.clone()).await?)
+    }
+
     async fn spawn(&self, id: &str, spec: &ProcessSpec) -> Result<ProcessOutput, GuestError> {
         let first = self.handles.lock().map(|h| h.is_empty()).unwrap_or(false);
         // The first process creates the container on the mounted rootfs; later ones (exec)
@@ -397,6 +401,26 @@ impl Guest for AgentGuest {
             hs.insert(id.to_string(), h);
         }
         Ok((started.stat.unwrap_or_default(), output))
+    }
+
+    async fn export(&self, id: &str) -> Result<ProcessOutput, GuestError> {
+        // The rootfs in the VM's own mount namespace: nothing the container mounted over it
+        // is seen there (its mounts never propagate back). The layer packer writes the names
+        // `docker export` writes (relative, no root entry); a plain ext4 rootfs has none of
+        // overlayfs' whiteouts or opaque markers for it to translate.
+        let req = agent::LayerOut {
+            path: ROOTFS_TARGET.to_string(),
+        };
+        let started = self.client.layer_out(req).await.map_err(GuestError::from)?;
+        let h = started.handle;
+        let output = ProcessOutput {
+            stdout: forward(self.client.stdout(h)),
+            stderr: forward(self.client.stderr(h)),
+        };
+        if let Ok(mut hs) = self.handles.lock() {
+            hs.insert(id.to_string(), h);
+        }
+        Ok(output)
     }
 
     async fn copy_in(

@@ -145,6 +145,9 @@ impl QemuBackend {
             });
         }
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
+        // Every VM gets QMP, for `container pause` (a template's clone uses it to restore
+        // first; the template key leaves it out).
+        cfg.qmp_socket = Some(req.socket_dir.join("qmp.sock"));
         Ok((cfg, modular))
     }
 

@@ -11,7 +11,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{oneshot, watch};
 use vmm::VirtualMachine;
 
-use crate::backend::{BootError, Vm, VmExit};
+use crate::backend::{BootError, ControlError, Vm, VmControl, VmExit};
 
 /// How long the guest agent may take to answer after QEMU starts (TCG on a busy host is slow).
 const AGENT_TIMEOUT: Duration = Duration::from_secs(90);
@@ -42,6 +42,44 @@ pub(crate) fn boot_src<E: std::error::Error + Send + Sync + 'static>(
 pub(crate) struct QemuHandle {
     pub(crate) pid: Option<u32>,
     pub(crate) exit: watch::Receiver<Option<String>>,
+    /// QEMU's QMP socket, for pause and resume.
+    pub(crate) qmp: Option<std::path::PathBuf>,
+}
+
+/// Pause and resume through QMP `stop` and `cont`. QEMU's QMP socket serves one client at a
+/// time, so each call connects, runs its command and hangs up, one call at a time.
+struct QmpControl {
+    socket: std::path::PathBuf,
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl QmpControl {
+    async fn run(&self, op: &'static str, command: &'static str) -> Result<(), ControlError> {
+        let _one = self.busy.lock().await;
+        let socket = self.socket.clone();
+        let err = move |source: Box<dyn std::error::Error + Send + Sync>| ControlError::Command {
+            op,
+            source,
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut q = vmm::qmp::Qmp::connect(&socket, Duration::from_secs(5))?;
+            q.execute(command, None).map(|_| ())
+        })
+        .await
+        .map_err(|e| err(Box::new(e)))?
+        .map_err(|e| err(Box::new(e)))
+    }
+}
+
+#[async_trait]
+impl VmControl for QmpControl {
+    async fn pause(&self) -> Result<(), ControlError> {
+        self.run("pause", "stop").await
+    }
+
+    async fn resume(&self) -> Result<(), ControlError> {
+        self.run("resume", "cont").await
+    }
 }
 
 #[async_trait]
@@ -67,6 +105,14 @@ impl Vm for QemuHandle {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.wait()).await;
     }
+
+    fn control(&self) -> Option<std::sync::Arc<dyn VmControl>> {
+        let socket = self.qmp.clone()?;
+        Some(std::sync::Arc::new(QmpControl {
+            socket,
+            busy: tokio::sync::Mutex::new(()),
+        }))
+    }
 }
 
 /// Starts QEMU on a dedicated thread; returns once it runs (or failed to start).
@@ -83,6 +129,7 @@ pub(crate) async fn spawn_vm(
     };
     let (started_tx, started_rx) = oneshot::channel();
     let (exit_tx, exit_rx) = watch::channel(None);
+    let qmp = cfg.qmp_socket.clone();
     std::thread::Builder::new()
         .name("qemu".into())
         .spawn(move || {
@@ -120,7 +167,11 @@ pub(crate) async fn spawn_vm(
         })
         .map_err(boot_src("spawn VM thread"))?;
     match started_rx.await {
-        Ok(Ok(pid)) => Ok(QemuHandle { pid, exit: exit_rx }),
+        Ok(Ok(pid)) => Ok(QemuHandle {
+            pid,
+            exit: exit_rx,
+            qmp,
+        }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(boot_err("start QEMU: the VM thread ended")),
     }

@@ -355,6 +355,16 @@ impl Processes {
         }
     }
 
+    /// The container's cgroup and its first process's pid, for its process list.
+    pub fn container_view(&self, id: &str) -> Result<(Option<PathBuf>, i32), GuestError> {
+        let inner = lock(&self.inner);
+        let c = inner
+            .containers
+            .get(id)
+            .ok_or_else(|| GuestError::NotFound(format!("container {id} does not exist")))?;
+        Ok((c.cgroup.clone(), c.init_pid))
+    }
+
     /// The container's cgroup, for statistics.
     pub fn container_cgroup(&self, id: &str) -> Result<Option<PathBuf>, GuestError> {
         let inner = lock(&self.inner);
