@@ -13,8 +13,8 @@
 //!   that is not a valid expression only matches exactly. A container's name matches with and
 //!   without docker's leading `/`.
 //! - `status=` takes docker's states (`created restarting running removing paused exited
-//!   dead`); ours are `created`, `running` and `exited`, so the others select nothing. A status
-//!   filter lists stopped containers without `-a` ([`Filters::shows_all`]).
+//!   dead`); ours are `created`, `running`, `restarting` and `exited`, so the others select
+//!   nothing. A status filter lists stopped containers without `-a` ([`Filters::shows_all`]).
 //! - `id=` is a prefix of the id (docker matches a regular expression anywhere in it).
 //! - `ancestor=` is an image reference, digest or digest prefix: it selects containers made
 //!   from that image, by their normalised reference or manifest digest and, once
