@@ -162,17 +162,13 @@ async fn wait(
 ) -> bool {
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sleep = tokio::time::sleep(delay);
-    tokio::pin!(sleep);
-    loop {
-        tokio::select! {
-            _ = &mut sleep => return !shared.control.cancelled(),
-            // Every order sent while restarting comes from a stop or a kill that ended them.
-            Some(_) = stop_rx.recv() => return false,
-            Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                shared.control.shut_down();
-                return false;
-            }
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => !shared.control.cancelled(),
+        // Every order sent while restarting comes from a stop or a kill that ended them.
+        Some(_) = stop_rx.recv() => false,
+        Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
+            shared.control.shut_down();
+            false
         }
     }
 }
