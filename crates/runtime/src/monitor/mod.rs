@@ -303,6 +303,7 @@ async fn supervise(
         })
     };
 
+    let _shutdown = restart::ShutdownWatch::start(shared.clone());
     if opts.wait_attach {
         let _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()).await;
     }

@@ -84,6 +84,38 @@ impl RunControl {
     }
 }
 
+/// Listens for the monitor's SIGTERM for as long as the monitor runs (ended on drop), so
+/// that a host shutdown ends the restarts whatever the monitor is doing when it comes: a
+/// run's relay loop, which also stops the process then, or a teardown, when no other
+/// listener would see it.
+pub(super) struct ShutdownWatch(Option<tokio::task::JoinHandle<()>>);
+
+impl ShutdownWatch {
+    /// Starts listening; marks `shared`'s runs as ended by a shutdown at the first SIGTERM.
+    pub(super) fn start(shared: std::sync::Arc<Shared>) -> ShutdownWatch {
+        let sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match sigterm {
+            Ok(mut s) => ShutdownWatch(Some(tokio::spawn(async move {
+                if s.recv().await.is_some() {
+                    shared.control.shut_down();
+                }
+            }))),
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                ShutdownWatch(None)
+            }
+        }
+    }
+}
+
+impl Drop for ShutdownWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
 /// How one run ended, its VM and networking torn down.
 #[derive(Debug, Clone)]
 pub(super) struct Ended {
