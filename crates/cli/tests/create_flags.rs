@@ -52,8 +52,17 @@ fn create(env: &Env, args: &[&str]) -> String {
 fn unknown_flags_before_the_image_are_usage_errors() {
     // Parsing fails before any state is touched: no root, VM or image needed.
     let cli = Cli::new();
-    cli.run(&["run", "--restart", "always", "localhost/img:1"])
-        .fails_with("unexpected argument '--restart'");
+    cli.run(&["run", "--log-opt", "max-size=1m", "localhost/img:1"])
+        .fails_with("unexpected argument '--log-opt'");
+    // --restart is known: its own errors are docker's, and it refuses --rm as docker does.
+    cli.run(&["run", "--restart", "always:3", "localhost/img:1"])
+        .fails_with("maximum retry count cannot be used with restart policy 'always'");
+    cli.run(&["create", "--restart", "on-failure:-1", "localhost/img:1"])
+        .fails_with("maximum retry count cannot be negative");
+    cli.run(&["run", "--restart", "sometimes", "localhost/img:1"])
+        .fails_with("invalid restart policy 'sometimes'");
+    cli.run(&["run", "--rm", "--restart", "always", "localhost/img:1"])
+        .fails_with("Conflicting options: --restart and --rm");
     cli.run(&["run", "--bogus", "localhost/img:1", "true"])
         .fails_with("unexpected argument '--bogus'");
     cli.run(&["create", "--health-cmd", "true", "localhost/img:1"])

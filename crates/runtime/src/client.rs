@@ -14,7 +14,7 @@ use crate::protocol::{
     read_frame, write_frame, ExitInfo, Frame, Hello, ProtocolError, Request, PROTOCOL_VERSION,
     PROTOCOL_VERSION_NO_HANDSHAKE,
 };
-use crate::state::{ContainerRecord, Status, Store};
+use crate::state::{ContainerRecord, Store};
 
 /// Errors talking to a monitor.
 #[derive(Debug, thiserror::Error)]
@@ -385,7 +385,7 @@ pub async fn wait_stopped(
             Err(crate::state::StateError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if rec.status != Status::Running && rec.monitor_pid.is_none() {
+        if !rec.status.is_up() && rec.monitor_pid.is_none() {
             return Ok(Some(rec));
         }
         if Instant::now() > deadline {

@@ -4,8 +4,8 @@
 //! `container inspect` adds these keys to its own (see [`crate::Container::inspect_document`]),
 //! so that `-f '{{.State.Status}}'` works as with docker; the Engine API server answers with them
 //! alone. A field we have no value for carries docker's zero value (`""`, `0`, `false`, `null`),
-//! never a guess. Fields docker has and we do not model (`ResolvConfPath`, `GraphDriver`,
-//! `RestartPolicy`, …) are left out rather than faked. Where our model differs:
+//! never a guess. Fields docker has and we do not model (`ResolvConfPath`, `GraphDriver`, …)
+//! are left out rather than faked. Where our model differs:
 //!
 //! - `Image` is the image's manifest digest (docker: its config digest, the image id).
 //! - `State.Pid` is the pid of the container's VM (QEMU) while it runs: the host process that
@@ -53,7 +53,7 @@ pub struct ContainerJson {
     pub log_path: String,
     /// `/` and the name.
     pub name: String,
-    /// Always 0: there are no restart policies.
+    /// Restarts its restart policy made since a user last started it.
     pub restart_count: u32,
     /// Always `linux`.
     pub platform: String,
@@ -71,13 +71,13 @@ pub struct ContainerJson {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ContainerState {
-    /// `created`, `running`, `paused` or `exited`.
+    /// `created`, `running`, `paused`, `restarting` or `exited`.
     pub status: String,
-    /// Whether it runs (paused too, as docker).
+    /// Whether it runs (paused too), or is restarting between two runs (as docker's).
     pub running: bool,
     /// Whether its VM is frozen (`container pause`).
     pub paused: bool,
-    /// Always false: there are no restart policies.
+    /// Whether its monitor waits to start it again under its restart policy.
     pub restarting: bool,
     /// Whether the OOM killer killed a process of its last run.
     #[serde(rename = "OOMKilled")]
@@ -173,6 +173,8 @@ pub struct HostConfig {
     pub pids_limit: Option<u64>,
     /// `--init`: true, else null (docker's unset `*bool`).
     pub init: Option<bool>,
+    /// `--restart` as `{Name, MaximumRetryCount}` (`no` when not given).
+    pub restart_policy: crate::restart::RestartPolicy,
 }
 
 /// A host address and port a container port is published on.
@@ -348,9 +350,9 @@ impl ContainerJson {
                 } else {
                     r.status.to_string()
                 },
-                running,
+                running: running || r.status.is_up(),
                 paused: r.paused,
-                restarting: false,
+                restarting: r.status == Status::Restarting,
                 oom_killed: r.oom_killed,
                 dead: false,
                 pid: if running { r.vm_pid.unwrap_or(0) } else { 0 },
@@ -362,7 +364,7 @@ impl ContainerJson {
             image: r.image_digest.clone(),
             log_path: log_path.display().to_string(),
             name: format!("/{}", r.name),
-            restart_count: 0,
+            restart_count: r.restart_count,
             platform: "linux".into(),
             host_config: host_config(r),
             mounts: c
@@ -520,6 +522,7 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         nano_cpus: c.resources.nano_cpus.unwrap_or(0),
         pids_limit: c.resources.pids_limit,
         init: c.process.init.then_some(true),
+        restart_policy: c.restart,
     }
 }
 
@@ -717,12 +720,15 @@ mod tests {
                 exposed_ports: vec!["80/tcp".into(), "9000".into()],
                 stop_signal: Some("SIGQUIT".into()),
                 stop_timeout: Some(30),
+                restart: Default::default(),
             },
             networks: vec![],
             ports: vec![
                 "127.0.0.1:8080:80".parse().unwrap(),
                 "127.0.0.1:40001:53/udp".parse().unwrap(),
             ],
+            restart_count: 0,
+            stopped_by_user: false,
         }
     }
 
@@ -790,6 +796,11 @@ mod tests {
         );
         let h = &d["HostConfig"];
         assert_eq!(h["Init"], json!(true));
+        assert_eq!(
+            h["RestartPolicy"],
+            json!({"Name": "no", "MaximumRetryCount": 0})
+        );
+        assert_eq!(d["RestartCount"], 0);
         assert_eq!(
             h["Binds"],
             json!(["data:/data", "/etc/hosts:/host/hosts:ro"])
@@ -931,6 +942,30 @@ mod tests {
         let d = doc(&r);
         assert_eq!(d["NetworkSettings"]["Networks"]["back"]["IPAddress"], "");
         assert_eq!(d["NetworkSettings"]["Ports"], json!({}));
+    }
+
+    #[test]
+    fn a_container_between_two_runs_is_restarting_as_docker_shows_it() {
+        let mut r = record();
+        r.status = Status::Restarting;
+        r.exit_code = Some(3);
+        r.vm_pid = None;
+        r.restart_count = 2;
+        r.config.restart = crate::restart::RestartPolicy::OnFailure { max_retries: 5 };
+        let d = doc(&r);
+        let s = &d["State"];
+        assert_eq!(
+            (&s["Status"], &s["Running"], &s["Restarting"], &s["Pid"]),
+            (&json!("restarting"), &json!(true), &json!(true), &json!(0))
+        );
+        assert_eq!(s["ExitCode"], 3);
+        assert_eq!(d["RestartCount"], 2);
+        assert_eq!(
+            d["HostConfig"]["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 5})
+        );
+        // No addresses between two runs: the network went with the last VM.
+        assert_eq!(d["NetworkSettings"]["IPAddress"], "");
     }
 
     #[test]

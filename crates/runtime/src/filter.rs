@@ -14,8 +14,9 @@
 //!   without docker's leading `/`.
 //! - `status=` takes docker's states (`created restarting running removing paused exited
 //!   dead`); ours are `created`, `running`, `paused` (a running container whose VM is frozen;
-//!   `running` no longer selects it, as in docker) and `exited`, so the others select nothing. A status
-//!   filter lists stopped containers without `-a` ([`Filters::shows_all`]).
+//!   `running` no longer selects it, as in docker), `restarting` and `exited`, so the others
+//!   select nothing. A status filter lists stopped containers without `-a`
+//!   ([`Filters::shows_all`]).
 //! - `id=` is a prefix of the id (docker matches a regular expression anywhere in it).
 //! - `ancestor=` is an image reference, digest or digest prefix: it selects containers made
 //!   from that image, by their normalised reference or manifest digest and, once

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::container::{prepare, Container, ContainerError, ContainerOptions, MonitorCommand};
 use crate::filter::Filters;
-use crate::state::{StateError, Status, Store};
+use crate::state::{StateError, Store};
 
 /// The runtime of one state directory.
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ impl Runtime {
         Ok(self
             .containers()?
             .into_iter()
-            .filter(|c| all || c.status() == Status::Running)
+            .filter(|c| all || c.status().is_up())
             .filter(|c| filters.is_empty() || filters.matches(&c.summary()))
             .collect())
     }

@@ -29,6 +29,7 @@ pub mod outcome;
 pub mod protocol;
 pub mod real;
 pub mod resources;
+pub mod restart;
 pub mod rootfs;
 pub mod spec;
 pub mod state;

@@ -88,6 +88,17 @@ pub enum Status {
     Running,
     /// The main process (or its VM) ended.
     Exited,
+    /// Its run ended and its monitor waits to start it again under its restart policy
+    /// (docker's `restarting`; see [`crate::restart`]).
+    Restarting,
+}
+
+impl Status {
+    /// Whether a monitor still owns the container: it runs, or is restarting between two
+    /// runs (docker counts both as `State.Running`, so `stop`, `kill` and `ps` take both).
+    pub fn is_up(self) -> bool {
+        matches!(self, Status::Running | Status::Restarting)
+    }
 }
 
 impl std::fmt::Display for Status {
@@ -96,6 +107,7 @@ impl std::fmt::Display for Status {
             Status::Created => "created",
             Status::Running => "running",
             Status::Exited => "exited",
+            Status::Restarting => "restarting",
         })
     }
 }
@@ -184,6 +196,10 @@ pub struct ContainerConfig {
     /// [`DEFAULT_STOP_TIMEOUT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<u64>,
+    /// When the monitor starts the container again after its process or VM ended
+    /// (`--restart`); records from before restart policies have none.
+    #[serde(default, skip_serializing_if = "crate::restart::RestartPolicy::is_no")]
+    pub restart: crate::restart::RestartPolicy,
 }
 
 /// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
@@ -254,6 +270,18 @@ pub struct ContainerRecord {
     /// in); empty when it does not run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<net::ports::PortSpec>,
+    /// Restarts its restart policy made since a user last started it (docker's
+    /// `RestartCount`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+    /// A user stopped or killed it since it was last started (docker's
+    /// `HasBeenManuallyStopped`): an `unless-stopped` container then stays down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_by_user: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a container mounts besides its rootfs (`-v`, `--mount`, `--tmpfs`).
@@ -594,7 +622,7 @@ impl Store {
                 unsafe { libc::kill(vm as i32, libc::SIGKILL) };
             }
         }
-        if r.status == Status::Running {
+        if r.status.is_up() {
             r.status = Status::Exited;
             r.exit_code.get_or_insert(crate::EXIT_RUNTIME_FAULT);
             r.exit_reason
@@ -647,7 +675,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// A record claims a monitor (or a running status) but no monitor process is alive.
 fn needs_reconcile(r: &ContainerRecord) -> bool {
-    (r.status == Status::Running || r.monitor_pid.is_some())
+    (r.status.is_up() || r.monitor_pid.is_some())
         && !r
             .monitor_pid
             .is_some_and(|pid| process_is(pid, crate::MONITOR_SUBCOMMAND))
@@ -709,9 +737,12 @@ mod tests {
                 exposed_ports: Vec::new(),
                 stop_signal: None,
                 stop_timeout: None,
+                restart: Default::default(),
             },
             networks: vec![],
             ports: vec![],
+            restart_count: 0,
+            stopped_by_user: false,
         }
     }
 
@@ -800,6 +831,34 @@ mod tests {
         assert_eq!(dir, Store::open(&deep).unwrap().socket_dir(&id));
         let other = Store::open(&tmp.path().join("b".repeat(60))).unwrap();
         assert_ne!(dir, other.socket_dir(&id));
+    }
+
+    #[test]
+    fn records_from_before_restart_policies_load_with_none() {
+        let mut v = serde_json::to_value(record(&"a".repeat(64), "old")).unwrap();
+        // What such a record lacks; a default policy writes nothing either.
+        for k in ["restartCount", "stoppedByUser"] {
+            assert!(v.get(k).is_none(), "{k}");
+        }
+        assert!(v["config"].get("restart").is_none());
+        v["config"]["stopTimeout"] = serde_json::json!(3);
+        let r: ContainerRecord = serde_json::from_value(v).unwrap();
+        assert_eq!(r.config.restart, crate::restart::RestartPolicy::No);
+        assert_eq!((r.restart_count, r.stopped_by_user), (0, false));
+        let mut r = r;
+        r.config.restart = crate::restart::RestartPolicy::OnFailure { max_retries: 4 };
+        r.restart_count = 2;
+        r.status = Status::Restarting;
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            (&v["status"], &v["restartCount"], &v["config"]["restart"]),
+            (
+                &serde_json::json!("restarting"),
+                &serde_json::json!(2),
+                &serde_json::json!({"Name": "on-failure", "MaximumRetryCount": 4})
+            )
+        );
+        assert_eq!(serde_json::from_value::<ContainerRecord>(v).unwrap(), r);
     }
 
     #[test]

@@ -159,7 +159,8 @@ impl Runtime {
             match c.status() {
                 Status::Created => containers.created += 1,
                 Status::Running => containers.running += 1,
-                Status::Exited => containers.exited += 1,
+                // Between two runs it is neither; docker counts it as stopped.
+                Status::Exited | Status::Restarting => containers.exited += 1,
             }
         }
         Ok(SystemStatus {

@@ -102,6 +102,11 @@ fn ps_fields(c: &Container) -> Value {
         Status::Created => "Created".to_string(),
         Status::Running if r.paused => format!("Up {} (Paused)", since(r.started)),
         Status::Running => format!("Up {}", since(r.started)),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.exit_code.unwrap_or(0),
+            since(r.finished)
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             r.exit_code.unwrap_or(0),

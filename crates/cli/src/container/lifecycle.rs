@@ -42,8 +42,12 @@ pub struct StartArgs {
     /// Attach stdin too.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Start every stopped container its restart policy would bring back (always;
+    /// unless-stopped not stopped by a user; on-failure with retries left): for boot.
+    #[arg(long, conflicts_with_all = ["containers", "attach", "interactive"])]
+    pub all_restartable: bool,
     /// Containers (name or id).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all_restartable")]
     pub containers: Vec<String>,
 }
 
@@ -100,6 +104,9 @@ pub struct UpdateArgs {
     /// The new limits; a running container's VM must already be big enough for them.
     #[command(flatten)]
     pub resources: super::ResourceFlags,
+    /// The new restart policy (a running container's applies when its process ends).
+    #[arg(long, value_name = "POLICY", value_parser = super::restart::parse_policy)]
+    pub restart: Option<runtime::restart::RestartPolicy>,
     /// Containers (name or id).
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -216,8 +223,16 @@ pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
             .await,
         );
     }
+    let names = if a.all_restartable {
+        rt.restartable_containers()?
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect()
+    } else {
+        a.containers
+    };
     let verb_rt = rt.clone();
-    each(&rt, &a.containers, move |name| {
+    each(&rt, &names, move |name| {
         let rt = verb_rt.clone();
         async move {
             rt.container(&name)?.start_unless_running().await?;
@@ -239,7 +254,7 @@ fn stop_options(time: Option<u64>, signal: Option<i32>) -> StopOptions {
 pub async fn stop(global: &GlobalOptions, a: StopArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     let names = if a.all {
-        all_names(&rt, |s| s == Status::Running)?
+        all_names(&rt, Status::is_up)?
     } else {
         a.containers
     };
@@ -274,7 +289,7 @@ pub async fn restart(global: &GlobalOptions, a: RestartArgs) -> anyhow::Result<(
 pub async fn kill(global: &GlobalOptions, a: KillArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     let names = if a.all {
-        all_names(&rt, |s| s == Status::Running)?
+        all_names(&rt, Status::is_up)?
     } else {
         a.containers
     };
@@ -290,16 +305,24 @@ pub async fn kill(global: &GlobalOptions, a: KillArgs) -> anyhow::Result<()> {
 /// `container update`: prints each container whose limits changed (as docker does).
 pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()> {
     let r = &a.resources;
-    if r.cpus.is_none() && r.memory.is_none() && r.pids_limit.is_none() {
-        anyhow::bail!("nothing to update: give --cpus, --memory or --pids-limit");
+    let limits = r.cpus.is_some() || r.memory.is_some() || r.pids_limit.is_some();
+    if !limits && a.restart.is_none() {
+        anyhow::bail!("nothing to update: give --cpus, --memory, --pids-limit or --restart");
     }
     let rt = global.runtime()?;
     let change = r.flags();
+    let restart = a.restart;
     let verb_rt = rt.clone();
     each(&rt, &a.containers, move |name| {
         let rt = verb_rt.clone();
         async move {
-            rt.container(&name)?.update(change).await?;
+            let mut container = rt.container(&name)?;
+            if let Some(policy) = restart {
+                container.update_restart_policy(policy)?;
+            }
+            if limits {
+                container.update(change).await?;
+            }
             Ok(())
         }
     })
@@ -311,7 +334,7 @@ pub async fn delete(global: &GlobalOptions, a: DeleteArgs) -> anyhow::Result<()>
     let rt = global.runtime()?;
     let force = a.force;
     let names = if a.all {
-        all_names(&rt, |s| force || s != Status::Running)?
+        all_names(&rt, |s| force || !s.is_up())?
     } else {
         a.containers
     };

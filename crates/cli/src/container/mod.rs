@@ -12,6 +12,7 @@ mod logs;
 mod manage;
 mod monitor;
 mod mounts;
+mod restart;
 mod run;
 mod stats;
 
@@ -211,6 +212,8 @@ pub struct CreateFlags {
     pub platform: Option<oci::Platform>,
     #[command(flatten)]
     pub stopping: lifecycle::StopFlags,
+    #[command(flatten)]
+    pub restart: restart::RestartFlags,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -373,7 +376,7 @@ mod tests {
     fn unknown_flags_before_the_image_are_errors_not_images() {
         use clap::error::ErrorKind;
         for args in [
-            &["c", "run", "--restart", "always", "img"][..],
+            &["c", "run", "--log-opt", "max-size=1m", "img"][..],
             &["c", "run", "--bogus", "img", "true"],
             &["c", "create", "--bogus", "img"],
             &["c", "exec", "--bogus", "box", "ls"],

@@ -124,6 +124,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         platform: f.platform.clone(),
         stop_signal: f.stopping.stop_signal.clone(),
         stop_timeout: f.stopping.stop_timeout,
+        restart: f.restart.restart.unwrap_or_default(),
     })
 }
 

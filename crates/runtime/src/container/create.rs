@@ -52,6 +52,8 @@ pub struct CreateRequest {
     pub stop_signal: Option<String>,
     /// `--stop-timeout`.
     pub stop_timeout: Option<u64>,
+    /// `--restart` (checked against `--rm`).
+    pub restart: crate::restart::RestartPolicy,
 }
 
 /// Writes a new container record (status `created`).
@@ -60,6 +62,9 @@ pub(crate) fn create_record(
     req: CreateRequest,
 ) -> Result<ContainerRecord, ContainerError> {
     // Combine once with a placeholder hostname to fail early, before taking a name.
+    req.restart
+        .check_auto_remove(req.auto_remove)
+        .map_err(ContainerError::RestartPolicy)?;
     let lookup = |k: &str| std::env::var(k).ok();
     combine(&req.image_config, &req.process, "x", &lookup)?;
     if let Some(h) = &req.hostname {
@@ -112,9 +117,12 @@ pub(crate) fn create_record(
                     Some(req.image_config.stop_signal.clone()).filter(|s| !s.is_empty())
                 }),
                 stop_timeout: req.stop_timeout,
+                restart: req.restart,
             },
             networks: Vec::new(),
             ports: Vec::new(),
+            restart_count: 0,
+            stopped_by_user: false,
         }
     })?;
     if let Some(e) = spec_err {

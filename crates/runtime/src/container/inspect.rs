@@ -103,6 +103,7 @@ impl Container {
             "status": r.status,
             "exitCode": r.exit_code,
             "exitReason": r.exit_reason,
+            "restartCount": r.restart_count,
             "oomKilled": r.oom_killed,
             "monitorPid": r.monitor_pid,
             "vmPid": r.vm_pid,

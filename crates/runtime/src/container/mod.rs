@@ -17,6 +17,7 @@ mod prepare;
 mod prune;
 mod rename;
 mod restart;
+mod restart_policy;
 mod start;
 mod stop;
 mod update;
@@ -73,6 +74,9 @@ pub enum ContainerError {
     /// `--kernel` names no file.
     #[error("kernel {}: no such file", .0.display())]
     Kernel(std::path::PathBuf),
+    /// `--restart` does not fit the container (`--rm`).
+    #[error(transparent)]
+    RestartPolicy(#[from] crate::restart::RestartPolicyError),
     /// `-p` with `--network none`.
     #[error("cannot publish ports of a container without a network (--network none)")]
     PublishWithoutNetwork,
@@ -161,16 +165,14 @@ impl Verb {
     /// Whether a container in `status` accepts this verb. `live` says a monitor process still
     /// owns it (a created or exited container whose monitor is starting or tearing down).
     pub fn accepts(self, status: Status, live: bool) -> bool {
-        let running = status == Status::Running || live;
+        let running = status.is_up() || live;
         match self {
             Verb::Start | Verb::Delete => !running,
-            Verb::Kill
-            | Verb::Exec
-            | Verb::Attach
-            | Verb::Stats
-            | Verb::Pause
-            | Verb::Unpause
-            | Verb::Top => status == Status::Running,
+            // A kill between two runs ends the restarts, as docker's does.
+            Verb::Kill => status.is_up(),
+            Verb::Exec | Verb::Attach | Verb::Stats | Verb::Pause | Verb::Unpause | Verb::Top => {
+                status == Status::Running
+            }
         }
     }
 
@@ -192,6 +194,7 @@ impl Verb {
     /// Why a container in `status` refused it.
     fn refusal(self, status: Status) -> String {
         match self {
+            Verb::Start | Verb::Delete if status == Status::Restarting => status.to_string(),
             Verb::Start | Verb::Delete => Status::Running.to_string(),
             _ => format!("not running ({status})"),
         }
@@ -280,6 +283,8 @@ mod tests {
         assert!(Verb::Exec.accepts(Running, true) && !Verb::Exec.accepts(Exited, false));
         assert!(!Verb::Kill.accepts(Created, false) && !Verb::Attach.accepts(Created, true));
         assert!(Verb::Delete.accepts(Exited, false) && !Verb::Delete.accepts(Running, true));
+        assert!(!Verb::Start.accepts(Restarting, true) && !Verb::Delete.accepts(Restarting, true));
+        assert!(Verb::Kill.accepts(Restarting, true) && !Verb::Exec.accepts(Restarting, true));
         let e = ContainerError::WrongState {
             verb: Verb::Exec,
             name: "web".into(),

@@ -63,6 +63,8 @@ pub struct ContainerOptions {
     pub stop_signal: Option<String>,
     /// `--stop-timeout` in seconds (default: [`crate::state::DEFAULT_STOP_TIMEOUT`]).
     pub stop_timeout: Option<u64>,
+    /// `--restart` (default: no); not with `auto_remove`.
+    pub restart: crate::restart::RestartPolicy,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -77,6 +79,9 @@ pub async fn prepare(
     if let Some(p) = &opts.platform {
         crate::image::check_platform(p)?;
     }
+    opts.restart
+        .check_auto_remove(opts.auto_remove)
+        .map_err(ContainerError::RestartPolicy)?;
     crate::spec::capabilities(&opts.process)?;
     if let Some(s) = &opts.stop_signal {
         crate::spec::parse_signal(s)?;
@@ -136,6 +141,7 @@ pub async fn prepare(
         labels: opts.labels,
         stop_signal: opts.stop_signal,
         stop_timeout: opts.stop_timeout,
+        restart: opts.restart,
     })
 }
 

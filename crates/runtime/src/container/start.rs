@@ -63,7 +63,7 @@ impl Container {
             Ok(()) => Ok(true),
             Err(ContainerError::WrongState {
                 verb: Verb::Start,
-                status: Status::Running,
+                status: Status::Running | Status::Restarting,
                 ..
             }) => Ok(false),
             Err(e) => Err(e),

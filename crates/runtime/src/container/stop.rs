@@ -5,7 +5,6 @@ use std::time::Duration;
 use super::{Container, ContainerError, Verb};
 use crate::client::{self, ClientError};
 use crate::protocol::{ExitInfo, Frame, Request};
-use crate::state::Status;
 
 /// What `stop` (and `restart`) may override of the container's own way to stop: its stop
 /// signal (`--stop-signal`, the image's, else SIGTERM) and its timeout (`--stop-timeout`,
@@ -34,7 +33,7 @@ impl Container {
         restart: bool,
     ) -> Result<Option<ExitInfo>, ContainerError> {
         self.refresh()?;
-        if self.status() != Status::Running {
+        if !self.status().is_up() {
             return Ok(None);
         }
         let config = &self.record.config;

@@ -17,6 +17,7 @@ mod fault;
 mod mounts;
 pub(crate) mod network;
 mod pause;
+mod restart;
 pub use fault::Fault;
 pub use mounts::share_tag;
 mod session;
@@ -84,6 +85,9 @@ pub(crate) enum Phase {
     Failed(ExitInfo),
     /// It ended and the VM is down.
     Exited(ExitInfo),
+    /// It ended, the VM is down, and the restart policy starts it again after a delay
+    /// (`restart.rs`); `Starting` follows.
+    Restarting(ExitInfo),
     /// Hold mode: the container exists in the VM, its process was never started; only
     /// copies are served.
     Holding,
@@ -108,6 +112,8 @@ pub(crate) struct Shared {
     pub(crate) copy_done: Notify,
     /// `pause`/`unpause` of the VM.
     pub(crate) freezer: pause::Freezer,
+    /// Users' stops and kills, as the restart policy weighs them.
+    pub(crate) control: restart::RunControl,
 }
 
 impl Shared {
@@ -229,7 +235,7 @@ async fn supervise(
 ) -> Result<i32, MonitorError> {
     let dir = store.dir_of(id);
     let record = store.load(id)?;
-    if record.status == Status::Running {
+    if record.status.is_up() {
         return Err(MonitorError::AlreadyRunning(id.to_string()));
     }
     store.update(id, |r| {
@@ -238,6 +244,10 @@ async fn supervise(
             r.exit_code = None;
             r.exit_reason = None;
             r.oom_killed = false;
+            // A start by a user starts the restart policy over (moby's containerStart with
+            // resetRestartManager).
+            r.restart_count = 0;
+            r.stopped_by_user = false;
         }
     })?;
 
@@ -265,6 +275,13 @@ async fn supervise(
         name: record.name.clone(),
         copy_done: Notify::new(),
         freezer: pause::Freezer::new(store, &record),
+        control: restart::RunControl::new(
+            record
+                .config
+                .stop_signal
+                .as_deref()
+                .and_then(|s| crate::spec::parse_signal(s).ok()),
+        ),
     });
     let accept = {
         let shared = shared.clone();
@@ -290,6 +307,7 @@ async fn supervise(
         })
     };
 
+    let _shutdown = restart::ShutdownWatch::start(shared.clone());
     if opts.wait_attach {
         let _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()).await;
     }
@@ -297,23 +315,25 @@ async fn supervise(
     // The volumes' exclusive holds outlive the VM: released only once it is down.
     let mut claims = Vec::new();
     let outcome = if opts.hold {
-        hold(store, id, backend, &shared, &dir, &mut claims).await
+        let held = hold(store, id, backend, &shared, &dir, &mut claims).await;
+        tear_down(&record, held, &mut claims).await
     } else {
-        start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims).await
+        let mut backoff = crate::restart::Backoff::default();
+        loop {
+            let run =
+                start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims)
+                    .await;
+            let ended = tear_down(&record, run, &mut claims).await;
+            if let Ok(mut g) = shared.guest.lock() {
+                *g = None;
+            }
+            if !restart::next_run(store, id, &shared, &mut stop_rx, &ended, &mut backoff).await {
+                break ended;
+            }
+            shared.phase.send_replace(Phase::Starting);
+        }
     };
     let info = outcome.exit;
-    if let Some(mut booted) = outcome.booted {
-        if disposable(&record, &claims) {
-            booted.vm.kill().await;
-        } else {
-            shutdown_vm(&mut booted).await;
-        }
-        tracing::debug!("VM shut down");
-    }
-    if let Some(net) = outcome.network {
-        net.finish();
-    }
-    drop(claims);
     store.remove_sockets(id);
     if opts.hold {
         if let Err(e) = store.update(id, |r| {
@@ -348,6 +368,7 @@ async fn supervise(
         r.monitor_pid = None;
         r.vm_pid = None;
         r.ports.clear();
+        r.stopped_by_user = shared.control.stopped_by_user();
     });
     if auto_remove {
         network::release(store, &record);
@@ -375,6 +396,32 @@ struct Outcome {
     started: bool,
     /// Whether the guest's OOM killer killed a process of the container.
     oom_killed: bool,
+}
+
+/// Ends a run: its VM down (killed for a disposable container, else powered off), its
+/// networking torn down, the volumes released.
+async fn tear_down(
+    record: &crate::state::ContainerRecord,
+    outcome: Outcome,
+    claims: &mut Vec<crate::volume::Claim>,
+) -> restart::Ended {
+    if let Some(mut booted) = outcome.booted {
+        if disposable(record, claims) {
+            booted.vm.kill().await;
+        } else {
+            shutdown_vm(&mut booted).await;
+        }
+        tracing::debug!("VM shut down");
+    }
+    if let Some(net) = outcome.network {
+        net.finish();
+    }
+    claims.clear();
+    restart::Ended {
+        exit: outcome.exit,
+        started: outcome.started,
+        oom_killed: outcome.oom_killed,
+    }
 }
 
 /// A fault as the monitor reports it (see [`Fault::exit_info`]).
@@ -559,6 +606,10 @@ async fn start(
         r.status = Status::Running;
         r.started = Some(Utc::now());
         r.finished = None;
+        // A restart's new run has no exit yet (docker's setRunning).
+        r.exit_code = None;
+        r.exit_reason = None;
+        r.oom_killed = false;
     });
     shared.phase.send_replace(Phase::Running);
     tracing::debug!("main process started");
@@ -639,7 +690,9 @@ async fn relay_until_exit(
                 spawn_stopper(guest.clone(), order);
             }
             Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                // Stopped as `stop` would stop it (a host shutdown, `kill` of the monitor).
+                // Stopped as `stop` would stop it (a host shutdown, `kill` of the monitor),
+                // and not restarted.
+                shared.control.shut_down();
                 let order = StopOrder {
                     signal: record.config.signal_to_stop(),
                     grace: record.config.grace_to_stop(),

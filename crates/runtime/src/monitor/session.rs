@@ -42,7 +42,23 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             Err(info) => write_frame(&mut wr, &Frame::Error(info)).await,
         },
         Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
-        Request::Kill { signal } => write_frame(&mut wr, &kill(&shared, signal).await).await,
+        Request::Kill { signal } => {
+            let ends_restarts = shared.control.kill(signal);
+            if matches!(*shared.phase.borrow(), Phase::Restarting(_)) {
+                // Nothing runs between two runs: the kill only decides whether the next
+                // comes (docker's kill of a restarting container).
+                if ends_restarts {
+                    let _ = shared.stop.send(super::StopOrder {
+                        signal,
+                        grace: std::time::Duration::ZERO,
+                    });
+                }
+                write_frame(&mut wr, &Frame::Ok).await
+            } else {
+                // A paused container's kill is held or thaws it first (`kill`).
+                write_frame(&mut wr, &kill(&shared, signal).await).await
+            }
+        }
         Request::Pause => {
             let reply = match running_guest(&shared, "pause") {
                 Ok(g) => match shared.freezer.pause(&*g).await {
@@ -115,6 +131,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
             if restart {
                 shared.keep.store(true, Ordering::SeqCst);
             }
+            shared.control.stop();
             let _ = shared.stop.send(super::StopOrder {
                 signal: signal.unwrap_or(libc::SIGTERM),
                 grace: std::time::Duration::from_secs(timeout_secs),
@@ -231,7 +248,8 @@ async fn started(shared: &Shared) -> Result<(), ExitInfo> {
         .await
         .map(|p| p.clone());
     match phase {
-        Ok(Phase::Running) => Ok(()),
+        // Between two runs under a restart policy: it did start.
+        Ok(Phase::Running | Phase::Restarting(_)) => Ok(()),
         Ok(Phase::Failed(info)) => Err(info),
         Ok(Phase::Exited(info)) => Err(ExitInfo {
             reason: Some(
@@ -244,7 +262,26 @@ async fn started(shared: &Shared) -> Result<(), ExitInfo> {
     }
 }
 
-/// Waits until the main process has ended and the VM is down.
+/// Waits until the current run of the main process has ended and its VM is down (a restart
+/// policy may start another).
+async fn run_ended(shared: &Shared) -> ExitInfo {
+    let mut rx = shared.phase.subscribe();
+    let phase = rx
+        .wait_for(|p| {
+            matches!(
+                p,
+                Phase::Exited(_) | Phase::Failed(_) | Phase::Restarting(_)
+            )
+        })
+        .await
+        .map(|p| p.clone());
+    match phase {
+        Ok(Phase::Exited(i) | Phase::Failed(i) | Phase::Restarting(i)) => i,
+        _ => fault(Fault::MonitorEnded),
+    }
+}
+
+/// Waits until the main process has ended for good (no restart follows) and the VM is down.
 async fn ended(shared: &Shared) -> ExitInfo {
     let mut rx = shared.phase.subscribe();
     let phase = rx
@@ -307,13 +344,15 @@ where
                     // The client stopped sending (or left); keep delivering output until exit.
                     _ => client_open = false,
                 },
-                _ = async { let _ = phase.wait_for(|p| matches!(p, Phase::Exited(_) | Phase::Failed(_))).await; } => break,
+                _ = async { let _ = phase.wait_for(|p| matches!(p, Phase::Exited(_) | Phase::Failed(_) | Phase::Restarting(_))).await; } => break,
             }
         }
         while let Ok(frame) = rx.try_recv() {
             write_frame(wr, &frame).await?;
         }
-        write_frame(wr, &Frame::Exit(ended(shared).await)).await
+        // An attached client sees one run, as docker's `run` returns at the first exit
+        // while the policy restarts the container.
+        write_frame(wr, &Frame::Exit(run_ended(shared).await)).await
     }
     .await;
     if let Ok(mut c) = shared.clients.lock() {

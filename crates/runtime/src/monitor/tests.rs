@@ -27,6 +27,8 @@ use crate::spec::{ImageConfig, ProcessOptions, ProcessSpec};
 use crate::state::VmOptions;
 use crate::stats::Sample;
 
+mod restart;
+
 struct Proc {
     stdin: Option<mpsc::UnboundedSender<Option<Bytes>>>,
     signals: mpsc::UnboundedSender<i32>,
@@ -305,6 +307,8 @@ impl Vm for FakeVm {
 struct FakeBackend {
     fail_boot: bool,
     crash: Arc<Notify>,
+    /// VMs booted so far.
+    boots: Arc<std::sync::atomic::AtomicUsize>,
     released: Arc<Mutex<Vec<String>>>,
     resources: Arc<Mutex<Option<ResourceLimits>>>,
 }
@@ -320,6 +324,7 @@ impl VmBackend for FakeBackend {
     }
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
         assert!(req.rootfs_disk.exists());
+        self.boots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail_boot {
             return Err(BootError::Boot {
                 message: "kernel /nope not found".into(),
@@ -368,6 +373,17 @@ impl Fixture {
         rm: bool,
         resources: ResourceLimits,
     ) -> String {
+        self.create_full(args, stdin, rm, resources, Default::default())
+    }
+
+    fn create_full(
+        &self,
+        args: &[&str],
+        stdin: bool,
+        rm: bool,
+        resources: ResourceLimits,
+        restart: crate::restart::RestartPolicy,
+    ) -> String {
         let req = CreateRequest {
             name: None,
             image: "test:latest".into(),
@@ -396,6 +412,7 @@ impl Fixture {
             labels: Default::default(),
             stop_signal: None,
             stop_timeout: None,
+            restart,
         };
         create_record(&self.store, req).unwrap().id
     }
