@@ -50,7 +50,7 @@ pub struct BuildArgs {
     /// vCPUs of the builder VMs.
     #[arg(long, default_value_t = 2)]
     pub cpus: u32,
-    /// Memory of the builder VMs (the layers of a stage's RUN steps live in it), e.g. 2g.
+    /// Memory of the builder VMs, e.g. 2g.
     #[arg(short = 'm', long, default_value = "2g")]
     pub memory: String,
     /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.

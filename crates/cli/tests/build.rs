@@ -320,3 +320,457 @@ fn multi_stage_copy_from_and_failures() {
     );
     assert_eq!(env.qemus(), 0);
 }
+
+/// Runs a host tool to success, returning its stdout.
+fn sh(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The extended attributes of `path` (not followed), as `name=hex` sorted.
+fn xattrs(path: &Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 64 * 1024];
+    // SAFETY: the buffers are valid for their lengths and `c` is NUL-terminated.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    let n = usize::try_from(n).unwrap_or_else(|_| {
+        panic!(
+            "llistxattr {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )
+    });
+    let mut out: Vec<String> = names[..n]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|name| {
+            let cname = std::ffi::CString::new(name).unwrap();
+            let mut value = vec![0u8; 64 * 1024];
+            // SAFETY: as above.
+            let k = unsafe {
+                libc::lgetxattr(
+                    c.as_ptr(),
+                    cname.as_ptr(),
+                    value.as_mut_ptr().cast(),
+                    value.len(),
+                )
+            };
+            let k = usize::try_from(k).unwrap_or_else(|_| {
+                panic!(
+                    "lgetxattr {}: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                )
+            });
+            format!(
+                "{}={}",
+                String::from_utf8_lossy(name),
+                hex::encode(&value[..k])
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every entry under `root`: type, content digest, link count, mode, owner, xattrs
+/// (timestamps aside).
+fn snapshot(root: &Path) -> std::collections::BTreeMap<String, String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for item in std::fs::read_dir(&dir).unwrap() {
+            let path = item.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let t = meta.file_type();
+            let what = if t.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if t.is_symlink() {
+                format!("link -> {}", std::fs::read_link(&path).unwrap().display())
+            } else if t.is_file() {
+                let content = std::fs::read(&path).unwrap();
+                format!(
+                    "file {} {} nlink={}",
+                    content.len(),
+                    oci::Digest::of(&content).short(),
+                    meta.nlink()
+                )
+            } else if t.is_fifo() {
+                "fifo".to_string()
+            } else if t.is_char_device() || t.is_block_device() {
+                format!("dev {:x}", meta.rdev())
+            } else {
+                "socket".to_string()
+            };
+            let mode = if t.is_symlink() {
+                0o777
+            } else {
+                meta.mode() & 0o7777
+            };
+            out.insert(
+                rel,
+                format!(
+                    "{what} {mode:o} {}:{} {:?}",
+                    meta.uid(),
+                    meta.gid(),
+                    xattrs(&path)
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The config of the only image of the OCI layout `layout`, and its ref name.
+fn layout_config(layout: &Path) -> (String, serde_json::Value) {
+    let read = |p: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"))).unwrap()
+    };
+    let blob = |d: &serde_json::Value| {
+        layout
+            .join("blobs/sha256")
+            .join(d.as_str().unwrap().trim_start_matches("sha256:"))
+    };
+    let index = read(layout.join("index.json"));
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{index}");
+    let name = manifests[0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = read(blob(&manifests[0]["digest"]));
+    (name, read(blob(&manifest["config"]["digest"])))
+}
+
+/// The oracle: a Dockerfile with RUN steps (whiteouts, a replaced directory, a user made by
+/// a RUN), multi-stage `COPY --from`, ARG/ENV substitution, `.dockerignore`, WORKDIR and
+/// the config instructions, built by us and by Debian's `buildah bud --isolation chroot`;
+/// both images unpacked with umoci must have the same root filesystem and config.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, the guest kernel, buildah and umoci: run scripts/test.sh"
+)]
+fn same_image_as_buildah_with_run_steps() {
+    let env = Env::new(true);
+    let work = tempfile::tempdir().unwrap();
+    let ctx = work.path().join("ctx");
+    write(
+        &ctx,
+        &[
+            ("run.sh", "#!/bin/sh\necho running \"$@\"\n"),
+            ("data/x.txt", "x\n"),
+            ("sub/dir/deep.txt", "deep\n"),
+            ("keep.log", "kept\n"),
+            ("drop.log", "dropped\n"),
+            ("secret/key", "no\n"),
+            (".dockerignore", "*.log\n!keep.log\nsecret\n"),
+            (
+                "Dockerfile",
+                "ARG BASE\n\
+                 ARG VERSION=1.0\n\
+                 FROM $BASE AS builder\n\
+                 USER 0\n\
+                 ARG VERSION\n\
+                 ARG MSG=built\n\
+                 RUN mkdir -p /out/sub && echo \"$MSG $VERSION\" > /out/result \
+                     && chmod 640 /out/result && ln -s result /out/link \
+                     && echo deep > /out/sub/f && chmod 700 /out/sub\n\
+                 \n\
+                 FROM $BASE\n\
+                 ARG VERSION\n\
+                 USER root\n\
+                 ENV APP=/srv/app MODE=${MODE:-prod} VERSION=$VERSION\n\
+                 LABEL version=$VERSION org.example.mode=\"$MODE\"\n\
+                 RUN echo 'app:x:1500:1600::/home/app:/bin/sh' >> /etc/passwd \
+                     && echo 'app:x:1600:' >> /etc/group\n\
+                 RUN rm /bin/notexec.sh /data/a.txt /bin/suid && rm -r /old\n\
+                 RUN mkdir -m 700 /old && echo new > /old/n \
+                     && rm -rf /data/* && echo replaced > /data/new\n\
+                 COPY --chown=app . $APP/\n\
+                 COPY --from=builder /out $APP/out/\n\
+                 COPY --from=builder --chown=app:app /out/result /srv/result2\n\
+                 WORKDIR $APP/work/dir\n\
+                 USER app\n\
+                 WORKDIR /home/app/w\n\
+                 RUN echo \"$(id -u):$(id -g) in $(pwd) $MODE $VERSION\" > mine \
+                     && ln mine mine-hard && ln -s mine mine-sym && mkfifo fifo\n\
+                 USER root\n\
+                 RUN chmod 4750 /srv/app/run.sh && chown app /srv/app/data \
+                     && rm /srv/app/sub/dir/deep.txt\n\
+                 ENV PATH=/usr/local/bin:$PATH\n\
+                 EXPOSE 8080/tcp 53/udp 9000\n\
+                 VOLUME /srv/vol\n\
+                 USER app\n\
+                 CMD serve --mode $MODE\n\
+                 ENTRYPOINT [\"/srv/app/run.sh\"]\n",
+            ),
+        ],
+    );
+    sh(std::process::Command::new("chmod")
+        .args(["755"])
+        .arg(ctx.join("run.sh")));
+    sh(std::process::Command::new("chmod")
+        .args(["700"])
+        .arg(ctx.join("sub")));
+    // A user xattr on a file a RUN changes (copied up) and on one no RUN touches.
+    for f in ["run.sh", "data/x.txt"] {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(ctx.join(f).as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated strings and a buffer valid for its length.
+        let r = unsafe {
+            libc::lsetxattr(
+                c.as_ptr(),
+                c"user.origin".as_ptr(),
+                b"ctx".as_ptr().cast(),
+                3,
+                0,
+            )
+        };
+        assert_eq!(r, 0, "setxattr {f}: {}", std::io::Error::last_os_error());
+    }
+
+    // Ours, saved as an OCI archive and unpacked.
+    build(
+        &env,
+        &ctx,
+        &[
+            "-t",
+            "localhost/oracle:ours",
+            "--build-arg",
+            &format!("BASE={IMAGE}"),
+            "--build-arg",
+            "VERSION=2.5",
+        ],
+    )
+    .success();
+    assert_eq!(env.qemus(), 0);
+    let archive = work.path().join("ours.tar");
+    env.run(&[
+        "image",
+        "save",
+        "-o",
+        archive.to_str().unwrap(),
+        "localhost/oracle:ours",
+    ])
+    .success();
+    let ours_layout = work.path().join("ours-layout");
+    std::fs::create_dir(&ours_layout).unwrap();
+    sh(std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&ours_layout));
+    let (name, our_config) = layout_config(&ours_layout);
+    let ours = work.path().join("ours-bundle");
+    sh(std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:{name}", ours_layout.display()))
+        .arg(&ours));
+
+    // buildah's: the same Dockerfile, the base image from the same archive.
+    let storage = work.path().join("storage");
+    let buildah = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("buildah");
+        cmd.arg("--storage-driver=vfs")
+            .arg("--root")
+            .arg(storage.join("root"))
+            .arg("--runroot")
+            .arg(storage.join("run"))
+            .args(args);
+        cmd
+    };
+    let base = format!("BASE=oci-archive:{}", common::vm::image_tar().display());
+    let built = buildah(&[
+        "bud",
+        "--isolation",
+        "chroot",
+        "-q",
+        "--build-arg",
+        &base,
+        "--build-arg",
+        "VERSION=2.5",
+        "-t",
+        "oracle",
+    ])
+    .arg(&ctx)
+    .output()
+    .unwrap();
+    let theirs_layout = work.path().join("theirs-layout");
+    let pushed = built.status.success().then(|| {
+        buildah(&["push", "-q", "oracle"])
+            .arg(format!("oci:{}:theirs", theirs_layout.display()))
+            .output()
+            .unwrap()
+    });
+    // buildah's storage goes whatever happened (vfs copies whole layers).
+    sh(&mut buildah(&["rmi", "-a", "-f"]));
+    assert!(
+        built.status.success(),
+        "buildah bud: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let pushed = pushed.unwrap();
+    assert!(
+        pushed.status.success(),
+        "buildah push: {}",
+        String::from_utf8_lossy(&pushed.stderr)
+    );
+    let (_, their_config) = layout_config(&theirs_layout);
+    let theirs = work.path().join("theirs-bundle");
+    sh(std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:theirs", theirs_layout.display()))
+        .arg(&theirs));
+
+    let mut theirs_fs = snapshot(&theirs.join("rootfs"));
+    let mine = snapshot(&ours.join("rootfs"));
+    // buildah 1.28 leaves the mount points it made for RUN in the layers (empty files and
+    // directories); BuildKit removes them after each step (MountStubsCleaner), as we do
+    // (docs/build.md, "Oracle").
+    for stub in [
+        "etc/hosts",
+        "etc/hostname",
+        "etc/resolv.conf",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+    ] {
+        if !mine.contains_key(stub) {
+            if let Some(v) = theirs_fs.remove(stub) {
+                assert!(
+                    v.starts_with("dir ") || v.starts_with("file 0 "),
+                    "{stub}: {v}"
+                );
+                assert!(
+                    !theirs_fs.keys().any(|k| k.starts_with(&format!("{stub}/"))),
+                    "{stub} is not empty in buildah's image"
+                );
+            }
+        }
+    }
+    let differences: Vec<String> = theirs_fs
+        .keys()
+        .chain(mine.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| theirs_fs.get(*k) != mine.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: buildah {:?}, ours {:?}",
+                theirs_fs.get(k),
+                mine.get(k)
+            )
+        })
+        .collect();
+
+    // The configs, field by field; buildah labels its images with its version.
+    let mut config_differences = Vec::new();
+    for field in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Shell",
+        "OnBuild",
+    ] {
+        let norm = |v: &serde_json::Value| {
+            let mut v = v.clone();
+            if let Some(labels) = v.as_object_mut().filter(|_| field == "Labels") {
+                labels.remove("io.buildah.version");
+            }
+            // buildah moves a redefined variable (PATH here) to the end of Env, Docker's
+            // builders replace it in place (BuildKit's addEnv), as we do: checked below.
+            if let Some(env) = v.as_array_mut().filter(|_| field == "Env") {
+                env.sort_by_key(|e| e.to_string());
+            }
+            match &v {
+                serde_json::Value::Null => serde_json::Value::Null,
+                serde_json::Value::Object(o) if o.is_empty() => serde_json::Value::Null,
+                serde_json::Value::Array(a) if a.is_empty() => serde_json::Value::Null,
+                serde_json::Value::String(s) if s.is_empty() => serde_json::Value::Null,
+                _ => v,
+            }
+        };
+        let (a, b) = (
+            norm(&their_config["config"][field]),
+            norm(&our_config["config"][field]),
+        );
+        if a != b {
+            config_differences.push(format!("{field}: buildah {a}, ours {b}"));
+        }
+    }
+    assert!(
+        differences.is_empty() && config_differences.is_empty(),
+        "differences:\n{}\n{}",
+        differences.join("\n"),
+        config_differences.join("\n")
+    );
+
+    // The comparison covered what the steps made.
+    let text = "1500:1600 in /home/app/w prod 2.5\n";
+    assert_eq!(
+        mine["home/app/w/mine"],
+        format!(
+            "file {} {} nlink=2 644 1500:1600 []",
+            text.len(),
+            oci::Digest::of(text.as_bytes()).short()
+        )
+    );
+    assert_eq!(mine["home/app/w/fifo"], "fifo 644 1500:1600 []");
+    assert_eq!(mine["home/app/w"], "dir 755 1500:1600 []");
+    assert!(
+        mine["srv/app/run.sh"].ends_with(" 4750 1500:1600 [\"user.origin=637478\"]"),
+        "{}",
+        mine["srv/app/run.sh"]
+    );
+    assert!(
+        mine["srv/result2"].ends_with(" 640 1500:1600 []"),
+        "{}",
+        mine["srv/result2"]
+    );
+    assert_eq!(mine["old"], "dir 700 0:0 []");
+    assert!(mine.len() > 50, "{mine:#?}");
+    assert!(mine.contains_key("old/n") && !mine.contains_key("old/z"));
+    assert!(mine.contains_key("data/new") && !mine.contains_key("data/b.txt"));
+    assert!(!mine.contains_key("bin/notexec.sh") && !mine.contains_key("bin/suid"));
+    assert!(mine.contains_key("srv/app/keep.log"));
+    assert!(!mine.contains_key("srv/app/drop.log") && !mine.contains_key("srv/app/secret"));
+    assert!(mine.contains_key("srv/app/out/sub/f"));
+    assert_eq!(
+        our_config["config"]["Env"],
+        serde_json::json!([
+            "PATH=/usr/local/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "TESTVAR=hello",
+            "OVERRIDE=image",
+            "APP=/srv/app",
+            "MODE=prod",
+            "VERSION=2.5"
+        ])
+    );
+    assert_eq!(
+        our_config["config"]["Cmd"],
+        serde_json::json!(["/bin/sh", "-c", "serve --mode $MODE"])
+    );
+    assert_eq!(our_config["config"]["User"], "app");
+    assert_eq!(our_config["config"]["Labels"]["version"], "2.5");
+}

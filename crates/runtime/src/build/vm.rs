@@ -1,6 +1,6 @@
 //! A stage's builder VM (docs/build.md, "RUN in our VMs"): booted like any container's VM
 //! (from the VM template where one serves), with the stage's base as `/dev/vda` mounted
-//! read-only and a tmpfs holding one directory per later layer. Each RUN is a fresh container
+//! read-only and a sparse scratch ext4 (`/dev/vdb`) holding one directory per later layer. Each RUN is a fresh container
 //! on an overlay of those, whose upper directory becomes the step's layer (`LayerOut`); a
 //! COPY/ADD/WORKDIR layer made on the host enters as the next directory (`LayerIn`).
 
@@ -15,6 +15,11 @@ use crate::state::VmOptions;
 
 /// Where the builder's filesystems live in the guest.
 const BUILD_DIR: &str = "/run/build";
+
+/// Size of the scratch disk the layers of a stage's RUN steps live on: a sparse file, so only
+/// what the steps write takes host disk. Not a tmpfs: tmpfs in Linux 6.1 has no `user.*`
+/// xattrs, and overlayfs' copy-up would drop them (docker's overlay2 on ext4 keeps them).
+const SCRATCH_SIZE: u64 = 64 << 30;
 
 /// A failure of the builder VM or of a request to it.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +75,7 @@ pub struct VmSpec {
     /// Give RUN steps a network (QEMU's user-mode NAT: the internet and the host's services
     /// on 10.0.2.2, no other container).
     pub network: bool,
-    /// vCPUs and memory (the layers live in guest memory).
+    /// vCPUs and memory.
     pub vm: VmOptions,
 }
 
@@ -116,7 +121,7 @@ fn layer_dir(n: usize) -> String {
 }
 
 impl BuilderVm {
-    /// Boots the VM and mounts the base and the scratch tmpfs.
+    /// Boots the VM and mounts the base and the scratch disk.
     pub async fn boot(spec: &VmSpec) -> Result<BuilderVm, VmError> {
         // Short: the VM's unix sockets live here.
         let dir = tempfile::Builder::new()
@@ -129,6 +134,13 @@ impl BuilderVm {
             .create_overlay(&spec.base, &disk)
             .await
             .map_err(VmError::Boot)?;
+        let scratch = dir.path().join("scratch.ext4");
+        let opts = ext4::FormatOptions {
+            label: Some("build-scratch".into()),
+            ..Default::default()
+        };
+        ext4::format_empty(&scratch, SCRATCH_SIZE, &opts)
+            .map_err(|e| io_err("make the scratch disk")(std::io::Error::other(e)))?;
         let attachment = crate::monitor::network::user_attachment();
         let nets = if spec.network {
             vec![NetDevice {
@@ -149,7 +161,7 @@ impl BuilderVm {
                 ..spec.vm.clone()
             },
             nets,
-            volume_disks: Vec::new(),
+            volume_disks: vec![scratch],
             shares: Vec::new(),
         };
         let booted = backend.boot(&req).await.map_err(VmError::Boot)?;
@@ -189,13 +201,13 @@ impl BuilderVm {
                 .map_err(guest_err("mount the stage's base"))?;
             client
                 .mount(mount(
-                    "tmpfs",
+                    "/dev/vdb",
                     &format!("{BUILD_DIR}/scratch"),
-                    "tmpfs",
-                    &["mode=755"],
+                    "ext4",
+                    &[],
                 ))
                 .await
-                .map_err(guest_err("mount the layers' tmpfs"))?;
+                .map_err(guest_err("mount the scratch disk"))?;
             Ok::<_, VmError>(client)
         };
         match ready.await {
