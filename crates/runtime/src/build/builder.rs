@@ -504,6 +504,16 @@ impl Builder<'_> {
                 })
             }
         };
+        if let ([doc], dockerfile::Command::Shell(line)) = (run.heredocs.as_slice(), &run.command) {
+            if is_lone_heredoc(line, &doc.name) && doc.text().starts_with("#!") {
+                return Err(BuildError::Step {
+                    line: step.line,
+                    message: "RUN <<EOF with a #! script is not supported yet: run it with its \
+                              interpreter (RUN python3 <<EOF)"
+                        .into(),
+                });
+            }
+        }
         let args = run_argv(run, &st.image.config);
         let mut env = st.image.config.env.clone();
         // Build arguments reach RUN as environment, under ENV of the same name.
@@ -1004,13 +1014,24 @@ impl StageState {
 fn run_argv(run: &dockerfile::Run, config: &ContainerConfig) -> Vec<String> {
     match &run.command {
         dockerfile::Command::Exec(args) => args.clone(),
-        dockerfile::Command::Shell(_) => {
-            let script = run.shell_script().unwrap_or_default();
+        dockerfile::Command::Shell(line) => {
+            // `RUN <<EOF` alone: Docker runs the here-document's body as the script.
+            let script = match run.heredocs.as_slice() {
+                [doc] if is_lone_heredoc(line, &doc.name) => doc.text(),
+                _ => run.shell_script().unwrap_or_default(),
+            };
             let mut args = cfg::shell(config);
             args.push(script);
             args
         }
     }
+}
+
+/// Whether a RUN's command line is nothing but the here-document `name` (`<<EOF`,
+/// `<<-EOF`, `<<"EOF"`).
+fn is_lone_heredoc(line: &str, name: &str) -> bool {
+    let rest = line.trim().trim_start_matches("<<").trim_start_matches('-');
+    rest.trim_matches(|c| c == '"' || c == '\'') == name
 }
 
 fn from_line(stage: &dockerfile::Stage) -> String {
@@ -1044,4 +1065,37 @@ fn file_digest(p: &Path) -> std::io::Result<Digest> {
         h.update(&buf[..k]);
     }
     Ok(h.finish().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_of(text: &str) -> dockerfile::Run {
+        let df = dockerfile::parse(text).unwrap();
+        match &df.steps[0].instruction {
+            Instruction::Run(r) => r.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn heredoc_runs() {
+        let config = ContainerConfig::default();
+        let lone = run_of("RUN <<EOF\necho a\necho b\nEOF\n");
+        assert_eq!(
+            run_argv(&lone, &config),
+            ["/bin/sh", "-c", "echo a\necho b\n"]
+        );
+        let chomped = run_of("RUN <<-\"EOT\"\n\techo c\nEOT\n");
+        assert_eq!(run_argv(&chomped, &config), ["/bin/sh", "-c", "echo c\n"]);
+        // A heredoc fed to a command stays the shell's business.
+        let fed = run_of("RUN cat <<EOF > /f\nx\nEOF\n");
+        assert_eq!(
+            run_argv(&fed, &config),
+            ["/bin/sh", "-c", "cat <<EOF > /f\nx\nEOF"]
+        );
+        let exec = run_of("RUN [\"echo\", \"hi\"]\n");
+        assert_eq!(run_argv(&exec, &config), ["echo", "hi"]);
+    }
 }
