@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context as _, Result};
+use builder::{BuildOptions, Context, DockerfileAt};
 use clap::{Args, Subcommand, ValueEnum};
-use runtime::build::{BuildOptions, Context, DockerfileAt};
 
 use crate::global::GlobalOptions;
 
@@ -89,7 +89,7 @@ struct Plain {
     quiet: bool,
 }
 
-impl runtime::build::vm::OutputSink for Plain {
+impl builder::vm::OutputSink for Plain {
     fn output(&self, bytes: &[u8]) {
         if !self.quiet {
             let mut e = std::io::stderr().lock();
@@ -99,7 +99,7 @@ impl runtime::build::vm::OutputSink for Plain {
     }
 }
 
-impl runtime::build::Progress for Plain {
+impl builder::Progress for Plain {
     fn step(&self, text: &str) {
         if !self.quiet {
             eprintln!("{text}");
@@ -202,7 +202,7 @@ pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
         .context("cannot start the async runtime")?
         .block_on(async {
             tokio::select! {
-                r = rt.build(&ctx, opts, &progress) => Some(r),
+                r = builder::build_on(&rt, &ctx, opts, &progress) => Some(r),
                 _ = tokio::signal::ctrl_c() => None,
             }
         })
@@ -228,7 +228,7 @@ pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
 pub fn builder(global: &GlobalOptions, cmd: BuilderCommand) -> Result<()> {
     match cmd {
         BuilderCommand::Prune(_) => {
-            let cache = runtime::build::cache::BuildCache::new(&global.root_dir());
+            let cache = builder::cache::BuildCache::new(&global.root_dir());
             let n = cache.prune()?;
             println!("Deleted build cache records: {n}");
             Ok(())

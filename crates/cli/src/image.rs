@@ -224,7 +224,7 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Prune => {
             let store = open_store(global)?;
             // The build cache's layers are roots too: `builder prune` lets them go.
-            let cache = runtime::build::cache::BuildCache::new(&global.root_dir());
+            let cache = builder::cache::BuildCache::new(&global.root_dir());
             let report = store.prune_keeping(|| cache.layer_digests())?;
             println!(
                 "Deleted {} blobs, {} temp files; reclaimed {}",
@@ -255,7 +255,7 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
             let store = open_store(global)?;
             let r = parse_ref(&a.reference)?;
             let mut config = oci::ContainerConfig::default();
-            runtime::build::config::apply_changes(&mut config, &a.changes)?;
+            builder::config::apply_changes(&mut config, &a.changes)?;
             let image =
                 oci::archive::import_with(&store, &a.file, &r, &config, a.message.as_deref())?;
             println!("{}", image.target.digest);

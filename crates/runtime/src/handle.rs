@@ -43,19 +43,6 @@ impl Runtime {
     }
 
     /// The container with this name, id or unique id prefix.
-    /// Builds an image from the Dockerfile of `ctx` (`container build`, the Engine API's
-    /// `/build`): `opts.root` and `opts.vminitd` are this runtime's.
-    pub async fn build(
-        &self,
-        ctx: &crate::build::Context,
-        mut opts: crate::build::BuildOptions,
-        progress: &dyn crate::build::Progress,
-    ) -> Result<crate::build::BuildResult, crate::build::BuildError> {
-        opts.root = self.root().to_path_buf();
-        opts.vminitd = crate::vminitd::find();
-        crate::build::build(ctx, &opts, progress).await
-    }
-
     pub fn container(&self, key: &str) -> Result<Container, ContainerError> {
         let record = self.store.reconcile(self.store.resolve(key)?)?;
         Ok(Container::new(self.clone(), record))

@@ -12,7 +12,6 @@
 #![warn(clippy::unwrap_used)]
 
 pub mod backend;
-pub mod build;
 pub mod cleanup;
 pub mod client;
 pub mod container;

@@ -11,3 +11,9 @@ impl Runtime {
         Networks::open(self.root())
     }
 }
+
+/// The guest's one interface on QEMU's user-mode network (10.0.2.15 behind QEMU's NAT, the
+/// host's loopback at 10.0.2.2): the rootless default network, and a builder VM's network.
+pub fn user_mode_attachment() -> net::Attachment {
+    crate::monitor::network::user_attachment()
+}

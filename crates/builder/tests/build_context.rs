@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
-use runtime::build::{
+use builder::{
     plan, source_digest, tree_digest, workdir_layer, workdir_owner, Context, CopyEnv, CopyError,
     CopySource, CopySpec, DirTree, DockerfileAt, EmptyTree, LayerPlan, NoUsers, Op, SourceTree,
     StageTree, Tree, UserDb,

@@ -1,5 +1,8 @@
-//! The host side of `container build` that needs no VM: the build context, and the layers
-//! of `COPY`, `ADD` and `WORKDIR` (design: `docs/build.md`).
+//! `container build` (design: `docs/build.md`): [`build`] runs a Dockerfile's stages with
+//! RUN steps in builder VMs ([`vm`]), a layer cache ([`cache`]) and the image assembled in the
+//! content store; front ends (the CLI, the Engine API's `/build`) call it with a
+//! [`runtime::Runtime`]. Below it, the host side that needs no VM: the build context and the
+//! layers of `COPY`, `ADD` and `WORKDIR`.
 //!
 //! ```text
 //!  directory / tar on stdin ──▶ context::Context ──┐   (.dockerignore applied, indexed)
@@ -21,6 +24,8 @@
 //! is both, indexed from the stage's layer tars (whiteouts applied), so the stage never
 //! has to be unpacked on the host.
 
+#![warn(clippy::unwrap_used)]
+
 pub mod builder;
 pub mod cache;
 pub mod compress;
@@ -39,7 +44,7 @@ pub mod workdir;
 
 mod path;
 
-pub use builder::{build, BuildError, BuildOptions, BuildResult, Progress};
+pub use builder::{build, build_on, BuildError, BuildOptions, BuildResult, Progress};
 pub use context::{Context, ContextError, DockerfileAt};
 pub use copy::{expand, plan, CopyEnv, CopyError, CopySource, CopySpec, Op};
 pub use digest::{source_digest, tree_digest};

@@ -242,7 +242,7 @@ impl Tree for StageTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::user::UserLookup;
+    use crate::user::UserLookup;
 
     fn layer(entries: &[(&str, char, &str)]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
@@ -312,7 +312,7 @@ mod tests {
         );
         assert_eq!(stage.users().user("app").unwrap(), None);
         assert_eq!(
-            crate::build::tree::resolve(&stage, "bin/sh", true).unwrap(),
+            crate::tree::resolve(&stage, "bin/sh", true).unwrap(),
             "usr/bin/sh"
         );
         assert_eq!(stage.layers(), 2);

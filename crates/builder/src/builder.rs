@@ -18,8 +18,8 @@ use super::stage::StageTree;
 use super::tree::{DirTree, SourceTree};
 use super::vm::{BuilderVm, OutputSink, RunSpec, VmSpec};
 use super::workdir::{workdir_layer, workdir_owner};
-use crate::image::PullPolicy;
-use crate::state::VmOptions;
+use runtime::image::PullPolicy;
+use runtime::state::VmOptions;
 
 /// What `container build` was asked for.
 #[derive(Debug, Clone, Default)]
@@ -106,13 +106,13 @@ impl BuildError {
 }
 
 fn host<E: std::error::Error + 'static>(what: &str) -> impl FnOnce(E) -> BuildError + '_ {
-    move |e| BuildError::Host(format!("{what}: {}", crate::error_line(&e)))
+    move |e| BuildError::Host(format!("{what}: {}", runtime::error_line(&e)))
 }
 
 fn at<E: std::error::Error + 'static>(line: usize) -> impl FnOnce(E) -> BuildError {
     move |e| BuildError::Step {
         line,
-        message: crate::error_line(&e),
+        message: runtime::error_line(&e),
     }
 }
 
@@ -144,6 +144,19 @@ struct StageResult {
     layers: Vec<Layer>,
     image: ImageConfig,
     key: Digest,
+}
+
+/// Builds the Dockerfile of `ctx` with `rt`'s state root and guest init: what front ends
+/// call (`opts.root` and `opts.vminitd` are filled in).
+pub async fn build_on(
+    rt: &runtime::Runtime,
+    ctx: &Context,
+    mut opts: BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildResult, BuildError> {
+    opts.root = rt.root().to_path_buf();
+    opts.vminitd = runtime::vminitd::find();
+    build(ctx, &opts, progress).await
 }
 
 /// Builds the Dockerfile of `ctx` as `opts` says.
@@ -269,7 +282,7 @@ impl Builder<'_> {
         } else {
             PullPolicy::Missing
         };
-        let (_, image) = crate::image::find_or_pull(
+        let (_, image) = runtime::image::find_or_pull(
             &self.opts.root,
             reference,
             &self.opts.pull_options,
@@ -277,7 +290,7 @@ impl Builder<'_> {
             None,
         )
         .await
-        .map_err(|e| BuildError::Host(crate::error_line(&e)))?;
+        .map_err(|e| BuildError::Host(runtime::error_line(&e)))?;
         Ok(image)
     }
 
@@ -569,7 +582,7 @@ impl Builder<'_> {
             .await
             .map_err(|e| BuildError::Step {
                 line: step.line,
-                message: crate::error_line(&e),
+                message: runtime::error_line(&e),
             })?;
             st.vm = Some(vm);
             st.vm_layers = st.layers.len();
@@ -899,7 +912,7 @@ impl Builder<'_> {
             .collect();
         let root = self.opts.root.clone();
         tokio::task::spawn_blocking(move || {
-            let cache = crate::rootfs::RootfsCache::open(&root)?;
+            let cache = runtime::rootfs::RootfsCache::open(&root)?;
             cache.ensure(key.as_str(), |tmp| {
                 ext4::build_from_layers(&blobs, tmp, &ext4::FormatOptions::default()).map(|_| ())
             })

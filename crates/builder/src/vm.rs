@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::backend::{Guest, GuestNetwork, NetDevice, Vm, VmBackend, VmRequest};
-use crate::real::QemuBackend;
-use crate::state::VmOptions;
+use runtime::backend::{Guest, GuestNetwork, NetDevice, Vm, VmBackend, VmRequest};
+use runtime::real::QemuBackend;
+use runtime::state::VmOptions;
 
 /// Where the builder's filesystems live in the guest.
 const BUILD_DIR: &str = "/run/build";
@@ -26,7 +26,7 @@ const SCRATCH_SIZE: u64 = 64 << 30;
 pub enum VmError {
     /// The VM could not be booted.
     #[error("start the builder VM")]
-    Boot(#[source] crate::backend::BootError),
+    Boot(#[source] runtime::backend::BootError),
     /// The guest refused or failed a request.
     #[error("builder VM: {what}")]
     Guest {
@@ -141,7 +141,7 @@ impl BuilderVm {
         };
         ext4::format_empty(&scratch, SCRATCH_SIZE, &opts)
             .map_err(|e| io_err("make the scratch disk")(std::io::Error::other(e)))?;
-        let attachment = crate::monitor::network::user_attachment();
+        let attachment = runtime::network::user_mode_attachment();
         let nets = if spec.network {
             vec![NetDevice {
                 tap: String::new(),
