@@ -136,6 +136,9 @@ struct StageState {
     vm: Option<BuilderVm>,
     /// Layers the VM has (its base, then each `LayerIn`/RUN).
     vm_layers: usize,
+    /// The time of the stage's newest step: what config-only steps and the image's
+    /// `created` take, so a rebuild from the cache gives the same image ID.
+    last: String,
 }
 
 /// A finished stage, kept for `FROM stage` and `COPY --from`.
@@ -385,6 +388,7 @@ impl Builder<'_> {
             vm.stop().await;
         }
         outcome?;
+        st.image.created = Some(st.last.clone());
         Ok(StageResult {
             layers: st.layers,
             image: st.image,
@@ -457,7 +461,9 @@ impl Builder<'_> {
                         None => None,
                     };
                     let created_by = format!("WORKDIR {path}");
-                    self.add_layer(st, layer, &created_by)?;
+                    // Its layer depends on nothing but the stage: no new time either.
+                    let created = st.last.clone();
+                    self.add_layer(st, layer, &created_by, &created)?;
                 }
                 Instruction::From(_) => {
                     return Err(BuildError::Step {
@@ -475,9 +481,10 @@ impl Builder<'_> {
                     .map_err(at(step.line))?;
                     st.key = cache::chain(&st.key, &[&format!("{other:?}")]);
                     let created_by = step.original.clone();
+                    let created = st.last.clone();
                     st.image
                         .history
-                        .push(cfg::history(&now(), &created_by, true));
+                        .push(cfg::history(&created, &created_by, true));
                 }
             }
         }
@@ -716,7 +723,7 @@ impl Builder<'_> {
         let created = now();
         self.remember(&key, &layer.as_ref().map(|(l, _)| l.clone()), &created)?;
         st.key = key;
-        self.add_layer(st, layer, &created_by)
+        self.add_layer(st, layer, &created_by, &created)
     }
 
     /// A stage's or an image's files on the host, for `COPY --from`.
@@ -810,6 +817,7 @@ impl Builder<'_> {
         st: &mut StageState,
         layer: Option<(Layer, tempfile::NamedTempFile)>,
         created_by: &str,
+        created: &str,
     ) -> Result<(), BuildError> {
         let layer = match layer {
             Some((l, tar)) => {
@@ -822,7 +830,7 @@ impl Builder<'_> {
             }
             None => None,
         };
-        st.push(layer, created_by, &now(), false);
+        st.push(layer, created_by, created, false);
         Ok(())
     }
 
@@ -928,7 +936,7 @@ impl Builder<'_> {
         for (k, v) in &self.opts.labels {
             image.config.labels.insert(k.clone(), v.clone());
         }
-        image.created = Some(now());
+
         image.rootfs.diff_ids = r.layers.iter().map(|l| l.diff_id.clone()).collect();
         let config = serde_json::to_vec(&image).map_err(host("encode the image config"))?;
         let id = self
@@ -965,6 +973,10 @@ impl Builder<'_> {
 
 impl StageState {
     fn new(name: &str, layers: Vec<Layer>, image: ImageConfig, key: Digest) -> StageState {
+        let last = image
+            .created
+            .clone()
+            .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
         StageState {
             name: name.to_string(),
             layers,
@@ -975,6 +987,7 @@ impl StageState {
             tree: None,
             vm: None,
             vm_layers: 0,
+            last,
         }
     }
 
@@ -1015,6 +1028,9 @@ impl StageState {
         let empty = layer.is_none();
         if let Some(l) = layer {
             self.layers.push(l);
+        }
+        if created > self.last.as_str() {
+            self.last = created.to_string();
         }
         self.image
             .history

@@ -180,6 +180,8 @@ fn run_copy_and_workdir_steps_make_an_image_that_runs_and_rebuilds_from_cache() 
         again.stderr
     );
     assert!(!again.stderr.contains("hi from world"), "{}", again.stderr);
+    // The same image, to its ID: nothing in it depends on when the rebuild ran.
+    assert_eq!(again.stdout, first.stdout);
     assert_eq!(layer_entries(&env, "built:2"), layers);
 
     // A changed file: its COPY and the steps after it run again.
