@@ -63,6 +63,10 @@ pub struct BuildResult {
     pub id: Digest,
     /// The manifest's digest.
     pub manifest: Digest,
+    /// The manifest as an index would list it.
+    pub manifest_descriptor: Descriptor,
+    /// The layer blobs, lowest first.
+    pub layers: Vec<Descriptor>,
     /// The names given to it.
     pub tags: Vec<String>,
 }
@@ -966,6 +970,8 @@ impl Builder<'_> {
         Ok(BuildResult {
             id,
             manifest: digest,
+            manifest_descriptor: desc,
+            layers: r.layers.iter().map(|l| l.blob.clone()).collect(),
             tags,
         })
     }

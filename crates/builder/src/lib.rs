@@ -35,6 +35,7 @@ pub mod copy;
 pub mod digest;
 pub mod fetch;
 pub mod layer;
+pub mod output;
 pub mod stage;
 pub mod tree;
 pub mod unpack;

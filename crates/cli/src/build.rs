@@ -44,6 +44,11 @@ pub struct BuildArgs {
     /// Progress output: `auto` and `plain` print each step and RUN's output on stderr.
     #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
     pub progress: ProgressArg,
+    /// Also write the result to `type=oci,dest=FILE.tar` (an OCI archive),
+    /// `type=tar,dest=FILE.tar|-` (the root filesystem as a tar) or `type=local,dest=DIR`
+    /// (`DIR` alone: the same; `-`: the tar on stdout); repeatable.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
@@ -173,6 +178,14 @@ pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
         let (k, v) = runtime::labels::parse_label(l)?;
         labels.insert(k, v);
     }
+    let outputs = a
+        .outputs
+        .iter()
+        .map(|o| builder::output::parse(o).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    let to_stdout = outputs
+        .iter()
+        .any(|o| matches!(o, builder::output::Output::Tar(p) if p.as_os_str() == "-"));
     let ctx = read_context(&a)?;
     let quiet = a.quiet || a.progress == ProgressArg::Quiet;
     let opts = BuildOptions {
@@ -209,12 +222,23 @@ pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
         .ok_or_else(|| anyhow::anyhow!("build interrupted"))?;
     match result {
         Ok(r) => {
+            for o in &outputs {
+                if let Err(e) = builder::output::export(rt.root(), &r, o) {
+                    eprintln!("Error: {e}");
+                    return Err(crate::exit::ExitCode(e.exit_code()).into());
+                }
+            }
             if !quiet {
                 for t in &r.tags {
                     eprintln!("Successfully tagged {t}");
                 }
             }
-            println!("{}", r.id);
+            // A tar on stdout owns it: the ID goes to stderr then.
+            if to_stdout {
+                eprintln!("{}", r.id);
+            } else {
+                println!("{}", r.id);
+            }
             Ok(())
         }
         Err(e) => {

@@ -278,6 +278,46 @@ fn multi_stage_copy_from_and_failures() {
         .success();
     assert_eq!(out.stdout, "built\n640\n", "{}", out.stderr);
 
+    // -o: the root filesystem unpacked, an OCI archive `image load` takes, a tar on stdout.
+    let outs = tempfile::tempdir().unwrap();
+    let local = outs.path().join("rootfs");
+    let archive = outs.path().join("image.tar");
+    build(
+        &env,
+        ctx.path(),
+        &[
+            "-o",
+            &format!("type=local,dest={}", local.display()),
+            "-o",
+            &format!("type=oci,dest={}", archive.display()),
+            "-t",
+            "multi:exported",
+        ],
+    )
+    .success();
+    assert_eq!(
+        std::fs::read_to_string(local.join("result")).unwrap(),
+        "built\n"
+    );
+    assert!(local.join("bin/busybox").is_file());
+    env.run(&["image", "rm", "multi:exported"]).success();
+    env.run(&["image", "load", "-i", archive.to_str().unwrap()])
+        .success();
+    env.run(&["image", "inspect", "multi:exported"]).success();
+    let ctx_arg = ctx.path().to_str().unwrap().to_string();
+    let (code, tar_bytes, err) = env.run_bytes(
+        &["build", "--network", "none", "-q", "-o", "-", &ctx_arg],
+        None,
+    );
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
+    let mut a = tar::Archive::new(&tar_bytes[..]);
+    let names: Vec<String> = a
+        .entries()
+        .unwrap()
+        .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "result"), "{names:?}");
+
     // A failing RUN names its line and exit code; nothing is named.
     write(
         ctx.path(),

@@ -119,17 +119,33 @@ pub enum ArchiveError {
 
 /// Writes the named images as an OCI-layout tar to `output` (atomically: temp file + rename).
 pub fn save(store: &Store, references: &[Reference], output: &Path) -> Result<(), ArchiveError> {
+    let mut named = Vec::new();
+    for r in references {
+        named.push((store.resolve(r)?, Some(r.clone())));
+    }
+    save_descriptors(store, &named, output)
+}
+
+/// [`save`] of manifests (or indexes) given by descriptor, each named in the archive's index
+/// when a name is given: an image that has no name in the store (a build's `-o type=oci`).
+pub fn save_descriptors(
+    store: &Store,
+    images: &[(Descriptor, Option<Reference>)],
+    output: &Path,
+) -> Result<(), ArchiveError> {
     let mut entries = Vec::new();
     let mut blobs: Vec<Digest> = Vec::new();
     let mut seen = HashSet::new();
-    for r in references {
-        let target = store.resolve(r)?;
+    for (target, name) in images {
         collect_blobs(store, &target.digest, &mut blobs, &mut seen, true)?;
         let mut d = target.clone();
-        d.annotations = BTreeMap::from([
-            (ANNOTATION_REF_NAME.to_string(), r.to_string()),
-            (ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string()),
-        ]);
+        d.annotations = match name {
+            Some(r) => BTreeMap::from([
+                (ANNOTATION_REF_NAME.to_string(), r.to_string()),
+                (ANNOTATION_CONTAINERD_NAME.to_string(), r.to_string()),
+            ]),
+            None => BTreeMap::new(),
+        };
         entries.push(d);
     }
     let index = serde_json::json!({
