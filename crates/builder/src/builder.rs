@@ -863,50 +863,9 @@ impl Builder<'_> {
         ))
     }
 
-    /// Stores a RUN's layer tar (gzip level 1, as host layers); `None` when it has no entry.
+    /// Stores a RUN's layer tar; `None` when it has no entry.
     fn store_tar(&self, tar: &Path) -> Result<Option<Layer>, BuildError> {
-        let err = host("store the step's layer");
-        let mut has_entries = false;
-        {
-            let f = std::fs::File::open(tar).map_err(host("read the step's layer"))?;
-            let mut a = tar::Archive::new(BufReader::new(f));
-            if let Some(e) = a.entries().map_err(host("read the step's layer"))?.next() {
-                e.map_err(host("read the step's layer"))?;
-                has_entries = true;
-            }
-        }
-        if !has_entries {
-            return Ok(None);
-        }
-        let mut input = std::fs::File::open(tar).map_err(host("read the step's layer"))?;
-        let mut diff = oci::digest::Hasher::new();
-        let mut w = self.store.ingest().map_err(err)?;
-        {
-            let mut gz =
-                flate2::write::GzEncoder::new(BufWriter::new(&mut w), flate2::Compression::new(1));
-            let mut buf = vec![0u8; 256 * 1024];
-            loop {
-                let k = input
-                    .read(&mut buf)
-                    .map_err(host("read the step's layer"))?;
-                if k == 0 {
-                    break;
-                }
-                diff.update(&buf[..k]);
-                gz.write_all(&buf[..k])
-                    .map_err(host("compress the step's layer"))?;
-            }
-            gz.finish()
-                .and_then(|mut b| b.flush())
-                .map_err(host("compress the step's layer"))?;
-        }
-        let (digest, size) = w
-            .commit(None, None)
-            .map_err(host("store the step's layer"))?;
-        Ok(Some(Layer {
-            blob: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
-            diff_id: diff.finish().0,
-        }))
+        Ok(store_layer_tar(&self.store, tar)?.map(|(blob, diff_id)| Layer { blob, diff_id }))
     }
 
     /// The ext4 image of `layers` (the rootfs cache, keyed by their chain of diff_ids).
@@ -942,31 +901,9 @@ impl Builder<'_> {
         }
 
         image.rootfs.diff_ids = r.layers.iter().map(|l| l.diff_id.clone()).collect();
-        let config = serde_json::to_vec(&image).map_err(host("encode the image config"))?;
-        let id = self
-            .store
-            .write_blob(&config)
-            .map_err(host("store the image config"))?;
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": media_type::OCI_MANIFEST,
-            "config": Descriptor::new(media_type::OCI_CONFIG, id.clone(), config.len() as u64),
-            "layers": r.layers.iter().map(|l| l.blob.clone()).collect::<Vec<_>>(),
-        });
-        let bytes = serde_json::to_vec(&manifest).map_err(host("encode the manifest"))?;
-        let digest = self
-            .store
-            .write_blob(&bytes)
-            .map_err(host("store the manifest"))?;
-        let desc = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
-        let mut tags = Vec::new();
-        for t in &self.opts.tags {
-            let reference = oci::Reference::parse(t).map_err(host("tag"))?;
-            self.store
-                .set_ref(&reference, &desc)
-                .map_err(host("name the image"))?;
-            tags.push(reference.to_string());
-        }
+        let blobs: Vec<Descriptor> = r.layers.iter().map(|l| l.blob.clone()).collect();
+        let (id, desc, tags) = write_image(&self.store, &image, &blobs, &self.opts.tags)?;
+        let digest = desc.digest.clone();
         Ok(BuildResult {
             id,
             manifest: digest,
@@ -975,6 +912,90 @@ impl Builder<'_> {
             tags,
         })
     }
+}
+
+/// Stores a layer tar as a gzip blob (level 1, as host layers): its descriptor and diff_id;
+/// `None` when the tar has no entry.
+pub(crate) fn store_layer_tar(
+    store: &oci::Store,
+    tar: &Path,
+) -> Result<Option<(Descriptor, Digest)>, BuildError> {
+    let err = host("store the step's layer");
+    let mut has_entries = false;
+    {
+        let f = std::fs::File::open(tar).map_err(host("read the step's layer"))?;
+        let mut a = tar::Archive::new(BufReader::new(f));
+        if let Some(e) = a.entries().map_err(host("read the step's layer"))?.next() {
+            e.map_err(host("read the step's layer"))?;
+            has_entries = true;
+        }
+    }
+    if !has_entries {
+        return Ok(None);
+    }
+    let mut input = std::fs::File::open(tar).map_err(host("read the step's layer"))?;
+    let mut diff = oci::digest::Hasher::new();
+    let mut w = store.ingest().map_err(err)?;
+    {
+        let mut gz =
+            flate2::write::GzEncoder::new(BufWriter::new(&mut w), flate2::Compression::new(1));
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let k = input
+                .read(&mut buf)
+                .map_err(host("read the step's layer"))?;
+            if k == 0 {
+                break;
+            }
+            diff.update(&buf[..k]);
+            gz.write_all(&buf[..k])
+                .map_err(host("compress the step's layer"))?;
+        }
+        gz.finish()
+            .and_then(|mut b| b.flush())
+            .map_err(host("compress the step's layer"))?;
+    }
+    let (digest, size) = w
+        .commit(None, None)
+        .map_err(host("store the step's layer"))?;
+    Ok(Some((
+        Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
+        diff.finish().0,
+    )))
+}
+
+/// Writes `image` (its `rootfs.diff_ids` matching `layers`) and its manifest into the store
+/// and names it with each of `tags`: the image ID, the manifest's descriptor, the names.
+pub(crate) fn write_image(
+    store: &oci::Store,
+    image: &ImageConfig,
+    layers: &[Descriptor],
+    tags: &[String],
+) -> Result<(Digest, Descriptor, Vec<String>), BuildError> {
+    let config = serde_json::to_vec(image).map_err(host("encode the image config"))?;
+    let id = store
+        .write_blob(&config)
+        .map_err(host("store the image config"))?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media_type::OCI_MANIFEST,
+        "config": Descriptor::new(media_type::OCI_CONFIG, id.clone(), config.len() as u64),
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).map_err(host("encode the manifest"))?;
+    let digest = store
+        .write_blob(&bytes)
+        .map_err(host("store the manifest"))?;
+    let desc = Descriptor::new(media_type::OCI_MANIFEST, digest, bytes.len() as u64);
+    let mut names = Vec::new();
+    for t in tags {
+        let reference = oci::Reference::parse(t).map_err(host("tag"))?;
+        store
+            .set_ref(&reference, &desc)
+            .map_err(host("name the image"))?;
+        names.push(reference.to_string());
+    }
+    Ok((id, desc, names))
 }
 
 impl StageState {

@@ -28,6 +28,7 @@
 
 pub mod builder;
 pub mod cache;
+pub mod commit;
 pub mod compress;
 pub mod config;
 pub mod context;

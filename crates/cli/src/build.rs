@@ -259,3 +259,51 @@ pub fn builder(global: &GlobalOptions, cmd: BuilderCommand) -> Result<()> {
         }
     }
 }
+
+/// `container commit`.
+#[derive(Debug, Args)]
+pub struct CommitArgs {
+    /// Author of the image.
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// A Dockerfile instruction for the image's config (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL,
+    /// ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR); repeatable.
+    #[arg(short = 'c', long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Comment of the image's history entry.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// Docker's "pause while committing": accepted; the container keeps running while its
+    /// files are read (freezing only its processes inside the VM is still to come).
+    #[arg(short, long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub pause: bool,
+    /// The container.
+    pub container: String,
+    /// Name of the new image.
+    pub reference: Option<String>,
+}
+
+/// Runs `container commit`: prints the new image's ID.
+pub fn commit(global: &GlobalOptions, a: CommitArgs) -> Result<()> {
+    if let Some(r) = &a.reference {
+        oci::Reference::parse(r).with_context(|| format!("invalid reference {r:?}"))?;
+    }
+    // Checked before the container is touched.
+    let mut probe = oci::ContainerConfig::default();
+    builder::config::apply_changes(&mut probe, &a.changes)?;
+    let rt = global.runtime()?;
+    let opts = builder::commit::CommitOptions {
+        reference: a.reference.clone(),
+        changes: a.changes.clone(),
+        author: a.author.clone(),
+        message: a.message.clone(),
+        pause: a.pause,
+    };
+    let id = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(builder::commit::commit(&rt, &a.container, &opts))?;
+    println!("{id}");
+    Ok(())
+}

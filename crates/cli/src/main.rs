@@ -40,6 +40,8 @@ struct Cli {
 enum Command {
     /// Build an image from a Dockerfile; each RUN runs in a VM of ours.
     Build(build::BuildArgs),
+    /// Make an image of a container's changes (and its settings, with --change).
+    Commit(build::CommitArgs),
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(build::BuilderCommand),
@@ -83,6 +85,7 @@ fn main() {
     let result = match cli.command {
         Command::Build(a) => build::run(&cli.global, a),
         Command::Builder(cmd) => build::builder(&cli.global, cmd),
+        Command::Commit(a) => build::commit(&cli.global, a),
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Network(cmd) => network::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),

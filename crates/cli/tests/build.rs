@@ -816,3 +816,86 @@ fn same_image_as_buildah_with_run_steps() {
     assert_eq!(our_config["config"]["User"], "app");
     assert_eq!(our_config["config"]["Labels"]["version"], "2.5");
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and the guest kernel: run scripts/test.sh"
+)]
+fn commit_makes_an_image_of_a_containers_changes() {
+    let env = Env::new(true);
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-u",
+        "0",
+        "-e",
+        "FROM_RUN=yes",
+        "--name",
+        "changer",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo changed > /new.txt; rm /bin/notexec.sh; mkdir -p /made/deep; touch /made/deep/f; sleep 600",
+    ])
+    .success();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while env
+        .run(&["exec", "changer", "sh", "-c", "test -f /made/deep/f"])
+        .code
+        != 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let id = env
+        .run(&[
+            "commit",
+            "-c",
+            "CMD [\"cat\", \"/new.txt\"]",
+            "-m",
+            "by the test",
+            "-a",
+            "tester",
+            "changer",
+            "committed:1",
+        ])
+        .success()
+        .stdout;
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    // Still running after the pause around the copy.
+    assert_eq!(env.inspect("changer")["State"]["Status"], "running");
+
+    let out = env
+        .run(&["run", "--rm", "--network", "none", "committed:1"])
+        .success();
+    assert_eq!(out.stdout, "changed\n");
+    let out = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "committed:1",
+            "sh",
+            "-c",
+            "echo $FROM_RUN; ls /bin/notexec.sh 2>/dev/null || echo gone; ls /made/deep",
+        ])
+        .success();
+    assert_eq!(out.stdout, "yes\ngone\nf\n", "{}", out.stderr);
+    let layers = layer_entries(&env, "committed:1");
+    let top = layers.last().unwrap();
+    assert!(top.contains(&"bin/.wh.notexec.sh".to_string()), "{top:?}");
+    assert!(top.contains(&"new.txt".to_string()), "{top:?}");
+    assert!(
+        !top.iter()
+            .any(|e| e.starts_with("proc") || e == "etc/hosts"),
+        "{top:?}"
+    );
+    env.run(&["commit", "nope", "x:1"]).fails_with("nope");
+}
