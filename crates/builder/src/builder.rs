@@ -223,7 +223,33 @@ pub async fn build(
         result = Some(r);
     }
     let result = result.ok_or_else(|| BuildError::Dockerfile("no stage to build".into()))?;
+    let unused = unused_build_args(&stages, &opts.build_args);
+    if !unused.is_empty() {
+        progress.note(&format!(
+            "warning: one or more build args were not consumed: [{}]",
+            unused.join(" ")
+        ));
+    }
     b.commit(result)
+}
+
+/// `--build-arg`s no ARG of the Dockerfile declares (docker warns about them); the proxy
+/// variables need no ARG.
+fn unused_build_args(stages: &Stages, args: &BTreeMap<String, String>) -> Vec<String> {
+    let declared = |name: &str| {
+        stages
+            .global_args
+            .iter()
+            .chain(stages.stages.iter().flat_map(|s| s.steps.iter()))
+            .any(|s| match &s.instruction {
+                Instruction::Arg(d) => d.iter().any(|d| d.name == name),
+                _ => false,
+            })
+    };
+    args.keys()
+        .filter(|k| !PROXY_ARGS.contains(&k.as_str()) && !declared(k))
+        .cloned()
+        .collect()
 }
 
 /// `TARGETPLATFORM` and friends, and the proxy variables (docker's predefined ARGs).
@@ -1133,6 +1159,17 @@ mod tests {
             Instruction::Run(r) => r.clone(),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn unused_build_args_are_named() {
+        let df = dockerfile::parse("ARG A\nFROM x\nARG B=1\nRUN true\n").unwrap();
+        let stages = df.stages().unwrap();
+        let args: BTreeMap<String, String> = ["A", "B", "C", "HTTP_PROXY"]
+            .iter()
+            .map(|k| (k.to_string(), String::new()))
+            .collect();
+        assert_eq!(unused_build_args(&stages, &args), ["C"]);
     }
 
     #[test]
