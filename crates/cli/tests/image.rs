@@ -1044,3 +1044,98 @@ fn docker_media_types_pull_and_push() {
         "application/vnd.docker.distribution.manifest.v2+json"
     );
 }
+
+/// A tar with the members of `good` (a tar file) and then one raw member: `name`, a regular
+/// file, or a symlink to `link` — written with raw header bytes, since tar writers refuse
+/// such names.
+fn with_raw_member(good: &std::path::Path, name: &str, link: Option<&str>, out: &std::path::Path) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut a = tar::Archive::new(std::fs::File::open(good).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        b.append(&h, &data[..]).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(l) = link {
+            gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+    }
+    h.set_entry_type(if link.is_some() {
+        tar::EntryType::Symlink
+    } else {
+        tar::EntryType::Regular
+    });
+    h.set_mode(0o644);
+    h.set_size(if link.is_some() { 0 } else { 4 });
+    h.set_cksum();
+    let data: &[u8] = if link.is_some() { b"" } else { b"evil" };
+    b.append(&h, data).unwrap();
+    std::fs::write(out, b.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+fn hostile_archives_are_refused_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = images::busybox(&dir.path().join("layout"));
+    let good = dir.path().join("good.tar");
+    tool(
+        "tar",
+        &[
+            "-C",
+            image.layout.to_str().unwrap(),
+            "-cf",
+            good.to_str().unwrap(),
+            ".",
+        ],
+    );
+    let cli = Cli::new();
+    for (name, link, why) in [
+        ("../escape", None, "has a .. component"),
+        ("/etc/evil", None, "has an absolute path"),
+        (
+            "blobs/sha256/evil",
+            Some("../../../../etc/passwd"),
+            "links outside the archive",
+        ),
+        (
+            "blobs/sha256/abs",
+            Some("/etc/passwd"),
+            "links to an absolute path",
+        ),
+    ] {
+        let bad = dir.path().join("bad.tar");
+        with_raw_member(&good, name, link, &bad);
+        let r = cli.run(&["image", "load", "-i", bad.to_str().unwrap()]);
+        let r = r.fails_with(why);
+        assert!(
+            r.stderr.contains("refusing a hostile archive"),
+            "{}",
+            r.stderr
+        );
+        // Nothing of it stays: no blob, no name, no temp file.
+        assert!(cli.blobs().is_empty(), "{name}: {:?}", cli.blobs());
+        assert_eq!(cli.run(&["image", "list", "-q"]).success().stdout, "");
+        assert_eq!(cli.temp_files(), 0);
+    }
+    // The same archive without the extra member loads.
+    cli.run(&["image", "load", "-i", good.to_str().unwrap()])
+        .success();
+
+    // import: a member climbing out is refused; absolute symlinks are a rootfs's own data.
+    let rootfs = dir.path().join("rootfs.tar");
+    images::rootfs_tarball(&rootfs);
+    let bad = dir.path().join("bad-rootfs.tar");
+    with_raw_member(&rootfs, "../etc/passwd", None, &bad);
+    cli.run(&["image", "import", bad.to_str().unwrap(), "bad:1"])
+        .fails_with("has a .. component");
+    let linked = dir.path().join("linked-rootfs.tar");
+    with_raw_member(&rootfs, "bin/abs-link", Some("/bin/busybox"), &linked);
+    cli.run(&["image", "import", linked.to_str().unwrap(), "linked:1"])
+        .success();
+}

@@ -89,6 +89,17 @@ pub enum ArchiveError {
         /// The missing entry or blob.
         member: String,
     },
+    /// A member's name (or link target) is absolute or climbs out with `..`: no image tool
+    /// writes such archives, so it is refused rather than quietly confined.
+    #[error("{path}: member {member:?} {why}: refusing a hostile archive")]
+    Hostile {
+        /// The archive.
+        path: PathBuf,
+        /// The member's name as written.
+        member: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
     /// A tar member does not hash to the digest its name claims.
     #[error("{path}: member {member} is corrupt")]
     CorruptMember {
@@ -303,8 +314,53 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError>
     let mut docs: HashMap<String, Vec<u8>> = HashMap::new();
     let mut blobs: HashMap<String, (Digest, u64)> = HashMap::new();
     let mut links: HashMap<String, String> = HashMap::new();
+    // Blobs this load wrote: those the store did not have before are removed again if the
+    // archive turns out bad.
+    let before: HashSet<String> = fs::read_dir(store.layout_dir().join("blobs/sha256"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut added: Vec<Digest> = Vec::new();
+    let read = read_members(
+        store,
+        input,
+        &mut archive,
+        &mut docs,
+        &mut blobs,
+        &mut links,
+        &mut added,
+    );
+    if let Err(e) = read {
+        // Only what was not in the store before this load goes.
+        for d in added.iter().filter(|d| !before.contains(d.hex())) {
+            let _ = fs::remove_file(store.blob_path(d));
+        }
+        return Err(e);
+    }
+    finish_load(store, input, docs, blobs, links)
+}
+
+/// Reads every member of an image archive: documents kept, blobs ingested into `store`
+/// (those it did not have listed in `added`), links noted.
+fn read_members<R: Read>(
+    store: &Store,
+    input: &Path,
+    archive: &mut tar::Archive<R>,
+    docs: &mut HashMap<String, Vec<u8>>,
+    blobs: &mut HashMap<String, (Digest, u64)>,
+    links: &mut HashMap<String, String>,
+    added: &mut Vec<Digest>,
+) -> Result<(), ArchiveError> {
+    let rerr = |source| ArchiveError::Read {
+        path: input.to_path_buf(),
+        source,
+    };
     for entry in archive.entries().map_err(rerr)? {
         let mut entry = entry.map_err(rerr)?;
+        check_member(input, &entry, false)?;
         let path = clean_member(&entry.path().map_err(rerr)?.to_string_lossy());
         match entry.header().entry_type() {
             tar::EntryType::Symlink | tar::EntryType::Link => {
@@ -351,9 +407,20 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError>
                 member: path.clone(),
                 source: Box::new(source),
             })?;
+        added.push(committed.0.clone());
         blobs.insert(path, committed);
     }
+    Ok(())
+}
 
+/// Names what an archive's index (or docker manifest) lists, once every blob is in.
+fn finish_load(
+    store: &Store,
+    input: &Path,
+    docs: HashMap<String, Vec<u8>>,
+    blobs: HashMap<String, (Digest, u64)>,
+    links: HashMap<String, String>,
+) -> Result<Vec<Reference>, ArchiveError> {
     let resolve = |member: &str| -> Option<String> {
         let mut m = clean_member(member);
         for _ in 0..16 {
@@ -484,6 +551,70 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError>
     Ok(loaded)
 }
 
+/// What makes a member name (or hard link target) hostile: an absolute path or a `..`.
+fn hostile_name(p: &str) -> Option<&'static str> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return Some("has an absolute path");
+    }
+    path.components()
+        .any(|c| matches!(c, std::path::Component::ParentDir))
+        .then_some("has a .. component")
+}
+
+/// What makes a symlink member hostile: an absolute target, or one that climbs above the
+/// archive's root from the link's directory.
+fn hostile_link(member: &str, target: &str) -> Option<&'static str> {
+    if Path::new(target).is_absolute() {
+        return Some("links to an absolute path");
+    }
+    let mut depth: i64 = Path::new(member)
+        .parent()
+        .map_or(0, |p| p.components().count() as i64);
+    for c in Path::new(target).components() {
+        match c {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+        if depth < 0 {
+            return Some("links outside the archive");
+        }
+    }
+    None
+}
+
+/// Refuses a hostile member: its name, and its link target for links. In a root
+/// filesystem (`rootfs`: `import`) symlinks are the image's data, read inside the container,
+/// so any target is fine; in an image archive they link members to each other.
+fn check_member<R: Read>(
+    input: &Path,
+    entry: &tar::Entry<'_, R>,
+    rootfs: bool,
+) -> Result<(), ArchiveError> {
+    let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let hostile = |why| ArchiveError::Hostile {
+        path: input.to_path_buf(),
+        member: raw.clone(),
+        why,
+    };
+    if let Some(why) = hostile_name(&raw) {
+        return Err(hostile(why));
+    }
+    if let Some(target) = entry.link_name_bytes() {
+        let target = String::from_utf8_lossy(&target).into_owned();
+        let why = match entry.header().entry_type() {
+            tar::EntryType::Link => hostile_name(&target),
+            tar::EntryType::Symlink if !rootfs => hostile_link(&raw, &target),
+            _ => None,
+        };
+        if let Some(why) = why {
+            return Err(hostile(why));
+        }
+    }
+    Ok(())
+}
+
 fn clean_member(p: &str) -> String {
     normalize(Path::new(p))
 }
@@ -550,7 +681,7 @@ pub fn import_with(
             source,
         };
         for entry in archive.entries().map_err(not_tar)? {
-            entry.map_err(not_tar)?;
+            check_member(input, &entry.map_err(not_tar)?, true)?;
             count += 1;
         }
     }
