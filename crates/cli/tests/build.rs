@@ -474,7 +474,7 @@ fn same_image_as_buildah_with_run_steps() {
                  ENV APP=/srv/app MODE=${MODE:-prod} VERSION=$VERSION\n\
                  LABEL version=$VERSION org.example.mode=\"$MODE\"\n\
                  RUN echo 'app:x:1500:1600::/home/app:/bin/sh' >> /etc/passwd \
-                     && echo 'app:x:1600:' >> /etc/group\n\
+                     && echo 'app:x:1600:' >> /etc/group && echo 'web:x:1700:app' >> /etc/group\n\
                  RUN rm /bin/notexec.sh /data/a.txt /bin/suid && rm -r /old\n\
                  RUN mkdir -m 700 /old && echo new > /old/n \
                      && rm -rf /data/* && echo replaced > /data/new\n\
@@ -485,10 +485,12 @@ fn same_image_as_buildah_with_run_steps() {
                  USER app\n\
                  WORKDIR /home/app/w\n\
                  RUN echo \"$(id -u):$(id -g) in $(pwd) $MODE $VERSION\" > mine \
-                     && ln mine mine-hard && ln -s mine mine-sym && mkfifo fifo\n\
+                     && ln mine mine-hard && ln -s mine mine-sym && mkfifo fifo \
+                     && echo \"$(id -G) $HOME\" > ids\n\
                  USER root\n\
                  RUN chmod 4750 /srv/app/run.sh && chown app /srv/app/data \
-                     && rm /srv/app/sub/dir/deep.txt\n\
+                     && rm /srv/app/sub/dir/deep.txt \
+                     && echo \"$HOME $(ls -a / | grep lost)\" > /srv/root-view\n\
                  ENV PATH=/usr/local/bin:$PATH\n\
                  EXPOSE 8080/tcp 53/udp 9000\n\
                  VOLUME /srv/vol\n\
@@ -715,6 +717,19 @@ fn same_image_as_buildah_with_run_steps() {
         )
     );
     assert_eq!(mine["home/app/w/fifo"], "fifo 644 1500:1600 []");
+    // RUN sees HOME and the supplementary groups of /etc/group, and not the lost+found of
+    // the VM's ext4.
+    for (path, text) in [
+        ("home/app/w/ids", "1600 1700 /home/app\n"),
+        ("srv/root-view", "/root \n"),
+    ] {
+        let want = format!(
+            "file {} {} ",
+            text.len(),
+            oci::Digest::of(text.as_bytes()).short()
+        );
+        assert!(mine[path].starts_with(&want), "{path}: {}", mine[path]);
+    }
     assert_eq!(mine["home/app/w"], "dir 755 1500:1600 []");
     assert!(
         mine["srv/app/run.sh"].ends_with(" 4750 1500:1600 [\"user.origin=637478\"]"),

@@ -15,7 +15,7 @@ use super::config::{self as cfg, StageFlags};
 use super::context::Context;
 use super::copy::{plan, CopyEnv, CopySource, CopySpec};
 use super::stage::StageTree;
-use super::tree::{DirTree, SourceTree};
+use super::tree::{DirTree, SourceTree, Tree};
 use super::vm::{BuilderVm, OutputSink, RunSpec, VmSpec};
 use super::workdir::{workdir_layer, workdir_owner};
 use crate::image::PullPolicy;
@@ -549,12 +549,26 @@ impl Builder<'_> {
         }
         if st.vm.is_none() {
             let base = self.base_ext4(&st.layers).await?;
+            // The ext4 writer adds a `lost+found` the image may not have; RUN must not see it
+            // (docker's and buildah's rootfs are the layers alone).
+            let hide = if st
+                .tree(&self.store)?
+                .entry("lost+found")
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                Vec::new()
+            } else {
+                vec!["lost+found".to_string()]
+            };
             let vm = BuilderVm::boot(&VmSpec {
                 root: self.opts.root.clone(),
                 vminitd: self.opts.vminitd.clone(),
                 base,
                 network: self.opts.network,
                 vm: self.opts.vm.clone(),
+                hide,
             })
             .await
             .map_err(|e| BuildError::Step {
