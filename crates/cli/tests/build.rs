@@ -490,11 +490,16 @@ fn same_image_as_buildah_with_run_steps() {
                  USER root\n\
                  RUN chmod 4750 /srv/app/run.sh && chown app /srv/app/data \
                      && rm /srv/app/sub/dir/deep.txt \
-                     && echo \"$HOME $(ls -a / | grep lost)\" > /srv/root-view\n\
+                     && echo \"$HOME $(ls -a / | grep lost)\" > /srv/root-view \
+                     && rm -r /srv/app/out/sub && ln /srv/app/run.sh /srv/run-hard\n\
+                 SHELL [\"/bin/sh\", \"-ec\"]\n\
+                 RUN [\"sh\", \"-c\", \"echo exec form > /srv/exec\"]\n\
+                 RUN echo shell form \"$0 $-\" > /srv/shell\n\
+                 STOPSIGNAL SIGINT\n\
                  ENV PATH=/usr/local/bin:$PATH\n\
                  EXPOSE 8080/tcp 53/udp 9000\n\
                  VOLUME /srv/vol\n\
-                 USER app\n\
+                 USER app:web\n\
                  CMD serve --mode $MODE\n\
                  ENTRYPOINT [\"/srv/app/run.sh\"]\n",
             ),
@@ -578,6 +583,9 @@ fn same_image_as_buildah_with_run_steps() {
         "bud",
         "--isolation",
         "chroot",
+        // In its default OCI format buildah ignores SHELL (for RUN too), Docker does not.
+        "--format",
+        "docker",
         "-q",
         "--build-arg",
         &base,
@@ -658,7 +666,9 @@ fn same_image_as_buildah_with_run_steps() {
         })
         .collect();
 
-    // The configs, field by field; buildah labels its images with its version.
+    // The configs, field by field; buildah labels its images with its version. Shell is
+    // not compared: an OCI config has none, and buildah's push to an OCI layout drops it
+    // (ours keeps it, as BuildKit's OCI configs do; checked below).
     let mut config_differences = Vec::new();
     for field in [
         "Env",
@@ -670,7 +680,6 @@ fn same_image_as_buildah_with_run_steps() {
         "Volumes",
         "Labels",
         "StopSignal",
-        "Shell",
         "OnBuild",
     ] {
         let norm = |v: &serde_json::Value| {
@@ -682,6 +691,11 @@ fn same_image_as_buildah_with_run_steps() {
             // builders replace it in place (BuildKit's addEnv), as we do: checked below.
             if let Some(env) = v.as_array_mut().filter(|_| field == "Env") {
                 env.sort_by_key(|e| e.to_string());
+            }
+            // A shell-form CMD runs through SHELL in Docker (BuildKit's withShell); buildah
+            // 1.28 always uses /bin/sh -c. The command itself is compared, our shell below.
+            if let Some(cmd) = v.as_array_mut().filter(|c| field == "Cmd" && c.len() == 3) {
+                cmd.drain(..2);
             }
             match &v {
                 serde_json::Value::Null => serde_json::Value::Null,
@@ -748,7 +762,13 @@ fn same_image_as_buildah_with_run_steps() {
     assert!(!mine.contains_key("bin/notexec.sh") && !mine.contains_key("bin/suid"));
     assert!(mine.contains_key("srv/app/keep.log"));
     assert!(!mine.contains_key("srv/app/drop.log") && !mine.contains_key("srv/app/secret"));
-    assert!(mine.contains_key("srv/app/out/sub/f"));
+    assert!(mine.contains_key("srv/app/out/link") && !mine.contains_key("srv/app/out/sub"));
+    assert!(
+        mine["srv/run-hard"].contains(" nlink=2 4750 "),
+        "{}",
+        mine["srv/run-hard"]
+    );
+    assert!(mine.contains_key("srv/exec") && mine.contains_key("srv/shell"));
     assert_eq!(
         our_config["config"]["Env"],
         serde_json::json!([
@@ -762,8 +782,12 @@ fn same_image_as_buildah_with_run_steps() {
     );
     assert_eq!(
         our_config["config"]["Cmd"],
-        serde_json::json!(["/bin/sh", "-c", "serve --mode $MODE"])
+        serde_json::json!(["/bin/sh", "-ec", "serve --mode $MODE"])
     );
-    assert_eq!(our_config["config"]["User"], "app");
+    assert_eq!(our_config["config"]["User"], "app:web");
+    assert_eq!(
+        our_config["config"]["Shell"],
+        serde_json::json!(["/bin/sh", "-ec"])
+    );
     assert_eq!(our_config["config"]["Labels"]["version"], "2.5");
 }
