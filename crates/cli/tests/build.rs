@@ -494,6 +494,7 @@ fn same_image_as_buildah_with_run_steps() {
                      && rm -r /srv/app/out/sub && ln /srv/app/run.sh /srv/run-hard\n\
                  SHELL [\"/bin/sh\", \"-ec\"]\n\
                  RUN [\"sh\", \"-c\", \"echo exec form > /srv/exec\"]\n\
+                 RUN mv /srv/app/sub /srv/sub-moved && mv /srv/app/data/x.txt /srv/x-moved\n\
                  RUN echo shell form \"$0 $-\" > /srv/shell\n\
                  STOPSIGNAL SIGINT\n\
                  ENV PATH=/usr/local/bin:$PATH\n\
@@ -769,6 +770,13 @@ fn same_image_as_buildah_with_run_steps() {
         mine["srv/run-hard"]
     );
     assert!(mine.contains_key("srv/exec") && mine.contains_key("srv/shell"));
+    assert!(
+        mine["srv/x-moved"].ends_with(" 644 1500:1600 [\"user.origin=637478\"]"),
+        "{}",
+        mine["srv/x-moved"]
+    );
+    assert_eq!(mine["srv/sub-moved"], "dir 700 1500:1600 []");
+    assert!(!mine.contains_key("srv/app/sub") && !mine.contains_key("srv/app/data/x.txt"));
     assert_eq!(
         our_config["config"]["Env"],
         serde_json::json!([
