@@ -495,6 +495,11 @@ fn same_image_as_buildah_with_run_steps() {
                  SHELL [\"/bin/sh\", \"-ec\"]\n\
                  RUN [\"sh\", \"-c\", \"echo exec form > /srv/exec\"]\n\
                  RUN mv /srv/app/sub /srv/sub-moved && mv /srv/app/data/x.txt /srv/x-moved\n\
+                 RUN mkdir -m 2775 /srv/sgid && mkdir -m 1777 /srv/sticky \
+                     && touch \"/srv/with space\" /srv/ünï /srv/big-ids \
+                     && chown 3000000:3000001 /srv/big-ids \
+                     && mkdir -p /srv/long/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb \
+                     && echo long > /srv/long/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb/cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\n\
                  RUN echo shell form \"$0 $-\" > /srv/shell\n\
                  STOPSIGNAL SIGINT\n\
                  ENV PATH=/usr/local/bin:$PATH\n\
@@ -776,6 +781,16 @@ fn same_image_as_buildah_with_run_steps() {
         mine["srv/x-moved"]
     );
     assert_eq!(mine["srv/sub-moved"], "dir 700 1500:1600 []");
+    assert!(
+        mine["srv/big-ids"].ends_with(" 644 3000000:3000001 []"),
+        "{}",
+        mine["srv/big-ids"]
+    );
+    assert!(
+        mine["srv/sgid"].starts_with("dir 2775 ") && mine["srv/sticky"].starts_with("dir 1777 ")
+    );
+    assert!(mine.contains_key("srv/with space") && mine.contains_key("srv/ünï"));
+    assert!(mine.keys().any(|k| k.len() > 240), "no long path");
     assert!(!mine.contains_key("srv/app/sub") && !mine.contains_key("srv/app/data/x.txt"));
     assert_eq!(
         our_config["config"]["Env"],
