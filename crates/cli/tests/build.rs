@@ -517,7 +517,7 @@ fn same_image_as_buildah_with_run_steps() {
     sh(std::process::Command::new("chmod")
         .args(["700"])
         .arg(ctx.join("sub")));
-    // A user xattr on a file a RUN changes (copied up) and on one no RUN touches.
+    // A user xattr on a file a RUN chmods (copied up) and on one a RUN renames.
     for f in ["run.sh", "data/x.txt"] {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(ctx.join(f).as_os_str().as_bytes()).unwrap();
