@@ -551,13 +551,7 @@ impl Builder<'_> {
             let base = self.base_ext4(&st.layers).await?;
             // The ext4 writer adds a `lost+found` the image may not have; RUN must not see it
             // (docker's and buildah's rootfs are the layers alone).
-            let hide = if st
-                .tree(&self.store)?
-                .entry("lost+found")
-                .ok()
-                .flatten()
-                .is_some()
-            {
+            let hide = if self.layers_have_lost_found(st)? {
                 Vec::new()
             } else {
                 vec!["lost+found".to_string()]
@@ -886,6 +880,35 @@ impl Builder<'_> {
             blob: Descriptor::new(media_type::OCI_LAYER_GZIP, digest, size),
             diff_id: diff.finish().0,
         }))
+    }
+
+    /// Whether the stage's layers hold a `/lost+found`: read from the stage's file index once
+    /// per chain of diff_ids, then remembered in a marker beside the build cache's records
+    /// (`builder prune` removes it with them).
+    fn layers_have_lost_found(&self, st: &mut StageState) -> Result<bool, BuildError> {
+        let mut h = oci::digest::Hasher::new();
+        h.update(b"lost+found\0");
+        for l in &st.layers {
+            h.update(l.diff_id.as_str().as_bytes());
+            h.update(b"\0");
+        }
+        let dir = cache::cache_dir(&self.opts.root);
+        let marker = dir.join(format!("{}.lost-found", h.finish().0.hex()));
+        match std::fs::read(&marker).as_deref() {
+            Ok(b"1") => return Ok(true),
+            Ok(b"0") => return Ok(false),
+            _ => {}
+        }
+        let has = st
+            .tree(&self.store)?
+            .entry("lost+found")
+            .ok()
+            .flatten()
+            .is_some();
+        // Only a hint: without it the index is read again next time.
+        let _ = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&marker, if has { "1" } else { "0" }));
+        Ok(has)
     }
 
     /// The ext4 image of `layers` (the rootfs cache, keyed by their chain of diff_ids).
