@@ -15,7 +15,7 @@ use super::config::{self as cfg, StageFlags};
 use super::context::Context;
 use super::copy::{plan, CopyEnv, CopySource, CopySpec};
 use super::stage::StageTree;
-use super::tree::{DirTree, SourceTree};
+use super::tree::{DirTree, SourceTree, Tree};
 use super::vm::{BuilderVm, OutputSink, RunSpec, VmSpec};
 use super::workdir::{workdir_layer, workdir_owner};
 use runtime::image::PullPolicy;
@@ -609,12 +609,20 @@ impl Builder<'_> {
         }
         if st.vm.is_none() {
             let base = self.base_ext4(&st.layers).await?;
+            // The ext4 writer adds a `lost+found` the image may not have; RUN must not see it
+            // (docker's and buildah's rootfs are the layers alone).
+            let hide = if self.layers_have_lost_found(st)? {
+                Vec::new()
+            } else {
+                vec!["lost+found".to_string()]
+            };
             let vm = BuilderVm::boot(&VmSpec {
                 root: self.opts.root.clone(),
                 vminitd: self.opts.vminitd.clone(),
                 base,
                 network: self.opts.network,
                 vm: self.opts.vm.clone(),
+                hide,
             })
             .await
             .map_err(|e| BuildError::Step {
@@ -892,6 +900,35 @@ impl Builder<'_> {
     /// Stores a RUN's layer tar; `None` when it has no entry.
     fn store_tar(&self, tar: &Path) -> Result<Option<Layer>, BuildError> {
         Ok(store_layer_tar(&self.store, tar)?.map(|(blob, diff_id)| Layer { blob, diff_id }))
+    }
+
+    /// Whether the stage's layers hold a `/lost+found`: read from the stage's file index once
+    /// per chain of diff_ids, then remembered in a marker beside the build cache's records
+    /// (`builder prune` removes it with them).
+    fn layers_have_lost_found(&self, st: &mut StageState) -> Result<bool, BuildError> {
+        let mut h = oci::digest::Hasher::new();
+        h.update(b"lost+found\0");
+        for l in &st.layers {
+            h.update(l.diff_id.as_str().as_bytes());
+            h.update(b"\0");
+        }
+        let dir = cache::cache_dir(&self.opts.root);
+        let marker = dir.join(format!("{}.lost-found", h.finish().0.hex()));
+        match std::fs::read(&marker).as_deref() {
+            Ok(b"1") => return Ok(true),
+            Ok(b"0") => return Ok(false),
+            _ => {}
+        }
+        let has = st
+            .tree(&self.store)?
+            .entry("lost+found")
+            .ok()
+            .flatten()
+            .is_some();
+        // Only a hint: without it the index is read again next time.
+        let _ = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&marker, if has { "1" } else { "0" }));
+        Ok(has)
     }
 
     /// The ext4 image of `layers` (the rootfs cache, keyed by their chain of diff_ids).

@@ -77,6 +77,10 @@ pub struct VmSpec {
     pub network: bool,
     /// vCPUs and memory.
     pub vm: VmOptions,
+    /// Names at the root of the base's ext4 that the stage's layers do not have (the
+    /// `lost+found` our ext4 writer adds): hidden from RUN steps by whiteouts in a layer
+    /// below the first step's, which is never exported.
+    pub hide: Vec<String>,
 }
 
 /// One RUN: its argv and process settings, as the stage's config says.
@@ -114,10 +118,69 @@ pub struct BuilderVm {
     dir: tempfile::TempDir,
     /// Layer directories made so far in the guest: `l/1` … `l/N`.
     layers: usize,
+    /// Whether the whiteouts of [`VmSpec::hide`] lie between the base and `l/1`.
+    hidden: bool,
 }
 
 fn layer_dir(n: usize) -> String {
     format!("{BUILD_DIR}/scratch/l/{n}")
+}
+
+/// Streams the layer tar at `tar` (uncompressed) into the new guest directory `path`
+/// (`LayerIn`).
+async fn send_layer(client: &agent::Client, path: &str, tar: &Path) -> Result<(), VmError> {
+    let started = client
+        .layer_in(agent::LayerIn { path: path.into() })
+        .await
+        .map_err(guest_err("start unpacking a layer"))?;
+    let h = started.handle;
+    let mut stderr = client.stderr(h);
+    let mut w = client.stdin(h);
+    let mut file = tokio::fs::File::open(tar)
+        .await
+        .map_err(io_err(format!("open {}", tar.display())))?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let k = file
+            .read(&mut buf)
+            .await
+            .map_err(io_err(format!("read {}", tar.display())))?;
+        if k == 0 {
+            break;
+        }
+        w.write_all(&buf[..k])
+            .await
+            .map_err(guest_err("send a layer"))?;
+    }
+    w.close().await.map_err(guest_err("send a layer"))?;
+    let status = client.wait(h).await.map_err(guest_err("unpack a layer"))?;
+    let why = stderr.read_to_end().await;
+    let _ = client.delete(h).await;
+    if status.code != Some(0) {
+        return Err(VmError::Guest {
+            what: "unpack a layer".into(),
+            source: String::from_utf8_lossy(&why).trim().to_string().into(),
+        });
+    }
+    Ok(())
+}
+
+/// The layer of [`VmSpec::hide`]'s whiteouts (`LayerIn` wants an existing parent).
+fn hide_dir() -> String {
+    format!("{BUILD_DIR}/scratch/hide")
+}
+
+/// A layer tar of whiteouts for `names` (at the root).
+fn whiteouts(names: &[String], dest: &Path) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(std::fs::File::create(dest)?);
+    for name in names {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        b.append_data(&mut h, format!(".wh.{name}"), std::io::empty())?;
+    }
+    b.into_inner()?.sync_all()
 }
 
 impl BuilderVm {
@@ -210,6 +273,15 @@ impl BuilderVm {
                 .map_err(guest_err("mount the scratch disk"))?;
             Ok::<_, VmError>(client)
         };
+        let ready = async {
+            let client = ready.await?;
+            if !spec.hide.is_empty() {
+                let tar = dir.path().join("hide.tar");
+                whiteouts(&spec.hide, &tar).map_err(io_err("write the hiding layer"))?;
+                send_layer(&client, &hide_dir(), &tar).await?;
+            }
+            Ok::<_, VmError>(client)
+        };
         match ready.await {
             Ok(client) => Ok(BuilderVm {
                 vm,
@@ -217,6 +289,7 @@ impl BuilderVm {
                 _guest: booted.guest,
                 dir,
                 layers: 0,
+                hidden: !spec.hide.is_empty(),
             }),
             Err(e) => {
                 vm.kill().await;
@@ -233,44 +306,7 @@ impl BuilderVm {
     /// Unpacks the layer tar at `tar` (uncompressed) into the next layer directory.
     pub async fn layer_in(&mut self, tar: &Path) -> Result<(), VmError> {
         let n = self.layers + 1;
-        let started = self
-            .client
-            .layer_in(agent::LayerIn { path: layer_dir(n) })
-            .await
-            .map_err(guest_err("start unpacking a layer"))?;
-        let h = started.handle;
-        let mut stderr = self.client.stderr(h);
-        let mut w = self.client.stdin(h);
-        let mut file = tokio::fs::File::open(tar)
-            .await
-            .map_err(io_err(format!("open {}", tar.display())))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let k = file
-                .read(&mut buf)
-                .await
-                .map_err(io_err(format!("read {}", tar.display())))?;
-            if k == 0 {
-                break;
-            }
-            w.write_all(&buf[..k])
-                .await
-                .map_err(guest_err("send a layer"))?;
-        }
-        w.close().await.map_err(guest_err("send a layer"))?;
-        let status = self
-            .client
-            .wait(h)
-            .await
-            .map_err(guest_err("unpack a layer"))?;
-        let why = stderr.read_to_end().await;
-        let _ = self.client.delete(h).await;
-        if status.code != Some(0) {
-            return Err(VmError::Guest {
-                what: "unpack a layer".into(),
-                source: String::from_utf8_lossy(&why).trim().to_string().into(),
-            });
-        }
+        send_layer(&self.client, &layer_dir(n), tar).await?;
         self.layers = n;
         Ok(())
     }
@@ -282,6 +318,9 @@ impl BuilderVm {
         let n = self.layers + 1;
         let target = format!("{BUILD_DIR}/root{n}");
         let mut lower: Vec<String> = (1..n).rev().map(layer_dir).collect();
+        if self.hidden {
+            lower.push(hide_dir());
+        }
         lower.push(format!("{BUILD_DIR}/base"));
         let options = vec![
             format!("lowerdir={}", lower.join(":")),

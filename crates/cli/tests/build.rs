@@ -538,7 +538,7 @@ fn same_image_as_buildah_with_run_steps() {
                  ENV APP=/srv/app MODE=${MODE:-prod} VERSION=$VERSION\n\
                  LABEL version=$VERSION org.example.mode=\"$MODE\"\n\
                  RUN echo 'app:x:1500:1600::/home/app:/bin/sh' >> /etc/passwd \
-                     && echo 'app:x:1600:' >> /etc/group\n\
+                     && echo 'app:x:1600:' >> /etc/group && echo 'web:x:1700:app' >> /etc/group\n\
                  RUN rm /bin/notexec.sh /data/a.txt /bin/suid && rm -r /old\n\
                  RUN mkdir -m 700 /old && echo new > /old/n \
                      && rm -rf /data/* && echo replaced > /data/new\n\
@@ -549,14 +549,27 @@ fn same_image_as_buildah_with_run_steps() {
                  USER app\n\
                  WORKDIR /home/app/w\n\
                  RUN echo \"$(id -u):$(id -g) in $(pwd) $MODE $VERSION\" > mine \
-                     && ln mine mine-hard && ln -s mine mine-sym && mkfifo fifo\n\
+                     && ln mine mine-hard && ln -s mine mine-sym && mkfifo fifo \
+                     && echo \"$(id -G) $HOME\" > ids\n\
                  USER root\n\
                  RUN chmod 4750 /srv/app/run.sh && chown app /srv/app/data \
-                     && rm /srv/app/sub/dir/deep.txt\n\
+                     && rm /srv/app/sub/dir/deep.txt \
+                     && echo \"$HOME $(ls -a / | grep lost)\" > /srv/root-view \
+                     && rm -r /srv/app/out/sub && ln /srv/app/run.sh /srv/run-hard\n\
+                 SHELL [\"/bin/sh\", \"-ec\"]\n\
+                 RUN [\"sh\", \"-c\", \"echo exec form > /srv/exec\"]\n\
+                 RUN mv /srv/app/sub /srv/sub-moved && mv /srv/app/data/x.txt /srv/x-moved\n\
+                 RUN mkdir -m 2775 /srv/sgid && mkdir -m 1777 /srv/sticky \
+                     && touch \"/srv/with space\" /srv/ünï /srv/big-ids \
+                     && chown 3000000:3000001 /srv/big-ids \
+                     && mkdir -p /srv/long/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb \
+                     && echo long > /srv/long/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb/cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\n\
+                 RUN echo shell form \"$0 $-\" > /srv/shell\n\
+                 STOPSIGNAL SIGINT\n\
                  ENV PATH=/usr/local/bin:$PATH\n\
                  EXPOSE 8080/tcp 53/udp 9000\n\
                  VOLUME /srv/vol\n\
-                 USER app\n\
+                 USER app:web\n\
                  CMD serve --mode $MODE\n\
                  ENTRYPOINT [\"/srv/app/run.sh\"]\n",
             ),
@@ -568,7 +581,7 @@ fn same_image_as_buildah_with_run_steps() {
     sh(std::process::Command::new("chmod")
         .args(["700"])
         .arg(ctx.join("sub")));
-    // A user xattr on a file a RUN changes (copied up) and on one no RUN touches.
+    // A user xattr on a file a RUN chmods (copied up) and on one a RUN renames.
     for f in ["run.sh", "data/x.txt"] {
         use std::os::unix::ffi::OsStrExt;
         let c = std::ffi::CString::new(ctx.join(f).as_os_str().as_bytes()).unwrap();
@@ -640,6 +653,9 @@ fn same_image_as_buildah_with_run_steps() {
         "bud",
         "--isolation",
         "chroot",
+        // In its default OCI format buildah ignores SHELL (for RUN too), Docker does not.
+        "--format",
+        "docker",
         "-q",
         "--build-arg",
         &base,
@@ -720,7 +736,9 @@ fn same_image_as_buildah_with_run_steps() {
         })
         .collect();
 
-    // The configs, field by field; buildah labels its images with its version.
+    // The configs, field by field; buildah labels its images with its version. Shell is
+    // not compared: an OCI config has none, and buildah's push to an OCI layout drops it
+    // (ours keeps it, as BuildKit's OCI configs do; checked below).
     let mut config_differences = Vec::new();
     for field in [
         "Env",
@@ -732,7 +750,6 @@ fn same_image_as_buildah_with_run_steps() {
         "Volumes",
         "Labels",
         "StopSignal",
-        "Shell",
         "OnBuild",
     ] {
         let norm = |v: &serde_json::Value| {
@@ -744,6 +761,11 @@ fn same_image_as_buildah_with_run_steps() {
             // builders replace it in place (BuildKit's addEnv), as we do: checked below.
             if let Some(env) = v.as_array_mut().filter(|_| field == "Env") {
                 env.sort_by_key(|e| e.to_string());
+            }
+            // A shell-form CMD runs through SHELL in Docker (BuildKit's withShell); buildah
+            // 1.28 always uses /bin/sh -c. The command itself is compared, our shell below.
+            if let Some(cmd) = v.as_array_mut().filter(|c| field == "Cmd" && c.len() == 3) {
+                cmd.drain(..2);
             }
             match &v {
                 serde_json::Value::Null => serde_json::Value::Null,
@@ -779,6 +801,19 @@ fn same_image_as_buildah_with_run_steps() {
         )
     );
     assert_eq!(mine["home/app/w/fifo"], "fifo 644 1500:1600 []");
+    // RUN sees HOME and the supplementary groups of /etc/group, and not the lost+found of
+    // the VM's ext4.
+    for (path, text) in [
+        ("home/app/w/ids", "1600 1700 /home/app\n"),
+        ("srv/root-view", "/root \n"),
+    ] {
+        let want = format!(
+            "file {} {} ",
+            text.len(),
+            oci::Digest::of(text.as_bytes()).short()
+        );
+        assert!(mine[path].starts_with(&want), "{path}: {}", mine[path]);
+    }
     assert_eq!(mine["home/app/w"], "dir 755 1500:1600 []");
     assert!(
         mine["srv/app/run.sh"].ends_with(" 4750 1500:1600 [\"user.origin=637478\"]"),
@@ -797,7 +832,30 @@ fn same_image_as_buildah_with_run_steps() {
     assert!(!mine.contains_key("bin/notexec.sh") && !mine.contains_key("bin/suid"));
     assert!(mine.contains_key("srv/app/keep.log"));
     assert!(!mine.contains_key("srv/app/drop.log") && !mine.contains_key("srv/app/secret"));
-    assert!(mine.contains_key("srv/app/out/sub/f"));
+    assert!(mine.contains_key("srv/app/out/link") && !mine.contains_key("srv/app/out/sub"));
+    assert!(
+        mine["srv/run-hard"].contains(" nlink=2 4750 "),
+        "{}",
+        mine["srv/run-hard"]
+    );
+    assert!(mine.contains_key("srv/exec") && mine.contains_key("srv/shell"));
+    assert!(
+        mine["srv/x-moved"].ends_with(" 644 1500:1600 [\"user.origin=637478\"]"),
+        "{}",
+        mine["srv/x-moved"]
+    );
+    assert_eq!(mine["srv/sub-moved"], "dir 700 1500:1600 []");
+    assert!(
+        mine["srv/big-ids"].ends_with(" 644 3000000:3000001 []"),
+        "{}",
+        mine["srv/big-ids"]
+    );
+    assert!(
+        mine["srv/sgid"].starts_with("dir 2775 ") && mine["srv/sticky"].starts_with("dir 1777 ")
+    );
+    assert!(mine.contains_key("srv/with space") && mine.contains_key("srv/ünï"));
+    assert!(mine.keys().any(|k| k.len() > 240), "no long path");
+    assert!(!mine.contains_key("srv/app/sub") && !mine.contains_key("srv/app/data/x.txt"));
     assert_eq!(
         our_config["config"]["Env"],
         serde_json::json!([
@@ -811,9 +869,13 @@ fn same_image_as_buildah_with_run_steps() {
     );
     assert_eq!(
         our_config["config"]["Cmd"],
-        serde_json::json!(["/bin/sh", "-c", "serve --mode $MODE"])
+        serde_json::json!(["/bin/sh", "-ec", "serve --mode $MODE"])
     );
-    assert_eq!(our_config["config"]["User"], "app");
+    assert_eq!(our_config["config"]["User"], "app:web");
+    assert_eq!(
+        our_config["config"]["Shell"],
+        serde_json::json!(["/bin/sh", "-ec"])
+    );
     assert_eq!(our_config["config"]["Labels"]["version"], "2.5");
 }
 
