@@ -18,6 +18,7 @@ use super::stage::StageTree;
 use super::tree::{DirTree, SourceTree, Tree};
 use super::vm::{BuilderVm, OutputSink, RunSpec, VmSpec};
 use super::workdir::{workdir_layer, workdir_owner};
+use crate::mounts::RunMount;
 use runtime::image::PullPolicy;
 use runtime::state::VmOptions;
 
@@ -46,6 +47,8 @@ pub struct BuildOptions {
     pub vm: VmOptions,
     /// How base images are pulled.
     pub pull_options: oci::PullOptions,
+    /// `--secret`s by id: what `RUN --mount=type=secret` reads.
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// Where the build reports what it does.
@@ -140,6 +143,10 @@ struct StageState {
     vm: Option<BuilderVm>,
     /// Layers the VM has (its base, then each `LayerIn`/RUN).
     vm_layers: usize,
+    /// The stage's cache mounts (id, mode, uid, gid), known before its VM boots.
+    caches: Vec<(String, u32, u32, u32)>,
+    /// Locks on the cache mounts' disks while the VM uses them.
+    cache_locks: Vec<runtime::state::Lock>,
     /// The time of the stage's newest step: what config-only steps and the image's
     /// `created` take, so a rebuild from the cache gives the same image ID.
     last: String,
@@ -413,6 +420,21 @@ impl Builder<'_> {
             }
         }
         steps.extend(stage.steps.iter().cloned());
+        // The VM's cache disks are attached at boot: every cache the stage's RUNs name.
+        for s in &steps {
+            if let Instruction::Run(r) = &s.instruction {
+                for m in &r.mounts {
+                    if let Ok(RunMount::Cache {
+                        id, mode, uid, gid, ..
+                    }) = crate::mounts::parse(m)
+                    {
+                        if !st.caches.iter().any(|c| c.0 == id) {
+                            st.caches.push((id, mode, uid, gid));
+                        }
+                    }
+                }
+            }
+        }
         let outcome = self.steps(&mut st, &steps, &prefix).await;
         if let Some(vm) = st.vm.take() {
             vm.stop().await;
@@ -538,12 +560,15 @@ impl Builder<'_> {
         step: &Step,
         run: &dockerfile::Run,
     ) -> Result<(), BuildError> {
-        if !run.mounts.is_empty() {
-            return Err(BuildError::Step {
+        let mounts = run
+            .mounts
+            .iter()
+            .map(|m| crate::mounts::parse(m))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| BuildError::Step {
                 line: step.line,
-                message: "RUN --mount is not supported yet".into(),
-            });
-        }
+                message: format!("RUN --mount: {m}"),
+            })?;
         let network = match run.network.as_deref() {
             None | Some("default") => self.opts.network,
             Some("none") => false,
@@ -580,7 +605,7 @@ impl Builder<'_> {
         if cfg::get_env(&env, "PATH").is_none() {
             env.push(format!("PATH={}", cfg::DEFAULT_PATH));
         }
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             args: args.clone(),
             env: env.clone(),
             cwd: st
@@ -590,8 +615,26 @@ impl Builder<'_> {
                 .clone()
                 .unwrap_or_else(|| "/".into()),
             user: st.image.config.user.clone().unwrap_or_default(),
+            mounts: Vec::new(),
         };
         let created_by = format!("RUN {}", args.join(" "));
+        // What the mounts bring in: a bind's files count, a cache's or a secret's do not
+        // (BuildKit's rule).
+        let mut mount_parts = Vec::new();
+        for m in &mounts {
+            mount_parts.push(format!("{m:?}"));
+            if let RunMount::Bind { source, from, .. } = m {
+                let (dir, _) = self.bind_source(source, from, step.line).await?;
+                let tree: Box<dyn SourceTree> = match dir {
+                    Some(d) => Box::new(DirTree::new(d, "mount source")),
+                    None => Box::new(ContextRef(self.ctx)),
+                };
+                let pattern = if source.is_empty() { "." } else { source };
+                let digest = super::digest::source_digest(tree.as_ref(), pattern, None)
+                    .map_err(at(step.line))?;
+                mount_parts.push(digest.to_string());
+            }
+        }
         let key = cache::chain(
             &st.key,
             &[
@@ -601,6 +644,7 @@ impl Builder<'_> {
                 &spec.cwd,
                 &spec.user,
                 if network { "net" } else { "nonet" },
+                &mount_parts.join("\0"),
             ],
         );
         if let Some(hit) = self.cached(&key) {
@@ -623,6 +667,7 @@ impl Builder<'_> {
                 network: self.opts.network,
                 vm: self.opts.vm.clone(),
                 hide,
+                caches: self.cache_disks(st, step.line)?,
             })
             .await
             .map_err(|e| BuildError::Step {
@@ -642,6 +687,7 @@ impl Builder<'_> {
             }
             st.vm_layers += 1;
         }
+        spec.mounts = self.guest_mounts(st, &mounts, step.line).await?;
         let vm = st
             .vm
             .as_mut()
@@ -669,6 +715,192 @@ impl Builder<'_> {
         // The VM has the step's directory already, empty or not.
         st.vm_layers = st.layers.len();
         Ok(())
+    }
+
+    /// Where a bind mount's files come from: a stage's or image's unpacked directory, or
+    /// the context (`None`).
+    async fn bind_source(
+        &mut self,
+        _source: &str,
+        from: &Option<String>,
+        line: usize,
+    ) -> Result<(Option<PathBuf>, ()), BuildError> {
+        match from {
+            Some(name) => Ok((Some(self.source_dir(name, line).await?), ())),
+            None => Ok((None, ())),
+        }
+    }
+
+    /// The cache mounts' disks for a stage's VM, made on first use (an ext4 image with a
+    /// `data` directory of the mount's owner and mode) and locked while the VM runs: one
+    /// build at a time uses a cache.
+    fn cache_disks(&self, st: &mut StageState, line: usize) -> Result<Vec<PathBuf>, BuildError> {
+        let dir = cache::cache_dir(&self.opts.root).join("mounts");
+        std::fs::create_dir_all(&dir).map_err(host("create the cache mounts' directory"))?;
+        let mut disks = Vec::new();
+        for (id, mode, uid, gid) in &st.caches {
+            let name = oci::Digest::of(id.as_bytes()).hex().to_string();
+            let disk = dir.join(format!("{name}.ext4"));
+            let lock = runtime::state::Lock::exclusive(&dir.join(format!("{name}.lock"))).map_err(
+                |e| BuildError::Step {
+                    line,
+                    message: format!("lock cache mount {id}: {}", runtime::error_line(&e)),
+                },
+            )?;
+            if !disk.exists() {
+                let tar = self.scratch.join("cache-root.tar");
+                cache_root_tar(&tar, *mode, *uid, *gid).map_err(host("make a cache mount"))?;
+                let tmp = atomic_file::temp_sibling(&disk);
+                let opts = ext4::FormatOptions {
+                    min_size: Some(CACHE_MOUNT_SIZE),
+                    ..Default::default()
+                };
+                ext4::build_from_layers(&[tar], &tmp, &opts)
+                    .map_err(|e| host("make a cache mount")(std::io::Error::other(e)))?;
+                std::fs::rename(&tmp, &disk).map_err(host("make a cache mount"))?;
+            }
+            st.cache_locks.push(lock);
+            disks.push(disk);
+        }
+        Ok(disks)
+    }
+
+    /// The guest side of a RUN's mounts: files sent into the VM for binds and secrets, the
+    /// cache disks' directories, tmpfs.
+    async fn guest_mounts(
+        &mut self,
+        st: &mut StageState,
+        mounts: &[RunMount],
+        line: usize,
+    ) -> Result<Vec<agent::Mount>, BuildError> {
+        let mut out = Vec::new();
+        let err = |message: String| BuildError::Step { line, message };
+        for m in mounts {
+            let mount =
+                |source: String, target: &str, fstype: &str, options: Vec<String>| agent::Mount {
+                    source,
+                    target: target.to_string(),
+                    fstype: fstype.into(),
+                    options,
+                };
+            match m {
+                RunMount::Tmpfs { target, size } => out.push(mount(
+                    "tmpfs".into(),
+                    target,
+                    "tmpfs",
+                    size.iter().map(|s| format!("size={s}")).collect(),
+                )),
+                RunMount::Cache {
+                    id,
+                    target,
+                    readonly,
+                    ..
+                } => {
+                    let i = st.caches.iter().position(|c| &c.0 == id).ok_or_else(|| {
+                        err(format!(
+                            "cache mount {id:?} was not known when the stage's VM started \
+                             (an id or target made of variables is not supported)"
+                        ))
+                    })?;
+                    let ro = readonly.then(|| "ro".to_string());
+                    out.push(mount(
+                        super::vm::cache_dir(i),
+                        target,
+                        "bind",
+                        ro.into_iter().collect(),
+                    ));
+                }
+                RunMount::Bind {
+                    source,
+                    target,
+                    from,
+                    rw,
+                } => {
+                    let (dir, _) = self.bind_source(source, from, line).await?;
+                    let dir_tree;
+                    let tree: &dyn SourceTree = match dir {
+                        Some(d) => {
+                            dir_tree = DirTree::new(d, "mount source");
+                            &dir_tree
+                        }
+                        None => self.ctx,
+                    };
+                    let pattern = if source.is_empty() { "." } else { source };
+                    let clean =
+                        crate::path::clean(pattern, crate::path::Above::Clamp).unwrap_or_default();
+                    let resolved = super::tree::resolve(tree, &clean, true).map_err(at(line))?;
+                    let is_dir = tree
+                        .entry(&resolved)
+                        .map_err(at(line))?
+                        .is_some_and(|e| e.is_dir());
+                    let spec = CopySpec::new(
+                        super::copy::Op::Copy,
+                        vec![CopySource::Path(pattern.to_string())],
+                        "/",
+                    );
+                    let empty = super::tree::EmptyTree::new("mount");
+                    let env = CopyEnv {
+                        source: tree,
+                        stage: &empty,
+                        users: &super::user::NoUsers,
+                    };
+                    let planned = plan(&spec, &env).map_err(at(line))?;
+                    let tar = self.scratch.join("mount.tar");
+                    {
+                        let mut f = BufWriter::new(
+                            std::fs::File::create(&tar).map_err(host("write a mount's files"))?,
+                        );
+                        planned.write(&mut f, None).map_err(at(line))?;
+                        f.flush().map_err(host("write a mount's files"))?;
+                    }
+                    let vm = st
+                        .vm
+                        .as_mut()
+                        .ok_or_else(|| BuildError::Host("no builder VM".into()))?;
+                    let guest = vm.send_files(&tar).await.map_err(at(line))?;
+                    let source = if is_dir {
+                        guest
+                    } else {
+                        let base = resolved.rsplit('/').next().unwrap_or(&resolved);
+                        format!("{guest}/{base}")
+                    };
+                    let ro = (!rw).then(|| "ro".to_string());
+                    out.push(mount(source, target, "bind", ro.into_iter().collect()));
+                }
+                RunMount::Secret {
+                    id,
+                    target,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let Some(value) = self.opts.secrets.get(id) else {
+                        if *required {
+                            return Err(err(format!(
+                                "secret {id} is required but was not given (--secret id={id},src=FILE)"
+                            )));
+                        }
+                        continue;
+                    };
+                    let tar = self.scratch.join("secret.tar");
+                    secret_tar(&tar, value, *mode, *uid, *gid).map_err(host("write a secret"))?;
+                    let vm = st
+                        .vm
+                        .as_mut()
+                        .ok_or_else(|| BuildError::Host("no builder VM".into()))?;
+                    let guest = vm.send_files(&tar).await.map_err(at(line))?;
+                    let _ = std::fs::remove_file(&tar);
+                    out.push(mount(
+                        format!("{guest}/secret"),
+                        target,
+                        "bind",
+                        vec!["ro".into()],
+                    ));
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn copy(
@@ -1077,6 +1309,8 @@ impl StageState {
             tree: None,
             vm: None,
             vm_layers: 0,
+            caches: Vec::new(),
+            cache_locks: Vec::new(),
             last,
         }
     }
@@ -1162,6 +1396,64 @@ fn from_line(stage: &dockerfile::Stage) -> String {
         s.push_str(&format!(" AS {a}"));
     }
     s
+}
+
+/// The size of a cache mount's disk (sparse: only what is written takes space).
+const CACHE_MOUNT_SIZE: u64 = 64 << 30;
+
+/// A tar of one directory `data/` with the cache mount's owner and mode.
+fn cache_root_tar(path: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(std::fs::File::create(path)?);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(mode);
+    h.set_uid(uid.into());
+    h.set_gid(gid.into());
+    h.set_size(0);
+    h.set_mtime(0);
+    b.append_data(&mut h, "data/", std::io::empty())?;
+    b.into_inner()?.sync_all()
+}
+
+/// A tar of one file `secret` holding a secret's value.
+fn secret_tar(path: &Path, value: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    let mut b = tar::Builder::new(std::fs::File::create(path)?);
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(mode);
+    h.set_uid(uid.into());
+    h.set_gid(gid.into());
+    h.set_size(value.len() as u64);
+    h.set_mtime(0);
+    b.append_data(&mut h, "secret", value)?;
+    b.into_inner()?.sync_all()
+}
+
+/// The build context as a boxed [`SourceTree`].
+struct ContextRef<'a>(&'a Context);
+
+impl super::tree::Tree for ContextRef<'_> {
+    fn entry(&self, path: &str) -> Result<Option<super::tree::Entry>, super::tree::TreeError> {
+        self.0.entry(path)
+    }
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn refuses_escaping_links(&self) -> bool {
+        self.0.refuses_escaping_links()
+    }
+}
+
+impl SourceTree for ContextRef<'_> {
+    fn read_dir(&self, path: &str) -> Result<Vec<String>, super::tree::TreeError> {
+        self.0.read_dir(path)
+    }
+    fn open(&self, path: &str) -> Result<Box<dyn Read + '_>, super::tree::TreeError> {
+        self.0.open(path)
+    }
+    fn file_digest(&self, path: &str) -> Result<Digest, super::tree::TreeError> {
+        self.0.file_digest(path)
+    }
 }
 
 fn decompress_to(blob: &Path, out: &Path) -> std::io::Result<()> {

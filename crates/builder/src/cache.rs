@@ -140,6 +140,35 @@ impl BuildCache {
     }
 }
 
+impl BuildCache {
+    /// Removes the cache mounts (`RUN --mount=type=cache` disks) no build holds; returns
+    /// how many went.
+    pub fn prune_mounts(&self) -> Result<usize, CacheError> {
+        let dir = self.dir.join("mounts");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(0);
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_none_or(|x| x != "ext4") {
+                continue;
+            }
+            // A build using it holds its lock: leave it.
+            let lock = p.with_extension("lock");
+            let Ok(_held) = runtime::state::Lock::try_exclusive(&lock) else {
+                continue;
+            };
+            fs::remove_file(&p).map_err(|source| CacheError {
+                path: p.clone(),
+                source,
+            })?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,6 +36,7 @@ pub mod copy;
 pub mod digest;
 pub mod fetch;
 pub mod layer;
+pub mod mounts;
 pub mod output;
 pub mod stage;
 pub mod tree;

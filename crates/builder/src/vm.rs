@@ -81,6 +81,15 @@ pub struct VmSpec {
     /// `lost+found` our ext4 writer adds): hidden from RUN steps by whiteouts in a layer
     /// below the first step's, which is never exported.
     pub hide: Vec<String>,
+    /// The cache mounts' disks (ext4 images with a `data` directory), in the order
+    /// [`cache_dir`] numbers them.
+    pub caches: Vec<PathBuf>,
+}
+
+/// Where cache disk `i` of [`VmSpec::caches`] is mounted in the guest: its `data` directory
+/// is what RUN steps see.
+pub fn cache_dir(i: usize) -> String {
+    format!("{BUILD_DIR}/cache/{i}/data")
 }
 
 /// One RUN: its argv and process settings, as the stage's config says.
@@ -94,6 +103,8 @@ pub struct RunSpec {
     pub cwd: String,
     /// `USER`.
     pub user: String,
+    /// `RUN --mount`s, sources in the guest ([`BuilderVm::send_files`], [`cache_dir`]).
+    pub mounts: Vec<agent::Mount>,
 }
 
 /// How a RUN ended, with its output (all of it went to the output sink as it came).
@@ -120,6 +131,10 @@ pub struct BuilderVm {
     layers: usize,
     /// Whether the whiteouts of [`VmSpec::hide`] lie between the base and `l/1`.
     hidden: bool,
+    /// Directories sent for mounts so far (`m1` …).
+    sent: usize,
+    /// Cache disks mounted (`cache/0` …).
+    caches: usize,
 }
 
 fn layer_dir(n: usize) -> String {
@@ -224,7 +239,9 @@ impl BuilderVm {
                 ..spec.vm.clone()
             },
             nets,
-            volume_disks: vec![scratch],
+            volume_disks: std::iter::once(scratch)
+                .chain(spec.caches.iter().cloned())
+                .collect(),
             shares: Vec::new(),
         };
         let booted = backend.boot(&req).await.map_err(VmError::Boot)?;
@@ -271,6 +288,14 @@ impl BuilderVm {
                 ))
                 .await
                 .map_err(guest_err("mount the scratch disk"))?;
+            for i in 0..spec.caches.len() {
+                // vda is the base, vdb the scratch disk, then the caches.
+                let dev = format!("/dev/vd{}", (b'c' + i as u8) as char);
+                client
+                    .mount(mount(&dev, &format!("{BUILD_DIR}/cache/{i}"), "ext4", &[]))
+                    .await
+                    .map_err(guest_err("mount a cache disk"))?;
+            }
             Ok::<_, VmError>(client)
         };
         let ready = async {
@@ -290,6 +315,8 @@ impl BuilderVm {
                 dir,
                 layers: 0,
                 hidden: !spec.hide.is_empty(),
+                sent: 0,
+                caches: spec.caches.len(),
             }),
             Err(e) => {
                 vm.kill().await;
@@ -301,6 +328,15 @@ impl BuilderVm {
     /// The VM's console log (for errors that need the guest's side).
     pub fn console_log(&self) -> PathBuf {
         self.dir.path().join("console.log")
+    }
+
+    /// Unpacks the tar at `tar` into a new directory of the scratch disk, outside the layer
+    /// stack: files for a RUN's bind or secret mount. Returns its guest path.
+    pub async fn send_files(&mut self, tar: &Path) -> Result<String, VmError> {
+        self.sent += 1;
+        let dir = format!("{BUILD_DIR}/scratch/m{}", self.sent);
+        send_layer(&self.client, &dir, tar).await?;
+        Ok(dir)
     }
 
     /// Unpacks the layer tar at `tar` (uncompressed) into the next layer directory.
@@ -347,7 +383,7 @@ impl BuilderVm {
             rootfs: Some(target.clone()),
             hostname: None,
             readonly_rootfs: false,
-            mounts: Vec::new(),
+            mounts: spec.mounts.clone(),
             privileged: false,
             remove_stubs: true,
             process: agent::ProcessSpec {
@@ -443,8 +479,15 @@ impl BuilderVm {
         Ok(())
     }
 
-    /// Stops the VM (nothing in it is kept).
+    /// Stops the VM. Only the cache disks are kept: they are unmounted first, so what the
+    /// guest wrote to them is on the host's files before the VM is killed.
     pub async fn stop(mut self) {
+        for i in 0..self.caches {
+            let dir = format!("{BUILD_DIR}/cache/{i}");
+            if let Err(e) = self.client.umount(&dir, false).await {
+                tracing::warn!("unmount cache disk {i} of the builder VM: {e}");
+            }
+        }
         self.vm.kill().await;
     }
 }

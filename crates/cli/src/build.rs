@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// (`DIR` alone: the same; `-`: the tar on stdout); repeatable.
     #[arg(short = 'o', long = "output", value_name = "SPEC")]
     pub outputs: Vec<String>,
+    /// A secret for `RUN --mount=type=secret`: `id=NAME,src=FILE` or `id=NAME,env=VAR`
+    /// (`id=NAME` alone: the environment variable NAME); repeatable.
+    #[arg(long = "secret", value_name = "id=NAME,src=FILE")]
+    pub secrets: Vec<String>,
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
@@ -156,6 +160,33 @@ fn read_context(a: &BuildArgs) -> Result<Context> {
     Ok(Context::from_dir(&dir, dockerfile)?)
 }
 
+/// `--secret id=NAME,src=FILE|env=VAR` (docker buildx's syntax) → the id and the value.
+fn secret(spec: &str) -> Result<(String, Vec<u8>)> {
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", "file" | "env")) => {}
+            _ => bail!("invalid --secret {spec:?}: unknown field {field:?}"),
+        }
+    }
+    let id = id.ok_or_else(|| anyhow::anyhow!("invalid --secret {spec:?}: id= is required"))?;
+    let value = match (src, env) {
+        (Some(p), _) => {
+            std::fs::read(&p).with_context(|| format!("read secret {id} from {}", p.display()))?
+        }
+        (None, Some(var)) => std::env::var(&var)
+            .with_context(|| format!("secret {id}: environment variable {var} is not set"))?
+            .into_bytes(),
+        (None, None) => std::env::var(&id)
+            .with_context(|| format!("secret {id}: give src=FILE or env=VAR"))?
+            .into_bytes(),
+    };
+    Ok((id, value))
+}
+
 /// Runs `container build`.
 pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
     if let Some(p) = &a.platform {
@@ -186,6 +217,11 @@ pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
     let to_stdout = outputs
         .iter()
         .any(|o| matches!(o, builder::output::Output::Tar(p) if p.as_os_str() == "-"));
+    let secrets = a
+        .secrets
+        .iter()
+        .map(|s| secret(s))
+        .collect::<Result<BTreeMap<_, _>>>()?;
     let ctx = read_context(&a)?;
     let quiet = a.quiet || a.progress == ProgressArg::Quiet;
     let opts = BuildOptions {
@@ -201,6 +237,7 @@ pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
             memory_mib: memory_mib.max(256),
             ..Default::default()
         },
+        secrets,
         pull_options: oci::PullOptions {
             progress: crate::progress::Bars::for_terminal(quiet, "pulling"),
             ..Default::default()
@@ -254,7 +291,8 @@ pub fn builder(global: &GlobalOptions, cmd: BuilderCommand) -> Result<()> {
         BuilderCommand::Prune(_) => {
             let cache = builder::cache::BuildCache::new(&global.root_dir());
             let n = cache.prune()?;
-            println!("Deleted build cache records: {n}");
+            let mounts = cache.prune_mounts()?;
+            println!("Deleted build cache records: {n}, cache mounts: {mounts}");
             Ok(())
         }
     }

@@ -961,3 +961,108 @@ fn commit_makes_an_image_of_a_containers_changes() {
     );
     env.run(&["commit", "nope", "x:1"]).fails_with("nope");
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and the guest kernel: run scripts/test.sh"
+)]
+fn run_mounts_cache_bind_tmpfs_and_secret() {
+    let env = Env::new(true);
+    let ctx = tempfile::tempdir().unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("tok.txt");
+    std::fs::write(&token, "s3cret").unwrap();
+    write(
+        ctx.path(),
+        &[
+            ("f.txt", "ctx file\n"),
+            ("sub/a", "a\n"),
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {IMAGE} AS src\n\
+                     USER 0\n\
+                     RUN mkdir -p /out && echo from-stage > /out/x\n\
+                     FROM {IMAGE}\n\
+                     USER 0\n\
+                     RUN --mount=type=cache,target=/cache sh -c 'echo run >> /cache/log; wc -l < /cache/log > /count'\n\
+                     RUN --mount=target=/ctx cat /ctx/f.txt /ctx/sub/a > /from-ctx\n\
+                     RUN --mount=type=bind,source=f.txt,target=/one.txt cat /one.txt > /from-file\n\
+                     RUN --mount=from=src,source=/out,target=/mnt cat /mnt/x > /from-stage\n\
+                     RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/x && cat /scratch/x > /from-tmpfs'\n\
+                     RUN --mount=type=secret,id=tok,required sh -c 'test \"$(cat /run/secrets/tok)\" = s3cret && echo ok > /secret-ok'\n"
+                ),
+            ),
+        ],
+    );
+    let secret = format!("id=tok,src={}", token.display());
+    build(&env, ctx.path(), &["--secret", &secret, "-t", "mounts:1"]).success();
+    let check = "cat /count /from-ctx /from-file /from-stage /from-tmpfs /secret-ok; \
+                 for p in /ctx /mnt /scratch /one.txt /run/secrets /cache; do \
+                 test -e $p && echo \"$p is left\"; done; true";
+    let out = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "mounts:1",
+            "sh",
+            "-c",
+            check,
+        ])
+        .success();
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        [
+            "1",
+            "ctx",
+            "file",
+            "a",
+            "ctx",
+            "file",
+            "from-stage",
+            "t",
+            "ok"
+        ],
+        "{}",
+        out.stderr
+    );
+    for layer in layer_entries(&env, "mounts:1") {
+        for e in &layer {
+            assert!(
+                !["run/secrets", "cache", "ctx", "mnt", "scratch", "one.txt"]
+                    .iter()
+                    .any(|m| e.trim_end_matches('/') == *m || e.starts_with(&format!("{m}/"))),
+                "{e} in {layer:?}"
+            );
+        }
+    }
+    // The cache outlives the build; `builder prune` empties it.
+    build(
+        &env,
+        ctx.path(),
+        &["--secret", &secret, "--no-cache", "-t", "mounts:2"],
+    )
+    .success();
+    let count = |tag: &str| {
+        env.run(&["run", "--rm", "--network", "none", tag, "cat", "/count"])
+            .success()
+            .stdout
+    };
+    assert_eq!(count("mounts:2").trim(), "2");
+    env.run(&["builder", "prune", "-f"]).success();
+    build(&env, ctx.path(), &["--secret", &secret, "-t", "mounts:3"]).success();
+    assert_eq!(count("mounts:3").trim(), "1");
+    // A required secret that was not given fails the step, naming it.
+    let r = build(&env, ctx.path(), &["--no-cache", "-t", "mounts:4"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("Dockerfile:11: secret tok is required but was not given"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(env.qemus(), 0);
+}

@@ -391,6 +391,23 @@ impl Lock {
         FileExt::lock_exclusive(&file).map_err(io_err("lock", path))?;
         Ok(Lock { file })
     }
+
+    /// [`Lock::exclusive`] without waiting: an error when someone holds it.
+    pub fn try_exclusive(path: &Path) -> Result<Lock, StateError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err("open lock file", path))?;
+        let held = FileExt::try_lock_exclusive(&file).map_err(io_err("lock", path))?;
+        if !held {
+            return Err(io_err("lock", path)(std::io::Error::from(
+                std::io::ErrorKind::WouldBlock,
+            )));
+        }
+        Ok(Lock { file })
+    }
 }
 
 impl Drop for Lock {

@@ -254,7 +254,11 @@ impl Processes {
             None => None,
         };
         let stubs = if req.remove_stubs {
-            missing_mount_points(&rootfs, &files)
+            let targets = files
+                .iter()
+                .map(|(p, _)| p.as_str())
+                .chain(req.mounts.iter().map(|m| m.target.as_str()));
+            missing_mount_points(&rootfs, targets)
         } else {
             Vec::new()
         };
@@ -278,9 +282,9 @@ impl Processes {
 }
 
 /// The mount points [`crate::rootfs::setup`] will create in `rootfs` because they are
-/// missing, parents before children: `/proc`, `/sys`, `/dev` and the files bound over
-/// (with their directories).
-fn missing_mount_points(rootfs: &Path, files: &[(String, PathBuf)]) -> Vec<PathBuf> {
+/// missing, parents before children: `/proc`, `/sys`, `/dev`, the files bound over and the
+/// targets of the container's mounts (with their directories).
+fn missing_mount_points<'a>(rootfs: &Path, targets: impl Iterator<Item = &'a str>) -> Vec<PathBuf> {
     let mut stubs = Vec::new();
     let mut add = |p: PathBuf| {
         if !stubs.contains(&p) && std::fs::symlink_metadata(&p).is_err() {
@@ -290,8 +294,15 @@ fn missing_mount_points(rootfs: &Path, files: &[(String, PathBuf)]) -> Vec<PathB
     for dir in ["proc", "sys", "dev"] {
         add(rootfs.join(dir));
     }
-    for (path, _) in files {
+    for path in targets {
         let rel = Path::new(path.trim_start_matches('/'));
+        // Never anything outside the rootfs (a target with `..` gets no removal).
+        if rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            continue;
+        }
         let mut at = rootfs.to_path_buf();
         for part in rel.iter() {
             at.push(part);
