@@ -19,6 +19,7 @@ pub mod container;
 pub mod docker;
 pub mod exit;
 pub mod filter;
+pub mod health;
 pub mod image;
 pub mod labels;
 pub mod logs;

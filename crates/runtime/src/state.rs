@@ -200,6 +200,10 @@ pub struct ContainerConfig {
     /// (`--restart`); records from before restart policies have none.
     #[serde(default, skip_serializing_if = "crate::restart::RestartPolicy::is_no")]
     pub restart: crate::restart::RestartPolicy,
+    /// The health check the monitor runs (docker's `Config.Healthcheck`): `--health-*` over
+    /// the image's `HEALTHCHECK` ([`crate::health::merge`]); None: none configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<oci::spec::HealthConfig>,
 }
 
 /// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
@@ -278,6 +282,10 @@ pub struct ContainerRecord {
     /// `HasBeenManuallyStopped`): an `unless-stopped` container then stays down.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped_by_user: bool,
+    /// Its health (docker's `State.Health`) since it first started with a health check;
+    /// written by its monitor after each probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -738,11 +746,13 @@ mod tests {
                 stop_signal: None,
                 stop_timeout: None,
                 restart: Default::default(),
+                healthcheck: None,
             },
             networks: vec![],
             ports: vec![],
             restart_count: 0,
             stopped_by_user: false,
+            health: None,
         }
     }
 

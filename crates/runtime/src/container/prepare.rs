@@ -65,6 +65,8 @@ pub struct ContainerOptions {
     pub stop_timeout: Option<u64>,
     /// `--restart` (default: no); not with `auto_remove`.
     pub restart: crate::restart::RestartPolicy,
+    /// `--health-*`, `--no-healthcheck` (default: the image's check).
+    pub health: crate::health::HealthOptions,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -83,6 +85,7 @@ pub async fn prepare(
         .check_auto_remove(opts.auto_remove)
         .map_err(ContainerError::RestartPolicy)?;
     crate::spec::capabilities(&opts.process)?;
+    let healthcheck = opts.health.to_config()?;
     if let Some(s) = &opts.stop_signal {
         crate::spec::parse_signal(s)?;
     }
@@ -142,6 +145,7 @@ pub async fn prepare(
         stop_signal: opts.stop_signal,
         stop_timeout: opts.stop_timeout,
         restart: opts.restart,
+        healthcheck,
     })
 }
 
