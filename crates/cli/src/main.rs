@@ -11,6 +11,7 @@ mod exit;
 mod format;
 mod global;
 mod image;
+mod image_history;
 mod labels;
 mod network;
 mod output;

@@ -88,7 +88,8 @@ fn a_check_turns_healthy_once_its_file_exists() {
         ""
     );
 
-    env.run(&["exec", "hc", "sh", "-c", ": > /tmp/ok"]).success();
+    env.run(&["exec", "hc", "sh", "-c", ": > /tmp/ok"])
+        .success();
     let info = inspect_until(&env, "hc", "turned healthy", |i| {
         i["State"]["Health"]["Status"] == "healthy"
     });

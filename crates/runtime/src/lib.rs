@@ -21,6 +21,7 @@ pub mod exit;
 pub mod filter;
 pub mod health;
 pub mod image;
+pub mod image_history;
 pub mod labels;
 pub mod logs;
 pub mod monitor;
