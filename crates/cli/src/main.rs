@@ -20,6 +20,7 @@ mod registry;
 mod rootfs;
 mod system;
 mod system_info;
+mod version;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -64,6 +65,8 @@ enum Command {
     /// Manage named volumes (ext4 images attached to containers).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Show the version of this binary and of the guest kernel.
+    Version(version::VersionArgs),
 }
 
 fn main() {
@@ -91,6 +94,7 @@ fn main() {
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
+        Command::Version(a) => version::version(&cli.global, a),
     };
     std::process::exit(exit::report(result));
 }
