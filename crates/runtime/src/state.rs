@@ -635,6 +635,10 @@ impl Store {
             r.exit_code.get_or_insert(crate::EXIT_RUNTIME_FAULT);
             r.exit_reason
                 .get_or_insert_with(|| "monitor process died".to_string());
+            // Its checks ended with it (docker's CloseMonitorChannel).
+            if let Some(h) = &mut r.health {
+                h.stopped();
+            }
             r.finished.get_or_insert_with(Utc::now);
         }
         r.monitor_pid = None;
