@@ -117,9 +117,84 @@ fn a_check_turns_healthy_once_its_file_exists() {
         ""
     );
 
+    // Paused, its checks stop and docker calls it unhealthy; after unpause they go on.
+    env.run(&["pause", "hc"]).success();
+    inspect_until(&env, "hc", "turned unhealthy when paused", |i| {
+        i["State"]["Health"]["Status"] == "unhealthy"
+    });
+    env.run(&["unpause", "hc"]).success();
+    inspect_until(&env, "hc", "turned healthy after unpause", |i| {
+        i["State"]["Health"]["Status"] == "healthy"
+    });
+
     // Stopped, its checks end: docker says unhealthy and keeps the log.
     env.run(&["stop", "-t", "1", "hc"]).success();
     let info = env.inspect("hc");
     assert_eq!(info["State"]["Health"]["Status"], "unhealthy", "{info}");
     env.run(&["rm", "-f", "hc"]).success();
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn the_image_s_healthcheck_runs_under_the_flags() {
+    let env = Env::new(true);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {IMAGE}\nHEALTHCHECK --interval=1s --timeout=20s --retries=4 CMD echo from-image\n"
+        ),
+    )
+    .unwrap();
+    env.run(&[
+        "build",
+        "-q",
+        "-t",
+        "checked:1",
+        ctx.path().to_str().unwrap(),
+    ])
+    .success();
+
+    // The flags replace the fields they give, the image's fill the rest (moby's merge).
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "img",
+        "--health-timeout",
+        "3s",
+        "checked:1",
+        "sleep",
+        "600",
+    ])
+    .success();
+    let info = inspect_until(&env, "img", "turned healthy", |i| {
+        i["State"]["Health"]["Status"] == "healthy"
+    });
+    assert_eq!(
+        info["Config"]["Healthcheck"],
+        json!({"Test": ["CMD-SHELL", "echo from-image"], "Interval": 1_000_000_000i64,
+               "Timeout": 3_000_000_000i64, "Retries": 4})
+    );
+    let log = info["State"]["Health"]["Log"].as_array().unwrap();
+    assert_eq!(log.last().unwrap()["Output"], "from-image\n");
+    env.run(&["rm", "-f", "img"]).success();
+
+    // --no-healthcheck turns the image's off: nothing runs, no State.Health.
+    env.run(&["create", "--name", "off", "--no-healthcheck", "checked:1"])
+        .success();
+    let info = env.inspect("off");
+    // moby's merge fills the zero fields of `["NONE"]` from the image too; they do nothing.
+    assert_eq!(info["Config"]["Healthcheck"]["Test"], json!(["NONE"]));
+    assert_eq!(info["Config"]["Healthcheck"]["Retries"], 4);
+    assert!(info["State"].get("Health").is_none(), "{info}");
+    assert_eq!(
+        list(&env, &["-a", "-f", "health=none", "--format", "{{.Names}}"]),
+        "off"
+    );
 }
