@@ -18,6 +18,13 @@ fn build(cli: &Cli, name: &str, files: &[(&str, &str)]) -> String {
     r.stdout.trim().to_string()
 }
 
+fn unix_now() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(d.as_secs()).unwrap()
+}
+
 /// The cells of a docker table (columns three or more spaces apart).
 fn cells(line: &str) -> Vec<String> {
     line.split("   ")
@@ -113,6 +120,8 @@ fn history_lists_the_steps_newest_first() {
     assert_eq!(json[0]["Id"], id.as_str());
     assert_eq!(json[0]["Tags"][0], "docker.io/library/hist:1");
     assert_eq!(json[3]["Size"], copy_size);
+    let created = json[0]["Created"].as_i64().unwrap();
+    assert!((created - unix_now()).abs() < 600, "{json}");
 
     // An imported tarball: one step, with import's comment.
     let tar = tempfile::NamedTempFile::new().unwrap();

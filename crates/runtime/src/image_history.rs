@@ -51,14 +51,17 @@ impl crate::Runtime {
     }
 }
 
-/// One step of an image's history: docker's `HistoryResponseItem`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One step of an image's history: docker's `HistoryResponseItem`, serialised as the Engine
+/// API's `/images/{name}/history` items (`Created` in Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HistoryItem {
     /// The image id (`sha256:…`, the config digest) for the newest step, [`MISSING`] for
     /// the others.
     pub id: String,
-    /// When the step ran; None when the entry says nothing (docker shows the zero time).
+    /// When the step ran; None when the entry says nothing (docker then has Go's zero time,
+    /// whose Unix seconds are what the JSON says).
+    #[serde(serialize_with = "unix_seconds")]
     pub created: Option<DateTime<Utc>>,
     /// The instruction or command that made it.
     pub created_by: String,
@@ -68,6 +71,14 @@ pub struct HistoryItem {
     pub size: u64,
     /// Its comment.
     pub comment: String,
+}
+
+/// Go's zero time (`0001-01-01T00:00:00Z`) in Unix seconds, as docker's API reports a step
+/// without a time.
+const GO_ZERO_TIME_UNIX: i64 = -62_135_596_800;
+
+fn unix_seconds<S: serde::Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(t.map_or(GO_ZERO_TIME_UNIX, |t| t.timestamp()))
 }
 
 /// The fields of an image config's history entry this reads (the OCI spec's names).
