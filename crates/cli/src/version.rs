@@ -119,7 +119,7 @@ fn text(v: &Version) -> String {
     let mut out = String::new();
     for (key, value) in rows {
         match value {
-            Some(v) => out.push_str(&format!("{key:<19}{v}\n")),
+            Some(v) => out.push_str(&format!("{key:<20}{v}\n")),
             None => out.push_str(&format!("{key}\n")),
         }
     }
@@ -147,9 +147,9 @@ mod tests {
         };
         assert_eq!(
             text(&v),
-            "Client:\n Version:          1.2.3\n Git commit:       abc1234\n \
-             Rust version:     rustc 1.80.0\n OS/Arch:          linux/amd64\n\nGuest kernel:\n \
-             Version:          6.1.0-1-cloud-amd64\n Id:               0123456789ab\n"
+            "Client:\n Version:           1.2.3\n Git commit:        abc1234\n \
+             Rust version:      rustc 1.80.0\n OS/Arch:           linux/amd64\n\nGuest kernel:\n \
+             Version:           6.1.0-1-cloud-amd64\n Id:                0123456789ab\n"
         );
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j["Client"]["GitCommit"], "abc1234");

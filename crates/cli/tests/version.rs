@@ -13,13 +13,13 @@ fn version_shows_the_client_and_no_kernel_on_a_fresh_root() {
     assert_eq!(lines[0], "Client:", "{out}");
     assert_eq!(
         lines[1],
-        format!(" Version:          {}", env!("CARGO_PKG_VERSION"))
+        format!(" Version:           {}", env!("CARGO_PKG_VERSION"))
     );
-    assert!(out.contains("\n OS/Arch:          linux/amd64\n"), "{out}");
-    assert!(out.contains("\n Rust version:     rustc "), "{out}");
+    assert!(out.contains("\n OS/Arch:           linux/amd64\n"), "{out}");
+    assert!(out.contains("\n Rust version:      rustc "), "{out}");
     assert!(
         out.ends_with(
-            "Guest kernel:\n Version:          none set (see container system kernel set)\n"
+            "Guest kernel:\n Version:           none set (see container system kernel set)\n"
         ),
         "{out}"
     );
@@ -39,7 +39,7 @@ fn version_shows_the_client_and_no_kernel_on_a_fresh_root() {
         "{j}"
     );
     assert!(
-        out.contains(&format!(" Git commit:       {commit}\n")),
+        out.contains(&format!(" Git commit:        {commit}\n")),
         "{out}"
     );
     assert!(j["GuestKernel"].is_null());
@@ -71,7 +71,7 @@ fn version_shows_the_configured_guest_kernel() {
     assert_eq!(j["GuestKernel"]["Version"], release);
     let out = cli.run(&["version"]).success().stdout;
     assert!(
-        out.contains(&format!("Guest kernel:\n Version:          {release}\n")),
+        out.contains(&format!("Guest kernel:\n Version:           {release}\n")),
         "{out}"
     );
 }
