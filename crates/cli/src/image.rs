@@ -36,6 +36,8 @@ pub enum ImageCommand {
     Load(LoadArgs),
     /// Make a one-layer image from a root filesystem tarball.
     Import(ImportArgs),
+    /// Show the steps an image was built with, newest first.
+    History(crate::image_history::HistoryArgs),
 }
 
 /// How to reach a registry.
@@ -196,6 +198,7 @@ pub fn open_store(global: &GlobalOptions) -> Result<Store> {
 /// Runs one `container image` subcommand.
 pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
     match cmd {
+        ImageCommand::History(a) => crate::image_history::history(global, a),
         ImageCommand::Pull(a) => pull(global, a),
         ImageCommand::Push(a) => push(global, a),
         ImageCommand::List(a) => list(global, a),

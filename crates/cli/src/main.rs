@@ -11,6 +11,7 @@ mod exit;
 mod format;
 mod global;
 mod image;
+mod image_history;
 mod labels;
 mod network;
 mod output;
@@ -19,6 +20,7 @@ mod registry;
 mod rootfs;
 mod system;
 mod system_info;
+mod version;
 mod volume;
 
 use clap::{Parser, Subcommand};
@@ -65,6 +67,8 @@ enum Command {
     /// Manage named volumes (ext4 images attached to containers).
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Show the version of this binary and of the guest kernel.
+    Version(version::VersionArgs),
 }
 
 fn main() {
@@ -93,6 +97,7 @@ fn main() {
         Command::Container(cmd) => container::run(&cli.global, cmd),
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
+        Command::Version(a) => version::version(&cli.global, a),
     };
     std::process::exit(exit::report(result));
 }

@@ -65,8 +65,17 @@ fn unknown_flags_before_the_image_are_usage_errors() {
         .fails_with("Conflicting options: --restart and --rm");
     cli.run(&["run", "--bogus", "localhost/img:1", "true"])
         .fails_with("unexpected argument '--bogus'");
-    cli.run(&["create", "--health-cmd", "true", "localhost/img:1"])
-        .fails_with("unexpected argument '--health-cmd'");
+    // The health flags are known; their errors are docker's, before any image is pulled.
+    cli.run(&[
+        "create",
+        "--no-healthcheck",
+        "--health-cmd",
+        "true",
+        "localhost/img:1",
+    ])
+    .fails_with("--no-healthcheck conflicts with --health-* options");
+    cli.run(&["create", "--health-interval", "10", "localhost/img:1"])
+        .fails_with("--health-interval");
     let r = cli
         .run(&["run", "--privilegd", "localhost/img:1"])
         .fails_with("unexpected argument");

@@ -92,7 +92,7 @@ impl Flags {
 /// Go's `time.ParseDuration`, which is what Docker accepts: a sequence of decimal numbers with
 /// units (`1h30m`, `1.5s`, `300ms`; units ns, us, µs, ms, s, m, h), optionally signed, or
 /// `0`. Returns the sign and the magnitude in nanoseconds.
-pub(crate) fn parse_go_duration(text: &str) -> Result<(bool, u128), String> {
+pub fn parse_go_duration(text: &str) -> Result<(bool, u128), String> {
     let invalid = || format!("invalid duration {text:?}");
     let mut s = text;
     let mut negative = false;

@@ -24,6 +24,7 @@ pub mod lex;
 mod parser;
 pub mod stage;
 
+pub use flags::parse_go_duration;
 pub use ignore::{Ignore, IgnoreError};
 pub use instruction::{
     Add, ArgDecl, Command, Copy, From, Healthcheck, HealthcheckCmd, Heredoc, Instruction, KeyValue,

@@ -94,6 +94,10 @@ pub struct ContainerState {
     pub started_at: String,
     /// When the last run ended ([`ZERO_TIME`] if never).
     pub finished_at: String,
+    /// Its health checks' state; left out for a container that never ran one (docker's
+    /// `omitempty`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// `Config`.
@@ -129,6 +133,9 @@ pub struct Config {
     pub stop_signal: String,
     /// `--stop-timeout` in seconds; null when not set (10).
     pub stop_timeout: Option<u64>,
+    /// The health check (`--health-*` over the image's); left out when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<oci::spec::HealthConfig>,
 }
 
 /// The `{}` docker uses as a set member (`ExposedPorts`, `Volumes`).
@@ -360,6 +367,7 @@ impl ContainerJson {
                 error: r.exit_reason.clone().unwrap_or_default(),
                 started_at: time_or_zero(r.started.as_ref()),
                 finished_at: time_or_zero(r.finished.as_ref()),
+                health: r.health.clone(),
             },
             image: r.image_digest.clone(),
             log_path: log_path.display().to_string(),
@@ -415,6 +423,7 @@ fn config(r: &ContainerRecord) -> Config {
         labels: c.labels.clone(),
         stop_signal: c.stop_signal.clone().unwrap_or_default(),
         stop_timeout: c.stop_timeout,
+        healthcheck: c.healthcheck.clone(),
     }
 }
 
@@ -721,6 +730,7 @@ mod tests {
                 stop_signal: Some("SIGQUIT".into()),
                 stop_timeout: Some(30),
                 restart: Default::default(),
+                healthcheck: None,
             },
             networks: vec![],
             ports: vec![
@@ -729,6 +739,7 @@ mod tests {
             ],
             restart_count: 0,
             stopped_by_user: false,
+            health: None,
         }
     }
 

@@ -26,7 +26,8 @@
 //!   there are no descendants to match.
 //! - `network=` is a network name (`none` for containers without one); `volume=` a volume
 //!   name, a bind mount's host path, or a mount's path in the container; `exited=N` selects
-//!   exited containers whose exit code is N.
+//!   exited containers whose exit code is N; `health=starting|healthy|unhealthy|none` the
+//!   containers in that health status (`none`: no health check ran), docker's exact match.
 //! - Volumes take `label`, `name`, `dangling=true|false` (no container uses it) and `driver`;
 //!   networks take `label`, `name` and `id` (a prefix).
 //!
@@ -59,7 +60,8 @@ impl FilterKind {
     pub fn keys(self) -> &'static [&'static str] {
         match self {
             FilterKind::Containers => &[
-                "ancestor", "exited", "id", "label", "name", "network", "status", "volume",
+                "ancestor", "exited", "health", "id", "label", "name", "network", "status",
+                "volume",
             ],
             FilterKind::Volumes => &["dangling", "driver", "label", "name"],
             FilterKind::Networks => &["id", "label", "name"],
@@ -85,6 +87,9 @@ const STATES: [&str; 7] = [
     "exited",
     "dead",
 ];
+
+/// docker's health statuses, the values `health=` accepts (`none`: no health check).
+const HEALTH: [&str; 4] = ["starting", "healthy", "unhealthy", "none"];
 
 /// Errors of parsing filters.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +146,7 @@ enum Term {
     Network(String),
     Volume(String),
     Exited(i32),
+    Health(String),
     Dangling(bool),
     Driver(String),
 }
@@ -261,6 +267,12 @@ impl Filters {
                     .parse()
                     .map_err(|_| invalid("exited takes an exit code".to_string()))?,
             ),
+            "health" => {
+                if !HEALTH.contains(&value) {
+                    return Err(invalid(format!("health is one of {}", HEALTH.join(", "))));
+                }
+                Term::Health(value.to_string())
+            }
             "dangling" => Term::Dangling(match value.to_ascii_lowercase().as_str() {
                 "true" | "1" => true,
                 "false" | "0" => false,
@@ -413,6 +425,9 @@ impl Term {
                 name_matches(text, regex.as_ref(), &n.config.name)
             }
             (Term::Status(want), Subject::Container(c)) => c.state() == *want,
+            (Term::Health(want), Subject::Container(c)) => {
+                c.health.map_or("none", |h| h.as_str()) == want.as_str()
+            }
             (Term::Id(prefix), Subject::Container(c)) => c.id.starts_with(prefix.as_str()),
             (Term::Id(prefix), Subject::Network(n)) => n.config.id.starts_with(prefix.as_str()),
             (Term::Ancestor(a), Subject::Container(c)) => a.matches(c),
@@ -477,6 +492,7 @@ mod tests {
             labels: Labels::new(),
             networks: vec!["default".to_string()],
             mounts: Vec::new(),
+            health: None,
         }
     }
 
@@ -501,7 +517,7 @@ mod tests {
         let e = Filters::parse(FilterKind::Containers, &["colour=red"]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid filter 'colour': containers can be filtered by ancestor, exited, id, \
+            "invalid filter 'colour': containers can be filtered by ancestor, exited, health, id, \
              label, name, network, status, volume"
         );
         let e = Filters::parse(FilterKind::Containers, &["status"]).unwrap_err();
@@ -584,6 +600,33 @@ mod tests {
         );
         // Not an expression: only an equal name would match.
         assert!(names(&parse(&["name=web("]), &all).is_empty());
+    }
+
+    #[test]
+    fn health_matches_docker_s_statuses() {
+        use crate::health::HealthStatus;
+        let mut a = summary("a", Status::Running);
+        a.health = Some(HealthStatus::Healthy);
+        let mut b = summary("b", Status::Running);
+        b.health = Some(HealthStatus::Starting);
+        let c = summary("c", Status::Running);
+        let pick = |f: &[&str]| -> Vec<String> {
+            let f = parse(f);
+            [&a, &b, &c]
+                .into_iter()
+                .filter(|s| f.matches(s))
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        assert_eq!(pick(&["health=healthy"]), ["a"]);
+        assert_eq!(pick(&["health=none"]), ["c"]);
+        assert_eq!(pick(&["health=starting", "health=healthy"]), ["a", "b"]);
+        assert!(pick(&["health=unhealthy"]).is_empty());
+        let err = Filters::parse(FilterKind::Containers, &["health=sick"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid filter 'health=sick': health is one of starting, healthy, unhealthy, none"
+        );
     }
 
     #[test]

@@ -249,6 +249,7 @@ pub async fn resolve(
         labels: c.labels.clone(),
         exposed_ports: c.exposed_ports.keys().cloned().collect(),
         stop_signal: c.stop_signal.clone().unwrap_or_default(),
+        healthcheck: c.healthcheck.clone(),
     };
     let digest = image.manifest_digest().to_string();
     let layers: Vec<PathBuf> = image

@@ -81,6 +81,9 @@ pub struct ImageConfig {
     /// `StopSignal` as the image writes it (`SIGQUIT`, `3`); empty when it has none.
     #[serde(default)]
     pub stop_signal: String,
+    /// `Healthcheck` (from `HEALTHCHECK`); None when the image has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<oci::spec::HealthConfig>,
 }
 
 /// The user's flags that shape the process (`run`/`create`/`exec`).

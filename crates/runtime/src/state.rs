@@ -200,6 +200,10 @@ pub struct ContainerConfig {
     /// (`--restart`); records from before restart policies have none.
     #[serde(default, skip_serializing_if = "crate::restart::RestartPolicy::is_no")]
     pub restart: crate::restart::RestartPolicy,
+    /// The health check the monitor runs (docker's `Config.Healthcheck`): `--health-*` over
+    /// the image's `HEALTHCHECK` ([`crate::health::merge`]); None: none configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<oci::spec::HealthConfig>,
 }
 
 /// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
@@ -278,6 +282,10 @@ pub struct ContainerRecord {
     /// `HasBeenManuallyStopped`): an `unless-stopped` container then stays down.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped_by_user: bool,
+    /// Its health (docker's `State.Health`) since it first started with a health check;
+    /// written by its monitor after each probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -644,6 +652,10 @@ impl Store {
             r.exit_code.get_or_insert(crate::EXIT_RUNTIME_FAULT);
             r.exit_reason
                 .get_or_insert_with(|| "monitor process died".to_string());
+            // Its checks ended with it (docker's CloseMonitorChannel).
+            if let Some(h) = &mut r.health {
+                h.stopped();
+            }
             r.finished.get_or_insert_with(Utc::now);
         }
         r.monitor_pid = None;
@@ -755,11 +767,13 @@ mod tests {
                 stop_signal: None,
                 stop_timeout: None,
                 restart: Default::default(),
+                healthcheck: None,
             },
             networks: vec![],
             ports: vec![],
             restart_count: 0,
             stopped_by_user: false,
+            health: None,
         }
     }
 

@@ -27,8 +27,9 @@ pub struct ListArgs {
     pub format: ListFormat,
     /// Only list containers that match KEY=VALUE (repeatable; same keys ORed, others ANDed):
     /// label=KEY[=VALUE], name=REGEXP, status=created|running|exited, id=PREFIX,
-    /// ancestor=IMAGE, network=NAME, volume=NAME|PATH, exited=CODE. A status filter lists
-    /// stopped containers without -a.
+    /// ancestor=IMAGE, network=NAME, volume=NAME|PATH, exited=CODE,
+    /// health=starting|healthy|unhealthy|none. A status filter lists stopped containers
+    /// without -a.
     #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
     pub filter: Vec<String>,
 }
@@ -75,8 +76,9 @@ pub fn list(global: &GlobalOptions, a: ListArgs) -> anyhow::Result<()> {
         );
         for c in &containers {
             let s = c.summary();
-            let status = match (s.status, s.exit_code) {
-                (Status::Exited, Some(c)) => format!("exited({c})"),
+            let status = match (s.status, s.exit_code, s.health) {
+                (Status::Exited, Some(c), _) => format!("exited({c})"),
+                (Status::Running, _, Some(h)) if !s.paused => format!("running ({h})"),
                 _ => s.state(),
             };
             println!(
@@ -101,7 +103,11 @@ fn ps_fields(c: &Container) -> Value {
     let status = match r.status {
         Status::Created => "Created".to_string(),
         Status::Running if r.paused => format!("Up {} (Paused)", since(r.started)),
-        Status::Running => format!("Up {}", since(r.started)),
+        // docker's `State.String`: the health after the uptime (`Up 5 seconds (healthy)`).
+        Status::Running => match &r.health {
+            Some(h) => format!("Up {} ({})", since(r.started), h.status.ps_text()),
+            None => format!("Up {}", since(r.started)),
+        },
         Status::Restarting => format!(
             "Restarting ({}) {} ago",
             r.exit_code.unwrap_or(0),

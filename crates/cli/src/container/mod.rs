@@ -6,6 +6,7 @@
 mod attach;
 mod cidfile;
 mod cp;
+mod health;
 mod inspect;
 mod lifecycle;
 mod logs;
@@ -214,6 +215,8 @@ pub struct CreateFlags {
     pub stopping: lifecycle::StopFlags,
     #[command(flatten)]
     pub restart: restart::RestartFlags,
+    #[command(flatten)]
+    pub health: health::HealthFlags,
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,

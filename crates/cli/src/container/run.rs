@@ -125,6 +125,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         stop_signal: f.stopping.stop_signal.clone(),
         stop_timeout: f.stopping.stop_timeout,
         restart: f.restart.restart.unwrap_or_default(),
+        healthcheck: f.health.options().to_config()?,
     })
 }
 

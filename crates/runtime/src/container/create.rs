@@ -54,6 +54,9 @@ pub struct CreateRequest {
     pub stop_timeout: Option<u64>,
     /// `--restart` (checked against `--rm`).
     pub restart: crate::restart::RestartPolicy,
+    /// The container's own health check (`--health-*`, checked); the image's fills in what
+    /// it leaves out.
+    pub healthcheck: Option<oci::spec::HealthConfig>,
 }
 
 /// Writes a new container record (status `created`).
@@ -118,11 +121,16 @@ pub(crate) fn create_record(
                 }),
                 stop_timeout: req.stop_timeout,
                 restart: req.restart,
+                healthcheck: crate::health::merge(
+                    req.healthcheck.clone(),
+                    req.image_config.healthcheck.as_ref(),
+                ),
             },
             networks: Vec::new(),
             ports: Vec::new(),
             restart_count: 0,
             stopped_by_user: false,
+            health: None,
         }
     })?;
     if let Some(e) = spec_err {

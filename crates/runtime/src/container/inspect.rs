@@ -41,6 +41,9 @@ pub struct Summary {
     pub networks: Vec<String>,
     /// Its volumes, bind mounts and tmpfs mounts.
     pub mounts: Vec<MountSpec>,
+    /// Its health status, once it ran with a health check (docker's `none` otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthStatus>,
 }
 
 impl Summary {
@@ -89,6 +92,7 @@ impl Container {
             labels: r.config.labels.clone(),
             networks: r.config.networks.clone(),
             mounts: r.config.mounts.clone(),
+            health: r.health.as_ref().map(|h| h.status),
         }
     }
 

@@ -77,6 +77,9 @@ pub enum ContainerError {
     /// `--restart` does not fit the container (`--rm`).
     #[error(transparent)]
     RestartPolicy(#[from] crate::restart::RestartPolicyError),
+    /// A `--health-*` flag is invalid.
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
     /// `-p` with `--network none`.
     #[error("cannot publish ports of a container without a network (--network none)")]
     PublishWithoutNetwork,

@@ -65,6 +65,11 @@ pub struct ContainerOptions {
     pub stop_timeout: Option<u64>,
     /// `--restart` (default: no); not with `auto_remove`.
     pub restart: crate::restart::RestartPolicy,
+    /// The container's own health check: the `--health-*` flags through
+    /// [`crate::health::HealthOptions::to_config`], or an Engine API body's `Healthcheck`
+    /// (checked here with [`crate::health::validate`]); the image's `HEALTHCHECK` fills in
+    /// what it leaves out. None: the image's alone.
+    pub healthcheck: Option<oci::spec::HealthConfig>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -83,6 +88,9 @@ pub async fn prepare(
         .check_auto_remove(opts.auto_remove)
         .map_err(ContainerError::RestartPolicy)?;
     crate::spec::capabilities(&opts.process)?;
+    if let Some(h) = &opts.healthcheck {
+        crate::health::validate(h)?;
+    }
     if let Some(s) = &opts.stop_signal {
         crate::spec::parse_signal(s)?;
     }
@@ -142,6 +150,7 @@ pub async fn prepare(
         stop_signal: opts.stop_signal,
         stop_timeout: opts.stop_timeout,
         restart: opts.restart,
+        healthcheck: opts.healthcheck,
     })
 }
 

@@ -14,6 +14,7 @@
 
 mod copy;
 mod fault;
+mod health;
 mod mounts;
 pub(crate) mod network;
 mod pause;
@@ -500,7 +501,12 @@ async fn start_and_supervise(
     claims: &mut Vec<crate::volume::Claim>,
 ) -> Outcome {
     match start(store, id, backend, shared, dir, claims).await {
-        Ok(running) => relay_until_exit(shared, stop_rx, dir, running).await,
+        Ok(running) => {
+            let checks = health::Checker::start(store, shared, &running.record, &running.booted);
+            let outcome = relay_until_exit(shared, stop_rx, dir, running).await;
+            checks.stop(store, id).await;
+            outcome
+        }
         Err(failed) => *failed,
     }
 }
@@ -610,6 +616,8 @@ async fn start(
         r.exit_code = None;
         r.exit_reason = None;
         r.oom_killed = false;
+        // Every start, restarts included, starts the checks over (moby's initHealthMonitor).
+        r.health = crate::health::Health::at_start(r.config.healthcheck.as_ref(), r.health.take());
     });
     shared.phase.send_replace(Phase::Running);
     tracing::debug!("main process started");

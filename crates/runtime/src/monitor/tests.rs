@@ -3,7 +3,8 @@
 //! `echo ARGS…`, `exit N` (writes "bye" to stderr), `missing` (127), `noexec` (126),
 //! `cat` (stdin to stdout), `sleep` (until signalled), `stubborn` (ignores SIGTERM), `yes`
 //! (output until signalled), `sink` (exit 0 if stdin was `good tar`, else 1 and a reason),
-//! `oom` (counted as an OOM kill, then killed by SIGKILL).
+//! `oom` (counted as an OOM kill, then killed by SIGKILL), `exists PATH` (0 if the host has
+//! PATH, else 1 and "no PATH").
 //! Its copies run as such processes: copy-out of `/endless` is `yes`, of `/fail` is
 //! `exit 1`, of anything else `echo tar-of PATH`; a copy-in is `sink`.
 
@@ -27,6 +28,7 @@ use crate::spec::{ImageConfig, ProcessOptions, ProcessSpec};
 use crate::state::VmOptions;
 use crate::stats::Sample;
 
+mod health;
 mod restart;
 
 struct Proc {
@@ -133,6 +135,14 @@ impl Guest for FakeGuest {
                         ProcessExit::Code(0)
                     } else {
                         let _ = err_tx.send(Bytes::from_static(b"bad stream\n")).await;
+                        ProcessExit::Code(1)
+                    }
+                }
+                "exists" => {
+                    if Path::new(&args[1]).exists() {
+                        ProcessExit::Code(0)
+                    } else {
+                        let _ = err_tx.send(Bytes::from(format!("no {}\n", args[1]))).await;
                         ProcessExit::Code(1)
                     }
                 }
@@ -413,6 +423,7 @@ impl Fixture {
             stop_signal: None,
             stop_timeout: None,
             restart,
+            healthcheck: None,
         };
         create_record(&self.store, req).unwrap().id
     }
