@@ -451,3 +451,129 @@ fn a_new_volume_first_receives_the_image_content_at_its_path() {
     );
     assert_eq!(r.stdout, "not-copied\n", "{r:?}");
 }
+
+/// Names `debugfs` lists in the directory `dir` of the ext4 image `image`, `.` and `..` left
+/// out: e2fsprogs' reading of what the guest kernel left on disk.
+fn debugfs_ls(image: &std::path::Path, dir: &str) -> Vec<String> {
+    let out = std::process::Command::new("debugfs")
+        .args(["-R", &format!("ls -p {dir}")])
+        .arg(image)
+        .output()
+        .expect("run debugfs");
+    assert!(out.status.success(), "debugfs {}", image.display());
+    // `ls -p` prints one `/ino/mode/uid/gid/name/size/` line per entry.
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split('/').nth(5).map(str::to_string))
+        .filter(|n| !n.is_empty() && n != "." && n != "..")
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn the_root_holds_the_image_files_only_and_a_new_volume_is_empty() {
+    let env = Env::new(true);
+    // `/` is the image's top-level entries plus the mount points the guest adds (/proc, /sys,
+    // /dev), as under docker: no lost+found, which the image does not have.
+    let r = env
+        .run(&["run", "--rm", "--network", "none", IMAGE, "ls", "-a", "/"])
+        .success();
+    let names: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        names,
+        [".", "..", "bin", "data", "dev", "etc", "old", "proc", "root", "sys", "tmp"],
+        "{r:?}"
+    );
+    // The cached rootfs is the no-lost+found format (its own file name, so rootfs files cached
+    // with a lost+found by earlier versions are not reused).
+    let cached: Vec<std::path::PathBuf> = std::fs::read_dir(env.cli.root().join("rootfs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ext4"))
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(
+        cached[0].to_string_lossy().ends_with(".v2.ext4"),
+        "{cached:?}"
+    );
+    assert_eq!(
+        debugfs_ls(&cached[0], "/"),
+        ["bin", "data", "etc", "old", "root", "tmp"]
+    );
+
+    // A new named volume is empty, so postgres's initdb accepts it as its data directory; the
+    // mount point is not in the image, so nothing is copied up either.
+    env.run(&["volume", "create", "pg"]).success();
+    let pg = "pg:/var/lib/postgresql/data";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            pg,
+            IMAGE,
+            "ls",
+            "-A",
+            "/var/lib/postgresql/data",
+        ])
+        .success();
+    assert_eq!(r.stdout, "", "{r:?}");
+    // initdb's own test, then what it does next: the guest kernel (6.1) writes the volume.
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "0",
+            "-v",
+            pg,
+            IMAGE,
+            "sh",
+            "-c",
+            "cd /var/lib/postgresql/data && [ -z \"$(ls -A)\" ] && echo empty && \
+             busybox mkdir -p base/1 && echo 15 > PG_VERSION && busybox sync",
+        ])
+        .success();
+    assert_eq!(r.stdout, "empty\n", "{r:?}");
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            pg,
+            IMAGE,
+            "ls",
+            "-A",
+            "/var/lib/postgresql/data",
+        ])
+        .success();
+    assert_eq!(r.stdout, "PG_VERSION\nbase\n", "{r:?}");
+
+    // On the host, after the guest wrote it: e2fsprogs reads the same tree, and a read-only
+    // check finds nothing wrong (it does not look for lost+found).
+    let disk = env.cli.root().join("volumes/pg/disk.ext4");
+    assert_eq!(debugfs_ls(&disk, "/"), ["PG_VERSION", "base"]);
+    let out = std::process::Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&disk)
+        .output()
+        .expect("run e2fsck");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

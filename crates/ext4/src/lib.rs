@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 pub use tree::{Time, Xattr};
 
 /// How to build the filesystem.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct FormatOptions {
     /// Size of the filesystem in bytes (rounded down to 4 KiB). `None`: computed from the
     /// content with headroom (25 % plus 32 MiB).
@@ -53,6 +53,27 @@ pub struct FormatOptions {
     pub uuid: Option<[u8; 16]>,
     /// Volume label (at most 16 bytes are kept).
     pub label: Option<String>,
+    /// Add an empty `/lost+found` (mode 0700) when the layers bring none, as `mke2fs` does.
+    /// Default `true`. Turn it off where the root must hold exactly the layers' entries: an
+    /// image's rootfs (docker on overlayfs shows no `lost+found`) and a new volume, which must
+    /// be empty (`initdb` refuses a non-empty directory). The kernel never uses the directory;
+    /// only `e2fsck` reconnects orphaned inodes there, and a repairing run (`-p`/`-y`) creates
+    /// it when missing, while a read-only `e2fsck -fn` says nothing (e2fsprogs 1.42.9 and later).
+    pub lost_found: bool,
+}
+
+impl Default for FormatOptions {
+    /// No fixed size, no journal, a random UUID, no label, and a `lost+found`.
+    fn default() -> Self {
+        FormatOptions {
+            size: None,
+            min_size: None,
+            journal: false,
+            uuid: None,
+            label: None,
+            lost_found: true,
+        }
+    }
 }
 
 /// What a build produced.
@@ -72,7 +93,7 @@ pub struct Summary {
     pub used_inodes: u64,
     /// Regular files, directories, symlinks and other nodes in the final tree.
     pub files: u64,
-    /// Directories in the final tree (root and lost+found included).
+    /// Directories in the final tree (the root, and lost+found when there is one, included).
     pub directories: u64,
     /// Bytes of regular-file content (apparent sizes).
     pub content_bytes: u64,
@@ -147,7 +168,8 @@ pub fn build_from_layers(
     builder.finish()
 }
 
-/// Writes an empty ext4 filesystem of `size` bytes (root and lost+found only) at `output`.
+/// Writes an empty ext4 filesystem of `size` bytes at `output`: the root, and `/lost+found`
+/// unless [`FormatOptions::lost_found`] is off.
 pub fn format_empty(output: &Path, size: u64, opts: &FormatOptions) -> Result<Summary, Ext4Error> {
     let opts = FormatOptions {
         size: Some(size),
@@ -184,5 +206,79 @@ impl Builder {
     /// Lays out the metadata, writes it and moves the image into place.
     pub fn finish(self) -> Result<Summary, Ext4Error> {
         self.state.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::{FileKind, Reader};
+
+    fn no_lost_found() -> FormatOptions {
+        FormatOptions {
+            lost_found: false,
+            ..FormatOptions::default()
+        }
+    }
+
+    /// One layer: `/etc/motd` and a regular file named `lost+found` (legal in an image).
+    fn layer_with_a_lost_found_file() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data) in [("etc/motd", &b"hi\n"[..]), ("lost+found", &b"mine\n"[..])] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, path, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn lost_found_is_made_by_default_and_only_then() {
+        let tmp = tempfile::tempdir().unwrap();
+        let with = tmp.path().join("with");
+        let s = format_empty(&with, 16 << 20, &FormatOptions::default()).unwrap();
+        assert_eq!(s.directories, 2);
+        let r = Reader::open(&with).unwrap();
+        assert_eq!(r.list("/").unwrap(), ["lost+found"]);
+        assert_eq!(r.stat("/lost+found").unwrap().perm, 0o700);
+        assert_eq!(r.stat("/").unwrap().links, 3);
+
+        let without = tmp.path().join("without");
+        let s = format_empty(&without, 16 << 20, &no_lost_found()).unwrap();
+        assert_eq!(s.directories, 1);
+        let r = Reader::open(&without).unwrap();
+        assert!(r.list("/").unwrap().is_empty());
+        // The root's link count is what the kernel and e2fsck expect of a directory without
+        // subdirectories: its own `.` and its name (`..` of itself).
+        assert_eq!(r.stat("/").unwrap().links, 2);
+    }
+
+    #[test]
+    fn without_lost_found_the_root_holds_exactly_the_layers_entries() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("layer.tar");
+        std::fs::write(&layer, layer_with_a_lost_found_file()).unwrap();
+
+        let image = tmp.path().join("img");
+        build_from_layers(std::slice::from_ref(&layer), &image, &no_lost_found()).unwrap();
+        let r = Reader::open(&image).unwrap();
+        assert_eq!(r.list("/").unwrap(), ["etc", "lost+found"]);
+        // The image's own entry of that name is kept as it is.
+        assert_eq!(r.stat("/lost+found").unwrap().kind, FileKind::File);
+        assert_eq!(r.read("/lost+found").unwrap(), b"mine\n");
+
+        // With the directory asked for, a file in its place cannot be turned into one.
+        let err = build_from_layers(
+            &[layer],
+            &tmp.path().join("img2"),
+            &FormatOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("lost+found"), "{err}");
     }
 }

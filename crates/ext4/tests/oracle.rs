@@ -97,6 +97,29 @@ fn every_file_type_matches_umoci() {
     ignore = "needs root for loop mounts: run scripts/test.sh"
 )]
 fn whiteouts_opaque_dirs_and_type_changes_match_umoci() {
+    common::check_against_umoci(&whiteout_stack(), &opts(), false);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
+fn rootfs_without_lost_found_matches_umoci_exactly() {
+    // As an image's rootfs is built for containers: the root holds the layers' names only, and
+    // e2fsck's only remark is the missing /lost+found (checked in `check_against_umoci`).
+    let opts = ext4::FormatOptions {
+        lost_found: false,
+        journal: true,
+        ..opts()
+    };
+    let s = common::check_against_umoci(&whiteout_stack(), &opts, false);
+    // The root, a, a/sub and opq: f2d was whited out, d2f became a file.
+    assert_eq!(s.directories, 4);
+}
+
+/// Three layers with whiteouts, an opaque directory and type changes.
+fn whiteout_stack() -> Vec<Vec<u8>> {
     let mut l0 = Layer::new();
     l0.dir("a", 0o755)
         .file("a/keep", 0o644, b"keep")
@@ -131,7 +154,7 @@ fn whiteouts_opaque_dirs_and_type_changes_match_umoci() {
     l2.dir("a/sub", 0o700)
         .file("a/sub/y", 0o644, b"y back")
         .whiteout("f2d");
-    common::check_against_umoci(&[l0.finish(), l1.finish(), l2.finish()], &opts(), false);
+    vec![l0.finish(), l1.finish(), l2.finish()]
 }
 
 #[test]

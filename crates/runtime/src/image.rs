@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::rootfs::{RootfsCache, RootfsError};
+use crate::rootfs::{RootfsCache, RootfsError, IMAGE_ROOTFS_FORMAT};
 use crate::spec::ImageConfig;
 
 /// Smallest size of an image's cached ext4 rootfs. The cached image is the base of every
@@ -263,10 +263,13 @@ pub async fn resolve(
     };
     let cache = RootfsCache::open(root).map_err(rootfs_err)?;
     let rootfs = tokio::task::block_in_place(|| {
-        cache.ensure(&digest, |tmp| {
+        cache.ensure_in_format(&digest, Some(IMAGE_ROOTFS_FORMAT), |tmp| {
             let opts = ext4::FormatOptions {
                 journal: true,
                 min_size: Some(ROOTFS_MIN_SIZE),
+                // The container sees exactly its image's files at `/`, as on docker's
+                // overlayfs; the format is in the cache name, so old files are not reused.
+                lost_found: false,
                 ..Default::default()
             };
             ext4::build_from_layers(&layers, tmp, &opts).map(|_| ())

@@ -1,9 +1,14 @@
 //! The image → rootfs cache: one ext4 image per image manifest, under
-//! `<root>/rootfs/<digest hex>.ext4`, built once and shared read-only by every container of that
-//! image (each container writes to its own qcow2 overlay on top).
+//! `<root>/rootfs/<algo>-<hex>.<format>.ext4`, built once and shared read-only by every
+//! container of that image (each container writes to its own qcow2 overlay on top).
 //!
 //! Building happens under a per-digest flock into a temp file that is renamed into place, so
 //! concurrent `run`s of the same image build it once and nobody sees a half-built image.
+//!
+//! A cached file is never rebuilt in place: existing containers' overlays are backed by it, and
+//! a qcow2 overlay over changed backing content is a corrupt disk. When what an image's rootfs
+//! holds changes, [`IMAGE_ROOTFS_FORMAT`] changes, so the new content gets a new file name and
+//! the old file stays for the containers made on it.
 
 pub use ext4::{FormatOptions, Summary};
 
@@ -11,6 +16,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::state::Lock;
+
+/// The format of image rootfs files, part of their cache name: bump it when the writer's
+/// options for an image's rootfs change what the filesystem holds.
+///
+/// - none (`<algo>-<hex>.ext4`): a `/lost+found` at the root.
+/// - `v2`: no `/lost+found`; the root holds exactly the image's entries, as under docker.
+pub const IMAGE_ROOTFS_FORMAT: &str = "v2";
 
 /// Errors of the rootfs cache.
 #[derive(Debug, thiserror::Error)]
@@ -88,16 +100,29 @@ impl RootfsCache {
         Ok(RootfsCache { dir })
     }
 
-    /// Path of the image for a manifest digest (whether or not it exists yet).
+    /// Path of the image for a digest (whether or not it exists yet): `<algo>-<hex>.ext4`.
     pub fn path_for(&self, digest: &str) -> Result<PathBuf, RootfsError> {
+        self.path_in_format(digest, None)
+    }
+
+    /// Path of the image for a digest in `format` (whether or not it exists yet):
+    /// `<algo>-<hex>.<format>.ext4`, or as [`RootfsCache::path_for`] without one.
+    pub fn path_in_format(
+        &self,
+        digest: &str,
+        format: Option<&str>,
+    ) -> Result<PathBuf, RootfsError> {
         let (algo, hex) = digest
             .split_once(':')
             .ok_or_else(|| RootfsError::BadDigest(digest.into()))?;
         let ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric());
-        if !ok(algo) || !ok(hex) {
+        if !ok(algo) || !ok(hex) || !format.is_none_or(ok) {
             return Err(RootfsError::BadDigest(digest.into()));
         }
-        Ok(self.dir.join(format!("{algo}-{hex}.ext4")))
+        Ok(match format {
+            Some(f) => self.dir.join(format!("{algo}-{hex}.{f}.ext4")),
+            None => self.dir.join(format!("{algo}-{hex}.ext4")),
+        })
     }
 
     /// Returns the cached image for `digest`, calling `build(tmp_path)` first if it is missing.
@@ -109,7 +134,21 @@ impl RootfsCache {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        let path = self.path_for(digest)?;
+        self.ensure_in_format(digest, None, build)
+    }
+
+    /// [`RootfsCache::ensure`] for the file of `digest` in `format`
+    /// ([`RootfsCache::path_in_format`]).
+    pub fn ensure_in_format<E>(
+        &self,
+        digest: &str,
+        format: Option<&str>,
+        build: impl FnOnce(&Path) -> Result<(), E>,
+    ) -> Result<PathBuf, RootfsError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let path = self.path_in_format(digest, format)?;
         if path.exists() {
             return Ok(path);
         }
@@ -191,5 +230,36 @@ mod tests {
         assert!(left.is_empty());
         assert!(cache.path_for("nodigest").is_err());
         assert!(cache.path_for("sha256:../x").is_err());
+        assert!(cache.path_in_format("sha256:ee", Some("../x")).is_err());
+        assert!(cache.path_in_format("sha256:ee", Some("")).is_err());
+    }
+
+    #[test]
+    fn a_new_format_is_a_new_file_and_the_old_one_stays() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = RootfsCache::open(tmp.path()).unwrap();
+        let old = cache
+            .ensure("sha256:abcd", |p| fs::write(p, b"with lost+found"))
+            .unwrap();
+        assert_eq!(old.file_name().unwrap(), "sha256-abcd.ext4");
+        let new = cache
+            .ensure_in_format("sha256:abcd", Some(IMAGE_ROOTFS_FORMAT), |p| {
+                fs::write(p, b"without")
+            })
+            .unwrap();
+        assert_eq!(
+            new.file_name().unwrap().to_string_lossy(),
+            format!("sha256-abcd.{IMAGE_ROOTFS_FORMAT}.ext4")
+        );
+        // Containers made before are backed by the old file: it is neither rebuilt nor removed.
+        assert_eq!(fs::read(&old).unwrap(), b"with lost+found");
+        assert_eq!(fs::read(&new).unwrap(), b"without");
+        // Cached: the builder is not called again.
+        let again = cache
+            .ensure_in_format("sha256:abcd", Some(IMAGE_ROOTFS_FORMAT), |_| {
+                Err(std::io::Error::other("must not rebuild"))
+            })
+            .unwrap();
+        assert_eq!(again, new);
     }
 }

@@ -202,6 +202,9 @@ impl VolumeStore {
             let opts = ext4::FormatOptions {
                 journal: true,
                 label: Some(name.chars().take(16).collect()),
+                // A new volume is empty, as docker's are: programs that refuse a non-empty
+                // directory (postgres's initdb) must accept it, and copy-up fills it.
+                lost_found: false,
                 ..Default::default()
             };
             let summary =
@@ -366,6 +369,15 @@ mod tests {
         store.remove("b").unwrap();
         assert!(matches!(store.get("b"), Err(VolumeError::NotFound(_))));
         assert!(matches!(store.remove("b"), Err(VolumeError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_new_volume_is_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(tmp.path()).unwrap();
+        store.create("pg", 16 << 20).unwrap();
+        let r = ext4::reader::Reader::open(&store.disk("pg")).unwrap();
+        assert!(r.list("/").unwrap().is_empty(), "no lost+found");
     }
 
     #[test]

@@ -143,7 +143,9 @@ impl State {
     /// allocations decide where the next one's land: keep it, or images stop being
     /// reproducible.
     pub(crate) fn finish(mut self) -> Result<Summary, Ext4Error> {
-        self.ensure_lost_found()?;
+        if self.opts.lost_found {
+            self.ensure_lost_found()?;
+        }
 
         // 1–2. Inode numbers, and the metadata blocks the tree needs beyond its file data.
         let numbers = Numbering::new(&self.tree);
