@@ -15,7 +15,7 @@ use super::config::{self as cfg, StageFlags};
 use super::context::Context;
 use super::copy::{plan, CopyEnv, CopySource, CopySpec};
 use super::stage::StageTree;
-use super::tree::{DirTree, SourceTree, Tree};
+use super::tree::{DirTree, SourceTree};
 use super::vm::{BuilderVm, OutputSink, RunSpec, VmSpec};
 use super::workdir::{workdir_layer, workdir_owner};
 use crate::mounts::RunMount;
@@ -653,20 +653,12 @@ impl Builder<'_> {
         }
         if st.vm.is_none() {
             let base = self.base_ext4(&st.layers).await?;
-            // The ext4 writer adds a `lost+found` the image may not have; RUN must not see it
-            // (docker's and buildah's rootfs are the layers alone).
-            let hide = if self.layers_have_lost_found(st)? {
-                Vec::new()
-            } else {
-                vec!["lost+found".to_string()]
-            };
             let vm = BuilderVm::boot(&VmSpec {
                 root: self.opts.root.clone(),
                 vminitd: self.opts.vminitd.clone(),
                 base,
                 network: self.opts.network,
                 vm: self.opts.vm.clone(),
-                hide,
                 caches: self.cache_disks(st, step.line)?,
             })
             .await
@@ -1134,39 +1126,12 @@ impl Builder<'_> {
         Ok(store_layer_tar(&self.store, tar)?.map(|(blob, diff_id)| Layer { blob, diff_id }))
     }
 
-    /// Whether the stage's layers hold a `/lost+found`: read from the stage's file index once
-    /// per chain of diff_ids, then remembered in a marker beside the build cache's records
-    /// (`builder prune` removes it with them).
-    fn layers_have_lost_found(&self, st: &mut StageState) -> Result<bool, BuildError> {
-        let mut h = oci::digest::Hasher::new();
-        h.update(b"lost+found\0");
-        for l in &st.layers {
-            h.update(l.diff_id.as_str().as_bytes());
-            h.update(b"\0");
-        }
-        let dir = cache::cache_dir(&self.opts.root);
-        let marker = dir.join(format!("{}.lost-found", h.finish().0.hex()));
-        match std::fs::read(&marker).as_deref() {
-            Ok(b"1") => return Ok(true),
-            Ok(b"0") => return Ok(false),
-            _ => {}
-        }
-        let has = st
-            .tree(&self.store)?
-            .entry("lost+found")
-            .ok()
-            .flatten()
-            .is_some();
-        // Only a hint: without it the index is read again next time.
-        let _ = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&marker, if has { "1" } else { "0" }));
-        Ok(has)
-    }
-
-    /// The ext4 image of `layers` (the rootfs cache, keyed by their chain of diff_ids).
+    /// The ext4 image of `layers` (the rootfs cache, keyed by their chain of diff_ids),
+    /// without the `lost+found` an ext4 usually has: RUN sees the layers' files only, as in
+    /// docker and buildah (docs/architecture.md has why a filesystem needs none).
     async fn base_ext4(&self, layers: &[Layer]) -> Result<PathBuf, BuildError> {
         let mut h = oci::digest::Hasher::new();
-        h.update(b"build-base\0");
+        h.update(b"build-base-v2\0");
         for l in layers {
             h.update(l.diff_id.as_str().as_bytes());
             h.update(b"\0");
@@ -1180,7 +1145,11 @@ impl Builder<'_> {
         tokio::task::spawn_blocking(move || {
             let cache = runtime::rootfs::RootfsCache::open(&root)?;
             cache.ensure(key.as_str(), |tmp| {
-                ext4::build_from_layers(&blobs, tmp, &ext4::FormatOptions::default()).map(|_| ())
+                let opts = ext4::FormatOptions {
+                    lost_found: false,
+                    ..Default::default()
+                };
+                ext4::build_from_layers(&blobs, tmp, &opts).map(|_| ())
             })
         })
         .await

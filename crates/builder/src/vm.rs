@@ -77,10 +77,6 @@ pub struct VmSpec {
     pub network: bool,
     /// vCPUs and memory.
     pub vm: VmOptions,
-    /// Names at the root of the base's ext4 that the stage's layers do not have (the
-    /// `lost+found` our ext4 writer adds): hidden from RUN steps by whiteouts in a layer
-    /// below the first step's, which is never exported.
-    pub hide: Vec<String>,
     /// The cache mounts' disks (ext4 images with a `data` directory), in the order
     /// [`cache_dir`] numbers them.
     pub caches: Vec<PathBuf>,
@@ -129,8 +125,6 @@ pub struct BuilderVm {
     dir: tempfile::TempDir,
     /// Layer directories made so far in the guest: `l/1` … `l/N`.
     layers: usize,
-    /// Whether the whiteouts of [`VmSpec::hide`] lie between the base and `l/1`.
-    hidden: bool,
     /// Directories sent for mounts so far (`m1` …).
     sent: usize,
     /// Cache disks mounted (`cache/0` …).
@@ -178,24 +172,6 @@ async fn send_layer(client: &agent::Client, path: &str, tar: &Path) -> Result<()
         });
     }
     Ok(())
-}
-
-/// The layer of [`VmSpec::hide`]'s whiteouts (`LayerIn` wants an existing parent).
-fn hide_dir() -> String {
-    format!("{BUILD_DIR}/scratch/hide")
-}
-
-/// A layer tar of whiteouts for `names` (at the root).
-fn whiteouts(names: &[String], dest: &Path) -> std::io::Result<()> {
-    let mut b = tar::Builder::new(std::fs::File::create(dest)?);
-    for name in names {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(0);
-        b.append_data(&mut h, format!(".wh.{name}"), std::io::empty())?;
-    }
-    b.into_inner()?.sync_all()
 }
 
 impl BuilderVm {
@@ -298,15 +274,6 @@ impl BuilderVm {
             }
             Ok::<_, VmError>(client)
         };
-        let ready = async {
-            let client = ready.await?;
-            if !spec.hide.is_empty() {
-                let tar = dir.path().join("hide.tar");
-                whiteouts(&spec.hide, &tar).map_err(io_err("write the hiding layer"))?;
-                send_layer(&client, &hide_dir(), &tar).await?;
-            }
-            Ok::<_, VmError>(client)
-        };
         match ready.await {
             Ok(client) => Ok(BuilderVm {
                 vm,
@@ -314,7 +281,6 @@ impl BuilderVm {
                 _guest: booted.guest,
                 dir,
                 layers: 0,
-                hidden: !spec.hide.is_empty(),
                 sent: 0,
                 caches: spec.caches.len(),
             }),
@@ -354,9 +320,6 @@ impl BuilderVm {
         let n = self.layers + 1;
         let target = format!("{BUILD_DIR}/root{n}");
         let mut lower: Vec<String> = (1..n).rev().map(layer_dir).collect();
-        if self.hidden {
-            lower.push(hide_dir());
-        }
         lower.push(format!("{BUILD_DIR}/base"));
         let options = vec![
             format!("lowerdir={}", lower.join(":")),
