@@ -192,11 +192,12 @@ pub async fn build(
     let global = stages
         .global_arg_values(&predefined, &opts.build_args)
         .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
-    let resolution = stages
-        .resolve(&global)
-        .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    // The target first: a wrong --target is the user's first problem, as in BuildKit.
     let target = stages
         .target(opts.target.as_deref())
+        .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
+    let resolution = stages
+        .resolve(&global)
         .map_err(|e| BuildError::Dockerfile(e.to_string()))?;
     let order = resolution.build_order(target);
 

@@ -11,9 +11,13 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use crate::global::GlobalOptions;
 
-/// `container build`.
+/// `container build` (and `container build prune`, the same as `container builder prune`).
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BuildArgs {
+    /// `prune`: the build cache.
+    #[command(subcommand)]
+    pub action: Option<BuilderCommand>,
     /// Name (and tag) of the image; repeatable.
     #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
     pub tags: Vec<String>,
@@ -63,7 +67,9 @@ pub struct BuildArgs {
     #[arg(short = 'm', long, default_value = "2g")]
     pub memory: String,
     /// The build context: a directory, or `-` for a tar archive (or a Dockerfile) on stdin.
-    pub context: String,
+    /// (A directory named `prune` is `./prune`.)
+    #[arg(required = true)]
+    pub context: Option<String>,
 }
 
 /// How progress is shown.
@@ -143,7 +149,7 @@ fn read_context(a: &BuildArgs) -> Result<Context> {
     let dockerfile = match a.file.as_deref() {
         None => DockerfileAt::Default,
         Some(p) if p.as_os_str() == "-" => {
-            if a.context == "-" {
+            if a.context.as_deref() == Some("-") {
                 bail!("the Dockerfile and the context cannot both come from stdin");
             }
             let mut text = Vec::new();
@@ -153,10 +159,11 @@ fn read_context(a: &BuildArgs) -> Result<Context> {
         }
         Some(p) => DockerfileAt::Path(p.to_path_buf()),
     };
-    if a.context == "-" {
+    let context = a.context.as_deref().unwrap_or(".");
+    if context == "-" {
         return Ok(Context::from_stdin(std::io::stdin().lock(), dockerfile)?);
     }
-    let dir = PathBuf::from(&a.context);
+    let dir = PathBuf::from(context);
     Ok(Context::from_dir(&dir, dockerfile)?)
 }
 
@@ -187,8 +194,21 @@ fn secret(spec: &str) -> Result<(String, Vec<u8>)> {
     Ok((id, value))
 }
 
-/// Runs `container build`.
+/// Runs `container build`. A failed build exits 1, as docker's does, whatever failed.
 pub fn run(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
+    if let Some(cmd) = a.action {
+        return builder(global, cmd);
+    }
+    match build_image(global, a) {
+        Err(e) if e.downcast_ref::<crate::exit::ExitCode>().is_none() => {
+            eprintln!("Error: {}", crate::exit::chain(&e));
+            Err(crate::exit::ExitCode(1).into())
+        }
+        other => other,
+    }
+}
+
+fn build_image(global: &GlobalOptions, a: BuildArgs) -> Result<()> {
     if let Some(p) = &a.platform {
         let platform = oci::Platform::parse(p)?;
         runtime::image::check_platform(&platform)?;

@@ -360,6 +360,35 @@ fn multi_stage_copy_from_and_failures() {
         "{}",
         r.stderr
     );
+    // A stage that does not exist, a cycle between stages, a context that is not there.
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {IMAGE} AS a\nCOPY --from=b /x /x\nFROM {IMAGE} AS b\nCOPY --from=a /y /y\n"
+            ),
+        )],
+    );
+    let r = build(&env, ctx.path(), &["--target", "nope"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("target stage \"nope\" could not be found"),
+        "{}",
+        r.stderr
+    );
+    let r = build(&env, ctx.path(), &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("circular dependency detected on stage"),
+        "{}",
+        r.stderr
+    );
+    let r = env.run(&["build", "/nonexistent-context"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("/nonexistent-context"), "{}", r.stderr);
+    env.run(&["build", "prune"]).success();
     assert_eq!(env.qemus(), 0);
 }
 
