@@ -258,6 +258,11 @@ pub struct CreateProcess {
     /// what the command changed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remove_stubs: bool,
+    /// Container creation only: a network namespace of its own with only loopback, up
+    /// (docker's `--network none` inside a VM that has a network: a builder's
+    /// `RUN --network=none`). Otherwise the container shares the VM's network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub own_network: bool,
     /// The process itself.
     pub process: ProcessSpec,
 }

@@ -90,6 +90,7 @@ async fn calls_errors_and_flow_controlled_stdio() {
         privileged: false,
         mounts: vec![],
         remove_stubs: false,
+        own_network: false,
         process: ProcessSpec {
             args: vec![a.into()],
             ..Default::default()

@@ -617,6 +617,7 @@ impl Builder<'_> {
                 .unwrap_or_else(|| "/".into()),
             user: st.image.config.user.clone().unwrap_or_default(),
             mounts: Vec::new(),
+            network,
         };
         let created_by = format!("RUN {}", args.join(" "));
         // What the mounts bring in: a bind's files count, a cache's or a secret's do not

@@ -101,6 +101,8 @@ pub struct RunSpec {
     pub user: String,
     /// `RUN --mount`s, sources in the guest ([`BuilderVm::send_files`], [`cache_dir`]).
     pub mounts: Vec<agent::Mount>,
+    /// Whether the step has the VM's network (`RUN --network=none`: only its own loopback).
+    pub network: bool,
 }
 
 /// How a RUN ended, with its output (all of it went to the output sink as it came).
@@ -349,6 +351,7 @@ impl BuilderVm {
             mounts: spec.mounts.clone(),
             privileged: false,
             remove_stubs: true,
+            own_network: !spec.network,
             process: agent::ProcessSpec {
                 args: spec.args.clone(),
                 env: spec.env.clone(),

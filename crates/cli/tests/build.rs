@@ -1097,3 +1097,40 @@ fn run_mounts_cache_bind_tmpfs_and_secret() {
     );
     assert_eq!(env.qemus(), 0);
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and the guest kernel: run scripts/test.sh"
+)]
+fn run_network_none_has_only_loopback_in_a_networked_build() {
+    let env = Env::new(true);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {IMAGE}\n\
+                 USER 0\n\
+                 RUN cat /proc/net/dev > /with-net\n\
+                 RUN --network=none cat /proc/net/dev > /without-net\n"
+            ),
+        )],
+    );
+    // The build's network is QEMU's user-mode NAT: no bridge or tap on the host.
+    let ctx_arg = ctx.path().to_str().unwrap().to_string();
+    env.run(&["build", "--network", "default", "-t", "nets", &ctx_arg])
+        .success();
+    let read = |f: &str| {
+        env.run(&["run", "--rm", "--network", "none", "nets", "cat", f])
+            .success()
+            .stdout
+    };
+    let (with, without) = (read("/with-net"), read("/without-net"));
+    assert!(with.contains("eth0:"), "{with}");
+    assert!(
+        without.contains("lo:") && !without.contains("eth0"),
+        "{without}"
+    );
+}

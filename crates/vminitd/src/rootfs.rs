@@ -52,6 +52,8 @@ pub struct RootfsPlan {
     /// docker's `--privileged`: `/sys` writable, nothing under `/proc` or `/sys` masked or
     /// read-only.
     pub privileged: bool,
+    /// In a network namespace of its own (made by the clone), whose loopback this brings up.
+    pub own_network: bool,
 }
 
 const DEVICES: [(&str, u32, u32); 6] = [
@@ -70,6 +72,15 @@ fn inside(root: &Path, p: &str) -> PathBuf {
 /// Builds the filesystem view; called in the child after clone(CLONE_NEWNS...).
 pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
     let root = &plan.rootfs;
+    if plan.own_network {
+        crate::netlink::loopback_up().map_err(|e| {
+            (
+                b'E',
+                std::io::Error::other(e.to_string()),
+                "bring up lo".to_string(),
+            )
+        })?;
+    }
     let m = |src: &str, dst: &Path, fs: &str, flags: libc::c_ulong, data: Option<&str>| {
         ctx(
             sys::mkdir_p(dst).and_then(|_| sys::mount(src, dst, fs, flags, data)),

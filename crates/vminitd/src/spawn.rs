@@ -98,9 +98,12 @@ pub fn fork(plan: Plan) -> io::Result<Forked> {
     let (status_rd, status_wr) = sys::pipe()?;
     let (start_rd, start_wr) = sys::pipe()?;
     let pid = match &plan.placement {
-        Placement::NewContainer(_) => {
-            let flags =
+        Placement::NewContainer(rootfs) => {
+            let mut flags =
                 libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+            if rootfs.own_network {
+                flags |= libc::CLONE_NEWNET;
+            }
             raw_fork(flags)?
         }
         Placement::Join { pid, .. } => {

@@ -127,6 +127,7 @@ impl AgentGuest {
             mounts: setup.mounts,
             privileged: setup.privileged,
             remove_stubs: false,
+            own_network: false,
             process: agent::ProcessSpec {
                 args: spec.args.clone(),
                 env: spec.env.clone(),

@@ -174,6 +174,8 @@ impl Processes {
                     .map_err(|e| GuestError::sys(format!("open {p}"), e))
             };
             let others = vec![
+                // The VM's own for most containers; a RUN --network=none step's its own.
+                (ns("net")?, libc::CLONE_NEWNET),
                 (ns("ipc")?, libc::CLONE_NEWIPC),
                 (ns("uts")?, libc::CLONE_NEWUTS),
                 (ns("mnt")?, libc::CLONE_NEWNS),
@@ -269,6 +271,7 @@ impl Processes {
             files,
             mounts: req.mounts.clone(),
             privileged: req.privileged,
+            own_network: req.own_network,
         };
         Ok(Placed {
             placement: Placement::NewContainer(plan),

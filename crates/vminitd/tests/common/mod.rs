@@ -114,6 +114,7 @@ pub fn create(container: &str, rootfs: Option<&Path>, process: ProcessSpec) -> C
         privileged: false,
         mounts: vec![],
         remove_stubs: false,
+        own_network: false,
         process,
     }
 }
