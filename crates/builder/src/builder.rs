@@ -580,17 +580,26 @@ impl Builder<'_> {
                 })
             }
         };
-        if let ([doc], dockerfile::Command::Shell(line)) = (run.heredocs.as_slice(), &run.command) {
-            if is_lone_heredoc(line, &doc.name) && doc.text().starts_with("#!") {
-                return Err(BuildError::Step {
-                    line: step.line,
-                    message: "RUN <<EOF with a #! script is not supported yet: run it with its \
-                              interpreter (RUN python3 <<EOF)"
-                        .into(),
-                });
+        // `RUN <<EOF` whose body starts with `#!`: BuildKit runs the body as a program from a
+        // file at /dev/pipes/NAME (outside the rootfs: nothing of it lands in the layer).
+        let program = match (run.heredocs.as_slice(), &run.command) {
+            ([doc], dockerfile::Command::Shell(line))
+                if is_lone_heredoc(line, &doc.name) && doc.text().starts_with("#!") =>
+            {
+                if doc.name.contains('/') || doc.name.is_empty() {
+                    return Err(BuildError::Step {
+                        line: step.line,
+                        message: format!("invalid here-document name {:?}", doc.name),
+                    });
+                }
+                Some((format!("/dev/pipes/{}", doc.name), doc.text()))
             }
-        }
-        let args = run_argv(run, &st.image.config);
+            _ => None,
+        };
+        let args = match &program {
+            Some((path, _)) => vec![path.clone()],
+            None => run_argv(run, &st.image.config),
+        };
         let mut env = st.image.config.env.clone();
         // Build arguments reach RUN as environment, under ENV of the same name.
         for (k, v) in &st.args {
@@ -622,7 +631,7 @@ impl Builder<'_> {
         let created_by = format!("RUN {}", args.join(" "));
         // What the mounts bring in: a bind's files count, a cache's or a secret's do not
         // (BuildKit's rule).
-        let mut mount_parts = Vec::new();
+        let mut mount_parts: Vec<String> = program.iter().map(|(_, text)| text.clone()).collect();
         for m in &mounts {
             mount_parts.push(format!("{m:?}"));
             if let RunMount::Bind { source, from, .. } = m {
@@ -682,6 +691,21 @@ impl Builder<'_> {
             st.vm_layers += 1;
         }
         spec.mounts = self.guest_mounts(st, &mounts, step.line).await?;
+        if let Some((path, text)) = &program {
+            let tar = self.scratch.join("program.tar");
+            secret_tar(&tar, text.as_bytes(), 0o755, 0, 0).map_err(host("write the program"))?;
+            let vm = st
+                .vm
+                .as_mut()
+                .ok_or_else(|| BuildError::Host("no builder VM".into()))?;
+            let guest = vm.send_files(&tar).await.map_err(at(step.line))?;
+            spec.mounts.push(agent::Mount {
+                source: format!("{guest}/secret"),
+                target: path.clone(),
+                fstype: "bind".into(),
+                options: vec!["ro".into()],
+            });
+        }
         let vm = st
             .vm
             .as_mut()
@@ -1386,7 +1410,7 @@ fn cache_root_tar(path: &Path, mode: u32, uid: u32, gid: u32) -> std::io::Result
     b.into_inner()?.sync_all()
 }
 
-/// A tar of one file `secret` holding a secret's value.
+/// A tar of one file `secret` holding a secret's value (or a here-document program).
 fn secret_tar(path: &Path, value: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
     let mut b = tar::Builder::new(std::fs::File::create(path)?);
     let mut h = tar::Header::new_ustar();

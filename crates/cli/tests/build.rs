@@ -1022,14 +1022,15 @@ fn run_mounts_cache_bind_tmpfs_and_secret() {
                      RUN --mount=type=bind,source=f.txt,target=/one.txt cat /one.txt > /from-file\n\
                      RUN --mount=from=src,source=/out,target=/mnt cat /mnt/x > /from-stage\n\
                      RUN --mount=type=tmpfs,target=/scratch sh -c 'echo t > /scratch/x && cat /scratch/x > /from-tmpfs'\n\
-                     RUN --mount=type=secret,id=tok,required sh -c 'test \"$(cat /run/secrets/tok)\" = s3cret && echo ok > /secret-ok'\n"
+                     RUN --mount=type=secret,id=tok,required sh -c 'test \"$(cat /run/secrets/tok)\" = s3cret && echo ok > /secret-ok'\n\
+                     RUN <<EOF\n#!/bin/sh\necho from-program > /program-out\nEOF\n"
                 ),
             ),
         ],
     );
     let secret = format!("id=tok,src={}", token.display());
     build(&env, ctx.path(), &["--secret", &secret, "-t", "mounts:1"]).success();
-    let check = "cat /count /from-ctx /from-file /from-stage /from-tmpfs /secret-ok; \
+    let check = "cat /count /from-ctx /from-file /from-stage /from-tmpfs /secret-ok /program-out; \
                  for p in /ctx /mnt /scratch /one.txt /run/secrets /cache; do \
                  test -e $p && echo \"$p is left\"; done; true";
     let out = env
@@ -1055,7 +1056,8 @@ fn run_mounts_cache_bind_tmpfs_and_secret() {
             "file",
             "from-stage",
             "t",
-            "ok"
+            "ok",
+            "from-program"
         ],
         "{}",
         out.stderr
@@ -1063,9 +1065,17 @@ fn run_mounts_cache_bind_tmpfs_and_secret() {
     for layer in layer_entries(&env, "mounts:1") {
         for e in &layer {
             assert!(
-                !["run/secrets", "cache", "ctx", "mnt", "scratch", "one.txt"]
-                    .iter()
-                    .any(|m| e.trim_end_matches('/') == *m || e.starts_with(&format!("{m}/"))),
+                ![
+                    "run/secrets",
+                    "cache",
+                    "ctx",
+                    "mnt",
+                    "scratch",
+                    "one.txt",
+                    "dev/pipes"
+                ]
+                .iter()
+                .any(|m| e.trim_end_matches('/') == *m || e.starts_with(&format!("{m}/"))),
                 "{e} in {layer:?}"
             );
         }
