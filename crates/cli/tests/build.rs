@@ -16,6 +16,11 @@ fn write(dir: &Path, files: &[(&str, &str)]) {
     }
 }
 
+/// How many steps a build took from the cache.
+fn hits(run: &common::Run) -> usize {
+    run.stderr.matches("Using cache").count()
+}
+
 fn build(env: &Env, ctx: &Path, args: &[&str]) -> common::Run {
     let mut a = vec!["build", "--network", "none"];
     a.extend(args);
@@ -173,12 +178,7 @@ fn run_copy_and_workdir_steps_make_an_image_that_runs_and_rebuilds_from_cache() 
         &["-t", "built:2", "--build-arg", "GREETING=hi"],
     )
     .success();
-    assert_eq!(
-        again.stderr.matches("Using cache").count(),
-        3,
-        "{}",
-        again.stderr
-    );
+    assert_eq!(hits(&again), 3, "{}", again.stderr);
     assert!(!again.stderr.contains("hi from world"), "{}", again.stderr);
     // The same image, to its ID: nothing in it depends on when the rebuild ran.
     assert_eq!(again.stdout, first.stdout);
@@ -192,12 +192,7 @@ fn run_copy_and_workdir_steps_make_an_image_that_runs_and_rebuilds_from_cache() 
         &["-t", "built:3", "--build-arg", "GREETING=hi"],
     )
     .success();
-    assert_eq!(
-        changed.stderr.matches("Using cache").count(),
-        0,
-        "{}",
-        changed.stderr
-    );
+    assert_eq!(hits(&changed), 0, "{}", changed.stderr);
     let out = env
         .run(&["run", "--rm", "--network", "none", "built:3"])
         .success();
@@ -205,12 +200,7 @@ fn run_copy_and_workdir_steps_make_an_image_that_runs_and_rebuilds_from_cache() 
 
     // A different build argument invalidates the RUN that sees it, not the COPY.
     let arg = build(&env, ctx.path(), &["-t", "built:4"]).success();
-    assert_eq!(
-        arg.stderr.matches("Using cache").count(),
-        1,
-        "{}",
-        arg.stderr
-    );
+    assert_eq!(hits(&arg), 1, "{}", arg.stderr);
     let out = env
         .run(&["run", "--rm", "--network", "none", "built:4"])
         .success();
@@ -223,20 +213,10 @@ fn run_copy_and_workdir_steps_make_an_image_that_runs_and_rebuilds_from_cache() 
     }
     env.run(&["image", "prune"]).success();
     let cached = build(&env, ctx.path(), &["-t", "built:5"]).success();
-    assert_eq!(
-        cached.stderr.matches("Using cache").count(),
-        3,
-        "{}",
-        cached.stderr
-    );
+    assert_eq!(hits(&cached), 3, "{}", cached.stderr);
     env.run(&["builder", "prune", "-f"]).success();
     let fresh = build(&env, ctx.path(), &["-t", "built:6"]).success();
-    assert_eq!(
-        fresh.stderr.matches("Using cache").count(),
-        0,
-        "{}",
-        fresh.stderr
-    );
+    assert_eq!(hits(&fresh), 0, "{}", fresh.stderr);
 }
 
 #[test]
