@@ -23,6 +23,8 @@ pub enum SystemCommand {
     /// Pre-booted VM templates that containers start from.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Serve the Docker Engine API (v1.41) on a unix socket, for docker clients.
+    Service(crate::service::ServiceArgs),
 }
 
 /// Subcommands of `container system template`.
@@ -79,6 +81,7 @@ pub struct ShowArgs {
 pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
     let store = global.runtime()?.kernels();
     match cmd {
+        SystemCommand::Service(a) => crate::service::run(global, a),
         SystemCommand::Status(a) => crate::system_info::status(global, a.format),
         SystemCommand::Df(a) => crate::system_info::df(global, a.format),
         SystemCommand::Cleanup(a) => crate::system_info::cleanup(global, a.format),
