@@ -1,0 +1,388 @@
+//! `container system service`, the Docker Engine API server, driven by a client nobody here
+//! wrote: Debian's docker 20.10 CLI (`/usr/bin/docker`, from the `docker.io` package; dockerd
+//! is never started), with `DOCKER_HOST=unix://…` pointing at our socket.
+//!
+//! The server runs in the host's network namespace (so that a pull reaches the test registry
+//! on the host's loopback); containers it runs use `--network none`. Every test stops the
+//! server it started (on drop) before its `Env` force-deletes what is left.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::vm::{build_image, wait_output, Env, IMAGE};
+use common::{Registry, Run};
+
+/// Debian's docker 20.10 client (a newer one may come first on PATH).
+const DOCKER: &str = "/usr/bin/docker";
+
+/// A running `container system service` on the env's root; stopped (SIGTERM) on drop.
+struct Service {
+    child: Child,
+    socket: PathBuf,
+    config: tempfile::TempDir,
+}
+
+impl Service {
+    fn start(env: &Env) -> Service {
+        let socket = env.cli.root().join("docker.sock");
+        let log = std::fs::File::create(env.cli.root().join("service.log")).unwrap();
+        let child = env
+            .cli
+            .host_command(&["system", "service", "--socket", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn container system service");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the service did not open {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Service {
+            child,
+            socket,
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `docker ARGS…` against this server, to its end.
+    fn docker(&self, args: &[&str]) -> Run {
+        let mut c = Command::new(DOCKER);
+        c.args(args)
+            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            // No user config (credential helpers, contexts) leaks in.
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT")
+            .stdin(Stdio::null());
+        wait_output(c)
+    }
+
+    /// One raw HTTP/1.1 request; returns the status code and the body.
+    fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        // Bodies of fixed length only here: what follows the headers is the body.
+        (status, body.to_string())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // SAFETY: kill only signals the child we spawned (its pid is ours until we wait).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn assert_docker_20(s: &Service) {
+    let v = s.docker(&[
+        "version",
+        "--format",
+        "{{.Client.Version}} {{.Server.APIVersion}}",
+    ]);
+    let v = v.success();
+    assert!(
+        v.stdout.starts_with("20.10"),
+        "not docker 20.10: {}",
+        v.stdout
+    );
+    assert_eq!(
+        v.stdout.split_whitespace().nth(1),
+        Some("1.41"),
+        "{}",
+        v.stdout
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn the_docker_cli_talks_to_the_socket_images_and_errors() {
+    let env = Env::tagged("engimg", true);
+    let s = Service::start(&env);
+    assert_docker_20(&s);
+    let mode = std::fs::metadata(&s.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+
+    let info = s.docker(&[
+        "info",
+        "--format",
+        "{{.Images}} {{.OSType}} {{.Containers}}",
+    ]);
+    assert_eq!(info.success().stdout.trim(), "1 linux 0");
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+        .success();
+    assert!(
+        images.stdout.starts_with("localhost/runtime-test:1 "),
+        "{}",
+        images.stdout
+    );
+    let id = s
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}} {{.Os}} {{.Config.WorkingDir}}",
+            IMAGE,
+        ])
+        .success();
+    assert!(
+        id.stdout.starts_with("sha256:") && id.stdout.ends_with(" linux /data\n"),
+        "{}",
+        id.stdout
+    );
+
+    s.docker(&["tag", IMAGE, "other/name:2"]).success();
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success();
+    assert!(images.stdout.contains("other/name:2"), "{}", images.stdout);
+    let rmi = s.docker(&["rmi", "other/name:2"]).success();
+    assert!(
+        rmi.stdout.contains("Untagged: other/name:2"),
+        "{}",
+        rmi.stdout
+    );
+
+    // Errors: docker's JSON body and status codes, one line each.
+    let r = s.docker(&["inspect", "--type", "container", "nope"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("No such container: nope"), "{}", r.stderr);
+    let r = s.docker(&["logs", "nope"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("No such container: nope"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        s.http("GET", "/v1.41/containers/nope/json", None),
+        (404, r#"{"message":"No such container: nope"}"#.to_string())
+    );
+    let (code, body) = s.http("GET", "/v1.41/swarm", None);
+    assert_eq!(code, 501);
+    assert!(body.starts_with(r#"{"message":"#), "{body}");
+    let (code, body) = s.http("GET", "/v1.99/version", None);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s.http("POST", "/containers/create", Some("{not json"));
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s.http(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"nothere:1"}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("No such image"), "{body}");
+    let (code, body) = s.http("POST", "/containers/create", Some(r#"{"Image":7}"#));
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = s.http("HEAD", "/_ping", None);
+    assert_eq!(code, 200);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn docker_pull_from_a_local_registry_then_run_it() {
+    let env = Env::tagged("engpull", false);
+    let registry = Registry::start();
+    let layout = env.cli.root().join("layout");
+    build_image(&layout);
+    let reference = registry.reference("runtime-test:1");
+    common::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{IMAGE}", layout.display()),
+            &format!("docker://{reference}"),
+        ],
+    );
+    let s = Service::start(&env);
+    let pull = s.docker(&["pull", &reference]).success();
+    assert!(
+        pull.stdout
+            .contains(&format!("Status: Downloaded newer image for {reference}")),
+        "{}",
+        pull.stdout
+    );
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success();
+    assert_eq!(images.stdout.trim(), reference);
+    let bad = s.docker(&["pull", &registry.reference("missing:1")]);
+    assert_ne!(bad.code, 0, "{}", bad.stdout);
+
+    // `run` of the pulled image: its output and its exit code come back through the
+    // hijacked attach stream and the wait.
+    let r = s.docker(&["run", "--rm", "--network", "none", &reference, "echo", "hi"]);
+    let r = r.success();
+    assert_eq!(r.stdout, "hi\n", "stderr: {}", r.stderr);
+    let r = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (3, "out\n", "err\n")
+    );
+    assert!(
+        env.container_dirs().is_empty(),
+        "--rm left {:?}",
+        env.container_dirs()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
+    let env = Env::tagged("engrun", true);
+    let s = Service::start(&env);
+    let run = s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "--label",
+        "app=web",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo started; echo oops >&2; exec sleep 1000",
+    ]);
+    let id = run.success().stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+
+    let ps = s
+        .docker(&[
+            "ps",
+            "--format",
+            "{{.ID}} {{.Names}} {{.Image}} {{.Status}}",
+        ])
+        .success();
+    assert!(
+        ps.stdout
+            .starts_with(&format!("{} web {IMAGE} Up ", &id[..12])),
+        "{}",
+        ps.stdout
+    );
+    let ps = s
+        .docker(&["ps", "-q", "--filter", "label=app=other"])
+        .success();
+    assert_eq!(ps.stdout, "");
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}} {{.Config.Tty}}", "web"])
+        .success();
+    assert_eq!(state.stdout, "running false\n");
+
+    let exec = s.docker(&["exec", "web", "cat", "/etc/hostname"]).success();
+    assert_eq!(exec.stdout, format!("{}\n", &id[..12]));
+    let exec = s.docker(&[
+        "exec",
+        "-u",
+        "0",
+        "-w",
+        "/",
+        "web",
+        "sh",
+        "-c",
+        "id -u; pwd; echo e >&2; exit 5",
+    ]);
+    assert_eq!(
+        (exec.code, exec.stdout.as_str(), exec.stderr.as_str()),
+        (5, "0\n/\n", "e\n")
+    );
+    let exec = s.docker(&["exec", "web", "no-such-command"]);
+    assert_eq!(exec.code, 127, "{exec:?}");
+
+    // The first lines reach the log once the process runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logs = loop {
+        let logs = s.docker(&["logs", "web"]).success();
+        if logs.stdout.contains("started") || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (logs.stdout.as_str(), logs.stderr.as_str()),
+        ("started\n", "oops\n")
+    );
+    let logs = s.docker(&["logs", "-t", "--tail", "1", "web"]).success();
+    let line = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        line.ends_with("Z started\n") || line.ends_with("Z oops\n"),
+        "{logs:?}"
+    );
+    assert_eq!(line.lines().count(), 1, "{logs:?}");
+
+    s.docker(&["stop", "-t", "1", "web"]).success();
+    let state = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web",
+        ])
+        .success();
+    // The process ignores SIGTERM as PID 1 (then SIGKILL after -t) or dies of it.
+    assert!(
+        ["exited 137\n", "exited 143\n"].contains(&state.stdout.as_str()),
+        "{}",
+        state.stdout
+    );
+    assert_eq!(s.docker(&["ps", "-q"]).success().stdout, "");
+    let all = s
+        .docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .success();
+    assert!(all.stdout.starts_with("web Exited (1"), "{}", all.stdout);
+    let r = s.docker(&["start", "web"]).success();
+    assert_eq!(r.stdout, "web\n");
+    s.docker(&["rm", "-f", "web"]).success();
+    assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
+    assert_eq!(env.qemus(), 0);
+}
