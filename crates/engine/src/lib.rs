@@ -172,6 +172,27 @@ pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Engi
     Ok(listener)
 }
 
+/// The listening socket systemd passed (socket activation: `LISTEN_PID` is this process and
+/// `LISTEN_FDS` is 1, the socket being descriptor 3), if any. The variables are removed so
+/// that processes this one starts (container monitors) do not take the socket for theirs.
+/// Call it before any thread is started (it changes the environment); make the result a
+/// tokio listener inside the runtime (`UnixListener::from_std`).
+pub fn listener_from_systemd() -> Option<std::io::Result<std::os::unix::net::UnixListener>> {
+    use std::os::fd::FromRawFd;
+    let pid = std::env::var("LISTEN_PID").ok()?;
+    let fds = std::env::var("LISTEN_FDS").ok()?;
+    if pid.parse::<u32>().ok()? != std::process::id() || fds != "1" {
+        return None;
+    }
+    std::env::remove_var("LISTEN_PID");
+    std::env::remove_var("LISTEN_FDS");
+    std::env::remove_var("LISTEN_FDNAMES");
+    // SAFETY: systemd's protocol (sd_listen_fds(3)) hands this process descriptor 3, open
+    // and not owned by anything else here; the listener takes ownership of it once.
+    let std_listener = unsafe { std::os::unix::net::UnixListener::from_raw_fd(3) };
+    Some(std_listener.set_nonblocking(true).map(|()| std_listener))
+}
+
 /// Serves connections on `listener` until `shutdown` resolves; connections in progress
 /// (a long `logs -f`, an attach) are dropped then, which leaves their containers running.
 pub async fn serve(
