@@ -116,7 +116,7 @@ pub fn take_over(req: Req) -> (Response<Body>, Client) {
         h.insert(CONTENT_TYPE, HeaderValue::from_static(RAW_STREAM));
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("tcp"));
-        (r, Client::Upgrade(Request::from_parts(req.parts, ())))
+        (r, Client::Upgrade(Box::new(Request::from_parts(req.parts, ()))))
     } else {
         let (r, tx) = http::channel(StatusCode::OK, RAW_STREAM);
         (r, Client::Body(tx))
@@ -126,7 +126,7 @@ pub fn take_over(req: Req) -> (Response<Body>, Client) {
 /// The client side of a session.
 pub enum Client {
     /// The connection, once hyper has sent the 101.
-    Upgrade(Request<()>),
+    Upgrade(Box<Request<()>>),
     /// The body of a 200 answer.
     Body(mpsc::Sender<Bytes>),
 }
@@ -148,7 +148,7 @@ pub async fn session(
     let mut input = None;
     let writer = match client {
         Client::Upgrade(req) => {
-            let upgraded = match hyper::upgrade::on(req).await {
+            let upgraded = match hyper::upgrade::on(*req).await {
                 Ok(u) => u,
                 Err(e) => {
                     tracing::debug!("upgrade for {id}: {e}");
