@@ -232,10 +232,23 @@ fn docker_pull_from_a_local_registry_then_run_it() {
         ],
     );
     let s = Service::start(&env);
+    // `run` of an image the store lacks: the create answers 404, the client pulls
+    // (`POST /images/create`, progress on its stderr) and creates again; the output and the
+    // exit code come back through the hijacked attach stream and the wait.
+    let r = s.docker(&["run", "--rm", "--network", "none", &reference, "echo", "hi"]);
+    let r = r.success();
+    assert_eq!(r.stdout, "hi\n", "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("Unable to find image"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("Status: Downloaded newer image for {reference}")),
+        "{}",
+        r.stderr
+    );
     let pull = s.docker(&["pull", &reference]).success();
     assert!(
         pull.stdout
-            .contains(&format!("Status: Downloaded newer image for {reference}")),
+            .contains(&format!("Status: Image is up to date for {reference}")),
         "{}",
         pull.stdout
     );
@@ -245,12 +258,6 @@ fn docker_pull_from_a_local_registry_then_run_it() {
     assert_eq!(images.stdout.trim(), reference);
     let bad = s.docker(&["pull", &registry.reference("missing:1")]);
     assert_ne!(bad.code, 0, "{}", bad.stdout);
-
-    // `run` of the pulled image: its output and its exit code come back through the
-    // hijacked attach stream and the wait.
-    let r = s.docker(&["run", "--rm", "--network", "none", &reference, "echo", "hi"]);
-    let r = r.success();
-    assert_eq!(r.stdout, "hi\n", "stderr: {}", r.stderr);
     let r = s.docker(&[
         "run",
         "--rm",

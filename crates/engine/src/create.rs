@@ -150,6 +150,13 @@ pub struct RestartPolicy {
     pub maximum_retry_count: i64,
 }
 
+/// `Env` as dockerd reads it: a `KEY` without `=` sets nothing. (The runtime's options take
+/// it as "copy from this process's environment", which is the docker *client's* rule: here
+/// that process is the server, whose environment must not reach containers.)
+pub fn daemon_env(env: Vec<String>) -> Vec<String> {
+    env.into_iter().filter(|e| e.contains('=')).collect()
+}
+
 fn bad(message: impl Into<String>) -> ApiError {
     ApiError::bad_request(message)
 }
@@ -218,7 +225,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         process: ProcessOptions {
             args,
             entrypoint,
-            env: body.env.unwrap_or_default(),
+            env: daemon_env(body.env.unwrap_or_default()),
             workdir: non_empty(body.working_dir),
             user: non_empty(body.user),
             terminal: body.tty,
@@ -280,6 +287,12 @@ mod tests {
         assert_eq!(o.process.entrypoint.as_deref(), Some("/bin/sh"));
         assert_eq!(o.process.args, ["-c", "echo", "hi"]);
         assert_eq!(o.process.env, ["A=1"]);
+        let o = parse(r#"{"Image":"b","Env":["HOME","PATH=/x"]}"#).unwrap();
+        assert_eq!(
+            o.process.env,
+            ["PATH=/x"],
+            "a bare key must not copy the server's variable"
+        );
         assert_eq!(o.process.workdir.as_deref(), Some("/w"));
         assert!(o.process.terminal && o.process.open_stdin && o.process.init);
         assert_eq!(o.networks, ["none"]);

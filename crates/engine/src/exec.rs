@@ -83,7 +83,7 @@ pub async fn create(engine: &Engine, id: &str, mut req: Req) -> Answer {
     let user = body.user.unwrap_or_default();
     let privileged = body.privileged.unwrap_or(false);
     let opts = ProcessOptions {
-        env: body.env.unwrap_or_default(),
+        env: crate::create::daemon_env(body.env.unwrap_or_default()),
         workdir: body.working_dir.filter(|w| !w.is_empty()),
         user: Some(user.clone()).filter(|u| !u.is_empty()),
         terminal: tty,

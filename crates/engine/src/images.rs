@@ -8,6 +8,7 @@
 //! containers made from it keep their rootfs (which is cached apart anyway).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -236,6 +237,7 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
         let progress = Arc::new(PullProgress {
             tx: tx.clone(),
             seen: Mutex::new(HashMap::new()),
+            transferred: AtomicBool::new(false),
         });
         let shown = familiar(&reference);
         let what = reference
@@ -249,7 +251,7 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
             ))
             .await;
         let opts = oci::PullOptions {
-            progress: Some(progress),
+            progress: Some(progress.clone()),
             ..Default::default()
         };
         let pulled = tokio::select! {
@@ -258,10 +260,17 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
             () = tx.closed() => return,
         };
         let lines = match pulled {
-            Ok(image) => vec![
-                json!({"status": format!("Digest: {}", image.target.digest)}),
-                json!({"status": format!("Status: Downloaded newer image for {shown}")}),
-            ],
+            Ok(image) => {
+                let status = if progress.transferred.load(Ordering::Relaxed) {
+                    format!("Status: Downloaded newer image for {shown}")
+                } else {
+                    format!("Status: Image is up to date for {shown}")
+                };
+                vec![
+                    json!({"status": format!("Digest: {}", image.target.digest)}),
+                    json!({ "status": status }),
+                ]
+            }
             Err(e) => {
                 let message = format!("cannot pull {shown}: {}", line(&e));
                 vec![json!({"errorDetail": {"message": message}, "error": message})]
@@ -287,6 +296,8 @@ struct PullProgress {
     tx: mpsc::Sender<Bytes>,
     /// Per blob: bytes so far, total, bytes when last reported.
     seen: Mutex<HashMap<String, (u64, u64, u64)>>,
+    /// Some blob was downloaded (else the image was up to date).
+    transferred: AtomicBool,
 }
 
 /// Bytes between two `Downloading` lines of one blob.
@@ -327,7 +338,10 @@ impl oci::Progress for PullProgress {
 
     fn finish(&self, digest: &oci::Digest, outcome: oci::BlobOutcome) {
         let status = match outcome {
-            oci::BlobOutcome::Transferred => "Pull complete",
+            oci::BlobOutcome::Transferred => {
+                self.transferred.store(true, Ordering::Relaxed);
+                "Pull complete"
+            }
             oci::BlobOutcome::Skipped => "Already exists",
         };
         let _ = self.tx.try_send(line_of(

@@ -116,7 +116,10 @@ pub fn take_over(req: Req) -> (Response<Body>, Client) {
         h.insert(CONTENT_TYPE, HeaderValue::from_static(RAW_STREAM));
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
         h.insert(UPGRADE, HeaderValue::from_static("tcp"));
-        (r, Client::Upgrade(Box::new(Request::from_parts(req.parts, ()))))
+        (
+            r,
+            Client::Upgrade(Box::new(Request::from_parts(req.parts, ()))),
+        )
     } else {
         let (r, tx) = http::channel(StatusCode::OK, RAW_STREAM);
         (r, Client::Body(tx))
