@@ -57,13 +57,30 @@ impl Service {
     /// `docker ARGS…` against this server, to its end.
     fn docker(&self, args: &[&str]) -> Run {
         let mut c = Command::new(DOCKER);
-        c.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+        c.args(args).stdin(Stdio::null());
+        self.client_env(&mut c);
+        wait_output(c)
+    }
+
+    /// `docker ARGS…` under a pseudo-terminal of `rows`×`cols` (util-linux `script`), whose
+    /// input stays open for 3 s (a closed one would end the session's stdin at once).
+    fn docker_in_pty(&self, rows: u16, cols: u16, args: &str) -> Run {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            &format!(
+                "sleep 3 | script -qec 'stty rows {rows} cols {cols}; {DOCKER} {args}' /dev/null"
+            ),
+        ]);
+        self.client_env(&mut c);
+        wait_output(c)
+    }
+
+    fn client_env(&self, c: &mut Command) {
+        c.env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
             // No user config (credential helpers, contexts) leaks in.
             .env("DOCKER_CONFIG", self.config.path())
-            .env_remove("DOCKER_CONTEXT")
-            .stdin(Stdio::null());
-        wait_output(c)
+            .env_remove("DOCKER_CONTEXT");
     }
 
     /// One raw HTTP/1.1 request; returns the status code and the body.
@@ -343,6 +360,13 @@ fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
         (exec.code, exec.stdout.as_str(), exec.stderr.as_str()),
         (5, "0\n/\n", "e\n")
     );
+    // Under a terminal: the client's window size reaches the process (`/exec/{id}/resize`).
+    // API 1.41 has no initial size in the exec's config, so the client sends it just after
+    // the start, as with dockerd: the process looks a moment later.
+    let tty = s
+        .docker_in_pty(33, 77, "exec -it web sh -c \"sleep 1; stty size\"")
+        .success();
+    assert!(tty.stdout.contains("33 77\r\n"), "{tty:?}");
     let exec = s.docker(&["exec", "web", "no-such-command"]);
     assert_eq!(exec.code, 127, "{exec:?}");
 

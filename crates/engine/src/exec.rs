@@ -128,6 +128,11 @@ fn lookup(engine: &Engine, id: &str) -> Result<ExecInstance, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
 }
 
+/// 404 unless exec instance `id` exists.
+pub fn check_exists(engine: &Engine, id: &str) -> Result<(), ApiError> {
+    lookup(engine, id).map(|_| ())
+}
+
 fn update(engine: &Engine, id: &str, f: impl FnOnce(&mut ExecInstance)) {
     if let Ok(mut m) = engine.execs.lock() {
         if let Some(i) = m.get_mut(id) {
@@ -158,6 +163,7 @@ pub async fn start(engine: Arc<Engine>, id: &str, mut req: Req) -> Answer {
         i.running = true;
     });
     let (response, client) = stream::take_over(req);
+    let control = engine.control(id);
     let exec_id = id.to_string();
     let container = instance.container.clone();
     tokio::spawn(async move {
@@ -172,7 +178,16 @@ pub async fn start(engine: Arc<Engine>, id: &str, mut req: Req) -> Answer {
                 i.exit_code = Some(code);
             });
         };
-        stream::session(client, monitor, &container, req, instance.want, record).await;
+        stream::session(
+            client,
+            monitor,
+            &container,
+            req,
+            instance.want,
+            control,
+            record,
+        )
+        .await;
         // A session cut short by the client: no exit code is known; it no longer runs here.
         update(&engine, &exec_id, |i| i.running = false);
     });

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 pub use error::ApiError;
 
@@ -82,6 +82,9 @@ pub struct Engine {
     pending_attaches: Mutex<HashMap<String, oneshot::Sender<UnixStream>>>,
     /// Exec instances by id (docker keeps these in its daemon's memory too).
     execs: Mutex<HashMap<String, exec::ExecInstance>>,
+    /// The control channel (window size) of each attach session by container id, and of
+    /// each attached exec by exec id: `resize` sends there.
+    controls: Mutex<HashMap<String, mpsc::UnboundedSender<runtime::protocol::Frame>>>,
 }
 
 impl Engine {
@@ -91,6 +94,7 @@ impl Engine {
             rt,
             pending_attaches: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            controls: Mutex::new(HashMap::new()),
         })
     }
 
@@ -104,6 +108,32 @@ impl Engine {
     fn wait_for_start(&self, id: &str, tx: oneshot::Sender<UnixStream>) {
         if let Ok(mut m) = self.pending_attaches.lock() {
             m.insert(id.to_string(), tx);
+        }
+    }
+
+    /// A new control channel for the session `key` (a container id or an exec id).
+    fn control(&self, key: &str) -> mpsc::UnboundedReceiver<runtime::protocol::Frame> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut m) = self.controls.lock() {
+            m.insert(key.to_string(), tx);
+        }
+        rx
+    }
+
+    /// Sends a new window size to session `key`; false when it has none.
+    fn resize(&self, key: &str, rows: u16, cols: u16) -> bool {
+        let frame = runtime::protocol::Frame::Resize(runtime::protocol::WinSize { rows, cols });
+        let Ok(mut m) = self.controls.lock() else {
+            return false;
+        };
+        match m.get(key).map(|tx| tx.send(frame)) {
+            Some(Ok(())) => true,
+            Some(Err(_)) => {
+                // The session ended: forget it.
+                m.remove(key);
+                false
+            }
+            None => false,
         }
     }
 

@@ -108,6 +108,15 @@ async fn route(engine: Arc<Engine>, req: Req) -> Answer {
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &req),
         (&Method::DELETE, ["containers", id]) => containers::delete(&engine, id, &req).await,
         (&Method::GET, ["containers", id, "logs"]) => crate::stream::logs(&engine, id, &req),
+        (&Method::POST, ["containers", id, "resize"]) => {
+            let c = engine.runtime().container(id)?;
+            let what = format!("container {}", c.name());
+            crate::stream::resize(&engine, c.id(), &what, &req)
+        }
+        (&Method::POST, ["exec", id, "resize"]) => {
+            exec::check_exists(&engine, id)?;
+            crate::stream::resize(&engine, id, &format!("exec {id}"), &req)
+        }
         (&Method::POST, ["containers", id, "attach"]) => {
             let id = id.to_string();
             crate::stream::attach(engine, &id, req).await

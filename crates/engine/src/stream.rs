@@ -144,6 +144,7 @@ pub async fn session(
     id: &str,
     req: MonitorRequest,
     want: Want,
+    control: mpsc::UnboundedReceiver<runtime::protocol::Frame>,
     on_end: impl FnOnce(&Result<ExitInfo, ClientError>),
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
@@ -193,8 +194,7 @@ pub async fn session(
         tty: want.tty,
         wanted: want.stderr,
     };
-    let (_control, control_rx) = mpsc::unbounded_channel();
-    let relay = client::relay(monitor, id, req, input, out, err, control_rx, || {});
+    let relay = client::relay(monitor, id, req, input, out, err, control, || {});
     let result = tokio::select! {
         r = relay => r,
         // The client went away: stop relaying; the process runs on (as with docker, whose
@@ -266,6 +266,8 @@ pub async fn attach(engine: Arc<Engine>, id: &str, req: Req) -> Answer {
         _ => Source::Now(c.connect(Verb::Attach).await?),
     };
     let (response, client) = take_over(req);
+    // Registered now: a client resizes right after its start, before the monitor answers.
+    let control = engine.control(&id);
     tokio::spawn(async move {
         let monitor = match source {
             Source::Now(s) => s,
@@ -276,9 +278,29 @@ pub async fn attach(engine: Arc<Engine>, id: &str, req: Req) -> Answer {
             },
         };
         let req = MonitorRequest::Attach { stdin: want.stdin };
-        session(client, monitor, &id, req, want, |_| {}).await;
+        session(client, monitor, &id, req, want, control, |_| {}).await;
     });
     Ok(response)
+}
+
+/// `POST /containers/{id}/resize?h=&w=` and `POST /exec/{id}/resize?h=&w=`: the new window
+/// size of the terminal of the session `key` (a container's attach, an exec).
+pub fn resize(engine: &Engine, key: &str, what: &str, req: &Req) -> Answer {
+    let size = |k: &str| -> Result<u16, ApiError> {
+        req.int(k)?
+            .and_then(|v| u16::try_from(v).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("invalid {k}: a terminal size is 0–65535"))
+            })
+    };
+    let (rows, cols) = (size("h")?, size("w")?);
+    if engine.resize(key, rows, cols) {
+        Ok(http::empty(StatusCode::OK))
+    } else {
+        Err(ApiError::conflict(format!(
+            "{what} has no attached terminal session to resize"
+        )))
+    }
 }
 
 /// `GET /containers/{id}/logs?stdout=&stderr=&follow=&timestamps=&tail=&since=&until=`:
