@@ -126,15 +126,15 @@ impl Engine {
         let Ok(mut m) = self.controls.lock() else {
             return false;
         };
-        match m.get(key).map(|tx| tx.send(frame)) {
-            Some(Ok(())) => true,
-            Some(Err(_)) => {
-                // The session ended: forget it.
-                m.remove(key);
-                false
-            }
-            None => false,
+        let Some(tx) = m.get(key) else {
+            return false;
+        };
+        if tx.send(frame).is_ok() {
+            return true;
         }
+        // The session ended: forget it.
+        m.remove(key);
+        false
     }
 
     /// The attach waiting for container `id` to start, if its client is still there.
