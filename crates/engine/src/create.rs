@@ -287,9 +287,9 @@ mod tests {
         assert_eq!(o.process.entrypoint.as_deref(), Some("/bin/sh"));
         assert_eq!(o.process.args, ["-c", "echo", "hi"]);
         assert_eq!(o.process.env, ["A=1"]);
-        let o = parse(r#"{"Image":"b","Env":["HOME","PATH=/x"]}"#).unwrap();
+        let bare = parse(r#"{"Image":"b","Env":["HOME","PATH=/x"]}"#).unwrap();
         assert_eq!(
-            o.process.env,
+            bare.process.env,
             ["PATH=/x"],
             "a bare key must not copy the server's variable"
         );
