@@ -147,7 +147,13 @@ pub fn wait(engine: &Engine, id: &str, req: &Req) -> Answer {
 /// (the runtime's rule); named ones stay, as with docker's `-v`.
 pub async fn delete(engine: &Engine, id: &str, req: &Req) -> Answer {
     let c = engine.runtime().container(id)?;
+    let full_id = c.id().to_string();
     c.delete(req.flag("force")).await?;
+    // An attach still waiting for this container's start ends with it.
+    drop(engine.take_attach(&full_id));
+    if let Ok(mut m) = engine.controls.lock() {
+        m.remove(&full_id);
+    }
     no_content()
 }
 

@@ -113,6 +113,7 @@ pub async fn create(engine: &Engine, id: &str, mut req: Req) -> Answer {
         running: false,
         exit_code: None,
     };
+    forget_gone(engine);
     if let Ok(mut m) = engine.execs.lock() {
         m.insert(exec_id.clone(), instance);
     }
@@ -126,6 +127,35 @@ fn lookup(engine: &Engine, id: &str) -> Result<ExecInstance, ApiError> {
         .ok()
         .and_then(|m| m.get(id).cloned())
         .ok_or_else(|| ApiError::not_found(format!("No such exec instance: {id}")))
+}
+
+/// Drops the exec instances (and their resize channels) of containers that no longer exist,
+/// as dockerd drops a container's execs with it; the rest stay inspectable.
+fn forget_gone(engine: &Engine) {
+    let store = engine.runtime().store();
+    let gone: Vec<String> = match engine.execs.lock() {
+        Ok(m) => m
+            .iter()
+            .filter(|(_, i)| {
+                matches!(
+                    store.load(&i.container),
+                    Err(runtime::state::StateError::NotFound(_))
+                )
+            })
+            .map(|(id, _)| id.clone())
+            .collect(),
+        Err(_) => return,
+    };
+    if let Ok(mut m) = engine.execs.lock() {
+        for id in &gone {
+            m.remove(id);
+        }
+    }
+    if let Ok(mut m) = engine.controls.lock() {
+        for id in &gone {
+            m.remove(id);
+        }
+    }
 }
 
 /// 404 unless exec instance `id` exists.
