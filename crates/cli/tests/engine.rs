@@ -34,12 +34,28 @@ struct Service {
 }
 
 impl Service {
+    /// The server in the host's namespace (it reaches the test registry; its containers
+    /// use `--network none`).
     fn start(env: &Env) -> Service {
+        Service::start_in(env, false)
+    }
+
+    /// The server in the env's network namespace, where its containers' default network
+    /// and published ports live.
+    fn start_in_netns(env: &Env) -> Service {
+        Service::start_in(env, true)
+    }
+
+    fn start_in(env: &Env, netns: bool) -> Service {
         let socket = env.cli.root().join("docker.sock");
         let log = std::fs::File::create(env.cli.root().join("service.log")).unwrap();
-        let child = env
-            .cli
-            .host_command(&["system", "service", "--socket", socket.to_str().unwrap()])
+        let args = ["system", "service", "--socket", socket.to_str().unwrap()];
+        let mut command = if netns {
+            env.cli.command(&args)
+        } else {
+            env.cli.host_command(&args)
+        };
+        let child = command
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -91,6 +107,17 @@ impl Service {
         c.args(args).stdin(Stdio::null());
         self.client_env(&mut c);
         wait_output(c)
+    }
+
+    /// `docker ARGS…` left running (to be killed: a client that goes away).
+    fn spawn_docker(&self, args: &[&str]) -> Child {
+        let mut c = Command::new(DOCKER);
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.client_env(&mut c);
+        c.spawn().expect("spawn docker")
     }
 
     /// One raw HTTP/1.1 request; returns the status code and the body.
@@ -450,4 +477,84 @@ fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
     s.docker(&["rm", "-f", "web"]).success();
     assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
     assert_eq!(env.qemus(), 0);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn published_ports_and_clients_that_go_away() {
+    let env = Env::tagged("engnet", false);
+    let dir = env.cli.root().join("httpd-image");
+    let layers = common::images::busybox_with(&["httpd", "sleep"], |l| {
+        l.dir("www", 0o755, 0, 0)
+            .file("www/index.html", b"served\n", 0o644, 0, 0)
+    });
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"],
+        "ExposedPorts": {"80/tcp": {}},
+    });
+    let tar = common::images::archive(&dir, "localhost/httpd:1", &layers, config);
+    env.run(&["image", "load", "-i", tar.to_str().unwrap()])
+        .success();
+    let s = Service::start_in_netns(&env);
+
+    // The default network and `-p`: HostConfig.PortBindings through the runtime's `-p`.
+    let id = s
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "18081:80",
+            "localhost/httpd:1",
+        ])
+        .success()
+        .stdout;
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ports = s.docker(&["ps", "--format", "{{.Ports}}"]).success();
+    assert_eq!(ports.stdout, "127.0.0.1:18081->80/tcp\n");
+    let get = || {
+        env.netns
+            .exec("curl", &["-sSf", "-m", "3", "http://127.0.0.1:18081/"])
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ok, mut body) = get();
+    while !ok && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        (ok, body) = get();
+    }
+    assert_eq!((ok, body.as_str()), (true, "served\n"));
+
+    // Clients that hang up in the middle of a follow, an attach and an exec: the container
+    // and the server carry on.
+    for args in [
+        &["logs", "-f", "web"][..],
+        &["attach", "--no-stdin", "web"],
+        &["exec", "web", "sleep", "30"],
+    ] {
+        let mut child = s.spawn_docker(args);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "docker {args:?} ended early"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "web"])
+        .success();
+    assert_eq!(state.stdout, "running\n");
+    assert_eq!(get(), (true, "served\n".to_string()));
+    let logs = s.docker(&["logs", "web"]).success();
+    assert!(
+        logs.stderr.contains("response:200"),
+        "httpd -v logs its requests: {logs:?}"
+    );
+    s.docker(&["rm", "-f", "web"]).success();
+    assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
 }
