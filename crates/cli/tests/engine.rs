@@ -558,3 +558,53 @@ fn published_ports_and_clients_that_go_away() {
     s.docker(&["rm", "-f", "web"]).success();
     assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
 }
+
+/// The Docker SDK for Python (Debian's `python3-docker`): its main calls, each checked in the
+/// script, which prints `ok` at its end.
+const SDK_SCRIPT: &str = r#"
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1], version="auto")
+image = sys.argv[2]
+assert c.version()["ApiVersion"] == "1.41"
+assert image in [t for i in c.images.list() for t in i.tags]
+# run: create, start, logs (followed), wait, remove
+out = c.containers.run(image, ["sh", "-c", "echo sdk; echo err >&2"], network_mode="none",
+                       remove=True, stderr=True)
+assert out == b"sdk\nerr\n", out
+ct = c.containers.run(image, ["sleep", "100"], network_mode="none", detach=True, name="sdk1",
+                      labels={"a": "b"})
+assert [x.name for x in c.containers.list(filters={"label": "a=b"})] == ["sdk1"]
+r = ct.exec_run(["sh", "-c", "echo in-exec; exit 4"])
+assert (r.exit_code, r.output) == (4, b"in-exec\n"), r
+ct.reload()
+assert ct.attrs["State"]["Status"] == "running"
+ct.stop(timeout=1)
+ct.reload()
+assert ct.status == "exited", ct.status
+ct.remove(force=True)
+try:
+    c.containers.get("sdk1")
+    raise SystemExit("sdk1 still there")
+except docker.errors.NotFound:
+    pass
+print("ok")
+"#;
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn the_docker_sdk_for_python() {
+    let env = Env::tagged("engsdk", true);
+    let s = Service::start(&env);
+    let script = env.cli.root().join("sdk.py");
+    std::fs::write(&script, SDK_SCRIPT).unwrap();
+    // Debian's interpreter and its python3-docker, whatever else is first on PATH.
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(&script)
+        .arg(format!("unix://{}", s.socket.display()))
+        .arg(IMAGE);
+    let r = wait_output(c);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ok\n"), "{}", r.stderr);
+}

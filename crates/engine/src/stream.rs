@@ -356,7 +356,10 @@ pub fn logs(engine: &Engine, id: &str, req: &Req) -> Answer {
                 frame(kind, text.as_bytes())
             }
         };
-        let Ok((recs, mut offset)) = runtime::logs::read_from(&path, 0) else {
+        // One open descriptor throughout: an `--rm` container's log leaves with it, and a
+        // client may read the stream only after that (the Docker SDK's `run` does).
+        let mut log = runtime::logs::LogFollower::new(&path);
+        let Ok(recs) = log.read() else {
             return;
         };
         for rec in runtime::logs::tail(select(recs), tail) {
@@ -371,10 +374,9 @@ pub fn logs(engine: &Engine, id: &str, req: &Req) -> Answer {
             // Read once more after the container stopped: its last lines are in by then.
             let up =
                 c.refresh().is_ok() && (c.status().is_up() || c.record().monitor_pid.is_some());
-            let Ok((recs, next)) = runtime::logs::read_from(&path, offset) else {
+            let Ok(recs) = log.read() else {
                 return;
             };
-            offset = next;
             for rec in select(recs) {
                 if tx.send(send(rec)).await.is_err() {
                     return;
