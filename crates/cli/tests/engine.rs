@@ -326,6 +326,45 @@ fn docker_pull_from_a_local_registry_then_run_it() {
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
         (3, "out\n", "err\n")
     );
+    // stdin (`-i`): the client's bytes reach the process, its end closes the process's stdin.
+    let mut c = Command::new(DOCKER);
+    c.args([
+        "run",
+        "-i",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "cat; echo end",
+    ]);
+    s.client_env(&mut c);
+    let (code, out, err) = common::vm::wait_bytes(c, Some(b"piped in\n".to_vec()));
+    assert_eq!(
+        (code, &out[..]),
+        (0, &b"piped in\nend\n"[..]),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    // A terminal (`-t`): one raw stream, no multiplexing headers.
+    let r = s.docker(&[
+        "run",
+        "-t",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "tty; echo x >&2",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "/dev/pts/0\r\nx\r\n"),
+        "{}",
+        r.stderr
+    );
     // The newer client, negotiating down to API 1.41.
     if std::path::Path::new(DOCKER_NEW).exists() {
         let v = s.client(
@@ -474,6 +513,15 @@ fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
     assert!(all.stdout.starts_with("web Exited (1"), "{}", all.stdout);
     let r = s.docker(&["start", "web"]).success();
     assert_eq!(r.stdout, "web\n");
+    s.docker(&["restart", "-t", "0", "web"]).success();
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "web"])
+        .success();
+    assert_eq!(state.stdout, "running\n");
+    s.docker(&["kill", "web"]).success();
+    assert_eq!(s.docker(&["wait", "web"]).success().stdout, "137\n");
+    let r = s.docker(&["kill", "web"]);
+    assert!(r.code != 0 && r.stderr.contains("is not running"), "{r:?}");
     s.docker(&["rm", "-f", "web"]).success();
     assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
     assert_eq!(env.qemus(), 0);
