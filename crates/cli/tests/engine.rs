@@ -326,6 +326,10 @@ fn docker_pull_from_a_local_registry_then_run_it() {
         (r.code, r.stdout.as_str(), r.stderr.as_str()),
         (3, "out\n", "err\n")
     );
+    // A command that is not there: docker's 127, and the reason on stderr.
+    let r = s.docker(&["run", "--rm", "--network", "none", &reference, "nope"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("\"nope\" not found"), "{r:?}");
     // stdin (`-i`): the client's bytes reach the process, its end closes the process's stdin.
     let mut c = Command::new(DOCKER);
     c.args([
