@@ -464,6 +464,26 @@ fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
         (exec.code, exec.stdout.as_str(), exec.stderr.as_str()),
         (5, "0\n/\n", "e\n")
     );
+    // top, pause/unpause, rename: one runtime call each.
+    let top = s.docker(&["top", "web"]).success();
+    assert!(top.stdout.contains("sleep 1000"), "{}", top.stdout);
+    s.docker(&["pause", "web"]).success();
+    let state = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "web",
+        ])
+        .success();
+    assert_eq!(state.stdout, "paused true\n");
+    let r = s.docker(&["exec", "web", "true"]);
+    assert!(r.code != 0 && r.stderr.contains("paused"), "{r:?}");
+    s.docker(&["unpause", "web"]).success();
+    s.docker(&["rename", "web", "web2"]).success();
+    let r = s.docker(&["inspect", "-f", "{{.Name}}", "web2"]).success();
+    assert_eq!(r.stdout, "/web2\n");
+    s.docker(&["rename", "web2", "web"]).success();
     // Under a terminal: the client's window size reaches the process (`/exec/{id}/resize`).
     // API 1.41 has no initial size in the exec's config, so the client sends it just after
     // the start, as with dockerd: the process looks a moment later.

@@ -143,6 +143,40 @@ pub fn wait(engine: &Engine, id: &str, req: &Req) -> Answer {
     Ok(response)
 }
 
+/// `POST /containers/{id}/pause`: freezes the container's VM.
+pub async fn pause(engine: &Engine, id: &str) -> Answer {
+    engine.runtime().container(id)?.pause().await?;
+    no_content()
+}
+
+/// `POST /containers/{id}/unpause`.
+pub async fn unpause(engine: &Engine, id: &str) -> Answer {
+    engine.runtime().container(id)?.unpause().await?;
+    no_content()
+}
+
+/// `POST /containers/{id}/rename?name=`.
+pub async fn rename(engine: &Engine, id: &str, req: &Req) -> Answer {
+    let name = req.q("name").unwrap_or("");
+    engine.runtime().container(id)?.rename(name).await?;
+    no_content()
+}
+
+/// `GET /containers/{id}/top?ps_args=`: the guest's processes as `ps` would list them.
+pub async fn top(engine: &Engine, id: &str, req: &Req) -> Answer {
+    let args: Vec<String> = req
+        .q("ps_args")
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let table = engine.runtime().container(id)?.top(&args).await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"Titles": table.titles, "Processes": table.processes}),
+    ))
+}
+
 /// `DELETE /containers/{id}?force=&v=`. Anonymous volumes go with the container either way
 /// (the runtime's rule); named ones stay, as with docker's `-v`.
 pub async fn delete(engine: &Engine, id: &str, req: &Req) -> Answer {

@@ -74,6 +74,14 @@ pub async fn create(engine: &Engine, id: &str, mut req: Req) -> Answer {
             c.id()
         )));
     }
+    // Refused here, as dockerd does, rather than at the start, whose hijacked answer the
+    // docker CLI reports without the message.
+    if c.record().paused {
+        return Err(ApiError::conflict(format!(
+            "Container {} is paused, unpause the container before exec",
+            c.id()
+        )));
+    }
     let cmd = body.cmd.unwrap_or_default();
     if cmd.is_empty() {
         return Err(ApiError::bad_request("No exec command specified"));

@@ -106,6 +106,12 @@ async fn route(engine: Arc<Engine>, req: Req) -> Answer {
         }
         (&Method::POST, ["containers", id, "kill"]) => containers::kill(&engine, id, &req).await,
         (&Method::POST, ["containers", id, "wait"]) => containers::wait(&engine, id, &req),
+        (&Method::POST, ["containers", id, "pause"]) => containers::pause(&engine, id).await,
+        (&Method::POST, ["containers", id, "unpause"]) => containers::unpause(&engine, id).await,
+        (&Method::POST, ["containers", id, "rename"]) => {
+            containers::rename(&engine, id, &req).await
+        }
+        (&Method::GET, ["containers", id, "top"]) => containers::top(&engine, id, &req).await,
         (&Method::DELETE, ["containers", id]) => containers::delete(&engine, id, &req).await,
         (&Method::GET, ["containers", id, "logs"]) => crate::stream::logs(&engine, id, &req),
         (&Method::POST, ["containers", id, "resize"]) => {
