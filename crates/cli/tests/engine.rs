@@ -47,6 +47,10 @@ impl Service {
     }
 
     fn start_in(env: &Env, netns: bool) -> Service {
+        assert!(
+            std::path::Path::new(DOCKER).exists(),
+            "{DOCKER} is missing: install Debian's docker.io (scripts/setup.sh)"
+        );
         let socket = env.cli.root().join("docker.sock");
         let log = std::fs::File::create(env.cli.root().join("service.log")).unwrap();
         let args = ["system", "service", "--socket", socket.to_str().unwrap()];
