@@ -47,11 +47,13 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message)
     }
 
-    /// 501: an endpoint this server does not implement (yet).
+    /// 501: an endpoint this server does not implement (yet). The words "not supported" are
+    /// what the docker CLI's `inspect` looks for to try the next kind of object (docker/cli
+    /// `isErrSkippable`), so `docker inspect NAME` goes on past networks and volumes.
     pub fn not_implemented(method: &str, path: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
-            format!("{method} {path} is not implemented by this server"),
+            format!("{method} {path} is not supported by this server yet"),
         )
     }
 
