@@ -19,6 +19,9 @@ APT_PACKAGES=(
     debootstrap          # bench/ext4.sh builds a Debian rootfs layer
     iperf3               # bench/net-throughput.sh (inside the test containers and on the host)
     buildah              # the oracle `container build` is compared with (docs/build.md)
+    # Real clients of `container system service` (the Docker API socket). Only their client
+    # binaries are used; dockerd is never started (policy-rc.d keeps the package from doing so).
+    docker.io docker-compose python3-docker
     jq xz-utils zstd curl ca-certificates
 )
 

@@ -18,6 +18,7 @@ mod output;
 mod progress;
 mod registry;
 mod rootfs;
+mod service;
 mod system;
 mod system_info;
 mod version;

@@ -25,6 +25,8 @@ pub enum SystemCommand {
     Template(TemplateCommand),
     /// Show the version of this binary and of the guest kernel (as `container version`).
     Version(crate::version::VersionArgs),
+    /// Serve the Docker Engine API (v1.41) on a unix socket, for docker clients.
+    Service(crate::service::ServiceArgs),
 }
 
 /// Subcommands of `container system template`.
@@ -82,6 +84,7 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
     let store = global.runtime()?.kernels();
     match cmd {
         SystemCommand::Version(a) => crate::version::version(global, a),
+        SystemCommand::Service(a) => crate::service::run(global, a),
         SystemCommand::Status(a) => crate::system_info::status(global, a.format),
         SystemCommand::Df(a) => crate::system_info::df(global, a.format),
         SystemCommand::Cleanup(a) => crate::system_info::cleanup(global, a.format),

@@ -182,6 +182,20 @@ pub struct HostConfig {
     pub init: Option<bool>,
     /// `--restart` as `{Name, MaximumRetryCount}` (`no` when not given).
     pub restart_policy: crate::restart::RestartPolicy,
+    /// How its output is kept: always docker's `json-file` layout, written by the monitor
+    /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
+    pub log_config: LogConfig,
+}
+
+/// `HostConfig.LogConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LogConfig {
+    /// The log driver: `json-file`.
+    #[serde(rename = "Type")]
+    pub kind: String,
+    /// Its options: none.
+    pub config: BTreeMap<String, String>,
 }
 
 /// A host address and port a container port is published on.
@@ -532,6 +546,10 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         pids_limit: c.resources.pids_limit,
         init: c.process.init.then_some(true),
         restart_policy: c.restart,
+        log_config: LogConfig {
+            kind: "json-file".to_string(),
+            config: BTreeMap::new(),
+        },
     }
 }
 
@@ -807,6 +825,7 @@ mod tests {
         );
         let h = &d["HostConfig"];
         assert_eq!(h["Init"], json!(true));
+        assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
         assert_eq!(
             h["RestartPolicy"],
             json!({"Name": "no", "MaximumRetryCount": 0})

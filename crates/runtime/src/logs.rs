@@ -117,6 +117,53 @@ pub fn read_from(path: &Path, offset: u64) -> std::io::Result<(Vec<Record>, u64)
     Ok((out, pos))
 }
 
+/// Reads a log as it grows through one open descriptor, so that lines written before the
+/// file went away (an `--rm` container's directory leaves with it when it exits) are still
+/// read: what `logs -f` needs when its client reads the stream only after the removal.
+#[derive(Debug)]
+pub struct LogFollower {
+    path: std::path::PathBuf,
+    file: Option<BufReader<File>>,
+    /// A line still being written.
+    partial: String,
+}
+
+impl LogFollower {
+    /// Follows the log at `path` (which need not exist yet: a created container has none).
+    pub fn new(path: &Path) -> LogFollower {
+        LogFollower {
+            path: path.to_path_buf(),
+            file: None,
+            partial: String::new(),
+        }
+    }
+
+    /// The complete records added since the last call (all of them at the first).
+    pub fn read(&mut self) -> std::io::Result<Vec<Record>> {
+        if self.file.is_none() {
+            match File::open(&self.path) {
+                Ok(f) => self.file = Some(BufReader::new(f)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+        }
+        let mut out = Vec::new();
+        let Some(reader) = self.file.as_mut() else {
+            return Ok(out);
+        };
+        loop {
+            if reader.read_line(&mut self.partial)? == 0 || !self.partial.ends_with('\n') {
+                return Ok(out);
+            }
+            // A damaged line is skipped, as in `read_from`.
+            if let Ok(rec) = serde_json::from_str::<Record>(&self.partial) {
+                out.push(rec);
+            }
+            self.partial.clear();
+        }
+    }
+}
+
 /// The last `n` records of a list.
 pub fn tail(records: Vec<Record>, n: Option<usize>) -> Vec<Record> {
     match n {
@@ -128,6 +175,23 @@ pub fn tail(records: Vec<Record>, n: Option<usize>) -> Vec<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follower_reads_what_was_written_before_the_file_went_away() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("log");
+        let mut f = LogFollower::new(&path);
+        assert!(f.read().unwrap().is_empty(), "no file yet");
+        let mut w = LogWriter::open(&path).unwrap();
+        w.write(Stream::Stdout, b"one\ntw").unwrap();
+        assert_eq!(f.read().unwrap().len(), 1);
+        w.write(Stream::Stdout, b"o\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let recs = f.read().unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(recs[0].log, "two\n");
+        assert!(f.read().unwrap().is_empty());
+    }
 
     #[test]
     fn lines_are_split_per_stream() {

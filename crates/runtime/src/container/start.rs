@@ -126,8 +126,14 @@ impl Container {
                 Ok(())
             });
         }
-        let child = command.spawn().map_err(spawn_err)?;
+        let mut child = command.spawn().map_err(spawn_err)?;
         let pid = child.id();
+        // The monitor is our child until it ends: a long-lived caller (the Engine API server)
+        // must reap it, or every container that ends leaves a zombie behind. A thread that
+        // only waits costs nothing while it blocks; a short-lived CLI exits before it matters.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
         // Record the pid now so a concurrent start sees it; the monitor rewrites it itself.
         record.monitor_pid = Some(pid);
         store.save(&record)?;

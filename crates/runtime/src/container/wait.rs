@@ -59,11 +59,29 @@ impl Container {
             code = self.until_ended().await?;
         }
         if condition == WaitCondition::Removed {
+            // Whether the exit of the run in progress was already taken from its monitor.
+            let mut ended = running;
             loop {
-                match self.rt.store().load(self.id()) {
+                let store = self.rt.store();
+                match store.load(self.id()) {
                     Err(StateError::NotFound(_)) => break,
                     Err(e) => return Err(e.into()),
-                    Ok(r) => code = r.exit_code.unwrap_or(code),
+                    Ok(r) => {
+                        let r = store.reconcile(r)?;
+                        if !ended && (r.status == Status::Running || r.monitor_pid.is_some()) {
+                            // Started after this wait began (docker's `run --rm` waits before
+                            // it starts): the monitor has the exit code, which an `--rm`
+                            // record takes with it when the monitor removes it.
+                            self.record = r;
+                            code = self.until_ended().await?;
+                            ended = true;
+                            continue;
+                        }
+                        if !r.status.is_up() && r.monitor_pid.is_none() {
+                            ended = false;
+                            code = r.exit_code.unwrap_or(code);
+                        }
+                    }
                 }
                 tokio::time::sleep(POLL).await;
             }

@@ -1,0 +1,693 @@
+//! `container system service`, the Docker Engine API server, driven by a client nobody here
+//! wrote: Debian's docker 20.10 CLI (`/usr/bin/docker`, from the `docker.io` package; dockerd
+//! is never started), with `DOCKER_HOST=unix://…` pointing at our socket.
+//!
+//! The server runs in the host's network namespace (so that a pull reaches the test registry
+//! on the host's loopback); containers it runs use `--network none`. Every test stops the
+//! server it started (on drop) before its `Env` force-deletes what is left.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::vm::{build_image, wait_output, Env, IMAGE};
+use common::{Registry, Run};
+
+/// Debian's docker 20.10 client (a newer one may come first on PATH).
+const DOCKER: &str = "/usr/bin/docker";
+
+/// The newer client these machines carry (docker 28, API 1.50), which negotiates down to our
+/// API version; not from Debian, so its checks are skipped (with a line saying so) where it is
+/// missing.
+const DOCKER_NEW: &str = "/usr/local/bin/docker";
+
+/// A running `container system service` on the env's root; stopped (SIGTERM) on drop.
+struct Service {
+    child: Child,
+    socket: PathBuf,
+    config: tempfile::TempDir,
+}
+
+impl Service {
+    /// The server in the host's namespace (it reaches the test registry; its containers
+    /// use `--network none`).
+    fn start(env: &Env) -> Service {
+        Service::start_in(env, false)
+    }
+
+    /// The server in the env's network namespace, where its containers' default network
+    /// and published ports live.
+    fn start_in_netns(env: &Env) -> Service {
+        Service::start_in(env, true)
+    }
+
+    fn start_in(env: &Env, netns: bool) -> Service {
+        assert!(
+            std::path::Path::new(DOCKER).exists(),
+            "{DOCKER} is missing: install Debian's docker.io (scripts/setup.sh)"
+        );
+        let socket = env.cli.root().join("docker.sock");
+        let log = std::fs::File::create(env.cli.root().join("service.log")).unwrap();
+        let args = ["system", "service", "--socket", socket.to_str().unwrap()];
+        let mut command = if netns {
+            env.cli.command(&args)
+        } else {
+            env.cli.host_command(&args)
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn container system service");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while UnixStream::connect(&socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the service did not open {socket:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Service {
+            child,
+            socket,
+            config: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `docker ARGS…` against this server, to its end.
+    fn docker(&self, args: &[&str]) -> Run {
+        self.client(DOCKER, args)
+    }
+
+    /// `docker ARGS…` under a pseudo-terminal of `rows`×`cols` (util-linux `script`), whose
+    /// input stays open for 3 s (a closed one would end the session's stdin at once).
+    fn docker_in_pty(&self, rows: u16, cols: u16, args: &str) -> Run {
+        let mut c = Command::new("sh");
+        c.args([
+            "-c",
+            &format!(
+                "sleep 3 | script -qec 'stty rows {rows} cols {cols}; {DOCKER} {args}' /dev/null"
+            ),
+        ]);
+        self.client_env(&mut c);
+        wait_output(c)
+    }
+
+    fn client_env(&self, c: &mut Command) {
+        c.env("DOCKER_HOST", format!("unix://{}", self.socket.display()))
+            // No user config (credential helpers, contexts) leaks in.
+            .env("DOCKER_CONFIG", self.config.path())
+            .env_remove("DOCKER_CONTEXT");
+    }
+
+    /// `ARGS…` of the client at `program` against this server, to its end.
+    fn client(&self, program: &str, args: &[&str]) -> Run {
+        let mut c = Command::new(program);
+        c.args(args).stdin(Stdio::null());
+        self.client_env(&mut c);
+        wait_output(c)
+    }
+
+    /// `docker ARGS…` left running (to be killed: a client that goes away).
+    fn spawn_docker(&self, args: &[&str]) -> Child {
+        let mut c = Command::new(DOCKER);
+        c.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        self.client_env(&mut c);
+        c.spawn().expect("spawn docker")
+    }
+
+    /// One raw HTTP/1.1 request; returns the status code and the body.
+    fn http(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let body = body.unwrap_or("");
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        // Bodies of fixed length only here: what follows the headers is the body.
+        (status, body.to_string())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // SAFETY: kill only signals the child we spawned (its pid is ours until we wait).
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn assert_docker_20(s: &Service) {
+    let v = s.docker(&[
+        "version",
+        "--format",
+        "{{.Client.Version}} {{.Server.APIVersion}}",
+    ]);
+    let v = v.success();
+    assert!(
+        v.stdout.starts_with("20.10"),
+        "not docker 20.10: {}",
+        v.stdout
+    );
+    assert_eq!(
+        v.stdout.split_whitespace().nth(1),
+        Some("1.41"),
+        "{}",
+        v.stdout
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn the_docker_cli_talks_to_the_socket_images_and_errors() {
+    let env = Env::tagged("engimg", true);
+    let s = Service::start(&env);
+    assert_docker_20(&s);
+    let mode = std::fs::metadata(&s.socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+
+    let info = s.docker(&[
+        "info",
+        "--format",
+        "{{.Images}} {{.OSType}} {{.Containers}}",
+    ]);
+    assert_eq!(info.success().stdout.trim(), "1 linux 0");
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"])
+        .success();
+    assert!(
+        images.stdout.starts_with("localhost/runtime-test:1 "),
+        "{}",
+        images.stdout
+    );
+    let id = s
+        .docker(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.Id}} {{.Os}} {{.Config.WorkingDir}}",
+            IMAGE,
+        ])
+        .success();
+    assert!(
+        id.stdout.starts_with("sha256:") && id.stdout.ends_with(" linux /data\n"),
+        "{}",
+        id.stdout
+    );
+
+    s.docker(&["tag", IMAGE, "other/name:2"]).success();
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success();
+    assert!(images.stdout.contains("other/name:2"), "{}", images.stdout);
+    let rmi = s.docker(&["rmi", "other/name:2"]).success();
+    assert!(
+        rmi.stdout.contains("Untagged: other/name:2"),
+        "{}",
+        rmi.stdout
+    );
+
+    // Errors: docker's JSON body and status codes, one line each.
+    let r = s.docker(&["inspect", "--type", "container", "nope"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("No such container: nope"), "{}", r.stderr);
+    // Without --type, the CLI tries every kind of object; ours not served yet answer 501
+    // in the words it skips, so the end is docker's own.
+    let r = s.docker(&["inspect", "nope"]);
+    assert!(
+        r.code == 1 && r.stderr.contains("No such object: nope"),
+        "{r:?}"
+    );
+    let r = s.docker(&["logs", "nope"]);
+    assert!(
+        r.code != 0 && r.stderr.contains("No such container: nope"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        s.http("GET", "/v1.41/containers/nope/json", None),
+        (404, r#"{"message":"No such container: nope"}"#.to_string())
+    );
+    let (code, body) = s.http("GET", "/v1.41/swarm", None);
+    assert_eq!(code, 501);
+    assert!(body.starts_with(r#"{"message":"#), "{body}");
+    let (code, body) = s.http("GET", "/v1.99/version", None);
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s.http("POST", "/containers/create", Some("{not json"));
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = s.http(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"nothere:1"}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("No such image"), "{body}");
+    let (code, body) = s.http("POST", "/containers/create", Some(r#"{"Image":7}"#));
+    assert_eq!(code, 400, "{body}");
+    let (code, _) = s.http("HEAD", "/_ping", None);
+    assert_eq!(code, 200);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn docker_pull_from_a_local_registry_then_run_it() {
+    let env = Env::tagged("engpull", false);
+    let registry = Registry::start();
+    let layout = env.cli.root().join("layout");
+    build_image(&layout);
+    let reference = registry.reference("runtime-test:1");
+    common::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{IMAGE}", layout.display()),
+            &format!("docker://{reference}"),
+        ],
+    );
+    let s = Service::start(&env);
+    // `run` of an image the store lacks: the create answers 404, the client pulls
+    // (`POST /images/create`, progress on its stderr) and creates again; the output and the
+    // exit code come back through the hijacked attach stream and the wait.
+    let r = s.docker(&["run", "--rm", "--network", "none", &reference, "echo", "hi"]);
+    let r = r.success();
+    assert_eq!(r.stdout, "hi\n", "stderr: {}", r.stderr);
+    assert!(r.stderr.contains("Unable to find image"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("Status: Downloaded newer image for {reference}")),
+        "{}",
+        r.stderr
+    );
+    let pull = s.docker(&["pull", &reference]).success();
+    assert!(
+        pull.stdout
+            .contains(&format!("Status: Image is up to date for {reference}")),
+        "{}",
+        pull.stdout
+    );
+    let images = s
+        .docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .success();
+    assert_eq!(images.stdout.trim(), reference);
+    let bad = s.docker(&["pull", &registry.reference("missing:1")]);
+    assert_ne!(bad.code, 0, "{}", bad.stdout);
+    let r = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str(), r.stderr.as_str()),
+        (3, "out\n", "err\n")
+    );
+    // A command that is not there: docker's 127, and the reason on stderr.
+    let r = s.docker(&["run", "--rm", "--network", "none", &reference, "nope"]);
+    assert_eq!(r.code, 127, "{r:?}");
+    assert!(r.stderr.contains("\"nope\" not found"), "{r:?}");
+    // stdin (`-i`): the client's bytes reach the process, its end closes the process's stdin.
+    let mut c = Command::new(DOCKER);
+    c.args([
+        "run",
+        "-i",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "cat; echo end",
+    ]);
+    s.client_env(&mut c);
+    let (code, out, err) = common::vm::wait_bytes(c, Some(b"piped in\n".to_vec()));
+    assert_eq!(
+        (code, &out[..]),
+        (0, &b"piped in\nend\n"[..]),
+        "{}",
+        String::from_utf8_lossy(&err)
+    );
+    // A terminal (`-t`): one raw stream, no multiplexing headers.
+    let r = s.docker(&[
+        "run",
+        "-t",
+        "--rm",
+        "--network",
+        "none",
+        &reference,
+        "sh",
+        "-c",
+        "tty; echo x >&2",
+    ]);
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "/dev/pts/0\r\nx\r\n"),
+        "{}",
+        r.stderr
+    );
+    // The newer client, negotiating down to API 1.41.
+    if std::path::Path::new(DOCKER_NEW).exists() {
+        let v = s.client(
+            DOCKER_NEW,
+            &["version", "--format", "{{.Server.APIVersion}}"],
+        );
+        assert_eq!(v.success().stdout, "1.41\n");
+        let r = s.client(
+            DOCKER_NEW,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &reference,
+                "sh",
+                "-c",
+                "echo new; exit 2",
+            ],
+        );
+        assert_eq!((r.code, r.stdout.as_str()), (2, "new\n"), "{}", r.stderr);
+    } else {
+        println!("SKIPPED the newer docker client: {DOCKER_NEW} is not installed");
+    }
+    assert!(
+        env.container_dirs().is_empty(),
+        "--rm left {:?}",
+        env.container_dirs()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
+    let env = Env::tagged("engrun", true);
+    let s = Service::start(&env);
+    let run = s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "none",
+        "--label",
+        "app=web",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo started; echo oops >&2; exec sleep 1000",
+    ]);
+    let id = run.success().stdout.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+
+    let ps = s
+        .docker(&[
+            "ps",
+            "--format",
+            "{{.ID}} {{.Names}} {{.Image}} {{.Status}}",
+        ])
+        .success();
+    assert!(
+        ps.stdout
+            .starts_with(&format!("{} web {IMAGE} Up ", &id[..12])),
+        "{}",
+        ps.stdout
+    );
+    let ps = s
+        .docker(&["ps", "-q", "--filter", "label=app=other"])
+        .success();
+    assert_eq!(ps.stdout, "");
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}} {{.Config.Tty}}", "web"])
+        .success();
+    assert_eq!(state.stdout, "running false\n");
+
+    let exec = s.docker(&["exec", "web", "cat", "/etc/hostname"]).success();
+    assert_eq!(exec.stdout, format!("{}\n", &id[..12]));
+    let exec = s.docker(&[
+        "exec",
+        "-u",
+        "0",
+        "-w",
+        "/",
+        "web",
+        "sh",
+        "-c",
+        "id -u; pwd; echo e >&2; exit 5",
+    ]);
+    assert_eq!(
+        (exec.code, exec.stdout.as_str(), exec.stderr.as_str()),
+        (5, "0\n/\n", "e\n")
+    );
+    // top, pause/unpause, rename: one runtime call each.
+    let top = s.docker(&["top", "web"]).success();
+    assert!(top.stdout.contains("sleep 1000"), "{}", top.stdout);
+    s.docker(&["pause", "web"]).success();
+    let state = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.Paused}}",
+            "web",
+        ])
+        .success();
+    assert_eq!(state.stdout, "paused true\n");
+    let r = s.docker(&["exec", "web", "true"]);
+    assert!(r.code != 0 && r.stderr.contains("paused"), "{r:?}");
+    s.docker(&["unpause", "web"]).success();
+    s.docker(&["rename", "web", "web2"]).success();
+    let r = s.docker(&["inspect", "-f", "{{.Name}}", "web2"]).success();
+    assert_eq!(r.stdout, "/web2\n");
+    s.docker(&["rename", "web2", "web"]).success();
+    // Under a terminal: the client's window size reaches the process (`/exec/{id}/resize`).
+    // API 1.41 has no initial size in the exec's config, so the client sends it just after
+    // the start, as with dockerd: the process looks a moment later.
+    let tty = s
+        .docker_in_pty(33, 77, "exec -it web sh -c \"sleep 1; stty size\"")
+        .success();
+    assert!(tty.stdout.contains("33 77\r\n"), "{tty:?}");
+    let exec = s.docker(&["exec", "web", "no-such-command"]);
+    assert_eq!(exec.code, 127, "{exec:?}");
+
+    // The first lines reach the log once the process runs.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logs = loop {
+        let logs = s.docker(&["logs", "web"]).success();
+        if logs.stdout.contains("started") || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        (logs.stdout.as_str(), logs.stderr.as_str()),
+        ("started\n", "oops\n")
+    );
+    let logs = s.docker(&["logs", "-t", "--tail", "1", "web"]).success();
+    let line = format!("{}{}", logs.stdout, logs.stderr);
+    assert!(
+        line.ends_with("Z started\n") || line.ends_with("Z oops\n"),
+        "{logs:?}"
+    );
+    assert_eq!(line.lines().count(), 1, "{logs:?}");
+
+    s.docker(&["stop", "-t", "1", "web"]).success();
+    let state = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "web",
+        ])
+        .success();
+    // The process ignores SIGTERM as PID 1 (then SIGKILL after -t) or dies of it.
+    assert!(
+        ["exited 137\n", "exited 143\n"].contains(&state.stdout.as_str()),
+        "{}",
+        state.stdout
+    );
+    assert_eq!(s.docker(&["ps", "-q"]).success().stdout, "");
+    let all = s
+        .docker(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"])
+        .success();
+    assert!(all.stdout.starts_with("web Exited (1"), "{}", all.stdout);
+    let r = s.docker(&["start", "web"]).success();
+    assert_eq!(r.stdout, "web\n");
+    s.docker(&["restart", "-t", "0", "web"]).success();
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "web"])
+        .success();
+    assert_eq!(state.stdout, "running\n");
+    s.docker(&["kill", "web"]).success();
+    assert_eq!(s.docker(&["wait", "web"]).success().stdout, "137\n");
+    let r = s.docker(&["kill", "web"]);
+    assert!(r.code != 0 && r.stderr.contains("is not running"), "{r:?}");
+    s.docker(&["rm", "-f", "web"]).success();
+    assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
+    assert_eq!(env.qemus(), 0);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn published_ports_and_clients_that_go_away() {
+    let env = Env::tagged("engnet", false);
+    let dir = env.cli.root().join("httpd-image");
+    let layers = common::images::busybox_with(&["httpd", "sleep"], |l| {
+        l.dir("www", 0o755, 0, 0)
+            .file("www/index.html", b"served\n", 0o644, 0, 0)
+    });
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"],
+        "ExposedPorts": {"80/tcp": {}},
+    });
+    let tar = common::images::archive(&dir, "localhost/httpd:1", &layers, config);
+    env.run(&["image", "load", "-i", tar.to_str().unwrap()])
+        .success();
+    let s = Service::start_in_netns(&env);
+
+    // The default network and `-p`: HostConfig.PortBindings through the runtime's `-p`.
+    let id = s
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-p",
+            "18081:80",
+            "localhost/httpd:1",
+        ])
+        .success()
+        .stdout;
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ports = s.docker(&["ps", "--format", "{{.Ports}}"]).success();
+    assert_eq!(ports.stdout, "127.0.0.1:18081->80/tcp\n");
+    let get = || {
+        env.netns
+            .exec("curl", &["-sSf", "-m", "3", "http://127.0.0.1:18081/"])
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ok, mut body) = get();
+    while !ok && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(300));
+        (ok, body) = get();
+    }
+    assert_eq!((ok, body.as_str()), (true, "served\n"));
+
+    // Clients that hang up in the middle of a follow, an attach and an exec: the container
+    // and the server carry on.
+    for args in [
+        &["logs", "-f", "web"][..],
+        &["attach", "--no-stdin", "web"],
+        &["exec", "web", "sleep", "30"],
+    ] {
+        let mut child = s.spawn_docker(args);
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "docker {args:?} ended early"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "web"])
+        .success();
+    assert_eq!(state.stdout, "running\n");
+    assert_eq!(get(), (true, "served\n".to_string()));
+    let logs = s.docker(&["logs", "web"]).success();
+    assert!(
+        logs.stderr.contains("response:200"),
+        "httpd -v logs its requests: {logs:?}"
+    );
+    s.docker(&["rm", "-f", "web"]).success();
+    assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
+}
+
+/// The Docker SDK for Python (Debian's `python3-docker`): its main calls, each checked in the
+/// script, which prints `ok` at its end.
+const SDK_SCRIPT: &str = r#"
+import sys, docker
+c = docker.DockerClient(base_url=sys.argv[1], version="auto")
+image = sys.argv[2]
+assert c.version()["ApiVersion"] == "1.41"
+assert image in [t for i in c.images.list() for t in i.tags]
+# run: create, start, logs (followed), wait, remove
+out = c.containers.run(image, ["sh", "-c", "echo sdk; echo err >&2"], network_mode="none",
+                       remove=True, stderr=True)
+assert out == b"sdk\nerr\n", out
+ct = c.containers.run(image, ["sleep", "100"], network_mode="none", detach=True, name="sdk1",
+                      labels={"a": "b"})
+assert [x.name for x in c.containers.list(filters={"label": "a=b"})] == ["sdk1"]
+r = ct.exec_run(["sh", "-c", "echo in-exec; exit 4"])
+assert (r.exit_code, r.output) == (4, b"in-exec\n"), r
+ct.reload()
+assert ct.attrs["State"]["Status"] == "running"
+ct.stop(timeout=1)
+ct.reload()
+assert ct.status == "exited", ct.status
+ct.remove(force=True)
+try:
+    c.containers.get("sdk1")
+    raise SystemExit("sdk1 still there")
+except docker.errors.NotFound:
+    pass
+print("ok")
+"#;
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn the_docker_sdk_for_python() {
+    let env = Env::tagged("engsdk", true);
+    let s = Service::start(&env);
+    let script = env.cli.root().join("sdk.py");
+    std::fs::write(&script, SDK_SCRIPT).unwrap();
+    // Debian's interpreter and its python3-docker, whatever else is first on PATH.
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg(&script)
+        .arg(format!("unix://{}", s.socket.display()))
+        .arg(IMAGE);
+    let r = wait_output(c);
+    assert_eq!((r.code, r.stdout.as_str()), (0, "ok\n"), "{}", r.stderr);
+}

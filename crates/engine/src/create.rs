@@ -1,0 +1,334 @@
+//! `POST /containers/create`: docker's `ContainerConfig` + `HostConfig` body read into the
+//! runtime's [`ContainerOptions`], field by field, with the same parsers the CLI's flags go
+//! through (`Binds` = `-v`, `PortBindings` = `-p`, `RestartPolicy` = `--restart`), so a
+//! container made through the socket is the container `container run` makes with the same
+//! flags.
+//!
+//! Unknown fields are ignored, as dockerd ignores them; a known field this server cannot honour
+//! yet (`HostConfig.Mounts`, network modes `host` and `container:`) is refused with a 400
+//! instead of being dropped silently.
+
+use std::collections::BTreeMap;
+
+use runtime::container::{parse_volume, PortSpec};
+use runtime::spec::ProcessOptions;
+use runtime::ContainerOptions;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{line, ApiError};
+
+/// docker's `strslice`: a JSON string or an array of strings (or null).
+fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum S {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<S>::deserialize(d)? {
+        None => None,
+        Some(S::One(s)) => Some(vec![s]),
+        Some(S::Many(v)) => Some(v),
+    })
+}
+
+/// `null` read as the type's default, as Go's decoder leaves a field at its zero value.
+fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The body of `POST /containers/create` (the fields this server reads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct CreateBody {
+    /// Image reference (or id).
+    #[serde(deserialize_with = "nullable")]
+    pub image: String,
+    /// Command (replaces the image's `Cmd`).
+    #[serde(deserialize_with = "str_slice")]
+    pub cmd: Option<Vec<String>>,
+    /// Entrypoint (replaces the image's; `[""]` clears it).
+    #[serde(deserialize_with = "str_slice")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` list.
+    pub env: Option<Vec<String>>,
+    /// `-w`.
+    #[serde(deserialize_with = "nullable")]
+    pub working_dir: String,
+    /// `-u`.
+    #[serde(deserialize_with = "nullable")]
+    pub user: String,
+    /// `-h`.
+    #[serde(deserialize_with = "nullable")]
+    pub hostname: String,
+    /// `-t`.
+    #[serde(deserialize_with = "nullable")]
+    pub tty: bool,
+    /// `-i`.
+    #[serde(deserialize_with = "nullable")]
+    pub open_stdin: bool,
+    /// `--label`.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `--stop-signal`.
+    #[serde(deserialize_with = "nullable")]
+    pub stop_signal: String,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<i64>,
+    /// `VOLUME`s asked for at create (anonymous volumes, as `-v /path`).
+    pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    /// How the container is run.
+    #[serde(deserialize_with = "nullable")]
+    pub host_config: HostConfig,
+}
+
+/// `HostConfig` (the fields this server reads).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct HostConfig {
+    /// `-v` values.
+    pub binds: Option<Vec<String>>,
+    /// `--mount` values as objects: not read yet, refused when given.
+    pub mounts: Option<Vec<serde_json::Value>>,
+    /// `-p`: `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`.
+    pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
+    /// `-P`.
+    #[serde(deserialize_with = "nullable")]
+    pub publish_all_ports: bool,
+    /// `--network`.
+    #[serde(deserialize_with = "nullable")]
+    pub network_mode: String,
+    /// `--rm`.
+    #[serde(deserialize_with = "nullable")]
+    pub auto_remove: bool,
+    /// `--restart`.
+    pub restart_policy: Option<RestartPolicy>,
+    /// `-m`, bytes.
+    #[serde(deserialize_with = "nullable")]
+    pub memory: i64,
+    /// `--cpus` × 10⁹.
+    #[serde(deserialize_with = "nullable")]
+    pub nano_cpus: i64,
+    /// `--pids-limit`.
+    pub pids_limit: Option<i64>,
+    /// `--init`.
+    pub init: Option<bool>,
+    /// `--privileged`.
+    #[serde(deserialize_with = "nullable")]
+    pub privileged: bool,
+    /// `--cap-add`.
+    pub cap_add: Option<Vec<String>>,
+    /// `--cap-drop`.
+    pub cap_drop: Option<Vec<String>>,
+    /// `--read-only`.
+    #[serde(deserialize_with = "nullable")]
+    pub readonly_rootfs: bool,
+    /// The client's terminal size `[rows, cols]`.
+    pub console_size: Option<[u16; 2]>,
+}
+
+/// One host side of a published port.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortBinding {
+    /// Host address (empty: the runtime's default, loopback).
+    #[serde(deserialize_with = "nullable")]
+    pub host_ip: String,
+    /// Host port (empty: any free one).
+    #[serde(deserialize_with = "nullable")]
+    pub host_port: String,
+}
+
+/// `{"Name": "on-failure", "MaximumRetryCount": 3}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RestartPolicy {
+    /// `no`, `always`, `unless-stopped`, `on-failure` (empty: no).
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// For `on-failure`.
+    #[serde(deserialize_with = "nullable")]
+    pub maximum_retry_count: i64,
+}
+
+/// `Env` as dockerd reads it: a `KEY` without `=` sets nothing. (The runtime's options take
+/// it as "copy from this process's environment", which is the docker *client's* rule: here
+/// that process is the server, whose environment must not reach containers.)
+pub fn daemon_env(env: Vec<String>) -> Vec<String> {
+    env.into_iter().filter(|e| e.contains('=')).collect()
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(message)
+}
+
+/// The runtime's options for a create with `name` (the query's) and `body`.
+pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOptions, ApiError> {
+    if body.image.is_empty() {
+        return Err(bad("Config.Image is required"));
+    }
+    let h = body.host_config;
+    if h.mounts.as_ref().is_some_and(|m| !m.is_empty()) {
+        return Err(bad(
+            "HostConfig.Mounts is not supported yet: use HostConfig.Binds",
+        ));
+    }
+    let networks = match h.network_mode.as_str() {
+        // docker's `default` and `bridge` are our default network.
+        "" | "default" | "bridge" => Vec::new(),
+        "host" => {
+            return Err(bad(
+                "network mode host is not supported: every container is its own VM",
+            ))
+        }
+        m if m.starts_with("container:") => {
+            return Err(bad(format!("network mode {m} is not supported yet")))
+        }
+        m => vec![m.to_string()],
+    };
+    let (entrypoint, mut args) = match body.entrypoint {
+        None => (None, Vec::new()),
+        Some(ep) => {
+            let mut it = ep.into_iter();
+            (Some(it.next().unwrap_or_default()), it.collect())
+        }
+    };
+    args.extend(body.cmd.unwrap_or_default());
+    let mut mounts = Vec::new();
+    for b in h.binds.unwrap_or_default() {
+        mounts.push(parse_volume(&b).map_err(|e| bad(line(&e)))?);
+    }
+    for path in body.volumes.unwrap_or_default().into_keys() {
+        mounts.push(parse_volume(&path).map_err(|e| bad(line(&e)))?);
+    }
+    let mut publish = Vec::new();
+    for (port, bindings) in h.port_bindings.unwrap_or_default() {
+        let (cport, proto) = port.split_once('/').unwrap_or((&port, "tcp"));
+        for b in bindings.unwrap_or_default() {
+            let text = match (b.host_ip.as_str(), b.host_port.as_str()) {
+                ("", "") => format!("{cport}/{proto}"),
+                ("", hp) => format!("{hp}:{cport}/{proto}"),
+                (ip, hp) if ip.contains(':') => format!("[{ip}]:{hp}:{cport}/{proto}"),
+                (ip, hp) => format!("{ip}:{hp}:{cport}/{proto}"),
+            };
+            publish.push(text.parse::<PortSpec>().map_err(|e| bad(line(&e)))?);
+        }
+    }
+    let restart = match h.restart_policy {
+        None => Default::default(),
+        Some(p) => runtime::restart::RestartPolicy::from_parts(&p.name, p.maximum_retry_count)
+            .map_err(|e| bad(line(&e)))?,
+    };
+    let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
+    Ok(ContainerOptions {
+        name,
+        image: body.image,
+        process: ProcessOptions {
+            args,
+            entrypoint,
+            env: daemon_env(body.env.unwrap_or_default()),
+            workdir: non_empty(body.working_dir),
+            user: non_empty(body.user),
+            terminal: body.tty,
+            open_stdin: body.open_stdin,
+            console_size: h
+                .console_size
+                .map(|[r, c]| (r, c))
+                .filter(|&(r, c)| r > 0 && c > 0),
+            cap_add: h.cap_add.unwrap_or_default(),
+            cap_drop: h.cap_drop.unwrap_or_default(),
+            privileged: h.privileged,
+            init: h.init.unwrap_or(false),
+            ..Default::default()
+        },
+        resources: runtime::resources::ResourceFlags {
+            // Whole nanoseconds of CPU per second: the f64 keeps every value a client sends.
+            #[allow(clippy::cast_precision_loss)]
+            cpus: (h.nano_cpus > 0).then(|| h.nano_cpus as f64 / 1e9),
+            memory_bytes: u64::try_from(h.memory).ok().filter(|&m| m > 0),
+            pids_limit: h.pids_limit.filter(|&p| p > 0),
+        },
+        auto_remove: h.auto_remove,
+        networks,
+        publish,
+        publish_all: h.publish_all_ports,
+        mounts,
+        read_only: h.readonly_rootfs,
+        hostname: non_empty(body.hostname),
+        labels: body.labels.unwrap_or_default(),
+        // docker's create never pulls: a missing image is a 404, and the client pulls.
+        pull: runtime::image::PullPolicy::Never,
+        stop_signal: non_empty(body.stop_signal),
+        stop_timeout: body.stop_timeout.and_then(|t| u64::try_from(t).ok()),
+        restart,
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<ContainerOptions, ApiError> {
+        options(Some("web".into()), serde_json::from_str(body).unwrap())
+    }
+
+    #[test]
+    fn dockers_create_body_becomes_the_runtimes_options() {
+        let o = parse(
+            r#"{"Image":"busybox","Cmd":["echo","hi"],"Entrypoint":["/bin/sh","-c"],
+                "Env":["A=1"],"WorkingDir":"/w","User":"1000","Tty":true,"OpenStdin":true,
+                "Labels":{"k":"v"},"Unknown":1,
+                "HostConfig":{"Binds":["/tmp:/mnt:ro"],"PortBindings":{"80/tcp":[{"HostIp":"","HostPort":"8080"}]},
+                  "NetworkMode":"none","AutoRemove":true,"RestartPolicy":{"Name":"","MaximumRetryCount":0},
+                  "Memory":268435456,"NanoCpus":1500000000,"Init":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.name.as_deref(), Some("web"));
+        assert_eq!(o.process.entrypoint.as_deref(), Some("/bin/sh"));
+        assert_eq!(o.process.args, ["-c", "echo", "hi"]);
+        assert_eq!(o.process.env, ["A=1"]);
+        let bare = parse(r#"{"Image":"b","Env":["HOME","PATH=/x"]}"#).unwrap();
+        assert_eq!(
+            bare.process.env,
+            ["PATH=/x"],
+            "a bare key must not copy the server's variable"
+        );
+        assert_eq!(o.process.workdir.as_deref(), Some("/w"));
+        assert!(o.process.terminal && o.process.open_stdin && o.process.init);
+        assert_eq!(o.networks, ["none"]);
+        assert!(o.auto_remove);
+        assert_eq!(o.resources.memory_bytes, Some(256 << 20));
+        assert_eq!(o.resources.cpus, Some(1.5));
+        assert_eq!(o.mounts.len(), 1);
+        assert_eq!(
+            (o.publish[0].host_port, o.publish[0].container_port),
+            (8080, 80)
+        );
+        assert_eq!(o.labels.get("k").map(String::as_str), Some("v"));
+        assert_eq!(o.pull, runtime::image::PullPolicy::Never);
+    }
+
+    #[test]
+    fn a_string_command_and_nulls_are_accepted() {
+        let o = parse(
+            r#"{"Image":"busybox","Cmd":"true","Entrypoint":null,"Env":null,"HostConfig":null}"#,
+        );
+        // HostConfig null is docker's "no host config": the defaults.
+        let o = o.unwrap();
+        assert_eq!(o.process.args, ["true"]);
+        assert!(o.process.entrypoint.is_none() && o.networks.is_empty());
+    }
+
+    #[test]
+    fn what_cannot_be_honoured_is_refused() {
+        let e = parse(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host"}}"#).unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        let e =
+            parse(r#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bind"}]}}"#).unwrap_err();
+        assert!(e.message.contains("Mounts"), "{e}");
+        assert!(parse(r#"{"Cmd":["x"]}"#).is_err());
+        let e = parse(r#"{"Image":"b","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#)
+            .unwrap_err();
+        assert!(e.message.contains("sometimes"), "{e}");
+    }
+}
