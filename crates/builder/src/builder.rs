@@ -635,14 +635,17 @@ impl Builder<'_> {
         for m in &mounts {
             mount_parts.push(format!("{m:?}"));
             if let RunMount::Bind { source, from, .. } = m {
-                let (dir, _) = self.bind_source(source, from, step.line).await?;
-                let tree: Box<dyn SourceTree> = match dir {
-                    Some(d) => Box::new(DirTree::new(d, "mount source")),
-                    None => Box::new(ContextRef(self.ctx)),
+                let dir_tree;
+                let tree: &dyn SourceTree = match self.bind_source(from, step.line).await? {
+                    Some(d) => {
+                        dir_tree = DirTree::new(d, "mount source");
+                        &dir_tree
+                    }
+                    None => self.ctx,
                 };
                 let pattern = if source.is_empty() { "." } else { source };
-                let digest = super::digest::source_digest(tree.as_ref(), pattern, None)
-                    .map_err(at(step.line))?;
+                let digest =
+                    super::digest::source_digest(tree, pattern, None).map_err(at(step.line))?;
                 mount_parts.push(digest.to_string());
             }
         }
@@ -729,7 +732,7 @@ impl Builder<'_> {
         let created = now();
         self.remember(&key, &layer, &created)?;
         st.key = key;
-        st.push(layer, &created_by, &created, false);
+        st.push(layer, &created_by, &created);
         // The VM has the step's directory already, empty or not.
         st.vm_layers = st.layers.len();
         Ok(())
@@ -739,13 +742,12 @@ impl Builder<'_> {
     /// the context (`None`).
     async fn bind_source(
         &mut self,
-        _source: &str,
         from: &Option<String>,
         line: usize,
-    ) -> Result<(Option<PathBuf>, ()), BuildError> {
+    ) -> Result<Option<PathBuf>, BuildError> {
         match from {
-            Some(name) => Ok((Some(self.source_dir(name, line).await?), ())),
-            None => Ok((None, ())),
+            Some(name) => Ok(Some(self.source_dir(name, line).await?)),
+            None => Ok(None),
         }
     }
 
@@ -834,9 +836,8 @@ impl Builder<'_> {
                     from,
                     rw,
                 } => {
-                    let (dir, _) = self.bind_source(source, from, line).await?;
                     let dir_tree;
-                    let tree: &dyn SourceTree = match dir {
+                    let tree: &dyn SourceTree = match self.bind_source(from, line).await? {
                         Some(d) => {
                             dir_tree = DirTree::new(d, "mount source");
                             &dir_tree
@@ -1079,7 +1080,7 @@ impl Builder<'_> {
             tree.apply_layer(BufReader::new(f))
                 .map_err(host("index a cached layer"))?;
         }
-        st.push(layer, created_by, &hit.created, true);
+        st.push(layer, created_by, &hit.created);
         Ok(())
     }
 
@@ -1118,7 +1119,7 @@ impl Builder<'_> {
             }
             None => None,
         };
-        st.push(layer, created_by, created, false);
+        st.push(layer, created_by, created);
         Ok(())
     }
 
@@ -1343,7 +1344,7 @@ impl StageState {
             .ok_or_else(|| BuildError::Host("stage index".into()))
     }
 
-    fn push(&mut self, layer: Option<Layer>, created_by: &str, created: &str, _cached: bool) {
+    fn push(&mut self, layer: Option<Layer>, created_by: &str, created: &str) {
         let empty = layer.is_none();
         if let Some(l) = layer {
             self.layers.push(l);
@@ -1422,33 +1423,6 @@ fn secret_tar(path: &Path, value: &[u8], mode: u32, uid: u32, gid: u32) -> std::
     h.set_mtime(0);
     b.append_data(&mut h, "secret", value)?;
     b.into_inner()?.sync_all()
-}
-
-/// The build context as a boxed [`SourceTree`].
-struct ContextRef<'a>(&'a Context);
-
-impl super::tree::Tree for ContextRef<'_> {
-    fn entry(&self, path: &str) -> Result<Option<super::tree::Entry>, super::tree::TreeError> {
-        self.0.entry(path)
-    }
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn refuses_escaping_links(&self) -> bool {
-        self.0.refuses_escaping_links()
-    }
-}
-
-impl SourceTree for ContextRef<'_> {
-    fn read_dir(&self, path: &str) -> Result<Vec<String>, super::tree::TreeError> {
-        self.0.read_dir(path)
-    }
-    fn open(&self, path: &str) -> Result<Box<dyn Read + '_>, super::tree::TreeError> {
-        self.0.open(path)
-    }
-    fn file_digest(&self, path: &str) -> Result<Digest, super::tree::TreeError> {
-        self.0.file_digest(path)
-    }
 }
 
 fn decompress_to(blob: &Path, out: &Path) -> std::io::Result<()> {
