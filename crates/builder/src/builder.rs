@@ -1194,6 +1194,9 @@ impl Builder<'_> {
         image.rootfs.diff_ids = r.layers.iter().map(|l| l.diff_id.clone()).collect();
         let blobs: Vec<Descriptor> = r.layers.iter().map(|l| l.blob.clone()).collect();
         let (id, desc, tags) = write_image(&self.store, &image, &blobs, &self.opts.tags)?;
+        for t in &tags {
+            runtime::events::image_event(&self.opts.root, "tag", id.as_str(), t);
+        }
         let digest = desc.digest.clone();
         Ok(BuildResult {
             id,

@@ -152,7 +152,17 @@ pub async fn commit(
         image.rootfs.diff_ids.push(diff_id);
     }
     let tags: Vec<String> = opts.reference.iter().cloned().collect();
-    let (id, _, _) = write_image(&store, &image, &blobs, &tags)?;
+    let (id, _, names) = write_image(&store, &image, &blobs, &tags)?;
+    // docker's commit event is the container's, then the image is tagged.
+    runtime::events::container_event(
+        rt.store(),
+        &record.id,
+        "commit",
+        &[("comment", opts.message.clone().unwrap_or_default())],
+    );
+    for n in &names {
+        runtime::events::image_event(rt.root(), "tag", id.as_str(), n);
+    }
     Ok(id)
 }
 

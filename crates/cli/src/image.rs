@@ -208,6 +208,10 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
             let (src, dst) = (parse_ref(&a.source)?, parse_ref(&a.target)?);
             let target = store.resolve(&src)?;
             store.set_ref(&dst, &target)?;
+            if let Ok(image) = store.image(&dst) {
+                let id = image.manifest.config.digest.to_string();
+                runtime::events::image_event(&global.root_dir(), "tag", &id, &dst.to_string());
+            }
             Ok(())
         }
         ImageCommand::Delete(a) => {
@@ -219,7 +223,14 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
                 .map(|r| parse_ref(r))
                 .collect::<Result<Vec<_>>>()?;
             for r in refs {
+                let id = store
+                    .image(&r)
+                    .ok()
+                    .map(|i| i.manifest.config.digest.to_string());
                 store.remove_ref(&r)?;
+                if let Some(id) = id {
+                    runtime::events::image_event(&global.root_dir(), "untag", &id, &r.to_string());
+                }
                 println!("Deleted {r}");
             }
             Ok(())
@@ -288,6 +299,12 @@ fn pull(global: &GlobalOptions, a: PullArgs) -> Result<()> {
         })
         .ok_or_else(|| anyhow::anyhow!("pull of {reference} interrupted"))?
         .with_context(|| format!("cannot pull {reference}"))?;
+    runtime::events::image_event(
+        &global.root_dir(),
+        "pull",
+        &reference.to_string(),
+        &reference.to_string(),
+    );
     if !a.quiet {
         eprintln!(
             "Pulled {} ({}, {})",

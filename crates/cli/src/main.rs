@@ -7,6 +7,7 @@
 
 mod build;
 mod container;
+mod events;
 mod exit;
 mod format;
 mod global;
@@ -70,6 +71,8 @@ enum Command {
     Volume(volume::VolumeCommand),
     /// Show the version of this binary and of the guest kernel.
     Version(version::VersionArgs),
+    /// Show what happens to containers, images, networks and volumes, as it happens.
+    Events(events::EventsArgs),
 }
 
 fn main() {
@@ -99,6 +102,7 @@ fn main() {
         Command::System(cmd) => system::run(&cli.global, cmd),
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
         Command::Version(a) => version::version(&cli.global, a),
+        Command::Events(a) => events::events(&cli.global, a),
     };
     std::process::exit(exit::report(result));
 }

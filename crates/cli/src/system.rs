@@ -27,6 +27,8 @@ pub enum SystemCommand {
     Version(crate::version::VersionArgs),
     /// Serve the Docker Engine API (v1.41) on a unix socket, for docker clients.
     Service(crate::service::ServiceArgs),
+    /// Show what happens to containers, images, networks and volumes (as `container events`).
+    Events(crate::events::EventsArgs),
 }
 
 /// Subcommands of `container system template`.
@@ -85,6 +87,7 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
     match cmd {
         SystemCommand::Version(a) => crate::version::version(global, a),
         SystemCommand::Service(a) => crate::service::run(global, a),
+        SystemCommand::Events(a) => crate::events::events(global, a),
         SystemCommand::Status(a) => crate::system_info::status(global, a.format),
         SystemCommand::Df(a) => crate::system_info::df(global, a.format),
         SystemCommand::Cleanup(a) => crate::system_info::cleanup(global, a.format),

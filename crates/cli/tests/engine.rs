@@ -419,6 +419,7 @@ fn docker_pull_from_a_local_registry_then_run_it() {
 fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
     let env = Env::tagged("engrun", true);
     let s = Service::start(&env);
+    let t0 = unix_now();
     let run = s.docker(&[
         "run",
         "-d",
@@ -560,6 +561,66 @@ fn a_detached_container_through_docker_ps_exec_logs_stop_rm() {
     s.docker(&["rm", "-f", "web"]).success();
     assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
     assert_eq!(env.qemus(), 0);
+
+    // docker events: the lifecycle above, replayed in order and filtered by the server.
+    let events = s
+        .docker(&[
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            &unix_now(),
+            "--filter",
+            "container=web",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.app}}",
+        ])
+        .success()
+        .stdout;
+    let actions: Vec<&str> = events
+        .lines()
+        .map(|l| {
+            assert!(
+                l.starts_with("container ") && l.ends_with(" web web"),
+                "{l}"
+            );
+            l.split(' ').nth(1).unwrap()
+        })
+        .collect();
+    let expected_in_order = [
+        "create", "start", "kill", "die", "stop", "start", "restart", "die", "destroy",
+    ];
+    let mut at = 0;
+    for want in expected_in_order {
+        at += actions[at..]
+            .iter()
+            .position(|a| *a == want)
+            .unwrap_or_else(|| panic!("no {want} after {:?} in {actions:?}", &actions[..at]));
+        at += 1;
+    }
+    let dies = s
+        .docker(&[
+            "events",
+            "--since",
+            &t0,
+            "--until",
+            &unix_now(),
+            "--filter",
+            "event=die",
+            "--format",
+            "{{.Actor.Attributes.exitCode}}",
+        ])
+        .success()
+        .stdout;
+    assert!(dies.ends_with("137\n"), "{dies}");
+}
+
+/// Now as Unix seconds with nanoseconds, as docker's `--since`/`--until` take it.
+fn unix_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
 }
 
 #[test]

@@ -233,6 +233,171 @@ fn attach_and_wait_give_the_exit_code() {
     assert_eq!(remover.join().unwrap().success().stdout, "3\n");
 }
 
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn events_replay_follow_and_filter_the_lifecycle() {
+    let env = Env::tagged("events", true);
+    // A follower started before anything happens sees it as it happens.
+    let mut follower = KillOnDrop(
+        env.cli
+            .command(&[
+                "events",
+                "--filter",
+                "type=container",
+                "--format",
+                "{{.Action}} {{.Actor.Attributes.name}}",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = env
+        .run(&["events", "--until", "0", "--since", "0"])
+        .success();
+    assert_eq!(t0.stdout, "", "nothing before the first event");
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "ev",
+        "--label",
+        "app=x",
+        IMAGE,
+        "sleep",
+        "30",
+    ])
+    .success();
+    env.run(&["rename", "ev", "ev2"]).success();
+    env.run(&["pause", "ev2"]).success();
+    env.run(&["unpause", "ev2"]).success();
+    env.run(&["kill", "ev2"]).success();
+    env.run(&["wait", "ev2"]).success();
+    env.run(&["rm", "ev2"]).success();
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "once",
+        IMAGE,
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(r.code, 3, "{r:?}");
+
+    let history = env
+        .run(&[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            "0s",
+            "--format",
+            "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .success()
+        .stdout;
+    // A missing attribute renders as Go's `<no value>`.
+    let lines: Vec<String> = history
+        .lines()
+        .map(|l| l.replace(" <no value>", ""))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "container create ev",
+            "container start ev",
+            "container rename ev2",
+            "container pause ev2",
+            "container unpause ev2",
+            "container kill ev2",
+            "container die ev2 137",
+            "container destroy ev2",
+            "container create once",
+            "container start once",
+            "container die once 3",
+            "container destroy once",
+        ],
+        "{history}"
+    );
+    // Filters: by label (docker gives a container's labels as attributes), by event.
+    let r = env
+        .run(&[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            "0s",
+            "-f",
+            "label=app=x",
+            "-f",
+            "event=die",
+            "--format",
+            "{{.Actor.Attributes.name}}",
+        ])
+        .success();
+    assert_eq!(r.stdout, "ev2\n");
+    let r = env
+        .run(&[
+            "events",
+            "--since",
+            "10m",
+            "--until",
+            "0s",
+            "-f",
+            "container=once",
+            "--format",
+            "json",
+        ])
+        .success();
+    let first: serde_json::Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["status"], "create");
+    assert_eq!(first["Actor"]["Attributes"]["name"], "once");
+    env.run(&["events", "-f", "colour=red"])
+        .fails_with("colour");
+    env.run(&["events", "--since", "yesterday"])
+        .fails_with("--since");
+
+    // The follower saw the same, live; it stops on its signal.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = follower.0.stdout.take().unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while !text.contains("destroy once") {
+            match std::io::Read::read(&mut out, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        text
+    });
+    while !seen.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(follower);
+    let seen = seen.join().unwrap();
+    assert!(seen.starts_with("create ev\nstart ev\n"), "{seen}");
+    assert!(seen.contains("destroy once"), "{seen}");
+}
+
+/// A child process killed when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The command `env.run(args)` would run, to run it on another thread.
 fn env_command(env: &Env, args: &[&str]) -> std::process::Command {
     env.cli.command(args)

@@ -232,6 +232,7 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
         .ok_or_else(|| ApiError::bad_request("fromImage or fromSrc is required"))?;
     let reference = with_tag(from, req.q("tag"))?;
     let store = open_store(engine)?;
+    let root = engine.runtime().root().to_path_buf();
     let (response, tx) = http::channel(StatusCode::OK, "application/json");
     tokio::spawn(async move {
         let progress = Arc::new(PullProgress {
@@ -261,6 +262,8 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
         };
         let lines = match pulled {
             Ok(image) => {
+                let name = reference.to_string();
+                runtime::events::image_event(&root, "pull", &name, &name);
                 let status = if progress.transferred.load(Ordering::Relaxed) {
                     format!("Status: Downloaded newer image for {shown}")
                 } else {
@@ -368,6 +371,8 @@ pub fn tag(engine: &Engine, name: &str, req: &Req) -> Answer {
     let store = open_store(engine)?;
     let found = find(&store, name)?;
     store.set_ref(&target, &found.image.target)?;
+    let id = found.image.manifest.config.digest.to_string();
+    runtime::events::image_event(engine.runtime().root(), "tag", &id, &target.to_string());
     Ok(http::empty(StatusCode::CREATED))
 }
 
@@ -392,6 +397,8 @@ pub fn delete(engine: &Engine, name: &str, req: &Req) -> Answer {
     let mut out = Vec::new();
     for r in names {
         store.remove_ref(&r)?;
+        let id = found.image.manifest.config.digest.to_string();
+        runtime::events::image_event(engine.runtime().root(), "untag", &id, &r.to_string());
         out.push(json!({"Untagged": familiar(&r)}));
     }
     Ok(http::json(StatusCode::OK, &out))

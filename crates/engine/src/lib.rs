@@ -22,6 +22,7 @@
 mod containers;
 mod create;
 mod error;
+mod events;
 mod exec;
 mod http;
 mod images;

@@ -9,7 +9,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::error::ApiError;
 use crate::http::{self, Answer, Body, Req};
-use crate::{containers, exec, images, system, Engine};
+use crate::{containers, events, exec, images, system, Engine};
 
 /// Answers one request.
 pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
@@ -83,6 +83,7 @@ async fn route(engine: Arc<Engine>, req: Req) -> Answer {
         (&Method::GET | &Method::HEAD, ["_ping"]) => Ok(system::ping(&m)),
         (&Method::GET, ["version"]) => Ok(system::version()),
         (&Method::GET, ["info"]) => system::info(&engine).await,
+        (&Method::GET, ["events"]) => events::events(&engine, &req),
 
         (&Method::GET, ["images", "json"]) => images::list(&engine, &req),
         (&Method::POST, ["images", "create"]) => images::create(&engine, &req),

@@ -120,6 +120,32 @@ pub enum FilterError {
     Json(#[source] serde_json::Error),
 }
 
+/// The Engine API's `filters` parameter as key/value pairs: a JSON object mapping each key to
+/// a list of values (`{"label": ["a=b"]}`) or, in the older form, to an object whose keys are
+/// the values (`{"label": {"a=b": true}}`).
+pub fn json_pairs(json: &str) -> Result<Vec<(String, String)>, FilterError> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Values {
+        List(Vec<String>),
+        Set(BTreeMap<String, bool>),
+    }
+    let map: BTreeMap<String, Values> = serde_json::from_str(json).map_err(FilterError::Json)?;
+    let mut pairs = Vec::new();
+    for (key, values) in map {
+        let values = match values {
+            Values::List(v) => v,
+            Values::Set(s) => s
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(v, _)| v)
+                .collect(),
+        };
+        pairs.extend(values.into_iter().map(|v| (key.clone(), v)));
+    }
+    Ok(pairs)
+}
+
 /// A set of filters for one kind of object; empty, it selects everything.
 #[derive(Debug, Clone)]
 pub struct Filters {
@@ -200,27 +226,7 @@ impl Filters {
     /// list of values (`{"label": ["a=b"]}`) or, in the older form, to an object whose keys
     /// are the values (`{"label": {"a=b": true}}`).
     pub fn from_json(kind: FilterKind, json: &str) -> Result<Filters, FilterError> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Values {
-            List(Vec<String>),
-            Set(BTreeMap<String, bool>),
-        }
-        let map: BTreeMap<String, Values> =
-            serde_json::from_str(json).map_err(FilterError::Json)?;
-        let mut pairs = Vec::new();
-        for (key, values) in map {
-            let values = match values {
-                Values::List(v) => v,
-                Values::Set(s) => s
-                    .into_iter()
-                    .filter(|(_, on)| *on)
-                    .map(|(v, _)| v)
-                    .collect(),
-            };
-            pairs.extend(values.into_iter().map(|v| (key.clone(), v)));
-        }
-        Filters::from_pairs(kind, pairs)
+        Filters::from_pairs(kind, json_pairs(json)?)
     }
 
     fn add(&mut self, key: &str, value: &str) -> Result<(), FilterError> {

@@ -89,6 +89,8 @@ impl Runtime {
     ) -> Result<Container, ContainerError> {
         let req = prepare(self.root(), opts, pull).await?;
         let record = crate::container::create_record(&self.store, req)?;
+        crate::events::Journal::new(self.root())
+            .record(&crate::events::Event::container("create", &record));
         Ok(Container::new(self.clone(), record))
     }
 }

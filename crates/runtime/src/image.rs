@@ -321,12 +321,14 @@ pub async fn find_or_pull(
                 credentials: pull.credentials.clone(),
                 progress: pull.progress.clone(),
             };
-            oci::pull(&store, &r, &opts)
+            let image = oci::pull(&store, &r, &opts)
                 .await
                 .map_err(|source| ImageError::Pull {
                     reference: r.to_string(),
                     source: Box::new(source),
-                })?
+                })?;
+            crate::events::image_event(root, "pull", &r.to_string(), &r.to_string());
+            image
         }
     };
     Ok((store, image))

@@ -16,6 +16,7 @@ pub mod cleanup;
 pub mod client;
 pub mod container;
 pub mod docker;
+pub mod events;
 pub mod exit;
 pub mod filter;
 pub mod health;

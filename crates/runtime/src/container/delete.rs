@@ -24,6 +24,8 @@ impl Container {
         let store = self.rt.store();
         crate::monitor::network::release(store, &self.record);
         store.remove(self.id())?;
+        crate::events::Journal::new(store.root())
+            .record(&crate::events::Event::container("destroy", &self.record));
         crate::volume::remove_anonymous(store.root(), &self.record.config.mounts);
         Ok(())
     }

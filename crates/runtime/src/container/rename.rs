@@ -31,7 +31,14 @@ impl Container {
             }
             .into());
         }
+        let old = self.name().to_string();
         self.record = store.update(self.id(), |r| r.name = new.to_string())?;
+        crate::events::container_event(
+            store,
+            self.id(),
+            "rename",
+            &[("oldName", format!("/{old}"))],
+        );
         if !self.record.config.networks.is_empty() {
             if let Err(e) =
                 net::Networks::open(store.root()).and_then(|n| n.rename_container(self.id(), new))

@@ -9,6 +9,8 @@ impl Container {
     pub async fn restart(&mut self, opts: StopOptions) -> Result<(), ContainerError> {
         self.stop_for(opts, true).await?;
         self.refresh()?;
-        self.start_detached().await
+        self.start_detached().await?;
+        crate::events::container_event(self.rt.store(), self.id(), "restart", &[]);
+        Ok(())
     }
 }

@@ -158,8 +158,12 @@ async fn run_checks(
             output,
         };
         tracing::debug!("health check of {id}: exit {exit_code}");
+        let before = health.status;
         health.record(result, since_start(start), &schedule);
         save(&store, &id, &health);
+        if health.status != before {
+            shared.event(&format!("health_status: {}", health.status), &[]);
+        }
     }
 }
 

@@ -35,6 +35,7 @@ use tokio::task::JoinSet;
 
 use self::network::NetSession;
 use crate::backend::{Booted, Guest, ProcessExit, VmBackend, VmRequest};
+use crate::events;
 use crate::logs::{LogWriter, Stream};
 use crate::protocol::{ExitInfo, Frame};
 use crate::state::{Status, Store};
@@ -115,9 +116,18 @@ pub(crate) struct Shared {
     pub(crate) freezer: pause::Freezer,
     /// Users' stops and kills, as the restart policy weighs them.
     pub(crate) control: restart::RunControl,
+    /// The container's records, for the events its sessions record.
+    pub(crate) store: Store,
+    /// The container's id.
+    pub(crate) id: String,
 }
 
 impl Shared {
+    /// Records an event of this container (see [`crate::events`]).
+    pub(crate) fn event(&self, action: &str, extra: &[(&str, String)]) {
+        events::container_event(&self.store, &self.id, action, extra);
+    }
+
     pub(crate) fn guest(&self) -> Option<Arc<dyn Guest>> {
         self.guest.lock().ok().and_then(|g| g.clone())
     }
@@ -274,6 +284,8 @@ async fn supervise(
         keep: Default::default(),
         exec_seq: Default::default(),
         name: record.name.clone(),
+        store: store.clone(),
+        id: id.to_string(),
         copy_done: Notify::new(),
         freezer: pause::Freezer::new(store, &record),
         control: restart::RunControl::new(
@@ -325,6 +337,17 @@ async fn supervise(
                 start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims)
                     .await;
             let ended = tear_down(&record, run, &mut claims).await;
+            if ended.oom_killed {
+                events::container_event(store, id, "oom", &[]);
+            }
+            if ended.started {
+                events::container_event(
+                    store,
+                    id,
+                    "die",
+                    &[("exitCode", ended.exit.code.to_string())],
+                );
+            }
             if let Ok(mut g) = shared.guest.lock() {
                 *g = None;
             }
@@ -373,7 +396,9 @@ async fn supervise(
     });
     if auto_remove {
         network::release(store, &record);
+        let destroyed = store.load(id).unwrap_or_else(|_| record.clone());
         let _ = store.remove(id);
+        events::Journal::new(store.root()).record(&events::Event::container("destroy", &destroyed));
         crate::volume::remove_anonymous(store.root(), &record.config.mounts);
     } else if let Err(e) = saved {
         tracing::error!("record exit: {e}");
@@ -620,6 +645,7 @@ async fn start(
         r.health = crate::health::Health::at_start(r.config.healthcheck.as_ref(), r.health.take());
     });
     shared.phase.send_replace(Phase::Running);
+    events::container_event(store, id, "start", &[]);
     tracing::debug!("main process started");
     Ok(Running {
         record,

@@ -43,6 +43,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         },
         Request::Exec { spec, detach } => exec(&shared, &mut rd, &mut wr, spec, detach).await,
         Request::Kill { signal } => {
+            shared.event("kill", &[("signal", signal.to_string())]);
             let ends_restarts = shared.control.kill(signal);
             if matches!(*shared.phase.borrow(), Phase::Restarting(_)) {
                 // Nothing runs between two runs: the kill only decides whether the next
@@ -62,7 +63,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         Request::Pause => {
             let reply = match running_guest(&shared, "pause") {
                 Ok(g) => match shared.freezer.pause(&*g).await {
-                    Ok(()) => Frame::Ok,
+                    Ok(()) => {
+                        shared.event("pause", &[]);
+                        Frame::Ok
+                    }
                     Err(f) => Frame::Error(fault(f)),
                 },
                 Err(info) => Frame::Error(info),
@@ -72,7 +76,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         Request::Unpause => {
             let reply = match running_guest(&shared, "unpause") {
                 Ok(g) => match shared.freezer.unpause(&*g).await {
-                    Ok(()) => Frame::Ok,
+                    Ok(()) => {
+                        shared.event("unpause", &[]);
+                        Frame::Ok
+                    }
                     Err(f) => Frame::Error(fault(f)),
                 },
                 Err(info) => Frame::Error(info),
@@ -132,11 +139,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
                 shared.keep.store(true, Ordering::SeqCst);
             }
             shared.control.stop();
+            let signal = signal.unwrap_or(libc::SIGTERM);
+            shared.event("kill", &[("signal", signal.to_string())]);
             let _ = shared.stop.send(super::StopOrder {
-                signal: signal.unwrap_or(libc::SIGTERM),
+                signal,
                 grace: std::time::Duration::from_secs(timeout_secs),
             });
             let info = ended(&shared).await;
+            // After its `die` (docker's order: kill, die, stop).
+            shared.event("stop", &[]);
             write_frame(&mut wr, &Frame::Exit(info)).await
         }
     };
