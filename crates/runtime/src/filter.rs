@@ -200,27 +200,7 @@ impl Filters {
     /// list of values (`{"label": ["a=b"]}`) or, in the older form, to an object whose keys
     /// are the values (`{"label": {"a=b": true}}`).
     pub fn from_json(kind: FilterKind, json: &str) -> Result<Filters, FilterError> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Values {
-            List(Vec<String>),
-            Set(BTreeMap<String, bool>),
-        }
-        let map: BTreeMap<String, Values> =
-            serde_json::from_str(json).map_err(FilterError::Json)?;
-        let mut pairs = Vec::new();
-        for (key, values) in map {
-            let values = match values {
-                Values::List(v) => v,
-                Values::Set(s) => s
-                    .into_iter()
-                    .filter(|(_, on)| *on)
-                    .map(|(v, _)| v)
-                    .collect(),
-            };
-            pairs.extend(values.into_iter().map(|v| (key.clone(), v)));
-        }
-        Filters::from_pairs(kind, pairs)
+        Filters::from_pairs(kind, json_pairs(json)?)
     }
 
     fn add(&mut self, key: &str, value: &str) -> Result<(), FilterError> {
@@ -470,6 +450,33 @@ fn mounts(m: &MountSpec, value: &str) -> bool {
         }
         MountSpec::Tmpfs { target, .. } => target == value,
     }
+}
+
+/// The `(key, value)` pairs of the Engine API's `filters` parameter: a JSON object mapping
+/// each key to a list of values (`{"label": ["a=b"]}`) or, in the older form, to an object
+/// whose keys are the values (`{"label": {"a=b": true}}`). For filters of other kinds than
+/// [`FilterKind`]'s (`prune`'s `until`).
+pub fn json_pairs(json: &str) -> Result<Vec<(String, String)>, FilterError> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Values {
+        List(Vec<String>),
+        Set(BTreeMap<String, bool>),
+    }
+    let map: BTreeMap<String, Values> = serde_json::from_str(json).map_err(FilterError::Json)?;
+    let mut pairs = Vec::new();
+    for (key, values) in map {
+        let values = match values {
+            Values::List(v) => v,
+            Values::Set(s) => s
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(v, _)| v)
+                .collect(),
+        };
+        pairs.extend(values.into_iter().map(|v| (key.clone(), v)));
+    }
+    Ok(pairs)
 }
 
 #[cfg(test)]
