@@ -884,6 +884,17 @@ fn docker_cp_export_stats_and_container_prune() {
     );
     assert_ne!(row[3], "0", "{}", st.stdout);
 
+    // A stopped container too, as `container cp`: its VM boots held for the copy.
+    s.docker(&["stop", "-t", "1", "box"]).success();
+    s.docker(&["cp", "box:/tmp/in/x", &h("stopped")]).success();
+    assert_eq!(
+        std::fs::read_to_string(host.join("stopped")).unwrap(),
+        "ex\n"
+    );
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "box"])
+        .success();
+    assert_eq!(state.stdout, "exited\n");
     s.docker(&["rm", "-f", "box"]).success();
     let created = s
         .docker(&[
