@@ -43,7 +43,7 @@ pub async fn get(engine: &Engine, id: &str, req: &Req) -> Answer {
         Ok(stat) => stat,
         Err(_) => {
             return Err(match done_rx.await {
-                Ok(Err(e)) => copy_error(e, &path),
+                Ok(Err(e)) => copy_error(e),
                 _ => ApiError::internal(format!("copy of {path} ended without a stat")),
             })
         }
@@ -74,7 +74,7 @@ pub async fn put(engine: &Engine, id: &str, mut req: Req) -> Answer {
     let body = req.body_reader();
     c.copy_in(HostPath::Tar(body), &path, opts)
         .await
-        .map_err(|e| copy_error(e, &path))?;
+        .map_err(copy_error)?;
     Ok(http::empty(StatusCode::OK))
 }
 
@@ -100,13 +100,11 @@ fn path_param(req: &Req) -> Result<String, ApiError> {
 
 /// A failed copy as docker answers it: a path that is not there is a 404, a destination
 /// that is not a directory a 400.
-fn copy_error(e: ContainerError, path: &str) -> ApiError {
+fn copy_error(e: ContainerError) -> ApiError {
     if let ContainerError::Client(ClientError::Failed(info)) = &e {
         let message = info.reason.clone().unwrap_or_else(|| line(&e));
         match info.error {
-            Some(ErrorCode::NotFound) => {
-                return ApiError::not_found(format!("{message} (path {path})"))
-            }
+            Some(ErrorCode::NotFound) => return ApiError::not_found(message),
             Some(ErrorCode::InvalidArgument) => return ApiError::bad_request(message),
             _ => {}
         }
