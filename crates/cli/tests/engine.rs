@@ -705,8 +705,291 @@ fn published_ports_and_clients_that_go_away() {
 
 /// The Docker SDK for Python (Debian's `python3-docker`): its main calls, each checked in the
 /// script, which prints `ok` at its end.
+/// A build context: a two-stage Dockerfile whose first stage runs a step with a build
+/// argument, and a second Dockerfile whose RUN fails.
+fn build_context(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM {IMAGE} AS base\nUSER 0\nARG MSG=default\nRUN echo \"msg=$MSG\" > /msg && echo run-output\n\
+             COPY data.txt /data.txt\nCMD [\"cat\", \"/msg\", \"/data.txt\"]\n\
+             FROM base AS final\nRUN exit 9\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("data.txt"), "from the context\n").unwrap();
+    std::fs::write(
+        dir.join("fail.Dockerfile"),
+        format!("FROM {IMAGE}\nRUN echo failing-step && exit 3\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn docker_build_run_history_save_load_push_prune() {
+    let env = Env::tagged("engbuild", true);
+    let registry = Registry::start();
+    let s = Service::start(&env);
+    let ctx = env.cli.root().join("ctx");
+    build_context(&ctx);
+    let ctx = ctx.to_str().unwrap();
+    // The classic builder's API: steps and RUN's output stream back; `--target` leaves out
+    // the failing last stage.
+    let b = s.docker(&[
+        "build",
+        "-t",
+        "built:1",
+        "--build-arg",
+        "MSG=hello",
+        "--target",
+        "base",
+        ctx,
+    ]);
+    let b = b.success();
+    assert!(b.stdout.contains("run-output"), "{}", b.stdout);
+    assert!(
+        b.stdout.contains("Successfully tagged built:1"),
+        "{}",
+        b.stdout
+    );
+    let id = b
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Successfully built "))
+        .unwrap_or_else(|| panic!("{}", b.stdout))
+        .to_string();
+    let inspect = s
+        .docker(&["image", "inspect", "-f", "{{.Id}}", "built:1"])
+        .success();
+    assert!(
+        inspect.stdout.starts_with(&format!("sha256:{id}")),
+        "{}",
+        inspect.stdout
+    );
+    let r = s
+        .docker(&["run", "--rm", "--network", "none", "built:1"])
+        .success();
+    assert_eq!(r.stdout, "msg=hello\nfrom the context\n");
+    // A failing RUN: its output, docker's message, the step's exit code.
+    let f = s.docker(&["build", "-f", &format!("{ctx}/fail.Dockerfile"), ctx]);
+    assert_eq!(f.code, 3, "{f:?}");
+    assert!(f.stdout.contains("failing-step"), "{f:?}");
+    assert!(f.stderr.contains("exit code: 3"), "{f:?}");
+    // docker 28 falls back to this API (no BuildKit advertised); all from the cache.
+    if std::path::Path::new(DOCKER_NEW).exists() {
+        let b = s.client(
+            DOCKER_NEW,
+            &[
+                "build",
+                "-q",
+                "-t",
+                "built:new",
+                "--build-arg",
+                "MSG=hello",
+                "--target",
+                "base",
+                ctx,
+            ],
+        );
+        assert_eq!(b.success().stdout, inspect.stdout);
+    } else {
+        println!("SKIPPED the newer docker client: {DOCKER_NEW} is not installed");
+    }
+
+    let h = s
+        .docker(&[
+            "history",
+            "--no-trunc",
+            "--format",
+            "{{.CreatedBy}}",
+            "built:1",
+        ])
+        .success();
+    assert!(h.stdout.contains("msg=$MSG"), "{}", h.stdout);
+    assert!(h.stdout.contains("COPY data.txt"), "{}", h.stdout);
+
+    // save | load, through a file.
+    let tar = env.cli.root().join("saved.tar");
+    s.docker(&["save", "-o", tar.to_str().unwrap(), "built:1"])
+        .success();
+    s.docker(&["rmi", "built:1", "built:new"]);
+    let l = s.docker(&["load", "-i", tar.to_str().unwrap()]).success();
+    assert!(l.stdout.contains("Loaded image: built:1"), "{}", l.stdout);
+    let (code, body) = s.http("POST", "/images/load", Some("not a tar"));
+    assert_eq!(code, 400, "{body}");
+
+    // push to the registry, then pull it back under its name.
+    let remote = registry.reference("built:1");
+    s.docker(&["tag", "built:1", &remote]).success();
+    let p = s.docker(&["push", &remote]).success();
+    assert!(p.stdout.contains("1: digest: sha256:"), "{}", p.stdout);
+    s.docker(&["rmi", &remote]).success();
+    s.docker(&["pull", &remote]).success();
+
+    // prune: what no name reaches, then (-a) every image no container uses.
+    let p = s.docker(&["image", "prune", "-f"]).success();
+    assert!(p.stdout.contains("Total reclaimed space"), "{}", p.stdout);
+    let p = s.docker(&["image", "prune", "-a", "-f"]).success();
+    assert!(p.stdout.contains("untagged: built:1"), "{}", p.stdout);
+    let images = s.docker(&["images", "-q"]).success();
+    assert_eq!(images.stdout, "", "prune -a left images");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn docker_cp_export_stats_and_container_prune() {
+    let env = Env::tagged("engcp", true);
+    let s = Service::start(&env);
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "--network",
+        "none",
+        IMAGE,
+        "sleep",
+        "1000",
+    ])
+    .success();
+    s.docker(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/d/sub && echo one > /tmp/d/a && echo two > /tmp/d/sub/b",
+    ])
+    .success();
+    let host = env.cli.root().join("host");
+    std::fs::create_dir_all(host.join("src/y")).unwrap();
+    std::fs::write(host.join("src/x"), "ex\n").unwrap();
+    std::fs::write(host.join("src/y/z"), "zed\n").unwrap();
+    let h = |p: &str| host.join(p).to_str().unwrap().to_string();
+    // Out: a directory and a file.
+    s.docker(&["cp", "box:/tmp/d", &h("out")]).success();
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/a")).unwrap(),
+        "one\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.join("out/sub/b")).unwrap(),
+        "two\n"
+    );
+    s.docker(&["cp", "box:/tmp/d/a", &h("file")]).success();
+    assert_eq!(std::fs::read_to_string(host.join("file")).unwrap(), "one\n");
+    // In: a directory under a new name, a file into a directory.
+    s.docker(&["cp", &h("src"), "box:/tmp/in"]).success();
+    s.docker(&["cp", &h("file"), "box:/tmp/d/"]).success();
+    let cat = s
+        .docker(&[
+            "exec",
+            "box",
+            "cat",
+            "/tmp/in/x",
+            "/tmp/in/y/z",
+            "/tmp/d/file",
+        ])
+        .success();
+    assert_eq!(cat.stdout, "ex\nzed\none\n");
+    let r = s.docker(&["cp", "box:/nope", &h("nope")]);
+    assert!(r.code != 0 && r.stderr.contains("/nope"), "{r:?}");
+    // The API's answers for what does not exist and for a file where a directory must be.
+    assert_eq!(
+        s.http("HEAD", "/containers/box/archive?path=/nope", None).0,
+        404
+    );
+    assert_eq!(
+        s.http("PUT", "/containers/box/archive?path=/nope", Some(""))
+            .0,
+        404
+    );
+    assert_eq!(
+        s.http("PUT", "/containers/box/archive?path=/tmp/d/a", Some(""))
+            .0,
+        400
+    );
+
+    let tar = env.cli.root().join("export.tar");
+    s.docker(&["export", "-o", tar.to_str().unwrap(), "box"])
+        .success();
+    let list = common::tool("tar", &["tf", tar.to_str().unwrap()]);
+    assert!(list.contains("tmp/d/sub/b"), "{list}");
+    assert!(list.contains("bin/busybox"), "{list}");
+
+    let st = s
+        .docker(&[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}",
+            "box",
+        ])
+        .success();
+    let row: Vec<&str> = st.stdout.trim().split('|').collect();
+    assert_eq!(row.len(), 4, "{}", st.stdout);
+    assert_eq!(row[0], "box");
+    assert!(row[1].ends_with('%'), "{}", st.stdout);
+    let (used, limit) = row[2].split_once(" / ").unwrap();
+    assert!(
+        !used.starts_with("0B") && limit.ends_with("iB"),
+        "{}",
+        st.stdout
+    );
+    assert_ne!(row[3], "0", "{}", st.stdout);
+
+    // A stopped container too, as `container cp`: its VM boots held for the copy.
+    s.docker(&["stop", "-t", "1", "box"]).success();
+    s.docker(&["cp", "box:/tmp/in/x", &h("stopped")]).success();
+    assert_eq!(
+        std::fs::read_to_string(host.join("stopped")).unwrap(),
+        "ex\n"
+    );
+    let state = s
+        .docker(&["inspect", "-f", "{{.State.Status}}", "box"])
+        .success();
+    assert_eq!(state.stdout, "exited\n");
+    s.docker(&["rm", "-f", "box"]).success();
+    let created = s
+        .docker(&[
+            "create",
+            "--network",
+            "none",
+            "--label",
+            "keep=no",
+            IMAGE,
+            "true",
+        ])
+        .success();
+    let kept = s
+        .docker(&[
+            "create",
+            "--network",
+            "none",
+            "--label",
+            "keep=yes",
+            IMAGE,
+            "true",
+        ])
+        .success();
+    let p = s
+        .docker(&["container", "prune", "-f", "--filter", "label=keep=no"])
+        .success();
+    assert!(p.stdout.contains(created.stdout.trim()), "{}", p.stdout);
+    assert!(p.stdout.contains("Total reclaimed space"), "{}", p.stdout);
+    let left = s.docker(&["ps", "-aq", "--no-trunc"]).success();
+    assert_eq!(left.stdout.trim(), kept.stdout.trim());
+}
+
 const SDK_SCRIPT: &str = r#"
-import sys, docker
+import io, os, sys, tarfile, tempfile, docker
 c = docker.DockerClient(base_url=sys.argv[1], version="auto")
 image = sys.argv[2]
 assert c.version()["ApiVersion"] == "1.41"
@@ -722,6 +1005,28 @@ r = ct.exec_run(["sh", "-c", "echo in-exec; exit 4"])
 assert (r.exit_code, r.output) == (4, b"in-exec\n"), r
 ct.reload()
 assert ct.attrs["State"]["Status"] == "running"
+# archives: a directory out (its stat in the header), a tar in, a missing path
+ct.exec_run(["sh", "-c", "mkdir -p /tmp/d && echo hello > /tmp/d/f"])
+bits, stat = ct.get_archive("/tmp/d")
+assert stat["name"] == "d" and stat["mode"] & (1 << 31), stat
+t = tarfile.open(fileobj=io.BytesIO(b"".join(bits)))
+assert t.extractfile("d/f").read() == b"hello\n", t.getnames()
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"put\n"
+    info = tarfile.TarInfo("new.txt")
+    info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+assert ct.put_archive("/tmp", buf.getvalue())
+assert ct.exec_run(["cat", "/tmp/new.txt"]).output == b"put\n"
+try:
+    ct.put_archive("/nope", buf.getvalue())
+    raise SystemExit("put_archive to a missing directory succeeded")
+except docker.errors.NotFound:
+    pass
+st = ct.stats(stream=False)
+assert st["name"] == "/sdk1" and st["memory_stats"]["usage"] > 0, st
+assert st["cpu_stats"]["system_cpu_usage"] > st["precpu_stats"]["system_cpu_usage"], st
 ct.stop(timeout=1)
 ct.reload()
 assert ct.status == "exited", ct.status
@@ -731,6 +1036,15 @@ try:
     raise SystemExit("sdk1 still there")
 except docker.errors.NotFound:
     pass
+# build: a context without RUN (no builder VM), tagged
+ctx = tempfile.mkdtemp()
+with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+    f.write("FROM %s\nCOPY f.txt /f.txt\nLABEL built=yes\n" % image)
+with open(os.path.join(ctx, "f.txt"), "w") as f:
+    f.write("file\n")
+built, logs = c.images.build(path=ctx, tag="sdkbuilt:1")
+assert "sdkbuilt:1" in built.tags and built.labels["built"] == "yes", built.attrs
+assert any("Successfully built" in l.get("stream", "") for l in logs)
 print("ok")
 "#;
 

@@ -15,6 +15,7 @@ use hyper::body::{Body as _, Frame, Incoming};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -25,6 +26,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 
 /// What a handler returns.
 pub type Answer = Result<Response<Body>, ApiError>;
+
+/// Bytes buffered between a streamed body and its reader or writer.
+const STREAM_BUFFER: usize = 64 * 1024;
 
 /// Largest request body read into memory (create and exec bodies are a few KiB; docker's
 /// own limit for JSON bodies is far above what a real client sends).
@@ -87,6 +91,47 @@ impl Req {
                 .map(Some)
                 .map_err(|_| ApiError::bad_request(format!("invalid {key} {v:?}: not an integer"))),
         }
+    }
+
+    /// Every value of a repeated query parameter, in order (`t=a&t=b` of `/build`).
+    pub fn q_all(&self, key: &str) -> Vec<String> {
+        form_urlencoded::parse(self.parts.uri.query().unwrap_or("").as_bytes())
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+            .collect()
+    }
+
+    /// A header as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as a byte stream (a tar upload: a build context, an archive, an image),
+    /// relayed by a task so that the reader needs no knowledge of HTTP frames. A body that
+    /// fails midway ends the stream early: the tar readers behind it refuse a cut archive.
+    pub fn body_reader(&mut self) -> tokio::io::DuplexStream {
+        let (mut w, r) = tokio::io::duplex(STREAM_BUFFER);
+        if let Some(mut body) = self.body.take() {
+            tokio::spawn(async move {
+                while let Some(frame) = body.frame().await {
+                    let data = match frame {
+                        Ok(f) => match f.into_data() {
+                            Ok(d) => d,
+                            Err(_) => continue,
+                        },
+                        Err(e) => {
+                            tracing::debug!("request body: {e}");
+                            return;
+                        }
+                    };
+                    if w.write_all(&data).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = w.shutdown().await;
+            });
+        }
+        r
     }
 
     /// Whether the client asked to take over the connection (`Upgrade: tcp`).
@@ -182,4 +227,29 @@ pub fn channel(
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     (r, tx)
+}
+
+/// A streamed answer written through an `AsyncWrite` (a tar the runtime writes): what is
+/// written goes to the client as it comes; once the client has gone, writes fail, which
+/// stops the writer.
+pub fn writer(
+    status: StatusCode,
+    content_type: &'static str,
+) -> (Response<Body>, tokio::io::DuplexStream) {
+    let (response, tx) = channel(status, content_type);
+    let (w, mut r) = tokio::io::duplex(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; STREAM_BUFFER];
+        loop {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (response, w)
 }

@@ -31,22 +31,22 @@ pub fn familiar(r: &Reference) -> String {
         .map_or(s.clone(), str::to_string)
 }
 
-fn open_store(engine: &Engine) -> Result<Store, ApiError> {
+pub(crate) fn open_store(engine: &Engine) -> Result<Store, ApiError> {
     Ok(Store::open(engine.runtime().root())?)
 }
 
 /// One image of the store with the names that point at it.
-struct Found {
-    names: Vec<Reference>,
-    image: oci::Image,
+pub(crate) struct Found {
+    pub(crate) names: Vec<Reference>,
+    pub(crate) image: oci::Image,
 }
 
 impl Found {
-    fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         self.image.manifest.config.digest.to_string()
     }
 
-    fn repo_tags(&self) -> Vec<String> {
+    pub(crate) fn repo_tags(&self) -> Vec<String> {
         self.names
             .iter()
             .filter(|r| r.tag().is_some())
@@ -99,7 +99,7 @@ fn all(store: &Store) -> Result<Vec<Found>, ApiError> {
 
 /// The image `name` means: a reference, or an id (`sha256:…` or a prefix of its hex, at
 /// least as docker's short ids).
-fn find(store: &Store, name: &str) -> Result<Found, ApiError> {
+pub(crate) fn find(store: &Store, name: &str) -> Result<Found, ApiError> {
     let hex = name.strip_prefix("sha256:").unwrap_or(name);
     let looks_like_id = hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit());
     if looks_like_id {
@@ -206,7 +206,7 @@ pub fn inspect(engine: &Engine, name: &str) -> Answer {
 }
 
 /// `NAME` with `tag` (a tag or a digest) as docker's pull and tag endpoints combine them.
-fn with_tag(name: &str, tag: Option<&str>) -> Result<Reference, ApiError> {
+pub(crate) fn with_tag(name: &str, tag: Option<&str>) -> Result<Reference, ApiError> {
     let full = match tag.filter(|t| !t.is_empty()) {
         Some(t) if t.contains(':') => format!("{name}@{t}"),
         Some(t) => format!("{name}:{t}"),
@@ -235,11 +235,7 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
     let root = engine.runtime().root().to_path_buf();
     let (response, tx) = http::channel(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let progress = Arc::new(PullProgress {
-            tx: tx.clone(),
-            seen: Mutex::new(HashMap::new()),
-            transferred: AtomicBool::new(false),
-        });
+        let progress = LayerProgress::new(tx.clone(), &PULL_WORDS);
         let shown = familiar(&reference);
         let what = reference
             .digest()
@@ -286,33 +282,70 @@ pub fn create(engine: &Engine, req: &Req) -> Answer {
     Ok(response)
 }
 
-fn line_of(v: &Value) -> Bytes {
+/// One JSON line of a progress stream.
+pub(crate) fn line_of(v: &Value) -> Bytes {
     let mut s = v.to_string();
     s.push_str("\r\n");
     Bytes::from(s)
 }
 
-/// Pull progress as docker's per-layer lines (`Pulling fs layer`, `Downloading` with
-/// `progressDetail`, `Pull complete` / `Already exists`). Lines are dropped rather than
-/// waited for when the client reads slowly: the next one says as much.
-struct PullProgress {
+/// What docker's progress lines say about a layer at each stage of a transfer.
+pub(crate) struct Words {
+    start: &'static str,
+    moving: &'static str,
+    done: &'static str,
+    skipped: &'static str,
+}
+
+/// A pull's words.
+const PULL_WORDS: Words = Words {
+    start: "Pulling fs layer",
+    moving: "Downloading",
+    done: "Pull complete",
+    skipped: "Already exists",
+};
+
+/// A push's words.
+pub(crate) const PUSH_WORDS: Words = Words {
+    start: "Preparing",
+    moving: "Pushing",
+    done: "Pushed",
+    skipped: "Layer already exists",
+};
+
+/// Transfer progress as docker's per-layer lines (`Pulling fs layer`, `Downloading` with
+/// `progressDetail`, `Pull complete` / `Already exists`, or a push's). Lines are dropped
+/// rather than waited for when the client reads slowly: the next one says as much.
+pub(crate) struct LayerProgress {
     tx: mpsc::Sender<Bytes>,
+    words: &'static Words,
     /// Per blob: bytes so far, total, bytes when last reported.
     seen: Mutex<HashMap<String, (u64, u64, u64)>>,
-    /// Some blob was downloaded (else the image was up to date).
-    transferred: AtomicBool,
+    /// Some blob was transferred (else the image was up to date).
+    pub(crate) transferred: AtomicBool,
+}
+
+impl LayerProgress {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>, words: &'static Words) -> Arc<LayerProgress> {
+        Arc::new(LayerProgress {
+            tx,
+            words,
+            seen: Mutex::new(HashMap::new()),
+            transferred: AtomicBool::new(false),
+        })
+    }
 }
 
 /// Bytes between two `Downloading` lines of one blob.
 const REPORT_EVERY: u64 = 512 * 1024;
 
-impl oci::Progress for PullProgress {
+impl oci::Progress for LayerProgress {
     fn start(&self, digest: &oci::Digest, size: u64) {
         if let Ok(mut seen) = self.seen.lock() {
             seen.insert(digest.to_string(), (0, size, 0));
         }
         let _ = self.tx.try_send(line_of(
-            &json!({"status": "Pulling fs layer", "progressDetail": {}, "id": digest.short()}),
+            &json!({"status": self.words.start, "progressDetail": {}, "id": digest.short()}),
         ));
     }
 
@@ -332,7 +365,7 @@ impl oci::Progress for PullProgress {
         };
         if let Some((current, total)) = report {
             let _ = self.tx.try_send(line_of(&json!({
-                "status": "Downloading",
+                "status": self.words.moving,
                 "progressDetail": {"current": current, "total": total},
                 "id": digest.short(),
             })));
@@ -343,9 +376,9 @@ impl oci::Progress for PullProgress {
         let status = match outcome {
             oci::BlobOutcome::Transferred => {
                 self.transferred.store(true, Ordering::Relaxed);
-                "Pull complete"
+                self.words.done
             }
-            oci::BlobOutcome::Skipped => "Already exists",
+            oci::BlobOutcome::Skipped => self.words.skipped,
         };
         let _ = self.tx.try_send(line_of(
             &json!({"status": status, "progressDetail": {}, "id": digest.short()}),
@@ -402,6 +435,81 @@ pub fn delete(engine: &Engine, name: &str, req: &Req) -> Answer {
         out.push(json!({"Untagged": familiar(&r)}));
     }
     Ok(http::json(StatusCode::OK, &out))
+}
+
+/// `GET /images/{name}/history`: the image config's history, newest first, each step with
+/// the size of the layer it made (`container image history`'s).
+pub fn history(engine: &Engine, name: &str) -> Answer {
+    let store = open_store(engine)?;
+    let f = find(&store, name)?;
+    let mut items = runtime::image_history::history(&store, &f.image)
+        .map_err(|e| ApiError::internal(line(&e)))?;
+    // docker lists the image's names on its newest step, in their familiar form.
+    if let Some(newest) = items.first_mut() {
+        newest.tags = f.repo_tags();
+    }
+    Ok(http::json(StatusCode::OK, &items))
+}
+
+/// `POST /images/prune?filters=`: without filters (or `dangling=true`), what no name
+/// reaches: the store's blob GC (an image that loses its last name is no longer listed, so
+/// there are no dangling images to list, only their bytes to reclaim). With
+/// `dangling=false`, every image no container was made from is untagged first, then
+/// collected. The build cache's layers are kept, as `container image prune` keeps them.
+pub async fn prune(engine: &Engine, req: &Req) -> Answer {
+    let mut dangling_only = true;
+    if let Some(json) = req.q("filters").filter(|f| !f.is_empty()) {
+        for (k, v) in runtime::filter::json_pairs(json)? {
+            match (k.as_str(), v.to_ascii_lowercase().as_str()) {
+                ("dangling", "true" | "1") => dangling_only = true,
+                ("dangling", "false" | "0") => dangling_only = false,
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid filter '{k}={v}': images are pruned by dangling= only"
+                    )))
+                }
+            }
+        }
+    }
+    let rt = engine.runtime().clone();
+    let used: Vec<String> = rt
+        .containers()?
+        .iter()
+        .map(|c| c.record().image_digest.clone())
+        .collect();
+    let root = rt.root().to_path_buf();
+    let (deleted, report) = tokio::task::spawn_blocking(move || {
+        let store = Store::open(&root)?;
+        let mut deleted = Vec::new();
+        if !dangling_only {
+            for f in all(&store)? {
+                let digests = [
+                    f.image.target.digest.to_string(),
+                    f.image.manifest_digest().to_string(),
+                ];
+                if used.iter().any(|u| digests.contains(u)) {
+                    continue;
+                }
+                for r in &f.names {
+                    store.remove_ref(r)?;
+                    deleted.push(json!({"Untagged": familiar(r)}));
+                }
+                deleted.push(json!({"Deleted": f.id()}));
+            }
+        }
+        let cache = builder::cache::BuildCache::new(&root);
+        let report = store.prune_keeping(|| cache.layer_digests())?;
+        Ok::<_, ApiError>((deleted, report))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({
+            "ImagesDeleted": if deleted.is_empty() { Value::Null } else { Value::from(deleted) },
+            "SpaceReclaimed": report.bytes_freed,
+        }),
+    ))
 }
 
 #[cfg(test)]

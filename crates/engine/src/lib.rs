@@ -19,6 +19,8 @@
 // `/info` is one large `json!` document.
 #![recursion_limit = "256"]
 
+mod archive;
+mod build;
 mod containers;
 mod create;
 mod error;
@@ -27,8 +29,10 @@ mod exec;
 mod http;
 mod images;
 mod routes;
+mod stats;
 mod stream;
 mod system;
+mod transfer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::error::ApiError;
 use crate::http::{self, Answer, Body, Req};
-use crate::{containers, events, exec, images, system, Engine};
+use crate::{archive, build, containers, events, exec, images, stats, system, transfer, Engine};
 
 /// Answers one request.
 pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
@@ -84,6 +84,31 @@ async fn route(engine: Arc<Engine>, req: Req) -> Answer {
         (&Method::GET, ["version"]) => Ok(system::version()),
         (&Method::GET, ["info"]) => system::info(&engine).await,
         (&Method::GET, ["events"]) => events::events(&engine, &req),
+
+        // Build, archives, stats, prune, image transfer (engine-build).
+        (&Method::POST, ["build"]) => build::build(&engine, req).await,
+        (&Method::GET | &Method::HEAD, ["containers", id, "archive"]) => {
+            archive::get(&engine, id, &req).await
+        }
+        (&Method::PUT, ["containers", id, "archive"]) => {
+            let id = id.to_string();
+            archive::put(&engine, &id, req).await
+        }
+        (&Method::GET, ["containers", id, "export"]) => archive::export(&engine, id),
+        (&Method::GET, ["containers", id, "stats"]) => stats::stats(&engine, id, &req).await,
+        (&Method::POST, ["containers", "prune"]) => stats::prune(&engine, &req).await,
+        (&Method::POST, ["images", "prune"]) => images::prune(&engine, &req).await,
+        (&Method::GET, ["images", "get"]) => transfer::save(&engine, req.q_all("names")).await,
+        (&Method::POST, ["images", "load"]) => transfer::load(&engine, req).await,
+        (&Method::GET, ["images", .., "history"]) if segs.len() > 2 => {
+            images::history(&engine, &segs[1..segs.len() - 1].join("/"))
+        }
+        (&Method::GET, ["images", .., "get"]) if segs.len() > 2 => {
+            transfer::save(&engine, vec![segs[1..segs.len() - 1].join("/")]).await
+        }
+        (&Method::POST, ["images", .., "push"]) if segs.len() > 2 => {
+            transfer::push(&engine, &segs[1..segs.len() - 1].join("/"), &req).await
+        }
 
         (&Method::GET, ["images", "json"]) => images::list(&engine, &req),
         (&Method::POST, ["images", "create"]) => images::create(&engine, &req),

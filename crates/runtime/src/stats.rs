@@ -17,12 +17,24 @@ pub struct Sample {
     pub monotonic_ns: u64,
     /// CPU time of the container's processes, microseconds.
     pub cpu_usage_usec: u64,
+    /// Of that, time in user mode, microseconds.
+    #[serde(default)]
+    pub cpu_user_usec: u64,
+    /// Of that, time in kernel mode, microseconds.
+    #[serde(default)]
+    pub cpu_system_usec: u64,
     /// CPUs of the VM.
     pub online_cpus: u32,
     /// Memory charged to the container, bytes (`memory.current`).
     pub memory_current: u64,
     /// Inactive (reclaimable) page cache, bytes.
     pub memory_inactive_file: u64,
+    /// Anonymous memory, bytes (`memory.stat` anon).
+    #[serde(default)]
+    pub memory_anon: u64,
+    /// Page cache, bytes (`memory.stat` file).
+    #[serde(default)]
+    pub memory_file: u64,
     /// `memory.max`, or `None` when unlimited.
     pub memory_limit: Option<u64>,
     /// Memory of the guest, bytes (the effective limit without `memory.max`).
@@ -33,6 +45,12 @@ pub struct Sample {
     pub net_rx_bytes: u64,
     /// Bytes sent on the VM's network interfaces.
     pub net_tx_bytes: u64,
+    /// Packets received on the VM's network interfaces.
+    #[serde(default)]
+    pub net_rx_packets: u64,
+    /// Packets sent on the VM's network interfaces.
+    #[serde(default)]
+    pub net_tx_packets: u64,
     /// Bytes read from block devices.
     pub block_read_bytes: u64,
     /// Bytes written to block devices.
@@ -46,20 +64,28 @@ pub struct Sample {
 impl Sample {
     /// The sample of an agent `Stats` reply.
     pub fn from_agent(s: &agent::Stats) -> Sample {
-        let (rx, tx) = s.networks.iter().fold((0u64, 0u64), |(rx, tx), n| {
-            (rx.saturating_add(n.rx_bytes), tx.saturating_add(n.tx_bytes))
-        });
+        let sum = |f: fn(&agent::NetDevStats) -> u64| {
+            s.networks
+                .iter()
+                .fold(0u64, |total, n| total.saturating_add(f(n)))
+        };
         Sample {
             monotonic_ns: s.monotonic_ns,
             cpu_usage_usec: s.cpu_usage_usec,
+            cpu_user_usec: s.cpu_user_usec,
+            cpu_system_usec: s.cpu_system_usec,
             online_cpus: s.online_cpus,
             memory_current: s.memory_current,
             memory_inactive_file: s.memory_inactive_file,
+            memory_anon: s.memory_anon,
+            memory_file: s.memory_file,
             memory_limit: s.memory_limit,
             guest_memory_total: s.guest_memory_total,
             oom_kills: s.oom_kills,
-            net_rx_bytes: rx,
-            net_tx_bytes: tx,
+            net_rx_bytes: sum(|n| n.rx_bytes),
+            net_tx_bytes: sum(|n| n.tx_bytes),
+            net_rx_packets: sum(|n| n.rx_packets),
+            net_tx_packets: sum(|n| n.tx_packets),
             block_read_bytes: s.io_read_bytes,
             block_write_bytes: s.io_write_bytes,
             pids: s.pids,

@@ -467,8 +467,17 @@ fn prepare(job: &Job) -> Result<Ready, Fail> {
             let parent_is_dir = copy::split_last(&abs)
                 .map(|(parent, _)| Path::new(&parent).is_dir())
                 .unwrap_or(true);
-            let target = copy::plan(source.as_ref(), &abs, kind, parent_is_dir)
-                .map_err(|e| (INVALID, None, e.to_string()))?;
+            let target = copy::plan(source.as_ref(), &abs, kind, parent_is_dir).map_err(|e| {
+                // A destination that is not there is "not found" to front ends (the Engine
+                // API's 404), a wrong kind of destination a bad argument.
+                let code = match e {
+                    copy::PlanError::DestDirMissing(_) | copy::PlanError::ParentMissing(_) => {
+                        NOT_FOUND
+                    }
+                    _ => INVALID,
+                };
+                (code, None, e.to_string())
+            })?;
             // Refuse a read-only destination before any byte is sent (access(2) reports
             // EROFS for a read-only mount, whatever the permission bits say).
             let dir = sys::cstr(&target.dir).map_err(|e| (OS, Some(e), path.clone()))?;

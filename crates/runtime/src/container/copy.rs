@@ -11,11 +11,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use agent::copy as files;
-use agent::CopySource;
+use agent::{CopySource, PathStat};
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::start::Launch;
 use super::{Container, ContainerError};
@@ -79,7 +79,36 @@ impl Container {
     ) -> Result<(), ContainerError> {
         let path = container_path(path)?;
         let (stream, held) = self.copy_connection().await?;
-        let r = copy_out(stream, self.id(), path, dest, opts).await;
+        let r = copy_out(stream, self.id(), path, dest, opts, None).await;
+        self.released(held, r).await
+    }
+
+    /// Copies `path` of the container as a tar stream to `out`, telling `stat` what the path
+    /// is before the first byte: the Engine API's archive answer carries that in a header
+    /// ahead of the stream (and `HEAD` wants nothing else: dropping the reader of `out`
+    /// then ends the copy, the guest's packer is killed).
+    pub async fn copy_out_archive<W: AsyncWrite + Unpin>(
+        &mut self,
+        path: &str,
+        follow_link: bool,
+        stat: oneshot::Sender<PathStat>,
+        out: W,
+    ) -> Result<(), ContainerError> {
+        let path = container_path(path)?;
+        let opts = CopyOptions {
+            archive: true,
+            follow_link,
+        };
+        let (stream, held) = self.copy_connection().await?;
+        let r = copy_out(
+            stream,
+            self.id(),
+            path,
+            HostPath::Tar(out),
+            opts,
+            Some(stat),
+        )
+        .await;
         self.released(held, r).await
     }
 
@@ -185,8 +214,13 @@ async fn copy_out<W: AsyncWrite + Unpin>(
     path: &str,
     dest: HostPath<W>,
     opts: CopyOptions,
+    tell: Option<oneshot::Sender<PathStat>>,
 ) -> Result<(), ContainerError> {
     let (stat, mut session) = client::copy_out(stream, id, path, opts.follow_link).await?;
+    if let Some(tell) = tell {
+        // Nobody waiting for it any more is the same as a reader gone: the writes fail.
+        let _ = tell.send(stat.clone());
+    }
     let dest = match dest {
         HostPath::Tar(mut out) => {
             while let Some(b) = session.next_chunk().await? {

@@ -23,6 +23,7 @@ mod stop;
 mod update;
 mod wait;
 
+pub use agent::PathStat;
 pub use copy::{CopyOptions, HostPath};
 pub(crate) use create::create_record;
 pub use create::CreateRequest;
