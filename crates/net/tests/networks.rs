@@ -811,7 +811,8 @@ fn container_network_session() {
     // A taken host port fails prepare before anything is allocated or created.
     let err = host.run(|| {
         let _busy = TcpListener::bind("127.0.0.1:18081").unwrap();
-        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &ports).unwrap_err()
+        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &Default::default(), &ports)
+            .unwrap_err()
     });
     assert!(err.to_string().contains("127.0.0.1:18081/tcp"), "{err}");
     assert!(!host.links().iter().any(|l| l.starts_with("ctap")));
@@ -819,13 +820,23 @@ fn container_network_session() {
         std::fs::read_to_string(path.join("networks/leases/default.json")).unwrap_or_default();
     assert!(!leases.contains("s1"), "{leases}");
     let err = host.run(|| {
-        ContainerNetwork::prepare(&path, "s1", None, &NetworkMode::None, &ports).unwrap_err()
+        ContainerNetwork::prepare(
+            &path,
+            "s1",
+            None,
+            &NetworkMode::None,
+            &Default::default(),
+            &ports,
+        )
+        .unwrap_err()
     });
     assert!(err.to_string().contains("without a network"), "{err}");
 
     let runtime = host.run(|| tokio::runtime::Runtime::new().unwrap());
-    let prepared =
-        host.run(|| ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &ports).unwrap());
+    let prepared = host.run(|| {
+        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &Default::default(), &ports)
+            .unwrap()
+    });
     let a = prepared.attachments()[0].clone();
     assert_eq!(a.network, "default");
     assert!(host.links().contains(&a.tap));
@@ -877,7 +888,9 @@ fn container_network_session() {
         .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
     // The port is free again and the address is kept for the next start.
     host.run(|| TcpListener::bind("127.0.0.1:18081").unwrap());
-    let again = host.run(|| ContainerNetwork::prepare(&path, "s1", None, &mode, &[]).unwrap());
+    let again = host.run(|| {
+        ContainerNetwork::prepare(&path, "s1", None, &mode, &Default::default(), &[]).unwrap()
+    });
     assert_eq!(again.attachments()[0].address, a.address);
     host.run(|| {
         again.abort().unwrap();

@@ -29,7 +29,8 @@
 //!   exited containers whose exit code is N; `health=starting|healthy|unhealthy|none` the
 //!   containers in that health status (`none`: no health check ran), docker's exact match.
 //! - Volumes take `label`, `name`, `dangling=true|false` (no container uses it) and `driver`;
-//!   networks take `label`, `name` and `id` (a prefix).
+//!   networks take `label`, `name`, `id` (a prefix), `driver` (always `bridge`) and
+//!   `type=custom|builtin` (the default network is the one built in).
 //!
 //! Keys are case-insensitive and values trimmed, as docker reads them; an unknown key or a
 //! value a key cannot take is an error naming both.
@@ -64,7 +65,7 @@ impl FilterKind {
                 "volume",
             ],
             FilterKind::Volumes => &["dangling", "driver", "label", "name"],
-            FilterKind::Networks => &["id", "label", "name"],
+            FilterKind::Networks => &["driver", "id", "label", "name", "type"],
         }
     }
 
@@ -149,6 +150,8 @@ enum Term {
     Health(String),
     Dangling(bool),
     Driver(String),
+    /// `type=custom` (true) or `type=builtin` (false): networks users made, or the default.
+    Custom(bool),
 }
 
 /// An `ancestor=` value and the images it names.
@@ -279,6 +282,11 @@ impl Filters {
                 _ => return Err(invalid("dangling is true or false".to_string())),
             }),
             "driver" => Term::Driver(value.to_string()),
+            "type" => Term::Custom(match value {
+                "custom" => true,
+                "builtin" => false,
+                _ => return Err(invalid("type is custom or builtin".to_string())),
+            }),
             _ => unreachable!("every key of FilterKind::keys is parsed above"),
         };
         self.terms.entry(key).or_default().push(term);
@@ -440,6 +448,11 @@ impl Term {
             }
             (Term::Dangling(dangling), Subject::Volume(v)) => v.containers.is_empty() == *dangling,
             (Term::Driver(d), Subject::Volume(v)) => v.volume.driver == *d,
+            // Every network is a Linux bridge.
+            (Term::Driver(d), Subject::Network(_)) => d == "bridge",
+            (Term::Custom(custom), Subject::Network(n)) => {
+                (n.config.name != net::DEFAULT_NETWORK) == *custom
+            }
             // Keys are checked against the kind when parsed: a term meant for another kind
             // of object selects nothing.
             _ => false,

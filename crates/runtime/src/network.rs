@@ -10,6 +10,28 @@ impl Runtime {
     pub fn networks(&self) -> Result<Networks, NetworkError> {
         Networks::open(self.root())
     }
+
+    /// Deletes every network `filters` selects that no container has a place on, the default
+    /// network excepted (it is built in, as docker's `bridge`); returns their names. One that
+    /// a container joined meanwhile stays.
+    pub fn network_prune(
+        &self,
+        filters: &crate::filter::Filters,
+    ) -> Result<Vec<String>, NetworkError> {
+        let nets = self.networks()?;
+        let mut pruned = Vec::new();
+        for n in nets.list()? {
+            let unused = n.containers.is_empty() && n.config.name != net::DEFAULT_NETWORK;
+            if unused && filters.matches_network(&n) {
+                match nets.delete(&n.config.name) {
+                    Ok(()) => pruned.push(n.config.name),
+                    Err(NetworkError::InUse { .. } | NetworkError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(pruned)
+    }
 }
 
 /// The guest's one interface on QEMU's user-mode network (10.0.2.15 behind QEMU's NAT, the

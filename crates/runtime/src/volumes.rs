@@ -92,16 +92,21 @@ impl Runtime {
         Ok(vols.remove(name)?)
     }
 
-    /// Deletes every volume no container mounts (and leftovers of crashed creates); returns
-    /// the deleted volumes' names and the bytes they held.
-    pub fn volume_prune(&self) -> Result<Vec<(String, u64)>, VolumesError> {
+    /// Deletes every volume no container mounts that `filters` selects (and leftovers of
+    /// crashed creates); returns the deleted volumes' names and the bytes they held. Named
+    /// and anonymous volumes alike, as docker 20.10's prune.
+    pub fn volume_prune(
+        &self,
+        filters: &crate::filter::Filters,
+    ) -> Result<Vec<(String, u64)>, VolumesError> {
         let vols = self.volume_store()?;
         vols.remove_leftovers()?;
         let records = self.records()?;
         let mut out = Vec::new();
         for v in vols.list()? {
-            if users(&records, &v.name).is_empty() {
-                let size = info(&vols, v.clone(), &records).allocated_bytes;
+            let info = info(&vols, v.clone(), &records);
+            if info.containers.is_empty() && filters.matches_volume(&info) {
+                let size = info.allocated_bytes;
                 // A volume claimed by a container created since the listing stays.
                 if vols.remove(&v.name).is_ok() {
                     out.push((v.name, size));
