@@ -25,9 +25,11 @@ mod error;
 mod exec;
 mod http;
 mod images;
+mod networks;
 mod routes;
 mod stream;
 mod system;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::error::ApiError;
 use crate::http::{self, Answer, Body, Req};
-use crate::{containers, exec, images, system, Engine};
+use crate::{containers, exec, images, networks, system, volumes, Engine};
 
 /// Answers one request.
 pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
@@ -137,6 +137,26 @@ async fn route(engine: Arc<Engine>, req: Req) -> Answer {
             exec::start(engine, &id, req).await
         }
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&engine, id),
+
+        (&Method::GET, ["networks"]) => networks::list(&engine, &req),
+        (&Method::POST, ["networks", "create"]) => networks::create(&engine, req).await,
+        (&Method::POST, ["networks", "prune"]) => networks::prune(&engine, &req),
+        (&Method::GET, ["networks", id]) => networks::inspect(&engine, id),
+        (&Method::DELETE, ["networks", id]) => networks::delete(&engine, id),
+        (&Method::POST, ["networks", id, "connect"]) => {
+            let id = id.to_string();
+            networks::connect(&engine, &id, req).await
+        }
+        (&Method::POST, ["networks", id, "disconnect"]) => {
+            let id = id.to_string();
+            networks::disconnect(&engine, &id, req).await
+        }
+
+        (&Method::GET, ["volumes"]) => volumes::list(&engine, &req),
+        (&Method::POST, ["volumes", "create"]) => volumes::create(&engine, req).await,
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(&engine, &req),
+        (&Method::GET, ["volumes", name]) => volumes::inspect(&engine, name),
+        (&Method::DELETE, ["volumes", name]) => volumes::delete(&engine, name, &req),
 
         _ => Err(ApiError::not_implemented(m.as_str(), &path)),
     }

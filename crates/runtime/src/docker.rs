@@ -951,11 +951,24 @@ mod tests {
                 &json!("02:00:00:00:00:01")
             )
         );
+        let back = &n["Networks"]["back"];
         assert_eq!(
-            n["Networks"]["back"],
-            json!({"IPAddress": "10.61.0.3", "IPPrefixLen": 16, "Gateway": "10.61.0.1",
-                   "MacAddress": "02:00:00:00:00:02"})
+            (&back["IPAddress"], &back["IPPrefixLen"], &back["Gateway"], &back["MacAddress"]),
+            (
+                &json!("10.61.0.3"),
+                &json!(16),
+                &json!("10.61.0.1"),
+                &json!("02:00:00:00:00:02")
+            )
         );
+        // Its aliases there, then its short id; the network's id and a stable endpoint id.
+        let id = "ab".repeat(32);
+        assert_eq!(back["Aliases"], json!(["api", &id[..12]]));
+        assert_eq!(back["NetworkID"], "n2");
+        assert_eq!(back["EndpointID"], endpoint_id("n2", &id));
+        assert_eq!(back["EndpointID"].as_str().unwrap().len(), 64);
+        assert_eq!(back["IPAMConfig"], json!(null));
+        assert_eq!(n["Networks"]["default"]["Aliases"], json!([&id[..12]]));
         assert_eq!(
             n["Ports"],
             json!({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
@@ -1028,8 +1041,12 @@ mod tests {
         assert_eq!(d["Mounts"], json!([]));
         let n = &d["NetworkSettings"];
         assert_eq!((&n["IPAddress"], &n["Ports"]), (&json!(""), &json!({})));
-        let none = json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""});
-        assert_eq!(n["Networks"], json!({ "none": none }));
+        let none = &n["Networks"]["none"];
+        assert_eq!(n["Networks"].as_object().unwrap().len(), 1);
+        assert_eq!(
+            (&none["IPAddress"], &none["NetworkID"], &none["Aliases"]),
+            (&json!(""), &json!(""), &json!(null))
+        );
         // A stopped container keeps its networks, without addresses, as docker shows them.
         let mut r = record();
         r.status = Status::Exited;

@@ -1,7 +1,10 @@
 //! Networks of a [`Runtime`]: the `net` crate's store of bridges, addresses and rules, reached
 //! through the runtime so that front ends depend on one crate.
 
-pub use net::{Ipv4Net, NetworkConfig, NetworkError, NetworkInfo, NetworkSpec, Networks};
+pub use net::{
+    EndpointConfig, Ipv4Net, NetworkConfig, NetworkError, NetworkInfo, NetworkSpec, Networks,
+    DEFAULT_NETWORK,
+};
 
 use crate::Runtime;
 

@@ -117,9 +117,14 @@ pub async fn prepare(
         net::NetworkMode::Networks(names) => names,
     };
     let nets = net::Networks::open(root)?;
-    for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
-        nets.inspect(name)?;
-    }
+    // A network may be named by its id too: the record keeps names.
+    let networks = networks
+        .into_iter()
+        .map(|n| match n.as_str() {
+            net::DEFAULT_NETWORK => Ok(n),
+            _ => nets.resolve(&n).map(|c| c.name),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let endpoints = check_endpoints(&nets, &networks, opts.endpoints)?;
     let resources = opts.resources.limits()?;
     let image =
@@ -195,7 +200,11 @@ pub(crate) fn check_endpoints(
     endpoints: std::collections::BTreeMap<String, net::EndpointConfig>,
 ) -> Result<std::collections::BTreeMap<String, net::EndpointConfig>, ContainerError> {
     let mut out = std::collections::BTreeMap::new();
-    for (network, mut endpoint) in endpoints {
+    for (key, mut endpoint) in endpoints {
+        let network = match key.as_str() {
+            net::DEFAULT_NETWORK | "none" => key,
+            _ => nets.resolve(&key)?.name,
+        };
         if network == "none" {
             return Err(ContainerError::Endpoint(
                 "a container without a network (--network none) cannot have network aliases \
