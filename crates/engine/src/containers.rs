@@ -210,7 +210,11 @@ pub fn list(engine: &Engine, req: &Req) -> Answer {
         .runtime()
         .networks()
         .and_then(|n| n.list())
-        .map(|l| l.into_iter().map(|n| (n.config.name, n.config.id)).collect())
+        .map(|l| {
+            l.into_iter()
+                .map(|n| (n.config.name, n.config.id))
+                .collect()
+        })
         .unwrap_or_default();
     let mut rows: Vec<Value> = engine
         .runtime()

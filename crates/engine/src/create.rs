@@ -38,7 +38,9 @@ fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::
 }
 
 /// `null` read as the type's default, as Go's decoder leaves a field at its zero value.
-pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -318,11 +320,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         m => vec![m.to_string()],
     };
     let mut endpoints = BTreeMap::new();
-    for (name, settings) in body
-        .networking_config
-        .endpoints_config
-        .unwrap_or_default()
-    {
+    for (name, settings) in body.networking_config.endpoints_config.unwrap_or_default() {
         let name = match crate::networks::key(&name) {
             "default" => DEFAULT_NETWORK.to_string(),
             other => other.to_string(),
@@ -356,7 +354,10 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
     // sends both): only the others are anonymous volumes, as dockerd reads it.
     for path in body.volumes.unwrap_or_default().into_keys() {
         let path = path.trim_end_matches('/');
-        if !mounts.iter().any(|m| m.target().trim_end_matches('/') == path) {
+        if !mounts
+            .iter()
+            .any(|m| m.target().trim_end_matches('/') == path)
+        {
             mounts.push(parse_volume(path).map_err(|e| bad(line(&e)))?);
         }
     }
@@ -497,7 +498,11 @@ mod tests {
         assert_eq!(e.ipv4_address.unwrap().to_string(), "10.9.0.5");
         assert_eq!(o.endpoints["back"], Default::default());
         let targets: Vec<&str> = o.mounts.iter().map(|m| m.target()).collect();
-        assert_eq!(targets, ["/data", "/v2", "/t", "/anon"], "/data is not anonymous too");
+        assert_eq!(
+            targets,
+            ["/data", "/v2", "/t", "/anon"],
+            "/data is not anonymous too"
+        );
         // Aliases on docker's default network are on ours, which stays first.
         let o = parse(
             r#"{"Image":"b","HostConfig":{"NetworkMode":"bridge"},

@@ -128,7 +128,10 @@ pub fn spec(body: CreateBody) -> Result<NetworkSpec, ApiError> {
     if [DOCKER_DEFAULT, "none", "host"].contains(&body.name.as_str()) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("{} is a pre-defined network and cannot be created", body.name),
+            format!(
+                "{} is a pre-defined network and cannot be created",
+                body.name
+            ),
         ));
     }
     if !matches!(body.driver.as_str(), "" | "bridge") {
@@ -259,7 +262,10 @@ fn docker_names(json: &str) -> String {
     let ours = Value::String(DEFAULT_NETWORK.to_string());
     match v.get_mut("name") {
         Some(Value::Array(names)) => {
-            for n in names.iter_mut().filter(|n| n.as_str() == Some(DOCKER_DEFAULT)) {
+            for n in names
+                .iter_mut()
+                .filter(|n| n.as_str() == Some(DOCKER_DEFAULT))
+            {
                 *n = ours.clone();
             }
         }
@@ -380,9 +386,18 @@ mod tests {
         for (body, word) in [
             (r#"{"Name":"n","Driver":"overlay"}"#, "overlay"),
             (r#"{"Name":"n","EnableIPv6":true}"#, "IPv6"),
-            (r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"x"}}"#, "options"),
-            (r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"bad"}]}}"#, "subnet"),
-            (r#"{"Name":"n","IPAM":{"Config":[{"Gateway":"10.0.0.1"}]}}"#, "subnet"),
+            (
+                r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"x"}}"#,
+                "options",
+            ),
+            (
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"bad"}]}}"#,
+                "subnet",
+            ),
+            (
+                r#"{"Name":"n","IPAM":{"Config":[{"Gateway":"10.0.0.1"}]}}"#,
+                "subnet",
+            ),
             (r#"{"Driver":"bridge"}"#, "required"),
         ] {
             let e = parse(body).unwrap_err();

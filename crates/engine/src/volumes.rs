@@ -99,7 +99,10 @@ pub async fn create(engine: &Engine, mut req: Req) -> Answer {
         Ok(_) | Err(VolumesError::Volume(VolumeError::Exists(_))) => {}
         Err(e) => return Err(e.into()),
     }
-    Ok(http::json(StatusCode::CREATED, &document(&rt.volume(&name)?)))
+    Ok(http::json(
+        StatusCode::CREATED,
+        &document(&rt.volume(&name)?),
+    ))
 }
 
 fn filters(req: &Req) -> Result<Filters, ApiError> {

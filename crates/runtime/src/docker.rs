@@ -953,7 +953,12 @@ mod tests {
         );
         let back = &n["Networks"]["back"];
         assert_eq!(
-            (&back["IPAddress"], &back["IPPrefixLen"], &back["Gateway"], &back["MacAddress"]),
+            (
+                &back["IPAddress"],
+                &back["IPPrefixLen"],
+                &back["Gateway"],
+                &back["MacAddress"]
+            ),
             (
                 &json!("10.61.0.3"),
                 &json!(16),
