@@ -305,7 +305,13 @@ pub fn delete(engine: &Engine, id: &str) -> Answer {
     let nets = engine.runtime().networks()?;
     let config = nets.resolve(key(id))?;
     if config.name == DEFAULT_NETWORK {
-        return Err(NetworkError::Reserved(config.name).into());
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is a pre-defined network and cannot be removed",
+                config.name
+            ),
+        ));
     }
     nets.delete(&config.id)?;
     no_content()
