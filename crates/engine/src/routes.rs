@@ -15,6 +15,11 @@ use crate::{containers, exec, images, networks, system, volumes, Engine};
 pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let raw_path = req.uri().path().to_string();
+    // What a failure is logged with: the query too, which says what a client was after.
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| raw_path.clone(), |p| p.to_string());
     let answer = match strip_version(&raw_path) {
         Ok(path) => {
             let query = http::parse_query(req.uri().query());
@@ -33,7 +38,7 @@ pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Bod
     let mut response = match answer {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("{method} {raw_path}: {} {}", e.status, e.message);
+            tracing::debug!("{method} {target}: {} {}", e.status, e.message);
             http::error(&e)
         }
     };
