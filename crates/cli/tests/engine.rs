@@ -1104,6 +1104,13 @@ fn docker_compose_up_ps_logs_exec_down() {
     assert_eq!(host.as_deref(), Some("compose-page\n"));
     let logs = compose(&["logs", "--no-color", "web"]).success();
     assert!(logs.stdout.contains("response:200"), "{logs:?}");
+    // Again: compose finds its network, volume and containers as it left them.
+    let again = compose(&["up", "-d"]).success();
+    assert!(
+        again.stderr.contains("cmp_web_1 is up-to-date"),
+        "{}",
+        again.stderr
+    );
 
     compose(&["down", "-v"]).success();
     assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
