@@ -920,6 +920,31 @@ fn docker_networks_volumes_and_network_aliases() {
         .success();
     assert_eq!(containers.stdout, format!("web {ip}/24\n"));
 
+    // A fixed address (docker's --ip: EndpointsConfig IPAMConfig), checked at create.
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pinned",
+        "--network",
+        "front",
+        "--ip",
+        "10.77.0.50",
+        image,
+    ])
+    .success();
+    let pinned = s
+        .docker(&[
+            "inspect", "-f",
+            "{{.NetworkSettings.Networks.front.IPAddress}} {{.NetworkSettings.Networks.front.IPAMConfig.IPv4Address}}",
+            "pinned",
+        ])
+        .success();
+    assert_eq!(pinned.stdout, "10.77.0.50 10.77.0.50\n");
+    s.docker(&["rm", "-f", "pinned"]).success();
+    s.docker(&["create", "--network", "front", "--ip", "10.78.0.5", image])
+        .refused("not a free host address of network front");
+
     // In use: the network (docker's 403) and the volume (409) stay.
     s.docker(&["network", "rm", "front"]).refused("in use");
     s.docker(&["volume", "rm", "data"]).refused("in use");
