@@ -261,6 +261,8 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Load(a) => {
             let store = open_store(global)?;
             for r in oci::load(&store, &a.input)? {
+                let name = r.to_string();
+                runtime::events::image_event(&global.root_dir(), "load", &name, &name);
                 println!("Loaded image: {r}");
             }
             Ok(())
@@ -327,6 +329,8 @@ fn push(global: &GlobalOptions, a: PushArgs) -> Result<()> {
     let digest = runtime()?
         .block_on(oci::push(&store, &reference, &opts))
         .with_context(|| format!("cannot push {reference}"))?;
+    let name = reference.to_string();
+    runtime::events::image_event(&global.root_dir(), "push", &name, &name);
     if !a.quiet {
         eprintln!("Pushed {reference}");
     }

@@ -44,8 +44,8 @@ pub enum NetworkCommand {
 /// Runs one `container network` subcommand.
 pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
     let root = global.root_dir();
-    let networks = global
-        .runtime()?
+    let rt = global.runtime()?;
+    let networks = rt
         .networks()
         .with_context(|| format!("cannot open networks in {}", root.display()))?;
     match cmd {
@@ -63,8 +63,8 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
                 internal,
                 labels: labels.labels()?,
             };
-            let config = networks
-                .create(&spec)
+            let config = rt
+                .network_create(&spec)
                 .with_context(|| format!("cannot create network {name}"))?;
             println!("{}", config.name);
         }
@@ -106,7 +106,10 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
             a.print(&infos)?;
         }
         NetworkCommand::Delete(NamesArgs { names }) => {
-            output::each_name(&names, |name| Ok(networks.delete(name)?))?;
+            output::each_name(&names, |name| {
+                rt.network_delete(name)?;
+                Ok(())
+            })?;
         }
     }
     Ok(())

@@ -83,7 +83,7 @@ pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
         }
         VolumeCommand::Prune => {
             let mut freed = 0;
-            for (name, bytes) in rt.volume_prune()? {
+            for (name, bytes) in rt.volume_prune(&Filters::new(FilterKind::Volumes))? {
                 println!("{name}");
                 freed += bytes;
             }

@@ -402,6 +402,94 @@ fn hostname_dns_and_extra_hosts_flags_shape_name_resolution() {
         .fails_with("not-an-ip");
 }
 
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn network_aliases_resolve_through_dns_and_hosts() {
+    let env = Env::new("alias");
+    env.run(&["network", "create", "al"]).success();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "al",
+        "--network-alias",
+        "www",
+        "--network-alias",
+        "api.internal",
+        IMAGE,
+    ])
+    .success();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "al",
+        IMAGE,
+        "sleep",
+        "300",
+    ])
+    .success();
+    let web = env.inspect("web");
+    let id = web["id"].as_str().unwrap().to_string();
+    let gateway = web["networks"][0]["gateway"].as_str().unwrap().to_string();
+    let ip = env.ip("web");
+    assert_eq!(
+        web["NetworkSettings"]["Networks"]["al"]["Aliases"],
+        json!(["www", "api.internal", &id[..12]])
+    );
+    // The network's DNS responder answers the aliases and the short id as the name.
+    for name in ["www", "api.internal", &id[..12]] {
+        let lookup = env
+            .run(&["exec", "client", "nslookup", name, &gateway])
+            .success();
+        assert!(lookup.stdout.contains(&ip), "{name}: {}", lookup.stdout);
+    }
+    // The client started after web: its /etc/hosts lists web with its aliases.
+    let hosts = env.run(&["exec", "client", "cat", "/etc/hosts"]).success();
+    let words = [ip.as_str(), "web", "www", "api.internal"];
+    assert!(
+        hosts
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == words),
+        "{}",
+        hosts.stdout
+    );
+    assert_eq!(env.ctr_get("client", "www", 80).as_deref(), Some(PAGE));
+    // Aliases need a network, and must be DNS names; both refused before anything is made.
+    env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--network-alias",
+        "x",
+        IMAGE,
+        "true",
+    ])
+    .fails_with("--network none");
+    env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "al",
+        "--network-alias",
+        "a b",
+        IMAGE,
+        "true",
+    ])
+    .fails_with("invalid network alias \"a b\"");
+    env.run(&["rm", "-f", "web", "client"]).success();
+    env.run(&["network", "delete", "al"]).success();
+}
+
 /// An httpd in namespace `ns` serving `dir` on port 8080, killed on drop.
 struct Upstream(Child);
 

@@ -161,6 +161,24 @@ impl Drop for Service {
     }
 }
 
+/// A docker command that must fail with `needle` in its error.
+trait Refused {
+    fn refused(self, needle: &str) -> Run;
+}
+
+impl Refused for Run {
+    #[track_caller]
+    fn refused(self, needle: &str) -> Run {
+        assert_ne!(self.code, 0, "expected a failure: {}", self.stdout);
+        assert!(
+            self.stderr.to_lowercase().contains(&needle.to_lowercase()),
+            "error does not mention {needle:?}: {}",
+            self.stderr
+        );
+        self
+    }
+}
+
 fn assert_docker_20(s: &Service) {
     let v = s.docker(&[
         "version",
@@ -1065,4 +1083,448 @@ fn the_docker_sdk_for_python() {
         .arg(IMAGE);
     let r = wait_output(c);
     assert_eq!((r.code, r.stdout.as_str()), (0, "ok\n"), "{}", r.stderr);
+}
+
+/// An image with busybox's httpd (with `-v`, it logs each request), `nc` and `nslookup`, loaded
+/// into `env` as `localhost/nettools:1`; `/www` holds a page.
+fn load_nettools(env: &Env) -> &'static str {
+    const REF: &str = "localhost/nettools:1";
+    let dir = env.cli.root().join("nettools-image");
+    let layers = common::images::busybox_with(&["httpd", "nc", "nslookup", "sleep", "cat"], |l| {
+        l.dir("www", 0o755, 0, 0)
+            .file("www/index.html", b"served\n", 0o644, 0, 0)
+    });
+    let config = serde_json::json!({
+        "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["httpd", "-f", "-v", "-p", "80", "-h", "/www"],
+        "ExposedPorts": {"80/tcp": {}},
+    });
+    let tar = common::images::archive(&dir, REF, &layers, config);
+    env.run(&["image", "load", "-i", tar.to_str().unwrap()])
+        .success();
+    REF
+}
+
+/// A shell line that GETs `/` of `host` port 80 with busybox `nc` (the static busybox's
+/// `wget` crashes) and prints the answer.
+fn http_get(host: &str) -> String {
+    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 80")
+}
+
+/// Runs `f` until it returns `Some` (60 s at most).
+fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn docker_networks_volumes_and_network_aliases() {
+    let env = Env::tagged("engnv", false);
+    let image = load_nettools(&env);
+    let s = Service::start_in_netns(&env);
+
+    // Networks: create with docker's flags, list with filters, inspect by name and id prefix.
+    let id = s
+        .docker(&[
+            "network",
+            "create",
+            "--label",
+            "tier=front",
+            "--subnet",
+            "10.77.0.0/24",
+            "--gateway",
+            "10.77.0.254",
+            "front",
+        ])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    assert!(id.len() >= 12, "{id}");
+    s.docker(&["network", "create", "front"])
+        .refused("already exists");
+    s.docker(&["network", "create", "-d", "overlay", "ov"])
+        .refused("overlay");
+    let ls = s
+        .docker(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}} {{.Driver}} {{.Scope}}",
+        ])
+        .success();
+    assert!(ls.stdout.contains("front bridge local\n"), "{}", ls.stdout);
+    assert!(
+        ls.stdout.contains("default bridge local\n"),
+        "ours: {}",
+        ls.stdout
+    );
+    let by_label = s
+        .docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            "label=tier=front",
+        ])
+        .success();
+    assert_eq!(by_label.stdout.trim(), id);
+    let custom = s
+        .docker(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            "type=custom",
+        ])
+        .success();
+    assert_eq!(custom.stdout, "front\n");
+    let doc = s
+        .docker(&[
+            "network", "inspect", &id[..10], "-f",
+            "{{.Name}} {{.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Labels.tier}}",
+        ])
+        .success();
+    assert_eq!(doc.stdout, "front bridge 10.77.0.0/24 10.77.0.254 front\n");
+    let bridge = s
+        .docker(&["network", "inspect", "bridge", "-f", "{{.Name}}"])
+        .success();
+    assert_eq!(
+        bridge.stdout, "default\n",
+        "docker's bridge is our default network"
+    );
+    s.docker(&["network", "inspect", "nothere"])
+        .refused("No such network: nothere");
+
+    // Volumes: create with labels, list with filters, inspect, a generated name.
+    s.docker(&["volume", "create", "--label", "k=v", "data"])
+        .success();
+    let anon = s
+        .docker(&["volume", "create"])
+        .success()
+        .stdout
+        .trim()
+        .to_string();
+    assert_eq!(anon.len(), 64, "{anon}");
+    let ls = s
+        .docker(&["volume", "ls", "-q", "--filter", "label=k=v"])
+        .success();
+    assert_eq!(ls.stdout, "data\n");
+    let v = s
+        .docker(&[
+            "volume",
+            "inspect",
+            "data",
+            "-f",
+            "{{.Name}} {{.Driver}} {{.Labels.k}} {{.Scope}}",
+        ])
+        .success();
+    assert_eq!(v.stdout, "data local v local\n");
+    s.docker(&["volume", "create", "-o", "type=nfs", "remote"])
+        .refused("driver options");
+    s.docker(&["volume", "inspect", "nothere"])
+        .refused("no such volume");
+
+    // A server on the network under an alias, a volume mounted, a peer reaching the alias.
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "-v",
+        "data:/data",
+        image,
+    ])
+    .success();
+    let aliases = s
+        .docker(&[
+            "inspect", "-f",
+            "{{json .NetworkSettings.Networks.front.Aliases}} {{.NetworkSettings.Networks.front.NetworkID}} {{.NetworkSettings.Networks.front.IPAddress}}",
+            "web",
+        ])
+        .success();
+    let web_id = s
+        .docker(&["inspect", "-f", "{{.Id}}", "web"])
+        .success()
+        .stdout;
+    let (json, rest) = aliases.stdout.trim().split_once(' ').unwrap();
+    assert_eq!(json, format!("[\"www\",\"{}\"]", &web_id[..12]));
+    let (net_id, ip) = rest.split_once(' ').unwrap();
+    assert_eq!(net_id, id);
+    assert!(ip.starts_with("10.77.0."), "{ip}");
+    let got = retry(|| {
+        let r = s.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            image,
+            "sh",
+            "-c",
+            &http_get("www"),
+        ]);
+        r.stdout.contains("served").then_some(r.stdout)
+    });
+    assert!(got.is_some(), "a peer reaches the alias www");
+    let containers = s
+        .docker(&[
+            "network",
+            "inspect",
+            "front",
+            "-f",
+            "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}",
+        ])
+        .success();
+    assert_eq!(containers.stdout, format!("web {ip}/24\n"));
+
+    // A fixed address (docker's --ip: EndpointsConfig IPAMConfig), checked at create.
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "pinned",
+        "--network",
+        "front",
+        "--ip",
+        "10.77.0.50",
+        image,
+    ])
+    .success();
+    let pinned = s
+        .docker(&[
+            "inspect", "-f",
+            "{{.NetworkSettings.Networks.front.IPAddress}} {{.NetworkSettings.Networks.front.IPAMConfig.IPv4Address}}",
+            "pinned",
+        ])
+        .success();
+    assert_eq!(pinned.stdout, "10.77.0.50 10.77.0.50\n");
+    s.docker(&["rm", "-f", "pinned"]).success();
+    s.docker(&["create", "--network", "front", "--ip", "10.78.0.5", image])
+        .refused("not a free host address of network front");
+
+    // In use: the network (docker's 403) and the volume (409) stay.
+    s.docker(&["network", "rm", "front"]).refused("in use");
+    s.docker(&["volume", "rm", "data"]).refused("in use");
+    // A running container cannot change networks; a stopped one can.
+    s.docker(&["network", "connect", "default", "web"])
+        .refused("stop it first");
+    s.docker(&["create", "--name", "idle", "--network", "none", image])
+        .success();
+    s.docker(&["rm", "idle"]).success();
+    s.docker(&["create", "--name", "idle", image]).success();
+    s.docker(&["network", "connect", "--alias", "spare", "front", "idle"])
+        .success();
+    let nets = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{json $v.Aliases}} {{end}}",
+            "idle",
+        ])
+        .success();
+    let idle_id = s
+        .docker(&["inspect", "-f", "{{.Id}}", "idle"])
+        .success()
+        .stdout;
+    let short = &idle_id[..12];
+    assert_eq!(
+        nets.stdout.trim(),
+        format!("default=[\"{short}\"] front=[\"spare\",\"{short}\"]")
+    );
+    s.docker(&["network", "disconnect", "front", "idle"])
+        .success();
+    s.docker(&["network", "disconnect", "front", "idle"])
+        .refused("not connected");
+    s.docker(&["rm", "idle"]).success();
+
+    s.docker(&["rm", "-f", "web"]).success();
+    s.docker(&["network", "rm", "front"]).success();
+    s.docker(&["network", "inspect", "front"])
+        .refused("No such network");
+    // Prune: a label filter keeps what it does not select; unused volumes go, named or not.
+    s.docker(&["network", "create", "--label", "keep=1", "kept"])
+        .success();
+    s.docker(&["network", "create", "gone"]).success();
+    let pruned = s
+        .docker(&["network", "prune", "-f", "--filter", "label!=keep"])
+        .success();
+    assert!(pruned.stdout.contains("gone"), "{}", pruned.stdout);
+    let left = s
+        .docker(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            "type=custom",
+        ])
+        .success();
+    assert_eq!(left.stdout, "kept\n");
+    s.docker(&["network", "rm", "kept"]).success();
+    s.docker(&["network", "rm", "default"])
+        .refused("pre-defined network and cannot be removed");
+    s.docker(&["volume", "rm", &anon]).success();
+    s.docker(&["volume", "rm", "-f", &anon]).success();
+    s.docker(&["volume", "create", "--label", "keep=1", "precious"])
+        .success();
+    let pruned = s
+        .docker(&["volume", "prune", "-f", "--filter", "label=k=v"])
+        .success();
+    assert!(pruned.stdout.contains("data"), "{}", pruned.stdout);
+    let left = s.docker(&["volume", "ls", "-q"]).success();
+    assert_eq!(left.stdout, "precious\n");
+    s.docker(&["volume", "prune", "-f"]).success();
+    assert_eq!(s.docker(&["volume", "ls", "-q"]).success().stdout, "");
+    assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
+}
+
+/// The project of [`docker_compose_up_ps_logs_exec_down`]: a web server publishing a port and
+/// writing its page into a named volume, and a client on the project network.
+const COMPOSE_FILE: &str = r#"version: "2.4"
+services:
+  web:
+    image: IMAGE
+    command: ["sh", "-c", "echo compose-page > /www/index.html; exec httpd -f -v -p 80 -h /www"]
+    ports:
+      - "18092:80"
+    volumes:
+      - pages:/www
+  client:
+    image: IMAGE
+    command: ["sleep", "600"]
+    depends_on:
+      - web
+volumes:
+  pages: {}
+"#;
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn docker_compose_up_ps_logs_exec_down() {
+    const COMPOSE: &str = "/usr/bin/docker-compose";
+    assert!(
+        std::path::Path::new(COMPOSE).exists(),
+        "{COMPOSE} is missing: install Debian's docker-compose (scripts/setup.sh)"
+    );
+    let env = Env::tagged("engcmp", false);
+    let image = load_nettools(&env);
+    let s = Service::start_in_netns(&env);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        COMPOSE_FILE.replace("IMAGE", image),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let mut c = Command::new(COMPOSE);
+        c.args(["-p", "cmp"])
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .env("COMPOSE_INTERACTIVE_NO_CLI", "")
+            // Debian's docker client first, for the commands compose hands over to it (exec).
+            .env(
+                "PATH",
+                format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
+            );
+        s.client_env(&mut c);
+        wait_output(c)
+    };
+
+    compose(&["up", "-d"]).success();
+    let ps = compose(&["ps"]).success();
+    for name in ["cmp_web_1", "cmp_client_1"] {
+        assert!(
+            ps.stdout
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(" Up")),
+            "{}",
+            ps.stdout
+        );
+    }
+    assert!(ps.stdout.contains("18092->80/tcp"), "{}", ps.stdout);
+    // The project's network and volume, made by compose with its labels.
+    let nets = s
+        .docker(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            "label=com.docker.compose.project=cmp",
+        ])
+        .success();
+    assert_eq!(nets.stdout, "cmp_default\n");
+    let vols = s
+        .docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=cmp",
+        ])
+        .success();
+    assert_eq!(vols.stdout, "cmp_pages\n");
+
+    // The client reaches the server by its service name on the project network; the page
+    // came from the named volume the server wrote.
+    let got = retry(|| {
+        let r = compose(&["exec", "-T", "client", "sh", "-c", &http_get("web")]);
+        r.stdout.contains("compose-page").then_some(r)
+    });
+    assert!(got.is_some(), "client → web by service name");
+    // The published port, from the host.
+    let host = retry(|| {
+        let (ok, body) = env
+            .netns
+            .exec("curl", &["-sSf", "-m", "3", "http://127.0.0.1:18092/"]);
+        ok.then_some(body)
+    });
+    assert_eq!(host.as_deref(), Some("compose-page\n"));
+    let logs = compose(&["logs", "--no-color", "web"]).success();
+    assert!(logs.stdout.contains("response:200"), "{logs:?}");
+    // Again: compose finds its network, volume and containers as it left them.
+    let again = compose(&["up", "-d"]).success();
+    assert!(
+        again.stderr.contains("cmp_web_1 is up-to-date"),
+        "{}",
+        again.stderr
+    );
+
+    compose(&["down", "-v"]).success();
+    assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
+    let nets = s
+        .docker(&[
+            "network",
+            "ls",
+            "--format",
+            "{{.Name}}",
+            "--filter",
+            "type=custom",
+        ])
+        .success();
+    assert_eq!(nets.stdout, "", "down removes the project network");
+    assert_eq!(s.docker(&["volume", "ls", "-q"]).success().stdout, "");
+    assert_eq!(env.qemus(), 0);
 }

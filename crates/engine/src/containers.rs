@@ -3,6 +3,7 @@
 //! codes (`304` for a start of a running or a stop of a stopped container, `409` for a verb
 //! the container's state refuses).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -203,11 +204,23 @@ pub fn list(engine: &Engine, req: &Req) -> Answer {
         Some(json) => Filters::from_json(FilterKind::Containers, json)?,
         None => Filters::new(FilterKind::Containers),
     };
+    // Network ids by name, for each row's `NetworkSettings` (none when the networks cannot
+    // be read: the rows still list).
+    let ids: BTreeMap<String, String> = engine
+        .runtime()
+        .networks()
+        .and_then(|n| n.list())
+        .map(|l| {
+            l.into_iter()
+                .map(|n| (n.config.name, n.config.id))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut rows: Vec<Value> = engine
         .runtime()
         .list_containers(req.flag("all"), &filters)?
         .iter()
-        .map(row)
+        .map(|c| row(c, &ids))
         .collect();
     rows.reverse();
     if let Some(n) = req
@@ -220,8 +233,8 @@ pub fn list(engine: &Engine, req: &Req) -> Answer {
     Ok(http::json(StatusCode::OK, &rows))
 }
 
-/// One container of `GET /containers/json`.
-fn row(c: &Container) -> Value {
+/// One container of `GET /containers/json`; `ids` gives each network's id by name.
+fn row(c: &Container, ids: &BTreeMap<String, String>) -> Value {
     let s = c.summary();
     let r = c.record();
     let image = oci::Reference::parse(&s.image)
@@ -242,7 +255,10 @@ fn row(c: &Container) -> Value {
     let networks: serde_json::Map<String, Value> = s
         .networks
         .iter()
-        .map(|n| (n.clone(), json!({"NetworkID": n})))
+        .map(|n| {
+            let id = ids.get(n).cloned().unwrap_or_default();
+            (n.clone(), json!({"NetworkID": id}))
+        })
         .collect();
     json!({
         "Id": s.id,
@@ -255,7 +271,7 @@ fn row(c: &Container) -> Value {
         "Labels": s.labels,
         "State": s.state(),
         "Status": status_line(r.status, s.paused, r.exit_code, r.started, r.finished, Utc::now()),
-        "HostConfig": {"NetworkMode": if s.networks.is_empty() { "none" } else { "default" }},
+        "HostConfig": {"NetworkMode": s.networks.first().map_or("none", String::as_str)},
         "NetworkSettings": {"Networks": networks},
         "Mounts": [],
     })

@@ -5,12 +5,17 @@
 //! flags.
 //!
 //! Unknown fields are ignored, as dockerd ignores them; a known field this server cannot honour
-//! yet (`HostConfig.Mounts`, network modes `host` and `container:`) is refused with a 400
-//! instead of being dropped silently.
+//! (network modes `host` and `container:`, an IPv6 address) is refused with a 400 instead of
+//! being dropped silently.
+//!
+//! Networks: `HostConfig.NetworkMode` names the first (`default`, `bridge` and empty: our
+//! default network), `NetworkingConfig.EndpointsConfig` gives aliases and a fixed address on
+//! it and may name more networks (docker 20.10 takes one; ours has an interface for each).
 
 use std::collections::BTreeMap;
 
-use runtime::container::{parse_volume, PortSpec};
+use runtime::container::{parse_mount, parse_volume, PortSpec};
+use runtime::network::DEFAULT_NETWORK;
 use runtime::spec::ProcessOptions;
 use runtime::ContainerOptions;
 use serde::{Deserialize, Deserializer};
@@ -33,7 +38,9 @@ fn str_slice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::
 }
 
 /// `null` read as the type's default, as Go's decoder leaves a field at its zero value.
-fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+pub(crate) fn nullable<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
+    d: D,
+) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -79,6 +86,65 @@ pub struct CreateBody {
     /// How the container is run.
     #[serde(deserialize_with = "nullable")]
     pub host_config: HostConfig,
+    /// Its settings on its networks.
+    #[serde(deserialize_with = "nullable")]
+    pub networking_config: NetworkingConfig,
+}
+
+/// `NetworkingConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NetworkingConfig {
+    /// Network name (or id) → settings.
+    pub endpoints_config: Option<BTreeMap<String, Option<EndpointSettings>>>,
+}
+
+/// One network's settings at create or connect (docker's `EndpointSettings`, the fields a
+/// client sets).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointSettings {
+    /// More names for the container on the network.
+    pub aliases: Option<Vec<String>>,
+    /// A fixed address.
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+}
+
+/// `EndpointSettings.IPAMConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EndpointIpam {
+    /// The IPv4 address.
+    #[serde(rename = "IPv4Address", deserialize_with = "nullable")]
+    pub ipv4_address: String,
+    /// IPv6: refused when given.
+    #[serde(rename = "IPv6Address", deserialize_with = "nullable")]
+    pub ipv6_address: String,
+}
+
+impl EndpointSettings {
+    /// The runtime's endpoint for these settings.
+    pub fn endpoint(self) -> Result<runtime::network::EndpointConfig, ApiError> {
+        let ipam = self.ipam_config.unwrap_or_default();
+        if !ipam.ipv6_address.is_empty() {
+            return Err(bad(format!(
+                "IPv6 address {} cannot be given: networks here are IPv4 only",
+                ipam.ipv6_address
+            )));
+        }
+        let ipv4_address = match ipam.ipv4_address.as_str() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| bad(format!("invalid IPv4 address {a:?}")))?,
+            ),
+        };
+        Ok(runtime::network::EndpointConfig {
+            aliases: self.aliases.unwrap_or_default(),
+            ipv4_address,
+        })
+    }
 }
 
 /// `HostConfig` (the fields this server reads).
@@ -87,8 +153,8 @@ pub struct CreateBody {
 pub struct HostConfig {
     /// `-v` values.
     pub binds: Option<Vec<String>>,
-    /// `--mount` values as objects: not read yet, refused when given.
-    pub mounts: Option<Vec<serde_json::Value>>,
+    /// `--mount` values as objects.
+    pub mounts: Option<Vec<Mount>>,
     /// `-p`: `"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`.
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
     /// `-P`.
@@ -124,6 +190,79 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     /// The client's terminal size `[rows, cols]`.
     pub console_size: Option<[u16; 2]>,
+}
+
+/// One of `HostConfig.Mounts`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Mount {
+    /// `volume`, `bind` or `tmpfs`.
+    #[serde(deserialize_with = "nullable")]
+    pub r#type: String,
+    /// Volume name (empty: anonymous) or host path.
+    #[serde(deserialize_with = "nullable")]
+    pub source: String,
+    /// Path in the container.
+    #[serde(deserialize_with = "nullable")]
+    pub target: String,
+    /// Read-only.
+    #[serde(deserialize_with = "nullable")]
+    pub read_only: bool,
+    /// `NoCopy` of a volume.
+    pub volume_options: Option<VolumeOptions>,
+    /// `SizeBytes` and `Mode` of a tmpfs.
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+/// `Mount.VolumeOptions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeOptions {
+    /// Do not copy the image's files into a new volume.
+    #[serde(deserialize_with = "nullable")]
+    pub no_copy: bool,
+}
+
+/// `Mount.TmpfsOptions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TmpfsOptions {
+    /// Size limit in bytes.
+    #[serde(deserialize_with = "nullable")]
+    pub size_bytes: i64,
+    /// Permission bits.
+    #[serde(deserialize_with = "nullable")]
+    pub mode: u32,
+}
+
+impl Mount {
+    /// The `--mount` value it stands for, read by the CLI's parser.
+    fn flag(&self) -> Result<String, ApiError> {
+        let mut parts = vec![format!("type={}", self.r#type)];
+        for (key, value) in [("source", &self.source), ("target", &self.target)] {
+            if value.contains(',') {
+                return Err(bad(format!("mount {key} {value:?} cannot contain a comma")));
+            }
+            if !value.is_empty() {
+                parts.push(format!("{key}={value}"));
+            }
+        }
+        if self.read_only {
+            parts.push("readonly".into());
+        }
+        if self.volume_options.as_ref().is_some_and(|v| v.no_copy) {
+            parts.push("volume-nocopy".into());
+        }
+        if let Some(t) = &self.tmpfs_options {
+            if t.size_bytes > 0 {
+                parts.push(format!("tmpfs-size={}", t.size_bytes));
+            }
+            if t.mode != 0 {
+                parts.push(format!("tmpfs-mode={:o}", t.mode));
+            }
+        }
+        Ok(parts.join(","))
+    }
 }
 
 /// One host side of a published port.
@@ -167,14 +306,9 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         return Err(bad("Config.Image is required"));
     }
     let h = body.host_config;
-    if h.mounts.as_ref().is_some_and(|m| !m.is_empty()) {
-        return Err(bad(
-            "HostConfig.Mounts is not supported yet: use HostConfig.Binds",
-        ));
-    }
-    let networks = match h.network_mode.as_str() {
+    let mut networks = match h.network_mode.as_str() {
         // docker's `default` and `bridge` are our default network.
-        "" | "default" | "bridge" => Vec::new(),
+        "" | "default" | crate::networks::DOCKER_DEFAULT => Vec::new(),
         "host" => {
             return Err(bad(
                 "network mode host is not supported: every container is its own VM",
@@ -185,6 +319,22 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         }
         m => vec![m.to_string()],
     };
+    let mut endpoints = BTreeMap::new();
+    for (name, settings) in body.networking_config.endpoints_config.unwrap_or_default() {
+        let name = match crate::networks::key(&name) {
+            "default" => DEFAULT_NETWORK.to_string(),
+            other => other.to_string(),
+        };
+        let first = networks.first().map_or(DEFAULT_NETWORK, String::as_str);
+        if name != first && !networks.contains(&name) {
+            if networks.is_empty() {
+                // The default network stays the first interface, the others follow.
+                networks.push(DEFAULT_NETWORK.to_string());
+            }
+            networks.push(name.clone());
+        }
+        endpoints.insert(name, settings.unwrap_or_default().endpoint()?);
+    }
     let (entrypoint, mut args) = match body.entrypoint {
         None => (None, Vec::new()),
         Some(ep) => {
@@ -197,8 +347,19 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
     for b in h.binds.unwrap_or_default() {
         mounts.push(parse_volume(&b).map_err(|e| bad(line(&e)))?);
     }
+    for m in h.mounts.unwrap_or_default() {
+        mounts.push(parse_mount(&m.flag()?).map_err(|e| bad(line(&e)))?);
+    }
+    // `Volumes` lists every path a volume goes to, those of `Binds` and `Mounts` too (compose
+    // sends both): only the others are anonymous volumes, as dockerd reads it.
     for path in body.volumes.unwrap_or_default().into_keys() {
-        mounts.push(parse_volume(&path).map_err(|e| bad(line(&e)))?);
+        let path = path.trim_end_matches('/');
+        if !mounts
+            .iter()
+            .any(|m| m.target().trim_end_matches('/') == path)
+        {
+            mounts.push(parse_volume(path).map_err(|e| bad(line(&e)))?);
+        }
     }
     let mut publish = Vec::new();
     for (port, bindings) in h.port_bindings.unwrap_or_default() {
@@ -249,6 +410,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         },
         auto_remove: h.auto_remove,
         networks,
+        endpoints,
         publish,
         publish_all: h.publish_all_ports,
         mounts,
@@ -320,12 +482,49 @@ mod tests {
     }
 
     #[test]
+    fn networks_endpoints_and_mounts_as_compose_sends_them() {
+        let o = parse(
+            r#"{"Image":"busybox","Volumes":{"/data":{},"/anon":{}},
+                "HostConfig":{"NetworkMode":"proj_default","Binds":["proj_data:/data:rw"],
+                  "Mounts":[{"Type":"volume","Source":"v2","Target":"/v2","ReadOnly":true},
+                            {"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576}}]},
+                "NetworkingConfig":{"EndpointsConfig":{"proj_default":{"Aliases":["web"],
+                  "IPAMConfig":{"IPv4Address":"10.9.0.5"},"Links":null},"back":null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.networks, ["proj_default", "back"]);
+        let e = &o.endpoints["proj_default"];
+        assert_eq!(e.aliases, ["web"]);
+        assert_eq!(e.ipv4_address.unwrap().to_string(), "10.9.0.5");
+        assert_eq!(o.endpoints["back"], Default::default());
+        let targets: Vec<&str> = o.mounts.iter().map(|m| m.target()).collect();
+        assert_eq!(
+            targets,
+            ["/data", "/v2", "/t", "/anon"],
+            "/data is not anonymous too"
+        );
+        // Aliases on docker's default network are on ours, which stays first.
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"NetworkMode":"bridge"},
+                "NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["x"]},"back":{}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.networks, [DEFAULT_NETWORK, "back"]);
+        assert_eq!(o.endpoints[DEFAULT_NETWORK].aliases, ["x"]);
+    }
+
+    #[test]
     fn what_cannot_be_honoured_is_refused() {
         let e = parse(r#"{"Image":"busybox","HostConfig":{"NetworkMode":"host"}}"#).unwrap_err();
         assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
         let e =
             parse(r#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bind"}]}}"#).unwrap_err();
-        assert!(e.message.contains("Mounts"), "{e}");
+        assert!(e.message.contains("--mount type=bind"), "{e}");
+        let e = parse(
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv6Address":"fd00::2"}}}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("IPv6"), "{e}");
         assert!(parse(r#"{"Cmd":["x"]}"#).is_err());
         let e = parse(r#"{"Image":"b","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#)
             .unwrap_err();

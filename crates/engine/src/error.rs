@@ -77,6 +77,11 @@ impl From<ContainerError> for ApiError {
     fn from(e: ContainerError) -> ApiError {
         use ContainerError as C;
         let message = line(&e);
+        let e = match e {
+            // A missing network is a 404, as docker's create answers it.
+            C::Network(n) => return n.into(),
+            e => e,
+        };
         match &e {
             C::State(StateError::NotFound(key)) => {
                 ApiError::not_found(format!("No such container: {key}"))
@@ -99,19 +104,21 @@ impl From<ContainerError> for ApiError {
                 }
                 _ => ApiError::internal(message),
             },
-            C::WrongState { .. } | C::Paused { .. } => ApiError::conflict(message),
+            C::WrongState { .. } | C::Paused { .. } | C::NetworkWhileRunning { .. } => {
+                ApiError::conflict(message)
+            }
             C::Spec(_)
             | C::Netconf(_)
             | C::Resources(_)
             | C::Mount(_)
             | C::RestartPolicy(_)
             | C::PublishWithoutNetwork
+            | C::Endpoint(_)
             | C::Kernel(_)
             | C::Rename(_)
             | C::PruneFilter(_)
             | C::Top(_)
             | C::VmTooSmall { .. } => ApiError::bad_request(message),
-            C::Network(_) => ApiError::bad_request(message),
             _ => ApiError::internal(message),
         }
     }

@@ -28,11 +28,13 @@ mod events;
 mod exec;
 mod http;
 mod images;
+mod networks;
 mod routes;
 mod stats;
 mod stream;
 mod system;
 mod transfer;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -9,12 +9,20 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::error::ApiError;
 use crate::http::{self, Answer, Body, Req};
-use crate::{archive, build, containers, events, exec, images, stats, system, transfer, Engine};
+use crate::{
+    archive, build, containers, events, exec, images, networks, stats, system, transfer, volumes,
+    Engine,
+};
 
 /// Answers one request.
 pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let raw_path = req.uri().path().to_string();
+    // What a failure is logged with: the query too, which says what a client was after.
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| raw_path.clone(), |p| p.to_string());
     let answer = match strip_version(&raw_path) {
         Ok(path) => {
             let query = http::parse_query(req.uri().query());
@@ -33,7 +41,7 @@ pub async fn handle(engine: Arc<Engine>, req: Request<Incoming>) -> Response<Bod
     let mut response = match answer {
         Ok(r) => r,
         Err(e) => {
-            tracing::debug!("{method} {raw_path}: {} {}", e.status, e.message);
+            tracing::debug!("{method} {target}: {} {}", e.status, e.message);
             http::error(&e)
         }
     };
@@ -163,6 +171,26 @@ async fn route(engine: Arc<Engine>, req: Req) -> Answer {
             exec::start(engine, &id, req).await
         }
         (&Method::GET, ["exec", id, "json"]) => exec::inspect(&engine, id),
+
+        (&Method::GET, ["networks"]) => networks::list(&engine, &req),
+        (&Method::POST, ["networks", "create"]) => networks::create(&engine, req).await,
+        (&Method::POST, ["networks", "prune"]) => networks::prune(&engine, &req),
+        (&Method::GET, ["networks", id]) => networks::inspect(&engine, id),
+        (&Method::DELETE, ["networks", id]) => networks::delete(&engine, id),
+        (&Method::POST, ["networks", id, "connect"]) => {
+            let id = id.to_string();
+            networks::connect(&engine, &id, req).await
+        }
+        (&Method::POST, ["networks", id, "disconnect"]) => {
+            let id = id.to_string();
+            networks::disconnect(&engine, &id, req).await
+        }
+
+        (&Method::GET, ["volumes"]) => volumes::list(&engine, &req),
+        (&Method::POST, ["volumes", "create"]) => volumes::create(&engine, req).await,
+        (&Method::POST, ["volumes", "prune"]) => volumes::prune(&engine, &req),
+        (&Method::GET, ["volumes", name]) => volumes::inspect(&engine, name),
+        (&Method::DELETE, ["volumes", name]) => volumes::delete(&engine, name, &req),
 
         _ => Err(ApiError::not_implemented(m.as_str(), &path)),
     }

@@ -120,6 +120,12 @@ pub async fn load(engine: &Engine, mut req: Req) -> Answer {
     })?;
     let mut body = Vec::new();
     for r in names {
+        runtime::events::image_event(
+            engine.runtime().root(),
+            "load",
+            &r.to_string(),
+            &r.to_string(),
+        );
         body.extend_from_slice(&line_of(
             &json!({"stream": format!("Loaded image: {}\n", familiar(&r))}),
         ));
@@ -173,6 +179,7 @@ fn registry_auth(req: &Req) -> Result<Option<oci::Credentials>, ApiError> {
 pub async fn push(engine: &Engine, name: &str, req: &Req) -> Answer {
     let credentials = registry_auth(req)?;
     let store = images::open_store(engine)?;
+    let root = engine.runtime().root().to_path_buf();
     let refs: Vec<Reference> = match req.q("tag").filter(|t| !t.is_empty()) {
         Some(t) => vec![images::with_tag(name, Some(t))?],
         None => {
@@ -226,6 +233,7 @@ pub async fn push(engine: &Engine, name: &str, req: &Req) -> Answer {
             let tag = r.tag().unwrap_or("latest").to_string();
             let lines = match pushed {
                 Ok(digest) => {
+                    runtime::events::image_event(&root, "push", &r.to_string(), &r.to_string());
                     let size = store.resolve(&r).map_or(0, |d| d.size);
                     vec![
                         json!({"status": format!("{tag}: digest: {digest} size: {size}")}),

@@ -42,6 +42,34 @@ pub struct NetworkSpec {
     pub labels: BTreeMap<String, String>,
 }
 
+/// What a container asks of one of its networks beyond a place on it: more names (docker's
+/// network aliases, `--network-alias`) and a fixed address (docker's `IPAMConfig.IPv4Address`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointConfig {
+    /// Names its peers on the network resolve to it, besides its name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Its address on the network (default: the lowest free one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<Ipv4Addr>,
+}
+
+/// Checks a network alias: a DNS name (labels of letters, digits, `-` and `_`, joined by dots),
+/// what a resolver can ask for.
+pub fn validate_alias(alias: &str) -> Result<(), ConfigError> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if alias.len() > 253 || !alias.split('.').all(label_ok) {
+        return Err(ConfigError::InvalidAlias(alias.to_string()));
+    }
+    Ok(())
+}
+
 /// A network as stored in `<root>/networks/<name>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +101,11 @@ pub enum ConfigError {
     /// The name breaks the syntax rule.
     #[error("invalid network name {0:?}: use letters, digits, '_', '.', '-' (first a letter or digit), at most 64")]
     InvalidName(String),
+    /// A network alias that is not a DNS name.
+    #[error(
+        "invalid network alias {0:?}: use a DNS name (letters, digits, '-', '_', dots between)"
+    )]
+    InvalidAlias(String),
     /// The subnet is too small to hold a gateway and a container.
     #[error("subnet {0} is too small: a network needs at least a /30")]
     SubnetTooSmall(Ipv4Net),
@@ -177,6 +210,9 @@ mod tests {
         assert!(validate_name("-x").is_err());
         assert!(validate_name("a/b").is_err());
         assert!(validate_name(&"a".repeat(65)).is_err());
+        assert!(validate_alias("db").is_ok() && validate_alias("db.internal").is_ok());
+        assert!(validate_alias("").is_err() && validate_alias("a..b").is_err());
+        assert!(validate_alias("a b").is_err() && validate_alias("a/b").is_err());
     }
 
     #[test]

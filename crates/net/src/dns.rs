@@ -254,20 +254,28 @@ impl Shared {
         reply.build_bytes_vec().ok()
     }
 
-    /// The address of the container named `name` on this network. The lease file is replaced
-    /// atomically, so reading it without the lock sees one whole version.
+    /// The address of the container on this network that `name` names: its name, one of its
+    /// aliases there, or its short id (the first 12 digits, which docker answers as an alias
+    /// too). Names come before aliases, so an alias never hides another container's name.
+    /// The lease file is replaced atomically, so reading it without the lock sees one whole
+    /// version.
     fn lookup(&self, name: &str) -> Option<Ipv4Addr> {
         let name = name.trim_end_matches('.');
         let leases = self.store.read_leases_unlocked(&self.network).ok()?;
-        leases
-            .leases
-            .values()
-            .find(|l| {
-                l.name
-                    .as_deref()
-                    .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        let is = |n: &str| n.eq_ignore_ascii_case(name);
+        let by_name = || {
+            leases
+                .leases
+                .values()
+                .find(|l| l.name.as_deref().is_some_and(is))
+        };
+        let by_alias = || {
+            leases.leases.iter().find_map(|(id, l)| {
+                let short = id.get(..12).is_some_and(|s| s.len() == name.len() && is(s));
+                (short || l.aliases.iter().any(|a| is(a))).then_some(l)
             })
-            .map(|l| l.address)
+        };
+        by_name().or_else(by_alias).map(|l| l.address)
     }
 }
 
@@ -311,12 +319,13 @@ mod tests {
         let store = Store::open(root.path()).unwrap();
         let mut leases = Leases::default();
         leases.leases.insert(
-            "c1".into(),
+            "0123456789abcdef".into(),
             Lease {
                 address: Ipv4Addr::new(10, 0, 0, 2),
                 mac: "02:00:00:00:00:01".into(),
                 tap: "ctap0".into(),
                 name: Some("web".into()),
+                aliases: vec!["www".into()],
                 attached: true,
             },
         );
@@ -354,6 +363,16 @@ mod tests {
         assert!(
             matches!(&reply.answers[0].rdata, RData::A(a) if a.address == u32::from(Ipv4Addr::new(10, 0, 0, 2)))
         );
+        // An alias and the short id answer as the name does.
+        for alias in ["WWW.", "0123456789ab"] {
+            let reply = s.answer(&query(alias, TYPE::A), false).await.unwrap();
+            assert_eq!(Packet::parse(&reply).unwrap().answers.len(), 1, "{alias}");
+        }
+        let reply = s
+            .answer(&query("0123456789", TYPE::A), false)
+            .await
+            .unwrap();
+        assert_eq!(Packet::parse(&reply).unwrap().rcode(), RCODE::NameError);
         let bytes = s.answer(&query("web", TYPE::AAAA), false).await.unwrap();
         let reply = Packet::parse(&bytes).unwrap();
         assert_eq!((reply.rcode(), reply.answers.len()), (RCODE::NoError, 0));

@@ -15,6 +15,9 @@ use serde::Serialize;
 pub struct HostEntry {
     /// Container name.
     pub name: String,
+    /// Its aliases on the shared network.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// Its address on the shared network.
     pub address: Ipv4Addr,
 }
@@ -29,7 +32,11 @@ pub fn render_hosts(hostname: &str, own: Option<Ipv4Addr>, peers: &[HostEntry]) 
     }
     for peer in peers {
         if peer.name != hostname {
-            s.push_str(&format!("{}\t{}\n", peer.address, peer.name));
+            s.push_str(&format!("{}\t{}", peer.address, peer.name));
+            for alias in &peer.aliases {
+                s.push_str(&format!(" {alias}"));
+            }
+            s.push('\n');
         }
     }
     s
@@ -65,16 +72,18 @@ mod tests {
         let peers = vec![
             HostEntry {
                 name: "web".into(),
+                aliases: vec![],
                 address: Ipv4Addr::new(10, 0, 0, 2),
             },
             HostEntry {
                 name: "db".into(),
+                aliases: vec!["database".into()],
                 address: Ipv4Addr::new(10, 0, 0, 3),
             },
         ];
         let s = render_hosts("web", Some(Ipv4Addr::new(10, 0, 0, 2)), &peers);
         assert!(s.contains("10.0.0.2\tweb\n"));
-        assert!(s.contains("10.0.0.3\tdb\n"));
+        assert!(s.contains("10.0.0.3\tdb database\n"));
         assert_eq!(s.matches("web").count(), 1);
     }
 

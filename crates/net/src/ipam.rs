@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{mac_address, tap_name, NetworkConfig};
+use crate::config::{mac_address, tap_name, EndpointConfig, NetworkConfig};
 
 /// The leases of one network, keyed by container id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,9 +29,13 @@ pub struct Lease {
     pub mac: String,
     /// Name of the host-side tap.
     pub tap: String,
-    /// Container name (and aliases later), for name resolution.
+    /// Container name, for name resolution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// More names the container answers to on this network (docker's network aliases);
+    /// leases written before aliases existed have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
     /// True while the tap exists (between attach and detach).
     #[serde(default)]
     pub attached: bool,
@@ -48,33 +52,61 @@ pub enum IpamError {
         /// Its subnet.
         subnet: ipnet::Ipv4Net,
     },
+    /// The address a container asked for cannot be its own.
+    #[error("address {address} is not available on network {network}: {reason}")]
+    Unavailable {
+        /// The address asked for.
+        address: Ipv4Addr,
+        /// Network name.
+        network: String,
+        /// Why not.
+        reason: &'static str,
+    },
 }
 
 impl Leases {
-    /// The lease of `container_id`, creating one with the lowest free address if it has none.
-    /// Returns the lease and whether it was newly created.
+    /// The lease of `container_id`, creating one if it has none: at the address `endpoint`
+    /// pins, else the lowest free one. An existing lease takes the endpoint's aliases (and its
+    /// pinned address, when that changed). Returns the lease and whether it was newly created.
     pub fn allocate(
         &mut self,
         network: &NetworkConfig,
         container_id: &str,
         name: Option<&str>,
+        endpoint: &EndpointConfig,
     ) -> Result<(Lease, bool), IpamError> {
+        let used: BTreeSet<Ipv4Addr> = self
+            .leases
+            .iter()
+            .filter(|(id, _)| id.as_str() != container_id)
+            .map(|(_, l)| l.address)
+            .collect();
+        let pinned = match endpoint.ipv4_address {
+            Some(address) => Some(check_pinned(network, address, &used)?),
+            None => None,
+        };
         if let Some(lease) = self.leases.get_mut(container_id) {
             if name.is_some() {
                 lease.name = name.map(str::to_string);
             }
+            lease.aliases.clone_from(&endpoint.aliases);
+            if let Some(address) = pinned {
+                lease.address = address;
+            }
             return Ok((lease.clone(), false));
         }
-        let used: BTreeSet<Ipv4Addr> = self.leases.values().map(|l| l.address).collect();
         let first = u32::from(network.subnet.network()) + 1;
         let last = u32::from(network.subnet.broadcast()) - 1;
-        let address = (first..=last)
-            .map(Ipv4Addr::from)
-            .find(|a| *a != network.gateway && !used.contains(a))
-            .ok_or_else(|| IpamError::Exhausted {
-                network: network.name.clone(),
-                subnet: network.subnet,
-            })?;
+        let address = match pinned {
+            Some(address) => address,
+            None => (first..=last)
+                .map(Ipv4Addr::from)
+                .find(|a| *a != network.gateway && !used.contains(a))
+                .ok_or_else(|| IpamError::Exhausted {
+                    network: network.name.clone(),
+                    subnet: network.subnet,
+                })?,
+        };
         let macs: BTreeSet<&str> = self.leases.values().map(|l| l.mac.as_str()).collect();
         let mac = (0..)
             .map(|attempt| mac_address(&network.id, container_id, attempt))
@@ -85,6 +117,7 @@ impl Leases {
             mac,
             tap: tap_name(&network.id, container_id),
             name: name.map(str::to_string),
+            aliases: endpoint.aliases.clone(),
             attached: false,
         };
         self.leases.insert(container_id.to_string(), lease.clone());
@@ -95,6 +128,31 @@ impl Leases {
     pub fn release(&mut self, container_id: &str) -> Option<Lease> {
         self.leases.remove(container_id)
     }
+}
+
+/// `address` if a container may have it on `network`: a host address of the subnet, not the
+/// gateway, not another container's.
+fn check_pinned(
+    network: &NetworkConfig,
+    address: Ipv4Addr,
+    used: &BTreeSet<Ipv4Addr>,
+) -> Result<Ipv4Addr, IpamError> {
+    let unavailable = |reason| IpamError::Unavailable {
+        address,
+        network: network.name.clone(),
+        reason,
+    };
+    let subnet = network.subnet;
+    if !subnet.contains(&address) || address == subnet.network() || address == subnet.broadcast() {
+        return Err(unavailable("not a host address of its subnet"));
+    }
+    if address == network.gateway {
+        return Err(unavailable("it is the gateway"));
+    }
+    if used.contains(&address) {
+        return Err(unavailable("another container has it"));
+    }
+    Ok(address)
 }
 
 #[cfg(test)]
@@ -115,24 +173,61 @@ mod tests {
         }
     }
 
+    fn none() -> EndpointConfig {
+        EndpointConfig::default()
+    }
+
+    #[test]
+    fn pinned_addresses_and_aliases() {
+        let n = net("10.0.0.0/29", "10.0.0.1");
+        let mut l = Leases::default();
+        let pin = |a: &str| EndpointConfig {
+            aliases: vec!["db".into()],
+            ipv4_address: Some(a.parse().unwrap()),
+        };
+        let (a, _) = l.allocate(&n, "a", None, &pin("10.0.0.5")).unwrap();
+        assert_eq!(
+            (a.address, a.aliases.as_slice()),
+            (Ipv4Addr::new(10, 0, 0, 5), &["db".to_string()][..])
+        );
+        // The next free one skips the pinned address only where it is taken.
+        let (b, _) = l.allocate(&n, "b", None, &none()).unwrap();
+        assert_eq!(b.address, Ipv4Addr::new(10, 0, 0, 2));
+        for (addr, why) in [
+            ("10.0.0.5", "another"),
+            ("10.0.0.1", "gateway"),
+            ("10.0.0.7", "host address"),
+            ("10.0.1.2", "host address"),
+        ] {
+            let err = l.allocate(&n, "c", None, &pin(addr)).unwrap_err();
+            assert!(err.to_string().contains(why), "{addr}: {err}");
+        }
+        // Its own address is not "another container's"; aliases follow the endpoint.
+        let (a2, new) = l.allocate(&n, "a", None, &pin("10.0.0.5")).unwrap();
+        assert!(!new);
+        assert_eq!(a2.address, a.address);
+        let (a3, _) = l.allocate(&n, "a", None, &none()).unwrap();
+        assert!(a3.aliases.is_empty());
+    }
+
     #[test]
     fn lowest_free_skipping_gateway_and_reuse() {
         let n = net("10.0.0.0/29", "10.0.0.1");
         let mut l = Leases::default();
-        let (a, new) = l.allocate(&n, "a", Some("alpha")).unwrap();
+        let (a, new) = l.allocate(&n, "a", Some("alpha"), &none()).unwrap();
         assert!(new);
         assert_eq!(a.address, Ipv4Addr::new(10, 0, 0, 2));
-        let (b, _) = l.allocate(&n, "b", None).unwrap();
+        let (b, _) = l.allocate(&n, "b", None, &none()).unwrap();
         assert_eq!(b.address, Ipv4Addr::new(10, 0, 0, 3));
         // Same container again: same lease.
-        let (a2, new) = l.allocate(&n, "a", None).unwrap();
+        let (a2, new) = l.allocate(&n, "a", None, &none()).unwrap();
         assert!(!new);
         assert_eq!(a2, a);
         assert_ne!(a.mac, b.mac);
         assert_ne!(a.tap, b.tap);
         // Released addresses are reused.
         l.release("a");
-        let (c, _) = l.allocate(&n, "c", None).unwrap();
+        let (c, _) = l.allocate(&n, "c", None, &none()).unwrap();
         assert_eq!(c.address, Ipv4Addr::new(10, 0, 0, 2));
     }
 
@@ -142,10 +237,10 @@ mod tests {
         let n = net("10.0.0.0/30", "10.0.0.2");
         let mut l = Leases::default();
         assert_eq!(
-            l.allocate(&n, "a", None).unwrap().0.address,
+            l.allocate(&n, "a", None, &none()).unwrap().0.address,
             Ipv4Addr::new(10, 0, 0, 1)
         );
-        let err = l.allocate(&n, "b", None).unwrap_err();
+        let err = l.allocate(&n, "b", None, &none()).unwrap_err();
         assert!(err.to_string().contains("no free address"), "{err}");
     }
 }

@@ -28,8 +28,8 @@ mod store;
 mod tap;
 
 pub use config::{
-    NetworkConfig, NetworkSpec, BRIDGE_PREFIX, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
-    TAP_PREFIX,
+    validate_alias, EndpointConfig, NetworkConfig, NetworkSpec, BRIDGE_PREFIX, DEFAULT_NETWORK,
+    DEFAULT_SUBNET, DEFAULT_SUBNET_ENV, TAP_PREFIX,
 };
 pub use firewall::{FirewallError, TABLE_FAMILY, TABLE_PREFIX};
 pub use hosts::{render_hosts, render_resolv_conf, HostEntry};

@@ -11,7 +11,7 @@
 //!   `release` (container deletion);
 //! - our nf_tables table always holds exactly the rules for the bridges that exist.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,8 @@ use serde::Serialize;
 
 use crate::config::{
     bridge_mac, bridge_name, new_network_id, resolve_gateway, validate_name, ConfigError,
-    NetworkConfig, NetworkSpec, DEFAULT_MTU, DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
+    EndpointConfig, NetworkConfig, NetworkSpec, DEFAULT_MTU, DEFAULT_NETWORK, DEFAULT_SUBNET,
+    DEFAULT_SUBNET_ENV,
 };
 use crate::dns::{host_upstreams, DnsError, DnsResponder};
 use crate::hosts::HostEntry;
@@ -52,6 +53,9 @@ pub enum NetworkError {
     /// No such network.
     #[error("network {0} not found")]
     NotFound(String),
+    /// An id prefix that more than one network's id starts with.
+    #[error("network {0} is ambiguous: more than one network's id starts with it")]
+    Ambiguous(String),
     /// `create` of a name that exists.
     #[error("network {0} already exists")]
     AlreadyExists(String),
@@ -125,6 +129,8 @@ pub struct ContainerEntry {
 pub struct Attachment {
     /// Network name.
     pub network: String,
+    /// Network id.
+    pub network_id: String,
     /// Host tap device for `-netdev tap,ifname=…`.
     pub tap: String,
     /// Guest MAC for `-device virtio-net-device,mac=…`.
@@ -324,10 +330,47 @@ impl Networks {
             .collect()
     }
 
-    /// One network with its use.
-    pub fn inspect(&self, name: &str) -> Result<NetworkInfo, NetworkError> {
+    /// The network `key` names: its name, its id, or a prefix of one id (docker's rule for
+    /// network references; a name wins over an id).
+    fn find(&self, lock: &StoreLock, key: &str) -> Result<NetworkConfig, NetworkError> {
+        if key == DEFAULT_NETWORK {
+            return self.config(lock, key);
+        }
+        self.find_existing(lock, key)
+    }
+
+    /// [`Networks::find`] without writing the default network's definition.
+    fn find_existing(&self, lock: &StoreLock, key: &str) -> Result<NetworkConfig, NetworkError> {
+        // Only a valid name may become a file name; anything else can still be an id.
+        if validate_name(key).is_ok() {
+            if let Some(config) = self.store.read_network(lock, key)? {
+                return Ok(config);
+            }
+        }
+        let all = self.store.list_networks(lock)?;
+        if let Some(exact) = all.iter().find(|n| n.id == key) {
+            return Ok(exact.clone());
+        }
+        let mut prefixed = all
+            .into_iter()
+            .filter(|n| !key.is_empty() && n.id.starts_with(key));
+        match (prefixed.next(), prefixed.next()) {
+            (Some(one), None) => Ok(one),
+            (Some(_), Some(_)) => Err(NetworkError::Ambiguous(key.to_string())),
+            (None, _) => Err(NetworkError::NotFound(key.to_string())),
+        }
+    }
+
+    /// The definition of the network `key` names (name, id or unique id prefix).
+    pub fn resolve(&self, key: &str) -> Result<NetworkConfig, NetworkError> {
         let lock = self.store.lock()?;
-        let config = self.config(&lock, name)?;
+        self.find(&lock, key)
+    }
+
+    /// One network (by name, id or unique id prefix) with its use.
+    pub fn inspect(&self, key: &str) -> Result<NetworkInfo, NetworkError> {
+        let lock = self.store.lock()?;
+        let config = self.find(&lock, key)?;
         let present: BTreeSet<String> = link::list()?.into_iter().map(|l| l.name).collect();
         self.info(&lock, config, &present)
     }
@@ -358,13 +401,12 @@ impl Networks {
         })
     }
 
-    /// Deletes a network: its bridge, its rules and its definition. Refused while any container
-    /// holds an address on it.
-    pub fn delete(&self, name: &str) -> Result<(), NetworkError> {
+    /// Deletes a network (by name, id or unique id prefix): its bridge, its rules and its
+    /// definition. Refused while any container holds an address on it.
+    pub fn delete(&self, key: &str) -> Result<(), NetworkError> {
         let lock = self.store.lock()?;
-        let Some(config) = self.store.read_network(&lock, name)? else {
-            return Err(NetworkError::NotFound(name.to_string()));
-        };
+        let config = self.find_existing(&lock, key)?;
+        let name = config.name.as_str();
         let leases = self.store.read_leases(&lock, name)?;
         if !leases.leases.is_empty() {
             let containers: Vec<String> = leases
@@ -391,10 +433,28 @@ impl Networks {
         container_name: Option<&str>,
         network: &str,
     ) -> Result<Attachment, NetworkError> {
+        self.attach_endpoint(
+            container_id,
+            container_name,
+            network,
+            &EndpointConfig::default(),
+        )
+    }
+
+    /// [`Networks::attach`] with the container's aliases on the network and, if it asks for
+    /// one, its fixed address.
+    pub fn attach_endpoint(
+        &self,
+        container_id: &str,
+        container_name: Option<&str>,
+        network: &str,
+        endpoint: &EndpointConfig,
+    ) -> Result<Attachment, NetworkError> {
         let lock = self.store.lock()?;
         let config = self.config(&lock, network)?;
         let mut leases = self.store.read_leases(&lock, network)?;
-        let (mut lease, created) = leases.allocate(&config, container_id, container_name)?;
+        let (mut lease, created) =
+            leases.allocate(&config, container_id, container_name, endpoint)?;
         lease.attached = true;
         leases
             .leases
@@ -422,18 +482,21 @@ impl Networks {
         Ok(attachment(&config, &lease))
     }
 
-    /// Attaches `container_id` to each of `networks` in order (its `eth0`, `eth1`, …). On a
-    /// failure the attachments made so far are detached again (addresses kept) and the error
-    /// returned.
+    /// Attaches `container_id` to each of `networks` in order (its `eth0`, `eth1`, …), with
+    /// what `endpoints` asks for on each. On a failure the attachments made so far are
+    /// detached again (addresses kept) and the error returned.
     pub fn attach_all(
         &self,
         container_id: &str,
         container_name: Option<&str>,
         networks: &[String],
+        endpoints: &BTreeMap<String, EndpointConfig>,
     ) -> Result<Vec<Attachment>, NetworkError> {
         let mut out = Vec::new();
+        let none = EndpointConfig::default();
         for network in networks {
-            match self.attach(container_id, container_name, network) {
+            let endpoint = endpoints.get(network).unwrap_or(&none);
+            match self.attach_endpoint(container_id, container_name, network, endpoint) {
                 Ok(a) => out.push(a),
                 Err(e) => {
                     if !out.is_empty() {
@@ -463,6 +526,20 @@ impl Networks {
                 lease.name = Some(name.to_string());
                 self.store.write_leases(&lock, &config.name, &leases)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Frees the address of `container_id` on `network` alone (removing its tap if it has one):
+    /// a stopped container leaves that network (docker's `network disconnect`).
+    pub fn leave(&self, container_id: &str, network: &str) -> Result<(), NetworkError> {
+        let lock = self.store.lock()?;
+        let config = self.find(&lock, network)?;
+        let mut leases = self.store.read_leases(&lock, &config.name)?;
+        if let Some(lease) = leases.release(container_id) {
+            link::delete(std::slice::from_ref(&lease.tap))?;
+            self.store.write_leases(&lock, &config.name, &leases)?;
+            self.retire_default_if_idle(&lock, &config, &leases)?;
         }
         Ok(())
     }
@@ -565,6 +642,7 @@ impl Networks {
                 if let (false, Some(name)) = (id == container_id, &lease.name) {
                     out.push(HostEntry {
                         name: name.clone(),
+                        aliases: lease.aliases.clone(),
                         address: lease.address,
                     });
                 }
@@ -665,6 +743,7 @@ fn attachment(config: &NetworkConfig, lease: &Lease) -> Attachment {
     let dns = vec![config.gateway];
     Attachment {
         network: config.name.clone(),
+        network_id: config.id.clone(),
         tap: lease.tap.clone(),
         mac: lease.mac.clone(),
         address: Ipv4Net::new(lease.address, config.subnet.prefix_len()).unwrap_or_default(),

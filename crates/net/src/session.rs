@@ -12,11 +12,12 @@
 //!
 //! A failure in `prepare` or `start` undoes what that step did.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::dns::DnsResponder;
 use crate::ports::{self, BoundPorts, Forwarder, PortError, PortSpec};
-use crate::{Attachment, NetworkError, NetworkMode, Networks};
+use crate::{Attachment, EndpointConfig, NetworkError, NetworkMode, Networks};
 
 /// A failure setting up a container's networking.
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +41,14 @@ pub struct ContainerNetwork;
 
 impl ContainerNetwork {
     /// Binds `ports` and attaches `container_id` (named `name`, for DNS and hosts files) to the
-    /// networks of `mode`, in state root `root`.
+    /// networks of `mode`, with what `endpoints` asks for on each (aliases, a fixed address),
+    /// in state root `root`.
     pub fn prepare(
         root: &Path,
         container_id: &str,
         name: Option<&str>,
         mode: &NetworkMode,
+        endpoints: &BTreeMap<String, EndpointConfig>,
         ports: &[PortSpec],
     ) -> Result<PreparedNetwork, SessionError> {
         let networks = Networks::open(root)?;
@@ -57,7 +60,7 @@ impl ContainerNetwork {
             NetworkMode::Networks(names) => names.clone(),
         };
         let bound = ports::bind(ports)?;
-        let attachments = networks.attach_all(container_id, name, &names)?;
+        let attachments = networks.attach_all(container_id, name, &names, endpoints)?;
         Ok(PreparedNetwork {
             networks,
             container_id: container_id.to_string(),

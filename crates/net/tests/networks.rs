@@ -107,6 +107,66 @@ fn create_inspect_delete_network() {
     not(container_testenv),
     ignore = "needs root for network namespaces: run scripts/test.sh"
 )]
+fn networks_by_id_endpoints_and_leaving_one_network() {
+    let host = Netns::new("byid");
+    let root = tempfile::tempdir().unwrap();
+    host.run(|| {
+        let nets = Networks::open(root.path()).unwrap();
+        let a = nets.create(&spec("na", "10.212.0.0/24", false)).unwrap();
+        let b = nets.create(&spec("nb", "10.213.0.0/24", false)).unwrap();
+        // By name, full id and a unique prefix; a prefix of nothing is not found.
+        assert_eq!(nets.resolve("na").unwrap().id, a.id);
+        assert_eq!(nets.resolve(&a.id).unwrap().name, "na");
+        assert_eq!(nets.inspect(&b.id[..8]).unwrap().config.name, "nb");
+        let err = nets.resolve("zz-not-hex").unwrap_err();
+        assert!(matches!(err, net::NetworkError::NotFound(_)), "{err}");
+        // A key that is no valid name is still looked up as an id, never as a file.
+        assert!(nets.resolve("../na").is_err());
+        // A pinned address and aliases on one network, the lowest free address on the other.
+        let endpoints = [(
+            "na".to_string(),
+            net::EndpointConfig {
+                aliases: vec!["db".into()],
+                ipv4_address: Some("10.212.0.77".parse().unwrap()),
+            },
+        )]
+        .into();
+        let got = nets
+            .attach_all("c1", Some("one"), &["na".into(), "nb".into()], &endpoints)
+            .unwrap();
+        assert_eq!(got[0].address.to_string(), "10.212.0.77/24");
+        assert_eq!(got[0].network_id, a.id);
+        assert_eq!(got[1].address.to_string(), "10.213.0.2/24");
+        nets.attach("c2", Some("two"), "na").unwrap();
+        let peers = nets.hosts("c2").unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(
+            (peers[0].name.as_str(), &peers[0].aliases),
+            ("one", &vec!["db".to_string()])
+        );
+        // Leaving one network frees that address alone; the other stays.
+        nets.leave("c1", &a.id).unwrap();
+        assert_eq!(nets.attachments("c1").unwrap().len(), 1);
+        assert!(nets.hosts("c2").unwrap().is_empty());
+        let err = nets.delete("nb").unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        nets.release("c1").unwrap();
+        nets.release("c2").unwrap();
+        nets.delete(&b.id).unwrap();
+        nets.delete("na").unwrap();
+        assert!(nets
+            .list()
+            .unwrap()
+            .iter()
+            .all(|n| n.config.name == "default"));
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for network namespaces: run scripts/test.sh"
+)]
 fn concurrent_attach_gives_distinct_persistent_addresses() {
     let host = Netns::new("ipam");
     let root = tempfile::tempdir().unwrap();
@@ -811,7 +871,8 @@ fn container_network_session() {
     // A taken host port fails prepare before anything is allocated or created.
     let err = host.run(|| {
         let _busy = TcpListener::bind("127.0.0.1:18081").unwrap();
-        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &ports).unwrap_err()
+        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &Default::default(), &ports)
+            .unwrap_err()
     });
     assert!(err.to_string().contains("127.0.0.1:18081/tcp"), "{err}");
     assert!(!host.links().iter().any(|l| l.starts_with("ctap")));
@@ -819,13 +880,23 @@ fn container_network_session() {
         std::fs::read_to_string(path.join("networks/leases/default.json")).unwrap_or_default();
     assert!(!leases.contains("s1"), "{leases}");
     let err = host.run(|| {
-        ContainerNetwork::prepare(&path, "s1", None, &NetworkMode::None, &ports).unwrap_err()
+        ContainerNetwork::prepare(
+            &path,
+            "s1",
+            None,
+            &NetworkMode::None,
+            &Default::default(),
+            &ports,
+        )
+        .unwrap_err()
     });
     assert!(err.to_string().contains("without a network"), "{err}");
 
     let runtime = host.run(|| tokio::runtime::Runtime::new().unwrap());
-    let prepared =
-        host.run(|| ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &ports).unwrap());
+    let prepared = host.run(|| {
+        ContainerNetwork::prepare(&path, "s1", Some("svc"), &mode, &Default::default(), &ports)
+            .unwrap()
+    });
     let a = prepared.attachments()[0].clone();
     assert_eq!(a.network, "default");
     assert!(host.links().contains(&a.tap));
@@ -877,7 +948,9 @@ fn container_network_session() {
         .any(|l| l.starts_with("ctap") || l.starts_with("cbr")));
     // The port is free again and the address is kept for the next start.
     host.run(|| TcpListener::bind("127.0.0.1:18081").unwrap());
-    let again = host.run(|| ContainerNetwork::prepare(&path, "s1", None, &mode, &[]).unwrap());
+    let again = host.run(|| {
+        ContainerNetwork::prepare(&path, "s1", None, &mode, &Default::default(), &[]).unwrap()
+    });
     assert_eq!(again.attachments()[0].address, a.address);
     host.run(|| {
         again.abort().unwrap();

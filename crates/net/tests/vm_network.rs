@@ -146,8 +146,24 @@ fn two_vms_addresses_egress_dns_peers_and_published_port() {
             ..Default::default()
         };
         Networks::open(&root).unwrap().create(&spec).unwrap();
-        let web = ContainerNetwork::prepare(&root, "vm1", Some("web"), &mode, &ports).unwrap();
-        let client = ContainerNetwork::prepare(&root, "vm2", Some("client"), &mode, &[]).unwrap();
+        let web = ContainerNetwork::prepare(
+            &root,
+            "vm1",
+            Some("web"),
+            &mode,
+            &Default::default(),
+            &ports,
+        )
+        .unwrap();
+        let client = ContainerNetwork::prepare(
+            &root,
+            "vm2",
+            Some("client"),
+            &mode,
+            &Default::default(),
+            &[],
+        )
+        .unwrap();
         let _guard = runtime.enter();
         (web.start().unwrap(), client.start().unwrap())
     });

@@ -257,16 +257,43 @@ pub struct NetworkSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointSettings {
+    /// The fixed address asked for (`{"IPv4Address": …}`), null when none.
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<BTreeMap<String, String>>,
+    /// Legacy links: never any.
+    pub links: Option<Vec<String>>,
+    /// The names peers resolve it by besides its name: its aliases on the network and its
+    /// short id (docker adds that one on user-defined networks; every network of ours
+    /// answers it). Null for `none`.
+    pub aliases: Option<Vec<String>>,
+    /// The network's id, once the container has a place on it.
+    #[serde(rename = "NetworkID")]
+    pub network_id: String,
+    /// docker's endpoint id: ours is the network id and the container id (one endpoint
+    /// per pair), empty while the container has no place on it.
+    #[serde(rename = "EndpointID")]
+    pub endpoint_id: String,
+    /// Gateway.
+    pub gateway: String,
     /// Address while running.
     #[serde(rename = "IPAddress")]
     pub ip_address: String,
     /// Its prefix length.
     #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
-    /// Gateway.
-    pub gateway: String,
+    /// No IPv6: empty.
+    #[serde(rename = "IPv6Gateway")]
+    pub ipv6_gateway: String,
+    /// No IPv6: empty.
+    #[serde(rename = "GlobalIPv6Address")]
+    pub global_ipv6_address: String,
+    /// No IPv6: 0.
+    #[serde(rename = "GlobalIPv6PrefixLen")]
+    pub global_ipv6_prefix_len: u8,
     /// MAC address.
     pub mac_address: String,
+    /// Driver options: never any.
+    pub driver_opts: Option<BTreeMap<String, String>>,
 }
 
 /// A network lease as `inspect` lists them in `networks`.
@@ -280,10 +307,12 @@ pub struct Lease {
     pub gateway: String,
     /// MAC address.
     pub mac: String,
+    /// The network's id (empty for the rootless fallback).
+    pub network_id: String,
 }
 
 impl Lease {
-    /// Reads one `{network, address, gateway, mac}` object.
+    /// Reads one `{network, networkId, address, gateway, mac}` object.
     pub fn from_json(v: &serde_json::Value) -> Lease {
         let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
         Lease {
@@ -291,6 +320,7 @@ impl Lease {
             address: field("address"),
             gateway: field("gateway"),
             mac: field("mac"),
+            network_id: field("networkId"),
         }
     }
 
@@ -301,6 +331,7 @@ impl Lease {
             ip_prefix_len: prefix.parse().unwrap_or(0),
             gateway: self.gateway.clone(),
             mac_address: self.mac.clone(),
+            ..Default::default()
         }
     }
 
@@ -606,6 +637,14 @@ fn mount_point(m: &MountSpec, volume_source: &dyn Fn(&str) -> PathBuf) -> MountP
     }
 }
 
+/// docker's `EndpointID` of container `id` on network `network_id`: 64 hex digits, stable.
+pub fn endpoint_id(network_id: &str, id: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(
+        format!("{network_id}\0{id}").as_bytes(),
+    ))
+}
+
 fn network_settings(r: &ContainerRecord, leases: &[Lease]) -> NetworkSettings {
     let running = r.status == Status::Running;
     let mut networks: BTreeMap<String, EndpointSettings> = r
@@ -613,8 +652,23 @@ fn network_settings(r: &ContainerRecord, leases: &[Lease]) -> NetworkSettings {
         .networks
         .iter()
         .map(|name| {
-            let lease = leases.iter().find(|l| l.is_of(name)).filter(|_| running);
-            (name.clone(), lease.map(Lease::endpoint).unwrap_or_default())
+            let lease = leases.iter().find(|l| l.is_of(name));
+            let mut e = lease
+                .filter(|_| running)
+                .map(Lease::endpoint)
+                .unwrap_or_default();
+            let configured = r.config.endpoints.get(name);
+            let mut aliases = configured.map(|c| c.aliases.clone()).unwrap_or_default();
+            aliases.push(r.id.get(..12).unwrap_or(&r.id).to_string());
+            e.aliases = Some(aliases);
+            e.ipam_config = configured
+                .and_then(|c| c.ipv4_address)
+                .map(|a| BTreeMap::from([("IPv4Address".to_string(), a.to_string())]));
+            if let Some(l) = lease.filter(|l| !l.network_id.is_empty()) {
+                e.network_id.clone_from(&l.network_id);
+                e.endpoint_id = endpoint_id(&l.network_id, &r.id);
+            }
+            (name.clone(), e)
         })
         .collect();
     if networks.is_empty() {
@@ -698,6 +752,14 @@ mod tests {
                 auto_remove: true,
                 hostname: "web-host".into(),
                 networks: vec!["default".into(), "back".into()],
+                endpoints: [(
+                    "back".to_string(),
+                    net::EndpointConfig {
+                        aliases: vec!["api".into()],
+                        ipv4_address: None,
+                    },
+                )]
+                .into(),
                 publish: vec![
                     "127.0.0.1:8080:80".parse().unwrap(),
                     "53/udp".parse().unwrap(),
@@ -768,12 +830,14 @@ mod tests {
                 address: "192.168.64.2/24".into(),
                 gateway: "192.168.64.1".into(),
                 mac: "02:00:00:00:00:01".into(),
+                network_id: "n1".into(),
             },
             Lease {
                 network: "back".into(),
                 address: "10.61.0.3/16".into(),
                 gateway: "10.61.0.1".into(),
                 mac: "02:00:00:00:00:02".into(),
+                network_id: "n2".into(),
             },
         ]
     }
@@ -887,11 +951,29 @@ mod tests {
                 &json!("02:00:00:00:00:01")
             )
         );
+        let back = &n["Networks"]["back"];
         assert_eq!(
-            n["Networks"]["back"],
-            json!({"IPAddress": "10.61.0.3", "IPPrefixLen": 16, "Gateway": "10.61.0.1",
-                   "MacAddress": "02:00:00:00:00:02"})
+            (
+                &back["IPAddress"],
+                &back["IPPrefixLen"],
+                &back["Gateway"],
+                &back["MacAddress"]
+            ),
+            (
+                &json!("10.61.0.3"),
+                &json!(16),
+                &json!("10.61.0.1"),
+                &json!("02:00:00:00:00:02")
+            )
         );
+        // Its aliases there, then its short id; the network's id and a stable endpoint id.
+        let id = "ab".repeat(32);
+        assert_eq!(back["Aliases"], json!(["api", &id[..12]]));
+        assert_eq!(back["NetworkID"], "n2");
+        assert_eq!(back["EndpointID"], endpoint_id("n2", &id));
+        assert_eq!(back["EndpointID"].as_str().unwrap().len(), 64);
+        assert_eq!(back["IPAMConfig"], json!(null));
+        assert_eq!(n["Networks"]["default"]["Aliases"], json!([&id[..12]]));
         assert_eq!(
             n["Ports"],
             json!({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
@@ -964,8 +1046,12 @@ mod tests {
         assert_eq!(d["Mounts"], json!([]));
         let n = &d["NetworkSettings"];
         assert_eq!((&n["IPAddress"], &n["Ports"]), (&json!(""), &json!({})));
-        let none = json!({"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": ""});
-        assert_eq!(n["Networks"], json!({ "none": none }));
+        let none = &n["Networks"]["none"];
+        assert_eq!(n["Networks"].as_object().unwrap().len(), 1);
+        assert_eq!(
+            (&none["IPAddress"], &none["NetworkID"], &none["Aliases"]),
+            (&json!(""), &json!(""), &json!(null))
+        );
         // A stopped container keeps its networks, without addresses, as docker shows them.
         let mut r = record();
         r.status = Status::Exited;
@@ -1006,6 +1092,7 @@ mod tests {
             address: "10.0.2.15/24".into(),
             gateway: "10.0.2.2".into(),
             mac: "52:54:00:12:34:56".into(),
+            network_id: String::new(),
         }];
         let d = ContainerJson::new(&r, &user, Path::new("/l"), &|_| PathBuf::new());
         assert_eq!(d.network_settings.ip_address, "10.0.2.15");

@@ -28,8 +28,11 @@
 //!   name, a bind mount's host path, or a mount's path in the container; `exited=N` selects
 //!   exited containers whose exit code is N; `health=starting|healthy|unhealthy|none` the
 //!   containers in that health status (`none`: no health check ran), docker's exact match.
+//! - Volumes and networks also take `label!=K` and `label!=K=V` (docker's prune filter): the
+//!   label is absent, or has another value.
 //! - Volumes take `label`, `name`, `dangling=true|false` (no container uses it) and `driver`;
-//!   networks take `label`, `name` and `id` (a prefix).
+//!   networks take `label`, `name`, `id` (a prefix), `driver` (always `bridge`) and
+//!   `type=custom|builtin` (the default network is the one built in).
 //!
 //! Keys are case-insensitive and values trimmed, as docker reads them; an unknown key or a
 //! value a key cannot take is an error naming both.
@@ -63,8 +66,8 @@ impl FilterKind {
                 "ancestor", "exited", "health", "id", "label", "name", "network", "status",
                 "volume",
             ],
-            FilterKind::Volumes => &["dangling", "driver", "label", "name"],
-            FilterKind::Networks => &["id", "label", "name"],
+            FilterKind::Volumes => &["dangling", "driver", "label", "label!", "name"],
+            FilterKind::Networks => &["driver", "id", "label", "label!", "name", "type"],
         }
     }
 
@@ -175,6 +178,10 @@ enum Term {
     Health(String),
     Dangling(bool),
     Driver(String),
+    /// `label!=…`: the label term does not hold.
+    Not(Box<Term>),
+    /// `type=custom` (true) or `type=builtin` (false): networks users made, or the default.
+    Custom(bool),
 }
 
 /// An `ancestor=` value and the images it names.
@@ -243,17 +250,19 @@ impl Filters {
             value: value.to_string(),
             reason,
         };
-        let term = match key {
-            "label" => match value.split_once('=') {
-                Some((k, v)) => Term::Label {
-                    key: k.to_string(),
-                    value: Some(v.to_string()),
-                },
-                None => Term::Label {
-                    key: value.to_string(),
-                    value: None,
-                },
+        let label = || match value.split_once('=') {
+            Some((k, v)) => Term::Label {
+                key: k.to_string(),
+                value: Some(v.to_string()),
             },
+            None => Term::Label {
+                key: value.to_string(),
+                value: None,
+            },
+        };
+        let term = match key {
+            "label" => label(),
+            "label!" => Term::Not(Box::new(label())),
             "name" => Term::Name {
                 text: value.to_string(),
                 regex: Regex::new(value).ok(),
@@ -285,6 +294,11 @@ impl Filters {
                 _ => return Err(invalid("dangling is true or false".to_string())),
             }),
             "driver" => Term::Driver(value.to_string()),
+            "type" => Term::Custom(match value {
+                "custom" => true,
+                "builtin" => false,
+                _ => return Err(invalid("type is custom or builtin".to_string())),
+            }),
             _ => unreachable!("every key of FilterKind::keys is parsed above"),
         };
         self.terms.entry(key).or_default().push(term);
@@ -361,7 +375,7 @@ impl Filters {
 
     fn passes(&self, s: Subject<'_>) -> bool {
         self.terms.iter().all(|(key, terms)| {
-            if *key == "label" {
+            if *key == "label" || *key == "label!" {
                 terms.iter().all(|t| t.matches(&s))
             } else {
                 terms.iter().any(|t| t.matches(&s))
@@ -415,6 +429,7 @@ impl Subject<'_> {
 impl Term {
     fn matches(&self, s: &Subject<'_>) -> bool {
         match (self, s) {
+            (Term::Not(term), s) => !term.matches(s),
             (Term::Label { key, value }, s) => match (s.labels().get(key), value) {
                 (Some(have), Some(want)) => have == want,
                 (Some(_), None) => true,
@@ -446,6 +461,11 @@ impl Term {
             }
             (Term::Dangling(dangling), Subject::Volume(v)) => v.containers.is_empty() == *dangling,
             (Term::Driver(d), Subject::Volume(v)) => v.volume.driver == *d,
+            // Every network is a Linux bridge.
+            (Term::Driver(d), Subject::Network(_)) => d == "bridge",
+            (Term::Custom(custom), Subject::Network(n)) => {
+                (n.config.name != net::DEFAULT_NETWORK) == *custom
+            }
             // Keys are checked against the kind when parsed: a term meant for another kind
             // of object selects nothing.
             _ => false,
@@ -633,6 +653,48 @@ mod tests {
             err.to_string(),
             "invalid filter 'health=sick': health is one of starting, healthy, unhealthy, none"
         );
+    }
+
+    #[test]
+    fn networks_by_type_driver_and_absent_labels() {
+        let network = |name: &str, labels: &[(&str, &str)]| NetworkInfo {
+            config: net::NetworkConfig {
+                name: name.into(),
+                id: format!("{name}-id"),
+                subnet: "10.0.0.0/24".parse().unwrap(),
+                gateway: "10.0.0.1".parse().unwrap(),
+                internal: false,
+                bridge: "cbr0".into(),
+                mtu: 1500,
+                created: String::new(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            active: false,
+            containers: Vec::new(),
+        };
+        let all = [
+            network(net::DEFAULT_NETWORK, &[]),
+            network("kept", &[("keep", "1")]),
+            network("other", &[("keep", "0")]),
+        ];
+        let pick = |args: &[&str]| -> Vec<String> {
+            let f = Filters::parse(FilterKind::Networks, args).unwrap();
+            all.iter()
+                .filter(|n| f.matches_network(n))
+                .map(|n| n.config.name.clone())
+                .collect()
+        };
+        assert_eq!(pick(&["type=custom"]), ["kept", "other"]);
+        assert_eq!(pick(&["type=builtin"]), [net::DEFAULT_NETWORK]);
+        assert_eq!(pick(&["driver=bridge"]).len(), 3);
+        assert!(pick(&["driver=overlay"]).is_empty());
+        assert_eq!(pick(&["label!=keep"]), [net::DEFAULT_NETWORK]);
+        assert_eq!(pick(&["label!=keep=1"]), [net::DEFAULT_NETWORK, "other"]);
+        assert!(Filters::parse(FilterKind::Networks, &["type=weird"]).is_err());
+        assert!(Filters::parse(FilterKind::Containers, &["label!=x"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Networks of a [`Runtime`]: the `net` crate's store of bridges, addresses and rules, reached
 //! through the runtime so that front ends depend on one crate.
 
-pub use net::{Ipv4Net, NetworkConfig, NetworkError, NetworkInfo, NetworkSpec, Networks};
+pub use net::{
+    EndpointConfig, Ipv4Net, NetworkConfig, NetworkError, NetworkInfo, NetworkSpec, Networks,
+    DEFAULT_NETWORK,
+};
 
 use crate::Runtime;
 
@@ -10,6 +13,65 @@ impl Runtime {
     pub fn networks(&self) -> Result<Networks, NetworkError> {
         Networks::open(self.root())
     }
+
+    /// Creates a network (its bridge and rules) and records its `create` event.
+    pub fn network_create(&self, spec: &NetworkSpec) -> Result<NetworkConfig, NetworkError> {
+        let config = self.networks()?.create(spec)?;
+        network_event(self.root(), "create", &config, None);
+        Ok(config)
+    }
+
+    /// Deletes network `key` (name, id or unique id prefix; refused while in use) and records
+    /// its `destroy` event; returns its name.
+    pub fn network_delete(&self, key: &str) -> Result<String, NetworkError> {
+        let nets = self.networks()?;
+        let config = nets.resolve(key)?;
+        nets.delete(&config.name)?;
+        network_event(self.root(), "destroy", &config, None);
+        Ok(config.name)
+    }
+
+    /// Deletes every network `filters` selects that no container has a place on, the default
+    /// network excepted (it is built in, as docker's `bridge`); returns their names. One that
+    /// a container joined meanwhile stays.
+    pub fn network_prune(
+        &self,
+        filters: &crate::filter::Filters,
+    ) -> Result<Vec<String>, NetworkError> {
+        let nets = self.networks()?;
+        let mut pruned = Vec::new();
+        for n in nets.list()? {
+            let unused = n.containers.is_empty() && n.config.name != net::DEFAULT_NETWORK;
+            if unused && filters.matches_network(&n) {
+                match nets.delete(&n.config.name) {
+                    Ok(()) => {
+                        network_event(self.root(), "destroy", &n.config, None);
+                        pruned.push(n.config.name)
+                    }
+                    Err(NetworkError::InUse { .. } | NetworkError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(pruned)
+    }
+}
+
+/// Records a network event as docker gives it: the network's id, its name and type, and for
+/// `connect`/`disconnect` the container's id.
+pub(crate) fn network_event(
+    root: &std::path::Path,
+    action: &str,
+    config: &NetworkConfig,
+    container: Option<&str>,
+) {
+    let mut e = crate::events::Event::new(crate::events::Kind::Network, action, &config.id)
+        .with("name", &config.name)
+        .with("type", "bridge");
+    if let Some(c) = container {
+        e = e.with("container", c);
+    }
+    crate::events::Journal::new(root).record(&e);
 }
 
 /// The guest's one interface on QEMU's user-mode network (10.0.2.15 behind QEMU's NAT, the

@@ -151,6 +151,11 @@ pub struct ContainerConfig {
     /// (no `--network`: the default network); empty = loopback only (`--network none`).
     #[serde(default)]
     pub networks: Vec<String>,
+    /// What the container asks of each of its networks besides an address, by network name:
+    /// aliases (`--network-alias`, docker's `EndpointsConfig`) and a fixed address. Records
+    /// written before endpoints existed have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub endpoints: BTreeMap<String, net::EndpointConfig>,
     /// Published ports (`-p`), bound by the monitor at every start.
     #[serde(default)]
     pub publish: Vec<net::ports::PortSpec>,
@@ -754,6 +759,7 @@ mod tests {
                 auto_remove: false,
                 hostname: "h".into(),
                 networks: Vec::new(),
+                endpoints: Default::default(),
                 publish: Vec::new(),
                 mounts: vec![],
                 read_only: false,

@@ -56,9 +56,11 @@ impl Runtime {
         size: Option<u64>,
         labels: crate::labels::Labels,
     ) -> Result<Volume, VolumesError> {
-        Ok(self
+        let v = self
             .volume_store()?
-            .create_labelled(name, size.unwrap_or(DEFAULT_SIZE), labels)?)
+            .create_labelled(name, size.unwrap_or(DEFAULT_SIZE), labels)?;
+        volume_event(self.root(), "create", name);
+        Ok(v)
     }
 
     /// Every volume.
@@ -89,27 +91,43 @@ impl Runtime {
                 users,
             });
         }
-        Ok(vols.remove(name)?)
+        vols.remove(name)?;
+        volume_event(self.root(), "destroy", name);
+        Ok(())
     }
 
-    /// Deletes every volume no container mounts (and leftovers of crashed creates); returns
-    /// the deleted volumes' names and the bytes they held.
-    pub fn volume_prune(&self) -> Result<Vec<(String, u64)>, VolumesError> {
+    /// Deletes every volume no container mounts that `filters` selects (and leftovers of
+    /// crashed creates); returns the deleted volumes' names and the bytes they held. Named
+    /// and anonymous volumes alike, as docker 20.10's prune.
+    pub fn volume_prune(
+        &self,
+        filters: &crate::filter::Filters,
+    ) -> Result<Vec<(String, u64)>, VolumesError> {
         let vols = self.volume_store()?;
         vols.remove_leftovers()?;
         let records = self.records()?;
         let mut out = Vec::new();
         for v in vols.list()? {
-            if users(&records, &v.name).is_empty() {
-                let size = info(&vols, v.clone(), &records).allocated_bytes;
+            let info = info(&vols, v.clone(), &records);
+            if info.containers.is_empty() && filters.matches_volume(&info) {
+                let size = info.allocated_bytes;
                 // A volume claimed by a container created since the listing stays.
                 if vols.remove(&v.name).is_ok() {
+                    volume_event(self.root(), "destroy", &v.name);
                     out.push((v.name, size));
                 }
             }
         }
         Ok(out)
     }
+}
+
+/// Records a volume event (docker's: the volume's name as id, driver `local`).
+fn volume_event(root: &std::path::Path, action: &str, name: &str) {
+    crate::events::Journal::new(root).record(
+        &crate::events::Event::new(crate::events::Kind::Volume, action, name)
+            .with("driver", "local"),
+    );
 }
 
 /// Names of the containers whose configuration mounts volume `name`.

@@ -171,6 +171,10 @@ pub struct CreateFlags {
     /// default: the default network).
     #[arg(long = "network", value_name = "NAME")]
     pub network: Vec<String>,
+    /// Another name the container answers to on its networks (those of --network, else the
+    /// default network): peers resolve it through DNS and /etc/hosts. Repeatable.
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// Publish a container port on the host ([HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp];
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]

@@ -108,6 +108,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         resources: f.resources.flags(),
         auto_remove: f.rm,
         networks: f.network.clone(),
+        endpoints: runtime::container::aliases_on(&f.network, &f.network_alias),
         publish: f.publish.clone(),
         publish_all: f.publish_all,
         mounts: f.mounts.specs()?,

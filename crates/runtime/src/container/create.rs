@@ -30,6 +30,8 @@ pub struct CreateRequest {
     pub auto_remove: bool,
     /// Networks in interface order (empty: `--network none`).
     pub networks: Vec<String>,
+    /// Aliases and fixed addresses by network (checked against `networks`).
+    pub endpoints: std::collections::BTreeMap<String, net::EndpointConfig>,
     /// `-p` values.
     pub publish: Vec<super::PortSpec>,
     /// Volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
@@ -106,6 +108,7 @@ pub(crate) fn create_record(
                 auto_remove: req.auto_remove,
                 hostname,
                 networks: req.networks.clone(),
+                endpoints: req.endpoints.clone(),
                 publish: req.publish.clone(),
                 mounts: req.mounts.clone(),
                 read_only: req.read_only,

@@ -174,6 +174,7 @@ fn networks_of(nets: Option<&net::Networks>, r: &ContainerRecord) -> Vec<Value> 
         .map(|a| {
             json!({
                 "network": a.network,
+                "networkId": a.network_id,
                 "address": a.address.to_string(),
                 "gateway": a.gateway.to_string(),
                 "mac": a.mac,

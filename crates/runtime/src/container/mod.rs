@@ -5,6 +5,7 @@
 //! containerd shim and the builder all go through these methods. Attach and exec sessions relay
 //! through [`crate::client`].
 
+mod connect;
 mod copy;
 mod create;
 mod delete;
@@ -29,7 +30,7 @@ pub(crate) use create::create_record;
 pub use create::CreateRequest;
 pub use inspect::Summary;
 pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError};
-pub use prepare::{prepare, ContainerOptions, PortSpec, Protocol};
+pub use prepare::{aliases_on, prepare, ContainerOptions, PortSpec, Protocol};
 pub use prune::{PruneReport, PruneUntil};
 pub use start::MonitorCommand;
 pub use stop::StopOptions;
@@ -84,6 +85,25 @@ pub enum ContainerError {
     /// `-p` with `--network none`.
     #[error("cannot publish ports of a container without a network (--network none)")]
     PublishWithoutNetwork,
+    /// A container's settings on a network (aliases, address), or a connect or disconnect,
+    /// that do not fit its networks.
+    #[error("{0}")]
+    Endpoint(String),
+    /// `connect`/`disconnect` of a running container: its VM's network devices are fixed at
+    /// boot (a QEMU microvm has no hot-plug).
+    #[error(
+        "cannot {verb} container {name} {preposition} network {network} while it runs: its VM \
+         cannot add or remove network interfaces; stop it first",
+        preposition = if *.verb == "connect" { "to" } else { "from" }
+    )]
+    NetworkWhileRunning {
+        /// `connect` or `disconnect`.
+        verb: &'static str,
+        /// Container name.
+        name: String,
+        /// Network name.
+        network: String,
+    },
     /// A running container's new limits do not fit the VM it runs in.
     #[error(
         "cannot update container {name}: {what} does not fit its running VM ({have}); \

@@ -37,6 +37,9 @@ pub struct ContainerOptions {
     pub auto_remove: bool,
     /// `--network` values: empty for the default network, `none` alone for none.
     pub networks: Vec<String>,
+    /// Aliases and fixed addresses on the container's networks, by network name (the
+    /// default network is [`net::DEFAULT_NETWORK`]); each must be one of `networks`.
+    pub endpoints: std::collections::BTreeMap<String, net::EndpointConfig>,
     /// Published ports (`-p`).
     pub publish: Vec<PortSpec>,
     /// Also publish every port the image exposes, each on a free loopback port (`-P`).
@@ -114,9 +117,15 @@ pub async fn prepare(
         net::NetworkMode::Networks(names) => names,
     };
     let nets = net::Networks::open(root)?;
-    for name in networks.iter().filter(|n| *n != net::DEFAULT_NETWORK) {
-        nets.inspect(name)?;
-    }
+    // A network may be named by its id too: the record keeps names.
+    let networks = networks
+        .into_iter()
+        .map(|n| match n.as_str() {
+            net::DEFAULT_NETWORK => Ok(n),
+            _ => nets.resolve(&n).map(|c| c.name),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let endpoints = check_endpoints(&nets, &networks, opts.endpoints)?;
     let resources = opts.resources.limits()?;
     let image =
         crate::image::resolve(root, &opts.image, pull, opts.pull, opts.platform.as_ref()).await?;
@@ -139,6 +148,7 @@ pub async fn prepare(
         },
         auto_remove: opts.auto_remove,
         networks,
+        endpoints,
         publish,
         mounts,
         read_only: opts.read_only,
@@ -152,6 +162,86 @@ pub async fn prepare(
         restart: opts.restart,
         healthcheck: opts.healthcheck,
     })
+}
+
+/// The endpoints that give a container `aliases` on each of the networks its `--network`
+/// values name (`networks`; none given: the default network), as docker's `--network-alias`.
+pub fn aliases_on(
+    networks: &[String],
+    aliases: &[String],
+) -> std::collections::BTreeMap<String, net::EndpointConfig> {
+    if aliases.is_empty() {
+        return Default::default();
+    }
+    let default = [net::DEFAULT_NETWORK.to_string()];
+    let names = if networks.is_empty() {
+        &default[..]
+    } else {
+        networks
+    };
+    names
+        .iter()
+        .map(|n| {
+            let endpoint = net::EndpointConfig {
+                aliases: aliases.to_vec(),
+                ipv4_address: None,
+            };
+            (n.clone(), endpoint)
+        })
+        .collect()
+}
+
+/// `endpoints` if each is for one of `networks`, its aliases are DNS names and its fixed
+/// address is a host address of its network's subnet (whether another container has it is
+/// known at start). Empty endpoints are dropped.
+pub(crate) fn check_endpoints(
+    nets: &net::Networks,
+    networks: &[String],
+    endpoints: std::collections::BTreeMap<String, net::EndpointConfig>,
+) -> Result<std::collections::BTreeMap<String, net::EndpointConfig>, ContainerError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (key, mut endpoint) in endpoints {
+        let network = match key.as_str() {
+            net::DEFAULT_NETWORK | "none" => key,
+            _ => nets.resolve(&key)?.name,
+        };
+        if network == "none" {
+            return Err(ContainerError::Endpoint(
+                "a container without a network (--network none) cannot have network aliases \
+                 or addresses"
+                    .into(),
+            ));
+        }
+        if !networks.contains(&network) {
+            return Err(ContainerError::Endpoint(format!(
+                "network {network} has settings (aliases, address) but the container is not \
+                 connected to it"
+            )));
+        }
+        for alias in &endpoint.aliases {
+            net::validate_alias(alias).map_err(net::NetworkError::from)?;
+        }
+        endpoint.aliases.dedup();
+        if let Some(address) = endpoint.ipv4_address {
+            let config = nets.resolve(&network)?;
+            let subnet = config.subnet;
+            if !subnet.contains(&address)
+                || address == subnet.network()
+                || address == subnet.broadcast()
+                || address == config.gateway
+            {
+                return Err(ContainerError::Endpoint(format!(
+                    "address {address} is not a free host address of network {network} \
+                     ({subnet}, gateway {})",
+                    config.gateway
+                )));
+            }
+        }
+        if endpoint != net::EndpointConfig::default() {
+            out.insert(network, endpoint);
+        }
+    }
+    Ok(out)
 }
 
 /// `given`, then with `all` the image's exposed ports none of them covers, each on a free host
@@ -185,6 +275,17 @@ impl ResourceFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aliases_go_to_the_given_networks_or_the_default_one() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(aliases_on(&v(&["a"]), &[]).is_empty());
+        let on_default = aliases_on(&[], &v(&["x"]));
+        assert_eq!(on_default[net::DEFAULT_NETWORK].aliases, ["x"]);
+        let two = aliases_on(&v(&["a", "b"]), &v(&["x", "y"]));
+        assert_eq!(two.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(two["b"].aliases, ["x", "y"]);
+    }
 
     #[test]
     fn publish_all_adds_only_uncovered_exposed_ports() {

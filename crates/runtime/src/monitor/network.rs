@@ -55,6 +55,7 @@ fn user_mode(record: &ContainerRecord) -> Result<NetSession, net::SessionError> 
 pub(crate) fn user_attachment() -> net::Attachment {
     net::Attachment {
         network: format!("{} (user-mode)", net::DEFAULT_NETWORK),
+        network_id: String::new(),
         tap: String::new(),
         mac: "52:54:00:12:34:56".into(),
         address: net::Ipv4Net::new_assert(USER_GUEST.into(), 24),
@@ -88,6 +89,7 @@ impl NetSession {
             &record.id,
             Some(&record.name),
             &mode,
+            &config.endpoints,
             &config.publish,
         )
         .map(|p| Some(NetSession::Prepared(p)))
@@ -185,7 +187,9 @@ pub(crate) fn guest(
         match peers {
             Ok(peers) => {
                 for p in peers.into_iter().filter(|p| p.name != record.name) {
-                    hosts.push((p.address.into(), vec![p.name]));
+                    let mut names = vec![p.name];
+                    names.extend(p.aliases);
+                    hosts.push((p.address.into(), names));
                 }
             }
             Err(e) => tracing::warn!("peers for /etc/hosts: {}", crate::error_line(&e)),

@@ -412,6 +412,7 @@ impl Fixture {
             },
             auto_remove: rm,
             networks: Vec::new(),
+            endpoints: Default::default(),
             publish: Vec::new(),
             mounts: Vec::new(),
             read_only: false,
