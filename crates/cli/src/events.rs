@@ -63,7 +63,7 @@ pub fn events(global: &GlobalOptions, a: EventsArgs) -> Result<()> {
             r => Ok(r?),
         }
     };
-    let passes = |e: &Event| filter.matches(e) && until.is_none_or(|u| e.time_nano <= u);
+    let passes = |e: &Event| filter.matches(e) && e.not_after(until);
     let journal = Journal::new(&global.root_dir());
     let (history, mut follower) = journal.replay(since.unwrap_or(now))?;
     for e in history.iter().filter(|e| passes(e)) {

@@ -32,7 +32,7 @@ pub fn events(engine: &Engine, req: &Req) -> Answer {
         .map_err(|e| ApiError::internal(format!("read the event journal: {e}")))?;
     let (response, tx) = http::channel(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let passes = |e: &Event| filter.matches(e) && until.is_none_or(|u| e.time_nano <= u);
+        let passes = |e: &Event| filter.matches(e) && e.not_after(until);
         for e in history.iter().filter(|e| passes(e)) {
             if tx.send(line(e)).await.is_err() {
                 return;

@@ -92,6 +92,14 @@ impl Event {
         self
     }
 
+    /// Whether it happened at or before `until` (None: no bound).
+    pub fn not_after(&self, until: Option<i64>) -> bool {
+        match until {
+            Some(u) => self.time_nano <= u,
+            None => true,
+        }
+    }
+
     /// docker's `events.Message`: `Type`, `Action`, `Actor`, `scope`, `time`, `timeNano`,
     /// and for containers and images the older `status`, `id` and `from` too.
     pub fn to_docker(&self) -> serde_json::Value {
