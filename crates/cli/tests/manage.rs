@@ -299,6 +299,8 @@ fn events_replay_follow_and_filter_the_lifecycle() {
             "10m",
             "--until",
             "0s",
+            "--filter",
+            "type=container",
             "--format",
             "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}",
         ])
