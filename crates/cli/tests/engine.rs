@@ -1436,7 +1436,7 @@ fn docker_compose_up_ps_logs_exec_down() {
         COMPOSE_FILE.replace("IMAGE", image),
     )
     .unwrap();
-    let compose = |args: &[&str]| {
+    let compose_cmd = |args: &[&str]| {
         let mut c = Command::new(COMPOSE);
         c.args(["-p", "cmp"])
             .args(args)
@@ -1449,8 +1449,9 @@ fn docker_compose_up_ps_logs_exec_down() {
                 format!("/usr/bin:{}", std::env::var("PATH").unwrap_or_default()),
             );
         s.client_env(&mut c);
-        wait_output(c)
+        c
     };
+    let compose = |args: &[&str]| wait_output(compose_cmd(args));
 
     compose(&["up", "-d"]).success();
     let ps = compose(&["ps"]).success();
@@ -1511,6 +1512,35 @@ fn docker_compose_up_ps_logs_exec_down() {
         "{}",
         again.stderr
     );
+
+    // `logs -f` follows until the service's container dies, which compose learns from
+    // `/events`; `run --rm` gives the one-off's exit code.
+    let follow = {
+        let cmd = compose_cmd(&["logs", "-f", "--no-color", "--tail", "0", "web"]);
+        std::thread::spawn(move || wait_output(cmd))
+    };
+    let fresh = retry(|| {
+        let get = "printf 'GET /again HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web 80";
+        let r = compose(&["exec", "-T", "client", "sh", "-c", get]);
+        r.stdout.contains("404").then_some(r)
+    });
+    assert!(fresh.is_some(), "a request for a missing page");
+    std::thread::sleep(Duration::from_secs(1));
+    compose(&["stop", "-t", "1", "web"]).success();
+    let followed = follow.join().unwrap().success();
+    assert!(followed.stdout.contains("response:404"), "{followed:?}");
+    compose(&["start", "web"]).success();
+    let once = compose(&[
+        "run",
+        "--rm",
+        "-T",
+        "client",
+        "sh",
+        "-c",
+        "echo one-off; exit 4",
+    ]);
+    assert_eq!(once.code, 4, "{once:?}");
+    assert!(once.stdout.contains("one-off"), "{once:?}");
 
     compose(&["down", "-v"]).success();
     assert_eq!(s.docker(&["ps", "-aq"]).success().stdout, "");
