@@ -291,6 +291,38 @@ fn the_docker_cli_talks_to_the_socket_images_and_errors() {
     assert_eq!(code, 400, "{body}");
     let (code, _) = s.http("HEAD", "/_ping", None);
     assert_eq!(code, 200);
+    // Fields docker does not know are ignored, as dockerd's decoder does.
+    let (code, body) = s.http(
+        "POST",
+        "/containers/create",
+        Some(r#"{"Image":"nothere:1","NoSuchField":{"x":1}}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    // A body far larger than any real request: refused whole, the server carries on.
+    let mut c = UnixStream::connect(&s.socket).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let huge = 64 << 20;
+    let _ = write!(
+        c,
+        "POST /containers/create HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {huge}\r\n\r\n{{\"Image\":\""
+    );
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..64 {
+        if c.write_all(&chunk).is_err() {
+            break;
+        }
+    }
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    assert!(
+        out.starts_with("HTTP/1.1 400"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    assert!(out.contains("body"), "{out}");
+    let (code, _) = s.http("GET", "/_ping", None);
+    assert_eq!(code, 200, "the server still answers");
 }
 
 #[test]
