@@ -51,10 +51,51 @@ pub struct BuildOptions {
     pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
+/// A step of the build as it starts, for front ends to show in their own words: the CLI as
+/// buildah does (`[1/2] STEP 2/4: RUN make`), the Engine API as docker's classic builder
+/// (`Step 3/9 : RUN make`, counted over the whole build).
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport<'a> {
+    /// The stage's place among the stages built (1-based) and their number.
+    pub stage: (usize, usize),
+    /// The step's place in its stage (1-based; 0 is the stage's FROM) and the stage's steps.
+    pub in_stage: (usize, usize),
+    /// The step's place in the whole build (1-based, FROMs included) and the whole build's
+    /// steps as far as known when it starts (a later stage's ONBUILD triggers add to it).
+    pub overall: (usize, usize),
+    /// The instruction as written (a FROM as `FROM image [AS name]`).
+    pub instruction: &'a str,
+}
+
+impl StepReport<'_> {
+    /// buildah's line: `[stage k/n] STEP i/m: INSTRUCTION`, or `[k/n] FROM: …` for a FROM.
+    pub fn buildah_line(&self) -> String {
+        let prefix = format!("[{}/{}]", self.stage.0, self.stage.1);
+        match self.in_stage.0 {
+            0 => format!(
+                "{prefix} FROM: {}",
+                self.instruction.trim_start_matches("FROM ")
+            ),
+            i => format!(
+                "{prefix} STEP {i}/{}: {}",
+                self.in_stage.1, self.instruction
+            ),
+        }
+    }
+
+    /// docker's classic builder line: `Step i/m : INSTRUCTION`.
+    pub fn docker_line(&self) -> String {
+        format!(
+            "Step {}/{} : {}",
+            self.overall.0, self.overall.1, self.instruction
+        )
+    }
+}
+
 /// Where the build reports what it does.
 pub trait Progress: OutputSink {
-    /// A step starts: `[stage k/n] STEP i/m: INSTRUCTION`.
-    fn step(&self, text: &str);
+    /// A step starts.
+    fn step(&self, step: &StepReport<'_>);
     /// A line about the step (`--> Using cache …`).
     fn note(&self, text: &str);
 }
@@ -222,6 +263,11 @@ pub async fn build(
         scratch: scratch.path().to_path_buf(),
         progress,
         stage_count: order.len(),
+        step_seq: 0,
+        step_total: order
+            .iter()
+            .map(|&i| stages.stages[i].steps.len() + 1)
+            .sum(),
     };
     let mut result = None;
     for (k, &index) in order.iter().enumerate() {
@@ -302,6 +348,24 @@ struct Builder<'a> {
     scratch: PathBuf,
     progress: &'a dyn Progress,
     stage_count: usize,
+    /// Steps reported so far over the whole build, and how many there are.
+    step_seq: usize,
+    step_total: usize,
+}
+
+impl Builder<'_> {
+    /// Reports step `at` (stage, step in stage) of a stage of `total` steps.
+    fn report(&mut self, at: (usize, usize), total: usize, instruction: &str) {
+        self.step_seq += 1;
+        // ONBUILD triggers make a stage longer than its Dockerfile lines.
+        self.step_total = self.step_total.max(self.step_seq);
+        self.progress.step(&StepReport {
+            stage: (at.0, self.stage_count),
+            in_stage: (at.1, total),
+            overall: (self.step_seq, self.step_total),
+            instruction,
+        });
+    }
 }
 
 fn now() -> String {
@@ -342,9 +406,7 @@ impl Builder<'_> {
         base: &Base,
     ) -> Result<StageResult, BuildError> {
         let stage = &self.stages.stages[index];
-        let prefix = format!("[{}/{}]", k + 1, self.stage_count);
-        self.progress
-            .step(&format!("{prefix} FROM: {}", from_line(stage)));
+        self.report((k + 1, 0), stage.steps.len(), &from_line(stage));
         let mut st = match base {
             Base::Scratch => {
                 let p = oci::Platform::host();
@@ -436,7 +498,7 @@ impl Builder<'_> {
                 }
             }
         }
-        let outcome = self.steps(&mut st, &steps, &prefix).await;
+        let outcome = self.steps(&mut st, &steps, k + 1).await;
         if let Some(vm) = st.vm.take() {
             vm.stop().await;
         }
@@ -453,16 +515,12 @@ impl Builder<'_> {
         &mut self,
         st: &mut StageState,
         steps: &[Step],
-        prefix: &str,
+        stage: usize,
     ) -> Result<(), BuildError> {
         let lexer = dockerfile::Lexer::new(self.stages.escape);
         let total = steps.len();
         for (i, step) in steps.iter().enumerate() {
-            self.progress.step(&format!(
-                "{prefix} STEP {}/{total}: {}",
-                i + 1,
-                step.original
-            ));
+            self.report((stage, i + 1), total, &step.original);
             let vars = st.lookup();
             let instruction = if step.instruction.expands_variables() {
                 step.instruction

@@ -47,7 +47,7 @@ pub mod workdir;
 
 mod path;
 
-pub use builder::{build, build_on, BuildError, BuildOptions, BuildResult, Progress};
+pub use builder::{build, build_on, BuildError, BuildOptions, BuildResult, Progress, StepReport};
 pub use context::{Context, ContextError, DockerfileAt};
 pub use copy::{expand, plan, CopyEnv, CopyError, CopySource, CopySpec, Op};
 pub use digest::{source_digest, tree_digest};

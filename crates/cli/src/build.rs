@@ -115,9 +115,9 @@ impl builder::vm::OutputSink for Plain {
 }
 
 impl builder::Progress for Plain {
-    fn step(&self, text: &str) {
+    fn step(&self, step: &builder::StepReport<'_>) {
         if !self.quiet {
-            eprintln!("{text}");
+            eprintln!("{}", step.buildah_line());
         }
     }
     fn note(&self, text: &str) {

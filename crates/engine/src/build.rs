@@ -159,8 +159,8 @@ impl builder::vm::OutputSink for Lines {
 }
 
 impl builder::Progress for Lines {
-    fn step(&self, text: &str) {
-        self.stream(format!("{text}\n"));
+    fn step(&self, step: &builder::StepReport<'_>) {
+        self.stream(format!("{}\n", step.docker_line()));
     }
     fn note(&self, text: &str) {
         self.stream(format!(" {text}\n"));
