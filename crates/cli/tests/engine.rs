@@ -804,7 +804,8 @@ fn docker_build_run_history_save_load_push_prune() {
     assert!(b.stdout.contains("run-output"), "{}", b.stdout);
     // docker's classic builder's step lines, counted over the stages built.
     assert!(
-        b.stdout.contains(&format!("Step 1/6 : FROM {IMAGE} AS base\n"))
+        b.stdout
+            .contains(&format!("Step 1/6 : FROM {IMAGE} AS base\n"))
             && b.stdout.contains("Step 4/6 : RUN echo \"msg=$MSG\""),
         "{}",
         b.stdout

@@ -705,6 +705,86 @@ fn bad_registry_answers_are_refused_cleanly() {
 }
 
 #[test]
+fn hostile_registries_fail_fast_and_leave_nothing() {
+    let (fake, image, _dir) = fake_with_busybox();
+    let r = fake.reference("bad/bb:v1");
+    let layer = image.layers[1].clone();
+    let blob_path = format!("/v2/bad/bb/blobs/{layer}");
+    let manifest_path = "/v2/bad/bb/manifests/v1";
+    let (good_blob, good_manifest) = (fake.get_route(&blob_path), fake.get_route(manifest_path));
+    let mut cli = Cli::new();
+    // A registry may stay silent (and trickle) for 2 s here instead of a minute.
+    cli.env("CONTAINER_REGISTRY_TIMEOUT", "2");
+    let fails_fast = |cli: &Cli, needle: &str| {
+        let t = std::time::Instant::now();
+        cli.run(&["image", "pull", &r]).fails_with(needle);
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "{needle}: {:?}",
+            t.elapsed()
+        );
+        assert_nothing_half_written(cli, &image);
+    };
+
+    // A blob that never ends, without a length: cut at its descriptor's size.
+    let mut endless = Route::ok("application/octet-stream", vec![b'x'; 4096]);
+    endless.endless = true;
+    fake.route(&blob_path, endless.clone());
+    fails_fast(&cli, "wrong size");
+    // A trickle: a byte every 100 ms keeps each read alive but goes nowhere.
+    let mut trickle = good_blob.clone();
+    trickle.chunk = Some(1);
+    trickle.delay = Some(Duration::from_millis(100));
+    fake.route(&blob_path, trickle);
+    fails_fast(&cli, "too slow");
+    // Silence after the request.
+    let mut silent = good_blob.clone();
+    silent.stall = Some(Duration::from_secs(30));
+    fake.route(&blob_path, silent);
+    fails_fast(&cli, "timed out");
+    // A redirect to itself.
+    let mut lp = Route::ok("text/plain", Vec::new());
+    lp.status = 302;
+    lp.headers.push((
+        "Location".into(),
+        format!("http://{}{blob_path}", fake.addr),
+    ));
+    fake.route(&blob_path, lp);
+    fails_fast(&cli, "redirect");
+    fake.route(&blob_path, good_blob);
+
+    // Manifests: huge with a length, endless without one.
+    let huge = Route::ok(
+        "application/vnd.oci.image.manifest.v1+json",
+        vec![b' '; (8 << 20) + 1],
+    );
+    fake.route(manifest_path, huge);
+    fails_fast(&cli, "larger than");
+    let mut endless_doc = Route::ok(
+        "application/vnd.oci.image.manifest.v1+json",
+        vec![b' '; 4096],
+    );
+    endless_doc.endless = true;
+    fake.route(manifest_path, endless_doc);
+    fails_fast(&cli, "larger than");
+    fake.route(manifest_path, good_manifest);
+
+    // Token endpoints that fail: an error status, garbage, an endless answer.
+    fake.require_bearer("bob", "hunter2");
+    let mut err = Route::ok("text/plain", b"boom".to_vec());
+    err.status = 500;
+    fake.route("/token", err);
+    fails_fast(&cli, "cannot get a token");
+    fake.route(
+        "/token",
+        Route::ok("application/json", b"{not json".to_vec()),
+    );
+    fails_fast(&cli, "bad JSON");
+    fake.route("/token", endless);
+    fails_fast(&cli, "larger than");
+}
+
+#[test]
 fn malformed_and_unknown_documents_are_refused() {
     let (fake, image, _dir) = fake_with_busybox();
     let cli = Cli::new();

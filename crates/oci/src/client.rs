@@ -128,6 +128,17 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry sends so slowly that the transfer would not end in a reasonable time
+    /// (a slow-loris answer): less than [`MIN_RATE`] bytes a second over a whole window.
+    #[error("{what}: the registry sent {bytes} bytes in {secs} s, too slow (less than {MIN_RATE} bytes/s); CONTAINER_REGISTRY_TIMEOUT sets the window")]
+    TooSlow {
+        /// What was being read.
+        what: String,
+        /// Bytes received in the window.
+        bytes: u64,
+        /// The window's length in seconds.
+        secs: u64,
+    },
     /// A manifest larger than we accept.
     #[error("{what} is larger than {MAX_DOCUMENT_SIZE} bytes")]
     TooLarge {
@@ -142,6 +153,62 @@ pub enum ClientError {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// The slowest transfer rate accepted, in bytes a second, averaged over a window of the
+/// registry timeout: a registry trickling bytes would otherwise hold a pull forever, since
+/// each byte resets the read timeout.
+pub const MIN_RATE: u64 = 1024;
+
+/// How long a registry may stay silent (and the window [`MIN_RATE`] is measured over) unless
+/// `CONTAINER_REGISTRY_TIMEOUT` (seconds) says otherwise.
+const DEFAULT_SILENCE: Duration = Duration::from_secs(60);
+
+/// The registry timeout: `CONTAINER_REGISTRY_TIMEOUT` seconds, else [`DEFAULT_SILENCE`].
+fn silence() -> Duration {
+    std::env::var("CONTAINER_REGISTRY_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(DEFAULT_SILENCE, Duration::from_secs_f64)
+}
+
+/// Watches a transfer's pace: [`Pace::advance`] fails once a whole window passed with fewer
+/// bytes than [`MIN_RATE`] asks for. A complete stall is the read timeout's to catch.
+#[derive(Debug)]
+pub struct Pace {
+    window: Duration,
+    start: std::time::Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(window: Duration) -> Pace {
+        Pace {
+            window,
+            start: std::time::Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    /// Counts `n` more bytes of `what`.
+    pub fn advance(&mut self, n: usize, what: &str) -> Result<(), ClientError> {
+        self.bytes += n as u64;
+        let elapsed = self.start.elapsed();
+        if elapsed < self.window {
+            return Ok(());
+        }
+        if (self.bytes as f64) < MIN_RATE as f64 * elapsed.as_secs_f64() {
+            return Err(ClientError::TooSlow {
+                what: what.to_string(),
+                bytes: self.bytes,
+                secs: elapsed.as_secs(),
+            });
+        }
+        self.start = std::time::Instant::now();
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// Access a request needs, as a token scope.
@@ -165,6 +232,8 @@ struct AuthState {
 #[derive(Debug)]
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// The registry timeout (see [`silence`]).
+    silence: Duration,
     base: Url,
     registry: String,
     credentials: Option<Credentials>,
@@ -203,19 +272,26 @@ impl RegistryClient {
             registry: registry.to_string(),
             detail: format!("bad registry address: {e}"),
         })?;
+        let silence = silence();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120))
+            .read_timeout(silence)
             .user_agent(concat!("container/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ClientError::Setup)?;
         Ok(RegistryClient {
             http,
+            silence,
             base,
             registry: registry.to_string(),
             credentials,
             auth: Mutex::new(AuthState::default()),
         })
+    }
+
+    /// A pace watch for a body this client reads (see [`Pace`]).
+    pub fn pace(&self) -> Pace {
+        Pace::new(self.silence)
     }
 
     /// The registry this client talks to.
@@ -375,7 +451,12 @@ impl RegistryClient {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let body = resp.bytes().await.map_err(|e| token_err(e.to_string()))?;
+        let body = read_limited(resp, "the token", self.pace())
+            .await
+            .map_err(|e| {
+                let source = std::error::Error::source(&e).map(|s| format!(": {s}"));
+                token_err(format!("{e}{}", source.unwrap_or_default()))
+            })?;
         let t: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| token_err(format!("bad JSON: {e}")))?;
         t.token
@@ -412,7 +493,7 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = read_limited(resp, &what).await?;
+        let bytes = read_limited(resp, &what, self.pace()).await?;
         let digest = Digest::of(&bytes);
         Ok(FetchedManifest {
             bytes,
@@ -618,7 +699,16 @@ async fn check(resp: Response, what: &str, registry: &str) -> Result<Response, C
     if status.is_success() {
         return Ok(resp);
     }
-    let body = resp.bytes().await.unwrap_or_default();
+    // Only the start of an error body matters, and a hostile one may never end.
+    let mut body = Vec::new();
+    let mut resp = resp;
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(5), resp.chunk()).await
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > 64 << 10 {
+            break;
+        }
+    }
     let message = registry_message(&body);
     if status == StatusCode::NOT_FOUND {
         return Err(ClientError::NotFound {
@@ -669,7 +759,12 @@ fn registry_message(body: &[u8]) -> String {
     }
 }
 
-async fn read_limited(mut resp: Response, what: &str) -> Result<Vec<u8>, ClientError> {
+/// Reads a document's body: at most [`MAX_DOCUMENT_SIZE`] bytes, at least at [`MIN_RATE`].
+async fn read_limited(
+    mut resp: Response,
+    what: &str,
+    mut pace: Pace,
+) -> Result<Vec<u8>, ClientError> {
     if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT_SIZE) {
         return Err(ClientError::TooLarge {
             what: what.to_string(),
@@ -680,6 +775,7 @@ async fn read_limited(mut resp: Response, what: &str) -> Result<Vec<u8>, ClientE
         what: what.to_string(),
         source,
     })? {
+        pace.advance(chunk.len(), what)?;
         out.extend_from_slice(&chunk);
         if out.len() as u64 > MAX_DOCUMENT_SIZE {
             return Err(ClientError::TooLarge {

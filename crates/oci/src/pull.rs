@@ -428,6 +428,8 @@ async fn download_blob(
     let file = tokio::fs::File::from_std(file);
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut hasher = Hasher::new();
+    let mut pace = client.pace();
+    let what = format!("blob {digest}");
     loop {
         let chunk = match resp.chunk().await {
             Ok(Some(c)) => c,
@@ -448,6 +450,11 @@ async fn download_blob(
                 actual: hasher.size() + chunk.len() as u64,
             });
         }
+        pace.advance(chunk.len(), &what)
+            .map_err(|source| PullError::DownloadBlob {
+                digest: digest.clone(),
+                source,
+            })?;
         hasher.update(&chunk);
         out.write_all(&chunk).await.map_err(write_err)?;
         if let Some(p) = progress {

@@ -23,8 +23,14 @@ pub struct Route {
     pub body: Vec<u8>,
     /// Send only this many body bytes, then close the connection.
     pub truncate_to: Option<usize>,
-    /// Pause after every 64 KiB of body (a slow download).
+    /// Pause after every chunk of body (a slow download).
     pub delay: Option<Duration>,
+    /// Body chunk size (default 64 KiB): with `delay`, a trickle.
+    pub chunk: Option<usize>,
+    /// Wait this long before answering at all (silent after the request).
+    pub stall: Option<Duration>,
+    /// No Content-Length, and `body` repeated until the client goes away.
+    pub endless: bool,
 }
 
 impl Route {
@@ -36,6 +42,9 @@ impl Route {
             body,
             truncate_to: None,
             delay: None,
+            chunk: None,
+            stall: None,
+            endless: false,
         }
     }
 }
@@ -209,7 +218,7 @@ fn handle(
         let s = state.lock().expect("state");
         (s.routes.get(&path).cloned(), s.bearer.clone())
     };
-    if path == "/token" {
+    if path == "/token" && route.is_none() {
         tokens.fetch_add(1, Ordering::SeqCst);
         let expected = bearer.as_ref().map(|(u, p)| basic(u, p));
         if expected.is_some() && headers.get("authorization") == expected.as_ref() {
@@ -235,6 +244,7 @@ fn handle(
         );
     }
     if bearer.is_some()
+        && path != "/token"
         && headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {TOKEN}"))
     {
         let repo = path
@@ -261,6 +271,7 @@ fn handle(
         return respond(&mut out, &method, 200, &[], b"{}", None, None);
     }
     match route {
+        Some(r) if r.stall.is_some() || r.endless || r.chunk.is_some() => hostile(&mut out, &r),
         Some(r) => respond(
             &mut out,
             &method,
@@ -320,6 +331,36 @@ fn respond(
     // Closing the socket with fewer bytes than announced is the truncation.
     let _ = out.shutdown(std::net::Shutdown::Both);
     Ok(())
+}
+
+/// The answers no real registry gives: silent for a while, a trickle, a body without end.
+/// Ends when the client goes away.
+fn hostile(out: &mut TcpStream, r: &Route) -> std::io::Result<()> {
+    if let Some(d) = r.stall {
+        std::thread::sleep(d);
+    }
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", r.status);
+    if !r.endless {
+        head.push_str(&format!("Content-Length: {}\r\n", r.body.len()));
+    }
+    for (k, v) in &r.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    out.write_all(head.as_bytes())?;
+    let chunk = r.chunk.unwrap_or(64 * 1024).max(1);
+    loop {
+        for c in r.body.chunks(chunk) {
+            out.write_all(c)?;
+            out.flush()?;
+            if let Some(d) = r.delay {
+                std::thread::sleep(d);
+            }
+        }
+        if !r.endless || r.body.is_empty() {
+            return Ok(());
+        }
+    }
 }
 
 /// Just enough base64 for a Basic header (keeps the test crate's dependencies small).
