@@ -439,8 +439,18 @@ impl Store {
     /// Opens (creating) the store under a state root.
     pub fn open(root: &Path) -> Result<Store, StateError> {
         let dir = root.join("containers");
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        private_dir(&dir)?;
         Ok(Store { dir })
+    }
+
+    /// Makes (if missing) the directory of a container's sockets, private to its owner.
+    pub fn make_socket_dir(&self, id: &str) -> Result<PathBuf, StateError> {
+        let dir = self.socket_dir(id);
+        if let Some(parent) = dir.parent().filter(|p| *p != self.dir) {
+            private_dir(parent)?;
+        }
+        private_dir(&dir)?;
+        Ok(dir)
     }
 
     /// The state root this store lives under.
@@ -532,7 +542,7 @@ impl Store {
         let id = new_id();
         let record = make(&id, &name);
         let dir = self.dir_of(&id);
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        private_dir(&dir)?;
         self.save(&record)?;
         Ok(record)
     }
@@ -697,6 +707,16 @@ impl Store {
     }
 }
 
+/// Creates `dir` (and its parents) and makes it 0700: containers' records, logs, disks and
+/// sockets are their owner's alone (another local user could otherwise read a container's
+/// logs or reach its monitor). Existing directories are tightened too.
+fn private_dir(dir: &Path) -> Result<(), StateError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err("set the mode of", dir))
+}
+
 /// Unix socket paths must be shorter than this (`sun_path` is 108 bytes with the NUL).
 const SUN_PATH_MAX: usize = 108;
 
@@ -850,6 +870,30 @@ mod tests {
         assert_eq!(fixed.exit_code, Some(crate::EXIT_RUNTIME_FAULT));
         assert_eq!(fixed.monitor_pid, None);
         assert!(fixed.exit_reason.unwrap().contains("monitor"));
+    }
+
+    #[test]
+    fn containers_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        fs::create_dir_all(tmp.path().join("containers")).unwrap();
+        fs::set_permissions(
+            tmp.path().join("containers"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        assert_eq!(mode(store.containers_dir()), 0o700, "tightened on open");
+        let r = store.create(None, record).unwrap();
+        assert_eq!(mode(&store.dir_of(&r.id)), 0o700);
+        let deep = tmp.path().join("b".repeat(60));
+        let deep_store = Store::open(&deep).unwrap();
+        let dir = deep_store.make_socket_dir(&r.id).unwrap();
+        assert_ne!(dir, deep_store.dir_of(&r.id));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(dir.parent().unwrap()), 0o700);
+        deep_store.remove_sockets(&r.id);
     }
 
     #[test]

@@ -206,7 +206,17 @@ pub struct VmConfig {
     /// [`crate::qmp::Qmp::restore`]).
     #[serde(default)]
     pub incoming: bool,
+    /// QEMU's seccomp sandbox ([`SANDBOX`]): on unless a caller has a reason.
+    #[serde(default = "yes")]
+    pub sandbox: bool,
 }
+
+/// QEMU's seccomp filter: the guest's devices run in a process that cannot start programs,
+/// change its privileges (setuid and friends), change scheduling or resource limits, or make
+/// the obsolete system calls QEMU no longer needs. A guest that takes over a device model
+/// finds a process that can do little more than QEMU itself does. Templates pass their state
+/// file as a descriptor ([`crate::qmp`]) so that `spawn=deny` holds for them too.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
 fn yes() -> bool {
     true
@@ -240,6 +250,7 @@ impl VmConfig {
             tb_size_mib: default_tb_size(),
             memory_file: None,
             incoming: false,
+            sandbox: true,
         }
     }
 
@@ -342,6 +353,9 @@ impl VmConfig {
             "none",
             "-no-reboot",
         ]);
+        if self.sandbox {
+            push(&["-sandbox", SANDBOX]);
+        }
         push(&["-kernel", &opt_path("kernel", &self.kernel)?]);
         push(&["-initrd", &opt_path("initfs", &self.initfs)?]);
         push(&["-append", &self.cmdline()]);
@@ -542,6 +556,17 @@ mod tests {
             c.args(),
             Err(ConfigError::PrivateMemoryWithVhostUser)
         ));
+    }
+
+    #[test]
+    fn qemu_runs_in_its_seccomp_sandbox() {
+        let s = joined(&base());
+        assert!(s.contains(
+            "-sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+        ));
+        let mut off = base();
+        off.sandbox = false;
+        assert!(!joined(&off).contains("-sandbox"));
     }
 
     #[test]

@@ -262,11 +262,7 @@ async fn supervise(
         }
     })?;
 
-    let sock_dir = store.socket_dir(id);
-    std::fs::create_dir_all(&sock_dir).map_err(|source| MonitorError::Listen {
-        path: sock_dir.clone(),
-        source,
-    })?;
+    let sock_dir = store.make_socket_dir(id)?;
     let sock = sock_dir.join("monitor.sock");
     let _ = std::fs::remove_file(&sock);
     let listener = UnixListener::bind(&sock).map_err(|source| MonitorError::Listen {
