@@ -207,7 +207,7 @@ pub struct VmConfig {
     #[serde(default)]
     pub incoming: bool,
     /// QEMU's seccomp sandbox ([`SANDBOX`]): on unless a caller has a reason.
-    #[serde(default = "yes")]
+    #[serde(default = "sandbox_default")]
     pub sandbox: bool,
 }
 
@@ -217,6 +217,12 @@ pub struct VmConfig {
 /// finds a process that can do little more than QEMU itself does. Templates pass their state
 /// file as a descriptor ([`crate::qmp`]) so that `spawn=deny` holds for them too.
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// The sandbox is on unless `CONTAINER_QEMU_SANDBOX=off` (for debugging QEMU, and to measure
+/// what the sandbox costs: docs/benchmarks.md), as docker's `--security-opt seccomp=unconfined`.
+fn sandbox_default() -> bool {
+    std::env::var("CONTAINER_QEMU_SANDBOX").map_or(true, |v| v != "off")
+}
 
 fn yes() -> bool {
     true
@@ -250,7 +256,7 @@ impl VmConfig {
             tb_size_mib: default_tb_size(),
             memory_file: None,
             incoming: false,
-            sandbox: true,
+            sandbox: sandbox_default(),
         }
     }
 
