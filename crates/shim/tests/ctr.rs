@@ -97,40 +97,33 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             d = d.display()
         );
         std::fs::write(d.join("config.toml"), config).expect("write config");
-        let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-container-v2"))
-            .parent()
-            .expect("bin dir")
-            .to_path_buf();
-        let path = format!(
-            "{}:{}",
-            shim_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = std::fs::File::create(d.join("containerd.log")).expect("log");
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(d.join("config.toml"))
-            .env("PATH", path)
-            .env("CONTAINER_SHIM_ROOT", &shim_root)
-            .env(testkit::VMINITD_VAR, testkit::static_vminitd())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start containerd");
+        let child = spawn_containerd(d);
         let c = Containerd { dir, child };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while c.ctr(&["version"]).code != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                c.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        c.wait_ready();
         c.ctr(&["image", "import", image_tar().to_str().expect("utf-8")])
             .success();
         c
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ctr(&["version"]).code != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// kill -9 of containerd, then a new one on the same root, state and sockets (the shims
+    /// and their VMs run on meanwhile).
+    fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_containerd(self.dir.path());
+        self.wait_ready();
     }
 
     fn log(&self) -> String {
@@ -286,6 +279,36 @@ impl Drop for Containerd {
             let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// Starts containerd on the config in `d`, with our shim first on its PATH and the shim's
+/// state root and vminitd in its environment (containerd passes it on to shims).
+fn spawn_containerd(d: &Path) -> Child {
+    let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-container-v2"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        shim_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("containerd.log"))
+        .expect("log");
+    Command::new("containerd")
+        .arg("--config")
+        .arg(d.join("config.toml"))
+        .env("PATH", path)
+        .env("CONTAINER_SHIM_ROOT", d.join("shim"))
+        .env(testkit::VMINITD_VAR, testkit::static_vminitd())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start containerd")
 }
 
 /// Pids of processes whose executable name contains `exe` and whose command line or
@@ -505,7 +528,69 @@ fn a_killed_shim_leaves_no_vm_behind() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    assert!(c.log().contains("cleaning up dead shim"), "{}", c.log());
     let _ = c.ctr(&["task", "delete", "victim"]);
     c.ctr(&["container", "delete", "victim"]).success();
     assert_eq!(c.records(), 0, "container records left behind");
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn a_task_survives_a_killed_containerd_and_is_cleaned_up_after() {
+    let mut c = Containerd::start();
+    c.run_detached("survivor", &["sleep", "600"]);
+    c.kill_and_restart();
+    // The new containerd reconnects to the shim through the bundle's address file.
+    let ls = c.ctr(&["task", "ls"]).success();
+    assert!(
+        ls.stdout
+            .lines()
+            .any(|l| l.starts_with("survivor") && l.contains("RUNNING")),
+        "{ls:?}\n{}",
+        c.log()
+    );
+    let out = c
+        .ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "x",
+            "survivor",
+            "echo",
+            "still here",
+        ])
+        .success();
+    assert_eq!(out.stdout, "still here\n");
+    c.remove("survivor");
+    assert_eq!(c.qemus(), 0, "a VM outlived its task");
+    assert_eq!(c.records(), 0, "container records left behind");
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn bind_mounts_of_the_spec_reach_the_guest() {
+    let c = Containerd::start();
+    let host = tempfile::tempdir().expect("temp dir");
+    std::fs::write(host.path().join("note"), "from the host\n").expect("write");
+    let mount = format!(
+        "type=bind,src={},dst=/host,options=rbind:ro",
+        host.path().display()
+    );
+    let out = c
+        .run(
+            "bind",
+            &["--mount", &mount],
+            &[
+                "sh",
+                "-c",
+                "cat /host/note; touch /host/x 2>/dev/null || echo read-only",
+            ],
+        )
+        .success();
+    assert_eq!(out.stdout, "from the host\nread-only\n", "{out:?}");
+    // The task wrote into the snapshot through virtiofs: the rootfs is the bundle's.
+    let out = c
+        .run("write", &[], &["sh", "-c", "echo x > /made && cat /made"])
+        .success();
+    assert_eq!(out.stdout, "x\n");
 }
