@@ -44,6 +44,9 @@ fn main() {
         RUNTIME_ID,
         Some(config),
     ));
+    // A stdin FIFO whose writer never came keeps a blocking open on the pool: the task is
+    // gone, so is the reason to wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
 }
 
 /// The monitor role: `PROGRAM --root ROOT __monitor ID [--wait-attach] [--hold]`, as

@@ -194,6 +194,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         self.ctr(&["container", "delete", id]).success();
     }
 
+    /// Pids of this containerd's shim daemons.
+    fn shims(&self) -> Vec<i32> {
+        pids_mentioning(&self.dir.path().to_string_lossy(), "containerd-shim")
+    }
+
     /// Container records in the shim's state root.
     fn records(&self) -> usize {
         std::fs::read_dir(self.shim_root().join("containers"))
@@ -425,6 +430,12 @@ fn ctr_run_prints_output_and_passes_exit_codes_through() {
     );
     assert_eq!(c.qemus(), 0, "a VM outlived its task");
     assert_eq!(c.records(), 0, "container records left behind");
+    // Each shim ends after containerd's Shutdown.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.shims().is_empty() {
+        assert!(Instant::now() < deadline, "shims outlived their tasks");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -508,7 +519,7 @@ fn a_killed_shim_leaves_no_vm_behind() {
     let c = Containerd::start();
     c.run_detached("victim", &["sleep", "600"]);
     assert_eq!(c.qemus(), 1);
-    let shims = pids_mentioning(&c.dir.path().to_string_lossy(), "containerd-shim");
+    let shims = c.shims();
     assert!(!shims.is_empty(), "no shim process found");
     for pid in shims {
         nix::sys::signal::kill(
