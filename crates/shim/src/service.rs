@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use containerd_shim::asynchronous::ExitSignal;
 use containerd_shim::protos::api::{self, Empty};
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::{Message, MessageDyn, MessageField};
@@ -180,6 +180,7 @@ async fn run_session(
     let namespace = svc.namespace.clone();
     let (container_id, exec) = (task.id.clone(), exec_id.to_string());
     let our_id = task.container.clone();
+    let root = svc.rt.root().to_path_buf();
     let p = proc_.clone();
     tokio::spawn(async move {
         let reader = input.map(|i| i.reader);
@@ -198,6 +199,28 @@ async fn run_session(
                 Err(e) => runtime::error_line(e),
             };
             let _ = tx.send(Err(why));
+        }
+        // The monitor recorded an OOM kill of the container before it ended the session.
+        let oom = exec.is_empty()
+            && runtime::state::Store::open(&root)
+                .and_then(|s| s.load(&our_id))
+                .is_ok_and(|r| r.oom_killed);
+        if oom {
+            let event = TaskOOM {
+                container_id: container_id.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = publisher
+                .publish(
+                    Context::default(),
+                    topics::TASK_OOM_EVENT_TOPIC,
+                    &namespace,
+                    Box::new(event),
+                )
+                .await
+            {
+                log::warn!("publish oom: {e}");
+            }
         }
         let exit = p.set_exited(code);
         log::info!("process {container_id}/{exec} exited with {code}");

@@ -384,6 +384,11 @@ fn wait(mut cmd: Command) -> Out {
 #[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
 fn ctr_run_prints_output_and_passes_exit_codes_through() {
     let c = Containerd::start();
+    let mut events = c
+        .command(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ctr events");
     let t = Instant::now();
     let out = c.run("hi", &[], &["echo", "hi"]);
     eprintln!("ctr run --rm echo hi: {:?}", t.elapsed());
@@ -393,6 +398,27 @@ fn ctr_run_prints_output_and_passes_exit_codes_through() {
         "{out:?}\n{}",
         c.log()
     );
+    // The shim published the task's life back to containerd.
+    let _ = events.kill();
+    let mut seen = String::new();
+    let _ = events
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut seen);
+    let _ = events.wait();
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(
+            seen.lines()
+                .any(|l| l.contains(topic) && l.contains("\"hi\"")),
+            "no {topic} event for hi: {seen}"
+        );
+    }
     let out = c.run("three", &[], &["sh", "-c", "echo err >&2; exit 3"]);
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(out.stderr, "err\n");
