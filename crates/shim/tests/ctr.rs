@@ -422,6 +422,10 @@ fn ctr_run_prints_output_and_passes_exit_codes_through() {
     let out = c.run("three", &[], &["sh", "-c", "echo err >&2; exit 3"]);
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(out.stderr, "err\n");
+    // A command the image lacks fails the start, as with runc, and leaves nothing behind.
+    let out = c.run("missing", &[], &["/nonexistent"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("nonexistent"), "{out:?}");
     // The process runs as the spec says: working directory, environment; the memory limit
     // sizes the VM (256 MiB + the guest's overhead, under the default 512 MiB).
     let out = c
@@ -491,8 +495,15 @@ fn ctr_run_with_a_terminal() {
 fn exec_kill_ps_pause_and_resume_a_running_task() {
     let c = Containerd::start();
     c.run_detached("long", &["sh", "-c", "echo $$ > /tmp/pid; exec sleep 600"]);
-    let out = c
-        .ctr(&["task", "exec", "--exec-id", "e1", "long", "cat", "/tmp/pid"])
+    // The task runs; its first command may not have yet: ask until it has.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = (0..)
+        .map(|i| {
+            let id = format!("e1-{i}");
+            c.ctr(&["task", "exec", "--exec-id", &id, "long", "cat", "/tmp/pid"])
+        })
+        .find(|o| o.code == 0 || Instant::now() > deadline)
+        .expect("an answer")
         .success();
     assert_eq!(out.stdout.trim(), "1", "{out:?}");
     let out = c.ctr(&[
