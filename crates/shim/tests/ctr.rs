@@ -211,8 +211,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 
     /// `ctr ARGS…` on a terminal of its own (`ctr run -t` needs one): returns the exit code
     /// and what the terminal showed.
-    fn ctr_on_terminal(&self, args: &[&str]) -> (i32, String) {
-        let pty = nix::pty::openpty(None, None).expect("openpty");
+    fn ctr_on_terminal(&self, args: &[&str], answer: (&str, &[u8])) -> (i32, String) {
+        let size = nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
         let slave = std::fs::File::from(pty.slave);
         let mut cmd = self.command(args);
         cmd.stdin(slave.try_clone().expect("dup"))
@@ -231,10 +237,20 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
         let mut child = cmd.spawn().expect("spawn ctr");
         drop(cmd);
         let mut master = std::fs::File::from(pty.master);
+        let mut typist = master.try_clone().expect("dup");
+        let (prompt, input) = (answer.0.to_string(), answer.1.to_vec());
         let reader = std::thread::spawn(move || {
             let mut v = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut typed = false;
             // Ends with EIO once the last holder of the terminal has gone.
-            let _ = master.read_to_end(&mut v);
+            while let Ok(n @ 1..) = master.read(&mut buf) {
+                v.extend_from_slice(&buf[..n]);
+                if !typed && String::from_utf8_lossy(&v).contains(&prompt) {
+                    typed = true;
+                    let _ = std::io::Write::write_all(&mut typist, &input);
+                }
+            }
             String::from_utf8_lossy(&v).into_owned()
         });
         let deadline = Instant::now() + TIMEOUT;
@@ -472,22 +488,27 @@ fn ctr_run_prints_output_and_passes_exit_codes_through() {
 #[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
 fn ctr_run_with_a_terminal() {
     let c = Containerd::start();
-    let (code, shown) = c.ctr_on_terminal(&[
-        "run",
-        "--rm",
-        "-t",
-        "--runtime",
-        RUNTIME,
-        IMAGE,
-        "tty",
-        "sh",
-        "-c",
-        "tty; stty size; exit 4",
-    ]);
+    let (code, shown) = c.ctr_on_terminal(
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "--runtime",
+            RUNTIME,
+            IMAGE,
+            "tty",
+            "sh",
+            "-c",
+            "tty; echo ready; read x; stty size; echo got:$x; exit 4",
+        ],
+        ("ready", b"typed\n"),
+    );
     assert_eq!(code, 4, "{shown}\n{}", c.log());
     assert!(shown.contains("/dev/pts/"), "{shown:?}");
-    // A terminal's line discipline ends lines with CR LF.
-    assert!(shown.contains("\r\n"), "{shown:?}");
+    // Keystrokes reach the process through the stdin FIFO; ctr's terminal size reached the
+    // guest's pty (ResizePty); the guest pty's line discipline ends lines with CR.
+    assert!(shown.contains("got:typed\r"), "{shown:?}");
+    assert!(shown.contains("33 101\r"), "{shown:?}");
 }
 
 #[test]
