@@ -280,8 +280,8 @@ impl Drop for Containerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Shims left (one whose task never existed) end with their socket's owner gone.
-        for pid in pids_mentioning(&self.dir.path().to_string_lossy(), "containerd-shim") {
+        // Shims left (a test that failed half-way) and their monitors, whose VMs end with them.
+        for pid in pids_of(&self.dir.path().to_string_lossy(), "containerd-shim", true) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
@@ -333,8 +333,13 @@ fn spawn_containerd(d: &Path) -> Child {
 }
 
 /// Pids of processes whose executable name contains `exe` and whose command line or
-/// environment mentions `needle`.
+/// environment mentions `needle`, monitors left out.
 fn pids_mentioning(needle: &str, exe: &str) -> Vec<i32> {
+    pids_of(needle, exe, false)
+}
+
+/// [`pids_mentioning`], with the monitors (the shim binary in its other role) when `monitors`.
+fn pids_of(needle: &str, exe: &str, monitors: bool) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -346,7 +351,7 @@ fn pids_mentioning(needle: &str, exe: &str) -> Vec<i32> {
         }
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         // The shim binary is also each container's monitor: those are not shims.
-        if String::from_utf8_lossy(&cmdline).contains(runtime::MONITOR_SUBCOMMAND) {
+        if !monitors && String::from_utf8_lossy(&cmdline).contains(runtime::MONITOR_SUBCOMMAND) {
             continue;
         }
         let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
@@ -543,6 +548,16 @@ fn exec_kill_ps_pause_and_resume_a_running_task() {
         ps.stdout.lines().skip(1).count() >= 1,
         "no processes: {ps:?}"
     );
+    // Stats: the guest cgroup's counters as containerd's cgroup v2 metrics.
+    let metrics = c.ctr(&["task", "metrics", "long"]).success();
+    let value = |name: &str| -> u64 {
+        metrics
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}: {metrics:?}"))
+    };
+    assert!(value("pids.current ") >= 1 && value("memory.usage ") > 0);
     c.ctr(&["task", "pause", "long"]).success();
     assert!(c.ctr(&["task", "ls"]).stdout.contains("PAUSED"));
     c.ctr(&["task", "resume", "long"]).success();
