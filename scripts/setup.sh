@@ -23,6 +23,7 @@ APT_PACKAGES=(
     # binaries are used; dockerd is never started (policy-rc.d keeps the package from doing so).
     docker.io docker-compose python3-docker
     jq xz-utils zstd curl ca-certificates
+    containerd           # the shim's tests and bench/shim.sh start their own containerd + ctr
 )
 
 # apt-cache needs package lists; a fresh machine may have none.

@@ -210,7 +210,7 @@ impl BuilderVm {
         let req = VmRequest {
             dir: dir.path().to_path_buf(),
             socket_dir: dir.path().to_path_buf(),
-            rootfs_disk: disk,
+            rootfs: runtime::backend::VmRootfs::Disk(disk),
             console_log: dir.path().join("console.log"),
             options: VmOptions {
                 overlay: true,

@@ -383,6 +383,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
     Ok(ContainerOptions {
         name,
         image: body.image,
+        rootfs_dir: None,
         process: ProcessOptions {
             args,
             entrypoint,

@@ -275,8 +275,8 @@ pub struct VmRequest {
     pub dir: PathBuf,
     /// Where the VM's unix sockets go (short enough for `sun_path`).
     pub socket_dir: PathBuf,
-    /// The container's read-write root disk (a qcow2 overlay).
-    pub rootfs_disk: PathBuf,
+    /// The container's root filesystem.
+    pub rootfs: VmRootfs,
     /// Serial console log.
     pub console_log: PathBuf,
     /// Sizing and kernel choice.
@@ -287,6 +287,30 @@ pub struct VmRequest {
     pub volume_disks: Vec<PathBuf>,
     /// Host directories served by one virtiofsd each, tags `share0`, `share1`, ...
     pub shares: Vec<HostShare>,
+}
+
+/// Where a VM's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmRootfs {
+    /// A read-write disk (a qcow2 overlay over the image's ext4), `/dev/vda`; volume disks
+    /// follow it.
+    Disk(PathBuf),
+    /// A host directory served by its own virtiofsd under the tag [`ROOTFS_TAG`]; volume
+    /// disks start at `/dev/vda`.
+    Share(HostShare),
+}
+
+/// The virtiofs tag of a [`VmRootfs::Share`].
+pub const ROOTFS_TAG: &str = "rootfs";
+
+impl VmRootfs {
+    /// How many disks come before the volumes' (`/dev/vda` is the first).
+    pub fn disks_before_volumes(&self) -> usize {
+        match self {
+            VmRootfs::Disk(_) => 1,
+            VmRootfs::Share(_) => 0,
+        }
+    }
 }
 
 /// A host directory shared with the VM through virtiofs.

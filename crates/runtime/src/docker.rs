@@ -749,6 +749,7 @@ mod tests {
                 },
                 vm: VmOptions::default(),
                 rootfs: "/x".into(),
+                rootfs_dir: None,
                 auto_remove: true,
                 hostname: "web-host".into(),
                 networks: vec!["default".into(), "back".into()],

@@ -141,8 +141,13 @@ pub struct ContainerConfig {
     pub process: ProcessSpec,
     /// VM sizing.
     pub vm: VmOptions,
-    /// Cached ext4 rootfs of the image (the overlay's backing file).
+    /// Cached ext4 rootfs of the image (the overlay's backing file); unused with `rootfs_dir`.
     pub rootfs: PathBuf,
+    /// A host directory that is the container's root filesystem instead of an image's
+    /// (the containerd shim: the bundle's `rootfs`, mounted by containerd's snapshotter),
+    /// served to the guest through virtiofs; the container writes into it directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_dir: Option<PathBuf>,
     /// Delete the container when it exits (`--rm`).
     pub auto_remove: bool,
     /// Hostname inside the guest.
@@ -776,6 +781,7 @@ mod tests {
                 process: ProcessSpec::default(),
                 vm: VmOptions::default(),
                 rootfs: "/x".into(),
+                rootfs_dir: None,
                 auto_remove: false,
                 hostname: "h".into(),
                 networks: Vec::new(),

@@ -86,6 +86,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
     Ok(ContainerOptions {
         name: f.name.clone(),
         image: f.image().to_string(),
+        rootfs_dir: None,
         process: ProcessOptions {
             args: f.command().to_vec(),
             entrypoint: f.entrypoint.clone(),

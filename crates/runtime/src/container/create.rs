@@ -20,8 +20,11 @@ pub struct CreateRequest {
     pub image_digest: String,
     /// The image's config.
     pub image_config: ImageConfig,
-    /// The cached ext4 rootfs of the image.
+    /// The cached ext4 rootfs of the image (empty with `rootfs_dir`).
     pub rootfs: PathBuf,
+    /// A host directory as the root filesystem instead of the image's (see
+    /// [`super::ContainerOptions::rootfs_dir`]).
+    pub rootfs_dir: Option<PathBuf>,
     /// Process flags.
     pub process: ProcessOptions,
     /// VM flags.
@@ -105,6 +108,7 @@ pub(crate) fn create_record(
                 process,
                 vm: req.vm.clone(),
                 rootfs: req.rootfs.clone(),
+                rootfs_dir: req.rootfs_dir.clone(),
                 auto_remove: req.auto_remove,
                 hostname,
                 networks: req.networks.clone(),

@@ -73,6 +73,9 @@ pub enum ContainerError {
     /// A copy between the host and the container failed.
     #[error(transparent)]
     Copy(#[from] copy::CopyError),
+    /// A root filesystem directory that is not a directory.
+    #[error("root filesystem {}: no such directory", .0.display())]
+    RootfsDir(std::path::PathBuf),
     /// `--kernel` names no file.
     #[error("kernel {}: no such file", .0.display())]
     Kernel(std::path::PathBuf),

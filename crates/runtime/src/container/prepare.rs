@@ -19,8 +19,14 @@ pub use net::ports::{PortSpec, Protocol};
 pub struct ContainerOptions {
     /// Container name (default: generated).
     pub name: Option<String>,
-    /// Image reference as the user wrote it; pulled when missing.
+    /// Image reference as the user wrote it; pulled when missing. With `rootfs_dir` it only
+    /// names the container's origin (nothing is pulled or read).
     pub image: String,
+    /// A host directory that is the root filesystem, instead of the image's: no image is
+    /// resolved, the process is made from `process` alone (an empty image config), and the
+    /// guest mounts the directory through virtiofs as its `/`, writing into it. The
+    /// containerd shim's rootfs (the bundle's `rootfs`, from containerd's snapshotter).
+    pub rootfs_dir: Option<PathBuf>,
     /// The process: command (`args`, empty: the image's), entrypoint, env, user, tty, ….
     pub process: ProcessOptions,
     /// Files of `KEY=VALUE` lines added to the environment (`--env-file`).
@@ -127,8 +133,30 @@ pub async fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let endpoints = check_endpoints(&nets, &networks, opts.endpoints)?;
     let resources = opts.resources.limits()?;
-    let image =
-        crate::image::resolve(root, &opts.image, pull, opts.pull, opts.platform.as_ref()).await?;
+    let rootfs_dir = match &opts.rootfs_dir {
+        Some(dir) => Some(
+            dir.canonicalize()
+                .ok()
+                .filter(|d| d.is_dir())
+                .ok_or_else(|| ContainerError::RootfsDir(dir.clone()))?,
+        ),
+        None => None,
+    };
+    let image = match rootfs_dir {
+        // Nothing to pull or build: the directory is the whole filesystem.
+        Some(_) => crate::image::ResolvedImage {
+            reference: opts.image.clone(),
+            digest: String::new(),
+            config: Default::default(),
+            rootfs: PathBuf::new(),
+            volumes: Vec::new(),
+            exposed_ports: Vec::new(),
+        },
+        None => {
+            crate::image::resolve(root, &opts.image, pull, opts.pull, opts.platform.as_ref())
+                .await?
+        }
+    };
     let publish = publish(opts.publish, opts.publish_all, &image.exposed_ports);
     let mounts = super::mounts::resolve(&VolumeStore::open(root)?, opts.mounts, &image.volumes)?;
     Ok(CreateRequest {
@@ -137,6 +165,7 @@ pub async fn prepare(
         image_digest: image.digest,
         image_config: image.config,
         rootfs: image.rootfs,
+        rootfs_dir,
         process,
         vm: VmOptions {
             kernel: opts.kernel,

@@ -452,7 +452,7 @@ pub(super) fn fault(f: Fault) -> ExitInfo {
 }
 
 /// The record and the VM's disks: the container's volumes claimed (in `claims`) and its
-/// rootfs overlay made on first use.
+/// rootfs overlay made on first use (or its rootfs directory, shared).
 async fn disks(
     store: &Store,
     id: &str,
@@ -463,13 +463,20 @@ async fn disks(
     (
         crate::state::ContainerRecord,
         Vec<(String, PathBuf)>,
-        PathBuf,
+        crate::backend::VmRootfs,
     ),
     Fault,
 > {
     let record = store.load(id).map_err(Fault::LoadState)?;
     let volumes =
         claim_volumes(store, &record.config.mounts, claims).map_err(Fault::ClaimVolumes)?;
+    if let Some(rootfs) = &record.config.rootfs_dir {
+        let share = crate::backend::HostShare {
+            dir: rootfs.clone(),
+            readonly: false,
+        };
+        return Ok((record, volumes, crate::backend::VmRootfs::Share(share)));
+    }
     let overlay = dir.join("rootfs.qcow2");
     if !overlay.exists() {
         if let Err(source) = backend
@@ -483,7 +490,7 @@ async fn disks(
             });
         }
     }
-    Ok((record, volumes, overlay))
+    Ok((record, volumes, crate::backend::VmRootfs::Disk(overlay)))
 }
 
 /// The guest side every VM of a container gets, started or held: names and network, the
@@ -499,12 +506,16 @@ async fn set_up_guest(
         .await
         .map_err(Fault::Configure)?;
     tracing::debug!("guest configured");
+    let (source, fstype, disks_before) = match record.config.rootfs_dir {
+        Some(_) => (crate::backend::ROOTFS_TAG, "virtiofs", 0),
+        None => ("/dev/vda", "ext4", 1),
+    };
     guest
-        .mount_rootfs("/dev/vda", "ext4")
+        .mount_rootfs(source, fstype)
         .await
         .map_err(Fault::MountRootfs)?;
     tracing::debug!("root filesystem mounted");
-    let mounts = mounts::prepare(guest, volumes, &record.config.mounts)
+    let mounts = mounts::prepare(guest, disks_before, volumes, &record.config.mounts)
         .await
         .map_err(Fault::MountVolumes)?;
     guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
@@ -559,7 +570,7 @@ async fn start(
             oom_killed: false,
         })
     };
-    let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
+    let (record, volumes, rootfs) = match disks(store, id, backend, dir, claims).await {
         Ok(d) => d,
         Err(f) => return Err(fail(fault(f), None, None)),
     };
@@ -587,7 +598,7 @@ async fn start(
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),
-        rootfs_disk: overlay,
+        rootfs,
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
         nets: network.as_ref().map(|n| n.devices()).unwrap_or_default(),
@@ -773,14 +784,14 @@ async fn hold(
         started: false,
         oom_killed: false,
     };
-    let (record, volumes, overlay) = match disks(store, id, backend, dir, claims).await {
+    let (record, volumes, rootfs) = match disks(store, id, backend, dir, claims).await {
         Ok(d) => d,
         Err(f) => return fail(fault(f), None),
     };
     let req = VmRequest {
         dir: dir.to_path_buf(),
         socket_dir: store.socket_dir(id),
-        rootfs_disk: overlay,
+        rootfs,
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
         nets: Vec::new(),

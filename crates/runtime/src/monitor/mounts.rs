@@ -33,17 +33,19 @@ pub fn host_shares(mounts: &[MountSpec]) -> Vec<crate::backend::HostShare> {
         .collect()
 }
 
-/// `/dev/vdX` of the `index`th volume disk: the rootfs is `vda`, volumes follow.
-fn device(index: usize) -> String {
+/// `/dev/vdX` of the `index`th volume disk when `before` disks precede the volumes' (the
+/// rootfs disk is `vda` unless the rootfs is a share).
+fn device(before: usize, index: usize) -> String {
     // Past vdz the kernel goes on with vdaa; 25 volumes per container is plenty.
-    let letter = (b'b' + index as u8) as char;
+    let letter = (b'a' + (before + index) as u8) as char;
     format!("/dev/vd{letter}")
 }
 
-/// Mounts the volume disks in the guest (in `volumes` order, which is disk order) and
-/// returns the container's extra mounts, in the user's order.
+/// Mounts the volume disks in the guest (in `volumes` order, which is disk order, after
+/// `disks_before` other disks) and returns the container's extra mounts, in the user's order.
 pub async fn prepare(
     guest: &dyn Guest,
+    disks_before: usize,
     volumes: &[(String, PathBuf)],
     mounts: &[MountSpec],
 ) -> Result<Vec<GuestMount>, GuestError> {
@@ -56,7 +58,7 @@ pub async fn prepare(
     for (i, (name, _)) in volumes.iter().enumerate() {
         guest
             .mount(&GuestMount {
-                source: device(i),
+                source: device(disks_before, i),
                 target: format!("{VOLUMES_DIR}/{name}"),
                 fstype: "ext4".into(),
                 options: Vec::new(),
@@ -154,8 +156,10 @@ mod tests {
 
     #[test]
     fn devices_follow_the_rootfs() {
-        assert_eq!(device(0), "/dev/vdb");
-        assert_eq!(device(2), "/dev/vdd");
+        assert_eq!(device(1, 0), "/dev/vdb");
+        assert_eq!(device(1, 2), "/dev/vdd");
+        // A shared rootfs has no disk: the first volume is vda.
+        assert_eq!(device(0, 0), "/dev/vda");
     }
 
     #[test]

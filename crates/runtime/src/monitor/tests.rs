@@ -333,7 +333,10 @@ impl VmBackend for FakeBackend {
         })
     }
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
-        assert!(req.rootfs_disk.exists());
+        match &req.rootfs {
+            crate::backend::VmRootfs::Disk(disk) => assert!(disk.exists()),
+            crate::backend::VmRootfs::Share(share) => assert!(share.dir.is_dir()),
+        }
         self.boots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail_boot {
             return Err(BootError::Boot {
@@ -400,6 +403,7 @@ impl Fixture {
             image_digest: "sha256:00".into(),
             image_config: ImageConfig::default(),
             rootfs: self._tmp.path().join("base.ext4"),
+            rootfs_dir: None,
             process: ProcessOptions {
                 args: args.iter().map(|s| s.to_string()).collect(),
                 open_stdin: stdin,

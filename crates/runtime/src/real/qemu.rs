@@ -12,7 +12,7 @@ use async_trait::async_trait;
 
 use super::agent::AgentGuest;
 use super::vm::{boot_err, boot_src, connect_agent, spawn_vm};
-use crate::backend::{BootError, Booted, Vm, VmBackend, VmRequest};
+use crate::backend::{BootError, Booted, Vm, VmBackend, VmRequest, VmRootfs, ROOTFS_TAG};
 
 /// Set (to anything but empty or `0`) to boot VMs without the memory balloon, so freed guest
 /// memory stays with QEMU. Only for measuring what the balloon saves (bench/memory.sh).
@@ -65,7 +65,7 @@ impl QemuBackend {
             block: true,
             console: true,
             net: !req.nets.is_empty(),
-            virtiofs: !req.shares.is_empty(),
+            virtiofs: !req.shares.is_empty() || matches!(req.rootfs, VmRootfs::Share(_)),
             balloon: balloon_enabled(),
             overlay: req.options.overlay,
             ..Default::default()
@@ -100,11 +100,13 @@ impl QemuBackend {
         cfg.accel = decision.accel;
         cfg.cpus = req.options.cpus.max(1);
         cfg.memory_mib = req.options.memory_mib.max(64);
-        cfg.disks.push(vmm::DiskSpec {
-            path: req.rootfs_disk.clone(),
-            format: vmm::DiskFormat::Qcow2,
-            readonly: false,
-        });
+        if let VmRootfs::Disk(disk) = &req.rootfs {
+            cfg.disks.push(vmm::DiskSpec {
+                path: disk.clone(),
+                format: vmm::DiskFormat::Qcow2,
+                readonly: false,
+            });
+        }
         for n in &req.nets {
             let user = match &n.user {
                 None => None,
@@ -142,6 +144,12 @@ impl QemuBackend {
             cfg.shares.push(vmm::ShareSpec {
                 socket: req.socket_dir.join(format!("fs{i}.sock")),
                 tag: crate::monitor::share_tag(i),
+            });
+        }
+        if let VmRootfs::Share(_) = &req.rootfs {
+            cfg.shares.push(vmm::ShareSpec {
+                socket: req.socket_dir.join("fsroot.sock"),
+                tag: ROOTFS_TAG.to_string(),
             });
         }
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
@@ -242,6 +250,14 @@ impl QemuBackend {
                 share: s.clone(),
                 socket: req.socket_dir.join(format!("fs{i}.sock")),
                 log: req.dir.join(format!("virtiofsd-{i}.log")),
+            })
+            .chain(match &req.rootfs {
+                VmRootfs::Share(share) => Some(super::virtiofs::ShareLaunch {
+                    share: share.clone(),
+                    socket: req.socket_dir.join("fsroot.sock"),
+                    log: req.dir.join("virtiofsd-rootfs.log"),
+                }),
+                VmRootfs::Disk(_) => None,
             })
             .collect();
         let mut vm = spawn_vm(cfg, shares).await?;

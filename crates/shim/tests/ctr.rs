@@ -1,0 +1,680 @@
+//! The shim with real components: Debian's containerd, started by each test with its own
+//! config (root, state, sockets in a temp dir), finds `containerd-shim-container-v2` first on
+//! its PATH; `ctr` imports a busybox test image and runs tasks in our VMs.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use testkit::images;
+
+const RUNTIME: &str = "io.containerd.container.v2";
+const IMAGE: &str = "localhost/shim-test:1";
+/// Any ctr command that takes longer has hung.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A shim state root with the guest kernel set, shared by the tests of this binary (each
+/// test's root links to its kernel and init filesystem cache).
+fn kernel_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shim-kernel-root");
+        runtime::system::KernelStore::new(&root)
+            .set_from_deb(&testkit::kernel_deb())
+            .expect("set the guest kernel");
+        std::fs::create_dir_all(root.join("initfs")).expect("initfs dir");
+        root
+    })
+}
+
+/// The busybox test image as an OCI archive (for `ctr image import`).
+fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shim-image");
+        let _ = std::fs::remove_dir_all(&dir);
+        let layers = images::busybox_with(&["sleep", "tty", "stty", "cat", "ps"], |l| l);
+        let config = serde_json::json!({
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+        });
+        images::archive(&dir, IMAGE, &layers, config)
+    })
+}
+
+/// What a finished command printed and returned.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    fn success(self) -> Out {
+        assert_eq!(self.code, 0, "failed: {self:?}");
+        self
+    }
+}
+
+/// A containerd of the test's own, stopped (with everything it started) on drop.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::Builder::new()
+            .prefix("ctrd")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        let shim_root = d.join("shim");
+        std::fs::create_dir_all(&shim_root).expect("shim root");
+        let kr = kernel_root();
+        std::os::unix::fs::symlink(kr.join("kernels"), shim_root.join("kernels")).expect("link");
+        std::os::unix::fs::symlink(kr.join("initfs"), shim_root.join("initfs")).expect("link");
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{d}/c.sock"
+[ttrpc]
+  address = "{d}/c.sock.ttrpc"
+[debug]
+  address = "{d}/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#,
+            d = d.display()
+        );
+        std::fs::write(d.join("config.toml"), config).expect("write config");
+        let child = spawn_containerd(d);
+        let c = Containerd { dir, child };
+        c.wait_ready();
+        c.ctr(&["image", "import", image_tar().to_str().expect("utf-8")])
+            .success();
+        c
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.ctr(&["version"]).code != 0 {
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// kill -9 of containerd, then a new one on the same root, state and sockets (the shims
+    /// and their VMs run on meanwhile).
+    fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_containerd(self.dir.path());
+        self.wait_ready();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
+    }
+
+    fn shim_root(&self) -> PathBuf {
+        self.dir.path().join("shim")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ctr");
+        cmd.arg("--address")
+            .arg(self.dir.path().join("c.sock"))
+            .args(args)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn ctr(&self, args: &[&str]) -> Out {
+        wait(self.command(args))
+    }
+
+    /// `ctr run --rm --runtime ours IMAGE id ARGS…`.
+    fn run(&self, id: &str, extra: &[&str], args: &[&str]) -> Out {
+        let mut a = vec!["run", "--rm", "--runtime", RUNTIME];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&[IMAGE, id]);
+        a.extend_from_slice(args);
+        self.ctr(&a)
+    }
+
+    /// Starts a long-running task in the background (`ctr run -d`) and waits until it runs.
+    fn run_detached(&self, id: &str, args: &[&str]) {
+        let mut a = vec!["run", "-d", "--runtime", RUNTIME, IMAGE, id];
+        a.extend_from_slice(args);
+        self.ctr(&a).success();
+        let deadline = Instant::now() + TIMEOUT;
+        while !self
+            .ctr(&["task", "ls"])
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(id) && l.contains("RUNNING"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{id} did not run: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills and removes task and container `id`.
+    fn remove(&self, id: &str) {
+        let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        let deadline = Instant::now() + TIMEOUT;
+        while self.ctr(&["task", "delete", id]).code != 0
+            && self.ctr(&["task", "ls"]).stdout.contains(id)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{id} would not go: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        self.ctr(&["container", "delete", id]).success();
+    }
+
+    /// Pids of this containerd's shim daemons.
+    fn shims(&self) -> Vec<i32> {
+        pids_mentioning(&self.dir.path().to_string_lossy(), "containerd-shim")
+    }
+
+    /// Container records in the shim's state root.
+    fn records(&self) -> usize {
+        std::fs::read_dir(self.shim_root().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().len() == 64)
+            .count()
+    }
+
+    /// `ctr ARGS…` on a terminal of its own (`ctr run -t` needs one): returns the exit code
+    /// and what the terminal showed.
+    fn ctr_on_terminal(&self, args: &[&str], answer: (&str, &[u8])) -> (i32, String) {
+        let size = nix::pty::Winsize {
+            ws_row: 33,
+            ws_col: 101,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        let pty = nix::pty::openpty(Some(&size), None).expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        let mut cmd = self.command(args);
+        cmd.stdin(slave.try_clone().expect("dup"))
+            .stdout(slave.try_clone().expect("dup"))
+            .stderr(slave);
+        // SAFETY: setsid and the TIOCSCTTY ioctl on fd 0 are async-signal-safe and touch no
+        // memory of the parent; the terminal becomes ctr's controlling terminal.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("spawn ctr");
+        drop(cmd);
+        let mut master = std::fs::File::from(pty.master);
+        let mut typist = master.try_clone().expect("dup");
+        let (prompt, input) = (answer.0.to_string(), answer.1.to_vec());
+        let reader = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let mut buf = [0u8; 4096];
+            let mut typed = false;
+            // Ends with EIO once the last holder of the terminal has gone.
+            while let Ok(n @ 1..) = master.read(&mut buf) {
+                v.extend_from_slice(&buf[..n]);
+                if !typed && String::from_utf8_lossy(&v).contains(&prompt) {
+                    typed = true;
+                    let _ = std::io::Write::write_all(&mut typist, &input);
+                }
+            }
+            String::from_utf8_lossy(&v).into_owned()
+        });
+        let deadline = Instant::now() + TIMEOUT;
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "ctr -t hung");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status.code().unwrap_or(-1), reader.join().expect("reader"))
+    }
+
+    /// QEMU processes whose command line mentions this test's shim root.
+    fn qemus(&self) -> usize {
+        processes_mentioning(&self.shim_root().to_string_lossy(), "qemu")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        // Tasks first (their shims and VMs), then containerd itself.
+        let tasks = self.ctr(&["task", "ls", "-q"]).stdout;
+        for id in tasks.lines().filter(|l| !l.is_empty()) {
+            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["task", "delete", "-f", id]);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Shims left (a test that failed half-way) and their monitors, whose VMs end with them.
+        for pid in pids_of(&self.dir.path().to_string_lossy(), "containerd-shim", true) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // The snapshotter's mounts under the temp dir.
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mut targets: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|t| t.starts_with(&root))
+            .collect();
+        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+        for t in targets {
+            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+/// Starts containerd on the config in `d`, with our shim first on its PATH and the shim's
+/// state root and vminitd in its environment (containerd passes it on to shims).
+fn spawn_containerd(d: &Path) -> Child {
+    let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-container-v2"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        shim_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(d.join("containerd.log"))
+        .expect("log");
+    Command::new("containerd")
+        .arg("--config")
+        .arg(d.join("config.toml"))
+        .env("PATH", path)
+        .env("CONTAINER_SHIM_ROOT", d.join("shim"))
+        .env(testkit::VMINITD_VAR, testkit::static_vminitd())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start containerd")
+}
+
+/// Pids of processes whose executable name contains `exe` and whose command line or
+/// environment mentions `needle`, monitors left out.
+fn pids_mentioning(needle: &str, exe: &str) -> Vec<i32> {
+    pids_of(needle, exe, false)
+}
+
+/// [`pids_mentioning`], with the monitors (the shim binary in its other role) when `monitors`.
+fn pids_of(needle: &str, exe: &str, monitors: bool) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if !comm.contains(exe) && !comm.starts_with(&exe[..exe.len().min(15)]) {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        // The shim binary is also each container's monitor: those are not shims.
+        if !monitors && String::from_utf8_lossy(&cmdline).contains(runtime::MONITOR_SUBCOMMAND) {
+            continue;
+        }
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let hay = [cmdline, environ].concat();
+        if String::from_utf8_lossy(&hay).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn processes_mentioning(needle: &str, exe: &str) -> usize {
+    pids_mentioning(needle, exe).len()
+}
+
+/// Runs `cmd` to its end (killed and failed after [`TIMEOUT`]).
+fn wait(mut cmd: Command) -> Out {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ctr");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: out.join().expect("stdout"),
+        stderr: err.join().expect("stderr"),
+    }
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn ctr_run_prints_output_and_passes_exit_codes_through() {
+    let c = Containerd::start();
+    let mut events = c
+        .command(&["events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ctr events");
+    let t = Instant::now();
+    let out = c.run("hi", &[], &["echo", "hi"]);
+    eprintln!("ctr run --rm echo hi: {:?}", t.elapsed());
+    assert_eq!(
+        (out.code, out.stdout.as_str()),
+        (0, "hi\n"),
+        "{out:?}\n{}",
+        c.log()
+    );
+    // The shim published the task's life back to containerd.
+    let _ = events.kill();
+    let mut seen = String::new();
+    let _ = events
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut seen);
+    let _ = events.wait();
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(
+            seen.lines()
+                .any(|l| l.contains(topic) && l.contains("\"hi\"")),
+            "no {topic} event for hi: {seen}"
+        );
+    }
+    let out = c.run("three", &[], &["sh", "-c", "echo err >&2; exit 3"]);
+    assert_eq!(out.code, 3, "{out:?}");
+    assert_eq!(out.stderr, "err\n");
+    // A command the image lacks fails the start, as with runc, and leaves nothing behind.
+    let out = c.run("missing", &[], &["/nonexistent"]);
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("nonexistent"), "{out:?}");
+    // The process runs as the spec says: working directory, environment; the memory limit
+    // sizes the VM (256 MiB + the guest's overhead, under the default 512 MiB).
+    let out = c
+        .run(
+            "spec",
+            &[
+                "--cwd",
+                "/tmp",
+                "--env",
+                "A=b",
+                "--memory-limit",
+                "268435456",
+            ],
+            &[
+                "sh",
+                "-c",
+                "id -u; pwd; echo $A; grep MemTotal /proc/meminfo",
+            ],
+        )
+        .success();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[..3], ["0", "/tmp", "b"], "{out:?}");
+    let kib: u64 = lines[3]
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("MemTotal");
+    assert!(
+        kib < 450 * 1024,
+        "the VM was not sized by the limit: {}",
+        lines[3]
+    );
+    assert_eq!(c.qemus(), 0, "a VM outlived its task");
+    assert_eq!(c.records(), 0, "container records left behind");
+    // Each shim ends after containerd's Shutdown.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !c.shims().is_empty() {
+        assert!(Instant::now() < deadline, "shims outlived their tasks");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn ctr_run_with_a_terminal() {
+    let c = Containerd::start();
+    let (code, shown) = c.ctr_on_terminal(
+        &[
+            "run",
+            "--rm",
+            "-t",
+            "--runtime",
+            RUNTIME,
+            IMAGE,
+            "tty",
+            "sh",
+            "-c",
+            "tty; echo ready; read x; stty size; echo got:$x; exit 4",
+        ],
+        ("ready", b"typed\n"),
+    );
+    assert_eq!(code, 4, "{shown}\n{}", c.log());
+    assert!(shown.contains("/dev/pts/"), "{shown:?}");
+    // Keystrokes reach the process through the stdin FIFO; ctr's terminal size reached the
+    // guest's pty (ResizePty); the guest pty's line discipline ends lines with CR.
+    assert!(shown.contains("got:typed\r"), "{shown:?}");
+    assert!(shown.contains("33 101\r"), "{shown:?}");
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn exec_kill_ps_pause_and_resume_a_running_task() {
+    let c = Containerd::start();
+    c.run_detached("long", &["sh", "-c", "echo $$ > /tmp/pid; exec sleep 600"]);
+    // The task runs; its first command may not have yet: ask until it has.
+    let deadline = Instant::now() + TIMEOUT;
+    let out = (0..)
+        .map(|i| {
+            let id = format!("e1-{i}");
+            c.ctr(&["task", "exec", "--exec-id", &id, "long", "cat", "/tmp/pid"])
+        })
+        .find(|o| o.code == 0 || Instant::now() > deadline)
+        .expect("an answer")
+        .success();
+    assert_eq!(out.stdout.trim(), "1", "{out:?}");
+    let out = c.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        "long",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(out.code, 7, "{out:?}");
+    let ps = c.ctr(&["task", "ps", "long"]).success();
+    assert!(
+        ps.stdout.lines().skip(1).count() >= 1,
+        "no processes: {ps:?}"
+    );
+    // Stats: the guest cgroup's counters as containerd's cgroup v2 metrics.
+    let metrics = c.ctr(&["task", "metrics", "long"]).success();
+    let value = |name: &str| -> u64 {
+        metrics
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name}: {metrics:?}"))
+    };
+    assert!(value("pids.current ") >= 1 && value("memory.usage ") > 0);
+    c.ctr(&["task", "pause", "long"]).success();
+    assert!(c.ctr(&["task", "ls"]).stdout.contains("PAUSED"));
+    c.ctr(&["task", "resume", "long"]).success();
+    assert!(c.ctr(&["task", "ls"]).stdout.contains("RUNNING"));
+    // The main process is the container's pid 1, which the kernel spares of signals it has no
+    // handler for (as with runc): SIGKILL ends it.
+    c.ctr(&["task", "kill", "-s", "SIGKILL", "long"]).success();
+    let deadline = Instant::now() + TIMEOUT;
+    while !c.ctr(&["task", "ls"]).stdout.contains("STOPPED") {
+        assert!(Instant::now() < deadline, "not stopped: {}", c.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.remove("long");
+    assert_eq!(c.qemus(), 0, "a VM outlived its task");
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn two_tasks_at_once_each_in_its_own_vm() {
+    let c = Containerd::start();
+    c.run_detached("one", &["sleep", "600"]);
+    c.run_detached("two", &["sleep", "600"]);
+    assert_eq!(c.qemus(), 2);
+    c.remove("one");
+    c.remove("two");
+    assert_eq!(c.qemus(), 0);
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn a_killed_shim_leaves_no_vm_behind() {
+    let c = Containerd::start();
+    c.run_detached("victim", &["sleep", "600"]);
+    assert_eq!(c.qemus(), 1);
+    let shims = c.shims();
+    assert!(!shims.is_empty(), "no shim process found");
+    for pid in shims {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .expect("kill the shim");
+    }
+    // containerd sees its shim gone, runs the shim's `delete` action, which finds the VM by
+    // the bundle and ends it.
+    let deadline = Instant::now() + TIMEOUT;
+    while c.qemus() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the VM outlived its shim: {}",
+            c.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(c.log().contains("cleaning up dead shim"), "{}", c.log());
+    let _ = c.ctr(&["task", "delete", "victim"]);
+    c.ctr(&["container", "delete", "victim"]).success();
+    assert_eq!(c.records(), 0, "container records left behind");
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn a_task_survives_a_killed_containerd_and_is_cleaned_up_after() {
+    let mut c = Containerd::start();
+    c.run_detached("survivor", &["sleep", "600"]);
+    c.kill_and_restart();
+    // The new containerd reconnects to the shim through the bundle's address file.
+    let ls = c.ctr(&["task", "ls"]).success();
+    assert!(
+        ls.stdout
+            .lines()
+            .any(|l| l.starts_with("survivor") && l.contains("RUNNING")),
+        "{ls:?}\n{}",
+        c.log()
+    );
+    let out = c
+        .ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            "x",
+            "survivor",
+            "echo",
+            "still here",
+        ])
+        .success();
+    assert_eq!(out.stdout, "still here\n");
+    c.remove("survivor");
+    assert_eq!(c.qemus(), 0, "a VM outlived its task");
+    assert_eq!(c.records(), 0, "container records left behind");
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn bind_mounts_of_the_spec_reach_the_guest() {
+    let c = Containerd::start();
+    let host = tempfile::tempdir().expect("temp dir");
+    std::fs::write(host.path().join("note"), "from the host\n").expect("write");
+    let mount = format!(
+        "type=bind,src={},dst=/host,options=rbind:ro",
+        host.path().display()
+    );
+    let out = c
+        .run(
+            "bind",
+            &["--mount", &mount],
+            &[
+                "sh",
+                "-c",
+                "cat /host/note; touch /host/x 2>/dev/null || echo read-only",
+            ],
+        )
+        .success();
+    assert_eq!(out.stdout, "from the host\nread-only\n", "{out:?}");
+    // The task wrote into the snapshot through virtiofs: the rootfs is the bundle's.
+    let out = c
+        .run("write", &[], &["sh", "-c", "echo x > /made && cat /made"])
+        .success();
+    assert_eq!(out.stdout, "x\n");
+}
