@@ -178,6 +178,8 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     /// `--init`.
     pub init: Option<bool>,
+    /// `--ulimit`.
+    pub ulimits: Option<Vec<Ulimit>>,
     /// `--privileged`.
     #[serde(deserialize_with = "nullable")]
     pub privileged: bool,
@@ -190,6 +192,21 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     /// The client's terminal size `[rows, cols]`.
     pub console_size: Option<[u16; 2]>,
+}
+
+/// One of `HostConfig.Ulimits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    /// docker's name (`nofile`).
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// Soft limit; -1: unlimited.
+    #[serde(deserialize_with = "nullable")]
+    pub soft: i64,
+    /// Hard limit; -1: unlimited.
+    #[serde(deserialize_with = "nullable")]
+    pub hard: i64,
 }
 
 /// One of `HostConfig.Mounts`.
@@ -379,6 +396,13 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         Some(p) => runtime::restart::RestartPolicy::from_parts(&p.name, p.maximum_retry_count)
             .map_err(|e| bad(line(&e)))?,
     };
+    let ulimits = h
+        .ulimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| runtime::ulimit::Ulimit::new(&u.name, u.soft, u.hard))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(line(&e)))?;
     let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
     Ok(ContainerOptions {
         name,
@@ -399,6 +423,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
             cap_drop: h.cap_drop.unwrap_or_default(),
             privileged: h.privileged,
             init: h.init.unwrap_or(false),
+            ulimits,
             ..Default::default()
         },
         resources: runtime::resources::ResourceFlags {
@@ -468,6 +493,26 @@ mod tests {
         );
         assert_eq!(o.labels.get("k").map(String::as_str), Some("v"));
         assert_eq!(o.pull, runtime::image::PullPolicy::Never);
+    }
+
+    #[test]
+    fn host_config_limits_and_kernel_settings() {
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"Ulimits":[{"Name":"nofile","Soft":512,"Hard":1024},
+                {"Name":"core","Soft":-1,"Hard":-1}]}}"#,
+        )
+        .unwrap();
+        let u = &o.process.ulimits;
+        assert_eq!(
+            (u[0].name.as_str(), u[0].soft, u[0].hard, u[1].hard),
+            ("nofile", 512, 1024, -1)
+        );
+        let e =
+            parse(r#"{"Image":"b","HostConfig":{"Ulimits":[{"Name":"as","Soft":1,"Hard":1}]}}"#);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("invalid ulimit type: as"));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::{ContainerRecord, MountSpec, Status};
 
@@ -182,9 +182,23 @@ pub struct HostConfig {
     pub init: Option<bool>,
     /// `--restart` as `{Name, MaximumRetryCount}` (`no` when not given).
     pub restart_policy: crate::restart::RestartPolicy,
+    /// `--ulimit` values; null when none.
+    pub ulimits: Option<Vec<DockerUlimit>>,
     /// How its output is kept: always docker's `json-file` layout, written by the monitor
     /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
+}
+
+/// One of `HostConfig.Ulimits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DockerUlimit {
+    /// docker's name (`nofile`).
+    pub name: String,
+    /// Hard limit; -1: unlimited.
+    pub hard: i64,
+    /// Soft limit; -1: unlimited.
+    pub soft: i64,
 }
 
 /// `HostConfig.LogConfig`.
@@ -577,6 +591,18 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         pids_limit: c.resources.pids_limit,
         init: c.process.init.then_some(true),
         restart_policy: c.restart,
+        ulimits: Some(
+            c.process
+                .rlimits
+                .iter()
+                .map(|u| DockerUlimit {
+                    name: u.name.clone(),
+                    hard: u.hard,
+                    soft: u.soft,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .filter(|v| !v.is_empty()),
         log_config: LogConfig {
             kind: "json-file".to_string(),
             config: BTreeMap::new(),
@@ -746,6 +772,7 @@ mod tests {
                             .collect(),
                     ),
                     init: true,
+                    rlimits: vec![crate::ulimit::Ulimit::parse("nofile=512:1024").unwrap()],
                 },
                 vm: VmOptions::default(),
                 rootfs: "/x".into(),
@@ -890,6 +917,10 @@ mod tests {
         let h = &d["HostConfig"];
         assert_eq!(h["Init"], json!(true));
         assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
+        assert_eq!(
+            h["Ulimits"],
+            json!([{"Name": "nofile", "Hard": 1024, "Soft": 512}])
+        );
         assert_eq!(
             h["RestartPolicy"],
             json!({"Name": "no", "MaximumRetryCount": 0})

@@ -38,6 +38,7 @@ pub mod state;
 pub mod stats;
 pub mod system;
 pub mod top;
+pub mod ulimit;
 pub mod vminitd;
 pub mod volume;
 pub mod volumes;

@@ -161,6 +161,10 @@ pub struct CreateFlags {
     pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub resources: ResourceFlags,
+    /// Resource limit of the container's processes, NAME=SOFT[:HARD] with docker's names
+    /// (nofile, nproc, core, memlock, stack, …); -1 or unlimited: no limit. Repeatable.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
+    pub ulimit: Vec<runtime::ulimit::Ulimit>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -252,6 +256,10 @@ impl CreateFlags {
 
 fn parse_platform(s: &str) -> Result<oci::Platform, String> {
     oci::Platform::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_ulimit(s: &str) -> Result<runtime::ulimit::Ulimit, String> {
+    runtime::ulimit::Ulimit::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {

@@ -100,6 +100,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             cap_drop: f.cap_drop.clone(),
             privileged: f.privileged,
             init: f.stopping.init,
+            ulimits: f.ulimit.clone(),
         },
         env_files: f.env_file.clone(),
         kernel: f.kernel.clone(),

@@ -138,6 +138,7 @@ impl AgentGuest {
                 console_size: spec.console_size,
                 capability_set: spec.capabilities.clone(),
                 init: spec.init,
+                rlimits: spec.rlimits.iter().map(|u| u.to_rlimit()).collect(),
                 ..Default::default()
             },
         }
