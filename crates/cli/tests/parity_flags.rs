@@ -20,6 +20,12 @@ fn bad_values_are_refused_with_the_flags_name() {
         .run(&["create", "--ulimit", "nofile=2048:1024", "localhost/img:1"])
         .fails_with("ulimit soft limit must be less than or equal to hard limit: 2048 > 1024");
     assert!(r.stderr.contains("--ulimit"), "{}", r.stderr);
+    let r = cli
+        .run(&["run", "--sysctl", "kernel.pid_max=100", "localhost/img:1"])
+        .fails_with("sysctl 'kernel.pid_max=100' is not allowed");
+    assert!(r.stderr.contains("--sysctl"), "{}", r.stderr);
+    cli.run(&["run", "--sysctl", "vm.swappiness", "localhost/img:1"])
+        .fails_with("sysctl 'vm.swappiness' is not allowed");
 }
 
 #[test]
@@ -29,7 +35,10 @@ fn bad_values_are_refused_with_the_flags_name() {
 )]
 fn the_guest_applies_limits_and_kernel_settings() {
     let env = Env::new(true);
-    let script = "grep -E 'open files|core file' /proc/self/limits; sleep 600";
+    let script = "grep -E 'open files|core file' /proc/self/limits; \
+                  cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmax \
+                      /proc/sys/fs/mqueue/msg_max; \
+                  sleep 600";
     env.run(&[
         "run",
         "-d",
@@ -41,6 +50,12 @@ fn the_guest_applies_limits_and_kernel_settings() {
         "core=unlimited",
         "--ulimit",
         "nofile=256:2048",
+        "--sysctl",
+        "net.core.somaxconn=1000",
+        "--sysctl",
+        "kernel.shmmax=65536",
+        "--sysctl",
+        "fs.mqueue.msg_max=64",
         IMAGE,
         "sh",
         "-c",
@@ -68,13 +83,15 @@ fn the_guest_applies_limits_and_kernel_settings() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let main = loop {
         let out = env.run(&["logs", "tuned"]).success().stdout;
-        if out.lines().count() >= 2 {
+        if out.lines().count() >= 5 {
             break out;
         }
         assert!(std::time::Instant::now() < deadline, "logs: {out:?}");
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    assert_eq!(limits(&main), want);
+    let (main_limits, main_sysctls) = main.split_at(main.find("1000\n").unwrap_or(0));
+    assert_eq!(limits(main_limits), want);
+    assert_eq!(main_sysctls, "1000\n65536\n64\n");
     let exec = env
         .run(&[
             "exec",
@@ -87,6 +104,12 @@ fn the_guest_applies_limits_and_kernel_settings() {
         .success()
         .stdout;
     assert_eq!(limits(&exec), want);
+    // An exec joins the container's IPC namespace, where the settings were made.
+    let shm = env
+        .run(&["exec", "tuned", "cat", "/proc/sys/kernel/shmmax"])
+        .success()
+        .stdout;
+    assert_eq!(shm, "65536\n");
     let h = &env.inspect("tuned")["HostConfig"];
     assert_eq!(
         h["Ulimits"],
@@ -95,4 +118,16 @@ fn the_guest_applies_limits_and_kernel_settings() {
             {"Name": "core", "Hard": -1, "Soft": -1},
         ])
     );
+    assert_eq!(
+        h["Sysctls"],
+        serde_json::json!({
+            "fs.mqueue.msg_max": "64",
+            "kernel.shmmax": "65536",
+            "net.core.somaxconn": "1000",
+        })
+    );
+    // A setting the guest kernel lacks fails the start, naming it.
+    let r = env.run(&["run", "--rm", "--sysctl", "net.no.such=1", IMAGE, "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("net.no.such=1"), "{}", r.stderr);
 }

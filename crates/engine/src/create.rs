@@ -180,6 +180,8 @@ pub struct HostConfig {
     pub init: Option<bool>,
     /// `--ulimit`.
     pub ulimits: Option<Vec<Ulimit>>,
+    /// `--sysctl`.
+    pub sysctls: Option<BTreeMap<String, String>>,
     /// `--privileged`.
     #[serde(deserialize_with = "nullable")]
     pub privileged: bool,
@@ -447,6 +449,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         stop_signal: non_empty(body.stop_signal),
         stop_timeout: body.stop_timeout.and_then(|t| u64::try_from(t).ok()),
         restart,
+        sysctls: h.sysctls.unwrap_or_default(),
         ..Default::default()
     })
 }

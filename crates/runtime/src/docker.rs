@@ -184,6 +184,9 @@ pub struct HostConfig {
     pub restart_policy: crate::restart::RestartPolicy,
     /// `--ulimit` values; null when none.
     pub ulimits: Option<Vec<DockerUlimit>>,
+    /// `--sysctl` settings; left out when none, as docker leaves them out.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
     /// How its output is kept: always docker's `json-file` layout, written by the monitor
     /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
@@ -603,6 +606,7 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
                 .collect::<Vec<_>>(),
         )
         .filter(|v| !v.is_empty()),
+        sysctls: c.sysctls.clone(),
         log_config: LogConfig {
             kind: "json-file".to_string(),
             config: BTreeMap::new(),
@@ -838,6 +842,7 @@ mod tests {
                 stop_timeout: Some(30),
                 restart: Default::default(),
                 healthcheck: None,
+                sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
             },
             networks: vec![],
             ports: vec![
@@ -917,6 +922,7 @@ mod tests {
         let h = &d["HostConfig"];
         assert_eq!(h["Init"], json!(true));
         assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
+        assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
         assert_eq!(
             h["Ulimits"],
             json!([{"Name": "nofile", "Hard": 1024, "Soft": 512}])

@@ -36,6 +36,7 @@ pub mod rootfs;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod sysctl;
 pub mod system;
 pub mod top;
 pub mod ulimit;

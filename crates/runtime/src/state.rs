@@ -209,6 +209,10 @@ pub struct ContainerConfig {
     /// the image's `HEALTHCHECK` ([`crate::health::merge`]); None: none configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<oci::spec::HealthConfig>,
+    /// `--sysctl` settings the guest writes in the container's namespaces before its process
+    /// starts (checked against docker's list, [`crate::sysctl`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 /// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
@@ -774,6 +778,7 @@ mod tests {
                 stop_timeout: None,
                 restart: Default::default(),
                 healthcheck: None,
+                sysctls: Default::default(),
             },
             networks: vec![],
             ports: vec![],

@@ -165,6 +165,10 @@ pub struct CreateFlags {
     /// (nofile, nproc, core, memlock, stack, …); -1 or unlimited: no limit. Repeatable.
     #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
     pub ulimit: Vec<runtime::ulimit::Ulimit>,
+    /// Kernel setting of the container, KEY=VALUE: the namespaced ones docker allows (net.*,
+    /// kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*). Repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_sysctl)]
+    pub sysctl: Vec<(String, String)>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -260,6 +264,10 @@ fn parse_platform(s: &str) -> Result<oci::Platform, String> {
 
 fn parse_ulimit(s: &str) -> Result<runtime::ulimit::Ulimit, String> {
     runtime::ulimit::Ulimit::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_sysctl(s: &str) -> Result<(String, String), String> {
+    runtime::sysctl::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {

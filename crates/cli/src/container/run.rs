@@ -128,6 +128,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         stop_timeout: f.stopping.stop_timeout,
         restart: f.restart.restart.unwrap_or_default(),
         healthcheck: f.health.options().to_config()?,
+        sysctls: f.sysctl.iter().cloned().collect(),
     })
 }
 

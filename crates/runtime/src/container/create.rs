@@ -59,6 +59,8 @@ pub struct CreateRequest {
     /// The container's own health check (`--health-*`, checked); the image's fills in what
     /// it leaves out.
     pub healthcheck: Option<oci::spec::HealthConfig>,
+    /// `--sysctl` (checked).
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 /// Writes a new container record (status `created`).
@@ -128,6 +130,7 @@ pub(crate) fn create_record(
                     req.healthcheck.clone(),
                     req.image_config.healthcheck.as_ref(),
                 ),
+                sysctls: req.sysctls.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

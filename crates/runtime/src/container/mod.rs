@@ -82,6 +82,9 @@ pub enum ContainerError {
     /// A `--health-*` flag is invalid.
     #[error(transparent)]
     Health(#[from] crate::health::HealthError),
+    /// A `--sysctl` docker does not allow.
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
     /// `-p` with `--network none`.
     #[error("cannot publish ports of a container without a network (--network none)")]
     PublishWithoutNetwork,

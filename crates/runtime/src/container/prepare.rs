@@ -73,6 +73,9 @@ pub struct ContainerOptions {
     /// (checked here with [`crate::health::validate`]); the image's `HEALTHCHECK` fills in
     /// what it leaves out. None: the image's alone.
     pub healthcheck: Option<oci::spec::HealthConfig>,
+    /// `--sysctl` (`KEY` → `VALUE`), only the namespaced ones docker allows
+    /// ([`crate::sysctl`]).
+    pub sysctls: std::collections::BTreeMap<String, String>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -94,6 +97,7 @@ pub async fn prepare(
     if let Some(h) = &opts.healthcheck {
         crate::health::validate(h)?;
     }
+    crate::sysctl::check_all(&opts.sysctls)?;
     if let Some(s) = &opts.stop_signal {
         crate::spec::parse_signal(s)?;
     }
@@ -161,6 +165,7 @@ pub async fn prepare(
         stop_timeout: opts.stop_timeout,
         restart: opts.restart,
         healthcheck: opts.healthcheck,
+        sysctls: opts.sysctls,
     })
 }
 

@@ -512,6 +512,9 @@ async fn set_up_guest(
         .await
         .map_err(Fault::MountVolumes)?;
     guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+    guest.set_container_tuning(crate::backend::ContainerTuning {
+        sysctls: record.config.sysctls.clone(),
+    });
     Ok(())
 }
 

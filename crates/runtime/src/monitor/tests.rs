@@ -425,6 +425,7 @@ impl Fixture {
             stop_timeout: None,
             restart,
             healthcheck: None,
+            sysctls: Default::default(),
         };
         create_record(&self.store, req).unwrap().id
     }
