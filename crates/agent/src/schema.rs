@@ -268,6 +268,10 @@ pub struct CreateProcess {
     /// those an IPC namespace scopes reach the container's own (docker's `--sysctl`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctl: BTreeMap<String, String>,
+    /// Container creation only: the size of its `/dev/shm` tmpfs in bytes (docker's
+    /// `--shm-size`); absent: 64 MiB, docker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
     /// The process itself.
     pub process: ProcessSpec,
 }

@@ -26,6 +26,8 @@ fn bad_values_are_refused_with_the_flags_name() {
     assert!(r.stderr.contains("--sysctl"), "{}", r.stderr);
     cli.run(&["run", "--sysctl", "vm.swappiness", "localhost/img:1"])
         .fails_with("sysctl 'vm.swappiness' is not allowed");
+    cli.run(&["run", "--shm-size", "lots", "localhost/img:1"])
+        .fails_with("--shm-size");
 }
 
 #[test]
@@ -56,6 +58,8 @@ fn the_guest_applies_limits_and_kernel_settings() {
         "kernel.shmmax=65536",
         "--sysctl",
         "fs.mqueue.msg_max=64",
+        "--shm-size",
+        "256m",
         IMAGE,
         "sh",
         "-c",
@@ -110,6 +114,15 @@ fn the_guest_applies_limits_and_kernel_settings() {
         .success()
         .stdout;
     assert_eq!(shm, "65536\n");
+    let mounts = env
+        .run(&["exec", "tuned", "cat", "/proc/mounts"])
+        .success()
+        .stdout;
+    let dev_shm = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/dev/shm"))
+        .unwrap_or_default();
+    assert!(dev_shm.contains("size=262144k"), "{mounts}");
     let h = &env.inspect("tuned")["HostConfig"];
     assert_eq!(
         h["Ulimits"],
@@ -118,6 +131,7 @@ fn the_guest_applies_limits_and_kernel_settings() {
             {"Name": "core", "Hard": -1, "Soft": -1},
         ])
     );
+    assert_eq!(h["ShmSize"], 268435456);
     assert_eq!(
         h["Sysctls"],
         serde_json::json!({
@@ -130,4 +144,9 @@ fn the_guest_applies_limits_and_kernel_settings() {
     let r = env.run(&["run", "--rm", "--sysctl", "net.no.such=1", IMAGE, "true"]);
     assert_eq!(r.code, 125, "{r:?}");
     assert!(r.stderr.contains("net.no.such=1"), "{}", r.stderr);
+    // Without the flags: docker's 64 MiB /dev/shm, nothing else shown.
+    env.run(&["create", "--name", "plain", IMAGE]).success();
+    let h = &env.inspect("plain")["HostConfig"];
+    assert_eq!(h["ShmSize"], 67108864);
+    assert!(h["Ulimits"].is_null() && h.get("Sysctls").is_none(), "{h}");
 }

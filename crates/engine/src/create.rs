@@ -182,6 +182,9 @@ pub struct HostConfig {
     pub ulimits: Option<Vec<Ulimit>>,
     /// `--sysctl`.
     pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--shm-size`, bytes (0: the default).
+    #[serde(deserialize_with = "nullable")]
+    pub shm_size: i64,
     /// `--privileged`.
     #[serde(deserialize_with = "nullable")]
     pub privileged: bool,
@@ -450,6 +453,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         stop_timeout: body.stop_timeout.and_then(|t| u64::try_from(t).ok()),
         restart,
         sysctls: h.sysctls.unwrap_or_default(),
+        shm_size: u64::try_from(h.shm_size).ok().filter(|&s| s > 0),
         ..Default::default()
     })
 }
@@ -516,6 +520,15 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid ulimit type: as"));
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"Sysctls":{"net.core.somaxconn":"1024"},
+                "ShmSize":268435456}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.sysctls["net.core.somaxconn"], "1024");
+        assert_eq!(o.shm_size, Some(256 << 20));
+        let o = parse(r#"{"Image":"b","HostConfig":{"ShmSize":0}}"#).unwrap();
+        assert_eq!(o.shm_size, None);
     }
 
     #[test]

@@ -129,11 +129,13 @@ pub struct ProcessOutput {
 }
 
 /// Kernel settings of a container that the guest applies inside its namespaces when it creates
-/// it (`--sysctl`).
+/// it (`--sysctl`, `--shm-size`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerTuning {
     /// sysctls by key (checked against docker's list at create).
     pub sysctls: std::collections::BTreeMap<String, String>,
+    /// Size of its `/dev/shm` in bytes (`--shm-size`); None: docker's 64 MiB.
+    pub shm_size: Option<u64>,
 }
 
 /// A filesystem mount in the guest, as mount(8) sees it.

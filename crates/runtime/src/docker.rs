@@ -187,6 +187,8 @@ pub struct HostConfig {
     /// `--sysctl` settings; left out when none, as docker leaves them out.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`, else docker's 64 MiB).
+    pub shm_size: u64,
     /// How its output is kept: always docker's `json-file` layout, written by the monitor
     /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
@@ -607,6 +609,7 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         )
         .filter(|v| !v.is_empty()),
         sysctls: c.sysctls.clone(),
+        shm_size: c.shm_size.unwrap_or(crate::state::DEFAULT_SHM_SIZE),
         log_config: LogConfig {
             kind: "json-file".to_string(),
             config: BTreeMap::new(),
@@ -843,6 +846,7 @@ mod tests {
                 restart: Default::default(),
                 healthcheck: None,
                 sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+                shm_size: None,
             },
             networks: vec![],
             ports: vec![
@@ -923,6 +927,7 @@ mod tests {
         assert_eq!(h["Init"], json!(true));
         assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
         assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
+        assert_eq!(h["ShmSize"], 67108864);
         assert_eq!(
             h["Ulimits"],
             json!([{"Name": "nofile", "Hard": 1024, "Soft": 512}])

@@ -213,7 +213,13 @@ pub struct ContainerConfig {
     /// starts (checked against docker's list, [`crate::sysctl`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctls: BTreeMap<String, String>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`); None: [`DEFAULT_SHM_SIZE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
 }
+
+/// docker's `/dev/shm` size when `--shm-size` is not given: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
 pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
@@ -779,6 +785,7 @@ mod tests {
                 restart: Default::default(),
                 healthcheck: None,
                 sysctls: Default::default(),
+                shm_size: None,
             },
             networks: vec![],
             ports: vec![],

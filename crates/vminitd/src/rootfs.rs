@@ -56,7 +56,12 @@ pub struct RootfsPlan {
     pub own_network: bool,
     /// sysctls to write once the container's `/proc` is mounted (keys checked).
     pub sysctl: Vec<(String, String)>,
+    /// Size of `/dev/shm` in bytes.
+    pub shm_size: u64,
 }
+
+/// docker's `/dev/shm` size when none is given: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 const DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
@@ -156,7 +161,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         &dev.join("shm"),
         "tmpfs",
         nse,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={}", plan.shm_size)),
     )?;
     m("mqueue", &dev.join("mqueue"), "mqueue", nse, None)?;
     let links = [

@@ -169,6 +169,9 @@ pub struct CreateFlags {
     /// kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*). Repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_sysctl)]
     pub sysctl: Vec<(String, String)>,
+    /// Size of /dev/shm (e.g. 256m; default 64m).
+    #[arg(long, value_name = "SIZE", value_parser = parse_shm_size)]
+    pub shm_size: Option<u64>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -268,6 +271,11 @@ fn parse_ulimit(s: &str) -> Result<runtime::ulimit::Ulimit, String> {
 
 fn parse_sysctl(s: &str) -> Result<(String, String), String> {
     runtime::sysctl::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses `--shm-size` as docker's sizes (0: the default).
+fn parse_shm_size(s: &str) -> Result<u64, String> {
+    crate::output::parse_size(s).map_err(|e| format!("invalid size {s:?}: {e}"))
 }
 
 fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {

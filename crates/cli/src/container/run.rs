@@ -129,6 +129,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         restart: f.restart.restart.unwrap_or_default(),
         healthcheck: f.health.options().to_config()?,
         sysctls: f.sysctl.iter().cloned().collect(),
+        shm_size: f.shm_size,
     })
 }
 

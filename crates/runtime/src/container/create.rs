@@ -61,6 +61,8 @@ pub struct CreateRequest {
     pub healthcheck: Option<oci::spec::HealthConfig>,
     /// `--sysctl` (checked).
     pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `--shm-size` in bytes (None: the default).
+    pub shm_size: Option<u64>,
 }
 
 /// Writes a new container record (status `created`).
@@ -131,6 +133,7 @@ pub(crate) fn create_record(
                     req.image_config.healthcheck.as_ref(),
                 ),
                 sysctls: req.sysctls.clone(),
+                shm_size: req.shm_size,
             },
             networks: Vec::new(),
             ports: Vec::new(),

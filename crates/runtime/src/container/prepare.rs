@@ -76,6 +76,8 @@ pub struct ContainerOptions {
     /// `--sysctl` (`KEY` → `VALUE`), only the namespaced ones docker allows
     /// ([`crate::sysctl`]).
     pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `--shm-size` in bytes; None (or 0, as docker reads it): 64 MiB.
+    pub shm_size: Option<u64>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -166,6 +168,7 @@ pub async fn prepare(
         restart: opts.restart,
         healthcheck: opts.healthcheck,
         sysctls: opts.sysctls,
+        shm_size: opts.shm_size.filter(|&s| s > 0),
     })
 }
 

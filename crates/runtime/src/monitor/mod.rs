@@ -514,6 +514,7 @@ async fn set_up_guest(
     guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
     guest.set_container_tuning(crate::backend::ContainerTuning {
         sysctls: record.config.sysctls.clone(),
+        shm_size: record.config.shm_size,
     });
     Ok(())
 }

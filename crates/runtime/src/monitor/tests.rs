@@ -426,6 +426,7 @@ impl Fixture {
             restart,
             healthcheck: None,
             sysctls: Default::default(),
+            shm_size: None,
         };
         create_record(&self.store, req).unwrap().id
     }

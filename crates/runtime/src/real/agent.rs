@@ -42,6 +42,7 @@ struct ContainerSetup {
     readonly_rootfs: bool,
     privileged: bool,
     sysctl: std::collections::BTreeMap<String, String>,
+    shm_size: Option<u64>,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -145,6 +146,7 @@ impl AgentGuest {
                 ..Default::default()
             },
             sysctl: setup.sysctl,
+            shm_size: setup.shm_size,
             ..Default::default()
         }
     }
@@ -241,6 +243,7 @@ impl Guest for AgentGuest {
     fn set_container_tuning(&self, tuning: ContainerTuning) {
         if let Ok(mut c) = self.container_setup.lock() {
             c.sysctl = tuning.sysctls;
+            c.shm_size = tuning.shm_size;
         }
     }
 

@@ -273,6 +273,10 @@ impl Processes {
             privileged: req.privileged,
             own_network: req.own_network,
             sysctl: req.sysctl.clone().into_iter().collect(),
+            shm_size: req
+                .shm_size
+                .filter(|&s| s > 0)
+                .unwrap_or(crate::rootfs::DEFAULT_SHM_SIZE),
         };
         Ok(Placed {
             placement: Placement::NewContainer(plan),
