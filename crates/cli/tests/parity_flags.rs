@@ -1,7 +1,7 @@
-//! docker's everyday `run`/`create` flags for what the guest kernel gives a container, through
-//! the real binary: `--ulimit`, `--sysctl`, `--shm-size`. Bad values are refused before
-//! anything is pulled or booted; one running container shows what the others set, in its
-//! main process and in an `exec`.
+//! docker's everyday `run`/`create` flags, through the real binary: what the guest kernel gives
+//! a container (`--ulimit`, `--sysctl`, `--shm-size`) and `--volumes-from`. Bad values are
+//! refused before anything is pulled or booted; one running container shows what the kernel
+//! flags set, in its main process and in an `exec`.
 
 mod common;
 
@@ -28,6 +28,99 @@ fn bad_values_are_refused_with_the_flags_name() {
         .fails_with("sysctl 'vm.swappiness' is not allowed");
     cli.run(&["run", "--shm-size", "lots", "localhost/img:1"])
         .fails_with("--shm-size");
+    cli.run(&["run", "--volumes-from", "data:rx", "localhost/img:1"])
+        .fails_with("--volumes-from data:rx: invalid mode for volumes-from: rx");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn volumes_from_shares_another_containers_volumes_and_binds() {
+    let env = Env::new(true);
+    let host = env.cli.root().join("shared-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), "from the host\n").unwrap();
+    let bind = format!("{}:/bind:ro", host.display());
+    // A data container, never started: its volumes are free for others to mount.
+    env.run(&[
+        "create",
+        "--name",
+        "data",
+        "-v",
+        "/anon",
+        "-v",
+        "named:/named",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch",
+        IMAGE,
+    ])
+    .success();
+    env.run(&["create", "--volumes-from", "nope", IMAGE])
+        .fails_with("no such container: nope");
+    let script = "set -e; echo written > /anon/f; echo named > /named/f; cat /bind/hello; \
+                  if grep -q ' /scratch ' /proc/mounts; then echo tmpfs came too; fi; \
+                  if touch /bind/x 2>/dev/null; then echo bind writable; fi";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "--volumes-from",
+            "data",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(r.stdout, "from the host\n");
+    // :ro makes every inherited mount read-only; a container's own -v at a path wins.
+    let script = "cat /anon/f; ls /named; \
+                  if echo x > /anon/g 2>/dev/null; then echo anon writable; fi";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "--volumes-from",
+            "data:ro",
+            "-v",
+            "other:/named",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(r.stdout, "written\n");
+    // A container that took them keeps data's anonymous volume alive past data's removal.
+    env.run(&[
+        "create",
+        "--name",
+        "keeper",
+        "--volumes-from",
+        "data",
+        IMAGE,
+    ])
+    .success();
+    let h = &env.inspect("keeper")["HostConfig"];
+    assert_eq!(h["VolumesFrom"], serde_json::json!(["data"]));
+    let anon = env.inspect("data")["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/anon")
+        .map(|m| m["Name"].as_str().unwrap().to_string())
+        .unwrap();
+    env.run(&["rm", "data"]).success();
+    let volumes = env.run(&["volume", "ls", "-q"]).success().stdout;
+    assert!(volumes.lines().any(|v| v == anon), "{volumes}");
 }
 
 #[test]

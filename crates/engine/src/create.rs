@@ -182,6 +182,8 @@ pub struct HostConfig {
     pub ulimits: Option<Vec<Ulimit>>,
     /// `--sysctl`.
     pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--volumes-from`.
+    pub volumes_from: Option<Vec<String>>,
     /// `--shm-size`, bytes (0: the default).
     #[serde(deserialize_with = "nullable")]
     pub shm_size: i64,
@@ -454,6 +456,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         restart,
         sysctls: h.sysctls.unwrap_or_default(),
         shm_size: u64::try_from(h.shm_size).ok().filter(|&s| s > 0),
+        volumes_from: h.volumes_from.unwrap_or_default(),
         ..Default::default()
     })
 }
@@ -527,8 +530,12 @@ mod tests {
         .unwrap();
         assert_eq!(o.sysctls["net.core.somaxconn"], "1024");
         assert_eq!(o.shm_size, Some(256 << 20));
-        let o = parse(r#"{"Image":"b","HostConfig":{"ShmSize":0}}"#).unwrap();
-        assert_eq!(o.shm_size, None);
+        let o = parse(r#"{"Image":"b","HostConfig":{"ShmSize":0,"VolumesFrom":["data:ro"]}}"#);
+        let o = o.unwrap();
+        assert_eq!(
+            (o.shm_size, &o.volumes_from[..]),
+            (None, &["data:ro".to_string()][..])
+        );
     }
 
     #[test]

@@ -189,6 +189,8 @@ pub struct HostConfig {
     pub sysctls: BTreeMap<String, String>,
     /// Size of `/dev/shm` in bytes (`--shm-size`, else docker's 64 MiB).
     pub shm_size: u64,
+    /// `--volumes-from` values as given; null when none.
+    pub volumes_from: Option<Vec<String>>,
     /// How its output is kept: always docker's `json-file` layout, written by the monitor
     /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
@@ -610,6 +612,7 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         .filter(|v| !v.is_empty()),
         sysctls: c.sysctls.clone(),
         shm_size: c.shm_size.unwrap_or(crate::state::DEFAULT_SHM_SIZE),
+        volumes_from: some(c.volumes_from.clone()),
         log_config: LogConfig {
             kind: "json-file".to_string(),
             config: BTreeMap::new(),
@@ -847,6 +850,7 @@ mod tests {
                 healthcheck: None,
                 sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
                 shm_size: None,
+                volumes_from: vec!["data:ro".into()],
             },
             networks: vec![],
             ports: vec![
@@ -928,6 +932,7 @@ mod tests {
         assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
         assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
         assert_eq!(h["ShmSize"], 67108864);
+        assert_eq!(h["VolumesFrom"], json!(["data:ro"]));
         assert_eq!(
             h["Ulimits"],
             json!([{"Name": "nofile", "Hard": 1024, "Soft": 512}])

@@ -216,6 +216,10 @@ pub struct ContainerConfig {
     /// Size of `/dev/shm` in bytes (`--shm-size`); None: [`DEFAULT_SHM_SIZE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<u64>,
+    /// `--volumes-from` values as given (docker's `HostConfig.VolumesFrom`); the mounts they
+    /// brought are in `mounts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
 }
 
 /// docker's `/dev/shm` size when `--shm-size` is not given: 64 MiB.
@@ -786,6 +790,7 @@ mod tests {
                 healthcheck: None,
                 sysctls: Default::default(),
                 shm_size: None,
+                volumes_from: Vec::new(),
             },
             networks: vec![],
             ports: vec![],

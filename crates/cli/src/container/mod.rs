@@ -172,6 +172,10 @@ pub struct CreateFlags {
     /// Size of /dev/shm (e.g. 256m; default 64m).
     #[arg(long, value_name = "SIZE", value_parser = parse_shm_size)]
     pub shm_size: Option<u64>,
+    /// Mount the volumes and binds of another container at the same paths, CONTAINER[:ro|rw]
+    /// (default: each as that container has it). Repeatable.
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,

@@ -130,6 +130,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         healthcheck: f.health.options().to_config()?,
         sysctls: f.sysctl.iter().cloned().collect(),
         shm_size: f.shm_size,
+        volumes_from: f.volumes_from.clone(),
     })
 }
 

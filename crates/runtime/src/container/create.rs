@@ -63,6 +63,8 @@ pub struct CreateRequest {
     pub sysctls: std::collections::BTreeMap<String, String>,
     /// `--shm-size` in bytes (None: the default).
     pub shm_size: Option<u64>,
+    /// `--volumes-from` as written (their mounts are in `mounts` already).
+    pub volumes_from: Vec<String>,
 }
 
 /// Writes a new container record (status `created`).
@@ -134,6 +136,7 @@ pub(crate) fn create_record(
                 ),
                 sysctls: req.sysctls.clone(),
                 shm_size: req.shm_size,
+                volumes_from: req.volumes_from.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

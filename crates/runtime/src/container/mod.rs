@@ -29,7 +29,7 @@ pub use copy::{CopyOptions, HostPath};
 pub(crate) use create::create_record;
 pub use create::CreateRequest;
 pub use inspect::Summary;
-pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError};
+pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError, VolumesFrom};
 pub use prepare::{aliases_on, prepare, ContainerOptions, PortSpec, Protocol};
 pub use prune::{PruneReport, PruneUntil};
 pub use start::MonitorCommand;

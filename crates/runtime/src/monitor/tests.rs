@@ -427,6 +427,7 @@ impl Fixture {
             healthcheck: None,
             sysctls: Default::default(),
             shm_size: None,
+            volumes_from: Vec::new(),
         };
         create_record(&self.store, req).unwrap().id
     }
