@@ -1,5 +1,6 @@
 //! docker's everyday `run`/`create` flags, through the real binary: what the guest kernel gives
-//! a container (`--ulimit`, `--sysctl`, `--shm-size`) and `--volumes-from`. Bad values are
+//! a container (`--ulimit`, `--sysctl`, `--shm-size`), `--volumes-from` and the log options
+//! (`--log-driver`, `--log-opt`). Bad values are
 //! refused before anything is pulled or booted; one running container shows what the kernel
 //! flags set, in its main process and in an `exec`.
 
@@ -30,6 +31,85 @@ fn bad_values_are_refused_with_the_flags_name() {
         .fails_with("--shm-size");
     cli.run(&["run", "--volumes-from", "data:rx", "localhost/img:1"])
         .fails_with("--volumes-from data:rx: invalid mode for volumes-from: rx");
+    cli.run(&["run", "--log-driver", "syslog", "localhost/img:1"])
+        .fails_with("log driver \"syslog\" is not supported");
+    cli.run(&["run", "--log-opt", "max-size=0", "localhost/img:1"])
+        .fails_with("max-size must be a positive size");
+    cli.run(&["run", "--log-opt", "compress=true", "localhost/img:1"])
+        .fails_with("unknown log opt 'compress' for json-file log driver");
+    cli.run(&["run", "--log-opt", "max-file", "localhost/img:1"])
+        .fails_with("invalid log opt \"max-file\"");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn the_log_rotates_and_reads_back_across_its_files() {
+    let env = Env::new(true);
+    // 200 lines of about 60 bytes each as json-file records: 12 KB, rotated every 1 KB.
+    let script = "i=1; while [ $i -le 200 ]; do echo line $i; i=$((i+1)); done";
+    let r = env
+        .run(&[
+            "run",
+            "--name",
+            "rot",
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=3",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(r.stdout.lines().count(), 200, "the client saw everything");
+    let d = env.inspect("rot");
+    assert_eq!(
+        d["HostConfig"]["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {"max-file": "3", "max-size": "1k"}})
+    );
+    let log = std::path::PathBuf::from(d["LogPath"].as_str().unwrap());
+    let file = |n: u32| std::path::PathBuf::from(format!("{}.{n}", log.display()));
+    assert!(file(1).exists() && file(2).exists() && !file(3).exists());
+    let total: u64 = [log.clone(), file(1), file(2)]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total < 3 * 1100, "3 files of about 1 KB: {total}");
+    // `logs` reads the files oldest first: the last lines, in order, without a gap.
+    let out = env.run(&["logs", "rot"]).success().stdout;
+    let numbers: Vec<u32> = out
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers.last(), Some(&200), "{out}");
+    assert!(numbers.len() > 20 && numbers.len() < 60, "{out}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{out}");
+    let last = env.run(&["logs", "-n", "2", "rot"]).success().stdout;
+    assert_eq!(last, "line 199\nline 200\n");
+
+    // --log-driver none: the attached client still sees the output; nothing is kept.
+    let r = env
+        .run(&[
+            "run",
+            "--name",
+            "quiet",
+            "--log-driver",
+            "none",
+            IMAGE,
+            "echo",
+            "hi",
+        ])
+        .success();
+    assert_eq!(r.stdout, "hi\n");
+    env.run(&["logs", "quiet"])
+        .fails_with("configured logging driver does not support reading");
+    let d = env.inspect("quiet");
+    assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "none");
+    assert!(!std::path::Path::new(d["LogPath"].as_str().unwrap()).exists());
 }
 
 #[test]

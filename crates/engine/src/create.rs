@@ -184,6 +184,8 @@ pub struct HostConfig {
     pub sysctls: Option<BTreeMap<String, String>>,
     /// `--volumes-from`.
     pub volumes_from: Option<Vec<String>>,
+    /// `--log-driver`, `--log-opt`.
+    pub log_config: Option<LogConfig>,
     /// `--shm-size`, bytes (0: the default).
     #[serde(deserialize_with = "nullable")]
     pub shm_size: i64,
@@ -199,6 +201,17 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     /// The client's terminal size `[rows, cols]`.
     pub console_size: Option<[u16; 2]>,
+}
+
+/// `HostConfig.LogConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    /// The driver; empty: the default (json-file).
+    #[serde(rename = "Type", deserialize_with = "nullable")]
+    pub kind: String,
+    /// Its options.
+    pub config: Option<BTreeMap<String, String>>,
 }
 
 /// One of `HostConfig.Ulimits`.
@@ -410,6 +423,14 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         .map(|u| runtime::ulimit::Ulimit::new(&u.name, u.soft, u.hard))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad(line(&e)))?;
+    let log = match h.log_config {
+        None => Default::default(),
+        Some(l) => runtime::logs::LogConfig::new(
+            Some(l.kind.as_str()).filter(|k| !k.is_empty()),
+            l.config.unwrap_or_default(),
+        )
+        .map_err(|e| bad(line(&e)))?,
+    };
     let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
     Ok(ContainerOptions {
         name,
@@ -457,6 +478,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         sysctls: h.sysctls.unwrap_or_default(),
         shm_size: u64::try_from(h.shm_size).ok().filter(|&s| s > 0),
         volumes_from: h.volumes_from.unwrap_or_default(),
+        log,
         ..Default::default()
     })
 }
@@ -536,6 +558,15 @@ mod tests {
             (o.shm_size, &o.volumes_from[..]),
             (None, &["data:ro".to_string()][..])
         );
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"LogConfig":{"Type":"json-file",
+                "Config":{"max-size":"10m","max-file":"3"}}}}"#,
+        );
+        assert_eq!(o.unwrap().log.opts["max-file"], "3");
+        let o = parse(r#"{"Image":"b","HostConfig":{"LogConfig":{"Type":"","Config":null}}}"#);
+        assert!(o.unwrap().log.is_default());
+        let e = parse(r#"{"Image":"b","HostConfig":{"LogConfig":{"Type":"syslog"}}}"#);
+        assert!(e.unwrap_err().message.contains("syslog"));
     }
 
     #[test]

@@ -113,6 +113,7 @@ impl From<ContainerError> for ApiError {
             | C::Mount(_)
             | C::RestartPolicy(_)
             | C::Sysctl(_)
+            | C::LogConfig(_)
             | C::PublishWithoutNetwork
             | C::Endpoint(_)
             | C::Kernel(_)

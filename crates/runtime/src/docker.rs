@@ -191,8 +191,9 @@ pub struct HostConfig {
     pub shm_size: u64,
     /// `--volumes-from` values as given; null when none.
     pub volumes_from: Option<Vec<String>>,
-    /// How its output is kept: always docker's `json-file` layout, written by the monitor
-    /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
+    /// How its output is kept: `--log-driver` (json-file, local: docker's json-file layout,
+    /// written by the monitor; none) and `--log-opt` as given (clients such as the Docker SDK
+    /// for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
 }
 
@@ -212,10 +213,10 @@ pub struct DockerUlimit {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LogConfig {
-    /// The log driver: `json-file`.
+    /// The log driver: `json-file`, `local` or `none`.
     #[serde(rename = "Type")]
     pub kind: String,
-    /// Its options: none.
+    /// Its options (`max-size`, `max-file`).
     pub config: BTreeMap<String, String>,
 }
 
@@ -614,8 +615,8 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         shm_size: c.shm_size.unwrap_or(crate::state::DEFAULT_SHM_SIZE),
         volumes_from: some(c.volumes_from.clone()),
         log_config: LogConfig {
-            kind: "json-file".to_string(),
-            config: BTreeMap::new(),
+            kind: c.log.driver.clone(),
+            config: c.log.opts.clone(),
         },
     }
 }
@@ -851,6 +852,11 @@ mod tests {
                 sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
                 shm_size: None,
                 volumes_from: vec!["data:ro".into()],
+                log: crate::logs::LogConfig::new(
+                    None,
+                    [("max-size".to_string(), "10m".to_string())].into(),
+                )
+                .unwrap(),
             },
             networks: vec![],
             ports: vec![
@@ -929,7 +935,10 @@ mod tests {
         );
         let h = &d["HostConfig"];
         assert_eq!(h["Init"], json!(true));
-        assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
+        assert_eq!(
+            h["LogConfig"],
+            json!({"Type": "json-file", "Config": {"max-size": "10m"}})
+        );
         assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
         assert_eq!(h["ShmSize"], 67108864);
         assert_eq!(h["VolumesFrom"], json!(["data:ro"]));

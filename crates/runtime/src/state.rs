@@ -220,6 +220,10 @@ pub struct ContainerConfig {
     /// brought are in `mounts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes_from: Vec<String>,
+    /// How its output is kept (`--log-driver`, `--log-opt`); records from before log
+    /// options have the default (json-file, [`crate::logs::DEFAULT_ROTATION`]).
+    #[serde(default, skip_serializing_if = "crate::logs::LogConfig::is_default")]
+    pub log: crate::logs::LogConfig,
 }
 
 /// docker's `/dev/shm` size when `--shm-size` is not given: 64 MiB.
@@ -791,6 +795,7 @@ mod tests {
                 sysctls: Default::default(),
                 shm_size: None,
                 volumes_from: Vec::new(),
+                log: Default::default(),
             },
             networks: vec![],
             ports: vec![],

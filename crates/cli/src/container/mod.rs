@@ -176,6 +176,14 @@ pub struct CreateFlags {
     /// (default: each as that container has it). Repeatable.
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
     pub volumes_from: Vec<String>,
+    /// Where the container's output goes: json-file (the default) or local, both kept by its
+    /// monitor for `logs`, or none (nothing kept).
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// A log option, KEY=VALUE: max-size (e.g. 10m; rotate past it), max-file (files kept).
+    /// Default without options: 20m in 5 files. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -411,7 +419,7 @@ mod tests {
     fn unknown_flags_before_the_image_are_errors_not_images() {
         use clap::error::ErrorKind;
         for args in [
-            &["c", "run", "--log-opt", "max-size=1m", "img"][..],
+            &["c", "run", "--gpus", "all", "img"][..],
             &["c", "run", "--bogus", "img", "true"],
             &["c", "create", "--bogus", "img"],
             &["c", "exec", "--bogus", "box", "ls"],

@@ -65,6 +65,8 @@ pub struct CreateRequest {
     pub shm_size: Option<u64>,
     /// `--volumes-from` as written (their mounts are in `mounts` already).
     pub volumes_from: Vec<String>,
+    /// `--log-driver`, `--log-opt` (checked).
+    pub log: crate::logs::LogConfig,
 }
 
 /// Writes a new container record (status `created`).
@@ -137,6 +139,7 @@ pub(crate) fn create_record(
                 sysctls: req.sysctls.clone(),
                 shm_size: req.shm_size,
                 volumes_from: req.volumes_from.clone(),
+                log: req.log.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

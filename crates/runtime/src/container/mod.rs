@@ -82,6 +82,9 @@ pub enum ContainerError {
     /// A `--health-*` flag is invalid.
     #[error(transparent)]
     Health(#[from] crate::health::HealthError),
+    /// A `--log-driver` or `--log-opt` that cannot be honoured.
+    #[error(transparent)]
+    LogConfig(#[from] crate::logs::LogConfigError),
     /// A `--sysctl` docker does not allow.
     #[error(transparent)]
     Sysctl(#[from] crate::sysctl::SysctlError),

@@ -81,6 +81,8 @@ pub struct ContainerOptions {
     /// `--volumes-from` values as written (`CONTAINER[:ro|rw]`): those containers' volumes and
     /// binds at the same paths, under `mounts` ([`super::VolumesFrom`]).
     pub volumes_from: Vec<String>,
+    /// `--log-driver` and `--log-opt` (checked here; see [`crate::logs::LogConfig`]).
+    pub log: crate::logs::LogConfig,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -103,6 +105,7 @@ pub async fn prepare(
         crate::health::validate(h)?;
     }
     crate::sysctl::check_all(&opts.sysctls)?;
+    opts.log.check()?;
     if let Some(s) = &opts.stop_signal {
         crate::spec::parse_signal(s)?;
     }
@@ -175,6 +178,7 @@ pub async fn prepare(
         sysctls: opts.sysctls,
         shm_size: opts.shm_size.filter(|&s| s > 0),
         volumes_from: opts.volumes_from,
+        log: opts.log,
     })
 }
 

@@ -675,7 +675,7 @@ async fn relay_until_exit(
     } = running;
     let guest = booted.guest.clone();
     let log_path = dir.join("container.log");
-    let log = match LogWriter::open(&log_path) {
+    let log = match LogWriter::for_config(&log_path, &record.config.log) {
         Ok(l) => Arc::new(Mutex::new(l)),
         Err(source) => {
             let _ = guest.signal(MAIN, libc::SIGKILL).await;

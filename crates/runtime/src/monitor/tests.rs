@@ -428,6 +428,7 @@ impl Fixture {
             sysctls: Default::default(),
             shm_size: None,
             volumes_from: Vec::new(),
+            log: Default::default(),
         };
         create_record(&self.store, req).unwrap().id
     }
