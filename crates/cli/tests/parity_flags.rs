@@ -1,6 +1,6 @@
 //! docker's everyday `run`/`create` flags, through the real binary: what the guest kernel gives
 //! a container (`--ulimit`, `--sysctl`, `--shm-size`), `--volumes-from` and the log options
-//! (`--log-driver`, `--log-opt`). Bad values are
+//! (`--log-driver`, `--log-opt`), `--detach-keys` of `run -it` and `start -a -i`. Bad values are
 //! refused before anything is pulled or booted; one running container shows what the kernel
 //! flags set, in its main process and in an `exec`.
 
@@ -39,6 +39,48 @@ fn bad_values_are_refused_with_the_flags_name() {
         .fails_with("unknown log opt 'compress' for json-file log driver");
     cli.run(&["run", "--log-opt", "max-file", "localhost/img:1"])
         .fails_with("invalid log opt \"max-file\"");
+    cli.run(&["run", "--detach-keys", "ctrl-1", "localhost/img:1"])
+        .fails_with("invalid detach keys");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn detach_keys_leave_run_and_start_containers_running() {
+    let env = Env::new(true);
+    let running = |name: &str| env.inspect(name)["State"]["Running"] == true;
+    // Typed input before the keys reaches the process; the keys themselves do not.
+    let (code, _, err) = env.run_bytes(
+        &[
+            "run",
+            "-it",
+            "--name",
+            "r",
+            "--detach-keys",
+            "ctrl-a,x",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat > /tmp/in",
+        ],
+        Some(b"typed\x01y\n\x01x".to_vec()),
+    );
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("read escape sequence"), "{err}");
+    assert!(running("r"), "the container runs on after the detach");
+    let r = env.run(&["exec", "r", "cat", "/tmp/in"]).success();
+    assert_eq!(r.stdout, "typed\x01y\n");
+    // start -a -i with docker's default keys, ctrl-p ctrl-q.
+    env.run(&["create", "-it", "--name", "s", IMAGE, "sh"])
+        .success();
+    let (code, _, err) = env.run_bytes(&["start", "-a", "-i", "s"], Some(b"\x10\x11".to_vec()));
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("read escape sequence"), "{err}");
+    assert!(running("s"));
 }
 
 #[test]

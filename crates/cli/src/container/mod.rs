@@ -368,7 +368,7 @@ fn is_json(f: Format) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_memory, ContainerCommand};
+    use super::{attach, parse_memory, ContainerCommand};
     use clap::Parser;
 
     #[derive(Debug, Parser)]
@@ -413,6 +413,30 @@ mod tests {
             (Some(1.5), Some(-1))
         );
         assert!(T::try_parse_from(["c", "run", "--accel", "hvf", "img"]).is_err());
+    }
+
+    #[test]
+    fn detach_keys_parse_on_run_start_and_attach() {
+        let keys = |args: &[&str]| match T::try_parse_from(args).unwrap().c {
+            ContainerCommand::Run(r) => r.detach_keys,
+            ContainerCommand::Start(s) => s.detach_keys,
+            ContainerCommand::Attach(a) => a.detach_keys,
+            _ => None,
+        };
+        let want = Some(attach::DetachKeys(vec![1, b'x']));
+        assert_eq!(
+            keys(&["c", "run", "--detach-keys", "ctrl-a,x", "img"]),
+            want
+        );
+        assert_eq!(
+            keys(&["c", "start", "-a", "--detach-keys", "ctrl-a,x", "n"]),
+            want
+        );
+        assert_eq!(
+            keys(&["c", "attach", "--detach-keys", "ctrl-a,x", "n"]),
+            want
+        );
+        assert!(T::try_parse_from(["c", "run", "--detach-keys", "ctrl-1", "img"]).is_err());
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
     pub detach: bool,
+    /// Keys that detach from an `-it` container and leave it running, e.g. ctrl-a,q
+    /// (default: ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS", value_parser = attach::parse_detach_keys)]
+    pub detach_keys: Option<attach::DetachKeys>,
     #[command(flatten)]
     pub flags: CreateFlags,
 }
@@ -201,7 +205,12 @@ pub async fn run(global: &GlobalOptions, a: RunArgs) -> anyhow::Result<()> {
     let req = Request::Attach {
         stdin: f.interactive,
     };
-    finish(attach::session(stream, container.id(), req, f.interactive, f.tty).await)
+    let opts = attach::SessionOptions {
+        no_sig_proxy: false,
+        detach_keys: attach::detach_keys(f.tty, f.interactive, a.detach_keys.clone()),
+    };
+    let (stdin, tty) = (f.interactive, f.tty);
+    attach::finish(attach::session_with(stream, container.id(), req, stdin, tty, &opts).await)
 }
 
 /// `container create`.
