@@ -813,4 +813,8 @@ pub struct ProcessInfo {
     /// Its command line (`comm` in brackets when it has none, as `ps` shows a kernel
     /// thread).
     pub args: Vec<String>,
+    /// Its executable's name as the kernel keeps it (`/proc/<pid>/comm`, at most 15 bytes:
+    /// `ps -o comm`); empty from guests that did not send it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comm: String,
 }

@@ -1,6 +1,7 @@
 //! docker's everyday `run`/`create` flags, through the real binary: what the guest kernel gives
 //! a container (`--ulimit`, `--sysctl`, `--shm-size`), `--volumes-from` and the log options
-//! (`--log-driver`, `--log-opt`), `--detach-keys` of `run -it` and `start -a -i`. Bad values are
+//! (`--log-driver`, `--log-opt`), `--detach-keys` of `run -it` and `start -a -i`, and
+//! `top -o`. Bad values are
 //! refused before anything is pulled or booted; one running container shows what the kernel
 //! flags set, in its main process and in an `exec`.
 
@@ -81,6 +82,25 @@ fn detach_keys_leave_run_and_start_containers_running() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("read escape sequence"), "{err}");
     assert!(running("s"));
+    // top with ps's -o: the columns asked for, from the guest's /proc.
+    let top = env
+        .run(&["top", "s", "-o", "pid,comm,uid,user"])
+        .success()
+        .stdout;
+    let rows: Vec<Vec<&str>> = top
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["PID", "COMMAND", "UID", "USER"],
+            ["1", "sh", "1000", "user"]
+        ],
+        "{top}"
+    );
+    env.run(&["top", "s", "-o", "comm"])
+        .fails_with("Couldn't find PID field in ps output");
 }
 
 #[test]
