@@ -147,7 +147,6 @@ impl AgentGuest {
             },
             sysctl: setup.sysctl,
             shm_size: setup.shm_size,
-            ..Default::default()
         }
     }
 
