@@ -72,8 +72,16 @@ fn detach_keys_leave_run_and_start_containers_running() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("read escape sequence"), "{err}");
     assert!(running("r"), "the container runs on after the detach");
-    let r = env.run(&["exec", "r", "cat", "/tmp/in"]).success();
-    assert_eq!(r.stdout, "typed\x01y\n");
+    // What was typed before the keys reaches the process through its pty a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = env.run(&["exec", "r", "cat", "/tmp/in"]).success().stdout;
+        if got == "typed\x01y\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // start -a -i with docker's default keys, ctrl-p ctrl-q.
     env.run(&["create", "-it", "--name", "s", IMAGE, "sh"])
         .success();

@@ -171,10 +171,20 @@ pub async fn session_with(
     );
     // Detaching drops the relay, closing the connection: the monitor keeps the process and
     // its stdin open for the next attach.
+    let mut relay = Box::pin(relay);
     let result = tokio::select! {
-        r = relay => Ended::Done(r),
-        _ = detached.notified() => Ended::Detached,
+        r = &mut relay => Ended::Done(r),
+        _ = detached.notified() => {
+            // The relay's writer task sends what was typed before the keys a moment after
+            // the keys were read: let it run briefly before the connection goes.
+            let grace = tokio::time::sleep(std::time::Duration::from_millis(100));
+            tokio::select! {
+                r = &mut relay => Ended::Done(r),
+                _ = grace => Ended::Detached,
+            }
+        }
     };
+    drop(relay);
     drop(raw);
     for f in forwarders {
         f.abort();
@@ -269,7 +279,9 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Escape<R> {
                 return Poll::Ready(Ok(()));
             }
             if this.done {
-                // Never EOF: that would close the process's stdin; the session is dropped.
+                // Only now, with the bytes typed before the keys handed on, does the session
+                // end. Never EOF: that would close the process's stdin; the session is dropped.
+                this.detached.notify_one();
                 return Poll::Pending;
             }
             let mut tmp = [0u8; 4096];
@@ -289,7 +301,6 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Escape<R> {
                     this.matched += 1;
                     if this.matched == this.keys.len() {
                         this.done = true;
-                        this.detached.notify_one();
                         break;
                     }
                     continue;
@@ -338,4 +349,48 @@ pub async fn attach(global: &crate::global::GlobalOptions, a: AttachArgs) -> any
     };
     let req = Request::Attach { stdin };
     finish(session_with(stream, container.id(), req, stdin, tty, &opts).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// What `input` yields through the escape filter for `keys`, and whether it detached.
+    async fn filtered(input: &'static [u8], keys: &[u8]) -> (Vec<u8>, bool) {
+        let detached = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mut escape = Escape {
+            inner: input,
+            keys: keys.to_vec(),
+            matched: 0,
+            pending: Vec::new(),
+            done: false,
+            detached: detached.clone(),
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        let timeout = std::time::Duration::from_millis(200);
+        while let Ok(Ok(n)) = tokio::time::timeout(timeout, escape.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let notified = tokio::time::timeout(timeout, detached.notified()).await;
+        (out, notified.is_ok())
+    }
+
+    #[tokio::test]
+    async fn bytes_before_the_keys_pass_and_the_keys_detach() {
+        let keys = DEFAULT_DETACH_KEYS;
+        let (out, detached) = filtered(b"ab\x10c\x10\x11zz", &keys).await;
+        assert_eq!(out, b"ab\x10c");
+        assert!(detached);
+        let (out, detached) = filtered(b"plain\x10", &keys).await;
+        assert_eq!(out, b"plain", "a held prefix waits for the next byte");
+        assert!(!detached);
+        let (out, detached) = filtered(b"x\x10\x11", &[]).await;
+        assert_eq!(out, b"x\x10\x11", "no keys: nothing is taken out");
+        assert!(!detached);
+    }
 }
