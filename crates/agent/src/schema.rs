@@ -231,7 +231,7 @@ pub struct Interface {
 
 /// Create a process. The first process of `container` creates the container: fresh mount, PID
 /// and UTS namespaces over `rootfs`. Later ones (exec) join that container's namespaces.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateProcess {
     /// Container id (any non-empty string of `[A-Za-z0-9_.-]`).
     pub container: String,
@@ -263,6 +263,15 @@ pub struct CreateProcess {
     /// `RUN --network=none`). Otherwise the container shares the VM's network.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub own_network: bool,
+    /// Container creation only: sysctls (`net.core.somaxconn`, `kernel.shmmax`) written under
+    /// `/proc/sys` from inside the container's namespaces before its process runs, so that
+    /// those an IPC namespace scopes reach the container's own (docker's `--sysctl`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctl: BTreeMap<String, String>,
+    /// Container creation only: the size of its `/dev/shm` tmpfs in bytes (docker's
+    /// `--shm-size`); absent: 64 MiB, docker's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
     /// The process itself.
     pub process: ProcessSpec,
 }
@@ -804,4 +813,8 @@ pub struct ProcessInfo {
     /// Its command line (`comm` in brackets when it has none, as `ps` shows a kernel
     /// thread).
     pub args: Vec<String>,
+    /// Its executable's name as the kernel keeps it (`/proc/<pid>/comm`, at most 15 bytes:
+    /// `ps -o comm`); empty from guests that did not send it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub comm: String,
 }

@@ -95,6 +95,7 @@ async fn calls_errors_and_flow_controlled_stdio() {
             args: vec![a.into()],
             ..Default::default()
         },
+        ..Default::default()
     };
     let err = c.create_process(spec("/nope")).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ExecutableNotFound));

@@ -359,6 +359,7 @@ impl BuilderVm {
                 user: spec.user.clone(),
                 ..Default::default()
             },
+            ..Default::default()
         };
         let h = self
             .client

@@ -52,8 +52,8 @@ fn create(env: &Env, args: &[&str]) -> String {
 fn unknown_flags_before_the_image_are_usage_errors() {
     // Parsing fails before any state is touched: no root, VM or image needed.
     let cli = Cli::new();
-    cli.run(&["run", "--log-opt", "max-size=1m", "localhost/img:1"])
-        .fails_with("unexpected argument '--log-opt'");
+    cli.run(&["run", "--gpus", "all", "localhost/img:1"])
+        .fails_with("unexpected argument '--gpus'");
     // --restart is known: its own errors are docker's, and it refuses --rm as docker does.
     cli.run(&["run", "--restart", "always:3", "localhost/img:1"])
         .fails_with("maximum retry count cannot be used with restart policy 'always'");

@@ -1598,3 +1598,89 @@ fn docker_compose_up_ps_logs_exec_down() {
     assert_eq!(s.docker(&["volume", "ls", "-q"]).success().stdout, "");
     assert_eq!(env.qemus(), 0);
 }
+
+/// The `HostConfig` fields of docker's everyday flags, sent by the docker CLI: `--ulimit`,
+/// `--sysctl`, `--shm-size`, `--volumes-from`, `--log-opt`; one running container shows them.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, the docker CLI and network namespaces: run scripts/test.sh"
+)]
+fn docker_run_limits_kernel_settings_volumes_from_and_log_options() {
+    let env = Env::tagged("engflags", true);
+    let s = Service::start(&env);
+    s.docker(&["create", "--name", "data", "-v", "/anon", IMAGE])
+        .success();
+    let script = "i=1; while [ $i -le 100 ]; do echo line $i; i=$((i+1)); done; sleep 600";
+    s.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "p",
+        "-u",
+        "0",
+        "--network",
+        "none",
+        "--ulimit",
+        "nofile=256:512",
+        "--sysctl",
+        "kernel.shmmax=65536",
+        "--shm-size",
+        "128m",
+        "--volumes-from",
+        "data",
+        "--log-opt",
+        "max-size=1k",
+        "--log-opt",
+        "max-file=2",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+    .success();
+    let check = "grep 'open files' /proc/self/limits; cat /proc/sys/kernel/shmmax; \
+                 grep ' /dev/shm ' /proc/mounts; echo x > /anon/f && echo written";
+    let out = s.docker(&["exec", "p", "sh", "-c", check]).success().stdout;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["Max", "open", "files", "256", "512", "files"],
+        "{out}"
+    );
+    assert_eq!(lines[1], "65536", "{out}");
+    assert!(lines[2].contains("size=131072k"), "{out}");
+    assert_eq!(lines[3], "written", "{out}");
+    let h = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{json .HostConfig.Ulimits}} {{json .HostConfig.Sysctls}} {{.HostConfig.ShmSize}} \
+             {{json .HostConfig.VolumesFrom}} {{json .HostConfig.LogConfig.Config}}",
+            "p",
+        ])
+        .success()
+        .stdout;
+    assert_eq!(
+        h.trim(),
+        r#"[{"Name":"nofile","Hard":512,"Soft":256}] {"kernel.shmmax":"65536"} 134217728 ["data"] {"max-file":"2","max-size":"1k"}"#
+    );
+    // The log was rotated into two files of about 1 KB: the last lines, in order.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let logs = loop {
+        let logs = s.docker(&["logs", "p"]).success().stdout;
+        if logs.ends_with("line 100\n") {
+            break logs;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let numbers: Vec<u32> = logs
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert!(numbers.len() < 50, "{logs}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{logs}");
+    s.docker(&["run", "--rm", "--sysctl", "vm.swappiness=1", IMAGE, "true"])
+        .refused("vm.swappiness");
+}

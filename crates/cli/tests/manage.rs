@@ -67,7 +67,9 @@ fn pause_top_rename_stop_export_prune_on_one_container() {
     let aux = env.run(&["top", "a", "aux"]).success().stdout;
     assert!(aux.starts_with("USER "), "{aux}");
     assert!(aux.contains(" %MEM "), "{aux}");
-    env.run(&["top", "a", "-o", "pid"])
+    let pids = env.run(&["top", "a", "-o", "pid"]).success().stdout;
+    assert!(pids.starts_with("PID\n1\n"), "{pids}");
+    env.run(&["top", "a", "-L"])
         .fails_with("unsupported ps options");
 
     // rename while running: the name changes, the hostname does not.

@@ -178,6 +178,17 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     /// `--init`.
     pub init: Option<bool>,
+    /// `--ulimit`.
+    pub ulimits: Option<Vec<Ulimit>>,
+    /// `--sysctl`.
+    pub sysctls: Option<BTreeMap<String, String>>,
+    /// `--volumes-from`.
+    pub volumes_from: Option<Vec<String>>,
+    /// `--log-driver`, `--log-opt`.
+    pub log_config: Option<LogConfig>,
+    /// `--shm-size`, bytes (0: the default).
+    #[serde(deserialize_with = "nullable")]
+    pub shm_size: i64,
     /// `--privileged`.
     #[serde(deserialize_with = "nullable")]
     pub privileged: bool,
@@ -190,6 +201,32 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     /// The client's terminal size `[rows, cols]`.
     pub console_size: Option<[u16; 2]>,
+}
+
+/// `HostConfig.LogConfig`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct LogConfig {
+    /// The driver; empty: the default (json-file).
+    #[serde(rename = "Type", deserialize_with = "nullable")]
+    pub kind: String,
+    /// Its options.
+    pub config: Option<BTreeMap<String, String>>,
+}
+
+/// One of `HostConfig.Ulimits`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Ulimit {
+    /// docker's name (`nofile`).
+    #[serde(deserialize_with = "nullable")]
+    pub name: String,
+    /// Soft limit; -1: unlimited.
+    #[serde(deserialize_with = "nullable")]
+    pub soft: i64,
+    /// Hard limit; -1: unlimited.
+    #[serde(deserialize_with = "nullable")]
+    pub hard: i64,
 }
 
 /// One of `HostConfig.Mounts`.
@@ -379,6 +416,21 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         Some(p) => runtime::restart::RestartPolicy::from_parts(&p.name, p.maximum_retry_count)
             .map_err(|e| bad(line(&e)))?,
     };
+    let ulimits = h
+        .ulimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| runtime::ulimit::Ulimit::new(&u.name, u.soft, u.hard))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(line(&e)))?;
+    let log = match h.log_config {
+        None => Default::default(),
+        Some(l) => runtime::logs::LogConfig::new(
+            Some(l.kind.as_str()).filter(|k| !k.is_empty()),
+            l.config.unwrap_or_default(),
+        )
+        .map_err(|e| bad(line(&e)))?,
+    };
     let non_empty = |s: String| Some(s).filter(|s| !s.is_empty());
     Ok(ContainerOptions {
         name,
@@ -400,6 +452,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
             cap_drop: h.cap_drop.unwrap_or_default(),
             privileged: h.privileged,
             init: h.init.unwrap_or(false),
+            ulimits,
             ..Default::default()
         },
         resources: runtime::resources::ResourceFlags {
@@ -423,6 +476,10 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         stop_signal: non_empty(body.stop_signal),
         stop_timeout: body.stop_timeout.and_then(|t| u64::try_from(t).ok()),
         restart,
+        sysctls: h.sysctls.unwrap_or_default(),
+        shm_size: u64::try_from(h.shm_size).ok().filter(|&s| s > 0),
+        volumes_from: h.volumes_from.unwrap_or_default(),
+        log,
         ..Default::default()
     })
 }
@@ -469,6 +526,48 @@ mod tests {
         );
         assert_eq!(o.labels.get("k").map(String::as_str), Some("v"));
         assert_eq!(o.pull, runtime::image::PullPolicy::Never);
+    }
+
+    #[test]
+    fn host_config_limits_and_kernel_settings() {
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"Ulimits":[{"Name":"nofile","Soft":512,"Hard":1024},
+                {"Name":"core","Soft":-1,"Hard":-1}]}}"#,
+        )
+        .unwrap();
+        let u = &o.process.ulimits;
+        assert_eq!(
+            (u[0].name.as_str(), u[0].soft, u[0].hard, u[1].hard),
+            ("nofile", 512, 1024, -1)
+        );
+        let e =
+            parse(r#"{"Image":"b","HostConfig":{"Ulimits":[{"Name":"as","Soft":1,"Hard":1}]}}"#);
+        assert!(e
+            .unwrap_err()
+            .to_string()
+            .contains("invalid ulimit type: as"));
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"Sysctls":{"net.core.somaxconn":"1024"},
+                "ShmSize":268435456}}"#,
+        )
+        .unwrap();
+        assert_eq!(o.sysctls["net.core.somaxconn"], "1024");
+        assert_eq!(o.shm_size, Some(256 << 20));
+        let o = parse(r#"{"Image":"b","HostConfig":{"ShmSize":0,"VolumesFrom":["data:ro"]}}"#);
+        let o = o.unwrap();
+        assert_eq!(
+            (o.shm_size, &o.volumes_from[..]),
+            (None, &["data:ro".to_string()][..])
+        );
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"LogConfig":{"Type":"json-file",
+                "Config":{"max-size":"10m","max-file":"3"}}}}"#,
+        );
+        assert_eq!(o.unwrap().log.opts["max-file"], "3");
+        let o = parse(r#"{"Image":"b","HostConfig":{"LogConfig":{"Type":"","Config":null}}}"#);
+        assert!(o.unwrap().log.is_default());
+        let e = parse(r#"{"Image":"b","HostConfig":{"LogConfig":{"Type":"syslog"}}}"#);
+        assert!(e.unwrap_err().message.contains("syslog"));
     }
 
     #[test]

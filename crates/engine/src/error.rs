@@ -112,6 +112,8 @@ impl From<ContainerError> for ApiError {
             | C::Resources(_)
             | C::Mount(_)
             | C::RestartPolicy(_)
+            | C::Sysctl(_)
+            | C::LogConfig(_)
             | C::PublishWithoutNetwork
             | C::Endpoint(_)
             | C::Kernel(_)

@@ -314,6 +314,12 @@ pub fn logs(engine: &Engine, id: &str, req: &Req) -> Answer {
             "Bad parameters: you must choose at least one stream",
         ));
     }
+    if !c.record().config.log.keeps_logs() {
+        return Err(ApiError::new(
+            hyper::StatusCode::NOT_IMPLEMENTED,
+            runtime::logs::NOT_READABLE,
+        ));
+    }
     let tail = match req.q("tail") {
         None | Some("" | "all") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| {

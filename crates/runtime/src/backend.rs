@@ -128,6 +128,16 @@ pub struct ProcessOutput {
     pub stderr: mpsc::Receiver<Bytes>,
 }
 
+/// Kernel settings of a container that the guest applies inside its namespaces when it creates
+/// it (`--sysctl`, `--shm-size`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerTuning {
+    /// sysctls by key (checked against docker's list at create).
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// Size of its `/dev/shm` in bytes (`--shm-size`); None: docker's 64 MiB.
+    pub shm_size: Option<u64>,
+}
+
 /// A filesystem mount in the guest, as mount(8) sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuestMount {
@@ -161,6 +171,9 @@ pub trait Guest: Send + Sync {
         readonly_rootfs: bool,
         privileged: bool,
     );
+    /// Sets the kernel settings the container gets when the first [`Guest::spawn`] creates it
+    /// (applied in its namespaces before its process runs).
+    fn set_container_tuning(&self, _tuning: ContainerTuning) {}
     /// Sets the cgroup limits the container gets when the first [`Guest::spawn`] creates it
     /// (applied before its process runs).
     fn set_container_resources(&self, _limits: ResourceLimits) {}

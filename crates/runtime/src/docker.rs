@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::state::{ContainerRecord, MountSpec, Status};
 
@@ -182,19 +182,41 @@ pub struct HostConfig {
     pub init: Option<bool>,
     /// `--restart` as `{Name, MaximumRetryCount}` (`no` when not given).
     pub restart_policy: crate::restart::RestartPolicy,
-    /// How its output is kept: always docker's `json-file` layout, written by the monitor
-    /// (clients such as the Docker SDK for Python read it to know whether `logs` works).
+    /// `--ulimit` values; null when none.
+    pub ulimits: Option<Vec<DockerUlimit>>,
+    /// `--sysctl` settings; left out when none, as docker leaves them out.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`, else docker's 64 MiB).
+    pub shm_size: u64,
+    /// `--volumes-from` values as given; null when none.
+    pub volumes_from: Option<Vec<String>>,
+    /// How its output is kept: `--log-driver` (json-file, local: docker's json-file layout,
+    /// written by the monitor; none) and `--log-opt` as given (clients such as the Docker SDK
+    /// for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
+}
+
+/// One of `HostConfig.Ulimits`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DockerUlimit {
+    /// docker's name (`nofile`).
+    pub name: String,
+    /// Hard limit; -1: unlimited.
+    pub hard: i64,
+    /// Soft limit; -1: unlimited.
+    pub soft: i64,
 }
 
 /// `HostConfig.LogConfig`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LogConfig {
-    /// The log driver: `json-file`.
+    /// The log driver: `json-file`, `local` or `none`.
     #[serde(rename = "Type")]
     pub kind: String,
-    /// Its options: none.
+    /// Its options (`max-size`, `max-file`).
     pub config: BTreeMap<String, String>,
 }
 
@@ -577,9 +599,24 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         pids_limit: c.resources.pids_limit,
         init: c.process.init.then_some(true),
         restart_policy: c.restart,
+        ulimits: Some(
+            c.process
+                .rlimits
+                .iter()
+                .map(|u| DockerUlimit {
+                    name: u.name.clone(),
+                    hard: u.hard,
+                    soft: u.soft,
+                })
+                .collect::<Vec<_>>(),
+        )
+        .filter(|v| !v.is_empty()),
+        sysctls: c.sysctls.clone(),
+        shm_size: c.shm_size.unwrap_or(crate::state::DEFAULT_SHM_SIZE),
+        volumes_from: some(c.volumes_from.clone()),
         log_config: LogConfig {
-            kind: "json-file".to_string(),
-            config: BTreeMap::new(),
+            kind: c.log.driver.clone(),
+            config: c.log.opts.clone(),
         },
     }
 }
@@ -746,6 +783,7 @@ mod tests {
                             .collect(),
                     ),
                     init: true,
+                    rlimits: vec![crate::ulimit::Ulimit::parse("nofile=512:1024").unwrap()],
                 },
                 vm: VmOptions::default(),
                 rootfs: "/x".into(),
@@ -812,6 +850,14 @@ mod tests {
                 stop_timeout: Some(30),
                 restart: Default::default(),
                 healthcheck: None,
+                sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
+                shm_size: None,
+                volumes_from: vec!["data:ro".into()],
+                log: crate::logs::LogConfig::new(
+                    None,
+                    [("max-size".to_string(), "10m".to_string())].into(),
+                )
+                .unwrap(),
             },
             networks: vec![],
             ports: vec![
@@ -890,7 +936,17 @@ mod tests {
         );
         let h = &d["HostConfig"];
         assert_eq!(h["Init"], json!(true));
-        assert_eq!(h["LogConfig"], json!({"Type": "json-file", "Config": {}}));
+        assert_eq!(
+            h["LogConfig"],
+            json!({"Type": "json-file", "Config": {"max-size": "10m"}})
+        );
+        assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
+        assert_eq!(h["ShmSize"], 67108864);
+        assert_eq!(h["VolumesFrom"], json!(["data:ro"]));
+        assert_eq!(
+            h["Ulimits"],
+            json!([{"Name": "nofile", "Hard": 1024, "Soft": 512}])
+        );
         assert_eq!(
             h["RestartPolicy"],
             json!({"Name": "no", "MaximumRetryCount": 0})

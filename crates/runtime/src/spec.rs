@@ -115,6 +115,8 @@ pub struct ProcessOptions {
     pub privileged: bool,
     /// `--init`: run under vminitd's container init.
     pub init: bool,
+    /// `--ulimit` values (checked, one per name).
+    pub ulimits: Vec<crate::ulimit::Ulimit>,
 }
 
 /// A process to run in the guest (an OCI runtime-spec `process`, reduced to what we set).
@@ -143,6 +145,10 @@ pub struct ProcessSpec {
     /// the container's orphans (`--init`; a container's main process only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// Resource limits set before exec (`--ulimit`), for the main process and every exec, as
+    /// runc applies them; empty: the guest's defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rlimits: Vec<crate::ulimit::Ulimit>,
 }
 
 /// Parses a signal as docker does: a number (1–64), or a name with or without `SIG`, in any
@@ -305,6 +311,7 @@ pub fn combine(
         console_size: opts.console_size.filter(|_| opts.terminal),
         capabilities: capabilities(opts)?,
         init: opts.init,
+        rlimits: crate::ulimit::dedup(opts.ulimits.clone()),
     })
 }
 
@@ -351,6 +358,7 @@ pub fn exec_spec(
         },
         // Only the container's first process is its PID 1.
         init: false,
+        rlimits: main.rlimits.clone(),
     })
 }
 

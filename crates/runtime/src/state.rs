@@ -214,7 +214,25 @@ pub struct ContainerConfig {
     /// the image's `HEALTHCHECK` ([`crate::health::merge`]); None: none configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<oci::spec::HealthConfig>,
+    /// `--sysctl` settings the guest writes in the container's namespaces before its process
+    /// starts (checked against docker's list, [`crate::sysctl`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`); None: [`DEFAULT_SHM_SIZE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// `--volumes-from` values as given (docker's `HostConfig.VolumesFrom`); the mounts they
+    /// brought are in `mounts`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes_from: Vec<String>,
+    /// How its output is kept (`--log-driver`, `--log-opt`); records from before log
+    /// options have the default (json-file, [`crate::logs::DEFAULT_ROTATION`]).
+    #[serde(default, skip_serializing_if = "crate::logs::LogConfig::is_default")]
+    pub log: crate::logs::LogConfig,
 }
+
+/// docker's `/dev/shm` size when `--shm-size` is not given: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 /// Seconds `stop` waits before SIGKILL when neither `stop -t` nor `--stop-timeout` says (docker's).
 pub const DEFAULT_STOP_TIMEOUT: u64 = 10;
@@ -800,6 +818,10 @@ mod tests {
                 stop_timeout: None,
                 restart: Default::default(),
                 healthcheck: None,
+                sysctls: Default::default(),
+                shm_size: None,
+                volumes_from: Vec::new(),
+                log: Default::default(),
             },
             networks: vec![],
             ports: vec![],

@@ -108,11 +108,24 @@ pub fn anonymous_name() -> String {
     crate::state::new_id()
 }
 
-/// Deletes the anonymous volumes among a deleted container's mounts. Best effort: one still
-/// held (its VM not yet down) or already gone is left to `volume prune`.
+/// Deletes the anonymous volumes among a deleted container's mounts (its record already
+/// removed). Best effort: one still held (its VM not yet down) or already gone is left to
+/// `volume prune`; one another container took with `--volumes-from` stays, as docker keeps a
+/// volume in use.
 pub fn remove_anonymous(root: &Path, mounts: &[MountSpec]) {
     let Ok(store) = VolumeStore::open(root) else {
         return;
+    };
+    let others = crate::state::Store::open(root)
+        .and_then(|s| s.list())
+        .unwrap_or_default();
+    let in_use = |name: &str| {
+        others.iter().any(|c| {
+            c.config
+                .mounts
+                .iter()
+                .any(|m| matches!(m, MountSpec::Volume { source, .. } if source.as_str() == name))
+        })
     };
     for m in mounts {
         if let MountSpec::Volume {
@@ -121,6 +134,9 @@ pub fn remove_anonymous(root: &Path, mounts: &[MountSpec]) {
             ..
         } = m
         {
+            if in_use(source) {
+                continue;
+            }
             if let Err(e) = store.remove(source) {
                 tracing::warn!("remove anonymous volume {source}: {e}");
             }

@@ -211,8 +211,9 @@ fn process_options(
             .collect();
         opts.cap_add.sort();
     }
-    if p.rlimits().as_ref().is_some_and(|r| !r.is_empty()) {
-        ignored.push("process.rlimits".into());
+    match rlimits(p) {
+        Ok(limits) => opts.ulimits = limits,
+        Err(e) => ignored.push(format!("process.rlimits ({e})")),
     }
     if p.apparmor_profile().is_some() || p.selinux_label().is_some() {
         ignored.push("process.apparmorProfile/selinuxLabel".into());
@@ -221,6 +222,21 @@ fn process_options(
         ignored.push("process.noNewPrivileges".into());
     }
     opts
+}
+
+/// The spec's `process.rlimits` as ours (applied by the guest before exec, as runc does).
+fn rlimits(p: &Process) -> Result<Vec<runtime::ulimit::Ulimit>, runtime::ulimit::UlimitError> {
+    p.rlimits()
+        .iter()
+        .flatten()
+        .map(|r| {
+            let kind = serde_json::to_value(r.typ())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            runtime::ulimit::Ulimit::from_oci(&kind, r.soft(), r.hard())
+        })
+        .collect()
 }
 
 /// An exec's process (the `spec` of `ExecProcessRequest`, a runtime-spec `Process` in JSON)
@@ -256,6 +272,7 @@ pub fn exec_process(json: &[u8], stdin: bool, terminal: bool) -> Result<ProcessS
         console_size: None,
         capabilities,
         init: false,
+        rlimits: rlimits(&p).map_err(|e| SpecError::ExecProcess(e.to_string()))?,
     })
 }
 
@@ -365,7 +382,12 @@ mod tests {
         assert_eq!(o.rootfs_dir.as_deref(), Some(Path::new("/b/rootfs")));
         assert_eq!(o.networks, ["none"]);
         assert_eq!(o.labels[LABEL_BUNDLE], "/b");
-        assert_eq!(ignored, ["process.rlimits"]);
+        assert!(ignored.is_empty(), "{ignored:?}");
+        let nofile = &o.process.ulimits[0];
+        assert_eq!(
+            (nofile.name.as_str(), nofile.soft, nofile.hard),
+            ("nofile", 1024, 1024)
+        );
     }
 
     #[test]

@@ -159,6 +159,7 @@ fn parse(pid: i32, stat: &str, status: &str, cmdline: &[u8]) -> Option<Raw> {
             vsz_kb: num(23) / 1024,
             rss_kb: num(24) * page_kb,
             args,
+            comm: comm.to_string(),
         },
     })
 }
@@ -211,6 +212,7 @@ mod tests {
         assert_eq!((i.cpu_ticks, i.start_ticks), (300, 1234));
         assert_eq!(i.vsz_kb, 10240);
         assert_eq!(i.args, ["sh", "-c", "sleep 9"]);
+        assert_eq!(i.comm, "my (odd) cmd");
         let r = parse(2, "2 (kthreadd) S 0 0 0 0 -1 0", "Uid:\t0\n", b"").unwrap();
         assert_eq!(r.info.args, ["[kthreadd]"]);
         assert_eq!((r.info.pid, r.info.tty.as_str()), (2, "?"));

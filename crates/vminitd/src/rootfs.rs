@@ -54,7 +54,14 @@ pub struct RootfsPlan {
     pub privileged: bool,
     /// In a network namespace of its own (made by the clone), whose loopback this brings up.
     pub own_network: bool,
+    /// sysctls to write once the container's `/proc` is mounted (keys checked).
+    pub sysctl: Vec<(String, String)>,
+    /// Size of `/dev/shm` in bytes.
+    pub shm_size: u64,
 }
+
+/// docker's `/dev/shm` size when none is given: 64 MiB.
+pub const DEFAULT_SHM_SIZE: u64 = 64 << 20;
 
 const DEVICES: [(&str, u32, u32); 6] = [
     ("null", 1, 3),
@@ -109,6 +116,14 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
 
     let nse = libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
     m("proc", &root.join("proc"), "proc", nse, None)?;
+    // Through the container's own /proc, from inside its namespaces: the IPC settings reach
+    // its IPC namespace, the net ones the network it uses. Before /proc/sys turns read-only.
+    for (key, value) in &plan.sysctl {
+        let written = crate::system::sysctl_path(&root.join("proc"), key)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            .and_then(|path| sys::write_file(&path, value.as_bytes()));
+        ctx(written, || format!("set sysctl {key}={value}"))?;
+    }
     let sys_ro = if plan.privileged { 0 } else { libc::MS_RDONLY };
     m("sysfs", &root.join("sys"), "sysfs", nse | sys_ro, None)?;
     let dev = root.join("dev");
@@ -146,7 +161,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         &dev.join("shm"),
         "tmpfs",
         nse,
-        Some("mode=1777,size=65536k"),
+        Some(&format!("mode=1777,size={}", plan.shm_size)),
     )?;
     m("mqueue", &dev.join("mqueue"), "mqueue", nse, None)?;
     let links = [

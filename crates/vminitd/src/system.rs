@@ -9,18 +9,24 @@ use crate::error::GuestError;
 use crate::process::Processes;
 use crate::sys::{self, cvt};
 
+/// The file of sysctl `key` (`net.core.somaxconn`) under the procfs at `proc`; a key that
+/// would leave `sys` is refused.
+pub fn sysctl_path(proc: &Path, key: &str) -> Result<std::path::PathBuf, GuestError> {
+    if key.is_empty() || key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
+        return Err(GuestError::InvalidArgument(format!(
+            "invalid sysctl name {key:?}"
+        )));
+    }
+    Ok(proc.join("sys").join(key.replace('.', "/")))
+}
+
 /// Applies a `Configure` request.
 pub fn configure(procs: &Processes, c: &Configure) -> Result<(), GuestError> {
     if let Some(t) = c.time_unix_ns {
         set_clock(t)?;
     }
     for (key, value) in &c.sysctl {
-        if key.is_empty() || key.split(['.', '/']).any(|p| p.is_empty() || p == "..") {
-            return Err(GuestError::InvalidArgument(format!(
-                "invalid sysctl name {key:?}"
-            )));
-        }
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let path = sysctl_path(Path::new("/proc"), key)?;
         sys::write_file(&path, value.as_bytes())
             .map_err(|e| GuestError::sys(format!("set sysctl {key}={value}"), e))?;
     }

@@ -1,7 +1,7 @@
 //! The attached side of `run`, `start -a`, `exec` and `attach`: puts the terminal in raw mode
 //! for `-t`, sends window sizes on SIGWINCH, forwards SIGINT/SIGTERM/SIGHUP/SIGQUIT to the
 //! container process (unless `--sig-proxy=false`), relays stdio through the monitor, and
-//! detaches on the detach keys (`attach`; docker's ctrl-p,ctrl-q).
+//! detaches on the detach keys (`run -it`, `start -a -i`, `attach`; docker's ctrl-p,ctrl-q).
 
 use std::os::fd::AsRawFd;
 
@@ -171,10 +171,20 @@ pub async fn session_with(
     );
     // Detaching drops the relay, closing the connection: the monitor keeps the process and
     // its stdin open for the next attach.
+    let mut relay = Box::pin(relay);
     let result = tokio::select! {
-        r = relay => Ended::Done(r),
-        _ = detached.notified() => Ended::Detached,
+        r = &mut relay => Ended::Done(r),
+        _ = detached.notified() => {
+            // The relay's writer task sends what was typed before the keys a moment after
+            // the keys were read: let it run briefly before the connection goes.
+            let grace = tokio::time::sleep(std::time::Duration::from_millis(100));
+            tokio::select! {
+                r = &mut relay => Ended::Done(r),
+                _ = grace => Ended::Detached,
+            }
+        }
     };
+    drop(relay);
     drop(raw);
     for f in forwarders {
         f.abort();
@@ -182,9 +192,40 @@ pub async fn session_with(
     result
 }
 
+/// docker's detach keys: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: [u8; 2] = [0x10, 0x11];
+
+/// The detach keys of a session on a process with a terminal (`tty`) whose stdin is relayed
+/// (`stdin`): `given` (`--detach-keys`), else docker's. docker reads them only on a
+/// terminal's input; without one there are none.
+pub fn detach_keys(tty: bool, stdin: bool, given: Option<DetachKeys>) -> Vec<u8> {
+    match (tty && stdin, given) {
+        (false, _) => Vec::new(),
+        (true, Some(k)) => k.0,
+        (true, None) => DEFAULT_DETACH_KEYS.to_vec(),
+    }
+}
+
+/// The end of an attached `run`, `start` or `attach`: the process's exit code, or docker's
+/// note when the detach keys left it running (exit 0).
+pub fn finish(ended: Ended) -> anyhow::Result<()> {
+    match ended {
+        Ended::Done(r) => super::run::finish(r),
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+    }
+}
+
+/// A `--detach-keys` value as the bytes typed. (A newtype: clap's derive would read an
+/// `Option<Vec<u8>>` as a list of byte values.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetachKeys(pub Vec<u8>);
+
 /// Parses docker's `--detach-keys`: comma-separated keys, each a single character or
 /// `ctrl-X` with X one of `a`–`z`, `@`, `[`, `\`, `]`, `^`, `_` (docker's `term.ToBytes`).
-pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, String> {
+pub fn parse_detach_keys(s: &str) -> Result<DetachKeys, String> {
     let bad = |k: &str| format!("invalid detach keys {s:?}: unknown key {k:?}");
     let mut out = Vec::new();
     for key in s.split(',').map(str::trim) {
@@ -207,7 +248,7 @@ pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, String> {
             return Err(bad(key));
         }
     }
-    Ok(out)
+    Ok(DetachKeys(out))
 }
 
 /// stdin with the detach keys taken out: a prefix of them is held back until the next byte
@@ -238,7 +279,9 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Escape<R> {
                 return Poll::Ready(Ok(()));
             }
             if this.done {
-                // Never EOF: that would close the process's stdin; the session is dropped.
+                // Only now, with the bytes typed before the keys handed on, does the session
+                // end. Never EOF: that would close the process's stdin; the session is dropped.
+                this.detached.notify_one();
                 return Poll::Pending;
             }
             let mut tmp = [0u8; 4096];
@@ -258,7 +301,6 @@ impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Escape<R> {
                     this.matched += 1;
                     if this.matched == this.keys.len() {
                         this.done = true;
-                        this.detached.notify_one();
                         break;
                     }
                     continue;
@@ -287,7 +329,7 @@ pub struct AttachArgs {
     /// Keys that detach from the container and leave it running, e.g. ctrl-a,q
     /// (default: ctrl-p,ctrl-q; only on a terminal, as docker).
     #[arg(long, value_name = "KEYS", value_parser = parse_detach_keys)]
-    pub detach_keys: Option<Vec<u8>>,
+    pub detach_keys: Option<DetachKeys>,
     /// The container (name or id).
     pub container: String,
 }
@@ -303,19 +345,52 @@ pub async fn attach(global: &crate::global::GlobalOptions, a: AttachArgs) -> any
     let stdin = !a.no_stdin && process.open_stdin;
     let opts = SessionOptions {
         no_sig_proxy: !a.sig_proxy,
-        // docker reads the detach keys only on a terminal's input.
-        detach_keys: match (tty && stdin, a.detach_keys) {
-            (false, _) => Vec::new(),
-            (true, Some(k)) => k,
-            (true, None) => vec![0x10, 0x11],
-        },
+        detach_keys: detach_keys(tty, stdin, a.detach_keys),
     };
     let req = Request::Attach { stdin };
-    match session_with(stream, container.id(), req, stdin, tty, &opts).await {
-        Ended::Done(r) => super::run::finish(r),
-        Ended::Detached => {
-            eprintln!("read escape sequence");
-            Ok(())
+    finish(session_with(stream, container.id(), req, stdin, tty, &opts).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// What `input` yields through the escape filter for `keys`, and whether it detached.
+    async fn filtered(input: &'static [u8], keys: &[u8]) -> (Vec<u8>, bool) {
+        let detached = std::sync::Arc::new(tokio::sync::Notify::new());
+        let mut escape = Escape {
+            inner: input,
+            keys: keys.to_vec(),
+            matched: 0,
+            pending: Vec::new(),
+            done: false,
+            detached: detached.clone(),
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 64];
+        let timeout = std::time::Duration::from_millis(200);
+        while let Ok(Ok(n)) = tokio::time::timeout(timeout, escape.read(&mut buf)).await {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
         }
+        let notified = tokio::time::timeout(timeout, detached.notified()).await;
+        (out, notified.is_ok())
+    }
+
+    #[tokio::test]
+    async fn bytes_before_the_keys_pass_and_the_keys_detach() {
+        let keys = DEFAULT_DETACH_KEYS;
+        let (out, detached) = filtered(b"ab\x10c\x10\x11zz", &keys).await;
+        assert_eq!(out, b"ab\x10c");
+        assert!(detached);
+        let (out, detached) = filtered(b"plain\x10", &keys).await;
+        assert_eq!(out, b"plain", "a held prefix waits for the next byte");
+        assert!(!detached);
+        let (out, detached) = filtered(b"x\x10\x11", &[]).await;
+        assert_eq!(out, b"x\x10\x11", "no keys: nothing is taken out");
+        assert!(!detached);
     }
 }

@@ -15,7 +15,7 @@ use runtime::protocol::Request;
 use runtime::state::Status;
 use runtime::Runtime;
 
-use super::{attach, run};
+use super::attach;
 use crate::global::GlobalOptions;
 
 /// `run`/`create` flags for the container's PID 1 and how `stop` ends it.
@@ -42,6 +42,10 @@ pub struct StartArgs {
     /// Attach stdin too.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Keys that detach from a container with a terminal and leave it running, e.g.
+    /// ctrl-a,q (default: ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS", value_parser = attach::parse_detach_keys)]
+    pub detach_keys: Option<attach::DetachKeys>,
     /// Start every stopped container its restart policy would bring back (always;
     /// unless-stopped not stopped by a user; on-failure with retries left): for boot.
     #[arg(long, conflicts_with_all = ["containers", "attach", "interactive"])]
@@ -212,15 +216,13 @@ pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
         let process = &container.record().config.process;
         let tty = process.terminal;
         let stdin = a.interactive && process.open_stdin;
-        return run::finish(
-            attach::session(
-                stream,
-                container.id(),
-                Request::Attach { stdin },
-                stdin,
-                tty,
-            )
-            .await,
+        let opts = attach::SessionOptions {
+            no_sig_proxy: false,
+            detach_keys: attach::detach_keys(tty, stdin, a.detach_keys),
+        };
+        let req = Request::Attach { stdin };
+        return attach::finish(
+            attach::session_with(stream, container.id(), req, stdin, tty, &opts).await,
         );
     }
     let names = if a.all_restartable {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use runtime::logs::{read_from, tail, Stream};
+use runtime::logs::{tail, LogFollower, Stream};
 use runtime::state::Status;
 
 use crate::global::GlobalOptions;
@@ -41,21 +41,21 @@ pub async fn logs(global: &GlobalOptions, a: LogsArgs) -> anyhow::Result<()> {
         print!("{}", lines[start..].concat());
         return Ok(());
     }
-    let path = container.log_path();
-    let (records, mut offset) = read_from(&path, 0)?;
-    print_records(tail(records, a.tail));
+    if !container.record().config.log.keeps_logs() {
+        anyhow::bail!(runtime::logs::NOT_READABLE);
+    }
+    // The rotated files first, then the current one, followed across rotations.
+    let mut log = LogFollower::new(&container.log_path());
+    print_records(tail(log.read()?, a.tail));
     if !a.follow {
         return Ok(());
     }
     loop {
         let running = container.refresh().is_ok() && container.status() == Status::Running;
-        let (records, next) = read_from(&path, offset)?;
-        offset = next;
-        print_records(records);
+        print_records(log.read()?);
         if !running {
             // One last read: the monitor writes the final lines before it records the exit.
-            let (records, _) = read_from(&path, offset)?;
-            print_records(records);
+            print_records(log.read()?);
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -41,7 +41,7 @@ pub struct RenameArgs {
 pub struct TopArgs {
     /// The container (name or id).
     pub container: String,
-    /// `ps` options: -ef (the default) or aux.
+    /// `ps` options: -ef (the default), aux, or -o COLUMNS (e.g. -o pid,user,comm,args).
     #[arg(allow_hyphen_values = true, trailing_var_arg = true)]
     pub ps_options: Vec<String>,
 }

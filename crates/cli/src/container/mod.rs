@@ -161,6 +161,29 @@ pub struct CreateFlags {
     pub kernel: Option<PathBuf>,
     #[command(flatten)]
     pub resources: ResourceFlags,
+    /// Resource limit of the container's processes, NAME=SOFT[:HARD] with docker's names
+    /// (nofile, nproc, core, memlock, stack, …); -1 or unlimited: no limit. Repeatable.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
+    pub ulimit: Vec<runtime::ulimit::Ulimit>,
+    /// Kernel setting of the container, KEY=VALUE: the namespaced ones docker allows (net.*,
+    /// kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*). Repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_sysctl)]
+    pub sysctl: Vec<(String, String)>,
+    /// Size of /dev/shm (e.g. 256m; default 64m).
+    #[arg(long, value_name = "SIZE", value_parser = parse_shm_size)]
+    pub shm_size: Option<u64>,
+    /// Mount the volumes and binds of another container at the same paths, CONTAINER[:ro|rw]
+    /// (default: each as that container has it). Repeatable.
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
+    /// Where the container's output goes: json-file (the default) or local, both kept by its
+    /// monitor for `logs`, or none (nothing kept).
+    #[arg(long, value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// A log option, KEY=VALUE: max-size (e.g. 10m; rotate past it), max-file (files kept).
+    /// Default without options: 20m in 5 files. Repeatable.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// Accelerator: kvm or tcg (default: kvm when it can boot the kernel, else tcg).
     #[arg(long, value_parser = ["kvm", "tcg"])]
     pub accel: Option<String>,
@@ -254,6 +277,19 @@ fn parse_platform(s: &str) -> Result<oci::Platform, String> {
     oci::Platform::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_ulimit(s: &str) -> Result<runtime::ulimit::Ulimit, String> {
+    runtime::ulimit::Ulimit::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_sysctl(s: &str) -> Result<(String, String), String> {
+    runtime::sysctl::parse(s).map_err(|e| e.to_string())
+}
+
+/// Parses `--shm-size` as docker's sizes (0: the default).
+fn parse_shm_size(s: &str) -> Result<u64, String> {
+    crate::output::parse_size(s).map_err(|e| format!("invalid size {s:?}: {e}"))
+}
+
 fn parse_add_host(s: &str) -> Result<runtime::netconf::ExtraHost, String> {
     runtime::netconf::ExtraHost::parse(s).map_err(|e| e.to_string())
 }
@@ -332,7 +368,7 @@ fn is_json(f: Format) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse_memory, ContainerCommand};
+    use super::{attach, parse_memory, ContainerCommand};
     use clap::Parser;
 
     #[derive(Debug, Parser)]
@@ -380,10 +416,34 @@ mod tests {
     }
 
     #[test]
+    fn detach_keys_parse_on_run_start_and_attach() {
+        let keys = |args: &[&str]| match T::try_parse_from(args).unwrap().c {
+            ContainerCommand::Run(r) => r.detach_keys,
+            ContainerCommand::Start(s) => s.detach_keys,
+            ContainerCommand::Attach(a) => a.detach_keys,
+            _ => None,
+        };
+        let want = Some(attach::DetachKeys(vec![1, b'x']));
+        assert_eq!(
+            keys(&["c", "run", "--detach-keys", "ctrl-a,x", "img"]),
+            want
+        );
+        assert_eq!(
+            keys(&["c", "start", "-a", "--detach-keys", "ctrl-a,x", "n"]),
+            want
+        );
+        assert_eq!(
+            keys(&["c", "attach", "--detach-keys", "ctrl-a,x", "n"]),
+            want
+        );
+        assert!(T::try_parse_from(["c", "run", "--detach-keys", "ctrl-1", "img"]).is_err());
+    }
+
+    #[test]
     fn unknown_flags_before_the_image_are_errors_not_images() {
         use clap::error::ErrorKind;
         for args in [
-            &["c", "run", "--log-opt", "max-size=1m", "img"][..],
+            &["c", "run", "--gpus", "all", "img"][..],
             &["c", "run", "--bogus", "img", "true"],
             &["c", "create", "--bogus", "img"],
             &["c", "exec", "--bogus", "box", "ls"],

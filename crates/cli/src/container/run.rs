@@ -19,6 +19,10 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long)]
     pub detach: bool,
+    /// Keys that detach from an `-it` container and leave it running, e.g. ctrl-a,q
+    /// (default: ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS", value_parser = attach::parse_detach_keys)]
+    pub detach_keys: Option<attach::DetachKeys>,
     #[command(flatten)]
     pub flags: CreateFlags,
 }
@@ -101,6 +105,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
             cap_drop: f.cap_drop.clone(),
             privileged: f.privileged,
             init: f.stopping.init,
+            ulimits: f.ulimit.clone(),
         },
         env_files: f.env_file.clone(),
         kernel: f.kernel.clone(),
@@ -128,6 +133,13 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         stop_timeout: f.stopping.stop_timeout,
         restart: f.restart.restart.unwrap_or_default(),
         healthcheck: f.health.options().to_config()?,
+        sysctls: f.sysctl.iter().cloned().collect(),
+        shm_size: f.shm_size,
+        volumes_from: f.volumes_from.clone(),
+        log: runtime::logs::LogConfig::new(
+            f.log_driver.as_deref(),
+            runtime::logs::LogConfig::parse_opts(&f.log_opt)?,
+        )?,
     })
 }
 
@@ -194,7 +206,12 @@ pub async fn run(global: &GlobalOptions, a: RunArgs) -> anyhow::Result<()> {
     let req = Request::Attach {
         stdin: f.interactive,
     };
-    finish(attach::session(stream, container.id(), req, f.interactive, f.tty).await)
+    let opts = attach::SessionOptions {
+        no_sig_proxy: false,
+        detach_keys: attach::detach_keys(f.tty, f.interactive, a.detach_keys.clone()),
+    };
+    let (stdin, tty) = (f.interactive, f.tty);
+    attach::finish(attach::session_with(stream, container.id(), req, stdin, tty, &opts).await)
 }
 
 /// `container create`.

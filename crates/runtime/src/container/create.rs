@@ -62,6 +62,14 @@ pub struct CreateRequest {
     /// The container's own health check (`--health-*`, checked); the image's fills in what
     /// it leaves out.
     pub healthcheck: Option<oci::spec::HealthConfig>,
+    /// `--sysctl` (checked).
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `--shm-size` in bytes (None: the default).
+    pub shm_size: Option<u64>,
+    /// `--volumes-from` as written (their mounts are in `mounts` already).
+    pub volumes_from: Vec<String>,
+    /// `--log-driver`, `--log-opt` (checked).
+    pub log: crate::logs::LogConfig,
 }
 
 /// Writes a new container record (status `created`).
@@ -132,6 +140,10 @@ pub(crate) fn create_record(
                     req.healthcheck.clone(),
                     req.image_config.healthcheck.as_ref(),
                 ),
+                sysctls: req.sysctls.clone(),
+                shm_size: req.shm_size,
+                volumes_from: req.volumes_from.clone(),
+                log: req.log.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

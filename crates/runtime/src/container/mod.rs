@@ -29,7 +29,7 @@ pub use copy::{CopyOptions, HostPath};
 pub(crate) use create::create_record;
 pub use create::CreateRequest;
 pub use inspect::Summary;
-pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError};
+pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError, VolumesFrom};
 pub use prepare::{aliases_on, prepare, ContainerOptions, PortSpec, Protocol};
 pub use prune::{PruneReport, PruneUntil};
 pub use start::MonitorCommand;
@@ -85,6 +85,12 @@ pub enum ContainerError {
     /// A `--health-*` flag is invalid.
     #[error(transparent)]
     Health(#[from] crate::health::HealthError),
+    /// A `--log-driver` or `--log-opt` that cannot be honoured.
+    #[error(transparent)]
+    LogConfig(#[from] crate::logs::LogConfigError),
+    /// A `--sysctl` docker does not allow.
+    #[error(transparent)]
+    Sysctl(#[from] crate::sysctl::SysctlError),
     /// `-p` with `--network none`.
     #[error("cannot publish ports of a container without a network (--network none)")]
     PublishWithoutNetwork,

@@ -275,9 +275,143 @@ pub fn resolve(
     Ok(out)
 }
 
+/// One `--volumes-from CONTAINER[:ro|rw]` value: the container (name or id) and the mode
+/// that overrides its mounts' own (None: keep each one's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumesFrom {
+    /// Name or id of the container whose volumes and binds are taken.
+    pub container: String,
+    /// `ro` (Some(true)) or `rw` (Some(false)); None: as the container has them.
+    pub readonly: Option<bool>,
+}
+
+impl VolumesFrom {
+    /// Parses `CONTAINER[:ro|rw]` as docker does (`parseVolumesFrom`).
+    pub fn parse(value: &str) -> Result<VolumesFrom, MountError> {
+        let flag = "--volumes-from";
+        let (container, readonly) = match value.split_once(':') {
+            None => (value, None),
+            Some((c, "ro")) => (c, Some(true)),
+            Some((c, "rw")) => (c, Some(false)),
+            Some((_, mode)) => {
+                return Err(syntax(
+                    flag,
+                    value,
+                    format!("invalid mode for volumes-from: {mode} (use ro or rw)"),
+                ))
+            }
+        };
+        if container.is_empty() {
+            return Err(syntax(flag, value, "no container given"));
+        }
+        Ok(VolumesFrom {
+            container: container.to_string(),
+            readonly,
+        })
+    }
+
+    /// The mounts a new container takes from `source`'s: its volumes and binds at the same
+    /// paths, with this mode if one was given, never its tmpfs mounts (docker's rule). Its
+    /// anonymous volumes come as they are named: the new container shares them and does not
+    /// delete them with itself.
+    pub fn mounts_of(&self, source: &[MountSpec]) -> Vec<MountSpec> {
+        source
+            .iter()
+            .filter_map(|m| match m.clone() {
+                MountSpec::Volume {
+                    source,
+                    target,
+                    readonly,
+                    nocopy,
+                    ..
+                } => Some(MountSpec::Volume {
+                    source,
+                    target,
+                    readonly: self.readonly.unwrap_or(readonly),
+                    anonymous: false,
+                    nocopy,
+                }),
+                MountSpec::Bind {
+                    source,
+                    target,
+                    readonly,
+                    file,
+                } => Some(MountSpec::Bind {
+                    source,
+                    target,
+                    readonly: self.readonly.unwrap_or(readonly),
+                    file,
+                }),
+                MountSpec::Tmpfs { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// `given` with `inherited` (from `--volumes-from`) at the paths `given` leaves free: as in
+/// docker, a container's own `-v`/`--mount` replaces an inherited mount at the same path, and
+/// the first of several inherited ones at a path wins.
+pub fn with_inherited(mut given: Vec<MountSpec>, inherited: Vec<MountSpec>) -> Vec<MountSpec> {
+    for m in inherited {
+        if !given.iter().any(|g| g.target() == m.target()) {
+            given.push(m);
+        }
+    }
+    given
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_from_takes_volumes_and_binds_with_the_mode_given() {
+        assert_eq!(
+            VolumesFrom::parse("data").unwrap(),
+            VolumesFrom {
+                container: "data".into(),
+                readonly: None
+            }
+        );
+        assert_eq!(VolumesFrom::parse("data:ro").unwrap().readonly, Some(true));
+        assert_eq!(VolumesFrom::parse("data:rw").unwrap().readonly, Some(false));
+        let e = VolumesFrom::parse("data:rx").unwrap_err().to_string();
+        assert!(
+            e.contains("--volumes-from") && e.contains("invalid mode"),
+            "{e}"
+        );
+        assert!(VolumesFrom::parse(":ro").is_err());
+
+        let source = vec![
+            anonymous("/anon", false, false),
+            parse_volume("named:/named:ro").unwrap(),
+            MountSpec::Tmpfs {
+                target: "/t".into(),
+                options: vec![],
+            },
+        ];
+        let keep = VolumesFrom::parse("x").unwrap().mounts_of(&source);
+        assert_eq!(keep.len(), 2, "tmpfs mounts are not inherited");
+        assert!(matches!(
+            &keep[0],
+            MountSpec::Volume { anonymous: false, readonly: false, target, .. } if target == "/anon"
+        ));
+        assert!(matches!(&keep[1], MountSpec::Volume { readonly: true, .. }));
+        let rw = VolumesFrom::parse("x:rw").unwrap().mounts_of(&source);
+        assert!(matches!(
+            &rw[1],
+            MountSpec::Volume {
+                readonly: false,
+                ..
+            }
+        ));
+
+        let own = vec![parse_volume("mine:/named").unwrap()];
+        let all = with_inherited(own, keep);
+        assert_eq!(all.len(), 2);
+        assert!(matches!(&all[0], MountSpec::Volume { source, .. } if source == "mine"));
+        assert_eq!(all[1].target(), "/anon");
+    }
 
     #[test]
     fn volume_flags_parse() {

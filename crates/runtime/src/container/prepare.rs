@@ -79,6 +79,16 @@ pub struct ContainerOptions {
     /// (checked here with [`crate::health::validate`]); the image's `HEALTHCHECK` fills in
     /// what it leaves out. None: the image's alone.
     pub healthcheck: Option<oci::spec::HealthConfig>,
+    /// `--sysctl` (`KEY` → `VALUE`), only the namespaced ones docker allows
+    /// ([`crate::sysctl`]).
+    pub sysctls: std::collections::BTreeMap<String, String>,
+    /// `--shm-size` in bytes; None (or 0, as docker reads it): 64 MiB.
+    pub shm_size: Option<u64>,
+    /// `--volumes-from` values as written (`CONTAINER[:ro|rw]`): those containers' volumes and
+    /// binds at the same paths, under `mounts` ([`super::VolumesFrom`]).
+    pub volumes_from: Vec<String>,
+    /// `--log-driver` and `--log-opt` (checked here; see [`crate::logs::LogConfig`]).
+    pub log: crate::logs::LogConfig,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -100,6 +110,8 @@ pub async fn prepare(
     if let Some(h) = &opts.healthcheck {
         crate::health::validate(h)?;
     }
+    crate::sysctl::check_all(&opts.sysctls)?;
+    opts.log.check()?;
     if let Some(s) = &opts.stop_signal {
         crate::spec::parse_signal(s)?;
     }
@@ -133,6 +145,7 @@ pub async fn prepare(
         .collect::<Result<Vec<_>, _>>()?;
     let endpoints = check_endpoints(&nets, &networks, opts.endpoints)?;
     let resources = opts.resources.limits()?;
+    let inherited = volumes_from(root, &opts.volumes_from)?;
     let rootfs_dir = match &opts.rootfs_dir {
         Some(dir) => Some(
             dir.canonicalize()
@@ -158,7 +171,8 @@ pub async fn prepare(
         }
     };
     let publish = publish(opts.publish, opts.publish_all, &image.exposed_ports);
-    let mounts = super::mounts::resolve(&VolumeStore::open(root)?, opts.mounts, &image.volumes)?;
+    let mounts = super::mounts::with_inherited(opts.mounts, inherited);
+    let mounts = super::mounts::resolve(&VolumeStore::open(root)?, mounts, &image.volumes)?;
     Ok(CreateRequest {
         name: opts.name,
         image: image.reference,
@@ -190,7 +204,29 @@ pub async fn prepare(
         stop_timeout: opts.stop_timeout,
         restart: opts.restart,
         healthcheck: opts.healthcheck,
+        sysctls: opts.sysctls,
+        shm_size: opts.shm_size.filter(|&s| s > 0),
+        volumes_from: opts.volumes_from,
+        log: opts.log,
     })
+}
+
+/// The mounts `--volumes-from` values give, in their order (docker's).
+fn volumes_from(
+    root: &std::path::Path,
+    values: &[String],
+) -> Result<Vec<crate::volume::MountSpec>, ContainerError> {
+    if values.is_empty() {
+        return Ok(Vec::new());
+    }
+    let store = crate::state::Store::open(root)?;
+    let mut out = Vec::new();
+    for v in values {
+        let from = super::VolumesFrom::parse(v)?;
+        let source = store.resolve(&from.container)?;
+        out = super::mounts::with_inherited(out, from.mounts_of(&source.config.mounts));
+    }
+    Ok(out)
 }
 
 /// The endpoints that give a container `aliases` on each of the networks its `--network`

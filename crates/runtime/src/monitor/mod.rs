@@ -519,6 +519,10 @@ async fn set_up_guest(
         .await
         .map_err(Fault::MountVolumes)?;
     guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
+    guest.set_container_tuning(crate::backend::ContainerTuning {
+        sysctls: record.config.sysctls.clone(),
+        shm_size: record.config.shm_size,
+    });
     Ok(())
 }
 
@@ -678,7 +682,7 @@ async fn relay_until_exit(
     } = running;
     let guest = booted.guest.clone();
     let log_path = dir.join("container.log");
-    let log = match LogWriter::open(&log_path) {
+    let log = match LogWriter::for_config(&log_path, &record.config.log) {
         Ok(l) => Arc::new(Mutex::new(l)),
         Err(source) => {
             let _ = guest.signal(MAIN, libc::SIGKILL).await;

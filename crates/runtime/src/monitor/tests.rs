@@ -429,6 +429,10 @@ impl Fixture {
             stop_timeout: None,
             restart,
             healthcheck: None,
+            sysctls: Default::default(),
+            shm_size: None,
+            volumes_from: Vec::new(),
+            log: Default::default(),
         };
         create_record(&self.store, req).unwrap().id
     }

@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::backend::{Guest, GuestError, GuestMount, GuestNetwork, ProcessExit, ProcessOutput};
+use crate::backend::{
+    ContainerTuning, Guest, GuestError, GuestMount, GuestNetwork, ProcessExit, ProcessOutput,
+};
 use crate::resources::{ResourceLimits, CPU_PERIOD_US};
 use crate::spec::ProcessSpec;
 use crate::stats::Sample;
@@ -39,6 +41,8 @@ struct ContainerSetup {
     mounts: Vec<agent::Mount>,
     readonly_rootfs: bool,
     privileged: bool,
+    sysctl: std::collections::BTreeMap<String, String>,
+    shm_size: Option<u64>,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -138,8 +142,11 @@ impl AgentGuest {
                 console_size: spec.console_size,
                 capability_set: spec.capabilities.clone(),
                 init: spec.init,
+                rlimits: spec.rlimits.iter().map(|u| u.to_rlimit()).collect(),
                 ..Default::default()
             },
+            sysctl: setup.sysctl,
+            shm_size: setup.shm_size,
         }
     }
 
@@ -226,11 +233,16 @@ impl Guest for AgentGuest {
         privileged: bool,
     ) {
         if let Ok(mut c) = self.container_setup.lock() {
-            *c = ContainerSetup {
-                mounts: mounts.iter().map(to_agent).collect(),
-                readonly_rootfs,
-                privileged,
-            };
+            c.mounts = mounts.iter().map(to_agent).collect();
+            c.readonly_rootfs = readonly_rootfs;
+            c.privileged = privileged;
+        }
+    }
+
+    fn set_container_tuning(&self, tuning: ContainerTuning) {
+        if let Ok(mut c) = self.container_setup.lock() {
+            c.sysctl = tuning.sysctls;
+            c.shm_size = tuning.shm_size;
         }
     }
 

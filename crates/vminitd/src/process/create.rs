@@ -272,6 +272,11 @@ impl Processes {
             mounts: req.mounts.clone(),
             privileged: req.privileged,
             own_network: req.own_network,
+            sysctl: req.sysctl.clone().into_iter().collect(),
+            shm_size: req
+                .shm_size
+                .filter(|&s| s > 0)
+                .unwrap_or(crate::rootfs::DEFAULT_SHM_SIZE),
         };
         Ok(Placed {
             placement: Placement::NewContainer(plan),
@@ -347,6 +352,9 @@ fn check_request(req: &CreateProcess) -> Result<(), GuestError> {
         return Err(GuestError::InvalidArgument(format!(
             "invalid container id {id:?}"
         )));
+    }
+    for key in req.sysctl.keys() {
+        crate::system::sysctl_path(Path::new("/proc"), key)?;
     }
     Ok(())
 }

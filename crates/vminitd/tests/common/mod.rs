@@ -116,6 +116,7 @@ pub fn create(container: &str, rootfs: Option<&Path>, process: ProcessSpec) -> C
         remove_stubs: false,
         own_network: false,
         process,
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,395 @@
+//! docker's everyday `run`/`create` flags, through the real binary: what the guest kernel gives
+//! a container (`--ulimit`, `--sysctl`, `--shm-size`), `--volumes-from` and the log options
+//! (`--log-driver`, `--log-opt`), `--detach-keys` of `run -it` and `start -a -i`, and
+//! `top -o`. Bad values are
+//! refused before anything is pulled or booted; one running container shows what the kernel
+//! flags set, in its main process and in an `exec`.
+
+mod common;
+
+use common::vm::{Env, IMAGE};
+use common::Cli;
+
+#[test]
+fn bad_values_are_refused_with_the_flags_name() {
+    // Parsing fails before any state is touched: no root, VM or image needed.
+    let cli = Cli::new();
+    cli.run(&["run", "--ulimit", "nofile", "localhost/img:1"])
+        .fails_with("invalid ulimit argument: nofile");
+    cli.run(&["run", "--ulimit", "as=1", "localhost/img:1"])
+        .fails_with("invalid ulimit type: as");
+    let r = cli
+        .run(&["create", "--ulimit", "nofile=2048:1024", "localhost/img:1"])
+        .fails_with("ulimit soft limit must be less than or equal to hard limit: 2048 > 1024");
+    assert!(r.stderr.contains("--ulimit"), "{}", r.stderr);
+    let r = cli
+        .run(&["run", "--sysctl", "kernel.pid_max=100", "localhost/img:1"])
+        .fails_with("sysctl 'kernel.pid_max=100' is not allowed");
+    assert!(r.stderr.contains("--sysctl"), "{}", r.stderr);
+    cli.run(&["run", "--sysctl", "vm.swappiness", "localhost/img:1"])
+        .fails_with("sysctl 'vm.swappiness' is not allowed");
+    cli.run(&["run", "--shm-size", "lots", "localhost/img:1"])
+        .fails_with("--shm-size");
+    cli.run(&["run", "--volumes-from", "data:rx", "localhost/img:1"])
+        .fails_with("--volumes-from data:rx: invalid mode for volumes-from: rx");
+    cli.run(&["run", "--log-driver", "syslog", "localhost/img:1"])
+        .fails_with("log driver \"syslog\" is not supported");
+    cli.run(&["run", "--log-opt", "max-size=0", "localhost/img:1"])
+        .fails_with("max-size must be a positive size");
+    cli.run(&["run", "--log-opt", "compress=true", "localhost/img:1"])
+        .fails_with("unknown log opt 'compress' for json-file log driver");
+    cli.run(&["run", "--log-opt", "max-file", "localhost/img:1"])
+        .fails_with("invalid log opt \"max-file\"");
+    cli.run(&["run", "--detach-keys", "ctrl-1", "localhost/img:1"])
+        .fails_with("invalid detach keys");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn detach_keys_leave_run_and_start_containers_running() {
+    let env = Env::new(true);
+    let running = |name: &str| env.inspect(name)["State"]["Running"] == true;
+    // Typed input before the keys reaches the process; the keys themselves do not.
+    let (code, _, err) = env.run_bytes(
+        &[
+            "run",
+            "-it",
+            "--name",
+            "r",
+            "--detach-keys",
+            "ctrl-a,x",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat > /tmp/in",
+        ],
+        Some(b"typed\x01y\n\x01x".to_vec()),
+    );
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("read escape sequence"), "{err}");
+    assert!(running("r"), "the container runs on after the detach");
+    // What was typed before the keys reaches the process through its pty a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = env.run(&["exec", "r", "cat", "/tmp/in"]).success().stdout;
+        if got == "typed\x01y\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // start -a -i with docker's default keys, ctrl-p ctrl-q.
+    env.run(&["create", "-it", "--name", "s", IMAGE, "sh"])
+        .success();
+    let (code, _, err) = env.run_bytes(&["start", "-a", "-i", "s"], Some(b"\x10\x11".to_vec()));
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("read escape sequence"), "{err}");
+    assert!(running("s"));
+    // top with ps's -o: the columns asked for, from the guest's /proc.
+    let top = env
+        .run(&["top", "s", "-o", "pid,comm,uid,user"])
+        .success()
+        .stdout;
+    let rows: Vec<Vec<&str>> = top
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ["PID", "COMMAND", "UID", "USER"],
+            ["1", "sh", "1000", "user"]
+        ],
+        "{top}"
+    );
+    env.run(&["top", "s", "-o", "comm"])
+        .fails_with("Couldn't find PID field in ps output");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn the_log_rotates_and_reads_back_across_its_files() {
+    let env = Env::new(true);
+    // 200 lines of about 60 bytes each as json-file records: 12 KB, rotated every 1 KB.
+    let script = "i=1; while [ $i -le 200 ]; do echo line $i; i=$((i+1)); done";
+    let r = env
+        .run(&[
+            "run",
+            "--name",
+            "rot",
+            "--log-opt",
+            "max-size=1k",
+            "--log-opt",
+            "max-file=3",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(r.stdout.lines().count(), 200, "the client saw everything");
+    let d = env.inspect("rot");
+    assert_eq!(
+        d["HostConfig"]["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {"max-file": "3", "max-size": "1k"}})
+    );
+    let log = std::path::PathBuf::from(d["LogPath"].as_str().unwrap());
+    let file = |n: u32| std::path::PathBuf::from(format!("{}.{n}", log.display()));
+    assert!(file(1).exists() && file(2).exists() && !file(3).exists());
+    let total: u64 = [log.clone(), file(1), file(2)]
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(total < 3 * 1100, "3 files of about 1 KB: {total}");
+    // `logs` reads the files oldest first: the last lines, in order, without a gap.
+    let out = env.run(&["logs", "rot"]).success().stdout;
+    let numbers: Vec<u32> = out
+        .lines()
+        .map(|l| l.strip_prefix("line ").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(numbers.last(), Some(&200), "{out}");
+    assert!(numbers.len() > 20 && numbers.len() < 60, "{out}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{out}");
+    let last = env.run(&["logs", "-n", "2", "rot"]).success().stdout;
+    assert_eq!(last, "line 199\nline 200\n");
+
+    // --log-driver none: the attached client still sees the output; nothing is kept.
+    let r = env
+        .run(&[
+            "run",
+            "--name",
+            "quiet",
+            "--log-driver",
+            "none",
+            IMAGE,
+            "echo",
+            "hi",
+        ])
+        .success();
+    assert_eq!(r.stdout, "hi\n");
+    env.run(&["logs", "quiet"])
+        .fails_with("configured logging driver does not support reading");
+    let d = env.inspect("quiet");
+    assert_eq!(d["HostConfig"]["LogConfig"]["Type"], "none");
+    assert!(!std::path::Path::new(d["LogPath"].as_str().unwrap()).exists());
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn volumes_from_shares_another_containers_volumes_and_binds() {
+    let env = Env::new(true);
+    let host = env.cli.root().join("shared-dir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), "from the host\n").unwrap();
+    let bind = format!("{}:/bind:ro", host.display());
+    // A data container, never started: its volumes are free for others to mount.
+    env.run(&[
+        "create",
+        "--name",
+        "data",
+        "-v",
+        "/anon",
+        "-v",
+        "named:/named",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch",
+        IMAGE,
+    ])
+    .success();
+    env.run(&["create", "--volumes-from", "nope", IMAGE])
+        .fails_with("no such container: nope");
+    let script = "set -e; echo written > /anon/f; echo named > /named/f; cat /bind/hello; \
+                  if grep -q ' /scratch ' /proc/mounts; then echo tmpfs came too; fi; \
+                  if touch /bind/x 2>/dev/null; then echo bind writable; fi";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "--volumes-from",
+            "data",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(r.stdout, "from the host\n");
+    // :ro makes every inherited mount read-only; a container's own -v at a path wins.
+    let script = "cat /anon/f; ls /named; \
+                  if echo x > /anon/g 2>/dev/null; then echo anon writable; fi";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "--volumes-from",
+            "data:ro",
+            "-v",
+            "other:/named",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(r.stdout, "written\n");
+    // A container that took them keeps data's anonymous volume alive past data's removal.
+    env.run(&[
+        "create",
+        "--name",
+        "keeper",
+        "--volumes-from",
+        "data",
+        IMAGE,
+    ])
+    .success();
+    let h = &env.inspect("keeper")["HostConfig"];
+    assert_eq!(h["VolumesFrom"], serde_json::json!(["data"]));
+    let anon = env.inspect("data")["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/anon")
+        .map(|m| m["Name"].as_str().unwrap().to_string())
+        .unwrap();
+    env.run(&["rm", "data"]).success();
+    let volumes = env.run(&["volume", "ls", "-q"]).success().stdout;
+    assert!(volumes.lines().any(|v| v == anon), "{volumes}");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn the_guest_applies_limits_and_kernel_settings() {
+    let env = Env::new(true);
+    let script = "grep -E 'open files|core file' /proc/self/limits; \
+                  cat /proc/sys/net/core/somaxconn /proc/sys/kernel/shmmax \
+                      /proc/sys/fs/mqueue/msg_max; \
+                  sleep 600";
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "tuned",
+        "--ulimit",
+        "nofile=512:1024",
+        "--ulimit",
+        "core=unlimited",
+        "--ulimit",
+        "nofile=256:2048",
+        "--sysctl",
+        "net.core.somaxconn=1000",
+        "--sysctl",
+        "kernel.shmmax=65536",
+        "--sysctl",
+        "fs.mqueue.msg_max=64",
+        "--shm-size",
+        "256m",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+    .success();
+    let limits = |out: &str| -> Vec<Vec<String>> {
+        out.lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .collect()
+    };
+    let want = vec![
+        vec![
+            "Max",
+            "core",
+            "file",
+            "size",
+            "unlimited",
+            "unlimited",
+            "bytes",
+        ],
+        vec!["Max", "open", "files", "256", "2048", "files"],
+    ];
+    // The main process (its output, once written) and an exec get the same limits.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let main = loop {
+        let out = env.run(&["logs", "tuned"]).success().stdout;
+        if out.lines().count() >= 5 {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "logs: {out:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (main_limits, main_sysctls) = main.split_at(main.find("1000\n").unwrap_or(0));
+    assert_eq!(limits(main_limits), want);
+    assert_eq!(main_sysctls, "1000\n65536\n64\n");
+    let exec = env
+        .run(&[
+            "exec",
+            "tuned",
+            "grep",
+            "-E",
+            "open files|core file",
+            "/proc/self/limits",
+        ])
+        .success()
+        .stdout;
+    assert_eq!(limits(&exec), want);
+    // An exec joins the container's IPC namespace, where the settings were made.
+    let shm = env
+        .run(&["exec", "tuned", "cat", "/proc/sys/kernel/shmmax"])
+        .success()
+        .stdout;
+    assert_eq!(shm, "65536\n");
+    let mounts = env
+        .run(&["exec", "tuned", "cat", "/proc/mounts"])
+        .success()
+        .stdout;
+    let dev_shm = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/dev/shm"))
+        .unwrap_or_default();
+    assert!(dev_shm.contains("size=262144k"), "{mounts}");
+    let h = &env.inspect("tuned")["HostConfig"];
+    assert_eq!(
+        h["Ulimits"],
+        serde_json::json!([
+            {"Name": "nofile", "Hard": 2048, "Soft": 256},
+            {"Name": "core", "Hard": -1, "Soft": -1},
+        ])
+    );
+    assert_eq!(h["ShmSize"], 268435456);
+    assert_eq!(
+        h["Sysctls"],
+        serde_json::json!({
+            "fs.mqueue.msg_max": "64",
+            "kernel.shmmax": "65536",
+            "net.core.somaxconn": "1000",
+        })
+    );
+    // A setting the guest kernel lacks fails the start, naming it.
+    let r = env.run(&["run", "--rm", "--sysctl", "net.no.such=1", IMAGE, "true"]);
+    assert_eq!(r.code, 125, "{r:?}");
+    assert!(r.stderr.contains("net.no.such=1"), "{}", r.stderr);
+    // Without the flags: docker's 64 MiB /dev/shm, nothing else shown.
+    env.run(&["create", "--name", "plain", IMAGE]).success();
+    let h = &env.inspect("plain")["HostConfig"];
+    assert_eq!(h["ShmSize"], 67108864);
+    assert!(h["Ulimits"].is_null() && h.get("Sysctls").is_none(), "{h}");
+}
