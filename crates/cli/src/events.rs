@@ -2,17 +2,13 @@
 //! docker prints it, replayed from `--since` and followed until `--until` or Ctrl-C.
 
 use std::io::Write;
-use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use clap::Args;
 
-use runtime::events::{Event, EventFilter, Journal};
+use runtime::events::{Event, EventFilter, Journal, POLL};
 
 use crate::global::GlobalOptions;
-
-/// How often the journal is read for new events while following it.
-const POLL: Duration = Duration::from_millis(100);
 
 /// Arguments of `container events`.
 #[derive(Debug, Args)]
@@ -63,19 +59,12 @@ pub fn events(global: &GlobalOptions, a: EventsArgs) -> Result<()> {
             r => Ok(r?),
         }
     };
-    let passes = |e: &Event| filter.matches(e) && e.not_after(until);
-    let journal = Journal::new(&global.root_dir());
-    let (history, mut follower) = journal.replay(since.unwrap_or(now))?;
-    for e in history.iter().filter(|e| passes(e)) {
-        show(e)?;
-    }
-    loop {
-        if until.is_some_and(|u| runtime::events::now_nano() > u) {
-            return Ok(());
-        }
-        std::thread::sleep(POLL);
-        for e in follower.next_batch()?.iter().filter(|e| passes(e)) {
+    let mut watch = Journal::new(&global.root_dir()).watch(since, until, filter)?;
+    while let Some(batch) = watch.next_batch()? {
+        for e in &batch {
             show(e)?;
         }
+        std::thread::sleep(POLL);
     }
+    Ok(())
 }

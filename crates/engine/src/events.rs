@@ -1,17 +1,12 @@
 //! `GET /events`: the runtime's event journal ([`runtime::events`]) in docker's shape, replayed
 //! from `since` and followed until `until` or until the client goes away.
 
-use std::time::Duration;
-
 use hyper::StatusCode;
-use runtime::events::{Event, EventFilter, Journal};
+use runtime::events::{Event, EventFilter, Journal, POLL};
 
 use crate::error::ApiError;
 use crate::http::{self, Answer, Req};
 use crate::Engine;
-
-/// How often a follower looks for new lines in the journal.
-const POLL: Duration = Duration::from_millis(100);
 
 /// `GET /events?since=&until=&filters=`.
 pub fn events(engine: &Engine, req: &Req) -> Answer {
@@ -25,38 +20,28 @@ pub fn events(engine: &Engine, req: &Req) -> Answer {
         Some(f) => EventFilter::from_json(f).map_err(|e| ApiError::bad_request(e.to_string()))?,
         None => EventFilter::default(),
     };
-    let journal = Journal::new(engine.runtime().root());
-    // Without `since`, only what happens from now on (docker's).
-    let (history, mut follower) = journal
-        .replay(since.unwrap_or(now))
+    let mut watch = Journal::new(engine.runtime().root())
+        .watch(since, until, filter)
         .map_err(|e| ApiError::internal(format!("read the event journal: {e}")))?;
     let (response, tx) = http::channel(StatusCode::OK, "application/json");
     tokio::spawn(async move {
-        let passes = |e: &Event| filter.matches(e) && e.not_after(until);
-        for e in history.iter().filter(|e| passes(e)) {
-            if tx.send(line(e)).await.is_err() {
-                return;
-            }
-        }
         loop {
-            if until.is_some_and(|u| runtime::events::now_nano() > u) {
-                return;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
-                () = tx.closed() => return,
-            }
-            let batch = match follower.next_batch() {
-                Ok(b) => b,
+            let batch = match watch.next_batch() {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
                 Err(e) => {
                     tracing::warn!("follow the event journal: {e}");
                     return;
                 }
             };
-            for e in batch.iter().filter(|e| passes(e)) {
+            for e in &batch {
                 if tx.send(line(e)).await.is_err() {
                     return;
                 }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = tx.closed() => return,
             }
         }
     });

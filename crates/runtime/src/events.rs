@@ -322,6 +322,66 @@ impl Journal {
     }
 }
 
+/// How often a watcher of the journal should look for new events ([`Watch::next_batch`]).
+pub const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Journal {
+    /// What an `events` request sees: the events since `since` (None: from now on, as docker),
+    /// then the new ones as they come, until `until` (None: for ever), those `filter` passes.
+    pub fn watch(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        filter: EventFilter,
+    ) -> io::Result<Watch> {
+        let (history, follower) = self.replay(since.unwrap_or_else(now_nano))?;
+        Ok(Watch {
+            history: Some(history),
+            follower,
+            until,
+            filter,
+            ended: false,
+        })
+    }
+}
+
+/// An `events` request's view of the journal (see [`Journal::watch`]).
+#[derive(Debug)]
+pub struct Watch {
+    history: Option<Vec<Event>>,
+    follower: Follower,
+    until: Option<i64>,
+    filter: EventFilter,
+    ended: bool,
+}
+
+impl Watch {
+    /// The next events that pass: the history on the first call, then what was appended
+    /// since the last; `None` once `until` has passed and everything before it was given.
+    /// Callers wait [`POLL`] between calls.
+    pub fn next_batch(&mut self) -> io::Result<Option<Vec<Event>>> {
+        if self.ended {
+            return Ok(None);
+        }
+        let batch = match self.history.take() {
+            Some(h) => h,
+            None => {
+                // Whether `until` had passed is decided before the read, so the read still
+                // takes what was written up to then.
+                self.ended = self.until.is_some_and(|u| now_nano() > u);
+                self.follower.next_batch()?
+            }
+        };
+        let until = self.until;
+        Ok(Some(
+            batch
+                .into_iter()
+                .filter(|e| self.filter.matches(e) && e.not_after(until))
+                .collect(),
+        ))
+    }
+}
+
 /// Parses complete lines; a line that is not an event (torn by a crash, or from a newer
 /// version) is skipped.
 fn read_lines(mut r: impl BufRead, f: &mut dyn FnMut(Event)) -> io::Result<u64> {
@@ -576,6 +636,28 @@ mod tests {
         let (since, _) = j.replay(15).unwrap();
         assert_eq!(since.len(), 1);
         assert_eq!(since[0].action, "start");
+    }
+
+    #[test]
+    fn a_watch_gives_history_then_new_events_and_ends_after_until() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::new(dir.path());
+        j.record(&ev("create", 10));
+        j.record(&ev("start", 20));
+        let only_start = EventFilter::from_pairs([("event", "start")]).unwrap();
+        let mut w = j.watch(Some(0), None, only_start).unwrap();
+        let first = w.next_batch().unwrap().unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            ["start"]
+        );
+        j.record(&ev("start", 30));
+        assert_eq!(w.next_batch().unwrap().unwrap().len(), 1);
+        // An `until` in the past: the history up to it, then the end.
+        let mut done = j.watch(Some(0), Some(15), EventFilter::default()).unwrap();
+        assert_eq!(done.next_batch().unwrap().unwrap().len(), 1);
+        assert_eq!(done.next_batch().unwrap().unwrap().len(), 0);
+        assert!(done.next_batch().unwrap().is_none());
     }
 
     #[test]
