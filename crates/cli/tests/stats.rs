@@ -360,7 +360,10 @@ fn limits_hold_inside_the_guest() {
     env.run(&["update", "half"]).fails_with("nothing to update");
 
     // -m 128m: a process that allocates 200 MiB is OOM-killed inside its cgroup (137); the VM
-    // and the monitor survive to record why.
+    // and the monitor survive to record why. dd fills its one 200 MiB buffer inside a single
+    // read(2): a process that faults its memory in from user space (awk) makes the cgroup's
+    // reclaim evict and re-read its own text pages first, which under TCG on a loaded CI
+    // machine took minutes before the OOM killer acted.
     let r = env.run(&[
         "run",
         "--name",
@@ -368,11 +371,14 @@ fn limits_hold_inside_the_guest() {
         "-m",
         "128m",
         IMAGE,
-        "awk",
-        r#"BEGIN { for (i = 0; i < 200; i++) a[i] = sprintf("%1048576s", i); print "survived" }"#,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=200M",
+        "count=1",
     ]);
     assert_eq!(r.code, 137, "{r:?}");
-    assert!(!r.stdout.contains("survived"), "{r:?}");
+    assert!(!r.stderr.contains("records in"), "{r:?}");
     assert!(r.stderr.contains("out of memory"), "{r:?}");
     let i = env.inspect("hog");
     assert_eq!(i["oomKilled"], true, "{i}");
