@@ -1,6 +1,6 @@
 //! The names host and guest must agree on outside the message schema: where the guest's init
 //! and its module list sit in the init filesystem, what the agent's virtio-serial port is
-//! called, the mount option and kernel argument vminitd understands. The host writes them
+//! called, the mount options and kernel argument vminitd understands. The host writes them
 //! (`vmm` builds the initfs and the command line, `runtime` the mounts) and vminitd reads them;
 //! keeping them here, beside the schema, means a rename cannot reach only one side.
 //!
@@ -11,6 +11,7 @@
 //!  -device virtserialport,name=AGENT_PORT_NAME ▶ /sys/class/virtio-ports/*/name
 //!  cmdline REPORTING_ORDER_ARG<n>  ─────────▶  re-applied once the balloon driver loads
 //!  Mount.options MOUNT_OPTION_COPYUP ───────▶  an empty volume first gets the image's files
+//!  Mount.options MOUNT_OPTION_LOOP ─────────▶  the source file is mounted through a loop device
 //!  cmdline TEMPLATE_ARG      ───────────────▶  only EARLY_MODULES at boot; the rest on Resume
 //! ```
 
@@ -34,6 +35,12 @@ pub const REPORTING_ORDER_ARG: &str = "page_reporting.page_reporting_order=";
 /// empty, vminitd first copies the image's files at the target into it (docker's volume
 /// "copy-up"); it is removed before the mount is made.
 pub const MOUNT_OPTION_COPYUP: &str = "copyup";
+
+/// A mount option of ours, mount(8)'s `-o loop`: the source is a regular file that vminitd
+/// attaches to a loop device, which it mounts instead; it is removed before the mount is made.
+/// A pod member joining a running VM gets its rootfs this way, as image files in a virtiofs
+/// share, because the microvm machine cannot hot-plug a disk.
+pub const MOUNT_OPTION_LOOP: &str = "loop";
 
 /// Kernel argument of a VM booted to become a template: vminitd loads only
 /// [`EARLY_MODULES`] at boot and the rest (the balloon's driver) when the host sends `Resume`.

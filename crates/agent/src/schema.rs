@@ -195,6 +195,13 @@ pub struct Mount {
     /// mode of the topmost lower directory, since the merged root takes the upper's. For
     /// layers that [`Request::LayerOut`] can capture, also pass `redirect_dir=off` and
     /// `metacopy=off` (both are kernel build/module options otherwise).
+    ///
+    /// `loop` ([`crate::contract::MOUNT_OPTION_LOOP`], mount(8)'s `-o loop`): `source` is a
+    /// regular file in the guest, e.g. an ext4 image in a virtiofs share (a pod member's
+    /// rootfs: a running microvm takes no new disk). vminitd attaches it to a free loop device
+    /// (read-only with `ro`), auto-clearing, with direct I/O where the file allows it, and
+    /// mounts that device with the other options; the `Umount` of the target frees the
+    /// device. The VM needs the loop driver: `vmm::Features::loop_devices`.
     #[serde(default)]
     pub options: Vec<String>,
 }

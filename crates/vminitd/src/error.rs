@@ -66,7 +66,7 @@ pub fn to_wire(e: &GuestError) -> WireError {
         GuestError::NotFound(_) => (ErrorCode::NotFound, None),
         GuestError::AlreadyExists(_) => (ErrorCode::AlreadyExists, None),
         GuestError::WrongState(_) => (ErrorCode::WrongState, None),
-        GuestError::Sys { source, .. } => (ErrorCode::Io, source.raw_os_error()),
+        GuestError::Sys { source, .. } => (ErrorCode::Io, os_error(source)),
         GuestError::User(_) => (ErrorCode::UnknownUser, None),
         GuestError::Spawn(Report::NotFound(_)) => {
             (ErrorCode::ExecutableNotFound, Some(libc::ENOENT))
@@ -83,6 +83,16 @@ pub fn to_wire(e: &GuestError) -> WireError {
         message: e.to_string(),
         errno,
     }
+}
+
+/// The errno of an OS error, also of one that a message wraps (an `io::Error` whose inner
+/// error has the OS error as its source, such as [`crate::mounts::LoopError`]).
+fn os_error(e: &std::io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        let inner = e.get_ref()?;
+        let source = std::error::Error::source(inner)?;
+        source.downcast_ref::<std::io::Error>()?.raw_os_error()
+    })
 }
 
 #[cfg(test)]
@@ -105,5 +115,17 @@ mod tests {
         ));
         assert_eq!((io.code, io.errno), (ErrorCode::Io, Some(libc::ENODEV)));
         assert!(io.message.starts_with("mount /dev/vda: "));
+        // A loop device's error keeps the errno under its message.
+        let missing =
+            crate::mounts::LoopDevice::attach(std::path::Path::new("/nonexistent/x.ext4"), true)
+                .unwrap_err();
+        let lo = to_wire(&GuestError::sys("mount /nonexistent/x.ext4", missing));
+        assert_eq!(lo.errno, Some(libc::ENOENT));
+        assert!(
+            lo.message
+                .contains("loop device for /nonexistent/x.ext4: open the file: "),
+            "{}",
+            lo.message
+        );
     }
 }

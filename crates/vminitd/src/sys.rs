@@ -1,5 +1,5 @@
 //! Thin wrappers over the syscalls that several modules share (open, pipes, fd passing,
-//! mount, kill, terminal sizes, clocks, module loading), so their callers handle
+//! mount, loop devices, kill, terminal sizes, clocks, module loading), so their callers handle
 //! `io::Result`, not errno, and need no `unsafe` of their own. Unsafe code is not all here: a
 //! syscall that one module alone needs stays beside its one caller, each block with its
 //! `// SAFETY:` comment — `spawn.rs` and `rootfs.rs` (the forked child: clone, setns,
@@ -330,4 +330,122 @@ pub fn set_times(path: &Path, atime: (i64, i64), mtime: (i64, i64)) -> io::Resul
         )
     })
     .map(|_| ())
+}
+
+// Loop devices (linux/loop.h). The libc crate (0.2.191) has neither the ioctls nor the
+// structs, so they are spelled out here; the values and layouts are kernel ABI.
+
+/// `LOOP_CTL_GET_FREE` on `/dev/loop-control`: the number of a free loop device (made if none).
+pub const LOOP_CTL_GET_FREE: libc::Ioctl = 0x4C82;
+/// `LOOP_CONFIGURE` (Linux 5.8): attach a file and set flags in one call, so no one sees the
+/// device bound with the wrong flags in between (`LOOP_SET_FD` + `LOOP_SET_STATUS64` would).
+pub const LOOP_CONFIGURE: libc::Ioctl = 0x4C0A;
+/// `LOOP_GET_STATUS64`: ENXIO when no file is attached.
+pub const LOOP_GET_STATUS64: libc::Ioctl = 0x4C05;
+/// The device rejects writes.
+pub const LO_FLAGS_READ_ONLY: u32 = 1;
+/// The kernel detaches the file when the device's last opener (here: the mount) goes away.
+pub const LO_FLAGS_AUTOCLEAR: u32 = 4;
+/// The device reads and writes the file with direct I/O (no second copy in the page cache).
+pub const LO_FLAGS_DIRECT_IO: u32 = 16;
+/// The block major number of loop devices.
+pub const LOOP_MAJOR: u32 = 7;
+
+/// `struct loop_info64`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct LoopInfo64 {
+    /// `lo_device`.
+    pub device: u64,
+    /// `lo_inode`.
+    pub inode: u64,
+    /// `lo_rdevice`.
+    pub rdevice: u64,
+    /// `lo_offset`.
+    pub offset: u64,
+    /// `lo_sizelimit` (0: the whole file).
+    pub sizelimit: u64,
+    /// `lo_number`.
+    pub number: u32,
+    /// `lo_encrypt_type` (obsolete).
+    pub encrypt_type: u32,
+    /// `lo_encrypt_key_size` (obsolete).
+    pub encrypt_key_size: u32,
+    /// `lo_flags` (`LO_FLAGS_*`).
+    pub flags: u32,
+    /// `lo_file_name`: the backing file's name, truncated, for tools such as losetup.
+    pub file_name: [u8; 64],
+    /// `lo_crypt_name` (obsolete).
+    pub crypt_name: [u8; 64],
+    /// `lo_encrypt_key` (obsolete).
+    pub encrypt_key: [u8; 32],
+    /// `lo_init`.
+    pub init: [u64; 2],
+}
+
+impl Default for LoopInfo64 {
+    fn default() -> Self {
+        LoopInfo64 {
+            device: 0,
+            inode: 0,
+            rdevice: 0,
+            offset: 0,
+            sizelimit: 0,
+            number: 0,
+            encrypt_type: 0,
+            encrypt_key_size: 0,
+            flags: 0,
+            file_name: [0; 64],
+            crypt_name: [0; 64],
+            encrypt_key: [0; 32],
+            init: [0; 2],
+        }
+    }
+}
+
+/// `struct loop_config`, the argument of [`LOOP_CONFIGURE`].
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoopConfig {
+    /// The backing file's descriptor.
+    pub fd: u32,
+    /// Logical block size; 0 keeps the default (512).
+    pub block_size: u32,
+    /// Offset, size limit, flags and name.
+    pub info: LoopInfo64,
+    /// Must be zero.
+    pub reserved: [u64; 8],
+}
+
+// The kernel's sizes (linux/loop.h); a wrong layout would hand the ioctl garbage.
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+/// `LOOP_CTL_GET_FREE`: the number of a free loop device.
+pub fn loop_ctl_get_free(control: &OwnedFd) -> io::Result<u32> {
+    // SAFETY: an ioctl without argument on an fd we hold.
+    let n = cvt(unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE) })?;
+    u32::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `LOOP_CONFIGURE` of the loop device open as `dev`.
+pub fn loop_configure(dev: &OwnedFd, config: &LoopConfig) -> io::Result<()> {
+    // SAFETY: config is a valid, fully initialised loop_config that the kernel only reads
+    // during the call.
+    cvt(unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CONFIGURE, config as *const LoopConfig) })?;
+    Ok(())
+}
+
+/// `LOOP_GET_STATUS64` of the loop device open as `dev`: ENXIO when no file is attached.
+pub fn loop_get_status(dev: &OwnedFd) -> io::Result<LoopInfo64> {
+    let mut info = LoopInfo64::default();
+    // SAFETY: info is a valid loop_info64 that the kernel fills during the call.
+    cvt(unsafe {
+        libc::ioctl(
+            dev.as_raw_fd(),
+            LOOP_GET_STATUS64,
+            &mut info as *mut LoopInfo64,
+        )
+    })?;
+    Ok(info)
 }

@@ -398,6 +398,8 @@ mod tests {
         assert!(!loads_early(Path::new(
             "/lib/modules/virtio/virtio_balloon.ko"
         )));
+        // A pod member's image files come after the template's restore: no need at boot.
+        assert!(!loads_early(Path::new("/lib/modules/loop.ko")));
         assert_eq!(module_name(Path::new("/x/net-failover.ko")), "net_failover");
     }
 

@@ -73,6 +73,12 @@ pub struct Features {
     /// overlayfs, for the builder's RUN steps (layers stacked in the guest). Not a device,
     /// but a module of Debian's kernel like the drivers; our own kernel has it built in.
     pub overlay: bool,
+    /// Loop devices (`/dev/loop-control`), for a pod member's rootfs: ext4 image files in a
+    /// virtiofs share, which vminitd mounts with the agent's `loop` mount option because the
+    /// microvm machine cannot hot-plug a disk into a running VM. A module of Debian's kernel
+    /// (`CONFIG_BLK_DEV_LOOP=m`); our own kernel has it built in. A template boot leaves it
+    /// for `Resume` like every module outside `agent::contract::EARLY_MODULES`.
+    pub loop_devices: bool,
 }
 
 /// The driver modules (without their dependencies) for a set of features. `virtio_mmio`, the
@@ -96,6 +102,9 @@ pub fn required(features: Features) -> Vec<&'static str> {
     }
     if features.overlay {
         names.push("overlay");
+    }
+    if features.loop_devices {
+        names.push("loop");
     }
     names
 }
@@ -378,6 +387,7 @@ mod tests {
             virtiofs: true,
             balloon: true,
             overlay: true,
+            loop_devices: true,
         };
         let (all, missing) = resolve_features(Some(&k.modules), every).unwrap();
         assert!(missing.is_empty(), "{missing:?}");
@@ -388,10 +398,51 @@ mod tests {
         // overlayfs is a module of Debian's cloud kernel with no dependencies.
         assert_eq!(names(&index.resolve(&["overlay"]).unwrap()), ["overlay"]);
         assert!(names(&all).contains(&"overlay"));
+        // So is the loop driver.
+        assert_eq!(names(&index.resolve(&["loop"]).unwrap()), ["loop"]);
+        assert!(names(&all).contains(&"loop"));
         // Built in: resolves to nothing, not an error.
         assert!(index.resolve(&["ext4"]).unwrap().is_empty());
         let err = index.resolve(&["no_such_module"]).unwrap_err();
         assert!(err.to_string().contains("no_such_module"), "{err}");
+    }
+
+    #[test]
+    fn loop_devices_add_the_loop_driver_only_when_asked() {
+        assert!(!required(Features::default()).contains(&"loop"));
+        let f = Features {
+            virtiofs: true,
+            loop_devices: true,
+            ..Default::default()
+        };
+        assert_eq!(required(f), ["virtio_mmio", "virtiofs", "loop"]);
+        // Our kernel builds it in (config-6.1-container): nothing to load, not an error.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("modules.builtin"),
+            "kernel/drivers/virtio/virtio_mmio.ko\nkernel/drivers/block/loop.ko\n",
+        )
+        .unwrap();
+        let f = Features {
+            loop_devices: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            resolve_features(Some(dir.path()), f).unwrap(),
+            (Vec::new(), Vec::new())
+        );
+        // A kernel with neither: the required driver is named.
+        let empty = tempfile::tempdir().unwrap();
+        fs::write(
+            empty.path().join("modules.builtin"),
+            "kernel/drivers/virtio/virtio_mmio.ko\n",
+        )
+        .unwrap();
+        let err = resolve_features(Some(empty.path()), f).unwrap_err();
+        assert!(
+            err.to_string().contains("kernel module loop not found"),
+            "{err}"
+        );
     }
 
     #[test]
