@@ -192,14 +192,12 @@ impl LoopDevice {
         } else {
             libc::O_RDWR
         };
-        let backing = sys::open(file, mode, 0).map_err(|e| loop_error(file, "open the file", e))?;
-        let meta = std::fs::File::from(
-            backing
-                .try_clone()
-                .map_err(|e| loop_error(file, "open the file", e))?,
-        )
-        .metadata()
-        .map_err(|e| loop_error(file, "stat the file", e))?;
+        let backing = std::fs::File::from(
+            sys::open(file, mode, 0).map_err(|e| loop_error(file, "open the file", e))?,
+        );
+        let meta = backing
+            .metadata()
+            .map_err(|e| loop_error(file, "stat the file", e))?;
         if !meta.file_type().is_file() {
             let what = if meta.file_type().is_block_device() {
                 "a block device, mount it directly"
@@ -265,7 +263,7 @@ impl LoopDevice {
 /// `LOOP_CONFIGURE` of `dev` over `backing`; returns whether direct I/O is on. Linux 6.1
 /// quietly drops the direct I/O flag for a file that cannot do it; a kernel that refuses it
 /// instead (EINVAL) gets the same configuration without it, on the still unbound device.
-fn configure(dev: &OwnedFd, backing: &OwnedFd, read_only: bool) -> io::Result<bool> {
+fn configure(dev: &OwnedFd, backing: &std::fs::File, read_only: bool) -> io::Result<bool> {
     let fd = u32::try_from(backing.as_raw_fd())
         .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     let mut config = sys::LoopConfig {
