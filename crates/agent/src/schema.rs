@@ -328,7 +328,8 @@ pub struct ProcessSpec {
     /// its container-init mode, which runs `args` as its only child, forwards the signals it
     /// gets to it, reaps every orphan of the container and exits with the child's status. For
     /// a container's first process, which is PID 1 of its PID namespace and so gets no signal
-    /// it has no handler for.
+    /// it has no handler for. With `init` and no `args`, the init is a pod's pause process:
+    /// it runs nothing, reaps orphans and exits 0 on SIGTERM, SIGINT or SIGHUP.
     #[serde(default)]
     pub init: bool,
 }

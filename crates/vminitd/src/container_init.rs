@@ -79,9 +79,37 @@ pub fn main() -> ! {
         .filter_map(|a: OsString| CString::new(a.into_vec()).ok())
         .collect();
     if command.is_empty() {
-        fail("no command to run");
+        pause()
     }
     std::process::exit(run(&command))
+}
+
+/// A pod's pause process (the job of Kubernetes' `pause` image): PID 1 of the pod's infra
+/// container, which holds the VM up for the pod's members and does nothing else. It reaps
+/// whatever is left to it and exits 0 on SIGTERM, SIGINT or SIGHUP, so that stopping the pod
+/// takes no grace period.
+fn pause() -> ! {
+    // SAFETY: signal-mask calls on our own single-threaded process; the set is initialised
+    // by sigemptyset before use.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    };
+    loop {
+        // SAFETY: `set` is a valid, initialised signal set.
+        let sig = unsafe { libc::sigwaitinfo(&set, std::ptr::null_mut()) };
+        if sig == libc::SIGCHLD {
+            // SAFETY: non-blocking reap of any child.
+            while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+        } else if sig > 0 {
+            std::process::exit(0)
+        }
+    }
 }
 
 fn fail(msg: &str) -> ! {

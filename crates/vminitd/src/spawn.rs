@@ -268,7 +268,11 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
 
     // With an init, the command is still looked up here: a missing or non-executable one is
     // reported as such (127, 126) before the container starts, not by the init after.
-    let mut exe = lookup(&plan.args[0], &plan.path)?;
+    // An init without a command is a pod's pause process: nothing to look up.
+    let mut exe = match plan.args.first() {
+        Some(cmd) => lookup(cmd, &plan.path)?,
+        None => CString::default(),
+    };
     let mut args = plan.args.clone();
     if plan.init {
         exe = lookup(&crate::container_init::exe(), &[])

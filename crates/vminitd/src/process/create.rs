@@ -339,7 +339,8 @@ pub(super) fn remove_stubs(stubs: &[PathBuf]) {
 /// What is wrong with a request before anything is touched: no command, or a container id
 /// that could escape the run directory.
 fn check_request(req: &CreateProcess) -> Result<(), GuestError> {
-    if req.process.args.is_empty() {
+    // An init with no command is a pod's pause process (see `container_init::pause`).
+    if req.process.args.is_empty() && !req.process.init {
         return Err(GuestError::InvalidArgument("process args are empty".into()));
     }
     let id = &req.container;
