@@ -17,6 +17,7 @@ pub mod frame;
 pub mod layer;
 pub mod schema;
 pub mod server;
+pub mod share;
 
 pub use client::{Client, ClientError, OutputStream, StdinWriter};
 pub use error::{ErrorCode, WireError};
