@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(20);
+/// A test that hangs fails instead.
+const WHOLE: Duration = Duration::from_secs(60);
 
 /// What the guest was asked, in order.
 type Log = Arc<Mutex<Vec<String>>>;
@@ -281,6 +283,15 @@ async fn cat(c: &Client, input: &[u8]) -> (Vec<u8>, ExitStatus) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owner_and_members_each_get_their_own_output_and_status() {
+    timeout(
+        WHOLE,
+        owner_and_members_each_get_their_own_output_and_status_body(),
+    )
+    .await
+    .expect("the test timed out");
+}
+
+async fn owner_and_members_each_get_their_own_output_and_status_body() {
     let pod = pod().await;
     let m1 = pod.member().await;
     let m2 = pod.member().await;
@@ -320,6 +331,12 @@ async fn owner_and_members_each_get_their_own_output_and_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn colliding_request_ids_route_to_their_member() {
+    timeout(WHOLE, colliding_request_ids_route_to_their_member_body())
+        .await
+        .expect("the test timed out");
+}
+
+async fn colliding_request_ids_route_to_their_member_body() {
     let pod = pod().await;
     let m1 = pod.member().await;
     let m2 = pod.member().await;
@@ -338,6 +355,12 @@ async fn colliding_request_ids_route_to_their_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vm_wide_calls_of_members_are_refused_here() {
+    timeout(WHOLE, vm_wide_calls_of_members_are_refused_here_body())
+        .await
+        .expect("the test timed out");
+}
+
+async fn vm_wide_calls_of_members_are_refused_here_body() {
     let pod = pod().await;
     let m = pod.member().await;
     let e = m.shutdown(false).await.unwrap_err();
@@ -386,6 +409,15 @@ async fn vm_wide_calls_of_members_are_refused_here() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_leaving_mid_process_leaves_the_others_alone() {
+    timeout(
+        WHOLE,
+        a_member_leaving_mid_process_leaves_the_others_alone_body(),
+    )
+    .await
+    .expect("the test timed out");
+}
+
+async fn a_member_leaving_mid_process_leaves_the_others_alone_body() {
     let pod = pod().await;
     let m1 = pod.member().await;
     let m2 = pod.member().await;
@@ -436,6 +468,12 @@ async fn a_member_leaving_mid_process_leaves_the_others_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guest_going_away_closes_every_member() {
+    timeout(WHOLE, the_guest_going_away_closes_every_member_body())
+        .await
+        .expect("the test timed out");
+}
+
+async fn the_guest_going_away_closes_every_member_body() {
     let pod = pod().await;
     let m1 = pod.member().await;
     let m2 = pod.member().await;
@@ -460,6 +498,12 @@ async fn the_guest_going_away_closes_every_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_does_not_read_is_cut_off() {
+    timeout(WHOLE, a_member_that_does_not_read_is_cut_off_body())
+        .await
+        .expect("the test timed out");
+}
+
+async fn a_member_that_does_not_read_is_cut_off_body() {
     let pod = pod().await;
     // By hand, so it can grant credit and then stop reading.
     let mut sock = UnixStream::connect(&pod.path).await.unwrap();
