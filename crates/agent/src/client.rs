@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -23,6 +23,7 @@ use crate::frame::{
     MAX_DATA_CHUNK,
 };
 use crate::schema::*;
+use crate::share::Mux;
 
 /// Credit an attached output stream grants up front (and keeps topped up as it is read).
 pub const OUTPUT_WINDOW: u32 = 256 * 1024;
@@ -109,19 +110,21 @@ struct Routes {
     closed: bool,
 }
 
-struct Inner {
-    tx: mpsc::UnboundedSender<Frame>,
-    next_id: AtomicU32,
+pub(crate) struct Inner {
+    pub(crate) tx: mpsc::UnboundedSender<Frame>,
+    pub(crate) next_id: AtomicU32,
     routes: Mutex<Routes>,
     closed: Notify,
+    /// The members' routes once [`Client::share`] was called; the read loop asks it first.
+    pub(crate) share: OnceLock<Arc<Mux>>,
 }
 
 /// A connection to one guest's agent. Cheap to clone; all clones share the connection,
 /// which closes when the last clone is dropped.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
-    hello: Arc<HelloAck>,
+    pub(crate) inner: Arc<Inner>,
+    pub(crate) hello: Arc<HelloAck>,
     _guard: Arc<Guard>,
 }
 
@@ -186,6 +189,7 @@ impl Client {
             next_id: AtomicU32::new(1),
             routes: Mutex::new(Routes::default()),
             closed: Notify::new(),
+            share: OnceLock::new(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(write_loop(rx, wr, stop_rx.clone()));
@@ -662,6 +666,15 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Ok(Some(f)) => f,
             Ok(None) | Err(_) => break,
         };
+        // Routed here, in the order the guest wrote them, so a member's handle is known
+        // before the first output frame of its process arrives.
+        let frame = match inner.share.get() {
+            Some(mux) => match mux.route_from_guest(frame) {
+                Some(f) => f,
+                None => continue,
+            },
+            None => frame,
+        };
         match frame.kind {
             Kind::Response => {
                 let reply = if frame.flags & FLAG_ERROR != 0 {
@@ -677,6 +690,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         WireError::new(ErrorCode::Internal, format!("undecodable reply: {e}"))
                     })
                 };
+                if let (Some(mux), Ok(Response::Created(Created { handle })))
+                | (Some(mux), Ok(Response::CopyStarted(CopyStarted { handle, .. }))) =
+                    (inner.share.get(), &reply)
+                {
+                    mux.owner_created(*handle);
+                }
                 if let Some(tx) = lock(&inner.routes).pending.remove(&frame.id) {
                     let _ = tx.send(reply);
                 }
@@ -724,10 +743,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         c.notify.notify_waiters();
     }
     drop(routes);
+    if let Some(mux) = inner.share.get() {
+        mux.close();
+    }
     inner.closed.notify_waiters();
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the maps inconsistent (every
     // critical section is a single insert/remove), so a poisoned lock is safe to reuse.
     m.lock().unwrap_or_else(|p| p.into_inner())
