@@ -642,3 +642,27 @@ async fn a_member_cannot_touch_the_streams_of_others() {
     .await
     .expect("the test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_the_share_disconnects_members_only() {
+    timeout(WHOLE, async {
+        let pod = pod().await;
+        let m = pod.member().await;
+        m.ping().await.unwrap();
+        pod.share.abort();
+        timeout(T, m.closed()).await.unwrap();
+        pod.owner.ping().await.unwrap();
+        let (o, s) = echo(&pod.owner, "o", 2, 1).await;
+        assert_eq!((o, s.code), (b"oo".to_vec(), Some(1)));
+        // Sharing again works.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("again.sock");
+        let _again = pod.owner.share(UnixListener::bind(&path).unwrap());
+        let sock = UnixStream::connect(&path).await.unwrap();
+        let m = timeout(T, Client::connect(sock)).await.unwrap().unwrap();
+        let (o, s) = echo(&m, "m", 2, 2).await;
+        assert_eq!((o, s.code), (b"mm".to_vec(), Some(2)));
+    })
+    .await
+    .expect("the test timed out");
+}
