@@ -81,8 +81,9 @@ impl Client {
     /// this client is dropped. It ends when the guest connection closes, after the members'
     /// connections were closed (each member's [`Client::closed`] resolves). Aborting it stops
     /// the sharing and disconnects the members. Calling `share` again (another listener) adds
-    /// to the same set of members. See the [module documentation](crate::share) for the
-    /// routing rules and the limits.
+    /// to the same set of members. Spawns on the current tokio runtime, like
+    /// [`Client::connect`]. See the [module documentation](crate::share) for the routing rules
+    /// and the limits.
     pub fn share(&self, listener: UnixListener) -> JoinHandle<()> {
         let client = self.clone();
         let mux = Arc::clone(self.inner.share.get_or_init(Arc::default));

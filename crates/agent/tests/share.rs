@@ -151,6 +151,7 @@ async fn fake_guest(io: DuplexStream, log: Log) {
                     StdioStream::Stdout,
                     "only stdout is attached in these tests"
                 );
+                log.lock().unwrap().push(format!("window {h}"));
                 if let Some(p) = procs.get_mut(&h) {
                     p.attached = true;
                     p.credit += credit as usize;
@@ -561,4 +562,107 @@ async fn a_member_that_does_not_read_is_cut_off_body() {
         got < agent::share::MEMBER_QUEUE_LIMIT + (4 << 20),
         "got {got} of {total} bytes"
     );
+}
+
+/// A member by hand: connects and says hello with `version`.
+async fn raw_member(
+    pod: &Pod,
+    version: u32,
+) -> (
+    FrameReader<tokio::net::unix::OwnedReadHalf>,
+    tokio::net::unix::OwnedWriteHalf,
+    Frame,
+) {
+    let sock = UnixStream::connect(&pod.path).await.unwrap();
+    let (rd, mut wr) = sock.into_split();
+    let hello = Hello { version, nonce: 5 };
+    write_frame(&mut wr, &Frame::json(Kind::Hello, 0, 0, &hello))
+        .await
+        .unwrap();
+    let mut reader = FrameReader::new(rd);
+    let ack = reader.next(&mut 0).await.unwrap().unwrap();
+    assert_eq!(ack.kind, Kind::HelloAck);
+    (reader, wr, ack)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_of_another_protocol_version_is_refused() {
+    timeout(WHOLE, async {
+        let pod = pod().await;
+        let (mut reader, _wr, ack) = raw_member(&pod, PROTOCOL_VERSION + 1).await;
+        assert_eq!(ack.flags, frame::FLAG_ERROR);
+        assert_eq!(
+            ack.parse::<WireError>().unwrap().code,
+            ErrorCode::ProtocolVersion
+        );
+        assert!(reader.next(&mut 0).await.unwrap().is_none(), "not closed");
+        pod.owner.ping().await.unwrap();
+    })
+    .await
+    .expect("the test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_touch_the_streams_of_others() {
+    timeout(WHOLE, async {
+        let pod = pod().await;
+        let h = pod
+            .owner
+            .create_process(spec(&["echo", "mine", "3", "0"]))
+            .await
+            .unwrap();
+        pod.owner.start(h).await.unwrap();
+        let (mut reader, mut wr, _) = raw_member(&pod, PROTOCOL_VERSION).await;
+        let out = stream_id(h, StdioStream::Stdout);
+        write_frame(&mut wr, &Frame::window(out, 1000))
+            .await
+            .unwrap();
+        let input = Frame {
+            kind: Kind::Data,
+            flags: 0,
+            id: stream_id(h, StdioStream::Stdin),
+            payload: b"intruder".to_vec(),
+        };
+        write_frame(&mut wr, &input).await.unwrap();
+        // Forwarded in order: once the ping is answered the guest had the frames above.
+        write_frame(&mut wr, &Frame::json(Kind::Request, 0, 1, &Request::Ping))
+            .await
+            .unwrap();
+        let pong = reader.next(&mut 0).await.unwrap().unwrap();
+        assert_eq!((pong.kind, pong.id, pong.flags), (Kind::Response, 1, 0));
+        assert!(
+            !pod.guest_saw(&format!("window {h}")),
+            "credit was forwarded"
+        );
+        // The owner's process is untouched: its output is the owner's, stdin saw nothing.
+        let mut o = pod.owner.stdout(h);
+        assert_eq!(o.read_to_end().await, b"mineminemine");
+        assert!(pod.guest_saw(&format!("window {h}")));
+    })
+    .await
+    .expect("the test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborting_the_share_disconnects_members_only() {
+    timeout(WHOLE, async {
+        let pod = pod().await;
+        let m = pod.member().await;
+        m.ping().await.unwrap();
+        pod.share.abort();
+        timeout(T, m.closed()).await.unwrap();
+        pod.owner.ping().await.unwrap();
+        let (o, s) = echo(&pod.owner, "o", 2, 1).await;
+        assert_eq!((o, s.code), (b"oo".to_vec(), Some(1)));
+        // Sharing again works.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("again.sock");
+        let _again = pod.owner.share(UnixListener::bind(&path).unwrap());
+        let sock = UnixStream::connect(&path).await.unwrap();
+        let m = timeout(T, Client::connect(sock)).await.unwrap().unwrap();
+        let (o, s) = echo(&m, "m", 2, 2).await;
+        assert_eq!((o, s.code), (b"mm".to_vec(), Some(2)));
+    })
+    .await
+    .expect("the test timed out");
 }
