@@ -221,6 +221,7 @@ impl BuilderVm {
                 .chain(spec.caches.iter().cloned())
                 .collect(),
             shares: Vec::new(),
+            pod_share: None,
         };
         let booted = backend.boot(&req).await.map_err(VmError::Boot)?;
         let mut vm = booted.vm;

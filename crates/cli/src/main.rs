@@ -16,6 +16,7 @@ mod image_history;
 mod labels;
 mod network;
 mod output;
+mod pod;
 mod progress;
 mod registry;
 mod rootfs;
@@ -55,6 +56,9 @@ enum Command {
     /// Manage container networks.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage pods: several containers in one VM.
+    #[command(subcommand)]
+    Pod(pod::PodCommand),
     /// Log in to and out of registries.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
@@ -96,6 +100,7 @@ fn main() {
         Command::Commit(a) => build::commit(&cli.global, a),
         Command::Image(cmd) => image::run(&cli.global, cmd),
         Command::Network(cmd) => network::run(&cli.global, cmd),
+        Command::Pod(cmd) => pod::run(&cli.global, cmd),
         Command::Registry(cmd) => registry::run(&cli.global, cmd),
         Command::Rootfs(cmd) => rootfs::run(&cli.global, cmd),
         Command::Container(cmd) => container::run(&cli.global, cmd),

@@ -300,6 +300,9 @@ pub struct VmRequest {
     pub volume_disks: Vec<PathBuf>,
     /// Host directories served by one virtiofsd each, tags `share0`, `share1`, ...
     pub shares: Vec<HostShare>,
+    /// A pod's infra container: the pod's share, served under [`crate::pod::POD_TAG`], and a
+    /// guest that can mount its members' filesystems (loop devices, overlayfs).
+    pub pod_share: Option<HostShare>,
 }
 
 /// Where a VM's root filesystem comes from.
@@ -311,6 +314,18 @@ pub enum VmRootfs {
     /// A host directory served by its own virtiofsd under the tag [`ROOTFS_TAG`]; volume
     /// disks start at `/dev/vda`.
     Share(HostShare),
+    /// A pod member's: no VM of its own, its image and upper filesystems in the pod's share
+    /// (see [`crate::pod`]); `boot` connects to the pod's VM instead of starting one.
+    Pod(PodMember),
+}
+
+/// Where a pod member finds its pod's VM and its own files in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodMember {
+    /// The pod's shared agent socket.
+    pub socket: PathBuf,
+    /// The member's directory in the guest (`base.ext4`, `upper.ext4`, its mount points).
+    pub guest_dir: String,
 }
 
 /// The virtiofs tag of a [`VmRootfs::Share`].
@@ -321,7 +336,7 @@ impl VmRootfs {
     pub fn disks_before_volumes(&self) -> usize {
         match self {
             VmRootfs::Disk(_) => 1,
-            VmRootfs::Share(_) => 0,
+            VmRootfs::Share(_) | VmRootfs::Pod(_) => 0,
         }
     }
 }

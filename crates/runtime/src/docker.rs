@@ -858,6 +858,7 @@ mod tests {
                     [("max-size".to_string(), "10m".to_string())].into(),
                 )
                 .unwrap(),
+                pod: None,
             },
             networks: vec![],
             ports: vec![

@@ -28,6 +28,7 @@ pub mod monitor;
 pub mod netconf;
 pub mod network;
 pub mod outcome;
+pub mod pod;
 pub mod protocol;
 pub mod real;
 pub mod resources;

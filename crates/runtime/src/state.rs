@@ -229,6 +229,29 @@ pub struct ContainerConfig {
     /// options have the default (json-file, [`crate::logs::DEFAULT_ROTATION`]).
     #[serde(default, skip_serializing_if = "crate::logs::LogConfig::is_default")]
     pub log: crate::logs::LogConfig,
+    /// Its place in a pod (`container pod`, [`crate::pod`]): the pod's infra container, whose
+    /// VM the pod's members share, or one of those members. None: a container with a VM of
+    /// its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRole>,
+}
+
+/// A container's part in a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "role")]
+pub enum PodRole {
+    /// The infra container: its VM is the pod's, its network the pod's network, and its
+    /// process only holds them up (vminitd's pause).
+    Infra {
+        /// The pod's name.
+        name: String,
+    },
+    /// A member: runs in the VM of the infra container `infra` (its id), with a root
+    /// filesystem of its own and the pod's network.
+    Member {
+        /// The infra container's id.
+        infra: String,
+    },
 }
 
 /// docker's `/dev/shm` size when `--shm-size` is not given: 64 MiB.
@@ -822,6 +845,7 @@ mod tests {
                 shm_size: None,
                 volumes_from: Vec::new(),
                 log: Default::default(),
+                pod: None,
             },
             networks: vec![],
             ports: vec![],

@@ -194,6 +194,9 @@ pub struct CreateFlags {
     /// default: the default network).
     #[arg(long = "network", value_name = "NAME")]
     pub network: Vec<String>,
+    /// Run in this pod's VM (`container pod create`), sharing its network and ports.
+    #[arg(long, value_name = "POD")]
+    pub pod: Option<String>,
     /// Another name the container answers to on its networks (those of --network, else the
     /// default network): peers resolve it through DNS and /etc/hosts. Repeatable.
     #[arg(long = "network-alias", value_name = "ALIAS")]

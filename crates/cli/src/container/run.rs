@@ -136,6 +136,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         sysctls: f.sysctl.iter().cloned().collect(),
         shm_size: f.shm_size,
         volumes_from: f.volumes_from.clone(),
+        pod: f.pod.clone(),
         log: runtime::logs::LogConfig::new(
             f.log_driver.as_deref(),
             runtime::logs::LogConfig::parse_opts(&f.log_opt)?,

@@ -194,6 +194,14 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Pods first: a pod's VM is not removed while containers run in it.
+        let pods = self.run(&["pod", "ls", "-q"]).stdout;
+        let pods: Vec<&str> = pods.lines().collect();
+        if !pods.is_empty() {
+            let mut args = vec!["pod", "rm", "-f"];
+            args.extend(pods);
+            self.run(&args);
+        }
         let ids = self.run(&["list", "-a", "-q"]).stdout;
         let ids: Vec<&str> = ids.lines().collect();
         if !ids.is_empty() {

@@ -70,6 +70,8 @@ pub struct CreateRequest {
     pub volumes_from: Vec<String>,
     /// `--log-driver`, `--log-opt` (checked).
     pub log: crate::logs::LogConfig,
+    /// Its place in a pod (`--pod`: a member; [`crate::pod`] makes the infra).
+    pub pod: Option<crate::state::PodRole>,
 }
 
 /// Writes a new container record (status `created`).
@@ -144,6 +146,7 @@ pub(crate) fn create_record(
                 shm_size: req.shm_size,
                 volumes_from: req.volumes_from.clone(),
                 log: req.log.clone(),
+                pod: req.pod.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

@@ -8,6 +8,18 @@ impl Container {
     /// Deletes the container; a running one only with `force` (it is killed first).
     pub async fn delete(mut self, force: bool) -> Result<(), ContainerError> {
         self.refresh()?;
+        if let Some(pod) = crate::pod::infra_name(&self.record) {
+            let members = crate::pod::members(self.rt.store(), self.id())?;
+            if !members.is_empty() {
+                return Err(crate::pod::PodError::Member(format!(
+                    "{} is pod {pod}'s VM and {} containers run in it: remove the pod \
+                     (container pod rm {pod})",
+                    self.name(),
+                    members.len()
+                ))
+                .into());
+            }
+        }
         if self.check(Verb::Delete).is_err() {
             if !force {
                 self.check(Verb::Delete)?;

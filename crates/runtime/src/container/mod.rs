@@ -46,6 +46,9 @@ pub enum ContainerError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    /// A pod cannot be made or joined, or a member's flag belongs to its pod.
+    #[error(transparent)]
+    Pod(#[from] crate::pod::PodError),
     /// The process could not be made from image and flags.
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),

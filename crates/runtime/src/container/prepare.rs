@@ -89,6 +89,9 @@ pub struct ContainerOptions {
     pub volumes_from: Vec<String>,
     /// `--log-driver` and `--log-opt` (checked here; see [`crate::logs::LogConfig`]).
     pub log: crate::logs::LogConfig,
+    /// `--pod`: the pod (name or id) whose VM runs the container ([`crate::pod`]). Its
+    /// network, published ports and VM are the pod's, so those flags are refused.
+    pub pod: Option<String>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -123,6 +126,11 @@ pub async fn prepare(
             return Err(ContainerError::Kernel(k.clone()));
         }
     }
+    let resources = opts.resources.limits()?;
+    let pod = match &opts.pod {
+        Some(key) => Some(join_pod(root, key, &opts, &resources)?),
+        None => None,
+    };
     let mut process = opts.process;
     for path in &opts.env_files {
         process.env_files.extend(read_env_file(path)?);
@@ -144,7 +152,21 @@ pub async fn prepare(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let endpoints = check_endpoints(&nets, &networks, opts.endpoints)?;
-    let resources = opts.resources.limits()?;
+    let (networks, endpoints, vm) = match &pod {
+        Some((_, pod_vm)) => (Vec::new(), Default::default(), pod_vm.clone()),
+        None => (
+            networks,
+            endpoints,
+            VmOptions {
+                kernel: opts.kernel.clone(),
+                cpus: resources.vm_cpus(),
+                memory_mib: resources.vm_memory_mib(),
+                accel: opts.accel.clone(),
+                no_template: opts.no_template,
+                overlay: false,
+            },
+        ),
+    };
     let inherited = volumes_from(root, &opts.volumes_from)?;
     let rootfs_dir = match &opts.rootfs_dir {
         Some(dir) => Some(
@@ -181,14 +203,7 @@ pub async fn prepare(
         rootfs: image.rootfs,
         rootfs_dir,
         process,
-        vm: VmOptions {
-            kernel: opts.kernel,
-            cpus: resources.vm_cpus(),
-            memory_mib: resources.vm_memory_mib(),
-            accel: opts.accel,
-            no_template: opts.no_template,
-            overlay: false,
-        },
+        vm,
         auto_remove: opts.auto_remove,
         networks,
         endpoints,
@@ -208,7 +223,71 @@ pub async fn prepare(
         shm_size: opts.shm_size.filter(|&s| s > 0),
         volumes_from: opts.volumes_from,
         log: opts.log,
+        pod: pod.map(|(infra, _)| crate::state::PodRole::Member { infra }),
     })
+}
+
+/// The pod a `--pod` container joins (its infra container's id and VM), after checking that
+/// none of its flags belongs to the pod: the network, the ports, the VM and bind mounts
+/// (a member's files come through the pod's share; binds need a virtiofs device of their own,
+/// and a running VM takes no new device).
+fn join_pod(
+    root: &std::path::Path,
+    key: &str,
+    opts: &ContainerOptions,
+    resources: &ResourceLimits,
+) -> Result<(String, VmOptions), ContainerError> {
+    let refuse = |what: &str| {
+        Err(ContainerError::from(crate::pod::PodError::Member(format!(
+            "{what} belongs to the pod, not to a container in it: give it to `container pod create`"
+        ))))
+    };
+    if !opts.networks.is_empty() || !opts.endpoints.is_empty() {
+        return refuse("--network (and --ip, --network-alias)");
+    }
+    if !opts.publish.is_empty() || opts.publish_all {
+        return refuse("-p/--publish");
+    }
+    if opts.kernel.is_some() || opts.accel.is_some() {
+        return refuse("the VM (--kernel, --accel)");
+    }
+    if opts.hostname.is_some() {
+        return refuse("--hostname");
+    }
+    if opts.dns != DnsConfig::default() || !opts.extra_hosts.is_empty() {
+        return refuse("--dns and --add-host");
+    }
+    if opts
+        .mounts
+        .iter()
+        .any(|m| !matches!(m, MountSpec::Tmpfs { .. }))
+        || !opts.volumes_from.is_empty()
+    {
+        return Err(ContainerError::Pod(crate::pod::PodError::Member(
+            "a container in a pod takes --tmpfs mounts only: volumes and bind mounts need a \
+             device of their own in the pod's VM, which cannot be added while it runs"
+                .into(),
+        )));
+    }
+    let store = crate::state::Store::open(root)?;
+    let infra = crate::pod::resolve(&store, key)?;
+    let vm = infra.config.vm.clone();
+    if let Some(bytes) = resources.memory_bytes {
+        if bytes > vm.memory_mib << 20 {
+            return Err(ContainerError::from(crate::pod::PodError::Member(format!(
+                "-m {} MiB does not fit pod {key}'s VM ({} MiB): size the pod with `pod create -m`",
+                bytes >> 20,
+                vm.memory_mib
+            ))));
+        }
+    }
+    if resources.vm_cpus() > vm.cpus {
+        return Err(ContainerError::from(crate::pod::PodError::Member(format!(
+            "--cpus does not fit pod {key}'s VM ({} vCPUs): size the pod with `pod create --cpus`",
+            vm.cpus
+        ))));
+    }
+    Ok((infra.id, vm))
 }
 
 /// The mounts `--volumes-from` values give, in their order (docker's).

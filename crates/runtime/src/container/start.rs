@@ -75,6 +75,21 @@ impl Container {
         how: Launch,
         timeout: Duration,
     ) -> Result<UnixStream, ContainerError> {
+        // A pod's member runs in its pod's VM: the pod starts first, as podman starts it.
+        if let Some(infra) = crate::pod::infra_of(&self.record) {
+            if how != Launch::Hold || self.rt.container(infra)?.status().is_up() {
+                // Boxed: starting the infra container is this same function, one level down.
+                let pod = self.rt.container(infra)?;
+                Box::pin(pod.start_unless_running()).await?;
+            } else {
+                return Err(crate::pod::PodError::NotRunning {
+                    pod: infra[..12.min(infra.len())].to_string(),
+                    message: "a stopped pod's containers are reached through its VM: start the pod"
+                        .into(),
+                }
+                .into());
+            }
+        }
         let pid = self.launch(how)?;
         let store = self.rt.store();
         Ok(client::connect_starting(store, self.id(), pid, timeout).await?)

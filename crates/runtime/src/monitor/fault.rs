@@ -30,6 +30,12 @@ pub enum Fault {
         #[source]
         source: BootError,
     },
+    /// A pod member's filesystems could not be put in its pod's share.
+    #[error("attach to the pod")]
+    PodDisks(#[source] crate::pod::PodError),
+    /// A pod's share or shared agent socket could not be set up.
+    #[error("share the pod's VM: {0}")]
+    PodShare(String),
     /// Ports could not be bound or the networks not attached.
     #[error("network")]
     PrepareNetwork(#[source] net::SessionError),
@@ -176,6 +182,8 @@ impl Fault {
             Fault::LoadState(_)
             | Fault::ClaimVolumes(_)
             | Fault::CreateOverlay { .. }
+            | Fault::PodDisks(_)
+            | Fault::PodShare(_)
             | Fault::PrepareNetwork(_)
             | Fault::StartNetwork(_)
             | Fault::OpenLog { .. }

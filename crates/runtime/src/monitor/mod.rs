@@ -325,14 +325,14 @@ async fn supervise(
     let mut claims = Vec::new();
     let outcome = if opts.hold {
         let held = hold(store, id, backend, &shared, &dir, &mut claims).await;
-        tear_down(&record, held, &mut claims).await
+        tear_down(store, &record, held, &mut claims).await
     } else {
         let mut backoff = crate::restart::Backoff::default();
         loop {
             let run =
                 start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims)
                     .await;
-            let ended = tear_down(&record, run, &mut claims).await;
+            let ended = tear_down(store, &record, run, &mut claims).await;
             if ended.oom_killed {
                 events::container_event(store, id, "oom", &[]);
             }
@@ -423,6 +423,7 @@ struct Outcome {
 /// Ends a run: its VM down (killed for a disposable container, else powered off), its
 /// networking torn down, the volumes released.
 async fn tear_down(
+    store: &Store,
     record: &crate::state::ContainerRecord,
     outcome: Outcome,
     claims: &mut Vec<crate::volume::Claim>,
@@ -438,6 +439,7 @@ async fn tear_down(
     if let Some(net) = outcome.network {
         net.finish();
     }
+    crate::pod::detach_disks(store, record);
     claims.clear();
     restart::Ended {
         exit: outcome.exit,
@@ -470,6 +472,14 @@ async fn disks(
     let record = store.load(id).map_err(Fault::LoadState)?;
     let volumes =
         claim_volumes(store, &record.config.mounts, claims).map_err(Fault::ClaimVolumes)?;
+    if crate::pod::infra_of(&record).is_some() {
+        let disks = crate::pod::attach_disks(store, &record).map_err(Fault::PodDisks)?;
+        let member = crate::backend::PodMember {
+            socket: crate::pod::socket(store, &disks.infra),
+            guest_dir: disks.guest_dir,
+        };
+        return Ok((record, volumes, crate::backend::VmRootfs::Pod(member)));
+    }
     if let Some(rootfs) = &record.config.rootfs_dir {
         let share = crate::backend::HostShare {
             dir: rootfs.clone(),
@@ -501,14 +511,26 @@ async fn set_up_guest(
     network: &crate::backend::GuestNetwork,
     volumes: &[(String, PathBuf)],
 ) -> Result<(), Fault> {
-    guest
-        .configure(&record.config.hostname, network)
-        .await
-        .map_err(Fault::Configure)?;
-    tracing::debug!("guest configured");
-    let (source, fstype, disks_before) = match record.config.rootfs_dir {
-        Some(_) => (crate::backend::ROOTFS_TAG, "virtiofs", 0),
-        None => ("/dev/vda", "ext4", 1),
+    // A pod's member lives in a VM its pod configured.
+    if crate::pod::infra_of(record).is_none() {
+        guest
+            .configure(&record.config.hostname, network)
+            .await
+            .map_err(Fault::Configure)?;
+        tracing::debug!("guest configured");
+    }
+    let member_dir;
+    let (source, fstype, disks_before) = match (&record.config.rootfs_dir, &record.config.pod) {
+        (_, Some(crate::state::PodRole::Member { .. })) => {
+            member_dir = format!(
+                "{}/{}",
+                crate::pod::GUEST_POD_DIR,
+                crate::pod::guest_name(&record.id)
+            );
+            (member_dir.as_str(), crate::pod::MEMBER_FSTYPE, 0)
+        }
+        (Some(_), _) => (crate::backend::ROOTFS_TAG, "virtiofs", 0),
+        (None, _) => ("/dev/vda", "ext4", 1),
     };
     guest
         .mount_rootfs(source, fstype)
@@ -578,6 +600,10 @@ async fn start(
         Ok(d) => d,
         Err(f) => return Err(fail(fault(f), None, None)),
     };
+    let pod_share = match pod_share(store, &record) {
+        Ok(s) => s,
+        Err(f) => return Err(fail(fault(f), None, None)),
+    };
     // Ports and taps before the VM: a taken host port fails the start here.
     let network = match NetSession::prepare(store, &record) {
         Ok(n) => n,
@@ -608,6 +634,7 @@ async fn start(
         nets: network.as_ref().map(|n| n.devices()).unwrap_or_default(),
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
+        pod_share,
     };
     let guest_network = network::guest(network.as_ref(), store, &record);
     tracing::debug!("booting the VM");
@@ -626,6 +653,9 @@ async fn start(
     shared.freezer.set_vm(booted.vm.control());
     let prepared = async {
         set_up_guest(&*guest, &record, &guest_network, &volumes).await?;
+        if crate::pod::infra_name(&record).is_some() {
+            share_pod(store, id, &*guest).await?;
+        }
         guest.set_container_resources(record.config.resources);
         guest
             .spawn(MAIN, &record.config.process)
@@ -801,6 +831,7 @@ async fn hold(
         nets: Vec::new(),
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
+        pod_share: None,
     };
     let mut booted = match backend.boot(&req).await {
         Ok(b) => b,
@@ -955,6 +986,48 @@ fn disposable(record: &crate::state::ContainerRecord, claims: &[crate::volume::C
     record.config.auto_remove
         && claims.is_empty()
         && mounts::host_shares(&record.config.mounts).is_empty()
+}
+
+/// The share of a pod's infra container (its directory made first); None for others.
+fn pod_share(
+    store: &Store,
+    record: &crate::state::ContainerRecord,
+) -> Result<Option<crate::backend::HostShare>, Fault> {
+    if crate::pod::infra_name(record).is_none() {
+        return Ok(None);
+    }
+    let dir = crate::pod::share_dir(store, &record.id);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Fault::PodShare(format!("{}: {e}", dir.display())))?;
+    Ok(Some(crate::backend::HostShare {
+        dir,
+        readonly: false,
+    }))
+}
+
+/// An infra container's part: the pod's share mounted in the guest, and its agent connection
+/// shared on the pod's socket for the members' monitors. The sharing ends with the VM.
+async fn share_pod(
+    store: &Store,
+    id: &str,
+    guest: &dyn crate::backend::Guest,
+) -> Result<(), Fault> {
+    let mount = crate::backend::GuestMount {
+        source: crate::pod::POD_TAG.into(),
+        target: crate::pod::GUEST_POD_DIR.into(),
+        fstype: "virtiofs".into(),
+        options: Vec::new(),
+    };
+    guest.mount(&mount).await.map_err(Fault::MountVolumes)?;
+    let client = guest
+        .agent_client()
+        .ok_or_else(|| Fault::PodShare("this guest cannot be shared".into()))?;
+    let path = crate::pod::socket(store, id);
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)
+        .map_err(|e| Fault::PodShare(format!("listen on {}: {e}", path.display())))?;
+    drop(client.share(listener));
+    Ok(())
 }
 
 /// Powers the guest off, killing the VM process if it does not go in time.

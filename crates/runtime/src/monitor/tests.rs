@@ -336,6 +336,7 @@ impl VmBackend for FakeBackend {
         match &req.rootfs {
             crate::backend::VmRootfs::Disk(disk) => assert!(disk.exists()),
             crate::backend::VmRootfs::Share(share) => assert!(share.dir.is_dir()),
+            crate::backend::VmRootfs::Pod(member) => assert!(!member.guest_dir.is_empty()),
         }
         self.boots.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if self.fail_boot {
@@ -433,6 +434,7 @@ impl Fixture {
             shm_size: None,
             volumes_from: Vec::new(),
             log: Default::default(),
+            pod: None,
         };
         create_record(&self.store, req).unwrap().id
     }

@@ -33,6 +33,11 @@ pub struct AgentGuest {
     stdins: Mutex<HashMap<String, Stdin>>,
     /// OOM kill counts reported with processes' exits.
     exit_oom_kills: Mutex<HashMap<String, u64>>,
+    /// A pod member's directory in its pod's VM ([`crate::pod`]): its root filesystem is
+    /// mounted under it, and the VM is not its to configure or power off.
+    member_dir: Option<String>,
+    /// Set once a member's container has left the pod's VM.
+    left: tokio::sync::watch::Sender<bool>,
 }
 
 /// Container-wide settings the first `CreateProcess` carries.
@@ -78,7 +83,101 @@ impl AgentGuest {
             resources: Mutex::new(ResourceLimits::default()),
             stdins: Mutex::new(HashMap::new()),
             exit_oom_kills: Mutex::new(HashMap::new()),
+            member_dir: None,
+            left: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    /// Resolves once a pod member's container has left the pod's VM (its `shutdown` ran);
+    /// never for a VM's own guest.
+    pub async fn left_pod(&self) {
+        let mut rx = self.left.subscribe();
+        let _ = rx.wait_for(|l| *l).await;
+    }
+
+    /// A pod member's guest: `client` reaches the pod's VM through its shared socket, and
+    /// `dir` is the member's directory there (its `base.ext4` and `upper.ext4`).
+    pub fn member(client: agent::Client, container: &str, dir: &str) -> AgentGuest {
+        AgentGuest {
+            member_dir: Some(dir.trim_end_matches('/').to_string()),
+            ..AgentGuest::new(client, container)
+        }
+    }
+
+    /// Where the container's root filesystem is mounted in the VM.
+    fn rootfs_target(&self) -> String {
+        match &self.member_dir {
+            Some(dir) => format!("{dir}/rootfs"),
+            None => ROOTFS_TARGET.to_string(),
+        }
+    }
+
+    /// A pod member's root filesystem: its image's ext4 read-only and its own upper ext4, both
+    /// files in the pod's share reached through loop devices, under an overlay.
+    async fn mount_member_rootfs(&self, dir: &str) -> Result<(), GuestError> {
+        // A member whose monitor died left its mounts behind: the same upper file mounted
+        // twice read-write would corrupt it. Detached first (none: nothing happens).
+        for sub in ["rootfs", "upper", "lower"] {
+            let _ = self.client.umount(&format!("{dir}/{sub}"), true).await;
+        }
+        let mounts = [
+            agent::Mount {
+                source: format!("{dir}/base.ext4"),
+                target: format!("{dir}/lower"),
+                fstype: "ext4".into(),
+                // Every container of that image mounts the same file: nobody may write it,
+                // its journal included.
+                options: vec!["loop".into(), "ro".into(), "noload".into()],
+            },
+            agent::Mount {
+                source: format!("{dir}/upper.ext4"),
+                target: format!("{dir}/upper"),
+                fstype: "ext4".into(),
+                options: vec!["loop".into()],
+            },
+            agent::Mount {
+                source: "overlay".into(),
+                target: format!("{dir}/rootfs"),
+                fstype: "overlay".into(),
+                options: vec![
+                    format!("lowerdir={dir}/lower"),
+                    format!("upperdir={dir}/upper/data"),
+                    format!("workdir={dir}/upper/work"),
+                ],
+            },
+        ];
+        for m in mounts {
+            self.client.mount(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends a pod member's container without touching the VM: every process of it killed
+    /// and released, its root filesystem unmounted (the loop devices free themselves).
+    async fn leave_pod(&self, dir: &str) {
+        let handles: Vec<agent::ProcessHandle> = self
+            .handles
+            .lock()
+            .map(|h| h.values().copied().collect())
+            .unwrap_or_default();
+        for &h in &handles {
+            let _ = self.client.kill(h, libc::SIGKILL, true).await;
+        }
+        for &h in &handles {
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.client.wait(h)).await;
+            let _ = self.client.delete(h).await;
+        }
+        if let Ok(mut h) = self.handles.lock() {
+            h.clear();
+        }
+        for sub in ["rootfs", "upper", "lower"] {
+            let target = format!("{dir}/{sub}");
+            if self.client.umount(&target, false).await.is_err() {
+                let _ = self.client.umount(&target, true).await;
+            }
+        }
+        self.left.send_replace(true);
     }
 
     fn handle(&self, id: &str) -> Result<agent::ProcessHandle, GuestError> {
@@ -125,7 +224,7 @@ impl AgentGuest {
         let setup = setup.unwrap_or_default();
         agent::CreateProcess {
             container: self.container.clone(),
-            rootfs: creates.then(|| ROOTFS_TARGET.to_string()),
+            rootfs: creates.then(|| self.rootfs_target()),
             hostname: None,
             readonly_rootfs: setup.readonly_rootfs,
             mounts: setup.mounts,
@@ -158,6 +257,10 @@ impl AgentGuest {
 #[async_trait]
 impl Guest for AgentGuest {
     async fn configure(&self, hostname: &str, network: &GuestNetwork) -> Result<(), GuestError> {
+        if self.member_dir.is_some() {
+            // The pod's VM: its infra container configured it.
+            return Ok(());
+        }
         for (i, a) in network.interfaces.iter().enumerate() {
             let iface = agent::Interface {
                 name: format!("eth{i}"),
@@ -210,6 +313,9 @@ impl Guest for AgentGuest {
     }
 
     async fn mount_rootfs(&self, device: &str, fstype: &str) -> Result<(), GuestError> {
+        if let Some(dir) = &self.member_dir {
+            return self.mount_member_rootfs(dir).await;
+        }
         let m = agent::Mount {
             source: device.to_string(),
             target: ROOTFS_TARGET.to_string(),
@@ -390,6 +496,10 @@ impl Guest for AgentGuest {
     }
 
     async fn shutdown(&self) -> Result<(), GuestError> {
+        if let Some(dir) = &self.member_dir {
+            self.leave_pod(dir).await;
+            return Ok(());
+        }
         self.client.shutdown(false).await.map_err(GuestError::from)
     }
 
@@ -422,7 +532,7 @@ impl Guest for AgentGuest {
         // `docker export` writes (relative, no root entry); a plain ext4 rootfs has none of
         // overlayfs' whiteouts or opaque markers for it to translate.
         let req = agent::LayerOut {
-            path: ROOTFS_TARGET.to_string(),
+            path: self.rootfs_target(),
         };
         let started = self.client.layer_out(req).await.map_err(GuestError::from)?;
         let h = started.handle;

@@ -2,6 +2,7 @@
 //! `vmm` crate ([`qemu`]).
 
 pub mod agent;
+mod pod;
 pub mod qemu;
 pub mod template;
 pub mod virtiofs;

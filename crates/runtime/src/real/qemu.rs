@@ -65,7 +65,11 @@ impl QemuBackend {
             block: true,
             console: true,
             net: !req.nets.is_empty(),
-            virtiofs: !req.shares.is_empty() || matches!(req.rootfs, VmRootfs::Share(_)),
+            virtiofs: !req.shares.is_empty()
+                || matches!(req.rootfs, VmRootfs::Share(_))
+                || req.pod_share.is_some(),
+            // A pod's members mount their image and upper filesystems from files.
+            loop_devices: req.pod_share.is_some(),
             balloon: balloon_enabled(),
             overlay: req.options.overlay,
             ..Default::default()
@@ -152,6 +156,12 @@ impl QemuBackend {
                 tag: ROOTFS_TAG.to_string(),
             });
         }
+        if req.pod_share.is_some() {
+            cfg.shares.push(vmm::ShareSpec {
+                socket: req.socket_dir.join("fspod.sock"),
+                tag: crate::pod::POD_TAG.to_string(),
+            });
+        }
         cfg.agent_socket = Some(req.socket_dir.join("agent.sock"));
         // Every VM gets QMP, for `container pause` (a template's clone uses it to restore
         // first; the template key leaves it out).
@@ -202,6 +212,9 @@ impl VmBackend for QemuBackend {
     }
 
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError> {
+        if let VmRootfs::Pod(member) = &req.rootfs {
+            return super::pod::attach(req, member).await;
+        }
         let (cfg, modular) = self.config(req)?;
         if let Some((dir, balloon)) = self.template_for(req, &cfg, modular).await {
             match self.boot_clone(req, cfg.clone(), &dir, balloon).await {
@@ -257,8 +270,17 @@ impl QemuBackend {
                     socket: req.socket_dir.join("fsroot.sock"),
                     log: req.dir.join("virtiofsd-rootfs.log"),
                 }),
-                VmRootfs::Disk(_) => None,
+                VmRootfs::Disk(_) | VmRootfs::Pod(_) => None,
             })
+            .chain(
+                req.pod_share
+                    .as_ref()
+                    .map(|share| super::virtiofs::ShareLaunch {
+                        share: share.clone(),
+                        socket: req.socket_dir.join("fspod.sock"),
+                        log: req.dir.join("virtiofsd-pod.log"),
+                    }),
+            )
             .collect();
         let mut vm = spawn_vm(cfg, shares).await?;
         tracing::debug!("QEMU running (pid {:?})", vm.pid);

@@ -1,0 +1,211 @@
+//! Pods end to end: `container pod create|start|stop|rm|ls|inspect` and `run --pod`, real VMs
+//! (TCG) started by the real binary in a network namespace the test creates. Several
+//! containers run in one VM (one QEMU), reach each other over localhost, share the pod's
+//! published port, and keep their own root filesystems.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{images, vm, Cli};
+use serde_json::json;
+
+const IMAGE: &str = "localhost/pod-test:1";
+const PAGE: &str = "hello from a pod\n";
+
+/// Busybox with httpd, nc and a page at /www.
+fn image_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pod-image");
+        let _ = std::fs::remove_dir_all(&dir);
+        let applets = ["httpd", "nc", "sleep", "cat", "hostname"];
+        let layers = images::busybox_with(&applets, |l| {
+            l.dir("www", 0o755, 0, 0)
+                .file("www/index.html", PAGE.as_bytes(), 0o644, 0, 0)
+        });
+        let config = json!({
+            "Env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "Cmd": ["sh"],
+        });
+        images::archive(&dir, IMAGE, &layers, config)
+    })
+}
+
+fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// GET / on localhost:`port` from inside container `name` (busybox nc), the body.
+fn get_inside(env: &vm::Env, name: &str, port: u16) -> Option<String> {
+    retry(|| {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 {port}");
+        let r = env.run(&["exec", name, "sh", "-c", &script]);
+        let (head, body) = r.stdout.split_once("\r\n\r\n")?;
+        (r.code == 0 && head.contains(" 200 ")).then(|| body.to_string())
+    })
+}
+
+#[test]
+fn pod_flags_are_checked_before_anything_runs() {
+    let cli = Cli::new();
+    cli.run(&["pod", "create"]).fails_with("a pod needs a name");
+    cli.run(&["pod", "create", "a", "--name", "b"])
+        .fails_with("two names for one pod");
+    cli.run(&["pod", "create", "-bad"])
+        .fails_with("unexpected argument");
+    cli.run(&["pod", "create", "bad/name"])
+        .fails_with("invalid pod name \"bad/name\"");
+    cli.run(&["run", "--pod", "nope", "localhost/img:1"])
+        .fails_with("no such pod: nope");
+    cli.run(&["pod", "rm", "nope"])
+        .fails_with("no such pod: nope");
+    cli.run(&["pod", "inspect", "nope"])
+        .fails_with("no such pod: nope");
+    // Flags that belong to the pod are refused for its containers.
+    cli.run(&["pod", "create", "p"]).success();
+    for (flags, what) in [
+        (&["-p", "8080:80"][..], "-p/--publish"),
+        (&["--network", "none"][..], "--network"),
+        (&["--hostname", "x"][..], "--hostname"),
+        (&["-v", "/tmp:/x"][..], "--tmpfs mounts only"),
+    ] {
+        let mut args = vec!["create", "--pod", "p"];
+        args.extend_from_slice(flags);
+        args.push("localhost/img:1");
+        let r = cli.run(&args).fails_with(what);
+        assert_eq!(r.code, 125, "{r:?}");
+    }
+    cli.run(&["create", "--pod", "p", "-m", "64g", "localhost/img:1"])
+        .fails_with("does not fit pod p's VM");
+    cli.run(&["pod", "create", "p"])
+        .fails_with("pod name \"p\" is already in use");
+    let ls = cli.run(&["pod", "ls", "--format", "json"]).success().json();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["Name"], "p");
+    assert_eq!(ls[0]["State"], "created");
+    assert_eq!(ls[0]["NumContainers"], 0);
+    cli.run(&["pod", "rm", "p"]).success();
+    assert!(cli.run(&["pod", "ls", "-q"]).success().stdout.is_empty());
+    assert!(cli.run(&["ls", "-a", "-q"]).success().stdout.is_empty());
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn containers_of_a_pod_share_one_vm() {
+    let env = vm::Env::tagged("pod", false);
+    env.run(&["image", "load", "-i", image_tar().to_str().unwrap()])
+        .success();
+    env.run(&["pod", "create", "web", "-p", "18081:8080", "-m", "256m"])
+        .success();
+    // A member starts its stopped pod first.
+    env.run(&[
+        "run", "-d", "--pod", "web", "--name", "srv", IMAGE, "httpd", "-f", "-p", "8080", "-h",
+        "/www",
+    ])
+    .success();
+    assert_eq!(env.qemus(), 1, "one VM for the pod");
+    let pod = env.run(&["pod", "inspect", "web"]).success().json()[0].clone();
+    assert_eq!(pod["State"], "running", "{pod}");
+    assert_eq!(pod["NumContainers"], 1, "{pod}");
+    assert_eq!(pod["Containers"][0]["Name"], "srv", "{pod}");
+    let srv = env.inspect("srv");
+    assert!(
+        srv["vmPid"].is_null(),
+        "a member has no VM of its own: {srv}"
+    );
+    assert_eq!(srv["config"]["pod"]["role"], "member", "{srv}");
+
+    // A second container reaches the first over the pod's localhost, in the same VM.
+    env.run(&[
+        "run", "-d", "--pod", "web", "--name", "client", IMAGE, "sleep", "600",
+    ])
+    .success();
+    assert_eq!(env.qemus(), 1, "still one VM");
+    assert_eq!(get_inside(&env, "client", 8080).as_deref(), Some(PAGE));
+    // The pod's published port reaches a member's server.
+    let got = retry(|| {
+        let (ok, out) = env
+            .netns
+            .exec("curl", &["-sSf", "-m", "3", "http://127.0.0.1:18081/"]);
+        ok.then_some(out)
+    });
+    assert_eq!(got.as_deref(), Some(PAGE));
+    // Each container has its own filesystem, hostname shared with the pod.
+    env.run(&["exec", "client", "sh", "-c", "echo mine > /www/index.html"])
+        .success();
+    assert_eq!(
+        env.run(&["exec", "srv", "cat", "/www/index.html"])
+            .success()
+            .stdout,
+        PAGE
+    );
+    assert_eq!(
+        env.run(&["exec", "srv", "hostname"]).success().stdout,
+        env.run(&["exec", "client", "hostname"]).success().stdout
+    );
+    // A foreground member: its output and exit code, then it is gone from the VM.
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--pod",
+        "web",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+    ]);
+    assert_eq!((r.code, r.stdout.as_str()), (3, "hi\n"), "{r:?}");
+    assert_eq!(env.qemus(), 1);
+
+    // The pod's VM is not one member's to remove.
+    let r = env.run(&["rm", "-f", "web-infra"]);
+    assert!(r.stderr.contains("remove the pod"), "{r:?}");
+    // A running pod is removed only with -f.
+    env.run(&["pod", "rm", "web"]).fails_with("is running");
+
+    // Stop: members and VM; start: the VM, then the members, whose writes were kept.
+    env.run(&["pod", "stop", "-t", "1", "web"]).success();
+    assert_eq!(env.qemus(), 0);
+    for name in ["srv", "client", "web-infra"] {
+        assert_eq!(env.inspect(name)["status"], "exited", "{name}");
+    }
+    env.run(&["pod", "start", "web"]).success();
+    assert_eq!(env.qemus(), 1);
+    assert_eq!(env.inspect("srv")["status"], "running");
+    assert_eq!(
+        env.run(&["exec", "client", "cat", "/www/index.html"])
+            .success()
+            .stdout,
+        "mine\n"
+    );
+    assert_eq!(get_inside(&env, "client", 8080).as_deref(), Some(PAGE));
+
+    // A member stopped alone leaves the pod running.
+    env.run(&["stop", "-t", "1", "client"]).success();
+    assert_eq!(env.inspect("client")["status"], "exited");
+    assert_eq!(env.inspect("srv")["status"], "running");
+
+    env.run(&["pod", "rm", "-f", "web"]).success();
+    assert_eq!(env.qemus(), 0);
+    assert!(env.run(&["ls", "-a", "-q"]).success().stdout.is_empty());
+    assert!(
+        env.container_dirs().is_empty(),
+        "{:?}",
+        env.container_dirs()
+    );
+}
