@@ -200,6 +200,42 @@ fn containers_of_a_pod_share_one_vm() {
     assert_eq!(env.inspect("client")["status"], "exited");
     assert_eq!(env.inspect("srv")["status"], "running");
 
+    // stats, top, logs and cp work on a member as on any container.
+    let st = env
+        .run(&["stats", "--no-stream", "--format", "json", "srv"])
+        .success()
+        .json();
+    assert!(st[0]["pids"].as_u64().unwrap() >= 1, "{st}");
+    assert!(st[0]["memory_usage"].as_u64().unwrap() > 0, "{st}");
+    let top = env.run(&["top", "srv"]).success().stdout;
+    assert!(top.contains("httpd"), "{top}");
+    let file = env.cli.root().join("to-copy");
+    std::fs::write(&file, "copied\n").unwrap();
+    env.run(&["cp", file.to_str().unwrap(), "srv:/tmp/copied"])
+        .success();
+    assert_eq!(
+        env.run(&["exec", "srv", "cat", "/tmp/copied"]).success().stdout,
+        "copied\n"
+    );
+    // A member cannot freeze the pod's VM alone.
+    assert_ne!(env.run(&["pause", "srv"]).code, 0);
+    assert_eq!(env.inspect("srv")["status"], "running");
+
+    // The pod's VM killed: its containers end, saying why; the pod starts again.
+    let qemu = env.inspect("web-infra")["vmPid"].as_u64().unwrap();
+    unsafe { libc::kill(qemu as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.inspect("srv")["status"] != "exited" {
+        assert!(Instant::now() < deadline, "srv did not exit with its pod's VM");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let srv = env.inspect("srv");
+    let reason = srv["exitReason"].as_str().unwrap_or_default();
+    assert!(reason.contains("pod's VM ended"), "{srv}");
+    assert_eq!(env.qemus(), 0);
+    env.run(&["pod", "start", "web"]).success();
+    assert_eq!(get_inside(&env, "client", 8080).as_deref(), Some(PAGE));
+
     env.run(&["pod", "rm", "-f", "web"]).success();
     assert_eq!(env.qemus(), 0);
     assert!(env.run(&["ls", "-a", "-q"]).success().stdout.is_empty());
