@@ -22,6 +22,10 @@
 //!   guest, which the pod monitor's own calls share, stays bounded by the guest's credit;
 //! - the VM-wide calls `Shutdown`, `Configure`, `SetupInterface` and `Resume` belong to the
 //!   pod: a member's are refused (`InvalidArgument`) without reaching the guest.
+//!
+//! A member that goes away without deleting its processes (its monitor was killed, or it was
+//! cut off) does not leave them running: the share kills (`SIGKILL`, the whole container) and
+//! deletes each, as a VM's processes end with the VM when a container's monitor dies.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -61,6 +65,9 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// only matters against a misbehaving guest.
 const HELD_LIMIT: usize = 4096;
 
+/// How long a departed member's killed process may take to end before it is deleted anyway.
+const ORPHAN_EXIT: Duration = Duration::from_secs(10);
+
 /// Pause after a failed `accept` (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -95,7 +102,7 @@ impl Client {
                         Ok((stream, _)) => {
                             members.spawn(serve_member(
                                 Arc::clone(&mux),
-                                Arc::clone(&client.inner),
+                                client.clone(),
                                 Arc::clone(&client.hello),
                                 stream,
                             ));
@@ -136,6 +143,9 @@ struct State {
     creating: usize,
     /// Processes created by a connected member.
     handles: HashMap<ProcessHandle, MemberId>,
+    /// The processes each departed member left in the guest, until its connection's task
+    /// ends them ([`Mux::take_orphans`]).
+    orphans: HashMap<MemberId, Vec<ProcessHandle>>,
     /// Processes of members that disconnected: their frames are dropped, not given to the
     /// sharing client, which never asked for them. Grows by one entry per process a member
     /// left behind undeleted.
@@ -210,14 +220,17 @@ impl State {
             return;
         };
         let dropped = &mut self.dropped;
+        let mut orphans = Vec::new();
         self.handles.retain(|h, owner| {
             if *owner == member {
                 dropped.insert(*h);
+                orphans.push(*h);
                 false
             } else {
                 true
             }
         });
+        self.orphans.insert(member, orphans);
         if kill {
             m.kill.notify_one();
         }
@@ -261,6 +274,13 @@ impl Mux {
 
     fn remove(&self, member: MemberId, kill: bool) {
         lock(&self.state).remove(member, kill);
+    }
+
+    /// The processes a departed member left behind.
+    fn take_orphans(&self, member: MemberId) -> Vec<ProcessHandle> {
+        let mut st = lock(&self.state);
+        st.remove(member, false);
+        st.orphans.remove(&member).unwrap_or_default()
     }
 
     fn push(&self, member: MemberId, frame: Frame) {
@@ -498,7 +518,8 @@ impl Drop for Unregister {
     }
 }
 
-async fn serve_member(mux: Arc<Mux>, inner: Arc<Inner>, hello: Arc<HelloAck>, stream: UnixStream) {
+async fn serve_member(mux: Arc<Mux>, owner: Client, hello: Arc<HelloAck>, stream: UnixStream) {
+    let inner = Arc::clone(&owner.inner);
     let Some(reg) = mux.register() else {
         return;
     };
@@ -518,6 +539,23 @@ async fn serve_member(mux: Arc<Mux>, inner: Arc<Inner>, hello: Arc<HelloAck>, st
         () = reader => {}
         () = write_member(reg.rx, wr, reg.queued) => {}
         () = reg.kill.notified() => {}
+    }
+    // A member that is gone cannot stop what it started: its monitor died, or it was cut
+    // off. Its processes are ended as a VM's are when its monitor dies, so that a container
+    // started again does not find the old one still running on its files.
+    let orphans = mux.take_orphans(id);
+    if !orphans.is_empty() {
+        tokio::spawn(async move {
+            for &h in &orphans {
+                let _ = owner.kill(h, libc::SIGKILL, true).await;
+            }
+            // Deleted once ended: the guest frees a container with its first process's entry,
+            // and refuses to delete a process that still runs.
+            for h in orphans {
+                let _ = tokio::time::timeout(ORPHAN_EXIT, owner.wait(h)).await;
+                let _ = owner.delete(h).await;
+            }
+        });
     }
 }
 

@@ -439,11 +439,17 @@ async fn a_member_leaving_mid_process_leaves_the_others_alone_body() {
         .is_err());
     drop(out1);
     drop(m1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // The process m1 left produces output and its pending wait is answered: dropped, not
+    // The process m1 left is killed and deleted for it (a monitor that dies takes its
+    // container with it); its last output and its pending wait's answer are dropped, not
     // given to the owner.
-    pod.owner.kill(h1, 9, false).await.unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while !(pod.guest_saw("kill") && pod.guest_saw("delete")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process of a member that left was not ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut stray = pod.owner.stdout(h1);
     assert!(
         timeout(Duration::from_millis(300), stray.recv())

@@ -47,14 +47,17 @@ fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     }
 }
 
-/// GET / on localhost:`port` from inside container `name` (busybox nc), the body.
+/// GET / on localhost:`port` from inside container `name` (busybox nc), the body; retried
+/// while the server starts.
 fn get_inside(env: &vm::Env, name: &str, port: u16) -> Option<String> {
-    retry(|| {
-        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 {port}");
-        let r = env.run(&["exec", name, "sh", "-c", &script]);
-        let (head, body) = r.stdout.split_once("\r\n\r\n")?;
-        (r.code == 0 && head.contains(" 200 ")).then(|| body.to_string())
-    })
+    retry(|| get_once(env, name, port))
+}
+
+fn get_once(env: &vm::Env, name: &str, port: u16) -> Option<String> {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 {port}");
+    let r = env.run(&["exec", name, "sh", "-c", &script]);
+    let (head, body) = r.stdout.split_once("\r\n\r\n")?;
+    (r.code == 0 && head.contains(" 200 ")).then(|| body.to_string())
 }
 
 #[test]
@@ -195,6 +198,27 @@ fn containers_of_a_pod_share_one_vm() {
     );
     assert_eq!(get_inside(&env, "client", 8080).as_deref(), Some(PAGE));
 
+    // A member's monitor killed: its processes in the pod's VM end with it, and it starts
+    // again on the same files (not mounted twice, no second server on the port).
+    let monitor = env.inspect("srv")["monitorPid"].as_u64().unwrap();
+    unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.inspect("srv")["status"] != "exited" {
+        assert!(
+            Instant::now() < deadline,
+            "srv did not exit with its monitor"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        retry(|| get_once(&env, "client", 8080).is_none().then_some(())).is_some(),
+        "the server of a member whose monitor died still answers"
+    );
+    env.run(&["start", "srv"]).success();
+    assert_eq!(get_inside(&env, "client", 8080).as_deref(), Some(PAGE));
+    let top = env.run(&["top", "srv"]).success().stdout;
+    assert_eq!(top.matches("httpd").count(), 1, "{top}");
+
     // A member stopped alone leaves the pod running.
     env.run(&["stop", "-t", "1", "client"]).success();
     assert_eq!(env.inspect("client")["status"], "exited");
@@ -214,7 +238,9 @@ fn containers_of_a_pod_share_one_vm() {
     env.run(&["cp", file.to_str().unwrap(), "srv:/tmp/copied"])
         .success();
     assert_eq!(
-        env.run(&["exec", "srv", "cat", "/tmp/copied"]).success().stdout,
+        env.run(&["exec", "srv", "cat", "/tmp/copied"])
+            .success()
+            .stdout,
         "copied\n"
     );
     // A member cannot freeze the pod's VM alone.
@@ -226,7 +252,10 @@ fn containers_of_a_pod_share_one_vm() {
     unsafe { libc::kill(qemu as i32, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.inspect("srv")["status"] != "exited" {
-        assert!(Instant::now() < deadline, "srv did not exit with its pod's VM");
+        assert!(
+            Instant::now() < deadline,
+            "srv did not exit with its pod's VM"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let srv = env.inspect("srv");

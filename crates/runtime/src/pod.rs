@@ -13,7 +13,7 @@
 //! own upper ext4 (the writes, kept across restarts like a container's disk) are linked into
 //! the pod's share as files, and the guest mounts them through loop devices under an
 //! overlayfs. Everything a member owns stays in its own directory; the share only holds
-//! links, removed when it stops.
+//! links, removed with the member.
 
 use std::path::{Path, PathBuf};
 
@@ -202,7 +202,7 @@ pub struct MemberDisks {
     pub infra: String,
     /// Its directory in the guest: `base.ext4`, `upper.ext4`, and the mount points.
     pub guest_dir: String,
-    /// Its directory in the share on the host (removed when it stops).
+    /// Its directory in the share on the host (removed with the member).
     pub host_dir: PathBuf,
 }
 
@@ -226,7 +226,9 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
     }
     let name = guest_name(&record.id);
     let host_dir = share_dir(store, &infra).join(name);
-    let _ = std::fs::remove_dir_all(&host_dir);
+    // Kept from one start to the next while the pod lives: the guest caches what it looked
+    // up in the share, and a directory made again is another inode, whose old handle the
+    // guest would use and get ESTALE for. The links are the same files every time.
     std::fs::create_dir_all(&host_dir).map_err(io("create", &host_dir))?;
     link(&record.config.rootfs, &host_dir.join("base.ext4"))?;
     link(&upper, &host_dir.join(UPPER))?;
@@ -240,6 +242,13 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
 /// A hard link (the same file, so the image's pages stay shared in the host's cache); a
 /// copy when the two are on different filesystems.
 fn link(from: &Path, to: &Path) -> Result<(), PodError> {
+    if let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::metadata(to)) {
+        use std::os::unix::fs::MetadataExt;
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(to);
+    }
     match std::fs::hard_link(from, to) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EXDEV) => std::fs::copy(from, to)
@@ -249,7 +258,7 @@ fn link(from: &Path, to: &Path) -> Result<(), PodError> {
     }
 }
 
-/// Removes a member's links from the pod's share.
+/// Removes a member's directory from the pod's share (when the member is deleted).
 pub fn detach_disks(store: &Store, record: &ContainerRecord) {
     if let Some(infra) = infra_of(record) {
         let _ = std::fs::remove_dir_all(share_dir(store, infra).join(guest_name(&record.id)));

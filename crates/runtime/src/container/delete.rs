@@ -36,6 +36,7 @@ impl Container {
         let store = self.rt.store();
         crate::monitor::network::release(store, &self.record);
         store.remove(self.id())?;
+        crate::pod::detach_disks(store, &self.record);
         crate::events::Journal::new(store.root())
             .record(&crate::events::Event::container("destroy", &self.record));
         crate::volume::remove_anonymous(store.root(), &self.record.config.mounts);

@@ -325,14 +325,14 @@ async fn supervise(
     let mut claims = Vec::new();
     let outcome = if opts.hold {
         let held = hold(store, id, backend, &shared, &dir, &mut claims).await;
-        tear_down(store, &record, held, &mut claims).await
+        tear_down(&record, held, &mut claims).await
     } else {
         let mut backoff = crate::restart::Backoff::default();
         loop {
             let run =
                 start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims)
                     .await;
-            let ended = tear_down(store, &record, run, &mut claims).await;
+            let ended = tear_down(&record, run, &mut claims).await;
             if ended.oom_killed {
                 events::container_event(store, id, "oom", &[]);
             }
@@ -423,7 +423,6 @@ struct Outcome {
 /// Ends a run: its VM down (killed for a disposable container, else powered off), its
 /// networking torn down, the volumes released.
 async fn tear_down(
-    store: &Store,
     record: &crate::state::ContainerRecord,
     outcome: Outcome,
     claims: &mut Vec<crate::volume::Claim>,
@@ -439,7 +438,6 @@ async fn tear_down(
     if let Some(net) = outcome.network {
         net.finish();
     }
-    crate::pod::detach_disks(store, record);
     claims.clear();
     restart::Ended {
         exit: outcome.exit,
