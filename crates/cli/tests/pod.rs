@@ -201,6 +201,7 @@ fn containers_of_a_pod_share_one_vm() {
     // A member's monitor killed: its processes in the pod's VM end with it, and it starts
     // again on the same files (not mounted twice, no second server on the port).
     let monitor = env.inspect("srv")["monitorPid"].as_u64().unwrap();
+    // SAFETY: kill(2) with a pid and a signal number.
     unsafe { libc::kill(monitor as i32, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.inspect("srv")["status"] != "exited" {
@@ -249,6 +250,7 @@ fn containers_of_a_pod_share_one_vm() {
 
     // The pod's VM killed: its containers end, saying why; the pod starts again.
     let qemu = env.inspect("web-infra")["vmPid"].as_u64().unwrap();
+    // SAFETY: kill(2) with a pid and a signal number.
     unsafe { libc::kill(qemu as i32, libc::SIGKILL) };
     let deadline = Instant::now() + Duration::from_secs(60);
     while env.inspect("srv")["status"] != "exited" {
