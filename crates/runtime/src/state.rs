@@ -68,6 +68,18 @@ pub enum StateError {
     /// The name contains characters docker does not allow.
     #[error("invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
     InvalidName(String),
+    /// A private directory of the state belongs to another user.
+    #[error(
+        "permission denied: {} belongs to uid {owner}; its containers are that user's \
+         (use a --root of your own)",
+        path.display()
+    )]
+    NotOwner {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+    },
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
@@ -542,8 +554,11 @@ impl Store {
         let _ = fs::remove_file(dir.join("monitor.sock"));
         let _ = fs::remove_file(dir.join("agent.sock"));
         let _ = fs::remove_file(dir.join("qmp.sock"));
+        let _ = fs::remove_file(dir.join(crate::pod::SOCKET));
         if dir != self.dir_of(id) {
-            let _ = fs::remove_dir(&dir);
+            // A directory of its own holds nothing but this container's sockets (virtiofsd's
+            // too, which they leave behind when killed).
+            let _ = fs::remove_dir_all(&dir);
             if let Some(parent) = dir.parent() {
                 // Only succeeds once no other container of this store has sockets there.
                 let _ = fs::remove_dir(parent);
@@ -757,8 +772,18 @@ impl Store {
 /// sockets are their owner's alone (another local user could otherwise read a container's
 /// logs or reach its monitor). Existing directories are tightened too.
 fn private_dir(dir: &Path) -> Result<(), StateError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    let owner = fs::metadata(dir).map_err(io_err("read", dir))?.uid();
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    // root may work in anyone's root (`sudo container --root ~user/...`); nobody else may.
+    if me != 0 && owner != me {
+        return Err(StateError::NotOwner {
+            path: dir.to_path_buf(),
+            owner,
+        });
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err("set the mode of", dir))
 }
