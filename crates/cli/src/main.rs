@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used)]
 
 mod build;
+mod completion;
 mod container;
 mod events;
 mod exit;
@@ -77,6 +78,11 @@ enum Command {
     Version(version::VersionArgs),
     /// Show what happens to containers, images, networks and volumes, as it happens.
     Events(events::EventsArgs),
+    /// Print the shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::CompletionArgs),
+    /// Write the man pages into a directory (for packagers).
+    #[command(name = "__man", hide = true)]
+    Man(completion::ManArgs),
 }
 
 fn main() {
@@ -108,6 +114,8 @@ fn main() {
         Command::Volume(cmd) => volume::run(&cli.global, cmd),
         Command::Version(a) => version::version(&cli.global, a),
         Command::Events(a) => events::events(&cli.global, a),
+        Command::Completion(a) => completion::completion(a),
+        Command::Man(a) => completion::man(a),
     };
     std::process::exit(exit::report(result));
 }
