@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 /// The static vminitd for the guest: $CONTAINER_VMINITD, else next to this executable, else
+/// `../libexec/container/vminitd` from it (the Debian package), else
 /// `<exe dir>/../x86_64-unknown-linux-gnu/{release,debug}/vminitd` (where setup.sh builds it).
 /// Candidates found by search that are dynamically linked (a plain `cargo build` of the
 /// workspace puts one next to us) are skipped: the guest has no libc to load them with.
@@ -13,7 +14,15 @@ pub fn find() -> Option<PathBuf> {
     }
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
-    let mut candidates = vec![dir.join("vminitd")];
+    // Next to the binary (a build or a tarball), then where the Debian package installs it
+    // (/usr/bin/container → /usr/libexec/container/vminitd).
+    let mut candidates = vec![
+        dir.join("vminitd"),
+        dir.join("..")
+            .join("libexec")
+            .join("container")
+            .join("vminitd"),
+    ];
     for profile in ["release", "debug"] {
         candidates.push(
             dir.join("..")
@@ -22,7 +31,10 @@ pub fn find() -> Option<PathBuf> {
                 .join("vminitd"),
         );
     }
-    candidates.into_iter().find(|p| is_static_elf(p))
+    candidates
+        .into_iter()
+        .find(|p| is_static_elf(p))
+        .map(|p| p.canonicalize().unwrap_or(p))
 }
 
 /// Whether `path` is an ELF executable without a program interpreter (PT_INTERP), i.e. static.
