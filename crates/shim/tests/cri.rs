@@ -12,6 +12,8 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
@@ -41,7 +43,7 @@ fn image_tar() -> &'static Path {
     TAR.get_or_init(|| {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cri-image");
         let _ = std::fs::remove_dir_all(&dir);
-        let layers = images::busybox_with(&["httpd", "nc", "printf"], |l| {
+        let layers = images::busybox_with(&["httpd", "nc", "printf", "ip"], |l| {
             l.dir("www", 0o755, 0, 0)
                 .file("www/index.html", PAGE.as_bytes(), 0o644, 0, 0)
         });
@@ -337,6 +339,29 @@ impl Drop for Cri {
     }
 }
 
+/// An ExecSync answer with its output as text, for messages.
+fn shown(r: &Result<cri::ExecSyncResponse, tonic::Status>) -> String {
+    match r {
+        Ok(r) => format!(
+            "exit {}, stdout {:?}, stderr {:?}",
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout),
+            String::from_utf8_lossy(&r.stderr)
+        ),
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// `GET /` of `addr` over plain TCP: the response, head and body.
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
 fn image_spec(image: &str) -> cri::ImageSpec {
     cri::ImageSpec {
         image: image.into(),
@@ -527,6 +552,36 @@ fn pod_of_two_containers(handler: &str) {
         unmet.check(vms == 1, format!("one VM for the pod, found {vms}"));
     }
 
+    // What CRI asked of the runtime, for whoever reads a failure: the namespaces (paths to
+    // join) of the sandbox's and a container's OCI spec, and the pid CRI took for the sandbox.
+    let pod_info = block(
+        &cri.rt,
+        cri.runtime
+            .pod_sandbox_status(cri::PodSandboxStatusRequest {
+                pod_sandbox_id: pod.clone(),
+                verbose: true,
+            }),
+    )
+    .ok()
+    .and_then(|r| serde_json::from_str::<serde_json::Value>(r.info.get("info")?).ok())
+    .unwrap_or_default();
+    let cli_info = block(
+        &cri.rt,
+        cri.runtime.container_status(cri::ContainerStatusRequest {
+            container_id: ids[1].1.clone(),
+            verbose: true,
+        }),
+    )
+    .ok()
+    .and_then(|r| serde_json::from_str::<serde_json::Value>(r.info.get("info")?).ok())
+    .unwrap_or_default();
+    eprintln!(
+        "cri[{handler}] sandbox pid {}, namespaces {}; cli's namespaces {}",
+        pod_info["pid"],
+        pod_info["runtimeSpec"]["linux"]["namespaces"],
+        cli_info["runtimeSpec"]["linux"]["namespaces"]
+    );
+
     let (srv, cli) = (&ids[0].1, &ids[1].1);
     // httpd may not listen yet when its container runs: ask for a while.
     let get = "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 127.0.0.1 8080";
@@ -555,7 +610,10 @@ fn pod_of_two_containers(handler: &str) {
     });
     unmet.check(
         body.as_deref() == Some(PAGE),
-        format!("cli reaches srv on the pod's localhost:8080: {answer:?}"),
+        format!(
+            "cli reaches srv on the pod's localhost:8080: {}",
+            shown(&answer)
+        ),
     );
 
     let failing = block(
@@ -570,7 +628,10 @@ fn pod_of_two_containers(handler: &str) {
         failing
             .as_ref()
             .is_ok_and(|r| r.exit_code == 3 && r.stderr == b"oops\n"),
-        format!("ExecSync reports exit code 3 and stderr: {failing:?}"),
+        format!(
+            "ExecSync reports exit code 3 and stderr \"oops\": {}",
+            shown(&failing)
+        ),
     );
     time.step("ExecSync exit 3");
 
@@ -593,11 +654,51 @@ fn pod_of_two_containers(handler: &str) {
         ip.starts_with(SUBNET_PREFIX),
         format!("the pod has an address in {SUBNET}: {ip:?}"),
     );
+    // The address is the pod's: its containers have it, and the node reaches them at it
+    // (kubelet's probes, Services), through CNI's bridge in the test's namespace.
+    let addrs = block(
+        &cri.rt,
+        cri.runtime.exec_sync(cri::ExecSyncRequest {
+            container_id: cli.clone(),
+            cmd: vec!["ip".into(), "-o".into(), "-4".into(), "addr".into()],
+            timeout: 10,
+        }),
+    );
+    unmet.check(
+        !ip.is_empty()
+            && addrs
+                .as_ref()
+                .is_ok_and(|r| String::from_utf8_lossy(&r.stdout).contains(&format!("inet {ip}/"))),
+        format!(
+            "the containers have the pod's address {ip}: `ip -o -4 addr` in cli: {}",
+            shown(&addrs)
+        ),
+    );
+    let from_node = match (ip.parse(), cri.containerd().netns()) {
+        (Ok(addr), Some(ns)) => ns.run(move || http_get(SocketAddr::new(addr, 8080))),
+        _ => Err(std::io::Error::other("no pod address")),
+    };
+    unmet.check(
+        from_node
+            .as_ref()
+            .is_ok_and(|r| r.ends_with(&format!("\r\n\r\n{PAGE}"))),
+        format!("the node reaches srv at {ip}:8080: {from_node:?}"),
+    );
+    time.step("pod address checks");
     let ready = status.status.as_ref().map(|s| s.state);
     unmet.check(
         ready == Some(cri::PodSandboxState::SandboxReady.into()),
         format!("the pod is SANDBOX_READY: {ready:?}"),
     );
+
+    let shims = cri.containerd().shims().len();
+    eprintln!("cri[{handler}] shim processes for the pod: {shims}");
+    // The monitors' logs go with their containers: keep them for the report.
+    let running = if unmet.0.is_empty() {
+        String::new()
+    } else {
+        cri.containerd().monitor_logs()
+    };
 
     block(
         &cri.rt,
@@ -663,7 +764,7 @@ fn pod_of_two_containers(handler: &str) {
     time.print(handler);
     assert!(
         unmet.0.is_empty(),
-        "cri[{handler}] requirements not met:\n  {}{}",
+        "cri[{handler}] requirements not met:\n  {}{}\n=== monitors while the pod ran\n{running}",
         unmet.0.join("\n  "),
         cri.diagnostics()
     );
@@ -679,12 +780,25 @@ fn cri_pod_with_runc() {
     pod_of_two_containers("runc");
 }
 
-/// The same pod with our shim as the RuntimeClass handler: the whole pod in one VM.
+/// The same pod with our shim as the RuntimeClass handler: the whole pod in one VM, on the
+/// pod's CNI address.
+///
+/// Fails today (run it with `--ignored`): the sandbox and each container are a task of their
+/// own, each booted in a VM of its own by a shim of its own (3 VMs, 3 shims), so "cli" finds
+/// nothing on its localhost:8080; and no VM has the pod's address: CRI puts it on eth0 of the
+/// network namespace named in the sandbox's spec (`linux.namespaces` network
+/// `/var/run/netns/cni-…`), which the shim ignores (every VM gets `--network none`), so
+/// neither the containers (only `lo`) nor the node (connection refused at the address) reach
+/// them. The containers' specs name the sandbox's namespaces as `/proc/<sandbox pid>/ns/…`,
+/// and the pid the shim reports is the sandbox VM's QEMU, which runs in containerd's
+/// namespace, not the pod's. Everything else holds: CNI set-up and teardown, ExecSync output
+/// and exit codes, ContainerStatus, stop and removal leave nothing behind.
 #[test]
 #[cfg_attr(
     not(container_testenv),
     ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
 )]
+#[cfg_attr(container_testenv, ignore = "pods in the shim: issue 13")]
 fn cri_pod_with_our_shim() {
     pod_of_two_containers("container");
 }

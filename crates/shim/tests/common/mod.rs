@@ -150,6 +150,11 @@ disabled_plugins = [{cri_disabled}{UNWANTED_PLUGINS}]
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
 
+    /// The network namespace containerd runs in, if the test gave one.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.netns.as_ref()
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.path().join("c.sock")
     }
@@ -163,6 +168,9 @@ disabled_plugins = [{cri_disabled}{UNWANTED_PLUGINS}]
         let mut out = String::new();
         let dir = self.shim_root().join("containers");
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if !e.path().is_dir() {
+                continue;
+            }
             let log = testkit::read_lossy(&e.path().join("monitor.log"));
             out.push_str(&format!("--- {}\n{log}", e.path().display()));
         }
