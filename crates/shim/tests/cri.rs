@@ -553,7 +553,8 @@ fn pod_of_two_containers(handler: &str) {
     }
 
     // What CRI asked of the runtime, for whoever reads a failure: the namespaces (paths to
-    // join) of the sandbox's and a container's OCI spec, and the pid CRI took for the sandbox.
+    // join) of the sandbox's and a container's OCI spec, the pid CRI took for the sandbox, and
+    // the annotations that tell a runtime which sandbox a container belongs to.
     let pod_info = block(
         &cri.rt,
         cri.runtime
@@ -576,10 +577,11 @@ fn pod_of_two_containers(handler: &str) {
     .and_then(|r| serde_json::from_str::<serde_json::Value>(r.info.get("info")?).ok())
     .unwrap_or_default();
     eprintln!(
-        "cri[{handler}] sandbox pid {}, namespaces {}; cli's namespaces {}",
+        "cri[{handler}] sandbox pid {}, namespaces {}; cli's namespaces {}, annotations {}",
         pod_info["pid"],
         pod_info["runtimeSpec"]["linux"]["namespaces"],
-        cli_info["runtimeSpec"]["linux"]["namespaces"]
+        cli_info["runtimeSpec"]["linux"]["namespaces"],
+        cli_info["runtimeSpec"]["annotations"]
     );
 
     let (srv, cli) = (&ids[0].1, &ids[1].1);
