@@ -24,6 +24,8 @@ APT_PACKAGES=(
     docker.io docker-compose python3-docker
     jq xz-utils zstd curl ca-certificates
     containerd           # the shim's tests and bench/shim.sh start their own containerd + ctr
+    containernetworking-plugins   # CNI bridge/host-local/loopback for the shim's CRI tests
+    protobuf-compiler    # protoc, for the k8s-cri crate (the CRI tests' client) to build
 )
 
 # apt-cache needs package lists; a fresh machine may have none.

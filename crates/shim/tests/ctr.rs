@@ -2,32 +2,19 @@
 //! config (root, state, sockets in a temp dir), finds `containerd-shim-container-v2` first on
 //! its PATH; `ctr` imports a busybox test image and runs tasks in our VMs.
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{Containerd, Out, Setup, TIMEOUT};
 use testkit::images;
 
 const RUNTIME: &str = "io.containerd.container.v2";
 const IMAGE: &str = "localhost/shim-test:1";
-/// Any ctr command that takes longer has hung.
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A shim state root with the guest kernel set, shared by the tests of this binary (each
-/// test's root links to its kernel and init filesystem cache).
-fn kernel_root() -> &'static Path {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
-    ROOT.get_or_init(|| {
-        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shim-kernel-root");
-        runtime::system::KernelStore::new(&root)
-            .set_from_deb(&testkit::kernel_deb())
-            .expect("set the guest kernel");
-        std::fs::create_dir_all(root.join("initfs")).expect("initfs dir");
-        root
-    })
-}
 
 /// The busybox test image as an OCI archive (for `ctr image import`).
 fn image_tar() -> &'static Path {
@@ -44,107 +31,13 @@ fn image_tar() -> &'static Path {
     })
 }
 
-/// What a finished command printed and returned.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn success(self) -> Out {
-        assert_eq!(self.code, 0, "failed: {self:?}");
-        self
-    }
-}
-
-/// A containerd of the test's own, stopped (with everything it started) on drop.
-struct Containerd {
-    dir: tempfile::TempDir,
-    child: Child,
-}
-
 impl Containerd {
+    /// A containerd without CRI, the busybox test image imported.
     fn start() -> Containerd {
-        let dir = tempfile::Builder::new()
-            .prefix("ctrd")
-            .tempdir()
-            .expect("temp dir");
-        let d = dir.path();
-        let shim_root = d.join("shim");
-        std::fs::create_dir_all(&shim_root).expect("shim root");
-        let kr = kernel_root();
-        std::os::unix::fs::symlink(kr.join("kernels"), shim_root.join("kernels")).expect("link");
-        std::os::unix::fs::symlink(kr.join("initfs"), shim_root.join("initfs")).expect("link");
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "{d}/c.sock"
-[ttrpc]
-  address = "{d}/c.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-"#,
-            d = d.display()
-        );
-        std::fs::write(d.join("config.toml"), config).expect("write config");
-        let child = spawn_containerd(d);
-        let c = Containerd { dir, child };
-        c.wait_ready();
+        let c = Containerd::launch(Setup::default());
         c.ctr(&["image", "import", image_tar().to_str().expect("utf-8")])
             .success();
         c
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.ctr(&["version"]).code != 0 {
-            assert!(
-                Instant::now() < deadline,
-                "containerd did not come up: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// kill -9 of containerd, then a new one on the same root, state and sockets (the shims
-    /// and their VMs run on meanwhile).
-    fn kill_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = spawn_containerd(self.dir.path());
-        self.wait_ready();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
-    }
-
-    fn shim_root(&self) -> PathBuf {
-        self.dir.path().join("shim")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ctr");
-        cmd.arg("--address")
-            .arg(self.dir.path().join("c.sock"))
-            .args(args)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn ctr(&self, args: &[&str]) -> Out {
-        wait(self.command(args))
     }
 
     /// `ctr run --rm --runtime ours IMAGE id ARGS…`.
@@ -192,11 +85,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             std::thread::sleep(Duration::from_millis(200));
         }
         self.ctr(&["container", "delete", id]).success();
-    }
-
-    /// Pids of this containerd's shim daemons.
-    fn shims(&self) -> Vec<i32> {
-        pids_mentioning(&self.dir.path().to_string_lossy(), "containerd-shim")
     }
 
     /// Container records in the shim's state root.
@@ -262,142 +150,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             std::thread::sleep(Duration::from_millis(20));
         };
         (status.code().unwrap_or(-1), reader.join().expect("reader"))
-    }
-
-    /// QEMU processes whose command line mentions this test's shim root.
-    fn qemus(&self) -> usize {
-        processes_mentioning(&self.shim_root().to_string_lossy(), "qemu")
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        // Tasks first (their shims and VMs), then containerd itself.
-        let tasks = self.ctr(&["task", "ls", "-q"]).stdout;
-        for id in tasks.lines().filter(|l| !l.is_empty()) {
-            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
-            let _ = self.ctr(&["task", "delete", "-f", id]);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Shims left (a test that failed half-way) and their monitors, whose VMs end with them.
-        for pid in pids_of(&self.dir.path().to_string_lossy(), "containerd-shim", true) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        // The snapshotter's mounts under the temp dir.
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let mut targets: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|t| t.starts_with(&root))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
-        }
-    }
-}
-
-/// Starts containerd on the config in `d`, with our shim first on its PATH and the shim's
-/// state root and vminitd in its environment (containerd passes it on to shims).
-fn spawn_containerd(d: &Path) -> Child {
-    let shim_dir = Path::new(env!("CARGO_BIN_EXE_containerd-shim-container-v2"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf();
-    let path = format!(
-        "{}:{}",
-        shim_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(d.join("containerd.log"))
-        .expect("log");
-    Command::new("containerd")
-        .arg("--config")
-        .arg(d.join("config.toml"))
-        .env("PATH", path)
-        .env("CONTAINER_SHIM_ROOT", d.join("shim"))
-        .env(testkit::VMINITD_VAR, testkit::static_vminitd())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start containerd")
-}
-
-/// Pids of processes whose executable name contains `exe` and whose command line or
-/// environment mentions `needle`, monitors left out.
-fn pids_mentioning(needle: &str, exe: &str) -> Vec<i32> {
-    pids_of(needle, exe, false)
-}
-
-/// [`pids_mentioning`], with the monitors (the shim binary in its other role) when `monitors`.
-fn pids_of(needle: &str, exe: &str, monitors: bool) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if !comm.contains(exe) && !comm.starts_with(&exe[..exe.len().min(15)]) {
-            continue;
-        }
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        // The shim binary is also each container's monitor: those are not shims.
-        if !monitors && String::from_utf8_lossy(&cmdline).contains(runtime::MONITOR_SUBCOMMAND) {
-            continue;
-        }
-        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
-        let hay = [cmdline, environ].concat();
-        if String::from_utf8_lossy(&hay).contains(needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-fn processes_mentioning(needle: &str, exe: &str) -> usize {
-    pids_mentioning(needle, exe).len()
-}
-
-/// Runs `cmd` to its end (killed and failed after [`TIMEOUT`]).
-fn wait(mut cmd: Command) -> Out {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ctr");
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            String::from_utf8_lossy(&v).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{cmd:?} did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().expect("stdout"),
-        stderr: err.join().expect("stderr"),
     }
 }
 
