@@ -82,7 +82,7 @@ fn pod_flags_are_checked_before_anything_runs() {
         (&["-p", "8080:80"][..], "-p/--publish"),
         (&["--network", "none"][..], "--network"),
         (&["--hostname", "x"][..], "--hostname"),
-        (&["-v", "/tmp:/x"][..], "--tmpfs mounts only"),
+        (&["-v", "vol:/x"][..], "not volumes"),
     ] {
         let mut args = vec!["create", "--pod", "p"];
         args.extend_from_slice(flags);
@@ -161,6 +161,52 @@ fn containers_of_a_pod_share_one_vm() {
         env.run(&["exec", "srv", "hostname"]).success().stdout,
         env.run(&["exec", "client", "hostname"]).success().stdout
     );
+    // Bind mounts reach a member through the pod's share: read-write, read-only, a file.
+    let host = env.cli.root().join("host-data");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("keep"), "host file\n").unwrap();
+    let hosts_file = env.cli.root().join("extra-hosts");
+    std::fs::write(&hosts_file, "10.1.2.3 extra\n").unwrap();
+    let rw = format!("{}:/data", host.display());
+    let ro = format!("{}:/ro:ro", host.display());
+    let file = format!("{}:/etc/extra-hosts:ro", hosts_file.display());
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--pod",
+        "web",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        "-v",
+        &file,
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /data/keep /etc/extra-hosts && echo from-guest > /data/new && \
+         ! touch /ro/x 2>/dev/null && echo ro-held",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.stdout, "host file\n10.1.2.3 extra\nro-held\n", "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("new")).unwrap(),
+        "from-guest\n"
+    );
+    // Nothing of the bind stays mounted once the container is gone: where the pod's monitor
+    // (and its virtiofsd) sees the share, the binds were made and are gone again.
+    let monitor = env.inspect("web-infra")["monitorPid"].as_u64().unwrap();
+    let mountinfo = std::fs::read_to_string(format!("/proc/{monitor}/mountinfo")).unwrap();
+    assert!(
+        mountinfo.contains(&format!("{}/pod ", env.cli.root().display()))
+            || mountinfo.contains("/pod "),
+        "the pod's share is not a mount point: {mountinfo}"
+    );
+    assert!(
+        !mountinfo.contains("/binds/"),
+        "a member's bind is still mounted: {mountinfo}"
+    );
+
     // A foreground member: its output and exit code, then it is gone from the VM.
     let r = env.run(&[
         "run",
@@ -267,8 +313,24 @@ fn containers_of_a_pod_share_one_vm() {
     env.run(&["pod", "start", "web"]).success();
     assert_eq!(get_inside(&env, "client", 8080).as_deref(), Some(PAGE));
 
+    // A member with a bind runs when the pod is removed by force: the host directory under
+    // its bind is untouched by the removal.
+    env.run(&[
+        "run", "-d", "--pod", "web", "--name", "binder", "-v", &rw, IMAGE, "sleep", "600",
+    ])
+    .success();
     env.run(&["pod", "rm", "-f", "web"]).success();
     assert_eq!(env.qemus(), 0);
+    assert_eq!(
+        std::fs::read_to_string(host.join("keep")).unwrap(),
+        "host file\n"
+    );
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = env.cli.root().to_string_lossy().into_owned();
+    assert!(
+        !mountinfo.contains(&root),
+        "something of the pod is still mounted: {mountinfo}"
+    );
     assert!(env.run(&["ls", "-a", "-q"]).success().stdout.is_empty());
     assert!(
         env.container_dirs().is_empty(),

@@ -232,11 +232,254 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
     std::fs::create_dir_all(&host_dir).map_err(io("create", &host_dir))?;
     link(&record.config.rootfs, &host_dir.join("base.ext4"))?;
     link(&upper, &host_dir.join(UPPER))?;
+    bind_sources(store, &infra, &host_dir, &record.config.mounts)?;
     Ok(MemberDisks {
         infra,
         guest_dir: format!("{GUEST_POD_DIR}/{name}"),
         host_dir,
     })
+}
+
+/// Makes the pod's share a mount point of its own in a shared peer group, before its
+/// virtiofsd starts: virtiofsd sandboxes itself in a mount namespace that is a slave of ours,
+/// so the members' bind mounts made under the share afterwards reach it (and the guest).
+pub fn share_mount(dir: &Path) -> Result<(), PodError> {
+    let path = cstr(dir)?;
+    if !is_mount_point(dir) {
+        // SAFETY: mount(2) with valid C strings and null filesystem type and data.
+        let r = unsafe {
+            libc::mount(
+                path.as_ptr(),
+                path.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            return Err(io("bind-mount the pod's share", dir)(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    // SAFETY: as above; only the propagation flag changes.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            path.as_ptr(),
+            std::ptr::null(),
+            libc::MS_SHARED,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(io("share the pod's share", dir)(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Undoes [`share_mount`] and every member bind still under it (the pod's VM is gone).
+pub fn unshare_mount(dir: &Path) {
+    if is_mount_point(dir) {
+        detach(dir);
+    }
+}
+
+fn cstr(p: &Path) -> Result<std::ffi::CString, PodError> {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|_| PodError::Io {
+        what: "use",
+        path: p.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })
+}
+
+/// Whether `dir` is a mount point in our mount namespace.
+fn is_mount_point(dir: &Path) -> bool {
+    is_mount_point_of("self", dir)
+}
+
+/// Whether `dir` is a mount point in the mount namespace of process `pid` (`self`: ours).
+fn is_mount_point_of(pid: &str, dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else {
+        return false;
+    };
+    let target = dir.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .map(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+        })
+        .unwrap_or(false)
+}
+
+/// Lazily unmounts `dir` with everything under it.
+fn detach(dir: &Path) {
+    if let Ok(path) = cstr(dir) {
+        // SAFETY: umount2(2) with a valid C string.
+        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// A mount operation on the pod's share.
+enum MountOp {
+    /// Bind `src` (recursively) on `dst`, read-only with `readonly`.
+    Bind {
+        src: std::ffi::CString,
+        dst: std::ffi::CString,
+        readonly: bool,
+    },
+    /// Lazily unmount `target`.
+    Detach { target: std::ffi::CString },
+}
+
+/// Runs `ops` in the mount namespace of process `pid`: the pod's monitor, whose virtiofsd
+/// serves the share and sees only what is mounted in its namespace (which need not be ours:
+/// `ip netns exec` gives each command a mount namespace of its own). A multi-threaded process
+/// cannot enter another mount namespace, so a forked child does, makes only syscalls, and
+/// exits with the errno of the first bind that failed.
+fn in_mount_ns(pid: u32, ops: &[MountOp]) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/mnt"))?;
+    // SAFETY: fork; the child only makes async-signal-safe syscalls on data prepared before
+    // the fork, then _exit.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        // SAFETY: syscalls on valid descriptors and C strings; _exit never returns.
+        unsafe {
+            if libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNS) != 0 {
+                libc::_exit(*libc::__errno_location());
+            }
+            for op in ops {
+                match op {
+                    MountOp::Bind { src, dst, readonly } => {
+                        let mut flags = libc::MS_BIND | libc::MS_REC;
+                        let none = std::ptr::null();
+                        if libc::mount(src.as_ptr(), dst.as_ptr(), none, flags, none.cast()) != 0 {
+                            libc::_exit(*libc::__errno_location());
+                        }
+                        if *readonly {
+                            flags |= libc::MS_REMOUNT | libc::MS_RDONLY;
+                            if libc::mount(none, dst.as_ptr(), none, flags, none.cast()) != 0 {
+                                let e = *libc::__errno_location();
+                                libc::umount2(dst.as_ptr(), libc::MNT_DETACH);
+                                libc::_exit(e);
+                            }
+                        }
+                    }
+                    MountOp::Detach { target } => {
+                        libc::umount2(target.as_ptr(), libc::MNT_DETACH);
+                    }
+                }
+            }
+            libc::_exit(0)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    if unsafe { libc::waitpid(child, &mut status, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(errno) => Err(std::io::Error::from_raw_os_error(errno)),
+        None => Err(std::io::Error::other("the mount helper was killed")),
+    }
+}
+
+/// The pid of the pod's monitor (the infra container's), whose mount namespace has the share.
+fn pod_monitor(store: &Store, infra: &str) -> Option<u32> {
+    store.load(infra).ok()?.monitor_pid
+}
+
+/// Binds a member's bind-mount sources under its directory in the pod's share (`binds/<n>`,
+/// in mount order; a file's directory for a file bind), read-only ones read-only.
+fn bind_sources(
+    store: &Store,
+    infra: &str,
+    host_dir: &Path,
+    mounts: &[crate::state::MountSpec],
+) -> Result<(), PodError> {
+    let binds: Vec<(&PathBuf, bool)> = mounts
+        .iter()
+        .filter_map(|m| match m {
+            crate::state::MountSpec::Bind {
+                source, readonly, ..
+            } => Some((source, *readonly)),
+            _ => None,
+        })
+        .collect();
+    if binds.is_empty() {
+        return Ok(());
+    }
+    let share = share_dir(store, infra);
+    let monitor = pod_monitor(store, infra)
+        .filter(|pid| is_mount_point_of(&pid.to_string(), &share))
+        .ok_or_else(|| {
+            PodError::Member(
+                "bind mounts of a pod's containers reach its VM through the pod's share, which \
+                 only a pod run as root has: run the pod as root, or drop the bind mounts"
+                    .into(),
+            )
+        })?;
+    let mut ops = Vec::new();
+    for (i, (source, readonly)) in binds.into_iter().enumerate() {
+        let target = host_dir.join("binds").join(i.to_string());
+        std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+        // A bind left by a monitor that died: replaced, never stacked.
+        ops.push(MountOp::Detach {
+            target: cstr(&target)?,
+        });
+        ops.push(MountOp::Bind {
+            src: cstr(source)?,
+            dst: cstr(&target)?,
+            readonly,
+        });
+    }
+    in_mount_ns(monitor, &ops).map_err(|e| {
+        release_in(monitor, host_dir);
+        io("bind a source into the pod's share", host_dir)(e)
+    })
+}
+
+/// Unmounts whatever is bound under `binds/` of a member's share directory, in the pod's
+/// monitor's mount namespace.
+fn release_in(monitor: u32, host_dir: &Path) {
+    let pid = monitor.to_string();
+    let ops: Vec<MountOp> = std::fs::read_dir(host_dir.join("binds"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| is_mount_point_of(&pid, p))
+                .filter_map(|p| cstr(&p).ok())
+                .map(|target| MountOp::Detach { target })
+                .collect()
+        })
+        .unwrap_or_default();
+    if !ops.is_empty() {
+        if let Err(e) = in_mount_ns(monitor, &ops) {
+            tracing::warn!("unmount binds under {}: {e}", host_dir.display());
+        }
+    }
+}
+
+/// Unmounts a member's binds from the pod's share (it stopped: the sources are free again).
+pub fn release_binds(store: &Store, record: &ContainerRecord) {
+    let Some(infra) = infra_of(record) else {
+        return;
+    };
+    // No monitor: the pod's mount namespace, and the binds in it, went with it.
+    if let Some(monitor) = pod_monitor(store, infra) {
+        release_in(
+            monitor,
+            &share_dir(store, infra).join(guest_name(&record.id)),
+        );
+    }
 }
 
 /// A hard link (the same file, so the image's pages stay shared in the host's cache); a
@@ -258,10 +501,22 @@ fn link(from: &Path, to: &Path) -> Result<(), PodError> {
     }
 }
 
-/// Removes a member's directory from the pod's share (when the member is deleted).
+/// Removes a member's directory from the pod's share (when the member is deleted); kept if
+/// one of its binds is still mounted, rather than walking into a host directory.
 pub fn detach_disks(store: &Store, record: &ContainerRecord) {
+    release_binds(store, record);
     if let Some(infra) = infra_of(record) {
-        let _ = std::fs::remove_dir_all(share_dir(store, infra).join(guest_name(&record.id)));
+        let dir = share_dir(store, infra).join(guest_name(&record.id));
+        let pid = pod_monitor(store, infra).map_or("self".to_string(), |p| p.to_string());
+        let mounted = std::fs::read_dir(dir.join("binds"))
+            .map(|d| {
+                d.flatten()
+                    .any(|e| is_mount_point_of(&pid, &e.path()) || is_mount_point(&e.path()))
+            })
+            .unwrap_or(false);
+        if !mounted {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -690,6 +690,14 @@ impl Store {
     /// Removes a container's directory and everything in it.
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
         let dir = self.dir_of(id);
+        // Nothing mounted under it may be walked into: a pod's share holds its containers'
+        // bind mounts of host directories, left mounted if a monitor was killed.
+        detach_mounts_under(&dir);
+        if let Some(m) = mounts_under(&dir).first() {
+            return Err(io_err("remove (still mounted)", m)(
+                std::io::Error::from_raw_os_error(libc::EBUSY),
+            ));
+        }
         // Rename first so a concurrent list never sees a half-removed directory.
         let doomed = self.dir.join(format!(".deleting-{id}"));
         match fs::rename(&dir, &doomed) {
@@ -786,6 +794,34 @@ fn private_dir(dir: &Path) -> Result<(), StateError> {
     }
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .map_err(io_err("set the mode of", dir))
+}
+
+/// Mount points at or under `dir`, deepest first (from /proc/self/mountinfo).
+fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// Lazily unmounts everything mounted at or under `dir`.
+fn detach_mounts_under(dir: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    for m in mounts_under(dir) {
+        if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_bytes()) {
+            // SAFETY: umount2(2) with a valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
 }
 
 /// Unix socket paths must be shorter than this (`sun_path` is 108 bytes with the NUL).

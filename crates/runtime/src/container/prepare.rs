@@ -260,12 +260,12 @@ fn join_pod(
     if opts
         .mounts
         .iter()
-        .any(|m| !matches!(m, MountSpec::Tmpfs { .. }))
+        .any(|m| matches!(m, MountSpec::Volume { .. }))
         || !opts.volumes_from.is_empty()
     {
         return Err(ContainerError::Pod(crate::pod::PodError::Member(
-            "a container in a pod takes --tmpfs mounts only: volumes and bind mounts need a \
-             device of their own in the pod's VM, which cannot be added while it runs"
+            "a container in a pod takes bind and tmpfs mounts, not volumes: a volume is a disk \
+             of its own, which the pod's running VM cannot take"
                 .into(),
         )));
     }

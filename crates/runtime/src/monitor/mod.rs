@@ -325,14 +325,14 @@ async fn supervise(
     let mut claims = Vec::new();
     let outcome = if opts.hold {
         let held = hold(store, id, backend, &shared, &dir, &mut claims).await;
-        tear_down(&record, held, &mut claims).await
+        tear_down(store, &record, held, &mut claims).await
     } else {
         let mut backoff = crate::restart::Backoff::default();
         loop {
             let run =
                 start_and_supervise(store, id, backend, &shared, &mut stop_rx, &dir, &mut claims)
                     .await;
-            let ended = tear_down(&record, run, &mut claims).await;
+            let ended = tear_down(store, &record, run, &mut claims).await;
             if ended.oom_killed {
                 events::container_event(store, id, "oom", &[]);
             }
@@ -423,6 +423,7 @@ struct Outcome {
 /// Ends a run: its VM down (killed for a disposable container, else powered off), its
 /// networking torn down, the volumes released.
 async fn tear_down(
+    store: &Store,
     record: &crate::state::ContainerRecord,
     outcome: Outcome,
     claims: &mut Vec<crate::volume::Claim>,
@@ -438,6 +439,11 @@ async fn tear_down(
     if let Some(net) = outcome.network {
         net.finish();
     }
+    // The pod's share, or a member's binds in it: the VM (or the member) is gone from them.
+    if crate::pod::infra_name(record).is_some() {
+        crate::pod::unshare_mount(&crate::pod::share_dir(store, &record.id));
+    }
+    crate::pod::release_binds(store, record);
     claims.clear();
     restart::Ended {
         exit: outcome.exit,
@@ -535,9 +541,13 @@ async fn set_up_guest(
         .await
         .map_err(Fault::MountRootfs)?;
     tracing::debug!("root filesystem mounted");
-    let mounts = mounts::prepare(guest, disks_before, volumes, &record.config.mounts)
-        .await
-        .map_err(Fault::MountVolumes)?;
+    let mounts = if crate::pod::infra_of(record).is_some() {
+        mounts::member_mounts(source, &record.config.mounts)
+    } else {
+        mounts::prepare(guest, disks_before, volumes, &record.config.mounts)
+            .await
+            .map_err(Fault::MountVolumes)?
+    };
     guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
     guest.set_container_tuning(crate::backend::ContainerTuning {
         sysctls: record.config.sysctls.clone(),
@@ -997,6 +1007,10 @@ fn pod_share(
     let dir = crate::pod::share_dir(store, &record.id);
     std::fs::create_dir_all(&dir)
         .map_err(|e| Fault::PodShare(format!("{}: {e}", dir.display())))?;
+    // Without it (not root) the pod runs, but its containers cannot have bind mounts.
+    if let Err(e) = crate::pod::share_mount(&dir) {
+        tracing::warn!("{}", crate::error_line(&e));
+    }
     Ok(Some(crate::backend::HostShare {
         dir,
         readonly: false,

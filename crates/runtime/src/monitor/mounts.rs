@@ -83,13 +83,33 @@ pub async fn prepare(
                 .await?;
             share += 1;
         }
-        out.push(container_mount(m, share.saturating_sub(1)));
+        out.push(container_mount(
+            m,
+            &format!("{SHARES_DIR}/{}", share.saturating_sub(1)),
+        ));
     }
     Ok(out)
 }
 
-/// The container mount for `m`; `share` is the share index when `m` is a bind mount.
-fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
+/// A pod member's container mounts: its binds are directories of the pod's share, bound there
+/// on the host ([`crate::pod::attach_disks`]), `binds/<n>` under its directory `dir` in the
+/// guest; volumes are refused at create.
+pub fn member_mounts(dir: &str, mounts: &[MountSpec]) -> Vec<GuestMount> {
+    let mut bind = 0;
+    mounts
+        .iter()
+        .map(|m| {
+            let source = format!("{dir}/binds/{bind}");
+            if matches!(m, MountSpec::Bind { .. }) {
+                bind += 1;
+            }
+            container_mount(m, &source)
+        })
+        .collect()
+}
+
+/// The container mount for `m`; `bind_dir` is where the guest sees the directory of a bind.
+fn container_mount(m: &MountSpec, bind_dir: &str) -> GuestMount {
     match m {
         MountSpec::Volume {
             source,
@@ -124,8 +144,8 @@ fn container_mount(m: &MountSpec, share: usize) -> GuestMount {
                 options.push("ro".into());
             }
             let source = match file {
-                Some(name) => format!("{SHARES_DIR}/{share}/{name}"),
-                None => format!("{SHARES_DIR}/{share}"),
+                Some(name) => format!("{bind_dir}/{name}"),
+                None => bind_dir.to_string(),
             };
             GuestMount {
                 source,
@@ -172,7 +192,7 @@ mod tests {
                 anonymous: false,
                 nocopy: false,
             },
-            0,
+            "/unused",
         );
         assert_eq!(v.source, "/run/container/volumes/data");
         assert_eq!(v.options, ["rbind", "ro", "copyup"]);
@@ -184,7 +204,7 @@ mod tests {
                 anonymous: false,
                 nocopy: true,
             },
-            0,
+            "/unused",
         );
         assert_eq!(v.options, ["rbind"]);
         let t = container_mount(
@@ -192,9 +212,32 @@ mod tests {
                 target: "/scratch".into(),
                 options: vec!["size=1m".into()],
             },
-            0,
+            "/unused",
         );
         assert_eq!(t.fstype, "tmpfs");
         assert_eq!(t.options, ["nosuid", "nodev", "mode=1777", "size=1m"]);
+    }
+
+    #[test]
+    fn a_members_binds_come_from_its_directory_in_the_pods_share() {
+        let bind = |target: &str, file: Option<&str>| MountSpec::Bind {
+            source: "/host".into(),
+            target: target.into(),
+            readonly: false,
+            file: file.map(String::from),
+        };
+        let mounts = [
+            bind("/a", None),
+            MountSpec::Tmpfs {
+                target: "/t".into(),
+                options: vec![],
+            },
+            bind("/etc/hosts", Some("hosts")),
+        ];
+        let m = member_mounts("/run/pod/abc", &mounts);
+        assert_eq!(m[0].source, "/run/pod/abc/binds/0");
+        assert_eq!(m[1].fstype, "tmpfs");
+        assert_eq!(m[2].source, "/run/pod/abc/binds/1/hosts");
+        assert_eq!(m[2].target, "/etc/hosts");
     }
 }
