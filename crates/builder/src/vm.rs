@@ -222,6 +222,7 @@ impl BuilderVm {
                 .collect(),
             shares: Vec::new(),
             pod_share: None,
+            netns: None,
         };
         let booted = backend.boot(&req).await.map_err(VmError::Boot)?;
         let mut vm = booted.vm;

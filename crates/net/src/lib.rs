@@ -22,6 +22,7 @@ mod hosts;
 mod ipam;
 mod link;
 mod networks;
+pub mod podnet;
 pub mod ports;
 mod session;
 mod store;

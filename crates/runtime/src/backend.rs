@@ -303,6 +303,8 @@ pub struct VmRequest {
     /// A pod's infra container: the pod's share, served under [`crate::pod::POD_TAG`], and a
     /// guest that can mount its members' filesystems (loop devices, overlayfs).
     pub pod_share: Option<HostShare>,
+    /// A network namespace (someone else's) that QEMU runs in: its `nets` taps are there.
+    pub netns: Option<PathBuf>,
 }
 
 /// Where a VM's root filesystem comes from.
@@ -326,6 +328,8 @@ pub struct PodMember {
     pub socket: PathBuf,
     /// The member's directory in the guest (`base.ext4`, `upper.ext4`, its mount points).
     pub guest_dir: String,
+    /// Its root filesystem is the directory `bundle/` there (see [`crate::pod::MemberDisks`]).
+    pub directory: bool,
 }
 
 /// The virtiofs tag of a [`VmRootfs::Share`].

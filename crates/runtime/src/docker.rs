@@ -859,6 +859,7 @@ mod tests {
                 )
                 .unwrap(),
                 pod: None,
+                netns: None,
             },
             networks: vec![],
             ports: vec![

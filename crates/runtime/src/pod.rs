@@ -40,6 +40,9 @@ pub const SOCKET: &str = "pod.sock";
 /// The share's directory under the infra container's directory.
 const SHARE_DIR: &str = "pod";
 
+/// Where a directory member's root filesystem is bound in its share directory.
+pub const BUNDLE: &str = "bundle";
+
 /// A member's upper filesystem (its writes) in its own directory.
 const UPPER: &str = "upper.ext4";
 
@@ -204,6 +207,9 @@ pub struct MemberDisks {
     pub guest_dir: String,
     /// Its directory in the share on the host (removed with the member).
     pub host_dir: PathBuf,
+    /// Its root filesystem is a host directory bound at `bundle/` (the containerd shim's),
+    /// not an image's ext4 and an upper ext4.
+    pub directory: bool,
 }
 
 /// Links a member's image filesystem and its upper filesystem (made on first use, sized as
@@ -212,6 +218,38 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
     let infra = infra_of(record)
         .ok_or_else(|| PodError::Member(format!("{} is not in a pod", record.name)))?
         .to_string();
+    let name = guest_name(&record.id);
+    let host_dir = share_dir(store, &infra).join(name);
+    if let Some(rootfs) = &record.config.rootfs_dir {
+        // A directory (the containerd shim's bundle rootfs): bound into the share as it is.
+        std::fs::create_dir_all(host_dir.join(BUNDLE)).map_err(io("create", &host_dir))?;
+        let monitor = pod_monitor(store, &infra)
+            .filter(|pid| is_mount_point_of(&pid.to_string(), &share_dir(store, &infra)))
+            .ok_or_else(|| PodError::NotRunning {
+                pod: infra.clone(),
+                message: "its share is not mounted (a pod's directory containers need root)".into(),
+            })?;
+        let target = cstr(&host_dir.join(BUNDLE))?;
+        let ops = [
+            MountOp::Detach {
+                target: target.clone(),
+            },
+            MountOp::Bind {
+                src: cstr(rootfs)?,
+                dst: target,
+                readonly: false,
+            },
+        ];
+        in_mount_ns(monitor, &ops)
+            .map_err(io("bind the root filesystem into the pod's share", rootfs))?;
+        bind_sources(store, &infra, &host_dir, &record.config.mounts)?;
+        return Ok(MemberDisks {
+            infra,
+            guest_dir: format!("{GUEST_POD_DIR}/{name}"),
+            host_dir,
+            directory: true,
+        });
+    }
     let upper = store.dir_of(&record.id).join(UPPER);
     if !upper.exists() {
         let base_len = std::fs::metadata(&record.config.rootfs)
@@ -224,8 +262,6 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
         })?;
         std::fs::rename(&tmp, &upper).map_err(io("rename", &upper))?;
     }
-    let name = guest_name(&record.id);
-    let host_dir = share_dir(store, &infra).join(name);
     // Kept from one start to the next while the pod lives: the guest caches what it looked
     // up in the share, and a directory made again is another inode, whose old handle the
     // guest would use and get ESTALE for. The links are the same files every time.
@@ -237,6 +273,7 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
         infra,
         guest_dir: format!("{GUEST_POD_DIR}/{name}"),
         host_dir,
+        directory: false,
     })
 }
 
@@ -451,21 +488,29 @@ fn bind_sources(
 /// monitor's mount namespace.
 fn release_in(monitor: u32, host_dir: &Path) {
     let pid = monitor.to_string();
-    let ops: Vec<MountOp> = std::fs::read_dir(host_dir.join("binds"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.path())
-                .filter(|p| is_mount_point_of(&pid, p))
-                .filter_map(|p| cstr(&p).ok())
-                .map(|target| MountOp::Detach { target })
-                .collect()
-        })
-        .unwrap_or_default();
+    let ops: Vec<MountOp> = mounted_in(&pid, host_dir)
+        .iter()
+        .filter_map(|p| cstr(p).ok())
+        .map(|target| MountOp::Detach { target })
+        .collect();
     if !ops.is_empty() {
         if let Err(e) = in_mount_ns(monitor, &ops) {
             tracing::warn!("unmount binds under {}: {e}", host_dir.display());
         }
     }
+}
+
+/// What of a member's share directory is mounted in the namespace of `pid`: its binds and
+/// its bundle.
+fn mounted_in(pid: &str, host_dir: &Path) -> Vec<PathBuf> {
+    let binds = std::fs::read_dir(host_dir.join("binds"))
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    binds
+        .into_iter()
+        .chain([host_dir.join(BUNDLE)])
+        .filter(|p| is_mount_point_of(pid, p))
+        .collect()
 }
 
 /// Unmounts a member's binds from the pod's share (it stopped: the sources are free again).
@@ -508,12 +553,7 @@ pub fn detach_disks(store: &Store, record: &ContainerRecord) {
     if let Some(infra) = infra_of(record) {
         let dir = share_dir(store, infra).join(guest_name(&record.id));
         let pid = pod_monitor(store, infra).map_or("self".to_string(), |p| p.to_string());
-        let mounted = std::fs::read_dir(dir.join("binds"))
-            .map(|d| {
-                d.flatten()
-                    .any(|e| is_mount_point_of(&pid, &e.path()) || is_mount_point(&e.path()))
-            })
-            .unwrap_or(false);
+        let mounted = !mounted_in(&pid, &dir).is_empty() || !mounted_in("self", &dir).is_empty();
         if !mounted {
             let _ = std::fs::remove_dir_all(dir);
         }

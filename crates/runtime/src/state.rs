@@ -246,6 +246,10 @@ pub struct ContainerConfig {
     /// its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<PodRole>,
+    /// A network namespace made by someone else (CNI, for a Kubernetes pod's sandbox) whose
+    /// interface the VM takes over ([`net::podnet`]) instead of joining our networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
 }
 
 /// A container's part in a pod.
@@ -907,6 +911,7 @@ mod tests {
                 volumes_from: Vec::new(),
                 log: Default::default(),
                 pod: None,
+                netns: None,
             },
             networks: vec![],
             ports: vec![],

@@ -305,10 +305,24 @@ impl Task for Service {
                 &crate::spec::container_name(&self.namespace, &req.id),
             )
             .await;
-            self.rt
-                .create(opts, &Default::default())
-                .await
-                .map_err(container_error)
+            match crate::spec::cri_role(&spec) {
+                crate::spec::CriRole::Sandbox { id } => {
+                    // A pod left by a shim that died before its delete ran.
+                    if let Ok(stale) = self.rt.pod(&id) {
+                        let _ = stale.delete(true).await;
+                    }
+                    self.rt
+                        .pod_create(&id, opts)
+                        .await
+                        .map(|pod| pod.infra)
+                        .map_err(container_error)
+                }
+                _ => self
+                    .rt
+                    .create(opts, &Default::default())
+                    .await
+                    .map_err(container_error),
+            }
         }
         .await;
         let container = match created {

@@ -95,6 +95,56 @@ pub fn container_name(namespace: &str, id: &str) -> String {
     format!("ctrd-{}-{}", clean(namespace), clean(id))
 }
 
+/// CRI's annotation naming what a container is in its pod: `sandbox` or `container`.
+pub const CRI_CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
+/// CRI's annotation naming the pod (its sandbox's id) a container belongs to.
+pub const CRI_SANDBOX_ID: &str = "io.kubernetes.cri.sandbox-id";
+
+/// What containerd's CRI plugin made a task: a pod's sandbox, a container of a pod, or
+/// neither (`ctr run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CriRole {
+    /// A plain task: a VM of its own.
+    None,
+    /// The sandbox of pod `id`: it becomes the pod (our infra container and its VM).
+    Sandbox {
+        /// The sandbox id (the pod's name with us).
+        id: String,
+    },
+    /// A container of pod `sandbox`: it runs in the pod's VM.
+    Container {
+        /// The sandbox id.
+        sandbox: String,
+    },
+}
+
+/// The path of the network namespace the spec asks to join, if any.
+fn network_namespace(spec: &Spec) -> Option<PathBuf> {
+    spec.linux()
+        .as_ref()?
+        .namespaces()
+        .as_ref()?
+        .iter()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)?
+        .path()
+        .clone()
+}
+
+/// The task's part in a CRI pod, from the annotations CRI puts on every spec.
+pub fn cri_role(spec: &Spec) -> CriRole {
+    let Some(a) = spec.annotations() else {
+        return CriRole::None;
+    };
+    let sandbox = a.get(CRI_SANDBOX_ID).filter(|s| !s.is_empty());
+    match (a.get(CRI_CONTAINER_TYPE).map(String::as_str), sandbox) {
+        (Some("sandbox"), Some(id)) => CriRole::Sandbox { id: id.clone() },
+        (Some("container"), Some(sandbox)) => CriRole::Container {
+            sandbox: sandbox.clone(),
+        },
+        _ => CriRole::None,
+    }
+}
+
 /// The runtime's options for the task's container, and the spec fields that were not honoured
 /// (one line each, for the log).
 pub fn container_options(spec: &Spec, origin: &TaskOrigin<'_>) -> (ContainerOptions, Vec<String>) {
@@ -158,6 +208,32 @@ pub fn container_options(spec: &Spec, origin: &TaskOrigin<'_>) -> (ContainerOpti
     }
     if spec.hooks().is_some() {
         ignored.push("hooks".into());
+    }
+    match cri_role(spec) {
+        CriRole::None => {}
+        CriRole::Sandbox { .. } => {
+            // The pod is our infra container: vminitd's pause in the pod's VM, whatever the
+            // sandbox image's process; the pod's files are its containers' own.
+            ignored.push(
+                "the sandbox's process, root filesystem and mounts (the pod's VM runs our pause)"
+                    .into(),
+            );
+            opts.mounts.clear();
+            // CNI networked the pod's namespace: the pod's VM takes its interface over.
+            opts.netns = network_namespace(spec);
+            if opts.netns.is_some() {
+                opts.networks.clear();
+            }
+        }
+        CriRole::Container { sandbox } => {
+            // The pod's VM has the network and the name; CRI's namespace paths point into
+            // the sandbox's task, which our runtime joins by the pod instead.
+            opts.pod = Some(sandbox);
+            opts.networks.clear();
+            if opts.hostname.take().is_some() {
+                ignored.push("hostname (the pod's)".into());
+            }
+        }
     }
     opts.labels.insert(
         LABEL_BUNDLE.into(),
@@ -333,6 +409,53 @@ mod tests {
 
     fn spec(json: serde_json::Value) -> Spec {
         serde_json::from_value(json).expect("a valid spec")
+    }
+
+    #[test]
+    fn cri_annotations_make_the_pod_and_its_containers() {
+        let bundle = Path::new("/b");
+        let rootfs = Path::new("/b/rootfs");
+        let with = |annotations: serde_json::Value| {
+            spec(serde_json::json!({
+                "ociVersion": "1.0.2",
+                "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+                "hostname": "web",
+                "annotations": annotations,
+                "linux": {"namespaces": [
+                    {"type": "pid"},
+                    {"type": "network", "path": "/var/run/netns/cni-1"},
+                ]},
+            }))
+        };
+        let sandbox = with(serde_json::json!({
+            CRI_CONTAINER_TYPE: "sandbox", CRI_SANDBOX_ID: "s1",
+        }));
+        assert_eq!(cri_role(&sandbox), CriRole::Sandbox { id: "s1".into() });
+        let (o, _) = container_options(&sandbox, &origin(bundle, rootfs));
+        assert_eq!(o.netns.as_deref(), Some(Path::new("/var/run/netns/cni-1")));
+        assert!(o.networks.is_empty() && o.pod.is_none());
+        let member = with(serde_json::json!({
+            CRI_CONTAINER_TYPE: "container", CRI_SANDBOX_ID: "s1",
+        }));
+        assert_eq!(
+            cri_role(&member),
+            CriRole::Container {
+                sandbox: "s1".into()
+            }
+        );
+        let (o, ignored) = container_options(&member, &origin(bundle, rootfs));
+        assert_eq!(o.pod.as_deref(), Some("s1"));
+        assert!(o.netns.is_none() && o.networks.is_empty() && o.hostname.is_none());
+        assert!(
+            ignored.iter().any(|i| i.contains("hostname")),
+            "{ignored:?}"
+        );
+        // ctr's tasks (no annotations): a VM of their own, no network.
+        let plain = with(serde_json::json!({}));
+        assert_eq!(cri_role(&plain), CriRole::None);
+        let (o, _) = container_options(&plain, &origin(bundle, rootfs));
+        assert_eq!(o.networks, ["none"]);
+        assert!(o.netns.is_none() && o.pod.is_none());
     }
 
     fn origin<'a>(bundle: &'a Path, rootfs: &'a Path) -> TaskOrigin<'a> {

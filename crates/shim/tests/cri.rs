@@ -782,25 +782,14 @@ fn cri_pod_with_runc() {
     pod_of_two_containers("runc");
 }
 
-/// The same pod with our shim as the RuntimeClass handler: the whole pod in one VM, on the
-/// pod's CNI address.
-///
-/// Fails today (run it with `--ignored`): the sandbox and each container are a task of their
-/// own, each booted in a VM of its own by a shim of its own (3 VMs, 3 shims), so "cli" finds
-/// nothing on its localhost:8080; and no VM has the pod's address: CRI puts it on eth0 of the
-/// network namespace named in the sandbox's spec (`linux.namespaces` network
-/// `/var/run/netns/cni-…`), which the shim ignores (every VM gets `--network none`), so
-/// neither the containers (only `lo`) nor the node (connection refused at the address) reach
-/// them. The containers' specs name the sandbox's namespaces as `/proc/<sandbox pid>/ns/…`,
-/// and the pid the shim reports is the sandbox VM's QEMU, which runs in containerd's
-/// namespace, not the pod's. Everything else holds: CNI set-up and teardown, ExecSync output
-/// and exit codes, ContainerStatus, stop and removal leave nothing behind.
+/// The same pod with our shim as the RuntimeClass handler: the whole pod in one VM (the
+/// sandbox becomes our pod, its containers run in the pod's VM), on the pod's CNI address
+/// (the VM takes over eth0 of the sandbox's network namespace through a tap and tc redirects).
 #[test]
 #[cfg_attr(
     not(container_testenv),
     ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
 )]
-#[cfg_attr(container_testenv, ignore = "pods in the shim: issue 13")]
 fn cri_pod_with_our_shim() {
     pod_of_two_containers("container");
 }

@@ -137,6 +137,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         shm_size: f.shm_size,
         volumes_from: f.volumes_from.clone(),
         pod: f.pod.clone(),
+        netns: None,
         log: runtime::logs::LogConfig::new(
             f.log_driver.as_deref(),
             runtime::logs::LogConfig::parse_opts(&f.log_opt)?,

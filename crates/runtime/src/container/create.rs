@@ -72,6 +72,8 @@ pub struct CreateRequest {
     pub log: crate::logs::LogConfig,
     /// Its place in a pod (`--pod`: a member; [`crate::pod`] makes the infra).
     pub pod: Option<crate::state::PodRole>,
+    /// A network namespace whose interface the VM takes over (the shim's CRI sandbox).
+    pub netns: Option<PathBuf>,
 }
 
 /// Writes a new container record (status `created`).
@@ -147,6 +149,7 @@ pub(crate) fn create_record(
                 volumes_from: req.volumes_from.clone(),
                 log: req.log.clone(),
                 pod: req.pod.clone(),
+                netns: req.netns.clone(),
             },
             networks: Vec::new(),
             ports: Vec::new(),

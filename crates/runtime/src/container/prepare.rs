@@ -92,6 +92,10 @@ pub struct ContainerOptions {
     /// `--pod`: the pod (name or id) whose VM runs the container ([`crate::pod`]). Its
     /// network, published ports and VM are the pod's, so those flags are refused.
     pub pod: Option<String>,
+    /// A network namespace made by someone else (CNI: a CRI sandbox's) whose interface the
+    /// VM takes over, address, MAC and routes, instead of joining our networks; with no
+    /// `networks` and no `publish` (the namespace's owner publishes).
+    pub netns: Option<PathBuf>,
 }
 
 /// Checks `opts`, resolves its image (pulling it with `pull` when missing, building its
@@ -152,6 +156,30 @@ pub async fn prepare(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let endpoints = check_endpoints(&nets, &networks, opts.endpoints)?;
+    let netns = match opts.netns {
+        Some(path) if !path.exists() => {
+            return Err(ContainerError::Pod(crate::pod::PodError::Member(format!(
+                "network namespace {} does not exist",
+                path.display()
+            ))))
+        }
+        Some(_)
+            if opts.networks.iter().any(|n| n != "none")
+                || !opts.publish.is_empty()
+                || !endpoints.is_empty() =>
+        {
+            return Err(ContainerError::Pod(crate::pod::PodError::Member(
+                "a container in a network namespace of its own takes no --network or -p".into(),
+            )))
+        }
+        other => other,
+    };
+    // The namespace is the container's whole network: none of ours besides.
+    let networks = if netns.is_some() {
+        Vec::new()
+    } else {
+        networks
+    };
     let (networks, endpoints, vm) = match &pod {
         Some((_, pod_vm)) => (Vec::new(), Default::default(), pod_vm.clone()),
         None => (
@@ -224,6 +252,7 @@ pub async fn prepare(
         volumes_from: opts.volumes_from,
         log: opts.log,
         pod: pod.map(|(infra, _)| crate::state::PodRole::Member { infra }),
+        netns,
     })
 }
 

@@ -33,6 +33,9 @@ pub enum Fault {
     /// A pod member's filesystems could not be put in its pod's share.
     #[error("attach to the pod")]
     PodDisks(#[source] crate::pod::PodError),
+    /// The network namespace given to the container could not be handed to its VM.
+    #[error("take over the network namespace")]
+    PodNetwork(#[source] net::podnet::PodNetError),
     /// A pod's share or shared agent socket could not be set up.
     #[error("share the pod's VM: {0}")]
     PodShare(String),
@@ -183,6 +186,7 @@ impl Fault {
             | Fault::ClaimVolumes(_)
             | Fault::CreateOverlay { .. }
             | Fault::PodDisks(_)
+            | Fault::PodNetwork(_)
             | Fault::PodShare(_)
             | Fault::PrepareNetwork(_)
             | Fault::StartNetwork(_)

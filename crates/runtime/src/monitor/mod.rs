@@ -444,6 +444,9 @@ async fn tear_down(
         crate::pod::unshare_mount(&crate::pod::share_dir(store, &record.id));
     }
     crate::pod::release_binds(store, record);
+    if let Some(ns) = &record.config.netns {
+        net::podnet::detach(ns);
+    }
     claims.clear();
     restart::Ended {
         exit: outcome.exit,
@@ -481,6 +484,7 @@ async fn disks(
         let member = crate::backend::PodMember {
             socket: crate::pod::socket(store, &disks.infra),
             guest_dir: disks.guest_dir,
+            directory: disks.directory,
         };
         return Ok((record, volumes, crate::backend::VmRootfs::Pod(member)));
     }
@@ -612,6 +616,17 @@ async fn start(
         Ok(s) => s,
         Err(f) => return Err(fail(fault(f), None, None)),
     };
+    // A namespace someone else networked (a CRI sandbox's): the VM takes its interface over.
+    let pod_net = match &record.config.netns {
+        Some(ns) => match net::podnet::attach(ns) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                net::podnet::detach(ns);
+                return Err(fail(fault(Fault::PodNetwork(e)), None, None));
+            }
+        },
+        None => None,
+    };
     // Ports and taps before the VM: a taken host port fails the start here.
     let network = match NetSession::prepare(store, &record) {
         Ok(n) => n,
@@ -639,12 +654,32 @@ async fn start(
         rootfs,
         console_log: dir.join("boot.log"),
         options: record.config.vm.clone(),
-        nets: network.as_ref().map(|n| n.devices()).unwrap_or_default(),
+        nets: match &pod_net {
+            Some(i) => vec![crate::backend::NetDevice {
+                tap: net::podnet::POD_TAP.into(),
+                mac: i.mac.clone(),
+                user: None,
+            }],
+            None => network.as_ref().map(|n| n.devices()).unwrap_or_default(),
+        },
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
         pod_share,
+        netns: record.config.netns.clone(),
     };
-    let guest_network = network::guest(network.as_ref(), store, &record);
+    let mut guest_network = network::guest(network.as_ref(), store, &record);
+    if let Some(i) = &pod_net {
+        guest_network.interfaces = vec![net::Attachment {
+            network: "pod".into(),
+            network_id: String::new(),
+            tap: net::podnet::POD_TAP.into(),
+            mac: i.mac.clone(),
+            address: i.address,
+            gateway: i.gateway,
+            mtu: i.mtu,
+            dns: Vec::new(),
+        }];
+    }
     tracing::debug!("booting the VM");
     let booted = match backend.boot(&req).await {
         Ok(b) => b,
@@ -840,6 +875,7 @@ async fn hold(
         volume_disks: volumes.iter().map(|(_, disk)| disk.clone()).collect(),
         shares: mounts::host_shares(&record.config.mounts),
         pod_share: None,
+        netns: None,
     };
     let mut booted = match backend.boot(&req).await {
         Ok(b) => b,

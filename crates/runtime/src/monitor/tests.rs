@@ -435,6 +435,7 @@ impl Fixture {
             volumes_from: Vec::new(),
             log: Default::default(),
             pod: None,
+            netns: None,
         };
         create_record(&self.store, req).unwrap().id
     }

@@ -36,6 +36,9 @@ pub struct AgentGuest {
     /// A pod member's directory in its pod's VM ([`crate::pod`]): its root filesystem is
     /// mounted under it, and the VM is not its to configure or power off.
     member_dir: Option<String>,
+    /// A pod member whose root filesystem is a host directory, bound at `bundle/` of its
+    /// directory, instead of an image's ext4 under an overlay.
+    directory_rootfs: bool,
     /// Set once a member's container has left the pod's VM.
     left: tokio::sync::watch::Sender<bool>,
 }
@@ -84,6 +87,7 @@ impl AgentGuest {
             stdins: Mutex::new(HashMap::new()),
             exit_oom_kills: Mutex::new(HashMap::new()),
             member_dir: None,
+            directory_rootfs: false,
             left: tokio::sync::watch::channel(false).0,
         }
     }
@@ -97,9 +101,15 @@ impl AgentGuest {
 
     /// A pod member's guest: `client` reaches the pod's VM through its shared socket, and
     /// `dir` is the member's directory there (its `base.ext4` and `upper.ext4`).
-    pub fn member(client: agent::Client, container: &str, dir: &str) -> AgentGuest {
+    pub fn member(
+        client: agent::Client,
+        container: &str,
+        dir: &str,
+        directory: bool,
+    ) -> AgentGuest {
         AgentGuest {
             member_dir: Some(dir.trim_end_matches('/').to_string()),
+            directory_rootfs: directory,
             ..AgentGuest::new(client, container)
         }
     }
@@ -119,6 +129,17 @@ impl AgentGuest {
         // twice read-write would corrupt it. Detached first (none: nothing happens).
         for sub in ["rootfs", "upper", "lower"] {
             let _ = self.client.umount(&format!("{dir}/{sub}"), true).await;
+        }
+        if self.directory_rootfs {
+            // Bound on itself elsewhere: the container's root must be a mount of its own.
+            let m = agent::Mount {
+                source: format!("{dir}/{}", crate::pod::BUNDLE),
+                target: format!("{dir}/rootfs"),
+                fstype: "bind".into(),
+                options: vec!["rbind".into()],
+            };
+            self.client.mount(m).await?;
+            return Ok(());
         }
         let mounts = [
             agent::Mount {

@@ -35,6 +35,7 @@ pub(crate) async fn attach(req: &VmRequest, member: &PodMember) -> Result<Booted
         client.clone(),
         crate::pod::guest_name(name),
         &member.guest_dir,
+        member.directory,
     ));
     let vm = MemberVm {
         guest: guest.clone(),

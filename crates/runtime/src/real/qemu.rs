@@ -282,7 +282,7 @@ impl QemuBackend {
                     }),
             )
             .collect();
-        let mut vm = spawn_vm(cfg, shares).await?;
+        let mut vm = spawn_vm(cfg, shares, req.netns.clone()).await?;
         tracing::debug!("QEMU running (pid {:?})", vm.pid);
         let connected = async {
             let mut early = None;

@@ -320,7 +320,7 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
     t.incoming = false;
     t.extra_cmdline
         .push(agent::contract::TEMPLATE_ARG.to_string());
-    let mut vm = spawn_vm(t, Vec::new()).await?;
+    let mut vm = spawn_vm(t, Vec::new(), None).await?;
     let console = dir.join("boot.log");
     let saved = async {
         // The handshake proves vminitd waits for requests. The host stays connected while

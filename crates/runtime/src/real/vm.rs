@@ -119,6 +119,7 @@ impl Vm for QemuHandle {
 pub(crate) async fn spawn_vm(
     cfg: vmm::VmConfig,
     shares: Vec<super::virtiofs::ShareLaunch>,
+    netns: Option<std::path::PathBuf>,
 ) -> Result<QemuHandle, BootError> {
     let virtiofsd = if shares.is_empty() {
         None
@@ -133,6 +134,23 @@ pub(crate) async fn spawn_vm(
     std::thread::Builder::new()
         .name("qemu".into())
         .spawn(move || {
+            // QEMU opens its taps by name in its own network namespace: this thread enters
+            // the container's first, and the processes it starts inherit it.
+            if let Some(ns) = &netns {
+                let entered = std::fs::File::open(ns).and_then(|f| {
+                    use std::os::fd::AsRawFd;
+                    // SAFETY: setns(2) on an open namespace descriptor, for this thread only.
+                    match unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+                if let Err(e) = entered {
+                    let msg = format!("enter the network namespace {}", ns.display());
+                    let _ = started_tx.send(Err(boot_src(msg)(e)));
+                    return;
+                }
+            }
             // The file servers live on this thread, as long as QEMU does.
             let mut daemons = match &virtiofsd {
                 Some(bin) => match super::virtiofs::Daemons::start(bin, &shares) {
