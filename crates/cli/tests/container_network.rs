@@ -7,10 +7,11 @@
 
 mod common;
 
+use common::retry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use common::images;
 use common::netns::Netns;
@@ -128,20 +129,6 @@ impl Env {
 
     fn tables(&self) -> String {
         self.ns().exec("nft", &["list", "tables"]).1
-    }
-}
-
-/// Tries `f` for up to 60 s.
-fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
     }
 }
 

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::retry;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -1149,20 +1151,6 @@ fn load_nettools(env: &Env) -> &'static str {
 /// `wget` crashes) and prints the answer.
 fn http_get(host: &str) -> String {
     format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} 80")
-}
-
-/// Runs `f` until it returns `Some` (60 s at most).
-fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 #[test]

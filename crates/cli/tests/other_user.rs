@@ -18,22 +18,31 @@ const NOBODY: &str = "65534";
 fn as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
     // Into the namespace as root first: entering it takes privileges nobody lacks.
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &env.netns.name]);
-    c.args([
-        "setpriv",
-        "--reuid",
-        NOBODY,
-        "--regid",
-        NOBODY,
-        "--clear-groups",
-        "--",
-    ]);
-    c.arg(env!("CARGO_BIN_EXE_container"));
-    c.arg("--root").arg(env.cli.root());
-    c.args(args);
+    c.args(["netns", "exec", &env.netns.name, "setpriv"]);
     // nobody has no home; the CLI must not need one to fail cleanly.
     c.env("HOME", "/nonexistent");
-    c.output().expect("run setpriv")
+    let root = env.cli.root().to_str().unwrap().to_string();
+    let mut all = vec!["--root", root.as_str()];
+    all.extend_from_slice(args);
+    setpriv(c, env!("CARGO_BIN_EXE_container"), &all)
+}
+
+/// `setpriv_command` (`setpriv`, possibly behind `ip netns exec`) running `prog ARGS…` as
+/// nobody with no supplementary groups.
+fn setpriv(mut setpriv_command: Command, prog: &str, args: &[&str]) -> std::process::Output {
+    setpriv_command
+        .args([
+            "--reuid",
+            NOBODY,
+            "--regid",
+            NOBODY,
+            "--clear-groups",
+            "--",
+            prog,
+        ])
+        .args(args)
+        .output()
+        .expect("run setpriv")
 }
 
 #[test]
@@ -94,21 +103,7 @@ fn another_user_cannot_reach_a_container() {
         );
     }
     // Nor around the CLI: the container's files and its monitor's socket.
-    let nobody = |prog: &str, args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                "--reuid",
-                NOBODY,
-                "--regid",
-                NOBODY,
-                "--clear-groups",
-                "--",
-                prog,
-            ])
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let nobody = |prog: &str, args: &[&str]| setpriv(Command::new("setpriv"), prog, args);
     let dir_s = dir.to_str().unwrap();
     let listing = nobody("ls", &[root.join("containers").to_str().unwrap()]);
     assert!(!listing.status.success(), "nobody lists the containers");

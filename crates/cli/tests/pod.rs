@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::retry;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -32,19 +34,6 @@ fn image_tar() -> &'static Path {
         });
         images::archive(&dir, IMAGE, &layers, config)
     })
-}
-
-fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// GET / on localhost:`port` from inside container `name` (busybox nc), the body; retried

@@ -244,3 +244,19 @@ pub fn shared_root() -> &'static std::path::Path {
         root
     })
 }
+
+/// `f` until it gives a value, every 500 ms for up to 60 s (a server that starts, a port that
+/// opens); None if it never did.
+#[allow(dead_code)] // not every test binary retries
+pub fn retry<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if std::time::Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
