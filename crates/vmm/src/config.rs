@@ -387,8 +387,9 @@ impl VmConfig {
         //
         // werror/rerror=report: a write the host cannot store (its disk is full, so the qcow2
         // overlay or a volume's image cannot grow) fails in the guest as an I/O error that the
-        // writing process sees, and the container keeps running, as a full disk behaves under
-        // docker. QEMU's default (werror=enospc) would pause the whole VM instead, silently:
+        // writing process sees, and the container keeps running: under docker, too, only the
+        // write fails (ENOSPC there; EIO here, as the guest's filesystem believes it has
+        // room). QEMU's default (werror=enospc) would pause the whole VM instead, silently:
         // every process in it, exec, stop and the agent hang until someone resumes it.
         for (i, d) in self.disks.iter().enumerate() {
             let format = match d.format {
