@@ -197,6 +197,25 @@ fn image_layout() -> &'static Path {
     })
 }
 
+/// The test image as an archive for `image load`.
+fn image_archive() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("disk-full-image.tar");
+        tool(
+            "tar",
+            &[
+                "-C",
+                image_layout().to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        );
+        tar
+    })
+}
+
 /// A registry holding the test image; returns it and the image's reference there.
 fn registry() -> (Registry, String) {
     let reg = Registry::start();
@@ -313,10 +332,23 @@ fn pull_into_a_full_disk_fails_cleanly_then_succeeds() {
     assert!(env.run(&["image", "ls", "-q"]).success().stdout.is_empty());
     store_is_clean(&env);
 
+    // The same from an archive.
+    let archive = image_archive().to_str().unwrap();
+    // Not "cannot read" the archive: the archive is fine, the store is full.
+    let line = no_space(env.run(&["image", "load", "-i", archive]), archive);
+    assert!(line.contains("content store"), "{line}");
+    eprintln!("load on a full disk: {line}");
+    assert!(env.run(&["image", "ls", "-q"]).success().stdout.is_empty());
+    store_is_clean(&env);
+
     fs.give_back();
     pull(&env, &reference).success();
     let ls = env.run(&["image", "ls", "-q"]).success();
     assert_eq!(ls.stdout.trim(), reference);
+    store_is_clean(&env);
+    env.run(&["image", "load", "-i", archive]).success();
+    let ls = env.run(&["image", "ls", "-q"]).success();
+    assert!(ls.stdout.contains(TAG), "{ls:?}");
     store_is_clean(&env);
 }
 
