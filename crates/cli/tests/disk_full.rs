@@ -1,5 +1,6 @@
-//! A full disk under the state directory: pulls, rootfs builds and a container's own writes
-//! meet ENOSPC on a small loop-mounted ext4 holding `--root` (issue 16, "Faults").
+//! A full disk under the state directory: pulls, loads, rootfs builds, container records and
+//! a container's own writes meet ENOSPC on a small loop-mounted ext4 holding `--root` (issue
+//! 16, "Faults").
 //!
 //! What must hold each time: one clear `Error:` line naming what failed and saying there is no
 //! space, exit 125; nothing half-written visible afterwards (no image, no temp file in the

@@ -410,7 +410,7 @@ fn read_members<R: Read>(
         }
         let what = || format!("{path} of {}", input.display());
         let mut w = store.ingest()?;
-        ingest_from(&mut entry, &mut w, &rerr, &what)?;
+        ingest_from(&mut entry, &mut w, rerr, what)?;
         let committed =
             w.commit(named_blob.as_ref(), Some(size))
                 .map_err(|source| match source {
@@ -744,7 +744,7 @@ pub fn import_with(
     let gz = file.read(&mut magic).map_err(rerr)? == 2 && magic == [0x1f, 0x8b];
     file.rewind().map_err(rerr)?;
     let mut w = store.ingest()?;
-    ingest_from(&mut file, &mut w, &rerr, || input.display().to_string())?;
+    ingest_from(&mut file, &mut w, rerr, || input.display().to_string())?;
     let (layer_digest, layer_size) = w.commit(None, None)?;
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
