@@ -100,6 +100,16 @@ pub enum ArchiveError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// Content read from the archive could not be stored (a full disk): told apart from a
+    /// failed read, which names the archive alone.
+    #[error("cannot store {what} in the content store")]
+    Ingest {
+        /// The member and its archive, or the file being imported.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A tar member does not hash to the digest its name claims.
     #[error("{path}: member {member} is corrupt")]
     CorruptMember {
@@ -398,19 +408,53 @@ fn read_members<R: Read>(
                 continue;
             }
         }
+        let what = || format!("{path} of {}", input.display());
         let mut w = store.ingest()?;
-        io::copy(&mut entry, &mut w).map_err(rerr)?;
-        let committed = w
-            .commit(named_blob.as_ref(), Some(size))
-            .map_err(|source| ArchiveError::CorruptMember {
-                path: input.to_path_buf(),
-                member: path.clone(),
-                source: Box::new(source),
-            })?;
+        ingest_from(&mut entry, &mut w, rerr, what)?;
+        let committed =
+            w.commit(named_blob.as_ref(), Some(size))
+                .map_err(|source| match source {
+                    StoreError::Ingest(source) | StoreError::WriteFile { source, .. } => {
+                        ArchiveError::Ingest {
+                            what: what(),
+                            source,
+                        }
+                    }
+                    source => ArchiveError::CorruptMember {
+                        path: input.to_path_buf(),
+                        member: path.clone(),
+                        source: Box::new(source),
+                    },
+                })?;
         added.push(committed.0.clone());
         blobs.insert(path, committed);
     }
     Ok(())
+}
+
+/// Copies `from` into a blob being written, a failed read becoming `rerr`'s error and a failed
+/// write an [`ArchiveError::Ingest`] of `what` (io::copy would not tell a full disk from an
+/// unreadable archive).
+fn ingest_from(
+    from: &mut impl Read,
+    w: &mut crate::store::BlobWriter,
+    rerr: impl Fn(io::Error) -> ArchiveError,
+    what: impl Fn() -> String,
+) -> Result<(), ArchiveError> {
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(rerr(e)),
+        };
+        w.write_all(&buf[..n])
+            .map_err(|source| ArchiveError::Ingest {
+                what: what(),
+                source,
+            })?;
+    }
 }
 
 /// Names what an archive's index (or docker manifest) lists, once every blob is in.
@@ -700,7 +744,7 @@ pub fn import_with(
     let gz = file.read(&mut magic).map_err(rerr)? == 2 && magic == [0x1f, 0x8b];
     file.rewind().map_err(rerr)?;
     let mut w = store.ingest()?;
-    io::copy(&mut file, &mut w).map_err(rerr)?;
+    ingest_from(&mut file, &mut w, rerr, || input.display().to_string())?;
     let (layer_digest, layer_size) = w.commit(None, None)?;
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -172,10 +172,16 @@ impl RootfsCache {
             path: tmp.clone(),
             source,
         };
-        fs::File::open(&tmp)
+        let done = fs::File::open(&tmp)
             .and_then(|f| f.sync_all())
-            .map_err(|e| io("sync", e))?;
-        fs::rename(&tmp, &path).map_err(|e| io("rename", e))?;
+            .map_err(|e| io("sync", e))
+            .and_then(|()| fs::rename(&tmp, &path).map_err(|e| io("rename", e)));
+        if let Err(e) = done {
+            // A sync can fail on a full disk too (delayed allocation): the temp file's
+            // space must come back with the error, not wait for a later build of this image.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         Ok(path)
     }
 }

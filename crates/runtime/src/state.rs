@@ -608,7 +608,11 @@ impl Store {
         let record = make(&id, &name);
         let dir = self.dir_of(&id);
         private_dir(&dir)?;
-        self.save(&record)?;
+        if let Err(e) = self.save(&record) {
+            // A record that could not be written (a full disk) leaves no directory behind.
+            let _ = fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         Ok(record)
     }
 
@@ -749,7 +753,12 @@ impl Store {
         r.monitor_pid = None;
         r.paused = false;
         r.ports.clear();
-        self.save(&r)?;
+        if let Err(e) = self.save(&r) {
+            // A full disk must not make reading state fail: that is when `ls` and `rm -f` are
+            // needed to free it. The record on disk still names a dead monitor, so every
+            // reader repairs it the same way until a save succeeds.
+            tracing::warn!("{}", crate::error_line(&e));
+        }
         self.remove_sockets(&r.id);
         if !r.config.networks.is_empty() {
             // The dead monitor left its taps (and possibly others'): remove those of every

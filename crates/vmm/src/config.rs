@@ -384,13 +384,20 @@ impl VmConfig {
         // Device order is guest order: disks first so the rootfs is /dev/vda. The default
         // cache mode (writeback) honours the guest's flushes, so what a container fsyncs
         // survives QEMU being killed; discard=unmap gives freed blocks back to the overlay.
+        //
+        // werror/rerror=report: a write the host cannot store (its disk is full, so the qcow2
+        // overlay or a volume's image cannot grow) fails in the guest as an I/O error that the
+        // writing process sees, and the container keeps running: under docker, too, only the
+        // write fails (ENOSPC there; EIO here, as the guest's filesystem believes it has
+        // room). QEMU's default (werror=enospc) would pause the whole VM instead, silently:
+        // every process in it, exec, stop and the agent hang until someone resumes it.
         for (i, d) in self.disks.iter().enumerate() {
             let format = match d.format {
                 DiskFormat::Raw => "raw",
                 DiskFormat::Qcow2 => "qcow2",
             };
             let mut drive = format!(
-                "id=disk{i},file={},format={format},if=none,discard=unmap",
+                "id=disk{i},file={},format={format},if=none,discard=unmap,werror=report,rerror=report",
                 opt_path("disk", &d.path)?
             );
             if d.readonly {
@@ -613,7 +620,11 @@ mod tests {
         c.extra_cmdline.push("foo=bar".into());
         let s = joined(&c);
         assert!(s.contains("-drive id=disk0,file=/r/root.qcow2,format=qcow2,if=none"));
-        assert!(s.contains("format=raw,if=none,discard=unmap,readonly=on"));
+        assert!(
+            s.contains("format=raw,if=none,discard=unmap,werror=report,rerror=report,readonly=on")
+        );
+        // A full host disk is an I/O error in the guest, not a paused VM.
+        assert!(s.contains("format=qcow2,if=none,discard=unmap,werror=report,rerror=report"));
         assert!(s.find("drive=disk0").unwrap() < s.find("drive=disk1").unwrap());
         assert!(s.contains("-netdev tap,id=net0,ifname=tap0,script=no,downscript=no -device virtio-net-device,netdev=net0,mac=52:54:00:12:34:56"));
         assert!(s.contains("microvm,pit=on,pic=on,rtc=on,isa-serial=on,memory-backend=mem"));

@@ -28,9 +28,12 @@ use std::process::{Command, Output, Stdio};
 #[allow(unused_imports)]
 pub use testkit::{images, kernel_deb, netns, registry, sha256, tool, Registry};
 
-/// The `container` binary with its own state directory (removed on drop).
+/// The `container` binary with its own state directory (removed on drop unless given by the
+/// test, see [`Cli::at`]).
 pub struct Cli {
-    root: tempfile::TempDir,
+    root: PathBuf,
+    /// Keeps a fresh root alive; `None` for a root the test owns.
+    _temp: Option<tempfile::TempDir>,
     /// Network namespace every command runs in (`ip netns exec`), if any.
     netns: Option<String>,
     /// Environment every command gets.
@@ -103,8 +106,22 @@ impl Run {
 impl Cli {
     /// A fresh state directory.
     pub fn new() -> Cli {
+        let temp = tempfile::tempdir().expect("temp dir");
         Cli {
-            root: tempfile::tempdir().expect("temp dir"),
+            root: temp.path().to_path_buf(),
+            _temp: Some(temp),
+            netns: None,
+            envs: Vec::new(),
+        }
+    }
+
+    /// The state directory `root` (created), left in place on drop: for a root on a
+    /// filesystem the test made and removes itself.
+    pub fn at(root: &Path) -> Cli {
+        std::fs::create_dir_all(root).expect("create the state dir");
+        Cli {
+            root: root.to_path_buf(),
+            _temp: None,
             netns: None,
             envs: Vec::new(),
         }
@@ -122,12 +139,12 @@ impl Cli {
 
     /// The state directory (`--root`).
     pub fn root(&self) -> &Path {
-        self.root.path()
+        &self.root
     }
 
     /// The content store's OCI layout directory.
     pub fn layout(&self) -> PathBuf {
-        self.root.path().join("content")
+        self.root.join("content")
     }
 
     /// A `container --root <root> ARGS…` command, not yet run; HOME and DOCKER_CONFIG point
@@ -154,9 +171,9 @@ impl Cli {
     }
 
     fn setup(&self, c: &mut Command, args: &[&str]) {
-        c.arg("--root").arg(self.root.path()).args(args);
-        c.env("HOME", self.root.path())
-            .env("DOCKER_CONFIG", self.root.path().join("docker"))
+        c.arg("--root").arg(&self.root).args(args);
+        c.env("HOME", &self.root)
+            .env("DOCKER_CONFIG", self.root.join("docker"))
             .env_remove("CONTAINER_ROOT")
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
@@ -201,7 +218,7 @@ impl Cli {
 
     /// Files left in the ingest (temp) directory.
     pub fn temp_files(&self) -> usize {
-        std::fs::read_dir(self.root.path().join("content-ingest"))
+        std::fs::read_dir(self.root.join("content-ingest"))
             .map(|d| d.count())
             .unwrap_or(0)
     }

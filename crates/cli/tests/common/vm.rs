@@ -73,8 +73,38 @@ pub fn wait_output(cmd: Command) -> Run {
     }
 }
 
+/// [`wait_output`] failing after `timeout` instead of [`TIMEOUT`]: for a command that hangs
+/// when what it tests is broken, so the test fails fast.
+pub fn wait_output_within(cmd: Command, timeout: Duration) -> Run {
+    let (code, stdout, stderr) = wait_bytes_within(cmd, None, timeout);
+    Run {
+        code,
+        stdout: String::from_utf8_lossy(&stdout).into(),
+        stderr: String::from_utf8_lossy(&stderr).into(),
+    }
+}
+
 /// [`wait_output`] with `input` fed to its stdin, output as bytes.
-pub fn wait_bytes(mut cmd: Command, input: Option<Vec<u8>>) -> (i32, Vec<u8>, Vec<u8>) {
+pub fn wait_bytes(cmd: Command, input: Option<Vec<u8>>) -> (i32, Vec<u8>, Vec<u8>) {
+    wait_bytes_within(cmd, input, TIMEOUT)
+}
+
+fn wait_bytes_within(
+    cmd: Command,
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+) -> (i32, Vec<u8>, Vec<u8>) {
+    let what = format!("{cmd:?}");
+    try_wait_bytes(cmd, input, timeout)
+        .unwrap_or_else(|| panic!("container {what} did not finish within {timeout:?}"))
+}
+
+/// Runs `cmd` to its end, or kills it after `timeout` and returns `None`.
+fn try_wait_bytes(
+    mut cmd: Command,
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Option<(i32, Vec<u8>, Vec<u8>)> {
     if input.is_some() {
         cmd.stdin(Stdio::piped());
     }
@@ -98,22 +128,23 @@ pub fn wait_bytes(mut cmd: Command, input: Option<Vec<u8>>) -> (i32, Vec<u8>, Ve
     };
     let t_out = drain(Box::new(child.stdout.take().unwrap()));
     let t_err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("container {cmd:?} did not finish within {TIMEOUT:?}");
+            let _ = child.wait();
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    (
+    Some((
         status.code().unwrap_or(-1),
         t_out.join().unwrap(),
         t_err.join().unwrap(),
-    )
+    ))
 }
 
 impl Env {
@@ -124,7 +155,17 @@ impl Env {
 
     /// [`Env::new`] with the network namespace's name starting with `tag`.
     pub fn tagged(tag: &str, load: bool) -> Env {
-        let mut cli = Cli::new();
+        Env::with_cli(tag, Cli::new(), load)
+    }
+
+    /// [`Env::tagged`] on the state directory `root` (which the test removes itself), e.g.
+    /// on a small filesystem of its own; the kernel is linked in from the shared root, so it
+    /// takes no space there.
+    pub fn at(tag: &str, root: &Path, load: bool) -> Env {
+        Env::with_cli(tag, Cli::at(root), load)
+    }
+
+    fn with_cli(tag: &str, mut cli: Cli, load: bool) -> Env {
         let netns = Netns::new(tag);
         cli.in_netns(&netns.name);
         cli.env(testkit::VMINITD_VAR, testkit::static_vminitd());
@@ -192,22 +233,37 @@ impl Env {
     }
 }
 
+impl Env {
+    /// [`Env::run`] that gives up (empty output) instead of panicking on a timeout: a panic in
+    /// a destructor while a failed test unwinds aborts the whole binary, skipping every other
+    /// cleanup.
+    fn cleanup_run(&self, args: &[&str]) -> Run {
+        let (code, stdout, stderr) =
+            try_wait_bytes(self.cli.command(args), None, TIMEOUT).unwrap_or((-1, vec![], vec![]));
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&stdout).into(),
+            stderr: String::from_utf8_lossy(&stderr).into(),
+        }
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
         // Pods first: a pod's VM is not removed while containers run in it.
-        let pods = self.run(&["pod", "ls", "-q"]).stdout;
+        let pods = self.cleanup_run(&["pod", "ls", "-q"]).stdout;
         let pods: Vec<&str> = pods.lines().collect();
         if !pods.is_empty() {
             let mut args = vec!["pod", "rm", "-f"];
             args.extend(pods);
-            self.run(&args);
+            self.cleanup_run(&args);
         }
-        let ids = self.run(&["list", "-a", "-q"]).stdout;
+        let ids = self.cleanup_run(&["list", "-a", "-q"]).stdout;
         let ids: Vec<&str> = ids.lines().collect();
         if !ids.is_empty() {
             let mut args = vec!["delete", "-f"];
             args.extend(ids);
-            self.run(&args);
+            self.cleanup_run(&args);
         }
     }
 }

@@ -1,0 +1,474 @@
+//! A full disk under the state directory: pulls, loads, rootfs builds, container records and
+//! a container's own writes meet ENOSPC on a small loop-mounted ext4 holding `--root` (issue
+//! 16, "Faults").
+//!
+//! What must hold each time: one clear `Error:` line naming what failed and saying there is no
+//! space, exit 125; nothing half-written visible afterwards (no image, no temp file in the
+//! store's ingest area, no rootfs under its final name that e2fsck rejects, no half-created
+//! container); and once the filler file is deleted, the same command succeeds.
+//!
+//! Needs root (mount, loop devices), e2fsprogs (mkfs.ext4 makes the small filesystem, e2fsck
+//! is the oracle for rootfs files), docker-registry and skopeo, and what the VM tests need.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use common::vm::{wait_output, wait_output_within, Env};
+use common::{images, tool, Registry};
+
+/// The test image's big layer: incompressible, so it takes this much space in the content
+/// store and again in the rootfs file.
+const BIG_MIB: usize = 40;
+
+/// The small filesystem's size: the image fits twice (store and rootfs) with room to spare.
+const FS_MIB: u64 = 160;
+
+/// The reference of the test image in the layout pushed to each test's registry.
+const TAG: &str = "localhost/diskfull:1";
+
+/// A small ext4 loop-mounted on a temp dir; killed what runs from it, unmounted and detached on
+/// drop, pass or fail.
+struct SmallFs {
+    dir: tempfile::TempDir,
+    mnt: PathBuf,
+}
+
+impl SmallFs {
+    fn new(mib: u64) -> SmallFs {
+        let dir = tempfile::Builder::new()
+            .prefix("disk-full")
+            .tempdir()
+            .expect("temp dir");
+        let img = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        std::fs::File::create(&img)
+            .and_then(|f| f.set_len(mib << 20))
+            .expect("sparse image");
+        // No reserved blocks: root would ignore them anyway, and the free space is then what
+        // `df` says.
+        tool("mkfs.ext4", &["-q", "-F", "-m", "0", img.to_str().unwrap()]);
+        tool(
+            "mount",
+            &["-o", "loop", img.to_str().unwrap(), mnt.to_str().unwrap()],
+        );
+        SmallFs { dir, mnt }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.mnt.join("root")
+    }
+
+    fn filler(&self) -> PathBuf {
+        self.mnt.join("filler")
+    }
+
+    /// Bytes still free.
+    fn free(&self) -> u64 {
+        let out = tool("stat", &["-f", "-c", "%a %S", self.mnt.to_str().unwrap()]);
+        let mut it = out.split_whitespace().map(|n| n.parse::<u64>().unwrap());
+        it.next().unwrap() * it.next().unwrap()
+    }
+
+    /// Takes space away with a filler file until about `mib` MiB are left.
+    fn leave(&self, mib: u64) {
+        self.give_back();
+        let want = mib << 20;
+        let free = self.free();
+        assert!(free > want, "only {free} bytes free, wanted {want} left");
+        tool(
+            "fallocate",
+            &[
+                "-l",
+                &(free - want).to_string(),
+                self.filler().to_str().unwrap(),
+            ],
+        );
+    }
+
+    /// Takes every last block away (fallocate alone cannot: it needs room for its own
+    /// extent tree).
+    fn fill_up(&self) {
+        use std::io::Write;
+        self.leave(1);
+        let mut f = std::fs::File::create(self.mnt.join("filler-tail")).unwrap();
+        while f
+            .write_all(&[0u8; 4096])
+            .and_then(|()| f.sync_data())
+            .is_ok()
+        {}
+    }
+
+    /// Deletes the fillers: space returns.
+    fn give_back(&self) {
+        let _ = std::fs::remove_file(self.filler());
+        let _ = std::fs::remove_file(self.mnt.join("filler-tail"));
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        // Whatever still runs from the filesystem (a monitor, QEMU) would keep it busy.
+        let mnt = self.mnt.to_string_lossy().into_owned();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if pid == std::process::id() {
+                continue;
+            }
+            if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+                if String::from_utf8_lossy(&cmd).contains(&mnt) {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+            }
+        }
+        let ok = Command::new("umount")
+            .arg(&self.mnt)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        // `mount -o loop` sets autoclear; this detaches a device left over anyway.
+        let img = self.dir.path().join("fs.img");
+        if let Ok(o) = Command::new("losetup").arg("-j").arg(&img).output() {
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                if let Some(dev) = line.split(':').next() {
+                    let _ = Command::new("losetup").args(["-d", dev]).status();
+                }
+            }
+        }
+    }
+}
+
+/// The test image as an OCI layout: the busybox test layers plus `/big.bin`, [`BIG_MIB`] MiB
+/// of pseudo-random bytes, all stored uncompressed (gzip would gain nothing on the big one).
+fn image_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("disk-full-image");
+        let _ = std::fs::remove_dir_all(&dir);
+        // xorshift64: incompressible enough for gzip and for any block-level dedup.
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut big = Vec::with_capacity(BIG_MIB << 20);
+        while big.len() < BIG_MIB << 20 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            big.extend_from_slice(&x.to_le_bytes());
+        }
+        let layers = images::busybox_with(&["dd", "sync", "df"], |l| {
+            l.file("big.bin", &big, 0o644, 0, 0)
+        });
+        let config = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Cmd": ["sh"],
+            },
+            "rootfs": {"type": "layers", "diff_ids": layers.iter().map(images::Layer::diff_id).collect::<Vec<_>>()},
+        });
+        let w = images::LayoutWriter::new(&dir);
+        let layer_descs: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|l| w.blob("application/vnd.oci.image.layer.v1.tar", &l.tar))
+            .collect();
+        let config = w.blob(
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).unwrap(),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": layer_descs,
+        });
+        let manifest = w.blob(
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).unwrap(),
+        );
+        w.finish(TAG, manifest)
+    })
+}
+
+/// The test image as an archive for `image load`.
+fn image_archive() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let tar = Path::new(env!("CARGO_TARGET_TMPDIR")).join("disk-full-image.tar");
+        tool(
+            "tar",
+            &[
+                "-C",
+                image_layout().to_str().unwrap(),
+                "-cf",
+                tar.to_str().unwrap(),
+                ".",
+            ],
+        );
+        tar
+    })
+}
+
+/// A registry holding the test image; returns it and the image's reference there.
+fn registry() -> (Registry, String) {
+    let reg = Registry::start();
+    let reference = reg.reference("diskfull:1");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{TAG}", image_layout().display()),
+            &format!("docker://{reference}"),
+        ],
+    );
+    (reg, reference)
+}
+
+/// The registry is on the host's loopback; containers run in the test's namespace.
+fn pull(env: &Env, reference: &str) -> common::Run {
+    wait_output(env.cli.host_command(&["image", "pull", "-q", reference]))
+}
+
+/// One `Error:` line, exit 125, saying there is no space and naming `what`.
+#[track_caller]
+fn no_space(r: common::Run, what: &str) -> String {
+    let r = r.fails_with("no space left on device");
+    assert!(r.stderr.contains(what), "error does not name {what}: {r:?}");
+    r.stderr.trim().to_string()
+}
+
+/// Files (not directories) directly in `dir`, by name.
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// No temp file in the content store's ingest area or its blobs directory, and every blob
+/// hashes to its name.
+#[track_caller]
+fn store_is_clean(env: &Env) {
+    assert_eq!(env.cli.temp_files(), 0, "temp files left in content-ingest");
+    for blob in env.cli.blobs() {
+        let data = std::fs::read(env.cli.layout().join("blobs/sha256").join(&blob)).unwrap();
+        assert_eq!(
+            common::sha256(&data),
+            format!("sha256:{blob}"),
+            "blob {blob} is half-written"
+        );
+    }
+}
+
+/// Every rootfs under a final name (`*.ext4`) is a consistent filesystem, and no temp file of
+/// a build is left; returns the final names.
+#[track_caller]
+fn rootfs_cache_is_clean(env: &Env) -> Vec<String> {
+    let dir = env.cli.root().join("rootfs");
+    let mut finals = Vec::new();
+    for name in files(&dir) {
+        if name.ends_with(".lock") {
+            continue;
+        }
+        assert!(
+            name.ends_with(".ext4") && !name.starts_with('.'),
+            "build temp file left in the rootfs cache: {name}"
+        );
+        let o = Command::new("e2fsck")
+            .args(["-fn"])
+            .arg(dir.join(&name))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name} fails e2fsck: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        finals.push(name);
+    }
+    finals
+}
+
+#[track_caller]
+fn no_containers(env: &Env) {
+    let ls = env.run(&["ls", "-a", "-q"]).success();
+    assert!(ls.stdout.trim().is_empty(), "containers: {}", ls.stdout);
+    assert!(
+        env.container_dirs().is_empty(),
+        "{:?}",
+        env.container_dirs()
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn pull_into_a_full_disk_fails_cleanly_then_succeeds() {
+    let fs = SmallFs::new(FS_MIB);
+    let env = Env::at("dfpull", &fs.root(), false);
+    let (_reg, reference) = registry();
+
+    fs.leave(BIG_MIB as u64 / 2);
+    let line = no_space(pull(&env, &reference), &reference);
+    eprintln!("pull on a full disk: {line}");
+    assert!(env.run(&["image", "ls", "-q"]).success().stdout.is_empty());
+    store_is_clean(&env);
+
+    // The same from an archive.
+    let archive = image_archive().to_str().unwrap();
+    // Not "cannot read" the archive: the archive is fine, the store is full.
+    let line = no_space(env.run(&["image", "load", "-i", archive]), archive);
+    assert!(line.contains("content store"), "{line}");
+    eprintln!("load on a full disk: {line}");
+    assert!(env.run(&["image", "ls", "-q"]).success().stdout.is_empty());
+    store_is_clean(&env);
+
+    fs.give_back();
+    pull(&env, &reference).success();
+    let ls = env.run(&["image", "ls", "-q"]).success();
+    assert_eq!(ls.stdout.trim(), reference);
+    store_is_clean(&env);
+    env.run(&["image", "load", "-i", archive]).success();
+    let ls = env.run(&["image", "ls", "-q"]).success();
+    assert!(ls.stdout.contains(TAG), "{ls:?}");
+    store_is_clean(&env);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn rootfs_build_on_a_full_disk_fails_cleanly_then_succeeds() {
+    let fs = SmallFs::new(FS_MIB);
+    let env = Env::at("dfroot", &fs.root(), false);
+    let (_reg, reference) = registry();
+    pull(&env, &reference).success();
+
+    // The image is in the store; its rootfs (the big file again) does not fit.
+    fs.leave(BIG_MIB as u64 / 2);
+    let line = no_space(
+        env.run(&["create", "--name", "c1", &reference, "true"]),
+        "rootfs",
+    );
+    eprintln!("create on a full disk: {line}");
+    assert!(rootfs_cache_is_clean(&env).is_empty());
+    no_containers(&env);
+    store_is_clean(&env);
+    assert_eq!(
+        env.run(&["image", "ls", "-q"]).success().stdout.trim(),
+        reference
+    );
+
+    // Space returns: the same command works, and so does the container.
+    fs.give_back();
+    env.run(&["create", "--name", "c1", &reference, "cat", "/etc/passwd"])
+        .success();
+    assert_eq!(rootfs_cache_is_clean(&env).len(), 1);
+    let r = env.run(&["start", "-a", "c1"]).success();
+    assert!(r.stdout.contains("root:"), "{r:?}");
+
+    // Not even a container's record fits: no half-created container either.
+    fs.fill_up();
+    let line = no_space(
+        env.run(&["create", "--name", "c2", &reference, "true"]),
+        "state.json",
+    );
+    eprintln!("create with no space at all: {line}");
+    let ls = env.run(&["ls", "-a", "--format", "{{.Names}}"]).success();
+    assert_eq!(ls.stdout.trim(), "c1");
+    assert_eq!(env.container_dirs().len(), 1, "{:?}", env.container_dirs());
+    fs.give_back();
+    env.run(&["create", "--name", "c2", &reference, "true"])
+        .success();
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn container_writing_into_a_full_disk_gets_an_error_and_keeps_running() {
+    let fs = SmallFs::new(FS_MIB);
+    let env = Env::at("dfwrite", &fs.root(), false);
+    let (_reg, reference) = registry();
+    pull(&env, &reference).success();
+    env.run(&["run", "-d", "--name", "w", &reference, "sleep", "1000"])
+        .success();
+
+    // The overlay can grow by a little more than half the big file.
+    fs.leave(BIG_MIB as u64 * 3 / 4);
+    // QEMU's default for a full host disk is to pause the VM (werror=enospc), which would
+    // hang this exec: fail fast instead of waiting for the suite's timeout.
+    let write = "dd if=/big.bin of=/copy bs=1M conv=fsync; echo dd=$?";
+    let r = wait_output_within(
+        env.cli.command(&["exec", "w", "sh", "-c", write]),
+        Duration::from_secs(90),
+    );
+    eprintln!("write into a full disk: {r:?}");
+    assert!(
+        r.stdout.contains("dd=1"),
+        "the write did not fail in the container: {r:?}"
+    );
+    assert!(
+        r.stderr.to_lowercase().contains("input/output error")
+            || r.stderr.to_lowercase().contains("no space"),
+        "{r:?}"
+    );
+
+    // The container lives on, answers, and reads its files.
+    assert_eq!(env.inspect("w")["State"]["Status"], "running");
+    let r = env
+        .run(&["exec", "w", "sh", "-c", "echo alive; head -c 4 /etc/passwd"])
+        .success();
+    assert_eq!(r.stdout, "alive\nroot");
+
+    // Listing and removing it work on the still-full disk (that is how a user frees space);
+    // after space returns a new container runs.
+    let ls = env.run(&["ls", "-a"]).success();
+    assert!(ls.stdout.contains(" w"), "{ls:?}");
+    let id = env.inspect("w")["Id"].as_str().unwrap().to_string();
+    let r = env.run(&["rm", "-f", "w"]).success();
+    eprintln!("rm -f on a full disk: {r:?}");
+    no_containers(&env);
+    fs.give_back();
+    // Its address lease could not be written back on the full disk: cleanup frees it now.
+    let r = env.run(&["system", "cleanup"]).success();
+    assert!(
+        r.stdout.contains(&format!(
+            "released network addresses of deleted {}",
+            &id[..12]
+        )),
+        "{r:?}"
+    );
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            &reference,
+            "sh",
+            "-c",
+            "echo ok > /x; cat /x",
+        ])
+        .success();
+    assert_eq!(r.stdout, "ok\n");
+}
