@@ -121,6 +121,23 @@ fn containers_of_a_pod_share_one_vm() {
         "a member has no VM of its own: {srv}"
     );
     assert_eq!(srv["config"]["pod"]["role"], "member", "{srv}");
+    // Its image's filesystem reaches the pod as a link to the cached file, never a copy (the
+    // image files are sparse gigabytes; a link cannot cross the share's bind mount).
+    let infra = env.inspect("web-infra")["id"].as_str().unwrap().to_string();
+    let srv_id = srv["id"].as_str().unwrap();
+    let base = env
+        .cli
+        .root()
+        .join("containers")
+        .join(&infra)
+        .join("pod-files")
+        .join(&srv_id[..12])
+        .join("base.ext4");
+    assert!(
+        std::os::unix::fs::MetadataExt::nlink(&std::fs::metadata(&base).unwrap()) >= 2,
+        "{} is a copy",
+        base.display()
+    );
 
     // A second container reaches the first over the pod's localhost, in the same VM.
     env.run(&[

@@ -16,6 +16,7 @@
 //! links, removed with the member.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::container::{Container, ContainerError, ContainerOptions, StopOptions};
 use crate::state::{ContainerRecord, PodRole, Status, Store};
@@ -39,6 +40,9 @@ pub const SOCKET: &str = "pod.sock";
 
 /// The share's directory under the infra container's directory.
 const SHARE_DIR: &str = "pod";
+
+/// The directory of the pod's files under the infra container's directory.
+const FILES_DIR: &str = "pod-files";
 
 /// Where a directory member's root filesystem is bound in its share directory.
 pub const BUNDLE: &str = "bundle";
@@ -163,9 +167,17 @@ pub fn members(
         .collect())
 }
 
-/// The host directory shared with the pod's VM.
+/// The host directory shared with the pod's VM: [`files_dir`] bound on itself as root (see
+/// [`share_mount`]), where members' bind mounts are made.
 pub fn share_dir(store: &Store, infra: &str) -> PathBuf {
     store.dir_of(infra).join(SHARE_DIR)
+}
+
+/// Where the pod's files are written: the directory [`share_dir`] binds. Hard links cannot
+/// cross a mount point, even to the same filesystem, so the members' image and upper files
+/// are linked here, never through the share's bind mount.
+pub fn files_dir(store: &Store, infra: &str) -> PathBuf {
+    store.dir_of(infra).join(FILES_DIR)
 }
 
 /// The pod's shared agent socket.
@@ -219,7 +231,8 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
         .ok_or_else(|| PodError::Member(format!("{} is not in a pod", record.name)))?
         .to_string();
     let name = guest_name(&record.id);
-    let host_dir = share_dir(store, &infra).join(name);
+    let host_dir = files_dir(store, &infra).join(name);
+    let mount_dir = share_dir(store, &infra).join(name);
     if let Some(rootfs) = &record.config.rootfs_dir {
         // A directory (the containerd shim's bundle rootfs): bound into the share as it is.
         std::fs::create_dir_all(host_dir.join(BUNDLE)).map_err(io("create", &host_dir))?;
@@ -229,7 +242,7 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
                 pod: infra.clone(),
                 message: "its share is not mounted (a pod's directory containers need root)".into(),
             })?;
-        let target = cstr(&host_dir.join(BUNDLE))?;
+        let target = cstr(&mount_dir.join(BUNDLE))?;
         let ops = [
             MountOp::Detach {
                 target: target.clone(),
@@ -242,7 +255,7 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
         ];
         in_mount_ns(monitor, &ops)
             .map_err(io("bind the root filesystem into the pod's share", rootfs))?;
-        bind_sources(store, &infra, &host_dir, &record.config.mounts)?;
+        bind_sources(store, &infra, name, &record.config.mounts)?;
         return Ok(MemberDisks {
             infra,
             guest_dir: format!("{GUEST_POD_DIR}/{name}"),
@@ -268,7 +281,7 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
     std::fs::create_dir_all(&host_dir).map_err(io("create", &host_dir))?;
     link(&record.config.rootfs, &host_dir.join("base.ext4"))?;
     link(&upper, &host_dir.join(UPPER))?;
-    bind_sources(store, &infra, &host_dir, &record.config.mounts)?;
+    bind_sources(store, &infra, name, &record.config.mounts)?;
     Ok(MemberDisks {
         infra,
         guest_dir: format!("{GUEST_POD_DIR}/{name}"),
@@ -280,13 +293,14 @@ pub fn attach_disks(store: &Store, record: &ContainerRecord) -> Result<MemberDis
 /// Makes the pod's share a mount point of its own in a shared peer group, before its
 /// virtiofsd starts: virtiofsd sandboxes itself in a mount namespace that is a slave of ours,
 /// so the members' bind mounts made under the share afterwards reach it (and the guest).
-pub fn share_mount(dir: &Path) -> Result<(), PodError> {
+pub fn share_mount(files: &Path, dir: &Path) -> Result<(), PodError> {
     let path = cstr(dir)?;
+    let source = cstr(files)?;
     if !is_mount_point(dir) {
         // SAFETY: mount(2) with valid C strings and null filesystem type and data.
         let r = unsafe {
             libc::mount(
-                path.as_ptr(),
+                source.as_ptr(),
                 path.as_ptr(),
                 std::ptr::null(),
                 libc::MS_BIND,
@@ -340,7 +354,7 @@ fn is_mount_point(dir: &Path) -> bool {
 
 /// Whether `dir` is a mount point in the mount namespace of process `pid` (`self`: ours).
 fn is_mount_point_of(pid: &str, dir: &Path) -> bool {
-    let Ok(dir) = dir.canonicalize() else {
+    let Some(dir) = canonical(dir) else {
         return false;
     };
     let target = dir.to_string_lossy().replace(' ', "\\040");
@@ -350,6 +364,20 @@ fn is_mount_point_of(pid: &str, dir: &Path) -> bool {
                 .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
         })
         .unwrap_or(false)
+}
+
+/// `path` with its longest existing ancestor resolved: the rest may exist only in another
+/// mount namespace (under the share, mounted in the pod monitor's).
+fn canonical(path: &Path) -> Option<PathBuf> {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(c) = at.canonicalize() {
+            return Some(rest.iter().rev().fold(c, |p, n| p.join(n)));
+        }
+        rest.push(at.file_name()?.to_os_string());
+        at = at.parent()?;
+    }
 }
 
 /// Lazily unmounts `dir` with everything under it.
@@ -439,15 +467,25 @@ fn pod_monitor(store: &Store, infra: &str) -> Option<u32> {
 fn bind_sources(
     store: &Store,
     infra: &str,
-    host_dir: &Path,
+    name: &str,
     mounts: &[crate::state::MountSpec],
 ) -> Result<(), PodError> {
-    let binds: Vec<(&PathBuf, bool)> = mounts
+    let host_dir = files_dir(store, infra).join(name);
+    let mount_dir = share_dir(store, infra).join(name);
+    // A single file is bound as itself (onto an empty file), not through its directory:
+    // a directory bound recursively could hold the state root, this share included.
+    let binds: Vec<(PathBuf, bool, bool)> = mounts
         .iter()
         .filter_map(|m| match m {
             crate::state::MountSpec::Bind {
-                source, readonly, ..
-            } => Some((source, *readonly)),
+                source,
+                readonly,
+                file,
+                ..
+            } => Some(match file {
+                Some(name) => (source.join(name), *readonly, true),
+                None => (source.clone(), *readonly, false),
+            }),
             _ => None,
         })
         .collect();
@@ -465,50 +503,70 @@ fn bind_sources(
             )
         })?;
     let mut ops = Vec::new();
-    for (i, (source, readonly)) in binds.into_iter().enumerate() {
-        let target = host_dir.join("binds").join(i.to_string());
-        std::fs::create_dir_all(&target).map_err(io("create", &target))?;
+    let binds_dir = host_dir.join("binds");
+    std::fs::create_dir_all(&binds_dir).map_err(io("create", &binds_dir))?;
+    for (i, (source, readonly, file)) in binds.into_iter().enumerate() {
+        // Made through the files' path, mounted on through the share's (the same directory).
+        let point = binds_dir.join(i.to_string());
+        let made = if file {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&point)
+                .map(drop)
+        } else {
+            std::fs::create_dir_all(&point)
+        };
+        made.map_err(io("create", &point))?;
+        let target = mount_dir.join("binds").join(i.to_string());
         // A bind left by a monitor that died: replaced, never stacked.
         ops.push(MountOp::Detach {
             target: cstr(&target)?,
         });
         ops.push(MountOp::Bind {
-            src: cstr(source)?,
+            src: cstr(&source)?,
             dst: cstr(&target)?,
             readonly,
         });
     }
     in_mount_ns(monitor, &ops).map_err(|e| {
-        release_in(monitor, host_dir);
-        io("bind a source into the pod's share", host_dir)(e)
+        release_in(monitor, &host_dir, &mount_dir);
+        io("bind a source into the pod's share", &mount_dir)(e)
     })
 }
 
 /// Unmounts whatever is bound under `binds/` of a member's share directory, in the pod's
 /// monitor's mount namespace.
-fn release_in(monitor: u32, host_dir: &Path) {
+fn release_in(monitor: u32, host_dir: &Path, mount_dir: &Path) {
     let pid = monitor.to_string();
-    let ops: Vec<MountOp> = mounted_in(&pid, host_dir)
+    let ops: Vec<MountOp> = mounted_in(&pid, host_dir, mount_dir)
         .iter()
         .filter_map(|p| cstr(p).ok())
         .map(|target| MountOp::Detach { target })
         .collect();
     if !ops.is_empty() {
         if let Err(e) = in_mount_ns(monitor, &ops) {
-            tracing::warn!("unmount binds under {}: {e}", host_dir.display());
+            tracing::warn!("unmount binds under {}: {e}", mount_dir.display());
         }
     }
 }
 
 /// What of a member's share directory is mounted in the namespace of `pid`: its binds and
 /// its bundle.
-fn mounted_in(pid: &str, host_dir: &Path) -> Vec<PathBuf> {
+fn mounted_in(pid: &str, host_dir: &Path, mount_dir: &Path) -> Vec<PathBuf> {
+    // Listed through the files' path (the share may not be mounted in our namespace), checked
+    // and unmounted through the share's.
     let binds = std::fs::read_dir(host_dir.join("binds"))
-        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .map(|d| {
+            d.flatten()
+                .map(|e| mount_dir.join("binds").join(e.file_name()))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     binds
         .into_iter()
-        .chain([host_dir.join(BUNDLE)])
+        .chain([mount_dir.join(BUNDLE)])
         .filter(|p| is_mount_point_of(pid, p))
         .collect()
 }
@@ -520,15 +578,17 @@ pub fn release_binds(store: &Store, record: &ContainerRecord) {
     };
     // No monitor: the pod's mount namespace, and the binds in it, went with it.
     if let Some(monitor) = pod_monitor(store, infra) {
+        let name = guest_name(&record.id);
         release_in(
             monitor,
-            &share_dir(store, infra).join(guest_name(&record.id)),
+            &files_dir(store, infra).join(name),
+            &share_dir(store, infra).join(name),
         );
     }
 }
 
-/// A hard link (the same file, so the image's pages stay shared in the host's cache); a
-/// copy when the two are on different filesystems.
+/// A hard link: the same file, so the image's pages stay shared in the host's cache (the
+/// state root is one filesystem).
 fn link(from: &Path, to: &Path) -> Result<(), PodError> {
     if let (Ok(a), Ok(b)) = (std::fs::metadata(from), std::fs::metadata(to)) {
         use std::os::unix::fs::MetadataExt;
@@ -537,13 +597,8 @@ fn link(from: &Path, to: &Path) -> Result<(), PodError> {
         }
         let _ = std::fs::remove_file(to);
     }
-    match std::fs::hard_link(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => std::fs::copy(from, to)
-            .map(|_| ())
-            .map_err(io("copy", from)),
-        Err(e) => Err(io("link", to)(e)),
-    }
+    // Never a copy when the link cannot be made: the files are sparse images of gigabytes.
+    std::fs::hard_link(from, to).map_err(io("link into the pod's files", from))
 }
 
 /// Removes a member's directory from the pod's share (when the member is deleted); kept if
@@ -551,9 +606,12 @@ fn link(from: &Path, to: &Path) -> Result<(), PodError> {
 pub fn detach_disks(store: &Store, record: &ContainerRecord) {
     release_binds(store, record);
     if let Some(infra) = infra_of(record) {
-        let dir = share_dir(store, infra).join(guest_name(&record.id));
+        let name = guest_name(&record.id);
+        let dir = files_dir(store, infra).join(name);
+        let mount_dir = share_dir(store, infra).join(name);
         let pid = pod_monitor(store, infra).map_or("self".to_string(), |p| p.to_string());
-        let mounted = !mounted_in(&pid, &dir).is_empty() || !mounted_in("self", &dir).is_empty();
+        let mounted = !mounted_in(&pid, &dir, &mount_dir).is_empty()
+            || !mounted_in("self", &dir, &mount_dir).is_empty();
         if !mounted {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -622,6 +680,14 @@ impl Pod {
 
     /// Starts the pod's VM (its infra container) and then every member that does not run.
     pub async fn start(&self) -> Result<(), ContainerError> {
+        let store = self.infra.runtime().store();
+        // A VM that just died may still be recorded as running while its monitor winds down:
+        // its socket no longer answers. Wait for it to be down, then start it again.
+        if self.infra.status().is_up()
+            && std::os::unix::net::UnixStream::connect(socket(store, self.id())).is_err()
+        {
+            let _ = crate::client::wait_stopped(store, self.id(), Duration::from_secs(30)).await;
+        }
         self.infra.start_unless_running().await?;
         let mut first_error = None;
         for m in &self.members {

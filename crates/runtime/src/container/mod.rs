@@ -258,6 +258,11 @@ impl Container {
         Container { rt, record }
     }
 
+    /// The runtime it belongs to.
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
     /// Its record: id, name, image, status, config, exit, networks, ports.
     pub fn record(&self) -> &ContainerRecord {
         &self.record

@@ -1040,13 +1040,21 @@ fn pod_share(
     if crate::pod::infra_name(record).is_none() {
         return Ok(None);
     }
-    let dir = crate::pod::share_dir(store, &record.id);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Fault::PodShare(format!("{}: {e}", dir.display())))?;
-    // Without it (not root) the pod runs, but its containers cannot have bind mounts.
-    if let Err(e) = crate::pod::share_mount(&dir) {
-        tracing::warn!("{}", crate::error_line(&e));
+    let files = crate::pod::files_dir(store, &record.id);
+    let share = crate::pod::share_dir(store, &record.id);
+    for dir in [&files, &share] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Fault::PodShare(format!("{}: {e}", dir.display())))?;
     }
+    // Without the mount (not root) the pod serves its files directly, and its containers
+    // cannot have bind mounts.
+    let dir = match crate::pod::share_mount(&files, &share) {
+        Ok(()) => share,
+        Err(e) => {
+            tracing::warn!("{}", crate::error_line(&e));
+            files
+        }
+    };
     Ok(Some(crate::backend::HostShare {
         dir,
         readonly: false,

@@ -99,7 +99,23 @@ pub fn member_mounts(dir: &str, mounts: &[MountSpec]) -> Vec<GuestMount> {
     mounts
         .iter()
         .map(|m| {
+            // A file is bound as itself there (see `pod::bind_sources`), so the path is the
+            // file's, not a directory's with the name below it.
             let source = format!("{dir}/binds/{bind}");
+            let m = &match m {
+                MountSpec::Bind {
+                    source,
+                    target,
+                    readonly,
+                    file: Some(_),
+                } => MountSpec::Bind {
+                    source: source.clone(),
+                    target: target.clone(),
+                    readonly: *readonly,
+                    file: None,
+                },
+                other => other.clone(),
+            };
             if matches!(m, MountSpec::Bind { .. }) {
                 bind += 1;
             }
@@ -237,7 +253,7 @@ mod tests {
         let m = member_mounts("/run/pod/abc", &mounts);
         assert_eq!(m[0].source, "/run/pod/abc/binds/0");
         assert_eq!(m[1].fstype, "tmpfs");
-        assert_eq!(m[2].source, "/run/pod/abc/binds/1/hosts");
+        assert_eq!(m[2].source, "/run/pod/abc/binds/1");
         assert_eq!(m[2].target, "/etc/hosts");
     }
 }
