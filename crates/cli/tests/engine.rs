@@ -1547,6 +1547,9 @@ fn docker_compose_up_ps_logs_exec_down() {
         let cmd = compose_cmd(&["logs", "-f", "--no-color", "--tail", "0", "web"]);
         std::thread::spawn(move || wait_output(cmd))
     };
+    // `--tail 0`: only lines logged after compose attached count, and attaching (a container
+    // list, then the logs stream) takes a moment on a loaded machine.
+    std::thread::sleep(Duration::from_secs(3));
     let fresh = retry(|| {
         let get = "printf 'GET /again HTTP/1.0\\r\\n\\r\\n' | nc -w 3 web 80";
         let r = compose(&["exec", "-T", "client", "sh", "-c", get]);
