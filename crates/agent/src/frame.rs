@@ -396,6 +396,23 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(
 /// frames into one syscall (one virtio-serial kick), small enough to keep latency low.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// Encodes `first` into `buf` (cleared first), then whatever else is already queued in `rx`,
+/// up to about [`BATCH_BYTES`]: frames queued together go out in one write.
+pub(crate) fn encode_batch(
+    first: Frame,
+    rx: &mut mpsc::UnboundedReceiver<Frame>,
+    buf: &mut Vec<u8>,
+) {
+    buf.clear();
+    first.encode(buf);
+    while buf.len() < BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(f) => f.encode(buf),
+            Err(_) => break,
+        }
+    }
+}
+
 /// The one writer task of a connection, host side and guest side alike: writes queued frames
 /// until the queue closes, `stop` completes, or a write fails. Frames queued together are
 /// coalesced into one write.
@@ -418,14 +435,7 @@ where
             },
             () = &mut stop => return Ok(()),
         };
-        buf.clear();
-        frame.encode(&mut buf);
-        while buf.len() < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(f) => f.encode(&mut buf),
-                Err(_) => break,
-            }
-        }
+        encode_batch(frame, rx, &mut buf);
         wr.write_all(&buf).await.map_err(FrameError::Io)?;
         wr.flush().await.map_err(FrameError::Io)?;
     }

@@ -71,9 +71,6 @@ const ORPHAN_EXIT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// Coalescing of queued frames into one write to a member, as the guest writer does.
-const BATCH_BYTES: usize = 256 * 1024;
-
 impl Client {
     /// Serves other processes' agent clients, accepted on `listener`, through this connection:
     /// each connects with [`Client::connect`] and then uses the guest as if it had the
@@ -612,14 +609,7 @@ async fn write_member(
 ) {
     let mut buf = Vec::new();
     while let Some(frame) = rx.recv().await {
-        buf.clear();
-        frame.encode(&mut buf);
-        while buf.len() < BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(f) => f.encode(&mut buf),
-                Err(_) => break,
-            }
-        }
+        crate::frame::encode_batch(frame, &mut rx, &mut buf);
         let written = wr.write_all(&buf).await;
         queued.fetch_sub(buf.len(), Ordering::Relaxed);
         if written.is_err() {
