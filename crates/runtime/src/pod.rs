@@ -334,7 +334,7 @@ pub fn share_mount(files: &Path, dir: &Path) -> Result<(), PodError> {
 /// Undoes [`share_mount`] and every member bind still under it (the pod's VM is gone).
 pub fn unshare_mount(dir: &Path) {
     if is_mount_point(dir) {
-        detach(dir);
+        crate::state::detach(dir);
     }
 }
 
@@ -357,13 +357,7 @@ fn is_mount_point_of(pid: &str, dir: &Path) -> bool {
     let Some(dir) = canonical(dir) else {
         return false;
     };
-    let target = dir.to_string_lossy().replace(' ', "\\040");
-    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-        .map(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
-        })
-        .unwrap_or(false)
+    crate::state::mount_points(pid).contains(&dir)
 }
 
 /// `path` with its longest existing ancestor resolved: the rest may exist only in another
@@ -377,14 +371,6 @@ fn canonical(path: &Path) -> Option<PathBuf> {
         }
         rest.push(at.file_name()?.to_os_string());
         at = at.parent()?;
-    }
-}
-
-/// Lazily unmounts `dir` with everything under it.
-fn detach(dir: &Path) {
-    if let Ok(path) = cstr(dir) {
-        // SAFETY: umount2(2) with a valid C string.
-        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
     }
 }
 

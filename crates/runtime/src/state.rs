@@ -814,11 +814,8 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(dir) = dir.canonicalize() else {
         return Vec::new();
     };
-    let mut found: Vec<PathBuf> = fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+    let mut found: Vec<PathBuf> = mount_points("self")
+        .into_iter()
         .filter(|p| p.starts_with(&dir))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -826,14 +823,30 @@ fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// The mount points in the mount namespace of process `pid` (`self`: ours), from its
+/// mountinfo (whose paths escape a space as `\040`).
+pub(crate) fn mount_points(pid: &str) -> Vec<PathBuf> {
+    fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .collect()
+}
+
+/// Lazily unmounts `path` with everything under it.
+pub(crate) fn detach(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) {
+        // SAFETY: umount2(2) with a valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
 /// Lazily unmounts everything mounted at or under `dir`.
 fn detach_mounts_under(dir: &Path) {
-    use std::os::unix::ffi::OsStrExt;
     for m in mounts_under(dir) {
-        if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_bytes()) {
-            // SAFETY: umount2(2) with a valid C string.
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
+        detach(&m);
     }
 }
 
