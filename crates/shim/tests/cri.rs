@@ -433,16 +433,21 @@ fn sandbox_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
         labels: HashMap::from([("app".to_string(), name.to_string())]),
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Pod.into(),
-                    pid: cri::NamespaceMode::Container.into(),
-                    ipc: cri::NamespaceMode::Pod.into(),
-                    ..Default::default()
-                }),
+                namespace_options: Some(pod_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// kubelet's default namespace modes: network and IPC shared by the pod, PID per container.
+fn pod_namespaces() -> cri::NamespaceOption {
+    cri::NamespaceOption {
+        network: cri::NamespaceMode::Pod.into(),
+        pid: cri::NamespaceMode::Container.into(),
+        ipc: cri::NamespaceMode::Pod.into(),
         ..Default::default()
     }
 }
@@ -458,12 +463,7 @@ fn container_config(name: &str, command: &[&str]) -> cri::ContainerConfig {
         log_path: format!("{name}.log"),
         linux: Some(cri::LinuxContainerConfig {
             security_context: Some(cri::LinuxContainerSecurityContext {
-                namespace_options: Some(cri::NamespaceOption {
-                    network: cri::NamespaceMode::Pod.into(),
-                    pid: cri::NamespaceMode::Container.into(),
-                    ipc: cri::NamespaceMode::Pod.into(),
-                    ..Default::default()
-                }),
+                namespace_options: Some(pod_namespaces()),
                 ..Default::default()
             }),
             ..Default::default()
