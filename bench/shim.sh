@@ -2,8 +2,9 @@
 # Benchmark: a task through containerd and our shim against our own CLI, the same busybox image,
 # run alternately so drift of the machine hits all alike:
 #   (a) ctr run --rm --runtime io.containerd.container.v2 IMAGE ID true   (containerd 1.6 of its
-#       own in $WORK: overlayfs snapshot, shim start, rootfs served by virtiofs, cold boot —
-#       a VM with virtiofs needs shared memory, which a template's private clone cannot give);
+#       own in $WORK: overlayfs snapshot, shim start, the snapshot's layers as a cached ext4
+#       disk, VM template clone; SHIM_ROOTFS=share serves the snapshot through virtiofs and
+#       boots cold, the shim's behaviour before disks);
 #   (b) container run --rm --network none IMAGE true                      (VM template clone);
 #   (c) container run --rm --network none --no-template IMAGE true        (cold boot).
 # Prints the median wall time of each, the ratios (a)/(b) and (a)/(c), and peak RSS summed over
@@ -60,7 +61,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$WORK/ctrd/opt"
 TOML
-PATH="$WORK/bin:$PATH" CONTAINER_SHIM_ROOT="$WORK/shimroot" containerd --config "$WORK/config.toml" \
+PATH="$WORK/bin:$PATH" CONTAINER_SHIM_ROOTFS=${SHIM_ROOTFS:-disk} CONTAINER_SHIM_ROOT="$WORK/shimroot" containerd --config "$WORK/config.toml" \
     >"$WORK/containerd.log" 2>&1 &
 CTRD_PID=$!
 for _ in $(seq 100); do CTR version >/dev/null 2>&1 && break; sleep 0.1; done

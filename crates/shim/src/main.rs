@@ -11,6 +11,7 @@ mod bundle;
 mod process;
 mod service;
 mod shim;
+mod snapshot;
 mod spec;
 mod stdio;
 

@@ -281,9 +281,35 @@ impl Task for Service {
         }
         let bundle = PathBuf::from(&req.bundle);
         let rootfs = bundle.join("rootfs");
-        let mounted_rootfs = crate::bundle::mount_rootfs(&req.rootfs, &rootfs).map_err(internal)?;
+        let spec = crate::spec::load(&bundle).map_err(internal)?;
+        let role = crate::spec::cri_role(&spec);
+        // A task of its own gets its snapshot as a disk, which lets its VM start from a
+        // template; a pod's containers share the pod's running VM, which takes no new disk.
+        let layers = match role {
+            crate::spec::CriRole::None if crate::snapshot::disks_wanted() => {
+                crate::snapshot::layers(&req.rootfs)
+            }
+            _ => None,
+        };
+        let disk = match layers {
+            Some(layers) => {
+                let root = self.rt.root().to_path_buf();
+                let built = tokio::task::spawn_blocking(move || {
+                    crate::snapshot::prune(&root);
+                    crate::snapshot::image(&root, &layers)
+                })
+                .await
+                .map_err(internal)?
+                .map_err(internal)?;
+                Some(built)
+            }
+            None => None,
+        };
+        let mounted_rootfs = match disk {
+            Some(_) => false,
+            None => crate::bundle::mount_rootfs(&req.rootfs, &rootfs).map_err(internal)?,
+        };
         let created = async {
-            let spec = crate::spec::load(&bundle).map_err(internal)?;
             let origin = crate::spec::TaskOrigin {
                 namespace: &self.namespace,
                 id: &req.id,
@@ -292,7 +318,11 @@ impl Task for Service {
                 stdin: !req.stdin.is_empty(),
                 terminal: req.terminal,
             };
-            let (opts, ignored) = crate::spec::container_options(&spec, &origin);
+            let (mut opts, ignored) = crate::spec::container_options(&spec, &origin);
+            if let Some(image) = &disk {
+                opts.rootfs_dir = None;
+                opts.rootfs_image = Some(image.clone());
+            }
             if opts.process.args.is_empty() {
                 return Err(internal(crate::spec::SpecError::NoProcess));
             }
@@ -305,7 +335,7 @@ impl Task for Service {
                 &crate::spec::container_name(&self.namespace, &req.id),
             )
             .await;
-            match crate::spec::cri_role(&spec) {
+            match role {
                 crate::spec::CriRole::Sandbox { id } => {
                     // A pod left by a shim that died before its delete ran.
                     if let Ok(stale) = self.rt.pod(&id) {

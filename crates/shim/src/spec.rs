@@ -219,6 +219,7 @@ pub fn container_options(spec: &Spec, origin: &TaskOrigin<'_>) -> (ContainerOpti
                     .into(),
             );
             opts.mounts.clear();
+            pod_resources(spec, &mut opts);
             // CNI networked the pod's namespace: the pod's VM takes its interface over.
             opts.netns = network_namespace(spec);
             if opts.netns.is_some() {
@@ -243,6 +244,37 @@ pub fn container_options(spec: &Spec, origin: &TaskOrigin<'_>) -> (ContainerOpti
         .insert(LABEL_NAMESPACE.into(), origin.namespace.into());
     opts.labels.insert(LABEL_ID.into(), origin.id.into());
     (opts, ignored)
+}
+
+/// CRI's annotations on a sandbox with the pod's resources: kubelet (1.23 and later) sums its
+/// containers' limits and the RuntimeClass's overhead into the sandbox's config, and
+/// containerd (1.6.7 and later) passes them on in these.
+pub const CRI_SANDBOX_MEMORY: &str = "io.kubernetes.cri.sandbox-memory";
+/// See [`CRI_SANDBOX_MEMORY`]: the pod's CPU quota, in microseconds per period.
+pub const CRI_SANDBOX_CPU_QUOTA: &str = "io.kubernetes.cri.sandbox-cpu-quota";
+/// See [`CRI_SANDBOX_MEMORY`]: the period of the pod's CPU quota, in microseconds.
+pub const CRI_SANDBOX_CPU_PERIOD: &str = "io.kubernetes.cri.sandbox-cpu-period";
+
+/// Sizes the pod's VM from the pod's resources, as the sandbox's annotations give them: its
+/// memory is the pod's limit plus the guest's own overhead, its vCPUs the quota rounded up.
+/// Without them (a pod with a container without limits) the VM has the default size.
+fn pod_resources(spec: &Spec, opts: &mut ContainerOptions) {
+    let Some(a) = spec.annotations() else {
+        return;
+    };
+    let num = |key: &str| {
+        a.get(key)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|v| *v > 0)
+    };
+    if let Some(memory) = num(CRI_SANDBOX_MEMORY) {
+        opts.resources.memory_bytes = Some(memory);
+    }
+    if let (Some(quota), Some(period)) = (num(CRI_SANDBOX_CPU_QUOTA), num(CRI_SANDBOX_CPU_PERIOD)) {
+        #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
+        let cpus = quota as f64 / period as f64;
+        opts.resources.cpus = Some(cpus);
+    }
 }
 
 /// The process fields we run: args, env, cwd, uid:gid, terminal, capabilities (the bounding
@@ -434,6 +466,16 @@ mod tests {
         let (o, _) = container_options(&sandbox, &origin(bundle, rootfs));
         assert_eq!(o.netns.as_deref(), Some(Path::new("/var/run/netns/cni-1")));
         assert!(o.networks.is_empty() && o.pod.is_none());
+        // Without the pod's resources the VM has the default size; with them, theirs.
+        assert_eq!((o.resources.memory_bytes, o.resources.cpus), (None, None));
+        let sized = with(serde_json::json!({
+            CRI_CONTAINER_TYPE: "sandbox", CRI_SANDBOX_ID: "s1",
+            CRI_SANDBOX_MEMORY: "805306368", CRI_SANDBOX_CPU_QUOTA: "150000",
+            CRI_SANDBOX_CPU_PERIOD: "100000",
+        }));
+        let (o, _) = container_options(&sized, &origin(bundle, rootfs));
+        assert_eq!(o.resources.memory_bytes, Some(768 << 20));
+        assert_eq!(o.resources.cpus, Some(1.5));
         let member = with(serde_json::json!({
             CRI_CONTAINER_TYPE: "container", CRI_SANDBOX_ID: "s1",
         }));

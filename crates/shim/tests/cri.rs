@@ -420,6 +420,10 @@ impl Timeline {
 
 /// What kubelet would send for a pod: names, a log directory, and the namespace modes kubelet
 /// uses by default (network and IPC shared by the pod, PID per container).
+/// The pod's memory limit in the sandbox config (above the VM's 512 MiB default, so that the
+/// test tells a sized VM from a default one).
+const POD_MEMORY_MIB: i64 = 768;
+
 fn sandbox_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
     cri::PodSandboxConfig {
         metadata: Some(cri::PodSandboxMetadata {
@@ -434,6 +438,13 @@ fn sandbox_config(name: &str, log_dir: &Path) -> cri::PodSandboxConfig {
         linux: Some(cri::LinuxPodSandboxConfig {
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(pod_namespaces()),
+                ..Default::default()
+            }),
+            // What kubelet sends for a pod whose containers all have limits: their sum.
+            resources: Some(cri::LinuxContainerResources {
+                memory_limit_in_bytes: POD_MEMORY_MIB << 20,
+                cpu_period: 100_000,
+                cpu_quota: 200_000,
                 ..Default::default()
             }),
             ..Default::default()
@@ -550,6 +561,32 @@ fn pod_of_two_containers(handler: &str) {
         // A pod is one VM: the sandbox and both containers in it.
         let vms = cri.containerd().qemus();
         unmet.check(vms == 1, format!("one VM for the pod, found {vms}"));
+        // Sized by the pod's resources: 2 vCPUs, its memory over the 512 MiB default.
+        let size = block(
+            &cri.rt,
+            cri.runtime.exec_sync(cri::ExecSyncRequest {
+                container_id: ids[1].1.clone(),
+                cmd: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "grep -c ^processor /proc/cpuinfo; awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo"
+                        .into(),
+                ],
+                timeout: 10,
+            }),
+        );
+        let text = size
+            .as_ref()
+            .map(|r| String::from_utf8_lossy(&r.stdout).into_owned())
+            .unwrap_or_default();
+        let nums: Vec<i64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        unmet.check(
+            matches!(nums[..], [2, mib] if mib > 600 && mib <= POD_MEMORY_MIB + 128),
+            format!(
+                "the pod's VM has 2 vCPUs and about {POD_MEMORY_MIB} MiB: {}",
+                shown(&size)
+            ),
+        );
     }
 
     // What CRI asked of the runtime, for whoever reads a failure: the namespaces (paths to

@@ -192,6 +192,19 @@ fn ctr_run_prints_output_and_passes_exit_codes_through() {
             "no {topic} event for hi: {seen}"
         );
     }
+    // The snapshot reaches the guest as a disk (an ext4 image of its layers), not a share.
+    let out = c
+        .run(
+            "disk",
+            &[],
+            &[
+                "sh",
+                "-c",
+                "awk '$2 == \"/\" {print $3}' /proc/mounts; ls /bin/busybox",
+            ],
+        )
+        .success();
+    assert_eq!(out.stdout, "ext4\n/bin/busybox\n", "{out:?}");
     let out = c.run("three", &[], &["sh", "-c", "echo err >&2; exit 3"]);
     assert_eq!(out.code, 3, "{out:?}");
     assert_eq!(out.stderr, "err\n");

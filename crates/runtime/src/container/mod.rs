@@ -79,6 +79,9 @@ pub enum ContainerError {
     /// A root filesystem directory that is not a directory.
     #[error("root filesystem {}: no such directory", .0.display())]
     RootfsDir(std::path::PathBuf),
+    /// A root filesystem image that is not a file.
+    #[error("root filesystem image {}: no such file", .0.display())]
+    RootfsImage(std::path::PathBuf),
     /// `--kernel` names no file.
     #[error("kernel {}: no such file", .0.display())]
     Kernel(std::path::PathBuf),

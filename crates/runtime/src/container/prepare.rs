@@ -27,6 +27,11 @@ pub struct ContainerOptions {
     /// guest mounts the directory through virtiofs as its `/`, writing into it. The
     /// containerd shim's rootfs (the bundle's `rootfs`, from containerd's snapshotter).
     pub rootfs_dir: Option<PathBuf>,
+    /// A read-only ext4 image that is the root filesystem instead of the image's: no image is
+    /// resolved (as with `rootfs_dir`), and the container writes to its own overlay of the
+    /// file, as over an image's rootfs; the file itself is never written. The containerd
+    /// shim's rootfs built from a snapshot's layers.
+    pub rootfs_image: Option<PathBuf>,
     /// The process: command (`args`, empty: the image's), entrypoint, env, user, tty, ….
     pub process: ProcessOptions,
     /// Files of `KEY=VALUE` lines added to the environment (`--env-file`).
@@ -205,20 +210,27 @@ pub async fn prepare(
         ),
         None => None,
     };
-    let image = match rootfs_dir {
-        // Nothing to pull or build: the directory is the whole filesystem.
-        Some(_) => crate::image::ResolvedImage {
+    let rootfs_image = match (&rootfs_dir, &opts.rootfs_image) {
+        (None, Some(file)) => Some(
+            file.canonicalize()
+                .ok()
+                .filter(|f| f.is_file())
+                .ok_or_else(|| ContainerError::RootfsImage(file.clone()))?,
+        ),
+        _ => None,
+    };
+    let image = if rootfs_dir.is_some() || rootfs_image.is_some() {
+        // Nothing to pull or build: the directory or the image file is the whole filesystem.
+        crate::image::ResolvedImage {
             reference: opts.image.clone(),
             digest: String::new(),
             config: Default::default(),
-            rootfs: PathBuf::new(),
+            rootfs: rootfs_image.unwrap_or_default(),
             volumes: Vec::new(),
             exposed_ports: Vec::new(),
-        },
-        None => {
-            crate::image::resolve(root, &opts.image, pull, opts.pull, opts.platform.as_ref())
-                .await?
         }
+    } else {
+        crate::image::resolve(root, &opts.image, pull, opts.pull, opts.platform.as_ref()).await?
     };
     let publish = publish(opts.publish, opts.publish_all, &image.exposed_ports);
     let mounts = super::mounts::with_inherited(opts.mounts, inherited);
