@@ -283,6 +283,15 @@ impl Task for Service {
         let rootfs = bundle.join("rootfs");
         let spec = crate::spec::load(&bundle).map_err(internal)?;
         let role = crate::spec::cri_role(&spec);
+        if matches!(role, crate::spec::CriRole::Sandbox { .. }) && crate::spec::host_network(&spec)
+        {
+            return Err(rpc_error(
+                ttrpc::Code::INVALID_ARGUMENT,
+                "hostNetwork pods cannot run in a VM: the host's network namespace cannot be \
+                 given to a guest (run them with runc's RuntimeClass)"
+                    .into(),
+            ));
+        }
         // A task of its own gets its snapshot as a disk, which lets its VM start from a
         // template; a pod's containers share the pod's running VM, which takes no new disk.
         let layers = match role {

@@ -130,6 +130,19 @@ fn network_namespace(spec: &Spec) -> Option<PathBuf> {
         .clone()
 }
 
+/// Whether the spec keeps the host's network: no network namespace at all, which is how CRI
+/// asks for a `hostNetwork` pod (every other pod's sandbox names the namespace CNI set up).
+pub fn host_network(spec: &Spec) -> bool {
+    !spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+        })
+}
+
 /// The task's part in a CRI pod, from the annotations CRI puts on every spec.
 pub fn cri_role(spec: &Spec) -> CriRole {
     let Some(a) = spec.annotations() else {
@@ -463,6 +476,12 @@ mod tests {
             CRI_CONTAINER_TYPE: "sandbox", CRI_SANDBOX_ID: "s1",
         }));
         assert_eq!(cri_role(&sandbox), CriRole::Sandbox { id: "s1".into() });
+        assert!(!host_network(&sandbox));
+        let host = spec(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}]},
+        }));
+        assert!(host_network(&host));
         let (o, _) = container_options(&sandbox, &origin(bundle, rootfs));
         assert_eq!(o.netns.as_deref(), Some(Path::new("/var/run/netns/cni-1")));
         assert!(o.networks.is_empty() && o.pod.is_none());

@@ -487,6 +487,98 @@ fn container_config(name: &str, command: &[&str]) -> cri::ContainerConfig {
 /// RuntimeClass handler: run the sandbox, create and start "srv" (httpd) and "cli" (sleep),
 /// reach srv from cli on the pod's localhost, exec exit codes, the pod's CNI address, then stop
 /// and remove the pod and check nothing of it is left.
+/// kill -9 of the shim that serves a pod's sandbox: containerd runs the shim's `delete`, which
+/// ends the pod's VM; the pod's container is then reported exited, and the pod is stopped and
+/// removed as usual (what is left afterwards is checked by the caller).
+fn killed_sandbox_shim(cri: &mut Cri, handler: &str, log_dir: &Path, unmet: &mut Unmet) {
+    let config = sandbox_config("victim", log_dir);
+    let pod = block(
+        &cri.rt,
+        cri.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.into(),
+        }),
+    )
+    .unwrap_or_else(|e| panic!("RunPodSandbox victim: {e}{}", cri.diagnostics()))
+    .pod_sandbox_id;
+    if let Some(p) = cri.pod_netns_path(&pod) {
+        cri.pod_netns.push(p);
+    }
+    let id = block(
+        &cri.rt,
+        cri.runtime.create_container(cri::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("sleeper", &["sleep", "600"])),
+            sandbox_config: Some(config),
+        }),
+    )
+    .unwrap_or_else(|e| panic!("CreateContainer sleeper: {e}{}", cri.diagnostics()))
+    .container_id;
+    block(
+        &cri.rt,
+        cri.runtime.start_container(cri::StartContainerRequest {
+            container_id: id.clone(),
+        }),
+    )
+    .unwrap_or_else(|e| panic!("StartContainer sleeper: {e}{}", cri.diagnostics()));
+    let vms = cri.containerd().qemus();
+    let shims = common::pids_mentioning(&pod, "containerd-shim");
+    unmet.check(
+        shims.len() == 1,
+        format!("one shim serves the victim's sandbox: {shims:?}"),
+    );
+    for pid in shims {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exited = cri::ContainerState::ContainerExited.into();
+    let state = loop {
+        let state = block(
+            &cri.rt,
+            cri.runtime.container_status(cri::ContainerStatusRequest {
+                container_id: id.clone(),
+                verbose: false,
+            }),
+        )
+        .ok()
+        .and_then(|r| r.status)
+        .map(|s| s.state);
+        if state == Some(exited) || Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    unmet.check(
+        state == Some(exited),
+        format!("the pod's container exits with its sandbox's shim: {state:?}"),
+    );
+    let left = cri.containerd().qemus();
+    unmet.check(
+        left + 1 == vms,
+        format!("the pod's VM ended with its shim: {vms} VMs before, {left} after"),
+    );
+    let stopped = block(
+        &cri.rt,
+        cri.runtime.stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        }),
+    );
+    let removed = block(
+        &cri.rt,
+        cri.runtime
+            .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+                pod_sandbox_id: pod,
+            }),
+    );
+    unmet.check(
+        stopped.is_ok() && removed.is_ok(),
+        format!("the victim pod stops and is removed: {stopped:?} {removed:?}"),
+    );
+}
+
 fn pod_of_two_containers(handler: &str) {
     let mut cri = Cri::start();
     let ours = handler == "container";
@@ -756,6 +848,36 @@ fn pod_of_two_containers(handler: &str) {
     )
     .unwrap_or_else(|e| panic!("RemovePodSandbox: {e}{}", cri.diagnostics()));
     time.step("RemovePodSandbox");
+
+    if ours {
+        killed_sandbox_shim(&mut cri, handler, &log_dir, &mut unmet);
+        // A hostNetwork pod is refused with the reason, and leaves nothing (checked below).
+        let mut host = sandbox_config("hostnet", &log_dir);
+        if let Some(ns) = host
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|c| c.namespace_options.as_mut())
+        {
+            ns.network = cri::NamespaceMode::Node.into();
+        }
+        let refused = block(
+            &cri.rt,
+            cri.runtime.run_pod_sandbox(cri::RunPodSandboxRequest {
+                config: Some(host),
+                runtime_handler: handler.into(),
+            }),
+        );
+        unmet.check(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.message().contains("hostNetwork pods cannot run in a VM")),
+            format!(
+                "RunPodSandbox of a hostNetwork pod fails and says why: {:?}",
+                refused.map(|r| r.pod_sandbox_id)
+            ),
+        );
+    }
 
     // Nothing of the pod is left: CRI's records, containerd's tasks, the shims, the VMs,
     // the pod's network namespace.
