@@ -436,6 +436,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         name,
         image: body.image,
         rootfs_dir: None,
+        rootfs_image: None,
         process: ProcessOptions {
             args,
             entrypoint,

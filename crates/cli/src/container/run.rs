@@ -91,6 +91,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         name: f.name.clone(),
         image: f.image().to_string(),
         rootfs_dir: None,
+        rootfs_image: None,
         process: ProcessOptions {
             args: f.command().to_vec(),
             entrypoint: f.entrypoint.clone(),
