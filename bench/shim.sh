@@ -35,6 +35,8 @@ cleanup
 trap cleanup EXIT
 mkdir -p "$WORK/bb/bin" "$WORK/shimroot" "$WORK/bin"
 export CONTAINER_TEMPLATES=on
+# The shim runs from a copy in $WORK/bin, where no vminitd lies next to it.
+export CONTAINER_VMINITD=${CONTAINER_VMINITD:-$HERE/target/x86_64-unknown-linux-gnu/release/vminitd}
 
 cp /bin/busybox "$WORK/bb/bin/"
 for a in true sh sleep; do ln -s busybox "$WORK/bb/bin/$a"; done

@@ -26,6 +26,7 @@ APT_PACKAGES=(
     containerd           # the shim's tests and bench/shim.sh start their own containerd + ctr
     containernetworking-plugins   # CNI bridge/host-local/loopback for the shim's CRI tests
     protobuf-compiler    # protoc, for the k8s-cri crate (the CRI tests' client) to build
+    openssh-client       # ssh-agent/ssh-add: real client and server of the socket relay tests
 )
 
 # apt-cache needs package lists; a fresh machine may have none.

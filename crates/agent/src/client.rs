@@ -415,6 +415,51 @@ impl Client {
         }
     }
 
+    /// Listens on the guest socket of listener `req.id` ([`crate::contract::guest_socket`]).
+    pub async fn socket_listen(&self, req: SocketListen) -> Result<(), ClientError> {
+        self.call_ok(Request::SocketListen(req)).await
+    }
+
+    /// Waits for the next connection on listener `id`: relay it through [`Client::stdin`]
+    /// and [`Client::stdout`] of the returned handle, then [`Client::wait`] and
+    /// [`Client::delete`].
+    pub async fn socket_accept(&self, id: &str) -> Result<ProcessHandle, ClientError> {
+        match self
+            .call(Request::SocketAccept(SocketRef { id: id.into() }))
+            .await?
+        {
+            Response::CopyStarted(c) => Ok(c.handle),
+            _ => Err(ClientError::UnexpectedReply {
+                call: "socket_accept",
+            }),
+        }
+    }
+
+    /// Closes listener `id` (its pending accepts fail).
+    pub async fn socket_close(&self, id: &str) -> Result<(), ClientError> {
+        self.call_ok(Request::SocketClose(SocketRef { id: id.into() }))
+            .await
+    }
+
+    /// Connects to the unix socket at `path` in `container`; relay as for
+    /// [`Client::socket_accept`].
+    pub async fn socket_connect(
+        &self,
+        container: &str,
+        path: &str,
+    ) -> Result<ProcessHandle, ClientError> {
+        let req = Request::SocketConnect(SocketConnect {
+            container: container.into(),
+            path: path.into(),
+        });
+        match self.call(req).await? {
+            Response::CopyStarted(c) => Ok(c.handle),
+            _ => Err(ClientError::UnexpectedReply {
+                call: "socket_connect",
+            }),
+        }
+    }
+
     /// Attaches the process's stdout (the pty output for a terminal process).
     pub fn stdout(&self, handle: ProcessHandle) -> OutputStream {
         self.attach(stream_id(handle, StdioStream::Stdout))

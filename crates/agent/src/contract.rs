@@ -42,6 +42,15 @@ pub const MOUNT_OPTION_COPYUP: &str = "copyup";
 /// share, because the microvm machine cannot hot-plug a disk.
 pub const MOUNT_OPTION_LOOP: &str = "loop";
 
+/// Where vminitd puts the listening sockets of `SocketListen` (a guest tmpfs directory of its
+/// own, outside every container); the host binds [`guest_socket`] into the container.
+pub const GUEST_SOCKETS_DIR: &str = "/run/vminitd/sockets";
+
+/// The guest path of socket listener `id` (see [`GUEST_SOCKETS_DIR`]).
+pub fn guest_socket(id: &str) -> String {
+    format!("{GUEST_SOCKETS_DIR}/{id}.sock")
+}
+
 /// Kernel argument of a VM booted to become a template: vminitd loads only
 /// [`EARLY_MODULES`] at boot and the rest (the balloon's driver) when the host sends `Resume`.
 pub const TEMPLATE_ARG: &str = "container.template=1";

@@ -80,6 +80,25 @@ pub enum Request {
     /// The processes of a container (`container top`); answered with
     /// [`Response::Processes`].
     Processes(ProcessesRequest),
+    /// Listen on a unix socket in the guest at [`crate::contract::guest_socket`]`(id)`, for a
+    /// host socket a container reaches through a bind mount of that guest path (`-v
+    /// HOST.sock:PATH`, `--ssh`); answered with [`Response::Ok`]. The host then accepts each
+    /// connection with `SocketAccept` and relays it to the host socket.
+    SocketListen(SocketListen),
+    /// Wait for the next connection on listener `id`; answered with
+    /// [`Response::CopyStarted`] (no `stat`) once one arrives: the handle's stdin carries what
+    /// the host sends to the connection, its stdout what the container sends, each ending when
+    /// that side shuts down; then `Wait` and `Delete`. Fails with `NotFound` once the listener
+    /// is closed.
+    SocketAccept(SocketRef),
+    /// Close listener `id` and remove its socket; pending accepts fail; answered with
+    /// [`Response::Ok`].
+    SocketClose(SocketRef),
+    /// Connect to a unix socket inside a container, at `path` resolved in its mount namespace
+    /// (a socket the container serves, published on the host with `--publish-socket`);
+    /// answered with [`Response::CopyStarted`] like `SocketAccept`. A path that is no socket
+    /// or that nobody listens on fails the call.
+    SocketConnect(SocketConnect),
 }
 
 impl Request {
@@ -107,6 +126,10 @@ impl Request {
             Request::LayerOut(_) => "layer_out",
             Request::LayerIn(_) => "layer_in",
             Request::Processes(_) => "processes",
+            Request::SocketListen(_) => "socket_listen",
+            Request::SocketAccept(_) => "socket_accept",
+            Request::SocketClose(_) => "socket_close",
+            Request::SocketConnect(_) => "socket_connect",
         }
     }
 }
@@ -768,6 +791,39 @@ mod tests {
         }
         assert_eq!(split_stream_id(3), None);
     }
+}
+
+/// A guest socket listener, named by the host (unique in the VM: the host uses the container
+/// id and the mount's index).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketRef {
+    /// Listener id: letters, digits, `-`, `_` and `.`, at most 64 bytes.
+    pub id: String,
+}
+
+/// A guest listener standing in for a host socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketListen {
+    /// Listener id (as [`SocketRef::id`]).
+    pub id: String,
+    /// Owner of the guest socket: the host socket's uid and gid, numerically.
+    #[serde(default)]
+    pub uid: u32,
+    /// See `uid`.
+    #[serde(default)]
+    pub gid: u32,
+    /// Permission bits of the guest socket: the host socket's.
+    #[serde(default)]
+    pub mode: u32,
+}
+
+/// A connection to a unix socket in a container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SocketConnect {
+    /// Container id.
+    pub container: String,
+    /// The socket's path as the container sees it (absolute).
+    pub path: String,
 }
 
 /// Which container's processes to list.

@@ -250,6 +250,29 @@ pub trait Guest: Send + Sync {
     async fn release(&self, _id: &str) -> Result<(), GuestError> {
         Ok(())
     }
+    /// Listens in the guest, as listener `id`, in the stead of the host socket `host` (its
+    /// owner and mode are copied); returns the guest path to bind into the container.
+    async fn listen_socket(
+        &self,
+        _id: &str,
+        _host: &std::path::Path,
+    ) -> Result<String, GuestError> {
+        Err(GuestError::Unsupported("relay unix sockets"))
+    }
+    /// Starts relaying the container's sockets: `inbound` pairs the listeners made by
+    /// [`Guest::listen_socket`] with their host sockets, `publish` names the container's
+    /// sockets to publish on the host. The relays stop when the result is dropped.
+    fn relay_sockets(
+        &self,
+        inbound: Vec<(String, PathBuf)>,
+        publish: &[crate::sockets::PublishSocket],
+    ) -> Result<crate::sockets::SocketRelays, GuestError> {
+        if inbound.is_empty() && publish.is_empty() {
+            Ok(Default::default())
+        } else {
+            Err(GuestError::Unsupported("relay unix sockets"))
+        }
+    }
     /// The agent connection itself, for callers that drive the guest beyond one container
     /// (the builder: overlay mounts, a container per RUN step, layer capture); `None` for
     /// guests that are not reached through the agent protocol (test fakes).

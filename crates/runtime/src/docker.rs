@@ -661,6 +661,16 @@ fn mount_point(m: &MountSpec, volume_source: &dyn Fn(&str) -> PathBuf) -> MountP
             rw: !readonly,
             propagation: "rprivate".into(),
         },
+        MountSpec::Socket { source, target } => MountPoint {
+            kind: "bind".into(),
+            name: String::new(),
+            source: source.display().to_string(),
+            destination: target.clone(),
+            driver: String::new(),
+            mode: String::new(),
+            rw: true,
+            propagation: "rprivate".into(),
+        },
         MountSpec::Tmpfs { target, options } => MountPoint {
             kind: "tmpfs".into(),
             name: String::new(),
@@ -799,6 +809,7 @@ mod tests {
                     },
                 )]
                 .into(),
+                publish_sockets: Vec::new(),
                 publish: vec![
                     "127.0.0.1:8080:80".parse().unwrap(),
                     "53/udp".parse().unwrap(),

@@ -494,6 +494,7 @@ fn mounts(m: &MountSpec, value: &str) -> bool {
             };
             host.as_os_str() == value || target == value
         }
+        MountSpec::Socket { source, target } => source.as_os_str() == value || target == value,
         MountSpec::Tmpfs { target, .. } => target == value,
     }
 }

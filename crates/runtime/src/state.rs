@@ -179,6 +179,9 @@ pub struct ContainerConfig {
     /// Volumes and tmpfs mounts, in mount order.
     #[serde(default)]
     pub mounts: Vec<MountSpec>,
+    /// The container's unix sockets published on the host (`--publish-socket`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish_sockets: Vec<crate::sockets::PublishSocket>,
     /// Mount the rootfs read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
@@ -391,6 +394,14 @@ pub enum MountSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         file: Option<String>,
     },
+    /// A host unix socket at `target`: the guest listens there in its stead and each
+    /// connection is relayed to the host socket (a socket cannot cross virtiofs).
+    Socket {
+        /// Absolute, canonical host socket path.
+        source: PathBuf,
+        /// Absolute path in the container.
+        target: String,
+    },
     /// A fresh tmpfs at `target`.
     Tmpfs {
         /// Absolute path in the container.
@@ -406,6 +417,7 @@ impl MountSpec {
         match self {
             MountSpec::Volume { target, .. }
             | MountSpec::Bind { target, .. }
+            | MountSpec::Socket { target, .. }
             | MountSpec::Tmpfs { target, .. } => target,
         }
     }
@@ -851,7 +863,7 @@ fn detach_mounts_under(dir: &Path) {
 }
 
 /// Unix socket paths must be shorter than this (`sun_path` is 108 bytes with the NUL).
-const SUN_PATH_MAX: usize = 108;
+pub const SUN_PATH_MAX: usize = 108;
 
 /// FNV-1a, 64 bit: a stable short name for a store path.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -915,6 +927,7 @@ mod tests {
                 networks: Vec::new(),
                 endpoints: Default::default(),
                 publish: Vec::new(),
+                publish_sockets: Vec::new(),
                 mounts: vec![],
                 read_only: false,
                 resources: Default::default(),

@@ -240,7 +240,7 @@ impl<W: Write> Walk<'_, W> {
         h.set_mode(meta.mode() & 0o7777);
         h.set_uid(meta.uid().into());
         h.set_gid(meta.gid().into());
-        h.set_mtime(meta.mtime().max(0) as u64);
+        h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
         h.set_size(0);
         if ft.is_char_device() && meta.rdev() == 0 {
             // overlayfs's whiteout: the name is deleted from the layers below.
@@ -318,7 +318,7 @@ impl<W: Write> Walk<'_, W> {
     }
 
     /// A PAX header carrying `xattrs` for the entry that follows.
-    fn pax(&mut self, xattrs: &[(std::ffi::OsString, Vec<u8>)]) -> std::io::Result<()> {
+    fn pax(&mut self, xattrs: &Xattrs) -> std::io::Result<()> {
         if xattrs.is_empty() {
             return Ok(());
         }
@@ -341,6 +341,9 @@ impl<W: Write> Walk<'_, W> {
     }
 }
 
+/// Extended attributes by name.
+type Xattrs = Vec<(std::ffi::OsString, Vec<u8>)>;
+
 /// One PAX record, `<length> <key>=<value>\n`, whose length counts its own digits.
 fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     let rest = key.len() + value.len() + 3;
@@ -358,7 +361,7 @@ fn pax_record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
 
 /// The extended attributes of `path` an image keeps (overlayfs's own are its bookkeeping,
 /// not the file's), and whether overlayfs marks it opaque.
-fn attributes(path: &Path) -> std::io::Result<(Vec<(std::ffi::OsString, Vec<u8>)>, bool)> {
+fn attributes(path: &Path) -> std::io::Result<(Xattrs, bool)> {
     let mut kept = Vec::new();
     let mut opaque = false;
     let names = match xattr::list(path) {

@@ -404,6 +404,48 @@ pub fn busybox_with(
     layers
 }
 
+/// `layer` plus the host's `programs` (absolute paths) and every shared library they load (as
+/// `ldd` lists them, symlinks resolved, at the paths the loader looks them up by): dynamically
+/// linked tools of the host, runnable in a test image without a distribution.
+pub fn with_host_programs(mut layer: LayerBuilder, programs: &[&str]) -> LayerBuilder {
+    let mut files = std::collections::BTreeSet::new();
+    for program in programs {
+        files.insert(program.to_string());
+        let out = std::process::Command::new("ldd")
+            .arg(program)
+            .output()
+            .expect("run ldd");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux… (0x…)"
+            let path = line
+                .split("=>")
+                .last()
+                .and_then(|r| r.split_whitespace().next())
+                .filter(|p| p.starts_with('/'));
+            if let Some(p) = path {
+                files.insert(p.to_string());
+            }
+        }
+    }
+    let mut dirs = std::collections::BTreeSet::new();
+    for file in &files {
+        let rel = file.trim_start_matches('/');
+        let mut dir = std::path::Path::new(rel).parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(d.to_string_lossy().into_owned());
+            dir = d.parent();
+        }
+    }
+    for d in &dirs {
+        layer = layer.dir(d, 0o755, 0, 0);
+    }
+    for file in &files {
+        let data = std::fs::read(file).unwrap_or_else(|e| panic!("read {file}: {e}"));
+        layer = layer.file(file.trim_start_matches('/'), &data, 0o755, 0, 0);
+    }
+    layer
+}
+
 /// An OCI layout under `dir` holding one amd64 image of `layers` whose config's `config`
 /// object is `config`, tagged `reference`.
 pub fn layout(dir: &Path, reference: &str, layers: &[Layer], config: Value) -> PathBuf {

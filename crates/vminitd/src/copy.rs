@@ -16,7 +16,7 @@
 //! directories are, and packs or unpacks with `agent::layer` instead.
 
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -48,6 +48,14 @@ enum Job {
     /// Unpack a layer into a new guest directory.
     LayerIn {
         path: PathBuf,
+    },
+    /// Connect to a unix socket in the container and relay it over stdio.
+    Connect {
+        path: String,
+    },
+    /// Relay an accepted connection (the fd the helper keeps) over stdio.
+    Relay {
+        conn: i32,
     },
 }
 
@@ -86,6 +94,36 @@ pub async fn layer_in(procs: &Arc<Processes>, req: LayerIn) -> Result<CopyStarte
     start(procs, None, job).await
 }
 
+/// Starts a helper connected to the unix socket `path` in `container`: what the host writes
+/// to its stdin goes to the socket, what the socket sends comes on its stdout.
+pub async fn socket_connect(
+    procs: &Arc<Processes>,
+    container: &str,
+    path: &str,
+) -> Result<CopyStarted, GuestError> {
+    if !path.starts_with('/') {
+        return Err(GuestError::InvalidArgument(format!(
+            "socket path {path} is not absolute"
+        )));
+    }
+    let job = Job::Connect {
+        path: path.to_string(),
+    };
+    start_with(procs, Some(container), job, None).await
+}
+
+/// Starts a helper relaying the accepted connection `conn` over its stdin and stdout, as
+/// [`socket_connect`]'s.
+pub async fn socket_relay(
+    procs: &Arc<Processes>,
+    conn: OwnedFd,
+) -> Result<CopyStarted, GuestError> {
+    let job = Job::Relay {
+        conn: conn.as_raw_fd(),
+    };
+    start_with(procs, None, job, Some(conn)).await
+}
+
 /// A layer request's path: absolute, since no container's `/` is there to resolve it from.
 fn guest_path(path: &str) -> Result<PathBuf, GuestError> {
     if !path.starts_with('/') {
@@ -103,6 +141,16 @@ async fn start(
     container: Option<&str>,
     job: Job,
 ) -> Result<CopyStarted, GuestError> {
+    start_with(procs, container, job, None).await
+}
+
+/// [`start`], handing the helper `extra` (kept open across its fd cleanup, closed here).
+async fn start_with(
+    procs: &Arc<Processes>,
+    container: Option<&str>,
+    job: Job,
+    extra: Option<OwnedFd>,
+) -> Result<CopyStarted, GuestError> {
     let mnt = match container {
         Some(c) => {
             let init = procs.running_container(c)?;
@@ -116,7 +164,7 @@ async fn start(
     let pipe = || sys::pipe().map_err(|e| GuestError::sys("pipe", e));
     let (status_r, status_w) = pipe()?;
     let (in_r, in_w) = match job {
-        Job::In { .. } | Job::LayerIn { .. } => {
+        Job::In { .. } | Job::LayerIn { .. } | Job::Connect { .. } | Job::Relay { .. } => {
             let (r, w) = pipe()?;
             (Some(r), Some(w))
         }
@@ -127,9 +175,9 @@ async fn start(
     let pid = crate::spawn::raw_fork(0).map_err(|e| GuestError::sys("fork", e))?;
     if pid == 0 {
         drop((status_r, in_w, out_r, err_r));
-        helper_main(job, mnt, status_w, in_r, out_w, err_w)
+        helper_main(job, mnt, status_w, in_r, out_w, err_w, extra)
     }
-    drop((mnt, status_w, in_r, out_w, err_w));
+    drop((mnt, status_w, in_r, out_w, err_w, extra));
     let reg = |fd| FdStream::new(fd).map_err(|e| GuestError::sys("register pipe", e));
     let (stdin, stdout, stderr) = match (in_w.map(reg).transpose(), reg(out_r), reg(err_r)) {
         (Ok(i), Ok(o), Ok(e)) => (i, o, e),
@@ -209,6 +257,7 @@ fn helper_main(
     stdin: Option<OwnedFd>,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    extra: Option<OwnedFd>,
 ) -> ! {
     let mut status = std::fs::File::from(status);
     let fds = Fds {
@@ -217,10 +266,11 @@ fn helper_main(
         stdout: stdout.as_raw_fd(),
         stderr: stderr.as_raw_fd(),
         status: status.as_raw_fd(),
+        extra: extra.as_ref().map(|f| f.as_raw_fd()),
     };
     // `enter` closes these numbers itself (close_range); dropping the owners afterwards
-    // would close them a second time.
-    std::mem::forget((mnt, stdin, stdout, stderr));
+    // would close them a second time. `extra` stays open: the job owns it.
+    std::mem::forget((mnt, stdin, stdout, stderr, extra));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         enter(&fds)?;
         prepare(&job)
@@ -261,6 +311,8 @@ struct Fds {
     stdout: i32,
     stderr: i32,
     status: i32,
+    /// An fd the job needs (a connection to relay), kept open.
+    extra: Option<i32>,
 }
 
 /// Joins the container's mount namespace (if any) and makes fds 0-2 and the status pipe the
@@ -288,8 +340,14 @@ fn enter(fds: &Fds) -> Result<(), Fail> {
     }
     // Everything else vminitd had open (other processes' pipes, the agent port) is closed,
     // so a long copy holds nothing of theirs open.
-    let status = fds.status;
-    for (lo, hi) in [(3, status - 1), (status + 1, i32::MAX)] {
+    let mut keep: Vec<i32> = [Some(fds.status), fds.extra]
+        .into_iter()
+        .flatten()
+        .filter(|&fd| fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    let mut lo = 3;
+    for hi in keep.into_iter().map(|k| k - 1).chain([i32::MAX]) {
         if lo <= hi {
             // SAFETY: close_range on fd numbers; none of them is used afterwards.
             unsafe {
@@ -301,6 +359,7 @@ fn enter(fds: &Fds) -> Result<(), Fail> {
                 )
             };
         }
+        lo = hi.saturating_add(2);
     }
     // SAFETY: umask takes and returns plain integers.
     unsafe { libc::umask(0o022) };
@@ -328,6 +387,9 @@ enum Work {
     },
     LayerUnpack {
         dest: PathBuf,
+    },
+    Relay {
+        sock: OwnedFd,
     },
 }
 
@@ -361,8 +423,63 @@ impl Ready {
                 }
                 Ok(())
             }
+            Work::Relay { sock } => Ok(relay(sock)?),
         }
     }
+}
+
+/// Copies `from` to `to` until the end of `from`, with plain read and write calls. Not
+/// `io::copy`: between a socket and a pipe it splices, and splice(2) holds the pipe's lock
+/// while it waits for the socket, so vminitd's own read of the other end of the pipe would
+/// wait in the kernel, uninterruptibly, for as long as the socket is quiet.
+fn pump(from: &mut impl io::Read, to: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
+}
+
+/// Moves bytes between stdio and the connection until both directions end: a forked child
+/// carries stdin to the socket (then shuts its write side, so the peer sees the end), this
+/// process the socket to stdout (then closes stdout, so the host sees the end). Plain
+/// blocking copies: each direction waits only for its own data.
+fn relay(sock: OwnedFd) -> io::Result<()> {
+    use std::mem::ManuallyDrop;
+    use std::os::unix::net::UnixStream;
+    let sock = UnixStream::from(sock);
+    let pid = crate::spawn::raw_fork(0)?;
+    if pid == 0 {
+        // SAFETY: fd 1 is this process's stdout: the other direction's, closed here so only
+        // the parent holds it.
+        unsafe { libc::close(1) };
+        // SAFETY: fd 0 is the helper's stdin pipe, open for its whole life; not closed by us.
+        let mut input = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(0) });
+        let code = match pump(&mut *input, &mut &sock) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        // SAFETY: _exit skips the destructors of the parent's state this forked copy carries.
+        unsafe { libc::_exit(code) }
+    }
+    // SAFETY: fd 0 belongs to the child's direction now.
+    unsafe { libc::close(0) };
+    // SAFETY: fd 1 is the helper's stdout pipe; closed explicitly below.
+    let mut output = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(1) });
+    let copied = pump(&mut &sock, &mut *output);
+    // SAFETY: closing our stdout tells the host this direction ended.
+    unsafe { libc::close(1) };
+    let _ = sock.shutdown(std::net::Shutdown::Read);
+    let mut status = 0;
+    // SAFETY: waits for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    copied.map(|_| ())
 }
 
 /// Container paths are taken from its `/`.
@@ -376,6 +493,25 @@ fn absolute(path: &str) -> String {
 
 fn prepare(job: &Job) -> Result<Ready, Fail> {
     match job {
+        Job::Connect { path } => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(sock) => Ok(Ready {
+                message: vec![READY],
+                work: Work::Relay { sock: sock.into() },
+            }),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                Err((NOT_FOUND, None, format!("no socket at {path}")))
+            }
+            Err(e) => Err((OS, Some(e), format!("connect to {path}"))),
+        },
+        Job::Relay { conn } => {
+            // SAFETY: the fd handed to this helper, kept open by `enter`, owned by no one
+            // else in this process.
+            let sock = unsafe { OwnedFd::from_raw_fd(*conn) };
+            Ok(Ready {
+                message: vec![READY],
+                work: Work::Relay { sock },
+            })
+        }
         Job::LayerOut { path } => match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => Ok(Ready {
                 message: vec![READY],

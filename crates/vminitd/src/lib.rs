@@ -23,6 +23,7 @@ pub mod reaper;
 pub mod report;
 pub mod rootfs;
 pub mod service;
+pub mod socket;
 pub mod spawn;
 pub mod stdio;
 pub mod sys;
@@ -72,6 +73,7 @@ pub fn init_main() -> ! {
         procs,
         mode: Mode::Init,
         template,
+        sockets: Default::default(),
     });
     loop {
         let rt = runtime();
@@ -134,6 +136,7 @@ pub fn host_main(
             procs,
             mode: Mode::Host,
             template: template::Template::none(),
+            sockets: Default::default(),
         });
         tokio::spawn(reaper::reaper(Arc::clone(&agent.procs)));
         loop {

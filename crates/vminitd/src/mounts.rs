@@ -66,7 +66,9 @@ pub fn mount(source: &str, target: &Path, fstype: &str, options: &[String]) -> i
             "the loop option does not go with a bind mount",
         ));
     }
-    let is_file_bind = flags & libc::MS_BIND != 0 && Path::new(source).is_file();
+    // Anything but a directory (a file, a relayed socket) is bound onto a file.
+    let is_file_bind =
+        flags & libc::MS_BIND != 0 && std::fs::metadata(source).is_ok_and(|m| !m.is_dir());
     if is_file_bind {
         if let Some(parent) = target.parent() {
             sys::mkdir_p(parent)?;

@@ -32,6 +32,8 @@ pub struct Agent {
     pub mode: Mode,
     /// Whether this VM is a template (or a clone of one) still waiting for `Resume`.
     pub template: Template,
+    /// Socket listeners standing in for host sockets.
+    pub sockets: crate::socket::Listeners,
 }
 
 impl Agent {
@@ -97,6 +99,16 @@ impl Agent {
                 .await
                 .map(Response::CopyStarted),
             Request::LayerIn(l) => crate::copy::layer_in(procs, l)
+                .await
+                .map(Response::CopyStarted),
+            Request::SocketListen(l) => self.sockets.listen(&l).map(|_| Response::Ok),
+            Request::SocketAccept(r) => self
+                .sockets
+                .accept(procs, &r.id)
+                .await
+                .map(Response::CopyStarted),
+            Request::SocketClose(r) => self.sockets.close(&r.id).map(|_| Response::Ok),
+            Request::SocketConnect(c) => crate::copy::socket_connect(procs, &c.container, &c.path)
                 .await
                 .map(Response::CopyStarted),
             // Answered by the session loop, which acts after the reply is written.

@@ -132,7 +132,8 @@ fn ps_fields(c: &Container) -> Value {
         .iter()
         .map(|m| match m {
             runtime::state::MountSpec::Volume { source, .. } => ellipsis(source, 15),
-            runtime::state::MountSpec::Bind { source, .. } => {
+            runtime::state::MountSpec::Bind { source, .. }
+            | runtime::state::MountSpec::Socket { source, .. } => {
                 ellipsis(&source.display().to_string(), 15)
             }
             runtime::state::MountSpec::Tmpfs { target, .. } => ellipsis(target, 15),

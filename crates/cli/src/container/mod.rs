@@ -208,6 +208,15 @@ pub struct CreateFlags {
     /// Publish every port the image EXPOSEs on a free host port of 127.0.0.1.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
+    /// Publish a unix socket the container listens on at a host path
+    /// (HOST_PATH:CONTAINER_PATH, both absolute; the host socket is made at start and removed
+    /// at stop). Repeatable.
+    #[arg(long = "publish-socket", value_name = "HOST_PATH:CONTAINER_PATH", value_parser = runtime::sockets::parse_publish)]
+    pub publish_socket: Vec<runtime::sockets::PublishSocket>,
+    /// Forward the host's SSH agent ($SSH_AUTH_SOCK) into the container at
+    /// /run/host-services/ssh-auth.sock, and set SSH_AUTH_SOCK there.
+    #[arg(long)]
+    pub ssh: bool,
     /// Container host name (default: the first 12 digits of its id).
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,

@@ -87,6 +87,15 @@ impl ExecArgs {
 
 /// The runtime's options for `run`/`create` from their flags.
 fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
+    let mut mounts = f.mounts.specs()?;
+    let mut env = f.env.clone();
+    if f.ssh {
+        let (mount, var) = runtime::sockets::ssh_agent(std::env::var_os("SSH_AUTH_SOCK"))
+            .map_err(anyhow::Error::msg)?;
+        mounts.push(mount);
+        // First, so that an -e SSH_AUTH_SOCK of the user's wins.
+        env.insert(0, var);
+    }
     Ok(ContainerOptions {
         name: f.name.clone(),
         image: f.image().to_string(),
@@ -95,7 +104,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         process: ProcessOptions {
             args: f.command().to_vec(),
             entrypoint: f.entrypoint.clone(),
-            env: f.env.clone(),
+            env,
             env_files: Vec::new(),
             workdir: f.workdir.clone(),
             user: f.user.clone(),
@@ -118,7 +127,8 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         endpoints: runtime::container::aliases_on(&f.network, &f.network_alias),
         publish: f.publish.clone(),
         publish_all: f.publish_all,
-        mounts: f.mounts.specs()?,
+        mounts,
+        publish_sockets: f.publish_socket.clone(),
         read_only: f.mounts.read_only,
         hostname: f.hostname.clone(),
         dns: DnsConfig {

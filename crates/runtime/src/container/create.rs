@@ -39,6 +39,8 @@ pub struct CreateRequest {
     pub publish: Vec<super::PortSpec>,
     /// Volumes and tmpfs mounts (`-v`, `--mount`, `--tmpfs`).
     pub mounts: Vec<crate::volume::MountSpec>,
+    /// `--publish-socket` values.
+    pub publish_sockets: Vec<crate::sockets::PublishSocket>,
     /// `--read-only`.
     pub read_only: bool,
     /// `--cpus`, `-m`, `--pids-limit` (the VM in `vm` is sized for them already).
@@ -127,6 +129,7 @@ pub(crate) fn create_record(
                 endpoints: req.endpoints.clone(),
                 publish: req.publish.clone(),
                 mounts: req.mounts.clone(),
+                publish_sockets: req.publish_sockets.clone(),
                 read_only: req.read_only,
                 resources: req.resources,
                 privileged: req.process.privileged,

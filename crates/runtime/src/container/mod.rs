@@ -82,6 +82,9 @@ pub enum ContainerError {
     /// A root filesystem image that is not a file.
     #[error("root filesystem image {}: no such file", .0.display())]
     RootfsImage(std::path::PathBuf),
+    /// A `--publish-socket` that cannot be made.
+    #[error("{0}")]
+    PublishSocket(String),
     /// `--kernel` names no file.
     #[error("kernel {}: no such file", .0.display())]
     Kernel(std::path::PathBuf),

@@ -83,6 +83,16 @@ fn bind(
         source_path: source.to_string(),
         source: e,
     })?;
+    if std::fs::metadata(&dir).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_socket()
+    }) {
+        // Reached through a relay, not a share: the guest listens at the target.
+        return Ok(MountSpec::Socket {
+            source: dir,
+            target: target.to_string(),
+        });
+    }
     if dir.is_dir() {
         return Ok(MountSpec::Bind {
             source: dir,
@@ -342,6 +352,7 @@ impl VolumesFrom {
                     readonly: self.readonly.unwrap_or(readonly),
                     file,
                 }),
+                socket @ MountSpec::Socket { .. } => Some(socket),
                 MountSpec::Tmpfs { .. } => None,
             })
             .collect()

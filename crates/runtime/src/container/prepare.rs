@@ -57,6 +57,9 @@ pub struct ContainerOptions {
     pub publish_all: bool,
     /// Volumes, binds and tmpfs mounts (see [`super::parse_volume`] and its siblings).
     pub mounts: Vec<MountSpec>,
+    /// The container's unix sockets to publish on the host (`--publish-socket`, see
+    /// [`crate::sockets::parse_publish`]).
+    pub publish_sockets: Vec<crate::sockets::PublishSocket>,
     /// Mount the root filesystem read-only.
     pub read_only: bool,
     /// Host name (default: the id's first 12 digits).
@@ -200,6 +203,16 @@ pub async fn prepare(
             },
         ),
     };
+    for p in &opts.publish_sockets {
+        let parent = p.host.parent().unwrap_or(std::path::Path::new("/"));
+        if !parent.is_dir() {
+            return Err(ContainerError::PublishSocket(format!(
+                "--publish-socket {}: directory {} does not exist",
+                p.host.display(),
+                parent.display()
+            )));
+        }
+    }
     let inherited = volumes_from(root, &opts.volumes_from)?;
     let rootfs_dir = match &opts.rootfs_dir {
         Some(dir) => Some(
@@ -249,6 +262,7 @@ pub async fn prepare(
         endpoints,
         publish,
         mounts,
+        publish_sockets: opts.publish_sockets,
         read_only: opts.read_only,
         resources,
         hostname: opts.hostname,
@@ -297,6 +311,18 @@ fn join_pod(
     }
     if opts.dns != DnsConfig::default() || !opts.extra_hosts.is_empty() {
         return refuse("--dns and --add-host");
+    }
+    if !opts.publish_sockets.is_empty()
+        || opts
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountSpec::Socket { .. }))
+    {
+        return Err(ContainerError::Pod(crate::pod::PodError::Member(
+            "a container in a pod takes no socket binds or --publish-socket yet: give them to a \
+             container of its own"
+                .into(),
+        )));
     }
     if opts
         .mounts

@@ -61,6 +61,9 @@ pub enum Fault {
     /// is missing or not executable).
     #[error("start the container's process")]
     StartProcess(#[source] GuestError),
+    /// The relays of socket binds or published sockets could not start.
+    #[error("relay the container's unix sockets")]
+    Sockets(#[source] GuestError),
     /// Hold mode: the container could not be created for copies.
     #[error("create the container for copies")]
     HoldContainer(#[source] GuestError),
@@ -166,6 +169,7 @@ impl Fault {
             | Fault::MountRootfs(e)
             | Fault::MountVolumes(e)
             | Fault::StartProcess(e)
+            | Fault::Sockets(e)
             | Fault::HoldContainer(e)
             | Fault::WaitProcess(e)
             | Fault::Kill(e)

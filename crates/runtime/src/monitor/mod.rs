@@ -548,9 +548,15 @@ async fn set_up_guest(
     let mounts = if crate::pod::infra_of(record).is_some() {
         mounts::member_mounts(source, &record.config.mounts)
     } else {
-        mounts::prepare(guest, disks_before, volumes, &record.config.mounts)
-            .await
-            .map_err(Fault::MountVolumes)?
+        mounts::prepare(
+            guest,
+            &record.id,
+            disks_before,
+            volumes,
+            &record.config.mounts,
+        )
+        .await
+        .map_err(Fault::MountVolumes)?
     };
     guest.set_container_mounts(mounts, record.config.read_only, record.config.privileged);
     guest.set_container_tuning(crate::backend::ContainerTuning {
@@ -587,6 +593,8 @@ struct Running {
     booted: Booted,
     network: Option<NetSession>,
     output: crate::backend::ProcessOutput,
+    /// Relays of socket binds and published sockets, for as long as the process runs.
+    sockets: crate::sockets::SocketRelays,
 }
 
 /// Disks, network, VM, guest set-up and the main process; the record says `running` after.
@@ -700,13 +708,21 @@ async fn start(
             share_pod(store, id, &*guest).await?;
         }
         guest.set_container_resources(record.config.resources);
-        guest
+        // Before the process: a published socket that cannot be made fails the start.
+        let sockets = guest
+            .relay_sockets(
+                mounts::inbound_sockets(&record.id, &record.config.mounts),
+                &record.config.publish_sockets,
+            )
+            .map_err(Fault::Sockets)?;
+        let output = guest
             .spawn(MAIN, &record.config.process)
             .await
-            .map_err(Fault::StartProcess)
+            .map_err(Fault::StartProcess)?;
+        Ok::<_, Fault>((output, sockets))
     };
     tracing::debug!("guest agent connected");
-    let output = match prepared.await {
+    let (output, sockets) = match prepared.await {
         Ok(o) => o,
         Err(f) => return Err(fail(fault(f), Some(booted), network)),
     };
@@ -736,6 +752,7 @@ async fn start(
         booted,
         network,
         output,
+        sockets,
     })
 }
 
@@ -752,6 +769,7 @@ async fn relay_until_exit(
         booted,
         network,
         output,
+        sockets: _sockets,
     } = running;
     let guest = booted.guest.clone();
     let log_path = dir.join("container.log");
@@ -788,10 +806,18 @@ async fn relay_until_exit(
     let mut booted = booted;
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    // A stopper whose guest does not answer asks for the VM to be killed here.
+    let (vm_kill, mut vm_kill_rx) = mpsc::unbounded_channel();
+    let mut killed_vm = false;
     let exit = loop {
         tokio::select! {
+            Some(()) = vm_kill_rx.recv(), if !killed_vm => {
+                killed_vm = true;
+                booted.vm.kill().await;
+            }
             r = guest.wait(MAIN) => break match r {
                 Ok(how) => ExitInfo::exited(how),
+                Err(_) if killed_vm => ExitInfo::exited(ProcessExit::Signal(libc::SIGKILL)),
                 // A lost agent connection usually means the VM died: report that instead.
                 Err(e) => match tokio::time::timeout(Duration::from_secs(2), booted.vm.wait()).await {
                     Ok(why) => fault(Fault::VmExited(why.0)),
@@ -799,13 +825,17 @@ async fn relay_until_exit(
                 },
             },
             why = booted.vm.wait() => {
+                // Killed by the stop: the process ends as SIGKILL ends it.
+                if killed_vm {
+                    break ExitInfo::exited(ProcessExit::Signal(libc::SIGKILL));
+                }
                 break fault(Fault::VmExited(why.0));
             }
             Some(order) = stop_rx.recv() => {
                 // A frozen guest takes no signal: docker's stop of a paused container
                 // unpauses it too.
                 shared.freezer.thaw(&*guest).await;
-                spawn_stopper(guest.clone(), order);
+                spawn_stopper(guest.clone(), order, vm_kill.clone());
             }
             Some(_) = async { match sigterm.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
                 // Stopped as `stop` would stop it (a host shutdown, `kill` of the monitor),
@@ -816,7 +846,7 @@ async fn relay_until_exit(
                     grace: record.config.grace_to_stop(),
                 };
                 shared.freezer.thaw(&*guest).await;
-                spawn_stopper(guest.clone(), order);
+                spawn_stopper(guest.clone(), order, vm_kill.clone());
             }
         }
     };
@@ -990,12 +1020,24 @@ fn claim_volumes(
     Ok(out)
 }
 
-/// The stop signal now, SIGKILL after the grace period.
-fn spawn_stopper(guest: Arc<dyn Guest>, order: StopOrder) {
+/// How long a container's main process gets to end after its SIGKILL (answered or not)
+/// before its VM is killed from the host.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// The stop signal now, SIGKILL after the grace period, and the VM's end (through `vm_kill`)
+/// when the process has not ended [`KILL_WAIT`] after that: a guest whose agent no longer
+/// answers (hung, or hostile) must not keep its container from stopping. Once the process
+/// has ended nobody reads `vm_kill`, so a late request does nothing.
+fn spawn_stopper(guest: Arc<dyn Guest>, order: StopOrder, vm_kill: mpsc::UnboundedSender<()>) {
     tokio::spawn(async move {
-        let _ = guest.signal(MAIN, order.signal).await;
-        tokio::time::sleep(order.grace).await;
-        let _ = guest.signal(MAIN, libc::SIGKILL).await;
+        let deadline = tokio::time::Instant::now() + order.grace;
+        let _ = tokio::time::timeout_at(deadline, guest.signal(MAIN, order.signal)).await;
+        tokio::time::sleep_until(deadline).await;
+        let _ = tokio::time::timeout(KILL_WAIT, guest.signal(MAIN, libc::SIGKILL)).await;
+        tokio::time::sleep(KILL_WAIT).await;
+        if vm_kill.send(()).is_ok() {
+            tracing::warn!("the container's process did not end after SIGKILL: killing its VM");
+        }
     });
 }
 

@@ -45,6 +45,7 @@ fn device(before: usize, index: usize) -> String {
 /// `disks_before` other disks) and returns the container's extra mounts, in the user's order.
 pub async fn prepare(
     guest: &dyn Guest,
+    id: &str,
     disks_before: usize,
     volumes: &[(String, PathBuf)],
     mounts: &[MountSpec],
@@ -67,7 +68,22 @@ pub async fn prepare(
     }
     let mut share = 0;
     let mut out = Vec::new();
+    let mut socket = 0;
     for m in mounts {
+        if let MountSpec::Socket { source, target } = m {
+            // In the user's order: a socket may sit in a directory another mount brings.
+            let source = guest
+                .listen_socket(&crate::sockets::listener_id(id, socket), source)
+                .await?;
+            socket += 1;
+            out.push(GuestMount {
+                source,
+                target: target.clone(),
+                fstype: "bind".into(),
+                options: vec!["bind".into()],
+            });
+            continue;
+        }
         if let MountSpec::Bind { readonly, .. } = m {
             let mut options = Vec::new();
             if *readonly {
@@ -89,6 +105,20 @@ pub async fn prepare(
         ));
     }
     Ok(out)
+}
+
+/// The container's socket binds as (listener id, host socket), in mount order: what
+/// [`prepare`] listens on and the monitor relays.
+pub fn inbound_sockets(id: &str, mounts: &[MountSpec]) -> Vec<(String, PathBuf)> {
+    mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Socket { source, .. } => Some(source.clone()),
+            _ => None,
+        })
+        .enumerate()
+        .map(|(i, host)| (crate::sockets::listener_id(id, i), host))
+        .collect()
 }
 
 /// A pod member's container mounts: its binds are directories of the pod's share, bound there
@@ -170,6 +200,14 @@ fn container_mount(m: &MountSpec, bind_dir: &str) -> GuestMount {
                 options,
             }
         }
+        // Refused for pod members at create; a container of its own gets its socket
+        // binds from `prepare`.
+        MountSpec::Socket { target, .. } => GuestMount {
+            source: String::new(),
+            target: target.clone(),
+            fstype: "bind".into(),
+            options: vec!["bind".into()],
+        },
         MountSpec::Tmpfs { target, options } => {
             let mut opts = vec!["nosuid".to_string(), "nodev".into()];
             if !options.iter().any(|o| o.starts_with("mode=")) {

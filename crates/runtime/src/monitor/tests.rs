@@ -419,6 +419,7 @@ impl Fixture {
             networks: Vec::new(),
             endpoints: Default::default(),
             publish: Vec::new(),
+            publish_sockets: Vec::new(),
             mounts: Vec::new(),
             read_only: false,
             resources,

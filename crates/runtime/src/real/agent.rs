@@ -604,6 +604,32 @@ impl Guest for AgentGuest {
         Some(self.client.clone())
     }
 
+    async fn listen_socket(&self, id: &str, host: &std::path::Path) -> Result<String, GuestError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(host)
+            .map_err(|e| GuestError::InvalidArgument(format!("socket {}: {e}", host.display())))?;
+        let req = agent::SocketListen {
+            id: id.to_string(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        };
+        self.client
+            .socket_listen(req)
+            .await
+            .map_err(GuestError::from)?;
+        Ok(agent::contract::guest_socket(id))
+    }
+
+    fn relay_sockets(
+        &self,
+        inbound: Vec<(String, std::path::PathBuf)>,
+        publish: &[crate::sockets::PublishSocket],
+    ) -> Result<crate::sockets::SocketRelays, GuestError> {
+        crate::sockets::SocketRelays::start(&self.client, &self.container, inbound, publish)
+            .map_err(|e| GuestError::InvalidArgument(e.to_string()))
+    }
+
     async fn release(&self, id: &str) -> Result<(), GuestError> {
         let h = self.handle(id)?;
         self.client.delete(h).await?;
