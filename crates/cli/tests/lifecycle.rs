@@ -246,3 +246,31 @@ fn restart_starts_a_new_run_under_the_same_name() {
     env.run(&["restart", "nosuch"])
         .fails_with("no such container");
 }
+
+/// A guest that no longer answers (its VM's vCPUs stopped with SIGSTOP, as a hung or hostile
+/// guest would leave its agent) does not keep its container from stopping: after the grace
+/// period and a bounded wait for the SIGKILL, the VM is killed from the host and the container
+/// ends as SIGKILL ends it.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn stop_of_a_guest_that_does_not_answer_kills_its_vm() {
+    let env = Env::new(true);
+    run_detached(&env, "hung", &[], &["sleep", "600"]);
+    let pid = env.inspect("hung")["vmPid"].as_i64().expect("vmPid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .expect("SIGSTOP the VM");
+    let (r, took) = timed(&env, &["stop", "-t", "1", "hung"]);
+    r.success();
+    println!("stop of a guest that does not answer: {took:?}");
+    // Grace 1 s, SIGKILL answer at most 5 s, its effect at most 5 s, then the VM's kill.
+    assert!(took < Duration::from_secs(30), "stop took {took:?}");
+    assert_eq!(exit_code(&env, "hung"), 137);
+    assert_eq!(env.qemus(), 0, "the VM outlived the stop");
+    env.run(&["rm", "hung"]).success();
+}
