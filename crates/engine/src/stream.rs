@@ -277,7 +277,10 @@ pub async fn attach(engine: Arc<Engine>, id: &str, req: Req) -> Answer {
                 Err(_) => return,
             },
         };
-        let req = MonitorRequest::Attach { stdin: want.stdin };
+        let req = MonitorRequest::Attach {
+            stdin: want.stdin,
+            early_exit: false,
+        };
         session(client, monitor, &id, req, want, control, |_| {}).await;
     });
     Ok(response)

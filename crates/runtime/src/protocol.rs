@@ -61,6 +61,12 @@ pub enum Request {
     Attach {
         /// Forward this client's stdin.
         stdin: bool,
+        /// Answer `Exit` as soon as the process has ended and its output is delivered, while
+        /// its VM may still be going down (the containerd shim: containerd's Delete follows,
+        /// and waits for what it must). Without it `Exit` comes once the VM is down, so that
+        /// the container can be started again at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        early_exit: bool,
     },
     /// Wait until the main process has started (answer `Started` or `Error`), then close.
     WaitStarted,
@@ -337,7 +343,10 @@ mod tests {
                 version: PROTOCOL_VERSION,
             }),
             Frame::HelloAck(Hello { version: 7 }),
-            Frame::Request(Request::Attach { stdin: true }),
+            Frame::Request(Request::Attach {
+                stdin: true,
+                early_exit: false,
+            }),
             Frame::Request(Request::Exec {
                 spec: ProcessSpec::default(),
                 detach: false,

@@ -47,6 +47,9 @@ pub struct Service {
     publisher: Arc<RemotePublisher>,
     exit: Arc<ExitSignal>,
     task: Mutex<Option<Arc<TaskState>>>,
+    /// The removal of a deleted task's container whose VM was still going down: the shim
+    /// ends after it.
+    teardown: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Service {
@@ -63,6 +66,7 @@ impl Service {
             publisher: Arc::new(publisher),
             exit,
             task: Mutex::new(None),
+            teardown: Mutex::new(None),
         }
     }
 
@@ -331,6 +335,11 @@ impl Task for Service {
             if let Some(image) = &disk {
                 opts.rootfs_dir = None;
                 opts.rootfs_image = Some(image.clone());
+                // Its writes go with the task (see crate::snapshot): once the process has
+                // ended nothing of the VM is kept, so the monitor kills it instead of powering
+                // it off, and removes the record itself, as for `run --rm`. The task's state
+                // after its exit is the shim's own.
+                opts.auto_remove = true;
             }
             if opts.process.args.is_empty() {
                 return Err(internal(crate::spec::SpecError::NoProcess));
@@ -447,8 +456,11 @@ impl Task for Service {
             let stream = container.start(true).await.map_err(container_error)?;
             let store_root = self.rt.root().to_path_buf();
             let our_id = task.container.clone();
+            // TaskExit as soon as the process has ended: containerd's Delete follows and
+            // waits for the VM itself where it must (see `delete`).
             let req_ = Request::Attach {
                 stdin: !proc_.stdio.stdin.is_empty(),
+                early_exit: true,
             };
             run_session(self, &task, "", &proc_, stream, req_, move || {
                 vm_pid_of(&store_root, &our_id)
@@ -512,20 +524,27 @@ impl Task for Service {
                 ..Default::default()
             });
         }
-        // The monitor records the exit before it tells the session; its teardown may still
-        // run for a moment.
-        let _ = runtime::client::wait_stopped(
-            self.rt.store(),
-            &task.container,
-            Duration::from_secs(30),
-        )
-        .await;
-        match self.rt.container(&task.container) {
-            Ok(c) => c.delete(true).await.map_err(container_error)?,
-            Err(e) => log::warn!("container {}: {e}", task.container),
-        }
         if task.mounted_rootfs {
+            // The session ended at the process's exit; the VM may still be going down, and
+            // the rootfs mount it serves must outlive it.
+            let _ = runtime::client::wait_stopped(
+                self.rt.store(),
+                &task.container,
+                Duration::from_secs(30),
+            )
+            .await;
+            match self.rt.container(&task.container) {
+                Ok(c) => c.delete(true).await.map_err(container_error)?,
+                Err(e) => log::warn!("container {}: {e}", task.container),
+            }
             crate::bundle::unmount_rootfs(&task.bundle.join("rootfs"));
+        } else {
+            // Nothing of the host waits for this VM (its disk is ours, not the snapshot):
+            // it is removed once down while containerd goes on.
+            let rt = self.rt.clone();
+            let id = task.container.clone();
+            let handle = tokio::spawn(async move { remove_when_down(&rt, &id).await });
+            *self.teardown.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
         }
         *self.task.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.publish(
@@ -779,9 +798,38 @@ impl Task for Service {
             .unwrap_or_else(|e| e.into_inner())
             .is_none()
         {
-            self.exit.signal();
+            // A VM still going down is removed first; containerd does not wait for that.
+            let teardown = self
+                .teardown
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            let exit = self.exit.clone();
+            tokio::spawn(async move {
+                if let Some(t) = teardown {
+                    let _ = tokio::time::timeout(Duration::from_secs(40), t).await;
+                }
+                exit.signal();
+            });
         }
         Ok(Empty::new())
+    }
+}
+
+/// Removes container `id` once its VM is down: the monitor removes it itself when it sees
+/// the request in time, else this does.
+async fn remove_when_down(rt: &Runtime, id: &str) {
+    let store = rt.store();
+    match store.update(id, |r| r.config.auto_remove = true) {
+        // Removed already: its monitor was done.
+        Ok(_) | Err(runtime::state::StateError::NotFound(_)) => {}
+        Err(e) => log::warn!("container {id}: {e}"),
+    }
+    let _ = runtime::client::wait_stopped(store, id, Duration::from_secs(30)).await;
+    if let Ok(c) = rt.container(id) {
+        if let Err(e) = c.delete(true).await {
+            log::warn!("remove {id}: {}", runtime::error_line(&e));
+        }
     }
 }
 

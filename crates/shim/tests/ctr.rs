@@ -71,6 +71,21 @@ impl Containerd {
     }
 
     /// Kills and removes task and container `id`.
+    /// Waits until no VM and no container record is left (a deleted task's VM goes down
+    /// after containerd's delete returns), failing after 10 s.
+    fn assert_nothing_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.qemus() > 0 || self.records() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "left behind: {} VMs, {} records",
+                self.qemus(),
+                self.records()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn remove(&self, id: &str) {
         let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
         let deadline = Instant::now() + TIMEOUT;
@@ -244,12 +259,17 @@ fn ctr_run_prints_output_and_passes_exit_codes_through() {
         "the VM was not sized by the limit: {}",
         lines[3]
     );
-    assert_eq!(c.qemus(), 0, "a VM outlived its task");
-    assert_eq!(c.records(), 0, "container records left behind");
-    // Each shim ends after containerd's Shutdown.
+    // A deleted task's VM goes down after ctr returns (containerd does not wait for it);
+    // each shim ends once its VM is down and its record gone, after containerd's Shutdown.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !c.shims().is_empty() {
-        assert!(Instant::now() < deadline, "shims outlived their tasks");
+    while !c.shims().is_empty() || c.qemus() > 0 || c.records() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {} shims, {} VMs, {} records",
+            c.shims().len(),
+            c.qemus(),
+            c.records()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -336,7 +356,7 @@ fn exec_kill_ps_pause_and_resume_a_running_task() {
         std::thread::sleep(Duration::from_millis(100));
     }
     c.remove("long");
-    assert_eq!(c.qemus(), 0, "a VM outlived its task");
+    c.assert_nothing_left();
 }
 
 #[test]
@@ -348,7 +368,7 @@ fn two_tasks_at_once_each_in_its_own_vm() {
     assert_eq!(c.qemus(), 2);
     c.remove("one");
     c.remove("two");
-    assert_eq!(c.qemus(), 0);
+    c.assert_nothing_left();
 }
 
 #[test]
@@ -411,8 +431,7 @@ fn a_task_survives_a_killed_containerd_and_is_cleaned_up_after() {
         .success();
     assert_eq!(out.stdout, "still here\n");
     c.remove("survivor");
-    assert_eq!(c.qemus(), 0, "a VM outlived its task");
-    assert_eq!(c.records(), 0, "container records left behind");
+    c.assert_nothing_left();
 }
 
 #[test]

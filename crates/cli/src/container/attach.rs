@@ -347,7 +347,10 @@ pub async fn attach(global: &crate::global::GlobalOptions, a: AttachArgs) -> any
         no_sig_proxy: !a.sig_proxy,
         detach_keys: detach_keys(tty, stdin, a.detach_keys),
     };
-    let req = Request::Attach { stdin };
+    let req = Request::Attach {
+        stdin,
+        early_exit: false,
+    };
     finish(session_with(stream, container.id(), req, stdin, tty, &opts).await)
 }
 

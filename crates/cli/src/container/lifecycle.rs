@@ -220,7 +220,10 @@ pub async fn start(global: &GlobalOptions, a: StartArgs) -> anyhow::Result<()> {
             no_sig_proxy: false,
             detach_keys: attach::detach_keys(tty, stdin, a.detach_keys),
         };
-        let req = Request::Attach { stdin };
+        let req = Request::Attach {
+            stdin,
+            early_exit: false,
+        };
         return attach::finish(
             attach::session_with(stream, container.id(), req, stdin, tty, &opts).await,
         );

@@ -218,6 +218,7 @@ pub async fn run(global: &GlobalOptions, a: RunArgs) -> anyhow::Result<()> {
     };
     let req = Request::Attach {
         stdin: f.interactive,
+        early_exit: false,
     };
     let opts = attach::SessionOptions {
         no_sig_proxy: false,

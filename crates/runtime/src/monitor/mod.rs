@@ -120,6 +120,9 @@ pub(crate) struct Shared {
     pub(crate) store: Store,
     /// The container's id.
     pub(crate) id: String,
+    /// How the current run's main process ended, once it has and its output is delivered
+    /// (its VM may still be going down); `None` while it runs.
+    pub(crate) process_ended: watch::Sender<Option<ExitInfo>>,
 }
 
 impl Shared {
@@ -282,6 +285,7 @@ async fn supervise(
         name: record.name.clone(),
         store: store.clone(),
         id: id.to_string(),
+        process_ended: watch::channel(None).0,
         copy_done: Notify::new(),
         freezer: pause::Freezer::new(store, &record),
         control: restart::RunControl::new(
@@ -367,8 +371,12 @@ async fn supervise(
         let _ = accept.await;
         return Ok(info.code);
     }
-    let auto_remove =
-        record.config.auto_remove && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
+    // Read again: a front end may have asked for the removal while the VM went down (the
+    // containerd shim's Delete).
+    let auto_remove = store
+        .load(id)
+        .map_or(record.config.auto_remove, |r| r.config.auto_remove)
+        && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
     let status = if outcome.started {
         Status::Exited
     } else {
@@ -771,6 +779,7 @@ async fn relay_until_exit(
         output,
         sockets: _sockets,
     } = running;
+    shared.process_ended.send_replace(None);
     let guest = booted.guest.clone();
     let log_path = dir.join("container.log");
     let log = match LogWriter::for_config(&log_path, &record.config.log) {
@@ -862,6 +871,11 @@ async fn relay_until_exit(
         while pumps.join_next().await.is_some() {}
     })
     .await;
+    // What the early attachers read after their Exit: the OOM kill, before the teardown.
+    if oom_killed {
+        let _ = shared.store.update(&shared.id, |r| r.oom_killed = true);
+    }
+    shared.process_ended.send_replace(Some(exit.clone()));
     Outcome {
         exit,
         booted: Some(booted),

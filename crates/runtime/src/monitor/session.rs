@@ -36,7 +36,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, stream: UnixStream) {
         }
     };
     let result = match request {
-        Request::Attach { stdin } => attach(&shared, &mut rd, &mut wr, stdin).await,
+        Request::Attach { stdin, early_exit } => {
+            attach(&shared, &mut rd, &mut wr, stdin, early_exit).await
+        }
         Request::WaitStarted => match started(&shared).await {
             Ok(()) => write_frame(&mut wr, &Frame::Started(MAIN.into())).await,
             Err(info) => write_frame(&mut wr, &Frame::Error(info)).await,
@@ -324,6 +326,7 @@ async fn attach<R, W>(
     rd: &mut R,
     wr: &mut W,
     stdin: bool,
+    early_exit: bool,
 ) -> Result<(), ProtocolError>
 where
     R: AsyncRead + Unpin,
@@ -341,10 +344,16 @@ where
         write_frame(wr, &Frame::Started(MAIN.into())).await?;
         let guest = shared.guest();
         let mut phase = shared.phase.subscribe();
+        let mut process_ended = shared.process_ended.subscribe();
         let mut client_open = true;
+        let mut early = None;
         loop {
             tokio::select! {
                 Some(frame) = rx.recv() => write_frame(wr, &frame).await?,
+                Ok(info) = async { process_ended.wait_for(Option::is_some).await.map(|e| e.clone()) }, if early_exit => {
+                    early = info;
+                    break;
+                }
                 f = read_frame(rd), if client_open => match f {
                     Ok(Some(frame)) => {
                         let allowed = stdin || !matches!(frame, Frame::Stdin(_) | Frame::StdinEof);
@@ -363,7 +372,11 @@ where
         }
         // An attached client sees one run, as docker's `run` returns at the first exit
         // while the policy restarts the container.
-        write_frame(wr, &Frame::Exit(run_ended(shared).await)).await
+        let info = match early {
+            Some(info) => info,
+            None => run_ended(shared).await,
+        };
+        write_frame(wr, &Frame::Exit(info)).await
     }
     .await;
     if let Ok(mut c) = shared.clients.lock() {

@@ -489,6 +489,7 @@ impl Fixture {
             id,
             Request::Attach {
                 stdin: input.is_some(),
+                early_exit: false,
             },
             input,
             &mut out,
