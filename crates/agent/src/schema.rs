@@ -281,6 +281,11 @@ pub struct CreateProcess {
     /// `--privileged`; the capability set is separate).
     #[serde(default)]
     pub privileged: bool,
+    /// Container creation only: keep the guest's cgroup namespace (`--cgroupns host`). By
+    /// default the container gets one of its own, rooted at its cgroup, and `/sys/fs/cgroup`
+    /// shows that tree (read-only unless `privileged`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cgroupns_host: bool,
     /// Container creation only: the mount points the guest makes in the rootfs because it
     /// lacks them (`/proc`, `/sys`, `/dev`, `/etc/hosts`, `/etc/hostname`,
     /// `/etc/resolv.conf`, an `/etc` for them) are removed again when the container is

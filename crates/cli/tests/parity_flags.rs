@@ -393,3 +393,74 @@ fn the_guest_applies_limits_and_kernel_settings() {
     assert_eq!(h["ShmSize"], 67108864);
     assert!(h["Ulimits"].is_null() && h.get("Sysctls").is_none(), "{h}");
 }
+
+/// `/sys/fs/cgroup` is the container's own cgroup (a cgroup namespace of its own, docker's
+/// default on cgroup v2): its limits are readable there, also from an exec, and the tree is
+/// read-only; `--cgroupns host` shows the VM's whole tree instead.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn sys_fs_cgroup_is_the_containers_own_cgroup() {
+    let env = Env::new(true);
+    let script = "cat /proc/self/cgroup /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; \
+                  echo 1 > /sys/fs/cgroup/pids.max 2>/dev/null && echo writable || echo read-only";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "-m",
+            "96m",
+            "--pids-limit",
+            "40",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    assert_eq!(
+        r.stdout,
+        format!("0::/\n{}\n40\nread-only\n", 96u64 << 20),
+        "{r:?}"
+    );
+    env.run(&[
+        "run", "-d", "--name", "c", "-m", "96m", IMAGE, "sleep", "600",
+    ])
+    .success();
+    let r = env
+        .run(&[
+            "exec",
+            "c",
+            "cat",
+            "/proc/self/cgroup",
+            "/sys/fs/cgroup/memory.max",
+        ])
+        .success();
+    assert_eq!(r.stdout, format!("0::/\n{}\n", 96u64 << 20), "{r:?}");
+    // The VM's tree: the container's cgroup is a path below its root, whose own files are
+    // those of the root cgroup (no memory.max there).
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--cgroupns",
+            "host",
+            IMAGE,
+            "sh",
+            "-c",
+            "cat /proc/self/cgroup; test -e /sys/fs/cgroup/memory.max || echo no-limit-at-root",
+        ])
+        .success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines.len() == 2 && lines[0].starts_with("0::/") && lines[0].len() > 4,
+        "{r:?}"
+    );
+    assert_eq!(lines[1], "no-limit-at-root", "{r:?}");
+    env.run(&["run", "--rm", "--cgroupns", "nope", IMAGE, "true"])
+        .fails_with("invalid value 'nope'");
+}

@@ -192,6 +192,9 @@ pub struct HostConfig {
     /// `--privileged`.
     #[serde(deserialize_with = "nullable")]
     pub privileged: bool,
+    /// `--cgroupns`: `host` or `private` (empty: private, docker's default on cgroup v2).
+    #[serde(deserialize_with = "nullable")]
+    pub cgroupns_mode: String,
     /// `--cap-add`.
     pub cap_add: Option<Vec<String>>,
     /// `--cap-drop`.
@@ -479,6 +482,7 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         restart,
         sysctls: h.sysctls.unwrap_or_default(),
         shm_size: u64::try_from(h.shm_size).ok().filter(|&s| s > 0),
+        cgroupns_host: h.cgroupns_mode == "host",
         volumes_from: h.volumes_from.unwrap_or_default(),
         log,
         ..Default::default()

@@ -136,6 +136,8 @@ pub struct ContainerTuning {
     pub sysctls: std::collections::BTreeMap<String, String>,
     /// Size of its `/dev/shm` in bytes (`--shm-size`); None: docker's 64 MiB.
     pub shm_size: Option<u64>,
+    /// `--cgroupns host`: the guest's cgroup namespace instead of its own.
+    pub cgroupns_host: bool,
 }
 
 /// A filesystem mount in the guest, as mount(8) sees it.

@@ -189,6 +189,8 @@ pub struct HostConfig {
     pub sysctls: BTreeMap<String, String>,
     /// Size of `/dev/shm` in bytes (`--shm-size`, else docker's 64 MiB).
     pub shm_size: u64,
+    /// `private` (the container's own cgroup namespace) or `host` (`--cgroupns`).
+    pub cgroupns_mode: String,
     /// `--volumes-from` values as given; null when none.
     pub volumes_from: Option<Vec<String>>,
     /// How its output is kept: `--log-driver` (json-file, local: docker's json-file layout,
@@ -613,6 +615,7 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         .filter(|v| !v.is_empty()),
         sysctls: c.sysctls.clone(),
         shm_size: c.shm_size.unwrap_or(crate::state::DEFAULT_SHM_SIZE),
+        cgroupns_mode: if c.cgroupns_host { "host" } else { "private" }.into(),
         volumes_from: some(c.volumes_from.clone()),
         log_config: LogConfig {
             kind: c.log.driver.clone(),
@@ -863,6 +866,7 @@ mod tests {
                 healthcheck: None,
                 sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
                 shm_size: None,
+                cgroupns_host: false,
                 volumes_from: vec!["data:ro".into()],
                 log: crate::logs::LogConfig::new(
                     None,
@@ -955,6 +959,7 @@ mod tests {
         );
         assert_eq!(h["Sysctls"], json!({"net.core.somaxconn": "1024"}));
         assert_eq!(h["ShmSize"], 67108864);
+        assert_eq!(h["CgroupnsMode"], "private");
         assert_eq!(h["VolumesFrom"], json!(["data:ro"]));
         assert_eq!(
             h["Ulimits"],

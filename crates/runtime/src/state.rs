@@ -236,6 +236,9 @@ pub struct ContainerConfig {
     /// Size of `/dev/shm` in bytes (`--shm-size`); None: [`DEFAULT_SHM_SIZE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<u64>,
+    /// `--cgroupns host`: the guest's cgroup namespace instead of the container's own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cgroupns_host: bool,
     /// `--volumes-from` values as given (docker's `HostConfig.VolumesFrom`); the mounts they
     /// brought are in `mounts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -943,6 +946,7 @@ mod tests {
                 healthcheck: None,
                 sysctls: Default::default(),
                 shm_size: None,
+                cgroupns_host: false,
                 volumes_from: Vec::new(),
                 log: Default::default(),
                 pod: None,

@@ -566,6 +566,35 @@ impl Task for Service {
         })
     }
 
+    async fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let task = self.task(&req.id)?;
+        // containerd sends the runtime spec's LinuxResources as JSON (CRI's
+        // UpdateContainerResources, kubelet's in-place resize).
+        let json = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or(&[]);
+        let resources: oci_spec::runtime::LinuxResources =
+            serde_json::from_slice(json).map_err(|e| {
+                rpc_error(
+                    ttrpc::Code::INVALID_ARGUMENT,
+                    format!("update {}: resources: {e}", req.id),
+                )
+            })?;
+        let mut ignored = Vec::new();
+        let change = crate::spec::resource_flags(&resources, &mut ignored);
+        for what in ignored {
+            log::warn!("{}: update: not honoured: {what}", req.id);
+        }
+        let mut c = self
+            .rt
+            .container(&task.container)
+            .map_err(container_error)?;
+        c.update(change).await.map_err(container_error)?;
+        Ok(Empty::new())
+    }
+
     async fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<Empty> {
         let task = self.task(&req.id)?;
         if task.main.status() != Status::Running {

@@ -187,24 +187,7 @@ pub fn container_options(spec: &Spec, origin: &TaskOrigin<'_>) -> (ContainerOpti
     }
     if let Some(linux) = spec.linux() {
         if let Some(r) = linux.resources() {
-            if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
-                opts.resources.memory_bytes = u64::try_from(limit).ok().filter(|l| *l > 0);
-            }
-            if let Some(cpu) = r.cpu() {
-                if let (Some(quota), Some(period)) = (cpu.quota(), cpu.period()) {
-                    if quota > 0 && period > 0 {
-                        #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
-                        let cpus = quota as f64 / period as f64;
-                        opts.resources.cpus = Some(cpus);
-                    }
-                }
-                if cpu.shares().is_some() || cpu.cpus().is_some() {
-                    ignored.push("linux.resources.cpu.shares/cpus (one VM per task)".into());
-                }
-            }
-            if let Some(pids) = r.pids() {
-                opts.resources.pids_limit = Some(pids.limit()).filter(|l| *l > 0);
-            }
+            opts.resources = resource_flags(r, &mut ignored);
             if r.devices().as_ref().is_some_and(|d| d.len() > 1) {
                 ignored.push("linux.resources.devices (the guest's /dev is our own)".into());
             }
@@ -257,6 +240,34 @@ pub fn container_options(spec: &Spec, origin: &TaskOrigin<'_>) -> (ContainerOpti
         .insert(LABEL_NAMESPACE.into(), origin.namespace.into());
     opts.labels.insert(LABEL_ID.into(), origin.id.into());
     (opts, ignored)
+}
+
+/// The limits of `r` we apply (the container cgroup's memory, CPU quota and pids in the guest,
+/// which also size a task's VM at create); what is left out goes to `ignored`.
+pub fn resource_flags(
+    r: &oci_spec::runtime::LinuxResources,
+    ignored: &mut Vec<String>,
+) -> runtime::resources::ResourceFlags {
+    let mut flags = runtime::resources::ResourceFlags::default();
+    if let Some(limit) = r.memory().as_ref().and_then(|m| m.limit()) {
+        flags.memory_bytes = u64::try_from(limit).ok().filter(|l| *l > 0);
+    }
+    if let Some(cpu) = r.cpu() {
+        if let (Some(quota), Some(period)) = (cpu.quota(), cpu.period()) {
+            if quota > 0 && period > 0 {
+                #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
+                let cpus = quota as f64 / period as f64;
+                flags.cpus = Some(cpus);
+            }
+        }
+        if cpu.shares().is_some() || cpu.cpus().is_some() {
+            ignored.push("linux.resources.cpu.shares/cpus (one VM per task)".into());
+        }
+    }
+    if let Some(pids) = r.pids() {
+        flags.pids_limit = Some(pids.limit()).filter(|l| *l > 0);
+    }
+    flags
 }
 
 /// CRI's annotations on a sandbox with the pod's resources: kubelet (1.23 and later) sums its

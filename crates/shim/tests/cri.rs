@@ -747,6 +747,42 @@ fn pod_of_two_containers(handler: &str) {
         ),
     );
 
+    // kubelet's UpdateContainerResources reaches the container's cgroup (the shim's Update).
+    let updated = block(
+        &cri.rt,
+        cri.runtime
+            .update_container_resources(cri::UpdateContainerResourcesRequest {
+                container_id: cli.clone(),
+                linux: Some(cri::LinuxContainerResources {
+                    memory_limit_in_bytes: 200 << 20,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+    );
+    let max = block(
+        &cri.rt,
+        cri.runtime.exec_sync(cri::ExecSyncRequest {
+            container_id: cli.clone(),
+            cmd: vec!["cat".into(), "/sys/fs/cgroup/memory.max".into()],
+            timeout: 10,
+        }),
+    );
+    // (runc's containers here see no cgroup tree of their own: only ours are read back.)
+    unmet.check(
+        updated.is_ok()
+            && (!ours
+                || max.as_ref().is_ok_and(|r| {
+                    String::from_utf8_lossy(&r.stdout).trim() == (200u64 << 20).to_string()
+                })),
+        format!(
+            "UpdateContainerResources sets memory.max to 200 MiB: {:?}; {}",
+            updated.err(),
+            shown(&max)
+        ),
+    );
+    time.step("UpdateContainerResources");
+
     let failing = block(
         &cri.rt,
         cri.runtime.exec_sync(cri::ExecSyncRequest {

@@ -58,6 +58,11 @@ pub struct RootfsPlan {
     pub sysctl: Vec<(String, String)>,
     /// Size of `/dev/shm` in bytes.
     pub shm_size: u64,
+    /// Mount cgroup2 at `/sys/fs/cgroup` (the container has a cgroup): its own tree in a
+    /// cgroup namespace of its own, the guest's with `cgroupns_host`.
+    pub cgroup_fs: bool,
+    /// `--cgroupns host`: no cgroup namespace of its own.
+    pub cgroupns_host: bool,
 }
 
 /// docker's `/dev/shm` size when none is given: 64 MiB.
@@ -126,6 +131,17 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
     }
     let sys_ro = if plan.privileged { 0 } else { libc::MS_RDONLY };
     m("sysfs", &root.join("sys"), "sysfs", nse | sys_ro, None)?;
+    if plan.cgroup_fs {
+        // In the container's cgroup namespace (see spawn.rs) this shows its own cgroup as the
+        // root: its limits (memory.max, …) and counters, read-only unless privileged.
+        m(
+            "cgroup2",
+            &root.join("sys/fs/cgroup"),
+            "cgroup2",
+            nse | sys_ro,
+            None,
+        )?;
+    }
     let dev = root.join("dev");
     m(
         "tmpfs",

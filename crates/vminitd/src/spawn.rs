@@ -209,7 +209,22 @@ fn child_setup(plan: &Plan, status: &mut std::fs::File, start: OwnedFd) -> Resul
         libc::setsid();
     }
     match &plan.placement {
-        Placement::NewContainer(rootfs) => crate::rootfs::setup(rootfs)?,
+        Placement::NewContainer(rootfs) => {
+            if let Some(cg) = &plan.cgroup {
+                // Into its cgroup first, so that the cgroup namespace made now is rooted
+                // there (the parent's move of it afterwards changes nothing).
+                ctx(sys::write_file(&cg.join("cgroup.procs"), b"0"), || {
+                    format!("join cgroup {}", cg.display())
+                })?;
+                if !rootfs.cgroupns_host {
+                    // SAFETY: unshare with a flag; affects only this process.
+                    ctx(cvt(unsafe { libc::unshare(libc::CLONE_NEWCGROUP) }), || {
+                        "make a cgroup namespace".into()
+                    })?;
+                }
+            }
+            crate::rootfs::setup(rootfs)?
+        }
         Placement::Join { others, .. } => {
             for (fd, kind) in others {
                 // SAFETY: setns on an fd we own; we are single-threaded after fork.

@@ -172,6 +172,10 @@ pub struct CreateFlags {
     /// Size of /dev/shm (e.g. 256m; default 64m).
     #[arg(long, value_name = "SIZE", value_parser = parse_shm_size)]
     pub shm_size: Option<u64>,
+    /// Cgroup namespace: private (default; /sys/fs/cgroup is the container's own cgroup) or
+    /// host (the VM's whole cgroup tree).
+    #[arg(long, value_name = "host|private", value_parser = ["host", "private"])]
+    pub cgroupns: Option<String>,
     /// Mount the volumes and binds of another container at the same paths, CONTAINER[:ro|rw]
     /// (default: each as that container has it). Repeatable.
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]

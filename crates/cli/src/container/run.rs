@@ -146,6 +146,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         healthcheck: f.health.options().to_config()?,
         sysctls: f.sysctl.iter().cloned().collect(),
         shm_size: f.shm_size,
+        cgroupns_host: f.cgroupns.as_deref() == Some("host"),
         volumes_from: f.volumes_from.clone(),
         pod: f.pod.clone(),
         netns: None,

@@ -68,6 +68,8 @@ pub struct CreateRequest {
     pub sysctls: std::collections::BTreeMap<String, String>,
     /// `--shm-size` in bytes (None: the default).
     pub shm_size: Option<u64>,
+    /// `--cgroupns host`.
+    pub cgroupns_host: bool,
     /// `--volumes-from` as written (their mounts are in `mounts` already).
     pub volumes_from: Vec<String>,
     /// `--log-driver`, `--log-opt` (checked).
@@ -149,6 +151,7 @@ pub(crate) fn create_record(
                 ),
                 sysctls: req.sysctls.clone(),
                 shm_size: req.shm_size,
+                cgroupns_host: req.cgroupns_host,
                 volumes_from: req.volumes_from.clone(),
                 log: req.log.clone(),
                 pod: req.pod.clone(),

@@ -92,6 +92,9 @@ pub struct ContainerOptions {
     pub sysctls: std::collections::BTreeMap<String, String>,
     /// `--shm-size` in bytes; None (or 0, as docker reads it): 64 MiB.
     pub shm_size: Option<u64>,
+    /// `--cgroupns host`: the guest's cgroup namespace (and whole `/sys/fs/cgroup` tree)
+    /// instead of the container's own (docker's default on cgroup v2, `private`).
+    pub cgroupns_host: bool,
     /// `--volumes-from` values as written (`CONTAINER[:ro|rw]`): those containers' volumes and
     /// binds at the same paths, under `mounts` ([`super::VolumesFrom`]).
     pub volumes_from: Vec<String>,
@@ -275,6 +278,7 @@ pub async fn prepare(
         healthcheck: opts.healthcheck,
         sysctls: opts.sysctls,
         shm_size: opts.shm_size.filter(|&s| s > 0),
+        cgroupns_host: opts.cgroupns_host,
         volumes_from: opts.volumes_from,
         log: opts.log,
         pod: pod.map(|(infra, _)| crate::state::PodRole::Member { infra }),

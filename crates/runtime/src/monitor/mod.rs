@@ -570,6 +570,7 @@ async fn set_up_guest(
     guest.set_container_tuning(crate::backend::ContainerTuning {
         sysctls: record.config.sysctls.clone(),
         shm_size: record.config.shm_size,
+        cgroupns_host: record.config.cgroupns_host,
     });
     Ok(())
 }

@@ -433,6 +433,7 @@ impl Fixture {
             healthcheck: None,
             sysctls: Default::default(),
             shm_size: None,
+            cgroupns_host: false,
             volumes_from: Vec::new(),
             log: Default::default(),
             pod: None,

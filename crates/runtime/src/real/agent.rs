@@ -51,6 +51,7 @@ struct ContainerSetup {
     privileged: bool,
     sysctl: std::collections::BTreeMap<String, String>,
     shm_size: Option<u64>,
+    cgroupns_host: bool,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -250,6 +251,7 @@ impl AgentGuest {
             readonly_rootfs: setup.readonly_rootfs,
             mounts: setup.mounts,
             privileged: setup.privileged,
+            cgroupns_host: setup.cgroupns_host,
             remove_stubs: false,
             own_network: false,
             process: agent::ProcessSpec {
@@ -370,6 +372,7 @@ impl Guest for AgentGuest {
         if let Ok(mut c) = self.container_setup.lock() {
             c.sysctl = tuning.sysctls;
             c.shm_size = tuning.shm_size;
+            c.cgroupns_host = tuning.cgroupns_host;
         }
     }
 

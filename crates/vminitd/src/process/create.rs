@@ -178,6 +178,7 @@ impl Processes {
                 (ns("net")?, libc::CLONE_NEWNET),
                 (ns("ipc")?, libc::CLONE_NEWIPC),
                 (ns("uts")?, libc::CLONE_NEWUTS),
+                (ns("cgroup")?, libc::CLONE_NEWCGROUP),
                 (ns("mnt")?, libc::CLONE_NEWNS),
             ];
             let placement = Placement::Join {
@@ -277,6 +278,8 @@ impl Processes {
                 .shm_size
                 .filter(|&s| s > 0)
                 .unwrap_or(crate::rootfs::DEFAULT_SHM_SIZE),
+            cgroup_fs: cgroup.is_some(),
+            cgroupns_host: req.cgroupns_host,
         };
         Ok(Placed {
             placement: Placement::NewContainer(plan),
