@@ -34,6 +34,7 @@ pub mod real;
 pub mod resources;
 pub mod restart;
 pub mod rootfs;
+pub mod snapshot;
 pub mod sockets;
 pub mod spec;
 pub mod state;

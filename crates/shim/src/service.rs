@@ -308,8 +308,8 @@ impl Task for Service {
             Some(layers) => {
                 let root = self.rt.root().to_path_buf();
                 let built = tokio::task::spawn_blocking(move || {
-                    crate::snapshot::prune(&root);
-                    crate::snapshot::image(&root, &layers)
+                    runtime::snapshot::prune(&root);
+                    runtime::snapshot::image(&root, &layers)
                 })
                 .await
                 .map_err(internal)?
