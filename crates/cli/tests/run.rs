@@ -549,3 +549,33 @@ fn bad_inputs_give_one_clear_line() {
         env.container_dirs()
     );
 }
+
+/// QEMU holds no capability (empty bounding, permitted and effective sets, no_new_privs), yet
+/// the VM boots, reaches its network through its tap and serves the container.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn qemu_runs_without_capabilities() {
+    let env = Env::new(true);
+    env.run(&["run", "-d", "--name", "c", IMAGE, "sleep", "600"])
+        .success();
+    let pid = env.inspect("c")["vmPid"].as_i64().expect("vmPid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("QEMU's status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    for set in ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(set), "0000000000000000", "{set} of QEMU: {status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    // The guest still works: an exec answers, its network interface has the address.
+    let r = env.run(&["exec", "c", "cat", "/proc/net/dev"]).success();
+    assert!(r.stdout.contains("eth0"), "{r:?}");
+}

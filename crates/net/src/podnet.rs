@@ -61,7 +61,13 @@ pub struct PodInterface {
 pub fn attach(netns: &Path) -> Result<PodInterface, PodNetError> {
     in_netns(netns, || {
         let iface = read_interface()?;
-        run("ip", &["tuntap", "add", "dev", POD_TAP, "mode", "tap"])?;
+        // Owned by our uid: QEMU, which holds no capability, may then attach to it.
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() }.to_string();
+        run(
+            "ip",
+            &["tuntap", "add", "dev", POD_TAP, "mode", "tap", "user", &uid],
+        )?;
         let mtu = iface.mtu.to_string();
         run("ip", &["link", "set", POD_TAP, "mtu", &mtu, "up"])?;
         for (from, to) in [
