@@ -258,7 +258,8 @@ async fn boots_runs_a_container_and_shuts_down() {
             "search example.test",
             "10.0.2.50\tdb db.example.test",
             "1",
-            "0::/c1"
+            // In its cgroup (c1), seen from a cgroup namespace rooted there.
+            "0::/"
         ],
         "{o}"
     );
