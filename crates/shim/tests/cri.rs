@@ -487,6 +487,20 @@ fn container_config(name: &str, command: &[&str]) -> cri::ContainerConfig {
 /// RuntimeClass handler: run the sandbox, create and start "srv" (httpd) and "cli" (sleep),
 /// reach srv from cli on the pod's localhost, exec exit codes, the pod's CNI address, then stop
 /// and remove the pod and check nothing of it is left.
+/// The state CRI reports for container `id` (None if it has none to report).
+fn container_state(cri: &mut Cri, id: &str) -> Option<i32> {
+    block(
+        &cri.rt,
+        cri.runtime.container_status(cri::ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: false,
+        }),
+    )
+    .ok()
+    .and_then(|r| r.status)
+    .map(|s| s.state)
+}
+
 /// kill -9 of the shim that serves a pod's sandbox: containerd runs the shim's `delete`, which
 /// ends the pod's VM; the pod's container is then reported exited, and the pod is stopped and
 /// removed as usual (what is left afterwards is checked by the caller).
@@ -536,16 +550,7 @@ fn killed_sandbox_shim(cri: &mut Cri, handler: &str, log_dir: &Path, unmet: &mut
     let deadline = Instant::now() + Duration::from_secs(30);
     let exited = cri::ContainerState::ContainerExited.into();
     let state = loop {
-        let state = block(
-            &cri.rt,
-            cri.runtime.container_status(cri::ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: false,
-            }),
-        )
-        .ok()
-        .and_then(|r| r.status)
-        .map(|s| s.state);
+        let state = container_state(cri, id.as_str());
         if state == Some(exited) || Instant::now() > deadline {
             break state;
         }
@@ -634,16 +639,7 @@ fn pod_of_two_containers(handler: &str) {
     eprintln!("cri[{handler}] RunPodSandbox to both containers running: {to_running:?}");
 
     for (name, id) in &ids {
-        let state = block(
-            &cri.rt,
-            cri.runtime.container_status(cri::ContainerStatusRequest {
-                container_id: id.clone(),
-                verbose: false,
-            }),
-        )
-        .ok()
-        .and_then(|r| r.status)
-        .map(|s| s.state);
+        let state = container_state(&mut cri, id.as_str());
         unmet.check(
             state == Some(cri::ContainerState::ContainerRunning.into()),
             format!("ContainerStatus of {name}: RUNNING, got {state:?}"),
