@@ -230,6 +230,9 @@ impl VirtualMachine for QemuVm {
             .stderr(Stdio::piped())
             .process_group(0);
         let parent_death_kill = self.parent_death_kill;
+        // `CONTAINER_QEMU_CAPS=keep` leaves QEMU the invoking user's capabilities: for
+        // debugging QEMU, and to measure what dropping them costs (docs/benchmarks.md).
+        let drop_caps = std::env::var("CONTAINER_QEMU_CAPS").map_or(true, |v| v != "keep");
         // SAFETY: the closure runs in the child between fork and exec and only calls prctl,
         // which is async-signal-safe.
         unsafe {
@@ -237,7 +240,11 @@ impl VirtualMachine for QemuVm {
                 if parent_death_kill && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                drop_capabilities()
+                if drop_caps {
+                    drop_capabilities()
+                } else {
+                    Ok(())
+                }
             });
         }
         tracing::debug!("starting {:?} {}", self.config.qemu, args.join(" "));
