@@ -845,16 +845,10 @@ impl Task for Service {
     }
 }
 
-/// Removes container `id` once its VM is down: the monitor removes it itself when it sees
-/// the request in time, else this does.
+/// Removes container `id` once its VM is down, unless its monitor removed it itself (a
+/// disk task is `auto_remove` from its create).
 async fn remove_when_down(rt: &Runtime, id: &str) {
-    let store = rt.store();
-    match store.update(id, |r| r.config.auto_remove = true) {
-        // Removed already: its monitor was done.
-        Ok(_) | Err(runtime::state::StateError::NotFound(_)) => {}
-        Err(e) => log::warn!("container {id}: {e}"),
-    }
-    let _ = runtime::client::wait_stopped(store, id, Duration::from_secs(30)).await;
+    let _ = runtime::client::wait_stopped(rt.store(), id, Duration::from_secs(30)).await;
     if let Ok(c) = rt.container(id) {
         if let Err(e) = c.delete(true).await {
             log::warn!("remove {id}: {}", runtime::error_line(&e));

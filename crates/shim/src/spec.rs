@@ -118,29 +118,25 @@ pub enum CriRole {
     },
 }
 
-/// The path of the network namespace the spec asks to join, if any.
-fn network_namespace(spec: &Spec) -> Option<PathBuf> {
+/// The spec's network namespace entry, if it has one.
+fn network_entry(spec: &Spec) -> Option<&oci_spec::runtime::LinuxNamespace> {
     spec.linux()
         .as_ref()?
         .namespaces()
         .as_ref()?
         .iter()
-        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)?
-        .path()
-        .clone()
+        .find(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
+}
+
+/// The path of the network namespace the spec asks to join, if any.
+fn network_namespace(spec: &Spec) -> Option<PathBuf> {
+    network_entry(spec)?.path().clone()
 }
 
 /// Whether the spec keeps the host's network: no network namespace at all, which is how CRI
 /// asks for a `hostNetwork` pod (every other pod's sandbox names the namespace CNI set up).
 pub fn host_network(spec: &Spec) -> bool {
-    !spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network)
-        })
+    network_entry(spec).is_none()
 }
 
 /// The task's part in a CRI pod, from the annotations CRI puts on every spec.
@@ -254,11 +250,7 @@ pub fn resource_flags(
     }
     if let Some(cpu) = r.cpu() {
         if let (Some(quota), Some(period)) = (cpu.quota(), cpu.period()) {
-            if quota > 0 && period > 0 {
-                #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
-                let cpus = quota as f64 / period as f64;
-                flags.cpus = Some(cpus);
-            }
+            flags.cpus = quota_cpus(u64::try_from(quota).unwrap_or(0), period);
         }
         if cpu.shares().is_some() || cpu.cpus().is_some() {
             ignored.push("linux.resources.cpu.shares/cpus (one VM per task)".into());
@@ -295,10 +287,14 @@ fn pod_resources(spec: &Spec, opts: &mut ContainerOptions) {
         opts.resources.memory_bytes = Some(memory);
     }
     if let (Some(quota), Some(period)) = (num(CRI_SANDBOX_CPU_QUOTA), num(CRI_SANDBOX_CPU_PERIOD)) {
-        #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
-        let cpus = quota as f64 / period as f64;
-        opts.resources.cpus = Some(cpus);
+        opts.resources.cpus = quota_cpus(quota, period);
     }
+}
+
+/// CPUs of a CFS quota per period (both in microseconds); None unless both are positive.
+fn quota_cpus(quota: u64, period: u64) -> Option<f64> {
+    #[allow(clippy::cast_precision_loss)] // microseconds, far below 2^52
+    (quota > 0 && period > 0).then(|| quota as f64 / period as f64)
 }
 
 /// The process fields we run: args, env, cwd, uid:gid, terminal, capabilities (the bounding

@@ -109,7 +109,7 @@ pub async fn socket_connect(
     let job = Job::Connect {
         path: path.to_string(),
     };
-    start_with(procs, Some(container), job, None).await
+    start(procs, Some(container), job).await
 }
 
 /// Starts a helper relaying the accepted connection `conn` over its stdin and stdout, as
@@ -479,7 +479,7 @@ fn relay(sock: OwnedFd) -> io::Result<()> {
     let mut status = 0;
     // SAFETY: waits for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
-    copied.map(|_| ())
+    copied
 }
 
 /// Container paths are taken from its `/`.

@@ -371,12 +371,8 @@ async fn supervise(
         let _ = accept.await;
         return Ok(info.code);
     }
-    // Read again: a front end may have asked for the removal while the VM went down (the
-    // containerd shim's Delete).
-    let auto_remove = store
-        .load(id)
-        .map_or(record.config.auto_remove, |r| r.config.auto_remove)
-        && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
+    let auto_remove =
+        record.config.auto_remove && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
     let status = if outcome.started {
         Status::Exited
     } else {

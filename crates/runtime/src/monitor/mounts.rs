@@ -68,20 +68,20 @@ pub async fn prepare(
     }
     let mut share = 0;
     let mut out = Vec::new();
-    let mut socket = 0;
+    let mut sockets = inbound_sockets(id, mounts).into_iter();
     for m in mounts {
-        if let MountSpec::Socket { source, target } = m {
+        if let MountSpec::Socket { target, .. } = m {
             // In the user's order: a socket may sit in a directory another mount brings.
-            let source = guest
-                .listen_socket(&crate::sockets::listener_id(id, socket), source)
-                .await?;
-            socket += 1;
-            out.push(GuestMount {
-                source,
-                target: target.clone(),
-                fstype: "bind".into(),
-                options: vec!["bind".into()],
-            });
+            // `inbound_sockets` lists the sockets in this same order, one each.
+            if let Some((listener, host)) = sockets.next() {
+                let source = guest.listen_socket(&listener, &host).await?;
+                out.push(GuestMount {
+                    source,
+                    target: target.clone(),
+                    fstype: "bind".into(),
+                    options: vec!["bind".into()],
+                });
+            }
             continue;
         }
         if let MountSpec::Bind { readonly, .. } = m {
