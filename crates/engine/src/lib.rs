@@ -163,15 +163,10 @@ pub fn default_socket(root: &Path) -> PathBuf {
 
 /// Binds the unix socket at `path` with mode 0660 (group `group` when given, so members of
 /// that group can use it, as docker's `docker` group). A stale socket file (nobody answers)
-/// is replaced; a live one is refused.
+/// is replaced; a live one, or a file that is not a socket, is refused
+/// ([`runtime::sockets::bind_unix`]).
 pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, EngineError> {
     use std::os::unix::fs::PermissionsExt;
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(EngineError::SocketInUse(path.to_path_buf()));
-        }
-        let _ = std::fs::remove_file(path);
-    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| EngineError::Bind {
             path: path.to_path_buf(),
@@ -191,13 +186,22 @@ pub async fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, Engi
     // Created under a umask that leaves nobody else a window between bind and chmod.
     // SAFETY: umask only swaps the process's file mode mask; it is restored right after.
     let old = unsafe { libc::umask(0o117) };
-    let listener = UnixListener::bind(path);
+    // A stale socket (nobody answers) is replaced; a live one, or a file that is no socket, is
+    // refused and left alone.
+    let listener = runtime::sockets::bind_unix(path);
     // SAFETY: as above, restoring the previous mask.
     unsafe { libc::umask(old) };
-    let listener = listener.map_err(|source| EngineError::Bind {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bind_err = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::AddrInUse => EngineError::SocketInUse(path.to_path_buf()),
+        _ => EngineError::Bind {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    let listener = listener
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .and_then(UnixListener::from_std)
+        .map_err(bind_err)?;
     let perm_err = |source| EngineError::Permissions {
         path: path.to_path_buf(),
         source,

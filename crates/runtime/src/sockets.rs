@@ -147,39 +147,49 @@ impl SocketRelays {
 /// Listens at `path` for `--publish-socket`: a socket file left there by an earlier run is
 /// replaced; anything else at the path is an error, never removed.
 fn listen(path: &Path) -> std::io::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let io = |e: std::io::Error| {
         std::io::Error::new(
             e.kind(),
             format!("--publish-socket {}: {e}", path.display()),
         )
     };
+    let listener = bind_unix(path).map_err(io)?;
+    // The owner and its group may connect, as on docker's own socket.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    UnixListener::from_std(listener).map_err(io)
+}
+
+/// Binds a unix socket at `path`. A socket file there that nobody answers on (left by a
+/// process that ended) is replaced; a socket another process serves (`AddrInUse`) and
+/// anything that is not a socket (`AlreadyExists`) are refused and left alone. The callers
+/// set the mode they want: the Docker API socket, published sockets.
+pub fn bind_unix(path: &Path) -> std::io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         // Another container (or program) serves it: never taken over.
         Ok(m)
             if m.file_type().is_socket()
                 && std::os::unix::net::UnixStream::connect(path).is_ok() =>
         {
-            return Err(io(std::io::Error::new(
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
                 "another process listens there",
-            )))
+            ))
         }
         // Left by a run that ended: nobody listens.
-        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path).map_err(io)?,
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)?,
         Ok(_) => {
-            return Err(io(std::io::Error::new(
+            return Err(std::io::Error::new(
                 std::io::ErrorKind::AlreadyExists,
                 "exists and is not a socket",
-            )))
+            ))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
+        Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(path).map_err(io)?;
-    // The owner and its group may connect, as on docker's own socket.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(io)?;
-    Ok(listener)
+    std::os::unix::net::UnixListener::bind(path)
 }
 
 /// Accepts the container's connections on guest listener `id`, each joined to a new
