@@ -3,31 +3,59 @@
 # Source it after exporting WORK (the run directory every measured process names).
 
 # Runs the shell function "$1" once; prints "wall_seconds peak_rss_kib" (RSS summed over the
-# processes that mention $WORK in their command line, each at its own peak).
+# processes it started, each at its own peak). The wall time is taken when the command is
+# reaped, not at the next sample; the sampler walks only the command's own process tree
+# (/proc/PID/task/*/children) every 20 ms, so it neither rounds the time up to its period nor
+# competes for the CPU with a scan of every process. MEASURE_SCAN_WORK=1 also counts processes
+# outside the tree whose command line names $WORK (a containerd shim is containerd's child).
 measure() {
     python3 - "$1" <<'PY'
-import os, subprocess, sys, time
-what, work = sys.argv[1], os.environ["WORK"]
+import os, subprocess, sys, threading, time
+what = sys.argv[1]
 peaks = {}
-def sample():
+done = threading.Event()
+def tree(pid):
+    out = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for c in f.read().split():
+                    out += tree(int(c))
+    except OSError:
+        pass
+    return out
+def scan_work():
+    work, out = os.environ["WORK"], []
     for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
         try:
             cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-            if work not in cmd or "python3" in cmd or "bash" in cmd.split("\0")[0]:
-                continue
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmHWM:"):
-                    peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
         except OSError:
-            pass
+            continue
+        if pid.isdigit() and work in cmd and "python3" not in cmd and "bash" not in cmd.split("\0")[0]:
+            out.append(int(pid))
+    return out
+def sample(root):
+    while not done.is_set():
+        pids = set(tree(root)[1:])  # [0] is the bash running the function
+        if os.environ.get("MEASURE_SCAN_WORK"):
+            pids |= set(scan_work())
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peaks[pid] = max(peaks.get(pid, 0), int(line.split()[1]))
+            except OSError:
+                pass
+        done.wait(0.02)
 t0 = time.monotonic()
 p = subprocess.Popen(["bash", "-c", what], stdout=subprocess.DEVNULL)
-while p.poll() is None:
-    sample()
-    time.sleep(0.02)
+sampler = threading.Thread(target=sample, args=(p.pid,))
+sampler.start()
+p.wait()
 wall = time.monotonic() - t0
+done.set()
+sampler.join()
 if p.returncode != 0:
     sys.exit(f"{what} failed with {p.returncode}")
 print(f"{wall:.3f} {sum(peaks.values())}")

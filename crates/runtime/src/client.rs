@@ -106,6 +106,9 @@ pub async fn connect_starting(
 ) -> Result<UnixStream, ClientError> {
     let deadline = Instant::now() + timeout;
     let sock = store.socket_dir(id).join("monitor.sock");
+    // The monitor binds its socket a few milliseconds after it starts, and a `--wait-attach`
+    // monitor boots nothing until we are connected: poll finely at first, then back off.
+    let mut pause = Duration::from_millis(1);
     loop {
         if let Ok(mut s) = UnixStream::connect(&sock).await {
             handshake(&mut s, id).await?;
@@ -135,7 +138,8 @@ pub async fn connect_starting(
                 reason,
             });
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

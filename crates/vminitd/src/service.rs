@@ -194,7 +194,6 @@ impl Agent {
                 Incoming::Hello(h) => {
                     server::answer_hello(outbox, &h, self.hello_ack())?;
                     self.procs.new_session(outbox.clone());
-                    crate::log!("host restarted the session");
                 }
                 Incoming::Ignored => {}
             }

@@ -26,6 +26,96 @@ fn balloon_enabled() -> bool {
     }
 }
 
+/// The init filesystem a VM of some kernel and features boots with.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct InitfsChoice {
+    /// The cached archive (in the memo: its file name).
+    initfs: PathBuf,
+    /// The kernel's disk and NIC drivers are modules (a template defers them).
+    modular: bool,
+    /// Optional drivers the kernel lacks.
+    missing: Vec<String>,
+}
+
+/// The init filesystem for `kernel`, `vminitd` and `features`, built and cached in `cache_dir`
+/// by content. Finding the modules walks the kernel's whole module tree and naming the archive
+/// hashes vminitd and the modules (about 5 ms of every start), so the answer is remembered
+/// next to the archives, keyed by the kernel's id and the identity of its module directory
+/// and of vminitd (device, inode, size, change time: a rebuilt vminitd is a new key). A lost
+/// or stale memo only costs the walk.
+fn initfs_for(
+    cache_dir: &Path,
+    kernel: &vmm::Kernel,
+    vminitd: &Path,
+    features: vmm::Features,
+) -> Result<InitfsChoice, BootError> {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let stamp = |p: &Path| {
+        std::fs::metadata(p).ok().map(|m| {
+            format!(
+                "{}:{}:{}:{}.{}:{}.{}",
+                m.dev(),
+                m.ino(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            )
+        })
+    };
+    let key = format!(
+        "initfs-memo-v1\n{}\n{:?}\n{:?}\n{}\n{:?}\n{:?}",
+        kernel.id,
+        kernel.modules_dir,
+        kernel.modules_dir.as_deref().and_then(stamp),
+        vminitd.display(),
+        stamp(vminitd),
+        features
+    );
+    let memo = cache_dir.join(format!(
+        "memo-{}.json",
+        &hex::encode(sha2::Sha256::digest(key.as_bytes()))[..32]
+    ));
+    // The memo names the archive relative to its directory: a state root copied or moved
+    // elsewhere must not send QEMU to the old root's files.
+    if let Some(mut choice) = std::fs::read(&memo)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<InitfsChoice>(&b).ok())
+    {
+        choice.initfs = cache_dir.join(choice.initfs.file_name().unwrap_or_default());
+        if choice.initfs.is_file() {
+            return Ok(choice);
+        }
+    }
+    let (modules, missing) =
+        vmm::modules::resolve_features(kernel.modules_dir.as_deref(), features)
+            .map_err(boot_src("guest kernel modules"))?;
+    let initfs = vmm::Initfs::new(vminitd)
+        .modules(&modules)
+        .build_cached(cache_dir)
+        .map_err(boot_src("init filesystem"))?;
+    let choice = InitfsChoice {
+        initfs,
+        modular: modules.iter().any(|m| m.name == "virtio_blk"),
+        missing: missing.iter().map(|m| m.to_string()).collect(),
+    };
+    let named = InitfsChoice {
+        initfs: choice
+            .initfs
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_default(),
+        modular: choice.modular,
+        missing: choice.missing.clone(),
+    };
+    if let Ok(json) = serde_json::to_vec(&named) {
+        let _ = atomic_file::write_atomic(&memo, &json);
+    }
+    Ok(choice)
+}
+
 /// Boots container VMs with QEMU.
 pub struct QemuBackend {
     root: PathBuf,
@@ -74,23 +164,20 @@ impl QemuBackend {
             overlay: req.options.overlay,
             ..Default::default()
         };
-        let (modules, missing) =
-            vmm::modules::resolve_features(kernel.modules_dir.as_deref(), features)
-                .map_err(boot_src("guest kernel modules"))?;
+        let InitfsChoice {
+            initfs,
+            modular,
+            missing,
+        } = initfs_for(&self.root.join("initfs"), &kernel, vminitd, features)?;
         // A kernel without the balloon driver still runs containers; the guest's freed memory
         // then stays with QEMU.
-        let balloon = features.balloon && !missing.contains(&"virtio_balloon");
-        let modular = modules.iter().any(|m| m.name == "virtio_blk");
+        let balloon = features.balloon && !missing.iter().any(|m| m == "virtio_balloon");
         if !missing.is_empty() {
             tracing::warn!(
                 "the guest kernel lacks {}: freed guest memory will not return to the host",
                 missing.join(", ")
             );
         }
-        let initfs = vmm::Initfs::new(vminitd)
-            .modules(&modules)
-            .build_cached(&self.root.join("initfs"))
-            .map_err(boot_src("init filesystem"))?;
         let mut cfg = vmm::VmConfig::new(kernel.vmlinux.clone(), initfs, req.console_log.clone());
         cfg.balloon = balloon;
         let qemu = cfg.qemu.clone();
