@@ -276,6 +276,38 @@ async fn a_template_defers_only_the_balloon_and_resumes_once() {
     assert!(log.contains("template boot"), "{log}");
 }
 
+#[tokio::test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs QEMU and the guest kernel: run scripts/test.sh"
+)]
+async fn a_resume_that_asks_for_the_balloon_loads_its_driver_after_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixture(dir.path());
+    let img = disk(dir.path(), "disk", "from the disk");
+    let vm = start(
+        &fx,
+        dir.path(),
+        "t",
+        &img,
+        "02:00:00:00:00:01",
+        Ram::Anonymous,
+    );
+    let c = connect(&vm, Duration::from_secs(90)).await;
+    let mut r = resume(random_bytes(64), vec![size(&img)]);
+    r.balloon = true;
+    c.resume(r).await.unwrap();
+    // The driver loads once the answer is out: it binds its device shortly after.
+    c.mount(mount_vda()).await.unwrap();
+    let out = sh(
+        &c,
+        "i=0; while [ ! -e /sys/bus/virtio/drivers/virtio_balloon ] && [ $i -lt 100 ]; do \
+         sleep 0.1; i=$((i+1)); done; ls /sys/bus/virtio/drivers/virtio_balloon | grep -c virtio",
+    )
+    .await;
+    assert_eq!(out, vec!["1".to_string()], "{}", vm.guest.log());
+}
+
 /// A QMP connection (QEMU's JSON monitor): one command at a time, events skipped.
 struct Qmp {
     rd: BufReader<StdUnixStream>,
