@@ -307,6 +307,11 @@ pub struct CreateProcess {
     /// `--shm-size`); absent: 64 MiB, docker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<u64>,
+    /// Start the process as soon as it is created, as a `Start` would: one round trip fewer
+    /// for a host that has nothing to do in between (its output is buffered by the client
+    /// until it asks for the streams). A failed exec fails the request and removes the process.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start: bool,
     /// The process itself.
     pub process: ProcessSpec,
 }

@@ -269,6 +269,7 @@ impl AgentGuest {
             },
             sysctl: setup.sysctl,
             shm_size: setup.shm_size,
+            start: false,
         }
     }
 
@@ -409,8 +410,12 @@ impl Guest for AgentGuest {
             .ok()
             .filter(|_| first)
             .map(|c| c.clone());
-        let req = self.create_request(setup, spec);
-        let h = self.client.create_process(req).await?;
+        let mut req = self.create_request(setup, spec);
+        let limits = self.resources.lock().map(|r| *r).unwrap_or_default();
+        // The first process's limits go on its cgroup between create and start; without any,
+        // the guest starts it at once.
+        req.start = first && limits.is_empty();
+        let h = self.client.create_process(req.clone()).await?;
         let stdout = forward(self.client.stdout(h));
         let stderr = if spec.terminal {
             mpsc::channel(1).1
@@ -426,9 +431,11 @@ impl Guest for AgentGuest {
         if let Ok(mut hs) = self.handles.lock() {
             hs.insert(id.to_string(), h);
         }
+        if req.start {
+            return Ok(ProcessOutput { stdout, stderr });
+        }
         if first {
             // The container (and its cgroup) exists now; its process has not run yet.
-            let limits = self.resources.lock().map(|r| *r).unwrap_or_default();
             if let Err(e) = self.apply_resources(&limits, false).await {
                 let _ = self.client.delete(h).await;
                 return Err(e);

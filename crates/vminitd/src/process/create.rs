@@ -131,6 +131,12 @@ impl Processes {
             );
         }
         self.attach_stdio(handle, stdin.zip(stdin_rx), spec.terminal, stdout, stderr);
+        if req.start {
+            if let Err(e) = self.start(handle).await {
+                self.discard(handle);
+                return Err(e);
+            }
+        }
         Ok(handle)
     }
 
