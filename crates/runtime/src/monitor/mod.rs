@@ -252,7 +252,7 @@ async fn supervise(
     if record.status.is_up() {
         return Err(MonitorError::AlreadyRunning(id.to_string()));
     }
-    store.update(id, |r| {
+    store.update_unsynced(id, |r| {
         r.monitor_pid = Some(std::process::id());
         if !opts.hold {
             r.exit_code = None;
@@ -698,7 +698,7 @@ async fn start(
         Ok(b) => b,
         Err(e) => return Err(fail(fault(Fault::Boot(e)), None, network)),
     };
-    let _ = store.update(id, |r| {
+    let _ = store.update_unsynced(id, |r| {
         r.vm_pid = booted.vm.pid();
         r.vm_template = booted.template.clone();
     });
@@ -922,7 +922,7 @@ async fn hold(
         Ok(b) => b,
         Err(e) => return fail(fault(Fault::Boot(e)), None),
     };
-    let _ = store.update(id, |r| {
+    let _ = store.update_unsynced(id, |r| {
         r.vm_pid = booted.vm.pid();
         r.vm_template = booted.template.clone();
     });
