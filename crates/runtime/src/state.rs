@@ -733,6 +733,17 @@ impl Store {
 
     /// Removes a container's directory and everything in it.
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
+        match self.retire(id)? {
+            Some(doomed) => fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed)),
+            None => Ok(()),
+        }
+    }
+
+    /// The first half of [`Store::remove`]: the container is gone for every reader once this
+    /// returns (its directory renamed to `.deleting-<id>`, which [`Store::list`] finishes off
+    /// if nobody else does); the caller deletes the returned directory when it suits it.
+    /// `None`: there was nothing to remove.
+    pub fn retire(&self, id: &str) -> Result<Option<PathBuf>, StateError> {
         let dir = self.dir_of(id);
         // Nothing mounted under it may be walked into: a pod's share holds its containers'
         // bind mounts of host directories, left mounted if a monitor was killed.
@@ -745,11 +756,10 @@ impl Store {
         // Rename first so a concurrent list never sees a half-removed directory.
         let doomed = self.dir.join(format!(".deleting-{id}"));
         match fs::rename(&dir, &doomed) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_err("rename", &dir)(e)),
+            Ok(()) => Ok(Some(doomed)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("rename", &dir)(e)),
         }
-        fs::remove_dir_all(&doomed).map_err(io_err("remove", &doomed))
     }
 
     /// Repairs a record whose monitor is gone while the record says it runs: marks it exited

@@ -378,7 +378,7 @@ async fn supervise(
     } else {
         Status::Created
     };
-    let saved = store.update(id, |r| {
+    let record_exit = |r: &mut crate::state::ContainerRecord| {
         r.status = if status == Status::Created && r.started.is_some() {
             Status::Exited
         } else {
@@ -393,11 +393,19 @@ async fn supervise(
         r.vm_pid = None;
         r.ports.clear();
         r.stopped_by_user = shared.control.stopped_by_user();
-    });
+    };
+    // A disposable container's last record is read once, for the destroy event, unless its
+    // removal fails: it need not wait for the disk.
+    let saved = if auto_remove {
+        store.update_unsynced(id, record_exit)
+    } else {
+        store.update(id, record_exit)
+    };
+    let mut doomed = None;
     if auto_remove {
         network::release(store, &record);
         let destroyed = store.load(id).unwrap_or_else(|_| record.clone());
-        let _ = store.remove(id);
+        doomed = store.retire(id).ok().flatten();
         events::Journal::new(store.root()).record(&events::Event::container("destroy", &destroyed));
         crate::volume::remove_anonymous(store.root(), &record.config.mounts);
     } else if let Err(e) = saved {
@@ -409,6 +417,11 @@ async fn supervise(
         Phase::Failed(info.clone())
     };
     shared.phase.send_replace(final_phase);
+    // The container is gone for every reader already; deleting its files (the disk overlay
+    // takes a while) need not hold up the client waiting for the exit.
+    if let Some(dir) = doomed {
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    }
     let _ = accept.await;
     Ok(info.code)
 }
