@@ -53,8 +53,10 @@ pub async fn open(name: &str, timeout: Duration) -> io::Result<OwnedFd> {
     }
 }
 
-/// Waits until a host is connected to the port (POLLHUP clears).
+/// Waits until a host is connected to the port (POLLHUP clears). Polls every millisecond at
+/// first (a booting VM's host connects within a few), backing off to every 10 ms.
 pub async fn wait_for_host(port: &OwnedFd) {
+    let mut pause = Duration::from_millis(1);
     loop {
         let mut pfd = libc::pollfd {
             fd: port.as_raw_fd(),
@@ -66,7 +68,8 @@ pub async fn wait_for_host(port: &OwnedFd) {
         if n >= 0 && pfd.revents & libc::POLLHUP == 0 {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(10));
     }
 }
 
