@@ -633,12 +633,20 @@ impl Store {
 
     /// Writes a record (callers hold [`Store::lock`] when they read-modify-write).
     pub fn save(&self, record: &ContainerRecord) -> Result<(), StateError> {
+        self.write_record(record, atomic_file::write_atomic)
+    }
+
+    fn write_record(
+        &self,
+        record: &ContainerRecord,
+        write: fn(&Path, &[u8]) -> std::io::Result<()>,
+    ) -> Result<(), StateError> {
         let path = self.dir_of(&record.id).join("state.json");
         let json = serde_json::to_vec_pretty(record).map_err(|source| StateError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        atomic_file::write_atomic(&path, &json).map_err(io_err("write", &path))
+        write(&path, &json).map_err(io_err("write", &path))
     }
 
     /// Reads one record by full id.
@@ -663,15 +671,19 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut ContainerRecord),
     ) -> Result<ContainerRecord, StateError> {
+        self.update_with(id, f, atomic_file::write_atomic_unsynced)
+    }
+
+    fn update_with(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+        write: fn(&Path, &[u8]) -> std::io::Result<()>,
+    ) -> Result<ContainerRecord, StateError> {
         let _guard = self.lock(id)?;
         let mut record = self.load(id)?;
         f(&mut record);
-        let path = self.dir_of(&record.id).join("state.json");
-        let json = serde_json::to_vec_pretty(&record).map_err(|source| StateError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        atomic_file::write_atomic_unsynced(&path, &json).map_err(io_err("write", &path))?;
+        self.write_record(&record, write)?;
         Ok(record)
     }
 
@@ -681,11 +693,7 @@ impl Store {
         id: &str,
         f: impl FnOnce(&mut ContainerRecord),
     ) -> Result<ContainerRecord, StateError> {
-        let _guard = self.lock(id)?;
-        let mut record = self.load(id)?;
-        f(&mut record);
-        self.save(&record)?;
-        Ok(record)
+        self.update_with(id, f, atomic_file::write_atomic)
     }
 
     /// All records, oldest first. Directories without a readable state.json (half-deleted) are

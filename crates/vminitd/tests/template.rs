@@ -212,6 +212,16 @@ async fn sh(c: &Client, script: &str) -> Vec<String> {
     o.lines().map(String::from).collect()
 }
 
+/// A template boot (anonymous RAM: not saved) with one disk saying "from the disk", and its
+/// agent connected: (the disk, the VM, the client).
+async fn template_vm(dir: &Path) -> (PathBuf, Vm, Client) {
+    let fx = fixture(dir);
+    let img = disk(dir, "disk", "from the disk");
+    let vm = start(&fx, dir, "t", &img, "02:00:00:00:00:01", Ram::Anonymous);
+    let c = connect(&vm, Duration::from_secs(90)).await;
+    (img, vm, c)
+}
+
 #[tokio::test]
 #[cfg_attr(
     not(container_testenv),
@@ -219,17 +229,7 @@ async fn sh(c: &Client, script: &str) -> Vec<String> {
 )]
 async fn a_template_defers_only_the_balloon_and_resumes_once() {
     let dir = tempfile::tempdir().unwrap();
-    let fx = fixture(dir.path());
-    let img = disk(dir.path(), "disk", "from the disk");
-    let vm = start(
-        &fx,
-        dir.path(),
-        "t",
-        &img,
-        "02:00:00:00:00:01",
-        Ram::Anonymous,
-    );
-    let c = connect(&vm, Duration::from_secs(90)).await;
+    let (img, vm, c) = template_vm(dir.path()).await;
 
     // Too little entropy is refused, and leaves the VM resumable.
     let disks = vec![size(&img)];
@@ -283,17 +283,7 @@ async fn a_template_defers_only_the_balloon_and_resumes_once() {
 )]
 async fn a_resume_that_asks_for_the_balloon_loads_its_driver_after_answering() {
     let dir = tempfile::tempdir().unwrap();
-    let fx = fixture(dir.path());
-    let img = disk(dir.path(), "disk", "from the disk");
-    let vm = start(
-        &fx,
-        dir.path(),
-        "t",
-        &img,
-        "02:00:00:00:00:01",
-        Ram::Anonymous,
-    );
-    let c = connect(&vm, Duration::from_secs(90)).await;
+    let (img, vm, c) = template_vm(dir.path()).await;
     let mut r = resume(random_bytes(64), vec![size(&img)]);
     r.balloon = true;
     c.resume(r).await.unwrap();
