@@ -307,6 +307,10 @@ pub struct CreateProcess {
     /// `--shm-size`); absent: 64 MiB, docker's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shm_size: Option<u64>,
+    /// Container creation only: character device nodes to make in its `/dev` (docker's
+    /// `--device`), the guest kernel's own devices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceNode>,
     /// Start the process as soon as it is created, as a `Start` would: one round trip fewer
     /// for a host that has nothing to do in between (its output is buffered by the client
     /// until it asks for the streams). A failed exec fails the request and removes the process.
@@ -314,6 +318,19 @@ pub struct CreateProcess {
     pub start: bool,
     /// The process itself.
     pub process: ProcessSpec,
+}
+
+/// A character device node in a container's `/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceNode {
+    /// Absolute path in the container, under `/dev/`.
+    pub path: String,
+    /// Major number.
+    pub major: u32,
+    /// Minor number.
+    pub minor: u32,
+    /// Permission bits of the node (e.g. 0o666).
+    pub mode: u32,
 }
 
 /// An OCI-like process description.

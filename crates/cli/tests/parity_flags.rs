@@ -464,3 +464,65 @@ fn sys_fs_cgroup_is_the_containers_own_cgroup() {
     env.run(&["run", "--rm", "--cgroupns", "nope", IMAGE, "true"])
         .fails_with("invalid value 'nope'");
 }
+
+/// `--device` makes the VM kernel's own fuse and tun devices in the container (their drivers
+/// loaded), with the permissions asked for as the node's mode; a host disk is refused by name.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn device_makes_the_guest_kernels_fuse_and_tun() {
+    let env = Env::new(true);
+    // Opening /dev/net/tun without TUNSETIFF and reading gives EBADFD when the driver is
+    // there, ENODEV when it is not.
+    let script = "ls -l /dev/fuse /dev/tun0 | busybox awk '{print $1, $5, $6, $NF}'; \
+                  cat /dev/tun0 2>&1; true";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/fuse",
+            "--device",
+            "/dev/net/tun:/dev/tun0:r",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "crw-rw-rw- 10, 229 /dev/fuse",
+            "cr--r--r-- 10, 200 /dev/tun0"
+        ],
+        "{r:?}"
+    );
+    assert!(lines[2].contains("File descriptor in bad state"), "{r:?}");
+
+    env.run(&["run", "--rm", "--device", "/dev/sda", IMAGE, "true"])
+        .fails_with("--device /dev/sda: a container runs in a VM of its own");
+
+    env.run(&[
+        "create",
+        "--name",
+        "dev",
+        "--device",
+        "/dev/fuse:/dev/f:rw",
+        IMAGE,
+    ])
+    .success();
+    let r = env
+        .run(&["inspect", "-f", "{{json .HostConfig.Devices}}", "dev"])
+        .success();
+    let devices: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        devices,
+        serde_json::json!([{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/f",
+                            "CgroupPermissions": "rw"}])
+    );
+    env.run(&["rm", "dev"]).success();
+}

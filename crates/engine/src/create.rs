@@ -195,6 +195,8 @@ pub struct HostConfig {
     /// `--cgroupns`: `host` or `private` (empty: private, docker's default on cgroup v2).
     #[serde(deserialize_with = "nullable")]
     pub cgroupns_mode: String,
+    /// `--device`.
+    pub devices: Option<Vec<DeviceMapping>>,
     /// `--cap-add`.
     pub cap_add: Option<Vec<String>>,
     /// `--cap-drop`.
@@ -204,6 +206,21 @@ pub struct HostConfig {
     pub readonly_rootfs: bool,
     /// The client's terminal size `[rows, cols]`.
     pub console_size: Option<[u16; 2]>,
+}
+
+/// One of `HostConfig.Devices`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DeviceMapping {
+    /// The device named on the client's side.
+    #[serde(deserialize_with = "nullable")]
+    pub path_on_host: String,
+    /// Where it goes in the container (empty: the same path).
+    #[serde(deserialize_with = "nullable")]
+    pub path_in_container: String,
+    /// `r`, `w`, `m` (empty: all three).
+    #[serde(deserialize_with = "nullable")]
+    pub cgroup_permissions: String,
 }
 
 /// `HostConfig.LogConfig`.
@@ -483,6 +500,21 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
         sysctls: h.sysctls.unwrap_or_default(),
         shm_size: u64::try_from(h.shm_size).ok().filter(|&s| s > 0),
         cgroupns_host: h.cgroupns_mode == "host",
+        devices: h
+            .devices
+            .unwrap_or_default()
+            .into_iter()
+            .map(|d| {
+                let container = Some(d.path_in_container)
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| d.path_on_host.clone());
+                let perms = Some(d.cgroup_permissions)
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "rwm".into());
+                runtime::devices::parse(&format!("{}:{container}:{perms}", d.path_on_host))
+                    .map_err(|e| bad(e.to_string()))
+            })
+            .collect::<Result<_, _>>()?,
         volumes_from: h.volumes_from.unwrap_or_default(),
         log,
         ..Default::default()
@@ -634,5 +666,31 @@ mod tests {
         let e = parse(r#"{"Image":"b","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#)
             .unwrap_err();
         assert!(e.message.contains("sometimes"), "{e}");
+        let e = parse(r#"{"Image":"b","HostConfig":{"Devices":[{"PathOnHost":"/dev/sda"}]}}"#)
+            .unwrap_err();
+        assert_eq!(e.status, hyper::StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("/dev/sda"), "{e}");
+    }
+
+    #[test]
+    fn devices_as_the_docker_cli_sends_them() {
+        let o = parse(
+            r#"{"Image":"b","HostConfig":{"Devices":[
+                {"PathOnHost":"/dev/fuse","PathInContainer":"/dev/fuse","CgroupPermissions":"rwm"},
+                {"PathOnHost":"/dev/net/tun","PathInContainer":"","CgroupPermissions":"r"}]}}"#,
+        )
+        .unwrap();
+        let d: Vec<_> = o
+            .devices
+            .iter()
+            .map(|d| (d.container_path.as_str(), d.major, d.minor, d.mode()))
+            .collect();
+        assert_eq!(
+            d,
+            [
+                ("/dev/fuse", 10, 229, 0o666),
+                ("/dev/net/tun", 10, 200, 0o444)
+            ]
+        );
     }
 }

@@ -138,6 +138,8 @@ pub struct ContainerTuning {
     pub shm_size: Option<u64>,
     /// `--cgroupns host`: the guest's cgroup namespace instead of its own.
     pub cgroupns_host: bool,
+    /// `--device` nodes to make in its `/dev`.
+    pub devices: Vec<crate::devices::DeviceMapping>,
 }
 
 /// A filesystem mount in the guest, as mount(8) sees it.

@@ -191,12 +191,26 @@ pub struct HostConfig {
     pub shm_size: u64,
     /// `private` (the container's own cgroup namespace) or `host` (`--cgroupns`).
     pub cgroupns_mode: String,
+    /// `--device` mappings (docker's `[]` when none).
+    pub devices: Vec<DockerDevice>,
     /// `--volumes-from` values as given; null when none.
     pub volumes_from: Option<Vec<String>>,
     /// How its output is kept: `--log-driver` (json-file, local: docker's json-file layout,
     /// written by the monitor; none) and `--log-opt` as given (clients such as the Docker SDK
     /// for Python read it to know whether `logs` works).
     pub log_config: LogConfig,
+}
+
+/// One of `HostConfig.Devices`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DockerDevice {
+    /// As given (`/dev/fuse`).
+    pub path_on_host: String,
+    /// In the container.
+    pub path_in_container: String,
+    /// `rwm` or a part of it.
+    pub cgroup_permissions: String,
 }
 
 /// One of `HostConfig.Ulimits`.
@@ -616,6 +630,15 @@ fn host_config(r: &ContainerRecord) -> HostConfig {
         sysctls: c.sysctls.clone(),
         shm_size: c.shm_size.unwrap_or(crate::state::DEFAULT_SHM_SIZE),
         cgroupns_mode: if c.cgroupns_host { "host" } else { "private" }.into(),
+        devices: c
+            .devices
+            .iter()
+            .map(|d| DockerDevice {
+                path_on_host: d.host_path.clone(),
+                path_in_container: d.container_path.clone(),
+                cgroup_permissions: d.permissions.clone(),
+            })
+            .collect(),
         volumes_from: some(c.volumes_from.clone()),
         log_config: LogConfig {
             kind: c.log.driver.clone(),
@@ -867,6 +890,7 @@ mod tests {
                 sysctls: [("net.core.somaxconn".to_string(), "1024".to_string())].into(),
                 shm_size: None,
                 cgroupns_host: false,
+                devices: Vec::new(),
                 volumes_from: vec!["data:ro".into()],
                 log: crate::logs::LogConfig::new(
                     None,

@@ -15,6 +15,7 @@ pub mod backend;
 pub mod cleanup;
 pub mod client;
 pub mod container;
+pub mod devices;
 pub mod docker;
 pub mod events;
 pub mod exit;

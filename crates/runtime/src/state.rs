@@ -143,6 +143,9 @@ pub struct VmOptions {
     /// stack layers in the guest (docs/build.md). Off for containers, which do not need it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub overlay: bool,
+    /// Drivers the guest loads for the container's devices (`--device`: `fuse`, `tun`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules: Vec<String>,
 }
 
 /// Everything `create` decided; the monitor starts the container from this alone.
@@ -239,6 +242,9 @@ pub struct ContainerConfig {
     /// `--cgroupns host`: the guest's cgroup namespace instead of the container's own.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cgroupns_host: bool,
+    /// `--device`: nodes of the guest kernel's own devices made in the container's `/dev`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::devices::DeviceMapping>,
     /// `--volumes-from` values as given (docker's `HostConfig.VolumesFrom`); the mounts they
     /// brought are in `mounts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -986,6 +992,7 @@ mod tests {
                 sysctls: Default::default(),
                 shm_size: None,
                 cgroupns_host: false,
+                devices: Vec::new(),
                 volumes_from: Vec::new(),
                 log: Default::default(),
                 pod: None,

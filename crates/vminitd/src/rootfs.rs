@@ -63,6 +63,8 @@ pub struct RootfsPlan {
     pub cgroup_fs: bool,
     /// `--cgroupns host`: no cgroup namespace of its own.
     pub cgroupns_host: bool,
+    /// Extra character device nodes (`--device`), paths under `/dev/`.
+    pub devices: Vec<agent::DeviceNode>,
 }
 
 /// docker's `/dev/shm` size when none is given: 64 MiB.
@@ -164,6 +166,36 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         // SAFETY: valid C string.
         let made = made.and_then(|_| cvt(unsafe { libc::chmod(p.as_ptr(), 0o666) }));
         ctx(made, || format!("create /dev/{name}"))?;
+    }
+    for d in &plan.devices {
+        let rel = d.path.strip_prefix("/dev/").filter(|r| {
+            !r.is_empty() && r.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+        });
+        let Some(rel) = rel else {
+            return Err((
+                b'E',
+                io::Error::from_raw_os_error(libc::EINVAL),
+                format!("device {}: not a path under /dev", d.path),
+            ));
+        };
+        let node = dev.join(rel);
+        let made = node
+            .parent()
+            .map_or(Ok(()), sys::mkdir_p)
+            .and_then(|_| sys::cstr(&node))
+            .and_then(|p| {
+                // SAFETY: valid C string; mknod and chmod take plain integers otherwise.
+                cvt(unsafe {
+                    libc::mknod(
+                        p.as_ptr(),
+                        libc::S_IFCHR | (d.mode & 0o777),
+                        libc::makedev(d.major, d.minor),
+                    )
+                })
+                // SAFETY: as above; mknod applied the umask, chmod sets the mode asked for.
+                .and_then(|_| cvt(unsafe { libc::chmod(p.as_ptr(), d.mode & 0o777) }))
+            });
+        ctx(made, || format!("create device {}", d.path))?;
     }
     m(
         "devpts",

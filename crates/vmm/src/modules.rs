@@ -79,6 +79,10 @@ pub struct Features {
     /// (`CONFIG_BLK_DEV_LOOP=m`); our own kernel has it built in. A template boot leaves it
     /// for `Resume` like every module outside `agent::contract::EARLY_MODULES`.
     pub loop_devices: bool,
+    /// `/dev/fuse` in a container (`--device /dev/fuse`).
+    pub fuse: bool,
+    /// `/dev/net/tun` in a container (`--device /dev/net/tun`).
+    pub tun: bool,
 }
 
 /// The driver modules (without their dependencies) for a set of features. `virtio_mmio`, the
@@ -105,6 +109,12 @@ pub fn required(features: Features) -> Vec<&'static str> {
     }
     if features.loop_devices {
         names.push("loop");
+    }
+    if features.fuse && !features.virtiofs {
+        names.push("fuse");
+    }
+    if features.tun {
+        names.push("tun");
     }
     names
 }
@@ -388,6 +398,8 @@ mod tests {
             balloon: true,
             overlay: true,
             loop_devices: true,
+            fuse: true,
+            tun: true,
         };
         let (all, missing) = resolve_features(Some(&k.modules), every).unwrap();
         assert!(missing.is_empty(), "{missing:?}");
@@ -401,6 +413,16 @@ mod tests {
         // So is the loop driver.
         assert_eq!(names(&index.resolve(&["loop"]).unwrap()), ["loop"]);
         assert!(names(&all).contains(&"loop"));
+        // `--device /dev/net/tun`'s driver; fuse once although virtiofs needs it too.
+        assert!(names(&all).contains(&"tun"));
+        assert_eq!(names(&all).iter().filter(|n| **n == "fuse").count(), 1);
+        let tun_only = Features {
+            tun: true,
+            fuse: true,
+            ..Default::default()
+        };
+        let (some, _) = resolve_features(Some(&k.modules), tun_only).unwrap();
+        assert!(names(&some).contains(&"tun") && names(&some).contains(&"fuse"));
         // Built in: resolves to nothing, not an error.
         assert!(index.resolve(&["ext4"]).unwrap().is_empty());
         let err = index.resolve(&["no_such_module"]).unwrap_err();

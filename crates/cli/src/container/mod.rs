@@ -176,6 +176,10 @@ pub struct CreateFlags {
     /// host (the VM's whole cgroup tree).
     #[arg(long, value_name = "host|private", value_parser = ["host", "private"])]
     pub cgroupns: Option<String>,
+    /// Make a device of the VM's kernel in the container, HOST[:CONTAINER[:PERMISSIONS]]:
+    /// /dev/fuse or /dev/net/tun (a container's VM has no host devices). Repeatable.
+    #[arg(long = "device", value_name = "DEVICE", value_parser = parse_device)]
+    pub devices: Vec<runtime::devices::DeviceMapping>,
     /// Mount the volumes and binds of another container at the same paths, CONTAINER[:ro|rw]
     /// (default: each as that container has it). Repeatable.
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
@@ -299,6 +303,11 @@ fn parse_ulimit(s: &str) -> Result<runtime::ulimit::Ulimit, String> {
 
 fn parse_sysctl(s: &str) -> Result<(String, String), String> {
     runtime::sysctl::parse(s).map_err(|e| e.to_string())
+}
+
+/// `--device`: parsed and checked against the devices a VM has ([`runtime::devices`]).
+fn parse_device(s: &str) -> Result<runtime::devices::DeviceMapping, String> {
+    runtime::devices::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses `--shm-size` as docker's sizes (0: the default).

@@ -147,6 +147,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         sysctls: f.sysctl.iter().cloned().collect(),
         shm_size: f.shm_size,
         cgroupns_host: f.cgroupns.as_deref() == Some("host"),
+        devices: f.devices.clone(),
         volumes_from: f.volumes_from.clone(),
         pod: f.pod.clone(),
         netns: None,

@@ -70,6 +70,8 @@ pub struct CreateRequest {
     pub shm_size: Option<u64>,
     /// `--cgroupns host`.
     pub cgroupns_host: bool,
+    /// `--device` (parsed).
+    pub devices: Vec<crate::devices::DeviceMapping>,
     /// `--volumes-from` as written (their mounts are in `mounts` already).
     pub volumes_from: Vec<String>,
     /// `--log-driver`, `--log-opt` (checked).
@@ -152,6 +154,7 @@ pub(crate) fn create_record(
                 sysctls: req.sysctls.clone(),
                 shm_size: req.shm_size,
                 cgroupns_host: req.cgroupns_host,
+                devices: req.devices.clone(),
                 volumes_from: req.volumes_from.clone(),
                 log: req.log.clone(),
                 pod: req.pod.clone(),

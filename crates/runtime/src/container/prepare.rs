@@ -95,6 +95,8 @@ pub struct ContainerOptions {
     /// `--cgroupns host`: the guest's cgroup namespace (and whole `/sys/fs/cgroup` tree)
     /// instead of the container's own (docker's default on cgroup v2, `private`).
     pub cgroupns_host: bool,
+    /// `--device` (parsed: [`crate::devices::parse`]).
+    pub devices: Vec<crate::devices::DeviceMapping>,
     /// `--volumes-from` values as written (`CONTAINER[:ro|rw]`): those containers' volumes and
     /// binds at the same paths, under `mounts` ([`super::VolumesFrom`]).
     pub volumes_from: Vec<String>,
@@ -203,6 +205,7 @@ pub async fn prepare(
                 accel: opts.accel.clone(),
                 no_template: opts.no_template,
                 overlay: false,
+                modules: device_modules(&opts.devices),
             },
         ),
     };
@@ -279,11 +282,24 @@ pub async fn prepare(
         sysctls: opts.sysctls,
         shm_size: opts.shm_size.filter(|&s| s > 0),
         cgroupns_host: opts.cgroupns_host,
+        devices: opts.devices,
         volumes_from: opts.volumes_from,
         log: opts.log,
         pod: pod.map(|(infra, _)| crate::state::PodRole::Member { infra }),
         netns,
     })
+}
+
+/// The guest drivers `devices` need, each once.
+fn device_modules(devices: &[crate::devices::DeviceMapping]) -> Vec<String> {
+    let mut modules: Vec<String> = devices
+        .iter()
+        .filter_map(|d| d.module())
+        .map(String::from)
+        .collect();
+    modules.sort();
+    modules.dedup();
+    modules
 }
 
 /// The pod a `--pod` container joins (its infra container's id and VM), after checking that
@@ -312,6 +328,10 @@ fn join_pod(
     }
     if opts.hostname.is_some() {
         return refuse("--hostname");
+    }
+    if !opts.devices.is_empty() {
+        // The pod's VM booted without their drivers.
+        return refuse("--device");
     }
     if opts.dns != DnsConfig::default() || !opts.extra_hosts.is_empty() {
         return refuse("--dns and --add-host");

@@ -580,6 +580,7 @@ async fn set_up_guest(
         sysctls: record.config.sysctls.clone(),
         shm_size: record.config.shm_size,
         cgroupns_host: record.config.cgroupns_host,
+        devices: record.config.devices.clone(),
     });
     Ok(())
 }

@@ -434,6 +434,7 @@ impl Fixture {
             sysctls: Default::default(),
             shm_size: None,
             cgroupns_host: false,
+            devices: Vec::new(),
             volumes_from: Vec::new(),
             log: Default::default(),
             pod: None,

@@ -52,6 +52,7 @@ struct ContainerSetup {
     sysctl: std::collections::BTreeMap<String, String>,
     shm_size: Option<u64>,
     cgroupns_host: bool,
+    devices: Vec<agent::DeviceNode>,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -269,6 +270,7 @@ impl AgentGuest {
             },
             sysctl: setup.sysctl,
             shm_size: setup.shm_size,
+            devices: setup.devices,
             start: false,
         }
     }
@@ -374,6 +376,16 @@ impl Guest for AgentGuest {
             c.sysctl = tuning.sysctls;
             c.shm_size = tuning.shm_size;
             c.cgroupns_host = tuning.cgroupns_host;
+            c.devices = tuning
+                .devices
+                .iter()
+                .map(|d| agent::DeviceNode {
+                    path: d.container_path.clone(),
+                    major: d.major,
+                    minor: d.minor,
+                    mode: d.mode(),
+                })
+                .collect();
         }
     }
 

@@ -162,6 +162,8 @@ impl QemuBackend {
             loop_devices: req.pod_share.is_some(),
             balloon: balloon_enabled(),
             overlay: req.options.overlay,
+            fuse: req.options.modules.iter().any(|m| m == "fuse"),
+            tun: req.options.modules.iter().any(|m| m == "tun"),
             ..Default::default()
         };
         let InitfsChoice {

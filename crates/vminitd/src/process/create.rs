@@ -286,6 +286,7 @@ impl Processes {
                 .unwrap_or(crate::rootfs::DEFAULT_SHM_SIZE),
             cgroup_fs: cgroup.is_some(),
             cgroupns_host: req.cgroupns_host,
+            devices: req.devices.clone(),
         };
         Ok(Placed {
             placement: Placement::NewContainer(plan),
