@@ -1618,6 +1618,8 @@ fn docker_run_limits_kernel_settings_volumes_from_and_log_options() {
         "kernel.shmmax=65536",
         "--shm-size",
         "128m",
+        "--device",
+        "/dev/net/tun",
         "--volumes-from",
         "data",
         "--log-opt",
@@ -1631,7 +1633,8 @@ fn docker_run_limits_kernel_settings_volumes_from_and_log_options() {
     ])
     .success();
     let check = "grep 'open files' /proc/self/limits; cat /proc/sys/kernel/shmmax; \
-                 grep ' /dev/shm ' /proc/mounts; echo x > /anon/f && echo written";
+                 grep ' /dev/shm ' /proc/mounts; echo x > /anon/f && echo written; \
+                 ls -l /dev/net/tun | busybox awk '{print $5 $6}'";
     let out = s.docker(&["exec", "p", "sh", "-c", check]).success().stdout;
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
@@ -1642,6 +1645,7 @@ fn docker_run_limits_kernel_settings_volumes_from_and_log_options() {
     assert_eq!(lines[1], "65536", "{out}");
     assert!(lines[2].contains("size=131072k"), "{out}");
     assert_eq!(lines[3], "written", "{out}");
+    assert_eq!(lines[4], "10,200", "{out}");
     let h = s
         .docker(&[
             "inspect",
@@ -1674,4 +1678,6 @@ fn docker_run_limits_kernel_settings_volumes_from_and_log_options() {
     assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{logs}");
     s.docker(&["run", "--rm", "--sysctl", "vm.swappiness=1", IMAGE, "true"])
         .refused("vm.swappiness");
+    s.docker(&["run", "--rm", "--device", "/dev/sda", IMAGE, "true"])
+        .refused("/dev/sda");
 }
