@@ -153,19 +153,9 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         Some("mode=755,size=65536k"),
     )?;
     for (name, major, minor) in DEVICES {
-        let p = sys::cstr(dev.join(name)).map_err(|e| (b'E', e, name.to_string()))?;
-        // SAFETY: valid C string; mknod takes plain integers otherwise.
-        let made = cvt(unsafe {
-            libc::mknod(
-                p.as_ptr(),
-                libc::S_IFCHR | 0o666,
-                libc::makedev(major, minor),
-            )
-        });
-        // mknod applies the umask; set the mode the standard nodes have.
-        // SAFETY: valid C string.
-        let made = made.and_then(|_| cvt(unsafe { libc::chmod(p.as_ptr(), 0o666) }));
-        ctx(made, || format!("create /dev/{name}"))?;
+        ctx(char_node(&dev.join(name), major, minor, 0o666), || {
+            format!("create /dev/{name}")
+        })?;
     }
     for d in &plan.devices {
         let rel = d.path.strip_prefix("/dev/").filter(|r| {
@@ -182,19 +172,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
         let made = node
             .parent()
             .map_or(Ok(()), sys::mkdir_p)
-            .and_then(|_| sys::cstr(&node))
-            .and_then(|p| {
-                // SAFETY: valid C string; mknod and chmod take plain integers otherwise.
-                cvt(unsafe {
-                    libc::mknod(
-                        p.as_ptr(),
-                        libc::S_IFCHR | (d.mode & 0o777),
-                        libc::makedev(d.major, d.minor),
-                    )
-                })
-                // SAFETY: as above; mknod applied the umask, chmod sets the mode asked for.
-                .and_then(|_| cvt(unsafe { libc::chmod(p.as_ptr(), d.mode & 0o777) }))
-            });
+            .and_then(|_| char_node(&node, d.major, d.minor, d.mode & 0o777));
         ctx(made, || format!("create device {}", d.path))?;
     }
     m(
@@ -321,6 +299,22 @@ fn finish(plan: &RootfsPlan) -> Result<(), ChildErr> {
         ctx(cvt(r), || format!("sethostname {h}"))?;
     }
     Ok(())
+}
+
+/// Makes the character device `path` with exactly `mode` (mknod applies the umask, so the
+/// mode is set again after).
+fn char_node(path: &Path, major: u32, minor: u32, mode: u32) -> io::Result<()> {
+    let p = sys::cstr(path)?;
+    // SAFETY: valid C string; mknod and chmod take plain integers otherwise.
+    cvt(unsafe {
+        libc::mknod(
+            p.as_ptr(),
+            libc::S_IFCHR | mode,
+            libc::makedev(major, minor),
+        )
+    })?;
+    // SAFETY: as above.
+    cvt(unsafe { libc::chmod(p.as_ptr(), mode) }).map(drop)
 }
 
 /// pivot_root(".", ".") then detach the old root, as runc does: no put_old directory needed.

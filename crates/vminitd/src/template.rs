@@ -161,11 +161,11 @@ impl Template {
         // is on its way, while the host works on its next request.
         if r.balloon && !balloon.is_empty() {
             tokio::spawn(async move {
-                load_deferred(Deferred(balloon), true);
+                load_deferred(Deferred(balloon));
             });
         }
         let loaded_drivers = !drivers.is_empty();
-        let failed = load_deferred(Deferred(drivers), r.balloon);
+        let failed = load_deferred(Deferred(drivers));
         let (sys_dir, dev_dir) = (Path::new("/sys"), Path::new("/dev"));
         let ready = async {
             // Drivers bind and devtmpfs makes nodes asynchronously, after the probe. Only a
@@ -284,15 +284,12 @@ fn rand_pool_info(bytes: &[u8]) -> io::Result<Vec<u32>> {
     Ok(words)
 }
 
-/// Loads the deferred modules in list order, the balloon's only when asked (then re-applying
-/// the free page reporting order that its registration resets). Returns the modules that
-/// failed (already loaded is not a failure); each failure is logged.
-fn load_deferred(deferred: Deferred, balloon: bool) -> Vec<String> {
+/// Loads the deferred modules in list order (after the balloon's, re-applying the free page
+/// reporting order that its registration resets). Returns the modules that failed (already
+/// loaded is not a failure); each failure is logged.
+fn load_deferred(deferred: Deferred) -> Vec<String> {
     let mut failed = Vec::new();
     for m in deferred.0 {
-        if m.name == BALLOON_MODULE && !balloon {
-            continue;
-        }
         match sys::finit_module(&m.fd) {
             Ok(()) => crate::log!("loaded {}", m.path.display()),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}

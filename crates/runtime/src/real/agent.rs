@@ -426,8 +426,9 @@ impl Guest for AgentGuest {
         let limits = self.resources.lock().map(|r| *r).unwrap_or_default();
         // The first process's limits go on its cgroup between create and start; without any,
         // the guest starts it at once.
-        req.start = first && limits.is_empty();
-        let h = self.client.create_process(req.clone()).await?;
+        let started = first && limits.is_empty();
+        req.start = started;
+        let h = self.client.create_process(req).await?;
         let stdout = forward(self.client.stdout(h));
         let stderr = if spec.terminal {
             mpsc::channel(1).1
@@ -443,7 +444,7 @@ impl Guest for AgentGuest {
         if let Ok(mut hs) = self.handles.lock() {
             hs.insert(id.to_string(), h);
         }
-        if req.start {
+        if started {
             return Ok(ProcessOutput { stdout, stderr });
         }
         if first {

@@ -27,7 +27,7 @@ fn balloon_enabled() -> bool {
 }
 
 /// The init filesystem a VM of some kernel and features boots with.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 struct InitfsChoice {
     /// The cached archive (in the memo: its file name).
     initfs: PathBuf,
@@ -101,15 +101,12 @@ fn initfs_for(
         modular: modules.iter().any(|m| m.name == "virtio_blk"),
         missing: missing.iter().map(|m| m.to_string()).collect(),
     };
-    let named = InitfsChoice {
-        initfs: choice
-            .initfs
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_default(),
-        modular: choice.modular,
-        missing: choice.missing.clone(),
-    };
+    let mut named = choice.clone();
+    named.initfs = choice
+        .initfs
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
     if let Ok(json) = serde_json::to_vec(&named) {
         let _ = atomic_file::write_atomic(&memo, &json);
     }
