@@ -250,6 +250,9 @@ pub struct Interface {
     /// Default gateway; a default route through it is added.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// IPv6 default gateway; an IPv6 default route through it is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
     /// MTU to set.
     #[serde(default)]
     pub mtu: Option<u32>,

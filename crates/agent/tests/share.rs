@@ -378,6 +378,7 @@ async fn vm_wide_calls_of_members_are_refused_here_body() {
             name: "eth0".into(),
             addresses: vec![],
             gateway: None,
+            gateway6: None,
             mtu: None,
             mac: None,
         })

@@ -231,9 +231,10 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     env.run(&["start", "web"]).success();
     assert_eq!(env.ip("web"), ip);
     assert_eq!(env.host_get("http://127.0.0.1:18080/"), PAGE);
+    // No host address given: both loopbacks, as docker lists 0.0.0.0 and [::].
     assert_eq!(
         env.run(&["port", "web"]).success().stdout,
-        "80/tcp -> 127.0.0.1:18080\n"
+        "80/tcp -> 127.0.0.1:18080\n80/tcp -> [::1]:18080\n"
     );
     env.run(&["port", "web", "81/tcp"])
         .fails_with("no public port 81/tcp");
@@ -265,10 +266,15 @@ fn containers_get_addresses_reach_each_other_and_publish_ports() {
     );
     assert!(host_of("8000/tcp").starts_with("127.0.0.1:"), "{ports}");
     assert_eq!(env.host_get(&format!("http://{auto}/")), PAGE);
+    // -P's port on both loopbacks (one port), the explicit 127.0.0.1 alone.
+    assert!(
+        ports.contains(&format!("80/tcp -> [::1]:{}\n", &auto[10..])),
+        "{ports}"
+    );
     let inspected = env.inspect("auto");
     assert_eq!(
         inspected["ports"].as_array().map(Vec::len),
-        Some(2),
+        Some(3),
         "{inspected}"
     );
     env.run(&["stop", "-t", "1", "auto"]).success();
@@ -475,6 +481,209 @@ fn network_aliases_resolve_through_dns_and_hosts() {
     .fails_with("invalid network alias \"a b\"");
     env.run(&["rm", "-f", "web", "client"]).success();
     env.run(&["network", "delete", "al"]).success();
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn ipv6_networks_addresses_names_and_both_loopbacks() {
+    let env = Env::new("ipv6");
+    env.run(&[
+        "network",
+        "create",
+        "--subnet",
+        "fd00:c0de:1::/64",
+        "--subnet",
+        "10.231.0.0/24",
+        "v6",
+    ])
+    .success();
+    env.run(&["network", "create", "--ipv6", "auto6"]).success();
+    env.run(&["network", "create", "--gateway", "fd00::1", "x"])
+        .fails_with("needs an IPv6 network");
+    env.run(&[
+        "network",
+        "create",
+        "--subnet",
+        "fd00:1::/64",
+        "--subnet",
+        "fd00:2::/64",
+        "y",
+    ])
+    .fails_with("one subnet per address family");
+    env.run(&[
+        "network",
+        "create",
+        "--subnet",
+        "fd00:c0de:1:0:8000::/65",
+        "y",
+    ])
+    .fails_with("overlaps network v6");
+    let auto = env.run(&["network", "inspect", "auto6"]).success();
+    let auto: serde_json::Value = serde_json::from_str(&auto.stdout).unwrap();
+    let subnet6 = auto[0]["subnet6"].as_str().unwrap();
+    assert!(
+        subnet6.starts_with("fd") && subnet6.ends_with("::/64"),
+        "{auto}"
+    );
+    let list = env.run(&["network", "ls"]).success().stdout;
+    assert!(list.contains("fd00:c0de:1::/64"), "{list}");
+
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "v6",
+        "-p",
+        "18088:80",
+        IMAGE,
+    ])
+    .success();
+    env.run(&[
+        "run",
+        "-d",
+        "--name",
+        "client",
+        "--network",
+        "v6",
+        "--ip6",
+        "fd00:c0de:1::99",
+        "--mac-address",
+        "02:12:34:56:78:9A",
+        IMAGE,
+        "sleep",
+        "300",
+    ])
+    .success();
+    let web = env.inspect("web");
+    assert_eq!(web["networks"][0]["ipv6Address"], "fd00:c0de:1::2/64");
+    assert_eq!(web["networks"][0]["ipv6Gateway"], "fd00:c0de:1::1");
+    let docker = &web["NetworkSettings"]["Networks"]["v6"];
+    assert_eq!(
+        (
+            &docker["GlobalIPv6Address"],
+            &docker["GlobalIPv6PrefixLen"],
+            &docker["IPv6Gateway"]
+        ),
+        (
+            &json!("fd00:c0de:1::2"),
+            &json!(64),
+            &json!("fd00:c0de:1::1")
+        )
+    );
+    // The guest's side: the pinned address and MAC, no tentative address, the IPv6 route.
+    let addr = env
+        .run(&["exec", "client", "ip", "-6", "addr", "show", "eth0"])
+        .success()
+        .stdout;
+    assert!(addr.contains("fd00:c0de:1::99/64"), "{addr}");
+    assert!(!addr.contains("tentative"), "{addr}");
+    let link = env
+        .run(&["exec", "client", "ip", "link", "show", "eth0"])
+        .success()
+        .stdout;
+    assert!(link.contains("02:12:34:56:78:9a"), "{link}");
+    let route = env
+        .run(&["exec", "client", "ip", "-6", "route"])
+        .success()
+        .stdout;
+    assert!(route.contains("default via fd00:c0de:1::1"), "{route}");
+    // Container to container over IPv6, by address and by name (DNS AAAA, /etc/hosts).
+    assert_eq!(
+        env.ctr_get("client", "fd00:c0de:1::2", 80).as_deref(),
+        Some(PAGE)
+    );
+    let lookup = env
+        .run(&[
+            "exec",
+            "client",
+            "nslookup",
+            "-type=AAAA",
+            "web",
+            "10.231.0.1",
+        ])
+        .success()
+        .stdout;
+    assert!(lookup.contains("fd00:c0de:1::2"), "{lookup}");
+    let hosts = env
+        .run(&["exec", "client", "cat", "/etc/hosts"])
+        .success()
+        .stdout;
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["fd00:c0de:1::2", "web"]),
+        "{hosts}"
+    );
+    // The host reaches the container's IPv6 address through the bridge.
+    let mut last = String::new();
+    let direct = retry(|| {
+        let (ok, out) = env
+            .ns()
+            .exec("curl", &["-gsSf", "-m", "3", "http://[fd00:c0de:1::2]:80/"]);
+        last = out.clone();
+        ok.then_some(out)
+    });
+    assert_eq!(direct.as_deref(), Some(PAGE), "{last}");
+    // -p without an address: both loopbacks, one port, as `container port` says.
+    assert_eq!(env.host_get("http://127.0.0.1:18088/"), PAGE);
+    let (ok, v6) = env
+        .ns()
+        .exec("curl", &["-gsSf", "-m", "3", "http://[::1]:18088/"]);
+    assert!(ok && v6 == PAGE, "{v6}");
+    let port = env.run(&["port", "web"]).success().stdout;
+    assert!(
+        port.contains("127.0.0.1:18088") && port.contains("[::1]:18088"),
+        "{port}"
+    );
+    // IPv6 egress is masqueraded like IPv4.
+    let rules = env.ns().exec("nft", &["list", "ruleset"]).1;
+    assert!(rules.contains("ip6 saddr fd00:c0de:1::/64"), "{rules}");
+    // Addresses that cannot be had are refused before anything boots.
+    env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6,ip6=fd00:c0de:1::2",
+        IMAGE,
+        "true",
+    ])
+    .fails_with("another container has it");
+    env.run(&["run", "--rm", "--ip6", "fd00:c0de:1::5", IMAGE, "true"])
+        .fails_with("has no IPv6");
+    env.run(&["run", "--rm", "--network", "v6,mtu=1", IMAGE, "true"])
+        .fails_with("unknown option \"mtu\"");
+    // network connect/disconnect (stopped containers) and prune.
+    env.run(&["create", "--name", "later", "--network", "v6", IMAGE])
+        .success();
+    env.run(&[
+        "network",
+        "connect",
+        "--alias",
+        "extra",
+        "--ip6",
+        "fd00:c0de:1::77",
+        "auto6",
+        "later",
+    ])
+    .fails_with("not a free host address of network auto6");
+    env.run(&["network", "connect", "--alias", "extra", "auto6", "later"])
+        .success();
+    let later = env.inspect("later");
+    assert_eq!(later["config"]["networks"], json!(["v6", "auto6"]));
+    env.run(&["network", "connect", "auto6", "web"])
+        .fails_with("web");
+    env.run(&["network", "disconnect", "auto6", "later"])
+        .success();
+    let pruned = env.run(&["network", "prune", "-f"]).success().stdout;
+    assert_eq!(pruned.trim(), "auto6");
+    env.run(&["rm", "-f", "web", "client", "later"]).success();
+    env.run(&["network", "delete", "v6"]).success();
+    assert!(!env.links().contains("cbr"), "{}", env.links());
 }
 
 /// An httpd in namespace `ns` serving `dir` on port 8080, killed on drop.

@@ -234,7 +234,8 @@ fn inspect_format_shows_a_running_containers_state_and_addresses() {
         out,
         format!(
             "running true pid {ip}/{prefix} default={ip} \
-             {{\"80/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"8081\"}}]}}\n"
+             {{\"80/tcp\":[{{\"HostIp\":\"127.0.0.1\",\"HostPort\":\"8081\"}},\
+             {{\"HostIp\":\"::1\",\"HostPort\":\"8081\"}}]}}\n"
         )
     );
     assert_eq!(doc["State"]["Pid"], doc["vmPid"]);
@@ -246,7 +247,9 @@ fn inspect_format_shows_a_running_containers_state_and_addresses() {
         .run(&["ls", "--format", "{{.Names}}|{{.Status}}|{{.Ports}}"])
         .success();
     assert!(
-        r.stdout.starts_with("up|Up ") && r.stdout.ends_with("|127.0.0.1:8081->80/tcp\n"),
+        r.stdout.starts_with("up|Up ")
+            && r.stdout
+                .ends_with("|127.0.0.1:8081->80/tcp, [::1]:8081->80/tcp\n"),
         "{r:?}"
     );
     assert_eq!(

@@ -5,7 +5,7 @@
 //! flags.
 //!
 //! Unknown fields are ignored, as dockerd ignores them; a known field this server cannot honour
-//! (network modes `host` and `container:`, an IPv6 address) is refused with a 400 instead of
+//! (network modes `host` and `container:`) is refused with a 400 instead of
 //! being dropped silently.
 //!
 //! Networks: `HostConfig.NetworkMode` names the first (`default`, `bridge` and empty: our
@@ -81,6 +81,9 @@ pub struct CreateBody {
     pub stop_signal: String,
     /// `--stop-timeout`.
     pub stop_timeout: Option<i64>,
+    /// `--mac-address` (API < 1.44): the MAC on the first network.
+    #[serde(deserialize_with = "nullable")]
+    pub mac_address: String,
     /// `VOLUME`s asked for at create (anonymous volumes, as `-v /path`).
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
     /// How the container is run.
@@ -106,9 +109,12 @@ pub struct NetworkingConfig {
 pub struct EndpointSettings {
     /// More names for the container on the network.
     pub aliases: Option<Vec<String>>,
-    /// A fixed address.
+    /// Fixed addresses.
     #[serde(rename = "IPAMConfig")]
     pub ipam_config: Option<EndpointIpam>,
+    /// A fixed MAC address (API ≥ 1.44 puts it here; older clients send `Config.MacAddress`).
+    #[serde(deserialize_with = "nullable")]
+    pub mac_address: String,
 }
 
 /// `EndpointSettings.IPAMConfig`.
@@ -118,7 +124,7 @@ pub struct EndpointIpam {
     /// The IPv4 address.
     #[serde(rename = "IPv4Address", deserialize_with = "nullable")]
     pub ipv4_address: String,
-    /// IPv6: refused when given.
+    /// The IPv6 address, on an IPv6 network.
     #[serde(rename = "IPv6Address", deserialize_with = "nullable")]
     pub ipv6_address: String,
 }
@@ -127,12 +133,6 @@ impl EndpointSettings {
     /// The runtime's endpoint for these settings.
     pub fn endpoint(self) -> Result<runtime::network::EndpointConfig, ApiError> {
         let ipam = self.ipam_config.unwrap_or_default();
-        if !ipam.ipv6_address.is_empty() {
-            return Err(bad(format!(
-                "IPv6 address {} cannot be given: networks here are IPv4 only",
-                ipam.ipv6_address
-            )));
-        }
         let ipv4_address = match ipam.ipv4_address.as_str() {
             "" => None,
             a => Some(
@@ -140,9 +140,22 @@ impl EndpointSettings {
                     .map_err(|_| bad(format!("invalid IPv4 address {a:?}")))?,
             ),
         };
+        let ipv6_address = match ipam.ipv6_address.as_str() {
+            "" => None,
+            a => Some(
+                a.parse()
+                    .map_err(|_| bad(format!("invalid IPv6 address {a:?}")))?,
+            ),
+        };
+        let mac_address = match self.mac_address.as_str() {
+            "" => None,
+            m => Some(runtime::network::validate_mac(m).map_err(|e| bad(e.to_string()))?),
+        };
         Ok(runtime::network::EndpointConfig {
             aliases: self.aliases.unwrap_or_default(),
             ipv4_address,
+            ipv6_address,
+            mac_address,
         })
     }
 }
@@ -391,6 +404,14 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
             networks.push(name.clone());
         }
         endpoints.insert(name, settings.unwrap_or_default().endpoint()?);
+    }
+    if !body.mac_address.is_empty() {
+        let mac =
+            runtime::network::validate_mac(&body.mac_address).map_err(|e| bad(e.to_string()))?;
+        let first = networks.first().map_or(DEFAULT_NETWORK, String::as_str);
+        let endpoint: &mut runtime::network::EndpointConfig =
+            endpoints.entry(first.to_string()).or_default();
+        endpoint.mac_address.get_or_insert(mac);
     }
     let (entrypoint, mut args) = match body.entrypoint {
         None => (None, Vec::new()),
@@ -658,10 +679,15 @@ mod tests {
             parse(r#"{"Image":"busybox","HostConfig":{"Mounts":[{"Type":"bind"}]}}"#).unwrap_err();
         assert!(e.message.contains("--mount type=bind"), "{e}");
         let e = parse(
-            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv6Address":"fd00::2"}}}}}"#,
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"IPAMConfig":{"IPv6Address":"10.0.0.1"}}}}}"#,
         )
         .unwrap_err();
-        assert!(e.message.contains("IPv6"), "{e}");
+        assert!(e.message.contains("IPv6 address"), "{e}");
+        let e = parse(
+            r#"{"Image":"b","NetworkingConfig":{"EndpointsConfig":{"n":{"MacAddress":"01:00:00:00:00:01"}}}}"#,
+        )
+        .unwrap_err();
+        assert!(e.message.contains("MAC address"), "{e}");
         assert!(parse(r#"{"Cmd":["x"]}"#).is_err());
         let e = parse(r#"{"Image":"b","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#)
             .unwrap_err();

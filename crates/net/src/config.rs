@@ -2,9 +2,9 @@
 //! gateway consistency, and the kernel names (bridge, taps) derived from it.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -40,6 +40,13 @@ pub struct NetworkSpec {
     pub internal: bool,
     /// User metadata (`network create --label`), kept with the definition.
     pub labels: BTreeMap<String, String>,
+    /// IPv6 as well (`--ipv6`): the network gets an IPv6 subnet (given, or a random unique
+    /// local /64) and every container an IPv6 address besides its IPv4 one.
+    pub ipv6: bool,
+    /// IPv6 subnet; implies `ipv6`.
+    pub subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway on the bridge; the subnet's first address when absent.
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// What a container asks of one of its networks beyond a place on it: more names (docker's
@@ -53,6 +60,12 @@ pub struct EndpointConfig {
     /// Its address on the network (default: the lowest free one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<Ipv4Addr>,
+    /// Its IPv6 address on an IPv6 network (default: the lowest free one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<Ipv6Addr>,
+    /// Its MAC address on the network (default: derived from network and container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 /// Checks a network alias: a DNS name (labels of letters, digits, `-` and `_`, joined by dots),
@@ -93,6 +106,12 @@ pub struct NetworkConfig {
     /// User metadata (`network create --label`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// IPv6 subnet, on an IPv6 network; definitions written before IPv6 have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    /// IPv6 gateway on the bridge, on an IPv6 network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// A reason a network definition is unacceptable.
@@ -120,6 +139,23 @@ pub enum ConfigError {
         /// The subnet given.
         subnet: Ipv4Net,
     },
+    /// The IPv6 subnet is too small or has host bits set.
+    #[error("invalid IPv6 subnet {0}: {1}")]
+    Subnet6(Ipv6Net, &'static str),
+    /// The IPv6 gateway is not an address of the IPv6 subnet.
+    #[error("gateway {gateway} is not a host address of subnet {subnet}")]
+    Gateway6Outside {
+        /// The gateway given.
+        gateway: Ipv6Addr,
+        /// The subnet given.
+        subnet: Ipv6Net,
+    },
+    /// An IPv6 gateway without an IPv6 network.
+    #[error("an IPv6 gateway needs an IPv6 network (--ipv6 or an IPv6 --subnet)")]
+    Gateway6WithoutIpv6,
+    /// A MAC address that cannot be an interface's.
+    #[error("invalid MAC address {0:?}: want a unicast address xx:xx:xx:xx:xx:xx")]
+    InvalidMac(String),
 }
 
 /// Checks a network name against the syntax docker also uses.
@@ -152,6 +188,57 @@ pub fn resolve_gateway(
         return Err(ConfigError::GatewayOutside { gateway, subnet });
     }
     Ok(gateway)
+}
+
+/// Checks an IPv6 subnet and gateway and returns the gateway to use. The subnet's own address
+/// (the subnet-router anycast address) is never a host's.
+pub fn resolve_gateway6(
+    subnet: Ipv6Net,
+    gateway: Option<Ipv6Addr>,
+) -> Result<Ipv6Addr, ConfigError> {
+    if subnet.trunc() != subnet {
+        return Err(ConfigError::Subnet6(subnet, "host bits set"));
+    }
+    if subnet.prefix_len() > 126 {
+        return Err(ConfigError::Subnet6(
+            subnet,
+            "too small: a network needs at least a /126",
+        ));
+    }
+    let first = Ipv6Addr::from(u128::from(subnet.network()) + 1);
+    let gateway = gateway.unwrap_or(first);
+    if !subnet.contains(&gateway) || gateway == subnet.network() {
+        return Err(ConfigError::Gateway6Outside { gateway, subnet });
+    }
+    Ok(gateway)
+}
+
+/// A random unique local /64 (RFC 4193: `fd` and a 40-bit random global id), as docker picks
+/// for an IPv6 network created without a subnet.
+pub fn random_ula_subnet() -> Ipv6Net {
+    let global: [u8; 5] = rand::random();
+    let mut octets = [0u8; 16];
+    octets[0] = 0xfd;
+    octets[1..6].copy_from_slice(&global);
+    Ipv6Net::new(Ipv6Addr::from(octets), 64).unwrap_or_default()
+}
+
+/// Checks and normalises (lowercase) a MAC address a container asks for: unicast, not zero.
+pub fn validate_mac(mac: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::InvalidMac(mac.to_string());
+    let bytes = mac
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)?;
+    if bytes.len() != 6 || bytes[0] & 1 != 0 || bytes.iter().all(|b| *b == 0) {
+        return Err(bad());
+    }
+    Ok(mac.to_ascii_lowercase())
 }
 
 /// Bridge name for a network id: `cbr` + 12 hex digits = 15 characters, the kernel's limit.
@@ -230,6 +317,38 @@ mod tests {
         assert!(resolve_gateway(net, Some(Ipv4Addr::new(10, 1, 3, 1))).is_err());
         assert!(resolve_gateway("10.1.2.1/24".parse().unwrap(), None).is_err());
         assert!(resolve_gateway("10.1.2.0/31".parse().unwrap(), None).is_err());
+    }
+
+    #[test]
+    fn ipv6_gateways_and_ula_subnets() {
+        let net: Ipv6Net = "fd00:1:2:3::/64".parse().unwrap();
+        assert_eq!(
+            resolve_gateway6(net, None).unwrap(),
+            "fd00:1:2:3::1".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(resolve_gateway6(net, Some("fd00:1:2:3::fe".parse().unwrap())).is_ok());
+        assert!(resolve_gateway6(net, Some("fd00:1:2:3::".parse().unwrap())).is_err());
+        assert!(resolve_gateway6(net, Some("fd00:1:2:4::1".parse().unwrap())).is_err());
+        assert!(resolve_gateway6("fd00::1/64".parse().unwrap(), None).is_err());
+        assert!(resolve_gateway6("fd00::/127".parse().unwrap(), None).is_err());
+        let a = random_ula_subnet();
+        assert_eq!(a.prefix_len(), 64);
+        assert_eq!(a.network().octets()[0], 0xfd);
+        assert_eq!(a.trunc(), a);
+        assert_ne!(a, random_ula_subnet());
+    }
+
+    #[test]
+    fn macs() {
+        assert_eq!(
+            validate_mac("02:AB:cd:00:11:22").unwrap(),
+            "02:ab:cd:00:11:22"
+        );
+        assert!(validate_mac("03:00:00:00:00:01").is_err());
+        assert!(validate_mac("00:00:00:00:00:00").is_err());
+        assert!(validate_mac("02:00:00:00:00").is_err());
+        assert!(validate_mac("02:00:00:00:00:0g").is_err());
+        assert!(validate_mac("02:00:00:00:00:001").is_err());
     }
 
     #[test]

@@ -12,12 +12,12 @@
 //! TCP (for answers too large for a datagram) are both served.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use simple_dns::rdata::{RData, A};
+use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -208,20 +208,21 @@ impl Shared {
             [q] => self.lookup(&q.qname.to_string()).map(|ip| (q.clone(), ip)),
             _ => None,
         };
-        if let Some((question, ip)) = local {
+        if let Some((question, (ip, ip6))) = local {
             let mut reply = Packet::new_reply(packet.id());
             reply.set_flags(PacketFlag::AUTHORITATIVE_ANSWER | PacketFlag::RECURSION_AVAILABLE);
             if packet.has_flags(PacketFlag::RECURSION_DESIRED) {
                 reply.set_flags(PacketFlag::RECURSION_DESIRED);
             }
-            // A for the container; any other type of a container name: no data, no error.
-            if question.qtype == QTYPE::TYPE(TYPE::A) {
-                let record = ResourceRecord::new(
-                    question.qname.clone(),
-                    CLASS::IN,
-                    0,
-                    RData::A(A::from(ip)),
-                );
+            // A for the container, AAAA on an IPv6 network; any other type of a container
+            // name: no data, no error.
+            let data = match question.qtype {
+                QTYPE::TYPE(TYPE::A) => Some(RData::A(A::from(ip))),
+                QTYPE::TYPE(TYPE::AAAA) => ip6.map(|ip6| RData::AAAA(AAAA::from(ip6))),
+                _ => None,
+            };
+            if let Some(data) = data {
+                let record = ResourceRecord::new(question.qname.clone(), CLASS::IN, 0, data);
                 reply.answers.push(record);
             }
             reply.questions.push(question);
@@ -254,12 +255,12 @@ impl Shared {
         reply.build_bytes_vec().ok()
     }
 
-    /// The address of the container on this network that `name` names: its name, one of its
+    /// The addresses of the container on this network that `name` names: its name, one of its
     /// aliases there, or its short id (the first 12 digits, which docker answers as an alias
     /// too). Names come before aliases, so an alias never hides another container's name.
     /// The lease file is replaced atomically, so reading it without the lock sees one whole
     /// version.
-    fn lookup(&self, name: &str) -> Option<Ipv4Addr> {
+    fn lookup(&self, name: &str) -> Option<(Ipv4Addr, Option<Ipv6Addr>)> {
         let name = name.trim_end_matches('.');
         let leases = self.store.read_leases_unlocked(&self.network).ok()?;
         let is = |n: &str| n.eq_ignore_ascii_case(name);
@@ -275,7 +276,7 @@ impl Shared {
                 (short || l.aliases.iter().any(|a| is(a))).then_some(l)
             })
         };
-        by_name().or_else(by_alias).map(|l| l.address)
+        by_name().or_else(by_alias).map(|l| (l.address, l.address6))
     }
 }
 
@@ -322,6 +323,7 @@ mod tests {
             "0123456789abcdef".into(),
             Lease {
                 address: Ipv4Addr::new(10, 0, 0, 2),
+                address6: None,
                 mac: "02:00:00:00:00:01".into(),
                 tap: "ctap0".into(),
                 name: Some("web".into()),
@@ -379,6 +381,19 @@ mod tests {
         let bytes = s.answer(&query("other", TYPE::A), false).await.unwrap();
         let reply = Packet::parse(&bytes).unwrap();
         assert_eq!(reply.rcode(), RCODE::NameError);
+        // On an IPv6 network AAAA answers too.
+        let store = &s.store;
+        let lock = store.lock().unwrap();
+        let mut leases = store.read_leases(&lock, "n").unwrap();
+        for l in leases.leases.values_mut() {
+            l.address6 = Some("fd00::2".parse().unwrap());
+        }
+        store.write_leases(&lock, "n", &leases).unwrap();
+        drop(lock);
+        let bytes = s.answer(&query("web", TYPE::AAAA), false).await.unwrap();
+        let reply = Packet::parse(&bytes).unwrap();
+        assert!(matches!(&reply.answers[..], [r] if matches!(&r.rdata,
+            RData::AAAA(a) if a.address == u128::from("fd00::2".parse::<Ipv6Addr>().unwrap()))));
         // Without upstreams a non-internal network answers SERVFAIL rather than nothing.
         let (_root, s) = shared(false);
         let bytes = s.answer(&query("other", TYPE::A), false).await.unwrap();

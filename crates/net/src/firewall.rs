@@ -19,7 +19,12 @@
 //!              oifname B ct state established,related accept    (replies)
 //!              oifname B iifname != B drop                      (nothing unsolicited in)
 //! postrouting: ip saddr S oifname != B masquerade               (not for internal networks)
+//!              ip6 saddr S6 oifname != B masquerade             (IPv6 networks, as docker's
+//!                                                                 ip6tables NAT for ULAs)
 //! ```
+//!
+//! The forward rules match interfaces only, so in an `inet` table they hold for IPv4 and IPv6
+//! alike.
 //!
 //! Bridged traffic inside one network never reaches the `forward` hook (no br_netfilter), so
 //! containers on the same network talk freely. Traffic between the host and its containers
@@ -58,8 +63,8 @@ pub enum FirewallError {
     #[error("nft failed to list table {TABLE_FAMILY} {0}: {1}")]
     List(String, String),
     /// Writing the sysctl that enables forwarding failed.
-    #[error("cannot enable IPv4 forwarding")]
-    Forwarding(#[source] io::Error),
+    #[error("cannot enable {0} forwarding")]
+    Forwarding(&'static str, #[source] io::Error),
 }
 
 /// The nft script that makes table `table` hold exactly the rules for `networks`.
@@ -95,6 +100,13 @@ pub fn render(table: &str, networks: &[&NetworkConfig]) -> String {
             "    ip saddr {} oifname != \"{}\" masquerade",
             n.subnet, n.bridge
         );
+        if let Some(subnet6) = n.subnet6 {
+            let _ = writeln!(
+                s,
+                "    ip6 saddr {subnet6} oifname != \"{}\" masquerade",
+                n.bridge
+            );
+        }
     }
     s.push_str("  }\n}\n");
     s
@@ -125,7 +137,14 @@ pub fn apply(table: &str, networks: &[&NetworkConfig]) -> Result<(), FirewallErr
     if networks.iter().any(|n| !n.internal) {
         // Per network namespace (the sysctl is resolved in the caller's namespace). We never
         // turn it off again: other software on the host may rely on it, as with docker.
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1").map_err(FirewallError::Forwarding)?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
+            .map_err(|e| FirewallError::Forwarding("IPv4", e))?;
+    }
+    if networks.iter().any(|n| !n.internal && n.subnet6.is_some()) {
+        // As docker does for IPv6 networks. Forwarding on makes the namespace a router, which
+        // ignores router advertisements on interfaces whose accept_ra is 1 (not 2).
+        std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", b"1")
+            .map_err(|e| FirewallError::Forwarding("IPv6", e))?;
     }
     Ok(())
 }
@@ -164,6 +183,8 @@ mod tests {
             mtu: 1500,
             created: String::new(),
             labels: Default::default(),
+            subnet6: None,
+            gateway6: None,
         }
     }
 
@@ -188,5 +209,17 @@ mod tests {
         assert!(s.contains("ip saddr 10.7.0.0/24 oifname != \"cbra\" masquerade"));
         assert!(!s.contains("oifname != \"cbrb\" masquerade"));
         assert!(s.contains("iifname \"cbrb\" oifname != \"cbrb\" drop"));
+        assert!(!s.contains("ip6"));
+    }
+
+    #[test]
+    fn ipv6_networks_masquerade_their_ula() {
+        let mut a = net("a", false);
+        a.subnet6 = Some("fd00:7::/64".parse().unwrap());
+        let mut b = net("b", true);
+        b.subnet6 = Some("fd00:8::/64".parse().unwrap());
+        let s = render("t", &[&a, &b]);
+        assert!(s.contains("ip6 saddr fd00:7::/64 oifname != \"cbra\" masquerade"));
+        assert!(!s.contains("fd00:8::"));
     }
 }

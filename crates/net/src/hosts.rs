@@ -6,7 +6,7 @@
 //! start (from [`crate::Networks::hosts`]) lists the peers known then, so names resolve even
 //! for programs that read only `/etc/hosts`.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
@@ -20,6 +20,9 @@ pub struct HostEntry {
     pub aliases: Vec<String>,
     /// Its address on the shared network.
     pub address: Ipv4Addr,
+    /// Its IPv6 address there, on an IPv6 network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
 }
 
 /// The full `/etc/hosts` of a container named `hostname` whose own address is `own` (if it has
@@ -30,9 +33,11 @@ pub fn render_hosts(hostname: &str, own: Option<Ipv4Addr>, peers: &[HostEntry]) 
         Some(ip) => s.push_str(&format!("{ip}\t{hostname}\n")),
         None => s.push_str(&format!("127.0.1.1\t{hostname}\n")),
     }
-    for peer in peers {
-        if peer.name != hostname {
-            s.push_str(&format!("{}\t{}", peer.address, peer.name));
+    for peer in peers.iter().filter(|p| p.name != hostname) {
+        let addresses = std::iter::once(std::net::IpAddr::from(peer.address))
+            .chain(peer.address6.map(std::net::IpAddr::from));
+        for address in addresses {
+            s.push_str(&format!("{address}\t{}", peer.name));
             for alias in &peer.aliases {
                 s.push_str(&format!(" {alias}"));
             }
@@ -74,16 +79,19 @@ mod tests {
                 name: "web".into(),
                 aliases: vec![],
                 address: Ipv4Addr::new(10, 0, 0, 2),
+                address6: None,
             },
             HostEntry {
                 name: "db".into(),
                 aliases: vec!["database".into()],
                 address: Ipv4Addr::new(10, 0, 0, 3),
+                address6: Some("fd00::3".parse().unwrap()),
             },
         ];
         let s = render_hosts("web", Some(Ipv4Addr::new(10, 0, 0, 2)), &peers);
         assert!(s.contains("10.0.0.2\tweb\n"));
         assert!(s.contains("10.0.0.3\tdb database\n"));
+        assert!(s.contains("fd00::3\tdb database\n"));
         assert_eq!(s.matches("web").count(), 1);
     }
 

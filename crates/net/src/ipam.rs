@@ -6,7 +6,7 @@
 //! which is what makes allocation safe across processes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +25,9 @@ pub struct Leases {
 pub struct Lease {
     /// Address within the network's subnet.
     pub address: Ipv4Addr,
+    /// Address within the network's IPv6 subnet, on an IPv6 network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Addr>,
     /// MAC of the guest's interface.
     pub mac: String,
     /// Name of the host-side tap.
@@ -50,13 +53,21 @@ pub enum IpamError {
         /// Network name.
         network: String,
         /// Its subnet.
-        subnet: ipnet::Ipv4Net,
+        subnet: String,
+    },
+    /// The MAC address a container asked for is another container's on the network.
+    #[error("MAC address {mac} is not available on network {network}: another container has it")]
+    MacTaken {
+        /// The MAC asked for.
+        mac: String,
+        /// Network name.
+        network: String,
     },
     /// The address a container asked for cannot be its own.
     #[error("address {address} is not available on network {network}: {reason}")]
     Unavailable {
         /// The address asked for.
-        address: Ipv4Addr,
+        address: IpAddr,
         /// Network name.
         network: String,
         /// Why not.
@@ -65,9 +76,10 @@ pub enum IpamError {
 }
 
 impl Leases {
-    /// The lease of `container_id`, creating one if it has none: at the address `endpoint`
-    /// pins, else the lowest free one. An existing lease takes the endpoint's aliases (and its
-    /// pinned address, when that changed). Returns the lease and whether it was newly created.
+    /// The lease of `container_id`, creating one if it has none: at the addresses (IPv4 and,
+    /// on an IPv6 network, IPv6) and MAC `endpoint` pins, else the lowest free addresses and a
+    /// derived MAC. An existing lease takes the endpoint's aliases (and its pinned addresses
+    /// and MAC, when they changed). Returns the lease and whether it was newly created.
     pub fn allocate(
         &mut self,
         network: &NetworkConfig,
@@ -75,16 +87,31 @@ impl Leases {
         name: Option<&str>,
         endpoint: &EndpointConfig,
     ) -> Result<(Lease, bool), IpamError> {
-        let used: BTreeSet<Ipv4Addr> = self
-            .leases
-            .iter()
-            .filter(|(id, _)| id.as_str() != container_id)
-            .map(|(_, l)| l.address)
-            .collect();
+        let others = || {
+            self.leases
+                .iter()
+                .filter(|(id, _)| id.as_str() != container_id)
+                .map(|(_, l)| l)
+        };
+        let used: BTreeSet<Ipv4Addr> = others().map(|l| l.address).collect();
+        let used6: BTreeSet<Ipv6Addr> = others().filter_map(|l| l.address6).collect();
+        let macs: BTreeSet<String> = others().map(|l| l.mac.clone()).collect();
         let pinned = match endpoint.ipv4_address {
             Some(address) => Some(check_pinned(network, address, &used)?),
             None => None,
         };
+        let pinned6 = match endpoint.ipv6_address {
+            Some(address) => Some(check_pinned6(network, address, &used6)?),
+            None => None,
+        };
+        if let Some(mac) = &endpoint.mac_address {
+            if macs.contains(mac) {
+                return Err(IpamError::MacTaken {
+                    mac: mac.clone(),
+                    network: network.name.clone(),
+                });
+            }
+        }
         if let Some(lease) = self.leases.get_mut(container_id) {
             if name.is_some() {
                 lease.name = name.map(str::to_string);
@@ -92,6 +119,14 @@ impl Leases {
             lease.aliases.clone_from(&endpoint.aliases);
             if let Some(address) = pinned {
                 lease.address = address;
+            }
+            if pinned6.is_some() {
+                lease.address6 = pinned6;
+            } else if lease.address6.is_none() && network.subnet6.is_some() {
+                lease.address6 = Some(free6(network, &used6)?);
+            }
+            if let Some(mac) = &endpoint.mac_address {
+                lease.mac.clone_from(mac);
             }
             return Ok((lease.clone(), false));
         }
@@ -104,16 +139,24 @@ impl Leases {
                 .find(|a| *a != network.gateway && !used.contains(a))
                 .ok_or_else(|| IpamError::Exhausted {
                     network: network.name.clone(),
-                    subnet: network.subnet,
+                    subnet: network.subnet.to_string(),
                 })?,
         };
-        let macs: BTreeSet<&str> = self.leases.values().map(|l| l.mac.as_str()).collect();
-        let mac = (0..)
-            .map(|attempt| mac_address(&network.id, container_id, attempt))
-            .find(|m| !macs.contains(m.as_str()))
-            .unwrap_or_default();
+        let address6 = match (pinned6, network.subnet6) {
+            (Some(a), _) => Some(a),
+            (None, Some(_)) => Some(free6(network, &used6)?),
+            (None, None) => None,
+        };
+        let mac = match &endpoint.mac_address {
+            Some(mac) => mac.clone(),
+            None => (0..)
+                .map(|attempt| mac_address(&network.id, container_id, attempt))
+                .find(|m| !macs.contains(m))
+                .unwrap_or_default(),
+        };
         let lease = Lease {
             address,
+            address6,
             mac,
             tap: tap_name(&network.id, container_id),
             name: name.map(str::to_string),
@@ -138,7 +181,7 @@ fn check_pinned(
     used: &BTreeSet<Ipv4Addr>,
 ) -> Result<Ipv4Addr, IpamError> {
     let unavailable = |reason| IpamError::Unavailable {
-        address,
+        address: address.into(),
         network: network.name.clone(),
         reason,
     };
@@ -147,6 +190,51 @@ fn check_pinned(
         return Err(unavailable("not a host address of its subnet"));
     }
     if address == network.gateway {
+        return Err(unavailable("it is the gateway"));
+    }
+    if used.contains(&address) {
+        return Err(unavailable("another container has it"));
+    }
+    Ok(address)
+}
+
+/// The lowest IPv6 address of `network`'s IPv6 subnet that is neither the subnet-router
+/// anycast address, nor the gateway, nor in `used`.
+fn free6(network: &NetworkConfig, used: &BTreeSet<Ipv6Addr>) -> Result<Ipv6Addr, IpamError> {
+    let exhausted = || IpamError::Exhausted {
+        network: network.name.clone(),
+        subnet: network.subnet6.map(|s| s.to_string()).unwrap_or_default(),
+    };
+    let subnet = network.subnet6.ok_or_else(exhausted)?;
+    let first = u128::from(subnet.network()) + 1;
+    let last = u128::from(subnet.broadcast());
+    // At most `used.len() + 2` candidates are looked at: the scan ends at the first gap.
+    (first..=last)
+        .map(Ipv6Addr::from)
+        .find(|a| Some(*a) != network.gateway6 && !used.contains(a))
+        .ok_or_else(exhausted)
+}
+
+/// `address` if a container may have it on `network`'s IPv6 subnet.
+fn check_pinned6(
+    network: &NetworkConfig,
+    address: Ipv6Addr,
+    used: &BTreeSet<Ipv6Addr>,
+) -> Result<Ipv6Addr, IpamError> {
+    let unavailable = |reason| IpamError::Unavailable {
+        address: address.into(),
+        network: network.name.clone(),
+        reason,
+    };
+    let Some(subnet) = network.subnet6 else {
+        return Err(unavailable(
+            "the network has no IPv6 (create it with --ipv6)",
+        ));
+    };
+    if !subnet.contains(&address) || address == subnet.network() {
+        return Err(unavailable("not a host address of its subnet"));
+    }
+    if Some(address) == network.gateway6 {
         return Err(unavailable("it is the gateway"));
     }
     if used.contains(&address) {
@@ -170,6 +258,8 @@ mod tests {
             mtu: 1500,
             created: String::new(),
             labels: Default::default(),
+            subnet6: None,
+            gateway6: None,
         }
     }
 
@@ -184,6 +274,7 @@ mod tests {
         let pin = |a: &str| EndpointConfig {
             aliases: vec!["db".into()],
             ipv4_address: Some(a.parse().unwrap()),
+            ..Default::default()
         };
         let (a, _) = l.allocate(&n, "a", None, &pin("10.0.0.5")).unwrap();
         assert_eq!(
@@ -229,6 +320,54 @@ mod tests {
         l.release("a");
         let (c, _) = l.allocate(&n, "c", None, &none()).unwrap();
         assert_eq!(c.address, Ipv4Addr::new(10, 0, 0, 2));
+    }
+
+    #[test]
+    fn ipv6_addresses_and_pinned_macs() {
+        let mut n = net("10.0.0.0/29", "10.0.0.1");
+        let v4_only = Leases::default()
+            .allocate(&n, "a", None, &none())
+            .unwrap()
+            .0;
+        assert_eq!(v4_only.address6, None);
+        n.subnet6 = Some("fd00:9::/126".parse().unwrap());
+        n.gateway6 = Some("fd00:9::1".parse().unwrap());
+        let mut l = Leases::default();
+        let (a, _) = l.allocate(&n, "a", None, &none()).unwrap();
+        assert_eq!(a.address6, Some("fd00:9::2".parse().unwrap()));
+        let pin6 = |a: &str| EndpointConfig {
+            ipv6_address: Some(a.parse().unwrap()),
+            mac_address: Some("02:00:00:00:00:07".into()),
+            ..Default::default()
+        };
+        for (addr, why) in [
+            ("fd00:9::2", "another"),
+            ("fd00:9::1", "gateway"),
+            ("fd00:9::", "host address"),
+            ("fd00:8::3", "host address"),
+        ] {
+            let err = l.allocate(&n, "b", None, &pin6(addr)).unwrap_err();
+            assert!(err.to_string().contains(why), "{addr}: {err}");
+        }
+        let (b, _) = l.allocate(&n, "b", None, &pin6("fd00:9::3")).unwrap();
+        assert_eq!(
+            (b.address6, b.mac.as_str()),
+            (Some("fd00:9::3".parse().unwrap()), "02:00:00:00:00:07")
+        );
+        let err = l.allocate(&n, "c", None, &pin6("fd00:9::3")).unwrap_err();
+        assert!(err.to_string().contains("another"), "{err}");
+        let mac_only = EndpointConfig {
+            mac_address: Some("02:00:00:00:00:07".into()),
+            ..Default::default()
+        };
+        let err = l.allocate(&n, "c", None, &mac_only).unwrap_err();
+        assert!(err.to_string().contains("MAC address"), "{err}");
+        // ::1 gateway, ::2 and ::3 taken: a /126 has nothing left.
+        let err = l.allocate(&n, "c", None, &none()).unwrap_err();
+        assert!(err.to_string().contains("no free address"), "{err}");
+        n.subnet6 = None;
+        let err = l.allocate(&n, "a", None, &pin6("fd00:9::2")).unwrap_err();
+        assert!(err.to_string().contains("--ipv6"), "{err}");
     }
 
     #[test]

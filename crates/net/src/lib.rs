@@ -29,8 +29,8 @@ mod store;
 mod tap;
 
 pub use config::{
-    validate_alias, EndpointConfig, NetworkConfig, NetworkSpec, BRIDGE_PREFIX, DEFAULT_NETWORK,
-    DEFAULT_SUBNET, DEFAULT_SUBNET_ENV, TAP_PREFIX,
+    validate_alias, validate_mac, EndpointConfig, NetworkConfig, NetworkSpec, BRIDGE_PREFIX,
+    DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV, TAP_PREFIX,
 };
 pub use firewall::{FirewallError, TABLE_FAMILY, TABLE_PREFIX};
 pub use hosts::{render_hosts, render_resolv_conf, HostEntry};
@@ -41,4 +41,4 @@ pub use session::{ContainerNetwork, PreparedNetwork, RunningNetwork, SessionErro
 pub use store::StoreError;
 pub use tap::{ScratchTap, TapError};
 
-pub use ipnet::Ipv4Net;
+pub use ipnet::{IpNet, Ipv4Net, Ipv6Net};

@@ -12,8 +12,8 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
-use ipnet::Ipv4Net;
-use rtnetlink::packet_route::address::AddressAttribute;
+use ipnet::{Ipv4Net, Ipv6Net};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec};
 
@@ -31,7 +31,7 @@ pub enum LinkError {
     CreateBridge(String, #[source] io::Error),
     /// Adding an address failed.
     #[error("cannot add address {1} to {0}")]
-    AddAddress(String, Ipv4Net, #[source] io::Error),
+    AddAddress(String, String, #[source] io::Error),
     /// Bringing a link up or attaching it to a bridge failed.
     #[error("cannot set up link {0}")]
     SetLink(String, #[source] io::Error),
@@ -154,12 +154,13 @@ pub fn list() -> Result<Vec<LinkInfo>, LinkError> {
 }
 
 /// Makes sure bridge `name` exists with MAC `mac`, is up, has `mtu` and carries `gateway`
-/// (e.g. 192.168.64.1/24). Idempotent.
+/// (e.g. 192.168.64.1/24) and, on an IPv6 network, `gateway6`. Idempotent.
 pub fn ensure_bridge(
     name: &str,
     mac: [u8; 6],
     mtu: u32,
     gateway: Ipv4Net,
+    gateway6: Option<Ipv6Net>,
 ) -> Result<(), LinkError> {
     let name = name.to_string();
     with_handle(|handle| async move {
@@ -199,7 +200,30 @@ pub fn ensure_bridge(
             {
                 let e = to_io(e);
                 if e.raw_os_error() != Some(libc::EEXIST) {
-                    return Err(LinkError::AddAddress(name.clone(), gateway, e));
+                    return Err(LinkError::AddAddress(name.clone(), gateway.to_string(), e));
+                }
+            }
+        }
+        if let Some(gateway6) = gateway6 {
+            // A host with IPv6 off by default (`disable_ipv6` in `default`) hands that to new
+            // links; the bridge of an IPv6 network needs it on.
+            let sysctl = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+            if std::fs::read_to_string(&sysctl).is_ok_and(|v| v.trim() != "0") {
+                std::fs::write(&sysctl, b"0")
+                    .map_err(|e| LinkError::AddAddress(name.clone(), gateway6.to_string(), e))?;
+            }
+            // No duplicate address detection: the address is ours by construction, and while
+            // DAD runs (a second or more) the kernel will not use it, so the first packets a
+            // container sends to its gateway would go unanswered.
+            let mut request =
+                handle
+                    .address()
+                    .add(index, IpAddr::V6(gateway6.addr()), gateway6.prefix_len());
+            request.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+            if let Err(e) = request.execute().await {
+                let e = to_io(e);
+                if e.raw_os_error() != Some(libc::EEXIST) {
+                    return Err(LinkError::AddAddress(name.clone(), gateway6.to_string(), e));
                 }
             }
         }

@@ -12,16 +12,16 @@
 //! - our nf_tables table always holds exactly the rules for the bridges that exist.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::config::{
-    bridge_mac, bridge_name, new_network_id, resolve_gateway, validate_name, ConfigError,
-    EndpointConfig, NetworkConfig, NetworkSpec, DEFAULT_MTU, DEFAULT_NETWORK, DEFAULT_SUBNET,
-    DEFAULT_SUBNET_ENV,
+    bridge_mac, bridge_name, new_network_id, random_ula_subnet, resolve_gateway, resolve_gateway6,
+    validate_name, ConfigError, EndpointConfig, NetworkConfig, NetworkSpec, DEFAULT_MTU,
+    DEFAULT_NETWORK, DEFAULT_SUBNET, DEFAULT_SUBNET_ENV,
 };
 use crate::dns::{host_upstreams, DnsError, DnsResponder};
 use crate::hosts::HostEntry;
@@ -74,7 +74,7 @@ pub enum NetworkError {
     #[error("subnet {subnet} overlaps {other}")]
     Overlap {
         /// Requested subnet.
-        subnet: Ipv4Net,
+        subnet: String,
         /// What it collides with.
         other: String,
     },
@@ -116,6 +116,9 @@ pub struct ContainerEntry {
     pub name: Option<String>,
     /// Address with prefix.
     pub address: Ipv4Net,
+    /// IPv6 address with prefix, on an IPv6 network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Net>,
     /// MAC address.
     pub mac: String,
     /// Whether its tap currently exists.
@@ -139,6 +142,12 @@ pub struct Attachment {
     pub address: Ipv4Net,
     /// Default gateway for the guest.
     pub gateway: Ipv4Addr,
+    /// Guest IPv6 address and prefix, on an IPv6 network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<Ipv6Net>,
+    /// IPv6 default gateway for the guest, on an IPv6 network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     /// MTU for the guest interface.
     pub mtu: u32,
     /// Name servers for the guest's /etc/resolv.conf: the gateway, where the container's
@@ -238,7 +247,10 @@ impl Networks {
                 // Syntax first (host bits, size, gateway), then collisions.
                 resolve_gateway(subnet, spec.gateway)?;
                 if let Some(other) = taken(subnet) {
-                    return Err(NetworkError::Overlap { subnet, other });
+                    return Err(NetworkError::Overlap {
+                        subnet: subnet.to_string(),
+                        other,
+                    });
                 }
                 subnet
             }
@@ -248,6 +260,7 @@ impl Networks {
                 .ok_or(NetworkError::NoFreeSubnet)?,
         };
         let gateway = resolve_gateway(subnet, spec.gateway)?;
+        let (subnet6, gateway6) = self.define6(spec, &others)?;
         let id = new_network_id();
         let config = NetworkConfig {
             name: spec.name.clone(),
@@ -259,9 +272,53 @@ impl Networks {
             mtu: DEFAULT_MTU,
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             labels: spec.labels.clone(),
+            subnet6,
+            gateway6,
         };
         self.store.write_network(lock, &config)?;
         Ok(config)
+    }
+
+    /// The IPv6 subnet and gateway of a new network: none unless `spec` asks for IPv6; its
+    /// subnet when given (refused when it overlaps another network's), else a random unique
+    /// local /64.
+    fn define6(
+        &self,
+        spec: &NetworkSpec,
+        others: &[NetworkConfig],
+    ) -> Result<(Option<Ipv6Net>, Option<Ipv6Addr>), NetworkError> {
+        if !spec.ipv6 && spec.subnet6.is_none() {
+            if spec.gateway6.is_some() {
+                return Err(ConfigError::Gateway6WithoutIpv6.into());
+            }
+            return Ok((None, None));
+        }
+        let taken = |subnet: Ipv6Net| {
+            others
+                .iter()
+                .filter_map(|n| n.subnet6.map(|s| (n, s)))
+                .find(|(_, s)| s.contains(&subnet.network()) || subnet.contains(&s.network()))
+                .map(|(n, s)| format!("network {} ({s})", n.name))
+        };
+        let subnet = match spec.subnet6 {
+            Some(subnet) => {
+                resolve_gateway6(subnet, spec.gateway6)?;
+                if let Some(other) = taken(subnet) {
+                    return Err(NetworkError::Overlap {
+                        subnet: subnet.to_string(),
+                        other,
+                    });
+                }
+                subnet
+            }
+            // 40 random bits: a collision is as good as impossible, but cheap to step past.
+            None => std::iter::repeat_with(random_ula_subnet)
+                .take(8)
+                .find(|s| taken(*s).is_none())
+                .ok_or(NetworkError::NoFreeSubnet)?,
+        };
+        let gateway = resolve_gateway6(subnet, spec.gateway6)?;
+        Ok((Some(subnet), Some(gateway)))
     }
 
     /// The definition of `name`, writing the default network's on first use.
@@ -300,7 +357,17 @@ impl Networks {
     fn materialize(&self, lock: &StoreLock, config: &NetworkConfig) -> Result<(), NetworkError> {
         let gateway = Ipv4Net::new(config.gateway, config.subnet.prefix_len())
             .map_err(|_| ConfigError::SubnetTooSmall(config.subnet))?;
-        link::ensure_bridge(&config.bridge, bridge_mac(&config.id), config.mtu, gateway)?;
+        let gateway6 = match (config.gateway6, config.subnet6) {
+            (Some(g), Some(s)) => Ipv6Net::new(g, s.prefix_len()).ok(),
+            _ => None,
+        };
+        link::ensure_bridge(
+            &config.bridge,
+            bridge_mac(&config.id),
+            config.mtu,
+            gateway,
+            gateway6,
+        )?;
         self.sync_firewall(lock)
     }
 
@@ -390,6 +457,7 @@ impl Networks {
                 id,
                 name: l.name,
                 address: Ipv4Net::new(l.address, prefix).unwrap_or_default(),
+                address6: with_prefix6(&config, l.address6),
                 mac: l.mac,
                 attached: l.attached,
             })
@@ -644,6 +712,7 @@ impl Networks {
                         name: name.clone(),
                         aliases: lease.aliases.clone(),
                         address: lease.address,
+                        address6: lease.address6,
                     });
                 }
             }
@@ -748,9 +817,16 @@ fn attachment(config: &NetworkConfig, lease: &Lease) -> Attachment {
         mac: lease.mac.clone(),
         address: Ipv4Net::new(lease.address, config.subnet.prefix_len()).unwrap_or_default(),
         gateway: config.gateway,
+        address6: with_prefix6(config, lease.address6),
+        gateway6: config.gateway6.filter(|_| lease.address6.is_some()),
         mtu: config.mtu,
         dns,
     }
+}
+
+/// `address` with the prefix length of `config`'s IPv6 subnet.
+fn with_prefix6(config: &NetworkConfig, address: Option<Ipv6Addr>) -> Option<Ipv6Net> {
+    Ipv6Net::new(address?, config.subnet6?.prefix_len()).ok()
 }
 
 fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {

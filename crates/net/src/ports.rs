@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -61,6 +61,11 @@ pub struct PortSpec {
     pub container_port: u16,
     /// tcp or udp.
     pub protocol: Protocol,
+    /// No host address was given: the port is published on IPv6's loopback `[::1]` as well,
+    /// on the same port (as docker publishes on `0.0.0.0` and `[::]`; our default stays the
+    /// loopback). Where the host has no IPv6 loopback, IPv4 alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loopback6: bool,
 }
 
 impl fmt::Display for PortSpec {
@@ -99,24 +104,25 @@ impl FromStr for PortSpec {
         };
         let port = |p: &str| p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
         let Some((host_part, container_port)) = rest.rsplit_once(':') else {
-            // A container port alone: any free host port on 127.0.0.1.
+            // A container port alone: any free host port on the loopback.
             return Ok(PortSpec {
                 host_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
                 host_port: 0,
                 container_port: port(rest)?,
                 protocol,
+                loopback6: true,
             });
         };
-        let (host_ip, host_port) = match host_part.rsplit_once(':') {
+        let (host_ip, host_port, loopback6) = match host_part.rsplit_once(':') {
             // "[::1]:8080" or "127.0.0.1:8080"
             Some((ip, port)) => {
                 let ip = ip
                     .strip_prefix('[')
                     .and_then(|i| i.strip_suffix(']'))
                     .unwrap_or(ip);
-                (ip.parse::<IpAddr>().map_err(|_| bad())?, port)
+                (ip.parse::<IpAddr>().map_err(|_| bad())?, port, false)
             }
-            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), host_part),
+            None => (IpAddr::V4(Ipv4Addr::LOCALHOST), host_part, true),
         };
         if host_part.is_empty() {
             return Err(bad());
@@ -130,6 +136,7 @@ impl FromStr for PortSpec {
             host_port,
             container_port: port(container_port)?,
             protocol,
+            loopback6,
         })
     }
 }
@@ -148,31 +155,72 @@ pub struct BoundPorts {
 }
 
 /// Binds every published port now, so a conflict is reported before anything else starts.
-/// Specs with host port 0 get the port the kernel chose (see [`BoundPorts::specs`]).
+/// Specs with host port 0 get the port the kernel chose (see [`BoundPorts::specs`]); a spec
+/// without a host address is bound on `127.0.0.1` and, where the host has an IPv6 loopback, on
+/// `[::1]` with the same port (two entries in [`BoundPorts::specs`]).
 pub fn bind(specs: &[PortSpec]) -> Result<BoundPorts, PortError> {
     let mut ports = Vec::new();
     for spec in specs {
-        let addr = SocketAddr::new(spec.host_ip, spec.host_port);
-        let err = |e| PortError::Bind(spec.to_string(), addr, spec.protocol, e);
-        let (socket, local) = match spec.protocol {
-            Protocol::Tcp => {
-                let l = std::net::TcpListener::bind(addr).map_err(err)?;
-                let local = l.local_addr().map_err(err)?;
-                (Socket::Tcp(l), local)
+        // A port the kernel picked for 127.0.0.1 may be taken on [::1]: pick again.
+        let mut attempts = if spec.host_port == 0 { 8 } else { 1 };
+        loop {
+            let (bound, socket) = bind_one(spec, spec.host_ip, spec.host_port)?;
+            if !spec.loopback6 {
+                ports.push((bound, socket));
+                break;
             }
-            Protocol::Udp => {
-                let s = std::net::UdpSocket::bind(addr).map_err(err)?;
-                let local = s.local_addr().map_err(err)?;
-                (Socket::Udp(s), local)
+            match bind_one(spec, Ipv6Addr::LOCALHOST.into(), bound.host_port) {
+                Ok((bound6, socket6)) => {
+                    ports.push((bound, socket));
+                    ports.push((bound6, socket6));
+                    break;
+                }
+                // No IPv6 on this host's loopback (disabled, or a namespace without it).
+                Err(PortError::Bind(.., e))
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                    ) =>
+                {
+                    ports.push((bound, socket));
+                    break;
+                }
+                Err(e) => {
+                    attempts -= 1;
+                    if attempts == 0 {
+                        return Err(e);
+                    }
+                }
             }
-        };
-        let bound = PortSpec {
-            host_port: local.port(),
-            ..*spec
-        };
-        ports.push((bound, socket));
+        }
     }
     Ok(BoundPorts { ports })
+}
+
+/// Binds `spec` on `ip:port`; returns the spec as bound (its own address and port, no longer
+/// standing for two addresses) and the socket.
+fn bind_one(spec: &PortSpec, ip: IpAddr, port: u16) -> Result<(PortSpec, Socket), PortError> {
+    let addr = SocketAddr::new(ip, port);
+    let err = |e| PortError::Bind(spec.to_string(), addr, spec.protocol, e);
+    let (socket, local) = match spec.protocol {
+        Protocol::Tcp => {
+            let l = std::net::TcpListener::bind(addr).map_err(err)?;
+            let local = l.local_addr().map_err(err)?;
+            (Socket::Tcp(l), local)
+        }
+        Protocol::Udp => {
+            let s = std::net::UdpSocket::bind(addr).map_err(err)?;
+            let local = s.local_addr().map_err(err)?;
+            (Socket::Udp(s), local)
+        }
+    };
+    let bound = PortSpec {
+        host_ip: ip,
+        host_port: local.port(),
+        loopback6: false,
+        ..*spec
+    };
+    Ok((bound, socket))
 }
 
 impl BoundPorts {
@@ -363,8 +411,11 @@ mod tests {
             (p.host_port, p.container_port, p.protocol),
             (53, 5353, Protocol::Udp)
         );
+        assert!("8080:80".parse::<PortSpec>().unwrap().loopback6);
+        assert!(!p.loopback6);
         let p: PortSpec = "[::1]:9000:90/tcp".parse().unwrap();
         assert_eq!(p.host_ip, "::1".parse::<IpAddr>().unwrap());
+        assert!(!p.loopback6);
         // No host port: the kernel picks one at bind time.
         let p: PortSpec = "80".parse().unwrap();
         assert_eq!((p.host_port, p.container_port), (0, 80));
@@ -403,7 +454,38 @@ mod tests {
         let any: PortSpec = "80".parse().unwrap();
         let bound = bind(&[any, any]).unwrap().specs();
         assert!(bound.iter().all(|s| s.host_port != 0), "{bound:?}");
-        assert_ne!(bound[0].host_port, bound[1].host_port);
+        let v4: Vec<u16> = bound
+            .iter()
+            .filter(|s| s.host_ip.is_ipv4())
+            .map(|s| s.host_port)
+            .collect();
+        assert_eq!(v4.len(), 2, "{bound:?}");
+        assert_ne!(v4[0], v4[1]);
+    }
+
+    #[test]
+    fn no_host_address_means_both_loopbacks_on_one_port() {
+        let has_ipv6_loopback = std::net::TcpListener::bind("[::1]:0").is_ok();
+        let any: PortSpec = "80".parse().unwrap();
+        let bound = bind(&[any]).unwrap().specs();
+        if !has_ipv6_loopback {
+            assert_eq!(bound.len(), 1, "{bound:?}");
+            return;
+        }
+        assert_eq!(bound.len(), 2, "{bound:?}");
+        assert_eq!(bound[0].host_ip, IpAddr::from(Ipv4Addr::LOCALHOST));
+        assert_eq!(bound[1].host_ip, IpAddr::from(Ipv6Addr::LOCALHOST));
+        assert_eq!(bound[0].host_port, bound[1].host_port);
+        assert!(bound.iter().all(|s| !s.loopback6));
+        // A port taken on [::1] alone is a conflict for an explicit port.
+        let taken = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let spec: PortSpec = format!("{port}:80").parse().unwrap();
+        let err = bind(&[spec]).unwrap_err();
+        assert!(err.to_string().contains(&format!("[::1]:{port}")), "{err}");
+        // An explicit address is that address alone.
+        let one: PortSpec = "127.0.0.1::80".parse().unwrap();
+        assert_eq!(bind(&[one]).unwrap().specs().len(), 1);
     }
 
     #[tokio::test]

@@ -203,6 +203,8 @@ mod tests {
             mtu: 1500,
             created: "now".into(),
             labels: [("k".to_string(), "v".to_string())].into(),
+            subnet6: None,
+            gateway6: None,
         };
         assert!(store.read_network(&lock, "n1").unwrap().is_none());
         store.write_network(&lock, &config).unwrap();

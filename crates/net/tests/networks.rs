@@ -128,6 +128,7 @@ fn networks_by_id_endpoints_and_leaving_one_network() {
             net::EndpointConfig {
                 aliases: vec!["db".into()],
                 ipv4_address: Some("10.212.0.77".parse().unwrap()),
+                ..Default::default()
             },
         )]
         .into();

@@ -319,13 +319,13 @@ pub struct EndpointSettings {
     /// Its prefix length.
     #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
-    /// No IPv6: empty.
+    /// IPv6 gateway (empty without IPv6).
     #[serde(rename = "IPv6Gateway")]
     pub ipv6_gateway: String,
-    /// No IPv6: empty.
+    /// IPv6 address (empty without IPv6).
     #[serde(rename = "GlobalIPv6Address")]
     pub global_ipv6_address: String,
-    /// No IPv6: 0.
+    /// Its prefix length (0 without IPv6).
     #[serde(rename = "GlobalIPv6PrefixLen")]
     pub global_ipv6_prefix_len: u8,
     /// MAC address.
@@ -347,6 +347,10 @@ pub struct Lease {
     pub mac: String,
     /// The network's id (empty for the rootless fallback).
     pub network_id: String,
+    /// IPv6 address with prefix, on an IPv6 network (else empty).
+    pub address6: String,
+    /// IPv6 gateway, on an IPv6 network (else empty).
+    pub gateway6: String,
 }
 
 impl Lease {
@@ -359,15 +363,24 @@ impl Lease {
             gateway: field("gateway"),
             mac: field("mac"),
             network_id: field("networkId"),
+            address6: field("ipv6Address"),
+            gateway6: field("ipv6Gateway"),
         }
     }
 
     fn endpoint(&self) -> EndpointSettings {
         let (ip, prefix) = self.address.split_once('/').unwrap_or((&self.address, ""));
+        let (ip6, prefix6) = self
+            .address6
+            .split_once('/')
+            .unwrap_or((&self.address6, ""));
         EndpointSettings {
             ip_address: ip.to_string(),
             ip_prefix_len: prefix.parse().unwrap_or(0),
             gateway: self.gateway.clone(),
+            global_ipv6_address: ip6.to_string(),
+            global_ipv6_prefix_len: prefix6.parse().unwrap_or(0),
+            ipv6_gateway: self.gateway6.clone(),
             mac_address: self.mac.clone(),
             ..Default::default()
         }
@@ -734,9 +747,18 @@ fn network_settings(r: &ContainerRecord, leases: &[Lease]) -> NetworkSettings {
             let mut aliases = configured.map(|c| c.aliases.clone()).unwrap_or_default();
             aliases.push(r.id.get(..12).unwrap_or(&r.id).to_string());
             e.aliases = Some(aliases);
-            e.ipam_config = configured
-                .and_then(|c| c.ipv4_address)
-                .map(|a| BTreeMap::from([("IPv4Address".to_string(), a.to_string())]));
+            let pinned: BTreeMap<String, String> = configured
+                .map(|c| {
+                    let v4 = c
+                        .ipv4_address
+                        .map(|a| ("IPv4Address".to_string(), a.to_string()));
+                    let v6 = c
+                        .ipv6_address
+                        .map(|a| ("IPv6Address".to_string(), a.to_string()));
+                    v4.into_iter().chain(v6).collect()
+                })
+                .unwrap_or_default();
+            e.ipam_config = (!pinned.is_empty()).then_some(pinned);
             if let Some(l) = lease.filter(|l| !l.network_id.is_empty()) {
                 e.network_id.clone_from(&l.network_id);
                 e.endpoint_id = endpoint_id(&l.network_id, &r.id);
@@ -831,7 +853,7 @@ mod tests {
                     "back".to_string(),
                     net::EndpointConfig {
                         aliases: vec!["api".into()],
-                        ipv4_address: None,
+                        ..Default::default()
                     },
                 )]
                 .into(),
@@ -919,6 +941,7 @@ mod tests {
                 gateway: "192.168.64.1".into(),
                 mac: "02:00:00:00:00:01".into(),
                 network_id: "n1".into(),
+                ..Default::default()
             },
             Lease {
                 network: "back".into(),
@@ -926,6 +949,8 @@ mod tests {
                 gateway: "10.61.0.1".into(),
                 mac: "02:00:00:00:00:02".into(),
                 network_id: "n2".into(),
+                address6: "fd00:61::3/64".into(),
+                gateway6: "fd00:61::1".into(),
             },
         ]
     }
@@ -1065,6 +1090,15 @@ mod tests {
                 &json!("02:00:00:00:00:02")
             )
         );
+        assert_eq!(
+            (
+                &back["GlobalIPv6Address"],
+                &back["GlobalIPv6PrefixLen"],
+                &back["IPv6Gateway"]
+            ),
+            (&json!("fd00:61::3"), &json!(64), &json!("fd00:61::1"))
+        );
+        assert_eq!(n["Networks"]["default"]["GlobalIPv6Address"], "");
         // Its aliases there, then its short id; the network's id and a stable endpoint id.
         let id = "ab".repeat(32);
         assert_eq!(back["Aliases"], json!(["api", &id[..12]]));
@@ -1192,6 +1226,7 @@ mod tests {
             gateway: "10.0.2.2".into(),
             mac: "52:54:00:12:34:56".into(),
             network_id: String::new(),
+            ..Default::default()
         }];
         let d = ContainerJson::new(&r, &user, Path::new("/l"), &|_| PathBuf::new());
         assert_eq!(d.network_settings.ip_address, "10.0.2.15");

@@ -672,6 +672,8 @@ mod tests {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
+                subnet6: None,
+                gateway6: None,
             },
             active: false,
             containers: Vec::new(),

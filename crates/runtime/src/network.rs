@@ -2,8 +2,8 @@
 //! through the runtime so that front ends depend on one crate.
 
 pub use net::{
-    EndpointConfig, Ipv4Net, NetworkConfig, NetworkError, NetworkInfo, NetworkSpec, Networks,
-    DEFAULT_NETWORK,
+    validate_mac, EndpointConfig, IpNet, Ipv4Net, Ipv6Net, NetworkConfig, NetworkError,
+    NetworkInfo, NetworkSpec, Networks, DEFAULT_NETWORK,
 };
 
 use crate::Runtime;

@@ -28,6 +28,8 @@ const IFA_LOCAL: u16 = 2;
 const RTA_OIF: u16 = 4;
 const RTA_GATEWAY: u16 = 5;
 const IFF_UP: u32 = 1;
+/// `IFA_F_NODAD` (if_addr.h): no duplicate address detection for the address.
+const IFA_F_NODAD: u8 = 0x02;
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3
@@ -128,11 +130,15 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], GuestError> {
     Ok(mac)
 }
 
-/// RTM_NEWADDR for `ip/prefix`.
+/// RTM_NEWADDR for `ip/prefix`. IPv6 addresses skip duplicate address detection: the host
+/// hands each address out once, and a tentative address (for a second or more) could not be
+/// used by the container's first connections.
 fn add_address(index: u32, ip: &IpAddr, prefix: u8, seq: u32) -> Vec<u8> {
     let mut m = Msg::new(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, seq);
+    let flags = if ip.is_ipv6() { IFA_F_NODAD } else { 0 };
     // ifaddrmsg: family, prefixlen, flags, scope, index
-    m.raw(&[family(ip), prefix, 0, 0]).raw(&index.to_ne_bytes());
+    m.raw(&[family(ip), prefix, flags, 0])
+        .raw(&index.to_ne_bytes());
     let b = ip_bytes(ip);
     m.attr(IFA_LOCAL, &b).attr(IFA_ADDRESS, &b);
     m.finish()
@@ -253,13 +259,14 @@ pub fn setup(i: &Interface) -> Result<(), GuestError> {
         .iter()
         .map(|a| parse_cidr(a))
         .collect::<Result<Vec<_>, _>>()?;
-    let gw = match &i.gateway {
-        Some(g) => Some(
+    let gateways = [&i.gateway, &i.gateway6]
+        .into_iter()
+        .flatten()
+        .map(|g| {
             g.parse::<IpAddr>()
-                .map_err(|_| GuestError::InvalidArgument(format!("invalid gateway {g:?}")))?,
-        ),
-        None => None,
-    };
+                .map_err(|_| GuestError::InvalidArgument(format!("invalid gateway {g:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if let Some(mtu) = i.mtu {
         if !(68..=65535).contains(&mtu) {
             return Err(GuestError::InvalidArgument(format!("invalid MTU {mtu}")));
@@ -289,7 +296,7 @@ pub fn setup(i: &Interface) -> Result<(), GuestError> {
             _ => {}
         }
     }
-    if let Some(gw) = gw {
+    for gw in gateways {
         let seq = nl.next_seq();
         nl.request(&default_route(index, &gw, seq))
             .map_err(|e| GuestError::sys(format!("add default route via {gw}"), e))?;
@@ -303,6 +310,7 @@ pub fn loopback_up() -> Result<(), GuestError> {
         name: "lo".into(),
         addresses: vec![],
         gateway: None,
+        gateway6: None,
         mtu: None,
         mac: None,
     })
@@ -324,6 +332,11 @@ mod tests {
         assert_eq!(&m[16..20], &[libc::AF_INET as u8, 16, 0, 0]);
         assert_eq!(u32::from_ne_bytes(m[20..24].try_into().unwrap()), 7);
         assert_eq!(&m[24..32], &[8, 0, 2, 0, 10, 88, 0, 2]);
+        // IPv6: no duplicate address detection, 20-byte attributes.
+        let ip6: IpAddr = "fd00::2".parse().unwrap();
+        let m = add_address(7, &ip6, 64, 43);
+        assert_eq!(m.len(), 16 + 8 + 20 + 20);
+        assert_eq!(&m[16..20], &[libc::AF_INET6 as u8, 64, IFA_F_NODAD, 0]);
     }
 
     #[test]
@@ -398,6 +411,7 @@ mod tests {
                     name: "d0".into(),
                     addresses: vec!["10.99.0.2/24".into(), "fd00:99::2/64".into()],
                     gateway: Some("10.99.0.1".into()),
+                    gateway6: None,
                     mtu: Some(1400),
                     mac: Some("02:42:0a:63:00:02".into()),
                 })
@@ -407,6 +421,7 @@ mod tests {
                     name: "d0".into(),
                     addresses: vec![],
                     gateway: None,
+                    gateway6: None,
                     mtu: None,
                     mac: Some("02:42:0a:63:00".into()),
                 };

@@ -193,6 +193,7 @@ fn eth0(mac: &str) -> Interface {
         name: "eth0".into(),
         addresses: vec!["10.0.2.15/24".into()],
         gateway: None,
+        gateway6: None,
         mtu: None,
         mac: Some(mac.into()),
     }

@@ -211,6 +211,7 @@ async fn boots_runs_a_container_and_shuts_down() {
         name: "eth0".into(),
         addresses: vec!["10.0.2.15/24".into()],
         gateway: Some("10.0.2.2".into()),
+        gateway6: None,
         mtu: Some(1400),
         mac: None,
     })
@@ -220,6 +221,7 @@ async fn boots_runs_a_container_and_shuts_down() {
         name: "eth9".into(),
         addresses: vec![],
         gateway: None,
+        gateway6: None,
         mtu: None,
         mac: None,
     };

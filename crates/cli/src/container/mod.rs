@@ -199,9 +199,19 @@ pub struct CreateFlags {
     #[arg(long)]
     pub no_template: bool,
     /// Connect to this network (repeatable: eth0, eth1, ...; `none`: loopback only;
-    /// default: the default network).
-    #[arg(long = "network", value_name = "NAME")]
+    /// default: the default network). NAME,alias=A,ip=IP,ip6=IP,mac=MAC sets the container's
+    /// names and addresses there.
+    #[arg(long = "network", value_name = "NAME[,KEY=VALUE…]")]
     pub network: Vec<String>,
+    /// The container's IPv4 address on its first network.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// The container's IPv6 address on its first network (created with --ipv6).
+    #[arg(long, value_name = "IP")]
+    pub ip6: Option<std::net::Ipv6Addr>,
+    /// The container's MAC address on its first network.
+    #[arg(long = "mac-address", value_name = "MAC")]
+    pub mac_address: Option<String>,
     /// Run in this pod's VM (`container pod create`), sharing its network and ports.
     #[arg(long, value_name = "POD")]
     pub pod: Option<String>,

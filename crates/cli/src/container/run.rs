@@ -96,6 +96,14 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         // First, so that an -e SSH_AUTH_SOCK of the user's wins.
         env.insert(0, var);
     }
+    let (networks, endpoints) = runtime::container::NetworkFlags {
+        networks: f.network.clone(),
+        aliases: f.network_alias.clone(),
+        ip: f.ip,
+        ip6: f.ip6,
+        mac: f.mac_address.clone(),
+    }
+    .resolve()?;
     Ok(ContainerOptions {
         name: f.name.clone(),
         image: f.image().to_string(),
@@ -123,8 +131,8 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         no_template: f.no_template,
         resources: f.resources.flags(),
         auto_remove: f.rm,
-        networks: f.network.clone(),
-        endpoints: runtime::container::aliases_on(&f.network, &f.network_alias),
+        networks,
+        endpoints,
         publish: f.publish.clone(),
         publish_all: f.publish_all,
         mounts,

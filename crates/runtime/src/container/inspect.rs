@@ -172,13 +172,19 @@ fn networks_of(nets: Option<&net::Networks>, r: &ContainerRecord) -> Vec<Value> 
         .iter()
         .filter_map(|name| attachments.iter().find(|a| &a.network == name))
         .map(|a| {
-            json!({
+            let mut v = json!({
                 "network": a.network,
                 "networkId": a.network_id,
                 "address": a.address.to_string(),
                 "gateway": a.gateway.to_string(),
                 "mac": a.mac,
-            })
+            });
+            if let (Some(address6), Some(map)) = (a.address6, v.as_object_mut()) {
+                map.insert("ipv6Address".into(), json!(address6.to_string()));
+                let gateway6 = a.gateway6.map(|g| g.to_string()).unwrap_or_default();
+                map.insert("ipv6Gateway".into(), json!(gateway6));
+            }
+            v
         })
         .collect()
 }

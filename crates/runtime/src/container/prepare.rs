@@ -2,6 +2,7 @@
 //! `ContainerCreate` body, a build step) to a [`CreateRequest`]. Every check that can fail runs
 //! here, before an image is pulled or a rootfs built where it can, so a bad flag costs nothing.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{ContainerError, CreateRequest};
@@ -399,31 +400,87 @@ fn volumes_from(
     Ok(out)
 }
 
-/// The endpoints that give a container `aliases` on each of the networks its `--network`
-/// values name (`networks`; none given: the default network), as docker's `--network-alias`.
-pub fn aliases_on(
-    networks: &[String],
-    aliases: &[String],
-) -> std::collections::BTreeMap<String, net::EndpointConfig> {
-    if aliases.is_empty() {
-        return Default::default();
-    }
-    let default = [net::DEFAULT_NETWORK.to_string()];
-    let names = if networks.is_empty() {
-        &default[..]
-    } else {
-        networks
-    };
-    names
-        .iter()
-        .map(|n| {
-            let endpoint = net::EndpointConfig {
-                aliases: aliases.to_vec(),
-                ipv4_address: None,
+/// A container's `--network` flags and what they ask of each network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkFlags {
+    /// `--network` values: `NAME` or `NAME,alias=A,ip=IP,ip6=IP,mac=MAC` (Apple's and
+    /// docker's long form; `none` alone for no network). Repeatable.
+    pub networks: Vec<String>,
+    /// `--network-alias`: names on every network of the flags (none given: the default one).
+    pub aliases: Vec<String>,
+    /// `--ip`: the IPv4 address on the first network.
+    pub ip: Option<std::net::Ipv4Addr>,
+    /// `--ip6`: the IPv6 address on the first network (an IPv6 network).
+    pub ip6: Option<std::net::Ipv6Addr>,
+    /// `--mac-address`: the MAC on the first network.
+    pub mac: Option<String>,
+}
+
+impl NetworkFlags {
+    /// The network names in order and the endpoint settings per network: `--network-alias`
+    /// on each network, `--ip`/`--ip6`/`--mac-address` on the first, then each value's own
+    /// `key=value` options. Unknown keys and malformed values are refused, naming them.
+    pub fn resolve(
+        &self,
+    ) -> Result<(Vec<String>, BTreeMap<String, net::EndpointConfig>), ContainerError> {
+        let bad = |v: &str, why: String| {
+            ContainerError::Endpoint(format!("invalid --network {v:?}: {why}"))
+        };
+        let mut names = Vec::new();
+        let mut endpoints: BTreeMap<String, net::EndpointConfig> = BTreeMap::new();
+        for value in &self.networks {
+            let mut parts = value.split(',');
+            let name = parts.next().unwrap_or_default().to_string();
+            let endpoint = endpoints.entry(name.clone()).or_default();
+            for option in parts {
+                let (key, val) = option
+                    .split_once('=')
+                    .ok_or_else(|| bad(value, format!("{option:?} is not KEY=VALUE")))?;
+                let unparsable = || bad(value, format!("invalid {key} {val:?}"));
+                match key {
+                    "alias" => endpoint.aliases.push(val.to_string()),
+                    "ip" => endpoint.ipv4_address = Some(val.parse().map_err(|_| unparsable())?),
+                    "ip6" => endpoint.ipv6_address = Some(val.parse().map_err(|_| unparsable())?),
+                    "mac" => endpoint.mac_address = Some(val.to_string()),
+                    _ => {
+                        return Err(bad(
+                            value,
+                            format!("unknown option {key:?} (alias, ip, ip6, mac)"),
+                        ))
+                    }
+                }
+            }
+            names.push(name);
+        }
+        let first = names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| net::DEFAULT_NETWORK.to_string());
+        let on_first = endpoints.entry(first.clone()).or_default();
+        if let Some(ip) = self.ip {
+            on_first.ipv4_address.get_or_insert(ip);
+        }
+        if let Some(ip6) = self.ip6 {
+            on_first.ipv6_address.get_or_insert(ip6);
+        }
+        if let Some(mac) = &self.mac {
+            on_first.mac_address.get_or_insert_with(|| mac.clone());
+        }
+        if !self.aliases.is_empty() {
+            let all = if names.is_empty() {
+                vec![first]
+            } else {
+                names.clone()
             };
-            (n.clone(), endpoint)
-        })
-        .collect()
+            for n in all {
+                let endpoint = endpoints.entry(n).or_default();
+                let given = std::mem::take(&mut endpoint.aliases);
+                endpoint.aliases = self.aliases.iter().cloned().chain(given).collect();
+            }
+        }
+        endpoints.retain(|_, e| *e != net::EndpointConfig::default());
+        Ok((names, endpoints))
+    }
 }
 
 /// `endpoints` if each is for one of `networks`, its aliases are DNS names and its fixed
@@ -457,6 +514,28 @@ pub(crate) fn check_endpoints(
             net::validate_alias(alias).map_err(net::NetworkError::from)?;
         }
         endpoint.aliases.dedup();
+        if let Some(mac) = &endpoint.mac_address {
+            endpoint.mac_address = Some(net::validate_mac(mac).map_err(net::NetworkError::from)?);
+        }
+        if let Some(address) = endpoint.ipv6_address {
+            let config = nets.resolve(&network)?;
+            let fits = config.subnet6.is_some_and(|s| {
+                s.contains(&address) && address != s.network() && Some(address) != config.gateway6
+            });
+            if !fits {
+                return Err(ContainerError::Endpoint(match config.subnet6 {
+                    Some(subnet) => format!(
+                        "address {address} is not a free host address of network {network} \
+                         ({subnet}, gateway {})",
+                        config.gateway6.map(|g| g.to_string()).unwrap_or_default()
+                    ),
+                    None => format!(
+                        "network {network} has no IPv6 (create it with --ipv6) for address \
+                         {address}"
+                    ),
+                }));
+            }
+        }
         if let Some(address) = endpoint.ipv4_address {
             let config = nets.resolve(&network)?;
             let subnet = config.subnet;
@@ -480,7 +559,8 @@ pub(crate) fn check_endpoints(
 }
 
 /// `given`, then with `all` the image's exposed ports none of them covers, each on a free host
-/// port of 127.0.0.1 (docker binds 0.0.0.0; our `-p` default is loopback, and `-P` follows it).
+/// port of the loopback, 127.0.0.1 and [::1] (docker binds 0.0.0.0 and [::]; our `-p` default
+/// is the loopback, and `-P` follows it).
 fn publish(mut given: Vec<PortSpec>, all: bool, exposed: &[(u16, Protocol)]) -> Vec<PortSpec> {
     if all {
         for &(port, protocol) in exposed {
@@ -493,6 +573,7 @@ fn publish(mut given: Vec<PortSpec>, all: bool, exposed: &[(u16, Protocol)]) -> 
                     host_port: 0,
                     container_port: port,
                     protocol,
+                    loopback6: true,
                 });
             }
         }
@@ -512,14 +593,50 @@ mod tests {
     use super::*;
 
     #[test]
-    fn aliases_go_to_the_given_networks_or_the_default_one() {
+    fn network_flags_give_names_and_endpoints() {
         let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(aliases_on(&v(&["a"]), &[]).is_empty());
-        let on_default = aliases_on(&[], &v(&["x"]));
+        let flags = |networks: &[&str], aliases: &[&str]| NetworkFlags {
+            networks: v(networks),
+            aliases: v(aliases),
+            ..Default::default()
+        };
+        let (names, e) = flags(&["a"], &[]).resolve().unwrap();
+        assert_eq!((names, e.is_empty()), (v(&["a"]), true));
+        let (names, on_default) = flags(&[], &["x"]).resolve().unwrap();
+        assert!(names.is_empty());
         assert_eq!(on_default[net::DEFAULT_NETWORK].aliases, ["x"]);
-        let two = aliases_on(&v(&["a", "b"]), &v(&["x", "y"]));
+        let (_, two) = flags(&["a", "b"], &["x", "y"]).resolve().unwrap();
         assert_eq!(two.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(two["b"].aliases, ["x", "y"]);
+        // The long form, and --ip/--ip6/--mac-address on the first network.
+        let mut f = flags(
+            &[
+                "lab,ip=10.1.0.9,alias=db,mac=02:00:00:00:00:09",
+                "v6,ip6=fd00::9",
+            ],
+            &["x"],
+        );
+        f.ip6 = Some("fd00:1::5".parse().unwrap());
+        let (names, e) = f.resolve().unwrap();
+        assert_eq!(names, v(&["lab", "v6"]));
+        assert_eq!(e["lab"].aliases, ["x", "db"]);
+        assert_eq!(e["lab"].ipv4_address, Some("10.1.0.9".parse().unwrap()));
+        assert_eq!(e["lab"].ipv6_address, Some("fd00:1::5".parse().unwrap()));
+        assert_eq!(e["lab"].mac_address.as_deref(), Some("02:00:00:00:00:09"));
+        assert_eq!(e["v6"].ipv6_address, Some("fd00::9".parse().unwrap()));
+        let mut ip_only = flags(&[], &[]);
+        ip_only.ip = Some("192.168.64.77".parse().unwrap());
+        let (_, e) = ip_only.resolve().unwrap();
+        assert!(e[net::DEFAULT_NETWORK].ipv4_address.is_some());
+        for (value, needle) in [
+            ("a,mtu=9000", "unknown option \"mtu\""),
+            ("a,ip=x", "invalid ip \"x\""),
+            ("a,ip6=10.0.0.1", "invalid ip6"),
+            ("a,alias", "not KEY=VALUE"),
+        ] {
+            let err = flags(&[value], &[]).resolve().unwrap_err().to_string();
+            assert!(err.contains(needle), "{value}: {err}");
+        }
     }
 
     #[test]

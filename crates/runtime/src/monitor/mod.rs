@@ -703,6 +703,8 @@ async fn start(
             mac: i.mac.clone(),
             address: i.address,
             gateway: i.gateway,
+            address6: None,
+            gateway6: None,
             mtu: i.mtu,
             dns: Vec::new(),
         }];

@@ -43,9 +43,19 @@ fn can_admin_network() -> bool {
 }
 
 /// The user-mode session: each published port checked (and a free one chosen for port 0) by
-/// binding it here first, then released for QEMU to bind.
+/// binding it here first, then released for QEMU to bind. QEMU's `hostfwd` takes IPv4 host
+/// addresses only, so the loopback default is 127.0.0.1 alone here.
 fn user_mode(record: &ContainerRecord) -> Result<NetSession, net::SessionError> {
-    let bound = net::ports::bind(&record.config.publish)?;
+    let ipv4: Vec<net::ports::PortSpec> = record
+        .config
+        .publish
+        .iter()
+        .map(|p| net::ports::PortSpec {
+            loopback6: false,
+            ..*p
+        })
+        .collect();
+    let bound = net::ports::bind(&ipv4)?;
     let ports = bound.specs();
     drop(bound);
     Ok(NetSession::User(user_attachment(), ports))
@@ -60,6 +70,8 @@ pub(crate) fn user_attachment() -> net::Attachment {
         mac: "52:54:00:12:34:56".into(),
         address: net::Ipv4Net::new_assert(USER_GUEST.into(), 24),
         gateway: USER_GATEWAY.into(),
+        address6: None,
+        gateway6: None,
         mtu: 1500,
         dns: vec![USER_DNS.into()],
     }
@@ -180,7 +192,10 @@ pub(crate) fn guest(
         if record.name != record.config.hostname {
             names.push(record.name.clone());
         }
-        hosts.push((first.address.addr().into(), names));
+        hosts.push((first.address.addr().into(), names.clone()));
+        if let Some(a6) = interfaces.iter().find_map(|a| a.address6) {
+            hosts.push((a6.addr().into(), names));
+        }
     }
     if !record.config.networks.is_empty() {
         let peers = net::Networks::open(store.root()).and_then(|n| n.hosts(&record.id));
@@ -189,6 +204,9 @@ pub(crate) fn guest(
                 for p in peers.into_iter().filter(|p| p.name != record.name) {
                     let mut names = vec![p.name];
                     names.extend(p.aliases);
+                    if let Some(a6) = p.address6 {
+                        hosts.push((a6.into(), names.clone()));
+                    }
                     hosts.push((p.address.into(), names));
                 }
             }

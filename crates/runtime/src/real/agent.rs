@@ -288,11 +288,21 @@ impl Guest for AgentGuest {
             return Ok(());
         }
         for (i, a) in network.interfaces.iter().enumerate() {
+            let mut addresses = vec![a.address.to_string()];
+            addresses.extend(a.address6.map(|a| a.to_string()));
             let iface = agent::Interface {
                 name: format!("eth{i}"),
-                addresses: vec![a.address.to_string()],
-                // One default route: through the first network.
+                addresses,
+                // One default route: through the first network; for IPv6, through the first
+                // IPv6 network.
                 gateway: (i == 0).then(|| a.gateway.to_string()),
+                gateway6: network
+                    .interfaces
+                    .iter()
+                    .position(|n| n.gateway6.is_some())
+                    .filter(|first| *first == i)
+                    .and(a.gateway6)
+                    .map(|g| g.to_string()),
                 mtu: Some(a.mtu),
                 mac: Some(a.mac.clone()),
             };
