@@ -1175,6 +1175,9 @@ fn docker_networks_volumes_and_network_aliases() {
             "10.77.0.0/24",
             "--gateway",
             "10.77.0.254",
+            "--ipv6",
+            "--subnet",
+            "fd00:77::/64",
             "front",
         ])
         .success()
@@ -1228,7 +1231,10 @@ fn docker_networks_volumes_and_network_aliases() {
             "{{.Name}} {{.Driver}} {{range .IPAM.Config}}{{.Subnet}} {{.Gateway}}{{end}} {{.Labels.tier}}",
         ])
         .success();
-    assert_eq!(doc.stdout, "front bridge 10.77.0.0/24 10.77.0.254 front\n");
+    assert_eq!(
+        doc.stdout,
+        "front bridge 10.77.0.0/24 10.77.0.254fd00:77::/64 fd00:77::1 front\n"
+    );
     let bridge = s
         .docker(&["network", "inspect", "bridge", "-f", "{{.Name}}"])
         .success();
@@ -1290,6 +1296,15 @@ fn docker_networks_volumes_and_network_aliases() {
             "web",
         ])
         .success();
+    let v6 = s
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.Networks.front.GlobalIPv6Address}}",
+            "web",
+        ])
+        .success();
+    assert_eq!(v6.stdout, "fd00:77::2\n");
     let web_id = s
         .docker(&["inspect", "-f", "{{.Id}}", "web"])
         .success()
@@ -1319,10 +1334,10 @@ fn docker_networks_volumes_and_network_aliases() {
             "inspect",
             "front",
             "-f",
-            "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}",
+            "{{range .Containers}}{{.Name}} {{.IPv4Address}} {{.IPv6Address}}{{end}}",
         ])
         .success();
-    assert_eq!(containers.stdout, format!("web {ip}/24\n"));
+    assert_eq!(containers.stdout, format!("web {ip}/24 fd00:77::2/64\n"));
 
     // A fixed address (docker's --ip: EndpointsConfig IPAMConfig), checked at create.
     s.docker(&[

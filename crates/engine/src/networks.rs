@@ -74,7 +74,7 @@ pub struct CreateBody {
     /// No egress.
     #[serde(deserialize_with = "nullable")]
     pub internal: bool,
-    /// IPv6: refused when true.
+    /// IPv6 as well (an IPv6 pool in `IPAM.Config`, else a random unique local /64).
     #[serde(rename = "EnableIPv6", deserialize_with = "nullable")]
     pub enable_ipv6: bool,
     /// Subnet and gateway.
@@ -93,7 +93,7 @@ pub struct Ipam {
     /// `default` (or empty) only.
     #[serde(deserialize_with = "nullable")]
     pub driver: String,
-    /// At most one IPv4 pool.
+    /// At most one IPv4 and one IPv6 pool.
     pub config: Option<Vec<IpamPool>>,
     /// IPAM driver options: refused when given.
     pub options: Option<BTreeMap<String, String>>,
@@ -140,15 +140,13 @@ pub fn spec(body: CreateBody) -> Result<NetworkSpec, ApiError> {
             body.driver
         )));
     }
-    if body.enable_ipv6 {
-        return Err(bad("IPv6 networks are not supported"));
-    }
     if body.options.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(bad("network driver options are not supported"));
     }
     let mut spec = NetworkSpec {
         name: body.name,
         internal: body.internal,
+        ipv6: body.enable_ipv6,
         labels: body.labels.unwrap_or_default(),
         ..Default::default()
     };
@@ -162,30 +160,48 @@ pub fn spec(body: CreateBody) -> Result<NetworkSpec, ApiError> {
     if ipam.options.as_ref().is_some_and(|o| !o.is_empty()) {
         return Err(bad("IPAM options are not supported"));
     }
-    let pools = ipam.config.unwrap_or_default();
-    if pools.len() > 1 {
-        return Err(bad("a network has one IPv4 subnet here"));
-    }
-    if let Some(pool) = pools.into_iter().next() {
+    for pool in ipam.config.unwrap_or_default() {
         if !pool.ip_range.is_empty() || pool.aux_address.is_some_and(|a| !a.is_empty()) {
             return Err(bad("IPRange and AuxAddress are not supported"));
         }
-        if !pool.subnet.is_empty() {
-            spec.subnet = Some(
-                pool.subnet
-                    .parse()
-                    .map_err(|_| bad(format!("invalid subnet {:?}", pool.subnet)))?,
-            );
-        }
-        if !pool.gateway.is_empty() {
-            if spec.subnet.is_none() {
-                return Err(bad("a gateway needs its subnet"));
+        let subnet = match pool.subnet.as_str() {
+            "" => None,
+            s => Some(
+                s.parse::<runtime::network::IpNet>()
+                    .map_err(|_| bad(format!("invalid subnet {s:?}")))?,
+            ),
+        };
+        let gateway = match pool.gateway.as_str() {
+            "" => None,
+            g => Some(
+                g.parse::<std::net::IpAddr>()
+                    .map_err(|_| bad(format!("invalid gateway {g:?}")))?,
+            ),
+        };
+        let one_per_family = || bad("a network has at most one IPv4 and one IPv6 subnet here");
+        match (subnet, gateway) {
+            (None, Some(_)) => return Err(bad("a gateway needs its subnet")),
+            (None, None) => {}
+            (Some(runtime::network::IpNet::V4(s)), g) => {
+                if spec.subnet.replace(s).is_some() {
+                    return Err(one_per_family());
+                }
+                spec.gateway = match g {
+                    None => None,
+                    Some(std::net::IpAddr::V4(g)) => Some(g),
+                    Some(g) => return Err(bad(format!("gateway {g} is not in subnet {s}"))),
+                };
             }
-            spec.gateway = Some(
-                pool.gateway
-                    .parse()
-                    .map_err(|_| bad(format!("invalid gateway {:?}", pool.gateway)))?,
-            );
+            (Some(runtime::network::IpNet::V6(s)), g) => {
+                if spec.subnet6.replace(s).is_some() {
+                    return Err(one_per_family());
+                }
+                spec.gateway6 = match g {
+                    None => None,
+                    Some(std::net::IpAddr::V6(g)) => Some(g),
+                    Some(g) => return Err(bad(format!("gateway {g} is not in subnet {s}"))),
+                };
+            }
         }
     }
     Ok(spec)
@@ -206,17 +222,21 @@ pub async fn create(engine: &Engine, mut req: Req) -> Answer {
 /// each container's name from the runtime's records (`names`: id → name).
 fn document(n: &NetworkInfo, containers: bool) -> Value {
     let c = &n.config;
+    let mut pools = vec![json!({"Subnet": c.subnet.to_string(), "Gateway": c.gateway.to_string()})];
+    if let (Some(s), Some(g)) = (c.subnet6, c.gateway6) {
+        pools.push(json!({"Subnet": s.to_string(), "Gateway": g.to_string()}));
+    }
     let mut doc = json!({
         "Name": c.name,
         "Id": c.id,
         "Created": c.created,
         "Scope": "local",
         "Driver": "bridge",
-        "EnableIPv6": false,
+        "EnableIPv6": c.subnet6.is_some(),
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [{"Subnet": c.subnet.to_string(), "Gateway": c.gateway.to_string()}],
+            "Config": pools,
         },
         "Internal": c.internal,
         "Attachable": true,
@@ -237,7 +257,7 @@ fn document(n: &NetworkInfo, containers: bool) -> Value {
                     "EndpointID": runtime::docker::endpoint_id(&c.id, &e.id),
                     "MacAddress": e.mac,
                     "IPv4Address": e.address.to_string(),
-                    "IPv6Address": "",
+                    "IPv6Address": e.address6.map(|a| a.to_string()).unwrap_or_default(),
                 });
                 (e.id.clone(), entry)
             })
@@ -389,9 +409,27 @@ mod tests {
         let s = parse(r#"{"Name":"n","Driver":null,"IPAM":null,"Options":null,"Labels":null}"#)
             .unwrap();
         assert!(s.subnet.is_none() && s.labels.is_empty());
+        // IPv6: a pool of each family, or EnableIPv6 alone (a random unique local /64).
+        let s = parse(
+            r#"{"Name":"v6","EnableIPv6":true,"IPAM":{"Config":[{"Subnet":"10.8.0.0/24"},
+                {"Subnet":"fd00:8::/64","Gateway":"fd00:8::fe"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.subnet.unwrap().to_string(), "10.8.0.0/24");
+        assert_eq!(s.subnet6.unwrap().to_string(), "fd00:8::/64");
+        assert_eq!(s.gateway6.unwrap().to_string(), "fd00:8::fe");
+        assert!(s.ipv6);
+        assert!(parse(r#"{"Name":"n","EnableIPv6":true}"#).unwrap().ipv6);
         for (body, word) in [
             (r#"{"Name":"n","Driver":"overlay"}"#, "overlay"),
-            (r#"{"Name":"n","EnableIPv6":true}"#, "IPv6"),
+            (
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"fd00::/64"},{"Subnet":"fd01::/64"}]}}"#,
+                "one IPv6",
+            ),
+            (
+                r#"{"Name":"n","IPAM":{"Config":[{"Subnet":"fd00::/64","Gateway":"10.0.0.1"}]}}"#,
+                "not in subnet",
+            ),
             (
                 r#"{"Name":"n","Options":{"com.docker.network.bridge.name":"x"}}"#,
                 "options",
