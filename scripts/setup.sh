@@ -16,7 +16,7 @@ APT_PACKAGES=(
     apache2-utils        # htpasswd, for registry auth tests
     iproute2 nftables    # networking (bridges, taps, NAT)
     libseccomp-dev libcap-ng-dev   # to build virtiofsd
-    debootstrap          # bench/ext4.sh builds a Debian rootfs layer
+    debootstrap          # the scenario tests' Debian image (testkit::debian), bench/ext4.sh's rootfs layer
     iperf3               # bench/net-throughput.sh (inside the test containers and on the host)
     buildah              # the oracle `container build` is compared with (docs/build.md)
     # Real clients of `container system service` (the Docker API socket). Only their client

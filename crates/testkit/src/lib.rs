@@ -1,6 +1,7 @@
 //! Test set-up written once for every test binary of the workspace: where the guest kernel and
-//! the static vminitd are, a real registry, network namespaces, image fixtures, guests booted
-//! straight from the kernel package, and test binaries that re-run themselves as children.
+//! the static vminitd are, a real registry, network namespaces, image fixtures (and a cached
+//! debootstrap Debian image), guests booted straight from the kernel package, and test
+//! binaries that re-run themselves as children.
 //!
 //! Tests that need root, QEMU, a registry or network namespaces carry
 //! `#[cfg_attr(not(container_testenv), ignore = "…")]`: they are compiled (and linted) always, but
@@ -8,6 +9,7 @@
 //! user runs the tests that need nothing of the machine.
 
 pub mod child;
+pub mod debian;
 pub mod guest;
 pub mod images;
 pub mod netns;
