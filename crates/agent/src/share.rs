@@ -426,7 +426,11 @@ impl Mux {
             | Ok(Request::CopyOut(_))
             | Ok(Request::CopyIn(_))
             | Ok(Request::LayerOut(_))
-            | Ok(Request::LayerIn(_)) => Effect::Creates,
+            | Ok(Request::LayerIn(_))
+            // A relayed connection is a copy helper of the member's (a pod member's socket
+            // binds and published sockets).
+            | Ok(Request::SocketAccept(_))
+            | Ok(Request::SocketConnect(_)) => Effect::Creates,
             Ok(Request::Delete(r)) => Effect::Deletes(r.handle),
             _ => Effect::None,
         };

@@ -282,3 +282,101 @@ fn a_container_socket_is_published_on_the_host() {
     ])
     .fails_with("does not exist");
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn pod_members_relay_sockets_both_ways() {
+    let agent = HostAgent::start();
+    HostAgent::ssh_add(&agent.socket, &[&agent.key]).success();
+    let env = env("podsock");
+    env.run(&["pod", "create", "sp"]).success();
+    // A host socket bound into a member, twice: its listener in the pod's VM is closed when
+    // the member ends, so the next run of the same container can listen again.
+    let bind = format!("{}:/tmp/a.sock", agent.socket.display());
+    env.run(&[
+        "create",
+        "--pod",
+        "sp",
+        "--name",
+        "client",
+        "-v",
+        &bind,
+        IMAGE,
+        "sh",
+        "-c",
+        "SSH_AUTH_SOCK=/tmp/a.sock ssh-add -l",
+    ])
+    .success();
+    for _ in 0..2 {
+        let r = env.run(&["start", "-a", "client"]).success();
+        assert!(r.stdout.contains(COMMENT), "{r:?}");
+    }
+    // A member's socket published on the host, removed when the member stops while the pod
+    // runs on.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let published = dir.path().join("member.sock");
+    let spec = format!("{}:/tmp/agent.sock", published.display());
+    env.run(&[
+        "run",
+        "-d",
+        "--pod",
+        "sp",
+        "--name",
+        "srv",
+        "--publish-socket",
+        &spec,
+        IMAGE,
+        "ssh-agent",
+        "-D",
+        "-a",
+        "/tmp/agent.sock",
+    ])
+    .success();
+    let listed = common::retry(|| {
+        let r = HostAgent::ssh_add(&published, &[Path::new("-l")]);
+        r.stdout.contains("no identities").then_some(r)
+    });
+    assert!(
+        listed.is_some(),
+        "no answer through {}",
+        published.display()
+    );
+    HostAgent::ssh_add(&published, &[&agent.key]).success();
+    let r = env
+        .run(&[
+            "exec",
+            "-e",
+            "SSH_AUTH_SOCK=/tmp/agent.sock",
+            "srv",
+            "ssh-add",
+            "-l",
+        ])
+        .success();
+    assert!(r.stdout.contains(COMMENT), "{r:?}");
+    env.run(&["stop", "-t", "1", "srv"]).success();
+    assert!(
+        !published.exists(),
+        "the published socket outlived its member"
+    );
+    // The pod's VM runs on, and the member's listener is gone from it: a new member with the
+    // same socket bind listens again.
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--pod",
+            "sp",
+            "-v",
+            &bind,
+            IMAGE,
+            "sh",
+            "-c",
+            "SSH_AUTH_SOCK=/tmp/a.sock ssh-add -l",
+        ])
+        .success();
+    assert!(r.stdout.contains(COMMENT), "{r:?}");
+    env.run(&["pod", "rm", "-f", "sp"]).success();
+}

@@ -263,6 +263,12 @@ pub trait Guest: Send + Sync {
     ) -> Result<String, GuestError> {
         Err(GuestError::Unsupported("relay unix sockets"))
     }
+    /// Closes listener `id` of [`Guest::listen_socket`]. A pod member's listeners live in a
+    /// VM that outlives its run, so they are closed when it ends (and before it listens
+    /// again, for a monitor that died).
+    async fn close_socket(&self, _id: &str) -> Result<(), GuestError> {
+        Ok(())
+    }
     /// Starts relaying the container's sockets: `inbound` pairs the listeners made by
     /// [`Guest::listen_socket`] with their host sockets, `publish` names the container's
     /// sockets to publish on the host. The relays stop when the result is dropped.

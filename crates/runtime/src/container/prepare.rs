@@ -337,18 +337,6 @@ fn join_pod(
     if opts.dns != DnsConfig::default() || !opts.extra_hosts.is_empty() {
         return refuse("--dns and --add-host");
     }
-    if !opts.publish_sockets.is_empty()
-        || opts
-            .mounts
-            .iter()
-            .any(|m| matches!(m, MountSpec::Socket { .. }))
-    {
-        return Err(ContainerError::Pod(crate::pod::PodError::Member(
-            "a container in a pod takes no socket binds or --publish-socket yet: give them to a \
-             container of its own"
-                .into(),
-        )));
-    }
     if opts
         .mounts
         .iter()

@@ -445,6 +445,15 @@ async fn tear_down(
     outcome: Outcome,
     claims: &mut Vec<crate::volume::Claim>,
 ) -> restart::Ended {
+    let guest = outcome.booted.as_ref().map(|b| b.guest.clone());
+    if let (Some(guest), Some(_)) = (guest, crate::pod::infra_of(record)) {
+        // The pod's VM goes on: the member's socket listeners in it end with the member.
+        for (listener, _) in mounts::inbound_sockets(&record.id, &record.config.mounts) {
+            if let Err(e) = guest.close_socket(&listener).await {
+                tracing::debug!("close socket listener {listener}: {e}");
+            }
+        }
+    }
     if let Some(mut booted) = outcome.booted {
         if disposable(record, claims) {
             booted.vm.kill().await;
@@ -563,7 +572,9 @@ async fn set_up_guest(
         .map_err(Fault::MountRootfs)?;
     tracing::debug!("root filesystem mounted");
     let mounts = if crate::pod::infra_of(record).is_some() {
-        mounts::member_mounts(source, &record.config.mounts)
+        mounts::member_mounts(guest, &record.id, source, &record.config.mounts)
+            .await
+            .map_err(Fault::MountVolumes)?
     } else {
         mounts::prepare(
             guest,

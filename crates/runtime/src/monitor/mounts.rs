@@ -123,16 +123,48 @@ pub fn inbound_sockets(id: &str, mounts: &[MountSpec]) -> Vec<(String, PathBuf)>
 
 /// A pod member's container mounts: its binds are directories of the pod's share, bound there
 /// on the host ([`crate::pod::attach_disks`]), `binds/<n>` under its directory `dir` in the
-/// guest; volumes are refused at create.
-pub fn member_mounts(dir: &str, mounts: &[MountSpec]) -> Vec<GuestMount> {
+/// guest; its socket binds are listeners of the pod's vminitd, as a container's of its own
+/// are (a listener left by a monitor that died is closed first); volumes are refused at
+/// create.
+pub async fn member_mounts(
+    guest: &dyn Guest,
+    id: &str,
+    dir: &str,
+    mounts: &[MountSpec],
+) -> Result<Vec<GuestMount>, GuestError> {
+    let mut sockets = inbound_sockets(id, mounts).into_iter();
+    let mut out = Vec::new();
+    for (m, bind_dir) in member_bind_dirs(dir, mounts) {
+        match m {
+            MountSpec::Socket { target, .. } => {
+                // `inbound_sockets` lists the sockets in mount order, one each.
+                if let Some((listener, host)) = sockets.next() {
+                    let _ = guest.close_socket(&listener).await;
+                    let source = guest.listen_socket(&listener, &host).await?;
+                    out.push(GuestMount {
+                        source,
+                        target: target.clone(),
+                        fstype: "bind".into(),
+                        options: vec!["bind".into()],
+                    });
+                }
+            }
+            m => out.push(container_mount(&m, &bind_dir)),
+        }
+    }
+    Ok(out)
+}
+
+/// Each of a member's mounts with the guest directory of its bind source (`binds/<n>` under
+/// `dir`, counting binds only). A file is bound as itself there (see `pod::bind_sources`), so
+/// the path is the file's, not a directory's with the name below it.
+fn member_bind_dirs(dir: &str, mounts: &[MountSpec]) -> Vec<(MountSpec, String)> {
     let mut bind = 0;
     mounts
         .iter()
         .map(|m| {
-            // A file is bound as itself there (see `pod::bind_sources`), so the path is the
-            // file's, not a directory's with the name below it.
             let source = format!("{dir}/binds/{bind}");
-            let m = &match m {
+            let m = match m {
                 MountSpec::Bind {
                     source,
                     target,
@@ -149,7 +181,7 @@ pub fn member_mounts(dir: &str, mounts: &[MountSpec]) -> Vec<GuestMount> {
             if matches!(m, MountSpec::Bind { .. }) {
                 bind += 1;
             }
-            container_mount(m, &source)
+            (m, source)
         })
         .collect()
 }
@@ -288,7 +320,10 @@ mod tests {
             },
             bind("/etc/hosts", Some("hosts")),
         ];
-        let m = member_mounts("/run/pod/abc", &mounts);
+        let m: Vec<GuestMount> = member_bind_dirs("/run/pod/abc", &mounts)
+            .iter()
+            .map(|(m, dir)| container_mount(m, dir))
+            .collect();
         assert_eq!(m[0].source, "/run/pod/abc/binds/0");
         assert_eq!(m[1].fstype, "tmpfs");
         assert_eq!(m[2].source, "/run/pod/abc/binds/1");

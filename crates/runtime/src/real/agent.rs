@@ -654,6 +654,10 @@ impl Guest for AgentGuest {
         Ok(agent::contract::guest_socket(id))
     }
 
+    async fn close_socket(&self, id: &str) -> Result<(), GuestError> {
+        self.client.socket_close(id).await.map_err(GuestError::from)
+    }
+
     fn relay_sockets(
         &self,
         inbound: Vec<(String, std::path::PathBuf)>,
