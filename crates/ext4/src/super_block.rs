@@ -60,6 +60,7 @@ pub(crate) struct Writer<'a> {
     pub dirs_per_group: &'a [u32],
     pub label: &'a str,
     pub journal_i_block: Option<[u8; 60]>,
+    pub data_mode: Option<crate::DataMode>,
 }
 
 fn put16(b: &mut [u8], off: usize, v: u16) {
@@ -216,7 +217,15 @@ impl Writer<'_> {
             put32(&mut sb, 0xEC + 4 * i as usize, seed.rotate_left(8 * i) ^ i);
         }
         sb[0xFC] = 0; // default hash: legacy
-        put32(&mut sb, 0x100, 0x000C); // default mount options: user_xattr, acl
+                      // Default mount options: user_xattr, acl, and the data mode in the EXT4_DEFM_JMODE
+                      // bits, which ext4_fill_super turns into data=… when the mount names none.
+        let jmode = match self.data_mode {
+            None => 0,
+            Some(crate::DataMode::Journal) => 0x20,
+            Some(crate::DataMode::Ordered) => 0x40,
+            Some(crate::DataMode::Writeback) => 0x60,
+        };
+        put32(&mut sb, 0x100, 0x000C | jmode);
         put32(&mut sb, 0x108, now); // mkfs time
         put16(&mut sb, 0x15C, 32); // min extra isize
         put16(&mut sb, 0x15E, 32); // want extra isize

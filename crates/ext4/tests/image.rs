@@ -96,6 +96,70 @@ fn empty_volume_of_given_size() {
     e2fsck_clean(&image);
 }
 
+/// `dumpe2fs -h` of an image.
+fn dumpe2fs(image: &std::path::Path) -> String {
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(image)
+        .output()
+        .expect("dumpe2fs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn journal_size_and_data_mode_are_what_was_asked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let image = tmp.path().join("vol");
+    let opts = ext4::FormatOptions {
+        journal: true,
+        journal_size: Some(32 << 20),
+        data_mode: Some(ext4::DataMode::Writeback),
+        lost_found: false,
+        ..Default::default()
+    };
+    ext4::format_empty(&image, 256 << 20, &opts).expect("format");
+    common::e2fsck_clean_but_lost_found(&image);
+    let text = dumpe2fs(&image);
+    assert!(text.contains("has_journal"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Total journal size:") && l.trim_end().ends_with(" 32M")),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("Default mount options:") && l.contains("journal_data_writeback")
+        ),
+        "{text}"
+    );
+
+    // The default size for 256 MiB (mke2fs's 16 MiB) and no data mode: the kernel's default.
+    let plain = tmp.path().join("plain");
+    let opts = ext4::FormatOptions {
+        journal: true,
+        ..Default::default()
+    };
+    ext4::format_empty(&plain, 256 << 20, &opts).expect("format");
+    let text = dumpe2fs(&plain);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Total journal size:") && l.trim_end().ends_with(" 16M")),
+        "{text}"
+    );
+    assert!(!text.contains("journal_data"), "{text}");
+
+    for (size, fs) in [(1 << 20, 256u64 << 20), (200 << 20, 256 << 20)] {
+        let opts = ext4::FormatOptions {
+            journal: true,
+            journal_size: Some(size),
+            ..Default::default()
+        };
+        let err = ext4::format_empty(&tmp.path().join("bad"), fs, &opts)
+            .expect_err("journal size out of bounds");
+        assert!(matches!(err, ext4::Ext4Error::JournalSize { .. }), "{err}");
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(container_testenv),

@@ -22,6 +22,31 @@ fn journal_blocks(total: u64) -> u64 {
     }
 }
 
+/// jbd2 refuses a journal under 1024 blocks; mke2fs makes none above 10 240 000 blocks.
+const JOURNAL_MIN_BLOCKS: u64 = 1024;
+const JOURNAL_MAX_BLOCKS: u64 = 10_240_000;
+
+/// Checks a requested journal size (bytes) against jbd2's bounds and, when the filesystem's
+/// size is fixed (`fs_blocks`), against half of it, as mke2fs does.
+pub(super) fn check_journal_size(size: u64, fs_blocks: Option<u64>) -> Result<(), Ext4Error> {
+    let blocks = size.div_ceil(BLOCK);
+    let refuse = |reason: String| Err(Ext4Error::JournalSize { size, reason });
+    if !(JOURNAL_MIN_BLOCKS..=JOURNAL_MAX_BLOCKS).contains(&blocks) {
+        return refuse(format!(
+            "must be {} MiB to {} MiB",
+            JOURNAL_MIN_BLOCKS * BLOCK >> 20,
+            JOURNAL_MAX_BLOCKS * BLOCK >> 20
+        ));
+    }
+    match fs_blocks {
+        Some(fs) if blocks > fs / 2 => refuse(format!(
+            "more than half of the {} byte filesystem",
+            fs * BLOCK
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// A size given in bytes, trimmed so the last group is not uselessly small.
 pub(super) fn fixed_geometry(size: u64) -> Result<u64, Ext4Error> {
     let mut blocks = size / BLOCK;
@@ -57,7 +82,9 @@ impl State {
             }
             let gdt = gdt_blocks(groups);
             let journal_blocks = if self.opts.journal {
-                journal_blocks(blocks)
+                self.opts
+                    .journal_size
+                    .map_or_else(|| journal_blocks(blocks), |b| b.div_ceil(BLOCK))
             } else {
                 0
             };

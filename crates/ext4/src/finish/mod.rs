@@ -20,7 +20,7 @@ use crate::layout::*;
 use crate::super_block::{self, Geometry};
 use crate::tree::{Body, Meta, Node, Time, Tree, ROOT};
 use crate::{Ext4Error, FormatOptions, Summary};
-use geometry::{fixed_geometry, MIN_BLOCKS, MIN_BLOCKS_JOURNAL};
+use geometry::{check_journal_size, fixed_geometry, MIN_BLOCKS, MIN_BLOCKS_JOURNAL};
 use inodes::{NodeWriter, Numbering, TableWriter, FIRST_INO};
 
 /// An image under construction.
@@ -69,6 +69,9 @@ impl State {
                 None,
             ),
         };
+        if let (true, Some(size)) = (opts.journal, opts.journal_size) {
+            check_journal_size(size, fixed)?;
+        }
         let name = output
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -191,6 +194,7 @@ impl State {
             dirs_per_group: &counts.dirs_per_group,
             label: self.opts.label.as_deref().unwrap_or(""),
             journal_i_block,
+            data_mode: self.opts.data_mode,
         };
         sb.write().map_err(Ext4Error::WriteImage)?;
 
