@@ -52,7 +52,8 @@ pub struct FormatArgs {
 /// Subcommands of `container system kernel`.
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
-    /// Set the guest kernel, from a Debian kernel package or a kernel binary.
+    /// Set the guest kernel, from a Debian kernel package, a kernel binary, or a kernel file
+    /// inside a tar archive.
     Set(SetArgs),
     /// Show the guest kernel VMs boot.
     Show(ShowArgs),
@@ -62,15 +63,23 @@ pub enum KernelCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["binary", "deb"])))]
 pub struct SetArgs {
-    /// A kernel image: a bzImage (vmlinuz) or an ELF vmlinux.
-    #[arg(long, value_name = "FILE")]
+    /// A kernel image: a bzImage (vmlinuz) or an ELF vmlinux; with --tar, the kernel's path
+    /// inside the archive.
+    #[arg(long, value_name = "PATH")]
     binary: Option<PathBuf>,
+    /// A tar archive (plain, gzip, xz or zstd) holding the kernel named by --binary.
+    #[arg(long, value_name = "FILE", requires = "binary")]
+    tar: Option<PathBuf>,
     /// The kernel's modules directory (lib/modules/<release>); only with --binary.
     #[arg(long, value_name = "DIR", requires = "binary")]
     modules: Option<PathBuf>,
     /// A Debian linux-image-*.deb: its vmlinuz and the modules it ships are installed.
-    #[arg(long, value_name = "FILE.deb", conflicts_with = "binary")]
+    #[arg(long, value_name = "FILE.deb", conflicts_with_all = ["binary", "tar"])]
     deb: Option<PathBuf>,
+    /// Install the kernel anew even when the store holds one of the same content (its
+    /// unpacked vmlinux and modules are replaced) instead of reusing that copy.
+    #[arg(long)]
+    force: bool,
 }
 
 /// Arguments of `container system kernel show`.
@@ -123,14 +132,24 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
             Ok(())
         }
         SystemCommand::Kernel(KernelCommand::Set(args)) => {
-            let kernel = match (&args.deb, &args.binary) {
-                (Some(deb), _) => store
+            let store = store.with_force(args.force);
+            let kernel = match (&args.deb, &args.binary, &args.tar) {
+                (Some(deb), _, _) => store
                     .set_from_deb(deb)
                     .with_context(|| format!("cannot set kernel from {}", deb.display()))?,
-                (None, Some(bin)) => store
+                (None, Some(member), Some(tar)) => store
+                    .set_from_tar(tar, &member.to_string_lossy(), args.modules.as_deref())
+                    .with_context(|| {
+                        format!(
+                            "cannot set kernel {} from {}",
+                            member.display(),
+                            tar.display()
+                        )
+                    })?,
+                (None, Some(bin), None) => store
                     .set_binary(bin, args.modules.as_deref())
                     .with_context(|| format!("cannot set kernel {}", bin.display()))?,
-                (None, None) => unreachable!("clap requires --binary or --deb"),
+                (None, None, _) => unreachable!("clap requires --binary or --deb"),
             };
             println!(
                 "guest kernel set: {} ({})",
@@ -156,10 +175,11 @@ fn short_id(k: &Kernel) -> &str {
 
 fn print_table(k: &Kernel) {
     let (how, from) = match &k.source {
-        KernelSource::Deb { path } => ("package", path),
-        KernelSource::Binary { path } => ("binary", path),
-        KernelSource::Override { path } => ("per-container", path),
-        KernelSource::Host { path } => ("host kernel (none set)", path),
+        KernelSource::Deb { path } => ("package".to_string(), path),
+        KernelSource::Binary { path } => ("binary".to_string(), path),
+        KernelSource::Tar { path, member } => (format!("{member} in tar archive"), path),
+        KernelSource::Override { path } => ("per-container".to_string(), path),
+        KernelSource::Host { path } => ("host kernel (none set)".to_string(), path),
     };
     let modules = k
         .modules_dir

@@ -71,6 +71,16 @@ pub enum KernelError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--tar` archive cannot be read.
+    #[error("cannot read kernel archive {path}")]
+    ReadTar {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The archive has no regular file (or link to one) at the path given.
+    #[error("no kernel file {member} in archive {path}")]
+    TarMember { path: PathBuf, member: String },
     /// The store's metadata cannot be read or written as JSON.
     #[error("cannot read or write kernel store metadata {path}")]
     Metadata {
@@ -88,6 +98,8 @@ pub enum KernelSource {
     Deb { path: PathBuf },
     /// A binary given to `system kernel set --binary`.
     Binary { path: PathBuf },
+    /// The file `member` of the tar archive `path` (`system kernel set --tar`).
+    Tar { path: PathBuf, member: String },
     /// A binary given per container (`-k`).
     Override { path: PathBuf },
     /// The host's own kernel (no kernel set).
@@ -128,6 +140,8 @@ struct Current {
 #[derive(Debug, Clone)]
 pub struct KernelStore {
     dir: PathBuf,
+    /// Install again over a stored entry of the same content instead of reusing it.
+    force: bool,
 }
 
 impl KernelStore {
@@ -135,7 +149,16 @@ impl KernelStore {
     pub fn new(root: &Path) -> Self {
         KernelStore {
             dir: root.join("kernels"),
+            force: false,
         }
+    }
+
+    /// With `force`, the `set_*` calls install anew even when the store holds an entry of the
+    /// same content (`system kernel set --force`): its vmlinux is unpacked and its modules are
+    /// copied again, so a damaged entry is repaired. Without it that entry is reused.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
     }
 
     /// The store directory.
@@ -165,7 +188,7 @@ impl KernelStore {
             })?;
             let final_dir = self.dir.join(&id);
             let source = KernelSource::Deb { path: deb.clone() };
-            if let Ok(mut k) = self.load(&id) {
+            if let Some(mut k) = self.reusable(&id) {
                 if k.vmlinux.is_file() && k.modules_dir.as_ref().is_some_and(|m| m.is_dir()) {
                     // Installed before: keep that copy (VMs may be reading its modules).
                     if k.source != source {
@@ -211,6 +234,40 @@ impl KernelStore {
                 path: absolute(image),
             },
         )?;
+        self.set_current(&kernel)?;
+        Ok(kernel)
+    }
+
+    /// Installs the kernel file `member` of the tar archive `tar` (plain, gzip, xz or zstd;
+    /// a symlink or hard link in the archive is followed) and makes it current, as Apple's
+    /// `container system kernel set --tar FILE --binary MEMBER`. `modules_dir` as in
+    /// [`KernelStore::set_binary`].
+    pub fn set_from_tar(
+        &self,
+        tar: &Path,
+        member: &str,
+        modules_dir: Option<&Path>,
+    ) -> Result<Kernel, KernelError> {
+        if let Some(m) = modules_dir {
+            if !m.is_dir() {
+                return Err(KernelError::NoModulesDir(m.to_path_buf()));
+            }
+        }
+        fs::create_dir_all(&self.dir).map_err(self.store_err(&self.dir))?;
+        let extracted = temp_sibling(&self.dir.join("tar-kernel"));
+        let result = (|| {
+            extract_tar_member(tar, member, &extracted)?;
+            self.import(
+                &extracted,
+                modules_dir.map(absolute),
+                KernelSource::Tar {
+                    path: absolute(tar),
+                    member: member.to_string(),
+                },
+            )
+        })();
+        let _ = fs::remove_file(&extracted);
+        let kernel = result?;
         self.set_current(&kernel)?;
         Ok(kernel)
     }
@@ -305,6 +362,11 @@ impl KernelStore {
         self.load(&cur.id).map(Some)
     }
 
+    /// The stored entry `id`, unless it is missing or `force` asks for a new install.
+    fn reusable(&self, id: &str) -> Option<Kernel> {
+        (!self.force).then(|| self.load(id).ok()).flatten()
+    }
+
     fn load(&self, id: &str) -> Result<Kernel, KernelError> {
         let path = self.dir.join(id).join("kernel.json");
         let bytes = fs::read(&path).map_err(|source| KernelError::Load {
@@ -336,7 +398,7 @@ impl KernelStore {
         };
         let id = sha256_file(image).map_err(read_err)?;
         let final_dir = self.dir.join(&id);
-        if let Ok(mut k) = self.load(&id) {
+        if let Some(mut k) = self.reusable(&id) {
             if k.vmlinux.is_file() {
                 // Same bytes as before: keep the cache, record how it was chosen this time.
                 if k.source != source || k.modules_dir != modules_dir {
@@ -379,6 +441,7 @@ impl KernelStore {
         let origin = match &source {
             KernelSource::Deb { path }
             | KernelSource::Binary { path }
+            | KernelSource::Tar { path, .. }
             | KernelSource::Override { path }
             | KernelSource::Host { path } => path.clone(),
         };
@@ -423,11 +486,12 @@ impl KernelStore {
     /// Moves a finished entry into place. Entries are named by content, so when another
     /// process installed the same one first (rename onto a non-empty directory fails), that
     /// complete entry is kept: VMs may already be reading it. Only an incomplete leftover
-    /// (no `kernel.json`) is replaced.
+    /// (no `kernel.json`) is replaced, or any entry with `force` (a running VM keeps the
+    /// files it opened).
     fn install_dir(&self, tmp: &Path, final_dir: &Path) -> Result<(), KernelError> {
         match fs::rename(tmp, final_dir) {
             Ok(()) => Ok(()),
-            Err(_) if final_dir.join("kernel.json").is_file() => Ok(()),
+            Err(_) if !self.force && final_dir.join("kernel.json").is_file() => Ok(()),
             Err(_) => {
                 let old = temp_sibling(final_dir);
                 fs::rename(final_dir, &old).map_err(self.store_err(final_dir))?;
@@ -436,6 +500,81 @@ impl KernelStore {
             }
         }
     }
+}
+
+/// A tar member's path as written in archives (`./a/b`, `/a/b` and `a//b` are `a/b`).
+fn normal_member(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    parts.join("/")
+}
+
+/// Writes the content of the archive's file `member` to `dest`, following links inside the
+/// archive (kernel tarballs name their kernel through a `vmlinux.container` symlink).
+fn extract_tar_member(tar: &Path, member: &str, dest: &Path) -> Result<(), KernelError> {
+    use std::io::Read;
+    let read_err = |source| KernelError::ReadTar {
+        path: tar.to_path_buf(),
+        source,
+    };
+    let missing = || KernelError::TarMember {
+        path: tar.to_path_buf(),
+        member: member.to_string(),
+    };
+    let mut wanted = normal_member(member);
+    // Each hop rereads the archive (a stream cannot seek back); eight hops end a link loop.
+    for _ in 0..8 {
+        let mut file = fs::File::open(tar).map_err(read_err)?;
+        let mut magic = [0u8; 6];
+        let n = file.read(&mut magic).map_err(read_err)?;
+        let file = fs::File::open(tar).map_err(read_err)?;
+        let stream: Box<dyn Read> = match &magic[..n] {
+            [0x1f, 0x8b, ..] => Box::new(flate2::read::GzDecoder::new(file)),
+            [0xfd, b'7', b'z', b'X', b'Z', 0] => Box::new(xz2::read::XzDecoder::new(file)),
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+                Box::new(zstd::stream::read::Decoder::new(file).map_err(read_err)?)
+            }
+            _ => Box::new(file),
+        };
+        let mut archive = tar::Archive::new(stream);
+        let mut next = None;
+        for entry in archive.entries().map_err(read_err)? {
+            let mut entry = entry.map_err(read_err)?;
+            let path = entry.path().map_err(read_err)?;
+            if normal_member(&path.to_string_lossy()) != wanted {
+                continue;
+            }
+            let kind = entry.header().entry_type();
+            if kind.is_file() {
+                let mut out = fs::File::create(dest).map_err(|source| KernelError::Store {
+                    path: dest.to_path_buf(),
+                    source,
+                })?;
+                std::io::copy(&mut entry, &mut out).map_err(read_err)?;
+                return Ok(());
+            }
+            let target = entry.link_name().map_err(read_err)?.ok_or_else(missing)?;
+            let target = target.to_string_lossy();
+            next = Some(if kind.is_symlink() && !target.starts_with('/') {
+                // Relative to the link's directory.
+                let dir = wanted.rsplit_once('/').map_or("", |(d, _)| d);
+                normal_member(&format!("{dir}/{target}"))
+            } else {
+                normal_member(&target)
+            });
+            break;
+        }
+        wanted = next.ok_or_else(missing)?;
+    }
+    Err(missing())
 }
 
 /// The host kernel's release (`uname -r`).
@@ -452,6 +591,67 @@ fn absolute(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tar_members_are_found_through_links_in_any_compression() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(6);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "./opt/k/vmlinux-6.1", &b"kernel"[..])
+            .unwrap();
+        for (name, kind, target) in [
+            (
+                "opt/k/vmlinux.container",
+                tar::EntryType::Symlink,
+                "vmlinux-6.1",
+            ),
+            ("opt/k/hard", tar::EntryType::Link, "./opt/k/vmlinux-6.1"),
+            ("loop", tar::EntryType::Symlink, "loop"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            b.append_link(&mut h, name, target).unwrap();
+        }
+        let plain = b.into_inner().unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let xz = xz2::read::XzEncoder::new(&plain[..], 1);
+        let xz: Vec<u8> = std::io::Read::bytes(xz).map(|b| b.unwrap()).collect();
+        let zst = zstd::encode_all(&plain[..], 1).unwrap();
+        let out = dir.path().join("out");
+        for (name, bytes) in [
+            ("t.tar", &plain),
+            ("t.tgz", &gz),
+            ("t.txz", &xz),
+            ("t.zst", &zst),
+        ] {
+            let tar = dir.path().join(name);
+            fs::write(&tar, bytes).unwrap();
+            for member in [
+                "opt/k/vmlinux.container",
+                "/opt/k/hard",
+                "opt/k/vmlinux-6.1",
+            ] {
+                let _ = fs::remove_file(&out);
+                extract_tar_member(&tar, member, &out).unwrap();
+                assert_eq!(fs::read(&out).unwrap(), b"kernel", "{name} {member}");
+            }
+            for member in ["opt/k/none", "loop", "opt/k"] {
+                assert!(
+                    matches!(
+                        extract_tar_member(&tar, member, &out),
+                        Err(KernelError::TarMember { .. })
+                    ),
+                    "{name} {member}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn set_from_deb_unpacks_vmlinux_and_modules() {
