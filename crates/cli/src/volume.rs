@@ -18,8 +18,12 @@ pub enum VolumeCommand {
         /// Volume name.
         name: String,
         /// Size with an optional K/M/G/T suffix (default 1G; the image file is sparse).
-        #[arg(long, value_name = "SIZE", value_parser = crate::output::parse_size)]
+        #[arg(short, long, value_name = "SIZE", value_parser = crate::output::parse_size)]
         size: Option<u64>,
+        /// A driver option (repeatable): journal=ordered|writeback|journal[:SIZE] sets the
+        /// data mode the guest mounts it with and the journal's size; size=SIZE as --size.
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse_opt)]
+        opts: Vec<(String, String)>,
         #[command(flatten)]
         labels: LabelFlags,
     },
@@ -35,12 +39,31 @@ pub enum VolumeCommand {
     Prune,
 }
 
+/// Splits `--opt KEY=VALUE`.
+fn parse_opt(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
 /// Runs one `container volume` subcommand.
 pub fn run(global: &GlobalOptions, cmd: VolumeCommand) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     match cmd {
-        VolumeCommand::Create { name, size, labels } => {
-            rt.volume_create(&name, size, labels.labels()?)?;
+        VolumeCommand::Create {
+            name,
+            size,
+            opts,
+            labels,
+        } => {
+            let mut options = std::collections::BTreeMap::new();
+            for (key, value) in opts {
+                if options.insert(key.clone(), value).is_some() {
+                    anyhow::bail!("volume option {key} is given twice");
+                }
+            }
+            rt.volume_create_with(&name, size, labels.labels()?, options)?;
             println!("{name}");
         }
         VolumeCommand::List(ListArgs {

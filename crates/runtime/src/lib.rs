@@ -35,6 +35,7 @@ pub mod real;
 pub mod resources;
 pub mod restart;
 pub mod rootfs;
+pub mod size;
 pub mod snapshot;
 pub mod sockets;
 pub mod spec;

@@ -3,7 +3,7 @@
 //! ```text
 //! <root>/volumes/
 //!   .lock                 serialises create / delete
-//!   NAME/volume.json      Volume (name, size, creation time), temp + fsync + rename
+//!   NAME/volume.json      Volume (name, size, options, creation time), temp + fsync + rename
 //!   NAME/disk.ext4        the filesystem image, attached to the VM as a virtio-blk disk
 //! ```
 //!
@@ -13,6 +13,7 @@
 //! never be mounted by two VMs at once, and `delete` uses the same lock to refuse a volume in
 //! use.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -43,6 +44,14 @@ pub enum VolumeError {
     /// The requested size is too small.
     #[error("volume size {0} is too small (minimum {MIN_SIZE} bytes)")]
     TooSmall(u64),
+    /// A `--opt KEY=VALUE` we do not know or cannot honour.
+    #[error("volume option {option}: {reason}")]
+    BadOption {
+        /// The option as given (`KEY=VALUE`).
+        option: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A running container holds the volume.
     #[error("volume {0} is in use by a running container")]
     InUse(String),
@@ -101,6 +110,49 @@ pub struct Volume {
     /// Its labels (`volume create --label`).
     #[serde(default)]
     pub labels: crate::labels::Labels,
+    /// The driver options it was made with (`volume create --opt KEY=VALUE`), as given.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// The keys `volume create --opt` takes (Apple's `container volume create`).
+pub const OPTION_KEYS: &str = "journal=ordered|writeback|journal[:SIZE], size=SIZE";
+
+/// What a volume's options ask of the formatter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VolumeOptions {
+    /// `size=SIZE`: the filesystem's size (the `--size` flag wins over it).
+    pub size: Option<u64>,
+    /// `journal=MODE`: the data mode the guest mounts the volume with.
+    pub data_mode: Option<ext4::DataMode>,
+    /// `journal=MODE:SIZE`: the jbd2 journal's size in bytes.
+    pub journal_size: Option<u64>,
+}
+
+impl VolumeOptions {
+    /// Reads `--opt` options; an unknown key or a bad value is an error, never ignored.
+    pub fn parse(options: &BTreeMap<String, String>) -> Result<VolumeOptions, VolumeError> {
+        let mut out = VolumeOptions::default();
+        for (key, value) in options {
+            let bad = |reason: String| VolumeError::BadOption {
+                option: format!("{key}={value}"),
+                reason,
+            };
+            match key.as_str() {
+                "size" => out.size = Some(crate::size::parse(value).map_err(bad)?),
+                "journal" => {
+                    let (mode, size) = match value.split_once(':') {
+                        Some((mode, size)) => (mode, Some(size)),
+                        None => (value.as_str(), None),
+                    };
+                    out.data_mode = Some(mode.parse().map_err(bad)?);
+                    out.journal_size = size.map(crate::size::parse).transpose().map_err(bad)?;
+                }
+                _ => return Err(bad(format!("unknown option (known: {OPTION_KEYS})"))),
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A fresh name for an anonymous volume: 64 hex digits, like a container id.
@@ -202,7 +254,20 @@ impl VolumeStore {
         size: u64,
         labels: crate::labels::Labels,
     ) -> Result<Volume, VolumeError> {
+        self.create_with(name, size, labels, BTreeMap::new())
+    }
+
+    /// [`VolumeStore::create`] with labels and `--opt` options (checked with
+    /// [`VolumeOptions::parse`]; their `size` is the caller's business).
+    pub fn create_with(
+        &self,
+        name: &str,
+        size: u64,
+        labels: crate::labels::Labels,
+        options: BTreeMap<String, String>,
+    ) -> Result<Volume, VolumeError> {
         Self::check_name(name)?;
+        let parsed = VolumeOptions::parse(&options)?;
         if size < MIN_SIZE {
             return Err(VolumeError::TooSmall(size));
         }
@@ -217,6 +282,10 @@ impl VolumeStore {
         let made = (|| {
             let opts = ext4::FormatOptions {
                 journal: true,
+                journal_size: parsed.journal_size,
+                // In the superblock rather than in the guest's mount options, as Apple's
+                // formatter does: the volume carries its mode to every mount of it.
+                data_mode: parsed.data_mode,
                 label: Some(name.chars().take(16).collect()),
                 // A new volume is empty, as docker's are: programs that refuse a non-empty
                 // directory (postgres's initdb) must accept it, and copy-up fills it.
@@ -238,6 +307,7 @@ impl VolumeStore {
                 mountpoint: dest.join("disk.ext4"),
                 created_at: Utc::now(),
                 labels,
+                options,
             };
             let json = serde_json::to_vec_pretty(&vol).unwrap_or_default();
             let meta = tmp.join("volume.json");
@@ -385,6 +455,60 @@ mod tests {
         store.remove("b").unwrap();
         assert!(matches!(store.get("b"), Err(VolumeError::NotFound(_))));
         assert!(matches!(store.remove("b"), Err(VolumeError::NotFound(_))));
+    }
+
+    #[test]
+    fn options_are_read_or_refused() {
+        let opts = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let o =
+            VolumeOptions::parse(&opts(&[("journal", "writeback:64m"), ("size", "1g")])).unwrap();
+        assert_eq!(o.data_mode, Some(ext4::DataMode::Writeback));
+        assert_eq!(o.journal_size, Some(64 << 20));
+        assert_eq!(o.size, Some(1 << 30));
+        let o = VolumeOptions::parse(&opts(&[("journal", "ordered")])).unwrap();
+        assert_eq!(
+            (o.data_mode, o.journal_size),
+            (Some(ext4::DataMode::Ordered), None)
+        );
+        for bad in [
+            ("journal", "none"),
+            ("journal", ""),
+            ("journal", "ordered:abc"),
+            ("journal", "ordered:128x"),
+            ("type", "tmpfs"),
+        ] {
+            let err = VolumeOptions::parse(&opts(&[bad])).unwrap_err();
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("volume option {}={}", bad.0, bad.1)),
+                "{err}"
+            );
+        }
+
+        let tmp = tempfile::tempdir().unwrap();
+        let store = VolumeStore::open(tmp.path()).unwrap();
+        let options = opts(&[("journal", "journal:8m")]);
+        let v = store
+            .create_with("j", 64 << 20, Default::default(), options.clone())
+            .unwrap();
+        assert_eq!(store.get("j").unwrap().options, options);
+        assert_eq!(v.options, options);
+        // A journal the formatter cannot make leaves no volume behind.
+        assert!(matches!(
+            store.create_with(
+                "k",
+                64 << 20,
+                Default::default(),
+                opts(&[("journal", "ordered:1m")])
+            ),
+            Err(VolumeError::Format { .. })
+        ));
+        assert!(matches!(store.get("k"), Err(VolumeError::NotFound(_))));
     }
 
     #[test]

