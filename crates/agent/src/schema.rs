@@ -187,6 +187,10 @@ pub struct Dns {
     /// `options` line entries, e.g. `ndots:2`.
     #[serde(default)]
     pub options: Vec<String>,
+    /// Leave each container's own `/etc/resolv.conf` (the image's) as it is; the other fields
+    /// are then ignored (`--no-dns`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_image: bool,
 }
 
 /// One `/etc/hosts` line.

@@ -187,6 +187,7 @@ pub fn run(global: &GlobalOptions, cmd: NetworkCommand) -> anyhow::Result<()> {
                 ipv4_address: ip,
                 ipv6_address: ip6,
                 mac_address: None,
+                mtu: None,
             };
             rt.container(&container)?
                 .connect_network(&network, endpoint)?;

@@ -42,7 +42,7 @@ pub struct CreateArgs {
     /// Publish a port of the pod on the host ([HOST_IP:]HOST_PORT:PORT[/tcp|/udp]; HOST_IP
     /// defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-    pub publish: Vec<runtime::container::PortSpec>,
+    pub publish: Vec<runtime::container::PortSpecs>,
     /// Connect the pod to this network (repeatable; `none`: loopback only; default: the
     /// default network).
     #[arg(long = "network", value_name = "NAME")]
@@ -111,7 +111,7 @@ pub fn run(global: &GlobalOptions, cmd: PodCommand) -> anyhow::Result<()> {
                     accel: a.accel.clone(),
                     resources: a.resources.flags(),
                     networks: a.network.clone(),
-                    publish: a.publish.clone(),
+                    publish: a.publish.iter().flat_map(|p| p.0.clone()).collect(),
                     hostname: a.hostname.clone(),
                     dns: DnsConfig {
                         servers: a.dns.clone(),

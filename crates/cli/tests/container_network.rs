@@ -540,6 +540,11 @@ fn ipv6_networks_addresses_names_and_both_loopbacks() {
         "v6",
         "-p",
         "18088:80",
+        // A range of ports, and a host range for one port (the first free one is taken).
+        "-p",
+        "127.0.0.1:18090-18091:80-81",
+        "-p",
+        "127.0.0.1:18095-18099:80",
         IMAGE,
     ])
     .success();
@@ -549,7 +554,7 @@ fn ipv6_networks_addresses_names_and_both_loopbacks() {
         "--name",
         "client",
         "--network",
-        "v6",
+        "v6,mtu=1400",
         "--ip6",
         "fd00:c0de:1::99",
         "--mac-address",
@@ -587,6 +592,7 @@ fn ipv6_networks_addresses_names_and_both_loopbacks() {
         .success()
         .stdout;
     assert!(link.contains("02:12:34:56:78:9a"), "{link}");
+    assert!(link.contains("mtu 1400"), "{link}");
     let route = env
         .run(&["exec", "client", "ip", "-6", "route"])
         .success()
@@ -640,6 +646,14 @@ fn ipv6_networks_addresses_names_and_both_loopbacks() {
         port.contains("127.0.0.1:18088") && port.contains("[::1]:18088"),
         "{port}"
     );
+    for line in [
+        "80/tcp -> 127.0.0.1:18090\n",
+        "81/tcp -> 127.0.0.1:18091\n",
+        "80/tcp -> 127.0.0.1:18095\n",
+    ] {
+        assert!(port.contains(line), "{line}: {port}");
+    }
+    assert_eq!(env.host_get("http://127.0.0.1:18095/"), PAGE);
     // IPv6 egress is masqueraded like IPv4.
     let rules = env.ns().exec("nft", &["list", "ruleset"]).1;
     assert!(rules.contains("ip6 saddr fd00:c0de:1::/64"), "{rules}");
@@ -656,7 +670,9 @@ fn ipv6_networks_addresses_names_and_both_loopbacks() {
     env.run(&["run", "--rm", "--ip6", "fd00:c0de:1::5", IMAGE, "true"])
         .fails_with("has no IPv6");
     env.run(&["run", "--rm", "--network", "v6,mtu=1", IMAGE, "true"])
-        .fails_with("unknown option \"mtu\"");
+        .fails_with("between 1280 and the network's 1500");
+    env.run(&["run", "--rm", "--network", "v6,speed=1", IMAGE, "true"])
+        .fails_with("unknown option \"speed\"");
     // network connect/disconnect (stopped containers) and prune.
     env.run(&["create", "--name", "later", "--network", "v6", IMAGE])
         .success();

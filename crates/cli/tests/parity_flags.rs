@@ -526,3 +526,57 @@ fn device_makes_the_guest_kernels_fuse_and_tun() {
     );
     env.run(&["rm", "dev"]).success();
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and a kernel: run scripts/test.sh"
+)]
+fn apples_uid_gid_dns_and_platform_flags() {
+    let env = Env::new(true);
+    let script = "id -u; id -g; grep -c ' /etc/resolv.conf ' /proc/mounts; \
+                  cat /etc/resolv.conf 2>/dev/null; true";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--uid",
+            "1234",
+            "--gid",
+            "99",
+            "--dns-domain",
+            "corp.test",
+            "--dns-search",
+            "b.test",
+            "--os",
+            "linux",
+            "--arch",
+            "x86_64",
+            // The image's WorkingDir is its user's, mode 0750.
+            "-w",
+            "/",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[..3], ["1234", "99", "1"], "{r:?}");
+    assert!(r.stdout.contains("search corp.test b.test\n"), "{r:?}");
+    // --no-dns: no resolv.conf of ours over the image's.
+    let r = env
+        .run(&["run", "--rm", "--no-dns", IMAGE, "sh", "-c", script])
+        .success();
+    assert_eq!(r.stdout.lines().nth(2), Some("0"), "{r:?}");
+    assert!(!r.stdout.contains("nameserver"), "{r:?}");
+    // What cannot be: refused before anything is made.
+    env.run(&["run", "--rm", "--gid", "5", IMAGE, "true"])
+        .fails_with("--uid");
+    env.run(&["run", "--rm", "--no-dns", "--dns", "1.1.1.1", IMAGE, "true"])
+        .fails_with("--no-dns");
+    env.run(&["run", "--rm", "--arch", "arm64", IMAGE, "true"])
+        .fails_with("arm64");
+    env.run(&["run", "--rm", "-u", "1", "--uid", "2", IMAGE, "true"])
+        .fails_with("--uid");
+}

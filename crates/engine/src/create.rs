@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use runtime::container::{parse_mount, parse_volume, PortSpec};
+use runtime::container::{parse_mount, parse_volume, PortSpecs};
 use runtime::network::DEFAULT_NETWORK;
 use runtime::spec::ProcessOptions;
 use runtime::ContainerOptions;
@@ -156,6 +156,7 @@ impl EndpointSettings {
             ipv4_address,
             ipv6_address,
             mac_address,
+            mtu: None,
         })
     }
 }
@@ -449,7 +450,8 @@ pub fn options(name: Option<String>, body: CreateBody) -> Result<ContainerOption
                 (ip, hp) if ip.contains(':') => format!("[{ip}]:{hp}:{cport}/{proto}"),
                 (ip, hp) => format!("{ip}:{hp}:{cport}/{proto}"),
             };
-            publish.push(text.parse::<PortSpec>().map_err(|e| bad(line(&e)))?);
+            // A HostPort range (`-p 8000-8010:80`) takes the first free port of it.
+            publish.extend(text.parse::<PortSpecs>().map_err(|e| bad(line(&e)))?.0);
         }
     }
     let restart = match h.restart_policy {

@@ -66,6 +66,9 @@ pub struct EndpointConfig {
     /// Its MAC address on the network (default: derived from network and container).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    /// Its interface's MTU, at most the network's (default: the network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
 }
 
 /// Checks a network alias: a DNS name (labels of letters, digits, `-` and `_`, joined by dots),

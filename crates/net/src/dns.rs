@@ -326,6 +326,7 @@ mod tests {
                 address6: None,
                 mac: "02:00:00:00:00:01".into(),
                 tap: "ctap0".into(),
+                mtu: None,
                 name: Some("web".into()),
                 aliases: vec!["www".into()],
                 attached: true,

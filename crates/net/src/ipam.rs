@@ -32,6 +32,9 @@ pub struct Lease {
     pub mac: String,
     /// Name of the host-side tap.
     pub tap: String,
+    /// The guest interface's MTU when the container asked for one below the network's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u32>,
     /// Container name, for name resolution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -128,6 +131,7 @@ impl Leases {
             if let Some(mac) = &endpoint.mac_address {
                 lease.mac.clone_from(mac);
             }
+            lease.mtu = endpoint.mtu;
             return Ok((lease.clone(), false));
         }
         let first = u32::from(network.subnet.network()) + 1;
@@ -159,6 +163,7 @@ impl Leases {
             address6,
             mac,
             tap: tap_name(&network.id, container_id),
+            mtu: endpoint.mtu,
             name: name.map(str::to_string),
             aliases: endpoint.aliases.clone(),
             attached: false,

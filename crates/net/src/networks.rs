@@ -819,7 +819,8 @@ fn attachment(config: &NetworkConfig, lease: &Lease) -> Attachment {
         gateway: config.gateway,
         address6: with_prefix6(config, lease.address6),
         gateway6: config.gateway6.filter(|_| lease.address6.is_some()),
-        mtu: config.mtu,
+        // Only ever lower than the network's: the tap and the bridge keep the network's.
+        mtu: lease.mtu.map_or(config.mtu, |m| m.min(config.mtu)),
         dns,
     }
 }

@@ -66,6 +66,116 @@ pub struct PortSpec {
     /// loopback). Where the host has no IPv6 loopback, IPv4 alone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub loopback6: bool,
+    /// The last port of a host range (`8000-8010:80`, docker's form): the first free port of
+    /// `host_port..=host_port_end` is taken at bind time. 0: no range.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port_end: u16,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
+/// One `-p` value, which may stand for several ports: docker's ranges
+/// (`8000-8002:8000-8002`, `8000-8010:80`, `80-82`, `127.0.0.1:8000-8001:80-81/udp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpecs(pub Vec<PortSpec>);
+
+impl FromStr for PortSpecs {
+    type Err = PortError;
+
+    fn from_str(text: &str) -> Result<Self, PortError> {
+        let bad = || PortError::Parse(text.to_string());
+        let (rest, proto) = match text.rsplit_once('/') {
+            Some((rest, p)) => (rest, Some(p)),
+            None => (text, None),
+        };
+        // The container part is what follows the last ':'; the host part may hold an IPv6
+        // address in brackets, whose colons are not separators.
+        let (host, container) = match rest.rsplit_once(':') {
+            Some((h, c)) => (Some(h), c),
+            None => (None, rest),
+        };
+        let range = |r: &str| -> Result<Option<(u16, u16)>, PortError> {
+            match r.split_once('-') {
+                None => Ok(None),
+                Some((a, b)) => {
+                    let (a, b) = (
+                        a.parse::<u16>().map_err(|_| bad())?,
+                        b.parse::<u16>().map_err(|_| bad())?,
+                    );
+                    if a == 0 || b < a {
+                        return Err(bad());
+                    }
+                    Ok(Some((a, b)))
+                }
+            }
+        };
+        let ctr_range = range(container)?;
+        let (host_prefix, host_port) = match host {
+            Some(h) => match h.rsplit_once(':') {
+                Some((ip, port)) => (Some(ip), port),
+                None => (None, h),
+            },
+            None => (None, ""),
+        };
+        let host_range = range(host_port)?;
+        if ctr_range.is_none() && host_range.is_none() {
+            return text.parse::<PortSpec>().map(|p| PortSpecs(vec![p]));
+        }
+        // Each single spec is parsed by `PortSpec` itself, so addresses and protocols follow
+        // one rule.
+        let single = |host_port: String, container_port: u16| -> Result<PortSpec, PortError> {
+            let mut s = String::new();
+            if let Some(ip) = host_prefix {
+                s.push_str(ip);
+                s.push(':');
+            }
+            if host.is_some() {
+                s.push_str(&host_port);
+                s.push(':');
+            }
+            s.push_str(&container_port.to_string());
+            if let Some(p) = proto {
+                s.push('/');
+                s.push_str(p);
+            }
+            s.parse::<PortSpec>().map_err(|_| bad())
+        };
+        let specs = match (host_range, ctr_range) {
+            (Some((h0, h1)), Some((c0, c1))) => {
+                if h1 - h0 != c1 - c0 {
+                    return Err(PortError::Parse(format!(
+                        "{text}: the host range and the container range differ in size"
+                    )));
+                }
+                (c0..=c1)
+                    .zip(h0..=h1)
+                    .map(|(c, h)| single(h.to_string(), c))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            // A host range for one container port: the first free port of the range.
+            (Some((h0, h1)), None) => {
+                let c = container.parse::<u16>().map_err(|_| bad())?;
+                let mut spec = single(h0.to_string(), c)?;
+                spec.host_port_end = h1;
+                vec![spec]
+            }
+            // A container range with one host port cannot be; with none, free host ports.
+            (None, Some((c0, c1))) => {
+                if !host_port.is_empty() && c0 != c1 {
+                    return Err(PortError::Parse(format!(
+                        "{text}: a range of container ports needs a host range of the same size"
+                    )));
+                }
+                (c0..=c1)
+                    .map(|c| single(host_port.to_string(), c))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (None, None) => unreachable!("handled above"),
+        };
+        Ok(PortSpecs(specs))
+    }
 }
 
 impl fmt::Display for PortSpec {
@@ -111,6 +221,7 @@ impl FromStr for PortSpec {
                 container_port: port(rest)?,
                 protocol,
                 loopback6: true,
+                host_port_end: 0,
             });
         };
         let (host_ip, host_port, loopback6) = match host_part.rsplit_once(':') {
@@ -137,6 +248,7 @@ impl FromStr for PortSpec {
             container_port: port(container_port)?,
             protocol,
             loopback6,
+            host_port_end: 0,
         })
     }
 }
@@ -164,7 +276,7 @@ pub fn bind(specs: &[PortSpec]) -> Result<BoundPorts, PortError> {
         // A port the kernel picked for 127.0.0.1 may be taken on [::1]: pick again.
         let mut attempts = if spec.host_port == 0 { 8 } else { 1 };
         loop {
-            let (bound, socket) = bind_one(spec, spec.host_ip, spec.host_port)?;
+            let (bound, socket) = bind_first(spec)?;
             if !spec.loopback6 {
                 ports.push((bound, socket));
                 break;
@@ -197,6 +309,18 @@ pub fn bind(specs: &[PortSpec]) -> Result<BoundPorts, PortError> {
     Ok(BoundPorts { ports })
 }
 
+/// Binds `spec` on its host address: its port, or the first free one of its host range.
+fn bind_first(spec: &PortSpec) -> Result<(PortSpec, Socket), PortError> {
+    let last = spec.host_port_end.max(spec.host_port);
+    let mut port = spec.host_port;
+    loop {
+        match bind_one(spec, spec.host_ip, port) {
+            Err(PortError::Bind(..)) if port < last => port += 1,
+            other => return other,
+        }
+    }
+}
+
 /// Binds `spec` on `ip:port`; returns the spec as bound (its own address and port, no longer
 /// standing for two addresses) and the socket.
 fn bind_one(spec: &PortSpec, ip: IpAddr, port: u16) -> Result<(PortSpec, Socket), PortError> {
@@ -218,6 +342,7 @@ fn bind_one(spec: &PortSpec, ip: IpAddr, port: u16) -> Result<(PortSpec, Socket)
         host_ip: ip,
         host_port: local.port(),
         loopback6: false,
+        host_port_end: 0,
         ..*spec
     };
     Ok((bound, socket))
@@ -434,6 +559,64 @@ mod tests {
         ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad} parsed");
         }
+    }
+
+    #[test]
+    fn ranges_expand_as_dockers_do() {
+        let specs = |t: &str| t.parse::<PortSpecs>().unwrap().0;
+        let pairs = |v: Vec<PortSpec>| {
+            v.iter()
+                .map(|p| (p.host_port, p.container_port))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            pairs(specs("8000-8002:9000-9002")),
+            [(8000, 9000), (8001, 9001), (8002, 9002)]
+        );
+        let udp = specs("127.0.0.1:8000-8001:80-81/udp");
+        assert!(udp
+            .iter()
+            .all(|p| p.protocol == Protocol::Udp && !p.loopback6 && p.host_ip.is_loopback()));
+        assert_eq!(pairs(udp), [(8000, 80), (8001, 81)]);
+        assert_eq!(pairs(specs("80-82")), [(0, 80), (0, 81), (0, 82)]);
+        assert_eq!(pairs(specs("[::1]::80-81")), [(0, 80), (0, 81)]);
+        let one = specs("8000-8010:80");
+        assert_eq!((one[0].host_port, one[0].host_port_end), (8000, 8010));
+        assert_eq!(
+            specs("8080:80"),
+            vec!["8080:80".parse::<PortSpec>().unwrap()]
+        );
+        for bad in [
+            "8000-8001:80-82",
+            "8080:80-81",
+            "9-8:80",
+            "0-3:0-3",
+            "a-b:80",
+            "80-",
+        ] {
+            assert!(bad.parse::<PortSpecs>().is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn a_host_range_takes_its_first_free_port() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let spec = format!("127.0.0.1:{port}-{}:80", port + 20)
+            .parse::<PortSpecs>()
+            .unwrap()
+            .0[0];
+        let bound = bind(&[spec]).unwrap().specs();
+        assert!(
+            bound[0].host_port > port && bound[0].host_port <= port + 20,
+            "{bound:?}"
+        );
+        assert_eq!(bound[0].host_port_end, 0);
+        let full = format!("127.0.0.1:{port}-{port}:80")
+            .parse::<PortSpecs>()
+            .unwrap()
+            .0[0];
+        assert!(bind(&[full]).is_err());
     }
 
     #[test]

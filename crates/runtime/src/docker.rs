@@ -900,6 +900,7 @@ mod tests {
                     servers: vec!["1.1.1.1".parse().unwrap()],
                     search: vec!["example.com".into()],
                     options: vec![],
+                    none: false,
                 },
                 extra_hosts: vec![crate::netconf::ExtraHost::parse("db:10.0.0.5").unwrap()],
                 entrypoint: Some(vec!["/entry".into()]),

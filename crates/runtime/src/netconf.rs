@@ -35,6 +35,10 @@ pub struct DnsConfig {
     /// `--dns-option`, e.g. `ndots:2`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
+    /// `--no-dns`: the image's own `/etc/resolv.conf` stays (Apple's flag); the other fields
+    /// must be empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub none: bool,
 }
 
 /// One `--add-host` line.

@@ -59,6 +59,8 @@ pub fn configure(procs: &Processes, c: &Configure) -> Result<(), GuestError> {
             text.push_str(&format!("options {}\n", dns.options.join(" ")));
         }
         config.resolv_conf = text;
+        // `--no-dns`: the image's resolv.conf stays.
+        config.keep_resolv_conf = dns.keep_image;
     }
     if !c.hosts.is_empty() {
         let mut text = String::new();

@@ -144,6 +144,7 @@ async fn boots_runs_a_container_and_shuts_down() {
             nameservers: vec!["10.0.2.3".into()],
             search: vec!["example.test".into()],
             options: vec![],
+            keep_image: false,
         }),
         hosts: vec![HostEntry {
             ip: "10.0.2.50".into(),

@@ -142,8 +142,14 @@ pub struct CreateFlags {
     #[arg(short, long, value_name = "DIR")]
     pub workdir: Option<String>,
     /// User (name|uid[:group|gid]) inside the container.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "uid")]
     pub user: Option<String>,
+    /// User id inside the container (Apple's flag; -u UID[:GID] in docker's words).
+    #[arg(long, value_name = "UID")]
+    pub uid: Option<u32>,
+    /// Group id inside the container, with --uid.
+    #[arg(long, value_name = "GID", requires = "uid")]
+    pub gid: Option<u32>,
     /// Override the image's entrypoint.
     #[arg(long)]
     pub entrypoint: Option<String>,
@@ -222,7 +228,7 @@ pub struct CreateFlags {
     /// Publish a container port on the host ([HOST_IP:]HOST_PORT:CTR_PORT[/tcp|/udp];
     /// HOST_IP defaults to 127.0.0.1). Repeatable.
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
-    pub publish: Vec<runtime::container::PortSpec>,
+    pub publish: Vec<runtime::container::PortSpecs>,
     /// Publish every port the image EXPOSEs on a free host port of 127.0.0.1.
     #[arg(short = 'P', long)]
     pub publish_all: bool,
@@ -247,6 +253,12 @@ pub struct CreateFlags {
     /// resolv.conf option, e.g. ndots:2 (repeatable).
     #[arg(long = "dns-option", value_name = "OPT")]
     pub dns_option: Vec<String>,
+    /// The default DNS domain: first in resolv.conf's search list (Apple's flag).
+    #[arg(long = "dns-domain", value_name = "DOMAIN")]
+    pub dns_domain: Option<String>,
+    /// Configure no DNS: the image's own /etc/resolv.conf stays (Apple's flag).
+    #[arg(long = "no-dns", conflicts_with_all = ["dns", "dns_search", "dns_option", "dns_domain"])]
+    pub no_dns: bool,
     /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway for the host (repeatable).
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     pub add_host: Vec<runtime::netconf::ExtraHost>,
@@ -268,6 +280,12 @@ pub struct CreateFlags {
     /// The platform the image must be for; only linux/amd64 runs (as OS/ARCH).
     #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
     pub platform: Option<oci::Platform>,
+    /// The image's OS (Apple's flag; with --arch, as --platform OS/ARCH; default linux).
+    #[arg(long, value_name = "OS", conflicts_with = "platform")]
+    pub os: Option<String>,
+    /// The image's architecture (Apple's flag; amd64, or x86_64 as Apple names it).
+    #[arg(long, value_name = "ARCH", conflicts_with = "platform")]
+    pub arch: Option<String>,
     #[command(flatten)]
     pub stopping: lifecycle::StopFlags,
     #[command(flatten)]
@@ -292,6 +310,34 @@ pub struct CreateFlags {
 }
 
 impl CreateFlags {
+    /// `--platform`, or the platform `--os`/`--arch` name (the host's for the one not given).
+    pub fn platform(&self) -> anyhow::Result<Option<oci::Platform>> {
+        if self.os.is_none() && self.arch.is_none() {
+            return Ok(self.platform.clone());
+        }
+        let host = oci::Platform::host();
+        let os = self.os.clone().unwrap_or(host.os);
+        let arch = match self.arch.as_deref() {
+            // Apple's CLI names architectures as uname does.
+            Some("x86_64") => "amd64".to_string(),
+            Some("aarch64") => "arm64".to_string(),
+            Some(a) => a.to_string(),
+            None => host.architecture,
+        };
+        Ok(Some(
+            parse_platform(&format!("{os}/{arch}")).map_err(anyhow::Error::msg)?,
+        ))
+    }
+
+    /// `-u`, or `--uid[:--gid]`.
+    pub fn user(&self) -> Option<String> {
+        match (self.uid, self.gid) {
+            (Some(u), Some(g)) => Some(format!("{u}:{g}")),
+            (Some(u), None) => Some(u.to_string()),
+            _ => self.user.clone(),
+        }
+    }
+
     /// The image reference.
     pub fn image(&self) -> &str {
         self.image_and_command.first().map_or("", String::as_str)

@@ -30,7 +30,7 @@ pub(crate) use create::create_record;
 pub use create::CreateRequest;
 pub use inspect::Summary;
 pub use mounts::{parse_mount, parse_tmpfs, parse_volume, MountError, VolumesFrom};
-pub use prepare::{prepare, ContainerOptions, NetworkFlags, PortSpec, Protocol};
+pub use prepare::{prepare, ContainerOptions, NetworkFlags, PortSpec, PortSpecs, Protocol};
 pub use prune::{PruneReport, PruneUntil};
 pub use start::MonitorCommand;
 pub use stop::StopOptions;

@@ -12,7 +12,7 @@ use crate::spec::{read_env_file, ProcessOptions};
 use crate::state::VmOptions;
 use crate::volume::{MountSpec, VolumeStore};
 
-pub use net::ports::{PortSpec, Protocol};
+pub use net::ports::{PortSpec, PortSpecs, Protocol};
 
 /// Everything a front end can ask of a new container. Defaults are docker's: the default
 /// network, no limits, the image's command.
@@ -430,10 +430,11 @@ impl NetworkFlags {
                     "ip" => endpoint.ipv4_address = Some(val.parse().map_err(|_| unparsable())?),
                     "ip6" => endpoint.ipv6_address = Some(val.parse().map_err(|_| unparsable())?),
                     "mac" => endpoint.mac_address = Some(val.to_string()),
+                    "mtu" => endpoint.mtu = Some(val.parse().map_err(|_| unparsable())?),
                     _ => {
                         return Err(bad(
                             value,
-                            format!("unknown option {key:?} (alias, ip, ip6, mac)"),
+                            format!("unknown option {key:?} (alias, ip, ip6, mac, mtu)"),
                         ))
                     }
                 }
@@ -505,6 +506,16 @@ pub(crate) fn check_endpoints(
         if let Some(mac) = &endpoint.mac_address {
             endpoint.mac_address = Some(net::validate_mac(mac).map_err(net::NetworkError::from)?);
         }
+        if let Some(mtu) = endpoint.mtu {
+            let config = nets.resolve(&network)?;
+            // 1280: what IPv6 needs, and far above IPv4's floor.
+            if !(1280..=config.mtu).contains(&mtu) {
+                return Err(ContainerError::Endpoint(format!(
+                    "mtu {mtu} on network {network}: between 1280 and the network's {}",
+                    config.mtu
+                )));
+            }
+        }
         if let Some(address) = endpoint.ipv6_address {
             let config = nets.resolve(&network)?;
             let fits = config.subnet6.is_some_and(|s| {
@@ -562,6 +573,7 @@ fn publish(mut given: Vec<PortSpec>, all: bool, exposed: &[(u16, Protocol)]) -> 
                     container_port: port,
                     protocol,
                     loopback6: true,
+                    host_port_end: 0,
                 });
             }
         }
@@ -617,7 +629,8 @@ mod tests {
         let (_, e) = ip_only.resolve().unwrap();
         assert!(e[net::DEFAULT_NETWORK].ipv4_address.is_some());
         for (value, needle) in [
-            ("a,mtu=9000", "unknown option \"mtu\""),
+            ("a,mtu=x", "invalid mtu"),
+            ("a,speed=1", "unknown option \"speed\""),
             ("a,ip=x", "invalid ip \"x\""),
             ("a,ip6=10.0.0.1", "invalid ip6"),
             ("a,alias", "not KEY=VALUE"),

@@ -325,6 +325,7 @@ impl Guest for AgentGuest {
                 nameservers,
                 search: network.dns.search.clone(),
                 options: network.dns.options.clone(),
+                keep_image: network.dns.none,
             });
         let hosts = network
             .hosts

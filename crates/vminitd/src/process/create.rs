@@ -237,17 +237,19 @@ impl Processes {
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n{}",
             config.hosts
         );
-        let files = vec![
+        let mut files = vec![
             (
                 "/etc/hostname".to_string(),
                 write("hostname", &format!("{hostname}\n"))?,
             ),
             ("/etc/hosts".to_string(), write("hosts", &hosts)?),
-            (
+        ];
+        if !config.keep_resolv_conf {
+            files.push((
                 "/etc/resolv.conf".to_string(),
                 write("resolv.conf", &config.resolv_conf)?,
-            ),
-        ];
+            ));
+        }
         let cgroup = match &self.cgroup_root {
             Some(root) => {
                 let p = root.join(id);

@@ -76,6 +76,8 @@ pub struct GuestConfig {
     pub hostname: String,
     /// resolv.conf contents.
     pub resolv_conf: String,
+    /// Leave each container's own resolv.conf (`--no-dns`) instead of `resolv_conf`.
+    pub keep_resolv_conf: bool,
     /// Extra hosts lines.
     pub hosts: String,
 }
