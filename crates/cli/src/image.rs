@@ -28,8 +28,9 @@ pub enum ImageCommand {
     /// Remove image names (content stays until `prune`).
     #[command(alias = "rm")]
     Delete(DeleteArgs),
-    /// Delete content no image name reaches.
-    Prune,
+    /// Delete content no image name reaches; with -a, first remove every image name no
+    /// container uses.
+    Prune(PruneArgs),
     /// Write images to an OCI-layout tar archive.
     Save(SaveArgs),
     /// Read images from an OCI-layout or docker-archive tar.
@@ -140,12 +141,23 @@ pub struct DeleteArgs {
     pub references: Vec<String>,
 }
 
+/// Arguments of `image prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove every image no container (in any state) uses, not only unreachable content.
+    #[arg(short, long)]
+    pub all: bool,
+}
+
 /// Arguments of `image save`.
 #[derive(Debug, Args)]
 pub struct SaveArgs {
     /// Archive to write.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Save only this platform's manifest (OS/ARCH[/VARIANT]) of a multi-platform image.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// Images to save.
     #[arg(required = true)]
     pub references: Vec<String>,
@@ -157,6 +169,10 @@ pub struct LoadArgs {
     /// Archive to read.
     #[arg(short, long)]
     pub input: PathBuf,
+    /// Load the images even if the archive holds invalid members (absolute paths, `..`):
+    /// those are skipped with a warning instead of refusing the archive.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// Arguments of `image import`.
@@ -235,8 +251,15 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
             }
             Ok(())
         }
-        ImageCommand::Prune => {
+        ImageCommand::Prune(a) => {
             let store = open_store(global)?;
+            if a.all {
+                let root = global.root_dir();
+                for r in global.runtime()?.image_untag_unused(&store)? {
+                    runtime::events::image_event(&root, "untag", &r.to_string(), &r.to_string());
+                    println!("Untagged: {r}");
+                }
+            }
             // The build cache's layers are roots too: `builder prune` lets them go.
             let cache = builder::cache::BuildCache::new(&global.root_dir());
             let report = store.prune_keeping(|| cache.layer_digests())?;
@@ -255,12 +278,22 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
                 .iter()
                 .map(|r| parse_ref(r))
                 .collect::<Result<Vec<_>>>()?;
-            oci::save(&store, &refs, &a.output)?;
+            match parse_platform(a.platform.as_deref())? {
+                Some(p) => oci::save_platform(&store, &refs, &p, &a.output)?,
+                None => oci::save(&store, &refs, &a.output)?,
+            }
             Ok(())
         }
         ImageCommand::Load(a) => {
             let store = open_store(global)?;
-            for r in oci::load(&store, &a.input)? {
+            let loaded = oci::load_with(&store, &a.input, a.force)?;
+            if !loaded.rejected.is_empty() {
+                eprintln!(
+                    "Warning: skipped invalid archive members: {}",
+                    loaded.rejected.join(", ")
+                );
+            }
+            for r in loaded.references {
                 let name = r.to_string();
                 runtime::events::image_event(&global.root_dir(), "load", &name, &name);
                 println!("Loaded image: {r}");

@@ -225,3 +225,159 @@ fn kernel_set_takes_a_tar_member_and_force_installs_anew() {
     cli.run(&["system", "kernel", "set", "--tar", tar_arg])
         .fails_with("--binary");
 }
+
+/// The two-platform test image loaded into a fresh store as `name`; the archive's path too.
+fn load_multi_arch(dir: &Path, name: &str) -> (Cli, common::images::TestImage, std::path::PathBuf) {
+    let image = common::images::multi_arch(&dir.join("layout"));
+    let archive = dir.join("multi.tar");
+    common::images::to_oci_archive(&image, &archive, name);
+    let cli = Cli::new();
+    cli.run(&["image", "load", "-i", archive.to_str().unwrap()])
+        .success();
+    (cli, image, archive)
+}
+
+/// The `index.json` of an OCI-layout tar.
+fn archive_index(archive: &Path) -> serde_json::Value {
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().unwrap().to_str() == Some("index.json") {
+            return serde_json::from_reader(entry).unwrap();
+        }
+    }
+    panic!("no index.json in {}", archive.display());
+}
+
+#[test]
+fn image_save_platform_keeps_one_manifest_and_load_force_skips_invalid_members() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "example.com/multi:1";
+    let (cli, image, archive) = load_multi_arch(dir.path(), name);
+
+    let out = dir.path().join("arm.tar");
+    cli.run(&[
+        "image",
+        "save",
+        "--platform",
+        "linux/arm64",
+        "-o",
+        out.to_str().unwrap(),
+        name,
+    ])
+    .success();
+    let index = archive_index(&out);
+    let manifests = index["manifests"].as_array().unwrap();
+    assert_eq!(manifests.len(), 1, "{index}");
+    assert_eq!(manifests[0]["digest"], image.manifests[1].as_str());
+    // What it holds is the arm64 image alone, under the same name.
+    let other = Cli::new();
+    other
+        .run(&["image", "load", "-i", out.to_str().unwrap()])
+        .success();
+    let info = &other.run(&["image", "inspect", name]).success().json()[0];
+    assert_eq!(info["manifestDigest"], image.manifests[1].as_str());
+    assert_eq!(info["platform"]["architecture"], "arm64");
+    cli.run(&[
+        "image",
+        "save",
+        "--platform",
+        "linux/s390x",
+        "-o",
+        out.to_str().unwrap(),
+        name,
+    ])
+    .fails_with("linux/s390x");
+    // Without --platform the whole index is saved, as before.
+    cli.run(&["image", "save", "-o", out.to_str().unwrap(), name])
+        .success();
+    assert_eq!(
+        archive_index(&out)["manifests"][0]["digest"],
+        image.digest.as_str()
+    );
+
+    // An archive with a member at an absolute path: refused, or loaded past it with --force.
+    let evil = dir.path().join("evil");
+    std::fs::write(&evil, "x").unwrap();
+    let st = Command::new("tar")
+        .arg("--append")
+        .arg("--absolute-names")
+        .arg("-f")
+        .arg(&archive)
+        .arg(&evil)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let fresh = Cli::new();
+    let archive = archive.to_str().unwrap();
+    fresh
+        .run(&["image", "load", "-i", archive])
+        .fails_with("refusing a hostile archive");
+    let r = fresh
+        .run(&["image", "load", "--force", "-i", archive])
+        .success();
+    assert!(r.stdout.contains(name), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("skipped invalid archive members")
+            && r.stderr.contains(evil.to_str().unwrap()),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn image_prune_all_removes_every_image_no_container_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("busybox.tar");
+    let image = common::images::busybox(&dir.path().join("layout"));
+    common::images::to_oci_archive(&image, &archive, "example.com/used:1");
+    let cli = Cli::new();
+    cli.run(&["image", "load", "-i", archive.to_str().unwrap()])
+        .success();
+    cli.run(&["image", "tag", "example.com/used:1", "example.com/spare:1"])
+        .success();
+    // Another image: the same busybox files imported, so a config and manifest of its own.
+    let rootfs = dir.path().join("rootfs.tar");
+    common::images::rootfs_tarball(&rootfs);
+    cli.run(&[
+        "image",
+        "import",
+        rootfs.to_str().unwrap(),
+        "example.com/other:1",
+    ])
+    .success();
+    cli.run(&[
+        "create",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "example.com/used:1",
+    ])
+    .success();
+
+    // Plain prune removes no name.
+    cli.run(&["image", "prune"]).success();
+    assert_eq!(
+        cli.run(&["image", "ls", "-q"])
+            .success()
+            .stdout
+            .lines()
+            .count(),
+        3
+    );
+
+    let out = cli.run(&["image", "prune", "-a"]).success().stdout;
+    assert!(out.contains("Untagged: example.com/other:1"), "{out}");
+    // Another name of the image the container uses stays, as docker keeps a used image.
+    assert!(!out.contains("used:1") && !out.contains("spare:1"), "{out}");
+    let left = cli.run(&["image", "ls", "-q"]).success().stdout;
+    assert!(
+        left.contains("used:1") && left.contains("spare:1") && !left.contains("other"),
+        "{left}"
+    );
+    assert!(!out.contains("Deleted 0 blobs"), "{out}");
+    cli.run(&["rm", "c"]).success();
+    cli.run(&["image", "prune", "--all"]).success();
+    assert_eq!(cli.run(&["image", "ls", "-q"]).success().stdout, "");
+}

@@ -147,6 +147,31 @@ pub fn save(store: &Store, references: &[Reference], output: &Path) -> Result<()
     save_descriptors(store, &named, output)
 }
 
+/// [`save`] of one platform's manifest of each image (`image save --platform`): a
+/// multi-platform name is saved as that platform's manifest alone, under the same name. An
+/// image without content for `platform` is an error naming what it has.
+pub fn save_platform(
+    store: &Store,
+    references: &[Reference],
+    platform: &Platform,
+    output: &Path,
+) -> Result<(), ArchiveError> {
+    let mut named = Vec::new();
+    for r in references {
+        let image = store.image_for(r, platform)?;
+        if !platform.matches(&image.platform) {
+            return Err(StoreError::NoPlatform {
+                reference: r.to_string(),
+                wanted: platform.to_string(),
+                available: image.platform.to_string(),
+            }
+            .into());
+        }
+        named.push((image.manifest_descriptor, Some(r.clone())));
+    }
+    save_descriptors(store, &named, output)
+}
+
 /// [`save`] of manifests (or indexes) given by descriptor, each named in the archive's index
 /// when a name is given: an image that has no name in the store (a build's `-o type=oci`).
 pub fn save_descriptors(
@@ -314,6 +339,22 @@ struct ArchiveIndex {
 
 /// Loads an OCI-layout tar or a docker-archive tar; returns the names added.
 pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError> {
+    load_with(store, input, false).map(|l| l.references)
+}
+
+/// What [`load_with`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// The names added.
+    pub references: Vec<Reference>,
+    /// Members skipped as hostile (absolute, climbing out with `..`), with `force` only.
+    pub rejected: Vec<String>,
+}
+
+/// [`load`]; with `force` (Apple's `image load --force`: "load images even if the archive
+/// contains invalid files") a hostile member is skipped and listed instead of refusing the
+/// archive. The images are still loaded only when everything they reach is present.
+pub fn load_with(store: &Store, input: &Path, force: bool) -> Result<Loaded, ArchiveError> {
     let _gc = store.lock_gc(false)?;
     let rerr = |source| ArchiveError::Read {
         path: input.to_path_buf(),
@@ -334,6 +375,7 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError>
         })
         .unwrap_or_default();
     let mut added: Vec<Digest> = Vec::new();
+    let mut rejected = force.then(Vec::new);
     let read = read_members(
         store,
         input,
@@ -342,6 +384,7 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError>
         &mut blobs,
         &mut links,
         &mut added,
+        &mut rejected,
     );
     if let Err(e) = read {
         // Only what was not in the store before this load goes.
@@ -350,11 +393,16 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<Reference>, ArchiveError>
         }
         return Err(e);
     }
-    finish_load(store, input, docs, blobs, links)
+    Ok(Loaded {
+        references: finish_load(store, input, docs, blobs, links)?,
+        rejected: rejected.unwrap_or_default(),
+    })
 }
 
 /// Reads every member of an image archive: documents kept, blobs ingested into `store`
-/// (those it did not have listed in `added`), links noted.
+/// (those it did not have listed in `added`), links noted; a hostile member fails the read,
+/// or is skipped and listed in `rejected` when that is `Some`.
+#[allow(clippy::too_many_arguments)]
 fn read_members<R: Read>(
     store: &Store,
     input: &Path,
@@ -363,6 +411,7 @@ fn read_members<R: Read>(
     blobs: &mut HashMap<String, (Digest, u64)>,
     links: &mut HashMap<String, String>,
     added: &mut Vec<Digest>,
+    rejected: &mut Option<Vec<String>>,
 ) -> Result<(), ArchiveError> {
     let rerr = |source| ArchiveError::Read {
         path: input.to_path_buf(),
@@ -370,7 +419,14 @@ fn read_members<R: Read>(
     };
     for entry in archive.entries().map_err(rerr)? {
         let mut entry = entry.map_err(rerr)?;
-        check_member(input, &entry, false)?;
+        match (check_member(input, &entry, false), rejected.as_mut()) {
+            (Ok(()), _) => {}
+            (Err(ArchiveError::Hostile { member, .. }), Some(list)) => {
+                list.push(member);
+                continue;
+            }
+            (Err(e), _) => return Err(e),
+        }
         let path = clean_member(&entry.path().map_err(rerr)?.to_string_lossy());
         match entry.header().entry_type() {
             tar::EntryType::Symlink | tar::EntryType::Link => {

@@ -19,7 +19,7 @@ pub mod reference;
 pub mod spec;
 pub mod store;
 
-pub use archive::{import, load, save, ArchiveError};
+pub use archive::{import, load, load_with, save, save_platform, ArchiveError, Loaded};
 pub use auth::{AuthError, CredentialStore, Credentials};
 pub use client::{ClientError, RegistryClient, Scheme};
 pub use digest::{Digest, DigestError};

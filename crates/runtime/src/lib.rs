@@ -23,6 +23,7 @@ pub mod filter;
 pub mod health;
 pub mod image;
 pub mod image_history;
+pub mod images;
 pub mod labels;
 pub mod logs;
 pub mod monitor;
