@@ -1,5 +1,6 @@
 //! `container registry …` commands: log in (credentials checked against the registry, then
-//! stored 0600 in `<state>/auth.json`) and log out.
+//! stored 0600 in `<state>/auth.json`), log out, and list the registries credentials are held
+//! for.
 
 use std::io::{IsTerminal, Read, Write};
 
@@ -7,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use oci::{Credentials, RegistryClient};
 
-use crate::global::GlobalOptions;
+use crate::global::{Format, GlobalOptions};
 use crate::image::{open_store, SchemeArg};
 
 /// Subcommands of `container registry`.
@@ -17,6 +18,21 @@ pub enum RegistryCommand {
     Login(LoginArgs),
     /// Forget the credentials for a registry.
     Logout(LogoutArgs),
+    /// List the registries credentials are held for (ours, then docker's config), with the
+    /// user name; never the secret.
+    #[command(alias = "ls")]
+    List(RegistryListArgs),
+}
+
+/// Arguments of `registry list`.
+#[derive(Debug, Args)]
+pub struct RegistryListArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only print the registries' hosts.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `registry login`.
@@ -58,6 +74,22 @@ fn registry_host(host: &str) -> String {
 pub fn run(global: &GlobalOptions, cmd: RegistryCommand) -> Result<()> {
     match cmd {
         RegistryCommand::Login(a) => login(global, a),
+        RegistryCommand::List(a) => {
+            let logins = open_store(global)?.credentials().list()?;
+            let listing = crate::output::Listing {
+                header: format!("{:<32} {:<24} FILE", "REGISTRY", "USERNAME"),
+                name: &|l: &oci::Login| l.registry.as_str(),
+                row: &|l: &oci::Login| {
+                    format!(
+                        "{:<32} {:<24} {}",
+                        l.registry,
+                        l.username.as_deref().unwrap_or("-"),
+                        l.file.display()
+                    )
+                },
+            };
+            listing.print(&logins, a.format, a.quiet)
+        }
         RegistryCommand::Logout(a) => {
             let store = open_store(global)?;
             let host = registry_host(&a.host);

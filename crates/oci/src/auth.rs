@@ -117,6 +117,18 @@ impl AuthEntry {
     }
 }
 
+/// One registry credentials are held for (`container registry list`): never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Login {
+    /// The registry's host (`host[:port]`), as references name it.
+    pub registry: String,
+    /// The user name, when the file holds one (an entry may defer to a credential helper).
+    pub username: Option<String>,
+    /// The file it is in: ours (`registry login`) or docker's.
+    pub file: PathBuf,
+}
+
 /// Where credentials are looked up and stored.
 #[derive(Debug, Clone)]
 pub struct CredentialStore {
@@ -260,6 +272,37 @@ impl CredentialStore {
             },
         );
         write_file(&self.ours, &file)
+    }
+
+    /// The registries our file and then docker's hold credentials for, by host; a host in
+    /// both is listed once, from ours (the one [`CredentialStore::get`] uses). Hosts that only
+    /// a `credsStore` helper knows are not listed: helpers are asked per host, not listed.
+    pub fn list(&self) -> Result<Vec<Login>, AuthError> {
+        let mut out: Vec<Login> = Vec::new();
+        for path in std::iter::once(&self.ours).chain(self.docker.iter()) {
+            let file = read_file(path)?;
+            for (key, entry) in &file.auths {
+                let registry = match strip_url(key) {
+                    "index.docker.io" | "registry-1.docker.io" => {
+                        crate::reference::DOCKER_HUB.to_string()
+                    }
+                    host => host.to_string(),
+                };
+                if out.iter().any(|l| l.registry == registry) {
+                    continue;
+                }
+                out.push(Login {
+                    registry,
+                    username: entry
+                        .credentials()
+                        .map(|c| c.username)
+                        .or_else(|| entry.username.clone()),
+                    file: path.clone(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.registry.cmp(&b.registry));
+        Ok(out)
     }
 
     /// Removes a host from our file.

@@ -20,7 +20,7 @@ pub mod spec;
 pub mod store;
 
 pub use archive::{import, load, load_with, save, save_platform, ArchiveError, Loaded};
-pub use auth::{AuthError, CredentialStore, Credentials};
+pub use auth::{AuthError, CredentialStore, Credentials, Login};
 pub use client::{ClientError, RegistryClient, Scheme};
 pub use digest::{Digest, DigestError};
 pub use gc::PruneReport;
