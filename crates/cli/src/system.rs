@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
+use runtime::properties::{Property, Source};
 use runtime::system::{Kernel, KernelSource};
 
 use crate::global::{Format, GlobalOptions};
@@ -29,6 +30,17 @@ pub enum SystemCommand {
     Service(crate::service::ServiceArgs),
     /// Show what happens to containers, images, networks and volumes (as `container events`).
     Events(crate::events::EventsArgs),
+    /// The settings in force (read-only: set them through their environment variables).
+    #[command(subcommand)]
+    Property(PropertyCommand),
+}
+
+/// Subcommands of `container system property`.
+#[derive(Debug, Subcommand)]
+pub enum PropertyCommand {
+    /// List the settings in force: KEY VALUE SOURCE (default, env, flag or state).
+    #[command(alias = "ls")]
+    List(FormatArgs),
 }
 
 /// Subcommands of `container system template`.
@@ -121,6 +133,32 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
                             t.build_ms,
                             t.created.format("%Y-%m-%d %H:%M:%S")
                         );
+                    }
+                }
+            }
+            Ok(())
+        }
+        SystemCommand::Property(PropertyCommand::List(a)) => {
+            let rt = global.runtime()?;
+            let root = rt.root().display().to_string();
+            let root_source = match (&global.root, std::env::var_os("CONTAINER_ROOT")) {
+                (None, _) => Source::Default,
+                (Some(r), Some(env)) if r.as_os_str() == env => Source::Env,
+                (Some(_), _) => Source::Flag,
+            };
+            let mut props = vec![Property::new("root", root, root_source)];
+            props.extend(rt.properties());
+            props.push(Property::new(
+                "engine.socket",
+                engine::default_socket(rt.root()).display().to_string(),
+                Source::Default,
+            ));
+            match a.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&props)?),
+                Format::Table => {
+                    println!("{:<24} {:<8} VALUE", "KEY", "SOURCE");
+                    for p in props {
+                        println!("{:<24} {:<8} {}", p.key, p.source.as_str(), p.value);
                     }
                 }
             }

@@ -381,3 +381,148 @@ fn image_prune_all_removes_every_image_no_container_uses() {
     cli.run(&["image", "prune", "--all"]).success();
     assert_eq!(cli.run(&["image", "ls", "-q"]).success().stdout, "");
 }
+
+#[test]
+fn registry_list_shows_hosts_and_users_never_secrets() {
+    let mut cli = Cli::new();
+    let b64 = |s: &str| {
+        use base64_free::encode;
+        encode(s.as_bytes())
+    };
+    // Ours, as `registry login` writes it; docker's, with a URL key and a helper-only entry.
+    std::fs::write(
+        cli.root().join("auth.json"),
+        format!(
+            r#"{{"auths": {{"127.0.0.1:5000": {{"auth": "{}"}}, "quay.io": {{"auth": "{}"}}}}}}"#,
+            b64("alice:s3cret-one"),
+            b64("bob:s3cret-two")
+        ),
+    )
+    .unwrap();
+    let docker = tempfile::tempdir().unwrap();
+    std::fs::write(
+        docker.path().join("config.json"),
+        format!(
+            r#"{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{}"}}, "quay.io": {{"auth": "{}"}}, "ghcr.io": {{}}}}}}"#,
+            b64("carol:s3cret-three"),
+            b64("mallory:s3cret-four")
+        ),
+    )
+    .unwrap();
+    cli.env("DOCKER_CONFIG", docker.path());
+
+    let table = cli.run(&["registry", "list"]).success().stdout;
+    assert!(!table.contains("s3cret"), "{table}");
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["REGISTRY", "USERNAME"],
+            vec!["127.0.0.1:5000", "alice"],
+            vec!["docker.io", "carol"],
+            vec!["ghcr.io", "-"],
+            vec!["quay.io", "bob"],
+        ],
+        "{table}"
+    );
+    let json = cli.run(&["registry", "ls", "--format", "json"]).success();
+    assert!(!json.stdout.contains("s3cret"), "{}", json.stdout);
+    let json = json.json();
+    assert_eq!(json[3]["registry"], "quay.io");
+    assert_eq!(json[3]["username"], "bob");
+    assert_eq!(
+        json[3]["file"],
+        cli.root().join("auth.json").to_str().unwrap()
+    );
+    assert_eq!(json[2]["username"], serde_json::Value::Null);
+    assert_eq!(
+        cli.run(&["registry", "ls", "-q"]).success().stdout,
+        "127.0.0.1:5000\ndocker.io\nghcr.io\nquay.io\n"
+    );
+}
+
+/// Base64 without a dependency: the test writes auth files the way docker does.
+mod base64_free {
+    pub fn encode(data: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in data.chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
+
+#[test]
+fn system_property_list_shows_settings_and_where_they_come_from() {
+    let mut cli = Cli::new();
+    let table = cli.run(&["system", "property", "list"]).success().stdout;
+    let row = |table: &str, key: &str| -> (String, String) {
+        let line = table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in:\n{table}"));
+        let mut cells = line.split_whitespace();
+        cells.next();
+        let source = cells.next().unwrap().to_string();
+        (source, cells.collect::<Vec<_>>().join(" "))
+    };
+    assert!(table.starts_with("KEY"), "{table}");
+    let root = cli.root().to_str().unwrap().to_string();
+    assert_eq!(row(&table, "root"), ("flag".into(), root.clone()));
+    assert_eq!(
+        row(&table, "network.subnet"),
+        ("default".into(), "192.168.64.0/24".into())
+    );
+    assert_eq!(
+        row(&table, "vm.templates"),
+        ("default".into(), "auto".into())
+    );
+    assert!(row(&table, "kernel").1.starts_with("none set"), "{table}");
+    assert_eq!(row(&table, "registry.auth").1, format!("{root}/auth.json"));
+    assert!(table.contains("engine.socket"), "{table}");
+
+    cli.env("CONTAINER_DEFAULT_SUBNET", "10.77.0.0/24");
+    cli.env("CONTAINER_TEMPLATES", "off");
+    let json = cli
+        .run(&["system", "property", "ls", "--format", "json"])
+        .success()
+        .json();
+    let get = |key: &str| {
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["key"] == key)
+            .unwrap_or_else(|| panic!("no {key} in {json}"))
+            .clone()
+    };
+    assert_eq!(get("network.subnet")["value"], "10.77.0.0/24");
+    assert_eq!(get("network.subnet")["source"], "env");
+    assert_eq!(get("network.subnet")["env"], "CONTAINER_DEFAULT_SUBNET");
+    assert_eq!(get("vm.templates")["value"], "off");
+    assert_eq!(get("root")["source"], "flag");
+
+    // A kernel set is state.
+    let deb = common::kernel_deb();
+    cli.run(&["system", "kernel", "set", "--deb", deb.to_str().unwrap()])
+        .success();
+    let table = cli.run(&["system", "property", "ls"]).success().stdout;
+    let (source, value) = row(&table, "kernel");
+    assert_eq!(source, "state");
+    assert!(value.contains("cloud-amd64"), "{table}");
+}

@@ -31,6 +31,7 @@ pub mod netconf;
 pub mod network;
 pub mod outcome;
 pub mod pod;
+pub mod properties;
 pub mod protocol;
 pub mod real;
 pub mod resources;
