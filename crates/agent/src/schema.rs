@@ -318,6 +318,13 @@ pub struct CreateProcess {
     /// `--device`), the guest kernel's own devices.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<DeviceNode>,
+    /// Container creation only: more paths to hide (an empty read-only tmpfs over a directory,
+    /// `/dev/null` over a file), after the OCI defaults; applied with `privileged` too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_paths: Vec<String>,
+    /// Container creation only: more paths made read-only, after the OCI defaults.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly_paths: Vec<String>,
     /// Start the process as soon as it is created, as a `Start` would: one round trip fewer
     /// for a host that has nothing to do in between (its output is buffered by the client
     /// until it asks for the streams). A failed exec fails the request and removes the process.

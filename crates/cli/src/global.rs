@@ -15,6 +15,10 @@ pub struct GlobalOptions {
     /// How much to log to stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogLevel::Warn, env = "CONTAINER_LOG_LEVEL")]
     pub log_level: LogLevel,
+
+    /// Log at debug level (Apple's flag; as --log-level debug).
+    #[arg(long, global = true)]
+    pub debug: bool,
 }
 
 /// Verbosity of the logs on stderr.
@@ -41,6 +45,7 @@ impl GlobalOptions {
     /// Sets up `tracing` to stderr at the chosen level.
     pub fn init_logging(&self) {
         let level = match self.log_level {
+            _ if self.debug => "debug",
             LogLevel::Error => "error",
             LogLevel::Warn => "warn",
             LogLevel::Info => "info",

@@ -579,4 +579,48 @@ fn apples_uid_gid_dns_and_platform_flags() {
         .fails_with("arm64");
     env.run(&["run", "--rm", "-u", "1", "--uid", "2", IMAGE, "true"])
         .fails_with("--uid");
+    // --masked-path and --read-only-path (Apple's): a file reads empty, a directory is an
+    // empty read-only one, a read-only path refuses writes; the rest stays writable.
+    let script = "cat /etc/passwd | wc -c; ls /old | wc -l; touch /old/x 2>&1; \
+                  touch /tmp/x 2>&1; touch /root/y && echo root-writable";
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "-u",
+            "0",
+            "--masked-path",
+            "/etc/passwd",
+            "--masked-path",
+            "/old",
+            "--read-only-path",
+            "/tmp",
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .success();
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines[..2], ["0", "0"], "{r:?}");
+    assert!(lines[2].contains("Read-only file system"), "{r:?}");
+    assert!(lines[3].contains("Read-only file system"), "{r:?}");
+    assert_eq!(lines[4], "root-writable", "{r:?}");
+    env.run(&["run", "--rm", "--masked-path", "/a/../etc", IMAGE, "true"])
+        .fails_with("--masked-path");
+    // --debug (Apple's) is --log-level debug, down to the container's monitor.
+    env.run(&["--debug", "create", "--name", "dbg", IMAGE, "true"])
+        .success();
+    env.run(&["--debug", "start", "-a", "dbg"]).success();
+    let id = env.inspect("dbg")["id"].as_str().unwrap().to_string();
+    let log = std::fs::read_to_string(
+        env.cli
+            .root()
+            .join("containers")
+            .join(&id)
+            .join("monitor.log"),
+    )
+    .unwrap_or_default();
+    assert!(log.contains("DEBUG"), "{log}");
+    env.run(&["rm", "dbg"]).success();
 }

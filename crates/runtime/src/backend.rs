@@ -140,6 +140,10 @@ pub struct ContainerTuning {
     pub cgroupns_host: bool,
     /// `--device` nodes to make in its `/dev`.
     pub devices: Vec<crate::devices::DeviceMapping>,
+    /// `--masked-path`: more paths hidden.
+    pub masked_paths: Vec<String>,
+    /// `--read-only-path`: more paths read-only.
+    pub readonly_paths: Vec<String>,
 }
 
 /// A filesystem mount in the guest, as mount(8) sees it.

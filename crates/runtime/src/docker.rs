@@ -914,6 +914,8 @@ mod tests {
                 shm_size: None,
                 cgroupns_host: false,
                 devices: Vec::new(),
+                masked_paths: Vec::new(),
+                readonly_paths: Vec::new(),
                 volumes_from: vec!["data:ro".into()],
                 log: crate::logs::LogConfig::new(
                     None,

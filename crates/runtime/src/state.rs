@@ -245,6 +245,12 @@ pub struct ContainerConfig {
     /// `--device`: nodes of the guest kernel's own devices made in the container's `/dev`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<crate::devices::DeviceMapping>,
+    /// `--masked-path` (Apple's flag): more paths hidden in the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub masked_paths: Vec<String>,
+    /// `--read-only-path` (Apple's flag): more paths read-only in the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub readonly_paths: Vec<String>,
     /// `--volumes-from` values as given (docker's `HostConfig.VolumesFrom`); the mounts they
     /// brought are in `mounts`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -993,6 +999,8 @@ mod tests {
                 shm_size: None,
                 cgroupns_host: false,
                 devices: Vec::new(),
+                masked_paths: Vec::new(),
+                readonly_paths: Vec::new(),
                 volumes_from: Vec::new(),
                 log: Default::default(),
                 pod: None,

@@ -65,6 +65,10 @@ pub struct RootfsPlan {
     pub cgroupns_host: bool,
     /// Extra character device nodes (`--device`), paths under `/dev/`.
     pub devices: Vec<agent::DeviceNode>,
+    /// More paths to mask (`--masked-path`), after the defaults; with `privileged` too.
+    pub masked_paths: Vec<String>,
+    /// More paths to make read-only (`--read-only-path`), after the defaults.
+    pub readonly_paths: Vec<String>,
 }
 
 /// docker's `/dev/shm` size when none is given: 64 MiB.
@@ -252,13 +256,32 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
     }
     pivot(root)?;
 
-    if plan.privileged {
-        return finish(plan);
+    for p in plan.masked_paths.iter().chain(&plan.readonly_paths) {
+        // Guarded here as well as by the host: after the pivot a path can only name something
+        // of the container's, but one with `..` or a relative one was never meant.
+        let plain = p.starts_with('/') && p.split('/').all(|c| c != "." && c != "..");
+        if !plain {
+            return Err((
+                b'E',
+                io::Error::from_raw_os_error(libc::EINVAL),
+                format!("path {p}: not a plain absolute path"),
+            ));
+        }
     }
-    for p in MASKED {
+    let defaults: (&[&str], &[&str]) = if plan.privileged {
+        (&[], &[])
+    } else {
+        (&MASKED, &READONLY)
+    };
+    let masked = defaults.0.iter().copied().chain(plan.masked_paths.iter().map(String::as_str));
+    for p in masked {
         mask(Path::new(p))?;
     }
-    for p in READONLY {
+    // The defaults are under /proc, where nothing is to be executed; the user's paths keep
+    // what they allow.
+    let readonly = (defaults.1.iter().map(|p| (*p, nse)))
+        .chain(plan.readonly_paths.iter().map(|p| (p.as_str(), 0)));
+    for (p, flags) in readonly {
         let path = Path::new(p);
         if !path.exists() {
             continue;
@@ -269,7 +292,7 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
                     "none",
                     path,
                     "none",
-                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | nse,
+                    libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC | flags,
                     None,
                 )
             }),

@@ -186,6 +186,13 @@ pub struct CreateFlags {
     /// /dev/fuse or /dev/net/tun (a container's VM has no host devices). Repeatable.
     #[arg(long = "device", value_name = "DEVICE", value_parser = parse_device)]
     pub devices: Vec<runtime::devices::DeviceMapping>,
+    /// Hide PATH in the container (an empty read-only directory, or /dev/null over a file),
+    /// as /proc/kcore is hidden (Apple's flag). Repeatable.
+    #[arg(long = "masked-path", value_name = "PATH", value_parser = parse_plain_path)]
+    pub masked_paths: Vec<String>,
+    /// Make PATH read-only in the container (Apple's flag). Repeatable.
+    #[arg(long = "read-only-path", value_name = "PATH", value_parser = parse_plain_path)]
+    pub readonly_paths: Vec<String>,
     /// Mount the volumes and binds of another container at the same paths, CONTAINER[:ro|rw]
     /// (default: each as that container has it). Repeatable.
     #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
@@ -351,6 +358,16 @@ impl CreateFlags {
 
 fn parse_platform(s: &str) -> Result<oci::Platform, String> {
     oci::Platform::parse(s).map_err(|e| e.to_string())
+}
+
+/// An absolute path without `.` or `..` components.
+fn parse_plain_path(s: &str) -> Result<String, String> {
+    let plain = s.starts_with('/') && s.split('/').all(|c| c != "." && c != "..");
+    if plain {
+        Ok(s.to_string())
+    } else {
+        Err("want an absolute path without . or .. components".into())
+    }
 }
 
 fn parse_ulimit(s: &str) -> Result<runtime::ulimit::Ulimit, String> {

@@ -157,6 +157,8 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         shm_size: f.shm_size,
         cgroupns_host: f.cgroupns.as_deref() == Some("host"),
         devices: f.devices.clone(),
+        masked_paths: f.masked_paths.clone(),
+        readonly_paths: f.readonly_paths.clone(),
         volumes_from: f.volumes_from.clone(),
         pod: f.pod.clone(),
         netns: None,

@@ -34,8 +34,8 @@ pub(super) fn check_journal_size(size: u64, fs_blocks: Option<u64>) -> Result<()
     if !(JOURNAL_MIN_BLOCKS..=JOURNAL_MAX_BLOCKS).contains(&blocks) {
         return refuse(format!(
             "must be {} MiB to {} MiB",
-            JOURNAL_MIN_BLOCKS * BLOCK >> 20,
-            JOURNAL_MAX_BLOCKS * BLOCK >> 20
+            (JOURNAL_MIN_BLOCKS * BLOCK) >> 20,
+            (JOURNAL_MAX_BLOCKS * BLOCK) >> 20
         ));
     }
     match fs_blocks {

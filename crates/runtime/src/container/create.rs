@@ -72,6 +72,10 @@ pub struct CreateRequest {
     pub cgroupns_host: bool,
     /// `--device` (parsed).
     pub devices: Vec<crate::devices::DeviceMapping>,
+    /// `--masked-path`.
+    pub masked_paths: Vec<String>,
+    /// `--read-only-path`.
+    pub readonly_paths: Vec<String>,
     /// `--volumes-from` as written (their mounts are in `mounts` already).
     pub volumes_from: Vec<String>,
     /// `--log-driver`, `--log-opt` (checked).
@@ -155,6 +159,8 @@ pub(crate) fn create_record(
                 shm_size: req.shm_size,
                 cgroupns_host: req.cgroupns_host,
                 devices: req.devices.clone(),
+                masked_paths: req.masked_paths.clone(),
+                readonly_paths: req.readonly_paths.clone(),
                 volumes_from: req.volumes_from.clone(),
                 log: req.log.clone(),
                 pod: req.pod.clone(),

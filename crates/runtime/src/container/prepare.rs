@@ -98,6 +98,10 @@ pub struct ContainerOptions {
     pub cgroupns_host: bool,
     /// `--device` (parsed: [`crate::devices::parse`]).
     pub devices: Vec<crate::devices::DeviceMapping>,
+    /// `--masked-path`: absolute paths hidden in the container.
+    pub masked_paths: Vec<String>,
+    /// `--read-only-path`: absolute paths made read-only in the container.
+    pub readonly_paths: Vec<String>,
     /// `--volumes-from` values as written (`CONTAINER[:ro|rw]`): those containers' volumes and
     /// binds at the same paths, under `mounts` ([`super::VolumesFrom`]).
     pub volumes_from: Vec<String>,
@@ -284,6 +288,8 @@ pub async fn prepare(
         shm_size: opts.shm_size.filter(|&s| s > 0),
         cgroupns_host: opts.cgroupns_host,
         devices: opts.devices,
+        masked_paths: opts.masked_paths,
+        readonly_paths: opts.readonly_paths,
         volumes_from: opts.volumes_from,
         log: opts.log,
         pod: pod.map(|(infra, _)| crate::state::PodRole::Member { infra }),

@@ -592,6 +592,8 @@ async fn set_up_guest(
         shm_size: record.config.shm_size,
         cgroupns_host: record.config.cgroupns_host,
         devices: record.config.devices.clone(),
+        masked_paths: record.config.masked_paths.clone(),
+        readonly_paths: record.config.readonly_paths.clone(),
     });
     Ok(())
 }

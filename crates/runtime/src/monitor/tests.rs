@@ -435,6 +435,8 @@ impl Fixture {
             shm_size: None,
             cgroupns_host: false,
             devices: Vec::new(),
+            masked_paths: Vec::new(),
+            readonly_paths: Vec::new(),
             volumes_from: Vec::new(),
             log: Default::default(),
             pod: None,

@@ -53,6 +53,8 @@ struct ContainerSetup {
     shm_size: Option<u64>,
     cgroupns_host: bool,
     devices: Vec<agent::DeviceNode>,
+    masked_paths: Vec<String>,
+    readonly_paths: Vec<String>,
 }
 
 /// Moves an agent output stream into a channel of chunks.
@@ -271,6 +273,8 @@ impl AgentGuest {
             sysctl: setup.sysctl,
             shm_size: setup.shm_size,
             devices: setup.devices,
+            masked_paths: setup.masked_paths,
+            readonly_paths: setup.readonly_paths,
             start: false,
         }
     }
@@ -387,6 +391,8 @@ impl Guest for AgentGuest {
             c.sysctl = tuning.sysctls;
             c.shm_size = tuning.shm_size;
             c.cgroupns_host = tuning.cgroupns_host;
+            c.masked_paths = tuning.masked_paths;
+            c.readonly_paths = tuning.readonly_paths;
             c.devices = tuning
                 .devices
                 .iter()

@@ -289,6 +289,8 @@ impl Processes {
             cgroup_fs: cgroup.is_some(),
             cgroupns_host: req.cgroupns_host,
             devices: req.devices.clone(),
+            masked_paths: req.masked_paths.clone(),
+            readonly_paths: req.readonly_paths.clone(),
         };
         Ok(Placed {
             placement: Placement::NewContainer(plan),
