@@ -24,6 +24,7 @@ mod rootfs;
 mod service;
 mod system;
 mod system_info;
+mod system_logs;
 mod version;
 mod volume;
 

@@ -1,4 +1,6 @@
-//! Per-blob progress bars for pull and push, drawn on stderr only when it is a terminal.
+//! Per-blob progress for pull and push on stderr: bars when it is a terminal (`--progress
+//! auto`, the default), a line per blob event otherwise asked for (`plain`), or nothing
+//! (`none`, `-q`).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -12,6 +14,55 @@ pub struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<Digest, ProgressBar>>,
     verb: &'static str,
+}
+
+/// `--progress`: Apple's (and buildx's) choice of progress output.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars on a terminal, nothing otherwise.
+    #[default]
+    Auto,
+    /// One line per blob started and finished, terminal or not.
+    Plain,
+    /// Nothing.
+    None,
+}
+
+impl ProgressMode {
+    /// The sink for this mode (`quiet` wins: `-q` is `none`).
+    pub fn sink(self, quiet: bool, verb: &'static str) -> Option<Arc<dyn Progress>> {
+        match (self, quiet) {
+            (_, true) | (ProgressMode::None, _) => None,
+            (ProgressMode::Auto, false) => Bars::for_terminal(false, verb),
+            (ProgressMode::Plain, false) => Some(Arc::new(Plain { verb })),
+        }
+    }
+}
+
+/// Lines on stderr: `<digest> pulling 1.2 MiB`, then `<digest> done` (or `exists`).
+struct Plain {
+    verb: &'static str,
+}
+
+impl Progress for Plain {
+    fn start(&self, digest: &Digest, size: u64) {
+        eprintln!(
+            "{} {} {}",
+            digest.short(),
+            self.verb,
+            crate::output::human_size(size)
+        );
+    }
+
+    fn advance(&self, _digest: &Digest, _bytes: u64) {}
+
+    fn finish(&self, digest: &Digest, outcome: BlobOutcome) {
+        let word = match outcome {
+            BlobOutcome::Transferred => "done",
+            BlobOutcome::Skipped => "exists",
+        };
+        eprintln!("{} {word}", digest.short());
+    }
 }
 
 impl Bars {

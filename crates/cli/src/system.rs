@@ -30,6 +30,8 @@ pub enum SystemCommand {
     Service(crate::service::ServiceArgs),
     /// Show what happens to containers, images, networks and volumes (as `container events`).
     Events(crate::events::EventsArgs),
+    /// What the containers' monitors logged, merged in time order (`-f` to follow).
+    Logs(crate::system_logs::LogsArgs),
     /// The settings in force (read-only: set them through their environment variables).
     #[command(subcommand)]
     Property(PropertyCommand),
@@ -109,6 +111,7 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
         SystemCommand::Version(a) => crate::version::version(global, a),
         SystemCommand::Service(a) => crate::service::run(global, a),
         SystemCommand::Events(a) => crate::events::events(global, a),
+        SystemCommand::Logs(a) => crate::system_logs::run(global, a),
         SystemCommand::Status(a) => crate::system_info::status(global, a.format),
         SystemCommand::Df(a) => crate::system_info::df(global, a.format),
         SystemCommand::Cleanup(a) => crate::system_info::cleanup(global, a.format),

@@ -622,5 +622,25 @@ fn apples_uid_gid_dns_and_platform_flags() {
     )
     .unwrap_or_default();
     assert!(log.contains("DEBUG"), "{log}");
+    // system logs (Apple's): the monitors' logs, each line named after its container.
+    let all = env.run(&["system", "logs"]).success().stdout;
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("dbg | ") && l.contains("DEBUG")),
+        "{all}"
+    );
+    let recent = env
+        .run(&["system", "logs", "--last", "1h", "dbg"])
+        .success();
+    assert_eq!(
+        recent.stdout.lines().count(),
+        all.lines().count(),
+        "{recent:?}"
+    );
+    let none = env
+        .run(&["system", "logs", "--last", "1ns", "dbg"])
+        .success();
+    assert!(none.stdout.is_empty(), "{none:?}");
+    env.run(&["system", "logs", "nosuch"]).fails_with("nosuch");
     env.run(&["rm", "dbg"]).success();
 }

@@ -287,6 +287,10 @@ pub struct CreateFlags {
     /// The platform the image must be for; only linux/amd64 runs (as OS/ARCH).
     #[arg(long, value_name = "OS/ARCH", value_parser = parse_platform)]
     pub platform: Option<oci::Platform>,
+    /// Progress of an image pull on stderr: auto (bars on a terminal), plain (a line per
+    /// layer), none.
+    #[arg(long, value_enum, default_value_t, value_name = "TYPE")]
+    pub progress: crate::progress::ProgressMode,
     /// The image's OS (Apple's flag; with --arch, as --platform OS/ARCH; default linux).
     #[arg(long, value_name = "OS", conflicts_with = "platform")]
     pub os: Option<String>,

@@ -175,7 +175,7 @@ async fn create_container(global: &GlobalOptions, f: &CreateFlags) -> anyhow::Re
     // fails before it creates anything; removed again if the create fails.
     let cidfile = f.cidfile.as_deref().map(CidFile::create).transpose()?;
     let pull = oci::PullOptions {
-        progress: crate::progress::Bars::for_terminal(false, "pulling"),
+        progress: f.progress.sink(false, "pulling"),
         ..Default::default()
     };
     let container = global.runtime()?.create(opts, &pull).await?;
