@@ -622,6 +622,42 @@ fn apples_uid_gid_dns_and_platform_flags() {
     )
     .unwrap_or_default();
     assert!(log.contains("DEBUG"), "{log}");
+    // --init-image (Apple's): the VM's init for this container. A copy of vminitd boots; a
+    // file that is no init cannot, which proves the flag is what the VM booted.
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("my-vminitd");
+    std::fs::copy(std::env::var("CONTAINER_VMINITD").unwrap(), &init).unwrap();
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--init-image",
+            init.to_str().unwrap(),
+            IMAGE,
+            "echo",
+            "ok",
+        ])
+        .success();
+    assert_eq!(r.stdout, "ok\n");
+    std::fs::write(&init, "#!/bin/nothing\n").unwrap();
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--init-image",
+        init.to_str().unwrap(),
+        IMAGE,
+        "true",
+    ]);
+    assert_eq!(r.code, 125, "{r:?}");
+    env.run(&[
+        "run",
+        "--rm",
+        "--init-image",
+        "/nonexistent/init",
+        IMAGE,
+        "true",
+    ])
+    .fails_with("init image /nonexistent/init");
     // system logs (Apple's): the monitors' logs, each line named after its container.
     let all = env.run(&["system", "logs"]).success().stdout;
     assert!(

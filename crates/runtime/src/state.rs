@@ -146,6 +146,10 @@ pub struct VmOptions {
     /// Drivers the guest loads for the container's devices (`--device`: `fuse`, `tun`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub modules: Vec<String>,
+    /// The guest's init for this container instead of the installed vminitd (`--init-image`:
+    /// a static vminitd build), absolute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 /// Everything `create` decided; the monitor starts the container from this alone.

@@ -165,6 +165,10 @@ pub struct CreateFlags {
     /// Guest kernel for this container (vmlinux or bzImage).
     #[arg(short = 'k', long, value_name = "PATH")]
     pub kernel: Option<PathBuf>,
+    /// The VM's init for this container: a static vminitd build instead of the installed one
+    /// (Apple's flag, whose init image is ours as a binary).
+    #[arg(long = "init-image", value_name = "PATH")]
+    pub init_image: Option<PathBuf>,
     #[command(flatten)]
     pub resources: ResourceFlags,
     /// Resource limit of the container's processes, NAME=SOFT[:HARD] with docker's names

@@ -127,6 +127,7 @@ fn options(f: &CreateFlags) -> anyhow::Result<ContainerOptions> {
         },
         env_files: f.env_file.clone(),
         kernel: f.kernel.clone(),
+        init: f.init_image.clone(),
         accel: f.accel.clone(),
         no_template: f.no_template,
         resources: f.resources.flags(),

@@ -107,6 +107,9 @@ pub enum ContainerError {
     /// that do not fit its networks.
     #[error("{0}")]
     Endpoint(String),
+    /// `--init-image` names nothing bootable.
+    #[error("init image {0}: {1}")]
+    InitImage(String, String),
     /// `connect`/`disconnect` of a running container: its VM's network devices are fixed at
     /// boot (a QEMU microvm has no hot-plug).
     #[error(

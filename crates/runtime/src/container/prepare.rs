@@ -39,6 +39,8 @@ pub struct ContainerOptions {
     pub env_files: Vec<PathBuf>,
     /// A guest kernel for this container instead of the configured one.
     pub kernel: Option<PathBuf>,
+    /// `--init-image`: a static vminitd for this container's VM instead of the installed one.
+    pub init: Option<PathBuf>,
     /// `kvm` or `tcg` (default: chosen by probing).
     pub accel: Option<String>,
     /// Boot cold even where a VM template could serve.
@@ -211,6 +213,7 @@ pub async fn prepare(
                 no_template: opts.no_template,
                 overlay: false,
                 modules: device_modules(&opts.devices),
+                init: init_binary(opts.init.as_deref())?,
             },
         ),
     };
@@ -297,6 +300,21 @@ pub async fn prepare(
     })
 }
 
+/// `--init-image PATH` made absolute, once it is known to be a regular file: the VM boots it
+/// as its PID 1, so a missing one is refused at create rather than at every start.
+fn init_binary(path: Option<&std::path::Path>) -> Result<Option<PathBuf>, ContainerError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let bad = |why: String| ContainerError::InitImage(path.display().to_string(), why);
+    let abs = std::fs::canonicalize(path).map_err(|e| bad(e.to_string()))?;
+    let meta = std::fs::metadata(&abs).map_err(|e| bad(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(bad("not a file (a static vminitd build)".into()));
+    }
+    Ok(Some(abs))
+}
+
 /// The guest drivers `devices` need, each once.
 fn device_modules(devices: &[crate::devices::DeviceMapping]) -> Vec<String> {
     let mut modules: Vec<String> = devices
@@ -330,8 +348,8 @@ fn join_pod(
     if !opts.publish.is_empty() || opts.publish_all {
         return refuse("-p/--publish");
     }
-    if opts.kernel.is_some() || opts.accel.is_some() {
-        return refuse("the VM (--kernel, --accel)");
+    if opts.kernel.is_some() || opts.accel.is_some() || opts.init.is_some() {
+        return refuse("the VM (--kernel, --accel, --init-image)");
     }
     if opts.hostname.is_some() {
         return refuse("--hostname");

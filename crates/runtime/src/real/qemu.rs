@@ -139,9 +139,11 @@ impl QemuBackend {
                 .map_err(boot_src(format!("kernel {}", k.display())))?,
             None => store.current().map_err(boot_src("guest kernel"))?,
         };
-        let vminitd = self
-            .vminitd
+        let vminitd = req
+            .options
+            .init
             .as_ref()
+            .or(self.vminitd.as_ref())
             .filter(|p| p.is_file())
             .ok_or_else(|| {
                 boot_err(
