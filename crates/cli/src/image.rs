@@ -71,12 +71,21 @@ pub struct PullArgs {
     /// Platform to pick from a multi-arch image (`os/arch[/variant]`); default: the host's.
     #[arg(long)]
     pub platform: Option<String>,
+    /// The OS to pick (Apple's flag; with --arch, as --platform OS/ARCH).
+    #[arg(long, value_name = "OS", conflicts_with = "platform")]
+    pub os: Option<String>,
+    /// The architecture to pick (Apple's flag; `x86_64`/`aarch64` as amd64/arm64).
+    #[arg(long, value_name = "ARCH", conflicts_with = "platform")]
+    pub arch: Option<String>,
     /// Registry protocol.
     #[arg(long, value_enum, default_value_t)]
     pub scheme: SchemeArg,
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Progress output: auto (bars on a terminal), plain (a line per layer), none.
+    #[arg(long, value_enum, default_value_t, value_name = "TYPE")]
+    pub progress: crate::progress::ProgressMode,
     /// Layers downloaded at once.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub max_concurrent_downloads: u16,
@@ -316,12 +325,16 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
 fn pull(global: &GlobalOptions, a: PullArgs) -> Result<()> {
     let store = open_store(global)?;
     let reference = parse_ref(&a.reference)?;
+    let platform = match (a.os.as_deref(), a.arch.as_deref()) {
+        (None, None) => parse_platform(a.platform.as_deref())?,
+        (os, arch) => Some(crate::container::os_arch_platform(os, arch)?),
+    };
     let opts = oci::PullOptions {
-        platform: parse_platform(a.platform.as_deref())?,
+        platform,
         scheme: a.scheme.into(),
         concurrency: a.max_concurrent_downloads.into(),
         credentials: None,
-        progress: Bars::for_terminal(a.quiet, "pulling"),
+        progress: a.progress.sink(a.quiet, "pulling"),
     };
     // Ctrl-C drops the pull: its downloads are cancelled and their temp files removed before
     // the runtime (and the process) goes away; nothing was named, so the store is unchanged.

@@ -213,6 +213,44 @@ fn multi_arch_index_picks_platform_and_lists_available_ones() {
     assert_eq!(info["platform"]["architecture"], "arm64");
     assert_eq!(info["manifestDigest"], image.manifests[1].as_str());
 
+    // Apple's --os/--arch (uname's aarch64 is arm64), and --progress plain: a line as each
+    // blob starts and ends, terminal or not.
+    let apple = Cli::new();
+    let r2 = apple
+        .run(&[
+            "image",
+            "pull",
+            "--progress",
+            "plain",
+            "--os",
+            "linux",
+            "--arch",
+            "aarch64",
+            &r,
+        ])
+        .success();
+    let lines: Vec<&str> = r2.stderr.lines().collect();
+    let started: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.contains(" pulling "))
+        .map(|l| &l[..12])
+        .collect();
+    assert!(!started.is_empty(), "{r2:?}");
+    for blob in started {
+        assert!(lines.contains(&format!("{blob} done").as_str()), "{r2:?}");
+    }
+    let info = apple
+        .run(&["image", "inspect", "--platform", "linux/arm64", &r])
+        .success()
+        .json()[0]
+        .clone();
+    assert_eq!(info["manifestDigest"], image.manifests[1].as_str());
+    let quiet = Cli::new();
+    let r3 = quiet
+        .run(&["image", "pull", "--progress", "none", &r])
+        .success();
+    assert!(!r3.stderr.contains("pulling"), "{r3:?}");
+
     let none = Cli::new();
     let out = none
         .run(&["image", "pull", "--platform", "linux/s390x", &r])

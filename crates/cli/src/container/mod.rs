@@ -330,18 +330,7 @@ impl CreateFlags {
         if self.os.is_none() && self.arch.is_none() {
             return Ok(self.platform.clone());
         }
-        let host = oci::Platform::host();
-        let os = self.os.clone().unwrap_or(host.os);
-        let arch = match self.arch.as_deref() {
-            // Apple's CLI names architectures as uname does.
-            Some("x86_64") => "amd64".to_string(),
-            Some("aarch64") => "arm64".to_string(),
-            Some(a) => a.to_string(),
-            None => host.architecture,
-        };
-        Ok(Some(
-            parse_platform(&format!("{os}/{arch}")).map_err(anyhow::Error::msg)?,
-        ))
+        os_arch_platform(self.os.as_deref(), self.arch.as_deref()).map(Some)
     }
 
     /// `-u`, or `--uid[:--gid]`.
@@ -362,6 +351,20 @@ impl CreateFlags {
     pub fn command(&self) -> &[String] {
         self.image_and_command.get(1..).unwrap_or(&[])
     }
+}
+
+/// The platform Apple's `--os`/`--arch` name, the host's for the one not given.
+pub fn os_arch_platform(os: Option<&str>, arch: Option<&str>) -> anyhow::Result<oci::Platform> {
+    let host = oci::Platform::host();
+    let os = os.map_or(host.os, str::to_string);
+    let arch = match arch {
+        // Apple's CLI names architectures as uname does.
+        Some("x86_64") => "amd64".to_string(),
+        Some("aarch64") => "arm64".to_string(),
+        Some(a) => a.to_string(),
+        None => host.architecture,
+    };
+    parse_platform(&format!("{os}/{arch}")).map_err(anyhow::Error::msg)
 }
 
 fn parse_platform(s: &str) -> Result<oci::Platform, String> {
