@@ -161,9 +161,9 @@ pub struct PruneArgs {
 /// Arguments of `image save`.
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// Archive to write.
+    /// Archive to write (default, or `-`: standard output, which must not be a terminal).
     #[arg(short, long)]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     /// Save only this platform's manifest (OS/ARCH[/VARIANT]) of a multi-platform image.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
@@ -175,9 +175,9 @@ pub struct SaveArgs {
 /// Arguments of `image load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Archive to read.
+    /// Archive to read (default, or `-`: standard input).
     #[arg(short, long)]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
     /// Load the images even if the archive holds invalid members (absolute paths, `..`):
     /// those are skipped with a warning instead of refusing the archive.
     #[arg(short, long)]
@@ -287,15 +287,59 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
                 .iter()
                 .map(|r| parse_ref(r))
                 .collect::<Result<Vec<_>>>()?;
-            match parse_platform(a.platform.as_deref())? {
-                Some(p) => oci::save_platform(&store, &refs, &p, &a.output)?,
-                None => oci::save(&store, &refs, &a.output)?,
+            let platform = parse_platform(a.platform.as_deref())?;
+            let save = |output: &std::path::Path| match &platform {
+                Some(p) => oci::save_platform(&store, &refs, p, output),
+                None => oci::save(&store, &refs, output),
+            };
+            match a.output.as_deref().filter(|o| *o != std::path::Path::new("-")) {
+                Some(output) => save(output)?,
+                None => {
+                    use std::io::IsTerminal;
+                    if std::io::stdout().is_terminal() {
+                        anyhow::bail!(
+                            "refusing to write an image archive to a terminal: give -o FILE or \
+                             redirect standard output"
+                        );
+                    }
+                    // The archive is written whole (and atomically) first, so a failed save
+                    // sends nothing down the pipe.
+                    let temp = tempfile::Builder::new()
+                        .prefix(".save-")
+                        .tempfile_in(global.root_dir())
+                        .context("make a temporary file for the archive")?;
+                    save(temp.path())?;
+                    let mut file = std::fs::File::open(temp.path())?;
+                    std::io::copy(&mut file, &mut std::io::stdout().lock())
+                        .context("write the archive to standard output")?;
+                }
             }
             Ok(())
         }
         ImageCommand::Load(a) => {
             let store = open_store(global)?;
-            let loaded = oci::load_with(&store, &a.input, a.force)?;
+            let stdin_copy;
+            let input = match a.input.as_deref().filter(|i| *i != std::path::Path::new("-")) {
+                Some(input) => input,
+                None => {
+                    use std::io::IsTerminal;
+                    if std::io::stdin().is_terminal() {
+                        anyhow::bail!(
+                            "no archive to load: give -i FILE or send it on standard input"
+                        );
+                    }
+                    // The loader reads the archive more than once (index, then blobs).
+                    let mut temp = tempfile::Builder::new()
+                        .prefix(".load-")
+                        .tempfile_in(global.root_dir())
+                        .context("make a temporary file for the archive")?;
+                    std::io::copy(&mut std::io::stdin().lock(), &mut temp)
+                        .context("read the archive from standard input")?;
+                    stdin_copy = temp;
+                    stdin_copy.path()
+                }
+            };
+            let loaded = oci::load_with(&store, input, a.force)?;
             if !loaded.rejected.is_empty() {
                 eprintln!(
                     "Warning: skipped invalid archive members: {}",

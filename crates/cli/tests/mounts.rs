@@ -147,7 +147,7 @@ fn read_only_rootfs_tmpfs_and_a_volume_in_use_by_a_running_container() {
     not(container_testenv),
     ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
 )]
-fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() {
+fn anonymous_volumes_for_image_volumes_and_bare_paths_outlive_their_container_unless_rm_v() {
     let env = Env::new(true);
     // An image declaring `VOLUME /vol`.
     let dir = tempfile::tempdir().unwrap();
@@ -179,7 +179,8 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
     assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "");
 
     // A named volume given for the image's VOLUME path replaces the anonymous one; a created
-    // container's anonymous volume exists until the container is deleted.
+    // container's anonymous volume outlives a plain delete (as docker's), dangling for
+    // `volume prune`.
     let id = env
         .run(&[
             "create",
@@ -196,10 +197,18 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
     let vols: Vec<&str> = vols.lines().collect();
     assert_eq!(vols.len(), 2, "{vols:?}");
     assert!(vols.contains(&"named"), "{vols:?}");
-    env.run(&["delete", id.trim()]).success();
-    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "named\n");
+    env.run(&["delete", id.trim(), id.trim()]).success();
+    let left = env.run(&["volume", "ls", "-q"]).success().stdout;
+    assert_eq!(left.lines().count(), 2, "{left}");
+    let dangling = env
+        .run(&["volume", "ls", "-q", "-f", "dangling=true"])
+        .success()
+        .stdout;
+    assert_eq!(dangling.lines().count(), 2, "{dangling}");
+    env.run(&["volume", "prune"]).success();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "");
 
-    // Force-deleting a running container takes its anonymous volume too.
+    // `delete -v` (docker's rm -v) of a running container, forced, takes its anonymous volume.
     env.run(&[
         "run", "-d", "--name", "busy", "-v", "/scratch", IMAGE, "sleep", "120",
     ])
@@ -210,10 +219,10 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_go_with_their_container() 
             .stdout
             .lines()
             .count(),
-        2
+        1
     );
-    env.run(&["delete", "-f", "busy"]).success();
-    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "named\n");
+    env.run(&["delete", "-f", "-v", "busy"]).success();
+    assert_eq!(env.run(&["volume", "ls", "-q"]).success().stdout, "");
 }
 
 #[test]

@@ -658,6 +658,48 @@ fn apples_uid_gid_dns_and_platform_flags() {
         "true",
     ])
     .fails_with("init image /nonexistent/init");
+    // exec -d names the container it started in (Apple's).
+    env.run(&["run", "-d", "--name", "bg", IMAGE, "sleep", "60"])
+        .success();
+    let bg = env.inspect("bg")["id"].as_str().unwrap().to_string();
+    let r = env.run(&["exec", "-d", "bg", "sleep", "1"]).success();
+    assert_eq!(r.stdout.trim(), bg, "{r:?}");
+    env.run(&["rm", "-f", "bg", "bg"]).success();
+    // A network a created (never started) container names cannot be deleted or pruned.
+    env.run(&["network", "create", "held"]).success();
+    env.run(&["create", "--name", "holder", "--network", "held", IMAGE])
+        .success();
+    env.run(&["network", "rm", "held"])
+        .fails_with("in use by container(s) holder");
+    assert!(!env
+        .run(&["network", "prune", "-f"])
+        .success()
+        .stdout
+        .contains("held"));
+    env.run(&["rm", "holder"]).success();
+    env.run(&["network", "rm", "held"]).success();
+    // image save to standard output, load from standard input (docker's and Apple's).
+    let tar = dir.path().join("saved.tar");
+    let status = env
+        .cli
+        .command(&["image", "save", IMAGE])
+        .stdout(std::fs::File::create(&tar).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(std::fs::metadata(&tar).unwrap().len() > 100_000);
+    env.run(&["image", "rm", IMAGE]).success();
+    let out = env
+        .cli
+        .command(&["image", "load"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(IMAGE),
+        "{out:?}"
+    );
     // system logs (Apple's): the monitors' logs, each line named after its container.
     let all = env.run(&["system", "logs"]).success().stdout;
     assert!(

@@ -178,12 +178,12 @@ pub async fn top(engine: &Engine, id: &str, req: &Req) -> Answer {
     ))
 }
 
-/// `DELETE /containers/{id}?force=&v=`. Anonymous volumes go with the container either way
-/// (the runtime's rule); named ones stay, as with docker's `-v`.
+/// `DELETE /containers/{id}?force=&v=`. Anonymous volumes go with the container with `v`
+/// (or an auto-remove container's), as docker's; named ones always stay.
 pub async fn delete(engine: &Engine, id: &str, req: &Req) -> Answer {
     let c = engine.runtime().container(id)?;
     let full_id = c.id().to_string();
-    c.delete(req.flag("force")).await?;
+    c.delete_with(req.flag("force"), req.flag("v")).await?;
     // An attach still waiting for this container's start ends with it.
     drop(engine.take_attach(&full_id));
     if let Ok(mut m) = engine.controls.lock() {

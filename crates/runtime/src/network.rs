@@ -26,6 +26,14 @@ impl Runtime {
     pub fn network_delete(&self, key: &str) -> Result<String, NetworkError> {
         let nets = self.networks()?;
         let config = nets.resolve(key)?;
+        // A created container has no address yet, but its start would need the network.
+        let users = self.containers_on(&config.name);
+        if !users.is_empty() {
+            return Err(NetworkError::InUse {
+                name: config.name.clone(),
+                containers: users.join(", "),
+            });
+        }
         nets.delete(&config.name)?;
         network_event(self.root(), "destroy", &config, None);
         Ok(config.name)
@@ -41,7 +49,9 @@ impl Runtime {
         let nets = self.networks()?;
         let mut pruned = Vec::new();
         for n in nets.list()? {
-            let unused = n.containers.is_empty() && n.config.name != net::DEFAULT_NETWORK;
+            let unused = n.containers.is_empty()
+                && n.config.name != net::DEFAULT_NETWORK
+                && self.containers_on(&n.config.name).is_empty();
             if unused && filters.matches_network(&n) {
                 match nets.delete(&n.config.name) {
                     Ok(()) => {
@@ -54,6 +64,19 @@ impl Runtime {
             }
         }
         Ok(pruned)
+    }
+}
+
+impl Runtime {
+    /// The names of the containers whose configuration names network `name`, started or not.
+    fn containers_on(&self, name: &str) -> Vec<String> {
+        self.store()
+            .list()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.config.networks.iter().any(|n| n == name))
+            .map(|r| r.name)
+            .collect()
     }
 }
 

@@ -125,6 +125,10 @@ pub struct DeleteArgs {
     /// Delete every container (running ones only with --force; they are skipped otherwise).
     #[arg(short, long, conflicts_with = "containers")]
     pub all: bool,
+    /// Delete the containers' anonymous volumes too (without it they stay for `volume
+    /// prune`, as docker keeps them).
+    #[arg(short, long)]
+    pub volumes: bool,
     /// Containers (name or id).
     #[arg(required_unless_present = "all")]
     pub containers: Vec<String>,
@@ -337,16 +341,19 @@ pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()>
 /// `container delete`.
 pub async fn delete(global: &GlobalOptions, a: DeleteArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
-    let force = a.force;
-    let names = if a.all {
+    let (force, volumes) = (a.force, a.volumes);
+    let mut names = if a.all {
         all_names(&rt, |s| force || !s.is_up())?
     } else {
         a.containers
     };
+    // `delete X X` deletes X once (as Apple's does), not once and then "no such container".
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
     let verb_rt = rt.clone();
     each(&rt, &names, move |name| {
         let rt = verb_rt.clone();
-        async move { Ok(rt.container(&name)?.delete(force).await?) }
+        async move { Ok(rt.container(&name)?.delete_with(force, volumes).await?) }
     })
     .await
 }

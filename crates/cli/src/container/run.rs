@@ -264,7 +264,10 @@ pub async fn exec(global: &GlobalOptions, a: ExecArgs) -> anyhow::Result<()> {
     };
     let spec = container.exec_spec(a.command().to_vec(), &opts)?;
     if a.detach {
-        return container.exec_detached(spec).await.or_else(finish_err);
+        container.exec_detached(spec).await.or_else(finish_err)?;
+        // Apple's `exec -d` names what it started in: the container (execs have no ids here).
+        println!("{}", container.id());
+        return Ok(());
     }
     let stream = container.connect(Verb::Exec).await?;
     let req = Request::Exec {

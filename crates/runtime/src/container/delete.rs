@@ -5,8 +5,17 @@ use std::time::Duration;
 use super::{Container, ContainerError, StopOptions, Verb};
 
 impl Container {
-    /// Deletes the container; a running one only with `force` (it is killed first).
-    pub async fn delete(mut self, force: bool) -> Result<(), ContainerError> {
+    /// Deletes the container and its anonymous volumes; a running one only with `force` (it
+    /// is killed first). For the runtime's own disposable containers (a shim's task, a pod's
+    /// member); a user's `rm` is [`Container::delete_with`].
+    pub async fn delete(self, force: bool) -> Result<(), ContainerError> {
+        self.delete_with(force, true).await
+    }
+
+    /// Deletes the container; a running one only with `force`. Its anonymous volumes go with
+    /// it only with `volumes` (docker's `rm -v`): otherwise they stay, dangling, for `volume
+    /// prune`, as docker keeps them. `--rm` containers always take theirs.
+    pub async fn delete_with(mut self, force: bool, volumes: bool) -> Result<(), ContainerError> {
         self.refresh()?;
         if let Some(pod) = crate::pod::infra_name(&self.record) {
             let members = crate::pod::members(self.rt.store(), self.id())?;
@@ -39,7 +48,9 @@ impl Container {
         crate::pod::detach_disks(store, &self.record);
         crate::events::Journal::new(store.root())
             .record(&crate::events::Event::container("destroy", &self.record));
-        crate::volume::remove_anonymous(store.root(), &self.record.config.mounts);
+        if volumes || self.record.config.auto_remove {
+            crate::volume::remove_anonymous(store.root(), &self.record.config.mounts);
+        }
         Ok(())
     }
 }

@@ -134,7 +134,8 @@ impl Runtime {
             }
             let size = disk_use(&self.store().dir_of(c.id()));
             let id = c.id().to_string();
-            match Container::delete(c, false).await {
+            // docker's `container prune` leaves anonymous volumes to `volume prune`.
+            match Container::delete_with(c, false, false).await {
                 Ok(()) => {
                     report.deleted.push(id);
                     report.reclaimed += size;
