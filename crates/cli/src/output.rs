@@ -136,18 +136,9 @@ mod tests {
 
     #[test]
     fn sizes_read_and_print() {
-        assert_eq!(parse_size("4096"), Ok(4096));
+        // The rules themselves are `runtime::size`'s (tested there).
         assert_eq!(parse_size("512M"), Ok(512 << 20));
-        assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert_eq!(parse_size("128mb"), Ok(128 << 20));
-        assert_eq!(parse_size("262144k"), Ok(256 << 20));
-        assert_eq!(parse_size("1T"), Ok(1 << 40));
-        assert_eq!(parse_size("100b"), Ok(100));
         assert!(parse_size("12Q").is_err());
-        assert!(parse_size("abc").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("-5m").is_err());
-        assert!(parse_size("99999999999t").is_err());
         assert_eq!(human_size(1536), "1.5 KiB");
         assert_eq!(human_size(100), "100 B");
     }

@@ -74,13 +74,7 @@ pub async fn prepare(
             // In the user's order: a socket may sit in a directory another mount brings.
             // `inbound_sockets` lists the sockets in this same order, one each.
             if let Some((listener, host)) = sockets.next() {
-                let source = guest.listen_socket(&listener, &host).await?;
-                out.push(GuestMount {
-                    source,
-                    target: target.clone(),
-                    fstype: "bind".into(),
-                    options: vec!["bind".into()],
-                });
+                out.push(socket_mount(guest, &listener, &host, target).await?);
             }
             continue;
         }
@@ -105,6 +99,22 @@ pub async fn prepare(
         ));
     }
     Ok(out)
+}
+
+/// A socket bind: the guest listens as `listener` for the host socket `host`, and its socket is
+/// bound at `target` in the container.
+async fn socket_mount(
+    guest: &dyn Guest,
+    listener: &str,
+    host: &std::path::Path,
+    target: &str,
+) -> Result<GuestMount, GuestError> {
+    Ok(GuestMount {
+        source: guest.listen_socket(listener, host).await?,
+        target: target.to_string(),
+        fstype: "bind".into(),
+        options: vec!["bind".into()],
+    })
 }
 
 /// The container's socket binds as (listener id, host socket), in mount order: what
@@ -140,13 +150,7 @@ pub async fn member_mounts(
                 // `inbound_sockets` lists the sockets in mount order, one each.
                 if let Some((listener, host)) = sockets.next() {
                     let _ = guest.close_socket(&listener).await;
-                    let source = guest.listen_socket(&listener, &host).await?;
-                    out.push(GuestMount {
-                        source,
-                        target: target.clone(),
-                        fstype: "bind".into(),
-                        options: vec!["bind".into()],
-                    });
+                    out.push(socket_mount(guest, &listener, &host, &target).await?);
                 }
             }
             m => out.push(container_mount(&m, &bind_dir)),
