@@ -659,8 +659,19 @@ fn apples_uid_gid_dns_and_platform_flags() {
     ])
     .fails_with("init image /nonexistent/init");
     // exec -d names the container it started in (Apple's).
-    env.run(&["run", "-d", "--name", "bg", IMAGE, "sleep", "60"])
-        .success();
+    env.run(&[
+        "run", "-d", "--name", "bg", "-v", "vv:/d", IMAGE, "sleep", "60",
+    ])
+    .success();
+    // A --rm container whose start fails before its VM boots (its volume is in use) stays,
+    // created, with the reason (docker's daemon and Apple's keep it too).
+    env.run(&[
+        "run", "--rm", "--name", "rmfail", "-v", "vv:/d", IMAGE, "true",
+    ])
+    .fails_with("in use");
+    let kept = env.inspect("rmfail");
+    assert_eq!(kept["status"], "created", "{kept}");
+    env.run(&["rm", "rmfail"]).success();
     let bg = env.inspect("bg")["id"].as_str().unwrap().to_string();
     let r = env.run(&["exec", "-d", "bg", "sleep", "1"]).success();
     assert_eq!(r.stdout.trim(), bg, "{r:?}");
