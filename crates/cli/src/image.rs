@@ -292,7 +292,11 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
                 Some(p) => oci::save_platform(&store, &refs, p, output),
                 None => oci::save(&store, &refs, output),
             };
-            match a.output.as_deref().filter(|o| *o != std::path::Path::new("-")) {
+            match a
+                .output
+                .as_deref()
+                .filter(|o| *o != std::path::Path::new("-"))
+            {
                 Some(output) => save(output)?,
                 None => {
                     use std::io::IsTerminal;
@@ -319,7 +323,11 @@ pub fn run(global: &GlobalOptions, cmd: ImageCommand) -> Result<()> {
         ImageCommand::Load(a) => {
             let store = open_store(global)?;
             let stdin_copy;
-            let input = match a.input.as_deref().filter(|i| *i != std::path::Path::new("-")) {
+            let input = match a
+                .input
+                .as_deref()
+                .filter(|i| *i != std::path::Path::new("-"))
+            {
                 Some(input) => input,
                 None => {
                     use std::io::IsTerminal;

@@ -273,7 +273,11 @@ pub fn setup(plan: &RootfsPlan) -> Result<(), ChildErr> {
     } else {
         (&MASKED, &READONLY)
     };
-    let masked = defaults.0.iter().copied().chain(plan.masked_paths.iter().map(String::as_str));
+    let masked = defaults
+        .0
+        .iter()
+        .copied()
+        .chain(plan.masked_paths.iter().map(String::as_str));
     for p in masked {
         mask(Path::new(p))?;
     }
