@@ -10,6 +10,12 @@
 //!
 //! Wire format handling is the `simple-dns` crate's; relayed queries are not parsed at all. UDP and
 //! TCP (for answers too large for a datagram) are both served.
+//!
+//! The gateway address is the host's own, so a container on any network reaches every
+//! network's gateway (traffic to the host is not forwarded, so the isolation rules do not see
+//! it). Given the network's subnet ([`DnsResponder::only_from`]), the responder ignores queries
+//! from elsewhere: another network must learn nothing of this one's names, and an `--internal`
+//! network must not use another network's relay as its way out.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::Ipv4Net;
 use simple_dns::rdata::{RData, A, AAAA};
 use simple_dns::{Packet, PacketFlag, ResourceRecord, CLASS, QTYPE, RCODE, TYPE};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -62,6 +69,7 @@ pub struct DnsResponder {
     network: String,
     internal: bool,
     upstreams: Vec<SocketAddr>,
+    clients: Option<Ipv4Net>,
 }
 
 impl DnsResponder {
@@ -98,7 +106,15 @@ impl DnsResponder {
             network: network.to_string(),
             internal,
             upstreams,
+            clients: None,
         })
+    }
+
+    /// Serves only clients whose address is in `subnet` (the network's own); queries and
+    /// connections from anywhere else get no answer (see the module doc).
+    pub fn only_from(mut self, subnet: Ipv4Net) -> Self {
+        self.clients = Some(subnet);
+        self
     }
 
     /// Serves UDP and TCP on the current tokio runtime until the returned task is aborted
@@ -111,6 +127,7 @@ impl DnsResponder {
             network: self.network,
             internal: self.internal,
             upstreams: self.upstreams,
+            clients: self.clients,
         });
         Ok(tokio::spawn(async move {
             tokio::join!(serve_udp(udp, shared.clone()), serve_tcp(tcp, shared));
@@ -130,6 +147,9 @@ async fn serve_udp(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 continue;
             }
         };
+        if !shared.admits(client.ip()) {
+            continue;
+        }
         let query = buf[..n].to_vec();
         let (socket, shared) = (socket.clone(), shared.clone());
         tasks.spawn(async move {
@@ -147,7 +167,8 @@ async fn serve_tcp(listener: TcpListener, shared: Arc<Shared>) {
     loop {
         while tasks.try_join_next().is_some() {}
         let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+            Ok((stream, peer)) if shared.admits(peer.ip()) => stream,
+            Ok(_) => continue,
             Err(e) => {
                 tracing::debug!("dns accept: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -194,9 +215,19 @@ struct Shared {
     network: String,
     internal: bool,
     upstreams: Vec<SocketAddr>,
+    clients: Option<Ipv4Net>,
 }
 
 impl Shared {
+    /// Whether a query from `client` is answered at all.
+    fn admits(&self, client: IpAddr) -> bool {
+        match (self.clients, client) {
+            (None, _) => true,
+            (Some(subnet), IpAddr::V4(ip)) => subnet.contains(&ip),
+            (Some(_), IpAddr::V6(_)) => false,
+        }
+    }
+
     /// The reply to one query, or `None` to stay silent (unparseable input). Other names are
     /// relayed over the transport the query came on.
     async fn answer(&self, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
@@ -340,6 +371,7 @@ mod tests {
             network: "n".into(),
             internal,
             upstreams: Vec::new(),
+            clients: None,
         };
         (root, shared)
     }
@@ -400,6 +432,18 @@ mod tests {
         let bytes = s.answer(&query("other", TYPE::A), false).await.unwrap();
         let reply = Packet::parse(&bytes).unwrap();
         assert_eq!(reply.rcode(), RCODE::ServerFailure);
+    }
+
+    /// A responder limited to its network's subnet ignores every other client, IPv6 ones
+    /// included (the socket is IPv4); an unlimited one (the tests above) answers all.
+    #[test]
+    fn only_the_networks_own_clients_are_admitted() {
+        let (_root, mut s) = shared(false);
+        assert!(s.admits(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 2))));
+        s.clients = Some("10.0.0.0/24".parse().unwrap());
+        assert!(s.admits(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))));
+        assert!(!s.admits(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2))));
+        assert!(!s.admits(IpAddr::V6(Ipv6Addr::LOCALHOST)));
     }
 
     /// Guests send arbitrary bytes: random and truncated packets must never panic.

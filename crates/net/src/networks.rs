@@ -669,7 +669,8 @@ impl Networks {
             53,
             config.internal,
             host_upstreams(),
-        )?)
+        )?
+        .only_from(config.subnet))
     }
 
     /// Name of this state root's nf_tables table (family `inet`).
