@@ -661,12 +661,17 @@ fn ipv6_networks_addresses_names_and_both_loopbacks() {
     env.run(&[
         "run",
         "--rm",
+        "--name",
+        "clash6",
         "--network",
         "v6,ip6=fd00:c0de:1::2",
         IMAGE,
         "true",
     ])
     .fails_with("another container has it");
+    // Refused before its VM booted: kept, created, with the reason (as docker's daemon).
+    assert_eq!(env.inspect("clash6")["status"], "created");
+    env.run(&["rm", "clash6"]).success();
     env.run(&["run", "--rm", "--ip6", "fd00:c0de:1::5", IMAGE, "true"])
         .fails_with("has no IPv6");
     env.run(&["run", "--rm", "--network", "v6,mtu=1", IMAGE, "true"])

@@ -389,6 +389,11 @@ pub struct HostShare {
     pub dir: PathBuf,
     /// Refuse writes on the host side.
     pub readonly: bool,
+    /// Let the guest make device nodes in it. Off for a user's bind (`-v`): virtiofsd makes a
+    /// node as root on the host, so a container's `mknod` would leave a node for a host disk
+    /// in a host directory (fifos and sockets need no privilege and are always allowed). On
+    /// for a root filesystem or a pod's share, which are the container's own trees.
+    pub device_nodes: bool,
 }
 
 /// Why a VM ended.

@@ -524,6 +524,7 @@ async fn disks(
         let share = crate::backend::HostShare {
             dir: rootfs.clone(),
             readonly: false,
+            device_nodes: true,
         };
         return Ok((record, volumes, crate::backend::VmRootfs::Share(share)));
     }
@@ -1146,6 +1147,7 @@ fn pod_share(
     Ok(Some(crate::backend::HostShare {
         dir,
         readonly: false,
+        device_nodes: true,
     }))
 }
 

@@ -27,6 +27,7 @@ pub fn host_shares(mounts: &[MountSpec]) -> Vec<crate::backend::HostShare> {
             } => Some(crate::backend::HostShare {
                 dir: source.clone(),
                 readonly: *readonly,
+                device_nodes: false,
             }),
             _ => None,
         })

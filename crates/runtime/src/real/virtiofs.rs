@@ -71,6 +71,11 @@ impl Daemons {
             if s.share.readonly {
                 cmd.arg("--readonly");
             }
+            if !s.share.device_nodes {
+                // Without CAP_MKNOD virtiofsd cannot make block or character devices; fifos
+                // and sockets need no capability and still work.
+                cmd.arg("--modcaps=-mknod");
+            }
             cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
             // SAFETY: prctl is async-signal-safe; it only sets this child's parent-death signal
             // (the VM thread is the parent thread), so it dies with the monitor.
