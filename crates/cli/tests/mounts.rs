@@ -197,7 +197,7 @@ fn anonymous_volumes_for_image_volumes_and_bare_paths_outlive_their_container_un
     let vols: Vec<&str> = vols.lines().collect();
     assert_eq!(vols.len(), 2, "{vols:?}");
     assert!(vols.contains(&"named"), "{vols:?}");
-    env.run(&["delete", id.trim(), id.trim()]).success();
+    env.run(&["delete", id.trim()]).success();
     let left = env.run(&["volume", "ls", "-q"]).success().stdout;
     assert_eq!(left.lines().count(), 2, "{left}");
     let dangling = env

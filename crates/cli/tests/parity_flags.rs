@@ -675,7 +675,7 @@ fn apples_uid_gid_dns_and_platform_flags() {
     let bg = env.inspect("bg")["id"].as_str().unwrap().to_string();
     let r = env.run(&["exec", "-d", "bg", "sleep", "1"]).success();
     assert_eq!(r.stdout.trim(), bg, "{r:?}");
-    env.run(&["rm", "-f", "bg", "bg"]).success();
+    env.run(&["rm", "-f", "bg"]).success();
     // A network a created (never started) container names cannot be deleted or pruned.
     env.run(&["network", "create", "held"]).success();
     env.run(&["create", "--name", "holder", "--network", "held", IMAGE])

@@ -342,14 +342,11 @@ pub async fn update(global: &GlobalOptions, a: UpdateArgs) -> anyhow::Result<()>
 pub async fn delete(global: &GlobalOptions, a: DeleteArgs) -> anyhow::Result<()> {
     let rt = global.runtime()?;
     let (force, volumes) = (a.force, a.volumes);
-    let mut names = if a.all {
+    let names = if a.all {
         all_names(&rt, |s| force || !s.is_up())?
     } else {
         a.containers
     };
-    // `delete X X` deletes X once (as Apple's does), not once and then "no such container".
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
     let verb_rt = rt.clone();
     each(&rt, &names, move |name| {
         let rt = verb_rt.clone();
