@@ -371,12 +371,10 @@ async fn supervise(
         let _ = accept.await;
         return Ok(info.code);
     }
-    // A `--rm` container whose start failed before its VM came up (a taken port, a volume in
-    // use) stays, created, with the reason, for `inspect` and `logs`: docker's daemon removes
-    // only containers that ran, and Apple's keeps such a one too.
-    let auto_remove = record.config.auto_remove
-        && (outcome.booted || outcome.started)
-        && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
+    // A `--rm` container goes even when its start failed, as docker's daemon removes an
+    // AutoRemove container whose start failed (Apple's keeps it; we follow docker).
+    let auto_remove =
+        record.config.auto_remove && !shared.keep.load(std::sync::atomic::Ordering::SeqCst);
     let status = if outcome.started {
         Status::Exited
     } else {
@@ -449,7 +447,6 @@ async fn tear_down(
     outcome: Outcome,
     claims: &mut Vec<crate::volume::Claim>,
 ) -> restart::Ended {
-    let booted = outcome.booted.is_some();
     let guest = outcome.booted.as_ref().map(|b| b.guest.clone());
     if let (Some(guest), Some(_)) = (guest, crate::pod::infra_of(record)) {
         // The pod's VM goes on: the member's socket listeners in it end with the member.
@@ -482,7 +479,6 @@ async fn tear_down(
     restart::Ended {
         exit: outcome.exit,
         started: outcome.started,
-        booted,
         oom_killed: outcome.oom_killed,
     }
 }

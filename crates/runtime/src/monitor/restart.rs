@@ -123,8 +123,6 @@ pub(super) struct Ended {
     pub(super) exit: ExitInfo,
     /// Whether its main process ever ran.
     pub(super) started: bool,
-    /// Whether its VM came up (a run can fail before: a taken port, a volume in use).
-    pub(super) booted: bool,
     /// Whether the guest's OOM killer killed a process of the container.
     pub(super) oom_killed: bool,
 }
