@@ -273,52 +273,45 @@ pub struct BoundPorts {
 pub fn bind(specs: &[PortSpec]) -> Result<BoundPorts, PortError> {
     let mut ports = Vec::new();
     for spec in specs {
-        // A port the kernel picked for 127.0.0.1 may be taken on [::1]: pick again.
-        let mut attempts = if spec.host_port == 0 { 8 } else { 1 };
-        loop {
-            let (bound, socket) = bind_first(spec)?;
-            if !spec.loopback6 {
-                ports.push((bound, socket));
-                break;
-            }
-            match bind_one(spec, Ipv6Addr::LOCALHOST.into(), bound.host_port) {
-                Ok((bound6, socket6)) => {
-                    ports.push((bound, socket));
-                    ports.push((bound6, socket6));
-                    break;
-                }
-                // No IPv6 on this host's loopback (disabled, or a namespace without it).
-                Err(PortError::Bind(.., e))
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
-                    ) =>
-                {
-                    ports.push((bound, socket));
-                    break;
-                }
-                Err(e) => {
-                    attempts -= 1;
-                    if attempts == 0 {
-                        return Err(e);
-                    }
-                }
-            }
-        }
+        ports.extend(bind_spec(spec)?);
     }
     Ok(BoundPorts { ports })
 }
 
-/// Binds `spec` on its host address: its port, or the first free one of its host range.
-fn bind_first(spec: &PortSpec) -> Result<(PortSpec, Socket), PortError> {
-    let last = spec.host_port_end.max(spec.host_port);
-    let mut port = spec.host_port;
-    loop {
-        match bind_one(spec, spec.host_ip, port) {
-            Err(PortError::Bind(..)) if port < last => port += 1,
-            other => return other,
+/// The sockets of one spec. The candidate ports are its port, or each of its host range in
+/// turn, or for port 0 a few the kernel picks: the next is tried when a candidate is taken,
+/// on `127.0.0.1` or (for the loopback default) on `[::1]`, so that both get the same port.
+fn bind_spec(spec: &PortSpec) -> Result<Vec<(PortSpec, Socket)>, PortError> {
+    let candidates: Vec<u16> = if spec.host_port == 0 {
+        vec![0; 8]
+    } else {
+        (spec.host_port..=spec.host_port_end.max(spec.host_port)).collect()
+    };
+    let last = candidates.len() - 1;
+    for (i, port) in candidates.into_iter().enumerate() {
+        let (bound, socket) = match bind_one(spec, spec.host_ip, port) {
+            Err(PortError::Bind(..)) if i < last => continue,
+            other => other?,
+        };
+        if !spec.loopback6 {
+            return Ok(vec![(bound, socket)]);
+        }
+        match bind_one(spec, Ipv6Addr::LOCALHOST.into(), bound.host_port) {
+            Ok(v6) => return Ok(vec![(bound, socket), v6]),
+            // No IPv6 on this host's loopback (disabled, or a namespace without it).
+            Err(PortError::Bind(.., e))
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT)
+                ) =>
+            {
+                return Ok(vec![(bound, socket)])
+            }
+            Err(e) if i == last => return Err(e),
+            Err(_) => continue,
         }
     }
+    unreachable!("the last candidate returns")
 }
 
 /// Binds `spec` on `ip:port`; returns the spec as bound (its own address and port, no longer
@@ -617,6 +610,18 @@ mod tests {
             .unwrap()
             .0[0];
         assert!(bind(&[full]).is_err());
+        // Without an address, a port taken on [::1] alone moves the pair to the next one.
+        if let Ok(v6) = std::net::TcpListener::bind("[::1]:0") {
+            let p6 = v6.local_addr().unwrap().port();
+            let spec = format!("{p6}-{}:80", p6 + 20)
+                .parse::<PortSpecs>()
+                .unwrap()
+                .0[0];
+            let bound = bind(&[spec]).unwrap().specs();
+            assert_eq!(bound.len(), 2, "{bound:?}");
+            assert!(bound[0].host_port > p6, "{bound:?}");
+            assert_eq!(bound[0].host_port, bound[1].host_port);
+        }
     }
 
     #[test]
