@@ -2,7 +2,7 @@
 //! gateway consistency, and the kernel names (bridge, taps) derived from it.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
@@ -115,6 +115,31 @@ pub struct NetworkConfig {
     /// IPv6 gateway on the bridge, on an IPv6 network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway6: Option<Ipv6Addr>,
+}
+
+impl NetworkConfig {
+    /// Whether `address` is a host address of this network's subnet of its family: inside it,
+    /// not the subnet's own address, not IPv4's broadcast; an IPv6 one only on an IPv6 network.
+    pub fn is_host_address(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(a) => {
+                self.subnet.contains(&a)
+                    && a != self.subnet.network()
+                    && a != self.subnet.broadcast()
+            }
+            IpAddr::V6(a) => self
+                .subnet6
+                .is_some_and(|s| s.contains(&a) && a != s.network()),
+        }
+    }
+
+    /// Whether `address` is this network's gateway (of either family).
+    pub fn is_gateway(&self, address: IpAddr) -> bool {
+        match address {
+            IpAddr::V4(a) => a == self.gateway,
+            IpAddr::V6(a) => Some(a) == self.gateway6,
+        }
+    }
 }
 
 /// A reason a network definition is unacceptable.

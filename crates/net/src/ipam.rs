@@ -104,7 +104,7 @@ impl Leases {
             None => None,
         };
         let pinned6 = match endpoint.ipv6_address {
-            Some(address) => Some(check_pinned6(network, address, &used6)?),
+            Some(address) => Some(check_pinned(network, address, &used6)?),
             None => None,
         };
         if let Some(mac) = &endpoint.mac_address {
@@ -178,23 +178,28 @@ impl Leases {
     }
 }
 
-/// `address` if a container may have it on `network`: a host address of the subnet, not the
-/// gateway, not another container's.
-fn check_pinned(
+/// `address` if a container may have it on `network`: a host address of the subnet of its
+/// family, not the gateway, not another container's (`used`).
+fn check_pinned<A: Copy + Ord + Into<IpAddr>>(
     network: &NetworkConfig,
-    address: Ipv4Addr,
-    used: &BTreeSet<Ipv4Addr>,
-) -> Result<Ipv4Addr, IpamError> {
+    address: A,
+    used: &BTreeSet<A>,
+) -> Result<A, IpamError> {
+    let ip: IpAddr = address.into();
     let unavailable = |reason| IpamError::Unavailable {
-        address: address.into(),
+        address: ip,
         network: network.name.clone(),
         reason,
     };
-    let subnet = network.subnet;
-    if !subnet.contains(&address) || address == subnet.network() || address == subnet.broadcast() {
+    if ip.is_ipv6() && network.subnet6.is_none() {
+        return Err(unavailable(
+            "the network has no IPv6 (create it with --ipv6)",
+        ));
+    }
+    if !network.is_host_address(ip) {
         return Err(unavailable("not a host address of its subnet"));
     }
-    if address == network.gateway {
+    if network.is_gateway(ip) {
         return Err(unavailable("it is the gateway"));
     }
     if used.contains(&address) {
@@ -218,34 +223,6 @@ fn free6(network: &NetworkConfig, used: &BTreeSet<Ipv6Addr>) -> Result<Ipv6Addr,
         .map(Ipv6Addr::from)
         .find(|a| Some(*a) != network.gateway6 && !used.contains(a))
         .ok_or_else(exhausted)
-}
-
-/// `address` if a container may have it on `network`'s IPv6 subnet.
-fn check_pinned6(
-    network: &NetworkConfig,
-    address: Ipv6Addr,
-    used: &BTreeSet<Ipv6Addr>,
-) -> Result<Ipv6Addr, IpamError> {
-    let unavailable = |reason| IpamError::Unavailable {
-        address: address.into(),
-        network: network.name.clone(),
-        reason,
-    };
-    let Some(subnet) = network.subnet6 else {
-        return Err(unavailable(
-            "the network has no IPv6 (create it with --ipv6)",
-        ));
-    };
-    if !subnet.contains(&address) || address == subnet.network() {
-        return Err(unavailable("not a host address of its subnet"));
-    }
-    if Some(address) == network.gateway6 {
-        return Err(unavailable("it is the gateway"));
-    }
-    if used.contains(&address) {
-        return Err(unavailable("another container has it"));
-    }
-    Ok(address)
 }
 
 #[cfg(test)]

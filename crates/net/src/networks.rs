@@ -297,7 +297,7 @@ impl Networks {
             others
                 .iter()
                 .filter_map(|n| n.subnet6.map(|s| (n, s)))
-                .find(|(_, s)| s.contains(&subnet.network()) || subnet.contains(&s.network()))
+                .find(|(_, s)| overlaps(*s, subnet))
                 .map(|(n, s)| format!("network {} ({s})", n.name))
         };
         let subnet = match spec.subnet6 {
@@ -357,10 +357,7 @@ impl Networks {
     fn materialize(&self, lock: &StoreLock, config: &NetworkConfig) -> Result<(), NetworkError> {
         let gateway = Ipv4Net::new(config.gateway, config.subnet.prefix_len())
             .map_err(|_| ConfigError::SubnetTooSmall(config.subnet))?;
-        let gateway6 = match (config.gateway6, config.subnet6) {
-            (Some(g), Some(s)) => Ipv6Net::new(g, s.prefix_len()).ok(),
-            _ => None,
-        };
+        let gateway6 = with_prefix6(config, config.gateway6);
         link::ensure_bridge(
             &config.bridge,
             bridge_mac(&config.id),
@@ -831,7 +828,9 @@ fn with_prefix6(config: &NetworkConfig, address: Option<Ipv6Addr>) -> Option<Ipv
     Ipv6Net::new(address?, config.subnet6?.prefix_len()).ok()
 }
 
-fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
+/// Whether two subnets of one family share an address.
+fn overlaps<N: Into<ipnet::IpNet>>(a: N, b: N) -> bool {
+    let (a, b): (ipnet::IpNet, ipnet::IpNet) = (a.into(), b.into());
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
@@ -865,5 +864,8 @@ mod tests {
         assert!(overlaps(n("10.0.0.0/16"), n("10.0.5.0/24")));
         assert!(overlaps(n("10.0.5.0/24"), n("10.0.0.0/16")));
         assert!(!overlaps(n("10.0.5.0/24"), n("10.0.6.0/24")));
+        let n6 = |s: &str| s.parse::<Ipv6Net>().unwrap();
+        assert!(overlaps(n6("fd00:1::/64"), n6("fd00:1:0:0:8000::/65")));
+        assert!(!overlaps(n6("fd00:1::/64"), n6("fd00:2::/64")));
     }
 }

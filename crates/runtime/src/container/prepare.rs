@@ -506,9 +506,12 @@ pub(crate) fn check_endpoints(
 ) -> Result<std::collections::BTreeMap<String, net::EndpointConfig>, ContainerError> {
     let mut out = std::collections::BTreeMap::new();
     for (key, mut endpoint) in endpoints {
-        let network = match key.as_str() {
-            net::DEFAULT_NETWORK | "none" => key,
-            _ => nets.resolve(&key)?.name,
+        let (network, mut config) = match key.as_str() {
+            net::DEFAULT_NETWORK | "none" => (key, None),
+            _ => {
+                let config = nets.resolve(&key)?;
+                (config.name.clone(), Some(config))
+            }
         };
         if network == "none" {
             return Err(ContainerError::Endpoint(
@@ -530,48 +533,28 @@ pub(crate) fn check_endpoints(
         if let Some(mac) = &endpoint.mac_address {
             endpoint.mac_address = Some(net::validate_mac(mac).map_err(net::NetworkError::from)?);
         }
-        if let Some(mtu) = endpoint.mtu {
-            let config = nets.resolve(&network)?;
-            // 1280: what IPv6 needs, and far above IPv4's floor.
-            if !(1280..=config.mtu).contains(&mtu) {
-                return Err(ContainerError::Endpoint(format!(
-                    "mtu {mtu} on network {network}: between 1280 and the network's {}",
-                    config.mtu
-                )));
-            }
+        let pinned = [
+            endpoint.ipv4_address.map(std::net::IpAddr::from),
+            endpoint.ipv6_address.map(std::net::IpAddr::from),
+        ];
+        // The default network's definition is read (and written on first use) only when a
+        // setting needs it.
+        let needs_config = endpoint.mtu.is_some() || pinned.iter().any(Option::is_some);
+        if config.is_none() && needs_config {
+            config = Some(nets.resolve(&network)?);
         }
-        if let Some(address) = endpoint.ipv6_address {
-            let config = nets.resolve(&network)?;
-            let fits = config.subnet6.is_some_and(|s| {
-                s.contains(&address) && address != s.network() && Some(address) != config.gateway6
-            });
-            if !fits {
-                return Err(ContainerError::Endpoint(match config.subnet6 {
-                    Some(subnet) => format!(
-                        "address {address} is not a free host address of network {network} \
-                         ({subnet}, gateway {})",
-                        config.gateway6.map(|g| g.to_string()).unwrap_or_default()
-                    ),
-                    None => format!(
-                        "network {network} has no IPv6 (create it with --ipv6) for address \
-                         {address}"
-                    ),
-                }));
+        if let Some(config) = &config {
+            if let Some(mtu) = endpoint.mtu {
+                // 1280: what IPv6 needs, and far above IPv4's floor.
+                if !(1280..=config.mtu).contains(&mtu) {
+                    return Err(ContainerError::Endpoint(format!(
+                        "mtu {mtu} on network {network}: between 1280 and the network's {}",
+                        config.mtu
+                    )));
+                }
             }
-        }
-        if let Some(address) = endpoint.ipv4_address {
-            let config = nets.resolve(&network)?;
-            let subnet = config.subnet;
-            if !subnet.contains(&address)
-                || address == subnet.network()
-                || address == subnet.broadcast()
-                || address == config.gateway
-            {
-                return Err(ContainerError::Endpoint(format!(
-                    "address {address} is not a free host address of network {network} \
-                     ({subnet}, gateway {})",
-                    config.gateway
-                )));
+            for address in pinned.into_iter().flatten() {
+                check_pinned(config, address)?;
             }
         }
         if endpoint != net::EndpointConfig::default() {
@@ -579,6 +562,34 @@ pub(crate) fn check_endpoints(
         }
     }
     Ok(out)
+}
+
+/// Refuses an address asked for on `config`'s network that cannot be a container's there
+/// (whether another container has it is known only at start).
+fn check_pinned(
+    config: &net::NetworkConfig,
+    address: std::net::IpAddr,
+) -> Result<(), ContainerError> {
+    let network = &config.name;
+    let (subnet, gateway) = match address {
+        std::net::IpAddr::V4(_) => (Some(config.subnet.to_string()), config.gateway.to_string()),
+        std::net::IpAddr::V6(_) => (
+            config.subnet6.map(|s| s.to_string()),
+            config.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+        ),
+    };
+    let Some(subnet) = subnet else {
+        return Err(ContainerError::Endpoint(format!(
+            "network {network} has no IPv6 (create it with --ipv6) for address {address}"
+        )));
+    };
+    if !config.is_host_address(address) || config.is_gateway(address) {
+        return Err(ContainerError::Endpoint(format!(
+            "address {address} is not a free host address of network {network} \
+             ({subnet}, gateway {gateway})"
+        )));
+    }
+    Ok(())
 }
 
 /// `given`, then with `all` the image's exposed ports none of them covers, each on a free host

@@ -291,21 +291,19 @@ impl Guest for AgentGuest {
             // The pod's VM: its infra container configured it.
             return Ok(());
         }
+        // One IPv6 default route: through the first network that has IPv6.
+        let first_v6 = network.interfaces.iter().position(|n| n.gateway6.is_some());
         for (i, a) in network.interfaces.iter().enumerate() {
             let mut addresses = vec![a.address.to_string()];
             addresses.extend(a.address6.map(|a| a.to_string()));
             let iface = agent::Interface {
                 name: format!("eth{i}"),
                 addresses,
-                // One default route: through the first network; for IPv6, through the first
-                // IPv6 network.
+                // One default route: through the first network.
                 gateway: (i == 0).then(|| a.gateway.to_string()),
-                gateway6: network
-                    .interfaces
-                    .iter()
-                    .position(|n| n.gateway6.is_some())
-                    .filter(|first| *first == i)
-                    .and(a.gateway6)
+                gateway6: a
+                    .gateway6
+                    .filter(|_| first_v6 == Some(i))
                     .map(|g| g.to_string()),
                 mtu: Some(a.mtu),
                 mac: Some(a.mac.clone()),
