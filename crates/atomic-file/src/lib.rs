@@ -94,6 +94,49 @@ pub fn temp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
+/// The writer's pid in the name of a [`temp_sibling`] file (`.NAME.tmp-PID-N`).
+pub fn temp_sibling_pid(file_name: &str) -> Option<u32> {
+    let (_, tail) = file_name.strip_prefix('.')?.rsplit_once(".tmp-")?;
+    tail.split_once('-')?.0.parse().ok()
+}
+
+/// Removes the files of `dir` whose writer died before renaming them into place (a kill -9
+/// half-way): `pid_of` reads the writer's pid from a file name, `None` for files that are not
+/// temp files. A process that no longer exists writes no more; a pid reused since is taken for
+/// alive, which only keeps the file until a later sweep. Returns how many were removed.
+pub fn remove_dead_writers(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) -> usize {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(&pid_of) else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if !alive && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Removes the [`temp_sibling`]s of `path` whose writer died before renaming them onto it
+/// (an earlier write to the same file, killed half-way); returns how many.
+pub fn remove_dead_temps_of(path: &Path) -> usize {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return 0;
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let prefix = format!(".{name}.tmp-");
+    remove_dead_writers(dir, |n| {
+        n.starts_with(&prefix)
+            .then(|| temp_sibling_pid(n))
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +199,34 @@ mod tests {
         let (x, y) = (temp_sibling(path), temp_sibling(path));
         assert_ne!(x, y);
         assert_eq!(x.parent(), path.parent());
+    }
+
+    #[test]
+    fn temps_of_dead_writers_are_removed_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = temp_sibling(&dir.path().join("state.json"));
+        assert_eq!(
+            temp_sibling_pid(&mine.file_name().unwrap().to_string_lossy()),
+            Some(std::process::id())
+        );
+        fs::write(&mine, b"half").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(
+            dir.path().join(format!(".state.json.tmp-{dead}-0")),
+            b"half",
+        )
+        .unwrap();
+        fs::write(dir.path().join("state.json"), b"{}").unwrap();
+        fs::write(dir.path().join(format!(".other.tmp-{dead}-0")), b"half").unwrap();
+        assert_eq!(remove_dead_temps_of(&dir.path().join("state.json")), 1);
+        assert_eq!(remove_dead_writers(dir.path(), temp_sibling_pid), 1);
+        let mut want = vec![
+            mine.file_name().unwrap().to_string_lossy().into_owned(),
+            "state.json".to_string(),
+        ];
+        want.sort();
+        assert_eq!(entries(dir.path()), want);
     }
 }

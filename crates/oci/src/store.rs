@@ -262,7 +262,16 @@ impl Store {
                 })?;
             }
         }
+        store.sweep_ingest();
         Ok(store)
+    }
+
+    /// Removes temp files whose writer died (killed half-way through a pull, a load or an
+    /// index update): ingest files are named `PID-RANDOM`, the index's temp files are
+    /// [`atomic_file::temp_sibling`]s.
+    fn sweep_ingest(&self) {
+        atomic_file::remove_dead_writers(&self.ingest, |n| n.split_once('-')?.0.parse().ok());
+        atomic_file::remove_dead_writers(&self.layout, atomic_file::temp_sibling_pid);
     }
 
     /// Registry credentials kept beside the store (`<state>/auth.json`, then docker's file).
@@ -784,5 +793,31 @@ mod tests {
             0
         );
         assert!(!store.has_blob(&Digest::of(b"abc")));
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_are_swept_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let ingest = tmp.path().join("content-ingest");
+        // A writer of ours, alive, and one of a child that has exited.
+        let mut live = store.ingest().unwrap();
+        live.write_all(b"half").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        fs::write(ingest.join(format!("{dead}-00000000000000aa")), b"half").unwrap();
+        fs::write(ingest.join("not-a-pid"), b"").unwrap();
+        Store::open(tmp.path()).unwrap();
+        let mut left: Vec<String> = fs::read_dir(&ingest)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().any(|n| n == "not-a-pid"));
+        assert!(left
+            .iter()
+            .any(|n| n.starts_with(&format!("{}-", std::process::id()))));
     }
 }

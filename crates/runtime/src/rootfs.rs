@@ -71,6 +71,8 @@ pub fn build_from_layers(
     output: &Path,
     opts: &FormatOptions,
 ) -> Result<Summary, RootfsError> {
+    // What an earlier build of the same file left when it was killed.
+    atomic_file::remove_dead_temps_of(output);
     ext4::build_from_layers(layers, output, opts).map_err(|e| RootfsError::Write {
         path: output.to_path_buf(),
         source: Box::new(e),
@@ -97,6 +99,11 @@ impl RootfsCache {
             path: dir.clone(),
             source,
         })?;
+        // Builds killed half-way leave `<name>.tmp<PID>`, or the ext4 writer's own temp file
+        // of it, `.<name>.tmp<PID>.tmp-<PID>-<N>` (lock files cost nothing and are reused).
+        atomic_file::remove_dead_writers(&dir, |n| {
+            atomic_file::temp_sibling_pid(n).or_else(|| n.rsplit_once(".tmp")?.1.parse().ok())
+        });
         Ok(RootfsCache { dir })
     }
 

@@ -66,8 +66,28 @@ impl Container {
                 status: Status::Running | Status::Restarting,
                 ..
             }) => Ok(false),
+            Err(ContainerError::WrongState {
+                verb: Verb::Start, ..
+            }) => {
+                self.join_start().await?;
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
+    }
+
+    /// Waits for a start already under way (a live monitor whose record is not running yet,
+    /// e.g. of a `run -d` killed half-way) to bring the process up, as docker's `start`
+    /// waits on the container's lock; starts it here if that monitor died meanwhile.
+    async fn join_start(&self) -> Result<(), ContainerError> {
+        let store = self.rt.store();
+        let record = store.reconcile(store.load(self.id())?)?;
+        let Some(pid) = record.monitor_pid else {
+            return self.start_detached().await;
+        };
+        let stream = client::connect_starting(store, self.id(), pid, MONITOR_START).await?;
+        client::request(stream, self.id(), Request::WaitStarted).await?;
+        Ok(())
     }
 
     pub(crate) async fn launch_and_connect(

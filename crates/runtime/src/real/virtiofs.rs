@@ -51,6 +51,8 @@ pub fn find_virtiofsd() -> Option<PathBuf> {
 #[derive(Debug, Default)]
 pub struct Daemons {
     children: Vec<Child>,
+    /// The directory each child serves, for the reason told when it dies.
+    dirs: Vec<PathBuf>,
 }
 
 impl Daemons {
@@ -91,6 +93,7 @@ impl Daemons {
                 .spawn()
                 .map_err(|e| format!("start {}: {e}", bin.display()))?;
             daemons.children.push(child);
+            daemons.dirs.push(s.share.dir.clone());
             let deadline = Instant::now() + READY_TIMEOUT;
             while !s.socket.exists() {
                 let exited = daemons
@@ -119,6 +122,63 @@ impl Daemons {
             let _ = c.wait();
         }
         self.children.clear();
+        self.dirs.clear();
+    }
+
+    /// Blocks until QEMU (`qemu`) or one of the daemons ends. Returns what to tell of a
+    /// daemon that ended first; `None` once QEMU has ended (or when there is nothing to watch,
+    /// or the kernel has no pidfds: then only QEMU's end is seen).
+    ///
+    /// A file server that dies leaves every guest request on its share unanswered for good
+    /// (QEMU's vhost-user-fs does not reconnect): the guest's processes hang in the kernel
+    /// and so would `start`, `exec` and `stop`. The caller ends the VM instead.
+    pub fn watch(&mut self, qemu: u32) -> Option<String> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        if self.children.is_empty() {
+            return None;
+        }
+        let open = |pid: u32| {
+            // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+            // SAFETY: a descriptor pidfd_open just returned, owned by nobody else.
+            (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        };
+        // A daemon is our child: its pidfd can be opened until it is reaped, even as a zombie.
+        let mut fds = vec![open(qemu)?];
+        for c in &self.children {
+            fds.push(open(c.id())?);
+        }
+        let mut polled: Vec<libc::pollfd> = fds
+            .iter()
+            .map(|fd| libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        loop {
+            // SAFETY: `polled` is a valid array of `polled.len()` pollfds for the call.
+            let n = unsafe { libc::poll(polled.as_mut_ptr(), polled.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return None;
+            }
+            if polled[0].revents != 0 {
+                return None;
+            }
+            if let Some(i) = polled[1..].iter().position(|p| p.revents != 0) {
+                let how = match self.children[i].wait() {
+                    Ok(status) => match std::os::unix::process::ExitStatusExt::signal(&status) {
+                        Some(sig) => format!("killed by signal {sig}"),
+                        None => format!("exited with status {}", status.code().unwrap_or(-1)),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                return Some(format!("virtiofsd for {} {how}", self.dirs[i].display()));
+            }
+        }
     }
 }
 

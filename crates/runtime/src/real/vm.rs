@@ -169,6 +169,15 @@ pub(crate) async fn spawn_vm(
                 return;
             }
             let _ = started_tx.send(Ok(vm.pid()));
+            if let Some(gone) = vm.pid().and_then(|pid| daemons.watch(pid)) {
+                // Its share would hang the guest: the VM ends, for that reason.
+                tracing::error!("{gone}: stopping the VM");
+                let _ = vm.kill();
+                let _ = vm.wait();
+                daemons.stop();
+                let _ = exit_tx.send(Some(gone));
+                return;
+            }
             let why = match vm.wait() {
                 Ok(status) => match (
                     status.code(),

@@ -1,0 +1,711 @@
+//! kill -9 at random points (issue 16, "Faults"): of `image pull`, `rootfs create`, `run`,
+//! `stop`, `rm`, `volume create` and `network create`, and of a container's monitor, QEMU and
+//! virtiofsd. Each target is killed [`kills`] times (10 here; `bench/soak.sh` runs 100), each
+//! time after a random delay within how long the command takes when left alone.
+//!
+//! After every kill:
+//! - the content store verifies (every blob hashes to its name, every image's manifest, config
+//!   and layers are there) and no half-written output is visible;
+//! - `system cleanup` succeeds, and then every remaining container can be started and removed;
+//! - once they are gone the host is exactly as before the first kill: no process of the state
+//!   directory, no tap, bridge, address, nft rule or mount left in the test's namespace, no
+//!   file left under the state directory (socket, lock, overlay, record, lease).
+//!
+//! The seed of each target's delays is printed; `CONTAINER_SOAK_SEED` repeats a run.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::vm::{build_image, wait_output, Env, IMAGE};
+use common::{tool, Registry};
+
+/// Kills per target: `CONTAINER_SOAK_KILLS`, 10 by default.
+fn kills() -> usize {
+    std::env::var("CONTAINER_SOAK_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+}
+
+/// xorshift64: the delays only need to be spread and repeatable from a printed seed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(target: &str) -> Rng {
+        let seed = std::env::var("CONTAINER_SOAK_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("soak {target}: CONTAINER_SOAK_SEED={seed}");
+        Rng(seed)
+    }
+
+    /// A delay in `[0, d)`.
+    fn within(&mut self, d: Duration) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_micros(self.0 % (d.as_micros() as u64).max(1))
+    }
+}
+
+/// Runs `cmd` and SIGKILLs it `delay` after it started unless it ended before; true if it
+/// was killed.
+fn kill_after(mut cmd: Command, delay: Duration) -> bool {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn container");
+    let deadline = Instant::now() + delay;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            // `ip netns exec` execs the command: this is the `container` process itself.
+            let _ = child.kill();
+            let _ = child.wait();
+            return true;
+        }
+        std::thread::sleep((deadline - now).min(Duration::from_millis(2)));
+    }
+}
+
+/// How long `cmd` takes when left alone (it must succeed).
+fn timed(cmd: Command) -> Duration {
+    let t = Instant::now();
+    wait_output(cmd).success();
+    t.elapsed()
+}
+
+/// The shortest of three runs of `make()`, with `reset()` after each: a first run is slower
+/// (cold caches), and delays past the end of the command would kill nothing.
+fn calibrate(make: impl Fn() -> Command, reset: impl Fn()) -> Duration {
+    (0..3)
+        .map(|_| {
+            let t = timed(make());
+            reset();
+            t
+        })
+        .min()
+        .unwrap()
+}
+
+/// Processes whose command line mentions `root` (monitors, QEMU, virtiofsd), as
+/// `(pid, command line)`.
+fn processes(root: &Path) -> Vec<(i32, String)> {
+    let root = root.to_string_lossy().into_owned();
+    let me = std::process::id() as i32;
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(&root) {
+                v.push((pid, cmd));
+            }
+        }
+    }
+    v
+}
+
+/// Waits (up to `within`) for a process of `root` whose command line has `needle`.
+fn wait_for_process(root: &Path, needle: &str, within: Duration) -> Option<i32> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((pid, _)) = processes(root)
+            .into_iter()
+            .find(|(_, c)| c.contains(needle))
+        {
+            return Some(pid);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn sigkill(pid: i32) {
+    // SAFETY: kill(2) of a process of this test's own state directory.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Everything a leak would change, as text (compared before the first kill and after each).
+fn host_state(env: &Env) -> String {
+    let root = env.cli.root();
+    let mut s = String::new();
+    for (pid, cmd) in processes(root) {
+        s += &format!("process {pid} {cmd}\n");
+    }
+    for l in env.netns.links() {
+        s += &format!("link {l}\n");
+    }
+    for l in env.netns.ip(&["-o", "addr", "show"]).lines() {
+        // Drop the interface index and the lifetimes' countdown.
+        let l = l.split_once(": ").map_or(l, |(_, rest)| rest);
+        let l = l.split("\\").next().unwrap_or(l).trim();
+        s += &format!("address {l}\n");
+    }
+    for l in env.netns.ruleset().lines() {
+        let l = l.trim();
+        let l = match l.find("counter packets") {
+            Some(i) => format!("{} counter", &l[..i]),
+            None => l.to_string(),
+        };
+        s += &format!("nft {l}\n");
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for l in mounts
+        .lines()
+        .filter(|l| l.contains(&*root.to_string_lossy()))
+    {
+        s += &format!("mount {l}\n");
+    }
+    for f in files_under(root) {
+        s += &format!("file {f}\n");
+    }
+    s
+}
+
+/// Paths under `root`, relative, except the content store's blobs and the logs that only grow
+/// (they are checked on their own): records, sockets, locks, leases, disks, rootfs files.
+fn files_under(root: &Path) -> BTreeSet<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            let skip = rel.starts_with("content/blobs")
+                || rel.starts_with("docker")
+                || rel == "events.jsonl"
+                || rel.starts_with("events");
+            if skip {
+                continue;
+            }
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                out.insert(format!("{rel}/"));
+                walk(base, &p, out);
+            } else {
+                out.insert(rel);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The content store holds no half-written blob and every listed image is whole.
+#[track_caller]
+fn store_verifies(env: &Env) {
+    let blobs = env.cli.layout().join("blobs/sha256");
+    for blob in env.cli.blobs() {
+        let data = std::fs::read(blobs.join(&blob)).unwrap();
+        assert_eq!(
+            common::sha256(&data),
+            format!("sha256:{blob}"),
+            "blob {blob} is half-written"
+        );
+    }
+    let index = env.cli.layout().join("index.json");
+    let Ok(text) = std::fs::read_to_string(&index) else {
+        return;
+    };
+    let index: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("index.json: {e}: {text}"));
+    let have = |d: &serde_json::Value| {
+        let digest = d["digest"].as_str().unwrap();
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        assert!(blobs.join(hex).is_file(), "{digest} is named but missing");
+        std::fs::read(blobs.join(hex)).unwrap()
+    };
+    for m in index["manifests"].as_array().into_iter().flatten() {
+        let manifest: serde_json::Value = serde_json::from_slice(&have(m)).unwrap();
+        let entries = match manifest["manifests"].as_array() {
+            // An index: its platform manifests.
+            Some(list) => list
+                .iter()
+                .map(|d| serde_json::from_slice(&have(d)).unwrap())
+                .collect(),
+            None => vec![manifest],
+        };
+        for m in entries {
+            have(&m["config"]);
+            for l in m["layers"].as_array().into_iter().flatten() {
+                have(l);
+            }
+        }
+    }
+}
+
+/// After a kill: `system cleanup`, then every container is started (unless it runs) and
+/// removed, and the host is as `before`.
+#[track_caller]
+fn settle(env: &Env, before: &str, what: &str) {
+    env.run(&["system", "cleanup"]).success();
+    let list = env.run(&["ls", "-a", "--format", "json"]).success().json();
+    for c in list.as_array().unwrap() {
+        let id = c["id"].as_str().unwrap();
+        if c["status"] != "running" {
+            let r = env.run(&["start", id]);
+            assert_eq!(r.code, 0, "after a kill of {what}, start {c}: {r:?}");
+        }
+        let r = env.run(&["rm", "-f", id]);
+        assert_eq!(r.code, 0, "after a kill of {what}, rm -f {c}: {r:?}");
+    }
+    // A monitor may still be tearing its VM down for a moment after `rm -f` returns.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = host_state(env);
+        if now == before {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "after a kill of {what} the host differs:\n{}",
+                diff(before, &now)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn diff(before: &str, now: &str) -> String {
+    let b: BTreeSet<&str> = before.lines().collect();
+    let n: BTreeSet<&str> = now.lines().collect();
+    let mut s = String::new();
+    for l in b.difference(&n) {
+        s += &format!("- {l}\n");
+    }
+    for l in n.difference(&b) {
+        s += &format!("+ {l}\n");
+    }
+    s
+}
+
+/// A root with the test image, its default network made and its VM template built by one
+/// plain run: what the host looks like before any kill.
+fn warm(tag: &str) -> (Env, String) {
+    let env = Env::tagged(tag, true);
+    env.run(&["run", "--rm", IMAGE, "true"]).success();
+    let before = host_state(&env);
+    (env, before)
+}
+
+fn report(target: &str, killed: usize, total: usize) {
+    eprintln!("soak {target}: killed {killed} of {total} times before it ended, no leak");
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn kill_9_of_image_pull_and_rootfs_create() {
+    let (env, _) = warm("soakimg");
+    let reg = Registry::start();
+    let scratch = tempfile::tempdir().unwrap();
+    let layout = scratch.path().join("layout");
+    build_image(&layout);
+    let reference = reg.reference("soak:1");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{IMAGE}", layout.display()),
+            &format!("docker://{reference}"),
+        ],
+    );
+    let pull = || env.cli.host_command(&["image", "pull", "-q", &reference]);
+    let rm = || {
+        env.run(&["image", "rm", &reference]);
+        env.run(&["image", "prune", "-a"]);
+        assert_eq!(
+            env.cli.blobs(),
+            Vec::<String>::new(),
+            "blobs after image rm"
+        );
+    };
+    // The test image stays (loaded by `warm`): the pulled one shares its blobs, so drop it
+    // first and pull into a store without them.
+    env.run(&["image", "rm", IMAGE]).success();
+    rm();
+    let took = calibrate(pull, rm);
+    let n = kills();
+    let mut rng = Rng::new("pull");
+    let mut killed = 0;
+    for _ in 0..n {
+        rm();
+        killed += usize::from(kill_after(pull(), rng.within(took)));
+        store_verifies(&env);
+        // Whatever the kill left, the next pull completes the image and leaves no temp file.
+        wait_output(pull()).success();
+        store_verifies(&env);
+        assert_eq!(env.cli.temp_files(), 0, "temp files left in content-ingest");
+    }
+    report("image pull", killed, n);
+
+    let out = scratch.path().join("rootfs.ext4");
+    let create = || {
+        env.cli.command(&[
+            "rootfs",
+            "create",
+            "--image",
+            &reference,
+            out.to_str().unwrap(),
+        ])
+    };
+    let took = calibrate(create, || std::fs::remove_file(&out).unwrap());
+    wait_output(create()).success();
+    let dir = out.parent().unwrap().to_path_buf();
+    let siblings = || -> BTreeSet<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    std::fs::remove_file(&out).unwrap();
+    let clean = siblings();
+    let mut rng = Rng::new("rootfs create");
+    let mut killed = 0;
+    for _ in 0..n {
+        killed += usize::from(kill_after(create(), rng.within(took)));
+        // Either no output or a whole filesystem; no temp file next to it.
+        if out.exists() {
+            let o = Command::new("e2fsck")
+                .arg("-fn")
+                .arg(&out)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success(),
+                "a killed rootfs create left a broken {}: {}",
+                out.display(),
+                String::from_utf8_lossy(&o.stdout)
+            );
+            std::fs::remove_file(&out).unwrap();
+        }
+        // A temp file may stay until the next build of the same output, which removes it.
+        wait_output(create()).success();
+        std::fs::remove_file(&out).unwrap();
+        assert_eq!(siblings(), clean, "a killed rootfs create left files");
+    }
+    report("rootfs create", killed, n);
+
+    // The rootfs cache, built by `create`: a killed build leaves nothing under a final name
+    // that e2fsck rejects, and the next create of the image builds it and removes the
+    // build's temp file.
+    let cache = env.cli.root().join("rootfs");
+    let cached = || -> Vec<String> {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".lock"))
+            .collect()
+    };
+    let clear = || {
+        for name in cached() {
+            std::fs::remove_file(cache.join(name)).unwrap();
+        }
+    };
+    let make = || {
+        env.cli
+            .command(&["create", "--name", "r", &reference, "true"])
+    };
+    let took = calibrate(make, || {
+        env.run(&["rm", "r"]).success();
+        clear();
+    });
+    let mut rng = Rng::new("create (rootfs cache)");
+    let mut killed = 0;
+    for _ in 0..n {
+        killed += usize::from(kill_after(make(), rng.within(took)));
+        for name in cached().iter().filter(|n| n.ends_with(".ext4")) {
+            let o = Command::new("e2fsck")
+                .arg("-fn")
+                .arg(cache.join(name))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "a killed create left a broken {name}");
+        }
+        // A container the kill left half-made is removed; then the same create works.
+        let r = env.run(&["rm", "-f", "r"]);
+        assert!(
+            r.code == 0 || r.stderr.contains("no such container"),
+            "{r:?}"
+        );
+        wait_output(make()).success();
+        assert!(
+            cached().iter().all(|n| n.ends_with(".ext4")),
+            "temp files in the rootfs cache: {:?}",
+            cached()
+        );
+        env.run(&["rm", "r"]).success();
+        clear();
+    }
+    report("create (rootfs cache)", killed, n);
+}
+
+/// Kills of a CLI command that acts on a container: `prepare` makes the container (or
+/// nothing), `command` is what gets killed.
+fn soak_command(tag: &str, what: &str, prepare: &[&str], command: &[&str]) {
+    let (env, before) = warm(tag);
+    if !prepare.is_empty() {
+        env.run(prepare).success();
+    }
+    let took = timed(env.cli.command(command));
+    settle(&env, &before, what);
+    let mut rng = Rng::new(what);
+    let mut killed = 0;
+    let n = kills();
+    for _ in 0..n {
+        if !prepare.is_empty() {
+            env.run(prepare).success();
+        }
+        killed += usize::from(kill_after(env.cli.command(command), rng.within(took)));
+        settle(&env, &before, what);
+    }
+    report(what, killed, n);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_run() {
+    soak_command(
+        "soakrun",
+        "run",
+        &[],
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_run_rm() {
+    soak_command(
+        "soakrunrm",
+        "run --rm",
+        &[],
+        &["run", "--rm", IMAGE, "true"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_stop() {
+    soak_command(
+        "soakstop",
+        "stop",
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+        &["stop", "-t", "1", "v"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_rm() {
+    soak_command(
+        "soakrm",
+        "rm",
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+        &["rm", "-f", "v"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_volume_and_network_create() {
+    let (env, _) = warm("soakvn");
+    for (what, create, rm) in [
+        (
+            "volume create",
+            vec!["volume", "create", "-s", "64M", "sv"],
+            vec!["volume", "rm", "sv"],
+        ),
+        (
+            "network create",
+            vec!["network", "create", "--subnet", "10.231.0.0/24", "sn"],
+            vec!["network", "rm", "sn"],
+        ),
+    ] {
+        let took = calibrate(
+            || env.cli.command(&create),
+            || {
+                env.run(&rm).success();
+            },
+        );
+        // The store's lock file stays, as the other stores' do.
+        let before = host_state(&env);
+        let mut rng = Rng::new(what);
+        let mut killed = 0;
+        let n = kills();
+        for _ in 0..n {
+            killed += usize::from(kill_after(env.cli.command(&create), rng.within(took)));
+            env.run(&["system", "cleanup"]).success();
+            // Whatever it left is either whole (used by a container, then removed) or gone.
+            let listed = env
+                .run(&[create[0], "ls", "-q"])
+                .success()
+                .stdout
+                .lines()
+                .any(|l| l.trim() == *create.last().unwrap());
+            if listed {
+                let flag = if create[0] == "volume" {
+                    "sv:/data".to_string()
+                } else {
+                    "sn".to_string()
+                };
+                let opt = if create[0] == "volume" {
+                    "-v"
+                } else {
+                    "--network"
+                };
+                env.run(&["run", "--rm", opt, &flag, IMAGE, "true"])
+                    .success();
+                env.run(&rm).success();
+            }
+            settle(&env, &before, what);
+            // And the same name can be made again.
+            env.run(&create).success();
+            env.run(&rm).success();
+        }
+        report(what, killed, n);
+    }
+}
+
+/// Kills of a process a running container owns, found by `needle` in its command line:
+/// at a random point of its life from the start of `run -d` to a while after.
+fn soak_process(tag: &str, what: &str, needle: &str, run: &[&str]) {
+    let (env, before) = warm(tag);
+    let took = timed(env.cli.command(run));
+    env.run(&["rm", "-f", "v"]).success();
+    settle(&env, &before, what);
+    let mut rng = Rng::new(what);
+    let n = kills();
+    for _ in 0..n {
+        let mut child = env
+            .cli
+            .command(run)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let delay = rng.within(took * 2);
+        let pid = wait_for_process(env.cli.root(), needle, took * 3)
+            .unwrap_or_else(|| panic!("no {what} process"));
+        if let Some(left) = delay.checked_sub(t.elapsed()) {
+            std::thread::sleep(left);
+        }
+        sigkill(pid);
+        // The `run -d` that was starting it must give up, not hang.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "run -d hangs after a kill of {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        settle(&env, &before, what);
+    }
+    report(what, n, n);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_the_monitor() {
+    soak_process(
+        "soakmon",
+        "the monitor",
+        "__monitor",
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_qemu() {
+    soak_process(
+        "soakqemu",
+        "QEMU",
+        "qemu-system",
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_virtiofsd() {
+    let share = tempfile::tempdir().unwrap();
+    std::fs::write(share.path().join("f"), b"x").unwrap();
+    let bind = format!("{}:/mnt", share.path().display());
+    let run = [
+        "run", "-d", "--name", "v", "-v", &bind, IMAGE, "sleep", "600",
+    ];
+    soak_process("soakfs", "virtiofsd", "virtiofsd", &run);
+
+    // Killed while the container runs: the container ends, saying why.
+    let env = Env::tagged("soakfs2", true);
+    env.run(&run).success();
+    let pid = wait_for_process(env.cli.root(), "virtiofsd", Duration::from_secs(5)).unwrap();
+    sigkill(pid);
+    let ended = common::retry(|| {
+        let i = env.inspect("v");
+        (i["status"] == "exited").then_some(i)
+    })
+    .expect("the container still runs after its virtiofsd died");
+    let reason = ended["exitReason"].as_str().unwrap_or_default();
+    let want = format!(
+        "virtiofsd for {} killed by signal 9",
+        share.path().display()
+    );
+    assert!(reason.contains(&want), "{ended}");
+    assert_eq!(env.qemus(), 0);
+}
