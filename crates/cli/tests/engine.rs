@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::vm::{build_image, wait_output, Env, IMAGE};
+use common::vm::{push_image, wait_output, Env, IMAGE};
 use common::{Registry, Run};
 
 /// Debian's docker 20.10 client (a newer one may come first on PATH).
@@ -336,18 +336,7 @@ fn docker_pull_from_a_local_registry_then_run_it() {
     let env = Env::tagged("engpull", false);
     let registry = Registry::start();
     let layout = env.cli.root().join("layout");
-    build_image(&layout);
-    let reference = registry.reference("runtime-test:1");
-    common::tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{IMAGE}", layout.display()),
-            &format!("docker://{reference}"),
-        ],
-    );
+    let reference = push_image(&registry, &layout, "runtime-test:1");
     let s = Service::start(&env);
     // `run` of an image the store lacks: the create answers 404, the client pulls
     // (`POST /images/create`, progress on its stderr) and creates again; the output and the

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::vm::{build_image, wait_output, Env, IMAGE, TIMEOUT};
+use common::vm::{push_image, wait_output, Env, IMAGE, TIMEOUT};
 use common::Registry;
 
 #[test]
@@ -474,18 +474,7 @@ fn run_with_an_image_pulled_from_a_registry() {
     let env = Env::new(false);
     let registry = Registry::start();
     let layout = env.cli.root().join("layout");
-    build_image(&layout);
-    let reference = registry.reference("runtime-test:1");
-    common::tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{IMAGE}", layout.display()),
-            &format!("docker://{reference}"),
-        ],
-    );
+    let reference = push_image(&registry, &layout, "runtime-test:1");
     // The registry listens on the host's loopback; the containers run in the test's namespace.
     wait_output(env.cli.host_command(&["image", "pull", &reference])).success();
     let r = env

@@ -20,8 +20,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::vm::{build_image, wait_output, Env, IMAGE};
-use common::{tool, Registry};
+use common::vm::{push_image, wait_output, Env, IMAGE};
+use common::Registry;
 
 /// Kills per target: `CONTAINER_SOAK_KILLS`, 10 by default.
 fn kills() -> usize {
@@ -324,18 +324,7 @@ fn kill_9_of_image_pull_and_rootfs_create() {
     let reg = Registry::start();
     let scratch = tempfile::tempdir().unwrap();
     let layout = scratch.path().join("layout");
-    build_image(&layout);
-    let reference = reg.reference("soak:1");
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:{IMAGE}", layout.display()),
-            &format!("docker://{reference}"),
-        ],
-    );
+    let reference = push_image(&reg, &layout, "soak:1");
     let pull = || env.cli.host_command(&["image", "pull", "-q", &reference]);
     let rm = || {
         env.run(&["image", "rm", &reference]);

@@ -42,6 +42,24 @@ pub fn build_image(layout: &Path) -> PathBuf {
     images::layout(layout, IMAGE, &layers(), config())
 }
 
+/// Builds the test image as an OCI layout at `layout` and pushes it to `registry` as `name`
+/// with skopeo; returns its reference there.
+pub fn push_image(registry: &super::Registry, layout: &Path, name: &str) -> String {
+    build_image(layout);
+    let reference = registry.reference(name);
+    super::tool(
+        "skopeo",
+        &[
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:{IMAGE}", layout.display()),
+            &format!("docker://{reference}"),
+        ],
+    );
+    reference
+}
+
 fn layers() -> Vec<images::Layer> {
     let applets = [
         "uname", "grep", "tty", "stty", "hostname", "pwd", "kill", "head", "mount",
