@@ -29,8 +29,22 @@ struct Entry {
 }
 
 const NAMES: [&str; 16] = [
-    "a", "b", "a/b", "a/b/c", "../a", "/b/c", "./a/./b", "a/../../c", "lnk/x", "lnk", "d/e",
-    "..", "/", "a/b/c/d/e/f", "x\u{e9}", "dup",
+    "a",
+    "b",
+    "a/b",
+    "a/b/c",
+    "../a",
+    "/b/c",
+    "./a/./b",
+    "a/../../c",
+    "lnk/x",
+    "lnk",
+    "d/e",
+    "..",
+    "/",
+    "a/b/c/d/e/f",
+    "x\u{e9}",
+    "dup",
 ];
 
 fn layer(entries: &[Entry]) -> Vec<u8> {

@@ -284,9 +284,23 @@ fn collect_blobs(
                     out.push(d.digest.clone());
                 }
             }
+            // An image whose config does not parse cannot be run or inspected: it is not
+            // whole, and gets no name.
+            check_config(&store.read_blob(&m.config.digest)?, &m.config.digest)?;
         }
     }
     Ok(())
+}
+
+/// The image config `bytes` (of blob `digest`) parses.
+fn check_config(bytes: &[u8], digest: &Digest) -> Result<(), StoreError> {
+    crate::spec::ImageConfig::parse(bytes)
+        .map(|_| ())
+        .map_err(|source| StoreError::Document {
+            what: "config",
+            digest: digest.clone(),
+            source,
+        })
 }
 
 fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, data: &[u8]) -> io::Result<()> {
@@ -386,15 +400,27 @@ pub fn load_with(store: &Store, input: &Path, force: bool) -> Result<Loaded, Arc
         &mut added,
         &mut rejected,
     );
-    if let Err(e) = read {
-        // Only what was not in the store before this load goes.
-        for d in added.iter().filter(|d| !before.contains(d.hex())) {
-            let _ = fs::remove_file(store.blob_path(d));
+    let named = read.and_then(|()| finish_load(store, input, docs, blobs, links, &mut added));
+    let named = match named {
+        Ok(named) => named,
+        Err(e) => {
+            // A refused archive (unreadable, or no whole image in it) leaves the store as
+            // it was: only what was not in the store before this load goes.
+            for d in added.iter().filter(|d| !before.contains(d.hex())) {
+                let _ = fs::remove_file(store.blob_path(d));
+            }
+            return Err(e);
         }
-        return Err(e);
+    };
+    // Names last, once every image is whole: a failure here leaves the names already set
+    // whole, and blobs nothing names to `image prune`.
+    let mut references = Vec::new();
+    for (r, d) in named {
+        store.set_ref(&r, &d)?;
+        references.push(r);
     }
     Ok(Loaded {
-        references: finish_load(store, input, docs, blobs, links)?,
+        references,
         rejected: rejected.unwrap_or_default(),
     })
 }
@@ -520,7 +546,8 @@ fn finish_load(
     docs: HashMap<String, Vec<u8>>,
     blobs: HashMap<String, (Digest, u64)>,
     links: HashMap<String, String>,
-) -> Result<Vec<Reference>, ArchiveError> {
+    added: &mut Vec<Digest>,
+) -> Result<Vec<(Reference, Descriptor)>, ArchiveError> {
     let resolve = |member: &str| -> Option<String> {
         let mut m = clean_member(member);
         for _ in 0..16 {
@@ -532,7 +559,6 @@ fn finish_load(
         Some(m)
     };
 
-    let mut loaded = Vec::new();
     if let Some(index) = docs.get("index.json") {
         let index: ArchiveIndex =
             serde_json::from_slice(index).map_err(|source| ArchiveError::BadDocument {
@@ -565,14 +591,11 @@ fn finish_load(
                     e => ArchiveError::Store(e),
                 }
             })?;
-            named.push((r, d.clone()));
-        }
-        for (r, mut d) in named {
+            let mut d = d.clone();
             d.annotations.clear();
-            store.set_ref(&r, &d)?;
-            loaded.push(r);
+            named.push((r, d));
         }
-        return Ok(loaded);
+        return Ok(named);
     }
 
     let Some(manifest) = docs.get("manifest.json") else {
@@ -598,7 +621,8 @@ fn finish_load(
             (None, Some((d, _))) => store.read_blob(d)?,
             _ => return Err(missing(&e.config)),
         };
-        let config_digest = store.write_blob(&config_bytes)?;
+        check_config(&config_bytes, &Digest::of(&config_bytes))?;
+        let config_digest = write_new_blob(store, &config_bytes, added)?;
         let mut layers = Vec::new();
         for l in &e.layers {
             let member = resolve(l).unwrap_or_default();
@@ -627,7 +651,7 @@ fn finish_load(
             what: "generated manifest".into(),
             source,
         })?;
-        let digest = store.write_blob(&bytes)?;
+        let digest = write_new_blob(store, &bytes, added)?;
         let desc = Descriptor::new(media_type::OCI_MANIFEST, digest.clone(), bytes.len() as u64);
         let tags = e.repo_tags.clone().unwrap_or_default();
         if tags.is_empty() {
@@ -644,11 +668,18 @@ fn finish_load(
             named.push((r, desc.clone()));
         }
     }
-    for (r, d) in named {
-        store.set_ref(&r, &d)?;
-        loaded.push(r);
-    }
-    Ok(loaded)
+    Ok(named)
+}
+
+/// [`Store::write_blob`], noting the digest in `added` (for removal if the load fails).
+fn write_new_blob(
+    store: &Store,
+    bytes: &[u8],
+    added: &mut Vec<Digest>,
+) -> Result<Digest, ArchiveError> {
+    let digest = store.write_blob(bytes)?;
+    added.push(digest.clone());
+    Ok(digest)
 }
 
 /// What makes a member name (or hard link target) hostile: an absolute path or a `..`.
@@ -848,4 +879,78 @@ pub fn import_with(
         &Descriptor::new(media_type::OCI_MANIFEST, digest, bytes.len() as u64),
     )?;
     Ok(store.image(reference)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(data: &[u8]) -> String {
+        Digest::of(data).hex().to_string()
+    }
+
+    fn tar_of(members: &[(String, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in members {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o644);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn blob_names(store: &Store) -> Vec<String> {
+        fs::read_dir(store.layout_dir().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_archive_leaves_no_blob_it_wrote_and_keeps_those_it_found() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("state")).unwrap();
+        let kept = store.write_blob(b"there before").unwrap();
+        let input = tmp.path().join("in.tar");
+        // Blobs but no index: not an image archive.
+        let blob: &[u8] = b"layer bytes";
+        fs::write(
+            &input,
+            tar_of(&[
+                (format!("blobs/sha256/{}", sha(blob)), blob),
+                (format!("blobs/sha256/{}", kept.hex()), b"there before"),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&store, &input),
+            Err(ArchiveError::UnknownFormat { .. })
+        ));
+        assert_eq!(blob_names(&store), vec![kept.hex().to_string()]);
+
+        // A docker archive whose config is there and whose layer is not: the config blob
+        // the load stored goes again.
+        let config: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
+        let manifest = serde_json::to_vec(&serde_json::json!([{
+            "Config": "config.json",
+            "RepoTags": ["x:1"],
+            "Layers": ["missing/layer.tar"],
+        }]))
+        .unwrap();
+        fs::write(
+            &input,
+            tar_of(&[
+                ("config.json".into(), config),
+                ("manifest.json".into(), &manifest),
+            ]),
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&store, &input),
+            Err(ArchiveError::MissingMember { .. })
+        ));
+        assert_eq!(blob_names(&store), vec![kept.hex().to_string()]);
+        assert!(store.list().unwrap().is_empty());
+    }
 }
