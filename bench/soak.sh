@@ -18,7 +18,7 @@ export CONTAINER_VMINITD=$PWD/target/x86_64-unknown-linux-gnu/release/vminitd
 t0=$(date +%s)
 set +e
 cargo test -p cli --test soak -- --test-threads="${TEST_THREADS:-2}" --nocapture 2>&1 |
-    grep -E '^soak |^test |test result|panicked|differs|^[+-] '
+    grep -E '^soak |^test |test result|panicked|assertion|after a kill|differs|^[+-] '
 status=${PIPESTATUS[0]}
 set -e
 echo "soak: $CONTAINER_SOAK_KILLS kills per target in $(( $(date +%s) - t0 )) s, exit $status"

@@ -480,3 +480,38 @@ fn container_writing_into_a_full_disk_gets_an_error_and_keeps_running() {
         .success();
     assert_eq!(r.stdout, "ok\n");
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn volume_create_on_a_full_disk_fails_cleanly_then_succeeds() {
+    let fs = SmallFs::new(FS_MIB);
+    let env = Env::at("dfvol", &fs.root(), false);
+    // A state directory in use: its stores exist.
+    env.run(&["volume", "ls"]).success();
+    fs.fill_up();
+    // A volume does not fit: one clear line, and no half-made volume.
+    let line = no_space(env.run(&["volume", "create", "-s", "64M", "v1"]), "v1");
+    eprintln!("volume create on a full disk: {line}");
+    assert!(env.run(&["volume", "ls", "-q"]).success().stdout.is_empty());
+    let vols: Vec<String> = files(&env.cli.root().join("volumes"))
+        .into_iter()
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    assert!(vols.is_empty(), "{vols:?}");
+    let dirs: Vec<_> = std::fs::read_dir(env.cli.root().join("volumes"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(dirs.is_empty(), "{dirs:?}");
+    fs.give_back();
+    env.run(&["volume", "create", "-s", "64M", "v1"]).success();
+    assert_eq!(
+        env.run(&["volume", "ls", "-q"]).success().stdout.trim(),
+        "v1"
+    );
+}

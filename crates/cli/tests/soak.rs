@@ -262,14 +262,22 @@ fn store_verifies(env: &Env) {
 fn settle(env: &Env, before: &str, what: &str) {
     env.run(&["system", "cleanup"]).success();
     let list = env.run(&["ls", "-a", "--format", "json"]).success().json();
+    // An `--rm` container may remove itself meanwhile (its process ended): that is no error.
+    let gone = |r: &common::Run| r.stderr.contains("no such container");
     for c in list.as_array().unwrap() {
         let id = c["id"].as_str().unwrap();
         if c["status"] != "running" {
             let r = env.run(&["start", id]);
-            assert_eq!(r.code, 0, "after a kill of {what}, start {c}: {r:?}");
+            assert!(
+                r.code == 0 || gone(&r),
+                "after a kill of {what}, start {c}: {r:?}"
+            );
         }
         let r = env.run(&["rm", "-f", id]);
-        assert_eq!(r.code, 0, "after a kill of {what}, rm -f {c}: {r:?}");
+        assert!(
+            r.code == 0 || gone(&r),
+            "after a kill of {what}, rm -f {c}: {r:?}"
+        );
     }
     // A monitor may still be tearing its VM down for a moment after `rm -f` returns.
     let deadline = Instant::now() + Duration::from_secs(20);

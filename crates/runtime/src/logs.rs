@@ -369,7 +369,13 @@ impl LogWriter {
         let mut text = serde_json::to_string(&rec).map_err(std::io::Error::other)?;
         text.push('\n');
         if let Some(file) = self.file.as_mut() {
-            file.write_all(text.as_bytes())?;
+            if let Err(e) = file.write_all(text.as_bytes()) {
+                // A line cut short (the disk filled) would glue itself to the next one, and
+                // readers skip the damaged line: the next record would go with it. Take the
+                // piece back so the file holds whole lines only.
+                let _ = file.set_len(self.size);
+                return Err(e);
+            }
             self.size += text.len() as u64;
         }
         Ok(())

@@ -272,6 +272,9 @@ impl VolumeStore {
             return Err(VolumeError::TooSmall(size));
         }
         let _lock = self.lock()?;
+        // A create or delete killed half-way left its hidden directory: the next create
+        // removes it (a volume image is big).
+        self.remove_leftovers_locked();
         let dest = self.path(name);
         if dest.exists() {
             return Err(VolumeError::Exists(name.to_string()));
@@ -381,9 +384,14 @@ impl VolumeStore {
     /// from making such a directory until it is gone, so under the lock every one is stale.
     pub fn remove_leftovers(&self) -> Result<usize, VolumeError> {
         let _lock = self.lock()?;
+        std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
+        Ok(self.remove_leftovers_locked())
+    }
+
+    /// [`VolumeStore::remove_leftovers`] under the lock the caller holds.
+    fn remove_leftovers_locked(&self) -> usize {
         let mut n = 0;
-        let entries = std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
-        for entry in entries.flatten() {
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(rest) = name.strip_prefix('.') else {
                 continue;
@@ -399,7 +407,7 @@ impl VolumeStore {
                 n += 1;
             }
         }
-        Ok(n)
+        n
     }
 
     /// Deletes volume `name`; refused while a running container holds it. Checking stopped
@@ -546,5 +554,9 @@ mod tests {
         assert_eq!(store.remove_leftovers().unwrap(), 2);
         assert!(!made.exists() && !deleting.exists() && other.exists());
         assert!(store.get("keep").is_ok());
+        // A create sweeps them too.
+        std::fs::create_dir_all(made.join("sub")).unwrap();
+        store.create("next", 16 << 20).unwrap();
+        assert!(!made.exists() && other.exists());
     }
 }

@@ -1090,10 +1090,27 @@ async fn pump(
     stream: Stream,
     mut rx: mpsc::Receiver<Bytes>,
 ) {
+    // Output that cannot be logged (a full disk) is dropped, told once per spell rather than
+    // once per chunk: a chatty container would otherwise flood the monitor's own log.
+    let mut dropped = 0u64;
     while let Some(chunk) = rx.recv().await {
         if let Ok(mut l) = log.lock() {
-            if let Err(e) = l.write(stream, &chunk) {
-                tracing::warn!("write container log: {e}");
+            match l.write(stream, &chunk) {
+                Err(e) => {
+                    if dropped == 0 {
+                        tracing::warn!(
+                            "write container log: {e}; its output is not logged until this passes"
+                        );
+                    }
+                    dropped += 1;
+                }
+                Ok(()) if dropped > 0 => {
+                    tracing::warn!(
+                        "container log written again ({dropped} chunks of output were not logged)"
+                    );
+                    dropped = 0;
+                }
+                Ok(()) => {}
             }
         }
         let frame = match stream {

@@ -261,16 +261,11 @@ async fn started(shared: &Shared) -> Result<(), ExitInfo> {
         .await
         .map(|p| p.clone());
     match phase {
-        // Between two runs under a restart policy: it did start.
-        Ok(Phase::Running | Phase::Restarting(_)) => Ok(()),
+        // Between two runs under a restart policy, or already ended (a process that exits at
+        // once, seen only after its end when the phase moved on twice): it did start, as
+        // docker's `start` of such a container succeeds. A start that failed is `Failed`.
+        Ok(Phase::Running | Phase::Restarting(_) | Phase::Exited(_)) => Ok(()),
         Ok(Phase::Failed(info)) => Err(info),
-        Ok(Phase::Exited(info)) => Err(ExitInfo {
-            reason: Some(
-                info.reason
-                    .unwrap_or_else(|| "container already exited".into()),
-            ),
-            ..info
-        }),
         _ => Err(not_running("attach")),
     }
 }
