@@ -9,15 +9,17 @@
 # directory. The checks are those of crates/cli/tests/soak.rs; this script only raises the
 # count and prints the tallies.
 #
-# Usage: bench/soak.sh [KILLS]   (root; scripts/setup.sh done). CONTAINER_SOAK_SEED repeats a run.
+# Usage: bench/soak.sh [KILLS] [TEST...]   (root; scripts/setup.sh done; TEST names filter the
+# targets, e.g. kill_9_of_qemu). CONTAINER_SOAK_SEED repeats a run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CONTAINER_SOAK_KILLS=${1:-100}
+shift $(( $# > 0 ? 1 : 0 ))
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg container_testenv"
 export CONTAINER_VMINITD=$PWD/target/x86_64-unknown-linux-gnu/release/vminitd
 t0=$(date +%s)
 set +e
-cargo test -p cli --test soak -- --test-threads="${TEST_THREADS:-2}" --nocapture 2>&1 |
+cargo test -p cli --test soak -- --test-threads="${TEST_THREADS:-2}" --nocapture "$@" 2>&1 |
     grep -E '^soak |^test |test result|panicked|assertion|after a kill|differs|^[+-] '
 status=${PIPESTATUS[0]}
 set -e

@@ -87,6 +87,12 @@ pub fn cleanup(global: &GlobalOptions, format: Format) -> anyhow::Result<()> {
                     &id[..12.min(id.len())]
                 );
             }
+            if report.volume_leftovers_removed > 0 {
+                println!(
+                    "removed {} leftover(s) of interrupted volume creates or deletes",
+                    report.volume_leftovers_removed
+                );
+            }
             if report == runtime::cleanup::CleanupReport::default() {
                 println!("nothing to clean up");
             }

@@ -24,6 +24,8 @@ pub struct CleanupReport {
     pub taps_removed: Vec<String>,
     /// Ids of containers that no longer exist whose network addresses were freed.
     pub addresses_released: Vec<String>,
+    /// Hidden directories of volume creates or deletes killed half-way, removed.
+    pub volume_leftovers_removed: usize,
 }
 
 /// Errors of [`cleanup`].
@@ -35,6 +37,9 @@ pub enum CleanupError {
     /// The networks could not be cleaned.
     #[error("clean up container networking")]
     Network(#[source] net::NetworkError),
+    /// The volume store could not be cleaned.
+    #[error("clean up volumes")]
+    Volume(#[source] crate::volume::VolumeError),
 }
 
 /// Repairs every container record of `store` whose monitor died (as `ps` would, but for all
@@ -82,6 +87,12 @@ pub fn cleanup(store: &Store) -> Result<CleanupReport, CleanupError> {
         }
     }
     network(store, &mut report).map_err(CleanupError::Network)?;
+    // Only a store that exists: cleanup makes no directories.
+    if store.root().join("volumes").is_dir() {
+        report.volume_leftovers_removed = crate::volume::VolumeStore::open(store.root())
+            .and_then(|v| v.remove_leftovers())
+            .map_err(CleanupError::Volume)?;
+    }
     Ok(report)
 }
 

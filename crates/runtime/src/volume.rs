@@ -383,31 +383,38 @@ impl VolumeStore {
     /// `.NAME.deleting-PID` directories); returns how many. Both operations hold the store lock
     /// from making such a directory until it is gone, so under the lock every one is stale.
     pub fn remove_leftovers(&self) -> Result<usize, VolumeError> {
+        // Nothing to remove, no lock taken (nor its file made, for a store never written).
+        if self.leftovers()?.is_empty() {
+            return Ok(0);
+        }
         let _lock = self.lock()?;
-        std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
         Ok(self.remove_leftovers_locked())
+    }
+
+    /// The hidden directories of interrupted creates and deletes (stale only under the lock).
+    fn leftovers(&self) -> Result<Vec<PathBuf>, VolumeError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))?;
+        Ok(entries
+            .flatten()
+            .filter(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                name.strip_prefix('.').is_some_and(|rest| {
+                    rest.rsplit_once(".tmp-")
+                        .or_else(|| rest.rsplit_once(".deleting-"))
+                        .is_some_and(|(_, pid)| pid.parse::<u32>().is_ok())
+                })
+            })
+            .map(|e| e.path())
+            .collect())
     }
 
     /// [`VolumeStore::remove_leftovers`] under the lock the caller holds.
     fn remove_leftovers_locked(&self) -> usize {
-        let mut n = 0;
-        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(rest) = name.strip_prefix('.') else {
-                continue;
-            };
-            let ours = rest
-                .rsplit_once(".tmp-")
-                .or_else(|| rest.rsplit_once(".deleting-"))
-                .is_some_and(|(_, pid)| pid.parse::<u32>().is_ok());
-            if !ours {
-                continue;
-            }
-            if std::fs::remove_dir_all(entry.path()).is_ok() {
-                n += 1;
-            }
-        }
-        n
+        self.leftovers()
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| std::fs::remove_dir_all(p).is_ok())
+            .count()
     }
 
     /// Deletes volume `name`; refused while a running container holds it. Checking stopped
