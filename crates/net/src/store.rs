@@ -66,6 +66,10 @@ impl Store {
         let dir = root.join("networks");
         fs::create_dir_all(dir.join("leases"))
             .map_err(|e| StoreError::CreateDir(dir.clone(), e))?;
+        // Records and leases are replaced by temp file and rename: a writer killed half-way
+        // leaves its temp file, which nobody else would remove.
+        atomic_file::remove_dead_writers(&dir, atomic_file::temp_sibling_pid);
+        atomic_file::remove_dead_writers(&dir.join("leases"), atomic_file::temp_sibling_pid);
         Ok(Self { dir })
     }
 

@@ -86,6 +86,12 @@ pub fn cleanup(store: &Store) -> Result<CleanupReport, CleanupError> {
             let _ = fs::remove_dir(shared);
         }
     }
+    // Records are replaced by temp file and rename: a writer killed half-way leaves its
+    // temp file beside the record.
+    for record in &records {
+        atomic_file::remove_dead_writers(&store.dir_of(&record.id), atomic_file::temp_sibling_pid);
+    }
+    atomic_file::remove_dead_writers(store.root(), atomic_file::temp_sibling_pid);
     network(store, &mut report).map_err(CleanupError::Network)?;
     // Only a store that exists: cleanup makes no directories.
     if store.root().join("volumes").is_dir() {
