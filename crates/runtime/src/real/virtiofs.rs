@@ -50,9 +50,14 @@ pub fn find_virtiofsd() -> Option<PathBuf> {
 /// Running virtiofsd processes.
 #[derive(Debug, Default)]
 pub struct Daemons {
-    children: Vec<Child>,
-    /// The directory each child serves, for the reason told when it dies.
-    dirs: Vec<PathBuf>,
+    children: Vec<Daemon>,
+}
+
+/// One running virtiofsd and the directory it serves (named when it dies).
+#[derive(Debug)]
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
 }
 
 impl Daemons {
@@ -92,14 +97,16 @@ impl Daemons {
             let child = cmd
                 .spawn()
                 .map_err(|e| format!("start {}: {e}", bin.display()))?;
-            daemons.children.push(child);
-            daemons.dirs.push(s.share.dir.clone());
+            daemons.children.push(Daemon {
+                child,
+                dir: s.share.dir.clone(),
+            });
             let deadline = Instant::now() + READY_TIMEOUT;
             while !s.socket.exists() {
                 let exited = daemons
                     .children
                     .last_mut()
-                    .and_then(|c| c.try_wait().ok().flatten());
+                    .and_then(|d| d.child.try_wait().ok().flatten());
                 if exited.is_some() || Instant::now() > deadline {
                     let text = std::fs::read_to_string(&s.log).unwrap_or_default();
                     let last = text.lines().last().unwrap_or("no output").to_string();
@@ -117,12 +124,11 @@ impl Daemons {
 
     /// Kills and reaps every daemon.
     pub fn stop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
+        for d in &mut self.children {
+            let _ = d.child.kill();
+            let _ = d.child.wait();
         }
         self.children.clear();
-        self.dirs.clear();
     }
 
     /// Blocks until QEMU (`qemu`) or one of the daemons ends. Returns what to tell of a
@@ -145,8 +151,8 @@ impl Daemons {
         };
         // A daemon is our child: its pidfd can be opened until it is reaped, even as a zombie.
         let mut fds = vec![open(qemu)?];
-        for c in &self.children {
-            fds.push(open(c.id())?);
+        for d in &self.children {
+            fds.push(open(d.child.id())?);
         }
         let mut polled: Vec<libc::pollfd> = fds
             .iter()
@@ -169,14 +175,12 @@ impl Daemons {
                 return None;
             }
             if let Some(i) = polled[1..].iter().position(|p| p.revents != 0) {
-                let how = match self.children[i].wait() {
-                    Ok(status) => match std::os::unix::process::ExitStatusExt::signal(&status) {
-                        Some(sig) => format!("killed by signal {sig}"),
-                        None => format!("exited with status {}", status.code().unwrap_or(-1)),
-                    },
+                let d = &mut self.children[i];
+                let how = match d.child.wait() {
+                    Ok(status) => super::vm::how_it_ended(&status),
                     Err(e) => e.to_string(),
                 };
-                return Some(format!("virtiofsd for {} {how}", self.dirs[i].display()));
+                return Some(format!("virtiofsd for {} {how}", d.dir.display()));
             }
         }
     }

@@ -169,25 +169,18 @@ pub(crate) async fn spawn_vm(
                 return;
             }
             let _ = started_tx.send(Ok(vm.pid()));
-            if let Some(gone) = vm.pid().and_then(|pid| daemons.watch(pid)) {
-                // Its share would hang the guest: the VM ends, for that reason.
-                tracing::error!("{gone}: stopping the VM");
-                let _ = vm.kill();
-                let _ = vm.wait();
-                daemons.stop();
-                let _ = exit_tx.send(Some(gone));
-                return;
-            }
-            let why = match vm.wait() {
-                Ok(status) => match (
-                    status.code(),
-                    std::os::unix::process::ExitStatusExt::signal(&status),
-                ) {
-                    (_, Some(sig)) => format!("qemu killed by signal {sig}"),
-                    (Some(c), _) => format!("qemu exited with status {c}"),
-                    _ => "qemu exited".into(),
+            let why = match vm.pid().and_then(|pid| daemons.watch(pid)) {
+                Some(gone) => {
+                    // Its share would hang the guest: the VM ends, for that reason.
+                    tracing::error!("{gone}: stopping the VM");
+                    let _ = vm.kill();
+                    let _ = vm.wait();
+                    gone
+                }
+                None => match vm.wait() {
+                    Ok(status) => format!("qemu {}", how_it_ended(&status)),
+                    Err(e) => crate::error_line(&e),
                 },
-                Err(e) => crate::error_line(&e),
             };
             daemons.stop();
             let _ = exit_tx.send(Some(why));
@@ -201,6 +194,18 @@ pub(crate) async fn spawn_vm(
         }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(boot_err("start QEMU: the VM thread ended")),
+    }
+}
+
+/// How a process ended, for reasons: "killed by signal N" or "exited with status N".
+pub(crate) fn how_it_ended(status: &std::process::ExitStatus) -> String {
+    match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(status),
+    ) {
+        (_, Some(sig)) => format!("killed by signal {sig}"),
+        (Some(c), _) => format!("exited with status {c}"),
+        _ => "exited".into(),
     }
 }
 
