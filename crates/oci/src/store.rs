@@ -414,6 +414,11 @@ impl Store {
         write_atomic(&path, &bytes)
     }
 
+    /// Reads and parses the image config in blob `digest`.
+    pub(crate) fn read_config(&self, digest: &Digest) -> Result<ImageConfig, StoreError> {
+        parse_config(&self.read_blob(digest)?, digest)
+    }
+
     /// Every name in the store, in `index.json` order.
     pub fn list(&self) -> Result<Vec<Entry>, StoreError> {
         let index = self.read_index()?;
@@ -558,12 +563,7 @@ impl Store {
                 }
             }
         };
-        let config_bytes = self.read_blob(&manifest.config.digest)?;
-        let config = ImageConfig::parse(&config_bytes).map_err(|source| StoreError::Document {
-            what: "config",
-            digest: manifest.config.digest.clone(),
-            source,
-        })?;
+        let config = self.read_config(&manifest.config.digest)?;
         let platform = manifest_descriptor
             .platform
             .clone()
@@ -577,6 +577,15 @@ impl Store {
             platform,
         })
     }
+}
+
+/// Parses `bytes`, the image config in blob `digest`.
+pub(crate) fn parse_config(bytes: &[u8], digest: &Digest) -> Result<ImageConfig, StoreError> {
+    ImageConfig::parse(bytes).map_err(|source| StoreError::Document {
+        what: "config",
+        digest: digest.clone(),
+        source,
+    })
 }
 
 /// Picks the index entry for `wanted`; the error lists what the index offers.
