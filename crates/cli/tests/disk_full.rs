@@ -297,17 +297,7 @@ fn rootfs_cache_is_clean(env: &Env) -> Vec<String> {
             name.ends_with(".ext4") && !name.starts_with('.'),
             "build temp file left in the rootfs cache: {name}"
         );
-        let o = Command::new("e2fsck")
-            .args(["-fn"])
-            .arg(dir.join(&name))
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "{name} fails e2fsck: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        common::run(Command::new("e2fsck").arg("-fn").arg(dir.join(&name)));
         finals.push(name);
     }
     finals

@@ -574,15 +574,5 @@ fn the_root_holds_the_image_files_only_and_a_new_volume_is_empty() {
     // check finds nothing wrong (it does not look for lost+found).
     let disk = env.cli.root().join("volumes/pg/disk.ext4");
     assert_eq!(debugfs_ls(&disk, "/"), ["PG_VERSION", "base"]);
-    let out = std::process::Command::new("e2fsck")
-        .arg("-fn")
-        .arg(&disk)
-        .output()
-        .expect("run e2fsck");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run(std::process::Command::new("e2fsck").arg("-fn").arg(&disk));
 }

@@ -24,19 +24,9 @@ fn tar_layer(src: &Path, out: &Path, extra: &[&str]) {
     assert!(st.success());
 }
 
+#[track_caller]
 fn e2fsck_ok(image: &Path) {
-    let out = Command::new("e2fsck")
-        .arg("-fn")
-        .arg(image)
-        .output()
-        .expect("e2fsck");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::run(Command::new("e2fsck").arg("-fn").arg(image));
 }
 
 #[test]

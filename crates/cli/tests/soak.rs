@@ -390,17 +390,7 @@ fn kill_9_of_image_pull_and_rootfs_create() {
         killed += usize::from(kill_after(create(), rng.within(took)));
         // Either no output or a whole filesystem; no temp file next to it.
         if out.exists() {
-            let o = Command::new("e2fsck")
-                .arg("-fn")
-                .arg(&out)
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "a killed rootfs create left a broken {}: {}",
-                out.display(),
-                String::from_utf8_lossy(&o.stdout)
-            );
+            common::run(Command::new("e2fsck").arg("-fn").arg(&out));
             std::fs::remove_file(&out).unwrap();
         }
         // A temp file may stay until the next build of the same output, which removes it.
@@ -440,12 +430,7 @@ fn kill_9_of_image_pull_and_rootfs_create() {
     for _ in 0..n {
         killed += usize::from(kill_after(make(), rng.within(took)));
         for name in cached().iter().filter(|n| n.ends_with(".ext4")) {
-            let o = Command::new("e2fsck")
-                .arg("-fn")
-                .arg(cache.join(name))
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "a killed create left a broken {name}");
+            common::run(Command::new("e2fsck").arg("-fn").arg(cache.join(name)));
         }
         // A container the kill left half-made is removed; then the same create works.
         let r = env.run(&["rm", "-f", "r"]);
