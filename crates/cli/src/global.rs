@@ -56,10 +56,14 @@ impl GlobalOptions {
         // level asked for here too (their log is the container's monitor.log).
         // Called once at start-up, before any thread exists (set_var is not thread-safe).
         std::env::set_var("CONTAINER_LOG_LEVEL", level);
+        // A monitor's stderr is its monitor.log in the state directory: when that disk is full
+        // the subscriber's own report of the failed write (an `eprintln!`) would panic the
+        // task that logged, and a monitor must outlive a full disk. The line is lost instead.
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_env_filter(tracing_subscriber::EnvFilter::new(level))
             .with_target(false)
+            .log_internal_errors(false)
             .try_init();
     }
 

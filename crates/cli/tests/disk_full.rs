@@ -505,3 +505,87 @@ fn volume_create_on_a_full_disk_fails_cleanly_then_succeeds() {
         "v1"
     );
 }
+
+/// A full disk while a container prints: its output is dropped, not logged in pieces, and
+/// the log grows again once space returns. (It once stopped for good: the monitor's warning
+/// that output was not logged went to its own log on the same full disk, tracing's report
+/// of that failure panicked, and the panic took the output pump with it.)
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn a_containers_log_grows_again_once_space_returns() {
+    let fs = SmallFs::new(FS_MIB);
+    let env = Env::at("dflog", &fs.root(), false);
+    let (_reg, reference) = registry();
+    pull(&env, &reference).success();
+    let script = "i=0; while true; do i=$((i+1)); echo line$i; usleep 20000; done";
+    env.run(&[
+        "run", "-d", "--name", "talk", &reference, "sh", "-c", script,
+    ])
+    .success();
+    let lines = || {
+        let r = env.run(&["logs", "talk"]).success();
+        r.stdout.lines().count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while lines() < 20 {
+        assert!(std::time::Instant::now() < deadline, "no output logged");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    fs.fill_up();
+    std::thread::sleep(Duration::from_secs(3));
+    fs.give_back();
+    let before = lines();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = lines();
+        if now >= before + 20 {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            let id = env.inspect("talk")["Id"].as_str().unwrap().to_string();
+            let monitor_log = std::fs::read_to_string(
+                env.cli
+                    .root()
+                    .join("containers")
+                    .join(id)
+                    .join("monitor.log"),
+            );
+            panic!(
+                "the log stopped growing after space returned: {before} lines, then {now}; \
+                 monitor.log: {monitor_log:?}"
+            );
+        }
+    }
+    // Whole records only (a line cut short by the full disk was taken back), and the monitor
+    // said when logging resumed.
+    let logged = env.run(&["logs", "talk"]).success().stdout;
+    let bad: Vec<&str> = logged
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("line")
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_none()
+        })
+        .collect();
+    assert!(bad.is_empty(), "damaged log lines: {bad:?}");
+    let id = env.inspect("talk")["Id"].as_str().unwrap().to_string();
+    let monitor_log = std::fs::read_to_string(
+        env.cli
+            .root()
+            .join("containers")
+            .join(id)
+            .join("monitor.log"),
+    )
+    .unwrap();
+    assert!(
+        monitor_log.contains("container log written again"),
+        "{monitor_log}"
+    );
+    // The container ran on through it all.
+    assert_eq!(env.inspect("talk")["State"]["Status"], "running");
+    env.run(&["rm", "-f", "talk"]).success();
+}

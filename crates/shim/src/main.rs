@@ -60,10 +60,13 @@ fn run_monitor(args: &[String]) -> Option<i32> {
         return None;
     }
     let level = std::env::var("CONTAINER_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    // stderr is the container's monitor.log: on a full disk the subscriber's eprintln! of
+    // the failed write would panic (see the CLI's init_logging).
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::new(level))
         .with_target(false)
+        .log_internal_errors(false)
         .try_init();
     let opts = runtime::monitor::MonitorOptions {
         wait_attach: flags.iter().any(|f| f == "--wait-attach"),

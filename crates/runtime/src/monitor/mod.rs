@@ -1091,27 +1091,30 @@ async fn pump(
     mut rx: mpsc::Receiver<Bytes>,
 ) {
     // Output that cannot be logged (a full disk) is dropped, told once per spell rather than
-    // once per chunk: a chatty container would otherwise flood the monitor's own log.
+    // once per chunk: a chatty container would otherwise flood the monitor's own log. The
+    // lock is released before telling: the monitor's log may be on the same full disk.
     let mut dropped = 0u64;
     while let Some(chunk) = rx.recv().await {
-        if let Ok(mut l) = log.lock() {
-            match l.write(stream, &chunk) {
-                Err(e) => {
-                    if dropped == 0 {
-                        tracing::warn!(
-                            "write container log: {e}; its output is not logged until this passes"
-                        );
-                    }
-                    dropped += 1;
-                }
-                Ok(()) if dropped > 0 => {
+        let written = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .write(stream, &chunk);
+        match written {
+            Err(e) => {
+                if dropped == 0 {
                     tracing::warn!(
-                        "container log written again ({dropped} chunks of output were not logged)"
+                        "write container log: {e}; its output is not logged until this passes"
                     );
-                    dropped = 0;
                 }
-                Ok(()) => {}
+                dropped += 1;
             }
+            Ok(()) if dropped > 0 => {
+                tracing::warn!(
+                    "container log written again ({dropped} chunks of output were not logged)"
+                );
+                dropped = 0;
+            }
+            Ok(()) => {}
         }
         let frame = match stream {
             Stream::Stdout => Frame::Stdout(chunk),
@@ -1119,9 +1122,10 @@ async fn pump(
         };
         shared.broadcast(frame).await;
     }
-    if let Ok(mut l) = log.lock() {
-        let _ = l.flush_stream(stream);
-    }
+    let _ = log
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .flush_stream(stream);
 }
 
 /// Whether nothing the guest could still have to write matters once the container is gone: a
