@@ -361,7 +361,8 @@ pub fn commit(global: &GlobalOptions, a: CommitArgs) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(builder::commit::commit(&rt, &a.container, &opts))?;
+        .block_on(builder::commit::commit(&rt, &a.container, &opts))
+        .with_context(|| format!("cannot commit {}", a.container))?;
     println!("{id}");
     Ok(())
 }

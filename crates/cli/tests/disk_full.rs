@@ -1,6 +1,6 @@
-//! A full disk under the state directory: pulls, loads, rootfs builds, container records and
-//! a container's own writes meet ENOSPC on a small loop-mounted ext4 holding `--root` (issue
-//! 16, "Faults").
+//! A full disk under the state directory: pulls, loads, imports, commits, builds, rootfs
+//! builds, container records, volumes, a container's own writes and its log meet ENOSPC on a
+//! small loop-mounted ext4 holding `--root` (issue 16, "Faults").
 //!
 //! What must hold each time: one clear `Error:` line naming what failed and saying there is no
 //! space, exit 125; nothing half-written visible afterwards (no image, no temp file in the
@@ -588,4 +588,196 @@ fn a_containers_log_grows_again_once_space_returns() {
     // The container ran on through it all.
     assert_eq!(env.inspect("talk")["State"]["Status"], "running");
     env.run(&["rm", "-f", "talk"]).success();
+}
+
+/// Every file under the state directory, but the content store's blobs (checked by
+/// [`store_is_clean`]), the kernel's files, the logs that any command may append to, and
+/// lock files (empty; they name what may be built, not what was).
+fn state_files(env: &Env) -> Vec<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if rel.starts_with("content/blobs")
+                || rel.starts_with("kernels")
+                || rel.ends_with(".log")
+                || rel.ends_with(".lock")
+                || rel == "events.jsonl"
+            {
+                continue;
+            }
+            if p.is_dir() {
+                walk(&p, base, out);
+            } else {
+                out.push(rel);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(env.cli.root(), env.cli.root(), &mut out);
+    out.sort();
+    out
+}
+
+/// The state directory holds the files it held `before`: nothing new, nothing gone.
+#[track_caller]
+fn same_files(env: &Env, before: &[String]) {
+    let now = state_files(env);
+    let added: Vec<_> = now.iter().filter(|f| !before.contains(f)).collect();
+    let gone: Vec<_> = before.iter().filter(|f| !now.contains(f)).collect();
+    assert!(
+        added.is_empty() && gone.is_empty(),
+        "left: {added:?}, gone: {gone:?}"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn import_commit_and_build_on_a_full_disk_fail_cleanly_then_succeed() {
+    // Room for commit's scratch copies (the image unpacked, the container exported and
+    // unpacked: three times the image) once space returns.
+    let fs = SmallFs::new(FS_MIB * 3);
+    let env = Env::at("dfmake", &fs.root(), false);
+    let (_reg, reference) = registry();
+    pull(&env, &reference).success();
+    let images = |env: &Env| {
+        let mut v: Vec<String> = env
+            .run(&["image", "ls", "-q"])
+            .success()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let images_before = images(&env);
+
+    // `image import` of a filesystem tarball bigger than the space left.
+    let tarball = fs.dir.path().join("rootfs.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&tarball).unwrap());
+        let data: Vec<u8> = (0..(12u32 << 20))
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "data.bin", &data[..]).unwrap();
+        b.finish().unwrap();
+    }
+    let before = state_files(&env);
+    fs.leave(4);
+    let line = no_space(
+        env.run(&["image", "import", tarball.to_str().unwrap(), "imported:1"]),
+        tarball.to_str().unwrap(),
+    );
+    eprintln!("import on a full disk: {line}");
+    assert_eq!(images(&env), images_before);
+    store_is_clean(&env);
+    same_files(&env, &before);
+    fs.give_back();
+    env.run(&["image", "import", tarball.to_str().unwrap(), "imported:1"])
+        .success();
+
+    // `commit` of a container that wrote more than is left.
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "writer",
+        &reference,
+        "sh",
+        "-c",
+        "dd if=/big.bin of=/copy bs=1M count=12 conv=fsync && echo > /done; sleep 1000",
+    ])
+    .success();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while env.run(&["exec", "writer", "cat", "/done"]).code != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let images_before = images(&env);
+    let before = state_files(&env);
+    fs.leave(4);
+    let line = no_space(env.run(&["commit", "writer", "committed:1"]), "writer");
+    eprintln!("commit on a full disk: {line}");
+    assert_eq!(images(&env), images_before);
+    store_is_clean(&env);
+    same_files(&env, &before);
+    assert_eq!(env.inspect("writer")["State"]["Status"], "running");
+    fs.give_back();
+    env.run(&["commit", "writer", "committed:1"]).success();
+    env.run(&["rm", "-f", "writer"]).success();
+
+    // A `build` whose RUN step writes more than is left.
+    let ctx = fs.dir.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {reference}\nRUN dd if=/big.bin of=/copy bs=1M count=12\n"),
+    )
+    .unwrap();
+    // The stage's base is made first (the base not fitting is `rootfs_build_on_a_full_disk…`):
+    // the RUN step is what meets the full disk.
+    let warm = fs.dir.path().join("warm");
+    std::fs::create_dir(&warm).unwrap();
+    std::fs::write(
+        warm.join("Dockerfile"),
+        format!("FROM {reference}\nRUN true\n"),
+    )
+    .unwrap();
+    env.run(&["build", "--network", "none", warm.to_str().unwrap()])
+        .success();
+    let images_before = images(&env);
+    let before = state_files(&env);
+    fs.leave(4);
+    let r = env.run(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "built:1",
+        ctx.to_str().unwrap(),
+    ]);
+    eprintln!("build on a full disk: {r:?}");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(images(&env), images_before);
+    store_is_clean(&env);
+    rootfs_cache_is_clean(&env);
+    no_containers(&env);
+    same_files(&env, &before);
+    fs.give_back();
+    env.run(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "built:1",
+        ctx.to_str().unwrap(),
+    ])
+    .success();
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "built:1",
+            "stat",
+            "-c",
+            "%s",
+            "/copy",
+        ])
+        .success();
+    assert_eq!(r.stdout.trim(), (12u32 << 20).to_string());
 }
