@@ -87,6 +87,12 @@ pub fn cleanup(global: &GlobalOptions, format: Format) -> anyhow::Result<()> {
                     &id[..12.min(id.len())]
                 );
             }
+            for id in &report.unborn_removed {
+                println!(
+                    "removed the directory of {}, whose create was interrupted",
+                    &id[..12]
+                );
+            }
             if report.volume_leftovers_removed > 0 {
                 println!(
                     "removed {} leftover(s) of interrupted volume creates or deletes",

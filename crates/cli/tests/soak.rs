@@ -22,42 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::vm::{push_image, wait_output, Env, IMAGE};
 use common::Registry;
-
-/// Kills per target: `CONTAINER_SOAK_KILLS`, 10 by default.
-fn kills() -> usize {
-    std::env::var("CONTAINER_SOAK_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10)
-}
-
-/// xorshift64: the delays only need to be spread and repeatable from a printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn new(target: &str) -> Rng {
-        let seed = std::env::var("CONTAINER_SOAK_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-                    | 1
-            });
-        eprintln!("soak {target}: CONTAINER_SOAK_SEED={seed}");
-        Rng(seed)
-    }
-
-    /// A delay in `[0, d)`.
-    fn within(&mut self, d: Duration) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        Duration::from_micros(self.0 % (d.as_micros() as u64).max(1))
-    }
-}
+use testkit::soak::{kills, report, Rng};
 
 /// Runs `cmd` and SIGKILLs it `delay` after it started unless it ended before; true if it
 /// was killed.
@@ -316,10 +281,6 @@ fn warm(tag: &str) -> (Env, String) {
     env.run(&["run", "--rm", IMAGE, "true"]).success();
     let before = host_state(&env);
     (env, before)
-}
-
-fn report(target: &str, killed: usize, total: usize) {
-    eprintln!("soak {target}: killed {killed} of {total} times before it ended, no leak");
 }
 
 #[test]
@@ -690,4 +651,134 @@ fn kill_9_of_virtiofsd() {
     );
     assert!(reason.contains(&want), "{ended}");
     assert_eq!(env.qemus(), 0);
+}
+
+/// Debian's docker 20.10 client.
+const DOCKER: &str = "/usr/bin/docker";
+
+/// `container system service` on `socket` in the env's namespace, once it answers.
+fn start_service(env: &Env, socket: &Path) -> std::process::Child {
+    let child = env
+        .cli
+        .command(&["system", "service", "--socket", socket.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn container system service");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the service did not open {socket:?} (a killed one's socket is in the way?)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// The docker client against `socket`, its own config (no user's credentials).
+fn docker(socket: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(DOCKER);
+    c.args(args)
+        .stdin(Stdio::null())
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("DOCKER_CONFIG", config)
+        .env_remove("DOCKER_CONTEXT");
+    c
+}
+
+/// Kills of the Engine API server while the docker client's `command` is under way
+/// (`prepare` through the CLI first): the client must end, not hang; the host settles as
+/// after any kill, and a new server opens the same socket.
+fn soak_service(tag: &str, what: &str, prepare: &[&str], command: &[&str]) {
+    assert!(
+        Path::new(DOCKER).exists(),
+        "{DOCKER} is missing: install Debian's docker.io (scripts/setup.sh)"
+    );
+    let (env, before) = warm(tag);
+    let socket = env.cli.root().join("docker.sock");
+    let config = tempfile::tempdir().unwrap();
+    let took = {
+        let mut service = start_service(&env, &socket);
+        let took = calibrate(
+            || {
+                if !prepare.is_empty() {
+                    env.run(prepare).success();
+                }
+                docker(&socket, config.path(), command)
+            },
+            || settle_quietly(&env),
+        );
+        let _ = service.kill();
+        let _ = service.wait();
+        took
+    };
+    settle(&env, &before, what);
+    let mut rng = Rng::new(what);
+    let mut killed = 0;
+    let n = kills();
+    for _ in 0..n {
+        if !prepare.is_empty() {
+            env.run(prepare).success();
+        }
+        let mut service = start_service(&env, &socket);
+        let mut client = docker(&socket, config.path(), command)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = rng.within(took);
+        let deadline = Instant::now() + delay;
+        while Instant::now() < deadline && client.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        killed += usize::from(client.try_wait().unwrap().is_none());
+        let _ = service.kill();
+        let _ = service.wait();
+        // The client sees its connection close and gives up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "the docker client hangs after a kill of {what}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        settle(&env, &before, what);
+    }
+    // What a killed server left does not keep the next one from serving.
+    let mut service = start_service(&env, &socket);
+    let r = wait_output(docker(&socket, config.path(), &["ps", "-a", "-q"]));
+    let _ = service.kill();
+    let _ = service.wait();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(r.stdout.trim().is_empty(), "{r:?}");
+    report(what, killed, n);
+}
+
+/// Every container removed (between calibration runs).
+fn settle_quietly(env: &Env) {
+    for id in env.run(&["ls", "-a", "-q"]).success().stdout.lines() {
+        env.run(&["rm", "-f", id.trim()]).success();
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and docker.io: run scripts/test.sh"
+)]
+fn kill_9_of_the_engine_api_server() {
+    soak_service(
+        "soakapirun",
+        "the Engine API server during docker run -d",
+        &[],
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+    );
+    soak_service(
+        "soakapirm",
+        "the Engine API server during docker rm -f",
+        &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
+        &["rm", "-f", "v"],
+    );
 }

@@ -26,6 +26,8 @@ pub struct CleanupReport {
     pub addresses_released: Vec<String>,
     /// Hidden directories of volume creates or deletes killed half-way, removed.
     pub volume_leftovers_removed: usize,
+    /// Directories of container creates killed before their first record was in place.
+    pub unborn_removed: Vec<String>,
 }
 
 /// Errors of [`cleanup`].
@@ -92,6 +94,7 @@ pub fn cleanup(store: &Store) -> Result<CleanupReport, CleanupError> {
         atomic_file::remove_dead_writers(&store.dir_of(&record.id), atomic_file::temp_sibling_pid);
     }
     atomic_file::remove_dead_writers(store.root(), atomic_file::temp_sibling_pid);
+    report.unborn_removed = store.remove_unborn()?;
     network(store, &mut report).map_err(CleanupError::Network)?;
     // Only a store that exists: cleanup makes no directories.
     if store.root().join("volumes").is_dir() {

@@ -738,6 +738,33 @@ impl Store {
         Ok(out)
     }
 
+    /// Removes the directories of creates killed between making the directory and renaming
+    /// the first record into it: no `state.json`, nothing in them but the dead writer's temp
+    /// file (or a lock). Holds the lock [`Store::create`] holds, so a create under way is
+    /// never taken for one. Returns the ids removed.
+    pub fn remove_unborn(&self) -> Result<Vec<String>, StateError> {
+        let _guard = Lock::exclusive(&self.dir.join(".lock"))?;
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(io_err("read", &self.dir))? {
+            let entry = entry.map_err(io_err("read", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let dir = entry.path();
+            let is_id = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_id || !dir.is_dir() || dir.join("state.json").exists() {
+                continue;
+            }
+            atomic_file::remove_dead_writers(&dir, atomic_file::temp_sibling_pid);
+            let only_lock = fs::read_dir(&dir)
+                .map_err(io_err("read", &dir))?
+                .flatten()
+                .all(|e| e.file_name() == "lock");
+            if only_lock && fs::remove_dir_all(&dir).is_ok() {
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Finds a container by exact name, full id, or unique id prefix (docker's order).
     pub fn resolve(&self, key: &str) -> Result<ContainerRecord, StateError> {
         let all = self.list()?;
@@ -1032,6 +1059,27 @@ mod tests {
         assert!(validate_name("-x").is_err());
         assert!(validate_name("").is_err());
         assert!(validate_name("a/b").is_err());
+    }
+
+    #[test]
+    fn directories_of_killed_creates_are_removed_and_live_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let kept = store.create(Some("web"), record).unwrap();
+        // A create killed before its rename: its pid is gone (beyond any pid_max).
+        let dead = "a".repeat(64);
+        fs::create_dir(store.dir_of(&dead)).unwrap();
+        fs::write(store.dir_of(&dead).join(".state.json.tmp-99999999-0"), b"{").unwrap();
+        fs::write(store.dir_of(&dead).join("lock"), b"").unwrap();
+        // One under way: its writer (this process) lives.
+        let live = "b".repeat(64);
+        fs::create_dir(store.dir_of(&live)).unwrap();
+        let temp = format!(".state.json.tmp-{}-0", std::process::id());
+        fs::write(store.dir_of(&live).join(&temp), b"{").unwrap();
+        assert_eq!(store.remove_unborn().unwrap(), vec![dead.clone()]);
+        assert!(!store.dir_of(&dead).exists());
+        assert!(store.dir_of(&live).join(&temp).exists());
+        assert_eq!(store.load(&kept.id).unwrap().name, "web");
     }
 
     #[test]

@@ -462,3 +462,164 @@ fn bind_mounts_of_the_spec_reach_the_guest() {
         .success();
     assert_eq!(out.stdout, "x\n");
 }
+
+/// Mounts under this containerd's temp dir (snapshots, bundles' rootfs).
+fn mounts_under(c: &Containerd) -> Vec<String> {
+    let root = c.dir.path().to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|t| t.starts_with(&root))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The shim daemon serving this containerd's tasks: the shim binary without an action
+/// (`start` and `delete` are one-shot commands containerd runs).
+fn shim_daemon(c: &Containerd) -> Option<i32> {
+    c.shims().into_iter().find(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let last = cmdline
+            .split(|&b| b == 0)
+            .rfind(|a| !a.is_empty())
+            .unwrap_or_default();
+        last != b"start" && last != b"delete"
+    })
+}
+
+/// kill -9 of the shim at a random point of a request (issue 16): during `ctr run -d`
+/// (create, start) and during `ctr task exec`, each [`testkit::soak::kills`] times. The ctr
+/// client must end, not hang; containerd cleans up the dead shim (its `delete` action ends
+/// the VM); then the task and container delete, and no shim, monitor, VM, record or mount
+/// is left.
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn kill_9_of_the_shim_mid_request() {
+    use testkit::soak::{kills, report, Rng};
+    let c = Containerd::start();
+    let mounts_before = mounts_under(&c);
+    let run = |id: &str| c.command(&["run", "-d", "--runtime", RUNTIME, IMAGE, id, "sleep", "600"]);
+    let exec = |id: &str| c.command(&["task", "exec", "--exec-id", "x", id, "true"]);
+    let settle = |id: &str, what: &str| {
+        let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+        let deadline = Instant::now() + TIMEOUT;
+        while c.ctr(&["task", "ls", "-q"]).stdout.lines().any(|l| l == id) {
+            let _ = c.ctr(&["task", "delete", "-f", id]);
+            assert!(
+                Instant::now() < deadline,
+                "after a kill of the shim {what}, task {id} would not go: {}",
+                c.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let _ = c.ctr(&["container", "delete", id]);
+        assert!(
+            !c.ctr(&["container", "ls", "-q"])
+                .stdout
+                .lines()
+                .any(|l| l == id),
+            "container {id} stays"
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let shims = common::pids_of(&c.dir.path().to_string_lossy(), "containerd-shim", true);
+            let left = (shims.len(), c.qemus(), c.records(), mounts_under(&c));
+            if left == (0, 0, 0, mounts_before.clone()) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after a kill of the shim {what}: shims and monitors {:?}, VMs {}, records {}, \
+                 mounts {:?}\n{}\n{}",
+                left.0,
+                left.1,
+                left.2,
+                left.3,
+                c.log(),
+                c.monitor_logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let timed = |cmd: std::process::Command| {
+        let t = Instant::now();
+        let out = common::wait(cmd);
+        assert_eq!(out.code, 0, "{out:?}");
+        t.elapsed()
+    };
+    // Undisturbed, the shortest of three.
+    let took_run = (0..3)
+        .map(|i| {
+            let id = format!("cal{i}");
+            let t = timed(run(&id));
+            c.remove(&id);
+            t
+        })
+        .min()
+        .unwrap();
+    c.run_detached("calx", &["sleep", "600"]);
+    let took_exec = (0..3).map(|_| timed(exec("calx"))).min().unwrap();
+    c.remove("calx");
+    c.assert_nothing_left();
+
+    for (what, took) in [
+        ("during ctr run -d", took_run),
+        ("during ctr task exec", took_exec),
+    ] {
+        let mut rng = Rng::new(&format!("the shim {what}"));
+        let mut killed = 0;
+        let n = kills();
+        for i in 0..n {
+            let id = format!("k{i}");
+            let mut client = if what.contains("exec") {
+                c.run_detached(&id, &["sleep", "600"]);
+                exec(&id)
+            } else {
+                run(&id)
+            }
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ctr");
+            let t = Instant::now();
+            let delay = rng.within(took);
+            // The shim daemon of a new task is started (by the shim's `start` action) during
+            // the request; it is what serves the request, and what is killed.
+            let daemon = loop {
+                if let Some(pid) = shim_daemon(&c) {
+                    break Some(pid);
+                }
+                if client.try_wait().unwrap().is_some() || t.elapsed() > took * 2 {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            if let Some(left) = delay.checked_sub(t.elapsed()) {
+                std::thread::sleep(left);
+            }
+            if client.try_wait().unwrap().is_none() {
+                killed += 1;
+            }
+            if let Some(pid) = daemon {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let deadline = Instant::now() + TIMEOUT;
+            while client.try_wait().unwrap().is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "ctr hangs after a kill of the shim {what}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            settle(&id, what);
+        }
+        report(&format!("the shim {what}"), killed, n);
+    }
+    // And the runtime works on afterwards.
+    let out = c.run("after", &[], &["echo", "fine"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "fine\n"), "{out:?}");
+}

@@ -14,6 +14,7 @@ pub mod guest;
 pub mod images;
 pub mod netns;
 pub mod registry;
+pub mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

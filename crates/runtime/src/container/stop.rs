@@ -17,6 +17,9 @@ pub struct StopOptions {
     pub timeout: Option<Duration>,
 }
 
+/// How long a stop waits for a starting monitor to open its socket.
+const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
 impl Container {
     /// The stop signal, then SIGKILL after the timeout, then VM shutdown; returns once the
     /// container is down. Stopping a container that is not running is not an error (docker's
@@ -33,14 +36,22 @@ impl Container {
         restart: bool,
     ) -> Result<Option<ExitInfo>, ContainerError> {
         self.refresh()?;
-        if !self.status().is_up() {
+        // A live monitor whose record still says created is starting the container (a `run
+        // -d` or a shim's start killed half-way leaves one): it takes the stop too, at once
+        // while it waits for its first attach, else as soon as the process is up. Taking
+        // the record's word alone would leave that container running after a `stop`.
+        let starting = self.record.monitor_pid;
+        if !self.status().is_up() && starting.is_none() {
             return Ok(None);
         }
         let config = &self.record.config;
         let signal = opts.signal.unwrap_or_else(|| config.signal_to_stop());
         let timeout = opts.timeout.unwrap_or_else(|| config.grace_to_stop());
         let store = self.rt.store();
-        let stream = client::connect(store, self.id()).await?;
+        let stream = match starting.filter(|_| !self.status().is_up()) {
+            Some(pid) => client::connect_starting(store, self.id(), pid, CONNECT_WAIT).await?,
+            None => client::connect(store, self.id()).await?,
+        };
         let req = Request::Stop {
             timeout_secs: timeout.as_secs(),
             signal: Some(signal),

@@ -321,13 +321,35 @@ async fn supervise(
     };
 
     let _shutdown = restart::ShutdownWatch::start(shared.clone());
-    if opts.wait_attach {
-        let _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()).await;
-    }
+    // A stop while waiting for the first attach (a containerd shim killed between launching
+    // the monitor and attaching: its `delete` stops the container) ends the monitor here,
+    // at once: nothing runs yet, and waiting out ATTACH_WAIT would outlast containerd's
+    // patience with `delete`.
+    let stopped_early = if opts.wait_attach {
+        tokio::select! {
+            _ = tokio::time::timeout(ATTACH_WAIT, shared.attached.notified()) => None,
+            Some(order) = stop_rx.recv() => Some(order),
+        }
+    } else {
+        None
+    };
 
     // The volumes' exclusive holds outlive the VM: released only once it is down.
     let mut claims = Vec::new();
-    let outcome = if opts.hold {
+    let outcome = if let Some(order) = stopped_early {
+        let never = Outcome {
+            exit: ExitInfo {
+                code: crate::exit::exit_code(crate::exit::Termination::Signaled(order.signal)),
+                reason: Some("stopped before its process started".into()),
+                error: None,
+            },
+            booted: None,
+            network: None,
+            started: false,
+            oom_killed: false,
+        };
+        tear_down(store, &record, never, &mut claims).await
+    } else if opts.hold {
         let held = hold(store, id, backend, &shared, &dir, &mut claims).await;
         tear_down(store, &record, held, &mut claims).await
     } else {

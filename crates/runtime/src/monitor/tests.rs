@@ -1047,3 +1047,35 @@ async fn a_client_from_before_the_handshake_is_told_both_versions() {
         .unwrap();
     assert_eq!(mon.await.unwrap(), 137);
 }
+
+#[tokio::test]
+async fn a_stop_while_waiting_for_the_first_attach_ends_the_monitor_at_once() {
+    let f = fixture();
+    let id = f.create(&["sleep"], false, false);
+    let backend = FakeBackend::default();
+    let boots = backend.boots.clone();
+    let mon = f.spawn(&id, backend, true);
+    let t = std::time::Instant::now();
+    let s = f.connect(&id).await;
+    let stop = Request::Stop {
+        timeout_secs: 0,
+        signal: Some(libc::SIGKILL),
+        restart: false,
+    };
+    let r = client::request(s, &id, stop).await.unwrap();
+    assert_eq!(
+        r,
+        Frame::Exit(ExitInfo {
+            code: 137,
+            reason: Some("stopped before its process started".into()),
+            error: None,
+        })
+    );
+    assert_eq!(mon.await.unwrap(), 137);
+    // Not the attach wait's 30 s, and no VM booted for nothing.
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(boots.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let rec = f.store.load(&id).unwrap();
+    assert_eq!(rec.status, Status::Created);
+    assert_eq!(rec.monitor_pid, None);
+}
