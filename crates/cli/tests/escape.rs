@@ -571,3 +571,116 @@ fn filling_the_root_disk_gets_enospc_and_grows_the_host_by_at_most_its_size() {
     assert!(grown >= size / 2, "grew by only {grown}");
     env.run(&["delete", "-f", "fill"]).success();
 }
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn a_process_that_never_reads_its_stdin_blocks_only_its_writer() {
+    use std::io::Write;
+    let env = env("escdeaf");
+    env.run(&["run", "-d", "--name", "deaf", IMAGE, "sleep", "600"])
+        .success();
+    let monitor = env.inspect("deaf")["monitorPid"].as_u64().unwrap() as u32;
+    let rss_before = rss_kib(monitor);
+    // A process with its stdin open that never reads it, and a writer pushing 256 MiB.
+    let mut exec = env
+        .cli
+        .command(&["exec", "-i", "deaf", "sleep", "600"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = exec.stdin.take().unwrap();
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = written.clone();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 << 10];
+        for _ in 0..(256 << 20) / chunk.len() {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+            count.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let pushed = written.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "the writer got {pushed} bytes out in 5 s; monitor {} -> {} KiB, exec client {} KiB",
+        rss_before,
+        rss_kib(monitor),
+        rss_kib(exec.id())
+    );
+    // Flow control all the way: the writer is held back, the monitor buffers no flood.
+    assert!(pushed < 16 << 20, "{pushed} bytes went somewhere");
+    let grew = rss_kib(monitor).saturating_sub(rss_before);
+    assert!(grew < 16 << 10, "the monitor grew by {grew} KiB");
+    // The container, its monitor and its neighbours' way in all answer meanwhile.
+    assert_responsive(
+        &env,
+        "deaf",
+        "a writer blocked on a process that does not read",
+    );
+    // Stdin and output at once, each held back by the other's reader at times: all of it
+    // comes through (no session waits on stdin while output piles up).
+    const THROUGH: usize = 16 << 20;
+    let mut cat = env
+        .cli
+        .command(&["exec", "-i", "deaf", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut cat_in = cat.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let chunk = vec![b'y'; 64 << 10];
+        for _ in 0..THROUGH / chunk.len() {
+            cat_in.write_all(&chunk).unwrap();
+        }
+    });
+    let mut cat_out = cat.stdout.take().unwrap();
+    let t = Instant::now();
+    let counter = std::thread::spawn(move || {
+        let mut n = 0usize;
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(k @ 1..) = std::io::Read::read(&mut cat_out, &mut buf) {
+            n += k;
+        }
+        n
+    });
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while cat.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "exec -i cat of {THROUGH} bytes hangs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    feeder.join().unwrap();
+    assert_eq!(counter.join().unwrap(), THROUGH);
+    eprintln!("{THROUGH} bytes through exec -i cat: {:?}", t.elapsed());
+    let (r, took) = timed(&env, &["stop", "-t", "1", "deaf"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(took < RESPONSIVE, "stop took {took:?}");
+    // The blocked writer's exec ends with the container.
+    let deadline = Instant::now() + RESPONSIVE;
+    while exec.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "exec -i outlived its container");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer.join().unwrap();
+}

@@ -32,6 +32,7 @@ use runtime::Verb;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::PollSender;
 
 use crate::error::ApiError;
 use crate::http::{self, Answer, Body, Req};
@@ -58,8 +59,13 @@ pub fn frame(stream: u8, data: &[u8]) -> Bytes {
 /// One output stream of a session as an `AsyncWrite`: each write becomes one chunk (framed
 /// unless the process has a terminal) on the channel a writer task drains to the client.
 /// A stream the client did not ask for is dropped here.
+/// Chunks (of up to 64 KiB) queued for a session's client.
+const OUTPUT_QUEUE: usize = 16;
+
 struct Mux {
-    tx: mpsc::UnboundedSender<Bytes>,
+    /// A short queue to the connection's writer: a client that reads slowly holds the
+    /// session back (as docker's attach does) instead of the server holding its output.
+    tx: PollSender<Bytes>,
     stream: u8,
     tty: bool,
     wanted: bool,
@@ -67,19 +73,19 @@ struct Mux {
 
 impl AsyncWrite for Mux {
     fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.wanted && !buf.is_empty() {
+            let broken = |_| io::Error::from(io::ErrorKind::BrokenPipe);
+            std::task::ready!(self.tx.poll_reserve(cx)).map_err(broken)?;
             let chunk = if self.tty {
                 Bytes::copy_from_slice(buf)
             } else {
                 frame(self.stream, buf)
             };
-            if self.tx.send(chunk).is_err() {
-                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
-            }
+            self.tx.send_item(chunk).map_err(broken)?;
         }
         Poll::Ready(Ok(buf.len()))
     }
@@ -147,7 +153,7 @@ pub async fn session(
     control: mpsc::UnboundedReceiver<runtime::protocol::Frame>,
     on_end: impl FnOnce(&Result<ExitInfo, ClientError>),
 ) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(OUTPUT_QUEUE);
     let (gone_tx, gone_rx) = oneshot::channel::<()>();
     let mut input = None;
     let writer = match client {
@@ -183,13 +189,13 @@ pub async fn session(
         }),
     };
     let out = Mux {
-        tx: tx.clone(),
+        tx: PollSender::new(tx.clone()),
         stream: STDOUT,
         tty: want.tty,
         wanted: want.stdout,
     };
     let err = Mux {
-        tx: tx.clone(),
+        tx: PollSender::new(tx.clone()),
         stream: STDERR,
         tty: want.tty,
         wanted: want.stderr,
@@ -215,7 +221,7 @@ pub async fn session(
         } else {
             frame(STDERR, text.as_bytes())
         };
-        let _ = tx.send(chunk);
+        let _ = tx.send(chunk).await;
     }
     on_end(&result);
     drop(tx);
@@ -433,9 +439,9 @@ mod tests {
 
     #[tokio::test]
     async fn output_is_framed_per_write_unless_a_terminal() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
         let mut out = Mux {
-            tx: tx.clone(),
+            tx: PollSender::new(tx.clone()),
             stream: STDERR,
             tty: false,
             wanted: true,
@@ -446,7 +452,7 @@ mod tests {
             b"\x02\x00\x00\x00\x00\x00\x00\x03err"
         );
         let mut raw = Mux {
-            tx: tx.clone(),
+            tx: PollSender::new(tx.clone()),
             stream: STDOUT,
             tty: true,
             wanted: true,
@@ -454,7 +460,7 @@ mod tests {
         raw.write_all(b"tty").await.unwrap();
         assert_eq!(&rx.recv().await.unwrap()[..], b"tty");
         let mut unwanted = Mux {
-            tx,
+            tx: PollSender::new(tx),
             stream: STDOUT,
             tty: false,
             wanted: false,
@@ -464,5 +470,24 @@ mod tests {
         drop(out);
         drop(raw);
         assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_does_not_read_holds_the_writer_back() {
+        let (tx, mut rx) = mpsc::channel(OUTPUT_QUEUE);
+        let mut out = Mux {
+            tx: PollSender::new(tx),
+            stream: STDOUT,
+            tty: false,
+            wanted: true,
+        };
+        for _ in 0..OUTPUT_QUEUE {
+            out.write_all(b"x").await.unwrap();
+        }
+        // The queue is full: the next write waits for the client, not for memory.
+        let blocked = tokio::time::timeout(Duration::from_millis(100), out.write_all(b"y")).await;
+        assert!(blocked.is_err(), "a write went past a full queue");
+        rx.recv().await.unwrap();
+        out.write_all(b"y").await.unwrap();
     }
 }

@@ -190,8 +190,11 @@ where
         _ => return Err(ClientError::Closed(id.to_string())),
     }
     on_started();
-    // Writer task: stdin and control frames go to the monitor.
-    let (to_monitor, mut frames) = mpsc::unbounded_channel::<Frame>();
+    // Writer task: stdin and control frames go to the monitor. Stdin through a short queue:
+    // when the process does not read, the monitor stops reading us, the socket fills, and
+    // so does this queue; then stdin is no longer read, and the writer feeding it waits
+    // (rather than this process holding everything the writer has, in memory).
+    let (to_monitor, mut frames) = mpsc::channel::<Frame>(4);
     if let Some(mut input) = input {
         let tx = to_monitor.clone();
         tokio::spawn(async move {
@@ -199,14 +202,12 @@ where
             loop {
                 match input.read(&mut buf).await {
                     Ok(0) | Err(_) => {
-                        let _ = tx.send(Frame::StdinEof);
+                        let _ = tx.send(Frame::StdinEof).await;
                         break;
                     }
                     Ok(n) => {
-                        if tx
-                            .send(Frame::Stdin(bytes::Bytes::copy_from_slice(&buf[..n])))
-                            .is_err()
-                        {
+                        let frame = Frame::Stdin(bytes::Bytes::copy_from_slice(&buf[..n]));
+                        if tx.send(frame).await.is_err() {
                             break;
                         }
                     }

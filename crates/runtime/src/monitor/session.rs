@@ -302,6 +302,43 @@ async fn ended(shared: &Shared) -> ExitInfo {
     }
 }
 
+/// Client → process frames of one session, handled by a task of their own: a process that
+/// does not read its stdin holds back the client's stdin (the session reads the client only
+/// while this short queue has room), never the output the session delivers meanwhile.
+struct ToProcess {
+    tx: mpsc::Sender<Frame>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ToProcess {
+    fn new(guest: Arc<dyn Guest>, id: String) -> ToProcess {
+        let (tx, mut rx) = mpsc::channel::<Frame>(4);
+        let task = tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                client_frame(&guest, &id, frame).await;
+            }
+        });
+        ToProcess { tx, task }
+    }
+
+    /// Whether another client frame can be taken now.
+    fn has_room(&self) -> bool {
+        self.tx.capacity() > 0
+    }
+
+    /// Queues a frame; only called after [`ToProcess::has_room`], by the one session loop.
+    fn push(&self, frame: Frame) {
+        let _ = self.tx.try_send(frame);
+    }
+}
+
+impl Drop for ToProcess {
+    fn drop(&mut self) {
+        // The session is over: a write still waiting for a process that never read is moot.
+        self.task.abort();
+    }
+}
+
 /// Handles the client → monitor frames of a session bound to process `id`.
 async fn client_frame(guest: &Arc<dyn Guest>, id: &str, frame: Frame) {
     let r = match frame {
@@ -337,7 +374,8 @@ where
             return write_frame(wr, &Frame::Error(info)).await;
         }
         write_frame(wr, &Frame::Started(MAIN.into())).await?;
-        let guest = shared.guest();
+        let to_process = shared.guest().map(|g| ToProcess::new(g, MAIN.to_string()));
+        let room = |t: &Option<ToProcess>| t.as_ref().is_none_or(ToProcess::has_room);
         let mut phase = shared.phase.subscribe();
         let mut process_ended = shared.process_ended.subscribe();
         let mut client_open = true;
@@ -349,11 +387,11 @@ where
                     early = info;
                     break;
                 }
-                f = read_frame(rd), if client_open => match f {
+                f = read_frame(rd), if client_open && room(&to_process) => match f {
                     Ok(Some(frame)) => {
                         let allowed = stdin || !matches!(frame, Frame::Stdin(_) | Frame::StdinEof);
-                        if let (Some(g), true) = (&guest, allowed) {
-                            client_frame(g, MAIN, frame).await;
+                        if let (Some(t), true) = (&to_process, allowed) {
+                            t.push(frame);
                         }
                     }
                     // The client stopped sending (or left); keep delivering output until exit.
@@ -425,6 +463,7 @@ where
         });
         return write_frame(wr, &Frame::Ok).await;
     }
+    let to_process = ToProcess::new(guest.clone(), id.clone());
     let (mut o_open, mut e_open, mut client_open) = (true, true, true);
     while o_open || e_open {
         tokio::select! {
@@ -436,12 +475,13 @@ where
                 Some(b) => write_frame(wr, &Frame::Stderr(b)).await?,
                 None => e_open = false,
             },
-            f = read_frame(rd), if client_open => match f {
-                Ok(Some(frame)) => client_frame(&guest, &id, frame).await,
+            f = read_frame(rd), if client_open && to_process.has_room() => match f {
+                Ok(Some(frame)) => to_process.push(frame),
                 _ => client_open = false,
             },
         }
     }
+    drop(to_process);
     tracing::debug!("exec {id}: output streams ended");
     let info = match guest.wait(&id).await {
         Ok(how) => {
