@@ -684,3 +684,37 @@ fn a_process_that_never_reads_its_stdin_blocks_only_its_writer() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn an_output_flood_is_paced_to_the_rate_set_and_nothing_is_lost() {
+    let env = env("escpace");
+    // 6 MiB at 1 MiB/s: a second's worth passes at once, the rest at the rate.
+    const FLOOD: u64 = 6 << 20;
+    let line = "0123456789".repeat(12);
+    let flood = format!("yes {line} | head -c {FLOOD}; echo; echo END");
+    let mut run = env
+        .cli
+        .command(&["run", "-d", "--name", "flood", IMAGE, "sh", "-c", &flood]);
+    run.env("CONTAINER_OUTPUT_RATE", "1M");
+    let t = Instant::now();
+    vm::wait_output(run).success();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while env.inspect("flood")["status"] != "exited" {
+        assert!(Instant::now() < deadline, "the flood did not end in 120 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let took = t.elapsed();
+    eprintln!("{FLOOD} bytes at 1 MiB/s: {took:?}");
+    assert!(took >= Duration::from_secs(4), "not paced: {took:?}");
+    // Held back, not dropped: every byte is in the log.
+    let out = env.run(&["logs", "flood"]).success().stdout;
+    assert_eq!(out.len() as u64, FLOOD + "\nEND\n".len() as u64);
+    assert!(out.ends_with("\nEND\n"));
+    // The setting is listed.
+    let props = env.run(&["system", "property", "list"]).success().stdout;
+    assert!(props.contains("container.output.rate"), "{props}");
+}

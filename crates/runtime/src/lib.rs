@@ -30,6 +30,7 @@ pub mod monitor;
 pub mod netconf;
 pub mod network;
 pub mod outcome;
+pub mod pace;
 pub mod pod;
 pub mod properties;
 pub mod protocol;

@@ -130,6 +130,8 @@ impl Runtime {
             Property::from_env("vm.qemu.sandbox", "CONTAINER_QEMU_SANDBOX", "on"),
             Property::from_env("vm.qemu.capabilities", "CONTAINER_QEMU_CAPS", "drop"),
             Property::from_env("vm.balloon.off", "CONTAINER_NO_BALLOON", "0"),
+            // Bytes per second a container's main process may send output at.
+            Property::from_env("container.output.rate", crate::pace::OUTPUT_RATE_ENV, "16M"),
             Property::from_env(
                 "vminitd",
                 "CONTAINER_VMINITD",

@@ -58,12 +58,27 @@ struct ContainerSetup {
 }
 
 /// Moves an agent output stream into a channel of chunks.
-fn forward(mut stream: agent::OutputStream) -> mpsc::Receiver<Bytes> {
+fn forward(stream: agent::OutputStream) -> mpsc::Receiver<Bytes> {
+    forward_paced(stream, None)
+}
+
+/// [`forward`], taking chunks no faster than `pace` allows (shared by a process's streams):
+/// the guest's credit is granted as chunks are taken, so a process that writes faster waits.
+fn forward_paced(
+    mut stream: agent::OutputStream,
+    pace: Option<Arc<Mutex<crate::pace::Pace>>>,
+) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         while let Some(chunk) = stream.recv().await {
+            let wait = pace
+                .as_ref()
+                .and_then(|p| p.lock().ok().map(|mut p| p.take(chunk.len())));
             if tx.send(Bytes::from(chunk)).await.is_err() {
                 break;
+            }
+            if let Some(wait) = wait.filter(|w| !w.is_zero()) {
+                tokio::time::sleep(wait).await;
             }
         }
     });
@@ -444,11 +459,17 @@ impl Guest for AgentGuest {
         let started = first && limits.is_empty();
         req.start = started;
         let h = self.client.create_process(req).await?;
-        let stdout = forward(self.client.stdout(h));
+        // The container's own process is paced; an exec's output goes to the client that
+        // asked for it.
+        let pace = first
+            .then(crate::pace::output_rate)
+            .flatten()
+            .map(|rate| Arc::new(Mutex::new(crate::pace::Pace::new(rate))));
+        let stdout = forward_paced(self.client.stdout(h), pace.clone());
         let stderr = if spec.terminal {
             mpsc::channel(1).1
         } else {
-            forward(self.client.stderr(h))
+            forward_paced(self.client.stderr(h), pace)
         };
         if spec.open_stdin {
             let w = self.client.stdin(h);
