@@ -15,6 +15,10 @@ targets=("$@")
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 
+# The ext4 targets walk every image they build with our own reader and give every Nth to
+# e2fsck (a process per image would hold them to tens of executions a second).
+export EXT4_FUZZ_FSCK_EVERY=${EXT4_FUZZ_FSCK_EVERY:-1000}
+
 # Per-target input limits (as in README.md).
 declare -A ARGS=(
     [agent_frames]="-max_len=65536"
