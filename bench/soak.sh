@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The kill -9 soak (issue 16, "Faults"): `image pull`, `rootfs create`, a rootfs cache build by
-# `create`, `run`, `run --rm`, `stop`, `rm`, `volume create` and `network create` killed at a
-# random point of their run; the monitor, QEMU and virtiofsd of a starting or running
-# container killed at a random point of their life; the Engine API server during `docker run
-# -d` and `docker rm -f`; the containerd shim during `ctr run -d` and `ctr task exec`; KILLS
-# times each (default 100; the test suite runs 10). After every kill the store verifies, `system cleanup` runs, every remaining
-# container is started and removed, and the host must be exactly as before: processes,
+# The kill -9 soak (issue 16, "Faults"): `image pull`, `rootfs create`, a rootfs cache build
+# by `create`, `run`, `run --rm`, `stop`, `rm`, `volume create`, `network create`, `build` and
+# `commit` killed at a random point of their run; the monitor, QEMU and virtiofsd of a
+# starting or running container killed at a random point of their life; the Engine API
+# server during `docker run -d` and `docker rm -f`; the containerd shim during `ctr run -d`
+# and `ctr task exec`; KILLS times each (default 100; the test suite runs 10). After every
+# kill the store verifies, `system cleanup` runs, every remaining container is started and
+# removed, and the host must be exactly as before: processes,
 # links, addresses, nft rules and mounts of the test's namespace, files under the state
 # directory. The checks are those of crates/cli/tests/soak.rs and the shim's
 # crates/shim/tests/ctr.rs (kill_9_of_the_shim_mid_request); this script only raises the count

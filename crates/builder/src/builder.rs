@@ -247,9 +247,7 @@ pub async fn build(
     let _gc = store
         .lock_gc(false)
         .map_err(host("lock the content store"))?;
-    let scratch = tempfile::Builder::new()
-        .prefix("build-")
-        .tempdir_in(store.temp_path().parent().unwrap_or(&opts.root))
+    let scratch = crate::scratch::make(store.temp_path().parent().unwrap_or(&opts.root), "build")
         .map_err(host("create a scratch directory"))?;
     let mut b = Builder {
         opts,

@@ -81,9 +81,7 @@ pub async fn commit(
     )
     .map_err(host("read the image config"))?;
 
-    let scratch = tempfile::Builder::new()
-        .prefix("commit-")
-        .tempdir_in(store.temp_path().parent().unwrap_or(rt.root()))
+    let scratch = crate::scratch::make(store.temp_path().parent().unwrap_or(rt.root()), "commit")
         .map_err(host("create a scratch directory"))?;
     let exported = scratch.path().join("rootfs.tar");
     // `pause` would freeze the whole VM, guest agent included, and the copy needs the

@@ -46,6 +46,7 @@ pub mod vm;
 pub mod workdir;
 
 mod path;
+mod scratch;
 
 pub use builder::{build, build_on, BuildError, BuildOptions, BuildResult, Progress, StepReport};
 pub use context::{Context, ContextError, DockerfileAt};

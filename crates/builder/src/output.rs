@@ -76,10 +76,9 @@ pub fn export(root: &Path, result: &BuildResult, out: &Output) -> Result<(), Bui
                 .map_err(|e| BuildError::Host(runtime::error_line(&e)))
         }
         Output::Tar(dest) => {
-            let scratch = tempfile::Builder::new()
-                .prefix("build-out-")
-                .tempdir_in(store.temp_path().parent().unwrap_or(root))
-                .map_err(host("create a scratch directory"))?;
+            let scratch =
+                crate::scratch::make(store.temp_path().parent().unwrap_or(root), "build-out")
+                    .map_err(host("create a scratch directory"))?;
             crate::unpack::unpack_layers(scratch.path(), &blobs)
                 .map_err(|e| BuildError::Host(runtime::error_line(&e)))?;
             if dest.as_os_str() == "-" {

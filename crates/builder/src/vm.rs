@@ -180,9 +180,7 @@ impl BuilderVm {
     /// Boots the VM and mounts the base and the scratch disk.
     pub async fn boot(spec: &VmSpec) -> Result<BuilderVm, VmError> {
         // Short: the VM's unix sockets live here.
-        let dir = tempfile::Builder::new()
-            .prefix("cbuild-")
-            .tempdir_in(std::env::temp_dir())
+        let dir = crate::scratch::make(&std::env::temp_dir(), "cbuild")
             .map_err(io_err("create the VM's directory"))?;
         let backend = QemuBackend::new(&spec.root, spec.vminitd.clone()).map_err(VmError::Boot)?;
         let disk = dir.path().join("base.qcow2");

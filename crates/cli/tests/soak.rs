@@ -1,6 +1,7 @@
 //! kill -9 at random points (issue 16, "Faults"): of `image pull`, `rootfs create`, `run`,
-//! `stop`, `rm`, `volume create` and `network create`, and of a container's monitor, QEMU and
-//! virtiofsd. Each target is killed [`kills`] times (10 here; `bench/soak.sh` runs 100), each
+//! `stop`, `rm`, `volume create`, `network create`, `build` and `commit`; of a container's
+//! monitor, QEMU and virtiofsd; and of the Engine API server while the docker client's
+//! `run -d` or `rm -f` is under way (the shim's soak is in `crates/shim/tests/ctr.rs`). Each target is killed [`kills`] times (10 here; `bench/soak.sh` runs 100), each
 //! time after a random delay within how long the command takes when left alone.
 //!
 //! After every kill:
@@ -781,4 +782,108 @@ fn kill_9_of_the_engine_api_server() {
         &["run", "-d", "--name", "v", IMAGE, "sleep", "600"],
         &["rm", "-f", "v"],
     );
+}
+
+/// Kills of a command that makes an image (`make`, which succeeds when left alone and ends
+/// in the same state each time): after each, the store verifies, `system cleanup` runs,
+/// `make` completes, and the host is as after the first undisturbed run.
+fn soak_image_maker(env: &Env, what: &str, make: &dyn Fn() -> Command) {
+    let took = calibrate(make, || {});
+    let before = host_state(env);
+    let mut rng = Rng::new(what);
+    let mut killed = 0;
+    let n = kills();
+    for _ in 0..n {
+        killed += usize::from(kill_after(make(), rng.within(took)));
+        store_verifies(env);
+        env.run(&["system", "cleanup"]).success();
+        wait_output(make()).success();
+        store_verifies(env);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let now = host_state(env);
+            if now == before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "after a kill of {what} the host differs:\n{}",
+                diff(&before, &now)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    report(what, killed, n);
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn kill_9_of_build_and_commit() {
+    let (env, _) = warm("soakbuild");
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM {IMAGE}\nRUN echo built > /tmp/x\n"),
+    )
+    .unwrap();
+    let ctx_arg = ctx.path().to_str().unwrap().to_string();
+    // --no-cache: the RUN step (a builder VM) runs every time, so there is something to kill.
+    let build = || {
+        env.cli.command(&[
+            "build",
+            "--no-cache",
+            "--network",
+            "none",
+            "-t",
+            "soak-built:1",
+            &ctx_arg,
+        ])
+    };
+    soak_image_maker(&env, "build", &build);
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "soak-built:1",
+            "cat",
+            "/tmp/x",
+        ])
+        .success();
+    assert_eq!(r.stdout, "built\n");
+
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "source",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo changed > /tmp/y; sleep 600",
+    ])
+    .success();
+    let commit = || env.cli.command(&["commit", "source", "soak-committed:1"]);
+    soak_image_maker(&env, "commit", &commit);
+    // The container went on through every kill.
+    assert_eq!(env.inspect("source")["status"], "running");
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "soak-committed:1",
+            "cat",
+            "/tmp/y",
+        ])
+        .success();
+    assert_eq!(r.stdout, "changed\n");
+    env.run(&["rm", "-f", "source"]).success();
 }

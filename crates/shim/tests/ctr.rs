@@ -500,7 +500,14 @@ fn kill_9_of_the_shim_mid_request() {
     let c = Containerd::start();
     let mounts_before = mounts_under(&c);
     let run = |id: &str| c.command(&["run", "-d", "--runtime", RUNTIME, IMAGE, id, "sleep", "600"]);
-    let exec = |id: &str| c.command(&["task", "exec", "--exec-id", "x", id, "true"]);
+    // A fresh exec id each time: ctr deletes an exec after it ends, not always before the
+    // next one asks for the same id.
+    let execs = std::cell::Cell::new(0);
+    let exec = |id: &str| {
+        execs.set(execs.get() + 1);
+        let exec_id = format!("x{}", execs.get());
+        c.command(&["task", "exec", "--exec-id", &exec_id, id, "true"])
+    };
     let settle = |id: &str, what: &str| {
         let _ = c.ctr(&["task", "kill", "-s", "SIGKILL", id]);
         let deadline = Instant::now() + TIMEOUT;
