@@ -109,6 +109,19 @@ fn wait_for_process(root: &Path, needle: &str, within: Duration) -> Option<i32> 
     }
 }
 
+/// Waits for `child` (`who`) to end after a kill of `what`; fails if it hangs.
+#[track_caller]
+fn ends_within(child: &mut std::process::Child, within: Duration, who: &str, what: &str) {
+    let deadline = Instant::now() + within;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "{who} hangs after a kill of {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn sigkill(pid: i32) {
     // SAFETY: kill(2) of a process of this test's own state directory.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -246,11 +259,17 @@ fn settle(env: &Env, before: &str, what: &str) {
         );
     }
     // A monitor may still be tearing its VM down for a moment after `rm -f` returns.
+    host_returns_to(env, before, what);
+}
+
+/// Waits (20 s at most) for the host to be as `before`; fails showing the difference.
+#[track_caller]
+fn host_returns_to(env: &Env, before: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = host_state(env);
         if now == before {
-            break;
+            return;
         }
         if Instant::now() > deadline {
             panic!(
@@ -580,14 +599,7 @@ fn soak_process(tag: &str, what: &str, needle: &str, run: &[&str]) {
         }
         sigkill(pid);
         // The `run -d` that was starting it must give up, not hang.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while child.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "run -d hangs after a kill of {what}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        ends_within(&mut child, Duration::from_secs(120), "run -d", what);
         settle(&env, &before, what);
     }
     report(what, n, n);
@@ -737,14 +749,12 @@ fn soak_service(tag: &str, what: &str, prepare: &[&str], command: &[&str]) {
         let _ = service.kill();
         let _ = service.wait();
         // The client sees its connection close and gives up.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while client.try_wait().unwrap().is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "the docker client hangs after a kill of {what}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        ends_within(
+            &mut client,
+            Duration::from_secs(30),
+            "the docker client",
+            what,
+        );
         settle(&env, &before, what);
     }
     // What a killed server left does not keep the next one from serving.
@@ -799,19 +809,7 @@ fn soak_image_maker(env: &Env, what: &str, make: &dyn Fn() -> Command) {
         env.run(&["system", "cleanup"]).success();
         wait_output(make()).success();
         store_verifies(env);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let now = host_state(env);
-            if now == before {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "after a kill of {what} the host differs:\n{}",
-                diff(&before, &now)
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        host_returns_to(env, &before, what);
     }
     report(what, killed, n);
 }
