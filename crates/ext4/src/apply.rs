@@ -349,6 +349,14 @@ impl State {
             return Ok(());
         }
         self.tree.unlink(dir, name, &mut self.alloc);
+        // The entry replaced a directory that held the target's last name (`a` linked to
+        // `a/b`): the target went with it, as it would on any filesystem.
+        if !self.tree.is_live(t.id) {
+            return Err(EntryError::Bad(format!(
+                "hard link target {:?} was inside the directory the link replaces",
+                lossy(target)
+            )));
+        }
         self.tree.link(dir, name, t.id, layer);
         Ok(())
     }

@@ -189,6 +189,11 @@ impl Tree {
         }
     }
 
+    /// Whether node `id` still exists (an unlink may have freed it).
+    pub(crate) fn is_live(&self, id: Id) -> bool {
+        self.nodes.get(id).is_some_and(Option::is_some)
+    }
+
     pub(crate) fn is_dir(&self, id: Id) -> bool {
         matches!(self.node(id).body, Body::Dir { .. })
     }

@@ -382,6 +382,15 @@ fn bad_layers_are_rejected_naming_the_entry() {
     let e = build_err(&[l.finish()]);
     assert!(e.contains("\"link\"") && e.contains("nowhere"), "{e}");
 
+    // A hard link that replaces the directory holding its own target (found by the
+    // layer_stack fuzzer: the target's node was freed, then linked to).
+    let mut l = Layer::new();
+    l.dir("a", 0o755)
+        .file("a/b", 0o644, b"x")
+        .hardlink("a", "a/b");
+    let e = build_err(&[l.finish()]);
+    assert!(e.contains("\"a\"") && e.contains("a/b"), "{e}");
+
     // A file as a parent directory.
     let mut l = Layer::new();
     l.file("f", 0o644, b"x").file("f/child", 0o644, b"y");
