@@ -56,12 +56,12 @@ pub fn frame(stream: u8, data: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// One output stream of a session as an `AsyncWrite`: each write becomes one chunk (framed
-/// unless the process has a terminal) on the channel a writer task drains to the client.
-/// A stream the client did not ask for is dropped here.
 /// Chunks (of up to 64 KiB) queued for a session's client.
 const OUTPUT_QUEUE: usize = 16;
 
+/// One output stream of a session as an `AsyncWrite`: each write becomes one chunk (framed
+/// unless the process has a terminal) on the channel a writer task drains to the client.
+/// A stream the client did not ask for is dropped here.
 struct Mux {
     /// A short queue to the connection's writer: a client that reads slowly holds the
     /// session back (as docker's attach does) instead of the server holding its output.
