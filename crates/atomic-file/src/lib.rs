@@ -100,10 +100,11 @@ pub fn temp_sibling_pid(file_name: &str) -> Option<u32> {
     tail.split_once('-')?.0.parse().ok()
 }
 
-/// Removes the files of `dir` whose writer died before renaming them into place (a kill -9
-/// half-way): `pid_of` reads the writer's pid from a file name, `None` for files that are not
-/// temp files. A process that no longer exists writes no more; a pid reused since is taken for
-/// alive, which only keeps the file until a later sweep. Returns how many were removed.
+/// Removes the entries of `dir` whose writer died before renaming them into place or
+/// removing them (a kill -9 half-way): temp files, and whole scratch directories. `pid_of`
+/// reads the writer's pid from a name, `None` for entries that are not its kind. A process
+/// that no longer exists writes no more; a pid reused since is taken for alive, which only
+/// keeps the entry until a later sweep. Returns how many were removed.
 pub fn remove_dead_writers(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) -> usize {
     let mut removed = 0;
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -111,8 +112,14 @@ pub fn remove_dead_writers(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) -> 
         let Some(pid) = name.to_str().and_then(&pid_of) else {
             continue;
         };
-        let alive = Path::new("/proc").join(pid.to_string()).exists();
-        if !alive && fs::remove_file(entry.path()).is_ok() {
+        if Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        let gone = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(entry.path()),
+            _ => fs::remove_file(entry.path()),
+        };
+        if gone.is_ok() {
             removed += 1;
         }
     }
@@ -220,8 +227,12 @@ mod tests {
         .unwrap();
         fs::write(dir.path().join("state.json"), b"{}").unwrap();
         fs::write(dir.path().join(format!(".other.tmp-{dead}-0")), b"half").unwrap();
+        // A scratch directory of a dead writer goes whole.
+        let scratch = dir.path().join(format!(".scratch.tmp-{dead}-0"));
+        fs::create_dir(&scratch).unwrap();
+        fs::write(scratch.join("part"), b"half").unwrap();
         assert_eq!(remove_dead_temps_of(&dir.path().join("state.json")), 1);
-        assert_eq!(remove_dead_writers(dir.path(), temp_sibling_pid), 1);
+        assert_eq!(remove_dead_writers(dir.path(), temp_sibling_pid), 2);
         let mut want = vec![
             mine.file_name().unwrap().to_string_lossy().into_owned(),
             "state.json".to_string(),

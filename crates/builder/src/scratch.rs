@@ -17,19 +17,9 @@ pub fn make(parent: &Path, kind: &str) -> std::io::Result<tempfile::TempDir> {
 /// Removes the `{kind}-{pid}-…` directories in `parent` whose process is gone.
 fn sweep(parent: &Path, kind: &str) {
     let prefix = format!("{kind}-");
-    for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, _)| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    atomic_file::remove_dead_writers(parent, |name| {
+        name.strip_prefix(&prefix)?.split_once('-')?.0.parse().ok()
+    });
 }
 
 #[cfg(test)]
