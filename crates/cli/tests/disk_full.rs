@@ -594,29 +594,16 @@ fn a_containers_log_grows_again_once_space_returns() {
 /// [`store_is_clean`]), the kernel's files, the logs that any command may append to, and
 /// lock files (empty; they name what may be built, not what was).
 fn state_files(env: &Env) -> Vec<String> {
-    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            if rel.starts_with("content/blobs")
-                || rel.starts_with("kernels")
-                || rel.ends_with(".log")
-                || rel.ends_with(".lock")
-                || rel == "events.jsonl"
-            {
-                continue;
-            }
-            if p.is_dir() {
-                walk(&p, base, out);
-            } else {
-                out.push(rel);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(env.cli.root(), env.cli.root(), &mut out);
-    out.sort();
-    out
+    testkit::paths_under(env.cli.root(), |rel| {
+        rel.starts_with("content/blobs")
+            || rel.starts_with("kernels")
+            || rel.ends_with(".log")
+            || rel.ends_with(".lock")
+            || rel == "events.jsonl"
+    })
+    .into_iter()
+    .filter(|p| !p.ends_with('/'))
+    .collect()
 }
 
 /// The state directory holds the files it held `before`: nothing new, nothing gone.

@@ -167,29 +167,9 @@ fn host_state(env: &Env) -> String {
 /// Paths under `root`, relative, except the content store's blobs and the logs that only grow
 /// (they are checked on their own): records, sockets, locks, leases, disks, rootfs files.
 fn files_under(root: &Path) -> BTreeSet<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let p = e.path();
-            let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            let skip = rel.starts_with("content/blobs")
-                || rel.starts_with("docker")
-                || rel == "events.jsonl"
-                || rel.starts_with("events");
-            if skip {
-                continue;
-            }
-            let ft = e.file_type().unwrap();
-            if ft.is_dir() {
-                out.insert(format!("{rel}/"));
-                walk(base, &p, out);
-            } else {
-                out.insert(rel);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(root, root, &mut out);
-    out
+    testkit::paths_under(root, |rel| {
+        rel.starts_with("content/blobs") || rel.starts_with("docker") || rel.starts_with("events")
+    })
 }
 
 /// The content store holds no half-written blob and every listed image is whole.

@@ -16,6 +16,7 @@ pub mod netns;
 pub mod registry;
 pub mod soak;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -129,4 +130,32 @@ pub fn mkfs_ext4(content: &Path, image: &Path, size: &str) {
 /// A file's text, lossily decoded; empty when it cannot be read (a log not yet written).
 pub fn read_lossy(path: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// Every path under `root`, relative to it, directories with a trailing `/`, except those
+/// `skip` is true for (a skipped directory is not entered); symlinks are not followed. What
+/// a state directory holds, to compare before and after something that must leave nothing.
+pub fn paths_under(root: &Path, skip: impl Fn(&str) -> bool) -> BTreeSet<String> {
+    fn walk(base: &Path, dir: &Path, skip: &dyn Fn(&str) -> bool, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(base)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
+            if skip(&rel) {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.insert(format!("{rel}/"));
+                walk(base, &p, skip, out);
+            } else {
+                out.insert(rel);
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(root, root, &skip, &mut out);
+    out
 }
