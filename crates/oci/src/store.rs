@@ -246,6 +246,17 @@ impl Store {
                 source,
             })?;
         }
+        // Images are their owner's alone (a private image may hold secrets), as docker's
+        // are under its 0710 root, whatever the mode of the state directory.
+        for dir in [&store.layout, &store.ingest] {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+                StoreError::CreateDir {
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
+        }
         let layout_file = store.layout.join("oci-layout");
         if !layout_file.exists() {
             write_atomic(&layout_file, br#"{"imageLayoutVersion":"1.0.0"}"#)?;

@@ -129,6 +129,8 @@ impl Runtime {
             // These names are private to the crates that read them (vmm, runtime::real, oci).
             Property::from_env("vm.qemu.sandbox", "CONTAINER_QEMU_SANDBOX", "on"),
             Property::from_env("vm.qemu.capabilities", "CONTAINER_QEMU_CAPS", "drop"),
+            // `own`: a uid of its own per VM (as root); `invoker`; or a uid range FIRST-LAST.
+            Property::from_env("vm.qemu.user", vmm::config::QEMU_USER_ENV, "own"),
             Property::from_env("vm.balloon.off", "CONTAINER_NO_BALLOON", "0"),
             // Bytes per second a container's main process may send output at.
             Property::from_env("container.output.rate", crate::pace::OUTPUT_RATE_ENV, "16M"),

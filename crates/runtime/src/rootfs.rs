@@ -99,6 +99,19 @@ impl RootfsCache {
             path: dir.clone(),
             source,
         })?;
+        // Images' filesystems are their owner's alone (a private image may hold secrets), as
+        // the content store they come from is: no other user, and no VM's QEMU of its own
+        // uid, reads them other than through the descriptors it is handed.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(|source| {
+                RootfsError::Io {
+                    op: "set the mode of",
+                    path: dir.clone(),
+                    source,
+                }
+            })?;
+        }
         // Builds killed half-way leave `<name>.tmp<PID>`, or the ext4 writer's own temp file
         // of it, `.<name>.tmp<PID>.tmp-<PID>-<N>` (lock files cost nothing and are reused).
         atomic_file::remove_dead_writers(&dir, |n| {

@@ -211,8 +211,13 @@ pub struct Claim {
 impl VolumeStore {
     /// The store under `<root>/volumes` (created when missing).
     pub fn open(root: &Path) -> Result<VolumeStore, VolumeError> {
+        use std::os::unix::fs::PermissionsExt;
         let dir = root.join("volumes");
         std::fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        // A volume holds what containers wrote (a database's files): its owner's alone, as a
+        // container's directory is, whatever the mode of the state root.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io_err("set the mode of", &dir))?;
         Ok(VolumeStore { dir })
     }
 

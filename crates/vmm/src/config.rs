@@ -18,7 +18,7 @@
 //! (measured in docs/benchmarks.md, "Memory").
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +84,93 @@ pub enum ConfigError {
     /// daemons can only share RAM that is mapped shared.
     #[error("virtiofs and vsock devices need shared guest memory, not a private memory file")]
     PrivateMemoryWithVhostUser,
+    /// A memory file with a QEMU of its own user: QEMU opens the file itself (by path,
+    /// read-write), which such a QEMU may not.
+    #[error("guest RAM in a file (VM templates) needs QEMU to run as the invoking user")]
+    MemoryFileAsOwnUser,
+    /// A file or socket handed to QEMU could not be opened.
+    #[error("cannot open {what} {path}")]
+    Open {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU of its own user reopens the kernel and init filesystem, which it can only if
+    /// every user may read them.
+    #[error(
+        "{what} {path} is not readable by QEMU's own user (mode {mode:04o}): make it \
+         world-readable (chmod a+r) or set {QEMU_USER_ENV}=invoker"
+    )]
+    NotWorldReadable {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
+    /// `CONTAINER_QEMU_USER` holds something else than `own`, `invoker` or a uid range.
+    #[error("{QEMU_USER_ENV}={0:?}: expected own, invoker or FIRST-LAST (a uid range)")]
+    User(String),
+}
+
+/// Who QEMU runs as: `own` (the default as root), `invoker`, or `FIRST-LAST` (own, from that
+/// uid range). See [`QemuUser`].
+pub const QEMU_USER_ENV: &str = "CONTAINER_QEMU_USER";
+
+/// The uids QEMU processes of their own take by default: 65536 from 1879048192 (0x70000000), a
+/// range systemd leaves unused (its container ranges end below it, and nothing above 2^31
+/// is safe from signedness bugs), so no account of the host has them.
+pub const QEMU_UIDS: (u32, u32) = (0x7000_0000, 0x1_0000);
+
+/// Who a VM's QEMU runs as.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QemuUser {
+    /// [`QEMU_USER_ENV`] decides; unset, it is [`QemuUser::Own`] with [`QEMU_UIDS`] as root
+    /// and the invoking user otherwise.
+    #[default]
+    Default,
+    /// The invoking user, without capabilities (root for the rootful mode).
+    Invoker,
+    /// A uid that no other process has, from `first` to `first + count - 1`, its group the
+    /// same number and no other group (but `/dev/kvm`'s under KVM). It owns no file: every
+    /// file and socket QEMU needs is opened by the caller and handed over
+    /// ([`crate::handoff`]), so it reaches nothing of the state directory, other containers'
+    /// disks included. Needs root.
+    Own { first: u32, count: u32 },
+}
+
+impl QemuUser {
+    /// The uid range QEMU takes one uid from, or `None` for the invoking user.
+    pub fn range(&self) -> Result<Option<(u32, u32)>, ConfigError> {
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        match self {
+            QemuUser::Invoker => Ok(None),
+            QemuUser::Own { first, count } => Ok(Some((*first, (*count).max(1)))),
+            QemuUser::Default => {
+                let value = std::env::var(QEMU_USER_ENV).unwrap_or_default();
+                // Kept capabilities are for debugging QEMU as the invoking user.
+                let keep_caps = std::env::var("CONTAINER_QEMU_CAPS").is_ok_and(|v| v == "keep");
+                match value.as_str() {
+                    "invoker" => Ok(None),
+                    "" | "own" if !root || keep_caps => Ok(None),
+                    "" | "own" => Ok(Some(QEMU_UIDS)),
+                    range => {
+                        let parsed = range
+                            .split_once('-')
+                            .and_then(|(a, b)| {
+                                Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?))
+                            })
+                            .filter(|(a, b)| *a > 0 && a <= b);
+                        match parsed {
+                            Some((a, b)) if root => Ok(Some((a, b - a + 1))),
+                            _ => Err(ConfigError::User(value)),
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Guest RAM kept in a file (VM templates).
@@ -209,6 +296,13 @@ pub struct VmConfig {
     /// QEMU's seccomp sandbox ([`SANDBOX`]): on unless a caller has a reason.
     #[serde(default = "sandbox_default")]
     pub sandbox: bool,
+    /// Who QEMU runs as.
+    #[serde(default)]
+    pub user: QemuUser,
+    /// QEMU's `-name`: what `ps` shows of whose VM this is (the runtime puts the container's
+    /// directory there). A QEMU handed its files has no other path on its command line.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// QEMU's seccomp filter: the guest's devices run in a process that cannot start programs,
@@ -257,6 +351,8 @@ impl VmConfig {
             memory_file: None,
             incoming: false,
             sandbox: sandbox_default(),
+            user: QemuUser::Default,
+            name: None,
         }
     }
 
@@ -291,8 +387,14 @@ impl VmConfig {
         parts.join(" ")
     }
 
-    /// The QEMU arguments (without the binary itself).
+    /// The QEMU arguments (without the binary itself), for a QEMU that opens its files by
+    /// path.
     pub fn args(&self) -> Result<Vec<String>, ConfigError> {
+        self.args_with(&mut crate::handoff::Paths)
+    }
+
+    /// The QEMU arguments, naming files and sockets as `files` says.
+    pub(crate) fn args_with(&self, files: &mut dyn Files) -> Result<Vec<String>, ConfigError> {
         if self.cpus == 0 || self.memory_mib < 64 {
             return Err(ConfigError::Size {
                 cpus: self.cpus,
@@ -318,6 +420,10 @@ impl VmConfig {
         }
         if shared_memory || self.memory_file.is_some() {
             machine.push_str(",memory-backend=mem");
+        }
+        if let Some(name) = &self.name {
+            no_comma("VM name", name)?;
+            push(&["-name", &format!("guest={name}")]);
         }
         push(&["-M", &machine]);
         let mut accel = self.accel.qemu_name().to_string();
@@ -362,22 +468,21 @@ impl VmConfig {
         if self.sandbox {
             push(&["-sandbox", SANDBOX]);
         }
-        push(&["-kernel", &opt_path("kernel", &self.kernel)?]);
-        push(&["-initrd", &opt_path("initfs", &self.initfs)?]);
+        push(&["-kernel", &files.boot_file("kernel", &self.kernel)?]);
+        push(&["-initrd", &files.boot_file("initfs", &self.initfs)?]);
         push(&["-append", &self.cmdline()]);
         push(&[
             "-chardev",
-            &format!(
-                "file,id=con,path={}",
-                opt_path("console log", &self.console_log)?
-            ),
+            &format!("file,id=con,path={}", files.log_file(&self.console_log)?),
             "-serial",
             "chardev:con",
         ]);
         if let Some(qmp) = &self.qmp_socket {
             push(&[
-                "-qmp",
-                &format!("unix:{},server=on,wait=off", opt_path("QMP socket", qmp)?),
+                "-chardev",
+                &format!("socket,id=qmp,{}", files.server_socket("QMP socket", qmp)?),
+                "-mon",
+                "chardev=qmp,mode=control",
             ]);
         }
 
@@ -397,8 +502,8 @@ impl VmConfig {
                 DiskFormat::Qcow2 => "qcow2",
             };
             let mut drive = format!(
-                "id=disk{i},file={},format={format},if=none,discard=unmap,werror=report,rerror=report",
-                opt_path("disk", &d.path)?
+                "id=disk{i},{},format={format},if=none,discard=unmap,werror=report,rerror=report",
+                files.drive(d)?
             );
             if d.readonly {
                 drive.push_str(",readonly=on");
@@ -420,10 +525,7 @@ impl VmConfig {
                     }
                     d
                 }
-                None => {
-                    no_comma("tap name", &n.tap)?;
-                    format!("tap,id=net{i},ifname={},script=no,downscript=no", n.tap)
-                }
+                None => format!("tap,id=net{i},{}", files.tap(&n.tap)?),
             };
             push(&["-netdev", &netdev]);
             let mut dev = format!("virtio-net-device,netdev=net{i}");
@@ -438,8 +540,8 @@ impl VmConfig {
             push(&[
                 "-chardev",
                 &format!(
-                    "socket,id=fs{i},path={}",
-                    opt_path("share socket", &s.socket)?
+                    "socket,id=fs{i},{}",
+                    files.client_socket("share socket", &s.socket)?
                 ),
             ]);
             push(&[
@@ -450,7 +552,10 @@ impl VmConfig {
         if let Some(sock) = &self.vsock_socket {
             push(&[
                 "-chardev",
-                &format!("socket,id=vsock,path={}", opt_path("vsock socket", sock)?),
+                &format!(
+                    "socket,id=vsock,{}",
+                    files.client_socket("vsock socket", sock)?
+                ),
                 "-device",
                 "vhost-user-vsock-device,chardev=vsock",
             ]);
@@ -460,8 +565,8 @@ impl VmConfig {
             push(&[
                 "-chardev",
                 &format!(
-                    "socket,id=agent,path={},server=on,wait=off",
-                    opt_path("agent socket", sock)?
+                    "socket,id=agent,{}",
+                    files.server_socket("agent socket", sock)?
                 ),
             ]);
             push(&[
@@ -481,14 +586,31 @@ impl VmConfig {
     }
 }
 
+/// How a command line names the files and sockets QEMU uses: by path
+/// ([`crate::handoff::Paths`]) or as descriptors handed over ([`crate::handoff::Handoff`]).
+pub(crate) trait Files {
+    /// The kernel or init filesystem, as `-kernel`/`-initrd` take it.
+    fn boot_file(&mut self, what: &'static str, path: &Path) -> Result<String, ConfigError>;
+    /// The console log QEMU writes, as a chardev's `path=` value.
+    fn log_file(&mut self, path: &Path) -> Result<String, ConfigError>;
+    /// A `-drive`'s file options (`file=…`, and a qcow2 backing file's when handed over).
+    fn drive(&mut self, disk: &DiskSpec) -> Result<String, ConfigError>;
+    /// A tap netdev's options after its id (`ifname=…` or `fd=…`).
+    fn tap(&mut self, name: &str) -> Result<String, ConfigError>;
+    /// A socket chardev QEMU connects (`path=…` or `fd=…`).
+    fn client_socket(&mut self, what: &'static str, path: &Path) -> Result<String, ConfigError>;
+    /// A socket chardev QEMU listens on (`path=…,server=on,wait=off` or `fd=…,server=…`).
+    fn server_socket(&mut self, what: &'static str, path: &Path) -> Result<String, ConfigError>;
+}
+
 /// A path for a QEMU option value: commas would split the option, so they are refused.
-fn opt_path(what: &'static str, p: &std::path::Path) -> Result<String, ConfigError> {
+pub(crate) fn opt_path(what: &'static str, p: &std::path::Path) -> Result<String, ConfigError> {
     let s = p.to_string_lossy().into_owned();
     no_comma(what, &s)?;
     Ok(s)
 }
 
-fn no_comma(what: &'static str, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn no_comma(what: &'static str, value: &str) -> Result<(), ConfigError> {
     if value.contains(',') {
         return Err(ConfigError::Comma {
             what,

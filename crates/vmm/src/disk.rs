@@ -77,6 +77,70 @@ pub fn qcow2_overlay(base: &Path, overlay: &Path) -> Result<(), DiskError> {
     })
 }
 
+/// The backing file of the qcow2 image open as `file` (its path relative to `dir` if not
+/// absolute) and the backing format its header names (`None`: QEMU probes it), or `None` when
+/// the image has no backing file. Read for QEMUs that get their disks as open descriptors
+/// ([`crate::config::QemuUser::Own`]): such a QEMU cannot open the backing file by the path
+/// in the header, so the caller opens it and names it on the command line instead.
+pub fn qcow2_backing(
+    file: &std::fs::File,
+    dir: &Path,
+) -> std::io::Result<Option<(PathBuf, Option<String>)>> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::FileExt;
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut h = [0u8; 104];
+    file.read_exact_at(&mut h, 0)?;
+    let be32 = |o: usize| u32::from_be_bytes([h[o], h[o + 1], h[o + 2], h[o + 3]]);
+    let be64 = |o: usize| u64::from(be32(o)) << 32 | u64::from(be32(o + 4));
+    if be32(0) != 0x5146_49FB {
+        return Err(bad("not a qcow2 image"));
+    }
+    let (offset, len) = (be64(8), be32(16));
+    if offset == 0 || len == 0 {
+        return Ok(None);
+    }
+    if len as usize > QCOW2_MAX_BACKING {
+        return Err(bad("backing file name too long"));
+    }
+    let mut name = vec![0u8; len as usize];
+    file.read_exact_at(&mut name, offset)?;
+    let path = Path::new(std::ffi::OsStr::from_bytes(&name));
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    };
+    // Version 3 states its header's length; version 2's is 72. Extensions follow it.
+    let mut at = if be32(4) >= 3 {
+        u64::from(be32(100))
+    } else {
+        72
+    };
+    let mut format = None;
+    // A header cluster holds at most a few dozen extensions; the bound stops a crafted loop.
+    for _ in 0..64 {
+        let mut ext = [0u8; 8];
+        file.read_exact_at(&mut ext, at)?;
+        let kind = u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]]);
+        let size = u32::from_be_bytes([ext[4], ext[5], ext[6], ext[7]]);
+        if kind == 0 {
+            break;
+        }
+        if kind == EXT_BACKING_FORMAT && size <= 16 {
+            let mut f = vec![0u8; size as usize];
+            file.read_exact_at(&mut f, at + 8)?;
+            format = Some(
+                String::from_utf8_lossy(&f)
+                    .trim_end_matches('\0')
+                    .to_string(),
+            );
+        }
+        at += 8 + u64::from(size).div_ceil(8) * 8;
+    }
+    Ok(Some((path, format)))
+}
+
 /// The whole file of an empty version-3 qcow2 overlay of `size` bytes over raw `base`:
 /// cluster 0 the header, its extensions and the backing path; cluster 1 the refcount table;
 /// cluster 2 its one refcount block; cluster 3 on the L1 table (all entries unallocated).
@@ -163,6 +227,11 @@ mod tests {
         assert_eq!(info["virtual-size"], 64 << 20);
         assert_eq!(info["format-specific"]["data"]["compat"], "1.1");
         check(&overlay);
+        let f = std::fs::File::open(&overlay).unwrap();
+        assert_eq!(
+            qcow2_backing(&f, dir.path()).unwrap(),
+            Some((base.clone(), Some("raw".to_string())))
+        );
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         let err = qcow2_overlay(&base, &overlay).unwrap_err();
         assert!(matches!(err, DiskError::Exists(_)), "{err}");

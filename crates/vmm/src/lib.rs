@@ -16,17 +16,21 @@ pub mod cpio;
 pub mod deb;
 pub mod disk;
 mod fsutil;
+mod handoff;
 pub mod initfs;
 pub mod kernel;
 pub mod modules;
 pub mod qemu;
 pub mod qmp;
+mod uid;
 
 #[cfg(test)]
 mod testutil;
 
 pub use accel::{Accel, Decision};
-pub use config::{DiskFormat, DiskSpec, HostForward, MemoryFile, NetSpec, ShareSpec, VmConfig};
+pub use config::{
+    DiskFormat, DiskSpec, HostForward, MemoryFile, NetSpec, QemuUser, ShareSpec, VmConfig,
+};
 pub use disk::qcow2_overlay;
 pub use initfs::Initfs;
 pub use kernel::{Kernel, KernelSource, KernelStore};

@@ -6,6 +6,7 @@
 //! answers on a private QMP socket): options checked, kernel loaded, agent socket listening.
 
 use std::io::Read;
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::{ConfigError, VmConfig};
+use crate::handoff::Handoff;
 
 /// How much of QEMU's stderr is kept for error messages.
 const STDERR_TAIL: usize = 4096;
@@ -41,8 +43,8 @@ pub enum VmError {
     #[error("QEMU exited during startup ({status}): {stderr}")]
     EarlyExit { status: String, stderr: String },
     /// QEMU did not come up in time.
-    #[error("QEMU did not answer on {0} within 10 s")]
-    StartTimeout(PathBuf),
+    #[error("QEMU did not answer within 10 s")]
+    StartTimeout,
     /// A lifecycle call in the wrong state.
     #[error("cannot {op}: the VM {state}")]
     State {
@@ -93,9 +95,10 @@ pub struct QemuVm {
     status: Option<ExitStatus>,
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<JoinHandle<()>>,
-    ready_socket: PathBuf,
     kill_on_drop: bool,
     parent_death_kill: bool,
+    /// The uid QEMU runs as, held until this value is dropped (after QEMU is killed).
+    lease: Option<crate::uid::Lease>,
 }
 
 impl QemuVm {
@@ -107,9 +110,9 @@ impl QemuVm {
             status: None,
             stderr: Arc::new(Mutex::new(Vec::new())),
             stderr_thread: None,
-            ready_socket: ready_socket_path(),
             kill_on_drop: true,
             parent_death_kill: false,
+            lease: None,
         }
     }
 
@@ -168,63 +171,17 @@ impl QemuVm {
         Ok(())
     }
 
-    /// Waits until QEMU's main loop answers a QMP command, i.e. every option was checked and
-    /// the kernel loaded. An early exit is reported with QEMU's stderr.
-    fn wait_ready(&mut self) -> Result<(), VmError> {
-        let sock = self.ready_socket.clone();
-        let begun = Instant::now();
-        let result = loop {
-            if let Some(status) = self.try_wait()? {
-                break Err(VmError::EarlyExit {
-                    status: Self::describe(&status),
-                    stderr: self.stderr_tail(),
-                });
-            }
-            if begun.elapsed() > START_TIMEOUT {
-                let _ = self.kill();
-                break Err(VmError::StartTimeout(sock.clone()));
-            }
-            if let Ok(true) = qmp_main_loop_runs(&sock) {
-                break Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let _ = std::fs::remove_file(&sock);
-        result
-    }
-
-    fn describe(status: &ExitStatus) -> String {
-        match (status.code(), status.signal()) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(s)) => format!("killed by signal {s}"),
-            _ => status.to_string(),
-        }
-    }
-
-    fn record(&mut self, status: ExitStatus) -> ExitStatus {
-        self.status = Some(status);
-        self.child = None;
-        status
-    }
-}
-
-impl VirtualMachine for QemuVm {
-    fn start(&mut self) -> Result<(), VmError> {
-        if self.child.is_some() || self.status.is_some() {
-            return Err(VmError::State {
-                op: "start",
-                state: "was already started",
-            });
-        }
-        let mut args = self.config.args().map_err(VmError::Config)?;
-        self.prepare_files()?;
-        // A private QMP socket, only to learn when QEMU is up.
-        args.extend([
-            "-qmp".to_string(),
-            format!("unix:{},server=on,wait=off", self.ready_socket.display()),
-        ]);
+    /// Spawns QEMU with `args`, inheriting `fds`, as `uid` (and its group, and `groups`) or as
+    /// the invoking user.
+    fn spawn(
+        &mut self,
+        args: &[String],
+        fds: Vec<RawFd>,
+        uid: Option<u32>,
+        groups: &[u32],
+    ) -> Result<Child, VmError> {
         let mut cmd = Command::new(&self.config.qemu);
-        cmd.args(&args)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -233,21 +190,40 @@ impl VirtualMachine for QemuVm {
         // `CONTAINER_QEMU_CAPS=keep` leaves QEMU the invoking user's capabilities: for
         // debugging QEMU, and to measure what dropping them costs (docs/benchmarks.md).
         let drop_caps = std::env::var("CONTAINER_QEMU_CAPS").map_or(true, |v| v != "keep");
-        // SAFETY: the closure runs in the child between fork and exec and only calls prctl,
-        // which is async-signal-safe.
+        let groups: Vec<libc::gid_t> = groups.to_vec();
+        // SAFETY: the closure runs in the child between fork and exec and only makes system
+        // calls (fcntl, prctl, setgroups, setgid, setuid), which are async-signal-safe;
+        // it allocates nothing (`fds` and `groups` were made before the fork).
         unsafe {
             cmd.pre_exec(move || {
+                for &fd in &fds {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // The bounding set needs CAP_SETPCAP, which a change of uid takes away.
+                if drop_caps {
+                    drop_bounding_set()?;
+                }
+                if let Some(uid) = uid {
+                    if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                        || libc::setgid(uid) != 0
+                        || libc::setuid(uid) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // After the uid change, which clears it; it survives the exec.
                 if parent_death_kill && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 if drop_caps {
-                    drop_capabilities()
+                    no_new_privileges()
                 } else {
                     Ok(())
                 }
             });
         }
-        tracing::debug!("starting {:?} {}", self.config.qemu, args.join(" "));
         let mut child = cmd.spawn().map_err(|source| {
             if source.kind() == std::io::ErrorKind::NotFound {
                 VmError::QemuNotFound(self.config.qemu.clone())
@@ -274,9 +250,150 @@ impl VirtualMachine for QemuVm {
                 }
             }));
         }
-        self.child = Some(child);
+        Ok(child)
+    }
 
-        self.wait_ready()
+    /// Waits until QEMU's main loop answers a QMP command on `ready`, i.e. every option was
+    /// checked and the kernel loaded. The greeting alone proves little (QMP's own thread sends
+    /// it before the machine exists); an ordinary command is answered by the main loop, which
+    /// starts after machine setup. An early exit is reported with QEMU's stderr.
+    fn wait_ready(&mut self, ready: UnixStream) -> Result<(), VmError> {
+        use std::io::{BufRead, BufReader, Write};
+        let begun = Instant::now();
+        let fail = |e| VmError::Process {
+            op: "talk to",
+            source: e,
+        };
+        let mut conn = ready;
+        // A QEMU that already exited makes this fail (EPIPE); the loop reports how it ended.
+        let _ = conn.write_all(
+            b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-status\",\"id\":\"ready\"}\n",
+        );
+        conn.set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(fail)?;
+        let mut lines = BufReader::new(conn);
+        let mut line = String::new();
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Err(VmError::EarlyExit {
+                    status: Self::describe(&status),
+                    stderr: self.stderr_tail(),
+                });
+            }
+            if begun.elapsed() > START_TIMEOUT {
+                let _ = self.kill();
+                return Err(VmError::StartTimeout);
+            }
+            match lines.read_line(&mut line) {
+                // QEMU closed its end (EOF, or a reset when it left our commands unread): it
+                // is exiting; the next round reports how.
+                Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+                Ok(_) if line.ends_with('\n') => {
+                    if line.contains("\"ready\"") && line.contains("\"return\"") {
+                        return Ok(());
+                    }
+                    line.clear();
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    fn describe(status: &ExitStatus) -> String {
+        match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            _ => status.to_string(),
+        }
+    }
+
+    fn record(&mut self, status: ExitStatus) -> ExitStatus {
+        self.status = Some(status);
+        self.child = None;
+        status
+    }
+}
+
+impl VirtualMachine for QemuVm {
+    fn start(&mut self) -> Result<(), VmError> {
+        if self.child.is_some() || self.status.is_some() {
+            return Err(VmError::State {
+                op: "start",
+                state: "was already started",
+            });
+        }
+        let range = self.config.user.range().map_err(VmError::Config)?;
+        if range.is_some() && self.config.memory_file.is_some() {
+            return Err(VmError::Config(ConfigError::MemoryFileAsOwnUser));
+        }
+        self.prepare_files()?;
+        let mut handoff = Handoff::default();
+        let mut args = match range {
+            Some(_) => {
+                let args = self
+                    .config
+                    .args_with(&mut handoff)
+                    .map_err(VmError::Config)?;
+                let mut all = handoff.take_add_fd();
+                all.extend(args);
+                all
+            }
+            None => self.config.args().map_err(VmError::Config)?,
+        };
+        // A private QMP connection, only to learn when QEMU is up: one end of a socket pair
+        // (no file to create anywhere, nothing QEMU must be allowed to reach).
+        let (ready, theirs) = UnixStream::pair().map_err(|source| VmError::Prepare {
+            path: "a socket pair".into(),
+            source,
+        })?;
+        let theirs = handoff.keep(theirs.into());
+        args.extend([
+            "-chardev".to_string(),
+            format!("socket,id=ready,fd={theirs}"),
+            "-mon".to_string(),
+            "chardev=ready,mode=control".to_string(),
+        ]);
+        let groups = match (range, self.config.accel) {
+            // QEMU opens /dev/kvm by path: its group is the only one a QEMU of its own needs.
+            (Some(_), crate::Accel::Kvm) => {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata("/dev/kvm")
+                    .map(|m| vec![m.gid()])
+                    .unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
+        tracing::debug!("starting {:?} {}", self.config.qemu, args.join(" "));
+        let mut lease =
+            match range {
+                Some((first, count)) => Some(crate::uid::lease(first, count).map_err(
+                    |source| VmError::Prepare {
+                        path: crate::accel::host_cache_dir().join("qemu-uids"),
+                        source,
+                    },
+                )?),
+                None => None,
+            };
+        let child = self.spawn(
+            &args,
+            handoff.raw_fds(),
+            lease.as_ref().map(|l| l.uid()),
+            &groups,
+        )?;
+        if let Some(l) = lease.as_mut() {
+            l.record(child.id());
+        }
+        self.lease = lease;
+        // QEMU holds its copies now.
+        drop(handoff);
+        self.child = Some(child);
+        self.wait_ready(ready)
     }
 
     fn pid(&self) -> Option<u32> {
@@ -340,44 +457,11 @@ impl VirtualMachine for QemuVm {
     }
 }
 
-/// Asks QEMU for its run state over QMP. The greeting alone proves little (QMP's own thread
-/// sends it before the machine exists); an ordinary command is answered by the main loop, which
-/// starts after machine setup. Returns false when QEMU closes the connection (it is exiting).
-fn qmp_main_loop_runs(sock: &std::path::Path) -> std::io::Result<bool> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut conn = UnixStream::connect(sock)?;
-    conn.set_read_timeout(Some(Duration::from_secs(2)))?;
-    conn.write_all(
-        b"{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-status\",\"id\":\"ready\"}\n",
-    )?;
-    let mut lines = BufReader::new(conn);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if lines.read_line(&mut line)? == 0 {
-            return Ok(false);
-        }
-        if line.contains("\"ready\"") {
-            return Ok(line.contains("\"return\""));
-        }
-    }
-}
-
-/// A unique short path for the readiness QMP socket (unix socket paths are limited to 108
-/// bytes, so it lives in the temp dir rather than beside the VM's files).
-fn ready_socket_path() -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = format!("vmm-ready-{}-{n}.sock", std::process::id());
-    let path = std::env::temp_dir().join(&name);
-    if path.as_os_str().len() < 100 {
-        path
-    } else {
-        PathBuf::from("/tmp").join(name)
-    }
-}
-
+/// QEMU runs with no capability at all: it keeps our uid (the container's files, sockets and
+/// tap belong to it: taps are made with `TUNSETOWNER`), but its bounding set is emptied before
+/// the exec, so the exec grants none, and `no_new_privs` keeps a setuid program from giving
+/// any back. A guest that takes over QEMU cannot mount, load modules, trace other processes,
+/// change the network or pass file permissions. Called between fork and exec: prctl only.
 impl Drop for QemuVm {
     fn drop(&mut self) {
         if self.kill_on_drop {
@@ -386,12 +470,7 @@ impl Drop for QemuVm {
     }
 }
 
-/// QEMU runs with no capability at all: it keeps our uid (the container's files, sockets and
-/// tap belong to it: taps are made with `TUNSETOWNER`), but its bounding set is emptied before
-/// the exec, so the exec grants none, and `no_new_privs` keeps a setuid program from giving
-/// any back. A guest that takes over QEMU cannot mount, load modules, trace other processes,
-/// change the network or pass file permissions. Called between fork and exec: prctl only.
-fn drop_capabilities() -> std::io::Result<()> {
+fn drop_bounding_set() -> std::io::Result<()> {
     for cap in 0..64 {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } != 0 {
@@ -404,6 +483,10 @@ fn drop_capabilities() -> std::io::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn no_new_privileges() -> std::io::Result<()> {
     // SAFETY: prctl with integer arguments.
     unsafe {
         libc::prctl(
@@ -436,6 +519,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = cfg(dir.path());
         c.qemu = "/nonexistent/qemu-system-x86_64".into();
+        // As the invoking user: a QEMU of its own would first miss the kernel this config
+        // does not have.
+        c.user = crate::QemuUser::Invoker;
         let err = QemuVm::new(c).start().unwrap_err();
         assert!(matches!(err, VmError::QemuNotFound(_)));
         assert!(err.to_string().contains("qemu-system-x86"), "{err}");
@@ -445,7 +531,9 @@ mod tests {
     fn early_exit_reports_stderr() {
         let dir = tempfile::tempdir().unwrap();
         // The kernel file does not exist: QEMU refuses to start and says why.
-        let mut vm = QemuVm::new(cfg(dir.path()));
+        let mut c = cfg(dir.path());
+        c.user = crate::QemuUser::Invoker;
+        let mut vm = QemuVm::new(c);
         let err = vm.start().unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, VmError::EarlyExit { .. }), "{text}");
@@ -453,6 +541,28 @@ mod tests {
         assert!(
             text.contains(&dir.path().join("k").display().to_string()),
             "{text}"
+        );
+        assert!(vm.pid().is_none());
+    }
+
+    #[test]
+    fn a_qemu_of_its_own_user_is_told_of_a_missing_kernel_by_its_starter() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        c.user = crate::QemuUser::Own {
+            first: 0x6fff_f000,
+            count: 16,
+        };
+        let mut vm = QemuVm::new(c);
+        let err = vm.start().unwrap_err();
+        let source = std::error::Error::source(&err).map(|e| e.to_string());
+        assert!(matches!(err, VmError::Config(_)), "{err}");
+        assert_eq!(
+            source,
+            Some(format!(
+                "cannot open kernel {}",
+                dir.path().join("k").display()
+            ))
         );
         assert!(vm.pid().is_none());
     }

@@ -180,6 +180,7 @@ impl QemuBackend {
             );
         }
         let mut cfg = vmm::VmConfig::new(kernel.vmlinux.clone(), initfs, req.console_log.clone());
+        cfg.name = Some(req.dir.display().to_string());
         cfg.balloon = balloon;
         let qemu = cfg.qemu.clone();
         let forced = match &req.options.accel {

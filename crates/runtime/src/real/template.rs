@@ -317,6 +317,10 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
         path: dir.join("ram"),
         shared: true,
     });
+    // QEMU opens a memory file itself, by path and read-write (QEMU 7.2 has no other way),
+    // which a QEMU of its own user could not; see `clone_config`.
+    t.user = vmm::QemuUser::Invoker;
+    t.name = Some(dir.display().to_string());
     t.incoming = false;
     t.extra_cmdline
         .push(agent::contract::TEMPLATE_ARG.to_string());
@@ -379,6 +383,11 @@ pub fn clone_config(cfg: &mut vmm::VmConfig, dir: &Path, qmp_socket: PathBuf) {
         path: dir.join("ram"),
         shared: false,
     });
+    // A clone maps the template's RAM privately, but QEMU 7.2 still opens the file
+    // read-write: a uid of the clone's own would need write access to the file every clone
+    // shares, so a clone's QEMU runs as the invoking user, capabilities dropped
+    // (docs/security.md, gaps).
+    cfg.user = vmm::QemuUser::Invoker;
     cfg.incoming = true;
     cfg.qmp_socket = Some(qmp_socket);
     cfg.extra_cmdline
