@@ -1,5 +1,6 @@
-//! kill -9 at random points (issue 16, "Faults"): of `image pull`, `rootfs create`, `run`,
-//! `stop`, `rm`, `volume create`, `network create`, `build` and `commit`; of a container's
+//! kill -9 at random points (issue 16, "Faults"): of `image pull`, `image load`, `image
+//! import`, `image push`, `rootfs create`, `run`, `stop`, `rm`, `volume create`, `volume rm`,
+//! `network create`, `build` and `commit`; of a container's
 //! monitor, QEMU and virtiofsd; and of the Engine API server while the docker client's
 //! `run -d` or `rm -f` is under way (the shim's soak is in `crates/shim/tests/ctr.rs`). Each target is killed [`kills`] times (10 here; `bench/soak.sh` runs 100), each
 //! time after a random delay within how long the command takes when left alone.
@@ -778,12 +779,21 @@ fn kill_9_of_the_engine_api_server() {
 /// in the same state each time): after each, the store verifies, `system cleanup` runs,
 /// `make` completes, and the host is as after the first undisturbed run.
 fn soak_image_maker(env: &Env, what: &str, make: &dyn Fn() -> Command) {
-    let took = calibrate(make, || {});
+    soak_image_maker_reset(env, what, make, &|| {});
+}
+
+/// [`soak_image_maker`] with `reset` run before each (killed) `make`, for commands that would
+/// have nothing left to do once their image is there (`image load`, `import`, `push`).
+fn soak_image_maker_reset(env: &Env, what: &str, make: &dyn Fn() -> Command, reset: &dyn Fn()) {
+    let took = calibrate(make, reset);
+    reset();
+    wait_output(make()).success();
     let before = host_state(env);
     let mut rng = Rng::new(what);
     let mut killed = 0;
     let n = kills();
     for _ in 0..n {
+        reset();
         killed += usize::from(kill_after(make(), rng.within(took)));
         store_verifies(env);
         env.run(&["system", "cleanup"]).success();
@@ -864,4 +874,155 @@ fn kill_9_of_build_and_commit() {
         .success();
     assert_eq!(r.stdout, "changed\n");
     env.run(&["rm", "-f", "source"]).success();
+}
+
+/// 16 MiB that do not compress (xorshift), so a load, import or push of an image holding them
+/// has bytes to move when the kill lands.
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU, network namespaces and a registry: run scripts/test.sh"
+)]
+fn kill_9_of_image_load_import_push_and_volume_rm() {
+    let (env, _) = warm("soakio");
+    let scratch = tempfile::tempdir().unwrap();
+    let bulk = incompressible(16 << 20);
+    let mut layers = common::images::busybox_layers();
+    layers.push(
+        common::images::LayerBuilder::new()
+            .dir("bulk", 0o755, 0, 0)
+            .file("bulk/data", &bulk, 0o644, 0, 0)
+            .finish(),
+    );
+    let config = common::images::busybox_config("amd64", &layers)["config"].clone();
+    let archive = common::images::archive(scratch.path(), "localhost/soak-load:1", &layers, config);
+    let archive_s = archive.to_str().unwrap().to_string();
+    // `image rm` keeps blobs another image shares; `image prune` takes the rest, so each load
+    // stores the bulk layer again (IMAGE stays: a container of it is kept for the purpose).
+    env.run(&["create", "--name", "keep", IMAGE, "true"])
+        .success();
+    let drop_image = |name: &str| {
+        env.run(&["image", "rm", name]);
+        env.run(&["image", "prune", "-a"]).success();
+    };
+    soak_image_maker_reset(
+        &env,
+        "image load",
+        &|| env.cli.command(&["image", "load", "-i", &archive_s]),
+        &|| drop_image("localhost/soak-load:1"),
+    );
+
+    let rootfs = scratch.path().join("rootfs.tar");
+    std::fs::write(&rootfs, &layers.last().unwrap().tar).unwrap();
+    let rootfs_s = rootfs.to_str().unwrap().to_string();
+    soak_image_maker_reset(
+        &env,
+        "image import",
+        &|| {
+            env.cli
+                .command(&["image", "import", &rootfs_s, "soak-imported:1"])
+        },
+        &|| drop_image("soak-imported:1"),
+    );
+
+    // A push ends the same each time, so it needs no reset: the registry has the blobs after
+    // the first, and a killed push must leave the next one able to finish.
+    let reg = Registry::start();
+    let reference = format!("{}/soak/pushed:1", reg.addr);
+    env.run(&["image", "tag", "localhost/soak-load:1", &reference])
+        .success();
+    soak_image_maker(&env, "image push", &|| {
+        env.cli.host_command(&["image", "push", &reference])
+    });
+    // What the registry holds is whole: pulled anew, it runs and has every byte.
+    env.run(&["image", "rm", &reference]).success();
+    env.cli
+        .host_command(&["image", "pull", "-q", &reference])
+        .status()
+        .unwrap();
+    let r = env
+        .run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &reference,
+            "sh",
+            "-c",
+            "wc -c < /bulk/data",
+        ])
+        .success();
+    assert_eq!(r.stdout.trim(), (16 << 20).to_string());
+
+    // volume rm of a volume with data in it.
+    let make = || {
+        env.run(&["volume", "create", "-s", "64M", "sv"]).success();
+        env.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "sv:/data",
+            IMAGE,
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/data/f bs=1M count=8 2>/dev/null",
+        ])
+        .success();
+    };
+    make();
+    let took = timed(env.cli.command(&["volume", "rm", "sv"]));
+    let before = host_state(&env);
+    let mut rng = Rng::new("volume rm");
+    let mut killed = 0;
+    let n = kills();
+    for _ in 0..n {
+        make();
+        killed += usize::from(kill_after(
+            env.cli.command(&["volume", "rm", "sv"]),
+            rng.within(took),
+        ));
+        env.run(&["system", "cleanup"]).success();
+        // Either still whole (it mounts and holds its file) or gone; never half.
+        let listed = env
+            .run(&["volume", "ls", "-q"])
+            .success()
+            .stdout
+            .lines()
+            .any(|l| l.trim() == "sv");
+        if listed {
+            let r = env
+                .run(&[
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "-v",
+                    "sv:/data",
+                    IMAGE,
+                    "sh",
+                    "-c",
+                    "wc -c < /data/f",
+                ])
+                .success();
+            assert_eq!(r.stdout.trim(), (8 << 20).to_string());
+            env.run(&["volume", "rm", "sv"]).success();
+        }
+        settle(&env, &before, "volume rm");
+    }
+    report("volume rm", killed, n);
+    env.run(&["rm", "keep"]).success();
 }

@@ -23,6 +23,15 @@ fn main() {
     if let Some(code) = run_monitor(&args) {
         std::process::exit(code);
     }
+    // The daemon (neither the `start` nor the `delete` action) owns the monitors it starts:
+    // each ends its container when this process dies (runtime::monitor::owner), so a VM
+    // never outlives both its shim and containerd's cleanup of it. Set before any thread.
+    let action = args.iter().skip(1).rfind(|a| !a.is_empty());
+    if !matches!(action.map(String::as_str), Some("start" | "delete")) {
+        if let Some(v) = runtime::monitor::owner::owner_value() {
+            std::env::set_var(runtime::monitor::owner::OWNER_ENV, v);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

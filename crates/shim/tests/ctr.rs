@@ -405,6 +405,38 @@ fn a_killed_shim_leaves_no_vm_behind() {
 
 #[test]
 #[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
+fn a_vm_ends_with_its_shim_when_containerd_cannot_clean_up() {
+    let mut c = Containerd::start();
+    c.run_detached("orphan", &["sleep", "600"]);
+    assert_eq!(c.qemus(), 1);
+    // containerd down first, so nobody runs the dead shim's `delete`: the double fault of a
+    // `delete` that containerd killed after its 5 s, or of containerd dying with the shim.
+    c.kill();
+    let shim = shim_daemon(&c).expect("the shim daemon");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the shim");
+    // The monitor watches its shim and ends the VM itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.qemus() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the VM outlived its shim and containerd: {}",
+            c.monitor_logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // containerd, back, cleans up the dead shim's task; then nothing is left.
+    c.restart();
+    let _ = c.ctr(&["task", "delete", "orphan"]);
+    c.ctr(&["container", "delete", "orphan"]).success();
+    c.assert_nothing_left();
+}
+
+#[test]
+#[cfg_attr(not(container_testenv), ignore = "needs root, QEMU and containerd")]
 fn a_task_survives_a_killed_containerd_and_is_cleaned_up_after() {
     let mut c = Containerd::start();
     c.run_detached("survivor", &["sleep", "600"]);

@@ -17,6 +17,7 @@ mod fault;
 mod health;
 mod mounts;
 pub(crate) mod network;
+pub mod owner;
 mod pause;
 mod restart;
 pub use fault::Fault;
@@ -321,6 +322,7 @@ async fn supervise(
     };
 
     let _shutdown = restart::ShutdownWatch::start(shared.clone());
+    let _owner = owner::OwnerWatch::start(shared.clone());
     // A stop while waiting for the first attach (a containerd shim killed between launching
     // the monitor and attaching: its `delete` stops the container) ends the monitor here,
     // at once: nothing runs yet, and waiting out ATTACH_WAIT would outlast containerd's

@@ -138,8 +138,18 @@ disabled_plugins = [{cri_disabled}{UNWANTED_PLUGINS}]
     /// kill -9 of containerd, then a new one on the same root, state and sockets (the shims
     /// and their VMs run on meanwhile).
     pub fn kill_and_restart(&mut self) {
+        self.kill();
+        self.restart();
+    }
+
+    /// Kills containerd (SIGKILL); its shims live on.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts containerd again on the same state after [`Containerd::kill`].
+    pub fn restart(&mut self) {
         self.child = spawn_containerd(self.dir.path(), self.netns.as_ref());
         self.wait_ready();
     }
