@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The kill -9 soak (issue 16, "Faults"): `image pull`, `rootfs create`, a rootfs cache build
-# by `create`, `run`, `run --rm`, `stop`, `rm`, `volume create`, `network create`, `build` and
-# `commit` killed at a random point of their run; the monitor, QEMU and virtiofsd of a
+# The kill -9 soak (issue 16, "Faults"): `image pull`, `image load`, `image import`, `image
+# push`, `rootfs create`, a rootfs cache build by `create`, `run`, `run --rm`, `stop`, `rm`,
+# `volume create`, `volume rm`, `network create`, `build` and `commit` killed at a random point
+# of their run; the monitor, QEMU and virtiofsd of a
 # starting or running container killed at a random point of their life; the Engine API
 # server during `docker run -d` and `docker rm -f`; the containerd shim during `ctr run -d`
 # and `ctr task exec`; KILLS times each (default 100; the test suite runs 10). After every
