@@ -29,17 +29,19 @@ fn as_nobody(env: &Env, args: &[&str]) -> std::process::Output {
 
 /// `setpriv_command` (`setpriv`, possibly behind `ip netns exec`) running `prog ARGS…` as
 /// nobody with no supplementary groups.
-fn setpriv(mut setpriv_command: Command, prog: &str, args: &[&str]) -> std::process::Output {
+fn setpriv(setpriv_command: Command, prog: &str, args: &[&str]) -> std::process::Output {
+    setpriv_as(setpriv_command, NOBODY, prog, args)
+}
+
+/// [`setpriv`] as `uid` (its group the same number).
+fn setpriv_as(
+    mut setpriv_command: Command,
+    uid: &str,
+    prog: &str,
+    args: &[&str],
+) -> std::process::Output {
     setpriv_command
-        .args([
-            "--reuid",
-            NOBODY,
-            "--regid",
-            NOBODY,
-            "--clear-groups",
-            "--",
-            prog,
-        ])
+        .args(["--reuid", uid, "--regid", uid, "--clear-groups", "--", prog])
         .args(args)
         .output()
         .expect("run setpriv")
@@ -137,20 +139,7 @@ fn status_of(pid: u64) -> std::collections::HashMap<String, String> {
 
 /// `prog ARGS…` as `uid` (its group the same number, no other group).
 fn as_uid(uid: u32, prog: &str, args: &[&str]) -> std::process::Output {
-    let uid = uid.to_string();
-    Command::new("setpriv")
-        .args([
-            "--reuid",
-            &uid,
-            "--regid",
-            &uid,
-            "--clear-groups",
-            "--",
-            prog,
-        ])
-        .args(args)
-        .output()
-        .expect("run setpriv")
+    setpriv_as(Command::new("setpriv"), &uid.to_string(), prog, args)
 }
 
 #[test]

@@ -524,13 +524,7 @@ fn kill_9_of_volume_and_network_create() {
             killed += usize::from(kill_after(env.cli.command(&create), rng.within(took)));
             env.run(&["system", "cleanup"]).success();
             // Whatever it left is either whole (used by a container, then removed) or gone.
-            let listed = env
-                .run(&[create[0], "ls", "-q"])
-                .success()
-                .stdout
-                .lines()
-                .any(|l| l.trim() == *create.last().unwrap());
-            if listed {
+            if listed(&env, create[0], create.last().unwrap()) {
                 let flag = if create[0] == "volume" {
                     "sv:/data".to_string()
                 } else {
@@ -876,6 +870,32 @@ fn kill_9_of_build_and_commit() {
     env.run(&["rm", "-f", "source"]).success();
 }
 
+/// Whether `container KIND ls -q` lists `name`.
+fn listed(env: &Env, kind: &str, name: &str) -> bool {
+    env.run(&[kind, "ls", "-q"])
+        .success()
+        .stdout
+        .lines()
+        .any(|l| l.trim() == name)
+}
+
+/// `sh -c SCRIPT` in a container with volume `sv` on /data, which must succeed.
+fn on_volume(env: &Env, script: &str) -> common::Run {
+    env.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "sv:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+    .success()
+}
+
 /// 16 MiB that do not compress (xorshift), so a load, import or push of an image holding them
 /// has bytes to move when the kill lands.
 fn incompressible(len: usize) -> Vec<u8> {
@@ -973,19 +993,7 @@ fn kill_9_of_image_load_import_push_and_volume_rm() {
     env.run(&["rm", "keep"]).success();
     let make = || {
         env.run(&["volume", "create", "-s", "64M", "sv"]).success();
-        env.run(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            "sv:/data",
-            IMAGE,
-            "sh",
-            "-c",
-            "dd if=/dev/zero of=/data/f bs=1M count=8 2>/dev/null",
-        ])
-        .success();
+        on_volume(&env, "dd if=/dev/zero of=/data/f bs=1M count=8 2>/dev/null");
     };
     make();
     let took = timed(env.cli.command(&["volume", "rm", "sv"]));
@@ -1001,27 +1009,8 @@ fn kill_9_of_image_load_import_push_and_volume_rm() {
         ));
         env.run(&["system", "cleanup"]).success();
         // Either still whole (it mounts and holds its file) or gone; never half.
-        let listed = env
-            .run(&["volume", "ls", "-q"])
-            .success()
-            .stdout
-            .lines()
-            .any(|l| l.trim() == "sv");
-        if listed {
-            let r = env
-                .run(&[
-                    "run",
-                    "--rm",
-                    "--network",
-                    "none",
-                    "-v",
-                    "sv:/data",
-                    IMAGE,
-                    "sh",
-                    "-c",
-                    "wc -c < /data/f",
-                ])
-                .success();
+        if listed(&env, "volume", "sv") {
+            let r = on_volume(&env, "wc -c < /data/f");
             assert_eq!(r.stdout.trim(), (8 << 20).to_string());
             env.run(&["volume", "rm", "sv"]).success();
         }
