@@ -256,6 +256,7 @@ pub(crate) async fn connect_agent(
             c = attempt => match c {
                 Some(c) => return Ok(c),
                 None => {
+                    tracing::debug!("no answer to the agent handshake within {attempt_timeout:?}: again");
                     attempt_timeout = (attempt_timeout * 2).min(HANDSHAKE_MAX);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
