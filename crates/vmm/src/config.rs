@@ -112,6 +112,12 @@ pub enum ConfigError {
     User(String),
 }
 
+/// Whether `CONTAINER_QEMU_CAPS=keep` leaves QEMU the invoking user's capabilities: for
+/// debugging QEMU, and to measure what dropping them costs (docs/benchmarks.md).
+pub(crate) fn keep_caps() -> bool {
+    std::env::var("CONTAINER_QEMU_CAPS").is_ok_and(|v| v == "keep")
+}
+
 /// Who QEMU runs as: `own` (the default as root), `invoker`, or `FIRST-LAST` (own, from that
 /// uid range). See [`QemuUser`].
 pub const QEMU_USER_ENV: &str = "CONTAINER_QEMU_USER";
@@ -149,11 +155,10 @@ impl QemuUser {
             QemuUser::Own { first, count } => Ok(Some((*first, (*count).max(1)))),
             QemuUser::Default => {
                 let value = std::env::var(QEMU_USER_ENV).unwrap_or_default();
-                // Kept capabilities are for debugging QEMU as the invoking user.
-                let keep_caps = std::env::var("CONTAINER_QEMU_CAPS").is_ok_and(|v| v == "keep");
                 match value.as_str() {
                     "invoker" => Ok(None),
-                    "" | "own" if !root || keep_caps => Ok(None),
+                    // Kept capabilities are for debugging QEMU as the invoking user.
+                    "" | "own" if !root || keep_caps() => Ok(None),
                     "" | "own" => Ok(Some(QEMU_UIDS)),
                     range => {
                         let parsed = range

@@ -109,18 +109,18 @@ impl Files for Handoff {
     }
 
     fn drive(&mut self, disk: &DiskSpec) -> Result<String, ConfigError> {
-        let mut fds = vec![open("disk", &disk.path, false)?];
-        if !disk.readonly {
-            fds.push(open("disk", &disk.path, true)?);
-        }
+        let read_only = std::fs::File::open(&disk.path).map_err(open_err("disk", &disk.path))?;
         let backing = match disk.format {
             DiskFormat::Raw => None,
             DiskFormat::Qcow2 => {
-                let file = std::fs::File::open(&disk.path).map_err(open_err("disk", &disk.path))?;
                 let dir = disk.path.parent().unwrap_or(Path::new("/"));
-                crate::disk::qcow2_backing(&file, dir).map_err(open_err("disk", &disk.path))?
+                crate::disk::qcow2_backing(&read_only, dir).map_err(open_err("disk", &disk.path))?
             }
         };
+        let mut fds = vec![OwnedFd::from(read_only)];
+        if !disk.readonly {
+            fds.push(open("disk", &disk.path, true)?);
+        }
         let mut opts = format!("file={}", self.fdset(fds));
         if let Some((base, format)) = backing {
             let base_fd = open("backing file", &base, false)?;
@@ -145,12 +145,7 @@ impl Files for Handoff {
     }
 
     fn server_socket(&mut self, what: &'static str, path: &Path) -> Result<String, ConfigError> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(open_err(what, path)(e))
-            }
-            _ => {}
-        }
+        // A stale socket file is gone: `QemuVm::prepare_files` removed it, for both modes.
         let l = std::os::unix::net::UnixListener::bind(path).map_err(open_err(what, path))?;
         Ok(format!("fd={},server=on,wait=off", self.keep(l.into())))
     }

@@ -3,7 +3,8 @@
 //! QEMU runs in its own process group (a Ctrl-C meant for an attached client never reaches it
 //! directly). Its stderr is drained by a thread that keeps the last few KiB, so a QEMU that
 //! fails can be reported with its own words. `start` returns once QEMU's main loop runs (it
-//! answers on a private QMP socket): options checked, kernel loaded, agent socket listening.
+//! answers QMP on one end of a private socket pair): options checked, kernel loaded, agent
+//! socket listening.
 
 use std::io::Read;
 use std::os::fd::RawFd;
@@ -187,9 +188,7 @@ impl QemuVm {
             .stderr(Stdio::piped())
             .process_group(0);
         let parent_death_kill = self.parent_death_kill;
-        // `CONTAINER_QEMU_CAPS=keep` leaves QEMU the invoking user's capabilities: for
-        // debugging QEMU, and to measure what dropping them costs (docs/benchmarks.md).
-        let drop_caps = std::env::var("CONTAINER_QEMU_CAPS").map_or(true, |v| v != "keep");
+        let drop_caps = !crate::config::keep_caps();
         let groups: Vec<libc::gid_t> = groups.to_vec();
         // SAFETY: the closure runs in the child between fork and exec and only makes system
         // calls (fcntl, prctl, setgroups, setgid, setuid), which are async-signal-safe;
@@ -457,11 +456,6 @@ impl VirtualMachine for QemuVm {
     }
 }
 
-/// QEMU runs with no capability at all: it keeps our uid (the container's files, sockets and
-/// tap belong to it: taps are made with `TUNSETOWNER`), but its bounding set is emptied before
-/// the exec, so the exec grants none, and `no_new_privs` keeps a setuid program from giving
-/// any back. A guest that takes over QEMU cannot mount, load modules, trace other processes,
-/// change the network or pass file permissions. Called between fork and exec: prctl only.
 impl Drop for QemuVm {
     fn drop(&mut self) {
         if self.kill_on_drop {
@@ -470,6 +464,12 @@ impl Drop for QemuVm {
     }
 }
 
+/// QEMU runs with no capability at all, whether it keeps the invoking uid or takes one of its
+/// own: its bounding set is emptied before the exec (while the child still has CAP_SETPCAP,
+/// so before any uid change), so the exec grants none, and [`no_new_privileges`] keeps a
+/// setuid program from giving any back. A guest that takes over QEMU cannot mount, load
+/// modules, trace other processes, change the network or pass file permissions. Called between
+/// fork and exec: prctl only.
 fn drop_bounding_set() -> std::io::Result<()> {
     for cap in 0..64 {
         // SAFETY: prctl with integer arguments.
@@ -486,6 +486,7 @@ fn drop_bounding_set() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Clears the ambient set and sets `no_new_privs` (between fork and exec: prctl only).
 fn no_new_privileges() -> std::io::Result<()> {
     // SAFETY: prctl with integer arguments.
     unsafe {
