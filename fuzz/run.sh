@@ -5,6 +5,9 @@
 # the figures.
 #
 # Usage: fuzz/run.sh [RUNS] [SECONDS] [TARGET...]   (installs cargo-fuzz and uses nightly)
+# FUZZ_SANITIZER=none builds without AddressSanitizer: about 5 times the executions a second
+# for the ext4 targets (safe Rust, where a fault shows as a panic, an overflow check or the
+# targets' own checks; ASan adds only the few unsafe blocks). Default: address.
 set -euo pipefail
 cd "$(dirname "$0")"
 RUNS=${1:-10000000}
@@ -18,6 +21,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 # The ext4 targets walk every image they build with our own reader and give every Nth to
 # e2fsck (a process per image would hold them to tens of executions a second).
 export EXT4_FUZZ_FSCK_EVERY=${EXT4_FUZZ_FSCK_EVERY:-1000}
+SANITIZER=${FUZZ_SANITIZER:-address}
 
 # Per-target input limits (as in README.md).
 declare -A ARGS=(
@@ -27,13 +31,14 @@ declare -A ARGS=(
     [layer_stack]="-max_len=3000 -len_control=0"
 )
 failed=0
+echo "sanitizer: $SANITIZER"
 printf '%-14s %14s %10s %9s %s\n' target executions seconds exec/s result
 for t in "${targets[@]}"; do
     log=$(mktemp)
     mkdir -p "corpus/$t"
     t0=$(date +%s)
     # shellcheck disable=SC2086 # ARGS holds several flags
-    if cargo +nightly fuzz run "$t" "corpus/$t" -- -runs="$RUNS" -max_total_time="$SECS" \
+    if cargo +nightly fuzz run -s "$SANITIZER" "$t" "corpus/$t" -- -runs="$RUNS" -max_total_time="$SECS" \
         -print_final_stats=1 ${ARGS[$t]} >"$log" 2>&1; then
         result="no findings"
     else

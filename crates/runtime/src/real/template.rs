@@ -276,11 +276,21 @@ impl TemplateStore {
 }
 
 /// A short private directory for a template build's sockets (unix socket paths are limited
-/// to 108 bytes, state roots may be long).
+/// to 108 bytes, state roots may be long), in the system's temp directory.
 fn socket_dir(key: &str) -> std::io::Result<tempfile::TempDir> {
+    socket_dir_in(&std::env::temp_dir(), key)
+}
+
+/// `ctpl-{pid}-{key}-XXXXXX` in `parent`. Named after the building process, so that the
+/// directories of builds killed half-way (whose `TempDir` never dropped) are recognised and
+/// removed by the next build.
+fn socket_dir_in(parent: &Path, key: &str) -> std::io::Result<tempfile::TempDir> {
+    atomic_file::remove_dead_writers(parent, |name| {
+        name.strip_prefix("ctpl-")?.split_once('-')?.0.parse().ok()
+    });
     tempfile::Builder::new()
-        .prefix(&format!("ctpl-{}-", &key[..8]))
-        .tempdir_in(std::env::temp_dir())
+        .prefix(&format!("ctpl-{}-{}-", std::process::id(), &key[..8]))
+        .tempdir_in(parent)
 }
 
 async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootError> {
@@ -427,6 +437,35 @@ pub fn resume_request(balloon: bool, disks: Vec<u64>) -> agent::Resume {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_killed_builds_socket_directory_goes_with_the_next_build() {
+        let parent = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let left = parent.path().join(format!("ctpl-{dead}-0123abcd-x1y2z3"));
+        std::fs::create_dir(&left).unwrap();
+        std::fs::write(left.join("agent.sock"), b"").unwrap();
+        let other = parent.path().join("unrelated");
+        std::fs::create_dir(&other).unwrap();
+        let live = socket_dir_in(parent.path(), "0123abcdef").unwrap();
+        assert!(!left.exists(), "a dead build's directory stays");
+        assert!(other.exists());
+        let name = live
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        assert!(
+            name.starts_with(&format!("ctpl-{}-0123abcd-", std::process::id())),
+            "{name}"
+        );
+        // A live build's directory is not another build's to remove.
+        let second = socket_dir_in(parent.path(), "0123abcdef").unwrap();
+        assert!(live.path().exists() && second.path().exists());
+    }
 
     fn cfg() -> vmm::VmConfig {
         let mut c = vmm::VmConfig::new("/k/vmlinux".into(), "/i/ab.cpio".into(), "/c".into());
