@@ -361,6 +361,78 @@ fn a_privileged_container_cannot_leave_a_bind_nor_read_host_devices_through_it()
     assert_eq!(r.code, 0, "{r:?}");
 }
 
+/// Open-by-handle, the virtiofs trick the shell cannot try: a privileged container takes the
+/// FUSE handle of a file on its bind (`name_to_handle_at`) and opens forged ones
+/// (`open_by_handle_at`: node ids it was never given, other generations, the parent form).
+/// Whatever opens must be inside the share; the file beside it on the host never shows.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn forged_file_handles_on_a_bind_reach_nothing_outside_it() {
+    let env = env("escfh");
+    let host = tempfile::tempdir().unwrap();
+    let share = host.path().join("share");
+    let outside = host.path().join("outside");
+    let probe = host.path().join("probe");
+    for d in [&share.join("sub"), &outside, &probe] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let secret = format!("secret-{}", std::process::id());
+    std::fs::write(outside.join("secret"), &secret).unwrap();
+    std::fs::write(share.join("inside"), "inside\n").unwrap();
+    std::fs::write(share.join("sub/deeper"), "deeper\n").unwrap();
+    std::fs::copy(common::static_fhprobe(), probe.join("fhprobe")).unwrap();
+
+    let r = env.run(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "-v",
+        &format!("{}:/mnt/share", share.display()),
+        "-v",
+        &format!("{}:/probe:ro", probe.display()),
+        IMAGE,
+        "sh",
+        "-c",
+        // Looking up sub/deeper first puts more of the share's nodes in the guest's cache.
+        "cat /mnt/share/sub/deeper >/dev/null && /probe/fhprobe /mnt/share /mnt/share/inside",
+    ]);
+    eprintln!("{}", r.stdout);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        !r.stdout.contains(&secret) && !r.stdout.contains("outside"),
+        "a forged handle reached outside the share: {r:?}"
+    );
+    // The control: the FUSE client's handle form (node id, generation) for the file, and the
+    // handle opens it back.
+    assert!(r.stdout.contains("handle type=129 "), "{r:?}");
+    assert!(r.stdout.contains("legit file 7 inside\\n"), "{r:?}");
+    // Every forged handle that opens is a node of the share: one of its files or directories.
+    let files = ["file 7 inside\\n", "file 7 deeper\\n"];
+    let names = ["inside", "sub", "deeper"];
+    let mut opened = 0;
+    for line in r.stdout.lines().filter(|l| l.starts_with("forged")) {
+        let what = line.splitn(3, ' ').nth(2).unwrap_or_default();
+        let what = what
+            .strip_prefix("gen=")
+            .map_or(what, |w| w.split_once(' ').map_or("", |x| x.1));
+        if what.starts_with("errno=") {
+            continue;
+        }
+        opened += 1;
+        let inside = files.contains(&what)
+            || what
+                .strip_prefix("dir ")
+                .is_some_and(|l| l.is_empty() || l.split(',').all(|n| names.contains(&n)));
+        assert!(inside, "a forged handle opened something else: {line}");
+    }
+    let tried = r.stdout.lines().filter(|l| l.starts_with("forged")).count();
+    assert!(tried > 200, "{r:?}");
+    eprintln!("{opened} of {tried} forged handles opened a node of the share");
+}
+
 /// `major(3)` of a `dev_t` (glibc's encoding).
 fn libc_major(dev: u64) -> u64 {
     ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)

@@ -90,6 +90,26 @@ pub fn static_vminitd() -> PathBuf {
     .clone()
 }
 
+/// `fhprobe` (src/bin/fhprobe.rs) built static for guests, once, beside the static vminitd.
+pub fn static_fhprobe() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let target_dir = workspace().join("target/vminitd-static");
+        let status = Command::new(env!("CARGO"))
+            .current_dir(workspace())
+            .args(["build", "--release", "-p", "testkit", "--bin", "fhprobe"])
+            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+            .arg(&target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+            .status()
+            .expect("run cargo");
+        assert!(status.success(), "static build of fhprobe failed");
+        target_dir.join("x86_64-unknown-linux-gnu/release/fhprobe")
+    })
+    .clone()
+}
+
 /// Runs `cmd` and returns its stdout; panics with its output when it cannot start or fails.
 #[track_caller]
 pub fn run(cmd: &mut Command) -> String {

@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 #[allow(unused_imports)]
-pub use testkit::{images, kernel_deb, netns, registry, run, sha256, tool, Registry};
+pub use testkit::{
+    images, kernel_deb, netns, registry, run, sha256, static_fhprobe, tool, Registry,
+};
 
 /// The `container` binary with its own state directory (removed on drop unless given by the
 /// test, see [`Cli::at`]).
