@@ -35,17 +35,6 @@ pub struct CommitOptions {
     pub pause: bool,
 }
 
-/// Mount points the guest may have made in a root filesystem that lacked them: not changes
-/// of the container's.
-const STUBS: [&str; 6] = [
-    "etc/hosts",
-    "etc/hostname",
-    "etc/resolv.conf",
-    "proc",
-    "sys",
-    "dev",
-];
-
 fn host<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> BuildError + '_ {
     move |e| BuildError::Host(format!("{what}: {e}"))
 }
@@ -246,7 +235,11 @@ fn walk(
         let r = rel.join(name);
         let am = fs::symlink_metadata(after.join(&r))?;
         let bm = fs::symlink_metadata(before.join(&r)).ok();
-        let stub = STUBS.iter().any(|s| Path::new(s) == r);
+        // The mount points an image's cached rootfs holds where the image lacks them (and the
+        // guest made in older ones): not changes of the container's.
+        let stub = runtime::rootfs::MOUNT_POINTS
+            .iter()
+            .any(|(s, _)| Path::new(s.trim_start_matches('/')) == r);
         match &bm {
             None if stub && ((am.is_file() && am.len() == 0) || am.is_dir()) => continue,
             None => {

@@ -498,8 +498,10 @@ fn the_root_holds_the_image_files_only_and_a_new_volume_is_empty() {
         [".", "..", "bin", "data", "dev", "etc", "old", "proc", "root", "sys", "tmp"],
         "{r:?}"
     );
-    // The cached rootfs is the no-lost+found format (its own file name, so rootfs files cached
-    // with a lost+found by earlier versions are not reused).
+    // The cached rootfs is the current format (its own file name, so rootfs files cached by
+    // earlier versions, with a lost+found or without the mount points, are not reused): the
+    // image's entries and, where the image has nothing, the mount points every container
+    // needs (docker's init layer), so that no start writes them into its own overlay.
     let cached: Vec<std::path::PathBuf> = std::fs::read_dir(env.cli.root().join("rootfs"))
         .unwrap()
         .flatten()
@@ -508,13 +510,17 @@ fn the_root_holds_the_image_files_only_and_a_new_volume_is_empty() {
         .collect();
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(
-        cached[0].to_string_lossy().ends_with(".v2.ext4"),
+        cached[0].to_string_lossy().ends_with(".v3.ext4"),
         "{cached:?}"
     );
     assert_eq!(
         debugfs_ls(&cached[0], "/"),
-        ["bin", "data", "etc", "old", "root", "tmp"]
+        ["bin", "data", "dev", "etc", "old", "proc", "root", "sys", "tmp"]
     );
+    let etc = debugfs_ls(&cached[0], "/etc");
+    for f in ["hosts", "hostname", "resolv.conf"] {
+        assert!(etc.iter().any(|e| e == f), "{f} not in {etc:?}");
+    }
 
     // A new named volume is empty, so postgres's initdb accepts it as its data directory; the
     // mount point is not in the image, so nothing is copied up either.

@@ -68,10 +68,28 @@ pub struct FormatOptions {
     /// only `e2fsck` reconnects orphaned inodes there, and a repairing run (`-p`/`-y`) creates
     /// it when missing, while a read-only `e2fsck -fn` says nothing (e2fsprogs 1.42.9 and later).
     pub lost_found: bool,
+    /// Entries added after the layers where nothing is at their path (an entry the layers
+    /// brought, of whatever type, stays as it is): a container runtime's mount points, made
+    /// once in the image instead of by every container (docker's init layer). Missing parent
+    /// directories are made (0755, root); an entry whose parent is not a directory is left
+    /// out. Default: none.
+    pub ensure: Vec<EnsureEntry>,
+}
+
+/// An entry for [`FormatOptions::ensure`]: an empty directory or an empty regular file, owned
+/// by root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnsureEntry {
+    /// Absolute path in the image.
+    pub path: String,
+    /// A directory (`true`) or an empty regular file.
+    pub dir: bool,
+    /// Permission bits.
+    pub perm: u16,
 }
 
 impl Default for FormatOptions {
-    /// No fixed size, no journal, a random UUID, no label, and a `lost+found`.
+    /// No fixed size, no journal, a random UUID, no label, a `lost+found`, nothing ensured.
     fn default() -> Self {
         FormatOptions {
             size: None,
@@ -82,6 +100,7 @@ impl Default for FormatOptions {
             uuid: None,
             label: None,
             lost_found: true,
+            ensure: Vec::new(),
         }
     }
 }
@@ -331,5 +350,77 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("lost+found"), "{err}");
+    }
+
+    #[test]
+    fn ensured_entries_fill_only_free_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1_700_000_000);
+            h.set_size(data.len() as u64);
+            if let Some(l) = link {
+                h.set_link_name(l).unwrap();
+            }
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        add(
+            "etc/hosts",
+            tar::EntryType::Regular,
+            b"127.0.0.1 mine\n",
+            None,
+        );
+        add("proc", tar::EntryType::Symlink, b"", Some("/somewhere"));
+        add("sys", tar::EntryType::Regular, b"a file\n", None);
+        add("run", tar::EntryType::Regular, b"", None);
+        let layer = tmp.path().join("layer.tar");
+        std::fs::write(&layer, b.into_inner().unwrap()).unwrap();
+
+        let entry = |path: &str, dir: bool, perm: u16| EnsureEntry {
+            path: path.into(),
+            dir,
+            perm,
+        };
+        let opts = FormatOptions {
+            ensure: vec![
+                entry("/proc", true, 0o755),
+                entry("/sys", true, 0o755),
+                entry("/dev", true, 0o755),
+                entry("/etc/hosts", false, 0o644),
+                entry("/etc/hostname", false, 0o644),
+                entry("/var/lib/new", true, 0o700),
+                entry("/run/inside", false, 0o644),
+            ],
+            ..no_lost_found()
+        };
+        let image = tmp.path().join("img");
+        build_from_layers(&[layer], &image, &opts).unwrap();
+        let r = Reader::open(&image).unwrap();
+        assert_eq!(
+            r.list("/").unwrap(),
+            ["dev", "etc", "proc", "run", "sys", "var"]
+        );
+        // Made where nothing was: empty, root's, with the permissions asked for.
+        let dev = r.stat("/dev").unwrap();
+        assert_eq!((dev.kind, dev.perm, dev.uid), (FileKind::Dir, 0o755, 0));
+        assert!(r.list("/dev").unwrap().is_empty());
+        let hostname = r.stat("/etc/hostname").unwrap();
+        assert_eq!(
+            (hostname.kind, hostname.perm, hostname.size),
+            (FileKind::File, 0o644, 0)
+        );
+        // Parents made on the way.
+        assert_eq!(r.stat("/var").unwrap().perm, 0o755);
+        assert_eq!(r.stat("/var/lib/new").unwrap().perm, 0o700);
+        // What the layers brought stays, whatever its type; under a file nothing is made.
+        assert_eq!(r.read("/etc/hosts").unwrap(), b"127.0.0.1 mine\n");
+        assert_eq!(r.stat("/proc").unwrap().kind, FileKind::Symlink);
+        assert_eq!(r.read("/sys").unwrap(), b"a file\n");
+        assert_eq!(r.stat("/run").unwrap().kind, FileKind::File);
     }
 }

@@ -601,3 +601,62 @@ fn min_size_gives_room_to_write_and_costs_no_disk() {
     }
     e2fsck_clean(&image);
 }
+
+/// Mount points made where the layers left their paths free (`FormatOptions::ensure`), under
+/// a symlinked `/etc` too: the image checks clean and the kernel sees them.
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root for loop mounts: run scripts/test.sh"
+)]
+fn ensured_entries_check_clean_and_mount() {
+    let mut l = Layer::new();
+    l.dir("usr", 0o755)
+        .dir("usr/etc", 0o755)
+        .file("usr/etc/hostname", 0o600, b"image's own\n")
+        .symlink("etc", "usr/etc")
+        .dir("proc", 0o555);
+    let entry = |path: &str, dir: bool| ext4::EnsureEntry {
+        path: path.into(),
+        dir,
+        perm: if dir { 0o755 } else { 0o644 },
+    };
+    let opts = ext4::FormatOptions {
+        journal: true,
+        lost_found: false,
+        ensure: vec![
+            entry("/proc", true),
+            entry("/sys", true),
+            entry("/dev", true),
+            entry("/etc/hosts", false),
+            entry("/etc/hostname", false),
+        ],
+        ..Default::default()
+    };
+    let (tmp, image) = build(&[l.finish()], &opts);
+    e2fsck_clean(&image);
+    let m = Mount::new(&image, &tmp.path().join("mnt"), true);
+    let mut names: Vec<String> = std::fs::read_dir(&m.dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dev", "etc", "proc", "sys", "usr"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(m.dir.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("proc"), 0o555, "the layer's own /proc stays");
+    assert_eq!(mode("sys"), 0o755);
+    // Through the symlink: made in usr/etc, the image's own hostname kept.
+    assert_eq!(std::fs::read(m.dir.join("usr/etc/hosts")).unwrap(), b"");
+    assert_eq!(mode("usr/etc/hosts"), 0o644);
+    assert_eq!(
+        std::fs::read(m.dir.join("usr/etc/hostname")).unwrap(),
+        b"image's own\n"
+    );
+}

@@ -270,6 +270,7 @@ pub async fn resolve(
                 // The container sees exactly its image's files at `/`, as on docker's
                 // overlayfs; the format is in the cache name, so old files are not reused.
                 lost_found: false,
+                ensure: crate::rootfs::mount_points(),
                 ..Default::default()
             };
             ext4::build_from_layers(&layers, tmp, &opts).map(|_| ())

@@ -141,11 +141,52 @@ impl State {
         }
     }
 
+    /// Adds each [`crate::EnsureEntry`] whose path is free (see [`crate::FormatOptions::ensure`]).
+    fn ensure_entries(&mut self) {
+        let t = Time::now();
+        let meta = |perm: u16| Meta {
+            perm,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Meta::default()
+        };
+        let layer = self.layers + 1;
+        for e in std::mem::take(&mut self.opts.ensure) {
+            let mut comps = crate::tree::clean_path(e.path.as_bytes());
+            let Some(name) = comps.pop() else { continue };
+            let Ok(dir) = self.tree.resolve_dir(&comps, Some((&meta(0o755), layer))) else {
+                continue;
+            };
+            if name.len() > crate::tree::MAX_NAME || self.tree.lookup(dir, &name).is_some() {
+                continue;
+            }
+            let body = if e.dir {
+                Body::Dir {
+                    parent: dir,
+                    children: BTreeMap::new(),
+                }
+            } else {
+                Body::File {
+                    size: 0,
+                    extents: Vec::new(),
+                }
+            };
+            let node = Node {
+                meta: meta(e.perm & 0o7777),
+                body,
+                refs: 1,
+            };
+            self.tree.add(dir, &name, node, layer);
+        }
+    }
+
     /// Lays the tree out and writes everything but file data (already in place), then renames
     /// the image to its final name. The stages run in this order because each one's block
     /// allocations decide where the next one's land: keep it, or images stop being
     /// reproducible.
     pub(crate) fn finish(mut self) -> Result<Summary, Ext4Error> {
+        self.ensure_entries();
         if self.opts.lost_found {
             self.ensure_lost_found()?;
         }
