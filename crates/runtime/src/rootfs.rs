@@ -31,7 +31,7 @@ pub const IMAGE_ROOTFS_FORMAT: &str = "v3";
 /// nothing to its disk: the guest made them in each container's overlay before, its first
 /// ext4 write, which cost 20–35 ms of every start under TCG (code run for the first time, the
 /// bitmaps read) for an image without them (busybox-style and `FROM scratch` images). They
-/// are not changes of a container's: `commit` leaves them out (builder's `STUBS`).
+/// are not changes of a container's: `commit` leaves them out (the builder reads this list).
 pub const MOUNT_POINTS: [(&str, bool); 6] = [
     ("/proc", true),
     ("/sys", true),
