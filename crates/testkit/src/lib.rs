@@ -73,19 +73,7 @@ pub fn static_vminitd() -> PathBuf {
         if setup.is_file() {
             return setup;
         }
-        let target_dir = ws.join("target/vminitd-static");
-        // The explicit --target keeps RUSTFLAGS off the proc-macro crates (ENVIRONMENT.md).
-        let status = Command::new(env!("CARGO"))
-            .current_dir(&ws)
-            .args(["build", "--release", "-p", "vminitd"])
-            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-            .arg(&target_dir)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "static build of vminitd failed");
-        target_dir.join("x86_64-unknown-linux-gnu/release/vminitd")
+        static_build("vminitd", "vminitd")
     })
     .clone()
 }
@@ -93,21 +81,29 @@ pub fn static_vminitd() -> PathBuf {
 /// `fhprobe` (src/bin/fhprobe.rs) built static for guests, once, beside the static vminitd.
 pub fn static_fhprobe() -> PathBuf {
     static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let target_dir = workspace().join("target/vminitd-static");
-        let status = Command::new(env!("CARGO"))
-            .current_dir(workspace())
-            .args(["build", "--release", "-p", "testkit", "--bin", "fhprobe"])
-            .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
-            .arg(&target_dir)
-            .env("RUSTFLAGS", "-C target-feature=+crt-static")
-            .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "static build of fhprobe failed");
-        target_dir.join("x86_64-unknown-linux-gnu/release/fhprobe")
-    })
-    .clone()
+    PATH.get_or_init(|| static_build("testkit", "fhprobe"))
+        .clone()
+}
+
+/// Builds binary `bin` of `package` statically linked, for guests, into
+/// `target/vminitd-static` (as scripts/setup.sh builds vminitd); returns its path.
+fn static_build(package: &str, bin: &str) -> PathBuf {
+    let ws = workspace();
+    let target_dir = ws.join("target/vminitd-static");
+    // The explicit --target keeps RUSTFLAGS off the proc-macro crates (ENVIRONMENT.md).
+    let status = Command::new(env!("CARGO"))
+        .current_dir(&ws)
+        .args(["build", "--release", "-p", package, "--bin", bin])
+        .args(["--target", "x86_64-unknown-linux-gnu", "--target-dir"])
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .status()
+        .expect("run cargo");
+    assert!(status.success(), "static build of {bin} failed");
+    target_dir
+        .join("x86_64-unknown-linux-gnu/release")
+        .join(bin)
 }
 
 /// Runs `cmd` and returns its stdout; panics with its output when it cannot start or fails.
