@@ -41,6 +41,9 @@ for t in "${targets[@]}"; do
     if cargo +nightly fuzz run -s "$SANITIZER" "$t" "corpus/$t" -- -runs="$RUNS" -max_total_time="$SECS" \
         -print_final_stats=1 ${ARGS[$t]} >"$log" 2>&1; then
         result="no findings"
+    elif grep -q 'libFuzzer: run interrupted' "$log"; then
+        # Stopped by hand (SIGINT): the count so far stands, nothing was found.
+        result="interrupted, no findings"
     else
         result="FOUND: $(grep -m1 -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" || echo "exit $?")"
         failed=1
@@ -49,7 +52,7 @@ for t in "${targets[@]}"; do
     execs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
     speed=$(grep -m1 'stat::average_exec_per_sec' "$log" | awk '{print $2}')
     printf '%-14s %14s %10s %9s %s\n' "$t" "${execs:-?}" "$secs" "${speed:-?}" "$result"
-    [ "$result" = "no findings" ] || tail -40 "$log" >&2
+    case "$result" in *"no findings") ;; *) tail -40 "$log" >&2 ;; esac
     rm -f "$log"
 done
 exit "$failed"
