@@ -37,15 +37,17 @@ for t in "${targets[@]}"; do
     log=$(mktemp)
     mkdir -p "corpus/$t"
     t0=$(date +%s)
+    rc=0
     # shellcheck disable=SC2086 # ARGS holds several flags
-    if cargo +nightly fuzz run -s "$SANITIZER" "$t" "corpus/$t" -- -runs="$RUNS" -max_total_time="$SECS" \
-        -print_final_stats=1 ${ARGS[$t]} >"$log" 2>&1; then
+    cargo +nightly fuzz run -s "$SANITIZER" "$t" "corpus/$t" -- -runs="$RUNS" -max_total_time="$SECS" \
+        -print_final_stats=1 ${ARGS[$t]} >"$log" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then
         result="no findings"
     elif grep -q 'libFuzzer: run interrupted' "$log"; then
         # Stopped by hand (SIGINT): the count so far stands, nothing was found.
         result="interrupted, no findings"
     else
-        result="FOUND: $(grep -m1 -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" || echo "exit $?")"
+        result="FOUND: $(grep -m1 -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log" || echo "exit $rc")"
         failed=1
     fi
     secs=$(( $(date +%s) - t0 ))

@@ -2,13 +2,13 @@
 //! It takes the handle of a file on the share (`name_to_handle_at`), opens it back
 //! (`open_by_handle_at`, which needs CAP_DAC_READ_SEARCH: a privileged container), then
 //! opens forged handles (other FUSE node ids and generations, the parent form) and prints
-//! what each one reaches, one line per handle:
+//! what each one reaches, one line per handle, what it is and what it reached apart by a tab:
 //!
 //! ```text
 //! handle type=129 bytes=000000000000000512345678
-//! legit file 7 inside\n
-//! forged node=1 gen=0 dir a,b,inside
-//! forged node=2 gen=0 errno=116
+//! legit<TAB>file 7 inside\n
+//! forged node=1 gen=0<TAB>dir a,b,inside
+//! forged node=2 gen=0<TAB>errno=116
 //! ```
 //!
 //! Regular files print up to 64 bytes (escaped), directories their sorted names. Built
@@ -111,6 +111,14 @@ fn describe(fd: OwnedFd) -> String {
     }
 }
 
+/// Prints one handle's line: `label`, a tab, and what it opened or the errno.
+fn report(label: &str, opened: Result<OwnedFd, i32>) {
+    match opened {
+        Ok(fd) => println!("{label}\t{}", describe(fd)),
+        Err(e) => println!("{label}\terrno={e}"),
+    }
+}
+
 /// A FUSE handle for `node` and `generation` (the kernel's layout: node id high word, low
 /// word, generation, native endian u32s).
 fn fuse_handle(node: u64, generation: u32) -> Vec<u8> {
@@ -145,10 +153,7 @@ fn main() {
     };
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     println!("handle type={kind} bytes={hex}");
-    match open_by_handle(&mount, kind, &bytes) {
-        Ok(fd) => println!("legit {}", describe(fd)),
-        Err(e) => println!("legit errno={e}"),
-    }
+    report("legit", open_by_handle(&mount, kind, &bytes));
     let own = (kind == FILEID_INO64_GEN && bytes.len() >= 12).then(|| {
         let w = |i: usize| u32::from_ne_bytes(bytes[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]));
         ((u64::from(w(0)) << 32) | u64::from(w(1)), w(2))
@@ -168,16 +173,16 @@ fn main() {
     for n in nodes {
         for g in [generation, 0] {
             let h = fuse_handle(n, g);
-            match open_by_handle(&mount, FILEID_INO64_GEN, &h) {
-                Ok(fd) => println!("forged node={n} gen={g} {}", describe(fd)),
-                Err(e) => println!("forged node={n} gen={g} errno={e}"),
-            }
+            report(
+                &format!("forged node={n} gen={g}"),
+                open_by_handle(&mount, FILEID_INO64_GEN, &h),
+            );
         }
         let mut h = fuse_handle(n, generation);
         h.extend_from_slice(&fuse_handle(1, 0));
-        match open_by_handle(&mount, FILEID_INO64_GEN_PARENT, &h) {
-            Ok(fd) => println!("forged-parent node={n} {}", describe(fd)),
-            Err(e) => println!("forged-parent node={n} errno={e}"),
-        }
+        report(
+            &format!("forged-parent node={n}"),
+            open_by_handle(&mount, FILEID_INO64_GEN_PARENT, &h),
+        );
     }
 }
