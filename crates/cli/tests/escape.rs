@@ -265,13 +265,16 @@ impl Drop for Loop {
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(container_testenv),
-    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
-)]
-fn a_privileged_container_cannot_leave_a_bind_nor_read_host_devices_through_it() {
-    let env = env("escfs");
+/// A host directory to share (`share`) beside one the container must never reach
+/// (`outside`, holding a file named `secret` whose text is the field `secret`), in `host`.
+struct ShareBeside {
+    host: tempfile::TempDir,
+    share: PathBuf,
+    outside: PathBuf,
+    secret: String,
+}
+
+fn share_beside_a_secret() -> ShareBeside {
     let host = tempfile::tempdir().unwrap();
     let share = host.path().join("share");
     let outside = host.path().join("outside");
@@ -279,6 +282,28 @@ fn a_privileged_container_cannot_leave_a_bind_nor_read_host_devices_through_it()
     std::fs::create_dir_all(&outside).unwrap();
     let secret = format!("secret-{}", std::process::id());
     std::fs::write(outside.join("secret"), &secret).unwrap();
+    ShareBeside {
+        host,
+        share,
+        outside,
+        secret,
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn a_privileged_container_cannot_leave_a_bind_nor_read_host_devices_through_it() {
+    let env = env("escfs");
+    // `_host` (not `_`) keeps the directories until the test ends.
+    let ShareBeside {
+        host: _host,
+        share,
+        outside,
+        secret,
+    } = share_beside_a_secret();
     // Links the host plants in the share, pointing out of it: absolute to the file and to its
     // directory, and relative through `..`.
     let link = |target: &Path, name: &str| {
@@ -372,15 +397,16 @@ fn a_privileged_container_cannot_leave_a_bind_nor_read_host_devices_through_it()
 )]
 fn forged_file_handles_on_a_bind_reach_nothing_outside_it() {
     let env = env("escfh");
-    let host = tempfile::tempdir().unwrap();
-    let share = host.path().join("share");
-    let outside = host.path().join("outside");
+    let ShareBeside {
+        host,
+        share,
+        secret,
+        ..
+    } = share_beside_a_secret();
     let probe = host.path().join("probe");
-    for d in [&share.join("sub"), &outside, &probe] {
+    for d in [&share.join("sub"), &probe] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let secret = format!("secret-{}", std::process::id());
-    std::fs::write(outside.join("secret"), &secret).unwrap();
     std::fs::write(share.join("inside"), "inside\n").unwrap();
     std::fs::write(share.join("sub/deeper"), "deeper\n").unwrap();
     std::fs::copy(common::static_fhprobe(), probe.join("fhprobe")).unwrap();
