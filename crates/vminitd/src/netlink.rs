@@ -281,6 +281,7 @@ pub fn setup(i: &Interface) -> Result<(), GuestError> {
         nl.request(&set_mac(index, &mac, seq))
             .map_err(|e| GuestError::sys(format!("set MAC address {text} of {}", i.name), e))?;
     }
+    no_dad(&i.name)?;
     let seq = nl.next_seq();
     nl.request(&link_up(index, i.mtu, seq))
         .map_err(|e| GuestError::sys(format!("bring up {}", i.name), e))?;
@@ -302,6 +303,20 @@ pub fn setup(i: &Interface) -> Result<(), GuestError> {
             .map_err(|e| GuestError::sys(format!("add default route via {gw}"), e))?;
     }
     Ok(())
+}
+
+/// Turns off duplicate address detection on `name` before its link goes up, so the link-local
+/// address the kernel makes from the MAC is usable at once, as the addresses we add are (NODAD):
+/// under TCG a tentative address lasts a second or more, past a container's first `exec`. The
+/// host hands out each MAC once per network. A guest without IPv6 has no such file.
+fn no_dad(name: &str) -> Result<(), GuestError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+    match sys::write_file(std::path::Path::new(&path), b"0") {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(GuestError::sys(format!("turn off DAD on {name}"), e))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Brings the loopback interface up (at boot).
@@ -407,6 +422,13 @@ mod tests {
                     .status()
                     .unwrap();
                 assert!(st.success());
+                // The peer up first: d0 gets carrier when it goes up, and with it a link-local
+                // address, which must not be tentative.
+                let st = std::process::Command::new("ip")
+                    .args(["link", "set", "d1", "up"])
+                    .status()
+                    .unwrap();
+                assert!(st.success());
                 setup(&Interface {
                     name: "d0".into(),
                     addresses: vec!["10.99.0.2/24".into(), "fd00:99::2/64".into()],
@@ -449,6 +471,8 @@ mod tests {
             "{addr}"
         );
         assert!(addr.contains("UP"), "{addr}");
+        assert!(addr.contains("inet6 fe80::42:aff:fe63:2/64"), "{addr}");
+        assert!(!addr.contains("tentative"), "{addr}");
         assert!(route.contains("default via 10.99.0.1 dev d0"), "{route}");
         assert_eq!(mac.trim(), "02:42:0a:63:00:02");
     }
