@@ -51,7 +51,8 @@ pub enum TemplateCommand {
     /// List the VM templates.
     #[command(alias = "ls")]
     List(FormatArgs),
-    /// Remove every VM template (the next start makes a new one).
+    /// Remove every VM template and stop the pre-booted VMs waiting in the pool (the next
+    /// start makes a new template).
     Prune,
 }
 
@@ -121,12 +122,12 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&templates)?),
                 Format::Table => {
                     println!(
-                        "{:<34} {:>5} {:>8} {:<5} {:>5} {:>4} {:>9} CREATED",
-                        "KEY", "CPUS", "MEMORY", "ACCEL", "DISKS", "NETS", "BUILD"
+                        "{:<34} {:>5} {:>8} {:<5} {:>5} {:>4} {:>9} {:>7} CREATED",
+                        "KEY", "CPUS", "MEMORY", "ACCEL", "DISKS", "NETS", "BUILD", "WAITING"
                     );
                     for t in templates {
                         println!(
-                            "{:<34} {:>5} {:>6}Mi {:<5} {:>5} {:>4} {:>7}ms {}",
+                            "{:<34} {:>5} {:>6}Mi {:<5} {:>5} {:>4} {:>7}ms {:>7} {}",
                             t.key,
                             t.cpus,
                             t.memory_mib,
@@ -134,6 +135,7 @@ pub fn run(global: &GlobalOptions, cmd: SystemCommand) -> anyhow::Result<()> {
                             t.disks,
                             t.nets,
                             t.build_ms,
+                            t.waiting,
                             t.created.format("%Y-%m-%d %H:%M:%S")
                         );
                     }

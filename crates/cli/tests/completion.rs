@@ -79,4 +79,5 @@ fn man_pages_cover_the_commands() {
     let run = std::fs::read_to_string(dir.path().join("container-run.1")).unwrap();
     assert!(run.contains("pod"), "run's page lacks --pod");
     assert!(!dir.path().join("container-__monitor.1").exists());
+    assert!(!dir.path().join("container-__monitor-pool.1").exists());
 }

@@ -311,3 +311,173 @@ fn concurrent_first_runs_build_one_template_and_all_start_from_it() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     env.run(&["delete", "-f", "p1", "p2", "p3"]).success();
 }
+
+/// The pool's waiting VMs as their entries say (`<root>/pool/*/entry.json`): pid, key.
+fn waiting(env: &Env) -> Vec<(u32, String)> {
+    std::fs::read_dir(env.cli.root().join("pool"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("entry.json")).ok())
+        .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
+        .map(|v| {
+            (
+                v["pid"].as_u64().unwrap() as u32,
+                v["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until a pre-booted VM waits (after the start that made it); returns its pid.
+fn until_one_waits(env: &Env) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some((pid, _)) = waiting(env).first() {
+            return *pid;
+        }
+        assert!(Instant::now() < deadline, "no pre-booted VM came up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+fn until_gone(pid: u32, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "pool process {pid} outlived {why}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
+    let env = own_templates();
+    // The first start makes the template; once its process runs, a VM of its shape is
+    // restored ahead of time and waits.
+    env.run(&["run", "--rm", "--network", "none", IMAGE, "true"])
+        .success();
+    let first = until_one_waits(&env);
+    let listed = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    assert_eq!(listed[0]["waiting"], 1, "{listed}");
+    let key = listed[0]["key"].as_str().unwrap().to_string();
+    assert_eq!(waiting(&env), vec![(first, key.clone())]);
+
+    // The next container of that shape is that VM: its pool process is its monitor, QEMU
+    // stays its child, and its own disk is behind the placeholder.
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "p",
+        IMAGE,
+        "sleep",
+        "600",
+    ])
+    .success();
+    let p = env.inspect("p");
+    assert_eq!(p["vmPrebooted"], true, "{p}");
+    assert_eq!(p["vmTemplate"], key.as_str(), "{p}");
+    assert_eq!(p["monitorPid"], first, "{p}");
+    assert_eq!(exec(&env, "p", "cat /bin/notexec.sh"), "#!/bin/sh\necho no");
+    exec(&env, "p", "echo mine > /data/written-by-p");
+    assert_eq!(exec(&env, "p", "cat /data/written-by-p"), "mine");
+    assert_eq!(
+        exec(&env, "p", "busybox hostname"),
+        p["id"].as_str().unwrap()[..12]
+    );
+    let guest: u64 = exec(&env, "p", "busybox date +%s").parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
+
+    // Its start made the next one: a second pre-booted container has an identity of its own
+    // and does not see the first one's writes.
+    let second = until_one_waits(&env);
+    assert_ne!(second, first);
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "q",
+        IMAGE,
+        "sleep",
+        "600",
+    ])
+    .success();
+    let q = env.inspect("q");
+    assert_eq!(q["vmPrebooted"], true, "{q}");
+    let boot_id = "cat /proc/sys/kernel/random/boot_id";
+    assert_ne!(exec(&env, "p", boot_id), exec(&env, "q", boot_id));
+    let random = "busybox head -c 16 /dev/urandom | busybox od -An -tx1";
+    assert_ne!(exec(&env, "p", random), exec(&env, "q", random));
+    assert_eq!(
+        exec(
+            &env,
+            "q",
+            "test -e /data/written-by-p && echo seen || echo unseen"
+        ),
+        "unseen"
+    );
+    // A container's stop ends its VM as any monitor's does.
+    env.run(&["delete", "-f", "p"]).success();
+    until_gone(first, "its container");
+
+    // Containers the pool cannot serve get VMs of their own: another shape (a NIC), or a
+    // pool turned off for the start.
+    let third = until_one_waits(&env);
+    env.run(&["run", "-d", "--name", "net", IMAGE, "sleep", "600"])
+        .success();
+    assert_eq!(env.inspect("net")["vmPrebooted"], false);
+    let mut off = env.cli.command(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "off",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    off.env("CONTAINER_POOL", "0");
+    assert!(off.output().unwrap().status.success());
+    assert_eq!(env.inspect("off")["vmPrebooted"], false);
+    assert_eq!(waiting(&env).first().map(|w| w.0), Some(third));
+
+    // Prune stops the waiting VM with the templates; containers keep running.
+    env.run(&["system", "template", "prune"]).success();
+    until_gone(third, "system template prune");
+    assert!(waiting(&env).is_empty());
+    assert_eq!(exec(&env, "q", "echo up"), "up");
+    env.run(&["delete", "-f", "q", "net", "off"]).success();
+
+    // A waiting VM leaves by itself after CONTAINER_POOL_IDLE seconds.
+    let mut idle = env
+        .cli
+        .command(&["run", "--rm", "--network", "none", IMAGE, "true"]);
+    idle.env("CONTAINER_POOL_IDLE", "2");
+    assert!(idle.output().unwrap().status.success());
+    let last = until_one_waits(&env);
+    until_gone(last, "its idle time");
+    assert_eq!(env.qemus(), 0, "a pre-booted VM's QEMU outlived it");
+}

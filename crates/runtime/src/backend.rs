@@ -448,6 +448,8 @@ pub struct Booted {
     pub guest: Arc<dyn Guest>,
     /// The key of the VM template it was restored from (None: booted cold).
     pub template: Option<String>,
+    /// It was restored ahead of time and waited in the pool (`real::pool`).
+    pub prebooted: bool,
 }
 
 /// Errors booting a VM.
@@ -475,4 +477,7 @@ pub trait VmBackend: Send + Sync {
     ) -> Result<(), BootError>;
     /// Boots a VM and connects to its agent.
     async fn boot(&self, req: &VmRequest) -> Result<Booted, BootError>;
+    /// The container's main process runs: the time for work that should not slow its start
+    /// (pre-booting the next VM of its shape).
+    fn started(&self) {}
 }

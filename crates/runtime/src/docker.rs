@@ -820,6 +820,7 @@ mod tests {
             monitor_pid: Some(10),
             vm_pid: Some(11),
             vm_template: None,
+            vm_prebooted: false,
             created: "2024-05-01T10:00:00.120Z".parse().unwrap(),
             started: Some("2024-05-01T10:00:01Z".parse().unwrap()),
             finished: None,

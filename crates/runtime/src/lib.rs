@@ -63,6 +63,11 @@ pub use exit::RUNTIME_FAULT as EXIT_RUNTIME_FAULT;
 /// The hidden CLI subcommand that runs a monitor; also how a monitor is recognised in /proc.
 pub const MONITOR_SUBCOMMAND: &str = "__monitor";
 
+/// The hidden CLI subcommand of a pool process: a pre-booted VM waiting to become a
+/// container's monitor ([`real::pool`]). It contains [`MONITOR_SUBCOMMAND`], by which a
+/// claimed one is recognised as its container's monitor.
+pub const POOL_SUBCOMMAND: &str = "__monitor-pool";
+
 /// An error and its sources on one line.
 pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();

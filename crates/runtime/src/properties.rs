@@ -126,6 +126,9 @@ impl Runtime {
             ),
             // Unset: templates when QEMU can return a clone's freed memory (8.2 and later).
             Property::from_env("vm.templates", crate::real::template::TEMPLATES_ENV, "auto"),
+            // Pre-booted VMs kept per shape, and how long one waits (seconds).
+            Property::from_env("vm.pool", crate::real::pool::POOL_ENV, "1"),
+            Property::from_env("vm.pool.idle", crate::real::pool::POOL_IDLE_ENV, "600"),
             // These names are private to the crates that read them (vmm, runtime::real, oci).
             Property::from_env("vm.qemu.sandbox", "CONTAINER_QEMU_SANDBOX", "on"),
             Property::from_env("vm.qemu.capabilities", "CONTAINER_QEMU_CAPS", "drop"),

@@ -348,6 +348,9 @@ pub struct ContainerRecord {
     /// The VM template its VM was restored from (None: booted cold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_template: Option<String>,
+    /// Its VM was restored ahead of time and waited in the pool for it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub vm_prebooted: bool,
     /// When `create` wrote this record.
     pub created: DateTime<Utc>,
     /// When the main process last started.
@@ -999,6 +1002,7 @@ mod tests {
             monitor_pid: None,
             vm_pid: None,
             vm_template: None,
+            vm_prebooted: false,
             created: Utc::now(),
             started: None,
             finished: None,

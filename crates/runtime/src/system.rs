@@ -117,13 +117,21 @@ impl Runtime {
         KernelStore::new(self.root())
     }
 
-    /// The VM templates made so far, oldest first.
+    /// The VM templates made so far, oldest first, each with the number of its pre-booted
+    /// VMs waiting in the pool.
     pub fn templates(&self) -> Vec<TemplateInfo> {
-        TemplateStore::new(self.root()).list()
+        let waiting = crate::real::pool::Pool::new(self.root()).waiting();
+        let mut list = TemplateStore::new(self.root()).list();
+        for t in &mut list {
+            t.waiting = waiting.iter().filter(|w| w.key == t.key).count();
+        }
+        list
     }
 
-    /// Removes every VM template (the next start makes a new one); returns how many went.
+    /// Stops the pre-booted VMs waiting in the pool and removes every VM template (the next
+    /// start makes a new one); returns how many templates went.
     pub fn templates_prune(&self) -> std::io::Result<usize> {
+        crate::real::pool::Pool::new(self.root()).stop_all();
         TemplateStore::new(self.root()).prune()
     }
 

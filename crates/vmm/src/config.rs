@@ -507,7 +507,7 @@ impl VmConfig {
                 DiskFormat::Qcow2 => "qcow2",
             };
             let mut drive = format!(
-                "id=disk{i},{},format={format},if=none,discard=unmap,werror=report,rerror=report",
+                "id=disk{i},node-name=vd{i},{},format={format},if=none,discard=unmap,werror=report,rerror=report",
                 files.drive(d)?
             );
             if d.readonly {
@@ -746,7 +746,7 @@ mod tests {
         c.agent_socket = Some("/r/agent.sock".into());
         c.extra_cmdline.push("foo=bar".into());
         let s = joined(&c);
-        assert!(s.contains("-drive id=disk0,file=/r/root.qcow2,format=qcow2,if=none"));
+        assert!(s.contains("-drive id=disk0,node-name=vd0,file=/r/root.qcow2,format=qcow2,if=none"));
         assert!(
             s.contains("format=raw,if=none,discard=unmap,werror=report,rerror=report,readonly=on")
         );

@@ -285,6 +285,51 @@ impl Qmp {
         Ok(disks.into_iter().map(|(_, size)| size).collect())
     }
 
+    /// Puts the image of `disk` behind disk `index` of a running VM (its `-drive` node
+    /// `vd{index}`, which must be `raw`, as a pooled VM's placeholders are), in place of the
+    /// file it had: the new image is opened as a node of its own (a qcow2 one opens its
+    /// backing file as QEMU would at start-up) and becomes the raw node's child
+    /// (`blockdev-reopen`), so the guest's device stays the same. QEMU opens the image by
+    /// path: a QEMU of its own user could not, so only VMs that run as the invoking user are
+    /// given disks this way. The guest learns the new capacity from
+    /// [`Qmp::announce_disk_sizes`].
+    pub fn swap_disk(&mut self, index: usize, disk: &crate::DiskSpec) -> Result<(), QmpError> {
+        let node = format!("vd{index}");
+        let child = format!("{node}-c");
+        let path = disk.path.to_string_lossy();
+        let file = json!({ "driver": "file", "filename": path, "discard": "unmap" });
+        let image = match disk.format {
+            crate::DiskFormat::Raw => {
+                let mut f = file;
+                f["node-name"] = json!(child);
+                f
+            }
+            crate::DiskFormat::Qcow2 => {
+                json!({ "driver": "qcow2", "node-name": child, "file": file, "discard": "unmap" })
+            }
+        };
+        let mut image = image;
+        image["read-only"] = json!(disk.readonly);
+        self.execute("blockdev-add", Some(image))?;
+        // Every option of the node is restated: what a reopen leaves out returns to its
+        // default (discard=unmap, as every disk of ours has, would be dropped).
+        let reopened = self.execute(
+            "blockdev-reopen",
+            Some(json!({ "options": [{
+                "driver": "raw",
+                "node-name": node,
+                "file": child,
+                "discard": "unmap",
+                "read-only": disk.readonly,
+            }]})),
+        );
+        if let Err(e) = reopened {
+            let _ = self.execute("blockdev-del", Some(json!({ "node-name": child })));
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// Ends QEMU.
     pub fn quit(&mut self) -> Result<(), QmpError> {
         self.execute("quit", None).map(|_| ())

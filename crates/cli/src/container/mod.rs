@@ -79,6 +79,9 @@ pub enum ContainerCommand {
     /// Internal: the per-container monitor process.
     #[command(name = "__monitor", hide = true)]
     Monitor(monitor::MonitorArgs),
+    /// Internal: a pre-booted VM waiting to become a container's monitor.
+    #[command(name = "__monitor-pool", hide = true)]
+    Pool(monitor::PoolArgs),
 }
 
 /// Resource limits, for `run`/`create` and `update`.
@@ -430,8 +433,10 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
 
 /// Runs one container command.
 pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> {
-    if let ContainerCommand::Monitor(args) = cmd {
-        return monitor::run(global, args);
+    match cmd {
+        ContainerCommand::Monitor(args) => return monitor::run(global, args),
+        ContainerCommand::Pool(args) => return monitor::pool(global, args),
+        _ => {}
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -462,7 +467,9 @@ pub fn run(global: &GlobalOptions, cmd: ContainerCommand) -> anyhow::Result<()> 
             ContainerCommand::Attach(a) => attach::attach(global, a).await,
             ContainerCommand::Export(a) => manage::export(global, a).await,
             ContainerCommand::Prune(a) => manage::prune(global, a).await,
-            ContainerCommand::Monitor(_) => unreachable!("handled above"),
+            ContainerCommand::Monitor(_) | ContainerCommand::Pool(_) => {
+                unreachable!("handled above")
+            }
         }
     });
     // Do not wait for the blocking thread reading our stdin: on a terminal it never sees EOF.

@@ -1,5 +1,7 @@
 //! The hidden `__monitor ID` subcommand: the per-container monitor process (see
-//! `runtime::monitor`). `start`/`run` spawn it detached; users never call it.
+//! `runtime::monitor`). `start`/`run` spawn it detached; users never call it. And the hidden
+//! `__monitor-pool SEED`: a pre-booted VM that becomes a container's monitor when claimed
+//! (`runtime::real::pool`), started by monitors.
 
 use clap::Args;
 use runtime::monitor::MonitorOptions;
@@ -27,5 +29,19 @@ pub fn run(global: &GlobalOptions, a: MonitorArgs) -> anyhow::Result<()> {
         hold: a.hold,
     };
     runtime::monitor::main(&global.root_dir(), &a.id, opts)?;
+    Ok(())
+}
+
+/// Arguments of a pool process.
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// The VM config to pre-boot (a file the starting monitor wrote; removed once read).
+    pub seed: std::path::PathBuf,
+}
+
+/// Runs a pool process: waits with a pre-booted VM, then runs the monitor of the container
+/// that claims it.
+pub fn pool(global: &GlobalOptions, a: PoolArgs) -> anyhow::Result<()> {
+    runtime::real::pool::main(&global.root_dir(), &a.seed)?;
     Ok(())
 }

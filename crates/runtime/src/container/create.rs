@@ -123,6 +123,7 @@ pub(crate) fn create_record(
             monitor_pid: None,
             vm_pid: None,
             vm_template: None,
+            vm_prebooted: false,
             created: Utc::now(),
             started: None,
             finished: None,

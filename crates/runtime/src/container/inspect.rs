@@ -112,6 +112,7 @@ impl Container {
             "monitorPid": r.monitor_pid,
             "vmPid": r.vm_pid,
             "vmTemplate": r.vm_template,
+            "vmPrebooted": r.vm_prebooted,
             "created": r.created,
             "started": r.started,
             "finished": r.finished,

@@ -123,6 +123,16 @@ impl Container {
         let _guard = store.lock(id)?;
         let mut record = store.reconcile_locked(store.load(id)?)?;
         Container::new(self.rt.clone(), record.clone()).check(Verb::Start)?;
+        // A VM waiting in the pool becomes this container's monitor, when one fits.
+        let opts = crate::monitor::MonitorOptions {
+            wait_attach: how == Launch::WaitAttach,
+            hold: how == Launch::Hold,
+        };
+        if let Some(pid) = crate::real::pool::claim(&cmd.root, &record, opts) {
+            record.monitor_pid = Some(pid);
+            store.save(&record)?;
+            return Ok(pid);
+        }
         let spawn_err = |source| ContainerError::SpawnMonitor {
             program: cmd.program.display().to_string(),
             source,

@@ -757,6 +757,7 @@ async fn start(
     let _ = store.update_unsynced(id, |r| {
         r.vm_pid = booted.vm.pid();
         r.vm_template = booted.template.clone();
+        r.vm_prebooted = booted.prebooted;
     });
     let guest = booted.guest.clone();
     if let Ok(mut g) = shared.guest.lock() {
@@ -808,6 +809,7 @@ async fn start(
     shared.phase.send_replace(Phase::Running);
     events::container_event(store, id, "start", &[]);
     tracing::debug!("main process started");
+    backend.started();
     Ok(Running {
         record,
         booted,
@@ -981,6 +983,7 @@ async fn hold(
     let _ = store.update_unsynced(id, |r| {
         r.vm_pid = booted.vm.pid();
         r.vm_template = booted.template.clone();
+        r.vm_prebooted = booted.prebooted;
     });
     let guest = booted.guest.clone();
     if let Ok(mut g) = shared.guest.lock() {

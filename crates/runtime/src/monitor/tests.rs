@@ -356,6 +356,7 @@ impl VmBackend for FakeBackend {
             killed: Default::default(),
         };
         Ok(Booted {
+            prebooted: false,
             vm: Box::new(vm),
             guest: Arc::new(guest),
             template: None,

@@ -3,6 +3,7 @@
 
 pub mod agent;
 mod pod;
+pub mod pool;
 pub mod qemu;
 pub mod template;
 pub mod virtiofs;

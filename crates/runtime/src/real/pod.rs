@@ -42,6 +42,7 @@ pub(crate) async fn attach(req: &VmRequest, member: &PodMember) -> Result<Booted
         client,
     };
     Ok(Booted {
+        prebooted: false,
         vm: Box::new(vm),
         guest,
         template: None,

@@ -117,6 +117,11 @@ fn initfs_for(
 pub struct QemuBackend {
     root: PathBuf,
     vminitd: Option<PathBuf>,
+    /// A pool process's VM, for the container it was claimed for (used once).
+    prebooted: std::sync::Mutex<Option<super::pool::Prebooted>>,
+    /// The config of the last VM restored from a template, for [`VmBackend::started`] to
+    /// pre-boot the next one of its shape.
+    last_clone: std::sync::Mutex<Option<vmm::VmConfig>>,
 }
 
 impl QemuBackend {
@@ -126,7 +131,17 @@ impl QemuBackend {
         Ok(QemuBackend {
             root: root.to_path_buf(),
             vminitd,
+            prebooted: std::sync::Mutex::new(None),
+            last_clone: std::sync::Mutex::new(None),
         })
+    }
+
+    /// This backend's first VM is `vm` when it fits (a pool process turned monitor).
+    pub fn with_prebooted(self, vm: super::pool::Prebooted) -> QemuBackend {
+        if let Ok(mut slot) = self.prebooted.lock() {
+            *slot = Some(vm);
+        }
+        self
     }
 
     /// The cold-boot config of `req`, and whether the kernel's disk and NIC drivers are
@@ -305,7 +320,24 @@ impl VmBackend for QemuBackend {
             return super::pod::attach(req, member).await;
         }
         let (cfg, modular) = self.config(req)?;
+        let mut prebooted = self.prebooted.lock().ok().and_then(|mut p| p.take());
         if let Some((dir, balloon)) = self.template_for(req, &cfg, modular).await {
+            if let Ok(mut last) = self.last_clone.lock() {
+                *last = Some(cfg.clone());
+            }
+            match prebooted.take() {
+                Some(p) if p.fits(&cfg) && p.template() == dir => {
+                    match p.adopt(req, &cfg, balloon).await {
+                        Ok(b) => return Ok(b),
+                        Err(e) => tracing::warn!(
+                            "the pre-booted VM failed, restoring the template: {}",
+                            crate::error_line(&e)
+                        ),
+                    }
+                }
+                Some(p) => p.discard().await,
+                None => {}
+            }
             match self.boot_clone(req, cfg.clone(), &dir, balloon).await {
                 Ok(b) => return Ok(b),
                 Err(e) => tracing::warn!(
@@ -315,7 +347,20 @@ impl VmBackend for QemuBackend {
                 ),
             }
         }
+        if let Some(p) = prebooted {
+            p.discard().await;
+        }
         self.boot_vm(req, cfg, None, false).await
+    }
+
+    fn started(&self) {
+        let Some(cfg) = self.last_clone.lock().ok().and_then(|mut c| c.take()) else {
+            return;
+        };
+        let Ok(program) = std::env::current_exe() else {
+            return;
+        };
+        super::pool::Pool::new(&self.root).refill(&program, &self.root, &cfg);
     }
 }
 
@@ -382,7 +427,7 @@ impl QemuBackend {
                 // takes the Hello as a restart, instead of seeing a hang-up and polling for
                 // the next host (about 30 ms under TCG).
                 early = tokio::net::UnixStream::connect(&sock).await.ok();
-                disks = super::template::restore(dir, qmp).await?;
+                disks = super::template::restore(dir, qmp, true).await?;
                 tracing::debug!("VM state restored");
             }
             let client = connect_agent(&sock, early, &mut vm, &req.console_log).await?;
@@ -404,6 +449,7 @@ impl QemuBackend {
                     .unwrap_or("container");
                 let guest = AgentGuest::new(client, &name[..name.len().min(12)]);
                 Ok(Booted {
+                    prebooted: false,
                     vm: Box::new(vm),
                     guest: Arc::new(guest),
                     template: template

@@ -74,6 +74,9 @@ pub struct TemplateInfo {
     pub created: chrono::DateTime<chrono::Utc>,
     /// Boot, handshake and save, in milliseconds.
     pub build_ms: u64,
+    /// Pre-booted VMs of this template waiting in the pool (counted when listed).
+    #[serde(default)]
+    pub waiting: usize,
 }
 
 /// How a VM of `cfg` may start from a template: `Ok(balloon)` when it can (`balloon`: its
@@ -278,26 +281,32 @@ impl TemplateStore {
 /// A short private directory for a template build's sockets (unix socket paths are limited
 /// to 108 bytes, state roots may be long), in the system's temp directory.
 fn socket_dir(key: &str) -> std::io::Result<tempfile::TempDir> {
-    socket_dir_in(&std::env::temp_dir(), key)
+    socket_dir_named("ctpl", key)
 }
 
-/// `ctpl-{pid}-{key}-XXXXXX` in `parent`. Named after the building process, so that the
-/// directories of builds killed half-way (whose `TempDir` never dropped) are recognised and
-/// removed by the next build.
-fn socket_dir_in(parent: &Path, key: &str) -> std::io::Result<tempfile::TempDir> {
+/// [`socket_dir_in`] the system's temp directory, for `kind`'s processes (`ctpl`: template
+/// builds, `cpool`: pooled VMs).
+pub(crate) fn socket_dir_named(kind: &str, key: &str) -> std::io::Result<tempfile::TempDir> {
+    socket_dir_in(&std::env::temp_dir(), kind, key)
+}
+
+/// `{kind}-{pid}-{key}-XXXXXX` in `parent`. Named after the process, so that the directories
+/// of processes killed half-way (whose `TempDir` never dropped) are recognised and removed by
+/// the next one of their kind.
+fn socket_dir_in(parent: &Path, kind: &str, key: &str) -> std::io::Result<tempfile::TempDir> {
+    let prefix = format!("{kind}-");
     atomic_file::remove_dead_writers(parent, |name| {
-        name.strip_prefix("ctpl-")?.split_once('-')?.0.parse().ok()
+        name.strip_prefix(&prefix)?.split_once('-')?.0.parse().ok()
     });
     tempfile::Builder::new()
-        .prefix(&format!("ctpl-{}-{}-", std::process::id(), &key[..8]))
+        .prefix(&format!("{kind}-{}-{}-", std::process::id(), &key[..8]))
         .tempdir_in(parent)
 }
 
-async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootError> {
-    let began = Instant::now();
-    let sockets = socket_dir(key).map_err(boot_src("create the template's socket directory"))?;
-    let mut t = cfg.clone();
-    for (i, d) in t.disks.iter_mut().enumerate() {
+/// Replaces the disks of `cfg` with raw placeholder files in `dir` (never read by the guest
+/// until a container's disks are put in their place).
+pub(crate) fn placeholders(cfg: &mut vmm::VmConfig, dir: &Path) -> Result<(), BootError> {
+    for (i, d) in cfg.disks.iter_mut().enumerate() {
         let path = dir.join(format!("placeholder{i}.img"));
         std::fs::File::create(&path)
             .and_then(|f| f.set_len(PLACEHOLDER_BYTES))
@@ -305,6 +314,14 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
         d.path = path;
         d.format = vmm::DiskFormat::Raw;
     }
+    Ok(())
+}
+
+async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootError> {
+    let began = Instant::now();
+    let sockets = socket_dir(key).map_err(boot_src("create the template's socket directory"))?;
+    let mut t = cfg.clone();
+    placeholders(&mut t, dir)?;
     // The template's NIC drivers never run, but each backend must be of the clones' kind (see
     // net::ScratchTap): a tap attached to nothing, or user-mode networking without forwards.
     let mut taps = Vec::new();
@@ -378,6 +395,7 @@ async fn build(cfg: &vmm::VmConfig, key: &str, dir: &Path) -> Result<(), BootErr
         balloon: cfg.balloon,
         created: chrono::Utc::now(),
         build_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+        waiting: 0,
     };
     let json = serde_json::to_vec_pretty(&info).map_err(boot_src("write template.json"))?;
     atomic_file::write_atomic(&dir.join("template.json"), &json)
@@ -404,12 +422,17 @@ pub fn clone_config(cfg: &mut vmm::VmConfig, dir: &Path, qmp_socket: PathBuf) {
         .push(agent::contract::TEMPLATE_ARG.to_string());
 }
 
-/// Loads the template's device state into a clone started with [`clone_config`].
-pub async fn restore(dir: &Path, qmp_socket: &Path) -> Result<Vec<u64>, BootError> {
+/// Loads the template's device state into a clone started with [`clone_config`]; with
+/// `announce`, has QEMU tell the guest its disks' capacities and returns them (a pooled VM's
+/// disks are still placeholders).
+pub async fn restore(dir: &Path, qmp_socket: &Path, announce: bool) -> Result<Vec<u64>, BootError> {
     let (state, qmp) = (dir.join("state"), qmp_socket.to_path_buf());
     tokio::task::spawn_blocking(move || {
         let mut q = vmm::qmp::Qmp::connect(&qmp, Duration::from_secs(10))?;
         q.restore(&state)?;
+        if !announce {
+            return Ok(Vec::new());
+        }
         q.announce_disk_sizes()
     })
     .await
@@ -449,7 +472,7 @@ mod tests {
         std::fs::write(left.join("agent.sock"), b"").unwrap();
         let other = parent.path().join("unrelated");
         std::fs::create_dir(&other).unwrap();
-        let live = socket_dir_in(parent.path(), "0123abcdef").unwrap();
+        let live = socket_dir_in(parent.path(), "ctpl", "0123abcdef").unwrap();
         assert!(!left.exists(), "a dead build's directory stays");
         assert!(other.exists());
         let name = live
@@ -463,7 +486,7 @@ mod tests {
             "{name}"
         );
         // A live build's directory is not another build's to remove.
-        let second = socket_dir_in(parent.path(), "0123abcdef").unwrap();
+        let second = socket_dir_in(parent.path(), "ctpl", "0123abcdef").unwrap();
         assert!(live.path().exists() && second.path().exists());
     }
 
@@ -579,6 +602,7 @@ mod tests {
             balloon: true,
             created: chrono::Utc::now(),
             build_ms: 1,
+            waiting: 0,
         };
         std::fs::write(t.join("template.json"), serde_json::to_vec(&info).unwrap()).unwrap();
         std::fs::create_dir_all(store.dir().join(".tmp-k2-1")).unwrap();

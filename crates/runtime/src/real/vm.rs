@@ -49,6 +49,8 @@ pub(crate) struct QemuHandle {
     pub(crate) exit: watch::Receiver<Option<String>>,
     /// QEMU's QMP socket, for pause and resume.
     pub(crate) qmp: Option<std::path::PathBuf>,
+    /// What must live as long as the VM (a pre-booted VM's socket directory).
+    pub(crate) keep: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Pause and resume through QMP `stop` and `cont`. QEMU's QMP socket serves one client at a
@@ -196,6 +198,7 @@ pub(crate) async fn spawn_vm(
             pid,
             exit: exit_rx,
             qmp,
+            keep: None,
         }),
         Ok(Err(e)) => Err(e),
         Err(_) => Err(boot_err("start QEMU: the VM thread ended")),
