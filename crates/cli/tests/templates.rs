@@ -312,29 +312,24 @@ fn concurrent_first_runs_build_one_template_and_all_start_from_it() {
     env.run(&["delete", "-f", "p1", "p2", "p3"]).success();
 }
 
-/// The pool's waiting VMs as their entries say (`<root>/pool/*/entry.json`): pid, key.
-fn waiting(env: &Env) -> Vec<(u32, String)> {
+/// The pool's waiting VMs as their entries say (`<root>/pool/*/entry.json`).
+fn waiting(env: &Env) -> Vec<serde_json::Value> {
     std::fs::read_dir(env.cli.root().join("pool"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("entry.json")).ok())
         .map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap())
-        .map(|v| {
-            (
-                v["pid"].as_u64().unwrap() as u32,
-                v["key"].as_str().unwrap().to_string(),
-            )
-        })
         .collect()
 }
 
-/// Waits until a pre-booted VM waits (after the start that made it); returns its pid.
-fn until_one_waits(env: &Env) -> u32 {
+/// Waits until a pre-booted VM with `nets` NICs waits (after the start that asked for it);
+/// returns its pool process's pid.
+fn until_one_waits(env: &Env, nets: u64) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        if let Some((pid, _)) = waiting(env).first() {
-            return *pid;
+        if let Some(e) = waiting(env).iter().find(|e| e["nets"] == nets) {
+            return e["pid"].as_u64().unwrap() as u32;
         }
         assert!(Instant::now() < deadline, "no pre-booted VM came up");
         std::thread::sleep(Duration::from_millis(100));
@@ -356,6 +351,25 @@ fn until_gone(pid: u32, why: &str) {
     }
 }
 
+/// Pings `address` from the test's network namespace (the host side of the container's).
+fn ping(env: &Env, address: &str) -> bool {
+    std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &env.netns.name,
+            "busybox",
+            "ping",
+            "-c1",
+            "-W5",
+            address,
+        ])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
 #[test]
 #[cfg_attr(
     not(container_testenv),
@@ -367,14 +381,14 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
     // restored ahead of time and waits.
     env.run(&["run", "--rm", "--network", "none", IMAGE, "true"])
         .success();
-    let first = until_one_waits(&env);
+    let first = until_one_waits(&env, 0);
     let listed = env
         .run(&["system", "template", "list", "--format", "json"])
         .success()
         .json();
     assert_eq!(listed[0]["waiting"], 1, "{listed}");
     let key = listed[0]["key"].as_str().unwrap().to_string();
-    assert_eq!(waiting(&env), vec![(first, key.clone())]);
+    assert_eq!(waiting(&env)[0]["key"], key.as_str());
 
     // The next container of that shape is that VM: its pool process is its monitor, QEMU
     // stays its child, and its own disk is behind the placeholder.
@@ -410,7 +424,7 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
 
     // Its start made the next one: a second pre-booted container has an identity of its own
     // and does not see the first one's writes.
-    let second = until_one_waits(&env);
+    let second = until_one_waits(&env, 0);
     assert_ne!(second, first);
     env.run(&[
         "run",
@@ -442,12 +456,44 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
     env.run(&["delete", "-f", "p"]).success();
     until_gone(first, "its container");
 
-    // Containers the pool cannot serve get VMs of their own: another shape (a NIC), or a
-    // pool turned off for the start.
-    let third = until_one_waits(&env);
-    env.run(&["run", "-d", "--name", "net", IMAGE, "sleep", "600"])
+    // A VM with a NIC waits with a tap of its own, which becomes the container's: its name,
+    // bridge and address, reachable from the host.
+    let third = until_one_waits(&env, 0);
+    env.run(&["run", "-d", "--name", "net1", IMAGE, "sleep", "600"])
         .success();
-    assert_eq!(env.inspect("net")["vmPrebooted"], false);
+    assert_eq!(env.inspect("net1")["vmPrebooted"], false);
+    until_one_waits(&env, 1);
+    env.run(&["run", "-d", "--name", "net2", IMAGE, "sleep", "600"])
+        .success();
+    let net2 = env.inspect("net2");
+    assert_eq!(net2["vmPrebooted"], true, "{net2}");
+    let attachment = &net2["networks"][0];
+    let address = attachment["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    assert!(
+        ping(&env, address),
+        "net2 ({address}) did not answer: {net2}"
+    );
+    assert_eq!(
+        exec(&env, "net2", "cat /sys/class/net/eth0/address"),
+        attachment["mac"].as_str().unwrap()
+    );
+    // Both containers' taps are on the network's bridge under their session's names; the
+    // pool's own (for the next VM) is attached to nothing.
+    let links = std::process::Command::new("ip")
+        .args(["-n", &env.netns.name, "-o", "link", "show"])
+        .output()
+        .unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    let bridged: Vec<&str> = links.lines().filter(|l| l.contains(" master ")).collect();
+    assert_eq!(bridged.len(), 2, "{links}");
+    assert!(bridged.iter().all(|l| l.contains(": ctap")), "{links}");
+
+    // Not served by the pool: a start with the pool turned off.
     let mut off = env.cli.command(&[
         "run",
         "-d",
@@ -462,14 +508,30 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
     off.env("CONTAINER_POOL", "0");
     assert!(off.output().unwrap().status.success());
     assert_eq!(env.inspect("off")["vmPrebooted"], false);
-    assert_eq!(waiting(&env).first().map(|w| w.0), Some(third));
+    assert!(waiting(&env).iter().any(|e| e["pid"] == third));
 
-    // Prune stops the waiting VM with the templates; containers keep running.
+    // Prune stops the waiting VMs with the templates; containers keep running.
+    let pids: Vec<u32> = waiting(&env)
+        .iter()
+        .map(|e| e["pid"].as_u64().unwrap() as u32)
+        .collect();
     env.run(&["system", "template", "prune"]).success();
-    until_gone(third, "system template prune");
+    for pid in pids {
+        until_gone(pid, "system template prune");
+    }
     assert!(waiting(&env).is_empty());
     assert_eq!(exec(&env, "q", "echo up"), "up");
-    env.run(&["delete", "-f", "q", "net", "off"]).success();
+    assert!(ping(&env, address));
+    env.run(&["delete", "-f", "q", "net1", "net2", "off"])
+        .success();
+    assert!(!String::from_utf8_lossy(
+        &std::process::Command::new("ip")
+            .args(["-n", &env.netns.name, "-o", "link", "show"])
+            .output()
+            .unwrap()
+            .stdout
+    )
+    .contains("cpo"));
 
     // A waiting VM leaves by itself after CONTAINER_POOL_IDLE seconds.
     let mut idle = env
@@ -477,7 +539,7 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
         .command(&["run", "--rm", "--network", "none", IMAGE, "true"]);
     idle.env("CONTAINER_POOL_IDLE", "2");
     assert!(idle.output().unwrap().status.success());
-    let last = until_one_waits(&env);
+    let last = until_one_waits(&env, 0);
     until_gone(last, "its idle time");
     assert_eq!(env.qemus(), 0, "a pre-booted VM's QEMU outlived it");
 }

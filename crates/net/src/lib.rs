@@ -35,7 +35,7 @@ pub use config::{
 pub use firewall::{FirewallError, TABLE_FAMILY, TABLE_PREFIX};
 pub use hosts::{render_hosts, render_resolv_conf, HostEntry};
 pub use ipam::IpamError;
-pub use link::{list as links, LinkError, LinkInfo};
+pub use link::{delete as delete_links, list as links, LinkError, LinkInfo};
 pub use networks::{Attachment, ContainerEntry, NetworkError, NetworkInfo, NetworkMode, Networks};
 pub use session::{ContainerNetwork, PreparedNetwork, RunningNetwork, SessionError};
 pub use store::StoreError;

@@ -263,6 +263,44 @@ pub fn attach_to_bridge(port: &str, bridge: &str, mtu: u32) -> Result<(), LinkEr
     })
 }
 
+/// Puts the link `spare` in the place of `port`: `port` is deleted and `spare` takes its name,
+/// its bridge, its MTU and comes up. A pre-booted VM's tap (opened by its QEMU, attached to
+/// nothing) so becomes the tap a container's network session made for it, which its lease,
+/// cleanup and every later lookup know by name. `spare` must be down (a link is renamed only
+/// while down).
+pub fn replace_port(port: &str, spare: &str) -> Result<(), LinkError> {
+    let (port, spare) = (port.to_string(), spare.to_string());
+    with_handle(|handle| async move {
+        let links = list_async(&handle).await?;
+        let find = |n: &str| {
+            links
+                .iter()
+                .find(|l| l.name == n)
+                .ok_or_else(|| LinkError::Missing(n.to_string()))
+        };
+        let (old, new) = (find(&port)?, find(&spare)?);
+        handle
+            .link()
+            .del(old.index)
+            .execute()
+            .await
+            .map_err(|e| LinkError::Delete(port.clone(), to_io(e)))?;
+        let mut msg = LinkUnspec::new_with_index(new.index).name(port.clone());
+        if let Some(bridge) = old.controller {
+            msg = msg.controller(bridge);
+        }
+        if let Some(mtu) = old.mtu {
+            msg = msg.mtu(mtu);
+        }
+        handle
+            .link()
+            .set(msg.up().build())
+            .execute()
+            .await
+            .map_err(|e| LinkError::SetLink(port.clone(), to_io(e)))
+    })
+}
+
 /// Deletes the named links that exist; missing ones are not an error (idempotent cleanup).
 pub fn delete(names: &[String]) -> Result<(), LinkError> {
     let names = names.to_vec();

@@ -132,6 +132,18 @@ impl ScratchTap {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Becomes the tap `port` (deleted), with its name, bridge and MTU, up: see
+    /// [`crate::link::replace_port`]. It is then `port`'s to remove, no longer a scratch tap.
+    pub fn take_place_of(self, port: &str) -> Result<(), crate::link::LinkError> {
+        let name = self.name.clone();
+        // Whatever happens now, the link is not this value's to delete: named `port` it is
+        // the network session's, and a failed rename leaves one the session never made.
+        std::mem::forget(self);
+        crate::link::replace_port(port, &name).inspect_err(|_| {
+            let _ = crate::link::delete(&[name]);
+        })
+    }
 }
 
 impl Drop for ScratchTap {

@@ -19,9 +19,10 @@
 //! after all (its shape differs) is killed and the monitor boots as usual.
 //!
 //! A waiting VM leaves after [`POOL_IDLE_ENV`] seconds, when its template, its entry or its
-//! state directory goes, or with `system template prune`. Only VMs without a NIC and without
-//! host directories are pooled (taps are made per container before the VM starts; virtiofs
-//! needs shared memory).
+//! state directory goes, or with `system template prune`. NICs on taps are pooled with a
+//! tap of their own, which takes the place of the container's when claimed; VMs with host
+//! directories are not (virtiofs needs shared memory), nor user-mode networking (its port
+//! forwards are fixed when QEMU starts).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -46,7 +47,8 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The environment a monitor's behaviour depends on: a pool process serves only claimers
 /// whose values are its own (a test or a user that sets any of them gets a monitor of its
-/// own making).
+/// own making). The network namespace counts too: a monitor makes its taps and binds its
+/// ports in its own.
 fn relevant_env() -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
@@ -57,6 +59,8 @@ fn relevant_env() -> Vec<(String, String)> {
                 )
         })
         .collect();
+    let netns = std::fs::read_link("/proc/self/ns/net").unwrap_or_default();
+    env.push((" netns".into(), netns.display().to_string()));
     env.sort();
     env
 }
@@ -92,6 +96,9 @@ pub struct EntryInfo {
     pub cpus: u32,
     /// Guest memory.
     pub memory_mib: u64,
+    /// NICs.
+    #[serde(default)]
+    pub nets: usize,
     /// When the VM was ready.
     pub ready: chrono::DateTime<chrono::Utc>,
     /// Restore until ready, in milliseconds.
@@ -232,10 +239,11 @@ fn proc_is_pool(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether VMs of `cfg` can wait in the pool: from a template, no NIC (a tap is made per
-/// container before its VM starts), no virtiofs share, no vsock daemon.
+/// Whether VMs of `cfg` can wait in the pool: NICs on taps only (a pre-booted VM's tap takes
+/// the place of the one the container's network session makes; user-mode networking has its
+/// forwards on QEMU's command line), no virtiofs share, no vsock daemon.
 pub fn poolable(cfg: &vmm::VmConfig) -> bool {
-    cfg.nets.is_empty() && cfg.shares.is_empty() && cfg.vsock_socket.is_none()
+    cfg.nets.iter().all(|n| n.user.is_none()) && cfg.shares.is_empty() && cfg.vsock_socket.is_none()
 }
 
 /// Whether container `record` could be served by a pooled VM at all (checked before a claim,
@@ -243,8 +251,7 @@ pub fn poolable(cfg: &vmm::VmConfig) -> bool {
 fn record_fits(record: &ContainerRecord) -> bool {
     let c = &record.config;
     let vm = &c.vm;
-    c.networks.is_empty()
-        && c.netns.is_none()
+    c.netns.is_none()
         && c.rootfs_dir.is_none()
         && c.mounts.is_empty()
         && crate::pod::infra_of(record).is_none()
@@ -286,7 +293,10 @@ pub fn claim(
     let vm = &record.config.vm;
     let env = relevant_env();
     for entry in Pool::new(root).waiting() {
-        if entry.cpus != vm.cpus.max(1) || entry.memory_mib != vm.memory_mib.max(64) {
+        if entry.cpus != vm.cpus.max(1)
+            || entry.memory_mib != vm.memory_mib.max(64)
+            || entry.nets != record.config.networks.len()
+        {
             continue;
         }
         let request = Claim {
@@ -343,6 +353,8 @@ pub struct Prebooted {
     balloon: bool,
     /// Holds the agent and QMP sockets for as long as the VM lives.
     sockets: tempfile::TempDir,
+    /// Its NICs' taps, attached to nothing until they take the place of the container's.
+    taps: Vec<net::ScratchTap>,
     /// The pool entry: its placeholder disks stay until the container's are in place (a
     /// reopen opens the old file once more).
     entry: PathBuf,
@@ -396,6 +408,14 @@ impl Prebooted {
             let _ = std::fs::copy(&self.console, &req.console_log);
         }
         let _ = std::fs::remove_dir_all(&self.entry);
+        for (tap, net) in std::mem::take(&mut self.taps).into_iter().zip(&cfg.nets) {
+            if let Err(e) = tap.take_place_of(&net.tap) {
+                crate::backend::Vm::kill(&mut self.vm).await;
+                return Err(boot_src(format!("give the pre-booted VM tap {}", net.tap))(
+                    e,
+                ));
+            }
+        }
         let resumed = self
             .client
             .resume(super::template::resume_request(
@@ -488,6 +508,11 @@ async fn prepare_and_wait(
     entry: &Path,
 ) -> Result<Option<(Prebooted, Claim)>, BootError> {
     let began = Instant::now();
+    // SIGTERM (prune, a host shutdown) ends the wait like the idle time does: the VM and its
+    // taps go with it, not left behind by a killed process. Taken from here on, so a
+    // SIGTERM during the restore is served once it is done.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(boot_src("watch for SIGTERM"))?;
     let template = super::template::TemplateStore::new(root).dir().join(key);
     if !template.join("template.json").is_file() {
         return Ok(None);
@@ -502,6 +527,16 @@ async fn prepare_and_wait(
     );
     let mut c = cfg.clone();
     super::template::placeholders(&mut c, entry)?;
+    let mut taps = Vec::new();
+    if !c.nets.is_empty() {
+        remove_dead_taps();
+    }
+    for (i, n) in c.nets.iter_mut().enumerate() {
+        let name = format!("cpo{:x}n{i}", std::process::id());
+        let tap = net::ScratchTap::create(&name).map_err(boot_src("create a placeholder tap"))?;
+        n.tap = tap.name().to_string();
+        taps.push(tap);
+    }
     c.agent_socket = Some(agent_socket.clone());
     c.console_log = entry.join("boot.log");
     c.name = Some(entry.display().to_string());
@@ -529,6 +564,7 @@ async fn prepare_and_wait(
         socket: claim_socket,
         cpus: cfg.cpus,
         memory_mib: cfg.memory_mib,
+        nets: cfg.nets.len(),
         ready: chrono::Utc::now(),
         boot_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
@@ -548,6 +584,7 @@ async fn prepare_and_wait(
                 }
             }
             _ = vm.exit.changed() => break None,
+            _ = term.recv() => break None,
             _ = tick => {
                 let gone = !entry.join("entry.json").is_file() || !template.join("template.json").is_file();
                 if gone || Instant::now() > deadline {
@@ -570,10 +607,27 @@ async fn prepare_and_wait(
             template,
             balloon,
             sockets,
+            taps,
             entry: entry.to_path_buf(),
         },
         claim,
     )))
+}
+
+/// Removes the taps of pool processes killed before they could (`cpo{pid:x}n{i}`).
+fn remove_dead_taps() {
+    let Ok(links) = net::links() else { return };
+    let dead: Vec<String> = links
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| {
+            n.strip_prefix("cpo")
+                .and_then(|r| r.split_once('n'))
+                .and_then(|(pid, _)| u32::from_str_radix(pid, 16).ok())
+                .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect();
+    let _ = net::delete_links(&dead);
 }
 
 /// Reads one claim from `stream`: answered with our pid when its environment is ours and
@@ -614,13 +668,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_vms_without_nics_or_shares_are_pooled() {
+    fn vms_with_user_mode_networking_or_shares_are_not_pooled() {
         let mut c = vmm::VmConfig::new("/k".into(), "/i".into(), "/c".into());
         assert!(poolable(&c));
         c.nets.push(vmm::NetSpec {
             tap: "t0".into(),
             mac: None,
             user: None,
+        });
+        assert!(poolable(&c));
+        let mut user = c.clone();
+        user.nets[0].user = Some(Vec::new());
+        assert!(!poolable(&user));
+        c.shares.push(vmm::ShareSpec {
+            socket: "/s/fs0.sock".into(),
+            tag: "s0".into(),
         });
         assert!(!poolable(&c));
     }
