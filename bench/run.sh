@@ -87,8 +87,9 @@ for i in $(seq "$RUNS"); do
     # A pooled VM's monitor and QEMU are not the client's children: only wall time.
     ready; read -r w _ < <(measure pooled); P_WALL+=("$w")
     ready; read -r w _ < <(measure detached); D_WALL+=("$w")
+    pre=$(C inspect detached --format json | jq -r '.[0].vmPrebooted')
     C rm -f detached >/dev/null
-    echo "run $i: template ${A_WALL[-1]} s ${A_RSS[-1]} KiB | pre-booted ${P_WALL[-1]} s | cold ${C_WALL[-1]} s ${C_RSS[-1]} KiB | raw ${B_WALL[-1]} s ${B_RSS[-1]} KiB | pre-booted detached+exec ${D_WALL[-1]} s" >&2
+    echo "run $i: template ${A_WALL[-1]} s ${A_RSS[-1]} KiB | pre-booted ${P_WALL[-1]} s | cold ${C_WALL[-1]} s ${C_RSS[-1]} KiB | raw ${B_WALL[-1]} s ${B_RSS[-1]} KiB | pre-booted detached+exec ${D_WALL[-1]} s (pre-booted: $pre)" >&2
 done
 aw=$(median "${A_WALL[@]}"); bw=$(median "${B_WALL[@]}")
 ar=$(median "${A_RSS[@]}"); br=$(median "${B_RSS[@]}")

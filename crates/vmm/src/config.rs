@@ -34,6 +34,9 @@ const MMIO_SLOTS_IOAPIC2: usize = 24;
 /// ordinary work use, far below QEMU's 1 GiB default.
 pub const DEFAULT_TB_SIZE_MIB: u32 = 128;
 
+/// The QEMU binary VMs run when none is named: found on `PATH`.
+pub const DEFAULT_QEMU: &str = "qemu-system-x86_64";
+
 /// The vCPU model under TCG: QEMU's default `qemu64` plus ARAT (the local APIC timer keeps
 /// running in idle states). Without ARAT, Linux marks the APIC timer as stopping in deep idle,
 /// finds no broadcast timer on microvm and stays in periodic mode: an idle guest then takes
@@ -349,7 +352,7 @@ impl VmConfig {
             qmp_socket: None,
             extra_cmdline: Vec::new(),
             tsc_khz: None,
-            qemu: PathBuf::from("qemu-system-x86_64"),
+            qemu: PathBuf::from(DEFAULT_QEMU),
             extra_args: Vec::new(),
             balloon: true,
             tb_size_mib: default_tb_size(),

@@ -30,6 +30,7 @@ mod testutil;
 pub use accel::{Accel, Decision};
 pub use config::{
     DiskFormat, DiskSpec, HostForward, MemoryFile, NetSpec, QemuUser, ShareSpec, VmConfig,
+    DEFAULT_QEMU,
 };
 pub use disk::qcow2_overlay;
 pub use initfs::Initfs;

@@ -48,19 +48,19 @@ const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
 /// The environment a monitor's behaviour depends on: a pool process serves only claimers
 /// whose values are its own (a test or a user that sets any of them gets a monitor of its
 /// own making). The network namespace counts too: a monitor makes its taps and binds its
-/// ports in its own.
+/// ports in its own. Of `PATH`, what it finds counts (QEMU): shells differ in `PATH` alone
+/// (a Python virtualenv's, sudo's) without running another QEMU.
 fn relevant_env() -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
             k.starts_with("CONTAINER_")
-                || matches!(
-                    k.as_str(),
-                    "PATH" | "TMPDIR" | "XDG_RUNTIME_DIR" | "RUST_LOG"
-                )
+                || matches!(k.as_str(), "TMPDIR" | "XDG_RUNTIME_DIR" | "RUST_LOG")
         })
         .collect();
     let netns = std::fs::read_link("/proc/self/ns/net").unwrap_or_default();
     env.push((" netns".into(), netns.display().to_string()));
+    let qemu = super::template::which(Path::new(vmm::DEFAULT_QEMU)).unwrap_or_default();
+    env.push((" qemu".into(), qemu.display().to_string()));
     env.sort();
     env
 }
@@ -407,6 +407,7 @@ impl Prebooted {
         if std::fs::rename(&self.console, &req.console_log).is_err() {
             let _ = std::fs::copy(&self.console, &req.console_log);
         }
+        tracing::debug!("pre-booted VM has its disks");
         let _ = std::fs::remove_dir_all(&self.entry);
         for (tap, net) in std::mem::take(&mut self.taps).into_iter().zip(&cfg.nets) {
             if let Err(e) = tap.take_place_of(&net.tap) {
@@ -614,6 +615,18 @@ async fn prepare_and_wait(
     )))
 }
 
+/// The first variable whose value differs between `a` and `b` (both sorted by name).
+fn env_difference(a: &[(String, String)], b: &[(String, String)]) -> Option<String> {
+    let names: std::collections::BTreeSet<&String> = a.iter().chain(b).map(|(k, _)| k).collect();
+    let value = |env: &[(String, String)], k: &String| {
+        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    };
+    names
+        .into_iter()
+        .find(|k| value(a, k) != value(b, k))
+        .map(|k| k.trim().to_string())
+}
+
 /// Removes the taps of pool processes killed before they could (`cpo{pid:x}n{i}`).
 fn remove_dead_taps() {
     let Ok(links) = net::links() else { return };
@@ -643,16 +656,15 @@ async fn take_claim(stream: tokio::net::UnixStream, env: &[(String, String)]) ->
     let mut lines = tokio::io::BufReader::new(read).lines();
     let talk = async {
         let claim: Claim = serde_json::from_str(&lines.next_line().await.ok()??).ok()?;
-        let answer = if claim.env == env {
-            Answer {
+        let answer = match env_difference(&claim.env, env) {
+            None => Answer {
                 pid: Some(std::process::id()),
                 refused: None,
-            }
-        } else {
-            Answer {
+            },
+            Some(name) => Answer {
                 pid: None,
-                refused: Some("the environment differs".into()),
-            }
+                refused: Some(format!("its {name} differs")),
+            },
         };
         let mut text = serde_json::to_string(&answer).ok()?;
         text.push('\n');
@@ -666,6 +678,29 @@ async fn take_claim(stream: tokio::net::UnixStream, env: &[(String, String)]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_from_another_environment_names_what_differs() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let ours = env(&[
+            (" netns", "net:[1]"),
+            ("CONTAINER_POOL", "1"),
+            ("PATH", "/bin"),
+        ]);
+        assert_eq!(env_difference(&ours, &ours), None);
+        let other = env(&[(" netns", "net:[2]"), ("PATH", "/bin")]);
+        assert_eq!(env_difference(&ours, &other).as_deref(), Some("netns"));
+        let fewer = env(&[(" netns", "net:[1]"), ("PATH", "/bin")]);
+        assert_eq!(
+            env_difference(&ours, &fewer).as_deref(),
+            Some("CONTAINER_POOL")
+        );
+    }
 
     #[test]
     fn vms_with_user_mode_networking_or_shares_are_not_pooled() {

@@ -176,7 +176,7 @@ pub fn key(cfg: &vmm::VmConfig) -> String {
     hex::encode(&digest[..16])
 }
 
-fn which(program: &Path) -> Option<PathBuf> {
+pub(crate) fn which(program: &Path) -> Option<PathBuf> {
     if program.is_absolute() {
         return Some(program.to_path_buf());
     }
