@@ -71,23 +71,7 @@ fn containers_start_from_one_template_each_with_its_own_identity() {
         // The NIC was probed in the template with the template's MAC: frames to the clone's
         // own must reach it (QEMU's receive filter follows the address the guest set).
         let address = net["address"].as_str().unwrap().split('/').next().unwrap();
-        let ping = std::process::Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &env.netns.name,
-                "busybox",
-                "ping",
-                "-c1",
-                "-W5",
-                address,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            ping.status.success(),
-            "{name} ({address}) did not answer: {ping:?}"
-        );
+        assert!(ping(&env, address), "{name} ({address}) did not answer");
         // The clock is this host's, not the template's.
         let guest: u64 = exec(&env, name, "busybox date +%s").parse().unwrap();
         let host = std::time::SystemTime::now()

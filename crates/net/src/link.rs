@@ -241,14 +241,8 @@ pub fn attach_to_bridge(port: &str, bridge: &str, mtu: u32) -> Result<(), LinkEr
     let (port, bridge) = (port.to_string(), bridge.to_string());
     with_handle(|handle| async move {
         let links = list_async(&handle).await?;
-        let find = |n: &str| {
-            links
-                .iter()
-                .find(|l| l.name == n)
-                .map(|l| l.index)
-                .ok_or_else(|| LinkError::Missing(n.to_string()))
-        };
-        let (port_index, bridge_index) = (find(&port)?, find(&bridge)?);
+        let (port_index, bridge_index) =
+            (named(&links, &port)?.index, named(&links, &bridge)?.index);
         let msg = LinkUnspec::new_with_index(port_index)
             .controller(bridge_index)
             .mtu(mtu)
@@ -263,6 +257,14 @@ pub fn attach_to_bridge(port: &str, bridge: &str, mtu: u32) -> Result<(), LinkEr
     })
 }
 
+/// The link called `name` among `links`.
+fn named<'a>(links: &'a [LinkInfo], name: &str) -> Result<&'a LinkInfo, LinkError> {
+    links
+        .iter()
+        .find(|l| l.name == name)
+        .ok_or_else(|| LinkError::Missing(name.to_string()))
+}
+
 /// Puts the link `spare` in the place of `port`: `port` is deleted and `spare` takes its name,
 /// its bridge, its MTU and comes up. A pre-booted VM's tap (opened by its QEMU, attached to
 /// nothing) so becomes the tap a container's network session made for it, which its lease,
@@ -272,13 +274,7 @@ pub fn replace_port(port: &str, spare: &str) -> Result<(), LinkError> {
     let (port, spare) = (port.to_string(), spare.to_string());
     with_handle(|handle| async move {
         let links = list_async(&handle).await?;
-        let find = |n: &str| {
-            links
-                .iter()
-                .find(|l| l.name == n)
-                .ok_or_else(|| LinkError::Missing(n.to_string()))
-        };
-        let (old, new) = (find(&port)?, find(&spare)?);
+        let (old, new) = (named(&links, &port)?, named(&links, &spare)?);
         handle
             .link()
             .del(old.index)
