@@ -1044,8 +1044,10 @@ c = docker.DockerClient(base_url=sys.argv[1], version="auto")
 image = sys.argv[2]
 assert c.version()["ApiVersion"] == "1.41"
 assert image in [t for i in c.images.list() for t in i.tags]
-# run: create, start, logs (followed), wait, remove
-out = c.containers.run(image, ["sh", "-c", "echo sdk; echo err >&2"], network_mode="none",
+# run: create, start, logs (followed), wait, remove. stdout and stderr are two pipes (as under
+# docker): lines written a moment apart keep their order; written back to back, either may
+# be read first.
+out = c.containers.run(image, ["sh", "-c", "echo sdk; sleep 0.2; echo err >&2"], network_mode="none",
                        remove=True, stderr=True)
 assert out == b"sdk\nerr\n", out
 ct = c.containers.run(image, ["sleep", "100"], network_mode="none", detach=True, name="sdk1",
