@@ -20,6 +20,32 @@ fn own_templates() -> Env {
     env
 }
 
+/// The guest clock of container `name` is within 5 s of this host's.
+fn assert_clock_is_the_hosts(env: &Env, name: &str) {
+    let guest: u64 = exec(env, name, "busybox date +%s").parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
+}
+
+/// Starts container `name` detached, without a network, sleeping.
+fn sleeper(env: &Env, name: &str) {
+    env.run(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        name,
+        IMAGE,
+        "sleep",
+        "600",
+    ])
+    .success();
+}
+
 fn exec(env: &Env, name: &str, script: &str) -> String {
     env.run(&["exec", name, "sh", "-c", script])
         .success()
@@ -73,12 +99,7 @@ fn containers_start_from_one_template_each_with_its_own_identity() {
         let address = net["address"].as_str().unwrap().split('/').next().unwrap();
         assert!(ping(&env, address), "{name} ({address}) did not answer");
         // The clock is this host's, not the template's.
-        let guest: u64 = exec(&env, name, "busybox date +%s").parse().unwrap();
-        let host = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
+        assert_clock_is_the_hosts(&env, name);
     }
     // Each clone has its own disk: a write of one is not seen by the other, nor by the next.
     exec(&env, "a", "echo mine > /data/written-by-a");
@@ -376,18 +397,7 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
 
     // The next container of that shape is that VM: its pool process is its monitor, QEMU
     // stays its child, and its own disk is behind the placeholder.
-    env.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "p",
-        IMAGE,
-        "sleep",
-        "600",
-    ])
-    .success();
+    sleeper(&env, "p");
     let p = env.inspect("p");
     assert_eq!(p["vmPrebooted"], true, "{p}");
     assert_eq!(p["vmTemplate"], key.as_str(), "{p}");
@@ -399,29 +409,13 @@ fn a_pre_booted_vm_becomes_the_next_container_of_its_shape() {
         exec(&env, "p", "busybox hostname"),
         p["id"].as_str().unwrap()[..12]
     );
-    let guest: u64 = exec(&env, "p", "busybox date +%s").parse().unwrap();
-    let host = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
+    assert_clock_is_the_hosts(&env, "p");
 
     // Its start made the next one: a second pre-booted container has an identity of its own
     // and does not see the first one's writes.
     let second = until_one_waits(&env, 0);
     assert_ne!(second, first);
-    env.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        "q",
-        IMAGE,
-        "sleep",
-        "600",
-    ])
-    .success();
+    sleeper(&env, "q");
     let q = env.inspect("q");
     assert_eq!(q["vmPrebooted"], true, "{q}");
     let boot_id = "cat /proc/sys/kernel/random/boot_id";

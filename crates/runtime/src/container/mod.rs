@@ -20,6 +20,7 @@ mod rename;
 mod restart;
 mod restart_policy;
 mod start;
+pub(crate) use start::spawn_detached;
 mod stop;
 mod update;
 mod wait;

@@ -161,27 +161,33 @@ impl Container {
                 command.arg("--hold");
             }
         }
-        // SAFETY: setsid is async-signal-safe and touches no memory of the parent; it detaches
-        // the monitor from the caller's session and terminal so it outlives the caller.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().map_err(spawn_err)?;
-        let pid = child.id();
-        // The monitor is our child until it ends: a long-lived caller (the Engine API server)
-        // must reap it, or every container that ends leaves a zombie behind. A thread that
-        // only waits costs nothing while it blocks; a short-lived CLI exits before it matters.
-        std::thread::spawn(move || {
-            let _ = child.wait();
-        });
+        let pid = spawn_detached(&mut command).map_err(spawn_err)?;
         // Record the pid now so a concurrent start sees it; the monitor rewrites it itself.
         record.monitor_pid = Some(pid);
         store.save(&record)?;
         Ok(pid)
     }
+}
+
+/// Starts `command` in a session of its own, so that it outlives its caller and the caller's
+/// terminal (a monitor, a pool process), and returns its pid. It stays our child until it
+/// ends: a long-lived caller (the Engine API server, a monitor) must reap it, or each one that
+/// ends leaves a zombie behind. A thread that only waits costs nothing while it blocks; a
+/// short-lived CLI exits before it matters.
+pub(crate) fn spawn_detached(command: &mut Command) -> std::io::Result<u32> {
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(pid)
 }

@@ -135,18 +135,14 @@ impl Pool {
 
     /// Removes the directories of pool processes that died.
     fn sweep(&self) {
-        atomic_file::remove_dead_writers(&self.dir, |name| name.rsplit_once('-')?.1.parse().ok());
+        atomic_file::remove_dead_writers(&self.dir, entry_pid);
     }
 
     /// Stops every waiting VM (and the pool processes still booting one); returns how many.
     pub fn stop_all(&self) -> usize {
         let mut stopped = 0;
         for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name
-                .rsplit_once('-')
-                .and_then(|(_, p)| p.parse::<i32>().ok())
-            else {
+            let Some(pid) = entry_pid(&e.file_name().to_string_lossy()) else {
                 continue;
             };
             // A claimed one is a container's monitor now (its entry has no entry.json left).
@@ -159,7 +155,7 @@ impl Pool {
                 stopped += 1;
                 if proc_is_pool(pid) {
                     // SAFETY: kill(2) with SIGTERM of a pool process (checked just above).
-                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
                 }
             }
         }
@@ -204,33 +200,21 @@ impl Pool {
             .stderr(std::process::Stdio::null())
             // Not the monitor's owner: a pooled VM belongs to no shim until claimed.
             .env_remove(super::super::monitor::owner::OWNER_ENV);
-        use std::os::unix::process::CommandExt;
-        // SAFETY: setsid is async-signal-safe: the pool process leaves the monitor's session.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        match command.spawn() {
-            Ok(mut child) => {
-                // Reaped by a thread: the monitor may live long after.
-                std::thread::spawn(move || {
-                    let _ = child.wait();
-                });
-            }
-            Err(e) => {
-                tracing::debug!("start a pool process: {e}");
-                let _ = std::fs::remove_file(&seed);
-            }
+        if let Err(e) = crate::container::spawn_detached(&mut command) {
+            tracing::debug!("start a pool process: {e}");
+            let _ = std::fs::remove_file(&seed);
         }
     }
 }
 
+/// The pool process's pid in the name of an entry (`<key>-<pid>`) or a seed
+/// (`.seed-<key>-<pid>`, its starter's).
+fn entry_pid(name: &str) -> Option<u32> {
+    name.rsplit_once('-')?.1.parse().ok()
+}
+
 /// Whether `/proc/PID/cmdline` is one of our pool processes (a pid may be reused).
-fn proc_is_pool(pid: i32) -> bool {
+fn proc_is_pool(pid: u32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|c| {
             c.split(|b| *b == 0)
@@ -371,7 +355,7 @@ impl Prebooted {
         &self.template
     }
 
-    /// Ends the VM (it did not fit).
+    /// Ends the VM (it did not fit, or could not be handed over).
     pub(crate) async fn discard(mut self) {
         crate::backend::Vm::kill(&mut self.vm).await;
         let _ = std::fs::remove_dir_all(&self.entry);
@@ -398,8 +382,7 @@ impl Prebooted {
         let sizes = match swapped {
             Ok(s) => s,
             Err(e) => {
-                crate::backend::Vm::kill(&mut self.vm).await;
-                let _ = std::fs::remove_dir_all(&self.entry);
+                self.discard().await;
                 return Err(e);
             }
         };
@@ -411,7 +394,7 @@ impl Prebooted {
         let _ = std::fs::remove_dir_all(&self.entry);
         for (tap, net) in std::mem::take(&mut self.taps).into_iter().zip(&cfg.nets) {
             if let Err(e) = tap.take_place_of(&net.tap) {
-                crate::backend::Vm::kill(&mut self.vm).await;
+                self.discard().await;
                 return Err(boot_src(format!("give the pre-booted VM tap {}", net.tap))(
                     e,
                 ));
@@ -425,7 +408,7 @@ impl Prebooted {
             ))
             .await;
         if let Err(e) = resumed {
-            crate::backend::Vm::kill(&mut self.vm).await;
+            self.discard().await;
             return Err(boot_src("resume the pre-booted VM")(e));
         }
         tracing::debug!("pre-booted VM resumed");
