@@ -11,6 +11,15 @@ cd "$(dirname "$0")/.."
 # clippy and test get the same flags so that one build of the dependencies serves both; it is set
 # only after setup.sh so that the release binaries setup.sh built stay valid.
 export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }--cfg container_testenv"
+# A fresh build gains nothing from incremental state, which would take several GB more.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
+# The build and the tests' VMs need several GB; running out half-way fails in confusing places
+# (a linker killed by SIGBUS), so say so up front.
+free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
+if [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free under $PWD; the test build needs about 8 GiB" >&2
+fi
 
 echo "==> cargo fmt --check" >&2
 cargo fmt --all -- --check
