@@ -17,8 +17,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # The build and the tests' VMs need several GB; running out half-way fails in confusing places
 # (a linker killed by SIGBUS), so say so up front.
 free_kib=$(df -Pk . | awk 'NR==2 {print $4}')
-if [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
-    echo "warning: only $((free_kib / 1024)) MiB free under $PWD; the test build needs about 8 GiB" >&2
+if [ "$free_kib" -lt $((10 * 1024 * 1024)) ]; then
+    echo "warning: only $((free_kib / 1024)) MiB free under $PWD; the test build and its VMs need about 10 GiB" >&2
 fi
 
 echo "==> cargo fmt --check" >&2
