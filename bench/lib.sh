@@ -8,6 +8,9 @@
 # (/proc/PID/task/*/children) every 20 ms, so it neither rounds the time up to its period nor
 # competes for the CPU with a scan of every process. MEASURE_SCAN_WORK=1 also counts processes
 # outside the tree whose command line names $WORK (a containerd shim is containerd's child).
+# Each measurement starts after an untimed pause (MEASURE_PAUSE seconds, default 1): cold VM
+# starts run back to back alternated between two speeds about 11 % apart on this machine, where
+# starts one second apart spread by about 1.5 % (docs/benchmarks.md, "Seventh pass").
 measure() {
     python3 - "$1" <<'PY'
 import os, subprocess, sys, threading, time
@@ -48,6 +51,7 @@ def sample(root):
             except OSError:
                 pass
         done.wait(0.02)
+time.sleep(float(os.environ.get("MEASURE_PAUSE", "1")))
 t0 = time.monotonic()
 p = subprocess.Popen(["bash", "-c", what], stdout=subprocess.DEVNULL)
 sampler = threading.Thread(target=sample, args=(p.pid,))
