@@ -1,6 +1,7 @@
 //! VM templates end to end: containers start from a restored copy of a pre-booted VM, each
 //! with its own identity (RNG, boot id, MAC, address, hostname, clock) and its own disk;
-//! cases a template cannot serve boot cold; a template build killed half-way is never used.
+//! cases a template cannot serve boot cold; another VM shape or a rebuilt init gets a template of
+//! its own; a template build killed half-way is never used.
 //!
 //! Needs what tests/run.rs needs (root, QEMU, the kernel .deb, the static vminitd).
 
@@ -172,6 +173,94 @@ fn containers_start_from_one_template_each_with_its_own_identity() {
         .success()
         .json();
     assert_eq!(again.as_array().unwrap().len(), 1);
+}
+
+/// The keys of the templates `system template list` shows.
+fn template_keys(env: &Env) -> Vec<String> {
+    let list = env
+        .run(&["system", "template", "list", "--format", "json"])
+        .success()
+        .json();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(container_testenv),
+    ignore = "needs root, QEMU and network namespaces: run scripts/test.sh"
+)]
+fn another_vm_shape_or_a_rebuilt_init_gets_a_template_of_its_own() {
+    let mut env = own_templates();
+    env.cli.env("CONTAINER_POOL", "0");
+    let none = ["--network", "none"];
+    let run = |name: &str, extra: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend_from_slice(&none);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+        args
+    };
+    env.run(&run("first", &[])).success();
+    let first = template_keys(&env);
+    assert_eq!(first.len(), 1, "{first:?}");
+    // The same shape again: the same template.
+    env.run(&run("again", &[])).success();
+    assert_eq!(template_keys(&env), first);
+    assert_eq!(env.inspect("again")["vmTemplate"], first[0].as_str());
+
+    // Another memory size is another VM shape.
+    env.run(&run("bigger", &["--memory", "768m"])).success();
+    let keys = template_keys(&env);
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let bigger = env.inspect("bigger");
+    let bigger_key = bigger["vmTemplate"].as_str().unwrap().to_string();
+    assert!(!first.contains(&bigger_key), "{bigger}");
+    assert_eq!(
+        exec(
+            &env,
+            "bigger",
+            "busybox awk '/MemTotal/ {print ($2 > 600000)}' /proc/meminfo"
+        ),
+        "1"
+    );
+
+    // A rebuilt vminitd (here the same binary with a byte appended, which an ELF loader
+    // ignores) makes another init filesystem, so the next start builds a template of its own
+    // rather than restoring a VM that runs the old init.
+    let dir = tempfile::tempdir().unwrap();
+    let rebuilt = dir.path().join("vminitd");
+    let mut bytes = std::fs::read(testkit::static_vminitd()).unwrap();
+    bytes.push(0);
+    std::fs::write(&rebuilt, bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&rebuilt, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = env
+        .cli
+        .command(&run("rebuilt", &[]))
+        .env(testkit::VMINITD_VAR, &rebuilt)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let keys = template_keys(&env);
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    let rebuilt_key = env.inspect("rebuilt")["vmTemplate"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !first.contains(&rebuilt_key) && rebuilt_key != bigger_key,
+        "{rebuilt_key} {keys:?}"
+    );
+    assert_eq!(exec(&env, "rebuilt", "echo ok"), "ok");
+
+    env.run(&["delete", "-f", "first", "again", "bigger", "rebuilt"])
+        .success();
+    env.run(&["system", "template", "prune"]).success();
+    assert!(template_keys(&env).is_empty());
 }
 
 #[test]
