@@ -196,14 +196,12 @@ fn template_keys(env: &Env) -> Vec<String> {
 fn another_vm_shape_or_a_rebuilt_init_gets_a_template_of_its_own() {
     let mut env = own_templates();
     env.cli.env("CONTAINER_POOL", "0");
-    let none = ["--network", "none"];
-    let run = |name: &str, extra: &[&str]| {
-        let mut args = vec!["run", "-d", "--name", name];
-        args.extend_from_slice(&none);
+    fn run<'a>(name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
         args.extend_from_slice(extra);
         args.extend_from_slice(&[IMAGE, "sleep", "600"]);
         args
-    };
+    }
     env.run(&run("first", &[])).success();
     let first = template_keys(&env);
     assert_eq!(first.len(), 1, "{first:?}");
