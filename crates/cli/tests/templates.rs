@@ -31,20 +31,18 @@ fn assert_clock_is_the_hosts(env: &Env, name: &str) {
     assert!(guest.abs_diff(host) <= 5, "guest {guest} host {host}");
 }
 
+/// The arguments that start container `name` detached, without a network, sleeping, with
+/// `extra` options.
+fn sleeper_args<'a>(name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "-d", "--network", "none", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMAGE, "sleep", "600"]);
+    args
+}
+
 /// Starts container `name` detached, without a network, sleeping.
 fn sleeper(env: &Env, name: &str) {
-    env.run(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        name,
-        IMAGE,
-        "sleep",
-        "600",
-    ])
-    .success();
+    env.run(&sleeper_args(name, &[])).success();
 }
 
 fn exec(env: &Env, name: &str, script: &str) -> String {
@@ -196,22 +194,17 @@ fn template_keys(env: &Env) -> Vec<String> {
 fn another_vm_shape_or_a_rebuilt_init_gets_a_template_of_its_own() {
     let mut env = own_templates();
     env.cli.env("CONTAINER_POOL", "0");
-    fn run<'a>(name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-        let mut args = vec!["run", "-d", "--network", "none", "--name", name];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[IMAGE, "sleep", "600"]);
-        args
-    }
-    env.run(&run("first", &[])).success();
+    sleeper(&env, "first");
     let first = template_keys(&env);
     assert_eq!(first.len(), 1, "{first:?}");
     // The same shape again: the same template.
-    env.run(&run("again", &[])).success();
+    sleeper(&env, "again");
     assert_eq!(template_keys(&env), first);
     assert_eq!(env.inspect("again")["vmTemplate"], first[0].as_str());
 
     // Another memory size is another VM shape.
-    env.run(&run("bigger", &["--memory", "768m"])).success();
+    env.run(&sleeper_args("bigger", &["--memory", "768m"]))
+        .success();
     let keys = template_keys(&env);
     assert_eq!(keys.len(), 2, "{keys:?}");
     let bigger = env.inspect("bigger");
@@ -238,7 +231,7 @@ fn another_vm_shape_or_a_rebuilt_init_gets_a_template_of_its_own() {
     std::fs::set_permissions(&rebuilt, std::fs::Permissions::from_mode(0o755)).unwrap();
     let o = env
         .cli
-        .command(&run("rebuilt", &[]))
+        .command(&sleeper_args("rebuilt", &[]))
         .env(testkit::VMINITD_VAR, &rebuilt)
         .output()
         .unwrap();

@@ -153,9 +153,9 @@ impl Pool {
             }
             if std::fs::remove_dir_all(e.path()).is_ok() {
                 stopped += 1;
-                if proc_is_pool(pid) {
+                if let (true, Ok(pid)) = (proc_is_pool(pid), i32::try_from(pid)) {
                     // SAFETY: kill(2) with SIGTERM of a pool process (checked just above).
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
                 }
             }
         }
